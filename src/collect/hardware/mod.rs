@@ -1,0 +1,785 @@
+//! Hardware readings: platform-free sample types, P/E topology, and the arithmetic that
+//! turns raw readings into metric families.
+//!
+//! A platform source ([`linux`], later macOS and replay) only *reads*: it returns a
+//! [`Reading`]. Everything computed from readings (tick deltas, utilisation, watts from
+//! energy counters, thermal state from trip points) lives here and is tested on fixtures.
+
+pub mod linux;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::config::TopologyOverride;
+use crate::store::Family;
+
+/// Core type of a logical CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoreType {
+    Performance,
+    Efficiency,
+}
+
+impl CoreType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoreType::Performance => "performance",
+            CoreType::Efficiency => "efficiency",
+        }
+    }
+}
+
+/// One logical CPU's place in the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuDesc {
+    pub core_type: CoreType,
+    pub cluster: String,
+}
+
+/// Every logical CPU, by number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub cpus: BTreeMap<u32, CpuDesc>,
+    /// How the split was decided, for logs and the status API.
+    pub method: &'static str,
+}
+
+impl Topology {
+    pub fn core_type(&self, cpu: u32) -> CoreType {
+        self.cpus
+            .get(&cpu)
+            .map_or(CoreType::Performance, |d| d.core_type)
+    }
+
+    pub fn count(&self, t: CoreType) -> usize {
+        self.cpus.values().filter(|d| d.core_type == t).count()
+    }
+}
+
+/// What a platform knows about its CPUs, from which the topology is decided.
+#[derive(Debug, Clone, Default)]
+pub struct TopologyInputs {
+    /// Every logical CPU.
+    pub cpus: Vec<u32>,
+    /// Intel hybrid: CPUs of the `cpu_core` PMU (P-cores).
+    pub intel_core: Option<Vec<u32>>,
+    /// Intel hybrid: CPUs of the `cpu_atom` PMU (E-cores).
+    pub intel_atom: Option<Vec<u32>>,
+    /// ARM `cpu_capacity` per CPU.
+    pub capacity: BTreeMap<u32, u64>,
+    /// cpufreq `cpuinfo_max_freq` per CPU, in kHz.
+    pub max_freq_khz: BTreeMap<u32, u64>,
+    /// Cluster id per CPU where the platform reports one.
+    pub cluster: BTreeMap<u32, String>,
+}
+
+/// Below this share of the fastest core's maximum frequency a core counts as an
+/// efficiency core. Favoured-core boost on non-hybrid chips (Intel Turbo Boost Max 3.0)
+/// spreads maxima by a few percent; real E-cores sit far lower.
+const EFFICIENCY_FREQ_SHARE: f64 = 0.85;
+
+/// Decides P/E types. A configured override wins; then Intel hybrid PMUs, ARM
+/// capacities, distinct cpufreq maxima, and otherwise every CPU is a performance core.
+pub fn detect_topology(inputs: &TopologyInputs, forced: Option<&TopologyOverride>) -> Topology {
+    let mut types: BTreeMap<u32, CoreType> = BTreeMap::new();
+    let method;
+    if let Some((p, e)) = forced.and_then(|f| f.cpu_sets().ok()) {
+        method = "config";
+        for &cpu in &inputs.cpus {
+            // A CPU the override leaves out takes the type of the set that *was* given
+            // in full: naming only the E-cores makes the rest P-cores and vice versa.
+            let t = if e.contains(&cpu) || (!p.is_empty() && !p.contains(&cpu) && e.is_empty()) {
+                CoreType::Efficiency
+            } else {
+                CoreType::Performance
+            };
+            types.insert(cpu, t);
+        }
+    } else if let (Some(core), Some(atom)) = (&inputs.intel_core, &inputs.intel_atom) {
+        method = "intel-hybrid";
+        for &cpu in &inputs.cpus {
+            let t = if atom.contains(&cpu) && !core.contains(&cpu) {
+                CoreType::Efficiency
+            } else {
+                CoreType::Performance
+            };
+            types.insert(cpu, t);
+        }
+    } else if distinct(&inputs.capacity) > 1 {
+        method = "cpu-capacity";
+        let max = inputs.capacity.values().copied().max().unwrap_or(0);
+        for &cpu in &inputs.cpus {
+            let t = match inputs.capacity.get(&cpu) {
+                Some(&c) if c < max => CoreType::Efficiency,
+                _ => CoreType::Performance,
+            };
+            types.insert(cpu, t);
+        }
+    } else if heterogeneous_freq(&inputs.max_freq_khz) {
+        method = "cpufreq-max";
+        let max = inputs.max_freq_khz.values().copied().max().unwrap_or(0) as f64;
+        for &cpu in &inputs.cpus {
+            let t = match inputs.max_freq_khz.get(&cpu) {
+                Some(&f) if (f as f64) < max * EFFICIENCY_FREQ_SHARE => CoreType::Efficiency,
+                _ => CoreType::Performance,
+            };
+            types.insert(cpu, t);
+        }
+    } else {
+        method = "uniform";
+        types = inputs
+            .cpus
+            .iter()
+            .map(|&c| (c, CoreType::Performance))
+            .collect();
+    }
+    let cpus = types
+        .into_iter()
+        .map(|(cpu, core_type)| {
+            let cluster = inputs.cluster.get(&cpu).cloned().unwrap_or_else(|| {
+                // No cluster id from the platform: one cluster per core type.
+                match core_type {
+                    CoreType::Performance => "P".to_string(),
+                    CoreType::Efficiency => "E".to_string(),
+                }
+            });
+            (cpu, CpuDesc { core_type, cluster })
+        })
+        .collect();
+    Topology { cpus, method }
+}
+
+fn distinct(m: &BTreeMap<u32, u64>) -> usize {
+    let mut v: Vec<u64> = m.values().copied().collect();
+    v.sort_unstable();
+    v.dedup();
+    v.len()
+}
+
+fn heterogeneous_freq(m: &BTreeMap<u32, u64>) -> bool {
+    let (Some(&min), Some(&max)) = (m.values().min(), m.values().max()) else {
+        return false;
+    };
+    (min as f64) < (max as f64) * EFFICIENCY_FREQ_SHARE
+}
+
+/// Cumulative CPU time of one logical CPU, in seconds, by mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    pub user: f64,
+    pub nice: f64,
+    pub system: f64,
+    pub idle: f64,
+    pub iowait: f64,
+    pub irq: f64,
+    pub softirq: f64,
+    pub steal: f64,
+}
+
+impl CpuTimes {
+    pub fn modes(&self) -> [(&'static str, f64); 8] {
+        [
+            ("user", self.user),
+            ("nice", self.nice),
+            ("system", self.system),
+            ("idle", self.idle),
+            ("iowait", self.iowait),
+            ("irq", self.irq),
+            ("softirq", self.softirq),
+            ("steal", self.steal),
+        ]
+    }
+
+    fn idle_total(&self) -> f64 {
+        self.idle + self.iowait
+    }
+
+    fn total(&self) -> f64 {
+        self.modes().iter().map(|(_, v)| v).sum()
+    }
+}
+
+/// Busy share over an interval: `(busy, total)` time deltas. `None` when no time passed
+/// or a counter went backwards (CPU hot-plugged, counters reset).
+pub fn busy_delta(prev: &CpuTimes, cur: &CpuTimes) -> Option<(f64, f64)> {
+    let total = cur.total() - prev.total();
+    let idle = cur.idle_total() - prev.idle_total();
+    if total <= 0.0 || idle < 0.0 || idle > total {
+        return None;
+    }
+    Some((total - idle, total))
+}
+
+/// Memory by state, in bytes; a field the platform cannot read is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Memory {
+    pub total: Option<u64>,
+    pub used: Option<u64>,
+    pub available: Option<u64>,
+    pub free: Option<u64>,
+    pub cached: Option<u64>,
+    pub swap_used: Option<u64>,
+    pub swap_total: Option<u64>,
+}
+
+/// Share of time tasks stalled on memory, 0..1, over 10 s and 60 s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryPressure {
+    pub avg10: f64,
+    pub avg60: f64,
+}
+
+/// Thermal pressure in the names macOS uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThermalPressure {
+    Nominal,
+    Fair,
+    Serious,
+    Critical,
+}
+
+impl ThermalPressure {
+    pub const ALL: [ThermalPressure; 4] = [
+        ThermalPressure::Nominal,
+        ThermalPressure::Fair,
+        ThermalPressure::Serious,
+        ThermalPressure::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThermalPressure::Nominal => "nominal",
+            ThermalPressure::Fair => "fair",
+            ThermalPressure::Serious => "serious",
+            ThermalPressure::Critical => "critical",
+        }
+    }
+}
+
+/// Kind of a thermal trip point, as Linux names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripKind {
+    Active,
+    Passive,
+    Hot,
+    Critical,
+}
+
+/// A sensor reading with its trip points (°C), if the platform has any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensor {
+    pub name: String,
+    pub celsius: f64,
+    pub trips: Vec<(TripKind, f64)>,
+}
+
+/// Thermal pressure of one sensor from its trip points: at or over `critical` is
+/// critical, over `hot` serious, over `passive` (where the kernel starts throttling)
+/// fair. `None` when the sensor has no trip point that says anything about pressure.
+pub fn sensor_pressure(s: &Sensor) -> Option<ThermalPressure> {
+    let mut known = false;
+    let mut level = ThermalPressure::Nominal;
+    for &(kind, at) in &s.trips {
+        let reached = match kind {
+            TripKind::Critical => ThermalPressure::Critical,
+            TripKind::Hot => ThermalPressure::Serious,
+            TripKind::Passive => ThermalPressure::Fair,
+            TripKind::Active => continue, // fans spinning up is not pressure
+        };
+        known = true;
+        if s.celsius >= at {
+            level = level.max(reached);
+        }
+    }
+    known.then_some(level)
+}
+
+/// Cumulative energy of one power rail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnergyCounter {
+    pub rail: String,
+    pub joules: f64,
+    /// Value at which the hardware counter wraps to 0, in joules.
+    pub wraps_at: Option<f64>,
+}
+
+/// One read of the hardware.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    pub cpu: BTreeMap<u32, CpuTimes>,
+    pub memory: Option<Memory>,
+    pub memory_pressure: Option<MemoryPressure>,
+    pub sensors: Vec<Sensor>,
+    /// Pressure the platform reports directly (macOS); otherwise derived from sensors.
+    pub thermal_pressure: Option<ThermalPressure>,
+    pub energy: Vec<EnergyCounter>,
+}
+
+struct RailState {
+    raw: f64,
+    total: f64,
+}
+
+/// Turns successive readings into families: keeps what a delta needs.
+pub struct Deriver {
+    topology: Topology,
+    prev_cpu: Option<(BTreeMap<u32, CpuTimes>, Instant)>,
+    rails: BTreeMap<String, RailState>,
+    prev_energy_at: Option<Instant>,
+}
+
+impl Deriver {
+    pub fn new(topology: Topology) -> Self {
+        Deriver {
+            topology,
+            prev_cpu: None,
+            rails: BTreeMap::new(),
+            prev_energy_at: None,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Families for one reading taken at `at`. Values that need a previous reading
+    /// (utilisation, watts) are absent on the first call.
+    pub fn families(&mut self, r: &Reading, at: Instant) -> Vec<Family> {
+        let mut out = Vec::new();
+        self.cpu_families(r, at, &mut out);
+        memory_families(r, &mut out);
+        thermal_families(r, &mut out);
+        self.power_families(r, at, &mut out);
+        out
+    }
+
+    fn cpu_families(&mut self, r: &Reading, at: Instant, out: &mut Vec<Family>) {
+        let mut info = Family::new("m4watch_cpu_info");
+        let mut cores = Family::new("m4watch_cpu_cores");
+        let mut seconds = Family::new("m4watch_cpu_seconds_total");
+        let mut util = Family::new("m4watch_cpu_utilization_ratio");
+        let mut cluster = Family::new("m4watch_cpu_cluster_utilization_ratio");
+        let mut per_type: BTreeMap<CoreType, (f64, f64)> = BTreeMap::new();
+        for t in [CoreType::Performance, CoreType::Efficiency] {
+            let n = r
+                .cpu
+                .keys()
+                .filter(|&&c| self.topology.core_type(c) == t)
+                .count();
+            if n > 0 {
+                cores.push([("type", t.as_str())], n as f64);
+            }
+        }
+        for (&cpu, times) in &r.cpu {
+            let t = self.topology.core_type(cpu);
+            let cpu_s = cpu.to_string();
+            let cl = self
+                .topology
+                .cpus
+                .get(&cpu)
+                .map_or("P", |d| d.cluster.as_str());
+            info.push(
+                [
+                    ("cpu", cpu_s.as_str()),
+                    ("type", t.as_str()),
+                    ("cluster", cl),
+                ],
+                1.0,
+            );
+            for (mode, v) in times.modes() {
+                seconds.push(
+                    [
+                        ("cpu", cpu_s.as_str()),
+                        ("type", t.as_str()),
+                        ("mode", mode),
+                    ],
+                    v,
+                );
+            }
+            let delta = self
+                .prev_cpu
+                .as_ref()
+                .and_then(|(prev, _)| prev.get(&cpu))
+                .and_then(|p| busy_delta(p, times));
+            if let Some((busy, total)) = delta {
+                util.push(
+                    [("cpu", cpu_s.as_str()), ("type", t.as_str())],
+                    busy / total,
+                );
+                let acc = per_type.entry(t).or_default();
+                acc.0 += busy;
+                acc.1 += total;
+            }
+        }
+        for (t, (busy, total)) in per_type {
+            cluster.push([("type", t.as_str())], busy / total);
+        }
+        if !r.cpu.is_empty() {
+            self.prev_cpu = Some((r.cpu.clone(), at));
+        }
+        out.extend([info, cores, seconds, util, cluster]);
+    }
+
+    fn power_families(&mut self, r: &Reading, at: Instant, out: &mut Vec<Family>) {
+        let mut watts = Family::new("m4watch_power_watts");
+        let mut joules = Family::new("m4watch_energy_joules_total");
+        let elapsed = self
+            .prev_energy_at
+            .map(|p| at.duration_since(p).as_secs_f64());
+        for c in &r.energy {
+            let state = self.rails.get_mut(&c.rail);
+            match state {
+                Some(s) => {
+                    let mut delta = c.joules - s.raw;
+                    if delta < 0.0 {
+                        // The hardware counter wrapped; without its range we cannot
+                        // know how far it went, so skip this interval.
+                        delta = c.wraps_at.map_or(0.0, |w| w - s.raw + c.joules);
+                    }
+                    s.total += delta;
+                    s.raw = c.joules;
+                    if let Some(dt) = elapsed.filter(|&d| d > 0.0) {
+                        watts.push([("rail", c.rail.as_str())], delta / dt);
+                    }
+                    joules.push([("rail", c.rail.as_str())], s.total);
+                }
+                None => {
+                    self.rails.insert(
+                        c.rail.clone(),
+                        RailState {
+                            raw: c.joules,
+                            total: 0.0,
+                        },
+                    );
+                    joules.push([("rail", c.rail.as_str())], 0.0);
+                }
+            }
+        }
+        if !r.energy.is_empty() {
+            self.prev_energy_at = Some(at);
+        }
+        out.extend([watts, joules]);
+    }
+}
+
+fn memory_families(r: &Reading, out: &mut Vec<Family>) {
+    let mut total = Family::new("m4watch_memory_total_bytes");
+    let mut bytes = Family::new("m4watch_memory_bytes");
+    let mut pressure = Family::new("m4watch_memory_pressure_ratio");
+    if let Some(m) = &r.memory {
+        if let Some(t) = m.total {
+            total.push_value(t as f64);
+        }
+        for (state, v) in [
+            ("used", m.used),
+            ("available", m.available),
+            ("free", m.free),
+            ("cached", m.cached),
+            ("swap_used", m.swap_used),
+            ("swap_total", m.swap_total),
+        ] {
+            if let Some(v) = v {
+                bytes.push([("state", state)], v as f64);
+            }
+        }
+    }
+    if let Some(p) = r.memory_pressure {
+        pressure.push([("window", "10s")], p.avg10);
+        pressure.push([("window", "60s")], p.avg60);
+    }
+    out.extend([total, bytes, pressure]);
+}
+
+fn thermal_families(r: &Reading, out: &mut Vec<Family>) {
+    let mut temp = Family::new("m4watch_temperature_celsius");
+    let mut state = Family::new("m4watch_thermal_pressure");
+    for s in &r.sensors {
+        temp.push([("sensor", s.name.as_str())], s.celsius);
+    }
+    let level = r
+        .thermal_pressure
+        .or_else(|| r.sensors.iter().filter_map(sensor_pressure).max());
+    if let Some(level) = level {
+        for s in ThermalPressure::ALL {
+            state.push([("state", s.as_str())], if s == level { 1.0 } else { 0.0 });
+        }
+    }
+    out.extend([temp, state]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn inputs(cpus: u32) -> TopologyInputs {
+        TopologyInputs {
+            cpus: (0..cpus).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn types(t: &Topology) -> String {
+        t.cpus
+            .values()
+            .map(|d| match d.core_type {
+                CoreType::Performance => 'P',
+                CoreType::Efficiency => 'E',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn override_wins_and_fills_the_rest() {
+        let mut i = inputs(6);
+        i.capacity = (0..6)
+            .map(|c| (c, if c < 2 { 512 } else { 1024 }))
+            .collect();
+        let forced = TopologyOverride {
+            performance: None,
+            efficiency: Some("4-5".into()),
+        };
+        let t = detect_topology(&i, Some(&forced));
+        assert_eq!((types(&t).as_str(), t.method), ("PPPPEE", "config"));
+        let forced = TopologyOverride {
+            performance: Some("0-1".into()),
+            efficiency: None,
+        };
+        assert_eq!(types(&detect_topology(&i, Some(&forced))), "PPEEEE");
+    }
+
+    #[test]
+    fn apple_like_capacity_lists_efficiency_cores_first() {
+        let mut i = inputs(16);
+        i.capacity = (0..16)
+            .map(|c| (c, if c < 4 { 400 } else { 1024 }))
+            .collect();
+        let t = detect_topology(&i, None);
+        assert_eq!(types(&t), "EEEEPPPPPPPPPPPP");
+        assert_eq!(
+            (
+                t.count(CoreType::Performance),
+                t.count(CoreType::Efficiency)
+            ),
+            (12, 4)
+        );
+    }
+
+    #[test]
+    fn favoured_core_boost_is_not_a_hybrid_split() {
+        let mut i = inputs(4);
+        i.max_freq_khz = [
+            (0, 4_700_000),
+            (1, 4_700_000),
+            (2, 4_500_000),
+            (3, 4_500_000),
+        ]
+        .into();
+        assert_eq!(detect_topology(&i, None).method, "uniform");
+        i.max_freq_khz = [
+            (0, 4_700_000),
+            (1, 4_700_000),
+            (2, 3_000_000),
+            (3, 3_000_000),
+        ]
+        .into();
+        let t = detect_topology(&i, None);
+        assert_eq!((types(&t).as_str(), t.method), ("PPEE", "cpufreq-max"));
+    }
+
+    #[test]
+    fn busy_share_from_tick_deltas() {
+        let prev = CpuTimes {
+            user: 1.0,
+            system: 0.5,
+            idle: 8.5,
+            ..Default::default()
+        };
+        let cur = CpuTimes {
+            user: 1.6,
+            system: 0.7,
+            idle: 9.2,
+            ..Default::default()
+        };
+        let (busy, total) = busy_delta(&prev, &cur).unwrap();
+        assert!((busy / total - 0.8 / 1.5).abs() < 1e-9);
+        assert_eq!(busy_delta(&cur, &cur), None);
+        assert_eq!(busy_delta(&cur, &prev), None);
+    }
+
+    #[test]
+    fn trip_points_give_pressure() {
+        let s = |c: f64| Sensor {
+            name: "x".into(),
+            celsius: c,
+            trips: vec![
+                (TripKind::Active, 50.0),
+                (TripKind::Passive, 80.0),
+                (TripKind::Hot, 95.0),
+                (TripKind::Critical, 105.0),
+            ],
+        };
+        assert_eq!(sensor_pressure(&s(60.0)), Some(ThermalPressure::Nominal));
+        assert_eq!(sensor_pressure(&s(85.0)), Some(ThermalPressure::Fair));
+        assert_eq!(sensor_pressure(&s(96.0)), Some(ThermalPressure::Serious));
+        assert_eq!(sensor_pressure(&s(105.0)), Some(ThermalPressure::Critical));
+        let only_active = Sensor {
+            name: "y".into(),
+            celsius: 99.0,
+            trips: vec![(TripKind::Active, 40.0)],
+        };
+        assert_eq!(sensor_pressure(&only_active), None);
+    }
+
+    fn family<'a>(fams: &'a [Family], name: &str) -> &'a Family {
+        fams.iter().find(|f| f.name == name).unwrap()
+    }
+
+    #[test]
+    fn deriver_reports_rates_only_from_the_second_reading() {
+        let mut i = inputs(2);
+        i.capacity = [(0, 512), (1, 1024)].into();
+        let mut d = Deriver::new(detect_topology(&i, None));
+        let t0 = Instant::now();
+        let mut r = Reading::default();
+        r.cpu.insert(
+            0,
+            CpuTimes {
+                user: 1.0,
+                idle: 9.0,
+                ..Default::default()
+            },
+        );
+        r.cpu.insert(
+            1,
+            CpuTimes {
+                user: 5.0,
+                idle: 5.0,
+                ..Default::default()
+            },
+        );
+        r.energy.push(EnergyCounter {
+            rail: "package-0".into(),
+            joules: 100.0,
+            wraps_at: Some(262_143.0),
+        });
+        let first = d.families(&r, t0);
+        assert!(
+            family(&first, "m4watch_cpu_utilization_ratio")
+                .samples
+                .is_empty()
+        );
+        assert!(family(&first, "m4watch_power_watts").samples.is_empty());
+        assert_eq!(
+            family(&first, "m4watch_cpu_seconds_total").samples.len(),
+            16
+        );
+
+        r.cpu.insert(
+            0,
+            CpuTimes {
+                user: 2.0,
+                idle: 10.0,
+                ..Default::default()
+            },
+        ); // 50% busy
+        r.cpu.insert(
+            1,
+            CpuTimes {
+                user: 5.5,
+                idle: 6.5,
+                ..Default::default()
+            },
+        ); // 25% busy
+        r.energy[0].joules = 130.0;
+        let second = d.families(&r, t0 + Duration::from_secs(2));
+        let util = family(&second, "m4watch_cpu_utilization_ratio");
+        assert_eq!(
+            util.samples[0].labels,
+            vec![
+                ("cpu".to_string(), "0".to_string()),
+                ("type".to_string(), "efficiency".to_string())
+            ]
+        );
+        assert_eq!(util.samples[0].value, 0.5);
+        assert_eq!(util.samples[1].value, 0.25);
+        let watts = family(&second, "m4watch_power_watts");
+        assert_eq!(watts.samples[0].value, 15.0);
+
+        // The hardware counter wraps: the delta continues across the wrap.
+        r.energy[0].joules = 10.0;
+        let third = d.families(&r, t0 + Duration::from_secs(4));
+        let joules = family(&third, "m4watch_energy_joules_total");
+        assert_eq!(joules.samples[0].value, 30.0 + (262_143.0 - 130.0) + 10.0);
+    }
+
+    #[test]
+    fn unknown_readings_give_no_series() {
+        let mut d = Deriver::new(Topology::default());
+        let fams = d.families(&Reading::default(), Instant::now());
+        let total: usize = fams.iter().map(|f| f.samples.len()).sum();
+        assert_eq!(total, 0, "{fams:?}");
+    }
+}
+
+/// A platform source of hardware readings.
+pub trait Source: Send + 'static {
+    fn read(&mut self) -> std::io::Result<Reading>;
+}
+
+impl Source for linux::LinuxSource {
+    fn read(&mut self) -> std::io::Result<Reading> {
+        linux::LinuxSource::read(self)
+    }
+}
+
+/// The hardware collector: a platform source plus the [`Deriver`].
+pub struct HardwareCollector {
+    source: Box<dyn Source>,
+    deriver: Deriver,
+}
+
+impl HardwareCollector {
+    pub fn new(source: Box<dyn Source>, topology: Topology) -> Self {
+        HardwareCollector {
+            source,
+            deriver: Deriver::new(topology),
+        }
+    }
+
+    /// The native source for this platform, as configured.
+    pub fn from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
+        use crate::config::HardwareSource;
+        match cfg.source {
+            HardwareSource::Auto | HardwareSource::Linux => {
+                let src = linux::LinuxSource::new(&cfg.procfs, &cfg.sysfs);
+                let topology = detect_topology(&src.topology_inputs(), cfg.topology.as_ref());
+                tracing::info!(
+                    method = topology.method,
+                    performance = topology.count(CoreType::Performance),
+                    efficiency = topology.count(CoreType::Efficiency),
+                    "cpu topology"
+                );
+                Ok(HardwareCollector::new(Box::new(src), topology))
+            }
+            HardwareSource::Macos => Err("the macos hardware source is not built in".into()),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        self.deriver.topology()
+    }
+}
+
+impl crate::collect::BlockingCollector for HardwareCollector {
+    fn name(&self) -> &'static str {
+        "hardware"
+    }
+
+    fn collect(&mut self) -> Result<Vec<Family>, crate::collect::CollectError> {
+        let reading = self.source.read()?;
+        Ok(self.deriver.families(&reading, Instant::now()))
+    }
+}

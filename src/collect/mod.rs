@@ -1,0 +1,193 @@
+//! Collectors and their scheduler.
+//!
+//! A collector is a one-method contract: produce this cycle's families. Each runs in
+//! its own task on its own interval, under a timeout; a failure becomes
+//! `m4watch_collector_success{collector} 0` and its families vanish (unknown is absent),
+//! while every other collector and `/metrics` carry on.
+
+pub mod hardware;
+pub mod process;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::shutdown::Shutdown;
+use crate::store::{Family, Store};
+
+/// Why one collection failed; the message is one line for logs and the status API.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CollectError(pub String);
+
+impl From<std::io::Error> for CollectError {
+    fn from(e: std::io::Error) -> Self {
+        CollectError(e.to_string())
+    }
+}
+
+/// An asynchronous source of metric families.
+pub trait Collector: Send + 'static {
+    /// Name used in the `collector` label and logs.
+    fn name(&self) -> &'static str;
+    /// One collection.
+    fn collect(&mut self) -> impl Future<Output = Result<Vec<Family>, CollectError>> + Send;
+}
+
+/// A source whose reads block (files, syscalls): run on the blocking pool by
+/// [`Blocking`] so it never stalls the async workers.
+pub trait BlockingCollector: Send + 'static {
+    fn name(&self) -> &'static str;
+    fn collect(&mut self) -> Result<Vec<Family>, CollectError>;
+}
+
+/// Adapts a [`BlockingCollector`] to [`Collector`].
+pub struct Blocking<C> {
+    name: &'static str,
+    inner: Arc<Mutex<C>>,
+}
+
+impl<C: BlockingCollector> Blocking<C> {
+    pub fn new(c: C) -> Self {
+        Blocking {
+            name: c.name(),
+            inner: Arc::new(Mutex::new(c)),
+        }
+    }
+}
+
+impl<C: BlockingCollector> Collector for Blocking<C> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A run that outlived its timeout may still hold the lock: report the
+            // overlap instead of queueing behind it.
+            let mut c = inner
+                .try_lock()
+                .map_err(|_| CollectError("previous collection is still running".to_string()))?;
+            c.collect()
+        })
+        .await
+        .map_err(|e| CollectError(format!("collector task failed: {e}")))?
+    }
+}
+
+/// Runs `collector` every `interval` with `timeout` until `shutdown` fires.
+pub fn spawn<C: Collector>(
+    mut collector: C,
+    interval: Duration,
+    timeout: Duration,
+    store: Arc<Store>,
+    mut shutdown: Shutdown,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let name = collector.name();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                _ = ticker.tick() => {}
+            }
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                _ = shutdown.recv() => break,
+                r = tokio::time::timeout(timeout, collector.collect()) => r,
+            };
+            let took = started.elapsed();
+            let result = match outcome {
+                Ok(Ok(families)) => {
+                    store.publish(name, families);
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.0),
+                Err(_) => Err(format!("timed out after {timeout:?}")),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(collector = name, error = %e, "collection failed");
+                store.publish(name, Vec::new());
+            }
+            store.record_run(name, result, took);
+        }
+        tracing::debug!(collector = name, "collector stopped");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Flaky {
+        calls: u32,
+    }
+
+    impl Collector for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+            self.calls += 1;
+            match self.calls {
+                1 => {
+                    let mut f = Family::new("m4watch_temperature_celsius");
+                    f.push([("sensor", "a")], 1.0);
+                    Ok(vec![f])
+                }
+                2 => Err(CollectError("sensor bus gone".into())),
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(vec![])
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_and_timeouts_are_recorded_and_clear_the_families() {
+        let store = Arc::new(Store::new());
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let task = spawn(
+            Flaky { calls: 0 },
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+            Arc::clone(&store),
+            shutdown,
+        );
+        let temps = |s: &Store| {
+            s.families()
+                .iter()
+                .find(|f| f.name == "m4watch_temperature_celsius")
+                .map_or(0, |f| f.samples.len())
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(temps(&store), 1);
+        assert!(store.collectors()["flaky"].success);
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = &store.collectors()["flaky"];
+        assert_eq!(
+            (s.success, s.last_error.as_deref()),
+            (false, Some("sensor bus gone"))
+        );
+        assert_eq!(temps(&store), 0, "a failed source's series must vanish");
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let s = &store.collectors()["flaky"];
+        assert!(
+            s.last_error.as_deref().unwrap().starts_with("timed out"),
+            "{s:?}"
+        );
+        assert!(
+            s.last_success_unix.is_some(),
+            "last success survives failures"
+        );
+        trigger.fire();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,102 @@
+//! m4watch's own process: memory, CPU time, file descriptors, start time.
+
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+use super::{BlockingCollector, CollectError};
+use crate::store::Family;
+
+pub struct ProcessCollector {
+    system: System,
+    pid: Pid,
+}
+
+impl ProcessCollector {
+    pub fn new() -> Result<Self, CollectError> {
+        let pid = sysinfo::get_current_pid().map_err(|e| CollectError(e.to_string()))?;
+        Ok(ProcessCollector {
+            system: System::new().map_err(|e| CollectError(e.to_string()))?,
+            pid,
+        })
+    }
+}
+
+impl BlockingCollector for ProcessCollector {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[self.pid]),
+            true,
+            ProcessRefreshKind::nothing().with_memory().with_cpu(),
+        );
+        let p = self
+            .system
+            .process(self.pid)
+            .ok_or_else(|| CollectError("own process not found".into()))?;
+        let mut rss = Family::new("m4watch_process_resident_memory_bytes");
+        rss.push_value(p.memory() as f64);
+        let mut vms = Family::new("m4watch_process_virtual_memory_bytes");
+        vms.push_value(p.virtual_memory() as f64);
+        let mut cpu = Family::new("m4watch_process_cpu_seconds_total");
+        cpu.push_value(p.accumulated_cpu_time() as f64 / 1000.0);
+        let mut start = Family::new("m4watch_process_start_time_seconds");
+        start.push_value(p.start_time() as f64);
+        let mut out = vec![rss, vms, cpu, start];
+        #[cfg(target_os = "linux")]
+        {
+            let mut open = Family::new("m4watch_process_open_fds");
+            if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+                open.push_value(rd.count() as f64);
+            }
+            let mut max = Family::new("m4watch_process_max_fds");
+            if let Some(n) = std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|t| parse_max_open_files(&t))
+            {
+                max.push_value(n as f64);
+            }
+            out.extend([open, max]);
+        }
+        Ok(out)
+    }
+}
+
+/// The soft limit on open files from /proc/self/limits; `None` when unlimited.
+pub fn parse_max_open_files(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_file() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max cpu time              unlimited            unlimited            seconds   \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(text), Some(1024));
+        assert_eq!(
+            parse_max_open_files("Max open files unlimited unlimited files"),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let mut c = ProcessCollector::new().unwrap();
+        let fams = c.collect().unwrap();
+        let rss = fams
+            .iter()
+            .find(|f| f.name == "m4watch_process_resident_memory_bytes")
+            .unwrap();
+        assert!(rss.samples[0].value > 1_000_000.0, "{rss:?}");
+    }
+}

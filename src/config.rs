@@ -1,0 +1,651 @@
+//! Configuration: YAML -> typed, validated structs, with an embedded default.
+//!
+//! Unknown keys are errors, values are checked at load, and every error names the file,
+//! the key path and what is wrong. Secrets come from the file, a `*_file` sibling or an
+//! `M4WATCH_*` environment variable, and redact themselves wherever they are printed.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The configuration m4watch runs on when no `--config` is given.
+pub const DEFAULT_YAML: &str = include_str!("../config/default.yml");
+
+/// A configuration error, phrased for the person who wrote the file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}: {path}: {reason}")]
+    Invalid {
+        file: String,
+        path: String,
+        reason: String,
+    },
+}
+
+/// A secret value. Debug, Display and Serialize print `<redacted>`; only
+/// [`Secret::expose`] gives the value, at the point of use.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one call that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// A duration written as `1s`, `500ms`, `15m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// Parses `1s`, `500ms`, `2m30s`; a bare number is rejected because its unit would be a
+/// guess.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!("invalid duration {s:?}: write a number with a unit, like 1s, 500ms or 5m")
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The whole configuration. Every section has defaults; the embedded default file
+/// spells them out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address for /metrics and the API.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and other state.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub hardware: HardwareConfig,
+    #[serde(default)]
+    pub process: ProcessConfig,
+}
+
+/// API access control.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer token every state-changing request must present
+    /// (env `M4WATCH_API_TOKEN`). Without one, state-changing requests are refused.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default, skip_serializing)]
+    pub token_file: Option<PathBuf>,
+    /// When set, reads need this bearer token too.
+    #[serde(default)]
+    pub read_token: Option<Secret>,
+    #[serde(default, skip_serializing)]
+    pub read_token_file: Option<PathBuf>,
+}
+
+/// The /metrics snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// How often the exposition is re-encoded even when no collector published
+    /// (instruments such as ingest counters change between collector runs).
+    pub snapshot_interval: Dur,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            snapshot_interval: Dur(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Where hardware readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareSource {
+    /// The native source of the platform m4watch was built for.
+    #[default]
+    Auto,
+    Linux,
+    Macos,
+}
+
+/// A forced P/E core assignment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyOverride {
+    /// CPU list such as `4-15`.
+    #[serde(default)]
+    pub performance: Option<String>,
+    /// CPU list such as `0-3`.
+    #[serde(default)]
+    pub efficiency: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub source: HardwareSource,
+    pub interval: Dur,
+    pub timeout: Dur,
+    /// procfs root, so tests can point the collector at a fixture tree.
+    pub procfs: PathBuf,
+    /// sysfs root, likewise.
+    pub sysfs: PathBuf,
+    /// Forces the P/E assignment instead of detecting it.
+    #[serde(default)]
+    pub topology: Option<TopologyOverride>,
+}
+
+impl Default for HardwareConfig {
+    fn default() -> Self {
+        HardwareConfig {
+            enabled: true,
+            source: HardwareSource::Auto,
+            interval: Dur(Duration::from_secs(1)),
+            timeout: Dur(Duration::from_millis(800)),
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            topology: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub interval: Dur,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            enabled: true,
+            interval: Dur(Duration::from_secs(5)),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads one environment variable; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// The embedded default, with environment overrides applied.
+    pub fn embedded_default(env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_YAML, "<embedded default>", Path::new("."), env)
+    }
+
+    /// Loads and validates a config file.
+    pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &file, base, env)
+    }
+
+    /// Parses YAML text; `file` names it in errors, `base` anchors relative `*_file`
+    /// paths.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Invalid {
+                file: match inner.location() {
+                    Some(l) => format!("{file}:{}:{}", l.line(), l.column()),
+                    None => file.to_string(),
+                },
+                path: if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
+                reason: bare_yaml_message(&inner.to_string()),
+            }
+        })?;
+        let invalid = |path: &str, reason: String| ConfigError::Invalid {
+            file: file.to_string(),
+            path: path.to_string(),
+            reason,
+        };
+        config.api.token = resolve_secret(
+            config.api.token.take(),
+            config.api.token_file.as_deref(),
+            "api.token",
+            "M4WATCH_API_TOKEN",
+            base,
+            env,
+        )
+        .map_err(|(p, r)| invalid(&p, r))?;
+        config.api.read_token = resolve_secret(
+            config.api.read_token.take(),
+            config.api.read_token_file.as_deref(),
+            "api.read_token",
+            "M4WATCH_API_READ_TOKEN",
+            base,
+            env,
+        )
+        .map_err(|(p, r)| invalid(&p, r))?;
+        config.validate().map_err(|(p, r)| invalid(&p, r))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        positive(self.metrics.snapshot_interval, "metrics.snapshot_interval")?;
+        positive(self.hardware.interval, "hardware.interval")?;
+        positive(self.hardware.timeout, "hardware.timeout")?;
+        if self.hardware.timeout > self.hardware.interval {
+            return err(
+                "hardware.timeout",
+                format!(
+                    "must not exceed hardware.interval ({}), or runs would overlap",
+                    self.hardware.interval
+                ),
+            );
+        }
+        positive(self.process.interval, "process.interval")?;
+        if let Some(t) = &self.hardware.topology {
+            t.cpu_sets()?;
+        }
+        #[cfg(not(target_os = "macos"))]
+        if self.hardware.source == HardwareSource::Macos {
+            return err(
+                "hardware.source",
+                "macos is only available when m4watch runs on macOS".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl TopologyOverride {
+    /// The performance and efficiency CPU sets, checked for syntax and overlap.
+    pub fn cpu_sets(&self) -> Result<(BTreeSet<u32>, BTreeSet<u32>), (String, String)> {
+        let parse = |v: &Option<String>, key: &str| match v {
+            None => Ok(BTreeSet::new()),
+            Some(s) => parse_cpu_list(s)
+                .map(|l| l.into_iter().collect())
+                .map_err(|e| (format!("hardware.topology.{key}"), e)),
+        };
+        let p = parse(&self.performance, "performance")?;
+        let e = parse(&self.efficiency, "efficiency")?;
+        if p.is_empty() && e.is_empty() {
+            return Err((
+                "hardware.topology".into(),
+                "name the performance or the efficiency CPUs (or both), e.g. performance: \"4-15\""
+                    .into(),
+            ));
+        }
+        if let Some(cpu) = p.intersection(&e).next() {
+            return Err((
+                "hardware.topology".into(),
+                format!("CPU {cpu} is listed as both performance and efficiency"),
+            ));
+        }
+        Ok((p, e))
+    }
+}
+
+/// The YAML library's message without the key path and position it appends, since
+/// the error already names both.
+fn bare_yaml_message(msg: &str) -> String {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => &msg[..i],
+        _ => msg,
+    };
+    match msg.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') && !prefix.is_empty() => rest.to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+fn positive(d: Dur, path: &str) -> Result<(), (String, String)> {
+    if d.0.is_zero() {
+        Err((path.to_string(), "must be greater than 0".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Resolves a secret from (in order of precedence) the environment, the `*_file`
+/// sibling key, or the inline value.
+fn resolve_secret(
+    inline: Option<Secret>,
+    file: Option<&Path>,
+    key: &str,
+    env_var: &str,
+    base: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Option<Secret>, (String, String)> {
+    if inline.is_some() && file.is_some() {
+        return Err((
+            key.to_string(),
+            format!("set either {key} or {key}_file, not both"),
+        ));
+    }
+    if let Some(v) = env(env_var) {
+        return Ok(Some(Secret::new(v)));
+    }
+    if let Some(f) = file {
+        let path = base.join(f);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            (
+                format!("{key}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let value = text.trim_end_matches(['\r', '\n']).to_string();
+        if value.is_empty() {
+            return Err((
+                format!("{key}_file"),
+                format!("{} is empty", path.display()),
+            ));
+        }
+        return Ok(Some(Secret::new(value)));
+    }
+    Ok(inline.filter(|s| !s.0.is_empty()))
+}
+
+/// Parses a Linux CPU list such as `0-3,8,10-11`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(out);
+    }
+    let bad = || format!("invalid CPU list {s:?}: write ranges like \"0-3,8-11\"");
+    for part in s.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.trim().parse().map_err(|_| bad())?;
+                let b: u32 = b.trim().parse().map_err(|_| bad())?;
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// Loads `testdata/config/<name>.yml` and returns its error message.
+    fn error_of(name: &str) -> String {
+        let path = PathBuf::from(format!(
+            "{}/testdata/config/{name}.yml",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let err = Config::load(&path, &no_env).expect_err("config must be rejected");
+        // Errors name the file as given; make the assertion independent of checkout path.
+        err.to_string()
+            .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "")
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default(&no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9977");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.hardware.interval.get(), Duration::from_secs(1));
+        assert!(c.api.token.is_none());
+    }
+
+    #[test]
+    fn error_unknown_key() {
+        assert_eq!(
+            error_of("unknown_key"),
+            "testdata/config/unknown_key.yml:4:3: hardware.intervall: unknown field `intervall`, expected one of `enabled`, `source`, `interval`, `timeout`, `procfs`, `sysfs`, `topology`"
+        );
+    }
+
+    #[test]
+    fn error_bad_duration() {
+        assert_eq!(
+            error_of("bad_duration"),
+            "testdata/config/bad_duration.yml:4:3: hardware.interval: invalid duration \"1\": write a number with a unit, like 1s, 500ms or 5m"
+        );
+    }
+
+    #[test]
+    fn error_timeout_exceeds_interval() {
+        assert_eq!(
+            error_of("timeout_exceeds_interval"),
+            "testdata/config/timeout_exceeds_interval.yml: hardware.timeout: must not exceed hardware.interval (1s), or runs would overlap"
+        );
+    }
+
+    #[test]
+    fn error_zero_interval() {
+        assert_eq!(
+            error_of("zero_interval"),
+            "testdata/config/zero_interval.yml: process.interval: must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn error_bad_listen() {
+        assert_eq!(
+            error_of("bad_listen"),
+            "testdata/config/bad_listen.yml:1:9: listen: invalid socket address syntax"
+        );
+    }
+
+    #[test]
+    fn error_bad_log_format() {
+        assert_eq!(
+            error_of("bad_log_format"),
+            "testdata/config/bad_log_format.yml:3:13: log_format: unknown variant `xml`, expected `text` or `json`"
+        );
+    }
+
+    #[test]
+    fn error_topology_overlap() {
+        assert_eq!(
+            error_of("topology_overlap"),
+            "testdata/config/topology_overlap.yml: hardware.topology: CPU 3 is listed as both performance and efficiency"
+        );
+    }
+
+    #[test]
+    fn error_topology_syntax() {
+        assert_eq!(
+            error_of("topology_syntax"),
+            "testdata/config/topology_syntax.yml: hardware.topology.performance: invalid CPU list \"4-x\": write ranges like \"0-3,8-11\""
+        );
+    }
+
+    #[test]
+    fn error_token_and_token_file() {
+        assert_eq!(
+            error_of("token_and_file"),
+            "testdata/config/token_and_file.yml: api.token: set either api.token or api.token_file, not both"
+        );
+    }
+
+    #[test]
+    fn error_missing_token_file() {
+        let msg = error_of("missing_token_file");
+        assert!(
+            msg.starts_with("testdata/config/missing_token_file.yml: api.token_file: cannot read testdata/config/./no-such-token: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_wrong_type() {
+        assert_eq!(
+            error_of("wrong_type"),
+            "testdata/config/wrong_type.yml:4:12: hardware.enabled: invalid type: string \"sometimes\", expected a boolean"
+        );
+    }
+
+    #[test]
+    fn error_unreadable_file() {
+        let err = Config::load(Path::new("/nonexistent/m4watch.yml"), &no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/m4watch.yml: cannot read: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn secret_comes_from_file_then_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret-from-file\n").unwrap();
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            "listen: 127.0.0.1:0\ndata_dir: ./data\napi:\n  token_file: token\n",
+        )
+        .unwrap();
+        let c = Config::load(&cfg, &no_env).unwrap();
+        assert_eq!(c.api.token.as_ref().unwrap().expose(), "s3cret-from-file");
+        let env = |k: &str| (k == "M4WATCH_API_TOKEN").then(|| "from-env".to_string());
+        let c = Config::load(&cfg, &env).unwrap();
+        assert_eq!(c.api.token.as_ref().unwrap().expose(), "from-env");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = |k: &str| (k == "M4WATCH_API_TOKEN").then(|| "hunter2-token".to_string());
+        let c = Config::embedded_default(&env).unwrap();
+        let debug = format!("{c:?}");
+        let yaml = serde_yaml_ng::to_string(&c).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        for text in [&debug, &yaml, &json] {
+            assert!(!text.contains("hunter2"), "secret leaked: {text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+        assert_eq!(c.api.token.unwrap().expose(), "hunter2-token");
+    }
+
+    #[test]
+    fn yaml_messages_lose_their_own_path_and_position() {
+        assert_eq!(
+            bare_yaml_message(
+                "hardware.enabled: invalid type: string \"x\", expected a boolean at line 4 column 12"
+            ),
+            "invalid type: string \"x\", expected a boolean"
+        );
+        assert_eq!(bare_yaml_message("invalid type: map"), "invalid type: map");
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11").unwrap(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
+        assert_eq!(parse_cpu_list("5").unwrap(), vec![5]);
+        assert_eq!(parse_cpu_list("\n").unwrap(), Vec::<u32>::new());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse_duration("10").is_err());
+    }
+}

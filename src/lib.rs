@@ -1,0 +1,128 @@
+//! m4watch: a monitoring sidecar for Apple M4 Max trading hosts.
+//!
+//! Data flows one way: sources -> store -> consumers.
+//!
+//! - [`config`]: YAML config -> typed, validated structs; the embedded default.
+//! - [`catalog`]: every exported metric family (name, type, labels, help).
+//! - [`store`]: metric families from collectors, instruments, the encoded snapshot.
+//! - [`collect`]: the collector contract, the scheduler, and the collectors.
+//! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
+//! - [`shutdown`]: the graceful-shutdown signal tasks race against.
+
+pub mod api;
+pub mod catalog;
+pub mod collect;
+pub mod config;
+pub mod shutdown;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::collect::Blocking;
+use crate::config::Config;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Startup(String),
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds `config.listen` and runs until `shutdown` fires.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Runs every part of m4watch on an already bound listener until `shutdown` fires.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+    let store = Arc::new(Store::new());
+    let mut expected = Vec::new();
+    let mut tasks = Vec::new();
+
+    if config.hardware.enabled {
+        let hw = collect::hardware::HardwareCollector::from_config(&config.hardware)
+            .map_err(Error::Startup)?;
+        expected.push("hardware");
+        tasks.push(collect::spawn(
+            Blocking::new(hw),
+            config.hardware.interval.get(),
+            config.hardware.timeout.get(),
+            Arc::clone(&store),
+            shutdown.clone(),
+        ));
+    }
+    if config.process.enabled {
+        let p = collect::process::ProcessCollector::new().map_err(|e| Error::Startup(e.0))?;
+        expected.push("process");
+        let interval = config.process.interval.get();
+        tasks.push(collect::spawn(
+            Blocking::new(p),
+            interval,
+            interval,
+            Arc::clone(&store),
+            shutdown.clone(),
+        ));
+    }
+    tasks.push(spawn_snapshotter(
+        Arc::clone(&store),
+        config.metrics.snapshot_interval.get(),
+        shutdown.clone(),
+    ));
+
+    let state = Arc::new(api::AppState {
+        store,
+        started: Instant::now(),
+        expected_collectors: expected,
+    });
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%addr, "serving /metrics and the API");
+    let mut stop = shutdown.clone();
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { stop.recv().await })
+        .await
+        .map_err(Error::Serve)?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-encodes the snapshot whenever a collector publishes, and at least every
+/// `interval` for instruments that change in between.
+fn spawn_snapshotter(
+    store: Arc<Store>,
+    interval: std::time::Duration,
+    mut shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            store.refresh_snapshot();
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                _ = ticker.tick() => {}
+                _ = store.changed() => {}
+            }
+        }
+    })
+}

@@ -1,0 +1,161 @@
+//! The `m4watch` binary: parses the command line, sets up logging, loads the config and
+//! hands over to [`m4watch::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use m4watch::config::{self, Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "m4watch",
+    version,
+    about = "Monitoring sidecar for Apple M4 Max trading hosts"
+)]
+struct Cli {
+    /// Config file (YAML). Without one, m4watch runs on its embedded default.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HTTP listen address (overrides the config).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (overrides the config).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format (overrides the config).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Print the embedded default config and exit.
+    #[arg(long, hide = true)]
+    print_default_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Check a config file and exit 0 if it is valid, 1 with the reason if not.
+    CheckConfig { file: PathBuf },
+    /// Print the embedded default config.
+    PrintDefaultConfig,
+    /// Print the metrics reference (Markdown), as the README embeds it.
+    MetricsReference,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::DEFAULT_YAML);
+        return ExitCode::SUCCESS;
+    }
+    match cli.command {
+        Some(Command::PrintDefaultConfig) => {
+            print!("{}", config::DEFAULT_YAML);
+            ExitCode::SUCCESS
+        }
+        Some(Command::MetricsReference) => {
+            print!("{}", m4watch::catalog::reference_markdown());
+            ExitCode::SUCCESS
+        }
+        Some(Command::CheckConfig { ref file }) => match Config::load(file, &config::process_env) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        None | Some(Command::Run) => run(cli),
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
+    let loaded = match &cli.config {
+        Some(path) => Config::load(path, &config::process_env),
+        None => Config::embedded_default(&config::process_env),
+    };
+    let mut config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("m4watch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(d) = cli.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(f) = cli.log_format {
+        config.log_format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    init_logging(config.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("m4watch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let (trigger, shutdown) = m4watch::shutdown::channel();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            trigger.fire();
+        });
+        match m4watch::run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "m4watch failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("M4WATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
