@@ -14,12 +14,10 @@ pub struct MetricDef {
     pub kind: Kind,
     pub labels: &'static [&'static str],
     pub help: &'static str,
-    /// Which part of m4watch produces it (a section of the reference).
-    pub section: &'static str,
 }
 
-const fn def(
-    section: &'static str,
+/// Shorthand for a [`MetricDef`] in the `METRICS` tables.
+pub const fn def(
     name: &'static str,
     kind: Kind,
     labels: &'static [&'static str],
@@ -30,116 +28,110 @@ const fn def(
         kind,
         labels,
         help,
-        section,
     }
 }
 
 use Kind::{Counter, Gauge};
 
-/// Every family, grouped by section.
-pub const METRICS: &[MetricDef] = &[
-    // The exporter itself.
+/// Every catalogued family, section by section. A feature module defines its own
+/// `pub const METRICS: &[MetricDef]` and adds one line here.
+pub const SECTIONS: &[(&str, &[MetricDef])] =
+    &[("The exporter itself", SELF), ("Hardware", HARDWARE)];
+
+/// Every family, in reference order.
+pub fn all() -> impl Iterator<Item = &'static MetricDef> {
+    SECTIONS.iter().flat_map(|(_, defs)| defs.iter())
+}
+
+const SELF: &[MetricDef] = &[
     def(
-        "self",
         "m4watch_build_info",
         Gauge,
         &["version", "revision"],
         "Always 1; labels name the version and git revision of this m4watch binary.",
     ),
     def(
-        "self",
         "m4watch_collector_duration_seconds",
         Gauge,
         &["collector"],
         "How long the last run of a collector took, in seconds.",
     ),
     def(
-        "self",
         "m4watch_collector_success",
         Gauge,
         &["collector"],
         "1 if the last run of a collector succeeded, 0 if it failed or timed out.",
     ),
     def(
-        "self",
         "m4watch_collector_last_success_timestamp_seconds",
         Gauge,
         &["collector"],
         "Unix time of the last successful run of a collector; absent until one succeeds.",
     ),
     def(
-        "self",
         "m4watch_process_resident_memory_bytes",
         Gauge,
         &[],
         "Resident memory of the m4watch process, in bytes.",
     ),
     def(
-        "self",
         "m4watch_process_virtual_memory_bytes",
         Gauge,
         &[],
         "Virtual memory of the m4watch process, in bytes.",
     ),
     def(
-        "self",
         "m4watch_process_cpu_seconds_total",
         Counter,
         &[],
         "CPU time (user and system) used by the m4watch process, in seconds.",
     ),
     def(
-        "self",
         "m4watch_process_open_fds",
         Gauge,
         &[],
         "File descriptors the m4watch process has open (Linux only).",
     ),
     def(
-        "self",
         "m4watch_process_max_fds",
         Gauge,
         &[],
         "Limit on open file descriptors of the m4watch process (Linux only).",
     ),
     def(
-        "self",
         "m4watch_process_start_time_seconds",
         Gauge,
         &[],
         "Unix time the m4watch process started.",
     ),
-    // CPU.
+];
+
+const HARDWARE: &[MetricDef] = &[
     def(
-        "hardware",
         "m4watch_cpu_info",
         Gauge,
         &["cpu", "type", "cluster"],
         "Always 1; labels give each logical CPU's core type (performance or efficiency) and cluster.",
     ),
     def(
-        "hardware",
         "m4watch_cpu_seconds_total",
         Counter,
         &["cpu", "type", "mode"],
         "CPU time spent in each mode, per logical CPU, in seconds.",
     ),
     def(
-        "hardware",
         "m4watch_cpu_utilization_ratio",
         Gauge,
         &["cpu", "type"],
         "Busy share (0..1) of each logical CPU over the last collection interval.",
     ),
     def(
-        "hardware",
         "m4watch_cpu_cluster_utilization_ratio",
         Gauge,
         &["type"],
         "Busy share (0..1) of all CPUs of one core type over the last collection interval.",
     ),
     def(
-        "hardware",
         "m4watch_cpu_cores",
         Gauge,
         &["type"],
@@ -147,21 +139,18 @@ pub const METRICS: &[MetricDef] = &[
     ),
     // Memory.
     def(
-        "hardware",
         "m4watch_memory_total_bytes",
         Gauge,
         &[],
         "Physical memory installed, in bytes.",
     ),
     def(
-        "hardware",
         "m4watch_memory_bytes",
         Gauge,
         &["state"],
         "Memory by state (used, available, free, cached, swap_used, swap_total), in bytes.",
     ),
     def(
-        "hardware",
         "m4watch_memory_pressure_ratio",
         Gauge,
         &["window"],
@@ -169,28 +158,24 @@ pub const METRICS: &[MetricDef] = &[
     ),
     // Thermal and power.
     def(
-        "hardware",
         "m4watch_temperature_celsius",
         Gauge,
         &["sensor"],
         "Temperature reported by a sensor, in degrees Celsius.",
     ),
     def(
-        "hardware",
         "m4watch_thermal_pressure",
         Gauge,
         &["state"],
         "Thermal pressure as a state set: 1 for the current state (nominal, fair, serious, critical), 0 for the others.",
     ),
     def(
-        "hardware",
         "m4watch_power_watts",
         Gauge,
         &["rail"],
         "Power drawn by a rail over the last collection interval, in watts.",
     ),
     def(
-        "hardware",
         "m4watch_energy_joules_total",
         Counter,
         &["rail"],
@@ -200,31 +185,36 @@ pub const METRICS: &[MetricDef] = &[
 
 /// The definition of `name`, if catalogued.
 pub fn lookup(name: &str) -> Option<&'static MetricDef> {
-    METRICS.iter().find(|d| d.name == name)
+    all().find(|d| d.name == name)
 }
 
 /// The metrics reference as a Markdown table, the text the README embeds.
 pub fn reference_markdown() -> String {
-    let mut out = String::from("| metric | type | labels | meaning |\n| --- | --- | --- | --- |\n");
-    for d in METRICS {
-        let kind = match d.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-            Kind::Untyped => "untyped",
-        };
-        let labels = d
-            .labels
-            .iter()
-            .map(|l| format!("`{l}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        out.push_str(&format!(
-            "| `{}` | {kind} | {labels} | {} |\n",
-            d.name, d.help
-        ));
+    let mut out = String::new();
+    for (title, defs) in SECTIONS {
+        out.push_str(&format!("\n#### {title}\n\n"));
+        out.push_str("| metric | type | labels | meaning |\n| --- | --- | --- | --- |\n");
+        for d in *defs {
+            out.push_str(&row(d));
+        }
     }
     out
+}
+
+fn row(d: &MetricDef) -> String {
+    let kind = match d.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+        Kind::Untyped => "untyped",
+    };
+    let labels = d
+        .labels
+        .iter()
+        .map(|l| format!("`{l}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("| `{}` | {kind} | {labels} | {} |\n", d.name, d.help)
 }
 
 #[cfg(test)]
@@ -234,7 +224,7 @@ mod tests {
     #[test]
     fn names_follow_prometheus_practice() {
         let mut seen = std::collections::HashSet::new();
-        for d in METRICS {
+        for d in all() {
             assert!(seen.insert(d.name), "{} listed twice", d.name);
             assert!(
                 d.name.starts_with("m4watch_"),

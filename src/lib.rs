@@ -89,6 +89,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     ));
 
     let state = Arc::new(api::AppState {
+        config: Arc::new(config),
         store,
         started: Instant::now(),
         expected_collectors: expected,

@@ -119,8 +119,11 @@ fn run(cli: Cli) -> ExitCode {
     };
     runtime.block_on(async {
         let (trigger, shutdown) = m4watch::shutdown::channel();
+        // Handlers are installed before the listener binds, so a signal sent as soon
+        // as the port answers is never missed.
+        let signals = signal_handlers();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.await;
             tracing::info!("shutting down");
             trigger.fire();
         });
@@ -146,16 +149,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on
+/// the first signal.
+fn signal_handlers() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

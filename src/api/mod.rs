@@ -1,4 +1,10 @@
 //! HTTP: `/metrics`, readiness, and the JSON API.
+//!
+//! Reads go through [`auth::require_read`]; every state-changing route is mounted
+//! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
+
+pub mod auth;
+pub mod error;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,6 +12,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -17,6 +24,7 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 
 /// What every handler can reach.
 pub struct AppState {
+    pub config: Arc<crate::config::Config>,
     pub store: Arc<Store>,
     pub started: Instant,
     /// Collectors that must have run once before the instance reports ready.
@@ -25,12 +33,30 @@ pub struct AppState {
 
 /// Every route.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Reads: open unless api.read_token is set.
+    let reads = Router::new()
         .route("/metrics", get(metrics))
+        .route("/api/v1/monitoring/health", get(health))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_read,
+        ));
+    Router::new()
+        // Probes for orchestrators stay open.
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "OK\n" }))
-        .route("/api/v1/monitoring/health", get(health))
+        .merge(reads)
         .with_state(state)
+}
+
+/// Puts `routes` behind the write token; every state-changing route is mounted
+/// through this (axum refuses a route layer on a router with no routes, so each
+/// feature wraps its own).
+pub fn writes(state: &Arc<AppState>, routes: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    routes.route_layer(middleware::from_fn_with_state(
+        Arc::clone(state),
+        auth::require_write,
+    ))
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {

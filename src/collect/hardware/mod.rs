@@ -509,6 +509,66 @@ fn thermal_families(r: &Reading, out: &mut Vec<Family>) {
     out.extend([temp, state]);
 }
 
+/// A platform source of hardware readings.
+pub trait Source: Send + 'static {
+    fn read(&mut self) -> std::io::Result<Reading>;
+}
+
+impl Source for linux::LinuxSource {
+    fn read(&mut self) -> std::io::Result<Reading> {
+        linux::LinuxSource::read(self)
+    }
+}
+
+/// The hardware collector: a platform source plus the [`Deriver`].
+pub struct HardwareCollector {
+    source: Box<dyn Source>,
+    deriver: Deriver,
+}
+
+impl HardwareCollector {
+    pub fn new(source: Box<dyn Source>, topology: Topology) -> Self {
+        HardwareCollector {
+            source,
+            deriver: Deriver::new(topology),
+        }
+    }
+
+    /// The native source for this platform, as configured.
+    pub fn from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
+        use crate::config::HardwareSource;
+        match cfg.source {
+            HardwareSource::Auto | HardwareSource::Linux => {
+                let src = linux::LinuxSource::new(&cfg.procfs, &cfg.sysfs);
+                let topology = detect_topology(&src.topology_inputs(), cfg.topology.as_ref());
+                tracing::info!(
+                    method = topology.method,
+                    performance = topology.count(CoreType::Performance),
+                    efficiency = topology.count(CoreType::Efficiency),
+                    "cpu topology"
+                );
+                Ok(HardwareCollector::new(Box::new(src), topology))
+            }
+            HardwareSource::Macos => Err("the macos hardware source is not built in".into()),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        self.deriver.topology()
+    }
+}
+
+impl crate::collect::BlockingCollector for HardwareCollector {
+    fn name(&self) -> &'static str {
+        "hardware"
+    }
+
+    fn collect(&mut self) -> Result<Vec<Family>, crate::collect::CollectError> {
+        let reading = self.source.read()?;
+        Ok(self.deriver.families(&reading, Instant::now()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,65 +781,5 @@ mod tests {
         let fams = d.families(&Reading::default(), Instant::now());
         let total: usize = fams.iter().map(|f| f.samples.len()).sum();
         assert_eq!(total, 0, "{fams:?}");
-    }
-}
-
-/// A platform source of hardware readings.
-pub trait Source: Send + 'static {
-    fn read(&mut self) -> std::io::Result<Reading>;
-}
-
-impl Source for linux::LinuxSource {
-    fn read(&mut self) -> std::io::Result<Reading> {
-        linux::LinuxSource::read(self)
-    }
-}
-
-/// The hardware collector: a platform source plus the [`Deriver`].
-pub struct HardwareCollector {
-    source: Box<dyn Source>,
-    deriver: Deriver,
-}
-
-impl HardwareCollector {
-    pub fn new(source: Box<dyn Source>, topology: Topology) -> Self {
-        HardwareCollector {
-            source,
-            deriver: Deriver::new(topology),
-        }
-    }
-
-    /// The native source for this platform, as configured.
-    pub fn from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
-        use crate::config::HardwareSource;
-        match cfg.source {
-            HardwareSource::Auto | HardwareSource::Linux => {
-                let src = linux::LinuxSource::new(&cfg.procfs, &cfg.sysfs);
-                let topology = detect_topology(&src.topology_inputs(), cfg.topology.as_ref());
-                tracing::info!(
-                    method = topology.method,
-                    performance = topology.count(CoreType::Performance),
-                    efficiency = topology.count(CoreType::Efficiency),
-                    "cpu topology"
-                );
-                Ok(HardwareCollector::new(Box::new(src), topology))
-            }
-            HardwareSource::Macos => Err("the macos hardware source is not built in".into()),
-        }
-    }
-
-    pub fn topology(&self) -> &Topology {
-        self.deriver.topology()
-    }
-}
-
-impl crate::collect::BlockingCollector for HardwareCollector {
-    fn name(&self) -> &'static str {
-        "hardware"
-    }
-
-    fn collect(&mut self) -> Result<Vec<Family>, crate::collect::CollectError> {
-        let reading = self.source.read()?;
-        Ok(self.deriver.families(&reading, Instant::now()))
     }
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need when it is
+# missing, starts what must run, then runs the checks and every test.
+# A test that needs a missing component fails; nothing is skipped silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- components -------------------------------------------------------------
+# command -> Debian package that provides it
+declare -A NEED=(
+  [promtool]=prometheus
+  [prometheus]=prometheus
+  [amtool]=prometheus-alertmanager
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [dockerd]=docker.io
+  [docker-compose]=docker-compose
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing+=(busybox-static)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need root to apt-get install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" file >/dev/null
+fi
+
+# --- checks -----------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+# --- tests ------------------------------------------------------------------
+log "cargo test"
+cargo test --locked --all-targets

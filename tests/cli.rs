@@ -1,0 +1,98 @@
+//! The binary as a user runs it: exit codes, messages, signals.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn m4watch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_m4watch"))
+}
+
+#[test]
+fn check_config_accepts_the_default_and_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yml");
+    let out = m4watch().arg("print-default-config").output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(&good, &out.stdout).unwrap();
+    let ok = m4watch()
+        .args(["check-config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let bad = format!(
+        "{}/testdata/config/unknown_key.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = m4watch().args(["check-config", &bad]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":4:3: hardware.intervall: unknown field `intervall`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_config_stops_the_daemon_with_the_reason() {
+    let bad = format!(
+        "{}/testdata/config/timeout_exceeds_interval.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = m4watch().args(["--config", &bad]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hardware.timeout: must not exceed hardware.interval (1s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = m4watch()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "daemon never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.lines().all(|l| l.starts_with('{')), "json logs: {log}");
+    assert!(log.contains("shutting down"), "{log}");
+}

@@ -1,0 +1,131 @@
+//! Shared harness for black-box tests: start the real server on 127.0.0.1:0 and talk to
+//! it over the wire.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use m4watch::config::Config;
+use m4watch::shutdown::Trigger;
+
+/// A running m4watch inside the test process.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    trigger: Trigger,
+    task: tokio::task::JoinHandle<Result<(), m4watch::Error>>,
+}
+
+/// Parses `yaml` (in addition to `listen`/`data_dir`, which the harness sets) with no
+/// environment, as a config file would be.
+pub fn config(yaml: &str) -> Config {
+    let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{yaml}");
+    Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid")
+}
+
+/// The root of a fixture machine under `testdata/linux/`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/testdata/linux/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Config pointing the hardware collector at a fixture tree.
+pub fn fixture_config(name: &str, extra: &str) -> Config {
+    let root = fixture(name);
+    config(&format!(
+        "hardware:\n  interval: 100ms\n  timeout: 100ms\n  procfs: {root}/proc\n  sysfs: {root}/sys\n{extra}"
+    ))
+}
+
+impl Daemon {
+    /// Starts m4watch on an ephemeral port and waits until `/-/ready` says every
+    /// collector has run once.
+    pub async fn start(config: Config) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = m4watch::shutdown::channel();
+        let task = tokio::spawn(m4watch::serve(config, listener, shutdown));
+        let d = Daemon {
+            addr,
+            client: reqwest::Client::new(),
+            trigger,
+            task,
+        };
+        d.wait_ready().await;
+        d
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.client.get(self.url("/-/ready")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("m4watch at {} never became ready", self.addr);
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn scrape(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
+    /// Scrapes until `pred` holds on the exposition (collectors run on their own
+    /// clock), for at most `secs` seconds.
+    pub async fn scrape_until(&self, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let text = self.scrape().await;
+            if pred(&text) {
+                return text;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("condition never held; last scrape:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fires shutdown and waits for every task to stop.
+    pub async fn stop(self) {
+        self.trigger.fire();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("m4watch stops within 10 s of shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Series lines (`name{labels} value`) of one family in an exposition.
+pub fn series<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .collect()
+}
+
+/// Fails loudly when a tool a test needs is not installed: scripts/test.sh installs it.
+pub fn require_tool(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run scripts/test.sh, which installs it")
+        })
+}
