@@ -23,6 +23,8 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 
 use crate::collect::Blocking;
+use crate::collect::trading::statsd::Listener;
+use crate::collect::trading::{Trading, TradingCollector};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -32,6 +34,11 @@ use crate::store::Store;
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for StatsD on UDP {addr}: {source}")]
+    BindUdp {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -82,6 +89,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             shutdown.clone(),
         ));
     }
+    let trading = if config.trading.enabled {
+        let (t, mut trading_tasks) = start_trading(&config.trading, &store, &shutdown)?;
+        expected.push("trading");
+        tasks.append(&mut trading_tasks);
+        Some(t)
+    } else {
+        None
+    };
     tasks.push(spawn_snapshotter(
         Arc::clone(&store),
         config.metrics.snapshot_interval.get(),
@@ -93,6 +108,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         store,
         started: Instant::now(),
         expected_collectors: expected,
+        trading,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");
@@ -106,6 +122,36 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The trading store, its collector and (unless `statsd_listen` is null) the StatsD
+/// listener thread, stopped on shutdown.
+fn start_trading(
+    config: &config::TradingConfig,
+    store: &Arc<Store>,
+    shutdown: &Shutdown,
+) -> Result<(Arc<Trading>, Vec<tokio::task::JoinHandle<()>>), Error> {
+    let trading =
+        Trading::new(config, store.registry()).map_err(|e| Error::Startup(e.to_string()))?;
+    let interval = config.interval.get();
+    let mut tasks = vec![collect::spawn(
+        Blocking::new(TradingCollector::new(Arc::clone(&trading))),
+        interval,
+        interval,
+        Arc::clone(store),
+        shutdown.clone(),
+    )];
+    if let Some(addr) = config.statsd_listen {
+        let listener = Listener::start(addr, Arc::clone(&trading))
+            .map_err(|source| Error::BindUdp { addr, source })?;
+        trading.set_statsd_addr(listener.addr());
+        let mut stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            stop.recv().await;
+            let _ = tokio::task::spawn_blocking(move || listener.stop()).await;
+        }));
+    }
+    Ok((trading, tasks))
 }
 
 /// Re-encodes the snapshot whenever a collector publishes, and at least every

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod trading;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub started: Instant,
     /// Collectors that must have run once before the instance reports ready.
     pub expected_collectors: Vec<&'static str>,
+    /// The trading store; `None` when `trading.enabled` is false.
+    pub trading: Option<Arc<crate::collect::trading::Trading>>,
 }
 
 /// Every route.
@@ -37,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let reads = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/monitoring/health", get(health))
+        .merge(trading::reads())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_read,
@@ -46,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .merge(reads)
+        .merge(trading::writes(&state))
         .with_state(state)
 }
 

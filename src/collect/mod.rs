@@ -7,6 +7,7 @@
 
 pub mod hardware;
 pub mod process;
+pub mod trading;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,909 @@
+//! Trading latency and throughput.
+//!
+//! Three ways in, one store: the StatsD listener ([`statsd`]), the HTTP batch ingest
+//! and the start/end measurement API ([`ingest`], routes in `api::trading`) all write
+//! into [`Trading`], a shared handle. Writers only touch a per-interval accumulator
+//! under a short lock. The [`TradingCollector`] swaps that accumulator out once per
+//! `trading.interval`, folds it into the sliding windows ([`latency`]), computes
+//! quantiles and the weighted score ([`score`]) and publishes families; the JSON API
+//! reads the [`View`] it leaves behind.
+
+pub mod ingest;
+pub mod latency;
+pub mod score;
+pub mod statsd;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use serde::Serialize;
+
+use self::latency::{Classic, CountWindow, LatencyWindow, QUANTILES};
+use self::statsd::{Line, MetricType, ParseError};
+use super::{BlockingCollector, CollectError};
+use crate::catalog::{MetricDef, def};
+use crate::config::{Dur, TradingConfig};
+use crate::store::{Family, Kind, Sample};
+
+/// Every family this module exports.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        "m4watch_trading_latency_quantile_seconds",
+        Kind::Gauge,
+        &["operation", "window", "quantile"],
+        "Latency quantile (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%); absent when the window saw no observation.",
+    ),
+    def(
+        "m4watch_trading_latency_seconds",
+        Kind::Histogram,
+        &["operation"],
+        "Latency of an operation since m4watch started, in seconds, as a classic histogram (25 µs to 10 s buckets) that aggregates across hosts.",
+    ),
+    def(
+        "m4watch_trading_events_total",
+        Kind::Counter,
+        &["stream"],
+        "Events counted by a StatsD counter stream since m4watch started, scaled up by the sample rate.",
+    ),
+    def(
+        "m4watch_trading_throughput_per_second",
+        Kind::Gauge,
+        &["stream", "window"],
+        "Events per second of a StatsD counter stream over a sliding window.",
+    ),
+    def(
+        "m4watch_trading_gauge",
+        Kind::Gauge,
+        &["name"],
+        "Last value of a StatsD gauge, in the unit the sender uses.",
+    ),
+    def(
+        "m4watch_trading_set_unique_values",
+        Kind::Gauge,
+        &["name"],
+        "Distinct values a StatsD set received during the last trading interval.",
+    ),
+    def(
+        "m4watch_trading_series",
+        Kind::Gauge,
+        &["type"],
+        "Distinct trading series tracked, by StatsD type (timer, counter, gauge, set); together at most trading.max_series.",
+    ),
+    def(
+        "m4watch_trading_measurements_total",
+        Kind::Counter,
+        &["outcome"],
+        "Latency measurements of the start/end API by outcome: completed, or abandoned when never ended within trading.measurement_ttl.",
+    ),
+    def(
+        "m4watch_statsd_packets_total",
+        Kind::Counter,
+        &[],
+        "UDP datagrams the StatsD listener received.",
+    ),
+    def(
+        "m4watch_statsd_lines_total",
+        Kind::Counter,
+        &[],
+        "StatsD lines parsed successfully (dropped ones included, malformed ones not).",
+    ),
+    def(
+        "m4watch_statsd_parse_errors_total",
+        Kind::Counter,
+        &["reason"],
+        "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported).",
+    ),
+    def(
+        "m4watch_statsd_dropped_total",
+        Kind::Counter,
+        &["reason"],
+        "Well-formed trading samples dropped: cardinality (a new series beyond trading.max_series) or set_limit (a set already holding its most distinct values this interval).",
+    ),
+    def(
+        "m4watch_performance_score",
+        Kind::Gauge,
+        &[],
+        "Weighted performance score (0..100) over the components with data; absent when none has any.",
+    ),
+    def(
+        "m4watch_performance_component_score",
+        Kind::Gauge,
+        &["component"],
+        "Score (0..1) of one performance component (latency, risk, ml, throughput); absent without data.",
+    ),
+    def(
+        "m4watch_performance_component_weight",
+        Kind::Gauge,
+        &["component"],
+        "Weight (0..1) a component had in the last score, renormalised over the components with data.",
+    ),
+    def(
+        "m4watch_performance_score_coverage_ratio",
+        Kind::Gauge,
+        &[],
+        "Share (0..1) of the configured score weight whose component had data.",
+    ),
+];
+
+/// Most distinct members one set keeps per interval, so a set cannot grow memory
+/// without bound either.
+pub const SET_LIMIT: usize = 10_000;
+
+/// The StatsD type names used in the `type` label.
+const TYPES: [(MetricType, &str); 4] = [
+    (MetricType::Timer, "timer"),
+    (MetricType::Counter, "counter"),
+    (MetricType::Gauge, "gauge"),
+    (MetricType::Set, "set"),
+];
+
+/// Identity of one series.
+#[derive(Debug)]
+pub struct SeriesMeta {
+    pub kind: MetricType,
+    pub name: String,
+    /// Values of the allowed tags it carried (empty ones left out).
+    pub labels: Vec<(String, String)>,
+}
+
+/// One interval's data of one series, as writers leave it for the collector.
+#[derive(Default)]
+struct Pending {
+    hist: Option<Histogram<u64>>,
+    classic: Classic,
+    events: f64,
+    set: HashSet<u64>,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        if let Some(h) = &mut self.hist {
+            h.reset();
+        }
+        self.classic = Classic::default();
+        self.events = 0.0;
+        self.set.clear();
+    }
+}
+
+#[derive(Default)]
+struct Ingest {
+    index: HashMap<Box<str>, usize>,
+    meta: Vec<Arc<SeriesMeta>>,
+    gauges: Vec<Option<f64>>,
+    pending: Vec<Pending>,
+}
+
+/// Counts a writer gathers while holding the lock and adds to the instruments after.
+pub struct Batch {
+    key: String,
+    lines: u64,
+    errors: [u64; ParseError::ALL.len()],
+    dropped_cardinality: u64,
+    dropped_set: u64,
+}
+
+struct Instruments {
+    packets: IntCounter,
+    lines: IntCounter,
+    parse_errors: Vec<IntCounter>,
+    dropped_cardinality: IntCounter,
+    dropped_set: IntCounter,
+    completed: IntCounter,
+    abandoned: IntCounter,
+}
+
+impl Instruments {
+    fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let help = |name: &str| crate::catalog::lookup(name).map_or("", |d| d.help);
+        let counter = |name: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help(name))?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let vec = |name: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
+            let v = IntCounterVec::new(Opts::new(name, help(name)), &[label])?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
+        let errors = vec("m4watch_statsd_parse_errors_total", "reason")?;
+        let dropped = vec("m4watch_statsd_dropped_total", "reason")?;
+        let measured = vec("m4watch_trading_measurements_total", "outcome")?;
+        // with_label_values pre-creates every series at 0.
+        Ok(Instruments {
+            packets: counter("m4watch_statsd_packets_total")?,
+            lines: counter("m4watch_statsd_lines_total")?,
+            parse_errors: ParseError::ALL
+                .iter()
+                .map(|e| errors.with_label_values(&[e.reason()]))
+                .collect(),
+            dropped_cardinality: dropped.with_label_values(&["cardinality"]),
+            dropped_set: dropped.with_label_values(&["set_limit"]),
+            completed: measured.with_label_values(&["completed"]),
+            abandoned: measured.with_label_values(&["abandoned"]),
+        })
+    }
+}
+
+/// Why an HTTP latency sample was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("operation must be 1 to 200 characters without control characters")]
+    Operation,
+    #[error("trading.max_series ({0}) reached: new series are dropped")]
+    Cardinality(usize),
+}
+
+/// The shared trading store: writers on one side, the collector on the other.
+pub struct Trading {
+    config: TradingConfig,
+    ingest: Mutex<Ingest>,
+    instruments: Instruments,
+    view: RwLock<Arc<View>>,
+    measurements: ingest::Measurements,
+    statsd_addr: OnceLock<SocketAddr>,
+}
+
+impl Trading {
+    /// A store for `config` whose counters live in `registry`.
+    pub fn new(
+        config: &TradingConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Arc<Trading>, prometheus::Error> {
+        Ok(Arc::new(Trading {
+            config: config.clone(),
+            ingest: Mutex::new(Ingest::default()),
+            instruments: Instruments::register(registry)?,
+            view: RwLock::new(Arc::new(View::default())),
+            measurements: ingest::Measurements::new(
+                config.measurement_ttl.get(),
+                config.max_open_measurements,
+            ),
+            statsd_addr: OnceLock::new(),
+        }))
+    }
+
+    pub fn config(&self) -> &TradingConfig {
+        &self.config
+    }
+
+    /// Where the StatsD listener is bound, once it is.
+    pub fn statsd_addr(&self) -> Option<SocketAddr> {
+        self.statsd_addr.get().copied()
+    }
+
+    pub fn set_statsd_addr(&self, addr: SocketAddr) {
+        let _ = self.statsd_addr.set(addr);
+    }
+
+    /// The open start/end measurements.
+    pub fn measurements(&self) -> &ingest::Measurements {
+        &self.measurements
+    }
+
+    /// The view the collector computed last.
+    pub fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read().expect("view lock"))
+    }
+
+    /// Scratch space for one writer.
+    pub fn batch(&self) -> Batch {
+        Batch {
+            key: String::with_capacity(256),
+            lines: 0,
+            errors: [0; ParseError::ALL.len()],
+            dropped_cardinality: 0,
+            dropped_set: 0,
+        }
+    }
+
+    /// Parses and applies one StatsD datagram.
+    pub fn ingest_packet(&self, packet: &[u8], batch: &mut Batch) {
+        {
+            let mut g = self.ingest.lock().expect("trading lock");
+            for raw in statsd::lines(packet) {
+                match statsd::parse_line(raw) {
+                    Ok(line) => {
+                        batch.lines += 1;
+                        self.apply(&mut g, &line, batch);
+                    }
+                    Err(e) => batch.errors[e.index()] += 1,
+                }
+            }
+        }
+        self.instruments.packets.inc();
+        self.flush(batch);
+    }
+
+    /// Records one latency from HTTP ingest or an ended measurement.
+    pub fn record_latency(
+        &self,
+        operation: &str,
+        labels: &BTreeMap<String, String>,
+        nanos: u64,
+    ) -> Result<(), RecordError> {
+        if !statsd::valid_name(operation) {
+            return Err(RecordError::Operation);
+        }
+        let mut batch = self.batch();
+        let mut g = self.ingest.lock().expect("trading lock");
+        let tags = labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let Some(id) = self.series(&mut g, MetricType::Timer, operation, tags, &mut batch) else {
+            drop(g);
+            self.flush(&mut batch);
+            return Err(RecordError::Cardinality(self.config.max_series));
+        };
+        let p = &mut g.pending[id];
+        latency::record(p.hist.get_or_insert_with(latency::histogram), nanos, 1);
+        p.classic.observe(nanos as f64 / 1e9, 1);
+        Ok(())
+    }
+
+    /// Ends measurement `id`, records it and returns it.
+    pub fn end_measurement(&self, id: &str) -> Option<ingest::Ended> {
+        let ended = self.measurements.end(id, Instant::now())?;
+        self.instruments.completed.inc();
+        let nanos = u64::try_from(ended.latency.as_nanos()).unwrap_or(u64::MAX);
+        // A full series table drops the sample and counts it; the caller still gets
+        // its latency.
+        let _ = self.record_latency(&ended.operation, &ended.labels, nanos);
+        Some(ended)
+    }
+
+    fn flush(&self, b: &mut Batch) {
+        let i = &self.instruments;
+        if b.lines > 0 {
+            i.lines.inc_by(std::mem::take(&mut b.lines));
+        }
+        for (n, c) in b.errors.iter_mut().zip(&i.parse_errors) {
+            if *n > 0 {
+                c.inc_by(std::mem::take(n));
+            }
+        }
+        if b.dropped_cardinality > 0 {
+            i.dropped_cardinality
+                .inc_by(std::mem::take(&mut b.dropped_cardinality));
+        }
+        if b.dropped_set > 0 {
+            i.dropped_set.inc_by(std::mem::take(&mut b.dropped_set));
+        }
+    }
+
+    /// The id of a series, creating it when there is room; `None` (and a count) when
+    /// the cardinality guard drops it.
+    fn series<'t>(
+        &self,
+        g: &mut Ingest,
+        kind: MetricType,
+        name: &str,
+        tags: impl Iterator<Item = (&'t str, &'t str)> + Clone,
+        batch: &mut Batch,
+    ) -> Option<usize> {
+        let key = &mut batch.key;
+        key.clear();
+        key.push(match kind {
+            MetricType::Timer => 't',
+            MetricType::Counter => 'c',
+            MetricType::Gauge => 'g',
+            MetricType::Set => 's',
+        });
+        key.push_str(name);
+        for label in &self.config.label_tags {
+            key.push('\u{1f}');
+            if let Some((_, v)) = tags.clone().find(|(k, _)| k == label) {
+                key.push_str(v);
+            }
+        }
+        if let Some(&id) = g.index.get(key.as_str()) {
+            if g.pending.len() <= id {
+                g.pending.resize_with(id + 1, Pending::default);
+            }
+            return Some(id);
+        }
+        if g.meta.len() >= self.config.max_series {
+            batch.dropped_cardinality += 1;
+            return None;
+        }
+        let labels = self
+            .config
+            .label_tags
+            .iter()
+            .filter_map(|label| {
+                tags.clone()
+                    .find(|(k, v)| k == label && !v.is_empty())
+                    .map(|(_, v)| (label.clone(), v.to_string()))
+            })
+            .collect();
+        let id = g.meta.len();
+        g.meta.push(Arc::new(SeriesMeta {
+            kind,
+            name: name.to_string(),
+            labels,
+        }));
+        g.gauges.push(None);
+        g.index.insert(key.as_str().into(), id);
+        g.pending.resize_with(id + 1, Pending::default);
+        Some(id)
+    }
+
+    fn apply(&self, g: &mut Ingest, line: &Line<'_>, batch: &mut Batch) {
+        let Some(id) = self.series(g, line.kind, line.name, line.tag_pairs(), batch) else {
+            return;
+        };
+        match line.kind {
+            MetricType::Timer => {
+                // A sampled observation stands for 1/rate of them.
+                let n = (1.0 / line.sample_rate).round().max(1.0) as u64;
+                let p = &mut g.pending[id];
+                let h = p.hist.get_or_insert_with(latency::histogram);
+                for ms in line.values() {
+                    latency::record(h, (ms * 1e6).round() as u64, n);
+                    p.classic.observe(ms / 1e3, n);
+                }
+            }
+            MetricType::Counter => {
+                g.pending[id].events += line.values().sum::<f64>() / line.sample_rate;
+            }
+            MetricType::Gauge => {
+                let v = line.values().next().unwrap_or(0.0);
+                let slot = &mut g.gauges[id];
+                *slot = Some(if line.delta {
+                    slot.unwrap_or(0.0) + v
+                } else {
+                    v
+                });
+            }
+            MetricType::Set => {
+                let set = &mut g.pending[id].set;
+                for member in line.set_members() {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    member.hash(&mut h);
+                    if set.len() < SET_LIMIT {
+                        set.insert(h.finish());
+                    } else if !set.contains(&h.finish()) {
+                        batch.dropped_set += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Latency statistics of one window, in milliseconds (the unit of the original API).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl LatencyStats {
+    fn of(h: &Histogram<u64>, per_second: f64) -> Self {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        LatencyStats {
+            count: h.len(),
+            per_second,
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p95_ms: ms(h.value_at_quantile(0.95)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            min_ms: ms(h.min()),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1e6,
+        }
+    }
+}
+
+/// One operation (timer series) in the JSON view.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationView {
+    pub operation: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Observations since m4watch started.
+    pub count: u64,
+    /// Per window name; a window without observations is absent.
+    pub windows: BTreeMap<String, LatencyStats>,
+}
+
+/// One counter stream in the JSON view.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamView {
+    pub stream: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub events_total: f64,
+    /// Events per second, per window name.
+    pub throughput_per_second: BTreeMap<String, f64>,
+}
+
+/// A gauge or set in the JSON view.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueView {
+    pub name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// What the collector computed last; the JSON API serves it.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    /// Unix time of the computation; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_unix: Option<f64>,
+    pub windows: Vec<String>,
+    pub operations: Vec<OperationView>,
+    pub streams: Vec<StreamView>,
+    pub gauges: Vec<ValueView>,
+    pub sets: Vec<ValueView>,
+    pub series: usize,
+    pub max_series: usize,
+    pub score: score::Score,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            updated_unix: None,
+            windows: Vec::new(),
+            operations: Vec::new(),
+            streams: Vec::new(),
+            gauges: Vec::new(),
+            sets: Vec::new(),
+            series: 0,
+            max_series: 0,
+            score: score::compute(&Default::default(), &Default::default()),
+        }
+    }
+}
+
+/// Window name as configured (`1m`, `5m`).
+pub fn window_name(d: Dur) -> String {
+    d.to_string()
+}
+
+enum State {
+    Timer {
+        windows: Vec<LatencyWindow>,
+        classic: Classic,
+    },
+    Counter {
+        windows: Vec<CountWindow>,
+        total: f64,
+    },
+    Gauge,
+    Set {
+        last: usize,
+    },
+}
+
+/// Turns the trading store into families, windows and the score, once per interval.
+pub struct TradingCollector {
+    trading: Arc<Trading>,
+    /// The accumulator swapped with the writers' one each run, reused to avoid
+    /// reallocating histograms.
+    spare: Vec<Pending>,
+    meta: Vec<Arc<SeriesMeta>>,
+    states: Vec<State>,
+    window_names: Vec<String>,
+}
+
+impl TradingCollector {
+    pub fn new(trading: Arc<Trading>) -> Self {
+        let window_names = trading
+            .config
+            .windows
+            .iter()
+            .map(|w| window_name(*w))
+            .collect();
+        TradingCollector {
+            trading,
+            spare: Vec::new(),
+            meta: Vec::new(),
+            states: Vec::new(),
+            window_names,
+        }
+    }
+
+    /// One run at `now`: fold, compute, publish the view, return the families.
+    pub fn run(&mut self, now: Instant) -> Vec<Family> {
+        let gauges = {
+            let mut g = self.trading.ingest.lock().expect("trading lock");
+            std::mem::swap(&mut g.pending, &mut self.spare);
+            self.meta.extend(g.meta[self.meta.len()..].iter().cloned());
+            g.gauges.clone()
+        };
+        let widths: Vec<_> = self
+            .trading
+            .config
+            .windows
+            .iter()
+            .map(|w| w.get())
+            .collect();
+        for m in &self.meta[self.states.len()..] {
+            self.states.push(match m.kind {
+                MetricType::Timer => State::Timer {
+                    windows: widths.iter().map(|w| LatencyWindow::new(*w, now)).collect(),
+                    classic: Classic::default(),
+                },
+                MetricType::Counter => State::Counter {
+                    windows: widths.iter().map(|w| CountWindow::new(*w, now)).collect(),
+                    total: 0.0,
+                },
+                MetricType::Gauge => State::Gauge,
+                MetricType::Set => State::Set { last: 0 },
+            });
+        }
+        for (id, state) in self.states.iter_mut().enumerate() {
+            let p = self.spare.get_mut(id);
+            match state {
+                State::Timer { windows, classic } => {
+                    for w in windows.iter_mut() {
+                        match p.as_ref().and_then(|p| p.hist.as_ref()) {
+                            Some(h) => w.add(h, now),
+                            None => w.advance(now),
+                        }
+                    }
+                    if let Some(p) = &p {
+                        classic.add(&p.classic);
+                    }
+                }
+                State::Counter { windows, total } => {
+                    let n = p.as_ref().map_or(0.0, |p| p.events);
+                    *total += n;
+                    for w in windows.iter_mut() {
+                        w.add(n, now);
+                    }
+                }
+                State::Gauge => {}
+                State::Set { last } => *last = p.as_ref().map_or(0, |p| p.set.len()),
+            }
+        }
+        for p in &mut self.spare {
+            p.clear();
+        }
+        let abandoned = self.trading.measurements.expire(now);
+        if abandoned > 0 {
+            self.trading.instruments.abandoned.inc_by(abandoned as u64);
+        }
+        let view = self.view(now, &gauges);
+        let families = self.families(&view, now);
+        *self.trading.view.write().expect("view lock") = Arc::new(view);
+        families
+    }
+
+    fn view(&self, now: Instant, gauges: &[Option<f64>]) -> View {
+        let mut view = View {
+            updated_unix: Some(crate::store::unix_now()),
+            windows: self.window_names.clone(),
+            series: self.meta.len(),
+            max_series: self.trading.config.max_series,
+            ..View::default()
+        };
+        for (id, (m, state)) in self.meta.iter().zip(&self.states).enumerate() {
+            let labels: BTreeMap<String, String> = m.labels.iter().cloned().collect();
+            match state {
+                State::Timer { windows, classic } => view.operations.push(OperationView {
+                    operation: m.name.clone(),
+                    labels,
+                    count: classic.count(),
+                    windows: self
+                        .window_names
+                        .iter()
+                        .zip(windows)
+                        .filter_map(|(n, w)| {
+                            w.histogram()
+                                .map(|h| (n.clone(), LatencyStats::of(h, w.rate(now))))
+                        })
+                        .collect(),
+                }),
+                State::Counter { windows, total } => view.streams.push(StreamView {
+                    stream: m.name.clone(),
+                    labels,
+                    events_total: *total,
+                    throughput_per_second: self
+                        .window_names
+                        .iter()
+                        .zip(windows)
+                        .map(|(n, w)| (n.clone(), w.rate(now)))
+                        .collect(),
+                }),
+                State::Gauge => {
+                    if let Some(v) = gauges.get(id).copied().flatten() {
+                        view.gauges.push(ValueView {
+                            name: m.name.clone(),
+                            labels,
+                            value: v,
+                        });
+                    }
+                }
+                State::Set { last } => view.sets.push(ValueView {
+                    name: m.name.clone(),
+                    labels,
+                    value: *last as f64,
+                }),
+            }
+        }
+        view.score = score::compute(&self.trading.config.score, &self.observed(now));
+        view
+    }
+
+    /// Window `w` of every timer series named `op`, whatever its labels.
+    fn timer_windows<'s>(
+        &'s self,
+        op: &'s str,
+        w: usize,
+    ) -> impl Iterator<Item = &'s LatencyWindow> + 's {
+        self.meta
+            .iter()
+            .zip(&self.states)
+            .filter(move |(m, _)| m.name == op)
+            .filter_map(move |(_, s)| match s {
+                State::Timer { windows, .. } => Some(&windows[w]),
+                _ => None,
+            })
+    }
+
+    /// What the score components observed in the score window.
+    fn observed(&self, now: Instant) -> score::Observed {
+        let cfg = &self.trading.config.score;
+        let w = self
+            .trading
+            .config
+            .windows
+            .iter()
+            .position(|w| *w == cfg.window)
+            .unwrap_or(0);
+        let quantile = |op: &str| {
+            let mut merged: Option<Histogram<u64>> = None;
+            for h in self
+                .timer_windows(op, w)
+                .filter_map(LatencyWindow::histogram)
+            {
+                match &mut merged {
+                    None => merged = Some(h.clone()),
+                    Some(m) => {
+                        let _ = m.add(h);
+                    }
+                }
+            }
+            merged.map(|h| latency::quantile_seconds(&h, cfg.quantile))
+        };
+        let stream = &cfg.throughput.stream;
+        let counters: Vec<f64> = self
+            .meta
+            .iter()
+            .zip(&self.states)
+            .filter(|(m, _)| &m.name == stream)
+            .filter_map(|(_, s)| match s {
+                State::Counter { windows, .. } => Some(windows[w].rate(now)),
+                _ => None,
+            })
+            .collect();
+        let throughput = if counters.is_empty() {
+            // No counter stream of that name: the rate of the operation's observations.
+            let rates: Vec<f64> = self.timer_windows(stream, w).map(|t| t.rate(now)).collect();
+            (!rates.is_empty()).then(|| rates.iter().sum())
+        } else {
+            Some(counters.iter().sum())
+        };
+        score::Observed {
+            latency: quantile(&cfg.latency.operation),
+            risk: quantile(&cfg.risk.operation),
+            ml: quantile(&cfg.ml.operation),
+            throughput,
+        }
+    }
+
+    fn families(&self, view: &View, now: Instant) -> Vec<Family> {
+        let mut quantiles = Family::new("m4watch_trading_latency_quantile_seconds");
+        let mut hist = Family::new("m4watch_trading_latency_seconds");
+        let mut events = Family::new("m4watch_trading_events_total");
+        let mut throughput = Family::new("m4watch_trading_throughput_per_second");
+        let mut gauge = Family::new("m4watch_trading_gauge");
+        let mut sets = Family::new("m4watch_trading_set_unique_values");
+        let mut series = Family::new("m4watch_trading_series");
+        let with = |first: (&str, &str), labels: &[(String, String)], rest: &[(&str, &str)]| {
+            let mut l: Vec<(String, String)> = vec![(first.0.into(), first.1.into())];
+            l.extend(labels.iter().cloned());
+            l.extend(rest.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            l
+        };
+        for (m, state) in self.meta.iter().zip(&self.states) {
+            match state {
+                State::Timer { windows, classic } => {
+                    let op = ("operation", m.name.as_str());
+                    for (name, w) in self.window_names.iter().zip(windows) {
+                        let Some(h) = w.histogram() else { continue };
+                        for (q, qs) in QUANTILES {
+                            quantiles.push(
+                                with(op, &m.labels, &[("window", name), ("quantile", qs)]),
+                                latency::quantile_seconds(h, q),
+                            );
+                        }
+                    }
+                    for (le, n) in classic.cumulative() {
+                        let le = crate::store::format_value(le);
+                        hist.samples.push(Sample {
+                            suffix: "_bucket",
+                            labels: with(op, &m.labels, &[("le", &le)]),
+                            value: n as f64,
+                        });
+                    }
+                    hist.samples.push(Sample {
+                        suffix: "_sum",
+                        labels: with(op, &m.labels, &[]),
+                        value: classic.sum_seconds,
+                    });
+                    hist.samples.push(Sample {
+                        suffix: "_count",
+                        labels: with(op, &m.labels, &[]),
+                        value: classic.count() as f64,
+                    });
+                }
+                State::Counter { windows, total } => {
+                    let stream = ("stream", m.name.as_str());
+                    events.push(with(stream, &m.labels, &[]), *total);
+                    for (name, w) in self.window_names.iter().zip(windows) {
+                        throughput.push(with(stream, &m.labels, &[("window", name)]), w.rate(now));
+                    }
+                }
+                State::Gauge | State::Set { .. } => {}
+            }
+        }
+        for g in &view.gauges {
+            gauge.push(with(("name", &g.name), &flat(&g.labels), &[]), g.value);
+        }
+        for s in &view.sets {
+            sets.push(with(("name", &s.name), &flat(&s.labels), &[]), s.value);
+        }
+        for (kind, name) in TYPES {
+            let n = self.meta.iter().filter(|m| m.kind == kind).count();
+            series.push([("type", name)], n as f64);
+        }
+        let mut total = Family::new("m4watch_performance_score");
+        let mut component = Family::new("m4watch_performance_component_score");
+        let mut weight = Family::new("m4watch_performance_component_weight");
+        let mut coverage = Family::new("m4watch_performance_score_coverage_ratio");
+        if let Some(s) = view.score.score {
+            total.push_value(s);
+        }
+        for c in &view.score.components {
+            if let Some(s) = c.score {
+                component.push([("component", c.component)], s);
+            }
+            weight.push([("component", c.component)], c.weight);
+        }
+        coverage.push_value(view.score.coverage_ratio);
+        vec![
+            quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
+            coverage,
+        ]
+    }
+}
+
+fn flat(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+impl BlockingCollector for TradingCollector {
+    fn name(&self) -> &'static str {
+        "trading"
+    }
+
+    fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        Ok(self.run(Instant::now()))
+    }
+}

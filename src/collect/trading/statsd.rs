@@ -1,0 +1,464 @@
+//! StatsD / DogStatsD over UDP: the pure line parser and the listener thread.
+//!
+//! The listener is a plain OS thread on a blocking socket: it receives a datagram,
+//! parses every line and hands the batch to the [`Trading`] store under one short lock.
+//! It never encodes, never awaits and never allocates per line in the common case, so a
+//! sender can only fill the socket buffer, never stall or crash the daemon.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::Trading;
+
+/// Largest datagram accepted: the UDP maximum, so no sender's packet is cut.
+pub const MAX_PACKET: usize = 65_536;
+/// Longest metric name kept; longer names are a parse error, not a new series.
+pub const MAX_NAME: usize = 200;
+
+/// A StatsD metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    /// `c`: adds to a stream's event count.
+    Counter,
+    /// `g`: sets a value, or moves it with a leading `+`/`-`.
+    Gauge,
+    /// `ms`, `h`, `d`: one latency or distribution observation, in milliseconds.
+    Timer,
+    /// `s`: counts distinct values.
+    Set,
+}
+
+/// Why a line was dropped; each is one value of the bounded `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not UTF-8")]
+    Encoding,
+    #[error("not name:value|type")]
+    Format,
+    #[error("empty, too long or control characters in the name")]
+    Name,
+    #[error("value is not a finite number valid for its type")]
+    Value,
+    #[error("unknown metric type")]
+    Type,
+    #[error("sample rate is not a number in (0, 1]")]
+    SampleRate,
+    #[error("malformed tags")]
+    Tags,
+    #[error("DogStatsD event or service check, which m4watch does not take")]
+    Unsupported,
+}
+
+impl ParseError {
+    /// Every reason, for pre-creating the counter series at 0.
+    pub const ALL: [ParseError; 8] = [
+        ParseError::Encoding,
+        ParseError::Format,
+        ParseError::Name,
+        ParseError::Value,
+        ParseError::Type,
+        ParseError::SampleRate,
+        ParseError::Tags,
+        ParseError::Unsupported,
+    ];
+
+    /// The `reason` label value.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ParseError::Encoding => "encoding",
+            ParseError::Format => "format",
+            ParseError::Name => "name",
+            ParseError::Value => "value",
+            ParseError::Type => "type",
+            ParseError::SampleRate => "sample_rate",
+            ParseError::Tags => "tags",
+            ParseError::Unsupported => "unsupported",
+        }
+    }
+
+    /// Position in [`ParseError::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One parsed line. Borrowed from the datagram: parsing allocates nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line<'a> {
+    pub name: &'a str,
+    pub kind: MetricType,
+    /// The value part as sent, already checked: one number, or several joined by `:`
+    /// (DogStatsD packs `name:1:2:3|d`). Read it with [`Line::values`].
+    pub raw_values: &'a str,
+    /// Gauge only: the value moves the gauge instead of setting it.
+    pub delta: bool,
+    /// In (0, 1]; each observation stands for `1 / sample_rate` events.
+    pub sample_rate: f64,
+    /// `key:value,key2:value2` without the leading `#`; empty when none.
+    pub tags: &'a str,
+}
+
+impl<'a> Line<'a> {
+    /// The numbers of this line (sets: see [`Line::set_members`]).
+    pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
+        self.raw_values
+            .split(':')
+            .map(|v| v.parse::<f64>().unwrap_or(0.0))
+    }
+
+    /// The members of a set line.
+    pub fn set_members(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.raw_values.split(':')
+    }
+
+    /// `(key, value)` pairs of the tags; a bare tag has an empty value.
+    pub fn tag_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        self.tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.split_once(':').unwrap_or((t, "")))
+    }
+}
+
+/// Splits a datagram into lines; blank lines (a trailing newline) are not lines.
+pub fn lines(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
+    packet
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+}
+
+/// Parses one line: `name:value|type[|@rate][|#tags][|other DogStatsD fields]`.
+///
+/// A pure function of its input, total over all byte strings: it returns an error for
+/// anything it cannot take and never panics (fuzzed in `fuzz/`).
+pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
+    let line = std::str::from_utf8(raw).map_err(|_| ParseError::Encoding)?;
+    if line.starts_with("_e{") || line.starts_with("_sc|") {
+        return Err(ParseError::Unsupported);
+    }
+    let (head, rest) = line.split_once('|').ok_or(ParseError::Format)?;
+    let (name, raw_values) = head.split_once(':').ok_or(ParseError::Format)?;
+    if !valid_name(name) {
+        return Err(ParseError::Name);
+    }
+    let mut fields = rest.split('|');
+    let kind = match fields.next().unwrap_or("") {
+        "c" => MetricType::Counter,
+        "g" => MetricType::Gauge,
+        "ms" | "h" | "d" => MetricType::Timer,
+        "s" => MetricType::Set,
+        _ => return Err(ParseError::Type),
+    };
+    let mut sample_rate = 1.0;
+    let mut tags = "";
+    for field in fields {
+        if let Some(r) = field.strip_prefix('@') {
+            sample_rate = r.parse::<f64>().map_err(|_| ParseError::SampleRate)?;
+            if !(sample_rate > 0.0 && sample_rate <= 1.0) {
+                return Err(ParseError::SampleRate);
+            }
+        } else if let Some(t) = field.strip_prefix('#') {
+            if t.split(',')
+                .any(|tag| tag.is_empty() || tag.starts_with(':'))
+                || t.chars().any(char::is_control)
+            {
+                return Err(ParseError::Tags);
+            }
+            tags = t;
+        } else if field.is_empty() {
+            return Err(ParseError::Format);
+        }
+        // Other DogStatsD fields (`c:` container id, `T` timestamp, `e:` external
+        // data) carry nothing m4watch exports: ignored, not errors.
+    }
+    let delta = kind == MetricType::Gauge && raw_values.starts_with(['+', '-']);
+    check_values(kind, raw_values)?;
+    Ok(Line {
+        name,
+        kind,
+        raw_values,
+        delta,
+        sample_rate,
+        tags,
+    })
+}
+
+/// A name m4watch takes as an operation, stream or gauge name: 1 to [`MAX_NAME`]
+/// bytes without control characters (it becomes a label value).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && !name.chars().any(char::is_control)
+}
+
+fn check_values(kind: MetricType, raw: &str) -> Result<(), ParseError> {
+    if kind == MetricType::Set {
+        return if raw.split(':').any(str::is_empty) {
+            Err(ParseError::Value)
+        } else {
+            Ok(())
+        };
+    }
+    // Several packed values only make sense for observations.
+    if kind != MetricType::Timer && raw.contains(':') {
+        return Err(ParseError::Value);
+    }
+    for v in raw.split(':') {
+        // Rust accepts "inf" and "nan" spellings; StatsD senders never mean those.
+        let x: f64 = v.parse().map_err(|_| ParseError::Value)?;
+        if !x.is_finite() || (kind == MetricType::Timer && x < 0.0) {
+            return Err(ParseError::Value);
+        }
+    }
+    Ok(())
+}
+
+/// A running listener; dropping it does not stop it, [`Listener::stop`] does.
+pub struct Listener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// How often the receive loop wakes to check for shutdown when no packet comes.
+const POLL: Duration = Duration::from_millis(200);
+
+impl Listener {
+    /// Binds `addr` and starts the receive thread feeding `trading`.
+    pub fn start(addr: SocketAddr, trading: Arc<Trading>) -> std::io::Result<Listener> {
+        let socket = UdpSocket::bind(addr)?;
+        socket.set_read_timeout(Some(POLL))?;
+        grow_receive_buffer(&socket);
+        let addr = socket.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("statsd".into())
+            .spawn(move || receive_loop(&socket, &trading, &flag))?;
+        tracing::info!(%addr, "StatsD listener on UDP");
+        Ok(Listener { addr, stop, thread })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the thread and waits for it (at most one poll interval).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn receive_loop(socket: &UdpSocket, trading: &Trading, stop: &AtomicBool) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut batch = trading.batch();
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv(&mut buf) {
+            Ok(n) => trading.ingest_packet(&buf[..n], &mut batch),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                // Transient errors (ICMP port unreachable echoes, ENOMEM) must not end
+                // the listener; back off briefly so a persistent one cannot spin.
+                tracing::warn!(error = %e, "StatsD receive failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Asks for a large receive buffer so bursts wait in the kernel instead of being
+/// dropped while the collector holds the lock; the kernel caps it at `rmem_max`.
+fn grow_receive_buffer(socket: &UdpSocket) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 8 * 1024 * 1024;
+        // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SO_RCVBUF not raised");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = socket;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Line<'_> {
+        parse_line(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    fn err(s: &[u8]) -> &'static str {
+        parse_line(s)
+            .map(|l| panic!("{:?} parsed as {l:?}", String::from_utf8_lossy(s)))
+            .unwrap_err()
+            .reason()
+    }
+
+    #[test]
+    fn timers_histograms_and_distributions() {
+        let l = ok("order_execution:12.5|ms");
+        assert_eq!(
+            (l.name, l.kind, l.values().collect::<Vec<_>>()),
+            ("order_execution", MetricType::Timer, vec![12.5])
+        );
+        assert_eq!(ok("a:1|h").kind, MetricType::Timer);
+        assert_eq!(ok("a:0|d").kind, MetricType::Timer);
+        assert_eq!(
+            ok("a:1:2.5:3|d").values().collect::<Vec<_>>(),
+            vec![1.0, 2.5, 3.0]
+        );
+    }
+
+    #[test]
+    fn counters_with_sample_rate() {
+        let l = ok("market_data:5|c|@0.1");
+        assert_eq!(l.kind, MetricType::Counter);
+        assert_eq!(l.sample_rate, 0.1);
+        assert_eq!(ok("x:-2|c").values().next(), Some(-2.0));
+    }
+
+    #[test]
+    fn gauges_set_or_move() {
+        let set = ok("queue_depth:42|g");
+        assert_eq!((set.delta, set.values().next()), (false, Some(42.0)));
+        let up = ok("queue_depth:+3|g");
+        assert_eq!((up.delta, up.values().next()), (true, Some(3.0)));
+        let down = ok("queue_depth:-3.5|g");
+        assert_eq!((down.delta, down.values().next()), (true, Some(-3.5)));
+    }
+
+    #[test]
+    fn sets_take_any_member_text() {
+        let l = ok("users:alice|s");
+        assert_eq!(l.kind, MetricType::Set);
+        assert_eq!(l.set_members().collect::<Vec<_>>(), vec!["alice"]);
+    }
+
+    #[test]
+    fn dogstatsd_tags_and_extension_fields() {
+        let l = ok("order_execution:1|ms|@0.5|#venue:xnys,strategy:mm,canary|c:abc|T1656581400");
+        assert_eq!(l.sample_rate, 0.5);
+        assert_eq!(
+            l.tag_pairs().collect::<Vec<_>>(),
+            vec![("venue", "xnys"), ("strategy", "mm"), ("canary", "")]
+        );
+        // Tags before the rate are fine too.
+        assert_eq!(ok("a:1|c|#k:v|@1").tags, "k:v");
+        // Tag values may contain ':' (DogStatsD splits at the first one).
+        assert_eq!(
+            ok("a:1|c|#url:http://x").tag_pairs().next(),
+            Some(("url", "http://x"))
+        );
+    }
+
+    #[test]
+    fn malformed_lines_name_their_reason() {
+        assert_eq!(err(b"\xff\xfe:1|c"), "encoding");
+        assert_eq!(err(b"no_separator"), "format");
+        assert_eq!(err(b"name|c"), "format");
+        assert_eq!(err(b"a:1|c||#x"), "format");
+        assert_eq!(err(b":1|c"), "name");
+        assert_eq!(err("a\u{7}b:1|c".as_bytes()), "name");
+        assert_eq!(err(format!("{}:1|c", "n".repeat(201)).as_bytes()), "name");
+        assert_eq!(err(b"a:|c"), "value");
+        assert_eq!(err(b"a:abc|ms"), "value");
+        assert_eq!(err(b"a:-1|ms"), "value");
+        assert_eq!(err(b"a:inf|g"), "value");
+        assert_eq!(err(b"a:NaN|ms"), "value");
+        assert_eq!(err(b"a:1:2|c"), "value");
+        assert_eq!(err(b"a:x::y|s"), "value");
+        assert_eq!(err(b"a:1|q"), "type");
+        assert_eq!(err(b"a:1|"), "type");
+        assert_eq!(err(b"a:1|c|@0"), "sample_rate");
+        assert_eq!(err(b"a:1|c|@1.5"), "sample_rate");
+        assert_eq!(err(b"a:1|c|@x"), "sample_rate");
+        assert_eq!(err(b"a:1|c|#"), "tags");
+        assert_eq!(err(b"a:1|c|#a,,b"), "tags");
+        assert_eq!(err(b"a:1|c|#:v"), "tags");
+        assert_eq!(err(b"_e{5,4}:title|text"), "unsupported");
+        assert_eq!(err(b"_sc|check|0"), "unsupported");
+    }
+
+    #[test]
+    fn packets_split_into_lines_without_blanks() {
+        let got: Vec<&[u8]> = lines(b"a:1|c\r\n\nb:2|c\n").collect();
+        assert_eq!(got, vec![&b"a:1|c"[..], &b"b:2|c"[..]]);
+        assert_eq!(lines(b"").count(), 0);
+    }
+
+    /// xorshift64*: deterministic, dependency-free randomness for the test below.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    /// The stable-toolchain companion of the cargo-fuzz target: random bytes, and
+    /// random mutations of valid lines (which reach deeper than pure noise), never
+    /// panic, and whatever parses satisfies the parser's own promises.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let seeds: &[&[u8]] = &[
+            b"order_execution:12.5|ms|@0.5|#venue:xnys,canary",
+            b"q:+3|g",
+            b"u:alice:bob|s",
+            b"a:1:2:3|d|c:abc|T123",
+        ];
+        let alphabet = b":|@#,.+-0123456789eE\n\r\xff\xc3msghdc";
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for i in 0..200_000 {
+            let mut line: Vec<u8> = if i % 2 == 0 {
+                seeds[(rng.next() % seeds.len() as u64) as usize].to_vec()
+            } else {
+                (0..rng.next() % 64).map(|_| rng.next() as u8).collect()
+            };
+            for _ in 0..(rng.next() % 4) {
+                let pos = (rng.next() as usize) % (line.len() + 1);
+                let byte = alphabet[(rng.next() as usize) % alphabet.len()];
+                match rng.next() % 3 {
+                    0 => line.insert(pos, byte),
+                    1 if pos < line.len() => line[pos] = byte,
+                    _ if pos < line.len() => {
+                        line.remove(pos);
+                    }
+                    _ => {}
+                }
+            }
+            for l in lines(&line) {
+                if let Ok(p) = parse_line(l) {
+                    assert!(!p.name.is_empty() && p.name.len() <= MAX_NAME);
+                    assert!(p.sample_rate > 0.0 && p.sample_rate <= 1.0);
+                    if p.kind != MetricType::Set {
+                        assert!(p.values().all(f64::is_finite));
+                    }
+                    let _ = p.tag_pairs().count();
+                }
+            }
+        }
+    }
+}
