@@ -212,6 +212,7 @@ fn row(d: &MetricDef) -> String {
         Kind::Counter => "counter",
         Kind::Gauge => "gauge",
         Kind::Histogram => "histogram",
+        Kind::Summary => "summary",
         Kind::Untyped => "untyped",
     };
     let labels = d

@@ -810,6 +810,47 @@ mod tests {
     }
 
     #[test]
+    fn error_trading_score_window_not_a_window() {
+        assert_eq!(
+            error_of("trading_score_window"),
+            "testdata/config/trading_score_window.yml: trading.score.window: 1m is not one of trading.windows"
+        );
+    }
+
+    #[test]
+    fn error_trading_target_over_max() {
+        assert_eq!(
+            error_of("trading_target_over_max"),
+            "testdata/config/trading_target_over_max.yml: trading.score.risk.max: must be greater than target (10ms)"
+        );
+    }
+
+    #[test]
+    fn error_trading_label_tag_reserved() {
+        assert_eq!(
+            error_of("trading_label_tag"),
+            "testdata/config/trading_label_tag.yml: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
+        );
+    }
+
+    #[test]
+    fn trading_defaults_are_the_original_figures() {
+        let c = Config::embedded_default(&no_env).unwrap().trading;
+        assert_eq!(c.statsd_listen, Some("0.0.0.0:8125".parse().unwrap()));
+        assert_eq!(c.max_series, 1000);
+        assert_eq!(c.score.latency.target.get(), Duration::from_micros(500));
+        assert_eq!(c.score.latency.max.get(), Duration::from_millis(1));
+        assert_eq!(c.score.latency.weight, 0.4);
+        assert_eq!(c.score.throughput.target_per_second, 50_000.0);
+        // The embedded file and the code's defaults agree.
+        let d = TradingConfig::default();
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::to_value(&d).unwrap()
+        );
+    }
+
+    #[test]
     fn error_unreadable_file() {
         let err = Config::load(Path::new("/nonexistent/m4watch.yml"), &no_env).unwrap_err();
         assert_eq!(

@@ -21,6 +21,8 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram,
+    /// Quantile series plus `_sum` and `_count`, as the exposition format defines.
+    Summary,
     Untyped,
 }
 
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
             Kind::Untyped => "untyped",
         }
     }
@@ -332,8 +335,8 @@ fn from_proto(mf: &prometheus::proto::MetricFamily) -> Family {
                 });
                 continue;
             }
-            // m4watch registers no untyped instruments.
-            Kind::Untyped => continue,
+            // m4watch registers no untyped or summary instruments.
+            Kind::Untyped | Kind::Summary => continue,
         };
     }
     family

@@ -60,7 +60,16 @@ fn sigterm_shuts_down_gracefully() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    // The default StatsD port may be taken by a test running beside this one.
+    let cfg = dir.path().join("m4watch.yml");
+    std::fs::write(
+        &cfg,
+        "listen: 127.0.0.1:0\ndata_dir: ./data\ntrading:\n  statsd_listen: 127.0.0.1:0\n",
+    )
+    .unwrap();
     let mut child = m4watch()
+        .arg("--config")
+        .arg(&cfg)
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),

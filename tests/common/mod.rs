@@ -21,7 +21,14 @@ pub struct Daemon {
 /// environment, as a config file would be.
 pub fn config(yaml: &str) -> Config {
     let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{yaml}");
-    Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid")
+    let mut c =
+        Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid");
+    // Tests run side by side: the default StatsD port would collide, so a test that
+    // leaves it at the default gets an ephemeral loopback port instead.
+    if c.trading.statsd_listen == Some(SocketAddr::from(([0, 0, 0, 0], 8125))) {
+        c.trading.statsd_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+    c
 }
 
 /// The root of a fixture machine under `testdata/linux/`.

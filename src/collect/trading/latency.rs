@@ -136,11 +136,20 @@ impl<T: Default> Ring<T> {
     }
 }
 
+/// One slot of a latency window: its histogram (allocated on first use) and the
+/// exact sum of its observations in seconds.
+#[derive(Debug, Default)]
+struct LatencySlot {
+    hist: Option<Histogram<u64>>,
+    sum_seconds: f64,
+}
+
 /// A sliding window of latencies.
 #[derive(Debug)]
 pub struct LatencyWindow {
-    ring: Ring<Option<Histogram<u64>>>,
+    ring: Ring<LatencySlot>,
     total: Option<Histogram<u64>>,
+    sum_seconds: f64,
 }
 
 impl LatencyWindow {
@@ -148,29 +157,35 @@ impl LatencyWindow {
         LatencyWindow {
             ring: Ring::new(width, now),
             total: None,
+            sum_seconds: 0.0,
         }
     }
 
-    /// Adds one interval's observations.
-    pub fn add(&mut self, h: &Histogram<u64>, now: Instant) {
+    /// Adds one interval's observations and their exact sum in seconds.
+    pub fn add(&mut self, h: &Histogram<u64>, sum_seconds: f64, now: Instant) {
         self.advance(now);
         if h.is_empty() {
             return;
         }
-        let slot = self.ring.slots[self.ring.current].get_or_insert_with(histogram);
-        // Same bounds everywhere, so neither can fail.
-        let _ = slot.add(h);
+        let slot = &mut self.ring.slots[self.ring.current];
+        // Same bounds everywhere, so neither add can fail.
+        let _ = slot.hist.get_or_insert_with(histogram).add(h);
+        slot.sum_seconds += sum_seconds;
         let _ = self.total.get_or_insert_with(histogram).add(h);
+        self.sum_seconds += sum_seconds;
     }
 
     /// Ages slots out up to `now`.
     pub fn advance(&mut self, now: Instant) {
         let total = &mut self.total;
+        let sum = &mut self.sum_seconds;
         self.ring.advance(now, |slot| {
-            if let (Some(old), Some(t)) = (slot.take(), total.as_mut()) {
+            *sum -= std::mem::take(&mut slot.sum_seconds);
+            if let (Some(old), Some(t)) = (slot.hist.take(), total.as_mut()) {
                 let _ = t.subtract(&old);
                 if t.is_empty() {
                     *total = None;
+                    *sum = 0.0;
                 }
             }
         });
@@ -179,6 +194,11 @@ impl LatencyWindow {
     /// Every observation in the window; `None` when there is none.
     pub fn histogram(&self) -> Option<&Histogram<u64>> {
         self.total.as_ref().filter(|h| !h.is_empty())
+    }
+
+    /// Exact sum of the window's observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_seconds.max(0.0)
     }
 
     /// Observations per second over the window.
@@ -272,14 +292,16 @@ mod tests {
     fn a_window_forgets_what_ages_out() {
         let t0 = Instant::now();
         let mut w = LatencyWindow::new(Duration::from_secs(60), t0);
-        w.add(&one(1_000_000, 10), t0);
-        w.add(&one(5_000_000, 10), t0 + Duration::from_secs(30));
+        w.add(&one(1_000_000, 10), 0.01, t0);
+        w.add(&one(5_000_000, 10), 0.05, t0 + Duration::from_secs(30));
         assert_eq!(w.histogram().unwrap().len(), 20);
+        assert!((w.sum_seconds() - 0.06).abs() < 1e-12);
         // 65 s later the first slot (0-10 s) has aged out, the 30 s one has not.
         w.advance(t0 + Duration::from_secs(65));
         let h = w.histogram().unwrap();
         assert_eq!(h.len(), 10);
         assert!((quantile_seconds(h, 0.5) - 0.005).abs() < 0.0001);
+        assert!((w.sum_seconds() - 0.05).abs() < 1e-12);
         w.advance(t0 + Duration::from_secs(95));
         assert!(w.histogram().is_none(), "empty windows free their total");
     }

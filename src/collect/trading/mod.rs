@@ -34,9 +34,9 @@ use crate::store::{Family, Kind, Sample};
 pub const METRICS: &[MetricDef] = &[
     def(
         "m4watch_trading_latency_quantile_seconds",
-        Kind::Gauge,
+        Kind::Summary,
         &["operation", "window", "quantile"],
-        "Latency quantile (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%); absent when the window saw no observation.",
+        "Latency quantiles (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%), with the window's exact sum and count; absent when the window saw no observation.",
     ),
     def(
         "m4watch_trading_latency_seconds",
@@ -57,7 +57,7 @@ pub const METRICS: &[MetricDef] = &[
         "Events per second of a StatsD counter stream over a sliding window.",
     ),
     def(
-        "m4watch_trading_gauge",
+        "m4watch_trading_value",
         Kind::Gauge,
         &["name"],
         "Last value of a StatsD gauge, in the unit the sender uses.",
@@ -598,6 +598,7 @@ pub struct TradingCollector {
     meta: Vec<Arc<SeriesMeta>>,
     states: Vec<State>,
     window_names: Vec<String>,
+    last_run: Option<Instant>,
 }
 
 impl TradingCollector {
@@ -614,6 +615,7 @@ impl TradingCollector {
             meta: Vec::new(),
             states: Vec::new(),
             window_names,
+            last_run: None,
         }
     }
 
@@ -632,14 +634,24 @@ impl TradingCollector {
             .iter()
             .map(|w| w.get())
             .collect();
+        // A new series' first data arrived during the interval that ends now, so its
+        // windows start when that interval began (else its first rate would be 0/0).
+        let began = self.last_run.unwrap_or_else(|| {
+            now.checked_sub(self.trading.config.interval.get())
+                .unwrap_or(now)
+        });
+        self.last_run = Some(now);
         for m in &self.meta[self.states.len()..] {
             self.states.push(match m.kind {
                 MetricType::Timer => State::Timer {
-                    windows: widths.iter().map(|w| LatencyWindow::new(*w, now)).collect(),
+                    windows: widths
+                        .iter()
+                        .map(|w| LatencyWindow::new(*w, began))
+                        .collect(),
                     classic: Classic::default(),
                 },
                 MetricType::Counter => State::Counter {
-                    windows: widths.iter().map(|w| CountWindow::new(*w, now)).collect(),
+                    windows: widths.iter().map(|w| CountWindow::new(*w, began)).collect(),
                     total: 0.0,
                 },
                 MetricType::Gauge => State::Gauge,
@@ -652,7 +664,9 @@ impl TradingCollector {
                 State::Timer { windows, classic } => {
                     for w in windows.iter_mut() {
                         match p.as_ref().and_then(|p| p.hist.as_ref()) {
-                            Some(h) => w.add(h, now),
+                            Some(h) => {
+                                w.add(h, p.as_ref().map_or(0.0, |p| p.classic.sum_seconds), now)
+                            }
                             None => w.advance(now),
                         }
                     }
@@ -812,7 +826,7 @@ impl TradingCollector {
         let mut hist = Family::new("m4watch_trading_latency_seconds");
         let mut events = Family::new("m4watch_trading_events_total");
         let mut throughput = Family::new("m4watch_trading_throughput_per_second");
-        let mut gauge = Family::new("m4watch_trading_gauge");
+        let mut gauge = Family::new("m4watch_trading_value");
         let mut sets = Family::new("m4watch_trading_set_unique_values");
         let mut series = Family::new("m4watch_trading_series");
         let with = |first: (&str, &str), labels: &[(String, String)], rest: &[(&str, &str)]| {
@@ -833,6 +847,17 @@ impl TradingCollector {
                                 latency::quantile_seconds(h, q),
                             );
                         }
+                        let labels = with(op, &m.labels, &[("window", name)]);
+                        quantiles.samples.push(Sample {
+                            suffix: "_sum",
+                            labels: labels.clone(),
+                            value: w.sum_seconds(),
+                        });
+                        quantiles.samples.push(Sample {
+                            suffix: "_count",
+                            labels,
+                            value: h.len() as f64,
+                        });
                     }
                     for (le, n) in classic.cumulative() {
                         let le = crate::store::format_value(le);

@@ -1,0 +1,519 @@
+//! Black-box tests of trading latency and throughput: real UDP packets on loopback into
+//! the StatsD listener, real HTTP requests into the ingest and measurement API.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{Daemon, config, series};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "tr4de";
+
+/// Plain fixture hardware, a fast trading interval, a write token, and `extra`
+/// lines under `trading:`.
+fn trading_config(extra: &str) -> m4watch::config::Config {
+    let root = common::fixture("plain");
+    config(&format!(
+        "api:\n  token: {TOKEN}\nhardware:\n  interval: 1s\n  timeout: 1s\n  procfs: {root}/proc\n  sysfs: {root}/sys\n\
+         trading:\n  interval: 100ms\n{extra}"
+    ))
+}
+
+/// Where the daemon's StatsD listener is bound, as its JSON API reports it.
+async fn statsd_addr(d: &Daemon) -> SocketAddr {
+    let v = trading_json(d).await;
+    v["statsd_listen"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no statsd_listen in {v}"))
+        .parse()
+        .unwrap()
+}
+
+async fn trading_json(d: &Daemon) -> Value {
+    let r = d.get("/api/v1/monitoring/trading/metrics").await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn send(to: SocketAddr, packets: &[&str]) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in packets {
+        assert_eq!(sock.send_to(p.as_bytes(), to).unwrap(), p.len());
+    }
+}
+
+/// The value of the one series line starting with `prefix` (name and labels).
+fn value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+fn close(got: f64, want: f64, rel: f64) -> bool {
+    (got - want).abs() <= rel * want.abs()
+}
+
+async fn post(d: &Daemon, path: &str, body: Value) -> reqwest::Response {
+    d.client
+        .post(d.url(path))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn statsd_packets_become_quantiles_histograms_counters_gauges_and_sets() {
+    let d = Daemon::start(trading_config("  label_tags: [venue]\n")).await;
+    let to = statsd_addr(&d).await;
+    // 1..=100 ms, twenty lines per packet, tagged; plus every other StatsD type.
+    let timers: Vec<String> = (0..5)
+        .map(|p| {
+            (1..=20)
+                .map(|i| format!("order_execution:{}|ms|#venue:xnys,desk:a\n", p * 20 + i))
+                .collect()
+        })
+        .collect();
+    let mut packets: Vec<&str> = timers.iter().map(String::as_str).collect();
+    packets.extend([
+        "market_data:5|c|@0.1\nmarket_data:7|c",
+        "queue_depth:42|g\nusers:alice|s\nusers:bob|s\nusers:alice|s",
+        "fills:1:2:3|d",
+    ]);
+    send(to, &packets);
+    // Gauge deltas apply in arrival order, after the set above.
+    std::thread::sleep(Duration::from_millis(50));
+    send(to, &["queue_depth:+3|g"]);
+
+    let op =
+        "m4watch_trading_latency_quantile_seconds{operation=\"order_execution\",venue=\"xnys\"";
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, "m4watch_trading_value{name=\"queue_depth\"}") == Some(45.0)
+                && value(
+                    t,
+                    "m4watch_trading_latency_seconds_count{operation=\"fills\"}",
+                ) == Some(3.0)
+                && value(t, "m4watch_trading_set_unique_values{name=\"users\"}").is_some()
+        })
+        .await;
+    let p50 = value(&text, &format!("{op},window=\"1m\",quantile=\"0.5\"}}")).unwrap();
+    assert!(close(p50, 0.050, 0.01), "p50 {p50}\n{text}");
+    let p99 = value(&text, &format!("{op},window=\"5m\",quantile=\"0.99\"}}")).unwrap();
+    assert!(close(p99, 0.099, 0.01), "p99 {p99}");
+    // The untagged `desk` tag is not a label: one series, 100 observations.
+    let count =
+        "m4watch_trading_latency_seconds_count{operation=\"order_execution\",venue=\"xnys\"}";
+    assert_eq!(value(&text, count), Some(100.0), "{text}");
+    let le =
+        "m4watch_trading_latency_seconds_bucket{operation=\"order_execution\",venue=\"xnys\",le=";
+    assert_eq!(value(&text, &format!("{le}\"0.01\"}}")), Some(10.0));
+    assert_eq!(value(&text, &format!("{le}\"0.1\"}}")), Some(100.0));
+    assert_eq!(value(&text, &format!("{le}\"+Inf\"}}")), Some(100.0));
+    // 5 sampled at 1/10 count as 50, plus 7.
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_trading_events_total{stream=\"market_data\"}"
+        ),
+        Some(57.0)
+    );
+    assert!(
+        value(
+            &text,
+            "m4watch_trading_throughput_per_second{stream=\"market_data\",window=\"1m\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        value(&text, "m4watch_trading_set_unique_values{name=\"users\"}"),
+        Some(2.0)
+    );
+    assert_eq!(value(&text, "m4watch_statsd_lines_total"), Some(108.0));
+    for reason in ["format", "value", "cardinality"] {
+        let family = if reason == "cardinality" {
+            "m4watch_statsd_dropped_total"
+        } else {
+            "m4watch_statsd_parse_errors_total"
+        };
+        assert_eq!(
+            value(&text, &format!("{family}{{reason=\"{reason}\"}}")),
+            Some(0.0),
+            "{reason} is pre-created at 0"
+        );
+    }
+
+    let v = trading_json(&d).await;
+    let ops = v["operations"].as_array().unwrap();
+    let oe = ops
+        .iter()
+        .find(|o| o["operation"] == "order_execution")
+        .unwrap();
+    assert_eq!(oe["labels"]["venue"], "xnys");
+    assert_eq!(oe["count"], 100);
+    assert_eq!(oe["windows"]["1m"]["count"], 100);
+    assert!(close(
+        oe["windows"]["1m"]["p50_ms"].as_f64().unwrap(),
+        50.0,
+        0.01
+    ));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_lines_are_counted_by_reason_and_survived() {
+    let d = Daemon::start(trading_config("")).await;
+    let to = statsd_addr(&d).await;
+    // 65 000 bytes of non-UTF-8, a packet of 2000 bad lines, one of each reason.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&[0xff; 65_000], to).unwrap();
+    send(
+        to,
+        &[
+            &"bad\n".repeat(2000),
+            "no_separator\na:abc|ms\na:1|zz\na:1|c|@2\na:1|c|#\n:1|c\n_e{1,1}:a|b",
+            "ok_after_garbage:1|c",
+        ],
+    );
+    let text = d
+        .scrape_until(5, |t| {
+            value(
+                t,
+                "m4watch_trading_events_total{stream=\"ok_after_garbage\"}",
+            ) == Some(1.0)
+        })
+        .await;
+    let errors = |reason: &str| {
+        value(
+            &text,
+            &format!("m4watch_statsd_parse_errors_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    for (reason, n) in [
+        ("encoding", 1.0),
+        ("format", 2001.0),
+        ("value", 1.0),
+        ("type", 1.0),
+        ("sample_rate", 1.0),
+        ("tags", 1.0),
+        ("name", 1.0),
+        ("unsupported", 1.0),
+    ] {
+        assert_eq!(errors(reason), Some(n), "{reason}\n{text}");
+    }
+    assert_eq!(value(&text, "m4watch_statsd_packets_total"), Some(4.0));
+    assert_eq!(value(&text, "m4watch_statsd_lines_total"), Some(1.0));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_random_names_is_capped_at_max_series_and_counted() {
+    let d = Daemon::start(trading_config("  max_series: 50\n")).await;
+    let to = statsd_addr(&d).await;
+    let mut x: u64 = 0x1234_5678;
+    let mut packets = Vec::new();
+    for _ in 0..100 {
+        let mut p = String::new();
+        for _ in 0..20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let kind = ["ms", "c", "g", "s"][(x % 4) as usize];
+            p.push_str(&format!("flood_{x:016x}:1|{kind}\n"));
+        }
+        packets.push(p);
+    }
+    let refs: Vec<&str> = packets.iter().map(String::as_str).collect();
+    // Paced so the kernel's receive buffer cannot be what limits the count.
+    for chunk in refs.chunks(10) {
+        send(to, chunk);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1950.0)
+        })
+        .await;
+    let tracked: f64 = series(&text, "m4watch_trading_series")
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(tracked, 50.0);
+    assert!(series(&text, "m4watch_trading_latency_seconds_count").len() <= 50);
+    // Existing series keep working; new ones stay out.
+    let first = packets[0].lines().next().unwrap().to_string();
+    send(to, &[&first, "brand_new:1|c"]);
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1951.0)
+        })
+        .await;
+    assert_eq!(value(&text, "m4watch_statsd_lines_total"), Some(2002.0));
+    let v = trading_json(&d).await;
+    assert_eq!(
+        (v["series"].as_u64(), v["max_series"].as_u64()),
+        (Some(50), Some(50))
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn http_ingest_needs_the_token_and_gives_percentiles_within_one_percent() {
+    let d = Daemon::start(trading_config("")).await;
+    let open = d
+        .client
+        .post(d.url("/api/v1/trading/latency"))
+        .json(&json!([{"operation": "x", "latency_us": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 401);
+
+    // A uniform distribution 1..=20000 µs: exact p50 10 ms, p99 19.8 ms, p999 19.98 ms.
+    for half in 0..2u64 {
+        let batch: Vec<Value> = (1..=10_000u64)
+            .map(|i| json!({"operation": "risk_calculation", "latency_us": half * 10_000 + i}))
+            .collect();
+        let r = post(&d, "/api/v1/trading/latency", Value::Array(batch)).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["accepted"], 10_000);
+    }
+    let bad = post(
+        &d,
+        "/api/v1/trading/latency",
+        json!([{"operation": "x", "latency_us": -1}]),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    assert!(body["detail"].as_str().unwrap().starts_with("item 0:"));
+
+    let stats = loop {
+        let v: Value = d
+            .get("/api/v1/optimization/latency-stats?duration_minutes=1")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if v["operations"][0]["count"] == 20_000 {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(stats["window"], "1m");
+    let op = &stats["operations"][0];
+    assert_eq!(op["operation"], "risk_calculation");
+    for (key, exact) in [("p50_ms", 10.0), ("p99_ms", 19.8), ("p999_ms", 19.98)] {
+        let got = op[key].as_f64().unwrap();
+        assert!(close(got, exact, 0.01), "{key}: {got} vs {exact}");
+    }
+    let five: Value = d
+        .get("/api/v1/optimization/latency-stats")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(five["window"], "5m", "default is 5 minutes");
+    let too_long = d
+        .get("/api/v1/optimization/latency-stats?duration_minutes=60")
+        .await;
+    assert_eq!(too_long.status(), 400);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn start_and_end_a_measurement_and_abandon_another() {
+    let d = Daemon::start(trading_config("  measurement_ttl: 300ms\n")).await;
+    let r = post(
+        &d,
+        "/api/v1/optimization/start-latency-measurement",
+        json!({"operation": "order_execution"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let end = format!("/api/v1/optimization/end-latency-measurement/{id}");
+    let r = post(&d, &end, json!({"success": true})).await;
+    assert_eq!(r.status(), 200);
+    let ended: Value = r.json().await.unwrap();
+    let ms = ended["latency_ms"].as_f64().unwrap();
+    assert!((20.0..5_000.0).contains(&ms), "{ended}");
+    assert_eq!(ended["operation"], "order_execution");
+    assert_eq!(post(&d, &end, json!({})).await.status(), 404, "ends once");
+
+    let r = post(
+        &d,
+        "/api/v1/optimization/start-latency-measurement",
+        json!({"operation": "order_execution"}),
+    )
+    .await;
+    let lost = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = d
+        .scrape_until(5, |t| {
+            value(
+                t,
+                "m4watch_trading_measurements_total{outcome=\"abandoned\"}",
+            ) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_trading_measurements_total{outcome=\"completed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_trading_latency_seconds_count{operation=\"order_execution\"}"
+        ),
+        Some(1.0)
+    );
+    let late = format!("/api/v1/optimization/end-latency-measurement/{lost}");
+    assert_eq!(post(&d, &late, json!({})).await.status(), 404);
+    let unauth = d
+        .client
+        .post(d.url("/api/v1/optimization/start-latency-measurement"))
+        .json(&json!({"operation": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_score_follows_the_formula_over_the_components_with_data() {
+    let d = Daemon::start(trading_config("")).await;
+    let to = statsd_addr(&d).await;
+    // Order execution at 250 µs (under its 0.5 ms target: 1.0); risk at 7.5 ms,
+    // halfway between its 5 ms target and 10 ms max: 0.5. No ML, no market data.
+    let oe: String = (0..50).map(|_| "order_execution:0.25|ms\n").collect();
+    let risk: String = (0..50).map(|_| "risk_calculation:7.5|ms\n").collect();
+    send(to, &[&oe, &risk]);
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, "m4watch_performance_score_coverage_ratio").is_some_and(|c| c > 0.5)
+        })
+        .await;
+    // (0.4 * 1.0 + 0.2 * 0.5) / 0.6
+    let want = 100.0 * (0.4 + 0.1) / 0.6;
+    let got = value(&text, "m4watch_performance_score").unwrap();
+    assert!(close(got, want, 0.01), "score {got}, want {want}\n{text}");
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_performance_component_score{component=\"latency\"}"
+        ),
+        Some(1.0)
+    );
+    let risk = value(
+        &text,
+        "m4watch_performance_component_score{component=\"risk\"}",
+    )
+    .unwrap();
+    assert!(close(risk, 0.5, 0.02), "{risk}");
+    assert!(
+        value(
+            &text,
+            "m4watch_performance_component_score{component=\"ml\"}"
+        )
+        .is_none(),
+        "no data is absent"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_performance_component_weight{component=\"ml\"}"
+        ),
+        Some(0.0)
+    );
+    let w = value(
+        &text,
+        "m4watch_performance_component_weight{component=\"latency\"}",
+    )
+    .unwrap();
+    assert!(close(w, 2.0 / 3.0, 1e-9));
+    let cov = value(&text, "m4watch_performance_score_coverage_ratio").unwrap();
+    assert!(close(cov, 0.6, 1e-9));
+    let v = trading_json(&d).await;
+    assert!(
+        close(v["score"]["score"].as_f64().unwrap(), want, 0.01),
+        "{v}"
+    );
+    assert_eq!(v["score"]["components"][2]["component"], "ml");
+    assert!(v["score"]["components"][2].get("score").is_none());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_listener_can_be_off_and_trading_disabled() {
+    let d = Daemon::start(trading_config("  statsd_listen: null\n")).await;
+    let v = trading_json(&d).await;
+    assert!(v.get("statsd_listen").is_none(), "{v}");
+    // HTTP ingest still works without the listener.
+    let r = post(
+        &d,
+        "/api/v1/trading/latency",
+        json!([{"operation": "a", "latency_us": 5}]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    d.stop().await;
+
+    let d = Daemon::start(config("trading:\n  enabled: false\n")).await;
+    assert_eq!(
+        d.get("/api/v1/monitoring/trading/metrics").await.status(),
+        404
+    );
+    let text = d.scrape().await;
+    assert!(series(&text, "m4watch_statsd_packets_total").is_empty());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn promtool_accepts_a_scrape_with_trading_data() {
+    let promtool = common::require_tool("promtool");
+    let d = Daemon::start(trading_config("  label_tags: [venue]\n")).await;
+    let to = statsd_addr(&d).await;
+    send(
+        to,
+        &["order_execution:0.3|ms|#venue:x\nmarket_data:10|c\nq:1|g\nu:a|s\nrisk_calculation:6|h"],
+    );
+    let text = d
+        .scrape_until(5, |t| value(t, "m4watch_performance_score").is_some())
+        .await;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+    d.stop().await;
+}
