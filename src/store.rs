@@ -93,6 +93,16 @@ impl Family {
         self
     }
 
+    /// Adds one part of a histogram or summary series (`_bucket`, `_sum`, `_count`).
+    pub fn push_part(&mut self, suffix: &'static str, labels: Labels, value: f64) -> &mut Self {
+        self.samples.push(Sample {
+            suffix,
+            labels,
+            value,
+        });
+        self
+    }
+
     /// Adds a series with no labels.
     pub fn push_value(&mut self, value: f64) -> &mut Self {
         self.push(std::iter::empty::<(String, String)>(), value)

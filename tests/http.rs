@@ -2,10 +2,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use common::{Daemon, config, fixture_config, require_tool, series};
+use common::{Daemon, config, fixture_config, series};
 
 #[tokio::test]
 async fn metrics_cover_every_cpu_of_this_machine_with_a_type() {
@@ -215,33 +212,11 @@ async fn every_exported_family_is_catalogued_with_its_help_and_type() {
 
 #[tokio::test]
 async fn promtool_finds_nothing_wrong_with_a_live_scrape() {
-    let promtool = require_tool("promtool");
     let d = Daemon::start(fixture_config("intel-hybrid", "")).await;
     let text = d
         .scrape_until(5, |t| !series(t, "m4watch_power_watts").is_empty())
         .await;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
+    let report = common::promtool_check_metrics(&text);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
     d.stop().await;
 }

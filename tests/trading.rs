@@ -487,7 +487,6 @@ async fn the_listener_can_be_off_and_trading_disabled() {
 
 #[tokio::test]
 async fn promtool_accepts_a_scrape_with_trading_data() {
-    let promtool = common::require_tool("promtool");
     let d = Daemon::start(trading_config("  label_tags: [venue]\n")).await;
     let to = statsd_addr(&d).await;
     send(
@@ -497,23 +496,7 @@ async fn promtool_accepts_a_scrape_with_trading_data() {
     let text = d
         .scrape_until(5, |t| value(t, "m4watch_performance_score").is_some())
         .await;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
+    let report = common::promtool_check_metrics(&text);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
     d.stop().await;
 }

@@ -136,3 +136,33 @@ pub fn require_tool(name: &str) -> std::path::PathBuf {
             panic!("`{name}` is not installed: run scripts/test.sh, which installs it")
         })
 }
+
+/// What `promtool check metrics` says about an exposition; empty when it finds
+/// nothing wrong (it exits non-zero then too, which this turns into a report line).
+pub fn promtool_check_metrics(text: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(require_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() && report.trim().is_empty() {
+        report = format!("promtool exited with {}", out.status);
+    }
+    report.trim().to_string()
+}

@@ -28,7 +28,7 @@ use self::statsd::{Line, MetricType, ParseError};
 use super::{BlockingCollector, CollectError};
 use crate::catalog::{MetricDef, def};
 use crate::config::{Dur, TradingConfig};
-use crate::store::{Family, Kind, Sample};
+use crate::store::{Family, Kind};
 
 /// Every family this module exports.
 pub const METRICS: &[MetricDef] = &[
@@ -848,35 +848,15 @@ impl TradingCollector {
                             );
                         }
                         let labels = with(op, &m.labels, &[("window", name)]);
-                        quantiles.samples.push(Sample {
-                            suffix: "_sum",
-                            labels: labels.clone(),
-                            value: w.sum_seconds(),
-                        });
-                        quantiles.samples.push(Sample {
-                            suffix: "_count",
-                            labels,
-                            value: h.len() as f64,
-                        });
+                        quantiles.push_part("_sum", labels.clone(), w.sum_seconds());
+                        quantiles.push_part("_count", labels, h.len() as f64);
                     }
                     for (le, n) in classic.cumulative() {
                         let le = crate::store::format_value(le);
-                        hist.samples.push(Sample {
-                            suffix: "_bucket",
-                            labels: with(op, &m.labels, &[("le", &le)]),
-                            value: n as f64,
-                        });
+                        hist.push_part("_bucket", with(op, &m.labels, &[("le", &le)]), n as f64);
                     }
-                    hist.samples.push(Sample {
-                        suffix: "_sum",
-                        labels: with(op, &m.labels, &[]),
-                        value: classic.sum_seconds,
-                    });
-                    hist.samples.push(Sample {
-                        suffix: "_count",
-                        labels: with(op, &m.labels, &[]),
-                        value: classic.count() as f64,
-                    });
+                    hist.push_part("_sum", with(op, &m.labels, &[]), classic.sum_seconds);
+                    hist.push_part("_count", with(op, &m.labels, &[]), classic.count() as f64);
                 }
                 State::Counter { windows, total } => {
                     let stream = ("stream", m.name.as_str());
