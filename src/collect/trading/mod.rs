@@ -171,9 +171,61 @@ impl Pending {
     }
 }
 
+/// The series index hashes every StatsD line's key, so it uses a multiply-rotate hash
+/// (the Fx hash of rustc) instead of SipHash: about twice as fast on short keys. A
+/// per-process seed keeps keys from colliding the same way on every host; and the
+/// table never holds more than `trading.max_series` keys, which bounds the cost of
+/// deliberate collisions.
+#[derive(Clone)]
+struct FastHash(u64);
+
+impl Default for FastHash {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        FastHash(std::collections::hash_map::RandomState::new().hash_one(0x6d34_7761_7463_68u64))
+    }
+}
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(self.0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl FxHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.mix(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 59));
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.mix(u64::from(b));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Default)]
 struct Ingest {
-    index: HashMap<Box<str>, usize>,
+    index: HashMap<Box<str>, usize, FastHash>,
     meta: Vec<Arc<SeriesMeta>>,
     gauges: Vec<Option<f64>>,
     pending: Vec<Pending>,
@@ -438,19 +490,24 @@ impl Trading {
         match line.kind {
             MetricType::Timer => {
                 // A sampled observation stands for 1/rate of them.
-                let n = (1.0 / line.sample_rate).round().max(1.0) as u64;
+                let n = if line.sample_rate == 1.0 {
+                    1
+                } else {
+                    (1.0 / line.sample_rate).round().max(1.0) as u64
+                };
                 let p = &mut g.pending[id];
                 let h = p.hist.get_or_insert_with(latency::histogram);
                 for ms in line.values() {
-                    latency::record(h, (ms * 1e6).round() as u64, n);
+                    // Non-negative by parsing, so adding 0.5 rounds.
+                    latency::record(h, (ms * 1e6 + 0.5) as u64, n);
                     p.classic.observe(ms / 1e3, n);
                 }
             }
             MetricType::Counter => {
-                g.pending[id].events += line.values().sum::<f64>() / line.sample_rate;
+                g.pending[id].events += line.value / line.sample_rate;
             }
             MetricType::Gauge => {
-                let v = line.values().next().unwrap_or(0.0);
+                let v = line.value;
                 let slot = &mut g.gauges[id];
                 *slot = Some(if line.delta {
                     slot.unwrap_or(0.0) + v

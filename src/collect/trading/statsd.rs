@@ -90,8 +90,10 @@ pub struct Line<'a> {
     pub name: &'a str,
     pub kind: MetricType,
     /// The value part as sent, already checked: one number, or several joined by `:`
-    /// (DogStatsD packs `name:1:2:3|d`). Read it with [`Line::values`].
+    /// (DogStatsD packs `name:1:2:3|d`); set members for sets.
     pub raw_values: &'a str,
+    /// The first (usually only) number, parsed once; 0 for sets.
+    pub value: f64,
     /// Gauge only: the value moves the gauge instead of setting it.
     pub delta: bool,
     /// In (0, 1]; each observation stands for `1 / sample_rate` events.
@@ -103,9 +105,15 @@ pub struct Line<'a> {
 impl<'a> Line<'a> {
     /// The numbers of this line (sets: see [`Line::set_members`]).
     pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
-        self.raw_values
-            .split(':')
-            .map(|v| v.parse::<f64>().unwrap_or(0.0))
+        let rest = match self.raw_values.split_once(':') {
+            Some((_, rest)) => rest,
+            None => "",
+        };
+        std::iter::once(self.value).chain(
+            rest.split(':')
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<f64>().unwrap_or(0.0)),
+        )
     }
 
     /// The members of a set line.
@@ -118,8 +126,15 @@ impl<'a> Line<'a> {
         self.tags
             .split(',')
             .filter(|t| !t.is_empty())
-            .map(|t| t.split_once(':').unwrap_or((t, "")))
+            .map(|t| split_at_byte(t, b':').unwrap_or((t, "")))
     }
+}
+
+/// `s` split around the first `byte` (an ASCII separator, so both sides stay valid
+/// UTF-8). A plain byte scan: lines are short, so this beats the generic searcher.
+fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == byte)?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// Splits a datagram into lines; blank lines (a trailing newline) are not lines.
@@ -139,8 +154,8 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
     if line.starts_with("_e{") || line.starts_with("_sc|") {
         return Err(ParseError::Unsupported);
     }
-    let (head, rest) = line.split_once('|').ok_or(ParseError::Format)?;
-    let (name, raw_values) = head.split_once(':').ok_or(ParseError::Format)?;
+    let (head, rest) = split_at_byte(line, b'|').ok_or(ParseError::Format)?;
+    let (name, raw_values) = split_at_byte(head, b':').ok_or(ParseError::Format)?;
     if !valid_name(name) {
         return Err(ParseError::Name);
     }
@@ -175,11 +190,12 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
         // data) carry nothing m4watch exports: ignored, not errors.
     }
     let delta = kind == MetricType::Gauge && raw_values.starts_with(['+', '-']);
-    check_values(kind, raw_values)?;
+    let value = check_values(kind, raw_values)?;
     Ok(Line {
         name,
         kind,
         raw_values,
+        value,
         delta,
         sample_rate,
         tags,
@@ -189,29 +205,48 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
 /// A name m4watch takes as an operation, stream or gauge name: 1 to [`MAX_NAME`]
 /// bytes without control characters (it becomes a label value).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME && !name.chars().any(char::is_control)
+    !name.is_empty() && name.len() <= MAX_NAME && !has_control(name)
 }
 
-fn check_values(kind: MetricType, raw: &str) -> Result<(), ParseError> {
+/// Whether `s` holds a control character; names and tags are nearly always ASCII, so
+/// check bytes first and decode only when there is more than ASCII.
+fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_ascii() {
+        b.iter().any(|&c| c < 0x20 || c == 0x7f)
+    } else {
+        s.chars().any(char::is_control)
+    }
+}
+
+/// Checks the value part and returns its first number (0 for sets).
+fn check_values(kind: MetricType, raw: &str) -> Result<f64, ParseError> {
     if kind == MetricType::Set {
         return if raw.split(':').any(str::is_empty) {
             Err(ParseError::Value)
         } else {
-            Ok(())
+            Ok(0.0)
         };
     }
-    // Several packed values only make sense for observations.
-    if kind != MetricType::Timer && raw.contains(':') {
-        return Err(ParseError::Value);
-    }
-    for v in raw.split(':') {
+    let number = |v: &str| -> Result<f64, ParseError> {
         // Rust accepts "inf" and "nan" spellings; StatsD senders never mean those.
         let x: f64 = v.parse().map_err(|_| ParseError::Value)?;
         if !x.is_finite() || (kind == MetricType::Timer && x < 0.0) {
             return Err(ParseError::Value);
         }
+        Ok(x)
+    };
+    match split_at_byte(raw, b':') {
+        None => number(raw),
+        // Several packed values only make sense for observations.
+        Some(_) if kind != MetricType::Timer => Err(ParseError::Value),
+        Some((first, rest)) => {
+            for v in rest.split(':') {
+                number(v)?;
+            }
+            number(first)
+        }
     }
-    Ok(())
 }
 
 /// A running listener; dropping it does not stop it, [`Listener::stop`] does.
@@ -277,7 +312,7 @@ fn receive_loop(socket: &UdpSocket, trading: &Trading, stop: &AtomicBool) {
 
 /// Asks for a large receive buffer so bursts wait in the kernel instead of being
 /// dropped while the collector holds the lock; the kernel caps it at `rmem_max`.
-fn grow_receive_buffer(socket: &UdpSocket) {
+pub fn grow_receive_buffer(socket: &UdpSocket) {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
@@ -380,6 +415,9 @@ mod tests {
         assert_eq!(err(b"a:1|c||#x"), "format");
         assert_eq!(err(b":1|c"), "name");
         assert_eq!(err("a\u{7}b:1|c".as_bytes()), "name");
+        assert_eq!(err("é\u{85}:1|c".as_bytes()), "name", "C1 control");
+        assert_eq!(err("a:1|c|#k:\u{7f}".as_bytes()), "tags");
+        assert_eq!(ok("ordre_exécution:1|c").name, "ordre_exécution");
         assert_eq!(err(format!("{}:1|c", "n".repeat(201)).as_bytes()), "name");
         assert_eq!(err(b"a:|c"), "value");
         assert_eq!(err(b"a:abc|ms"), "value");
