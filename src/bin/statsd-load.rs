@@ -2,6 +2,7 @@
 //!
 //! Sends StatsD timer lines over loopback to three receivers in one run and prints
 //! one line per phase:
+//! - `cpu`: the listener's parse-and-store work on datagrams in memory, no socket;
 //! - `bare`: a receive loop that only counts datagrams, the physical limit here;
 //! - `m4watch`: m4watch's real listener thread and trading store, with the trading
 //!   collector folding windows every second beside it, flat out;
@@ -30,6 +31,7 @@ fn main() {
         .unwrap_or(200_000.0);
     let duration = Duration::from_secs_f64(secs);
     let packets = packets();
+    cpu_only(&packets, duration);
 
     let bare = bare_receiver();
     let sent = send(bare.addr, &packets, duration, None);
@@ -60,6 +62,28 @@ fn main() {
         let _ = collector.join();
         report(phase, sent, got, duration);
     }
+}
+
+/// The parse-and-store cost alone: the listener's work on datagrams already in
+/// memory, on this thread, with no socket.
+fn cpu_only(packets: &[Vec<u8>], d: Duration) {
+    let (trading, registry) = store();
+    let mut batch = trading.batch();
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < d {
+        for _ in 0..64 {
+            trading.ingest_packet(&packets[i % packets.len()], &mut batch);
+            i += 1;
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    let lines = lines_total(&registry);
+    println!(
+        "phase=cpu seconds={took:.3} lines={lines} ns_per_line={:.1} lines_per_s_per_core={:.0}",
+        took * 1e9 / lines as f64,
+        lines as f64 / took
+    );
 }
 
 fn report(phase: &str, sent: u64, received: u64, d: Duration) {

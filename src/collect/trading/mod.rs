@@ -182,7 +182,7 @@ struct FastHash(u64);
 impl Default for FastHash {
     fn default() -> Self {
         use std::hash::BuildHasher;
-        FastHash(std::collections::hash_map::RandomState::new().hash_one(0x6d34_7761_7463_68u64))
+        FastHash(std::collections::hash_map::RandomState::new().hash_one(0x006d_3477_6174_6368_u64))
     }
 }
 
@@ -358,15 +358,13 @@ impl Trading {
     pub fn ingest_packet(&self, packet: &[u8], batch: &mut Batch) {
         {
             let mut g = self.ingest.lock().expect("trading lock");
-            for raw in statsd::lines(packet) {
-                match statsd::parse_line(raw) {
-                    Ok(line) => {
-                        batch.lines += 1;
-                        self.apply(&mut g, &line, batch);
-                    }
-                    Err(e) => batch.errors[e.index()] += 1,
+            statsd::parse_packet(packet, |parsed| match parsed {
+                Ok(line) => {
+                    batch.lines += 1;
+                    self.apply(&mut g, &line, batch);
                 }
-            }
+                Err(e) => batch.errors[e.index()] += 1,
+            });
         }
         self.instruments.packets.inc();
         self.flush(batch);

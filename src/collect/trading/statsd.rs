@@ -16,6 +16,10 @@ use super::Trading;
 pub const MAX_PACKET: usize = 65_536;
 /// Longest metric name kept; longer names are a parse error, not a new series.
 pub const MAX_NAME: usize = 200;
+/// Largest magnitude of a value; beyond it a line is malformed.
+pub const MAX_VALUE: f64 = 1e15;
+/// Smallest sample rate; one line stands for at most a million events.
+pub const MIN_SAMPLE_RATE: f64 = 1e-6;
 
 /// A StatsD metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +47,7 @@ pub enum ParseError {
     Value,
     #[error("unknown metric type")]
     Type,
-    #[error("sample rate is not a number in (0, 1]")]
+    #[error("sample rate is not a number in [1e-6, 1]")]
     SampleRate,
     #[error("malformed tags")]
     Tags,
@@ -96,7 +100,7 @@ pub struct Line<'a> {
     pub value: f64,
     /// Gauge only: the value moves the gauge instead of setting it.
     pub delta: bool,
-    /// In (0, 1]; each observation stands for `1 / sample_rate` events.
+    /// In [`MIN_SAMPLE_RATE`], 1]; each observation stands for `1 / sample_rate` events.
     pub sample_rate: f64,
     /// `key:value,key2:value2` without the leading `#`; empty when none.
     pub tags: &'a str,
@@ -105,12 +109,9 @@ pub struct Line<'a> {
 impl<'a> Line<'a> {
     /// The numbers of this line (sets: see [`Line::set_members`]).
     pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
-        let rest = match self.raw_values.split_once(':') {
-            Some((_, rest)) => rest,
-            None => "",
-        };
+        let rest = split_at_byte(self.raw_values, b':').map_or("", |(_, rest)| rest);
         std::iter::once(self.value).chain(
-            rest.split(':')
+            split_bytes(rest, b':')
                 .filter(|v| !v.is_empty())
                 .map(|v| v.parse::<f64>().unwrap_or(0.0)),
         )
@@ -118,13 +119,12 @@ impl<'a> Line<'a> {
 
     /// The members of a set line.
     pub fn set_members(&self) -> impl Iterator<Item = &'a str> + 'a {
-        self.raw_values.split(':')
+        split_bytes(self.raw_values, b':')
     }
 
     /// `(key, value)` pairs of the tags; a bare tag has an empty value.
     pub fn tag_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
-        self.tags
-            .split(',')
+        split_bytes(self.tags, b',')
             .filter(|t| !t.is_empty())
             .map(|t| split_at_byte(t, b':').unwrap_or((t, "")))
     }
@@ -137,6 +137,24 @@ fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
     Some((&s[..i], &s[i + 1..]))
 }
 
+/// `s.split(byte)` with the byte scan of [`split_at_byte`].
+fn split_bytes(s: &str, byte: u8) -> impl Iterator<Item = &str> + Clone {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match split_at_byte(r, byte) {
+            Some((head, tail)) => {
+                rest = Some(tail);
+                Some(head)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// Splits a datagram into lines; blank lines (a trailing newline) are not lines.
 pub fn lines(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
     packet
@@ -145,12 +163,31 @@ pub fn lines(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|l| !l.is_empty())
 }
 
+/// Parses every line of a datagram, handing each result to `each`. Same results as
+/// [`lines`] and [`parse_line`], faster when the datagram is all UTF-8 (the usual
+/// case): one validation pass and a vectorised newline search.
+pub fn parse_packet<'a>(packet: &'a [u8], mut each: impl FnMut(Result<Line<'a>, ParseError>)) {
+    match std::str::from_utf8(packet) {
+        Ok(text) => text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .for_each(|l| each(parse_str(l))),
+        Err(_) => lines(packet).for_each(|l| each(parse_line(l))),
+    }
+}
+
 /// Parses one line: `name:value|type[|@rate][|#tags][|other DogStatsD fields]`.
 ///
 /// A pure function of its input, total over all byte strings: it returns an error for
 /// anything it cannot take and never panics (fuzzed in `fuzz/`).
 pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
-    let line = std::str::from_utf8(raw).map_err(|_| ParseError::Encoding)?;
+    parse_str(std::str::from_utf8(raw).map_err(|_| ParseError::Encoding)?)
+}
+
+/// [`parse_line`] on a line already known to be UTF-8 (a whole datagram is checked
+/// at once, which is faster than line by line).
+pub fn parse_str(line: &str) -> Result<Line<'_>, ParseError> {
     if line.starts_with("_e{") || line.starts_with("_sc|") {
         return Err(ParseError::Unsupported);
     }
@@ -159,7 +196,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
     if !valid_name(name) {
         return Err(ParseError::Name);
     }
-    let mut fields = rest.split('|');
+    let mut fields = split_bytes(rest, b'|');
     let kind = match fields.next().unwrap_or("") {
         "c" => MetricType::Counter,
         "g" => MetricType::Gauge,
@@ -172,12 +209,11 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
     for field in fields {
         if let Some(r) = field.strip_prefix('@') {
             sample_rate = r.parse::<f64>().map_err(|_| ParseError::SampleRate)?;
-            if !(sample_rate > 0.0 && sample_rate <= 1.0) {
+            if !(MIN_SAMPLE_RATE..=1.0).contains(&sample_rate) {
                 return Err(ParseError::SampleRate);
             }
         } else if let Some(t) = field.strip_prefix('#') {
-            if t.split(',')
-                .any(|tag| tag.is_empty() || tag.starts_with(':'))
+            if split_bytes(t, b',').any(|tag| tag.is_empty() || tag.starts_with(':'))
                 || t.chars().any(char::is_control)
             {
                 return Err(ParseError::Tags);
@@ -222,7 +258,7 @@ fn has_control(s: &str) -> bool {
 /// Checks the value part and returns its first number (0 for sets).
 fn check_values(kind: MetricType, raw: &str) -> Result<f64, ParseError> {
     if kind == MetricType::Set {
-        return if raw.split(':').any(str::is_empty) {
+        return if split_bytes(raw, b':').any(str::is_empty) {
             Err(ParseError::Value)
         } else {
             Ok(0.0)
@@ -230,8 +266,12 @@ fn check_values(kind: MetricType, raw: &str) -> Result<f64, ParseError> {
     }
     let number = |v: &str| -> Result<f64, ParseError> {
         // Rust accepts "inf" and "nan" spellings; StatsD senders never mean those.
-        let x: f64 = v.parse().map_err(|_| ParseError::Value)?;
-        if !x.is_finite() || (kind == MetricType::Timer && x < 0.0) {
+        // Absurd magnitudes are refused too, so one line cannot push a counter or a
+        // histogram sum to infinity for good.
+        let x = fast_decimal(v)
+            .map_or_else(|| v.parse::<f64>(), Ok)
+            .map_err(|_| ParseError::Value)?;
+        if x.is_nan() || x.abs() > MAX_VALUE || (kind == MetricType::Timer && x < 0.0) {
             return Err(ParseError::Value);
         }
         Ok(x)
@@ -241,12 +281,47 @@ fn check_values(kind: MetricType, raw: &str) -> Result<f64, ParseError> {
         // Several packed values only make sense for observations.
         Some(_) if kind != MetricType::Timer => Err(ParseError::Value),
         Some((first, rest)) => {
-            for v in rest.split(':') {
+            for v in split_bytes(rest, b':') {
                 number(v)?;
             }
             number(first)
         }
     }
+}
+
+/// `[+-]digits[.digits]` with at most 15 digits, parsed exactly: the digits form an
+/// integer below 2^53 and the power of ten is exact, so one division rounds
+/// correctly (Clinger's fast path). Anything else is left to the full parser.
+fn fast_decimal(v: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, digits) = match v.as_bytes().first()? {
+        b'-' => (true, &v[1..]),
+        b'+' => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let (mut mantissa, mut count, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
+    for b in digits.bytes() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+        if count > 15 {
+            return None;
+        }
+    }
+    // "", ".", "5." and ".5" go to the full parser, which decides what they mean.
+    if count == 0 || (dot && (frac == 0 || frac == count)) {
+        return None;
+    }
+    let x = mantissa as f64 / POW10[frac];
+    Some(if negative { -x } else { x })
 }
 
 /// A running listener; dropping it does not stop it, [`Listener::stop`] does.
@@ -429,6 +504,9 @@ mod tests {
         assert_eq!(err(b"a:1|q"), "type");
         assert_eq!(err(b"a:1|"), "type");
         assert_eq!(err(b"a:1|c|@0"), "sample_rate");
+        assert_eq!(err(b"a:1|c|@1e-300"), "sample_rate");
+        assert_eq!(err(b"a:1e300|c"), "value");
+        assert_eq!(err(b"a:2e15|ms"), "value");
         assert_eq!(err(b"a:1|c|@1.5"), "sample_rate");
         assert_eq!(err(b"a:1|c|@x"), "sample_rate");
         assert_eq!(err(b"a:1|c|#"), "tags");
@@ -443,6 +521,55 @@ mod tests {
         let got: Vec<&[u8]> = lines(b"a:1|c\r\n\nb:2|c\n").collect();
         assert_eq!(got, vec![&b"a:1|c"[..], &b"b:2|c"[..]]);
         assert_eq!(lines(b"").count(), 0);
+    }
+
+    #[test]
+    fn the_fast_number_path_matches_the_full_parser() {
+        for v in [
+            "0",
+            "12.5",
+            "-3.25",
+            "+7",
+            "0.001",
+            "123456789012345",
+            "99999.9999999999",
+            "0.1",
+            "1.7976931348623157",
+            "5.",
+            ".5",
+            "1e3",
+            "12345678901234567",
+        ] {
+            assert_eq!(
+                fast_decimal(v).map_or_else(|| v.parse::<f64>().ok(), Some),
+                v.parse::<f64>().ok(),
+                "{v}"
+            );
+        }
+        assert_eq!(fast_decimal("0.1"), Some(0.1));
+        assert_eq!(fast_decimal("1e3"), None);
+        let mut rng = Rng(7);
+        for _ in 0..100_000 {
+            let int = rng.next() % 10_000_000;
+            let frac = rng.next() % 100_000_000;
+            let v = format!("{int}.{frac:08}");
+            assert_eq!(fast_decimal(&v), v.parse().ok(), "{v}");
+        }
+    }
+
+    #[test]
+    fn packet_parsing_agrees_with_line_parsing() {
+        for packet in [
+            &b"a:1|c\r\n\nb:2|ms|#k:v\n"[..],
+            b"a:1|c\n\xff:1|c\nb:x|g",
+            b"",
+            b"\n\n",
+        ] {
+            let mut fast = Vec::new();
+            parse_packet(packet, |r| fast.push(r));
+            let slow: Vec<_> = lines(packet).map(parse_line).collect();
+            assert_eq!(fast, slow);
+        }
     }
 
     /// xorshift64*: deterministic, dependency-free randomness for the test below.
@@ -490,9 +617,9 @@ mod tests {
             for l in lines(&line) {
                 if let Ok(p) = parse_line(l) {
                     assert!(!p.name.is_empty() && p.name.len() <= MAX_NAME);
-                    assert!(p.sample_rate > 0.0 && p.sample_rate <= 1.0);
+                    assert!(p.sample_rate >= MIN_SAMPLE_RATE && p.sample_rate <= 1.0);
                     if p.kind != MetricType::Set {
-                        assert!(p.values().all(f64::is_finite));
+                        assert!(p.values().all(|v| v.abs() <= MAX_VALUE));
                     }
                     let _ = p.tag_pairs().count();
                 }
