@@ -35,8 +35,14 @@ use Kind::{Counter, Gauge};
 
 /// Every catalogued family, section by section. A feature module defines its own
 /// `pub const METRICS: &[MetricDef]` and adds one line here.
-pub const SECTIONS: &[(&str, &[MetricDef])] =
-    &[("The exporter itself", SELF), ("Hardware", HARDWARE)];
+pub const SECTIONS: &[(&str, &[MetricDef])] = &[
+    ("The exporter itself", SELF),
+    ("Hardware", HARDWARE),
+    (
+        "Apple Silicon (macOS and replay)",
+        crate::collect::hardware::apple::METRICS,
+    ),
+];
 
 /// Every family, in reference order.
 pub fn all() -> impl Iterator<Item = &'static MetricDef> {
@@ -148,7 +154,7 @@ const HARDWARE: &[MetricDef] = &[
         "m4watch_memory_bytes",
         Gauge,
         &["state"],
-        "Memory by state (used, available, free, cached, swap_used, swap_total), in bytes.",
+        "Memory by state (used, available, free, cached, wired, compressed, swap_used, swap_total), in bytes.",
     ),
     def(
         "m4watch_memory_pressure_ratio",
@@ -173,7 +179,7 @@ const HARDWARE: &[MetricDef] = &[
         "m4watch_power_watts",
         Gauge,
         &["rail"],
-        "Power drawn by a rail over the last collection interval, in watts.",
+        "Power drawn by a rail over the last collection interval, in watts (macOS rails: cpu, gpu, ane, dram, system).",
     ),
     def(
         "m4watch_energy_joules_total",
