@@ -461,10 +461,14 @@ pub fn ane_estimate(watts: f64, max_watts: f64) -> Option<f64> {
 /// GPU busy share from `PerformanceStatistics` (0..1); Apple's key first, then the one
 /// other vendors' drivers use. Values over 100 are clamped (a known driver quirk).
 pub fn gpu_utilization(stats: &BTreeMap<String, i64>) -> Option<f64> {
-    ["Device Utilization %", "Device Utilization", "GPU Activity(%)"]
-        .iter()
-        .find_map(|k| stats.get(*k))
-        .map(|&v| (v as f64).clamp(0.0, 100.0) / 100.0)
+    [
+        "Device Utilization %",
+        "Device Utilization",
+        "GPU Activity(%)",
+    ]
+    .iter()
+    .find_map(|k| stats.get(*k))
+    .map(|&v| (v as f64).clamp(0.0, 100.0) / 100.0)
 }
 
 /// GPU memory in use (bytes) from `PerformanceStatistics`.
@@ -588,7 +592,9 @@ pub fn parse_swapusage(text: &str) -> Option<Swap> {
 
 /// `ioreg -a -r -d 1 -c IOAccelerator`: each accelerator's class and integer
 /// `PerformanceStatistics`.
-pub fn parse_ioreg_accelerators(xml: &[u8]) -> Result<Vec<(String, BTreeMap<String, i64>)>, String> {
+pub fn parse_ioreg_accelerators(
+    xml: &[u8],
+) -> Result<Vec<(String, BTreeMap<String, i64>)>, String> {
     let v = plist::Value::from_reader_xml(xml).map_err(|e| format!("ioreg plist: {e}"))?;
     let entries = match v {
         plist::Value::Array(a) => a,
@@ -676,7 +682,8 @@ pub fn parse_powermetrics(stream: &[u8]) -> Result<Vec<PowermetricsSample>, Stri
 }
 
 fn number(v: &plist::Value) -> Option<f64> {
-    v.as_real().or_else(|| v.as_signed_integer().map(|i| i as f64))
+    v.as_real()
+        .or_else(|| v.as_signed_integer().map(|i| i as f64))
 }
 
 /// powermetrics' and `pmset`'s words for thermal pressure.
@@ -734,7 +741,8 @@ impl AppleState {
             }
         }
         for (cl, (sum, n)) in clusters {
-            r.cluster_frequency_hz.insert(cl.to_string(), sum / f64::from(n));
+            r.cluster_frequency_hz
+                .insert(cl.to_string(), sum / f64::from(n));
         }
         let util = gpu_utilization(&s.gpu_stats).or(s.gpu_active_ratio);
         let mem = gpu_memory_used(&s.gpu_stats);
@@ -819,7 +827,13 @@ mod tests {
             .map(|c| CpuNode {
                 cpu: c,
                 cluster_type: if c < 4 { "E" } else { "P" }.into(),
-                cluster_id: Some(if c < 4 { 0 } else if c < 10 { 1 } else { 2 }),
+                cluster_id: Some(if c < 4 {
+                    0
+                } else if c < 10 {
+                    1
+                } else {
+                    2
+                }),
             })
             .collect();
         let m = MachineInfo {

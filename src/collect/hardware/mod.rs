@@ -702,7 +702,10 @@ impl HardwareCollector {
         use crate::config::HardwareSource;
         match cfg.source {
             HardwareSource::Replay => {
-                let path = cfg.replay_file.as_deref().ok_or("hardware.replay_file is not set")?;
+                let path = cfg
+                    .replay_file
+                    .as_deref()
+                    .ok_or("hardware.replay_file is not set")?;
                 let mut src = replay::ReplaySource::open(path, cfg.replay_loop)?;
                 let topology = apple_topology(src.machine(), src.cpu_count(), cfg)?;
                 src.set_topology(topology.clone());
@@ -710,8 +713,10 @@ impl HardwareCollector {
             }
             #[cfg(target_os = "macos")]
             HardwareSource::Auto | HardwareSource::Macos => {
-                let src = macos::MacSource::new(cfg.interval.get()).map_err(|e| e.to_string())?;
+                let mut src =
+                    macos::MacSource::new(cfg.interval.get()).map_err(|e| e.to_string())?;
                 let topology = apple_topology(src.machine(), src.cpu_count(), cfg)?;
+                src.set_topology(topology.clone());
                 Ok(HardwareCollector::new(Box::new(src), topology))
             }
             #[cfg(target_os = "macos")]
@@ -735,6 +740,27 @@ impl HardwareCollector {
 
     pub fn topology(&self) -> &Topology {
         self.deriver.topology()
+    }
+}
+
+/// `m4watch dump-raw`: a header and `samples` raw readings of this Mac as JSON lines,
+/// the format the replay source plays.
+pub fn dump_raw(
+    samples: u32,
+    interval: std::time::Duration,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    #[cfg(target_os = "macos")]
+    {
+        macos::dump_raw(samples, interval, out)
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        let _ = (samples, interval, out);
+        Err(format!(
+            "dump-raw reads the Mac's hardware (IOReport, SMC, host_processor_info) and only runs on macOS; this system is {}. Here, play a recording with hardware.source: replay, or run `m4watch demo`",
+            std::env::consts::OS
+        ))
     }
 }
 

@@ -106,7 +106,11 @@ pub fn parse_recording(text: &str) -> Result<Recording, String> {
     })
 }
 
-fn frames(raws: Vec<RawSample>, deltas: Vec<Vec<[u32; 4]>>, mems: Vec<Option<Memory>>) -> Vec<Frame> {
+fn frames(
+    raws: Vec<RawSample>,
+    deltas: Vec<Vec<[u32; 4]>>,
+    mems: Vec<Option<Memory>>,
+) -> Vec<Frame> {
     let mut mems = mems.into_iter();
     raws.into_iter()
         .zip(deltas)
@@ -328,12 +332,12 @@ impl MacmonLine {
         if let Some(t) = self.temp.gpu_temp_avg {
             temps_c.insert("gpu".to_string(), t);
         }
-        let (gpu_freq, gpu_active) = match (self.gpu_freq_mhz, self.gpu_active_ratio, self.gpu_usage)
-        {
-            (Some(f), Some(a), _) => (Some(f), Some(a)),
-            (_, _, Some((f, a))) => (Some(f), Some(a)),
-            (f, a, None) => (f, a),
-        };
+        let (gpu_freq, gpu_active) =
+            match (self.gpu_freq_mhz, self.gpu_active_ratio, self.gpu_usage) {
+                (Some(f), Some(a), _) => (Some(f), Some(a)),
+                (_, _, Some((f, a))) => (Some(f), Some(a)),
+                (f, a, None) => (f, a),
+            };
         let raw = RawSample {
             elapsed_s,
             tiers,
@@ -494,18 +498,25 @@ mod tests {
         let raw = &rec.samples[0].raw;
         assert_eq!(raw.tiers.len(), 2);
         assert_eq!(raw.tiers[1].freq_mhz, 3000.0);
-        assert_eq!((raw.gpu_freq_mhz, raw.gpu_active_ratio), (Some(500.0), Some(0.2)));
+        assert_eq!(
+            (raw.gpu_freq_mhz, raw.gpu_active_ratio),
+            (Some(500.0), Some(0.2))
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
-        let err = parse_recording("{\"format\":\"m4watch-dump\",\"version\":1,\"machine\":{}}\n{bad\n")
-            .unwrap_err();
+        let err =
+            parse_recording("{\"format\":\"m4watch-dump\",\"version\":1,\"machine\":{}}\n{bad\n")
+                .unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
         let err = parse_recording("{\"format\":\"m4watch-dump\",\"version\":9,\"machine\":{}}\n")
             .unwrap_err();
         assert!(err.contains("version 9"), "{err}");
-        assert_eq!(parse_recording("\n\n").unwrap_err(), "the recording is empty");
+        assert_eq!(
+            parse_recording("\n\n").unwrap_err(),
+            "the recording is empty"
+        );
     }
 
     #[test]
