@@ -200,8 +200,10 @@ pub struct HardwareConfig {
     pub interval: Dur,
     pub timeout: Dur,
     /// procfs root, so tests can point the collector at a fixture tree.
+    #[serde(default = "default_procfs")]
     pub procfs: PathBuf,
     /// sysfs root, likewise.
+    #[serde(default = "default_sysfs")]
     pub sysfs: PathBuf,
     /// Forces the P/E assignment instead of detecting it.
     #[serde(default)]
@@ -218,6 +220,14 @@ pub struct HardwareConfig {
     pub ane_max_watts: f64,
 }
 
+fn default_procfs() -> PathBuf {
+    "/proc".into()
+}
+
+fn default_sysfs() -> PathBuf {
+    "/sys".into()
+}
+
 /// exelban/stats uses 6 W as the M4 Max Neural Engine maximum (asitop guesses 8 W for
 /// older chips); it is a guess either way, hence configurable.
 fn default_ane_max_watts() -> f64 {
@@ -231,8 +241,8 @@ impl Default for HardwareConfig {
             source: HardwareSource::Auto,
             interval: Dur(Duration::from_secs(1)),
             timeout: Dur(Duration::from_millis(800)),
-            procfs: "/proc".into(),
-            sysfs: "/sys".into(),
+            procfs: default_procfs(),
+            sysfs: default_sysfs(),
             topology: None,
             replay_file: None,
             replay_loop: true,
