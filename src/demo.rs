@@ -161,7 +161,7 @@ pub fn synthetic_recording() -> String {
     };
     let mut out = serde_json::to_string(&header).expect("header serialises");
     out.push('\n');
-    let mut rng = Lcg(0x4d34_4d41_58);
+    let mut rng = Lcg(0x4d_344d_4158);
     // Start near the u32 limit on one CPU so replays exercise the wrap-around.
     let mut ticks: Vec<[u32; 4]> = (0..16u32)
         .map(|c| {

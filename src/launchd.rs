@@ -162,7 +162,9 @@ mod tests {
             Path::new("/Users/t/Library/Application Support/m4watch"),
             Path::new("/Users/t/Library/Logs/m4watch"),
         );
-        assert!(!text.contains('@'), "a placeholder is left: {text}");
+        for p in ["@BINARY@", "@CONFIG_ARGS@", "@WORKING_DIR@", "@LOG_DIR@"] {
+            assert!(TEMPLATE.contains(p) && !text.contains(p), "{p} in {text}");
+        }
         let v = plist::Value::from_reader_xml(text.as_bytes()).expect("valid plist");
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some(LABEL));

@@ -590,11 +590,12 @@ pub fn parse_swapusage(text: &str) -> Option<Swap> {
     })
 }
 
+/// An accelerator's IORegistry class and its integer `PerformanceStatistics`.
+pub type Accelerator = (String, BTreeMap<String, i64>);
+
 /// `ioreg -a -r -d 1 -c IOAccelerator`: each accelerator's class and integer
 /// `PerformanceStatistics`.
-pub fn parse_ioreg_accelerators(
-    xml: &[u8],
-) -> Result<Vec<(String, BTreeMap<String, i64>)>, String> {
+pub fn parse_ioreg_accelerators(xml: &[u8]) -> Result<Vec<Accelerator>, String> {
     let v = plist::Value::from_reader_xml(xml).map_err(|e| format!("ioreg plist: {e}"))?;
     let entries = match v {
         plist::Value::Array(a) => a,

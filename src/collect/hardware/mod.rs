@@ -707,7 +707,7 @@ impl HardwareCollector {
                     .as_deref()
                     .ok_or("hardware.replay_file is not set")?;
                 let mut src = replay::ReplaySource::open(path, cfg.replay_loop)?;
-                let topology = apple_topology(src.machine(), src.cpu_count(), cfg)?;
+                let topology = apple_topology(src.machine(), src.cpu_count(), cfg);
                 src.set_topology(topology.clone());
                 Ok(HardwareCollector::new(Box::new(src), topology))
             }
@@ -715,7 +715,7 @@ impl HardwareCollector {
             HardwareSource::Auto | HardwareSource::Macos => {
                 let mut src =
                     macos::MacSource::new(cfg.interval.get()).map_err(|e| e.to_string())?;
-                let topology = apple_topology(src.machine(), src.cpu_count(), cfg)?;
+                let topology = apple_topology(src.machine(), src.cpu_count(), cfg);
                 src.set_topology(topology.clone());
                 Ok(HardwareCollector::new(Box::new(src), topology))
             }
@@ -770,16 +770,18 @@ fn apple_topology(
     machine: &apple::MachineInfo,
     ncpu: u32,
     cfg: &crate::config::HardwareConfig,
-) -> Result<Topology, String> {
+) -> Topology {
+    let inputs = TopologyInputs {
+        cpus: (0..ncpu).collect(),
+        ..Default::default()
+    };
     let topology = match &cfg.topology {
-        Some(forced) => {
-            let inputs = TopologyInputs {
-                cpus: (0..ncpu).collect(),
-                ..Default::default()
-            };
-            detect_topology(&inputs, Some(forced))
-        }
-        None => apple::build_topology(machine, ncpu).map_err(|e| format!("cpu topology: {e}"))?,
+        Some(forced) => detect_topology(&inputs, Some(forced)),
+        None => apple::build_topology(machine, ncpu).unwrap_or_else(|e| {
+            // A macOS VM or an unknown chip: keep running, every CPU a P-core, and say why.
+            tracing::warn!(error = %e, "cannot tell performance from efficiency cores");
+            detect_topology(&inputs, None)
+        }),
     };
     tracing::info!(
         method = topology.method,
@@ -787,7 +789,7 @@ fn apple_topology(
         efficiency = topology.count(CoreType::Efficiency),
         "cpu topology"
     );
-    Ok(topology)
+    topology
 }
 
 impl crate::collect::BlockingCollector for HardwareCollector {

@@ -167,9 +167,7 @@ fn deltas_from_residency(raws: &[RawSample]) -> Vec<Vec<[u32; 4]>> {
 /// enough for the gap between two samples, across midnight too.
 pub fn seconds_of_day(ts: &str) -> Option<f64> {
     let time = ts.split_once('T')?.1;
-    let end = time
-        .find(|c: char| c == 'Z' || c == '+' || c == '-')
-        .unwrap_or(time.len());
+    let end = time.find(['Z', '+', '-']).unwrap_or(time.len());
     let mut parts = time[..end].split(':');
     let h: f64 = parts.next()?.parse().ok()?;
     let m: f64 = parts.next()?.parse().ok()?;
