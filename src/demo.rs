@@ -80,13 +80,15 @@ fn phase(t: u32) -> Phase {
             p_util: 0.995,
             e_util: 0.55,
             gpu: 0.98,
-            ane_w: if (80..140).contains(&t) { 5.8 } else { 2.5 },
+            // Each hot state lasts longer than the shipped rules' `for:` (1 minute), so
+            // every hardware alert, the thermal emergency included, fires in the demo.
+            ane_w: if (75..150).contains(&t) { 5.9 } else { 2.5 },
             thermal: match t {
-                60..75 => 1,
-                110..135 => 3,
+                60..70 => 1,
+                84..148 => 3,
                 _ => 2,
             },
-            mem_used_gib: if (95..145).contains(&t) { 112.0 } else { 96.0 },
+            mem_used_gib: if (80..150).contains(&t) { 112.0 } else { 96.0 },
             pressure: if (100..140).contains(&t) { 2 } else { 1 },
         },
         150..180 => Phase {
@@ -220,7 +222,7 @@ pub fn synthetic_recording() -> String {
             }
         };
         let gpu = rng.around(ph.gpu, 0.01).clamp(0.0, 1.0);
-        let ane = rng.around(ph.ane_w, 0.1).max(0.0);
+        let ane = rng.around(ph.ane_w, 0.05).max(0.0);
         let cpu_w = 2.0 + 58.0 * ph.p_util + 4.0 * ph.e_util;
         let gpu_w = 1.0 + 45.0 * gpu;
         let dram_w = 1.0 + 3.0 * ph.p_util.max(gpu);
@@ -451,6 +453,14 @@ mod tests {
             .filter(|f| f.raw.tiers[1].active_ratio > 0.98)
             .count();
         assert!(saturated >= 60, "P-cores saturated for {saturated} s");
+        // The thermal emergency rule needs critical pressure and saturated P-cores
+        // together for over a minute.
+        let emergency = rec
+            .samples
+            .iter()
+            .filter(|f| f.raw.thermal_state == Some(3) && f.raw.tiers[1].active_ratio > 0.98)
+            .count();
+        assert!(emergency > 60, "critical and saturated for {emergency} s");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const TEMPLATE: &str = include_str!("../packaging/macos/com.m4watch.agent.pl
 /// Why installing or removing the agent failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchdError {
-    #[error("{0} sets up a macOS launchd agent; this system is {1}")]
+    #[error("{0} manages a macOS launchd agent; this system is {1}")]
     NotMacos(&'static str, &'static str),
     #[error("HOME is not set, so there is no ~/Library/LaunchAgents")]
     NoHome,
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "install-launchd sets up a macOS launchd agent; this system is {}",
+                "install-launchd manages a macOS launchd agent; this system is {}",
                 std::env::consts::OS
             )
         );

@@ -302,3 +302,27 @@ fn demo_runs_the_daemon_on_the_synthetic_recording() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+#[cfg(not(target_os = "macos"))]
+#[test]
+fn macos_only_commands_say_so_elsewhere() {
+    for (cmd, want) in [
+        ("dump-raw", "dump-raw reads the Mac's hardware"),
+        (
+            "install-launchd",
+            "install-launchd manages a macOS launchd agent",
+        ),
+        (
+            "uninstall-launchd",
+            "uninstall-launchd manages a macOS launchd agent",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_m4watch"))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{cmd}: {err}");
+    }
+}

@@ -1010,6 +1010,73 @@ mod tests {
     }
 
     #[test]
+    fn apple_readings_give_their_families() {
+        let mut i = inputs(2);
+        i.capacity = [(0, 512), (1, 1024)].into();
+        let mut d = Deriver::new(detect_topology(&i, None));
+        d.set_ane_max_watts(4.0);
+        let t0 = Instant::now();
+        let mut r = Reading {
+            power_watts: [("ane".to_string(), 3.0), ("cpu".to_string(), 20.0)].into(),
+            cpu_frequency_hz: [(1, 4.0e9)].into(),
+            cluster_frequency_hz: [("E".to_string(), 1.0e9)].into(),
+            memory_pressure_level: Some(MemoryPressureLevel::Warn),
+            chip: Some(ChipInfo {
+                chip: "Apple M4 Max".into(),
+                gpu_cores: None,
+            }),
+            ..Default::default()
+        };
+        r.energy.push(EnergyCounter {
+            rail: "cpu".into(),
+            joules: 100.0,
+            wraps_at: None,
+        });
+        d.families(&r, t0);
+        r.energy[0].joules = 110.0;
+        // Ten seconds of wall clock, but the platform measured 20 W over its own window:
+        // the measured watts win over the energy delta (1 W).
+        let f = d.families(&r, t0 + Duration::from_secs(10));
+        let watts = family(&f, "m4watch_power_watts");
+        assert_eq!(watts.samples.len(), 2);
+        assert!(
+            watts
+                .samples
+                .iter()
+                .any(|s| s.labels[0].1 == "cpu" && s.value == 20.0)
+        );
+        assert_eq!(
+            family(&f, "m4watch_energy_joules_total").samples[0].value,
+            10.0
+        );
+        assert_eq!(
+            family(&f, "m4watch_ane_utilization_estimate_ratio").samples[0].value,
+            0.75
+        );
+        let freq = family(&f, "m4watch_cpu_frequency_hertz");
+        assert_eq!(
+            freq.samples[0].labels,
+            vec![
+                ("cpu".to_string(), "1".to_string()),
+                ("type".to_string(), "performance".to_string())
+            ]
+        );
+        assert_eq!(freq.samples[1].labels[0], ("cluster".into(), "E".into()));
+        let level = family(&f, "m4watch_memory_pressure_level");
+        assert_eq!(
+            level.samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![0.0, 1.0, 0.0]
+        );
+        let chip = &family(&f, "m4watch_chip_info").samples[0];
+        assert_eq!(chip.labels[1], ("performance_cores".into(), "1".into()));
+        assert!(
+            family(&f, "m4watch_gpu_utilization_ratio")
+                .samples
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn unknown_readings_give_no_series() {
         let mut d = Deriver::new(Topology::default());
         let fams = d.families(&Reading::default(), Instant::now());
