@@ -346,7 +346,7 @@ impl Listener {
         let thread = std::thread::Builder::new()
             .name("statsd".into())
             .spawn(move || receive_loop(&socket, &trading, &flag))?;
-        tracing::info!(%addr, "StatsD listener on UDP");
+        tracing::info!(udp = %addr, "StatsD listener on UDP");
         Ok(Listener { addr, stop, thread })
     }
 
