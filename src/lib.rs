@@ -6,6 +6,7 @@
 //! - [`catalog`]: every exported metric family (name, type, labels, help).
 //! - [`store`]: metric families from collectors, instruments, the encoded snapshot.
 //! - [`collect`]: the collector contract, the scheduler, and the collectors.
+//! - [`rules`]: Prometheus rule files evaluated against the store's sample ring.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
 
@@ -13,6 +14,7 @@ pub mod api;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod rules;
 pub mod shutdown;
 pub mod store;
 

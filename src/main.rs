@@ -50,6 +50,11 @@ enum Command {
     PrintDefaultConfig,
     /// Print the metrics reference (Markdown), as the README embeds it.
     MetricsReference,
+    /// Run promtool-format rule unit tests; exit 0 when all pass, 1 otherwise.
+    TestRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::TestRules { ref files }) => {
+            let mut out = String::new();
+            let ok = m4watch::rules::promtool::run_files(files, &mut out);
+            print!("{out}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         None | Some(Command::Run) => run(cli),
     }
 }
