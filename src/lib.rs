@@ -7,13 +7,16 @@
 //! - [`store`]: metric families from collectors, instruments, the encoded snapshot.
 //! - [`collect`]: the collector contract, the scheduler, and the collectors.
 //! - [`rules`]: Prometheus rule files evaluated against the store's sample ring.
+//! - [`alerts`], [`history`]: alert state, acknowledgements, silences, SQLite.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
 
+pub mod alerts;
 pub mod api;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod history;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
@@ -84,6 +87,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             shutdown.clone(),
         ));
     }
+    let alerts = if config.rules.enabled {
+        let running = rules::task::start(
+            &config,
+            Arc::clone(&store),
+            shutdown.clone(),
+            expected.clone(),
+        )
+        .await
+        .map_err(Error::Startup)?;
+        tasks.push(running.task);
+        Some(running.alerts)
+    } else {
+        None
+    };
     tasks.push(spawn_snapshotter(
         Arc::clone(&store),
         config.metrics.snapshot_interval.get(),
@@ -95,6 +112,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         store,
         started: Instant::now(),
         expected_collectors: expected,
+        alerts,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

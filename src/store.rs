@@ -186,6 +186,11 @@ impl Store {
         self.ring.read().expect("ring lock")
     }
 
+    /// Write access to the sample ring (the rule engine writes recording-rule results).
+    pub fn history_mut(&self) -> std::sync::RwLockWriteGuard<'_, ring::Ring> {
+        self.ring.write().expect("ring lock")
+    }
+
     fn append_history(&self, families: &[Family]) {
         let step = self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed);
         if step == 0 {

@@ -3,6 +3,7 @@
 //! Reads go through [`auth::require_read`]; every state-changing route is mounted
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
+pub mod alerts;
 pub mod auth;
 pub mod error;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub started: Instant,
     /// Collectors that must have run once before the instance reports ready.
     pub expected_collectors: Vec<&'static str>,
+    /// Alert state; `None` when the rule engine is off.
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 /// Every route.
@@ -46,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .merge(reads)
+        .merge(alerts::routes(&state))
         .with_state(state)
 }
 

@@ -10,6 +10,7 @@
 
 pub mod promql;
 pub mod promtool;
+pub mod task;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -173,7 +174,33 @@ pub struct Alert {
     pub active_at: i64,
     pub fired_at: Option<i64>,
     pub resolved_at: Option<i64>,
-    keep_firing_since: Option<i64>,
+    pub(crate) keep_firing_since: Option<i64>,
+}
+
+impl Alert {
+    /// An alert as saved before a restart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restored(
+        id: String,
+        labels: Labels,
+        annotations: Labels,
+        value: f64,
+        state: State,
+        active_at: i64,
+        fired_at: Option<i64>,
+    ) -> Alert {
+        Alert {
+            id,
+            labels,
+            annotations,
+            value,
+            state,
+            active_at,
+            fired_at,
+            resolved_at: None,
+            keep_firing_since: None,
+        }
+    }
 }
 
 /// A state change of one alert, as the engine saw it.
