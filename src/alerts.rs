@@ -98,7 +98,9 @@ pub struct Silence {
 impl Silence {
     /// Whether the silence applies to `labels` at `now` (ms).
     pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
-        self.starts_at <= now && now < self.ends_at && self.matchers.iter().all(|m| m.matches(labels))
+        self.starts_at <= now
+            && now < self.ends_at
+            && self.matchers.iter().all(|m| m.matches(labels))
     }
 }
 
@@ -244,7 +246,11 @@ impl Alerts {
                 fired_at: a.fired_at,
                 resolved_at: a.resolved_at,
                 // An acknowledgement lasts until the alert resolves.
-                ack: if a.state == State::Resolved { None } else { prev_ack },
+                ack: if a.state == State::Resolved {
+                    None
+                } else {
+                    prev_ack
+                },
             };
             if let Some(h) = &self.history {
                 h.save_alert(&stored);
@@ -287,7 +293,12 @@ impl Alerts {
 
     /// Alerts, optionally filtered by state and severity, with the silence covering
     /// each (if any) at `now`.
-    pub fn list(&self, state: Option<State>, severity: Option<&str>, now: i64) -> Vec<(StoredAlert, Option<String>)> {
+    pub fn list(
+        &self,
+        state: Option<State>,
+        severity: Option<&str>,
+        now: i64,
+    ) -> Vec<(StoredAlert, Option<String>)> {
         let inner = self.inner.lock().expect("alerts lock");
         let mut out: Vec<_> = inner
             .alerts
@@ -308,7 +319,13 @@ impl Alerts {
     }
 
     /// Acknowledges a pending or firing alert.
-    pub fn acknowledge(&self, id: &str, by: &str, comment: &str, now: i64) -> Result<StoredAlert, AlertError> {
+    pub fn acknowledge(
+        &self,
+        id: &str,
+        by: &str,
+        comment: &str,
+        now: i64,
+    ) -> Result<StoredAlert, AlertError> {
         let mut inner = self.inner.lock().expect("alerts lock");
         let a = inner
             .alerts
@@ -389,7 +406,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Pairs {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -397,8 +417,18 @@ mod tests {
         let s = Silence {
             id: "s".into(),
             matchers: vec![
-                Matcher { name: "alertname".into(), value: "Cpu.*".into(), is_regex: true, is_equal: true },
-                Matcher { name: "severity".into(), value: "critical".into(), is_regex: false, is_equal: false },
+                Matcher {
+                    name: "alertname".into(),
+                    value: "Cpu.*".into(),
+                    is_regex: true,
+                    is_equal: true,
+                },
+                Matcher {
+                    name: "severity".into(),
+                    value: "critical".into(),
+                    is_regex: false,
+                    is_equal: false,
+                },
             ],
             starts_at: 0,
             ends_at: 100,
@@ -408,8 +438,20 @@ mod tests {
         let l = labels(&[("alertname", "CpuBusy"), ("severity", "warning")]);
         assert!(s.silences(&l, 50));
         assert!(!s.silences(&l, 100));
-        assert!(!s.silences(&labels(&[("alertname", "CpuBusy"), ("severity", "critical")]), 50));
+        assert!(!s.silences(
+            &labels(&[("alertname", "CpuBusy"), ("severity", "critical")]),
+            50
+        ));
         assert!(!s.silences(&labels(&[("alertname", "XCpuBusy")]), 50));
-        assert!(Matcher { name: "a".into(), value: "(".into(), is_regex: true, is_equal: true }.validate().is_err());
+        assert!(
+            Matcher {
+                name: "a".into(),
+                value: "(".into(),
+                is_regex: true,
+                is_equal: true
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -391,7 +391,9 @@ impl Config {
         positive(self.rules.evaluation_interval, "rules.evaluation_interval")?;
         positive(self.rules.max_range, "rules.max_range")?;
         if self.rules.enabled {
-            self.rules.load().map_err(|e| ("rules.files".to_string(), e))?;
+            self.rules
+                .load()
+                .map_err(|e| ("rules.files".to_string(), e))?;
         }
         if let Some(t) = &self.hardware.topology {
             t.cpu_sets()?;

@@ -22,8 +22,14 @@ pub enum HistoryError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error("{path}: schema version {found} is newer than this m4watch knows ({known}); upgrade m4watch")]
-    TooNew { path: String, found: i64, known: i64 },
+    #[error(
+        "{path}: schema version {found} is newer than this m4watch knows ({known}); upgrade m4watch"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("{0}: cannot create the data directory: {1}")]
     Dir(String, std::io::Error),
 }
@@ -108,9 +114,12 @@ pub fn open(data_dir: &Path) -> Result<(History, Loaded), HistoryError> {
     let path: PathBuf = data_dir.join("m4watch.db");
     let err = sql(&path);
     let mut conn = Connection::open(&path).map_err(&err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(&err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(&err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(&err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(&err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(&err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(&err)?;
     migrate(&mut conn, &path)?;
     let loaded = load(&conn).map_err(&err)?;
     let (tx, rx) = mpsc::channel();
@@ -138,7 +147,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), HistoryError> {
     for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(&err)?;
         tx.execute_batch(m).map_err(&err)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(&err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(&err)?;
         tx.commit().map_err(&err)?;
     }
     Ok(())
@@ -327,19 +337,25 @@ impl History {
 
 /// Rows of the transitions table after `seq`, oldest first, for consumers that poll
 /// (the notifier). Blocking.
-pub fn transitions_since(data_dir: &Path, seq: i64) -> rusqlite::Result<Vec<(i64, String, String, String, i64)>> {
+pub fn transitions_since(
+    data_dir: &Path,
+    seq: i64,
+) -> rusqlite::Result<Vec<(i64, String, String, String, i64)>> {
     let conn = Connection::open(data_dir.join("m4watch.db"))?;
     let mut stmt = conn.prepare(
         "SELECT seq, alert_id, from_state, to_state, at FROM alert_transitions WHERE seq > ?1 ORDER BY seq",
     )?;
-    let rows = stmt.query_map(params![seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    let rows = stmt.query_map(params![seq], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
     rows.collect()
 }
 
 /// The schema version of an existing database, if it has one.
 pub fn schema_version(data_dir: &Path) -> rusqlite::Result<Option<i64>> {
     let conn = Connection::open(data_dir.join("m4watch.db"))?;
-    conn.pragma_query_value(None, "user_version", |r| r.get(0)).optional()
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .optional()
 }
 
 #[cfg(test)]
@@ -389,6 +405,9 @@ mod tests {
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
         let e = open(dir.path()).err().unwrap().to_string();
-        assert!(e.ends_with("schema version 99 is newer than this m4watch knows (1); upgrade m4watch"), "{e}");
+        assert!(
+            e.ends_with("schema version 99 is newer than this m4watch knows (1); upgrade m4watch"),
+            "{e}"
+        );
     }
 }

@@ -199,7 +199,10 @@ impl Store {
         let now = (unix_now() * 1000.0) as i64;
         let mut ring = self.ring.write().expect("ring lock");
         // A tenth of a step of slack keeps a 1 s ticker from skipping every other tick.
-        if ring.last_append().is_none_or(|t| now - t >= step - step / 10) {
+        if ring
+            .last_append()
+            .is_none_or(|t| now - t >= step - step / 10)
+        {
             ring.append_families(families, now);
         }
     }

@@ -79,7 +79,11 @@ async fn alerts(d: &common::Daemon, query: &str) -> Vec<Value> {
 /// Polls until the MemoryHigh alert is in `state`, for at most 10 s.
 async fn wait_state(d: &common::Daemon, state: &str) -> Value {
     for _ in 0..400 {
-        if let Some(a) = alerts(d, "").await.into_iter().find(|a| a["state"] == state) {
+        if let Some(a) = alerts(d, "")
+            .await
+            .into_iter()
+            .find(|a| a["state"] == state)
+        {
             return a;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -87,7 +91,12 @@ async fn wait_state(d: &common::Daemon, state: &str) -> Value {
     panic!("alert never became {state}: {:?}", alerts(d, "").await);
 }
 
-fn post(d: &common::Daemon, path: &str, body: Value, token: Option<&str>) -> reqwest::RequestBuilder {
+fn post(
+    d: &common::Daemon,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
     let r = d.client.post(d.url(path)).json(&body);
     match token {
         Some(t) => r.bearer_auth(t),
@@ -100,7 +109,10 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     let m = Machine::new();
     let d = common::Daemon::start(m.config()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(alerts(&d, "").await.is_empty(), "no alert while memory is low");
+    assert!(
+        alerts(&d, "").await.is_empty(),
+        "no alert while memory is low"
+    );
 
     m.memory(true);
     let pending = wait_state(&d, "pending").await;
@@ -117,30 +129,55 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     // Filters.
     assert_eq!(alerts(&d, "?state=firing&severity=critical").await.len(), 1);
     assert!(alerts(&d, "?severity=warning").await.is_empty());
-    assert_eq!(d.get("/api/v1/monitoring/alerts?state=bogus").await.status(), 400);
+    assert_eq!(
+        d.get("/api/v1/monitoring/alerts?state=bogus")
+            .await
+            .status(),
+        400
+    );
     let text = d
         .scrape_until(5, |t| {
             t.contains("m4watch_alerts{alertname=\"MemoryHigh\",severity=\"critical\",state=\"firing\"} 1\n")
         })
         .await;
     assert!(text.contains("m4watch_rules_loaded 1\n"), "{text}");
-    assert!(text.contains("m4watch_rule_evaluation_failures_total{group=\"test\"} 0\n"), "{text}");
-    let opt: Value = d.get("/api/v1/optimization/alerts").await.json().await.unwrap();
+    assert!(
+        text.contains("m4watch_rule_evaluation_failures_total{group=\"test\"} 0\n"),
+        "{text}"
+    );
+    let opt: Value = d
+        .get("/api/v1/optimization/alerts")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(opt["count"], 1);
     assert_eq!(opt["alerts"][0]["level"], "critical");
 
     // Acknowledge: token required, then recorded.
     let ack_path = format!("/api/v1/monitoring/alerts/{id}/acknowledge");
     let body = json!({"by": "alice", "comment": "looking at it"});
-    assert_eq!(post(&d, &ack_path, body.clone(), None).send().await.unwrap().status(), 401);
+    assert_eq!(
+        post(&d, &ack_path, body.clone(), None)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     let r = post(&d, &ack_path, body, Some(TOKEN)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let acked: Value = r.json().await.unwrap();
     assert_eq!(acked["acknowledgement"]["by"], "alice");
-    let r = post(&d, "/api/v1/monitoring/alerts/nope/acknowledge", json!({"by": "a"}), Some(TOKEN))
-        .send()
-        .await
-        .unwrap();
+    let r = post(
+        &d,
+        "/api/v1/monitoring/alerts/nope/acknowledge",
+        json!({"by": "a"}),
+        Some(TOKEN),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 404);
 
     // Silence by matcher, see it applied, delete it.
@@ -158,10 +195,17 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     let sid = silence["id"].as_str().unwrap().to_string();
     assert_eq!(silence["status"], "active");
     assert_eq!(alerts(&d, "").await[0]["silenced_by"], sid.as_str());
-    let list: Value = d.get("/api/v1/monitoring/silences").await.json().await.unwrap();
+    let list: Value = d
+        .get("/api/v1/monitoring/silences")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["silences"].as_array().unwrap().len(), 1);
     let del = |tok: Option<&'static str>| {
-        let r = d.client.delete(d.url(&format!("/api/v1/monitoring/silences/{sid}")));
+        let r = d
+            .client
+            .delete(d.url(&format!("/api/v1/monitoring/silences/{sid}")));
         match tok {
             Some(t) => r.bearer_auth(t),
             None => r,
@@ -187,7 +231,10 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     assert_eq!(resolved["id"], id.as_str());
     assert_eq!(resolved["active_at"], firing["active_at"]);
     assert!(resolved["resolved_at"].is_string());
-    assert!(resolved.get("acknowledgement").is_none(), "an ack ends with the alert");
+    assert!(
+        resolved.get("acknowledgement").is_none(),
+        "an ack ends with the alert"
+    );
     d.stop().await;
 
     // The durable transition feed a notifier reads.
@@ -200,7 +247,11 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     let s = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert_eq!(
         states,
-        vec![s("inactive", "pending"), s("pending", "firing"), s("firing", "resolved")]
+        vec![
+            s("inactive", "pending"),
+            s("pending", "firing"),
+            s("firing", "resolved")
+        ]
     );
 }
 

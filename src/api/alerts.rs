@@ -29,7 +29,10 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let writes = super::writes(
         state,
         Router::new()
-            .route("/api/v1/monitoring/alerts/{id}/acknowledge", post(acknowledge))
+            .route(
+                "/api/v1/monitoring/alerts/{id}/acknowledge",
+                post(acknowledge),
+            )
             .route("/api/v1/monitoring/silences", post(add_silence))
             .route("/api/v1/monitoring/silences/{id}", delete(delete_silence)),
     );
@@ -138,7 +141,11 @@ async fn list(
             }
         },
     };
-    let alerts = engine(&s)?.list(state, q.severity.as_deref().filter(|s| !s.is_empty()), now_ms());
+    let alerts = engine(&s)?.list(
+        state,
+        q.severity.as_deref().filter(|s| !s.is_empty()),
+        now_ms(),
+    );
     Ok(Json(AlertList {
         alerts: alerts.into_iter().map(|(a, by)| view(a, by)).collect(),
     }))
@@ -217,7 +224,9 @@ async fn add_silence(
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
     if b.matchers.is_empty() {
-        return Err(ApiError::bad_request("a silence needs at least one matcher"));
+        return Err(ApiError::bad_request(
+            "a silence needs at least one matcher",
+        ));
     }
     for m in &b.matchers {
         m.validate().map_err(ApiError::bad_request)?;
@@ -232,9 +241,15 @@ async fn add_silence(
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0),
         (None, Some(d)) => {
-            now + crate::config::parse_duration(d).map_err(ApiError::bad_request)?.as_millis() as i64
+            now + crate::config::parse_duration(d)
+                .map_err(ApiError::bad_request)?
+                .as_millis() as i64
         }
-        _ => return Err(ApiError::bad_request("give exactly one of ends_at and duration")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of ends_at and duration",
+            ));
+        }
     };
     if ends_at <= now {
         return Err(ApiError::bad_request("the silence would end in the past"));
@@ -298,7 +313,9 @@ struct OptimizationAlerts {
 }
 
 /// The original API's "active performance alerts": every pending or firing alert.
-async fn optimization(State(s): State<Arc<AppState>>) -> Result<Json<OptimizationAlerts>, ApiError> {
+async fn optimization(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<OptimizationAlerts>, ApiError> {
     let alerts: Vec<OptimizationAlert> = engine(&s)?
         .list(None, None, now_ms())
         .into_iter()

@@ -260,7 +260,10 @@ pub fn expand_glob(pattern: &Path) -> Vec<std::path::PathBuf> {
     if !name.contains('*') {
         return vec![pattern.to_path_buf()];
     }
-    let dir = pattern.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = pattern
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let (pre, post) = name.split_once('*').unwrap_or((&name, ""));
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
@@ -268,7 +271,10 @@ pub fn expand_glob(pattern: &Path) -> Vec<std::path::PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
         })
         .collect();
@@ -297,7 +303,9 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
             return Err(at(None, "unsupported construct: group limit".into()));
         }
         let interval_ms = match &g.interval {
-            Some(i) => Some(parse_prom_duration(i).map_err(|e| at(None, format!("interval: {e}")))?),
+            Some(i) => {
+                Some(parse_prom_duration(i).map_err(|e| at(None, format!("interval: {e}")))?)
+            }
             None => None,
         };
         let mut rules = Vec::new();
@@ -316,7 +324,10 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
             let expr = promql::parse(&r.expr).map_err(|e| err(format!("expr: {e}")))?;
             let mut labels = Vec::new();
             for (k, v) in &r.labels {
-                labels.push((k.clone(), Template::parse(v).map_err(|e| err(format!("labels.{k}: {e}")))?));
+                labels.push((
+                    k.clone(),
+                    Template::parse(v).map_err(|e| err(format!("labels.{k}: {e}")))?,
+                ));
             }
             let kind = if is_alert {
                 let mut annotations = Vec::new();
@@ -338,7 +349,9 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
                 }
             } else {
                 if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty() {
-                    return Err(err("recording rules take no for, keep_firing_for or annotations".into()));
+                    return Err(err(
+                        "recording rules take no for, keep_firing_for or annotations".into(),
+                    ));
                 }
                 RuleKind::Record
             };
@@ -447,7 +460,13 @@ impl Engine {
     }
 }
 
-fn eval_rule(rule: &mut Rule, group: &str, ring: &mut Ring, t: i64, changes: &mut Vec<Change>) -> Result<(), String> {
+fn eval_rule(
+    rule: &mut Rule,
+    group: &str,
+    ring: &mut Ring,
+    t: i64,
+    changes: &mut Vec<Change>,
+) -> Result<(), String> {
     let result = Evaluator { ring, t }.eval(&rule.expr).map_err(|e| e.0)?;
     let samples = match result {
         Value::Vector(v) => v,
@@ -464,7 +483,11 @@ fn eval_rule(rule: &mut Rule, group: &str, ring: &mut Ring, t: i64, changes: &mu
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::with_capacity(samples.len());
             for s in samples {
-                let mut labels: Labels = s.labels.into_iter().filter(|(k, _)| k != "__name__").collect();
+                let mut labels: Labels = s
+                    .labels
+                    .into_iter()
+                    .filter(|(k, _)| k != "__name__")
+                    .collect();
                 for (k, tpl) in &rule.labels {
                     let v = tpl.render(&labels, s.value);
                     labels.retain(|(lk, _)| lk != k);
@@ -475,7 +498,10 @@ fn eval_rule(rule: &mut Rule, group: &str, ring: &mut Ring, t: i64, changes: &mu
                 labels.push(("__name__".into(), rule.name.clone()));
                 labels.sort();
                 if !seen.insert(labels.clone()) {
-                    return Err("vector contains metrics with the same labelset after applying rule labels".into());
+                    return Err(
+                        "vector contains metrics with the same labelset after applying rule labels"
+                            .into(),
+                    );
                 }
                 out.push((labels, s.value));
             }
@@ -492,7 +518,11 @@ fn eval_rule(rule: &mut Rule, group: &str, ring: &mut Ring, t: i64, changes: &mu
         } => {
             let mut seen = std::collections::HashSet::new();
             for s in samples {
-                let base: Labels = s.labels.into_iter().filter(|(k, _)| k != "__name__").collect();
+                let base: Labels = s
+                    .labels
+                    .into_iter()
+                    .filter(|(k, _)| k != "__name__")
+                    .collect();
                 let mut labels = base.clone();
                 for (k, tpl) in &rule.labels {
                     let v = tpl.render(&base, s.value);
@@ -548,7 +578,10 @@ fn eval_rule(rule: &mut Rule, group: &str, ring: &mut Ring, t: i64, changes: &mu
                         a.state = State::Firing;
                         a.fired_at = Some(t);
                         // A new alert that fires at once reports one change, not two.
-                        match changes.last_mut().filter(|c| c.alert.id == *id && c.from == State::Inactive) {
+                        match changes
+                            .last_mut()
+                            .filter(|c| c.alert.id == *id && c.from == State::Inactive)
+                        {
                             Some(c) => c.alert = a.clone(),
                             None => changes.push(Change {
                                 group: group.to_string(),
@@ -570,7 +603,11 @@ fn eval_rule(rule: &mut Rule, group: &str, ring: &mut Ring, t: i64, changes: &mu
             for id in gone {
                 let mut a = active.remove(&id).expect("present");
                 let from = a.state;
-                a.state = if from == State::Firing { State::Resolved } else { State::Inactive };
+                a.state = if from == State::Firing {
+                    State::Resolved
+                } else {
+                    State::Inactive
+                };
                 a.resolved_at = Some(t);
                 changes.push(Change {
                     group: group.to_string(),
@@ -606,7 +643,11 @@ mod tests {
             "f.yml: group \"g\": rule \"A\": annotations.summary: unsupported construct: template `range`"
         );
         let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    bogus: 1\n";
-        assert!(load_str("f.yml", text).unwrap_err().0.starts_with("f.yml: groups[0].rules[0]: unknown field `bogus`"));
+        let e = load_str("f.yml", text).unwrap_err().0;
+        assert!(
+            e.starts_with("f.yml: groups[0].rules[0]") && e.contains("unknown field `bogus`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -620,7 +661,12 @@ mod tests {
             let t = i as i64 * 1000;
             ring.append(lbl.clone(), t, v);
             let c = e.eval(&mut ring, t);
-            states.push(c.changes.iter().map(|c| (c.from, c.alert.state)).collect::<Vec<_>>());
+            states.push(
+                c.changes
+                    .iter()
+                    .map(|c| (c.from, c.alert.state))
+                    .collect::<Vec<_>>(),
+            );
         }
         use State::*;
         assert_eq!(

@@ -379,7 +379,11 @@ impl<'a> Evaluator<'a> {
             }])),
             "scalar" => {
                 let v = self.vector(&args[0])?;
-                Ok(Value::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN }))
+                Ok(Value::Scalar(if v.len() == 1 {
+                    v[0].value
+                } else {
+                    f64::NAN
+                }))
             }
             "abs" => map(&f64::abs),
             "round" => {
@@ -430,19 +434,25 @@ impl<'a> Evaluator<'a> {
                 for (s, pts) in ranges {
                     let value = match name {
                         "rate" | "increase" | "delta" => {
-                            match extrapolated_rate(&pts, self.t, range_ms, name != "delta", name == "rate") {
+                            match extrapolated_rate(
+                                &pts,
+                                self.t,
+                                range_ms,
+                                name != "delta",
+                                name == "rate",
+                            ) {
                                 Some(v) => v,
                                 None => continue,
                             }
                         }
                         "count_over_time" => pts.len() as f64,
                         "sum_over_time" => pts.iter().map(|p| p.1).sum(),
-                        "max_over_time" => pts.iter().fold(pts[0].1, |m, p| {
-                            if p.1 > m || m.is_nan() { p.1 } else { m }
-                        }),
-                        "min_over_time" => pts.iter().fold(pts[0].1, |m, p| {
-                            if p.1 < m || m.is_nan() { p.1 } else { m }
-                        }),
+                        "max_over_time" => pts
+                            .iter()
+                            .fold(pts[0].1, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
+                        "min_over_time" => pts
+                            .iter()
+                            .fold(pts[0].1, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
                         "avg_over_time" => {
                             let mut mean = 0.0;
                             for (i, p) in pts.iter().enumerate() {
@@ -451,7 +461,9 @@ impl<'a> Evaluator<'a> {
                             }
                             mean
                         }
-                        other => return Err(EvalError(format!("function {other} is not implemented"))),
+                        other => {
+                            return Err(EvalError(format!("function {other} is not implemented")));
+                        }
                     };
                     out.push(Sample {
                         labels: without_name(&s.labels),
@@ -525,8 +537,16 @@ fn extrapolated_rate(
     }
     let threshold = avg_step * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg_step / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg_step / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_step / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_step / 2.0
+    };
     result *= interval / sampled;
     if is_rate {
         result /= range_ms as f64 / 1000.0;
@@ -761,7 +781,12 @@ fn vector_vector(
     Ok(out)
 }
 
-fn set_op(op: &str, l: Vec<Sample>, r: Vec<Sample>, matching: Option<&LabelModifier>) -> Vec<Sample> {
+fn set_op(
+    op: &str,
+    l: Vec<Sample>,
+    r: Vec<Sample>,
+    matching: Option<&LabelModifier>,
+) -> Vec<Sample> {
     let rsigs: std::collections::HashSet<Labels> =
         r.iter().map(|s| signature(&s.labels, matching)).collect();
     match op {
@@ -807,13 +832,21 @@ mod tests {
     }
 
     fn eval(r: &Ring, t: i64, q: &str) -> Value {
-        Evaluator { ring: r, t: t * 1000 }.eval(&parse(q).unwrap()).unwrap()
+        Evaluator {
+            ring: r,
+            t: t * 1000,
+        }
+        .eval(&parse(q).unwrap())
+        .unwrap()
     }
 
     fn values(v: Value) -> Vec<(String, f64)> {
         match v {
             Value::Vector(v) => {
-                let mut out: Vec<_> = v.into_iter().map(|s| (fmt_labels(&s.labels), s.value)).collect();
+                let mut out: Vec<_> = v
+                    .into_iter()
+                    .map(|s| (fmt_labels(&s.labels), s.value))
+                    .collect();
                 out.sort_by(|a, b| a.0.cmp(&b.0));
                 out
             }
@@ -825,9 +858,15 @@ mod tests {
     fn lookback_and_staleness() {
         let r = ring(&[
             ("up{job=\"a\"}", &[(0, 1.0), (10, 2.0)]),
-            ("up{job=\"b\"}", &[(0, 1.0), (10, crate::store::ring::stale_nan())]),
+            (
+                "up{job=\"b\"}",
+                &[(0, 1.0), (10, crate::store::ring::stale_nan())],
+            ),
         ]);
-        assert_eq!(values(eval(&r, 10, "up")), vec![("{__name__=\"up\", job=\"a\"}".into(), 2.0)]);
+        assert_eq!(
+            values(eval(&r, 10, "up")),
+            vec![("{__name__=\"up\", job=\"a\"}".into(), 2.0)]
+        );
         assert_eq!(values(eval(&r, 5, "up")).len(), 2);
         assert_eq!(values(eval(&r, 300, "up")).len(), 1);
         assert_eq!(values(eval(&r, 311, "up")).len(), 0);
@@ -838,8 +877,14 @@ mod tests {
         let pts: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60, i as f64 * 60.0)).collect();
         let r = ring(&[("c_total", &pts)]);
         // 1 per second, exactly, as Prometheus gives for a perfect counter.
-        assert_eq!(values(eval(&r, 600, "rate(c_total[5m])")), vec![("{}".into(), 1.0)]);
-        assert_eq!(values(eval(&r, 600, "increase(c_total[5m])")), vec![("{}".into(), 300.0)]);
+        assert_eq!(
+            values(eval(&r, 600, "rate(c_total[5m])")),
+            vec![("{}".into(), 1.0)]
+        );
+        assert_eq!(
+            values(eval(&r, 600, "increase(c_total[5m])")),
+            vec![("{}".into(), 300.0)]
+        );
     }
 
     #[test]
@@ -862,7 +907,10 @@ mod tests {
         assert_eq!(values(eval(&r, 0, "m > 0.4")).len(), 2);
         assert_eq!(values(eval(&r, 0, "m > bool 0.4")).len(), 3);
         assert_eq!(values(eval(&r, 0, "m unless m{type=\"e\"}")).len(), 2);
-        assert_eq!(values(eval(&r, 0, "absent(nope{a=\"b\"})")), vec![("{a=\"b\"}".into(), 1.0)]);
+        assert_eq!(
+            values(eval(&r, 0, "absent(nope{a=\"b\"})")),
+            vec![("{a=\"b\"}".into(), 1.0)]
+        );
         let err = Evaluator { ring: &r, t: 0 }
             .eval(&parse("m / ignoring(cpu) m").unwrap())
             .unwrap_err();
@@ -876,7 +924,10 @@ mod tests {
             ("h_bucket{le=\"1\"}", &[(0, 100.0)]),
             ("h_bucket{le=\"+Inf\"}", &[(0, 100.0)]),
         ]);
-        assert_eq!(values(eval(&r, 0, "histogram_quantile(0.75, h_bucket)")), vec![("{}".into(), 0.55)]);
+        assert_eq!(
+            values(eval(&r, 0, "histogram_quantile(0.75, h_bucket)")),
+            vec![("{}".into(), 0.55)]
+        );
     }
 
     #[test]
@@ -888,7 +939,11 @@ mod tests {
             ("a * on(x) group_left b", "group_left"),
             ("max_over_time(x[5m:1m])", "subquery"),
         ] {
-            assert_eq!(parse(q).unwrap_err(), format!("unsupported construct: {what}"), "{q}");
+            assert_eq!(
+                parse(q).unwrap_err(),
+                format!("unsupported construct: {what}"),
+                "{q}"
+            );
         }
     }
 }

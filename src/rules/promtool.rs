@@ -94,7 +94,8 @@ pub fn parse_series(s: &str) -> Result<Labels, String> {
     if s.trim() == "{}" {
         return Ok(Vec::new());
     }
-    let e = promql_parser::parser::parse(s).map_err(|e| format!("cannot parse series {s:?}: {e}"))?;
+    let e =
+        promql_parser::parser::parse(s).map_err(|e| format!("cannot parse series {s:?}: {e}"))?;
     let Expr::VectorSelector(vs) = e else {
         return Err(format!("series {s:?} is not a selector"));
     };
@@ -189,18 +190,21 @@ pub fn run_files(files: &[PathBuf], out: &mut String) -> bool {
 }
 
 fn indent(s: &str, by: &str) -> String {
-    s.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("{by}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs one test file; `Ok` holds the failure messages (empty when all passed).
 pub fn run_file(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let de = serde_yaml_ng::Deserializer::from_str(&text);
-    let tf: TestFile = serde_path_to_error::deserialize(de)
-        .map_err(|e| {
-            let at = e.path().to_string();
-            format!("{}: {at}: {}", path.display(), e.into_inner())
-        })?;
+    let tf: TestFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        format!("{}: {at}: {}", path.display(), e.into_inner())
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let rule_files: Vec<PathBuf> = tf
         .rule_files
@@ -226,8 +230,16 @@ pub fn run_file(path: &Path) -> Result<Vec<String>, String> {
     Ok(errors)
 }
 
-fn run_group(tg: &TestGroup, engine: &mut Engine, eval_interval: i64) -> Result<Vec<String>, String> {
-    let prefix = tg.name.as_ref().map(|n| format!("    name: {n},\n")).unwrap_or_default();
+fn run_group(
+    tg: &TestGroup,
+    engine: &mut Engine,
+    eval_interval: i64,
+) -> Result<Vec<String>, String> {
+    let prefix = tg
+        .name
+        .as_ref()
+        .map(|n| format!("    name: {n},\n"))
+        .unwrap_or_default();
     let interval = match &tg.interval {
         Some(d) => parse_prom_duration(d)?,
         None => 60_000,
@@ -262,7 +274,10 @@ fn run_group(tg: &TestGroup, engine: &mut Engine, eval_interval: i64) -> Result<
     while ts <= max_t {
         let cycle = engine.eval(&mut ring, ts);
         for (g, e) in cycle.failures {
-            errors.push(format!("{prefix}    group {g:?}: rule evaluation failed at {}: {e}", fmt_ms(ts)));
+            errors.push(format!(
+                "{prefix}    group {g:?}: rule evaluation failed at {}: {e}",
+                fmt_ms(ts)
+            ));
         }
         // Alerts are checked at the last evaluation at or before their eval_time.
         while next < alert_tests.len() && alert_tests[next].0 < ts + eval_interval {
@@ -284,7 +299,11 @@ fn run_group(tg: &TestGroup, engine: &mut Engine, eval_interval: i64) -> Result<
 
 fn fmt_ms(ms: i64) -> String {
     let d = std::time::Duration::from_millis(ms as u64);
-    if ms == 0 { "0s".into() } else { humantime::format_duration(d).to_string().replace(' ', "") }
+    if ms == 0 {
+        "0s".into()
+    } else {
+        humantime::format_duration(d).to_string().replace(' ', "")
+    }
 }
 
 fn fmt_map(m: &BTreeMap<String, String>) -> String {
@@ -321,7 +340,13 @@ fn check_alerts(engine: &Engine, test: &AlertTest, at: i64) -> Option<String> {
         let items: Vec<String> = v
             .iter()
             .enumerate()
-            .map(|(i, (l, a))| format!("\n            {i}:\n              Labels:{}\n              Annotations:{}", fmt_map(l), fmt_map(a)))
+            .map(|(i, (l, a))| {
+                format!(
+                    "\n            {i}:\n              Labels:{}\n              Annotations:{}",
+                    fmt_map(l),
+                    fmt_map(a)
+                )
+            })
             .collect();
         format!("[{}\n            ]", items.join(""))
     };
@@ -335,13 +360,22 @@ fn check_alerts(engine: &Engine, test: &AlertTest, at: i64) -> Option<String> {
 }
 
 fn check_expr(ring: &Ring, test: &ExprTest, at: i64) -> Option<String> {
-    let fail = |msg: String| Some(format!("    expr: {:?}, time: {}, err: {msg}", test.expr, fmt_ms(at)));
+    let fail = |msg: String| {
+        Some(format!(
+            "    expr: {:?}, time: {}, err: {msg}",
+            test.expr,
+            fmt_ms(at)
+        ))
+    };
     let expr = match promql::parse(&test.expr) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
     let got = match (Evaluator { ring, t: at }).eval(&expr) {
-        Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.value)).collect::<Vec<_>>(),
+        Ok(Value::Vector(v)) => v
+            .into_iter()
+            .map(|s| (s.labels, s.value))
+            .collect::<Vec<_>>(),
         Ok(Value::Scalar(s)) => vec![(Vec::new(), s)],
         Err(e) => return fail(e.0),
     };
@@ -374,7 +408,11 @@ fn check_expr(ring: &Ring, test: &ExprTest, at: i64) -> Option<String> {
             .iter()
             .map(|(l, val)| {
                 let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                format!("{{{}}} {}", inner.join(", "), super::template::go_g(*val, None))
+                format!(
+                    "{{{}}} {}",
+                    inner.join(", "),
+                    super::template::go_g(*val, None)
+                )
             })
             .collect();
         items.join(", ")
@@ -396,7 +434,16 @@ mod tests {
     fn expanding_notation() {
         assert_eq!(
             expand_values("1+2x3 _ -1-1x1 _x2 5 stale").unwrap()[..8],
-            [Some(1.0), Some(3.0), Some(5.0), Some(7.0), None, Some(-1.0), Some(-2.0), None]
+            [
+                Some(1.0),
+                Some(3.0),
+                Some(5.0),
+                Some(7.0),
+                None,
+                Some(-1.0),
+                Some(-2.0),
+                None
+            ]
         );
         let v = expand_values("1e3+1x1 stale").unwrap();
         assert_eq!(&v[..2], &[Some(1000.0), Some(1001.0)]);

@@ -88,7 +88,11 @@ pub async fn start(
         if !engine.restore(&a.alertname, alert.clone()) {
             // Its rule is gone: the alert can never fire again, so it is over.
             let mut gone = alert;
-            gone.state = if a.state == State::Firing { State::Resolved } else { State::Inactive };
+            gone.state = if a.state == State::Firing {
+                State::Resolved
+            } else {
+                State::Inactive
+            };
             gone.resolved_at = Some(now_ms());
             orphans.push(Change {
                 group: a.group.clone(),
@@ -105,7 +109,14 @@ pub async fn start(
     let lookback = Duration::from_millis(super::promql::LOOKBACK_MS as u64);
     store.keep_history(rc.max_range.get().max(lookback) + interval, interval);
     let engine = Arc::new(Mutex::new(engine));
-    let task = tokio::spawn(run(engine, Arc::clone(&alerts), store, interval, shutdown, expected));
+    let task = tokio::spawn(run(
+        engine,
+        Arc::clone(&alerts),
+        store,
+        interval,
+        shutdown,
+        expected,
+    ));
     Ok(Running { alerts, task })
 }
 
@@ -215,19 +226,38 @@ fn metrics(
     let mut by_state = Family::new("m4watch_alerts");
     for (name, sev) in &shape.alerting {
         for state in ["pending", "firing"] {
-            let n = counts.remove(&(name.clone(), sev.clone(), state)).unwrap_or(0);
-            by_state.push([("alertname", name.as_str()), ("severity", sev.as_str()), ("state", state)], n as f64);
+            let n = counts
+                .remove(&(name.clone(), sev.clone(), state))
+                .unwrap_or(0);
+            by_state.push(
+                [
+                    ("alertname", name.as_str()),
+                    ("severity", sev.as_str()),
+                    ("state", state),
+                ],
+                n as f64,
+            );
         }
     }
     // Alerts whose severity label came from a template rather than the rule.
     for ((name, sev, state), n) in counts {
-        by_state.push([("alertname", name.as_str()), ("severity", sev.as_str()), ("state", state)], n as f64);
+        by_state.push(
+            [
+                ("alertname", name.as_str()),
+                ("severity", sev.as_str()),
+                ("state", state),
+            ],
+            n as f64,
+        );
     }
     let mut duration = Family::new("m4watch_rule_evaluation_duration_seconds");
     duration.push_value(took.as_secs_f64());
     let mut fails = Family::new("m4watch_rule_evaluation_failures_total");
     for g in &shape.groups {
-        fails.push([("group", g.as_str())], failures.get(g).copied().unwrap_or(0) as f64);
+        fails.push(
+            [("group", g.as_str())],
+            failures.get(g).copied().unwrap_or(0) as f64,
+        );
     }
     let mut loaded = Family::new("m4watch_rules_loaded");
     loaded.push_value(shape.rules as f64);

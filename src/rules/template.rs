@@ -31,7 +31,12 @@ enum Val {
     Map,
 }
 
-const FUNCS: &[&str] = &["humanize", "humanizePercentage", "humanizeDuration", "printf"];
+const FUNCS: &[&str] = &[
+    "humanize",
+    "humanizePercentage",
+    "humanizeDuration",
+    "printf",
+];
 
 impl Template {
     /// Parses `text`; the error names the unsupported construct.
@@ -243,7 +248,11 @@ pub fn go_g(v: f64, prec: Option<usize>) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
         return "0".into();
@@ -489,8 +498,17 @@ mod tests {
         assert_eq!(humanize_duration(90.0), "1m 30s");
         assert_eq!(humanize_duration(93784.0), "1d 2h 3m 4s");
         assert_eq!(humanize_duration(2.5), "2.5s");
-        assert_eq!(render("{{ $value | humanizePercentage }}", 0.9512), "95.12%");
-        assert_eq!(render("CPU {{ $labels.cpu }} at {{ printf \"%.1f\" $value }}", 0.25), "CPU 3 at 0.2");
+        assert_eq!(
+            render("{{ $value | humanizePercentage }}", 0.9512),
+            "95.12%"
+        );
+        assert_eq!(
+            render(
+                "CPU {{ $labels.cpu }} at {{ printf \"%.1f\" $value }}",
+                0.25
+            ),
+            "CPU 3 at 0.2"
+        );
         assert_eq!(render("{{ .Labels.cpu }}/{{ .Value }}", 2.0), "3/2");
         assert_eq!(render("{{ humanize $value }}B", 1024.0), "1.024kB");
         assert_eq!(render("{{- $labels.missing -}} x", 1.0), "x");

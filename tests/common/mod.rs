@@ -21,7 +21,11 @@ pub struct Daemon {
 /// environment, as a config file would be.
 pub fn config(yaml: &str) -> Config {
     let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{yaml}");
-    Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid")
+    let mut c =
+        Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid");
+    // Each daemon gets its own data dir (SQLite alert state), so tests never share it.
+    c.data_dir = tempfile::tempdir().expect("temp dir").keep();
+    c
 }
 
 /// The root of a fixture machine under `testdata/linux/`.
