@@ -335,12 +335,12 @@ impl History {
     }
 }
 
+/// One row of the transitions table: `(seq, alert id, from state, to state, at ms)`.
+pub type TransitionRow = (i64, String, String, String, i64);
+
 /// Rows of the transitions table after `seq`, oldest first, for consumers that poll
 /// (the notifier). Blocking.
-pub fn transitions_since(
-    data_dir: &Path,
-    seq: i64,
-) -> rusqlite::Result<Vec<(i64, String, String, String, i64)>> {
+pub fn transitions_since(data_dir: &Path, seq: i64) -> rusqlite::Result<Vec<TransitionRow>> {
     let conn = Connection::open(data_dir.join("m4watch.db"))?;
     let mut stmt = conn.prepare(
         "SELECT seq, alert_id, from_state, to_state, at FROM alert_transitions WHERE seq > ?1 ORDER BY seq",

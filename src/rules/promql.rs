@@ -146,6 +146,9 @@ fn check_selector(vs: &VectorSelector) -> Result<(), String> {
     Ok(())
 }
 
+/// A series and its non-stale samples inside a range.
+type Ranged<'a> = (&'a Series, Vec<(i64, f64)>);
+
 /// Evaluates expressions against a ring at one instant.
 pub struct Evaluator<'a> {
     pub ring: &'a Ring,
@@ -338,7 +341,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Non-stale samples of every series `e` (a matrix selector) picks.
-    fn ranges(&self, e: &Expr) -> Result<(Vec<(&'a Series, Vec<(i64, f64)>)>, i64), EvalError> {
+    fn ranges(&self, e: &Expr) -> Result<(Vec<Ranged<'a>>, i64), EvalError> {
         let Expr::MatrixSelector(m) = e else {
             return Err(EvalError(format!("expected a range selector, got {e}")));
         };

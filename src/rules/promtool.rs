@@ -311,8 +311,10 @@ fn fmt_map(m: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
+type LabelsAndAnnotations = (BTreeMap<String, String>, BTreeMap<String, String>);
+
 fn check_alerts(engine: &Engine, test: &AlertTest, at: i64) -> Option<String> {
-    let mut got: Vec<(BTreeMap<String, String>, BTreeMap<String, String>)> = engine
+    let mut got: Vec<LabelsAndAnnotations> = engine
         .active()
         .filter(|(_, r, a)| r.name == test.alertname && a.state == State::Firing)
         .map(|(_, _, a)| {
@@ -322,7 +324,7 @@ fn check_alerts(engine: &Engine, test: &AlertTest, at: i64) -> Option<String> {
             )
         })
         .collect();
-    let mut exp: Vec<(BTreeMap<String, String>, BTreeMap<String, String>)> = test
+    let mut exp: Vec<LabelsAndAnnotations> = test
         .exp_alerts
         .iter()
         .map(|e| {
@@ -336,7 +338,7 @@ fn check_alerts(engine: &Engine, test: &AlertTest, at: i64) -> Option<String> {
     if got == exp {
         return None;
     }
-    let list = |v: &[(BTreeMap<String, String>, BTreeMap<String, String>)]| {
+    let list = |v: &[LabelsAndAnnotations]| {
         let items: Vec<String> = v
             .iter()
             .enumerate()
