@@ -10,13 +10,17 @@
 //! - [`alerts`], [`history`]: alert state, acknowledgements, silences, SQLite.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
+//! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
+//! - [`launchd`]: the macOS launchd agent (`install-launchd`).
 
 pub mod alerts;
 pub mod api;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod demo;
 pub mod history;
+pub mod launchd;
 pub mod rules;
 pub mod shutdown;
 pub mod store;

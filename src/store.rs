@@ -191,6 +191,20 @@ impl Store {
         self.ring.write().expect("ring lock")
     }
 
+    /// Appends the current families to the ring now, whatever the step (the rule
+    /// engine's first evaluation wants the collectors' first readings at once).
+    pub fn append_history_now(&self) {
+        if self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let families = self.families();
+        let now = (unix_now() * 1000.0) as i64;
+        self.ring
+            .write()
+            .expect("ring lock")
+            .append_families(&families, now);
+    }
+
     fn append_history(&self, families: &[Family]) {
         let step = self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed);
         if step == 0 {

@@ -108,6 +108,11 @@ pub async fn start(
     tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
     let lookback = Duration::from_millis(super::promql::LOOKBACK_MS as u64);
     store.keep_history(rc.max_range.get().max(lookback) + interval, interval);
+    // The rule families exist from the start (at 0), not from the first evaluation.
+    store.publish(
+        "rules",
+        metrics(&families_shape(&engine), &alerts, &Default::default(), None),
+    );
     let engine = Arc::new(Mutex::new(engine));
     let task = tokio::spawn(run(
         engine,
@@ -128,13 +133,11 @@ async fn run(
     mut shutdown: Shutdown,
     expected: Vec<&'static str>,
 ) {
-    // Wait until every expected collector has run and the ring holds their samples.
-    let started = now_ms();
+    // Wait until every expected collector has run, then put their samples in the ring.
     loop {
         let ran = store.collectors();
-        let ready = expected.iter().all(|c| ran.contains_key(*c))
-            && store.history().last_append().is_some_and(|t| t > started);
-        if ready {
+        if expected.iter().all(|c| ran.contains_key(*c)) {
+            store.append_history_now();
             break;
         }
         tokio::select! {
@@ -182,7 +185,7 @@ async fn run(
         for (g, _) in &cycle.failures {
             *failures.entry(g.clone()).or_default() += 1;
         }
-        store.publish("rules", metrics(&shape, &alerts, &failures, took));
+        store.publish("rules", metrics(&shape, &alerts, &failures, Some(took)));
     }
     flush(&alerts).await;
 }
@@ -220,7 +223,7 @@ fn metrics(
     shape: &Shape,
     alerts: &Alerts,
     failures: &std::collections::BTreeMap<String, u64>,
-    took: Duration,
+    took: Option<Duration>,
 ) -> Vec<Family> {
     let mut counts = alerts.counts();
     let mut by_state = Family::new("m4watch_alerts");
@@ -251,7 +254,9 @@ fn metrics(
         );
     }
     let mut duration = Family::new("m4watch_rule_evaluation_duration_seconds");
-    duration.push_value(took.as_secs_f64());
+    if let Some(took) = took {
+        duration.push_value(took.as_secs_f64());
+    }
     let mut fails = Family::new("m4watch_rule_evaluation_failures_total");
     for g in &shape.groups {
         fails.push(
