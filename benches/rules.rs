@@ -24,8 +24,11 @@ fn wobble(i: usize, t: i64) -> f64 {
     (((i as i64 * 7919 + t * 104_729) % 1000) as f64) / 1000.0
 }
 
+/// A series' value at second `t`.
+type Gen = Box<dyn Fn(i64) -> f64>;
+
 fn host() -> (Ring, usize) {
-    let mut series: Vec<(Vec<(String, String)>, Box<dyn Fn(i64) -> f64>)> = Vec::new();
+    let mut series: Vec<(Vec<(String, String)>, Gen)> = Vec::new();
     for cpu in 0..16usize {
         let ty = if cpu < 4 { "efficiency" } else { "performance" };
         series.push((
