@@ -312,15 +312,19 @@ impl RulesConfig {
 
     /// Loads the configured rule files (or the embedded ones).
     pub fn load(&self) -> Result<Vec<crate::rules::Group>, String> {
-        if self.files.is_empty() {
-            return crate::rules::load_embedded().map_err(|e| e.0);
-        }
-        for f in &self.files {
-            if crate::rules::expand_glob(f).is_empty() {
-                return Err(format!("{} matches no file", f.display()));
+        let groups = if self.files.is_empty() {
+            crate::rules::load_embedded().map_err(|e| e.0)?
+        } else {
+            for f in &self.files {
+                if crate::rules::expand_glob(f).is_empty() {
+                    return Err(format!("{} matches no file", f.display()));
+                }
             }
-        }
-        crate::rules::load_files(&self.paths()).map_err(|e| e.0)
+            crate::rules::load_files(&self.paths()).map_err(|e| e.0)?
+        };
+        crate::rules::check_max_range(&groups, self.max_range.get().as_millis() as i64)
+            .map_err(|e| e.0)?;
+        Ok(groups)
     }
 }
 

@@ -373,6 +373,49 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
     Ok(groups)
 }
 
+/// The longest range selector in `e`, in ms (0 when it has none).
+pub fn longest_range(e: &promql_parser::parser::Expr) -> i64 {
+    use promql_parser::parser::Expr as E;
+    match e {
+        E::MatrixSelector(m) => m.range.as_millis() as i64,
+        E::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| longest_range(a))
+            .max()
+            .unwrap_or(0),
+        E::Binary(b) => longest_range(&b.lhs).max(longest_range(&b.rhs)),
+        E::Aggregate(a) => longest_range(&a.expr),
+        E::Paren(p) => longest_range(&p.expr),
+        E::Unary(u) => longest_range(&u.expr),
+        _ => 0,
+    }
+}
+
+/// Rejects rules whose range selectors reach further back than the sample ring keeps.
+pub fn check_max_range(groups: &[Group], max_range_ms: i64) -> Result<(), LoadError> {
+    for g in groups {
+        for r in &g.rules {
+            let longest = longest_range(&r.expr);
+            if longest > max_range_ms {
+                let d = |ms: i64| {
+                    humantime::format_duration(std::time::Duration::from_millis(ms as u64))
+                };
+                return Err(LoadError(format!(
+                    "{}: group {:?}: rule {:?}: expr: a range of {} exceeds rules.max_range ({})",
+                    g.file,
+                    g.name,
+                    r.name,
+                    d(longest),
+                    d(max_range_ms)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates rule groups and keeps alert state between evaluations.
 #[derive(Debug)]
 pub struct Engine {
@@ -648,6 +691,17 @@ mod tests {
             e.starts_with("f.yml: groups[0].rules[0]") && e.contains("unknown field `bogus`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ranges_longer_than_the_ring_are_rejected() {
+        let text = "groups:\n- name: g\n  rules:\n  - record: r\n    expr: sum(rate(x[1h]))\n";
+        let groups = load_str("f.yml", text).unwrap();
+        assert_eq!(
+            check_max_range(&groups, 15 * 60 * 1000).unwrap_err().0,
+            "f.yml: group \"g\": rule \"r\": expr: a range of 1h exceeds rules.max_range (15m)"
+        );
+        assert!(check_max_range(&groups, 3_600_000).is_ok());
     }
 
     #[test]
