@@ -412,6 +412,96 @@ mod tests {
             .collect()
     }
 
+    fn change(from: State, to: State, t: i64) -> Change {
+        let mut a = crate::rules::Alert::restored(
+            "id1".into(),
+            labels(&[("alertname", "Hot"), ("severity", "critical")]),
+            labels(&[("summary", "hot")]),
+            2.0,
+            to,
+            1000,
+            (to == State::Firing).then_some(2000),
+        );
+        if to == State::Resolved {
+            a.resolved_at = Some(t);
+        }
+        Change {
+            group: "g".into(),
+            from,
+            alert: a,
+        }
+    }
+
+    #[test]
+    fn transitions_carry_ack_and_silence_and_acks_end_at_resolve() {
+        let alerts = Alerts::new(Vec::new(), Vec::new(), None, 60_000);
+        let mut rx = alerts.subscribe();
+        let none = |_: &str| String::new();
+        alerts.apply(
+            &[change(State::Inactive, State::Pending, 1000)],
+            std::iter::empty(),
+            none,
+            1000,
+        );
+        assert_eq!(
+            alerts.acknowledge("nope", "a", "", 1500),
+            Err(AlertError::NoAlert("nope".into()))
+        );
+        alerts.acknowledge("id1", "alice", "on it", 1500).unwrap();
+        alerts.add_silence(Silence {
+            id: String::new(),
+            matchers: vec![Matcher {
+                name: "alertname".into(),
+                value: "Hot".into(),
+                is_regex: false,
+                is_equal: true,
+            }],
+            starts_at: 0,
+            ends_at: 10_000,
+            created_by: "bob".into(),
+            comment: String::new(),
+        });
+        alerts.apply(
+            &[change(State::Pending, State::Firing, 2000)],
+            std::iter::empty(),
+            none,
+            2000,
+        );
+        let listed = alerts.list(Some(State::Firing), Some("critical"), 2000);
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].1.is_some(), "silenced");
+        assert_eq!(listed[0].0.ack.as_ref().unwrap().by, "alice");
+        alerts.apply(
+            &[change(State::Firing, State::Resolved, 3000)],
+            std::iter::empty(),
+            none,
+            3000,
+        );
+        let resolved = &alerts.list(Some(State::Resolved), None, 3000)[0].0;
+        assert!(
+            resolved.ack.is_none(),
+            "an ack lasts until the alert resolves"
+        );
+        assert_eq!(
+            alerts.acknowledge("id1", "a", "", 3500),
+            Err(AlertError::Resolved("id1".into()))
+        );
+        let seen: Vec<(State, State, bool, bool)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|t| (t.from, t.to, t.acknowledged, t.silenced))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (State::Inactive, State::Pending, false, false),
+                (State::Pending, State::Firing, true, true),
+                (State::Firing, State::Resolved, true, true),
+            ]
+        );
+        // Past the retention, a resolved alert is forgotten.
+        alerts.apply(&[], std::iter::empty(), none, 3000 + 60_001);
+        assert!(alerts.list(None, None, 70_000).is_empty());
+    }
+
     #[test]
     fn matchers_and_silence_window() {
         let s = Silence {
