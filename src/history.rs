@@ -77,6 +77,21 @@ CREATE TABLE silences (
 );
 "];
 
+/// How long alert transitions are kept.
+pub const TRANSITION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Deletes transitions older than [`TRANSITION_RETENTION_MS`] before `now` (ms).
+fn prune(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM alert_transitions WHERE at < ?1",
+        params![now - TRANSITION_RETENTION_MS],
+    )
+}
+
+fn now_ms() -> i64 {
+    (crate::store::unix_now() * 1000.0) as i64
+}
+
 enum Cmd {
     SaveAlert(Box<StoredAlert>),
     DeleteAlert(String),
@@ -121,6 +136,7 @@ pub fn open(data_dir: &Path) -> Result<(History, Loaded), HistoryError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(&err)?;
     migrate(&mut conn, &path)?;
+    prune(&conn, now_ms()).map_err(&err)?;
     let loaded = load(&conn).map_err(&err)?;
     let (tx, rx) = mpsc::channel();
     let name = path.display().to_string();
@@ -278,7 +294,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
 
 /// The writer thread: takes every queued command and applies them in one transaction.
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String) {
+    let mut pruned = std::time::Instant::now();
     while let Ok(first) = rx.recv() {
+        if pruned.elapsed() > std::time::Duration::from_secs(3600) {
+            pruned = std::time::Instant::now();
+            if let Err(e) = prune(&conn, now_ms()) {
+                tracing::warn!(db = %path, error = %e, "cannot prune old alert transitions");
+            }
+        }
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let mut waiting = Vec::new();
@@ -396,6 +419,32 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn old_transitions_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _) = open(dir.path()).unwrap();
+        let t = |at: i64| Transition {
+            id: "a".into(),
+            alertname: "A".into(),
+            severity: "warning".into(),
+            from: State::Pending,
+            to: State::Firing,
+            at,
+            labels: Vec::new(),
+            annotations: Vec::new(),
+            value: 1.0,
+            acknowledged: false,
+            silenced: false,
+        };
+        let now = now_ms();
+        h.transition(&t(now - TRANSITION_RETENTION_MS - 1));
+        h.transition(&t(now));
+        h.flush();
+        let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
+        assert_eq!(prune(&conn, now).unwrap(), 1);
+        assert_eq!(transitions_since(dir.path(), 0).unwrap().len(), 1);
     }
 
     #[test]
