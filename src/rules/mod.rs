@@ -96,7 +96,10 @@ pub struct Group {
 /// What a rule does with its result.
 #[derive(Debug)]
 pub enum RuleKind {
-    Record,
+    Record {
+        /// Series written last evaluation, to mark the ones that vanish stale.
+        written: std::collections::HashSet<Labels>,
+    },
     Alert {
         for_ms: i64,
         keep_firing_for_ms: i64,
@@ -353,7 +356,9 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
                         "recording rules take no for, keep_firing_for or annotations".into(),
                     ));
                 }
-                RuleKind::Record
+                RuleKind::Record {
+                    written: Default::default(),
+                }
             };
             rules.push(Rule {
                 name,
@@ -473,7 +478,7 @@ impl Engine {
                 RuleKind::Alert { active, .. } => {
                     Box::new(active.values().map(move |a| (g, r, a))) as Box<dyn Iterator<Item = _>>
                 }
-                RuleKind::Record => Box::new(std::iter::empty()),
+                RuleKind::Record { .. } => Box::new(std::iter::empty()),
             })
         })
     }
@@ -514,7 +519,7 @@ fn eval_rule(
     let samples = match result {
         Value::Vector(v) => v,
         Value::Scalar(s) => match rule.kind {
-            RuleKind::Record => vec![promql::Sample {
+            RuleKind::Record { .. } => vec![promql::Sample {
                 labels: Vec::new(),
                 value: s,
             }],
@@ -522,7 +527,7 @@ fn eval_rule(
         },
     };
     match &mut rule.kind {
-        RuleKind::Record => {
+        RuleKind::Record { written } => {
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::with_capacity(samples.len());
             for s in samples {
@@ -548,9 +553,14 @@ fn eval_rule(
                 }
                 out.push((labels, s.value));
             }
+            // Like Prometheus, a recorded series that disappears gets a staleness marker.
+            for gone in written.difference(&seen) {
+                ring.append(gone.clone(), t, crate::store::ring::stale_nan());
+            }
             for (labels, v) in out {
                 ring.append(labels, t, v);
             }
+            *written = seen;
             Ok(())
         }
         RuleKind::Alert {
