@@ -38,6 +38,7 @@ use Kind::{Counter, Gauge};
 pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("The exporter itself", SELF),
     ("Hardware", HARDWARE),
+    ("Rules and alerts", crate::rules::task::METRICS),
     (
         "Apple Silicon (macOS and replay)",
         crate::collect::hardware::apple::METRICS,

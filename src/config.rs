@@ -130,6 +130,7 @@ pub struct Config {
     pub process: ProcessConfig,
     #[serde(default)]
     pub trading: TradingConfig,
+    pub rules: RulesConfig,
 }
 
 /// API access control.
@@ -267,6 +268,64 @@ impl Default for ProcessConfig {
             enabled: true,
             interval: Dur(Duration::from_secs(5)),
         }
+    }
+}
+
+/// The rule engine (issue 4). Every key is optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Rule files in Prometheus format; a `*` in the file name is a glob. Relative
+    /// paths are relative to the working directory. Empty: the shipped
+    /// `alert-rules/*.rules.yml`, embedded in the binary.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    pub evaluation_interval: Dur,
+    /// Longest range selector a rule may use; the sample ring keeps this much history
+    /// (and at least the 5m look-back of instant selectors).
+    pub max_range: Dur,
+    /// How long resolved alerts stay listed in the API.
+    pub resolved_retention: Dur,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            enabled: true,
+            files: Vec::new(),
+            evaluation_interval: Dur(Duration::from_secs(1)),
+            max_range: Dur(Duration::from_secs(15 * 60)),
+            resolved_retention: Dur(Duration::from_secs(3600)),
+        }
+    }
+}
+
+impl RulesConfig {
+    /// The rule files the globs name, in order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .flat_map(|f| crate::rules::expand_glob(f))
+            .collect()
+    }
+
+    /// Loads the configured rule files (or the embedded ones).
+    pub fn load(&self) -> Result<Vec<crate::rules::Group>, String> {
+        let groups = if self.files.is_empty() {
+            crate::rules::load_embedded().map_err(|e| e.0)?
+        } else {
+            for f in &self.files {
+                if crate::rules::expand_glob(f).is_empty() {
+                    return Err(format!("{} matches no file", f.display()));
+                }
+            }
+            crate::rules::load_files(&self.paths()).map_err(|e| e.0)?
+        };
+        crate::rules::check_max_range(&groups, self.max_range.get().as_millis() as i64)
+            .map_err(|e| e.0)?;
+        Ok(groups)
     }
 }
 
@@ -487,6 +546,13 @@ impl Config {
         }
         positive(self.process.interval, "process.interval")?;
         self.trading.validate()?;
+        positive(self.rules.evaluation_interval, "rules.evaluation_interval")?;
+        positive(self.rules.max_range, "rules.max_range")?;
+        if self.rules.enabled {
+            self.rules
+                .load()
+                .map_err(|e| ("rules.files".to_string(), e))?;
+        }
         if let Some(t) = &self.hardware.topology {
             t.cpu_sets()?;
         }
@@ -851,10 +917,26 @@ mod tests {
     }
 
     #[test]
+    fn error_rules_unsupported_construct() {
+        assert_eq!(
+            error_of("rules_unsupported"),
+            "testdata/config/rules_unsupported.yml: rules.files: testdata/rules/bad/unsupported.rules.yml: group \"bad\": rule \"TopCpu\": expr: unsupported construct: aggregation `topk`"
+        );
+    }
+
+    #[test]
     fn error_replay_without_file() {
         assert_eq!(
             error_of("replay_without_file"),
             "testdata/config/replay_without_file.yml: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+        );
+    }
+
+    #[test]
+    fn error_rules_no_match() {
+        assert_eq!(
+            error_of("rules_no_match"),
+            "testdata/config/rules_no_match.yml: rules.files: testdata/rules/none-*.rules.yml matches no file"
         );
     }
 

@@ -6,17 +6,22 @@
 //! - [`catalog`]: every exported metric family (name, type, labels, help).
 //! - [`store`]: metric families from collectors, instruments, the encoded snapshot.
 //! - [`collect`]: the collector contract, the scheduler, and the collectors.
+//! - [`rules`]: Prometheus rule files evaluated against the store's sample ring.
+//! - [`alerts`], [`history`]: alert state, acknowledgements, silences, SQLite.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
 //! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
 //! - [`launchd`]: the macOS launchd agent (`install-launchd`).
 
+pub mod alerts;
 pub mod api;
 pub mod catalog;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod history;
 pub mod launchd;
+pub mod rules;
 pub mod shutdown;
 pub mod store;
 
@@ -101,6 +106,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     } else {
         None
     };
+    let alerts = if config.rules.enabled {
+        let running = rules::task::start(
+            &config,
+            Arc::clone(&store),
+            shutdown.clone(),
+            expected.clone(),
+        )
+        .await
+        .map_err(Error::Startup)?;
+        tasks.push(running.task);
+        Some(running.alerts)
+    } else {
+        None
+    };
     tasks.push(spawn_snapshotter(
         Arc::clone(&store),
         config.metrics.snapshot_interval.get(),
@@ -113,6 +132,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         started: Instant::now(),
         expected_collectors: expected,
         trading,
+        alerts,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

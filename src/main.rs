@@ -50,6 +50,11 @@ enum Command {
     PrintDefaultConfig,
     /// Print the metrics reference (Markdown), as the README embeds it.
     MetricsReference,
+    /// Run promtool-format rule unit tests; exit 0 when all pass, 1 otherwise.
+    TestRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run on a synthetic M4 Max recording plus a StatsD load generator (any OS), with
     /// a fresh data directory unless --data-dir is given.
     Demo,
@@ -97,6 +102,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::TestRules { ref files }) => {
+            let mut out = String::new();
+            let ok = m4watch::rules::promtool::run_files(files, &mut out);
+            print!("{out}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Some(Command::DumpRaw {
             samples,
             interval,

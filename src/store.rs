@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 
 use crate::catalog;
 
+pub mod ring;
+
 /// A metric type, as the text exposition format names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -140,6 +142,10 @@ pub struct Store {
     snapshot: RwLock<Option<Bytes>>,
     changed: Notify,
     build: BuildInfo,
+    /// Recent samples for the rule engine, appended after snapshot refreshes.
+    ring: RwLock<ring::Ring>,
+    /// Least time between two ring appends, in ms (0: the ring is off).
+    ring_step_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Version and revision this binary was built from.
@@ -172,6 +178,59 @@ impl Store {
             snapshot: RwLock::new(None),
             changed: Notify::new(),
             build: BuildInfo::current(),
+            ring: RwLock::new(ring::Ring::new(0)),
+            ring_step_ms: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// Turns on the sample ring: after each snapshot refresh, if at least `step` has
+    /// passed since the last append, every series is appended; samples older than
+    /// `retention` are dropped.
+    pub fn keep_history(&self, retention: Duration, step: Duration) {
+        *self.ring.write().expect("ring lock") = ring::Ring::new(retention.as_millis() as i64);
+        self.ring_step_ms.store(
+            step.as_millis().max(1) as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Read access to the sample ring.
+    pub fn history(&self) -> std::sync::RwLockReadGuard<'_, ring::Ring> {
+        self.ring.read().expect("ring lock")
+    }
+
+    /// Write access to the sample ring (the rule engine writes recording-rule results).
+    pub fn history_mut(&self) -> std::sync::RwLockWriteGuard<'_, ring::Ring> {
+        self.ring.write().expect("ring lock")
+    }
+
+    /// Appends the current families to the ring now, whatever the step (the rule
+    /// engine's first evaluation wants the collectors' first readings at once).
+    pub fn append_history_now(&self) {
+        if self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let families = self.families();
+        let now = (unix_now() * 1000.0) as i64;
+        self.ring
+            .write()
+            .expect("ring lock")
+            .append_families(&families, now);
+    }
+
+    fn append_history(&self, families: &[Family]) {
+        let step = self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if step == 0 {
+            return;
+        }
+        let now = (unix_now() * 1000.0) as i64;
+        let mut ring = self.ring.write().expect("ring lock");
+        // A tenth of a step of slack keeps a 1 s ticker from skipping every other tick.
+        if ring
+            .last_append()
+            .is_none_or(|t| now - t >= step - step / 10)
+        {
+            ring.append_families(families, now);
         }
     }
 
@@ -268,8 +327,10 @@ impl Store {
 
     /// Re-encodes the exposition text from the current families.
     pub fn refresh_snapshot(&self) {
-        let text = encode(&self.families());
+        let families = self.families();
+        let text = encode(&families);
         *self.snapshot.write().expect("snapshot lock") = Some(Bytes::from(text));
+        self.append_history(&families);
     }
 
     /// The last encoded exposition, or `None` before the first snapshot.

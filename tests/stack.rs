@@ -149,12 +149,14 @@ fn stack_config() -> m4watch::config::Config {
 }
 
 /// Every hardware family is there once utilisation is (it needs a second reading),
-/// and the trading families once the demo's StatsD load has been folded in.
+/// the trading families once the demo's StatsD load has been folded in, and the rule
+/// engine's duration once it has evaluated once.
 fn hardware_ready(text: &str) -> bool {
     text.contains("m4watch_cpu_utilization_ratio")
         && text.contains("m4watch_trading_latency_quantile_seconds{")
         && text.contains("m4watch_trading_throughput_per_second{")
         && text.contains("m4watch_performance_score ")
+        && text.contains("m4watch_rule_evaluation_duration_seconds")
 }
 
 /// Sends the demo's StatsD load (timers per operation, a tick counter) to the

@@ -3,6 +3,7 @@
 //! Reads go through [`auth::require_read`]; every state-changing route is mounted
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
+pub mod alerts;
 pub mod auth;
 pub mod error;
 pub mod trading;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub expected_collectors: Vec<&'static str>,
     /// The trading store; `None` when `trading.enabled` is false.
     pub trading: Option<Arc<crate::collect::trading::Trading>>,
+    /// Alert state; `None` when the rule engine is off.
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 /// Every route.
@@ -51,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get(|| async { "OK\n" }))
         .merge(reads)
         .merge(trading::writes(&state))
+        .merge(alerts::routes(&state))
         .with_state(state)
 }
 

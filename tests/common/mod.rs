@@ -28,6 +28,8 @@ pub fn config(yaml: &str) -> Config {
     if c.trading.statsd_listen == Some(SocketAddr::from(([0, 0, 0, 0], 8125))) {
         c.trading.statsd_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     }
+    // Each daemon gets its own data dir (SQLite alert state), so tests never share it.
+    c.data_dir = tempfile::tempdir().expect("temp dir").keep();
     c
 }
 

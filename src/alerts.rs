@@ -1,0 +1,547 @@
+//! Alert state: inactive -> pending -> firing -> resolved, acknowledgements, silences,
+//! persisted through [`crate::history`] so it survives restarts.
+//!
+//! The rule engine decides when an alert changes state; [`Alerts::apply`] records each
+//! change as a [`Transition`], saves it, and broadcasts it. A notifier consumes
+//! transitions from [`Alerts::subscribe`] (live) or the `alert_transitions` table
+//! (durable, by `seq`), and should not notify a transition whose `silenced` is true,
+//! nor repeat one whose `acknowledged` is true unless it goes to `resolved`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::history::History;
+use crate::rules::{Change, State};
+
+/// Label or annotation pairs, sorted by name.
+pub type Pairs = Vec<(String, String)>;
+
+/// Who acknowledged an alert, why and when (ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// One alert as stored: the engine's view plus acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    pub id: String,
+    pub alertname: String,
+    pub group: String,
+    pub severity: String,
+    pub state: State,
+    pub labels: Pairs,
+    pub annotations: Pairs,
+    pub value: f64,
+    pub active_at: i64,
+    pub fired_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub ack: Option<Ack>,
+}
+
+/// One label matcher of a silence (Alertmanager's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    pub name: String,
+    pub value: String,
+    #[serde(default)]
+    pub is_regex: bool,
+    #[serde(default = "yes")]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Matcher {
+    /// Checks the regex compiles; a silence with a bad one is refused.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("matcher name is empty".into());
+        }
+        if self.is_regex {
+            regex::Regex::new(&format!("^(?:{})$", self.value))
+                .map_err(|e| format!("matcher {}: invalid regex: {e}", self.name))?;
+        }
+        Ok(())
+    }
+
+    fn matches(&self, labels: &[(String, String)]) -> bool {
+        let v = crate::store::ring::label_of(labels, &self.name);
+        let hit = if self.is_regex {
+            regex::Regex::new(&format!("^(?:{})$", self.value)).is_ok_and(|r| r.is_match(v))
+        } else {
+            v == self.value
+        };
+        hit == self.is_equal
+    }
+}
+
+/// A silence: alerts matching every matcher are silenced until `ends_at` (ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<Matcher>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_by: String,
+    pub comment: String,
+}
+
+impl Silence {
+    /// Whether the silence applies to `labels` at `now` (ms).
+    pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
+        self.starts_at <= now
+            && now < self.ends_at
+            && self.matchers.iter().all(|m| m.matches(labels))
+    }
+}
+
+/// A state change, as saved and broadcast.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub id: String,
+    pub alertname: String,
+    pub severity: String,
+    pub from: State,
+    pub to: State,
+    /// When it happened (ms).
+    pub at: i64,
+    pub labels: Pairs,
+    pub annotations: Pairs,
+    pub value: f64,
+    /// The alert was acknowledged when this happened.
+    pub acknowledged: bool,
+    /// A silence covered the alert when this happened.
+    pub silenced: bool,
+}
+
+/// Why an acknowledgement or silence request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    #[error("no alert with id {0}")]
+    NoAlert(String),
+    #[error("alert {0} is resolved; only pending or firing alerts can be acknowledged")]
+    Resolved(String),
+    #[error("no silence with id {0}")]
+    NoSilence(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    alerts: BTreeMap<String, StoredAlert>,
+    silences: Vec<Silence>,
+    next_silence: u64,
+}
+
+/// Every alert m4watch knows, with silences and the transition feed.
+pub struct Alerts {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Transition>,
+    history: Option<History>,
+    /// How long resolved alerts stay listed (ms).
+    resolved_retention_ms: i64,
+}
+
+impl Alerts {
+    /// Alert state seeded with what the database held; `history` persists changes.
+    pub fn new(
+        saved: Vec<StoredAlert>,
+        silences: Vec<Silence>,
+        history: Option<History>,
+        resolved_retention_ms: i64,
+    ) -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        let next_silence = silences.len() as u64;
+        Alerts {
+            inner: Mutex::new(Inner {
+                alerts: saved.into_iter().map(|a| (a.id.clone(), a)).collect(),
+                silences,
+                next_silence,
+            }),
+            tx,
+            history,
+            resolved_retention_ms,
+        }
+    }
+
+    /// Live transitions, for a notifier.
+    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.tx.subscribe()
+    }
+
+    /// Alerts that were pending or firing when state was saved, for the engine to
+    /// continue from.
+    pub fn active(&self) -> Vec<StoredAlert> {
+        let inner = self.inner.lock().expect("alerts lock");
+        inner
+            .alerts
+            .values()
+            .filter(|a| matches!(a.state, State::Pending | State::Firing))
+            .cloned()
+            .collect()
+    }
+
+    /// Records one evaluation cycle: the changes the engine reported, and the current
+    /// value and annotations of every active alert.
+    pub fn apply<'a>(
+        &self,
+        changes: &[Change],
+        current: impl Iterator<Item = (&'a str, &'a crate::rules::Alert)>,
+        severity_of: impl Fn(&str) -> String,
+        now: i64,
+    ) {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        for c in changes {
+            let a = &c.alert;
+            let alertname = crate::store::ring::label_of(&a.labels, "alertname").to_string();
+            let severity = match crate::store::ring::label_of(&a.labels, "severity") {
+                "" => severity_of(&alertname),
+                s => s.to_string(),
+            };
+            let prev_ack = inner.alerts.get(&a.id).and_then(|s| s.ack.clone());
+            let silenced = inner.silences.iter().any(|s| s.silences(&a.labels, now));
+            let t = Transition {
+                id: a.id.clone(),
+                alertname: alertname.clone(),
+                severity: severity.clone(),
+                from: c.from,
+                to: a.state,
+                at: now,
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                value: a.value,
+                acknowledged: prev_ack.is_some(),
+                silenced,
+            };
+            if let Some(h) = &self.history {
+                h.transition(&t);
+            }
+            let _ = self.tx.send(t);
+            if a.state == State::Inactive {
+                // A pending alert that never fired leaves nothing to show.
+                inner.alerts.remove(&a.id);
+                if let Some(h) = &self.history {
+                    h.delete_alert(&a.id);
+                }
+                continue;
+            }
+            let stored = StoredAlert {
+                id: a.id.clone(),
+                alertname,
+                group: c.group.clone(),
+                severity,
+                state: a.state,
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                value: a.value,
+                active_at: a.active_at,
+                fired_at: a.fired_at,
+                resolved_at: a.resolved_at,
+                // An acknowledgement lasts until the alert resolves.
+                ack: if a.state == State::Resolved {
+                    None
+                } else {
+                    prev_ack
+                },
+            };
+            if let Some(h) = &self.history {
+                h.save_alert(&stored);
+            }
+            inner.alerts.insert(a.id.clone(), stored);
+        }
+        for (_, a) in current {
+            if let Some(s) = inner.alerts.get_mut(&a.id) {
+                s.value = a.value;
+                s.annotations.clone_from(&a.annotations);
+            }
+        }
+        // Forget resolved alerts past the retention, and expired silences.
+        let cutoff = now - self.resolved_retention_ms;
+        let old: Vec<String> = inner
+            .alerts
+            .values()
+            .filter(|a| a.state == State::Resolved && a.resolved_at.is_some_and(|r| r < cutoff))
+            .map(|a| a.id.clone())
+            .collect();
+        for id in old {
+            inner.alerts.remove(&id);
+            if let Some(h) = &self.history {
+                h.delete_alert(&id);
+            }
+        }
+        let expired: Vec<String> = inner
+            .silences
+            .iter()
+            .filter(|s| s.ends_at < cutoff)
+            .map(|s| s.id.clone())
+            .collect();
+        inner.silences.retain(|s| s.ends_at >= cutoff);
+        for id in expired {
+            if let Some(h) = &self.history {
+                h.delete_silence(&id);
+            }
+        }
+    }
+
+    /// Alerts, optionally filtered by state and severity, with the silence covering
+    /// each (if any) at `now`.
+    pub fn list(
+        &self,
+        state: Option<State>,
+        severity: Option<&str>,
+        now: i64,
+    ) -> Vec<(StoredAlert, Option<String>)> {
+        let inner = self.inner.lock().expect("alerts lock");
+        let mut out: Vec<_> = inner
+            .alerts
+            .values()
+            .filter(|a| state.is_none_or(|s| a.state == s))
+            .filter(|a| severity.is_none_or(|s| a.severity == s))
+            .map(|a| {
+                let by = inner
+                    .silences
+                    .iter()
+                    .find(|s| s.silences(&a.labels, now))
+                    .map(|s| s.id.clone());
+                (a.clone(), by)
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.active_at.cmp(&a.0.active_at).then(a.0.id.cmp(&b.0.id)));
+        out
+    }
+
+    /// Acknowledges a pending or firing alert.
+    pub fn acknowledge(
+        &self,
+        id: &str,
+        by: &str,
+        comment: &str,
+        now: i64,
+    ) -> Result<StoredAlert, AlertError> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        let a = inner
+            .alerts
+            .get_mut(id)
+            .ok_or_else(|| AlertError::NoAlert(id.to_string()))?;
+        if a.state == State::Resolved {
+            return Err(AlertError::Resolved(id.to_string()));
+        }
+        a.ack = Some(Ack {
+            by: by.to_string(),
+            comment: comment.to_string(),
+            at: now,
+        });
+        if let Some(h) = &self.history {
+            h.save_alert(a);
+        }
+        Ok(a.clone())
+    }
+
+    /// Adds a silence and returns it with its id.
+    pub fn add_silence(&self, mut s: Silence) -> Silence {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        inner.next_silence += 1;
+        s.id = format!(
+            "{}-{}",
+            crate::rules::fingerprint(&[("t".into(), s.starts_at.to_string())]),
+            inner.next_silence
+        );
+        if let Some(h) = &self.history {
+            h.save_silence(&s);
+        }
+        inner.silences.push(s.clone());
+        s
+    }
+
+    /// Every silence still known (active, pending or recently expired).
+    pub fn silences(&self) -> Vec<Silence> {
+        self.inner.lock().expect("alerts lock").silences.clone()
+    }
+
+    /// Removes a silence.
+    pub fn delete_silence(&self, id: &str) -> Result<(), AlertError> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        let before = inner.silences.len();
+        inner.silences.retain(|s| s.id != id);
+        if inner.silences.len() == before {
+            return Err(AlertError::NoSilence(id.to_string()));
+        }
+        if let Some(h) = &self.history {
+            h.delete_silence(id);
+        }
+        Ok(())
+    }
+
+    /// Counts of pending and firing alerts by (alertname, severity, state).
+    pub fn counts(&self) -> BTreeMap<(String, String, &'static str), u64> {
+        let inner = self.inner.lock().expect("alerts lock");
+        let mut out = BTreeMap::new();
+        for a in inner.alerts.values() {
+            if matches!(a.state, State::Pending | State::Firing) {
+                *out.entry((a.alertname.clone(), a.severity.clone(), a.state.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Waits until every change so far is on disk. Blocking.
+    pub fn flush(&self) {
+        if let Some(h) = &self.history {
+            h.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Pairs {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn change(from: State, to: State, t: i64) -> Change {
+        let mut a = crate::rules::Alert::restored(
+            "id1".into(),
+            labels(&[("alertname", "Hot"), ("severity", "critical")]),
+            labels(&[("summary", "hot")]),
+            2.0,
+            to,
+            1000,
+            (to == State::Firing).then_some(2000),
+        );
+        if to == State::Resolved {
+            a.resolved_at = Some(t);
+        }
+        Change {
+            group: "g".into(),
+            from,
+            alert: a,
+        }
+    }
+
+    #[test]
+    fn transitions_carry_ack_and_silence_and_acks_end_at_resolve() {
+        let alerts = Alerts::new(Vec::new(), Vec::new(), None, 60_000);
+        let mut rx = alerts.subscribe();
+        let none = |_: &str| String::new();
+        alerts.apply(
+            &[change(State::Inactive, State::Pending, 1000)],
+            std::iter::empty(),
+            none,
+            1000,
+        );
+        assert_eq!(
+            alerts.acknowledge("nope", "a", "", 1500),
+            Err(AlertError::NoAlert("nope".into()))
+        );
+        alerts.acknowledge("id1", "alice", "on it", 1500).unwrap();
+        alerts.add_silence(Silence {
+            id: String::new(),
+            matchers: vec![Matcher {
+                name: "alertname".into(),
+                value: "Hot".into(),
+                is_regex: false,
+                is_equal: true,
+            }],
+            starts_at: 0,
+            ends_at: 10_000,
+            created_by: "bob".into(),
+            comment: String::new(),
+        });
+        alerts.apply(
+            &[change(State::Pending, State::Firing, 2000)],
+            std::iter::empty(),
+            none,
+            2000,
+        );
+        let listed = alerts.list(Some(State::Firing), Some("critical"), 2000);
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].1.is_some(), "silenced");
+        assert_eq!(listed[0].0.ack.as_ref().unwrap().by, "alice");
+        alerts.apply(
+            &[change(State::Firing, State::Resolved, 3000)],
+            std::iter::empty(),
+            none,
+            3000,
+        );
+        let resolved = &alerts.list(Some(State::Resolved), None, 3000)[0].0;
+        assert!(
+            resolved.ack.is_none(),
+            "an ack lasts until the alert resolves"
+        );
+        assert_eq!(
+            alerts.acknowledge("id1", "a", "", 3500),
+            Err(AlertError::Resolved("id1".into()))
+        );
+        let seen: Vec<(State, State, bool, bool)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|t| (t.from, t.to, t.acknowledged, t.silenced))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (State::Inactive, State::Pending, false, false),
+                (State::Pending, State::Firing, true, true),
+                (State::Firing, State::Resolved, true, true),
+            ]
+        );
+        // Past the retention, a resolved alert is forgotten.
+        alerts.apply(&[], std::iter::empty(), none, 3000 + 60_001);
+        assert!(alerts.list(None, None, 70_000).is_empty());
+    }
+
+    #[test]
+    fn matchers_and_silence_window() {
+        let s = Silence {
+            id: "s".into(),
+            matchers: vec![
+                Matcher {
+                    name: "alertname".into(),
+                    value: "Cpu.*".into(),
+                    is_regex: true,
+                    is_equal: true,
+                },
+                Matcher {
+                    name: "severity".into(),
+                    value: "critical".into(),
+                    is_regex: false,
+                    is_equal: false,
+                },
+            ],
+            starts_at: 0,
+            ends_at: 100,
+            created_by: "me".into(),
+            comment: String::new(),
+        };
+        let l = labels(&[("alertname", "CpuBusy"), ("severity", "warning")]);
+        assert!(s.silences(&l, 50));
+        assert!(!s.silences(&l, 100));
+        assert!(!s.silences(
+            &labels(&[("alertname", "CpuBusy"), ("severity", "critical")]),
+            50
+        ));
+        assert!(!s.silences(&labels(&[("alertname", "XCpuBusy")]), 50));
+        assert!(
+            Matcher {
+                name: "a".into(),
+                value: "(".into(),
+                is_regex: true,
+                is_equal: true
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

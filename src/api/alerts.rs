@@ -1,0 +1,338 @@
+//! Alert routes: list and acknowledge alerts, manage silences, and the original
+//! `/api/v1/optimization/alerts` view.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router, middleware};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::alerts::{Ack, AlertError, Alerts, Matcher, Silence, StoredAlert};
+use crate::rules::State as AlertState;
+
+/// The alert routes: reads behind the read token, changes behind the write token.
+pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let reads = Router::new()
+        .route("/api/v1/monitoring/alerts", get(list))
+        .route("/api/v1/monitoring/silences", get(list_silences))
+        .route("/api/v1/optimization/alerts", get(optimization))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(state),
+            super::auth::require_read,
+        ));
+    let writes = super::writes(
+        state,
+        Router::new()
+            .route(
+                "/api/v1/monitoring/alerts/{id}/acknowledge",
+                post(acknowledge),
+            )
+            .route("/api/v1/monitoring/silences", post(add_silence))
+            .route("/api/v1/monitoring/silences/{id}", delete(delete_silence)),
+    );
+    reads.merge(writes)
+}
+
+fn now_ms() -> i64 {
+    (crate::store::unix_now() * 1000.0) as i64
+}
+
+/// RFC 3339 time of a ms timestamp.
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn engine(s: &AppState) -> Result<&Arc<Alerts>, ApiError> {
+    s.alerts.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rules_disabled",
+            "the rule engine is off (rules.enabled: false)",
+        )
+    })
+}
+
+/// One acknowledgement in JSON.
+#[derive(Debug, Serialize)]
+pub struct AckView {
+    pub by: String,
+    pub comment: String,
+    pub at: String,
+}
+
+/// One alert in JSON.
+#[derive(Debug, Serialize)]
+pub struct AlertView {
+    pub id: String,
+    pub alertname: String,
+    pub group: String,
+    pub severity: String,
+    pub state: AlertState,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub active_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fired_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<AckView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
+}
+
+fn view(a: StoredAlert, silenced_by: Option<String>) -> AlertView {
+    AlertView {
+        id: a.id,
+        alertname: a.alertname,
+        group: a.group,
+        severity: a.severity,
+        state: a.state,
+        labels: a.labels.into_iter().collect(),
+        annotations: a.annotations.into_iter().collect(),
+        value: Some(a.value).filter(|v| v.is_finite()),
+        active_at: rfc3339(a.active_at),
+        fired_at: a.fired_at.map(rfc3339),
+        resolved_at: a.resolved_at.map(rfc3339),
+        acknowledgement: a.ack.map(|k: Ack| AckView {
+            by: k.by,
+            comment: k.comment,
+            at: rfc3339(k.at),
+        }),
+        silenced_by,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    severity: Option<String>,
+}
+
+/// Body of `GET /api/v1/monitoring/alerts`.
+#[derive(Serialize)]
+struct AlertList {
+    alerts: Vec<AlertView>,
+}
+
+async fn list(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AlertList>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => match AlertState::parse(s).filter(|s| *s != AlertState::Inactive) {
+            Some(s) => Some(s),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "state must be pending, firing or resolved, not {s:?}"
+                )));
+            }
+        },
+    };
+    let alerts = engine(&s)?.list(
+        state,
+        q.severity.as_deref().filter(|s| !s.is_empty()),
+        now_ms(),
+    );
+    Ok(Json(AlertList {
+        alerts: alerts.into_iter().map(|(a, by)| view(a, by)).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn acknowledge(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<AlertView>, ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if b.by.trim().is_empty() {
+        return Err(ApiError::bad_request("`by` must name who acknowledges"));
+    }
+    let a = engine(&s)?
+        .acknowledge(&id, b.by.trim(), &b.comment, now_ms())
+        .map_err(|e| match e {
+            AlertError::Resolved(_) => ApiError::conflict(e.to_string()),
+            _ => ApiError::not_found(e.to_string()),
+        })?;
+    Ok(Json(view(a, None)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    matchers: Vec<Matcher>,
+    /// RFC 3339 end time; or give `duration`.
+    #[serde(default)]
+    ends_at: Option<String>,
+    /// How long from now, like `2h`.
+    #[serde(default)]
+    duration: Option<String>,
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// One silence in JSON.
+#[derive(Serialize)]
+struct SilenceView {
+    id: String,
+    matchers: Vec<Matcher>,
+    starts_at: String,
+    ends_at: String,
+    created_by: String,
+    comment: String,
+    /// `active` or `expired`.
+    status: &'static str,
+}
+
+fn silence_view(s: Silence, now: i64) -> SilenceView {
+    SilenceView {
+        status: if s.ends_at > now { "active" } else { "expired" },
+        id: s.id,
+        matchers: s.matchers,
+        starts_at: rfc3339(s.starts_at),
+        ends_at: rfc3339(s.ends_at),
+        created_by: s.created_by,
+        comment: s.comment,
+    }
+}
+
+async fn add_silence(
+    State(s): State<Arc<AppState>>,
+    body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<SilenceView>), ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let now = now_ms();
+    if b.matchers.is_empty() {
+        return Err(ApiError::bad_request(
+            "a silence needs at least one matcher",
+        ));
+    }
+    for m in &b.matchers {
+        m.validate().map_err(ApiError::bad_request)?;
+    }
+    if b.created_by.trim().is_empty() {
+        return Err(ApiError::bad_request("`created_by` must name who silences"));
+    }
+    let ends_at = match (&b.ends_at, &b.duration) {
+        (Some(e), None) => humantime::parse_rfc3339_weak(e)
+            .map_err(|_| ApiError::bad_request(format!("ends_at {e:?} is not an RFC 3339 time")))?
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        (None, Some(d)) => {
+            now + crate::config::parse_duration(d)
+                .map_err(ApiError::bad_request)?
+                .as_millis() as i64
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of ends_at and duration",
+            ));
+        }
+    };
+    if ends_at <= now {
+        return Err(ApiError::bad_request("the silence would end in the past"));
+    }
+    let silence = engine(&s)?.add_silence(Silence {
+        id: String::new(),
+        matchers: b.matchers,
+        starts_at: now,
+        ends_at,
+        created_by: b.created_by.trim().to_string(),
+        comment: b.comment,
+    });
+    Ok((StatusCode::CREATED, Json(silence_view(silence, now))))
+}
+
+/// Body of `GET /api/v1/monitoring/silences`.
+#[derive(Serialize)]
+struct SilenceList {
+    silences: Vec<SilenceView>,
+}
+
+async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceList>, ApiError> {
+    let now = now_ms();
+    Ok(Json(SilenceList {
+        silences: engine(&s)?
+            .silences()
+            .into_iter()
+            .map(|x| silence_view(x, now))
+            .collect(),
+    }))
+}
+
+async fn delete_silence(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    engine(&s)?
+        .delete_silence(&id)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One entry of the original `/api/v1/optimization/alerts` list.
+#[derive(Serialize)]
+struct OptimizationAlert {
+    id: String,
+    level: String,
+    alertname: String,
+    message: String,
+    state: AlertState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    since: String,
+    acknowledged: bool,
+}
+
+#[derive(Serialize)]
+struct OptimizationAlerts {
+    count: usize,
+    alerts: Vec<OptimizationAlert>,
+}
+
+/// The original API's "active performance alerts": every pending or firing alert.
+async fn optimization(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<OptimizationAlerts>, ApiError> {
+    let alerts: Vec<OptimizationAlert> = engine(&s)?
+        .list(None, None, now_ms())
+        .into_iter()
+        .filter(|(a, _)| matches!(a.state, AlertState::Pending | AlertState::Firing))
+        .map(|(a, _)| OptimizationAlert {
+            message: crate::store::ring::label_of(&a.annotations, "summary").to_string(),
+            id: a.id,
+            level: a.severity,
+            alertname: a.alertname,
+            state: a.state,
+            value: Some(a.value).filter(|v| v.is_finite()),
+            since: rfc3339(a.active_at),
+            acknowledged: a.ack.is_some(),
+        })
+        .collect();
+    Ok(Json(OptimizationAlerts {
+        count: alerts.len(),
+        alerts,
+    }))
+}

@@ -1,0 +1,749 @@
+//! The rule engine: Prometheus rule files, evaluated against the store's sample ring.
+//!
+//! - [`load_files`] / [`load_str`]: rule files -> [`Group`]s; anything outside the
+//!   supported subset is rejected naming file, group, rule and construct.
+//! - [`Engine`]: evaluates groups at an instant, keeps each alerting rule's
+//!   pending/firing alerts with Prometheus' `for` and `keep_firing_for` semantics, and
+//!   writes recording-rule results back into the ring.
+//! - [`promql`], [`template`]: the expression and template subsets.
+//! - [`promtool`]: the runner for promtool-format unit tests (`m4watch test-rules`).
+
+pub mod promql;
+pub mod promtool;
+pub mod task;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::store::ring::Ring;
+use promql::{Evaluator, Labels, Value};
+use template::Template;
+
+/// The shipped rule files, embedded so a fresh binary alerts with no files around.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "alert-rules/hardware.rules.yml",
+        include_str!("../../alert-rules/hardware.rules.yml"),
+    ),
+    (
+        "alert-rules/containers.rules.yml",
+        include_str!("../../alert-rules/containers.rules.yml"),
+    ),
+    (
+        "alert-rules/trading.rules.yml",
+        include_str!("../../alert-rules/trading.rules.yml"),
+    ),
+    (
+        "alert-rules/exporter.rules.yml",
+        include_str!("../../alert-rules/exporter.rules.yml"),
+    ),
+];
+
+/// A rule file that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileYaml {
+    groups: Vec<GroupYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupYaml {
+    name: String,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    rules: Vec<RuleYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleYaml {
+    #[serde(default)]
+    record: Option<String>,
+    #[serde(default)]
+    alert: Option<String>,
+    expr: String,
+    #[serde(default, rename = "for")]
+    for_: Option<String>,
+    #[serde(default)]
+    keep_firing_for: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// One rule group.
+#[derive(Debug)]
+pub struct Group {
+    pub name: String,
+    pub file: String,
+    /// Evaluation interval of this group; `None` uses the global one.
+    pub interval_ms: Option<i64>,
+    pub rules: Vec<Rule>,
+}
+
+/// What a rule does with its result.
+#[derive(Debug)]
+pub enum RuleKind {
+    Record {
+        /// Series written last evaluation, to mark the ones that vanish stale.
+        written: std::collections::HashSet<Labels>,
+    },
+    Alert {
+        for_ms: i64,
+        keep_firing_for_ms: i64,
+        annotations: Vec<(String, Template)>,
+        /// Alerts of this rule now pending or firing, by id.
+        active: BTreeMap<String, Alert>,
+    },
+}
+
+/// One alerting or recording rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// The alert name or the recorded metric name.
+    pub name: String,
+    pub expr_text: String,
+    pub expr: promql_parser::parser::Expr,
+    pub labels: Vec<(String, Template)>,
+    pub kind: RuleKind,
+}
+
+impl Rule {
+    /// The severity label as written in the rule ("" when none).
+    pub fn severity(&self) -> String {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == "severity")
+            .map(|(_, t)| t.render(&[], 0.0))
+            .unwrap_or_default()
+    }
+}
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Inactive,
+    Pending,
+    Firing,
+    Resolved,
+}
+
+impl State {
+    /// The lowercase name used in the API, metrics and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::Pending => "pending",
+            State::Firing => "firing",
+            State::Resolved => "resolved",
+        }
+    }
+
+    /// Parses [`State::as_str`].
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "inactive" => State::Inactive,
+            "pending" => State::Pending,
+            "firing" => State::Firing,
+            "resolved" => State::Resolved,
+            _ => return None,
+        })
+    }
+}
+
+/// One alert instance of an alerting rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Stable fingerprint of the label set.
+    pub id: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub value: f64,
+    pub state: State,
+    /// When the condition first held (ms).
+    pub active_at: i64,
+    pub fired_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub(crate) keep_firing_since: Option<i64>,
+}
+
+impl Alert {
+    /// An alert as saved before a restart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restored(
+        id: String,
+        labels: Labels,
+        annotations: Labels,
+        value: f64,
+        state: State,
+        active_at: i64,
+        fired_at: Option<i64>,
+    ) -> Alert {
+        Alert {
+            id,
+            labels,
+            annotations,
+            value,
+            state,
+            active_at,
+            fired_at,
+            resolved_at: None,
+            keep_firing_since: None,
+        }
+    }
+}
+
+/// A state change of one alert, as the engine saw it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub group: String,
+    pub from: State,
+    pub alert: Alert,
+}
+
+/// A stable id for a label set: FNV-1a 64 over `name\xffvalue\xff` pairs, in hex.
+/// Stable across builds and platforms (unlike `DefaultHasher`).
+pub fn fingerprint(labels: &[(String, String)]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Parses a Prometheus duration (`5m`, `1h30m`, `90s`).
+pub fn parse_prom_duration(s: &str) -> Result<i64, String> {
+    humantime::parse_duration(s.trim())
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("invalid duration {s:?}"))
+}
+
+/// Loads rule files from disk.
+pub fn load_files(paths: &[std::path::PathBuf]) -> Result<Vec<Group>, LoadError> {
+    let mut groups = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| LoadError(format!("{}: cannot read: {e}", p.display())))?;
+        groups.extend(load_str(&p.display().to_string(), &text)?);
+    }
+    Ok(groups)
+}
+
+/// The embedded shipped rules.
+pub fn load_embedded() -> Result<Vec<Group>, LoadError> {
+    let mut groups = Vec::new();
+    for (name, text) in EMBEDDED {
+        groups.extend(load_str(name, text)?);
+    }
+    Ok(groups)
+}
+
+/// Expands a glob such as `alert-rules/*.rules.yml` (a `*` in the file name only).
+pub fn expand_glob(pattern: &Path) -> Vec<std::path::PathBuf> {
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if !name.contains('*') {
+        return vec![pattern.to_path_buf()];
+    }
+    let dir = pattern
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (pre, post) = name.split_once('*').unwrap_or((&name, ""));
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Parses one rule file's text; `file` names it in errors.
+pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let parsed: FileYaml = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        LoadError(format!("{file}: {path}: {}", e.into_inner()))
+    })?;
+    let mut groups = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for g in parsed.groups {
+        let at = |r: Option<&str>, what: String| match r {
+            Some(r) => LoadError(format!("{file}: group {:?}: rule {r:?}: {what}", g.name)),
+            None => LoadError(format!("{file}: group {:?}: {what}", g.name)),
+        };
+        if !names.insert(g.name.clone()) {
+            return Err(at(None, "group name repeated in the file".into()));
+        }
+        if g.limit.is_some_and(|l| l > 0) {
+            return Err(at(None, "unsupported construct: group limit".into()));
+        }
+        let interval_ms = match &g.interval {
+            Some(i) => {
+                Some(parse_prom_duration(i).map_err(|e| at(None, format!("interval: {e}")))?)
+            }
+            None => None,
+        };
+        let mut rules = Vec::new();
+        for (i, r) in g.rules.into_iter().enumerate() {
+            let (name, is_alert) = match (&r.alert, &r.record) {
+                (Some(a), None) => (a.clone(), true),
+                (None, Some(rec)) => (rec.clone(), false),
+                _ => {
+                    return Err(at(
+                        Some(&format!("#{}", i + 1)),
+                        "a rule needs exactly one of `alert` and `record`".into(),
+                    ));
+                }
+            };
+            let err = |what: String| at(Some(&name), what);
+            let expr = promql::parse(&r.expr).map_err(|e| err(format!("expr: {e}")))?;
+            let mut labels = Vec::new();
+            for (k, v) in &r.labels {
+                labels.push((
+                    k.clone(),
+                    Template::parse(v).map_err(|e| err(format!("labels.{k}: {e}")))?,
+                ));
+            }
+            let kind = if is_alert {
+                let mut annotations = Vec::new();
+                for (k, v) in &r.annotations {
+                    annotations.push((
+                        k.clone(),
+                        Template::parse(v).map_err(|e| err(format!("annotations.{k}: {e}")))?,
+                    ));
+                }
+                let dur = |d: &Option<String>, key: &str| match d {
+                    Some(d) => parse_prom_duration(d).map_err(|e| err(format!("{key}: {e}"))),
+                    None => Ok(0),
+                };
+                RuleKind::Alert {
+                    for_ms: dur(&r.for_, "for")?,
+                    keep_firing_for_ms: dur(&r.keep_firing_for, "keep_firing_for")?,
+                    annotations,
+                    active: BTreeMap::new(),
+                }
+            } else {
+                if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty() {
+                    return Err(err(
+                        "recording rules take no for, keep_firing_for or annotations".into(),
+                    ));
+                }
+                RuleKind::Record {
+                    written: Default::default(),
+                }
+            };
+            rules.push(Rule {
+                name,
+                expr_text: r.expr,
+                expr,
+                labels,
+                kind,
+            });
+        }
+        groups.push(Group {
+            name: g.name,
+            file: file.to_string(),
+            interval_ms,
+            rules,
+        });
+    }
+    Ok(groups)
+}
+
+/// The longest range selector in `e`, in ms (0 when it has none).
+pub fn longest_range(e: &promql_parser::parser::Expr) -> i64 {
+    use promql_parser::parser::Expr as E;
+    match e {
+        E::MatrixSelector(m) => m.range.as_millis() as i64,
+        E::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| longest_range(a))
+            .max()
+            .unwrap_or(0),
+        E::Binary(b) => longest_range(&b.lhs).max(longest_range(&b.rhs)),
+        E::Aggregate(a) => longest_range(&a.expr),
+        E::Paren(p) => longest_range(&p.expr),
+        E::Unary(u) => longest_range(&u.expr),
+        _ => 0,
+    }
+}
+
+/// Rejects rules whose range selectors reach further back than the sample ring keeps.
+pub fn check_max_range(groups: &[Group], max_range_ms: i64) -> Result<(), LoadError> {
+    for g in groups {
+        for r in &g.rules {
+            let longest = longest_range(&r.expr);
+            if longest > max_range_ms {
+                let d = |ms: i64| {
+                    humantime::format_duration(std::time::Duration::from_millis(ms as u64))
+                };
+                return Err(LoadError(format!(
+                    "{}: group {:?}: rule {:?}: expr: a range of {} exceeds rules.max_range ({})",
+                    g.file,
+                    g.name,
+                    r.name,
+                    d(longest),
+                    d(max_range_ms)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates rule groups and keeps alert state between evaluations.
+#[derive(Debug)]
+pub struct Engine {
+    pub groups: Vec<Group>,
+    /// Global evaluation interval (ms), for groups without their own.
+    pub interval_ms: i64,
+    last_eval: Vec<Option<i64>>,
+}
+
+/// The outcome of one evaluation cycle.
+#[derive(Debug, Default)]
+pub struct Cycle {
+    pub changes: Vec<Change>,
+    /// `(group, error)` for each rule that failed.
+    pub failures: Vec<(String, String)>,
+    /// Groups evaluated this cycle.
+    pub evaluated: Vec<String>,
+}
+
+impl Engine {
+    pub fn new(groups: Vec<Group>, interval_ms: i64) -> Self {
+        let n = groups.len();
+        Engine {
+            groups,
+            interval_ms,
+            last_eval: vec![None; n],
+        }
+    }
+
+    /// Number of rules loaded.
+    pub fn rule_count(&self) -> usize {
+        self.groups.iter().map(|g| g.rules.len()).sum()
+    }
+
+    /// Puts back an alert known from before a restart, so `for` keeps counting from
+    /// the original start and a firing alert stays firing.
+    pub fn restore(&mut self, alertname: &str, alert: Alert) -> bool {
+        for g in &mut self.groups {
+            for r in &mut g.rules {
+                if let RuleKind::Alert { active, .. } = &mut r.kind {
+                    if r.name == alertname {
+                        active.insert(alert.id.clone(), alert);
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Every pending or firing alert with its rule name.
+    pub fn active(&self) -> impl Iterator<Item = (&Group, &Rule, &Alert)> {
+        self.groups.iter().flat_map(|g| {
+            g.rules.iter().flat_map(move |r| match &r.kind {
+                RuleKind::Alert { active, .. } => {
+                    Box::new(active.values().map(move |a| (g, r, a))) as Box<dyn Iterator<Item = _>>
+                }
+                RuleKind::Record { .. } => Box::new(std::iter::empty()),
+            })
+        })
+    }
+
+    /// Evaluates every group that is due at `t` (ms). Recording rules write into `ring`.
+    pub fn eval(&mut self, ring: &mut Ring, t: i64) -> Cycle {
+        let mut cycle = Cycle::default();
+        for gi in 0..self.groups.len() {
+            let every = self.groups[gi].interval_ms.unwrap_or(self.interval_ms);
+            if let Some(last) = self.last_eval[gi] {
+                // A little slack so a 1 s ticker does not skip a 1 s group.
+                if t - last < every - every / 10 {
+                    continue;
+                }
+            }
+            self.last_eval[gi] = Some(t);
+            let g = &mut self.groups[gi];
+            cycle.evaluated.push(g.name.clone());
+            for rule in &mut g.rules {
+                if let Err(e) = eval_rule(rule, &g.name, ring, t, &mut cycle.changes) {
+                    tracing::warn!(group = %g.name, rule = %rule.name, error = %e, "rule evaluation failed");
+                    cycle.failures.push((g.name.clone(), e));
+                }
+            }
+        }
+        cycle
+    }
+}
+
+fn eval_rule(
+    rule: &mut Rule,
+    group: &str,
+    ring: &mut Ring,
+    t: i64,
+    changes: &mut Vec<Change>,
+) -> Result<(), String> {
+    let result = Evaluator { ring, t }.eval(&rule.expr).map_err(|e| e.0)?;
+    let samples = match result {
+        Value::Vector(v) => v,
+        Value::Scalar(s) => match rule.kind {
+            RuleKind::Record { .. } => vec![promql::Sample {
+                labels: Vec::new(),
+                value: s,
+            }],
+            RuleKind::Alert { .. } => return Err("alert expression returned a scalar".into()),
+        },
+    };
+    match &mut rule.kind {
+        RuleKind::Record { written } => {
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::with_capacity(samples.len());
+            for s in samples {
+                let mut labels: Labels = s
+                    .labels
+                    .into_iter()
+                    .filter(|(k, _)| k != "__name__")
+                    .collect();
+                for (k, tpl) in &rule.labels {
+                    let v = tpl.render(&labels, s.value);
+                    labels.retain(|(lk, _)| lk != k);
+                    if !v.is_empty() {
+                        labels.push((k.clone(), v));
+                    }
+                }
+                labels.push(("__name__".into(), rule.name.clone()));
+                labels.sort();
+                if !seen.insert(labels.clone()) {
+                    return Err(
+                        "vector contains metrics with the same labelset after applying rule labels"
+                            .into(),
+                    );
+                }
+                out.push((labels, s.value));
+            }
+            // Like Prometheus, a recorded series that disappears gets a staleness marker.
+            for gone in written.difference(&seen) {
+                ring.append(gone.clone(), t, crate::store::ring::stale_nan());
+            }
+            for (labels, v) in out {
+                ring.append(labels, t, v);
+            }
+            *written = seen;
+            Ok(())
+        }
+        RuleKind::Alert {
+            for_ms,
+            keep_firing_for_ms,
+            annotations,
+            active,
+        } => {
+            let mut seen = std::collections::HashSet::new();
+            for s in samples {
+                let base: Labels = s
+                    .labels
+                    .into_iter()
+                    .filter(|(k, _)| k != "__name__")
+                    .collect();
+                let mut labels = base.clone();
+                for (k, tpl) in &rule.labels {
+                    let v = tpl.render(&base, s.value);
+                    labels.retain(|(lk, _)| lk != k);
+                    if !v.is_empty() {
+                        labels.push((k.clone(), v));
+                    }
+                }
+                labels.retain(|(k, _)| k != "alertname");
+                labels.push(("alertname".into(), rule.name.clone()));
+                labels.sort();
+                let id = fingerprint(&labels);
+                if !seen.insert(id.clone()) {
+                    return Err("vector contains metrics with the same labelset after applying alert labels".into());
+                }
+                let ann: Labels = annotations
+                    .iter()
+                    .map(|(k, tpl)| (k.clone(), tpl.render(&base, s.value)))
+                    .collect();
+                match active.get_mut(&id) {
+                    Some(a) => {
+                        a.value = s.value;
+                        a.annotations = ann;
+                        a.keep_firing_since = None;
+                    }
+                    None => {
+                        active.insert(
+                            id.clone(),
+                            Alert {
+                                id: id.clone(),
+                                labels,
+                                annotations: ann,
+                                value: s.value,
+                                state: State::Pending,
+                                active_at: t,
+                                fired_at: None,
+                                resolved_at: None,
+                                keep_firing_since: None,
+                            },
+                        );
+                        changes.push(Change {
+                            group: group.to_string(),
+                            from: State::Inactive,
+                            alert: active[&id].clone(),
+                        });
+                    }
+                }
+            }
+            let mut gone = Vec::new();
+            for (id, a) in active.iter_mut() {
+                if seen.contains(id) {
+                    if a.state == State::Pending && t - a.active_at >= *for_ms {
+                        a.state = State::Firing;
+                        a.fired_at = Some(t);
+                        // A new alert that fires at once reports one change, not two.
+                        match changes
+                            .last_mut()
+                            .filter(|c| c.alert.id == *id && c.from == State::Inactive)
+                        {
+                            Some(c) => c.alert = a.clone(),
+                            None => changes.push(Change {
+                                group: group.to_string(),
+                                from: State::Pending,
+                                alert: a.clone(),
+                            }),
+                        }
+                    }
+                    continue;
+                }
+                if a.state == State::Firing && *keep_firing_for_ms > 0 {
+                    let since = *a.keep_firing_since.get_or_insert(t);
+                    if t - since < *keep_firing_for_ms {
+                        continue;
+                    }
+                }
+                gone.push(id.clone());
+            }
+            for id in gone {
+                let mut a = active.remove(&id).expect("present");
+                let from = a.state;
+                a.state = if from == State::Firing {
+                    State::Resolved
+                } else {
+                    State::Inactive
+                };
+                a.resolved_at = Some(t);
+                changes.push(Change {
+                    group: group.to_string(),
+                    from,
+                    alert: a,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_rules_load() {
+        let groups = load_embedded().unwrap();
+        assert!(groups.iter().map(|g| g.rules.len()).sum::<usize>() >= 20);
+    }
+
+    #[test]
+    fn load_errors_name_file_group_rule_and_construct() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: irate(x[5m]) > 1\n";
+        assert_eq!(
+            load_str("f.yml", text).unwrap_err().0,
+            "f.yml: group \"g\": rule \"A\": expr: unsupported construct: function `irate`"
+        );
+        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x > 1\n    annotations:\n      summary: '{{ range $labels }}x{{ end }}'\n";
+        assert_eq!(
+            load_str("f.yml", text).unwrap_err().0,
+            "f.yml: group \"g\": rule \"A\": annotations.summary: unsupported construct: template `range`"
+        );
+        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    bogus: 1\n";
+        let e = load_str("f.yml", text).unwrap_err().0;
+        assert!(
+            e.starts_with("f.yml: groups[0].rules[0]") && e.contains("unknown field `bogus`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ranges_longer_than_the_ring_are_rejected() {
+        let text = "groups:\n- name: g\n  rules:\n  - record: r\n    expr: sum(rate(x[1h]))\n";
+        let groups = load_str("f.yml", text).unwrap();
+        assert_eq!(
+            check_max_range(&groups, 15 * 60 * 1000).unwrap_err().0,
+            "f.yml: group \"g\": rule \"r\": expr: a range of 1h exceeds rules.max_range (15m)"
+        );
+        assert!(check_max_range(&groups, 3_600_000).is_ok());
+    }
+
+    #[test]
+    fn pending_firing_keep_firing_resolved() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: Hot\n    expr: t > 1\n    for: 2s\n    keep_firing_for: 2s\n    labels: {severity: warning}\n";
+        let mut e = Engine::new(load_str("f", text).unwrap(), 1000);
+        let mut ring = Ring::new(0);
+        let lbl = vec![("__name__".to_string(), "t".to_string())];
+        let mut states = Vec::new();
+        for (i, v) in [0.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0].into_iter().enumerate() {
+            let t = i as i64 * 1000;
+            ring.append(lbl.clone(), t, v);
+            let c = e.eval(&mut ring, t);
+            states.push(
+                c.changes
+                    .iter()
+                    .map(|c| (c.from, c.alert.state))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        use State::*;
+        assert_eq!(
+            states,
+            vec![
+                vec![],
+                vec![(Inactive, Pending)],
+                vec![],
+                vec![(Pending, Firing)],
+                vec![],
+                vec![],
+                vec![(Firing, Resolved)],
+            ]
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The rule loop inside the daemon: loads rules and saved alert state, then evaluates
+//! every `rules.evaluation_interval` against the store's sample ring and publishes the
+//! rule engine's own metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::alerts::Alerts;
+use crate::catalog::{MetricDef, def};
+use crate::config::Config;
+use crate::rules::{Alert, Change, Engine, RuleKind, State};
+use crate::shutdown::Shutdown;
+use crate::store::{Family, Kind, Store, unix_now};
+
+/// Metrics of the rule engine.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        "m4watch_alerts",
+        Kind::Gauge,
+        &["alertname", "severity", "state"],
+        "Alerts by rule, severity and state (pending, firing); 0 for rules with none.",
+    ),
+    def(
+        "m4watch_rule_evaluation_duration_seconds",
+        Kind::Gauge,
+        &[],
+        "How long the last rule evaluation cycle took, in seconds.",
+    ),
+    def(
+        "m4watch_rule_evaluation_failures_total",
+        Kind::Counter,
+        &["group"],
+        "Rule evaluations that failed, per rule group.",
+    ),
+    def(
+        "m4watch_rules_loaded",
+        Kind::Gauge,
+        &[],
+        "Number of alerting and recording rules loaded.",
+    ),
+];
+
+/// The running rule engine.
+pub struct Running {
+    pub alerts: Arc<Alerts>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+fn now_ms() -> i64 {
+    (unix_now() * 1000.0) as i64
+}
+
+/// Loads rules and the saved alert state, turns on the store's sample ring, and spawns
+/// the evaluation loop. `expected` collectors must have run once before the first
+/// evaluation, so restored alerts are not resolved for lack of data.
+pub async fn start(
+    config: &Config,
+    store: Arc<Store>,
+    shutdown: Shutdown,
+    expected: Vec<&'static str>,
+) -> Result<Running, String> {
+    let rc = &config.rules;
+    let groups = rc.load()?;
+    let data_dir = config.data_dir.clone();
+    let (history, loaded) = tokio::task::spawn_blocking(move || crate::history::open(&data_dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let interval = rc.evaluation_interval.get();
+    let alerts = Arc::new(Alerts::new(
+        loaded.alerts,
+        loaded.silences,
+        Some(history),
+        rc.resolved_retention.get().as_millis() as i64,
+    ));
+    let mut engine = Engine::new(groups, interval.as_millis() as i64);
+    let mut orphans = Vec::new();
+    for a in alerts.active() {
+        let alert = Alert::restored(
+            a.id.clone(),
+            a.labels.clone(),
+            a.annotations.clone(),
+            a.value,
+            a.state,
+            a.active_at,
+            a.fired_at,
+        );
+        if !engine.restore(&a.alertname, alert.clone()) {
+            // Its rule is gone: the alert can never fire again, so it is over.
+            let mut gone = alert;
+            gone.state = if a.state == State::Firing {
+                State::Resolved
+            } else {
+                State::Inactive
+            };
+            gone.resolved_at = Some(now_ms());
+            orphans.push(Change {
+                group: a.group.clone(),
+                from: a.state,
+                alert: gone,
+            });
+        }
+    }
+    let restored = alerts.active().len() - orphans.len();
+    if !orphans.is_empty() {
+        alerts.apply(&orphans, std::iter::empty(), |_| String::new(), now_ms());
+    }
+    tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
+    let lookback = Duration::from_millis(super::promql::LOOKBACK_MS as u64);
+    store.keep_history(rc.max_range.get().max(lookback) + interval, interval);
+    // The rule families exist from the start (at 0), not from the first evaluation.
+    store.publish(
+        "rules",
+        metrics(&families_shape(&engine), &alerts, &Default::default(), None),
+    );
+    let engine = Arc::new(Mutex::new(engine));
+    let task = tokio::spawn(run(
+        engine,
+        Arc::clone(&alerts),
+        store,
+        interval,
+        shutdown,
+        expected,
+    ));
+    Ok(Running { alerts, task })
+}
+
+async fn run(
+    engine: Arc<Mutex<Engine>>,
+    alerts: Arc<Alerts>,
+    store: Arc<Store>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+    expected: Vec<&'static str>,
+) {
+    // Wait until every expected collector has run, then put their samples in the ring.
+    loop {
+        let ran = store.collectors();
+        if expected.iter().all(|c| ran.contains_key(*c)) {
+            store.append_history_now();
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.recv() => { flush(&alerts).await; return; }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let mut failures: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => break,
+            _ = ticker.tick() => {}
+        }
+        let (e, a, s) = (Arc::clone(&engine), Arc::clone(&alerts), Arc::clone(&store));
+        let result = tokio::task::spawn_blocking(move || {
+            let began = Instant::now();
+            let mut engine = e.lock().expect("engine lock");
+            let t = now_ms();
+            let cycle = {
+                let mut ring = s.history_mut();
+                engine.eval(&mut ring, t)
+            };
+            let took = began.elapsed();
+            let severities: std::collections::HashMap<String, String> = engine
+                .groups
+                .iter()
+                .flat_map(|g| g.rules.iter())
+                .map(|r| (r.name.clone(), r.severity()))
+                .collect();
+            a.apply(
+                &cycle.changes,
+                engine.active().map(|(g, _, al)| (g.name.as_str(), al)),
+                |name| severities.get(name).cloned().unwrap_or_default(),
+                t,
+            );
+            (cycle, took, families_shape(&engine))
+        })
+        .await;
+        let Ok((cycle, took, shape)) = result else {
+            tracing::error!("rule evaluation panicked");
+            continue;
+        };
+        for (g, _) in &cycle.failures {
+            *failures.entry(g.clone()).or_default() += 1;
+        }
+        store.publish("rules", metrics(&shape, &alerts, &failures, Some(took)));
+    }
+    flush(&alerts).await;
+}
+
+async fn flush(alerts: &Arc<Alerts>) {
+    let a = Arc::clone(alerts);
+    let _ = tokio::task::spawn_blocking(move || a.flush()).await;
+}
+
+/// What the metrics need to know about the loaded rules.
+struct Shape {
+    rules: usize,
+    groups: Vec<String>,
+    alerting: Vec<(String, String)>,
+}
+
+fn families_shape(engine: &Engine) -> Shape {
+    let mut alerting: Vec<(String, String)> = engine
+        .groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .filter(|r| matches!(r.kind, RuleKind::Alert { .. }))
+        .map(|r| (r.name.clone(), r.severity()))
+        .collect();
+    alerting.sort();
+    alerting.dedup();
+    Shape {
+        rules: engine.rule_count(),
+        groups: engine.groups.iter().map(|g| g.name.clone()).collect(),
+        alerting,
+    }
+}
+
+fn metrics(
+    shape: &Shape,
+    alerts: &Alerts,
+    failures: &std::collections::BTreeMap<String, u64>,
+    took: Option<Duration>,
+) -> Vec<Family> {
+    let mut counts = alerts.counts();
+    let mut by_state = Family::new("m4watch_alerts");
+    for (name, sev) in &shape.alerting {
+        for state in ["pending", "firing"] {
+            let n = counts
+                .remove(&(name.clone(), sev.clone(), state))
+                .unwrap_or(0);
+            by_state.push(
+                [
+                    ("alertname", name.as_str()),
+                    ("severity", sev.as_str()),
+                    ("state", state),
+                ],
+                n as f64,
+            );
+        }
+    }
+    // Alerts whose severity label came from a template rather than the rule.
+    for ((name, sev, state), n) in counts {
+        by_state.push(
+            [
+                ("alertname", name.as_str()),
+                ("severity", sev.as_str()),
+                ("state", state),
+            ],
+            n as f64,
+        );
+    }
+    let mut duration = Family::new("m4watch_rule_evaluation_duration_seconds");
+    if let Some(took) = took {
+        duration.push_value(took.as_secs_f64());
+    }
+    let mut fails = Family::new("m4watch_rule_evaluation_failures_total");
+    for g in &shape.groups {
+        fails.push(
+            [("group", g.as_str())],
+            failures.get(g).copied().unwrap_or(0) as f64,
+        );
+    }
+    let mut loaded = Family::new("m4watch_rules_loaded");
+    loaded.push_value(shape.rules as f64);
+    vec![by_state, duration, fails, loaded]
+}

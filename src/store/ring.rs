@@ -1,0 +1,229 @@
+//! The sample ring: recent samples of every series, for range selectors and the
+//! look-back of instant selectors in the rule engine.
+//!
+//! The store appends the merged families after each snapshot refresh (at most once per
+//! step), so the ring holds what a Prometheus scraping m4watch every step would hold.
+//! A series that vanishes gets a staleness marker, as Prometheus writes one.
+
+use std::collections::HashMap;
+
+use crate::store::Family;
+
+/// Label pairs sorted by name, `__name__` included.
+pub type SeriesLabels = Vec<(String, String)>;
+
+/// The NaN bit pattern Prometheus uses as its staleness marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `v` is the staleness marker (not any NaN).
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One series and its samples, oldest first, timestamps in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub labels: SeriesLabels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl Series {
+    /// The value of label `name`, or "" when absent (as PromQL treats it).
+    pub fn label(&self, name: &str) -> &str {
+        label_of(&self.labels, name)
+    }
+
+    /// Samples with `from <= t <= to`.
+    pub fn range(&self, from: i64, to: i64) -> &[(i64, f64)] {
+        let a = self.samples.partition_point(|s| s.0 < from);
+        let b = self.samples.partition_point(|s| s.0 <= to);
+        &self.samples[a..b.max(a)]
+    }
+}
+
+/// The value of label `name` in sorted pairs, or "".
+pub fn label_of<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// Recent samples of every series, bounded by a retention.
+#[derive(Debug, Default)]
+pub struct Ring {
+    series: Vec<Series>,
+    index: HashMap<SeriesLabels, usize>,
+    by_name: HashMap<String, Vec<usize>>,
+    retention_ms: i64,
+    last_append: Option<i64>,
+    /// Series written by the last [`Ring::append_families`], to mark the missing ones stale.
+    live: Vec<bool>,
+}
+
+impl Ring {
+    /// An empty ring keeping `retention_ms` of samples (0 keeps everything).
+    pub fn new(retention_ms: i64) -> Self {
+        Ring {
+            retention_ms,
+            ..Default::default()
+        }
+    }
+
+    /// Adds one sample; `labels` must be sorted by name and include `__name__`.
+    /// Samples must arrive in time order per series; an older one is ignored.
+    pub fn append(&mut self, labels: SeriesLabels, t: i64, v: f64) {
+        let i = match self.index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                let i = self.series.len();
+                let name = label_of(&labels, "__name__").to_string();
+                self.by_name.entry(name).or_default().push(i);
+                self.index.insert(labels.clone(), i);
+                self.series.push(Series {
+                    labels,
+                    samples: Vec::new(),
+                });
+                self.live.push(false);
+                i
+            }
+        };
+        let s = &mut self.series[i].samples;
+        if s.last().is_none_or(|l| l.0 < t) {
+            s.push((t, v));
+        } else if let Some(l) = s.last_mut().filter(|l| l.0 == t) {
+            l.1 = v;
+        }
+        self.live[i] = true;
+    }
+
+    /// When the last [`Ring::append_families`] ran, in milliseconds.
+    pub fn last_append(&self) -> Option<i64> {
+        self.last_append
+    }
+
+    /// Appends every sample of `families` at time `t` (ms), writes a staleness marker
+    /// for series that were present last time and are gone now, and drops samples
+    /// older than the retention.
+    pub fn append_families(&mut self, families: &[Family], t: i64) {
+        let before = std::mem::replace(&mut self.live, vec![false; self.series.len()]);
+        for f in families {
+            for s in &f.samples {
+                let mut labels: SeriesLabels = Vec::with_capacity(s.labels.len() + 1);
+                labels.push(("__name__".into(), format!("{}{}", f.name, s.suffix)));
+                labels.extend(s.labels.iter().cloned());
+                labels.sort();
+                self.append(labels, t, s.value);
+            }
+        }
+        for (i, was) in before.into_iter().enumerate() {
+            if was && !self.live[i] {
+                let s = &mut self.series[i].samples;
+                if s.last().is_some_and(|l| l.0 < t) {
+                    s.push((t, stale_nan()));
+                }
+            }
+        }
+        self.last_append = Some(t);
+        self.trim(t);
+    }
+
+    /// Drops samples older than the retention and series left with none.
+    pub fn trim(&mut self, now: i64) {
+        if self.retention_ms <= 0 {
+            return;
+        }
+        let cutoff = now - self.retention_ms;
+        let mut emptied = false;
+        for s in &mut self.series {
+            let n = s.samples.partition_point(|x| x.0 < cutoff);
+            // Draining in batches keeps appends amortised O(1).
+            if n > 0 && (n >= 64 || n == s.samples.len()) {
+                s.samples.drain(..n);
+                emptied |= s.samples.is_empty();
+            }
+        }
+        if emptied {
+            let (series, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.series)
+                .into_iter()
+                .zip(std::mem::take(&mut self.live))
+                .filter(|(s, _)| !s.samples.is_empty())
+                .unzip();
+            self.series = series;
+            self.live = live;
+            self.reindex();
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.index.clear();
+        self.by_name.clear();
+        for (i, s) in self.series.iter().enumerate() {
+            self.index.insert(s.labels.clone(), i);
+            self.by_name
+                .entry(label_of(&s.labels, "__name__").to_string())
+                .or_default()
+                .push(i);
+        }
+    }
+
+    /// Series whose metric name is `name`.
+    pub fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Series> + 'a {
+        self.by_name
+            .get(name)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|&i| &self.series[i])
+    }
+
+    /// Every series.
+    pub fn all(&self) -> impl Iterator<Item = &Series> {
+        self.series.iter()
+    }
+
+    /// Number of series held.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether the ring holds no series.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fam(v: Option<f64>) -> Vec<Family> {
+        let mut f = Family::new("m4watch_cpu_utilization_ratio");
+        if let Some(v) = v {
+            f.push([("cpu", "0"), ("type", "performance")], v);
+        }
+        vec![f]
+    }
+
+    #[test]
+    fn appends_marks_vanished_series_stale_and_trims() {
+        let mut r = Ring::new(10_000);
+        r.append_families(&fam(Some(0.5)), 1_000);
+        r.append_families(&fam(Some(0.7)), 2_000);
+        r.append_families(&fam(None), 3_000);
+        let s: Vec<_> = r.named("m4watch_cpu_utilization_ratio").collect();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].label("cpu"), "0");
+        assert_eq!(&s[0].samples[..2], &[(1_000, 0.5), (2_000, 0.7)]);
+        assert!(is_stale(s[0].samples[2].1));
+        assert_eq!(s[0].range(1_500, 2_000), &[(2_000, 0.7)]);
+        // Past the retention the series is gone.
+        r.append_families(&fam(None), 20_000);
+        assert_eq!(r.len(), 0);
+    }
+}
