@@ -130,6 +130,7 @@ pub struct Config {
     pub process: ProcessConfig,
     #[serde(default)]
     pub trading: TradingConfig,
+    #[serde(default)]
     pub rules: RulesConfig,
 }
 
