@@ -128,6 +128,9 @@ pub struct Config {
     pub hardware: HardwareConfig,
     #[serde(default)]
     pub process: ProcessConfig,
+    /// Receivers, routes and delivery of alert notifications.
+    #[serde(default)]
+    pub notifications: crate::notify::config::NotifyConfig,
 }
 
 /// API access control.
@@ -313,6 +316,10 @@ impl Config {
             env,
         )
         .map_err(|(p, r)| invalid(&p, r))?;
+        config
+            .notifications
+            .resolve(base, env)
+            .map_err(|(p, r)| invalid(&p, r))?;
         config.validate().map_err(|(p, r)| invalid(&p, r))?;
         Ok(config)
     }
@@ -397,7 +404,7 @@ fn positive(d: Dur, path: &str) -> Result<(), (String, String)> {
 
 /// Resolves a secret from (in order of precedence) the environment, the `*_file`
 /// sibling key, or the inline value.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     inline: Option<Secret>,
     file: Option<&Path>,
     key: &str,

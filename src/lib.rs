@@ -6,6 +6,8 @@
 //! - [`catalog`]: every exported metric family (name, type, labels, help).
 //! - [`store`]: metric families from collectors, instruments, the encoded snapshot.
 //! - [`collect`]: the collector contract, the scheduler, and the collectors.
+//! - [`notify`]: routes alert events to Slack, email, PagerDuty, webhooks and
+//!   Alertmanager through a durable SQLite outbox.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
 
@@ -13,6 +15,7 @@ pub mod api;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod notify;
 pub mod shutdown;
 pub mod store;
 
@@ -88,11 +91,22 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         shutdown.clone(),
     ));
 
+    let (notifier, notify_tasks) = notify::Notifier::start(
+        &config.notifications,
+        &config.data_dir,
+        store.registry(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| Error::Startup(e.to_string()))?;
+    tasks.extend(notify_tasks);
+
     let state = Arc::new(api::AppState {
         config: Arc::new(config),
         store,
         started: Instant::now(),
         expected_collectors: expected,
+        notifier,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod notifications;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub started: Instant,
     /// Collectors that must have run once before the instance reports ready.
     pub expected_collectors: Vec<&'static str>,
+    /// Alert notifications: submit events, configure receivers, delivery results.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Every route.
@@ -46,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .merge(reads)
+        .merge(notifications::routes(&state))
         .with_state(state)
 }
 
