@@ -38,7 +38,7 @@ impl Email {
             .ok_or_else(|| SendError::fatal(Reason::Invalid, "smarthost is not host:port"))?;
         let hello = ClientId::Domain(self.hello.clone());
         let tls = || {
-            TlsParameters::new_rustls(host.clone())
+            TlsParameters::new(host.clone())
                 .map_err(|e| SendError::fatal(Reason::Tls, format!("TLS setup: {e}")))
         };
         // Step 1: connect (TLS from the first byte for SMTPS) and EHLO.

@@ -311,23 +311,17 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(timeout: Duration) -> Ctx {
-        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .expect("HTTP client with the ring TLS provider");
+            .expect("HTTP client");
         Ctx {
             http,
             timeout,
             hostname: hostname(),
         }
     }
-}
-
-/// rustls needs one process-wide crypto provider; m4watch builds only ring.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn hostname() -> String {
