@@ -28,11 +28,14 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// Scripted answers: a status and an optional `Retry-After`.
+type Answers = VecDeque<(u16, Option<String>)>;
+
 #[derive(Default)]
 struct SinkState {
     received: Vec<Received>,
     /// Answers to give, per path prefix, before falling back to 200.
-    script: Vec<(String, VecDeque<(u16, Option<String>)>)>,
+    script: Vec<(String, Answers)>,
 }
 
 /// A local HTTP server that records JSON POSTs and answers as scripted.

@@ -534,3 +534,147 @@ fn check_route(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// Loads `testdata/config/<name>.yml` and returns its error message.
+    fn error_of(name: &str) -> String {
+        let path = std::path::PathBuf::from(format!(
+            "{}/testdata/config/{name}.yml",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let err = Config::load(&path, &no_env).expect_err("config must be rejected");
+        let msg = err
+            .to_string()
+            .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "");
+        assert!(!msg.contains("SECRETVALUE"), "a secret leaked: {msg}");
+        msg
+    }
+
+    #[test]
+    fn error_messages() {
+        let cases = [
+            (
+                "notify_unknown_receiver",
+                "testdata/config/notify_unknown_receiver.yml: notifications.route.routes[0].receiver: no receiver named \"pager\"",
+            ),
+            (
+                "notify_slack_without_url",
+                "testdata/config/notify_slack_without_url.yml: notifications.receivers[0].slack.webhook_url: required: set webhook_url, webhook_url_file or M4WATCH_SLACK_WEBHOOK_URL",
+            ),
+            (
+                "notify_bad_matcher",
+                "testdata/config/notify_bad_matcher.yml:6:15: notifications.route.matchers[0]: invalid matcher \"severity\": write label=\"value\", !=, =~ or !~",
+            ),
+            (
+                "notify_bad_time_zone",
+                "testdata/config/notify_bad_time_zone.yml: notifications.time_intervals[0].time_zone: unknown time zone \"America/NewYork\": use an IANA name like America/New_York",
+            ),
+            (
+                "notify_unknown_time_interval",
+                "testdata/config/notify_unknown_time_interval.yml: notifications.route.active_time_intervals[0]: no time interval named \"market_hours\"",
+            ),
+            (
+                "notify_duplicate_receiver",
+                "testdata/config/notify_duplicate_receiver.yml: notifications.receivers[1].name: receiver \"ops\" is defined twice",
+            ),
+            (
+                "notify_bad_email",
+                "testdata/config/notify_bad_email.yml: notifications.receivers[0].email.to[0]: \"ops-at-example.com\" is not an email address",
+            ),
+            (
+                "notify_bad_dedup_key",
+                "testdata/config/notify_bad_dedup_key.yml: notifications.receivers[0].pagerduty.dedup_key: unknown variable \"alert.name\": use fingerprint, group_key or labels.NAME",
+            ),
+            (
+                "notify_unknown_key",
+                "testdata/config/notify_unknown_key.yml:6:15: notifications.receivers[0].slack.webhook: unknown field `webhook`, expected one of `webhook_url`, `webhook_url_file`, `channel`",
+            ),
+            (
+                "notify_url_and_file",
+                "testdata/config/notify_url_and_file.yml: notifications.receivers[0].slack.webhook_url: set either notifications.receivers[0].slack.webhook_url or notifications.receivers[0].slack.webhook_url_file, not both",
+            ),
+            (
+                "notify_bad_url",
+                "testdata/config/notify_bad_url.yml: notifications.receivers[0].slack.webhook_url: must be an http:// or https:// URL",
+            ),
+            (
+                "notify_unknown_escalation",
+                "testdata/config/notify_unknown_escalation.yml: notifications.escalation.receiver: no receiver named \"nobody\"",
+            ),
+        ];
+        for (file, want) in cases {
+            assert_eq!(error_of(file), want);
+        }
+    }
+
+    #[test]
+    fn environment_fills_missing_secrets_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            "listen: 127.0.0.1:0\ndata_dir: ./data\nnotifications:\n  receivers:\n    - name: a\n      slack: {}\n      pagerduty: {}\n    - name: b\n      slack: {webhook_url: \"https://hooks.example/b\"}\n      email: {smarthost: \"smtp:587\", from: a@example.com, to: [b@example.com], username: u}\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "M4WATCH_SLACK_WEBHOOK_URL" => Some("https://hooks.example/env".to_string()),
+            "M4WATCH_PAGERDUTY_ROUTING_KEY" => Some("pd-env".to_string()),
+            "M4WATCH_SMTP_PASSWORD" => Some("smtp-env".to_string()),
+            _ => None,
+        };
+        let c = Config::load(&cfg, &env).unwrap();
+        let r = &c.notifications.receivers;
+        let url = |i: usize| {
+            r[i].slack
+                .as_ref()
+                .unwrap()
+                .webhook_url
+                .as_ref()
+                .unwrap()
+                .expose()
+                .to_string()
+        };
+        assert_eq!(url(0), "https://hooks.example/env");
+        assert_eq!(url(1), "https://hooks.example/b", "explicit settings win");
+        assert_eq!(
+            r[0].pagerduty
+                .as_ref()
+                .unwrap()
+                .routing_key
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "pd-env"
+        );
+        assert_eq!(
+            r[1].email
+                .as_ref()
+                .unwrap()
+                .password
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "smtp-env"
+        );
+        let printed = format!("{c:?}{}", serde_json::to_string(&c).unwrap());
+        assert!(
+            !printed.contains("env") || !printed.contains("pd-env"),
+            "{printed}"
+        );
+        assert!(!printed.contains("smtp-env") && !printed.contains("hooks.example/env"));
+    }
+
+    #[test]
+    fn embedded_default_has_no_receivers() {
+        let c = Config::embedded_default(&no_env).unwrap();
+        assert!(c.notifications.receivers.is_empty());
+        assert!(c.notifications.route.is_none());
+    }
+}
