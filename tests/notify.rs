@@ -1164,3 +1164,166 @@ async fn configure_api_sets_persists_and_redacts_receivers() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
+    let prom = require_tool("prometheus");
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            "notifications:\n  receivers:\n    - name: chat\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: chat}}\n",
+            sink.url("/slack")
+        ),
+    ))
+    .await;
+    std::fs::write(
+        tmp.path().join("rules.yml"),
+        "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: OrderLatencyHigh\n        expr: vector(1)\n        labels: {severity: critical}\n        annotations: {summary: \"order latency above threshold\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("prometheus.yml"),
+        format!(
+            "global: {{evaluation_interval: 1s}}\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n    - api_version: v2\n      authorization: {{credentials: {TOKEN}}}\n      static_configs: [{{targets: [\"{}\"]}}]\n",
+            d.addr
+        ),
+    )
+    .unwrap();
+    let _prom = Proc(
+        Command::new(prom)
+            .arg(format!(
+                "--config.file={}",
+                tmp.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+            // Prometheus evaluates before it has discovered its Alertmanagers and
+            // drops that first send; the resend then comes after this delay.
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let got = sink.wait_for("/slack", 1, 30).await;
+    let text = got[0].body.to_string();
+    assert_eq!(got[0].body["text"], "[FIRING:1] OrderLatencyHigh");
+    assert!(text.contains("order latency above threshold"), "{text}");
+    assert!(text.contains("source=prometheus"), "{text}");
+    assert_block_kit(&got[0].body);
+    // Prometheus re-sends firing alerts; they are the same alert, not new ones.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.received("/slack").len(), 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
+    use m4watch::notify::config::NotifyConfig;
+    use m4watch::notify::{AlertEvent, AlertState, Notifier, fingerprint};
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
+        "receivers:\n  - name: pd\n    pagerduty: {{routing_key: k, url: \"{}\"}}\n  - name: boss\n    webhook: {{url: \"{}\"}}\nroute: {{receiver: pd}}\nescalation: {{receiver: boss, after: 400ms}}\n",
+        sink.url("/pd"),
+        sink.url("/boss")
+    ))
+    .unwrap();
+    let (_trigger, shutdown) = m4watch::shutdown::channel();
+    let registry = prometheus::Registry::new();
+    let (notifier, _tasks) = Notifier::start(&cfg, tmp.path(), &registry, shutdown)
+        .await
+        .unwrap();
+    let labels: std::collections::BTreeMap<String, String> = [
+        ("alertname".to_string(), "Latency".to_string()),
+        ("severity".to_string(), "critical".to_string()),
+    ]
+    .into();
+    let mut ev = AlertEvent {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: Default::default(),
+        state: AlertState::Firing,
+        starts_at: chrono::Utc::now(),
+        ends_at: None,
+        value: Some(0.0042),
+        source: "m4watch".into(),
+        generator_url: None,
+    };
+    notifier.submit(ev.clone()).await;
+    ev.state = AlertState::Acknowledged;
+    notifier.submit(ev.clone()).await;
+    let pd = sink.wait_for("/pd", 2, 5).await;
+    assert_eq!(pd[0].body["event_action"], "trigger");
+    assert_eq!(pd[1].body["event_action"], "acknowledge");
+    assert_eq!(pd[0].body["dedup_key"], ev.fingerprint.as_str());
+    assert_eq!(pd[1].body["dedup_key"], ev.fingerprint.as_str());
+    assert_eq!(pd[0].body["payload"]["custom_details"]["value"], 0.0042);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        sink.received("/boss").is_empty(),
+        "acknowledged: no escalation"
+    );
+}
+
+#[tokio::test]
+async fn mute_intervals_rate_limits_and_repeats() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            r#"notifications:
+  receivers:
+    - name: muted
+      webhook: {{url: "{}"}}
+    - name: slow
+      rate_limit_per_second: 2
+      webhook: {{url: "{}"}}
+  time_intervals:
+    - name: always
+  route:
+    receiver: slow
+    group_interval: 100ms
+    repeat_interval: 600ms
+    routes:
+      - receiver: muted
+        mute_time_intervals: [always]
+        continue: true
+      - receiver: slow
+"#,
+            sink.url("/muted"),
+            sink.url("/slow")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([
+            alert("A", "warning", false),
+            alert("B", "warning", false),
+            alert("C", "warning", false)
+        ]),
+    )
+    .await;
+    let slow = sink.wait_for("/slow", 3, 5).await;
+    for w in slow.windows(2) {
+        assert!(
+            w[1].at - w[0].at >= Duration::from_millis(450),
+            "2 per second at most: {:?}",
+            w[1].at - w[0].at
+        );
+    }
+    // The alerts keep firing: each is repeated after repeat_interval.
+    let slow = sink.wait_for("/slow", 6, 10).await;
+    assert_eq!(slow[3].body["alerts"][0]["status"], "firing");
+    assert!(sink.received("/muted").is_empty(), "muted all the time");
+    d.stop().await;
+}
