@@ -754,6 +754,11 @@ struct Smtp {
 }
 
 fn start_smtp(root: &Path) -> Smtp {
+    start_smtp_with(root, "mail", &[])
+}
+
+/// `extra`: `starttls|tls CERT KEY` for a TLS server that offers AUTH.
+fn start_smtp_with(root: &Path, name: &str, extra: &[&Path]) -> Smtp {
     let python = PathBuf::from("/usr/bin/python3");
     let ok = Command::new(&python)
         .args(["-c", "import aiosmtpd"])
@@ -763,7 +768,7 @@ fn start_smtp(root: &Path) -> Smtp {
         ok,
         "python3-aiosmtpd is not installed: run scripts/test.sh, which installs it"
     );
-    let dir = root.join("mail");
+    let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let mut child = Command::new(python)
@@ -773,6 +778,7 @@ fn start_smtp(root: &Path) -> Smtp {
         ))
         .arg(port.to_string())
         .arg(&dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -1326,4 +1332,114 @@ async fn mute_intervals_rate_limits_and_repeats() {
     assert_eq!(slow[3].body["alerts"][0]["status"], "firing");
     assert!(sink.received("/muted").is_empty(), "muted all the time");
     d.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_over_starttls_and_implicit_tls_with_auth() {
+    use m4watch::notify::config::{EmailConfig, SmtpTls};
+    use m4watch::notify::email::Email;
+    use m4watch::notify::{Ctx, Kind, Notification, Reason};
+    let openssl = require_tool("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let ok = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl could not make a test certificate");
+    let starttls = start_smtp_with(
+        tmp.path(),
+        "starttls",
+        &[Path::new("starttls"), &cert, &key],
+    );
+    let implicit = start_smtp_with(tmp.path(), "tls", &[Path::new("tls"), &cert, &key]);
+    let ctx = Ctx::new(Duration::from_secs(5));
+    let labels: std::collections::BTreeMap<String, String> =
+        [("alertname".to_string(), "Tls".to_string())].into();
+    let n = Notification {
+        receiver: "mail".into(),
+        kind: Kind::Alert,
+        group_key: "g".into(),
+        group_labels: Default::default(),
+        alerts: vec![m4watch::notify::AlertEvent {
+            fingerprint: m4watch::notify::fingerprint(&labels),
+            labels,
+            annotations: Default::default(),
+            state: m4watch::notify::AlertState::Firing,
+            starts_at: chrono::Utc::now(),
+            ends_at: None,
+            value: None,
+            source: "m4watch".into(),
+            generator_url: None,
+        }],
+    };
+    let cfg = |port: u16, tls: SmtpTls, password: &str, ca: bool| EmailConfig {
+        smarthost: format!("127.0.0.1:{port}"),
+        tls,
+        from: "m4watch@example.com".into(),
+        to: vec!["ops@example.com".into()],
+        username: Some("m4watch".into()),
+        password: Some(m4watch::config::Secret::new(password)),
+        ca_file: ca.then(|| cert.clone()),
+        ..Default::default()
+    };
+    Email::new(
+        &cfg(starttls.port, SmtpTls::Starttls, "s3cret-smtp", true),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap();
+    Email::new(&cfg(implicit.port, SmtpTls::Tls, "s3cret-smtp", true), &ctx)
+        .notify(&n)
+        .await
+        .unwrap();
+    for dir in [&starttls.dir, &implicit.dir] {
+        let m = mails(dir);
+        assert_eq!(m.len(), 1, "{dir:?}: {m:#?}");
+        assert!(
+            m[0].contains("X-Sink-TLS: True") && m[0].contains("X-Sink-Auth: True"),
+            "{}",
+            m[0]
+        );
+    }
+    // A wrong password: retryable (someone can fix it while the outbox keeps the mail).
+    let e = Email::new(&cfg(starttls.port, SmtpTls::Starttls, "wrong", true), &ctx)
+        .notify(&n)
+        .await
+        .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Auth, true), "{e}");
+    assert!(!e.to_string().contains("wrong"), "{e}");
+    // A certificate nobody vouches for: a TLS failure, retryable.
+    let e = Email::new(
+        &cfg(implicit.port, SmtpTls::Tls, "s3cret-smtp", false),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+    let e = Email::new(
+        &cfg(starttls.port, SmtpTls::Starttls, "s3cret-smtp", false),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
 }

@@ -148,6 +148,10 @@ pub struct EmailConfig {
     /// Name sent in EHLO; the host name when unset.
     #[serde(default)]
     pub hello: Option<String>,
+    /// A PEM CA certificate to trust besides the system's, for a relay with a
+    /// private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// PagerDuty Events API v2 (routing key from env `M4WATCH_PAGERDUTY_ROUTING_KEY`
@@ -328,6 +332,9 @@ impl NotifyConfig {
                     base,
                     env,
                 )?;
+                if let Some(ca) = &mut e.ca_file {
+                    *ca = base.join(&*ca);
+                }
                 e.check(&format!("{p}.email"))?;
             }
             if let Some(pd) = &mut r.pagerduty {
@@ -454,6 +461,20 @@ impl EmailConfig {
                 return Err((
                     format!("{p}.to[{i}]"),
                     format!("{t:?} is not an email address"),
+                ));
+            }
+        }
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                (
+                    format!("{p}.ca_file"),
+                    format!("cannot read {}: {e}", ca.display()),
+                )
+            })?;
+            if lettre::transport::smtp::client::Certificate::from_pem(&pem).is_err() {
+                return Err((
+                    format!("{p}.ca_file"),
+                    format!("{} is not a PEM certificate", ca.display()),
                 ));
             }
         }
@@ -607,6 +628,10 @@ mod tests {
             (
                 "notify_unknown_escalation",
                 "testdata/config/notify_unknown_escalation.yml: notifications.escalation.receiver: no receiver named \"nobody\"",
+            ),
+            (
+                "notify_missing_ca_file",
+                "testdata/config/notify_missing_ca_file.yml: notifications.receivers[0].email.ca_file: cannot read testdata/config/no-such-ca.pem: No such file or directory (os error 2)",
             ),
         ];
         for (file, want) in cases {

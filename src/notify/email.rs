@@ -8,7 +8,7 @@ use std::time::Duration;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
 use super::config::{EmailConfig, SmtpTls, smarthost};
@@ -30,7 +30,20 @@ impl Email {
         }
     }
 
+    /// One SMTP session, bounded by the delivery timeout as a whole (lettre bounds
+    /// only the connect; a server that stops answering must not stall the lane).
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+        tokio::time::timeout(self.timeout, self.session(n))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::retry(
+                    Reason::Timeout,
+                    format!("SMTP session took longer than {:?}", self.timeout),
+                ))
+            })
+    }
+
+    async fn session(&self, n: &Notification) -> Result<(), SendError> {
         let msg = message(&self.cfg, n)?;
         let envelope = msg.envelope().clone();
         let bytes = msg.formatted();
@@ -38,7 +51,17 @@ impl Email {
             .ok_or_else(|| SendError::fatal(Reason::Invalid, "smarthost is not host:port"))?;
         let hello = ClientId::Domain(self.hello.clone());
         let tls = || {
-            TlsParameters::new(host.clone())
+            let mut b = TlsParameters::builder(host.clone());
+            if let Some(ca) = &self.cfg.ca_file {
+                let cert = std::fs::read(ca)
+                    .ok()
+                    .and_then(|pem| Certificate::from_pem(&pem).ok())
+                    .ok_or_else(|| {
+                        SendError::fatal(Reason::Tls, format!("cannot load {}", ca.display()))
+                    })?;
+                b = b.add_root_certificate(cert);
+            }
+            b.build()
                 .map_err(|e| SendError::fatal(Reason::Tls, format!("TLS setup: {e}")))
         };
         // Step 1: connect (TLS from the first byte for SMTPS) and EHLO.
@@ -54,7 +77,18 @@ impl Email {
             None,
         )
         .await
-        .map_err(|e| step_error("connect", &e))?;
+        .map_err(|e| {
+            let mut err = step_error("connect", &e);
+            // lettre reports a failed implicit-TLS handshake as a connection error.
+            if self.cfg.tls == SmtpTls::Tls
+                && ["SSL", "TLS", "certificate"]
+                    .iter()
+                    .any(|w| err.message.contains(w))
+            {
+                err.reason = Reason::Tls;
+            }
+            err
+        })?;
         // Step 2: STARTTLS.
         if self.cfg.tls == SmtpTls::Starttls {
             conn.starttls(tls()?, &hello).await.map_err(|e| {
