@@ -493,7 +493,26 @@ async fn routes_continue_group_and_honour_send_resolved() {
     loud["endsAt"] = json!((chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
     post_alerts(&d.client, &base, json!([loud])).await;
     let chat = sink.wait_for("/chat", 4, 5).await;
-    assert_eq!(chat[3].body["status"], "resolved");
+    assert_eq!(
+        chat[3].body["status"],
+        "resolved",
+        "{:#?}",
+        chat.iter()
+            .map(|c| (
+                c.body["status"].clone(),
+                c.body["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| (
+                        a["labels"]["alertname"].clone(),
+                        a["labels"]["instance"].clone(),
+                        a["status"].clone()
+                    ))
+                    .collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(chat[3].body["alerts"][0]["labels"]["alertname"], "Loud");
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
@@ -1442,4 +1461,55 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     .await
     .unwrap_err();
     assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+}
+
+#[tokio::test]
+async fn a_resolve_after_a_restart_still_reaches_the_receiver() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        config(
+            dir.path(),
+            &format!(
+                "notifications:\n  receivers:\n    - name: hook\n      webhook: {{url: \"{}\"}}\n  route: {{receiver: hook, group_interval: 100ms}}\n",
+                sink.url("/hook")
+            ),
+        )
+    };
+    let d = Daemon::start(cfg()).await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("Survivor", "critical", false)]),
+    )
+    .await;
+    sink.wait_for("/hook", 1, 5).await;
+    d.stop().await;
+
+    let d = Daemon::start(cfg()).await;
+    let base = format!("http://{}", d.addr);
+    // Prometheus re-sends the firing alert: already notified, nothing new.
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("Survivor", "critical", false)]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        sink.received("/hook").len(),
+        1,
+        "no duplicate after a restart"
+    );
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("Survivor", "critical", true)]),
+    )
+    .await;
+    let hook = sink.wait_for("/hook", 2, 5).await;
+    assert_eq!(hook[1].body["status"], "resolved");
+    assert_eq!(hook[1].body["alerts"][0]["labels"]["alertname"], "Survivor");
+    d.stop().await;
 }

@@ -19,7 +19,7 @@ use super::config::{
 };
 use super::matcher::{Matcher, all_match};
 use super::metrics::Metrics;
-use super::outbox::{Delivery, Outbox, OutboxError};
+use super::outbox::{Delivery, Outbox, OutboxError, StoredGroup};
 use super::receiver::Receiver;
 use super::timeinterval::TimeInterval;
 use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
@@ -137,7 +137,8 @@ impl Notifier {
             }
         }
         let _ = outbox.prune(7.0 * 86400.0).await;
-        let dispatcher = Dispatcher::new(config, notifier.clone());
+        let mut dispatcher = Dispatcher::new(config, notifier.clone());
+        dispatcher.restore(outbox.groups().await?);
         let tasks = vec![
             tokio::spawn(dispatcher.run(rx, shutdown.clone())),
             tokio::spawn(worker::run(
@@ -482,6 +483,37 @@ impl Dispatcher {
         }
     }
 
+    /// Rebuilds the groups that had notified firing alerts before a restart, so their
+    /// resolves are still sent (Alertmanager loses them: its #2370). Groups whose
+    /// route changed with the config are dropped.
+    fn restore(&mut self, stored: Vec<StoredGroup>) {
+        let now = Instant::now();
+        for g in stored {
+            let Some(route) = self.root.find(g.route) else {
+                continue;
+            };
+            if route.receiver != g.receiver {
+                continue;
+            }
+            self.groups.insert(
+                g.key,
+                Group {
+                    route: g.route,
+                    receiver: g.receiver,
+                    labels: g.labels,
+                    notified: g.alerts.iter().map(|a| a.fingerprint.clone()).collect(),
+                    alerts: g
+                        .alerts
+                        .into_iter()
+                        .map(|a| (a.fingerprint.clone(), a))
+                        .collect(),
+                    next_flush: now + route.group_interval,
+                    last_sent: Some(now),
+                },
+            );
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, mut shutdown: Shutdown) {
         loop {
             let next = self
@@ -702,7 +734,22 @@ impl Dispatcher {
         if send_base || send_every {
             g.last_sent = Some(now);
         }
-        g.notified = firing.iter().map(|a| a.fingerprint.clone()).collect();
+        let notified: std::collections::HashSet<String> =
+            firing.iter().map(|a| a.fingerprint.clone()).collect();
+        if notified != g.notified {
+            let stored = StoredGroup {
+                key: key.to_string(),
+                route: g.route,
+                receiver: g.receiver.clone(),
+                labels: g.labels.clone(),
+                alerts: firing.clone(),
+            };
+            if let Err(e) = self.notifier.inner.outbox.save_group(stored).await {
+                tracing::error!(error = %e, "cannot store notification group state");
+            }
+        }
+        let g = self.groups.get_mut(key).expect("group");
+        g.notified = notified;
         g.alerts.retain(|_, a| a.state != AlertState::Resolved);
         if g.alerts.is_empty() {
             self.groups.remove(key);

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::Notification;
+use super::{AlertEvent, Notification};
 use crate::store::unix_now;
 
 /// Schema version of the `notify_*` tables.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Why the outbox could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +310,75 @@ impl Outbox {
     }
 }
 
+/// A group's notified alerts as stored.
+#[derive(Debug, Clone)]
+pub struct StoredGroup {
+    pub key: String,
+    pub route: usize,
+    pub receiver: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub alerts: Vec<AlertEvent>,
+}
+
+impl Outbox {
+    /// Replaces a group's notified alerts; an empty list forgets the group.
+    pub async fn save_group(&self, g: StoredGroup) -> Result<(), OutboxError> {
+        self.with(move |c| {
+            if g.alerts.is_empty() {
+                c.execute("DELETE FROM notify_groups WHERE group_key = ?1", [&g.key])?;
+            } else {
+                c.execute(
+                    "INSERT INTO notify_groups (group_key, route, receiver, labels, alerts, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(group_key) DO UPDATE SET route = ?2, receiver = ?3,
+                       labels = ?4, alerts = ?5, updated_at = ?6",
+                    params![
+                        g.key,
+                        g.route as i64,
+                        g.receiver,
+                        serde_json::to_string(&g.labels)?,
+                        serde_json::to_string(&g.alerts)?,
+                        unix_now()
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every stored group.
+    pub async fn groups(&self) -> Result<Vec<StoredGroup>, OutboxError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT group_key, route, receiver, labels, alerts FROM notify_groups",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, route, receiver, labels, alerts) = row?;
+                out.push(StoredGroup {
+                    key,
+                    route: route as usize,
+                    receiver,
+                    labels: serde_json::from_str(&labels)?,
+                    alerts: serde_json::from_str(&alerts)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
     c.execute_batch("CREATE TABLE IF NOT EXISTS notify_schema (version INTEGER NOT NULL);")?;
     let v: Option<i64> = c
@@ -344,7 +413,25 @@ fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
              COMMIT;",
         )?;
     }
-    debug_assert_eq!(SCHEMA_VERSION, 1);
+    if v.unwrap_or(0) < 2 {
+        // v2: which alerts each group last notified as firing, so a resolve after a
+        // restart still reaches the receivers that heard the alert fire.
+        c.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS notify_groups (
+               group_key TEXT PRIMARY KEY,
+               route INTEGER NOT NULL,
+               receiver TEXT NOT NULL,
+               labels TEXT NOT NULL,
+               alerts TEXT NOT NULL,
+               updated_at REAL NOT NULL
+             );
+             DELETE FROM notify_schema;
+             INSERT INTO notify_schema (version) VALUES (2);
+             COMMIT;",
+        )?;
+    }
+    debug_assert_eq!(SCHEMA_VERSION, 2);
     Ok(())
 }
 

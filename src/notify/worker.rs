@@ -40,16 +40,24 @@ pub async fn run(
     wake: Arc<Notify>,
     mut shutdown: Shutdown,
 ) {
-    let busy: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    // Lanes with a send in flight. A finished send hands its lane back through
+    // `finished`, and the lane is freed only before the next outbox read: a read taken
+    // while the send was still recording its result would otherwise see the row as
+    // pending and send it twice.
+    let mut busy: HashSet<(String, String)> = HashSet::new();
+    let finished: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let mut next_allowed: HashMap<String, Instant> = HashMap::new();
     loop {
+        for lane in std::mem::take(&mut *finished.lock().expect("finished")) {
+            busy.remove(&lane);
+        }
         let mut sleep_for = POLL;
         match outbox.heads().await {
             Ok(heads) => {
                 let now = unix_now();
                 for h in heads {
                     let lane = (h.receiver.clone(), h.integration.clone());
-                    if busy.lock().expect("busy").contains(&lane) {
+                    if busy.contains(&lane) {
                         continue;
                     }
                     if h.next_attempt_at > now {
@@ -72,18 +80,18 @@ pub async fn run(
                         next_allowed
                             .insert(h.receiver.clone(), t + Duration::from_secs_f64(1.0 / rate));
                     }
-                    busy.lock().expect("busy").insert(lane.clone());
-                    let (outbox, receivers, metrics, delivery, wake, busy) = (
+                    busy.insert(lane.clone());
+                    let (outbox, receivers, metrics, delivery, wake, finished) = (
                         outbox.clone(),
                         Arc::clone(&receivers),
                         metrics.clone(),
                         delivery.clone(),
                         Arc::clone(&wake),
-                        Arc::clone(&busy),
+                        Arc::clone(&finished),
                     );
                     tokio::spawn(async move {
                         deliver(&outbox, &receivers, &metrics, &delivery, h).await;
-                        busy.lock().expect("busy").remove(&lane);
+                        finished.lock().expect("finished").push(lane);
                         wake.notify_one();
                     });
                 }
