@@ -38,6 +38,10 @@ use Kind::{Counter, Gauge};
 pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("The exporter itself", SELF),
     ("Hardware", HARDWARE),
+    (
+        "Apple Silicon (macOS and replay)",
+        crate::collect::hardware::apple::METRICS,
+    ),
     ("Notifications", crate::notify::METRICS),
 ];
 
@@ -151,7 +155,7 @@ const HARDWARE: &[MetricDef] = &[
         "m4watch_memory_bytes",
         Gauge,
         &["state"],
-        "Memory by state (used, available, free, cached, swap_used, swap_total), in bytes.",
+        "Memory by state (used, available, free, cached, wired, compressed, swap_used, swap_total), in bytes.",
     ),
     def(
         "m4watch_memory_pressure_ratio",
@@ -176,7 +180,7 @@ const HARDWARE: &[MetricDef] = &[
         "m4watch_power_watts",
         Gauge,
         &["rail"],
-        "Power drawn by a rail over the last collection interval, in watts.",
+        "Power drawn by a rail over the last collection interval, in watts (macOS rails: cpu, gpu, ane, dram, system).",
     ),
     def(
         "m4watch_energy_joules_total",

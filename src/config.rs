@@ -176,6 +176,9 @@ pub enum HardwareSource {
     Auto,
     Linux,
     Macos,
+    /// Plays back a recording (`hardware.replay_file`): `macmon pipe` JSON lines or
+    /// m4watch's own `dump-raw` format.
+    Replay,
 }
 
 /// A forced P/E core assignment.
@@ -200,12 +203,38 @@ pub struct HardwareConfig {
     pub interval: Dur,
     pub timeout: Dur,
     /// procfs root, so tests can point the collector at a fixture tree.
+    #[serde(default = "default_procfs")]
     pub procfs: PathBuf,
     /// sysfs root, likewise.
+    #[serde(default = "default_sysfs")]
     pub sysfs: PathBuf,
     /// Forces the P/E assignment instead of detecting it.
     #[serde(default)]
     pub topology: Option<TopologyOverride>,
+    /// The recording `source: replay` plays, one sample per interval.
+    #[serde(default)]
+    pub replay_file: Option<PathBuf>,
+    /// Start the recording again at its end (true) or stop publishing (false).
+    #[serde(default = "yes")]
+    pub replay_loop: bool,
+    /// Neural Engine power taken as 100% for `m4watch_ane_utilization_estimate_ratio`;
+    /// no public API measures ANE utilisation, so the estimate is power / this.
+    #[serde(default = "default_ane_max_watts")]
+    pub ane_max_watts: f64,
+}
+
+fn default_procfs() -> PathBuf {
+    "/proc".into()
+}
+
+fn default_sysfs() -> PathBuf {
+    "/sys".into()
+}
+
+/// exelban/stats uses 6 W as the M4 Max Neural Engine maximum (asitop guesses 8 W for
+/// older chips); it is a guess either way, hence configurable.
+fn default_ane_max_watts() -> f64 {
+    6.0
 }
 
 impl Default for HardwareConfig {
@@ -215,9 +244,12 @@ impl Default for HardwareConfig {
             source: HardwareSource::Auto,
             interval: Dur(Duration::from_secs(1)),
             timeout: Dur(Duration::from_millis(800)),
-            procfs: "/proc".into(),
-            sysfs: "/sys".into(),
+            procfs: default_procfs(),
+            sysfs: default_sysfs(),
             topology: None,
+            replay_file: None,
+            replay_loop: true,
+            ane_max_watts: default_ane_max_watts(),
         }
     }
 }
@@ -321,6 +353,10 @@ impl Config {
             .resolve(base, env)
             .map_err(|(p, r)| invalid(&p, r))?;
         config.validate().map_err(|(p, r)| invalid(&p, r))?;
+        if let Some(f) = &config.hardware.replay_file {
+            // Relative to the config file, like the `*_file` secrets.
+            config.hardware.replay_file = Some(base.join(f));
+        }
         Ok(config)
     }
 
@@ -341,6 +377,19 @@ impl Config {
         positive(self.process.interval, "process.interval")?;
         if let Some(t) = &self.hardware.topology {
             t.cpu_sets()?;
+        }
+        if self.hardware.source == HardwareSource::Replay && self.hardware.replay_file.is_none() {
+            return err(
+                "hardware.replay_file",
+                "source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+                    .into(),
+            );
+        }
+        if !(self.hardware.ane_max_watts > 0.0 && self.hardware.ane_max_watts.is_finite()) {
+            return err(
+                "hardware.ane_max_watts",
+                "must be a number of watts greater than 0".into(),
+            );
         }
         #[cfg(not(target_os = "macos"))]
         if self.hardware.source == HardwareSource::Macos {
@@ -501,7 +550,7 @@ mod tests {
     fn error_unknown_key() {
         assert_eq!(
             error_of("unknown_key"),
-            "testdata/config/unknown_key.yml:4:3: hardware.intervall: unknown field `intervall`, expected one of `enabled`, `source`, `interval`, `timeout`, `procfs`, `sysfs`, `topology`"
+            "testdata/config/unknown_key.yml:4:3: hardware.intervall: unknown field `intervall`, expected one of `enabled`, `source`, `interval`, `timeout`, `procfs`, `sysfs`, `topology`, `replay_file`, `replay_loop`, `ane_max_watts`"
         );
     }
 
@@ -575,6 +624,22 @@ mod tests {
         assert!(
             msg.starts_with("testdata/config/missing_token_file.yml: api.token_file: cannot read testdata/config/./no-such-token: "),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_replay_without_file() {
+        assert_eq!(
+            error_of("replay_without_file"),
+            "testdata/config/replay_without_file.yml: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+        );
+    }
+
+    #[test]
+    fn error_ane_max_watts() {
+        assert_eq!(
+            error_of("ane_max_watts_zero"),
+            "testdata/config/ane_max_watts_zero.yml: hardware.ane_max_watts: must be a number of watts greater than 0"
         );
     }
 

@@ -10,11 +10,15 @@
 //!   Alertmanager through a durable SQLite outbox.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
+//! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
+//! - [`launchd`]: the macOS launchd agent (`install-launchd`).
 
 pub mod api;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod demo;
+pub mod launchd;
 pub mod notify;
 pub mod shutdown;
 pub mod store;

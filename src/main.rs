@@ -19,13 +19,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// HTTP listen address (overrides the config).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Data directory (overrides the config).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Log format (overrides the config).
-    #[arg(long, value_enum)]
+    #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
     /// Print the embedded default config and exit.
     #[arg(long, hide = true)]
@@ -50,6 +50,26 @@ enum Command {
     PrintDefaultConfig,
     /// Print the metrics reference (Markdown), as the README embeds it.
     MetricsReference,
+    /// Run on a synthetic M4 Max recording plus a StatsD load generator (any OS), with
+    /// a fresh data directory unless --data-dir is given.
+    Demo,
+    /// macOS: write raw hardware readings as JSON lines (the replay format) for fixtures.
+    DumpRaw {
+        /// Number of samples after the header.
+        #[arg(long, default_value_t = 5)]
+        samples: u32,
+        /// Time between samples.
+        #[arg(long, default_value = "1s", value_parser = config::parse_duration)]
+        interval: std::time::Duration,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// macOS: install and start the launchd agent (~/Library/LaunchAgents) running
+    /// this binary with --config, if given.
+    InstallLaunchd,
+    /// macOS: stop and remove the launchd agent.
+    UninstallLaunchd,
 }
 
 fn main() -> ExitCode {
@@ -77,14 +97,70 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None | Some(Command::Run) => run(cli),
+        Some(Command::DumpRaw {
+            samples,
+            interval,
+            ref output,
+        }) => dump_raw(samples, interval, output.as_deref()),
+        Some(Command::InstallLaunchd) => match m4watch::launchd::install(cli.config.as_deref()) {
+            Ok(p) => {
+                println!("installed and started {}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("m4watch: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::UninstallLaunchd) => match m4watch::launchd::uninstall() {
+            Ok(p) => {
+                println!("stopped and removed {}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("m4watch: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Demo) => run(cli, true),
+        None | Some(Command::Run) => run(cli, false),
     }
 }
 
-fn run(cli: Cli) -> ExitCode {
-    let loaded = match &cli.config {
-        Some(path) => Config::load(path, &config::process_env),
-        None => Config::embedded_default(&config::process_env),
+fn dump_raw(
+    samples: u32,
+    interval: std::time::Duration,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    let mut out: Box<dyn std::io::Write> = match output {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("m4watch: {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    match m4watch::collect::hardware::dump_raw(samples, interval, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("m4watch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, demo: bool) -> ExitCode {
+    let (loaded, text) = match &cli.config {
+        Some(path) => (
+            Config::load(path, &config::process_env),
+            std::fs::read_to_string(path).unwrap_or_default(),
+        ),
+        None => (
+            Config::embedded_default(&config::process_env),
+            config::DEFAULT_YAML.to_string(),
+        ),
     };
     let mut config = match loaded {
         Ok(c) => c,
@@ -96,6 +172,7 @@ fn run(cli: Cli) -> ExitCode {
     if let Some(l) = cli.listen {
         config.listen = l;
     }
+    let fresh_data_dir = cli.data_dir.is_none();
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
     }
@@ -106,6 +183,23 @@ fn run(cli: Cli) -> ExitCode {
         };
     }
     init_logging(config.log_format);
+    let statsd = demo.then(|| m4watch::demo::statsd_target(&text));
+    if demo {
+        if fresh_data_dir {
+            config.data_dir =
+                std::env::temp_dir().join(format!("m4watch-demo-{}", std::process::id()));
+        }
+        if let Err(e) = m4watch::demo::prepare(&mut config) {
+            eprintln!("m4watch: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "m4watch demo: replaying a SYNTHETIC M4 Max recording (12 P + 4 E cores) and sending StatsD load to {}\n  metrics: http://{}/metrics\n  data dir: {}",
+            statsd.expect("demo has a target"),
+            config.listen,
+            config.data_dir.display()
+        );
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -127,6 +221,14 @@ fn run(cli: Cli) -> ExitCode {
             tracing::info!("shutting down");
             trigger.fire();
         });
+        if let Some(target) = statsd {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = m4watch::demo::statsd_load(target, stop).await {
+                    tracing::warn!(error = %e, "demo StatsD load generator stopped");
+                }
+            });
+        }
         match m4watch::run(config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -139,8 +139,18 @@ fn dashboards_are_generated_from_the_panel_lists() {
 }
 
 /// Config for a daemon that exports every family the dashboards use.
+/// The hardware families come from the shipped synthetic M4 Max recording (replay), the
+/// only source on Linux that publishes the GPU, ANE, fan and frequency series.
 fn stack_config() -> m4watch::config::Config {
-    common::fixture_config("intel-hybrid", "")
+    common::config(&format!(
+        "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// Every hardware family is there once utilisation is (it needs a second reading).
+fn hardware_ready(text: &str) -> bool {
+    text.contains("m4watch_cpu_utilization_ratio")
 }
 
 /// Family names in an exposition, with a histogram's `_bucket`/`_sum`/`_count` series.
@@ -164,9 +174,7 @@ fn exported_names(text: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn panels_use_only_metric_names_a_live_m4watch_exports() {
     let d = Daemon::start(stack_config()).await;
-    let text = d
-        .scrape_until(10, |t| t.contains("m4watch_power_watts"))
-        .await;
+    let text = d.scrape_until(10, hardware_ready).await;
     let exported = exported_names(&text);
     let mut missing = Vec::new();
     for q in panel_queries() {
@@ -263,8 +271,7 @@ async fn every_panel_returns_data_from_a_real_prometheus_scraping_m4watch() {
     let mut config = stack_config();
     config.api.token = Some(m4watch::config::Secret::new("stack-test-token"));
     let d = Daemon::start(config).await;
-    d.scrape_until(10, |t| t.contains("m4watch_power_watts"))
-        .await;
+    d.scrape_until(10, hardware_ready).await;
 
     let dir = tempfile::tempdir().unwrap();
     let prom = format!("127.0.0.1:{}", free_port());

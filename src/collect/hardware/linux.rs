@@ -54,6 +54,7 @@ impl LinuxSource {
             sensors,
             thermal_pressure: None,
             energy: read_rapl(&self.sysfs),
+            ..Default::default()
         })
     }
 
@@ -186,6 +187,7 @@ pub fn parse_meminfo(text: &str) -> Memory {
             .zip(get("SwapFree"))
             .map(|(t, f)| t.saturating_sub(f)),
         swap_total,
+        ..Default::default()
     }
 }
 

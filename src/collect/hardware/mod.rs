@@ -1,11 +1,16 @@
 //! Hardware readings: platform-free sample types, P/E topology, and the arithmetic that
 //! turns raw readings into metric families.
 //!
-//! A platform source ([`linux`], later macOS and replay) only *reads*: it returns a
+//! A platform source ([`linux`], [`macos`], [`replay`]) only *reads*: it returns a
 //! [`Reading`]. Everything computed from readings (tick deltas, utilisation, watts from
-//! energy counters, thermal state from trip points) lives here and is tested on fixtures.
+//! energy counters, thermal state from trip points) lives here and in [`apple`], and is
+//! tested on fixtures.
 
+pub mod apple;
 pub mod linux;
+#[cfg(target_os = "macos")]
+pub mod macos;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -219,8 +224,59 @@ pub struct Memory {
     pub available: Option<u64>,
     pub free: Option<u64>,
     pub cached: Option<u64>,
+    /// Pages the kernel pinned (macOS).
+    pub wired: Option<u64>,
+    /// RAM the memory compressor occupies (macOS).
+    pub compressed: Option<u64>,
     pub swap_used: Option<u64>,
     pub swap_total: Option<u64>,
+}
+
+/// macOS memory pressure (`kern.memorystatus_vm_pressure_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryPressureLevel {
+    Normal,
+    Warn,
+    Critical,
+}
+
+impl MemoryPressureLevel {
+    pub const ALL: [MemoryPressureLevel; 3] = [
+        MemoryPressureLevel::Normal,
+        MemoryPressureLevel::Warn,
+        MemoryPressureLevel::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryPressureLevel::Normal => "normal",
+            MemoryPressureLevel::Warn => "warn",
+            MemoryPressureLevel::Critical => "critical",
+        }
+    }
+}
+
+/// GPU readings; a field the platform cannot read is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Gpu {
+    /// Busy share 0..1.
+    pub utilization: Option<f64>,
+    pub memory_used_bytes: Option<f64>,
+    pub frequency_hz: Option<f64>,
+}
+
+/// A fan and its speed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fan {
+    pub name: String,
+    pub rpm: f64,
+}
+
+/// The chip, for `m4watch_chip_info`; core counts come from the topology.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChipInfo {
+    pub chip: String,
+    pub gpu_cores: Option<u32>,
 }
 
 /// Share of time tasks stalled on memory, 0..1, over 10 s and 60 s.
@@ -315,6 +371,19 @@ pub struct Reading {
     /// Pressure the platform reports directly (macOS); otherwise derived from sensors.
     pub thermal_pressure: Option<ThermalPressure>,
     pub energy: Vec<EnergyCounter>,
+    /// Watts the platform measured over its own window, per rail; such a rail's
+    /// `m4watch_power_watts` comes from here rather than from energy deltas.
+    pub power_watts: BTreeMap<String, f64>,
+    pub gpu: Option<Gpu>,
+    /// Average frequency while active, per CPU, in hertz.
+    pub cpu_frequency_hz: BTreeMap<u32, f64>,
+    /// Per cluster (topology cluster names), in hertz.
+    pub cluster_frequency_hz: BTreeMap<String, f64>,
+    /// Share of the window each CPU spent in an active frequency state, 0..1.
+    pub cpu_active: BTreeMap<u32, f64>,
+    pub fans: Vec<Fan>,
+    pub chip: Option<ChipInfo>,
+    pub memory_pressure_level: Option<MemoryPressureLevel>,
 }
 
 struct RailState {
@@ -328,6 +397,7 @@ pub struct Deriver {
     prev_cpu: Option<(BTreeMap<u32, CpuTimes>, Instant)>,
     rails: BTreeMap<String, RailState>,
     prev_energy_at: Option<Instant>,
+    ane_max_watts: f64,
 }
 
 impl Deriver {
@@ -337,7 +407,13 @@ impl Deriver {
             prev_cpu: None,
             rails: BTreeMap::new(),
             prev_energy_at: None,
+            ane_max_watts: 6.0,
         }
+    }
+
+    /// Neural Engine watts taken as 100% by the utilisation estimate.
+    pub fn set_ane_max_watts(&mut self, w: f64) {
+        self.ane_max_watts = w;
     }
 
     pub fn topology(&self) -> &Topology {
@@ -352,7 +428,81 @@ impl Deriver {
         memory_families(r, &mut out);
         thermal_families(r, &mut out);
         self.power_families(r, at, &mut out);
+        self.apple_families(r, &mut out);
         out
+    }
+
+    /// Series only Apple Silicon sources (live or replayed) fill.
+    fn apple_families(&self, r: &Reading, out: &mut Vec<Family>) {
+        let mut gpu_util = Family::new("m4watch_gpu_utilization_ratio");
+        let mut gpu_mem = Family::new("m4watch_gpu_memory_used_bytes");
+        let mut gpu_freq = Family::new("m4watch_gpu_frequency_hertz");
+        if let Some(g) = &r.gpu {
+            if let Some(v) = g.utilization {
+                gpu_util.push_value(v);
+            }
+            if let Some(v) = g.memory_used_bytes {
+                gpu_mem.push_value(v);
+            }
+            if let Some(v) = g.frequency_hz {
+                gpu_freq.push_value(v);
+            }
+        }
+        let mut freq = Family::new("m4watch_cpu_frequency_hertz");
+        for (&cpu, &hz) in &r.cpu_frequency_hz {
+            let t = self.topology.core_type(cpu).as_str();
+            freq.push([("cpu", cpu.to_string().as_str()), ("type", t)], hz);
+        }
+        for (cl, &hz) in &r.cluster_frequency_hz {
+            let t = self
+                .topology
+                .cpus
+                .values()
+                .find(|d| &d.cluster == cl)
+                .map_or(CoreType::Performance, |d| d.core_type);
+            freq.push([("cluster", cl.as_str()), ("type", t.as_str())], hz);
+        }
+        let mut active = Family::new("m4watch_cpu_active_ratio");
+        for (&cpu, &v) in &r.cpu_active {
+            let t = self.topology.core_type(cpu).as_str();
+            active.push([("cpu", cpu.to_string().as_str()), ("type", t)], v);
+        }
+        let mut ane = Family::new("m4watch_ane_power_watts");
+        let mut ane_est = Family::new("m4watch_ane_utilization_estimate_ratio");
+        if let Some(&w) = r.power_watts.get("ane") {
+            ane.push_value(w);
+            if let Some(e) = apple::ane_estimate(w, self.ane_max_watts) {
+                ane_est.push_value(e);
+            }
+        }
+        let mut fans = Family::new("m4watch_fan_speed_rpm");
+        for f in &r.fans {
+            fans.push([("fan", f.name.as_str())], f.rpm);
+        }
+        let mut chip = Family::new("m4watch_chip_info");
+        if let Some(c) = &r.chip {
+            let p = self.topology.count(CoreType::Performance).to_string();
+            let e = self.topology.count(CoreType::Efficiency).to_string();
+            let g = c.gpu_cores.map(|g| g.to_string()).unwrap_or_default();
+            chip.push(
+                [
+                    ("chip", c.chip.as_str()),
+                    ("performance_cores", p.as_str()),
+                    ("efficiency_cores", e.as_str()),
+                    ("gpu_cores", g.as_str()),
+                ],
+                1.0,
+            );
+        }
+        let mut level = Family::new("m4watch_memory_pressure_level");
+        if let Some(l) = r.memory_pressure_level {
+            for s in MemoryPressureLevel::ALL {
+                level.push([("level", s.as_str())], if s == l { 1.0 } else { 0.0 });
+            }
+        }
+        out.extend([
+            gpu_util, gpu_mem, gpu_freq, freq, active, ane, ane_est, fans, chip, level,
+        ]);
     }
 
     fn cpu_families(&mut self, r: &Reading, at: Instant, out: &mut Vec<Family>) {
@@ -440,7 +590,9 @@ impl Deriver {
                     }
                     s.total += delta;
                     s.raw = c.joules;
-                    if let Some(dt) = elapsed.filter(|&d| d > 0.0) {
+                    if r.power_watts.contains_key(&c.rail) {
+                        // Measured by the platform over its own window: pushed below.
+                    } else if let Some(dt) = elapsed.filter(|&d| d > 0.0) {
                         watts.push([("rail", c.rail.as_str())], delta / dt);
                     }
                     joules.push([("rail", c.rail.as_str())], s.total);
@@ -460,6 +612,9 @@ impl Deriver {
         if !r.energy.is_empty() {
             self.prev_energy_at = Some(at);
         }
+        for (rail, &w) in &r.power_watts {
+            watts.push([("rail", rail.as_str())], w);
+        }
         out.extend([watts, joules]);
     }
 }
@@ -477,6 +632,8 @@ fn memory_families(r: &Reading, out: &mut Vec<Family>) {
             ("available", m.available),
             ("free", m.free),
             ("cached", m.cached),
+            ("wired", m.wired),
+            ("compressed", m.compressed),
             ("swap_used", m.swap_used),
             ("swap_total", m.swap_total),
         ] {
@@ -534,10 +691,37 @@ impl HardwareCollector {
         }
     }
 
-    /// The native source for this platform, as configured.
+    /// The configured source: native for this platform, or a replayed recording.
     pub fn from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
+        let mut c = Self::source_from_config(cfg)?;
+        c.deriver.set_ane_max_watts(cfg.ane_max_watts);
+        Ok(c)
+    }
+
+    fn source_from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
         use crate::config::HardwareSource;
         match cfg.source {
+            HardwareSource::Replay => {
+                let path = cfg
+                    .replay_file
+                    .as_deref()
+                    .ok_or("hardware.replay_file is not set")?;
+                let mut src = replay::ReplaySource::open(path, cfg.replay_loop)?;
+                let topology = apple_topology(src.machine(), src.cpu_count(), cfg);
+                src.set_topology(topology.clone());
+                Ok(HardwareCollector::new(Box::new(src), topology))
+            }
+            #[cfg(target_os = "macos")]
+            HardwareSource::Auto | HardwareSource::Macos => {
+                let mut src =
+                    macos::MacSource::new(cfg.interval.get()).map_err(|e| e.to_string())?;
+                let topology = apple_topology(src.machine(), src.cpu_count(), cfg);
+                src.set_topology(topology.clone());
+                Ok(HardwareCollector::new(Box::new(src), topology))
+            }
+            #[cfg(target_os = "macos")]
+            HardwareSource::Linux => Err("the linux hardware source only runs on Linux".into()),
+            #[cfg(not(target_os = "macos"))]
             HardwareSource::Auto | HardwareSource::Linux => {
                 let src = linux::LinuxSource::new(&cfg.procfs, &cfg.sysfs);
                 let topology = detect_topology(&src.topology_inputs(), cfg.topology.as_ref());
@@ -549,6 +733,7 @@ impl HardwareCollector {
                 );
                 Ok(HardwareCollector::new(Box::new(src), topology))
             }
+            #[cfg(not(target_os = "macos"))]
             HardwareSource::Macos => Err("the macos hardware source is not built in".into()),
         }
     }
@@ -556,6 +741,55 @@ impl HardwareCollector {
     pub fn topology(&self) -> &Topology {
         self.deriver.topology()
     }
+}
+
+/// `m4watch dump-raw`: a header and `samples` raw readings of this Mac as JSON lines,
+/// the format the replay source plays.
+pub fn dump_raw(
+    samples: u32,
+    interval: std::time::Duration,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    #[cfg(target_os = "macos")]
+    {
+        macos::dump_raw(samples, interval, out)
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        let _ = (samples, interval, out);
+        Err(format!(
+            "dump-raw reads the Mac's hardware (IOReport, SMC, host_processor_info) and only runs on macOS; this system is {}. Here, play a recording with hardware.source: replay, or run `m4watch demo`",
+            std::env::consts::OS
+        ))
+    }
+}
+
+/// Topology of an Apple machine: a configured override wins, then the machine's own
+/// description ([`apple::build_topology`]).
+fn apple_topology(
+    machine: &apple::MachineInfo,
+    ncpu: u32,
+    cfg: &crate::config::HardwareConfig,
+) -> Topology {
+    let inputs = TopologyInputs {
+        cpus: (0..ncpu).collect(),
+        ..Default::default()
+    };
+    let topology = match &cfg.topology {
+        Some(forced) => detect_topology(&inputs, Some(forced)),
+        None => apple::build_topology(machine, ncpu).unwrap_or_else(|e| {
+            // A macOS VM or an unknown chip: keep running, every CPU a P-core, and say why.
+            tracing::warn!(error = %e, "cannot tell performance from efficiency cores");
+            detect_topology(&inputs, None)
+        }),
+    };
+    tracing::info!(
+        method = topology.method,
+        performance = topology.count(CoreType::Performance),
+        efficiency = topology.count(CoreType::Efficiency),
+        "cpu topology"
+    );
+    topology
 }
 
 impl crate::collect::BlockingCollector for HardwareCollector {
@@ -773,6 +1007,73 @@ mod tests {
         let third = d.families(&r, t0 + Duration::from_secs(4));
         let joules = family(&third, "m4watch_energy_joules_total");
         assert_eq!(joules.samples[0].value, 30.0 + (262_143.0 - 130.0) + 10.0);
+    }
+
+    #[test]
+    fn apple_readings_give_their_families() {
+        let mut i = inputs(2);
+        i.capacity = [(0, 512), (1, 1024)].into();
+        let mut d = Deriver::new(detect_topology(&i, None));
+        d.set_ane_max_watts(4.0);
+        let t0 = Instant::now();
+        let mut r = Reading {
+            power_watts: [("ane".to_string(), 3.0), ("cpu".to_string(), 20.0)].into(),
+            cpu_frequency_hz: [(1, 4.0e9)].into(),
+            cluster_frequency_hz: [("E".to_string(), 1.0e9)].into(),
+            memory_pressure_level: Some(MemoryPressureLevel::Warn),
+            chip: Some(ChipInfo {
+                chip: "Apple M4 Max".into(),
+                gpu_cores: None,
+            }),
+            ..Default::default()
+        };
+        r.energy.push(EnergyCounter {
+            rail: "cpu".into(),
+            joules: 100.0,
+            wraps_at: None,
+        });
+        d.families(&r, t0);
+        r.energy[0].joules = 110.0;
+        // Ten seconds of wall clock, but the platform measured 20 W over its own window:
+        // the measured watts win over the energy delta (1 W).
+        let f = d.families(&r, t0 + Duration::from_secs(10));
+        let watts = family(&f, "m4watch_power_watts");
+        assert_eq!(watts.samples.len(), 2);
+        assert!(
+            watts
+                .samples
+                .iter()
+                .any(|s| s.labels[0].1 == "cpu" && s.value == 20.0)
+        );
+        assert_eq!(
+            family(&f, "m4watch_energy_joules_total").samples[0].value,
+            10.0
+        );
+        assert_eq!(
+            family(&f, "m4watch_ane_utilization_estimate_ratio").samples[0].value,
+            0.75
+        );
+        let freq = family(&f, "m4watch_cpu_frequency_hertz");
+        assert_eq!(
+            freq.samples[0].labels,
+            vec![
+                ("cpu".to_string(), "1".to_string()),
+                ("type".to_string(), "performance".to_string())
+            ]
+        );
+        assert_eq!(freq.samples[1].labels[0], ("cluster".into(), "E".into()));
+        let level = family(&f, "m4watch_memory_pressure_level");
+        assert_eq!(
+            level.samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![0.0, 1.0, 0.0]
+        );
+        let chip = &family(&f, "m4watch_chip_info").samples[0];
+        assert_eq!(chip.labels[1], ("performance_cores".into(), "1".into()));
+        assert!(
+            family(&f, "m4watch_gpu_utilization_ratio")
+                .samples
+                .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,570 @@
+//! The native macOS source: thin FFI that returns plain data ([`RawSample`],
+//! [`MachineInfo`]); every formula lives in [`super::apple`], tested on Linux.
+//!
+//! NOTE: this file is compiled only for macOS. The project's build machines are Linux,
+//! where these crates do not build, so it was written against the crates' published
+//! signatures and has been compiled only by the `macos-14` CI job, if at all; see
+//! docs/macos.md for what to verify on the Mac.
+//!
+//! Sources, all without sudo:
+//! - IOReport and SMC (power per rail, residency, frequencies, temperatures, fans) via
+//!   the `macmon` library, on its own thread because each sample blocks for a window;
+//! - `host_processor_info` ticks (libc + mach2);
+//! - `hw.perflevel*` sysctls and the IORegistry `cpuN` `cluster-type` for P/E;
+//! - IOAccelerator `PerformanceStatistics` (io-kit-sys + core-foundation), else
+//!   `ioreg -a`;
+//! - `notify_get_state("com.apple.system.thermalpressurelevel")`;
+//! - `host_statistics64` with an oversized buffer, else `vm_stat`; `vm.swapusage`;
+//!   `kern.memorystatus_vm_pressure_level`.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use core_foundation::base::{CFType, TCFType};
+use core_foundation::data::CFData;
+use core_foundation::dictionary::CFDictionary;
+use core_foundation::number::CFNumber;
+use core_foundation::string::CFString;
+use io_kit_sys::types::{io_iterator_t, io_registry_entry_t};
+use io_kit_sys::{
+    IOIteratorNext, IOObjectRelease, IORegistryEntryCreateCFProperty, IORegistryEntryGetName,
+    IOServiceGetMatchingServices, IOServiceMatching,
+};
+
+use super::apple::{
+    self, AppleState, CoreSample, CpuNode, DUMP_FORMAT, DUMP_VERSION, DumpHeader, FanSample,
+    MachineInfo, PerfLevel, RawSample, Swap, TierSample, VmCounters,
+};
+use super::{Reading, Source, Topology};
+
+/// The notify name of macOS thermal pressure.
+const THERMAL_NOTIFY: &std::ffi::CStr = c"com.apple.system.thermalpressurelevel";
+
+unsafe extern "C" {
+    // libSystem (notify.h); not bound by libc.
+    fn notify_register_check(name: *const c_char, out_token: *mut c_int) -> u32;
+    fn notify_get_state(token: c_int, state: *mut u64) -> u32;
+}
+
+/// Readings from macmon's sampler thread: the IOReport/SMC part of a [`RawSample`].
+type Latest = Arc<Mutex<Option<RawSample>>>;
+
+/// The live macOS source.
+pub struct MacSource {
+    machine: MachineInfo,
+    ncpu: u32,
+    host: libc::mach_port_t,
+    thermal_token: Option<c_int>,
+    latest: Latest,
+    /// The last macmon sample, reused (with no elapsed time) if none arrived since.
+    last_macmon: RawSample,
+    state: AppleState,
+    topology: Topology,
+}
+
+impl MacSource {
+    /// Reads the machine's static description and starts macmon's sampler, which
+    /// measures windows of `interval`.
+    pub fn new(interval: Duration) -> std::io::Result<Self> {
+        // SAFETY: no preconditions; the port is kept for the source's lifetime.
+        let host = unsafe { mach2::mach_init::mach_host_self() };
+        let ncpu = sysctl_int("hw.logicalcpu")
+            .or_else(|| sysctl_int("hw.ncpu"))
+            .ok_or_else(|| std::io::Error::other("sysctl hw.logicalcpu is unreadable"))?
+            as u32;
+        let machine = machine_info();
+        let mut token: c_int = 0;
+        // SAFETY: a valid C string and out-pointer.
+        let thermal_token = (unsafe { notify_register_check(THERMAL_NOTIFY.as_ptr(), &mut token) }
+            == 0)
+            .then_some(token);
+        if thermal_token.is_none() {
+            tracing::warn!("notify_register_check failed: no thermal pressure");
+        }
+        let latest: Latest = Arc::new(Mutex::new(None));
+        spawn_macmon(Arc::clone(&latest), interval);
+        Ok(MacSource {
+            machine,
+            ncpu,
+            host,
+            thermal_token,
+            latest,
+            last_macmon: RawSample::default(),
+            state: AppleState::default(),
+            topology: Topology::default(),
+        })
+    }
+
+    pub fn machine(&self) -> &MachineInfo {
+        &self.machine
+    }
+
+    pub fn cpu_count(&self) -> u32 {
+        self.ncpu
+    }
+
+    pub fn set_topology(&mut self, t: Topology) {
+        self.topology = t;
+    }
+
+    /// One raw sample: macmon's latest window plus this moment's counters.
+    pub fn raw_sample(&mut self) -> RawSample {
+        let fresh = self.latest.lock().ok().and_then(|mut l| l.take());
+        let mut raw = match fresh {
+            Some(s) => {
+                self.last_macmon = s.clone();
+                s
+            }
+            None => RawSample {
+                // Same watts as last time, but no new energy: nothing was measured.
+                elapsed_s: 0.0,
+                ..self.last_macmon.clone()
+            },
+        };
+        match cpu_ticks(self.host) {
+            Ok(t) => raw.ticks = t,
+            Err(e) => tracing::warn!(error = %e, "host_processor_info failed"),
+        }
+        raw.gpu_stats = accelerator()
+            .map(|(stats, _)| stats)
+            .or_else(ioreg_accelerator_stats)
+            .unwrap_or_default();
+        raw.thermal_state = self.thermal_token.and_then(|t| {
+            let mut v: u64 = 0;
+            // SAFETY: a token from notify_register_check and a valid out-pointer.
+            (unsafe { notify_get_state(t, &mut v) } == 0).then_some(v)
+        });
+        raw.vm = vm_counters(self.host).or_else(|| {
+            run("vm_stat", &[])
+                .and_then(|t| apple::parse_vm_stat(&t))
+                .map(|(_, vm)| vm)
+        });
+        raw.swap = swap_usage().or_else(|| {
+            run("sysctl", &["-n", "vm.swapusage"]).and_then(|t| apple::parse_swapusage(&t))
+        });
+        raw.memory_pressure_level =
+            sysctl_int("kern.memorystatus_vm_pressure_level").or_else(|| {
+                run("sysctl", &["-n", "kern.memorystatus_vm_pressure_level"])
+                    .and_then(|t| apple::parse_sysctl_int(&t))
+            });
+        raw
+    }
+}
+
+impl Source for MacSource {
+    fn read(&mut self) -> std::io::Result<Reading> {
+        let raw = self.raw_sample();
+        if raw.ticks.is_empty() {
+            return Err(std::io::Error::other(
+                "host_processor_info returned no CPUs",
+            ));
+        }
+        Ok(self.state.reading(&self.machine, &self.topology, &raw))
+    }
+}
+
+/// `m4watch dump-raw`: the header, then `samples` raw samples `interval` apart.
+pub fn dump_raw(
+    samples: u32,
+    interval: Duration,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    let mut src = MacSource::new(interval).map_err(|e| e.to_string())?;
+    let os = sysctl_string("kern.osproductversion").unwrap_or_default();
+    let header = DumpHeader {
+        format: DUMP_FORMAT.into(),
+        version: DUMP_VERSION,
+        synthetic: false,
+        note: Some(format!(
+            "captured by m4watch dump-raw {} on macOS {os}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        machine: src.machine.clone(),
+    };
+    let header = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    writeln!(out, "{header}").map_err(|e| e.to_string())?;
+    // The first macmon window needs one interval to fill.
+    std::thread::sleep(interval + Duration::from_millis(200));
+    for _ in 0..samples {
+        let started = Instant::now();
+        let raw = serde_json::to_string(&src.raw_sample()).map_err(|e| e.to_string())?;
+        writeln!(out, "{raw}").map_err(|e| e.to_string())?;
+        std::thread::sleep(interval.saturating_sub(started.elapsed()));
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+/// Runs macmon's sampler on its own thread: `get_metrics` blocks for the whole window.
+fn spawn_macmon(latest: Latest, interval: Duration) {
+    let ms = interval.as_millis().clamp(100, u128::from(u32::MAX)) as u32;
+    let spawned = std::thread::Builder::new()
+        .name("m4watch-macmon".into())
+        .spawn(move || {
+            let mut sampler = match macmon::Sampler::new() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "macmon unavailable: no power, frequency, temperature or fan readings");
+                    return;
+                }
+            };
+            // Stop when the source (the other Arc holder) is gone.
+            while Arc::strong_count(&latest) > 1 {
+                let started = Instant::now();
+                match sampler.get_metrics(ms) {
+                    Ok(m) => {
+                        let s = from_macmon(&m, started.elapsed().as_secs_f64());
+                        if let Ok(mut l) = latest.lock() {
+                            *l = Some(s);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "macmon sample failed");
+                        std::thread::sleep(interval);
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the macmon sampler thread");
+    }
+}
+
+/// macmon's metrics as the plain IOReport/SMC part of a [`RawSample`].
+fn from_macmon(m: &macmon::Metrics, elapsed_s: f64) -> RawSample {
+    let tiers = m
+        .cpu_tiers
+        .iter()
+        .map(|t| TierSample {
+            label: t.label.clone(),
+            freq_mhz: f64::from(t.freq_mhz),
+            active_ratio: f64::from(t.active_ratio),
+            cores: t
+                .cores
+                .iter()
+                .map(|c| CoreSample {
+                    freq_mhz: f64::from(c.freq_mhz),
+                    active_ratio: f64::from(c.active_ratio),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut power_w = BTreeMap::new();
+    for (rail, w) in [
+        ("cpu", m.cpu_power),
+        ("gpu", m.gpu_power),
+        ("ane", m.ane_power),
+        ("dram", m.ram_power),
+    ] {
+        power_w.insert(rail.to_string(), f64::from(w));
+    }
+    // macmon reports 0 when the SMC has no system power key.
+    if m.sys_power > 0.0 {
+        power_w.insert("system".to_string(), f64::from(m.sys_power));
+    }
+    let mut temps_c = BTreeMap::new();
+    if let Some(t) = m.temp.cpu_temp_avg {
+        temps_c.insert("cpu".to_string(), f64::from(t));
+    }
+    if let Some(t) = m.temp.gpu_temp_avg {
+        temps_c.insert("gpu".to_string(), f64::from(t));
+    }
+    RawSample {
+        elapsed_s,
+        tiers,
+        gpu_freq_mhz: Some(f64::from(m.gpu_freq_mhz)),
+        gpu_active_ratio: Some(f64::from(m.gpu_active_ratio)),
+        power_w,
+        temps_c,
+        fans: m
+            .fans
+            .iter()
+            .map(|f| FanSample {
+                name: f.name.clone(),
+                rpm: f64::from(f.rpm),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// What does not change while m4watch runs.
+fn machine_info() -> MachineInfo {
+    let levels = sysctl_int("hw.nperflevels").unwrap_or(0);
+    let perflevels = (0..levels)
+        .filter_map(|n| {
+            Some(PerfLevel {
+                name: sysctl_string(&format!("hw.perflevel{n}.name")),
+                logical_cpus: sysctl_int(&format!("hw.perflevel{n}.logicalcpu"))? as u32,
+            })
+        })
+        .collect();
+    // SAFETY: a plain extern static the kernel sets before main.
+    let page = unsafe { mach2::vm_page_size::vm_kernel_page_size } as u64;
+    MachineInfo {
+        chip: sysctl_string("machdep.cpu.brand_string"),
+        perflevels,
+        cpu_nodes: cpu_nodes(),
+        gpu_cores: accelerator().and_then(|(_, cores)| cores),
+        memory_bytes: sysctl_int("hw.memsize").map(|v| v as u64),
+        page_size: (page > 0).then_some(page),
+    }
+}
+
+// --- sysctl -------------------------------------------------------------------
+
+fn sysctl_raw(name: &str) -> Option<Vec<u8>> {
+    let c = CString::new(name).ok()?;
+    let mut len: libc::size_t = 0;
+    // SAFETY: a valid name; a null buffer asks for the length.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c.as_ptr(),
+            std::ptr::null_mut(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 || len == 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    // SAFETY: `buf` holds `len` bytes, and `len` says so.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c.as_ptr(),
+            buf.as_mut_ptr().cast::<c_void>(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    buf.truncate(len);
+    Some(buf)
+}
+
+fn sysctl_int(name: &str) -> Option<i64> {
+    let b = sysctl_raw(name)?;
+    match b.len() {
+        4 => Some(i64::from(i32::from_ne_bytes(b[..4].try_into().ok()?))),
+        8 => Some(i64::from_ne_bytes(b[..8].try_into().ok()?)),
+        _ => None,
+    }
+}
+
+fn sysctl_string(name: &str) -> Option<String> {
+    let b = sysctl_raw(name)?;
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let s = String::from_utf8_lossy(&b[..end]).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn swap_usage() -> Option<Swap> {
+    let b = sysctl_raw("vm.swapusage")?;
+    if b.len() < std::mem::size_of::<libc::xsw_usage>() {
+        return None;
+    }
+    // SAFETY: the buffer holds at least one xsw_usage; read_unaligned copes with Vec<u8>.
+    let x: libc::xsw_usage = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+    Some(Swap {
+        total: x.xsu_total,
+        used: x.xsu_used,
+    })
+}
+
+// --- mach -----------------------------------------------------------------------
+
+fn cpu_ticks(host: libc::mach_port_t) -> std::io::Result<Vec<[u32; 4]>> {
+    let mut ncpu: libc::natural_t = 0;
+    let mut info: libc::processor_info_array_t = std::ptr::null_mut();
+    let mut count: libc::mach_msg_type_number_t = 0;
+    // SAFETY: valid out-pointers; on success the kernel allocates `count` integer_t at
+    // `info`, which are copied and deallocated below.
+    let kr = unsafe {
+        libc::host_processor_info(
+            host,
+            libc::PROCESSOR_CPU_LOAD_INFO,
+            &mut ncpu,
+            &mut info,
+            &mut count,
+        )
+    };
+    if kr != 0 || info.is_null() {
+        return Err(std::io::Error::other(format!(
+            "host_processor_info: kern_return_t {kr}"
+        )));
+    }
+    // SAFETY: the kernel returned `count` integers at `info`.
+    let rows =
+        apple::decode_cpu_load_info(unsafe { std::slice::from_raw_parts(info, count as usize) });
+    // SAFETY: frees exactly what host_processor_info allocated; without it every sample leaks.
+    unsafe {
+        libc::vm_deallocate(
+            mach2::traps::mach_task_self(),
+            info as libc::vm_address_t,
+            count as libc::vm_size_t * std::mem::size_of::<libc::integer_t>(),
+        );
+    }
+    Ok(rows)
+}
+
+/// A zeroed buffer larger than any `vm_statistics64` yet: newer kernels refuse a
+/// count smaller than their struct ("(ipc/mig) array not large enough").
+#[repr(C, align(8))]
+struct VmBuf([libc::integer_t; 256]);
+
+fn vm_counters(host: libc::mach_port_t) -> Option<VmCounters> {
+    let mut buf = VmBuf([0; 256]);
+    let mut count = buf.0.len() as libc::mach_msg_type_number_t;
+    // SAFETY: `buf` holds `count` integer_t and is 8-aligned.
+    let kr = unsafe {
+        libc::host_statistics64(host, libc::HOST_VM_INFO64, buf.0.as_mut_ptr(), &mut count)
+    };
+    if kr != 0 {
+        tracing::debug!(kr, "host_statistics64 failed; trying vm_stat");
+        return None;
+    }
+    // SAFETY: the buffer is larger than libc's vm_statistics64; only known fields are read.
+    let v: libc::vm_statistics64 = unsafe { std::ptr::read_unaligned(buf.0.as_ptr().cast()) };
+    Some(VmCounters {
+        // vm_stat's "Pages free" excludes speculative pages, which are counted apart.
+        free: u64::from(v.free_count.saturating_sub(v.speculative_count)),
+        active: u64::from(v.active_count),
+        inactive: u64::from(v.inactive_count),
+        speculative: u64::from(v.speculative_count),
+        wired: u64::from(v.wire_count),
+        compressor: u64::from(v.compressor_page_count),
+        internal: u64::from(v.internal_page_count),
+        external: u64::from(v.external_page_count),
+        purgeable: u64::from(v.purgeable_count),
+    })
+}
+
+// --- IORegistry -------------------------------------------------------------------
+
+/// Registry entries of a class, each released after `f` saw it.
+fn for_each_service(class: &std::ffi::CStr, mut f: impl FnMut(io_registry_entry_t)) -> bool {
+    // SAFETY: a valid C string; the dictionary is consumed by the next call.
+    let matching = unsafe { IOServiceMatching(class.as_ptr()) };
+    if matching.is_null() {
+        return false;
+    }
+    let mut iter: io_iterator_t = 0;
+    // SAFETY: port 0 is the default main port; the call consumes `matching`.
+    let kr = unsafe { IOServiceGetMatchingServices(0, matching as _, &mut iter) };
+    if kr != 0 {
+        return false;
+    }
+    loop {
+        // SAFETY: a live iterator.
+        let entry = unsafe { IOIteratorNext(iter) };
+        if entry == 0 {
+            break;
+        }
+        f(entry);
+        // SAFETY: the entry came from IOIteratorNext and is released once.
+        unsafe { IOObjectRelease(entry) };
+    }
+    // SAFETY: released once.
+    unsafe { IOObjectRelease(iter) };
+    true
+}
+
+fn property(entry: io_registry_entry_t, key: &str) -> Option<CFType> {
+    let key = CFString::new(key);
+    // SAFETY: a live entry; a null allocator is the default one. The result follows
+    // the Create rule, so the wrapper owns it.
+    let r = unsafe {
+        IORegistryEntryCreateCFProperty(entry, key.as_concrete_TypeRef(), std::ptr::null(), 0)
+    };
+    (!r.is_null()).then(|| unsafe { CFType::wrap_under_create_rule(r) })
+}
+
+/// The first accelerator's integer `PerformanceStatistics` and `gpu-core-count`.
+fn accelerator() -> Option<(BTreeMap<String, i64>, Option<u32>)> {
+    let mut found = None;
+    for_each_service(c"IOAccelerator", |entry| {
+        if found.is_some() {
+            return;
+        }
+        let Some(dict) =
+            property(entry, "PerformanceStatistics").and_then(|p| p.downcast::<CFDictionary>())
+        else {
+            return;
+        };
+        let (keys, values) = dict.get_keys_and_values();
+        let mut stats = BTreeMap::new();
+        for (k, v) in keys.into_iter().zip(values) {
+            // SAFETY: the dictionary holds both for as long as `dict` lives.
+            let key = unsafe { CFType::wrap_under_get_rule(k) }.downcast::<CFString>();
+            let val = unsafe { CFType::wrap_under_get_rule(v) }.downcast::<CFNumber>();
+            if let (Some(key), Some(n)) = (key, val.and_then(|n| n.to_i64())) {
+                stats.insert(key.to_string(), n);
+            }
+        }
+        let cores = property(entry, "gpu-core-count")
+            .and_then(|p| p.downcast::<CFNumber>())
+            .and_then(|n| n.to_i64())
+            .map(|n| n as u32);
+        found = Some((stats, cores));
+    });
+    found
+}
+
+fn ioreg_accelerator_stats() -> Option<BTreeMap<String, i64>> {
+    let xml = run("ioreg", &["-a", "-r", "-d", "1", "-c", "IOAccelerator"])?;
+    apple::parse_ioreg_accelerators(xml.as_bytes())
+        .ok()?
+        .into_iter()
+        .map(|(_, s)| s)
+        .find(|s| !s.is_empty())
+}
+
+/// IORegistry `cpuN` nodes and their `cluster-type` (`E`/`P`/`M`) and
+/// `logical-cluster-id`, as exelban/stats and SiliconScope read them.
+fn cpu_nodes() -> Vec<CpuNode> {
+    let mut out = Vec::new();
+    for_each_service(c"IOPlatformDevice", |entry| {
+        let mut name = [0 as c_char; 128];
+        // SAFETY: io_name_t is 128 bytes.
+        if unsafe { IORegistryEntryGetName(entry, name.as_mut_ptr()) } != 0 {
+            return;
+        }
+        // SAFETY: the kernel NUL-terminates io_name_t.
+        let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }.to_string_lossy();
+        let Some(cpu) = name.strip_prefix("cpu").and_then(|n| n.parse::<u32>().ok()) else {
+            return;
+        };
+        let data = |key: &str| property(entry, key).and_then(|p| p.downcast::<CFData>());
+        let Some(kind) = data("cluster-type") else {
+            return;
+        };
+        let cluster_type = String::from_utf8_lossy(kind.bytes())
+            .trim_end_matches('\0')
+            .to_string();
+        let cluster_id = data("logical-cluster-id").and_then(|d| {
+            let b = d.bytes();
+            (b.len() >= 4).then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        });
+        out.push(CpuNode {
+            cpu,
+            cluster_type,
+            cluster_id,
+        });
+    });
+    out.sort_by_key(|n| n.cpu);
+    out
+}
+
+/// A text fallback's output, if the command ran and succeeded.
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

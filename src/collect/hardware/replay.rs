@@ -1,0 +1,571 @@
+//! Replay of a recording (`hardware.source: replay`): `macmon pipe` JSON lines or
+//! m4watch's own `dump-raw` format, one sample per collection, through the same
+//! arithmetic as the live macOS source, so a Linux box publishes every M4 Max series.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::apple::{
+    AppleState, CoreSample, DUMP_FORMAT, DUMP_VERSION, DumpHeader, FanSample, MachineInfo,
+    PerfLevel, RawSample, TierSample, tick_delta, tier_type,
+};
+use super::{CoreType, Memory, Reading, Source, Topology};
+
+/// A recording loaded in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    pub machine: MachineInfo,
+    pub synthetic: bool,
+    pub samples: Vec<Frame>,
+}
+
+/// One sample of a recording, ready to play.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub raw: RawSample,
+    /// Ticks each CPU advanced over this sample's window: `[user, system, idle, nice]`.
+    pub tick_deltas: Vec<[u32; 4]>,
+    /// Memory as the recording states it (macmon), where it has no VM counters.
+    pub memory: Option<Memory>,
+}
+
+/// Parses a recording: a dump (first line is a `m4watch-dump` header) or macmon lines.
+pub fn parse_recording(text: &str) -> Result<Recording, String> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, first)) = lines.next() else {
+        return Err("the recording is empty".into());
+    };
+    let head: serde_json::Value =
+        serde_json::from_str(first).map_err(|e| format!("line 1: not JSON: {e}"))?;
+    if head.get("format").and_then(|f| f.as_str()) == Some(DUMP_FORMAT) {
+        let header: DumpHeader =
+            serde_json::from_value(head).map_err(|e| format!("line 1: dump header: {e}"))?;
+        if header.version != DUMP_VERSION {
+            return Err(format!(
+                "line 1: dump format version {} (this m4watch reads {DUMP_VERSION})",
+                header.version
+            ));
+        }
+        let mut raws = Vec::new();
+        for (i, l) in lines {
+            let s: RawSample =
+                serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+            raws.push(s);
+        }
+        let deltas = deltas_from_ticks(&raws);
+        return Ok(Recording {
+            machine: header.machine,
+            synthetic: header.synthetic,
+            samples: frames(raws, deltas, Vec::new()),
+        });
+    }
+    // macmon pipe: every line is a sample; `pipe --soc-info` adds the chip.
+    let mut machine = MachineInfo::default();
+    let mut raws = Vec::new();
+    let mut mems = Vec::new();
+    let mut prev_time: Option<f64> = None;
+    for (i, l) in std::iter::once((0, first)).chain(lines) {
+        let m: MacmonLine = serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let t = m.timestamp.as_deref().and_then(seconds_of_day);
+        let elapsed = match (prev_time, t) {
+            (Some(a), Some(b)) => Some((b - a).rem_euclid(86_400.0)).filter(|d| *d > 0.0),
+            _ => None,
+        };
+        prev_time = t;
+        if let Some(soc) = &m.soc {
+            machine = soc.machine();
+        }
+        let (raw, mem) = m.into_sample(elapsed.unwrap_or(1.0));
+        raws.push(raw);
+        mems.push(mem);
+    }
+    if machine.perflevels.is_empty() {
+        // No --soc-info: the core counts come from the per-core lists, highest tier first.
+        if let Some(s) = raws.first() {
+            machine.perflevels = s
+                .tiers
+                .iter()
+                .rev()
+                .map(|t| PerfLevel {
+                    name: None,
+                    logical_cpus: t.cores.len() as u32,
+                })
+                .collect();
+        }
+    }
+    let deltas = deltas_from_residency(&raws);
+    Ok(Recording {
+        machine,
+        synthetic: false,
+        samples: frames(raws, deltas, mems),
+    })
+}
+
+fn frames(
+    raws: Vec<RawSample>,
+    deltas: Vec<Vec<[u32; 4]>>,
+    mems: Vec<Option<Memory>>,
+) -> Vec<Frame> {
+    let mut mems = mems.into_iter();
+    raws.into_iter()
+        .zip(deltas)
+        .map(|(raw, tick_deltas)| Frame {
+            raw,
+            tick_deltas,
+            memory: mems.next().flatten(),
+        })
+        .collect()
+}
+
+/// Per-window tick deltas of a dump. The first sample has no predecessor: it repeats
+/// the next window, so a looping replay's utilisation never has a gap.
+fn deltas_from_ticks(raws: &[RawSample]) -> Vec<Vec<[u32; 4]>> {
+    let mut out: Vec<Vec<[u32; 4]>> = raws
+        .windows(2)
+        .map(|w| {
+            w[0].ticks
+                .iter()
+                .zip(&w[1].ticks)
+                .map(|(a, b)| tick_delta(*a, *b).map(|d| d as u32))
+                .collect()
+        })
+        .collect();
+    let first = out
+        .first()
+        .cloned()
+        .unwrap_or_else(|| vec![[0; 4]; raws.first().map_or(0, |r| r.ticks.len())]);
+    out.insert(0, first);
+    out
+}
+
+/// macmon records residency, not ticks: a core active for a share `a` of a window of
+/// `t` seconds is taken as `a·t` busy and `(1-a)·t` idle.
+fn deltas_from_residency(raws: &[RawSample]) -> Vec<Vec<[u32; 4]>> {
+    raws.iter()
+        .map(|r| {
+            let ticks = r.elapsed_s * super::apple::TICKS_PER_SECOND;
+            // CPU order: lowest tier first, as the topology numbers them.
+            r.tiers
+                .iter()
+                .flat_map(|t| &t.cores)
+                .map(|c| {
+                    let busy = (c.active_ratio.clamp(0.0, 1.0) * ticks).round() as u32;
+                    let idle = (ticks.round() as u32).saturating_sub(busy);
+                    [busy, 0, idle, 0]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Seconds since midnight of an RFC 3339 time (`2025-02-24T20:38:15.427569+00:00`):
+/// enough for the gap between two samples, across midnight too.
+pub fn seconds_of_day(ts: &str) -> Option<f64> {
+    let time = ts.split_once('T')?.1;
+    let end = time.find(['Z', '+', '-']).unwrap_or(time.len());
+    let mut parts = time[..end].split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// One `macmon pipe` line (0.8 to 0.10; fields missing in a version are optional).
+#[derive(Debug, Deserialize)]
+struct MacmonLine {
+    timestamp: Option<String>,
+    #[serde(default)]
+    temp: MacmonTemp,
+    memory: Option<MacmonMemory>,
+    #[serde(default)]
+    fans: Vec<MacmonFan>,
+    #[serde(default)]
+    cpu_tiers: Vec<MacmonTier>,
+    ecpu_usage: Option<(f64, f64)>,
+    pcpu_usage: Option<(f64, f64)>,
+    gpu_usage: Option<(f64, f64)>,
+    gpu_freq_mhz: Option<f64>,
+    gpu_active_ratio: Option<f64>,
+    cpu_power: Option<f64>,
+    gpu_power: Option<f64>,
+    ane_power: Option<f64>,
+    ram_power: Option<f64>,
+    sys_power: Option<f64>,
+    soc: Option<MacmonSoc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MacmonTemp {
+    cpu_temp_avg: Option<f64>,
+    gpu_temp_avg: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MacmonMemory {
+    ram_total: u64,
+    ram_usage: u64,
+    swap_total: u64,
+    swap_usage: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct MacmonFan {
+    name: String,
+    rpm: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct MacmonTier {
+    label: String,
+    freq_mhz: f64,
+    active_ratio: f64,
+    #[serde(default)]
+    cores: Vec<MacmonCore>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MacmonCore {
+    freq_mhz: f64,
+    active_ratio: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct MacmonSoc {
+    chip_name: Option<String>,
+    memory_gb: Option<u64>,
+    gpu_cores: Option<u32>,
+    #[serde(default)]
+    cpu_tiers: Vec<MacmonSocTier>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MacmonSocTier {
+    label: String,
+    cores: u32,
+}
+
+impl MacmonSoc {
+    fn machine(&self) -> MachineInfo {
+        MachineInfo {
+            chip: self.chip_name.clone(),
+            // macmon lists tiers lowest first; perflevels go highest first.
+            perflevels: self
+                .cpu_tiers
+                .iter()
+                .rev()
+                .map(|t| PerfLevel {
+                    name: Some(
+                        match tier_type(&t.label) {
+                            CoreType::Efficiency => "Efficiency",
+                            CoreType::Performance => "Performance",
+                        }
+                        .into(),
+                    ),
+                    logical_cpus: t.cores,
+                })
+                .collect(),
+            gpu_cores: self.gpu_cores,
+            memory_bytes: self.memory_gb.map(|g| g << 30),
+            ..Default::default()
+        }
+    }
+}
+
+impl MacmonLine {
+    fn into_sample(self, elapsed_s: f64) -> (RawSample, Option<Memory>) {
+        let mut tiers: Vec<TierSample> = self
+            .cpu_tiers
+            .into_iter()
+            .map(|t| TierSample {
+                label: t.label,
+                freq_mhz: t.freq_mhz,
+                active_ratio: t.active_ratio,
+                cores: t
+                    .cores
+                    .into_iter()
+                    .map(|c| CoreSample {
+                        freq_mhz: c.freq_mhz,
+                        active_ratio: c.active_ratio,
+                    })
+                    .collect(),
+            })
+            .collect();
+        if tiers.is_empty() {
+            // macmon before 0.10: one (MHz, ratio) pair per cluster type, no cores.
+            for (label, u) in [("E", self.ecpu_usage), ("P", self.pcpu_usage)] {
+                if let Some((f, a)) = u {
+                    tiers.push(TierSample {
+                        label: label.into(),
+                        freq_mhz: f,
+                        active_ratio: a,
+                        cores: Vec::new(),
+                    });
+                }
+            }
+        }
+        let mut power_w = BTreeMap::new();
+        for (rail, w) in [
+            ("cpu", self.cpu_power),
+            ("gpu", self.gpu_power),
+            ("ane", self.ane_power),
+            ("dram", self.ram_power),
+        ] {
+            if let Some(w) = w {
+                power_w.insert(rail.to_string(), w);
+            }
+        }
+        // macmon reports 0 where the SMC has no system power reading.
+        if let Some(w) = self.sys_power.filter(|w| *w > 0.0) {
+            power_w.insert("system".into(), w);
+        }
+        let mut temps_c = BTreeMap::new();
+        if let Some(t) = self.temp.cpu_temp_avg {
+            temps_c.insert("cpu".to_string(), t);
+        }
+        if let Some(t) = self.temp.gpu_temp_avg {
+            temps_c.insert("gpu".to_string(), t);
+        }
+        let (gpu_freq, gpu_active) =
+            match (self.gpu_freq_mhz, self.gpu_active_ratio, self.gpu_usage) {
+                (Some(f), Some(a), _) => (Some(f), Some(a)),
+                (_, _, Some((f, a))) => (Some(f), Some(a)),
+                (f, a, None) => (f, a),
+            };
+        let raw = RawSample {
+            elapsed_s,
+            tiers,
+            gpu_freq_mhz: gpu_freq,
+            gpu_active_ratio: gpu_active,
+            power_w,
+            temps_c,
+            fans: self
+                .fans
+                .into_iter()
+                .map(|f| FanSample {
+                    name: f.name,
+                    rpm: f.rpm,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mem = self.memory.map(|m| Memory {
+            total: Some(m.ram_total),
+            used: Some(m.ram_usage),
+            available: Some(m.ram_total.saturating_sub(m.ram_usage)),
+            swap_used: Some(m.swap_usage),
+            swap_total: Some(m.swap_total),
+            ..Default::default()
+        });
+        (raw, mem)
+    }
+}
+
+/// Plays a [`Recording`], one frame per read.
+pub struct ReplaySource {
+    name: String,
+    rec: Recording,
+    pos: usize,
+    looping: bool,
+    ticks: Vec<[u32; 4]>,
+    state: AppleState,
+    topology: Topology,
+}
+
+impl ReplaySource {
+    /// Loads `path`; `looping` starts again at the end instead of stopping.
+    pub fn open(path: &Path, looping: bool) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("replay file {}: {e}", path.display()))?;
+        let rec = parse_recording(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::new(path.display().to_string(), rec, looping)
+    }
+
+    pub fn new(name: String, rec: Recording, looping: bool) -> Result<Self, String> {
+        if rec.samples.is_empty() {
+            return Err(format!("{name}: the recording has no samples"));
+        }
+        let ncpu = rec.samples[0].tick_deltas.len();
+        tracing::info!(
+            file = %name,
+            samples = rec.samples.len(),
+            cpus = ncpu,
+            synthetic = rec.synthetic,
+            chip = rec.machine.chip.as_deref().unwrap_or("unknown"),
+            "replaying a recording"
+        );
+        Ok(ReplaySource {
+            name,
+            rec,
+            pos: 0,
+            looping,
+            ticks: vec![[0; 4]; ncpu],
+            state: AppleState::default(),
+            topology: Topology::default(),
+        })
+    }
+
+    pub fn machine(&self) -> &MachineInfo {
+        &self.rec.machine
+    }
+
+    pub fn cpu_count(&self) -> u32 {
+        self.ticks.len() as u32
+    }
+
+    /// The topology per-core residency is matched against.
+    pub fn set_topology(&mut self, t: Topology) {
+        self.topology = t;
+    }
+
+    /// The next frame as a [`Reading`]; `None` at the end of a non-looping recording.
+    pub fn next_reading(&mut self) -> Option<Reading> {
+        if self.pos >= self.rec.samples.len() {
+            if !self.looping {
+                return None;
+            }
+            self.pos = 0;
+        }
+        let frame = &self.rec.samples[self.pos];
+        self.pos += 1;
+        if frame.tick_deltas.len() == self.ticks.len() {
+            for (t, d) in self.ticks.iter_mut().zip(&frame.tick_deltas) {
+                for k in 0..4 {
+                    t[k] = t[k].wrapping_add(d[k]);
+                }
+            }
+        }
+        let mut raw = frame.raw.clone();
+        raw.ticks = self.ticks.clone();
+        let mut r = self.state.reading(&self.rec.machine, &self.topology, &raw);
+        if r.memory.is_none() {
+            r.memory = frame.memory;
+        }
+        Some(r)
+    }
+}
+
+impl Source for ReplaySource {
+    fn read(&mut self) -> std::io::Result<Reading> {
+        self.next_reading().ok_or_else(|| {
+            std::io::Error::other(format!(
+                "replay of {} reached its end (hardware.replay_loop is false)",
+                self.name
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::hardware::ThermalPressure;
+
+    /// Two lines in the shape macmon 0.10 documents for `pipe --soc-info` (values made up).
+    const MACMON: &str = r#"{"timestamp":"2026-01-05T23:59:59.500000+00:00","temp":{"cpu_temp_avg":48.5,"gpu_temp_avg":null},"memory":{"ram_total":137438953472,"ram_usage":68719476736,"swap_total":0,"swap_usage":0},"fans":[{"name":"fan0","rpm":1850,"max_rpm":5000}],"cpu_scaled_ratio":0.3,"cpu_active_ratio":0.4,"cpu_tiers":[{"label":"E","freq_mhz":1800,"scaled_ratio":0.2,"active_ratio":0.5,"cores":[{"die_id":0,"core_id":0,"freq_mhz":1800,"scaled_ratio":0.2,"active_ratio":0.5},{"die_id":0,"core_id":1,"freq_mhz":1800,"scaled_ratio":0.2,"active_ratio":0.5}]},{"label":"P","freq_mhz":4000,"scaled_ratio":0.8,"active_ratio":1.0,"cores":[{"die_id":0,"core_id":0,"freq_mhz":4000,"scaled_ratio":0.8,"active_ratio":1.0}]}],"gpu_freq_mhz":1200,"gpu_scaled_ratio":0.3,"gpu_active_ratio":0.45,"cpu_power":12.5,"gpu_power":3.0,"ane_power":1.5,"all_power":17.0,"sys_power":0.0,"ram_power":0.9,"gpu_ram_power":0.01,"soc":{"mac_model":"Mac16,5","chip_name":"Apple M4 Max","memory_gb":128,"cpu_tiers":[{"label":"E","cores":2,"freqs":[1020,2592]},{"label":"P","cores":1,"freqs":[1260,4512]}],"gpu_cores":40,"gpu_freqs":[338,1578],"vm":false}}
+{"timestamp":"2026-01-06T00:00:01.500000+00:00","temp":{"cpu_temp_avg":49.0,"gpu_temp_avg":40.0},"memory":{"ram_total":137438953472,"ram_usage":68719476736,"swap_total":0,"swap_usage":0},"fans":[],"cpu_tiers":[{"label":"E","freq_mhz":1800,"active_ratio":0.25,"cores":[{"freq_mhz":1800,"active_ratio":0.25},{"freq_mhz":1800,"active_ratio":0.25}]},{"label":"P","freq_mhz":4000,"active_ratio":0.75,"cores":[{"freq_mhz":4000,"active_ratio":0.75}]}],"gpu_freq_mhz":1200,"gpu_active_ratio":0.45,"cpu_power":10.0,"gpu_power":3.0,"ane_power":1.5,"sys_power":40.0,"ram_power":0.9}
+"#;
+
+    #[test]
+    fn macmon_pipe_lines_become_frames() {
+        let rec = parse_recording(MACMON).unwrap();
+        assert_eq!(rec.machine.chip.as_deref(), Some("Apple M4 Max"));
+        assert_eq!(rec.machine.gpu_cores, Some(40));
+        assert_eq!(rec.machine.perflevels[0].logical_cpus, 1);
+        assert_eq!(rec.machine.perflevels[1].logical_cpus, 2);
+        assert_eq!(rec.samples.len(), 2);
+        let s = &rec.samples[1];
+        assert_eq!(s.raw.elapsed_s, 2.0, "across midnight");
+        assert_eq!(rec.samples[0].raw.elapsed_s, 1.0, "no predecessor: 1 s");
+        assert_eq!(s.raw.power_w["system"], 40.0);
+        assert!(!rec.samples[0].raw.power_w.contains_key("system"));
+        assert_eq!(s.raw.power_w["dram"], 0.9);
+        // 0.25 of 2 s at 100 ticks/s.
+        assert_eq!(s.tick_deltas[0], [50, 0, 150, 0]);
+        assert_eq!(s.memory.unwrap().used, Some(68719476736));
+    }
+
+    #[test]
+    fn old_macmon_usage_pairs_are_read() {
+        let line = r#"{"timestamp":"2024-05-01T10:00:00Z","temp":{"cpu_temp_avg":40.0,"gpu_temp_avg":35.0},"memory":{"ram_total":1,"ram_usage":1,"swap_total":0,"swap_usage":0},"ecpu_usage":[1200,0.1],"pcpu_usage":[3000,0.6],"gpu_usage":[500,0.2],"cpu_power":1.0,"gpu_power":0.1,"ane_power":0.0,"all_power":1.1,"sys_power":5.0,"ram_power":0.2,"gpu_ram_power":0.0}"#;
+        let rec = parse_recording(line).unwrap();
+        let raw = &rec.samples[0].raw;
+        assert_eq!(raw.tiers.len(), 2);
+        assert_eq!(raw.tiers[1].freq_mhz, 3000.0);
+        assert_eq!(
+            (raw.gpu_freq_mhz, raw.gpu_active_ratio),
+            (Some(500.0), Some(0.2))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err =
+            parse_recording("{\"format\":\"m4watch-dump\",\"version\":1,\"machine\":{}}\n{bad\n")
+                .unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        let err = parse_recording("{\"format\":\"m4watch-dump\",\"version\":9,\"machine\":{}}\n")
+            .unwrap_err();
+        assert!(err.contains("version 9"), "{err}");
+        assert_eq!(
+            parse_recording("\n\n").unwrap_err(),
+            "the recording is empty"
+        );
+    }
+
+    #[test]
+    fn dump_replays_with_wrapping_ticks_and_stops_or_loops() {
+        let header = r#"{"format":"m4watch-dump","version":1,"machine":{"chip":"Apple M4 Max","perflevels":[{"logical_cpus":1},{"logical_cpus":1}]}}"#;
+        let s = |user: u32, idle: u32, state: u64| {
+            serde_json::to_string(&RawSample {
+                elapsed_s: 1.0,
+                ticks: vec![[user, 0, idle, 0], [user, 0, idle, 0]],
+                thermal_state: Some(state),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let text = format!(
+            "{header}\n{}\n{}\n{}\n",
+            s(u32::MAX - 49, 0, 0),
+            s((u32::MAX - 49).wrapping_add(100), 0, 2),
+            s((u32::MAX - 49).wrapping_add(150), 50, 3)
+        );
+        let rec = parse_recording(&text).unwrap();
+        assert_eq!(rec.samples[1].tick_deltas[0], [100, 0, 0, 0]);
+        assert_eq!(rec.samples[0].tick_deltas, rec.samples[1].tick_deltas);
+        let mut src = ReplaySource::new("t".into(), rec.clone(), false).unwrap();
+        let topo = super::super::apple::build_topology(src.machine(), 2).unwrap();
+        src.set_topology(topo);
+        let states: Vec<_> = std::iter::from_fn(|| src.next_reading())
+            .map(|r| r.thermal_pressure.unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ThermalPressure::Nominal,
+                ThermalPressure::Serious,
+                ThermalPressure::Critical
+            ]
+        );
+        assert!(src.read().is_err(), "stops at the end");
+        let mut looping = ReplaySource::new("t".into(), rec, true).unwrap();
+        let total: f64 = (0..7)
+            .map(|_| looping.next_reading().unwrap().cpu[&0].user)
+            .last()
+            .unwrap();
+        // 7 frames: deltas 100,100,50 repeated: 100+100+50+100+100+50+100 ticks.
+        assert_eq!(total, 6.0);
+    }
+
+    #[test]
+    fn midnight_and_zones() {
+        assert_eq!(seconds_of_day("2025-02-24T20:38:15.5+00:00"), Some(74295.5));
+        assert_eq!(seconds_of_day("2025-02-24T00:00:01Z"), Some(1.0));
+        assert_eq!(seconds_of_day("yesterday"), None);
+    }
+}

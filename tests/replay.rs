@@ -1,0 +1,328 @@
+//! Black-box tests of the replay source: the daemon plays the shipped synthetic M4 Max
+//! recording and a macmon recording, and /metrics carries every M4 Max series.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, config, require_tool, series};
+
+fn replay_config(file: &str, extra: &str) -> m4watch::config::Config {
+    config(&format!(
+        "hardware:\n  source: replay\n  replay_file: {}/{file}\n  interval: 20ms\n  timeout: 20ms\n{extra}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// The value of the one series `line_prefix` (name and labels) starts.
+fn value(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn shipped_recording_publishes_every_m4_max_series_and_its_hard_states() {
+    let d = Daemon::start(replay_config("demo/m4max-synthetic.jsonl", "")).await;
+    let first = d
+        .scrape_until(5, |t| {
+            !series(t, "m4watch_cpu_utilization_ratio").is_empty()
+        })
+        .await;
+    assert!(first.contains(
+        "m4watch_chip_info{chip=\"Apple M4 Max\",performance_cores=\"12\",efficiency_cores=\"4\",gpu_cores=\"40\"} 1\n"
+    ), "{first}");
+    assert!(first.contains("m4watch_cpu_cores{type=\"performance\"} 12\n"));
+    assert!(first.contains("m4watch_cpu_cores{type=\"efficiency\"} 4\n"));
+    // Efficiency cores first, as Apple Silicon numbers them; two P clusters.
+    for cpu in 0..4 {
+        assert!(first.contains(&format!(
+            "m4watch_cpu_info{{cpu=\"{cpu}\",type=\"efficiency\",cluster=\"E0\"}} 1\n"
+        )));
+    }
+    assert!(first.contains("m4watch_cpu_info{cpu=\"4\",type=\"performance\",cluster=\"P0\"} 1\n"));
+    assert!(first.contains("m4watch_cpu_info{cpu=\"15\",type=\"performance\",cluster=\"P1\"} 1\n"));
+    for family in [
+        "m4watch_cpu_seconds_total",
+        "m4watch_cpu_utilization_ratio",
+        "m4watch_cpu_cluster_utilization_ratio",
+        "m4watch_cpu_frequency_hertz",
+        "m4watch_cpu_active_ratio",
+        "m4watch_gpu_utilization_ratio",
+        "m4watch_gpu_memory_used_bytes",
+        "m4watch_gpu_frequency_hertz",
+        "m4watch_ane_power_watts",
+        "m4watch_ane_utilization_estimate_ratio",
+        "m4watch_power_watts",
+        "m4watch_energy_joules_total",
+        "m4watch_fan_speed_rpm",
+        "m4watch_temperature_celsius",
+        "m4watch_thermal_pressure",
+        "m4watch_memory_total_bytes",
+        "m4watch_memory_bytes",
+        "m4watch_memory_pressure_level",
+    ] {
+        assert!(
+            !series(&first, family).is_empty(),
+            "{family} missing:\n{first}"
+        );
+    }
+    for rail in ["cpu", "gpu", "ane", "dram", "system"] {
+        assert!(
+            value(&first, &format!("m4watch_power_watts{{rail=\"{rail}\"}}")).is_some(),
+            "rail {rail}"
+        );
+        assert!(
+            value(
+                &first,
+                &format!("m4watch_energy_joules_total{{rail=\"{rail}\"}}")
+            )
+            .is_some()
+        );
+    }
+    assert_eq!(series(&first, "m4watch_cpu_frequency_hertz").len(), 16 + 3);
+    assert!(first.contains("m4watch_cpu_frequency_hertz{cluster=\"P1\",type=\"performance\"} "));
+    assert_eq!(
+        series(&first, "m4watch_cpu_utilization_ratio")
+            .iter()
+            .filter(|l| l.contains("type=\"efficiency\""))
+            .count(),
+        4
+    );
+
+    // The loop's hard part: P-cores saturated, thermal pressure serious, then critical,
+    // the Neural Engine estimate over 85%, memory pressure warn.
+    let hot = d
+        .scrape_until(10, |t| {
+            t.contains("m4watch_thermal_pressure{state=\"serious\"} 1\n")
+                && value(
+                    t,
+                    "m4watch_cpu_cluster_utilization_ratio{type=\"performance\"}",
+                )
+                .is_some_and(|v| v > 0.98)
+        })
+        .await;
+    assert!(hot.contains("m4watch_thermal_pressure{state=\"nominal\"} 0\n"));
+    assert!(value(&hot, "m4watch_gpu_utilization_ratio").unwrap() > 0.95);
+    let critical = d
+        .scrape_until(10, |t| {
+            t.contains("m4watch_thermal_pressure{state=\"critical\"} 1\n")
+        })
+        .await;
+    // Critical pressure caps the P-cores' frequency in the recording.
+    assert!(
+        value(&critical, "m4watch_cpu_frequency_hertz{cluster=\"P0\"").unwrap() <= 3.6e9,
+        "{critical}"
+    );
+    d.scrape_until(10, |t| {
+        value(t, "m4watch_ane_utilization_estimate_ratio").is_some_and(|v| v > 0.85)
+            && t.contains("m4watch_memory_pressure_level{level=\"warn\"} 1\n")
+    })
+    .await;
+    // And it loops back to calm.
+    d.scrape_until(15, |t| {
+        t.contains("m4watch_thermal_pressure{state=\"nominal\"} 1\n")
+            && value(
+                t,
+                "m4watch_cpu_cluster_utilization_ratio{type=\"performance\"}",
+            )
+            .is_some_and(|v| v < 0.6)
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn replayed_families_are_catalogued_and_pass_promtool() {
+    let promtool = require_tool("promtool");
+    let d = Daemon::start(replay_config("demo/m4max-synthetic.jsonl", "")).await;
+    let text = d
+        .scrape_until(5, |t| {
+            !series(t, "m4watch_cpu_utilization_ratio").is_empty()
+        })
+        .await;
+    for line in text.lines().filter(|l| l.starts_with("# HELP ")) {
+        let (name, help) = line["# HELP ".len()..].split_once(' ').unwrap();
+        let def = m4watch::catalog::lookup(name)
+            .unwrap_or_else(|| panic!("{name} is exported but not in the catalog"));
+        assert_eq!(def.help, help, "{name}");
+    }
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && report.trim().is_empty(), "{report}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_macmon_recording_publishes_what_macmon_measures() {
+    let d = Daemon::start(replay_config("testdata/replay/macmon-m4max.jsonl", "")).await;
+    let text = d
+        .scrape_until(5, |t| {
+            !series(t, "m4watch_cpu_utilization_ratio").is_empty()
+        })
+        .await;
+    assert!(text.contains(
+        "m4watch_chip_info{chip=\"Apple M4 Max\",performance_cores=\"12\",efficiency_cores=\"4\",gpu_cores=\"40\"} 1\n"
+    ), "{text}");
+    assert!(text.contains("m4watch_cpu_info{cpu=\"3\",type=\"efficiency\",cluster=\"E\"} 1\n"));
+    let p = value(
+        &text,
+        "m4watch_cpu_cluster_utilization_ratio{type=\"performance\"}",
+    )
+    .unwrap();
+    assert!((p - 0.97).abs() < 0.011, "{p}");
+    for (line, want) in [
+        ("m4watch_power_watts{rail=\"cpu\"}", 48.25),
+        ("m4watch_power_watts{rail=\"gpu\"}", 20.5),
+        ("m4watch_power_watts{rail=\"ane\"}", 4.5),
+        ("m4watch_power_watts{rail=\"dram\"}", 3.25),
+        ("m4watch_power_watts{rail=\"system\"}", 95.0),
+        ("m4watch_ane_power_watts", 4.5),
+        ("m4watch_ane_utilization_estimate_ratio", 0.75),
+        ("m4watch_gpu_utilization_ratio", 0.62),
+        ("m4watch_gpu_frequency_hertz", 1.3e9),
+        (
+            "m4watch_cpu_frequency_hertz{cpu=\"4\",type=\"performance\"}",
+            3.8e9,
+        ),
+        (
+            "m4watch_cpu_active_ratio{cpu=\"15\",type=\"performance\"}",
+            0.97,
+        ),
+        ("m4watch_fan_speed_rpm{fan=\"fan1\"}", 2500.0),
+        ("m4watch_temperature_celsius{sensor=\"gpu\"}", 55.0),
+        ("m4watch_memory_total_bytes", 137438953472.0),
+    ] {
+        assert_eq!(value(&text, line), Some(want), "{line}\n{text}");
+    }
+    // macmon records no thermal pressure and no GPU memory: absent, not zero.
+    assert!(series(&text, "m4watch_thermal_pressure").is_empty());
+    assert!(series(&text, "m4watch_gpu_memory_used_bytes").is_empty());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_that_does_not_loop_stops_at_the_end() {
+    let d = Daemon::start(replay_config(
+        "testdata/replay/macmon-m4max.jsonl",
+        "  replay_loop: false\n",
+    ))
+    .await;
+    let text = d
+        .scrape_until(5, |t| {
+            t.contains("m4watch_collector_success{collector=\"hardware\"} 0\n")
+        })
+        .await;
+    assert!(series(&text, "m4watch_chip_info").is_empty());
+    d.stop().await;
+}
+
+/// A plain HTTP/1.0 GET: the body, if the server answered 200.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
+}
+
+#[test]
+fn demo_runs_the_daemon_on_the_synthetic_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_m4watch"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr on a thread that keeps draining it, so the daemon never writes into a
+    // closed pipe.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("m4watch demo:") {
+                let _ = tx.send(("banner", line));
+            } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(a) = v["fields"]["addr"].as_str() {
+                    let _ = tx.send(("addr", a.to_string()));
+                }
+            }
+        }
+    });
+    let mut banner = String::new();
+    let mut addr = None;
+    while let Ok((kind, text)) = rx.recv_timeout(Duration::from_secs(10)) {
+        if kind == "banner" {
+            banner = text;
+        } else {
+            addr = Some(text);
+            break;
+        }
+    }
+    let addr = addr.expect("the demo logs the address it serves on");
+    assert!(banner.contains("SYNTHETIC M4 Max"), "{banner}");
+    assert!(dir.path().join("demo-m4max-synthetic.jsonl").is_file());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        if let Some(t) = http_get(&addr, "/metrics") {
+            if t.contains("m4watch_chip_info") {
+                break t;
+            }
+        }
+        assert!(Instant::now() < deadline, "no M4 Max series from the demo");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("performance_cores=\"12\",efficiency_cores=\"4\""));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[cfg(not(target_os = "macos"))]
+#[test]
+fn macos_only_commands_say_so_elsewhere() {
+    for (cmd, want) in [
+        ("dump-raw", "dump-raw reads the Mac's hardware"),
+        (
+            "install-launchd",
+            "install-launchd manages a macOS launchd agent",
+        ),
+        (
+            "uninstall-launchd",
+            "uninstall-launchd manages a macOS launchd agent",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_m4watch"))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{cmd}: {err}");
+    }
+}
