@@ -47,6 +47,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
         "Trading latency and throughput",
         crate::collect::trading::METRICS,
     ),
+    ("Notifications", crate::notify::METRICS),
 ];
 
 /// Every family, in reference order.

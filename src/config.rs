@@ -132,6 +132,9 @@ pub struct Config {
     pub trading: TradingConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Receivers, routes and delivery of alert notifications.
+    #[serde(default)]
+    pub notifications: crate::notify::config::NotifyConfig,
 }
 
 /// API access control.
@@ -523,6 +526,10 @@ impl Config {
             env,
         )
         .map_err(|(p, r)| invalid(&p, r))?;
+        config
+            .notifications
+            .resolve(base, env)
+            .map_err(|(p, r)| invalid(&p, r))?;
         config.validate().map_err(|(p, r)| invalid(&p, r))?;
         if let Some(f) = &config.hardware.replay_file {
             // Relative to the config file, like the `*_file` secrets.
@@ -743,7 +750,7 @@ fn positive(d: Dur, path: &str) -> Result<(), (String, String)> {
 
 /// Resolves a secret from (in order of precedence) the environment, the `*_file`
 /// sibling key, or the inline value.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     inline: Option<Secret>,
     file: Option<&Path>,
     key: &str,

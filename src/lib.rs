@@ -8,6 +8,8 @@
 //! - [`collect`]: the collector contract, the scheduler, and the collectors.
 //! - [`rules`]: Prometheus rule files evaluated against the store's sample ring.
 //! - [`alerts`], [`history`]: alert state, acknowledgements, silences, SQLite.
+//! - [`notify`]: routes alert events to Slack, email, PagerDuty, webhooks and
+//!   Alertmanager through a durable SQLite outbox.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
 //! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod history;
 pub mod launchd;
+pub mod notify;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
@@ -116,7 +119,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         .await
         .map_err(Error::Startup)?;
         tasks.push(running.task);
-        Some(running.alerts)
+        Some((running.alerts, running.transitions))
     } else {
         None
     };
@@ -126,6 +129,25 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         shutdown.clone(),
     ));
 
+    let (notifier, notify_tasks) = notify::Notifier::start(
+        &config.notifications,
+        &config.data_dir,
+        store.registry(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| Error::Startup(e.to_string()))?;
+    tasks.extend(notify_tasks);
+    let alerts = alerts.map(|(alerts, transitions)| {
+        tasks.push(notify::bridge::spawn(
+            Arc::clone(&alerts),
+            transitions,
+            notifier.clone(),
+            shutdown.clone(),
+        ));
+        alerts
+    });
+
     let state = Arc::new(api::AppState {
         config: Arc::new(config),
         store,
@@ -133,6 +155,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         expected_collectors: expected,
         trading,
         alerts,
+        notifier,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

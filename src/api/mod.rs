@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod error;
+pub mod notifications;
 pub mod trading;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub trading: Option<Arc<crate::collect::trading::Trading>>,
     /// Alert state; `None` when the rule engine is off.
     pub alerts: Option<Arc<crate::alerts::Alerts>>,
+    /// Alert notifications: submit events, configure receivers, delivery results.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Every route.
@@ -55,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(reads)
         .merge(trading::writes(&state))
         .merge(alerts::routes(&state))
+        .merge(notifications::routes(&state))
         .with_state(state)
 }
 

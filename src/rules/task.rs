@@ -44,6 +44,9 @@ pub const METRICS: &[MetricDef] = &[
 pub struct Running {
     pub alerts: Arc<Alerts>,
     pub task: tokio::task::JoinHandle<()>,
+    /// Every transition from before the first evaluation on (restored alerts that
+    /// resolved while m4watch was down included), for the notifier.
+    pub transitions: tokio::sync::broadcast::Receiver<crate::alerts::Transition>,
 }
 
 fn now_ms() -> i64 {
@@ -73,6 +76,7 @@ pub async fn start(
         Some(history),
         rc.resolved_retention.get().as_millis() as i64,
     ));
+    let transitions = alerts.subscribe();
     let mut engine = Engine::new(groups, interval.as_millis() as i64);
     let mut orphans = Vec::new();
     for a in alerts.active() {
@@ -122,7 +126,11 @@ pub async fn start(
         shutdown,
         expected,
     ));
-    Ok(Running { alerts, task })
+    Ok(Running {
+        alerts,
+        task,
+        transitions,
+    })
 }
 
 async fn run(

@@ -23,14 +23,18 @@ pub fn config(yaml: &str) -> Config {
     let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{yaml}");
     let mut c =
         Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid");
-    // Tests run side by side: the default StatsD port would collide, so a test that
-    // leaves it at the default gets an ephemeral loopback port instead.
+    // Each daemon gets its own data dir (SQLite alert state), so tests never share it.
+    c.data_dir = tempfile::tempdir().expect("temp dir").keep();
+    ephemeral_statsd(&mut c);
+    c
+}
+
+/// Tests run side by side: the default StatsD port would collide, so a test that
+/// leaves it at the default gets an ephemeral loopback port instead.
+pub fn ephemeral_statsd(c: &mut Config) {
     if c.trading.statsd_listen == Some(SocketAddr::from(([0, 0, 0, 0], 8125))) {
         c.trading.statsd_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     }
-    // Each daemon gets its own data dir (SQLite alert state), so tests never share it.
-    c.data_dir = tempfile::tempdir().expect("temp dir").keep();
-    c
 }
 
 /// The root of a fixture machine under `testdata/linux/`.

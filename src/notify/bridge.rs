@@ -1,0 +1,153 @@
+//! Feeds the rule engine's alert state into the notifier: firing and resolved
+//! transitions from [`crate::alerts::Alerts::subscribe`], and acknowledgements made
+//! through the API (PagerDuty `acknowledge`, escalation stops).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{AlertEvent, AlertState, Notifier};
+use crate::alerts::{Alerts, StoredAlert, Transition};
+use crate::rules::State;
+use crate::shutdown::Shutdown;
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+fn map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
+    pairs.iter().cloned().collect()
+}
+
+/// The notification for a transition, if it is one people hear about: pending and
+/// inactive are not, a silenced alert is not, and an acknowledged alert only when it
+/// resolves.
+pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<AlertEvent> {
+    let (state, ends_at) = match t.to {
+        State::Firing if !t.acknowledged => (AlertState::Firing, None),
+        State::Resolved if t.from == State::Firing => (AlertState::Resolved, Some(at(t.at))),
+        _ => return None,
+    };
+    if t.silenced {
+        return None;
+    }
+    Some(AlertEvent {
+        fingerprint: t.id.clone(),
+        labels: map(&t.labels),
+        annotations: map(&t.annotations),
+        state,
+        starts_at: at(starts_at.unwrap_or(t.at)),
+        ends_at,
+        value: t.value.is_finite().then_some(t.value),
+        source: "m4watch".into(),
+        generator_url: None,
+    })
+}
+
+/// The notification for an acknowledgement of a firing alert.
+pub fn event_from_ack(a: &StoredAlert) -> Option<AlertEvent> {
+    (a.state == State::Firing).then(|| AlertEvent {
+        fingerprint: a.id.clone(),
+        labels: map(&a.labels),
+        annotations: map(&a.annotations),
+        state: AlertState::Acknowledged,
+        starts_at: at(a.fired_at.unwrap_or(a.active_at)),
+        ends_at: None,
+        value: a.value.is_finite().then_some(a.value),
+        source: "m4watch".into(),
+        generator_url: None,
+    })
+}
+
+/// Forwards transitions from `rx` to the notifier until shutdown. The rule engine
+/// subscribes `rx` before its first evaluation, so the transitions a restart produces
+/// (an alert that resolved while m4watch was down) are sent too.
+pub fn spawn(
+    alerts: Arc<Alerts>,
+    mut rx: tokio::sync::broadcast::Receiver<Transition>,
+    notifier: Notifier,
+    mut shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let t = tokio::select! {
+                _ = shutdown.recv() => break,
+                t = rx.recv() => t,
+            };
+            match t {
+                Ok(t) => {
+                    let starts = alerts
+                        .active()
+                        .into_iter()
+                        .find(|a| a.id == t.id)
+                        .and_then(|a| a.fired_at);
+                    if let Some(ev) = event_from_transition(&t, starts) {
+                        notifier.submit(ev).await;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "notifier fell behind the alert transitions");
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transition(from: State, to: State) -> Transition {
+        Transition {
+            id: "abc".into(),
+            alertname: "PCoreHigh".into(),
+            severity: "warning".into(),
+            from,
+            to,
+            at: 1_700_000_000_000,
+            labels: vec![("alertname".into(), "PCoreHigh".into())],
+            annotations: vec![("summary".into(), "hot".into())],
+            value: 0.97,
+            acknowledged: false,
+            silenced: false,
+        }
+    }
+
+    #[test]
+    fn only_firing_and_resolved_reach_people() {
+        let fire = event_from_transition(&transition(State::Pending, State::Firing), None).unwrap();
+        assert_eq!((fire.state, fire.value), (AlertState::Firing, Some(0.97)));
+        assert_eq!(fire.fingerprint, "abc");
+        let res = event_from_transition(&transition(State::Firing, State::Resolved), None).unwrap();
+        assert_eq!(res.state, AlertState::Resolved);
+        assert!(res.ends_at.is_some());
+        assert!(
+            event_from_transition(&transition(State::Inactive, State::Pending), None).is_none()
+        );
+        // A pending alert that clears was never announced: nothing to resolve.
+        assert!(
+            event_from_transition(&transition(State::Pending, State::Resolved), None).is_none()
+        );
+    }
+
+    #[test]
+    fn silenced_and_acknowledged_repeats_stay_quiet_but_resolves_go_out() {
+        let mut t = transition(State::Pending, State::Firing);
+        t.silenced = true;
+        assert!(event_from_transition(&t, None).is_none());
+        let mut t = transition(State::Pending, State::Firing);
+        t.acknowledged = true;
+        assert!(event_from_transition(&t, None).is_none());
+        let mut t = transition(State::Firing, State::Resolved);
+        t.acknowledged = true;
+        assert_eq!(
+            event_from_transition(&t, None).unwrap().state,
+            AlertState::Resolved
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The notifier's self-metrics.
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+
+use super::Reason;
+use crate::catalog::{MetricDef, def};
+use crate::store::Kind::{Counter, Gauge, Histogram as Hist};
+
+/// The notifier's metric families.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        "m4watch_notifications_total",
+        Counter,
+        &["receiver", "integration"],
+        "Delivery attempts of notifications, per receiver and integration.",
+    ),
+    def(
+        "m4watch_notifications_failed_total",
+        Counter,
+        &["receiver", "integration", "reason"],
+        "Failed delivery attempts of notifications, per receiver, integration and bounded reason.",
+    ),
+    def(
+        "m4watch_notification_latency_seconds",
+        Hist,
+        &["integration"],
+        "Time one delivery attempt took, per integration, in seconds.",
+    ),
+    def(
+        "m4watch_notification_queue_length",
+        Gauge,
+        &[],
+        "Notifications in the outbox waiting for delivery.",
+    ),
+];
+
+/// Instruments bumped by the workers.
+#[derive(Clone)]
+pub struct Metrics {
+    pub total: IntCounterVec,
+    pub failed: IntCounterVec,
+    pub latency: HistogramVec,
+    pub queue: IntGauge,
+}
+
+fn help(name: &str) -> &'static str {
+    METRICS
+        .iter()
+        .find(|d| d.name == name)
+        .map_or("", |d| d.help)
+}
+
+impl Metrics {
+    /// Creates the instruments and registers them (a second registration in the same
+    /// registry, as in tests that start two daemons, keeps working unregistered).
+    pub fn new(registry: &prometheus::Registry) -> Metrics {
+        let n = "m4watch_notifications_total";
+        let total = IntCounterVec::new(Opts::new(n, help(n)), &["receiver", "integration"])
+            .expect("valid metric");
+        let n = "m4watch_notifications_failed_total";
+        let failed = IntCounterVec::new(
+            Opts::new(n, help(n)),
+            &["receiver", "integration", "reason"],
+        )
+        .expect("valid metric");
+        let n = "m4watch_notification_latency_seconds";
+        let latency = HistogramVec::new(
+            HistogramOpts::new(n, help(n))
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["integration"],
+        )
+        .expect("valid metric");
+        let n = "m4watch_notification_queue_length";
+        let queue = IntGauge::new(n, help(n)).expect("valid metric");
+        let _ = registry.register(Box::new(total.clone()));
+        let _ = registry.register(Box::new(failed.clone()));
+        let _ = registry.register(Box::new(latency.clone()));
+        let _ = registry.register(Box::new(queue.clone()));
+        Metrics {
+            total,
+            failed,
+            latency,
+            queue,
+        }
+    }
+
+    /// Creates every series of one receiver's integration at zero, so `rate()` and
+    /// alerts on failures work before the first one.
+    pub fn precreate(&self, receiver: &str, integration: &str) {
+        self.total.with_label_values(&[receiver, integration]);
+        for r in Reason::ALL {
+            self.failed
+                .with_label_values(&[receiver, integration, r.as_str()]);
+        }
+        let _: Histogram = self.latency.with_label_values(&[integration]);
+    }
+}

@@ -1,0 +1,502 @@
+//! The notifier: alert events in, notifications out, none lost.
+//!
+//! ```text
+//! AlertEvent ─> Notifier::submit ─> dispatch (routes, groups, timers, escalation)
+//!            ─> outbox (SQLite, written before the first send) ─> workers (retry,
+//!               backoff, rate limit) ─> slack | email | pagerduty | webhook | alertmanager
+//! ```
+//!
+//! - [`config`]: the `notifications:` section.
+//! - [`matcher`], [`timeinterval`]: route matchers and named time intervals.
+//! - [`dispatch`]: route tree, grouping, repeat, escalation.
+//! - [`outbox`]: the durable queue and delivery results.
+//! - [`worker`]: delivery with backoff, `Retry-After` and per-receiver rate limits.
+//! - one file per integration, each with `X::new(&XConfig, &Ctx)` and
+//!   `X::notify(&Notification) -> Result<(), SendError>`.
+
+pub mod alertmanager;
+pub mod bridge;
+pub mod config;
+pub mod dispatch;
+pub mod email;
+pub mod matcher;
+pub mod metrics;
+pub mod outbox;
+pub mod pagerduty;
+pub mod receiver;
+pub mod slack;
+pub mod timeinterval;
+pub mod webhook;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+pub use dispatch::Notifier;
+pub use metrics::METRICS;
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+    /// Still firing, and someone took it (through the m4watch API): PagerDuty gets
+    /// `acknowledge`, escalation stops.
+    Acknowledged,
+}
+
+/// One alert transition, the notifier's only input. The rule engine's state machine
+/// and `POST /api/v2/alerts` both produce these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Stable identity of the alert (its label set); PagerDuty's default `dedup_key`.
+    pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub state: AlertState,
+    pub starts_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// The value that crossed the threshold, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Where the alert came from: `m4watch` rules or `prometheus`.
+    pub source: String,
+    /// Link back to the alert's origin (Prometheus's generatorURL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+}
+
+impl AlertEvent {
+    /// `alertname`, or `alert` when the label is missing.
+    pub fn name(&self) -> &str {
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("alert")
+    }
+
+    /// `severity` label, `warning` when unset.
+    pub fn severity(&self) -> &str {
+        self.labels
+            .get("severity")
+            .map(String::as_str)
+            .unwrap_or("warning")
+    }
+
+    /// The one-line summary: the `summary` annotation, else the alert name.
+    pub fn summary(&self) -> String {
+        self.annotations
+            .get("summary")
+            .cloned()
+            .unwrap_or_else(|| self.name().to_string())
+    }
+
+    /// Whether this alert wants a resolved notice: label `m4watch_send_resolved`
+    /// overrides the receiver's setting.
+    pub fn wants_resolved(&self, receiver_default: bool) -> bool {
+        match self.labels.get("m4watch_send_resolved").map(String::as_str) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => receiver_default,
+        }
+    }
+
+    /// Named links to show beside the alert (runbook, dashboard, source).
+    pub fn links(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (key, text) in [
+            ("runbook_url", "Runbook"),
+            ("dashboard_url", "Dashboard"),
+            ("grafana_url", "Grafana"),
+        ] {
+            if let Some(u) = self.annotations.get(key) {
+                out.push((text, u.clone()));
+            }
+        }
+        if let Some(u) = &self.generator_url {
+            out.push(("Source", u.clone()));
+        }
+        out
+    }
+}
+
+/// A stable fingerprint of a label set (FNV-1a over sorted `name=value` pairs), as
+/// hex; the same labels always give the same key, across restarts and hosts.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Firing and resolved alerts of one group.
+    Alert,
+    /// An acknowledgement (PagerDuty only).
+    Acknowledge,
+    /// An unacknowledged alert sent on to the escalation receiver.
+    Escalation,
+    /// `POST /api/v1/monitoring/notifications/test`.
+    Test,
+}
+
+/// One message to one receiver: what the outbox stores (never a secret: those are
+/// looked up from the receiver at send time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub receiver: String,
+    pub kind: Kind,
+    pub group_key: String,
+    pub group_labels: BTreeMap<String, String>,
+    pub alerts: Vec<AlertEvent>,
+}
+
+impl Notification {
+    /// `firing` when any alert fires, else `resolved`.
+    pub fn status(&self) -> &'static str {
+        if self.alerts.iter().any(|a| a.state != AlertState::Resolved) {
+            "firing"
+        } else {
+            "resolved"
+        }
+    }
+
+    /// Labels every alert shares.
+    pub fn common_labels(&self) -> BTreeMap<String, String> {
+        common(self.alerts.iter().map(|a| &a.labels))
+    }
+
+    /// Annotations every alert shares.
+    pub fn common_annotations(&self) -> BTreeMap<String, String> {
+        common(self.alerts.iter().map(|a| &a.annotations))
+    }
+
+    /// The headline: `[FIRING:2] HighCpu` style, as Alertmanager users know it.
+    pub fn title(&self) -> String {
+        let firing = self
+            .alerts
+            .iter()
+            .filter(|a| a.state != AlertState::Resolved)
+            .count();
+        let name = self.alerts.first().map_or("alert", |a| a.name());
+        let prefix = match self.kind {
+            Kind::Test => "[TEST] ".to_string(),
+            Kind::Escalation => "[ESCALATED] ".to_string(),
+            Kind::Acknowledge => "[ACKNOWLEDGED] ".to_string(),
+            Kind::Alert => String::new(),
+        };
+        if firing > 0 {
+            format!("{prefix}[FIRING:{firing}] {name}")
+        } else {
+            format!("{prefix}[RESOLVED] {name}")
+        }
+    }
+}
+
+fn common<'a>(
+    mut sets: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut out = sets.next().cloned().unwrap_or_default();
+    for s in sets {
+        out.retain(|k, v| s.get(k) == Some(v));
+    }
+    out
+}
+
+/// Why a delivery failed, as a bounded label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// HTTP 429.
+    RateLimited,
+    /// HTTP 5xx, SMTP 4xx.
+    ServerError,
+    /// HTTP 4xx other than 429.
+    ClientError,
+    /// Could not connect, or the connection broke.
+    Connection,
+    Timeout,
+    /// TLS or STARTTLS failed.
+    Tls,
+    /// SMTP authentication failed.
+    Auth,
+    /// The server refused the message for good (SMTP 5xx on an address or the data).
+    Rejected,
+    /// The notification itself cannot be built (bad address, bad template).
+    Invalid,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::RateLimited,
+        Reason::ServerError,
+        Reason::ClientError,
+        Reason::Connection,
+        Reason::Timeout,
+        Reason::Tls,
+        Reason::Auth,
+        Reason::Rejected,
+        Reason::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::RateLimited => "rate_limited",
+            Reason::ServerError => "server_error",
+            Reason::ClientError => "client_error",
+            Reason::Connection => "connection",
+            Reason::Timeout => "timeout",
+            Reason::Tls => "tls",
+            Reason::Auth => "auth",
+            Reason::Rejected => "rejected",
+            Reason::Invalid => "invalid",
+        }
+    }
+}
+
+/// A failed delivery: whether trying again can help, and why, in words that never
+/// contain a secret (URLs are stripped from HTTP errors).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{reason}: {message}", reason = reason.as_str())]
+pub struct SendError {
+    pub retryable: bool,
+    pub reason: Reason,
+    /// The server asked to wait this long (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+impl SendError {
+    pub fn retry(reason: Reason, message: impl Into<String>) -> Self {
+        SendError {
+            retryable: true,
+            reason,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn fatal(reason: Reason, message: impl Into<String>) -> Self {
+        SendError {
+            retryable: false,
+            reason,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// What every integration gets at construction.
+#[derive(Clone)]
+pub struct Ctx {
+    pub http: reqwest::Client,
+    pub timeout: Duration,
+    /// This host's name, for PagerDuty's `source` and the SMTP greeting.
+    pub hostname: String,
+}
+
+impl Ctx {
+    pub fn new(timeout: Duration) -> Ctx {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        Ctx {
+            http,
+            timeout,
+            hostname: hostname(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname NUL-terminates
+    // within it or fails.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+/// The one HTTP status policy: 2xx delivered, 429 and 5xx retried (honouring
+/// `Retry-After`), every other status fatal.
+pub fn check_status(status: StatusCode, headers: &HeaderMap) -> Result<(), SendError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, Utc::now()));
+    let message = format!("HTTP {status}");
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        Err(SendError {
+            retry_after,
+            ..SendError::retry(Reason::RateLimited, message)
+        })
+    } else if status.is_server_error() {
+        Err(SendError {
+            retry_after,
+            ..SendError::retry(Reason::ServerError, message)
+        })
+    } else {
+        Err(SendError::fatal(Reason::ClientError, message))
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(v: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Maps a transport error without echoing its URL (a webhook URL is a secret).
+pub fn transport_error(e: reqwest::Error) -> SendError {
+    let reason = if e.is_timeout() {
+        Reason::Timeout
+    } else {
+        Reason::Connection
+    };
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    SendError::retry(reason, text)
+}
+
+/// POSTs JSON and applies [`check_status`].
+pub async fn post_json<T: Serialize + ?Sized>(
+    ctx: &Ctx,
+    url: &str,
+    body: &T,
+) -> Result<(), SendError> {
+    let resp = ctx
+        .http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    // Drain the body so the connection can be reused.
+    let _ = resp.bytes().await;
+    check_status(status, &headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, retry_after: Option<&str>) -> Result<(), SendError> {
+        let mut h = HeaderMap::new();
+        if let Some(r) = retry_after {
+            h.insert(reqwest::header::RETRY_AFTER, r.parse().unwrap());
+        }
+        check_status(StatusCode::from_u16(code).unwrap(), &h)
+    }
+
+    #[test]
+    fn http_status_policy() {
+        assert!(status(200, None).is_ok());
+        assert!(status(202, None).is_ok());
+        let e = status(429, Some("7")).unwrap_err();
+        assert!(e.retryable);
+        assert_eq!(e.reason, Reason::RateLimited);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        let e = status(503, None).unwrap_err();
+        assert!(e.retryable);
+        assert_eq!(e.reason, Reason::ServerError);
+        for code in [400, 401, 403, 404, 413] {
+            let e = status(code, None).unwrap_err();
+            assert!(!e.retryable, "{code}");
+            assert_eq!(e.reason, Reason::ClientError);
+        }
+    }
+
+    #[test]
+    fn retry_after_as_date() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("Sun, 22 Nov 2026 09:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_distinct() {
+        let a: BTreeMap<String, String> = [("alertname".into(), "A".into())].into();
+        let b: BTreeMap<String, String> = [("alertname".into(), "B".into())].into();
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a).len(), 16);
+    }
+
+    #[test]
+    fn per_alert_send_resolved_overrides_the_receiver() {
+        let mut e = test_event("A", AlertState::Resolved);
+        assert!(e.wants_resolved(true));
+        e.labels
+            .insert("m4watch_send_resolved".into(), "false".into());
+        assert!(!e.wants_resolved(true));
+        e.labels
+            .insert("m4watch_send_resolved".into(), "true".into());
+        assert!(e.wants_resolved(false));
+    }
+
+    /// An event for tests.
+    pub(crate) fn test_event(name: &str, state: AlertState) -> AlertEvent {
+        let labels: BTreeMap<String, String> = [
+            ("alertname".to_string(), name.to_string()),
+            ("severity".to_string(), "critical".to_string()),
+        ]
+        .into();
+        AlertEvent {
+            fingerprint: fingerprint(&labels),
+            labels,
+            annotations: [("summary".to_string(), format!("{name} is high"))].into(),
+            state,
+            starts_at: Utc::now(),
+            ends_at: None,
+            value: Some(0.97),
+            source: "m4watch".into(),
+            generator_url: None,
+        }
+    }
+}

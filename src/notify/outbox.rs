@@ -1,0 +1,504 @@
+//! The durable outbox: every notification is a row in `<data_dir>/m4watch.db` before
+//! its first send, and stays there with its delivery result.
+//!
+//! The notifier owns its tables (`notify_*`) and versions them in `notify_schema`, so
+//! it shares the database file with the alert history without sharing its
+//! `PRAGMA user_version`. One connection of its own, WAL mode; every call runs on the
+//! blocking pool, never on the async workers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{AlertEvent, Notification};
+use crate::store::unix_now;
+
+/// Schema version of the `notify_*` tables.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Why the outbox could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("notification outbox {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("notification outbox: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("notification outbox: stored payload is not valid: {0}")]
+    Payload(#[from] serde_json::Error),
+    #[error("notification outbox: the blocking task failed")]
+    Join,
+}
+
+/// A pending row, ready to send.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub receiver: String,
+    pub integration: String,
+    pub attempts: i64,
+    pub created_at: f64,
+    pub next_attempt_at: f64,
+    pub notification: Notification,
+}
+
+/// A delivery record as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub receiver: String,
+    pub integration: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub kind: String,
+    pub title: String,
+}
+
+/// Handle to the outbox tables; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Outbox {
+    /// Opens (and creates or migrates) the outbox tables in the database at `path`.
+    pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
+        let open_err = |source| OutboxError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        // NORMAL in WAL mode survives a process crash (kill -9); only a power loss
+        // can drop the last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        migrate(&conn).map_err(open_err)?;
+        Ok(Outbox {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().expect("outbox lock");
+            f(&mut c)
+        })
+        .await
+        .map_err(|_| OutboxError::Join)?
+    }
+
+    /// Stores notifications, one row per (receiver, integration), in one transaction.
+    pub async fn enqueue(
+        &self,
+        rows: Vec<(String, &'static str, Notification)>,
+    ) -> Result<Vec<i64>, OutboxError> {
+        self.with(move |c| {
+            let now = unix_now();
+            let tx = c.transaction()?;
+            let mut ids = Vec::with_capacity(rows.len());
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO notify_outbox
+                     (receiver, integration, payload, status, attempts, created_at, next_attempt_at)
+                     VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+                )?;
+                for (receiver, integration, n) in rows {
+                    let payload = serde_json::to_string(&n)?;
+                    st.execute(params![receiver, integration, payload, now])?;
+                    ids.push(tx.last_insert_rowid());
+                }
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// The oldest pending row of each (receiver, integration) lane: lanes deliver in
+    /// order, so a resolve never overtakes its trigger.
+    pub async fn heads(&self) -> Result<Vec<Pending>, OutboxError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, receiver, integration, attempts, created_at, next_attempt_at, payload
+                 FROM notify_outbox WHERE id IN (
+                   SELECT MIN(id) FROM notify_outbox WHERE status = 'pending'
+                   GROUP BY receiver, integration)
+                 ORDER BY next_attempt_at",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, f64>(4)?,
+                    r.get::<_, f64>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, receiver, integration, attempts, created_at, next_attempt_at, payload) =
+                    row?;
+                out.push(Pending {
+                    id,
+                    receiver,
+                    integration,
+                    attempts,
+                    created_at,
+                    next_attempt_at,
+                    notification: serde_json::from_str(&payload)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Records a successful delivery.
+    pub async fn delivered(&self, id: i64, attempts: i64) -> Result<(), OutboxError> {
+        self.with(move |c| {
+            c.execute(
+                "UPDATE notify_outbox SET status = 'delivered', attempts = ?2, finished_at = ?3
+                 WHERE id = ?1",
+                params![id, attempts, unix_now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a failed attempt: `next_attempt_at` for a retry, `None` to give up.
+    pub async fn failed(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_attempt_at: Option<f64>,
+        reason: &'static str,
+        error: String,
+    ) -> Result<(), OutboxError> {
+        self.with(move |c| {
+            match next_attempt_at {
+                Some(at) => c.execute(
+                    "UPDATE notify_outbox SET attempts = ?2, next_attempt_at = ?3,
+                     last_reason = ?4, last_error = ?5 WHERE id = ?1",
+                    params![id, attempts, at, reason, error],
+                )?,
+                None => c.execute(
+                    "UPDATE notify_outbox SET status = 'failed', attempts = ?2, finished_at = ?3,
+                     last_reason = ?4, last_error = ?5 WHERE id = ?1",
+                    params![id, attempts, unix_now(), reason, error],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    /// How many notifications wait for delivery.
+    pub async fn pending_count(&self) -> Result<i64, OutboxError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM notify_outbox WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// The latest `limit` deliveries, newest first.
+    pub async fn recent(&self, limit: i64) -> Result<Vec<Delivery>, OutboxError> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, receiver, integration, status, attempts, created_at, finished_at,
+                        last_reason, last_error, payload
+                 FROM notify_outbox ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit], |r| {
+                let payload: String = r.get(9)?;
+                Ok((
+                    Delivery {
+                        id: r.get(0)?,
+                        receiver: r.get(1)?,
+                        integration: r.get(2)?,
+                        status: r.get(3)?,
+                        attempts: r.get(4)?,
+                        created_at: r.get(5)?,
+                        finished_at: r.get(6)?,
+                        last_reason: r.get(7)?,
+                        last_error: r.get(8)?,
+                        kind: String::new(),
+                        title: String::new(),
+                    },
+                    payload,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut d, payload) = row?;
+                if let Ok(n) = serde_json::from_str::<Notification>(&payload) {
+                    d.kind = serde_json::to_value(n.kind)?
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    d.title = n.title();
+                }
+                out.push(d);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Drops finished rows older than `keep_seconds`.
+    pub async fn prune(&self, keep_seconds: f64) -> Result<usize, OutboxError> {
+        self.with(move |c| {
+            Ok(c.execute(
+                "DELETE FROM notify_outbox WHERE status != 'pending' AND finished_at < ?1",
+                [unix_now() - keep_seconds],
+            )?)
+        })
+        .await
+    }
+
+    /// Settings stored through the configure API, per receiver (JSON).
+    pub async fn settings(&self) -> Result<Vec<(String, String)>, OutboxError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT receiver, settings FROM notify_settings")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Replaces one receiver's stored settings.
+    pub async fn put_settings(&self, receiver: String, json: String) -> Result<(), OutboxError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO notify_settings (receiver, settings, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(receiver) DO UPDATE SET settings = ?2, updated_at = ?3",
+                params![receiver, json, unix_now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A group's notified alerts as stored.
+#[derive(Debug, Clone)]
+pub struct StoredGroup {
+    pub key: String,
+    pub route: usize,
+    pub receiver: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub alerts: Vec<AlertEvent>,
+}
+
+impl Outbox {
+    /// Replaces a group's notified alerts; an empty list forgets the group.
+    pub async fn save_group(&self, g: StoredGroup) -> Result<(), OutboxError> {
+        self.with(move |c| {
+            if g.alerts.is_empty() {
+                c.execute("DELETE FROM notify_groups WHERE group_key = ?1", [&g.key])?;
+            } else {
+                c.execute(
+                    "INSERT INTO notify_groups (group_key, route, receiver, labels, alerts, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(group_key) DO UPDATE SET route = ?2, receiver = ?3,
+                       labels = ?4, alerts = ?5, updated_at = ?6",
+                    params![
+                        g.key,
+                        g.route as i64,
+                        g.receiver,
+                        serde_json::to_string(&g.labels)?,
+                        serde_json::to_string(&g.alerts)?,
+                        unix_now()
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every stored group.
+    pub async fn groups(&self) -> Result<Vec<StoredGroup>, OutboxError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT group_key, route, receiver, labels, alerts FROM notify_groups",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, route, receiver, labels, alerts) = row?;
+                out.push(StoredGroup {
+                    key,
+                    route: route as usize,
+                    receiver,
+                    labels: serde_json::from_str(&labels)?,
+                    alerts: serde_json::from_str(&alerts)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch("CREATE TABLE IF NOT EXISTS notify_schema (version INTEGER NOT NULL);")?;
+    let v: Option<i64> = c
+        .query_row("SELECT MAX(version) FROM notify_schema", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    if v.unwrap_or(0) < 1 {
+        c.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS notify_outbox (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               receiver TEXT NOT NULL,
+               integration TEXT NOT NULL,
+               payload TEXT NOT NULL,
+               status TEXT NOT NULL,
+               attempts INTEGER NOT NULL DEFAULT 0,
+               created_at REAL NOT NULL,
+               next_attempt_at REAL NOT NULL,
+               finished_at REAL,
+               last_reason TEXT,
+               last_error TEXT
+             );
+             CREATE INDEX IF NOT EXISTS notify_outbox_lane
+               ON notify_outbox (status, receiver, integration, id);
+             CREATE TABLE IF NOT EXISTS notify_settings (
+               receiver TEXT PRIMARY KEY,
+               settings TEXT NOT NULL,
+               updated_at REAL NOT NULL
+             );
+             DELETE FROM notify_schema;
+             INSERT INTO notify_schema (version) VALUES (1);
+             COMMIT;",
+        )?;
+    }
+    if v.unwrap_or(0) < 2 {
+        // v2: which alerts each group last notified as firing, so a resolve after a
+        // restart still reaches the receivers that heard the alert fire.
+        c.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS notify_groups (
+               group_key TEXT PRIMARY KEY,
+               route INTEGER NOT NULL,
+               receiver TEXT NOT NULL,
+               labels TEXT NOT NULL,
+               alerts TEXT NOT NULL,
+               updated_at REAL NOT NULL
+             );
+             DELETE FROM notify_schema;
+             INSERT INTO notify_schema (version) VALUES (2);
+             COMMIT;",
+        )?;
+    }
+    debug_assert_eq!(SCHEMA_VERSION, 2);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::tests::test_event;
+    use crate::notify::{AlertState, Kind};
+
+    fn n(name: &str) -> Notification {
+        Notification {
+            receiver: "r".into(),
+            kind: Kind::Alert,
+            group_key: name.into(),
+            group_labels: Default::default(),
+            alerts: vec![test_event(name, AlertState::Firing)],
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_survive_reopening_and_lanes_deliver_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m4watch.db");
+        {
+            let o = Outbox::open(&path).unwrap();
+            o.enqueue(vec![
+                ("r".into(), "slack", n("A")),
+                ("r".into(), "slack", n("B")),
+                ("r".into(), "email", n("A")),
+            ])
+            .await
+            .unwrap();
+        }
+        let o = Outbox::open(&path).unwrap();
+        assert_eq!(o.pending_count().await.unwrap(), 3);
+        let heads = o.heads().await.unwrap();
+        assert_eq!(heads.len(), 2, "one head per lane");
+        let slack = heads.iter().find(|h| h.integration == "slack").unwrap();
+        assert_eq!(slack.notification.group_key, "A");
+        o.delivered(slack.id, 1).await.unwrap();
+        let heads = o.heads().await.unwrap();
+        let slack = heads.iter().find(|h| h.integration == "slack").unwrap();
+        assert_eq!(slack.notification.group_key, "B");
+        o.failed(slack.id, 1, None, "client_error", "HTTP 400".into())
+            .await
+            .unwrap();
+        assert_eq!(o.pending_count().await.unwrap(), 1);
+        let recent = o.recent(10).await.unwrap();
+        assert_eq!(recent[0].status, "pending");
+        assert_eq!(recent[1].status, "failed");
+        assert_eq!(recent[1].last_reason.as_deref(), Some("client_error"));
+        assert_eq!(recent[2].status, "delivered");
+        assert_eq!(recent[2].title, "[FIRING:1] A");
+    }
+
+    #[test]
+    fn shares_the_file_with_other_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m4watch.db");
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("PRAGMA user_version = 7; CREATE TABLE alerts (id INTEGER);")
+            .unwrap();
+        Outbox::open(&path).unwrap();
+        let v: i64 = other
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 7, "the outbox leaves user_version alone");
+    }
+}

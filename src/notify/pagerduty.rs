@@ -1,0 +1,231 @@
+//! PagerDuty Events API v2: `trigger`, `acknowledge`, `resolve`, one event per alert
+//! with a `dedup_key` per alert fingerprint by default (Alertmanager keys per group,
+//! so separate alerts of one group merge into one incident: its #2874).
+
+use serde_json::{Value, json};
+
+use super::config::PagerDutyConfig;
+use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, post_json};
+use crate::config::Secret;
+
+/// Sends to one PagerDuty service (routing key).
+pub struct PagerDuty {
+    routing_key: Secret,
+    url: String,
+    dedup_key: String,
+    source: Option<String>,
+    ctx: Ctx,
+}
+
+/// PagerDuty truncates longer summaries.
+const SUMMARY_MAX: usize = 1024;
+
+impl PagerDuty {
+    pub fn new(cfg: &PagerDutyConfig, ctx: &Ctx) -> PagerDuty {
+        PagerDuty {
+            routing_key: cfg.routing_key.clone().unwrap_or_else(|| Secret::new("")),
+            url: cfg.url.clone(),
+            dedup_key: cfg.dedup_key.clone(),
+            source: cfg.source.clone(),
+            ctx: ctx.clone(),
+        }
+    }
+
+    /// One event per alert; a retry resends them all, which the dedup keys make
+    /// harmless.
+    pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+        for a in &n.alerts {
+            let ev = event(
+                a,
+                n,
+                self.routing_key.expose(),
+                &self.dedup_key,
+                self.source.as_deref().unwrap_or(&self.ctx.hostname),
+            );
+            post_json(&self.ctx, &self.url, &ev).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Events API v2 severity: critical, error, warning or info.
+pub fn severity(s: &str) -> &'static str {
+    match s.to_ascii_lowercase().as_str() {
+        "critical" | "page" | "fatal" => "critical",
+        "error" | "high" => "error",
+        "warning" | "warn" | "medium" => "warning",
+        _ => "info",
+    }
+}
+
+/// Checks a `dedup_key` template: only `{{ fingerprint }}`, `{{ group_key }}` and
+/// `{{ labels.NAME }}` are known.
+pub fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let j = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {t:?}"))?;
+        let var = after[..j].trim();
+        let known = var == "fingerprint"
+            || var == "group_key"
+            || var.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
+        if !known {
+            return Err(format!(
+                "unknown variable {var:?}: use fingerprint, group_key or labels.NAME"
+            ));
+        }
+        rest = &after[j + 2..];
+    }
+    Ok(())
+}
+
+/// Fills a checked template.
+pub fn render(t: &str, a: &AlertEvent, group_key: &str) -> String {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            break;
+        };
+        let var = after[..j].trim();
+        match var {
+            "fingerprint" => out.push_str(&a.fingerprint),
+            "group_key" => out.push_str(group_key),
+            _ => {
+                if let Some(l) = var.strip_prefix("labels.") {
+                    out.push_str(a.labels.get(l).map(String::as_str).unwrap_or(""));
+                }
+            }
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The Events API v2 body for one alert.
+pub fn event(
+    a: &AlertEvent,
+    n: &Notification,
+    routing_key: &str,
+    dedup_template: &str,
+    source: &str,
+) -> Value {
+    let action = match (n.kind, a.state) {
+        (_, AlertState::Resolved) => "resolve",
+        (Kind::Acknowledge, _) | (_, AlertState::Acknowledged) => "acknowledge",
+        _ => "trigger",
+    };
+    let dedup_key = render(dedup_template, a, &n.group_key);
+    let mut ev = json!({
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": dedup_key,
+    });
+    if action == "trigger" {
+        let mut summary = a.summary();
+        if n.kind == Kind::Escalation {
+            summary = format!("[ESCALATED] {summary}");
+        } else if n.kind == Kind::Test {
+            summary = format!("[TEST] {summary}");
+        }
+        if summary.chars().count() > SUMMARY_MAX {
+            summary = summary.chars().take(SUMMARY_MAX).collect();
+        }
+        let mut details = serde_json::Map::new();
+        for (k, v) in &a.labels {
+            details.insert(k.clone(), json!(v));
+        }
+        if let Some(d) = a.annotations.get("description") {
+            details.insert("description".into(), json!(d));
+        }
+        if let Some(v) = a.value {
+            details.insert("value".into(), json!(v));
+        }
+        let source = a.labels.get("instance").map_or(source, String::as_str);
+        ev["payload"] = json!({
+            "summary": summary,
+            "source": source,
+            "severity": severity(a.severity()),
+            "timestamp": a.starts_at.to_rfc3339(),
+            "component": a.labels.get("component").or_else(|| a.labels.get("job")),
+            "group": a.labels.get("tier").or_else(|| a.labels.get("group")),
+            "class": a.name(),
+            "custom_details": details,
+        });
+        let links: Vec<Value> = a
+            .links()
+            .into_iter()
+            .map(|(text, href)| json!({"href": href, "text": text}))
+            .collect();
+        if !links.is_empty() {
+            ev["links"] = json!(links);
+        }
+        ev["client"] = json!("m4watch");
+        if let Some(u) = &a.generator_url {
+            ev["client_url"] = json!(u);
+        }
+    }
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::tests::test_event;
+
+    fn n(kind: Kind, state: AlertState) -> Notification {
+        Notification {
+            receiver: "pd".into(),
+            kind,
+            group_key: "grp".into(),
+            group_labels: Default::default(),
+            alerts: vec![test_event("HighCpu", state)],
+        }
+    }
+
+    #[test]
+    fn trigger_ack_resolve() {
+        let t = n(Kind::Alert, AlertState::Firing);
+        let ev = event(&t.alerts[0], &t, "KEY", "{{ fingerprint }}", "host");
+        assert_eq!(ev["event_action"], "trigger");
+        assert_eq!(ev["dedup_key"], t.alerts[0].fingerprint);
+        assert_eq!(ev["payload"]["severity"], "critical");
+        assert_eq!(ev["payload"]["summary"], "HighCpu is high");
+        assert_eq!(ev["payload"]["source"], "host");
+        let a = n(Kind::Acknowledge, AlertState::Acknowledged);
+        let ev = event(&a.alerts[0], &a, "KEY", "{{ fingerprint }}", "host");
+        assert_eq!(ev["event_action"], "acknowledge");
+        assert!(ev.get("payload").is_none());
+        let r = n(Kind::Alert, AlertState::Resolved);
+        let ev = event(&r.alerts[0], &r, "KEY", "{{ fingerprint }}", "host");
+        assert_eq!(ev["event_action"], "resolve");
+    }
+
+    #[test]
+    fn severities() {
+        assert_eq!(severity("critical"), "critical");
+        assert_eq!(severity("ERROR"), "error");
+        assert_eq!(severity("warning"), "warning");
+        assert_eq!(severity("whatever"), "info");
+    }
+
+    #[test]
+    fn dedup_templates() {
+        let a = test_event("HighCpu", AlertState::Firing);
+        assert_eq!(
+            render("m4w-{{ labels.alertname }}-{{group_key}}", &a, "g1"),
+            "m4w-HighCpu-g1"
+        );
+        assert!(check_template("{{ labels.alertname }}").is_ok());
+        assert_eq!(
+            check_template("{{ nope }}").unwrap_err(),
+            "unknown variable \"nope\": use fingerprint, group_key or labels.NAME"
+        );
+        assert!(check_template("{{ fingerprint").is_err());
+    }
+}

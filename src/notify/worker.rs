@@ -1,0 +1,205 @@
+//! Delivery: takes the head of each outbox lane (receiver x integration) when it is
+//! due, sends it, and records the outcome. Retries back off exponentially with
+//! jitter, never sooner than a `Retry-After`; each receiver has an optional rate
+//! limit. Retry policy lives here once, not in the integrations.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::config::DeliveryConfig;
+use super::dispatch::Receivers;
+use super::metrics::Metrics;
+use super::outbox::{Outbox, Pending};
+use super::{Reason, SendError};
+use crate::shutdown::Shutdown;
+use crate::store::unix_now;
+
+/// Longest the worker sleeps without looking at the outbox.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`,
+/// capped, then scaled by a random factor in [0.5, 1) so many failing lanes do not
+/// retry in step.
+pub fn backoff(attempt: i64, initial: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = attempt.clamp(1, 32) - 1;
+    let raw = initial.as_secs_f64() * 2f64.powi(exp as i32);
+    let capped = raw.min(max.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.5 + jitter.clamp(0.0, 1.0) / 2.0))
+}
+
+/// Runs until shutdown. A send in flight at shutdown (or at a crash) stays pending in
+/// the outbox and goes out after the restart: delivery is at least once.
+pub async fn run(
+    outbox: Outbox,
+    receivers: Receivers,
+    metrics: Metrics,
+    delivery: DeliveryConfig,
+    wake: Arc<Notify>,
+    mut shutdown: Shutdown,
+) {
+    // Lanes with a send in flight. A finished send hands its lane back through
+    // `finished`, and the lane is freed only before the next outbox read: a read taken
+    // while the send was still recording its result would otherwise see the row as
+    // pending and send it twice.
+    let mut busy: HashSet<(String, String)> = HashSet::new();
+    let finished: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut next_allowed: HashMap<String, Instant> = HashMap::new();
+    loop {
+        for lane in std::mem::take(&mut *finished.lock().expect("finished")) {
+            busy.remove(&lane);
+        }
+        let mut sleep_for = POLL;
+        match outbox.heads().await {
+            Ok(heads) => {
+                let now = unix_now();
+                for h in heads {
+                    let lane = (h.receiver.clone(), h.integration.clone());
+                    if busy.contains(&lane) {
+                        continue;
+                    }
+                    if h.next_attempt_at > now {
+                        sleep_for = sleep_for.min(Duration::from_secs_f64(h.next_attempt_at - now));
+                        continue;
+                    }
+                    let rate = receivers
+                        .read()
+                        .expect("receivers")
+                        .get(&h.receiver)
+                        .and_then(|r| r.config.rate_limit_per_second);
+                    if let Some(rate) = rate {
+                        let t = Instant::now();
+                        if let Some(at) = next_allowed.get(&h.receiver)
+                            && *at > t
+                        {
+                            sleep_for = sleep_for.min(*at - t);
+                            continue;
+                        }
+                        next_allowed
+                            .insert(h.receiver.clone(), t + Duration::from_secs_f64(1.0 / rate));
+                    }
+                    busy.insert(lane.clone());
+                    let (outbox, receivers, metrics, delivery, wake, finished) = (
+                        outbox.clone(),
+                        Arc::clone(&receivers),
+                        metrics.clone(),
+                        delivery.clone(),
+                        Arc::clone(&wake),
+                        Arc::clone(&finished),
+                    );
+                    tokio::spawn(async move {
+                        deliver(&outbox, &receivers, &metrics, &delivery, h).await;
+                        finished.lock().expect("finished").push(lane);
+                        wake.notify_one();
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+        }
+        if let Ok(n) = outbox.pending_count().await {
+            metrics.queue.set(n);
+        }
+        tokio::select! {
+            _ = shutdown.recv() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+    }
+}
+
+async fn deliver(
+    outbox: &Outbox,
+    receivers: &Receivers,
+    metrics: &Metrics,
+    delivery: &DeliveryConfig,
+    h: Pending,
+) {
+    let receiver = receivers
+        .read()
+        .expect("receivers")
+        .get(&h.receiver)
+        .cloned();
+    let attempts = h.attempts + 1;
+    let started = Instant::now();
+    let result = match receiver
+        .as_ref()
+        .and_then(|r| r.integration(&h.integration))
+    {
+        Some(i) => {
+            metrics
+                .total
+                .with_label_values(&[&h.receiver, &h.integration])
+                .inc();
+            let r = i.notify(&h.notification).await;
+            metrics
+                .latency
+                .with_label_values(&[&h.integration])
+                .observe(started.elapsed().as_secs_f64());
+            r
+        }
+        None => Err(SendError::fatal(
+            Reason::Invalid,
+            "the receiver or integration is no longer configured",
+        )),
+    };
+    let record = match result {
+        Ok(()) => {
+            tracing::info!(id = h.id, receiver = %h.receiver, integration = %h.integration,
+                attempts, "notification delivered");
+            outbox.delivered(h.id, attempts).await
+        }
+        Err(e) => {
+            metrics
+                .failed
+                .with_label_values(&[&h.receiver, &h.integration, e.reason.as_str()])
+                .inc();
+            let now = unix_now();
+            let mut next = None;
+            if e.retryable {
+                let wait = backoff(
+                    attempts,
+                    delivery.initial_backoff.get(),
+                    delivery.max_backoff.get(),
+                    fastrand::f64(),
+                )
+                .max(e.retry_after.unwrap_or_default());
+                let at = now + wait.as_secs_f64();
+                if at - h.created_at <= delivery.max_age.get().as_secs_f64() {
+                    next = Some(at);
+                }
+            }
+            match next {
+                Some(at) => tracing::warn!(id = h.id, receiver = %h.receiver,
+                    integration = %h.integration, attempts, error = %e,
+                    retry_in_seconds = at - now, "notification failed; will retry"),
+                None => tracing::error!(id = h.id, receiver = %h.receiver,
+                    integration = %h.integration, attempts, error = %e,
+                    "notification failed; giving up"),
+            }
+            outbox
+                .failed(h.id, attempts, next, e.reason.as_str(), e.message)
+                .await
+        }
+    };
+    if let Err(e) = record {
+        tracing::error!(error = %e, "cannot record a delivery result");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(1, s(1), s(60), 1.0), s(1));
+        assert_eq!(backoff(2, s(1), s(60), 1.0), s(2));
+        assert_eq!(backoff(4, s(1), s(60), 1.0), s(8));
+        assert_eq!(backoff(30, s(1), s(60), 1.0), s(60));
+        assert_eq!(backoff(4, s(1), s(60), 0.0), s(4));
+        assert_eq!(backoff(0, s(1), s(60), 1.0), s(1));
+    }
+}

@@ -1,0 +1,1595 @@
+//! Notifier tests against real components: a local HTTP server standing in for Slack
+//! and PagerDuty (which cannot be reached) that checks their published schemas and
+//! answers as scripted, a real SMTP server (aiosmtpd), and a real Alertmanager.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use common::{Daemon, require_tool, series};
+use m4watch::config::Config;
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "test-write-token";
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// Scripted answers: a status and an optional `Retry-After`.
+type Answers = VecDeque<(u16, Option<String>)>;
+
+#[derive(Default)]
+struct SinkState {
+    received: Vec<Received>,
+    /// Answers to give, per path prefix, before falling back to 200.
+    script: Vec<(String, Answers)>,
+}
+
+/// A local HTTP server that records JSON POSTs and answers as scripted.
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<SinkState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn record(
+    State(s): State<Arc<Mutex<SinkState>>>,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut st = s.lock().unwrap();
+    st.received.push(Received {
+        path: path.clone(),
+        body,
+        at: Instant::now(),
+    });
+    let answer = st
+        .script
+        .iter_mut()
+        .find(|(p, _)| path.starts_with(p.as_str()))
+        .and_then(|(_, q)| q.pop_front());
+    match answer {
+        Some((code, retry_after)) => {
+            let mut h = HeaderMap::new();
+            if let Some(r) = retry_after {
+                h.insert("retry-after", r.parse().unwrap());
+            }
+            (StatusCode::from_u16(code).unwrap(), h, "scripted").into_response()
+        }
+        None => (StatusCode::ACCEPTED, "ok").into_response(),
+    }
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Sink::on(l).await
+    }
+
+    pub async fn on(l: tokio::net::TcpListener) -> Sink {
+        let addr = l.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(Arc::clone(&state));
+        let task = tokio::spawn(async move {
+            axum::serve(l, app).await.unwrap();
+        });
+        Sink { addr, state, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers the next requests under `prefix` with these statuses (and
+    /// `Retry-After` values) before answering 202.
+    pub fn script(&self, prefix: &str, answers: &[(u16, Option<&str>)]) {
+        self.state.lock().unwrap().script.push((
+            prefix.to_string(),
+            answers
+                .iter()
+                .map(|(c, r)| (*c, r.map(str::to_string)))
+                .collect(),
+        ));
+    }
+
+    pub fn received(&self, prefix: &str) -> Vec<Received> {
+        self.state
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` requests under `prefix` arrived.
+    pub async fn wait_for(&self, prefix: &str, n: usize, secs: u64) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.received(prefix);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{prefix}: wanted {n} requests, got {}: {got:#?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A config with its own data dir and a write token.
+pub fn config(dir: &Path, yaml: &str) -> Config {
+    let text = format!(
+        "listen: 127.0.0.1:0\ndata_dir: {}\napi:\n  token: {TOKEN}\nprocess:\n  interval: 1s\n{yaml}",
+        dir.display()
+    );
+    let mut c =
+        Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid");
+    common::ephemeral_statsd(&mut c);
+    c
+}
+
+/// A Prometheus-style alert; `resolved` sets `endsAt` in the past.
+pub fn alert(name: &str, severity: &str, resolved: bool) -> Value {
+    let ends = if resolved {
+        chrono::Utc::now() - chrono::Duration::seconds(1)
+    } else {
+        chrono::Utc::now() + chrono::Duration::minutes(5)
+    };
+    json!({
+        "labels": {"alertname": name, "severity": severity, "instance": "m4max-01"},
+        "annotations": {
+            "summary": format!("{name} on m4max-01"),
+            "description": "P-core utilisation above 95% for 1m",
+            "runbook_url": "https://runbooks.example/cpu"
+        },
+        "startsAt": "2026-11-22T09:00:00Z",
+        "endsAt": ends.to_rfc3339(),
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=x"
+    })
+}
+
+pub async fn post_alerts(client: &reqwest::Client, base: &str, alerts: Value) {
+    let r = client
+        .post(format!("{base}/api/v2/alerts"))
+        .bearer_auth(TOKEN)
+        .json(&alerts)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// Asserts the Block Kit shape Slack documents for incoming webhooks.
+fn assert_block_kit(body: &Value) {
+    assert!(body["text"].is_string(), "fallback text: {body}");
+    let att = &body["attachments"][0];
+    assert!(
+        att["color"].as_str().unwrap().starts_with('#'),
+        "colour: {body}"
+    );
+    let blocks = att["blocks"].as_array().expect("blocks");
+    assert!(!blocks.is_empty() && blocks.len() <= 50);
+    for b in blocks {
+        match b["type"].as_str().unwrap() {
+            "header" => {
+                assert_eq!(b["text"]["type"], "plain_text");
+                assert!(b["text"]["text"].as_str().unwrap().chars().count() <= 150);
+            }
+            "section" => {
+                assert!(b.get("text").is_some() || b.get("fields").is_some());
+                if let Some(t) = b.get("text") {
+                    assert!(matches!(t["type"].as_str(), Some("mrkdwn" | "plain_text")));
+                    assert!(t["text"].as_str().unwrap().chars().count() <= 3000);
+                }
+                if let Some(f) = b.get("fields") {
+                    let f = f.as_array().unwrap();
+                    assert!(f.len() <= 10);
+                    for x in f {
+                        assert!(x["text"].as_str().unwrap().chars().count() <= 2000);
+                    }
+                }
+            }
+            "context" => {
+                let e = b["elements"].as_array().unwrap();
+                assert!(!e.is_empty() && e.len() <= 10);
+            }
+            "actions" => {
+                for e in b["elements"].as_array().unwrap() {
+                    assert_eq!(e["type"], "button");
+                    assert_eq!(e["text"]["type"], "plain_text");
+                    assert!(e["url"].as_str().unwrap().starts_with("http"));
+                }
+            }
+            other => panic!("unexpected block type {other}"),
+        }
+    }
+}
+
+/// Asserts the required fields of a PagerDuty Events API v2 event.
+fn assert_pd_event(ev: &Value, routing_key: &str) {
+    assert_eq!(ev["routing_key"], routing_key);
+    let action = ev["event_action"].as_str().unwrap();
+    assert!(matches!(action, "trigger" | "acknowledge" | "resolve"));
+    assert!(!ev["dedup_key"].as_str().unwrap().is_empty());
+    if action == "trigger" {
+        let p = &ev["payload"];
+        assert!(!p["summary"].as_str().unwrap().is_empty());
+        assert!(p["summary"].as_str().unwrap().chars().count() <= 1024);
+        assert!(!p["source"].as_str().unwrap().is_empty());
+        assert!(matches!(
+            p["severity"].as_str(),
+            Some("critical" | "error" | "warning" | "info")
+        ));
+    }
+}
+
+fn value_of(metrics: &str, family: &str, labels: &str) -> f64 {
+    series(metrics, family)
+        .into_iter()
+        .find(|l| l.contains(labels))
+        .unwrap_or_else(|| panic!("no {family}{{{labels}}} in\n{metrics}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slack_and_pagerduty_retry_as_told_and_never_retry_a_400() {
+    let sink = Sink::start().await;
+    // Slack: rate limited with Retry-After 1, then a 500, then accepted.
+    sink.script("/slack", &[(429, Some("1")), (500, None)]);
+    // PagerDuty: the first event is refused as malformed: never retried.
+    sink.script("/pd", &[(400, None)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            r#"notifications:
+  delivery: {{initial_backoff: 100ms, max_backoff: 500ms}}
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "{}"}}
+      pagerduty: {{routing_key: pd-key-123, url: "{}"}}
+  route:
+    receiver: ops
+    group_interval: 200ms
+"#,
+            sink.url("/slack/T0/B0/secret"),
+            sink.url("/pd/enqueue")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("HighCpu", "critical", false)]),
+    )
+    .await;
+
+    let slack = sink.wait_for("/slack", 3, 15).await;
+    assert_eq!(slack.len(), 3, "429, 500, then delivered");
+    assert!(
+        slack[1].at - slack[0].at >= Duration::from_millis(950),
+        "Retry-After: 1 honoured, waited {:?}",
+        slack[1].at - slack[0].at
+    );
+    assert_eq!(
+        slack[0].body, slack[2].body,
+        "a retry sends the same message"
+    );
+    assert_block_kit(&slack[2].body);
+    let text = slack[2].body.to_string();
+    for want in [
+        "[FIRING:1] HighCpu",
+        "HighCpu on m4max-01",
+        "P-core utilisation above 95% for 1m",
+        "https://runbooks.example/cpu",
+        "severity=critical",
+        "#d00000",
+    ] {
+        assert!(text.contains(want), "Slack message lacks {want:?}: {text}");
+    }
+
+    let pd = sink.wait_for("/pd", 1, 5).await;
+    assert_pd_event(&pd[0].body, "pd-key-123");
+    assert_eq!(pd[0].body["event_action"], "trigger");
+    assert_eq!(pd[0].body["payload"]["severity"], "critical");
+
+    // Resolve: Slack gets a green message, PagerDuty a resolve with the same key as
+    // the trigger (which PagerDuty refused, so this is the next event on that lane).
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("HighCpu", "critical", true)]),
+    )
+    .await;
+    let slack = sink.wait_for("/slack", 4, 10).await;
+    assert_eq!(slack[3].body["text"], "[RESOLVED] HighCpu");
+    assert_eq!(slack[3].body["attachments"][0]["color"], "#2eb886");
+    let pd = sink.wait_for("/pd", 2, 10).await;
+    assert_eq!(pd[1].body["event_action"], "resolve");
+    assert_eq!(pd[1].body["dedup_key"], pd[0].body["dedup_key"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received("/pd").len(), 2, "the 400 was not retried");
+
+    // Delivery results are kept and shown.
+    let list: Value = d
+        .get("/api/v1/monitoring/notifications")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let deliveries = list["deliveries"].as_array().unwrap();
+    let failed: Vec<_> = deliveries
+        .iter()
+        .filter(|x| x["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{list:#}");
+    assert_eq!(failed[0]["integration"], "pagerduty");
+    assert_eq!(failed[0]["last_reason"], "client_error");
+    assert_eq!(failed[0]["attempts"], 1);
+    let text = list.to_string();
+    assert!(
+        !text.contains("pd-key-123") && !text.contains("/slack/T0"),
+        "{text}"
+    );
+
+    let m = d
+        .scrape_until(5, |m| {
+            m.contains("m4watch_notifications_failed_total{integration=\"slack\",reason=\"server_error\",receiver=\"ops\"} 1")
+        })
+        .await;
+    let f = "m4watch_notifications_failed_total";
+    assert_eq!(
+        value_of(
+            &m,
+            f,
+            "integration=\"slack\",reason=\"rate_limited\",receiver=\"ops\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        value_of(
+            &m,
+            f,
+            "integration=\"pagerduty\",reason=\"client_error\",receiver=\"ops\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        value_of(
+            &m,
+            f,
+            "integration=\"slack\",reason=\"auth\",receiver=\"ops\""
+        ),
+        0.0,
+        "pre-created"
+    );
+    assert_eq!(
+        value_of(
+            &m,
+            "m4watch_notifications_total",
+            "integration=\"slack\",receiver=\"ops\""
+        ),
+        4.0
+    );
+    assert_eq!(value_of(&m, "m4watch_notification_queue_length", ""), 0.0);
+    assert!(m.contains("m4watch_notification_latency_seconds_count{integration=\"slack\"} 4"));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn routes_continue_group_and_honour_send_resolved() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            r#"notifications:
+  receivers:
+    - name: page
+      webhook: {{url: "{}"}}
+    - name: chat
+      send_resolved: false
+      webhook: {{url: "{}"}}
+    - name: mail
+      webhook: {{url: "{}"}}
+  route:
+    receiver: mail
+    group_by: [alertname]
+    group_interval: 300ms
+    routes:
+      - matchers: ['severity="critical"']
+        receiver: page
+        continue: true
+      - matchers: ['severity=~"critical|warning"']
+        receiver: chat
+"#,
+            sink.url("/page"),
+            sink.url("/chat"),
+            sink.url("/mail")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("DiskFull", "critical", false)]),
+    )
+    .await;
+    let page = sink.wait_for("/page", 1, 5).await;
+    let chat = sink.wait_for("/chat", 1, 5).await;
+    assert_eq!(page[0].body["version"], "4");
+    assert_eq!(page[0].body["status"], "firing");
+    assert_eq!(
+        page[0].body["groupLabels"],
+        json!({"alertname": "DiskFull"})
+    );
+    assert_eq!(chat[0].body["alerts"][0]["labels"]["source"], "prometheus");
+    assert!(
+        sink.received("/mail").is_empty(),
+        "mail is only the fallback"
+    );
+
+    // group_wait 0s: the first alert went out at once; a second alert of the same
+    // group waits for group_interval and then comes with the first.
+    let mut second = alert("DiskFull", "critical", false);
+    second["labels"]["instance"] = json!("m4max-02");
+    post_alerts(&d.client, &base, json!([second])).await;
+    let page = sink.wait_for("/page", 2, 5).await;
+    assert_eq!(page[1].body["alerts"].as_array().unwrap().len(), 2);
+    assert!(page[1].at - page[0].at >= Duration::from_millis(250));
+
+    // Info goes to the fallback.
+    post_alerts(&d.client, &base, json!([alert("Note", "info", false)])).await;
+    sink.wait_for("/mail", 1, 5).await;
+
+    // Resolve both: page (send_resolved default true) hears it, chat does not...
+    let mut second = alert("DiskFull", "critical", true);
+    second["labels"]["instance"] = json!("m4max-02");
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("DiskFull", "critical", true), second]),
+    )
+    .await;
+    let page = sink.wait_for("/page", 3, 5).await;
+    assert_eq!(page[2].body["status"], "resolved", "{:#?}", page);
+    // ...unless the alert asks for it with m4watch_send_resolved="true".
+    let mut loud = alert("Loud", "warning", false);
+    loud["labels"]["m4watch_send_resolved"] = json!("true");
+    post_alerts(&d.client, &base, json!([loud.clone()])).await;
+    // chat so far: DiskFull, DiskFull with its second alert, Loud.
+    sink.wait_for("/chat", 3, 5).await;
+    loud["endsAt"] = json!((chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
+    post_alerts(&d.client, &base, json!([loud])).await;
+    let chat = sink.wait_for("/chat", 4, 5).await;
+    assert_eq!(
+        chat[3].body["status"],
+        "resolved",
+        "{:#?}",
+        chat.iter()
+            .map(|c| (
+                c.body["status"].clone(),
+                c.body["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| (
+                        a["labels"]["alertname"].clone(),
+                        a["labels"]["instance"].clone(),
+                        a["status"].clone()
+                    ))
+                    .collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(chat[3].body["alerts"][0]["labels"]["alertname"], "Loud");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        sink.received("/chat").len(),
+        4,
+        "DiskFull's resolve never reached chat"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn unacknowledged_critical_alerts_escalate() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            r#"notifications:
+  receivers:
+    - name: chat
+      webhook: {{url: "{}"}}
+    - name: oncall
+      pagerduty: {{routing_key: k, url: "{}"}}
+  route: {{receiver: chat}}
+  escalation: {{receiver: oncall, after: 500ms}}
+"#,
+            sink.url("/chat"),
+            sink.url("/pd")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([
+            alert("Latency", "critical", false),
+            alert("Minor", "warning", false)
+        ]),
+    )
+    .await;
+    sink.wait_for("/chat", 2, 5).await;
+    let pd = sink.wait_for("/pd", 1, 5).await;
+    assert!(
+        pd[0].body["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("[ESCALATED] Latency")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        sink.received("/pd").len(),
+        1,
+        "only the critical one escalates, once"
+    );
+    d.stop().await;
+}
+
+/// Frees a port for a server started later (the sink "comes up" on it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_m4watch(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_m4watch"));
+    c.arg("--config")
+        .arg(cfg)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Proc(c.spawn().unwrap())
+}
+
+async fn wait_up(client: &reqwest::Client, base: &str) {
+    for _ in 0..400 {
+        if let Ok(r) = client.get(format!("{base}/-/healthy")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("m4watch at {base} never came up");
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_notification_and_no_secret_leaks() {
+    const SLACK_SECRET: &str = "XOXSLACKSECRET42";
+    const PD_SECRET: &str = "PDROUTINGSECRET42";
+    const SMTP_SECRET: &str = "SMTPPASSWORDSECRET42";
+    let dir = tempfile::tempdir().unwrap();
+    let sink_port = free_port();
+    let port = free_port();
+    let smtp_port = free_port(); // nothing listens: email fails, retryably
+    let cfg = dir.path().join("m4watch.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"listen: 127.0.0.1:{port}
+data_dir: {data}
+api: {{token: {TOKEN}}}
+process: {{interval: 1s}}
+trading: {{statsd_listen: "127.0.0.1:0"}}
+notifications:
+  delivery: {{initial_backoff: 100ms, max_backoff: 300ms}}
+  receivers:
+    - name: ops
+      slack: {{}}
+      pagerduty: {{url: "http://127.0.0.1:{sink_port}/pd"}}
+      email:
+        smarthost: 127.0.0.1:{smtp_port}
+        tls: none
+        from: m4watch@example.com
+        to: [ops@example.com]
+        username: m4watch
+  route: {{receiver: ops}}
+"#,
+            data = dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("m4watch.log");
+    let slack_url = format!("http://127.0.0.1:{sink_port}/slack/{SLACK_SECRET}");
+    let env = [
+        ("M4WATCH_SLACK_WEBHOOK_URL", slack_url.as_str()),
+        ("M4WATCH_PAGERDUTY_ROUTING_KEY", PD_SECRET),
+        ("M4WATCH_SMTP_PASSWORD", SMTP_SECRET),
+    ];
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    let mut first = spawn_m4watch(&cfg, &log, &env);
+    wait_up(&client, &base).await;
+    let names: Vec<String> = (0..5).map(|i| format!("Crash{i}")).collect();
+    for n in &names {
+        post_alerts(&client, &base, json!([alert(n, "critical", false)])).await;
+    }
+    // Let a few attempts fail against the missing sink, then kill -9.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let body = client
+        .get(format!("{base}/api/v1/monitoring/notifications"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let pending = v["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["status"] == "pending")
+        .count();
+    assert_eq!(
+        pending, 15,
+        "5 alerts x 3 integrations pending before the kill: {v:#}"
+    );
+
+    // Restart on the same data dir, then bring the sink up.
+    let _second = spawn_m4watch(&cfg, &log, &env);
+    wait_up(&client, &base).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", sink_port))
+        .await
+        .expect("sink port still free");
+    let sink = Sink::on(listener).await;
+    let slack = sink.wait_for("/slack", 5, 15).await;
+    let pd = sink.wait_for("/pd", 5, 15).await;
+    let mut got: Vec<String> = slack
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    got.dedup();
+    let want: Vec<String> = names.iter().map(|n| format!("[FIRING:1] {n}")).collect();
+    assert_eq!(got, want, "every Slack notification arrived");
+    for r in &pd {
+        assert_pd_event(&r.body, PD_SECRET);
+    }
+
+    // Secrets stay out of logs, errors and API answers.
+    let api = client
+        .get(format!("{base}/api/v1/monitoring/notifications"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        api.contains("\"email\"") && api.contains("<redacted>"),
+        "{api}"
+    );
+    let configured = client
+        .post(format!("{base}/api/v1/monitoring/notifications/configure"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"receiver": "ops", "slack_webhook": slack_url}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tested = client
+        .post(format!("{base}/api/v1/monitoring/notifications/test"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"receiver": "ops"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(tested.contains("\"integration\":\"email\""), "{tested}");
+    assert!(tested.contains("\"reason\":\"connection\""), "{tested}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("notification failed; will retry"), "{logs}");
+    for (what, text) in [
+        ("logs", &logs),
+        ("list", &api),
+        ("configure", &configured),
+        ("test", &tested),
+    ] {
+        for s in [SLACK_SECRET, PD_SECRET, SMTP_SECRET] {
+            assert!(!text.contains(s), "{s} leaked into the {what}: {text}");
+        }
+    }
+}
+
+/// The real SMTP server (aiosmtpd) on loopback.
+struct Smtp {
+    port: u16,
+    dir: PathBuf,
+    _proc: Proc,
+}
+
+fn start_smtp(root: &Path) -> Smtp {
+    start_smtp_with(root, "mail", &[])
+}
+
+/// `extra`: `starttls|tls CERT KEY` for a TLS server that offers AUTH.
+fn start_smtp_with(root: &Path, name: &str, extra: &[&Path]) -> Smtp {
+    let python = PathBuf::from("/usr/bin/python3");
+    let ok = Command::new(&python)
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3-aiosmtpd is not installed: run scripts/test.sh, which installs it"
+    );
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut child = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/smtp_sink.py"
+        ))
+        .arg(port.to_string())
+        .arg(&dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "SMTP sink did not start");
+    Smtp {
+        port,
+        dir,
+        _proc: Proc(child),
+    }
+}
+
+fn mails(dir: &Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server_with_both_parts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(tmp.path());
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            r#"notifications:
+  receivers:
+    - name: mail
+      email:
+        smarthost: 127.0.0.1:{}
+        tls: none
+        from: "m4watch <m4watch@example.com>"
+        to: [ops@example.com, desk@example.com]
+  route: {{receiver: mail}}
+"#,
+            smtp.port
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("HighCpu", "critical", false)]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mail = loop {
+        if let Some(m) = mails(&smtp.dir).into_iter().next() {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no mail arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let unfolded = mail.replace("=\r\n", "").replace("\r\n", "\n");
+    for want in [
+        "X-Envelope-From: m4watch@example.com",
+        "X-Envelope-To: ops@example.com,desk@example.com",
+        "From: m4watch <m4watch@example.com>",
+        "To: ops@example.com, desk@example.com",
+        "Subject: [FIRING:1] HighCpu",
+        "Content-Type: multipart/alternative",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Type: text/html; charset=utf-8",
+        "FIRING: HighCpu on m4max-01",
+        "<h3>FIRING: HighCpu on m4max-01</h3>",
+        "https://runbooks.example/cpu",
+    ] {
+        assert!(unfolded.contains(want), "mail lacks {want:?}:\n{unfolded}");
+    }
+    assert!(unfolded.contains("Message-ID: <") && unfolded.contains("Date: "));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_steps_are_classified() {
+    use m4watch::notify::config::{EmailConfig, SmtpTls};
+    use m4watch::notify::email::Email;
+    use m4watch::notify::{AlertState, Ctx, Kind, Notification, Reason};
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(tmp.path());
+    let ctx = Ctx::new(Duration::from_secs(5));
+    let labels: std::collections::BTreeMap<String, String> =
+        [("alertname".to_string(), "A".to_string())].into();
+    let n = Notification {
+        receiver: "mail".into(),
+        kind: Kind::Alert,
+        group_key: "g".into(),
+        group_labels: Default::default(),
+        alerts: vec![m4watch::notify::AlertEvent {
+            fingerprint: m4watch::notify::fingerprint(&labels),
+            labels,
+            annotations: Default::default(),
+            state: AlertState::Firing,
+            starts_at: chrono::Utc::now(),
+            ends_at: None,
+            value: None,
+            source: "m4watch".into(),
+            generator_url: None,
+        }],
+    };
+    let cfg = |port: u16, tls: SmtpTls, to: &str, user: Option<&str>| EmailConfig {
+        smarthost: format!("127.0.0.1:{port}"),
+        tls,
+        from: "m4watch@example.com".into(),
+        to: vec![to.into()],
+        username: user.map(str::to_string),
+        password: user.map(|_| m4watch::config::Secret::new("pw")),
+        ..Default::default()
+    };
+    // Delivered in plain mode.
+    Email::new(
+        &cfg(smtp.port, SmtpTls::None, "ops@example.com", None),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap();
+    // A refused recipient is permanent: never retried.
+    let e = Email::new(&cfg(smtp.port, SmtpTls::None, "x@reject.test", None), &ctx)
+        .notify(&n)
+        .await
+        .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Rejected, false), "{e}");
+    // STARTTLS on a server without it: retryable.
+    let e = Email::new(
+        &cfg(smtp.port, SmtpTls::Starttls, "ops@example.com", None),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+    // Auth the server does not offer: retryable.
+    let e = Email::new(
+        &cfg(smtp.port, SmtpTls::None, "ops@example.com", Some("u")),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Auth, true), "{e}");
+    // Nobody listening: retryable.
+    let e = Email::new(
+        &cfg(free_port(), SmtpTls::None, "ops@example.com", None),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Connection, true), "{e}");
+    assert_eq!(mails(&smtp.dir).len(), 1);
+}
+
+#[tokio::test]
+async fn alerts_are_forwarded_to_a_real_alertmanager() {
+    let am = require_tool("prometheus-alertmanager");
+    let tmp = tempfile::tempdir().unwrap();
+    let am_cfg = tmp.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_cfg,
+        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let am_port = free_port();
+    let _am = Proc(
+        Command::new(am)
+            .arg(format!("--config.file={}", am_cfg.display()))
+            .arg(format!(
+                "--storage.path={}",
+                tmp.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let am_base = format!("http://127.0.0.1:{am_port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !client
+        .get(format!("{am_base}/-/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "Alertmanager never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            "notifications:\n  receivers:\n    - name: am\n      alertmanager: {{urls: [\"{am_base}\"]}}\n  route: {{receiver: am, group_interval: 200ms}}\n"
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("HighCpu", "critical", false)]),
+    )
+    .await;
+    let active = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "HighCpu")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let v: Value = client
+            .get(format!("{am_base}/api/v2/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let a = active(&v);
+        if !a.is_empty() {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager never got the alert"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(got[0]["labels"]["source"], "prometheus");
+    assert_eq!(got[0]["labels"]["instance"], "m4max-01");
+    assert_eq!(got[0]["annotations"]["summary"], "HighCpu on m4max-01");
+    assert_eq!(got[0]["status"]["state"], "active");
+
+    // The resolve reaches Alertmanager too, which then stops listing it as active.
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("HighCpu", "critical", true)]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Value = client
+            .get(format!("{am_base}/api/v2/alerts?active=true"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if active(&v).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager still lists the alert: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn configure_api_sets_persists_and_redacts_receivers() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(dir.path(), "")).await;
+    let url = |p: &str| d.url(p);
+    let secret_hook = sink.url("/slack/T1/B1/CONFIGSECRET");
+
+    // Needs the token.
+    let r = d
+        .client
+        .post(url("/api/v1/monitoring/notifications/configure"))
+        .json(&json!({"slack_webhook": secret_hook}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Bad input names the key and never echoes the value.
+    let r = d
+        .client
+        .post(url("/api/v1/monitoring/notifications/configure"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"slack_webhook": "not a url CONFIGSECRET"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("slack_webhook: must be an http") && !body.contains("CONFIGSECRET"),
+        "{body}"
+    );
+
+    // The original description's body.
+    let r = d
+        .client
+        .post(url("/api/v1/monitoring/notifications/configure"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"slack_webhook": secret_hook}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["receiver"]["name"], "default");
+    assert_eq!(v["receiver"]["slack"]["webhook_url"], "<redacted>");
+    // The PagerDuty key through the same endpoint keeps the Slack setting.
+    let r = d
+        .client
+        .post(url("/api/v1/monitoring/notifications/configure"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"pagerduty_routing_key": "PDCONFIGSECRET", "pagerduty_url": sink.url("/pd")}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["receiver"]["slack"]["webhook_url"], "<redacted>", "{v}");
+    assert_eq!(v["receiver"]["pagerduty"]["routing_key"], "<redacted>");
+
+    // The test endpoint goes through both.
+    let r = d
+        .client
+        .post(url("/api/v1/monitoring/notifications/test"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 2, "{v}");
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["delivered"] == true),
+        "{v}"
+    );
+    let slack = sink.wait_for("/slack", 1, 5).await;
+    assert!(
+        slack[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[TEST]")
+    );
+    assert_pd_event(&sink.wait_for("/pd", 1, 5).await[0].body, "PDCONFIGSECRET");
+    d.stop().await;
+
+    // Persisted: a restart on the same data dir still delivers to the webhook.
+    let d = Daemon::start(config(dir.path(), "")).await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("AfterRestart", "warning", false)]),
+    )
+    .await;
+    let slack = sink.wait_for("/slack", 2, 5).await;
+    assert_eq!(slack[1].body["text"], "[FIRING:1] AfterRestart");
+    let list = d
+        .get("/api/v1/monitoring/notifications")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !list.contains("CONFIGSECRET") && list.contains("<redacted>"),
+        "{list}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
+    let prom = require_tool("prometheus");
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            "notifications:\n  receivers:\n    - name: chat\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: chat}}\n",
+            sink.url("/slack")
+        ),
+    ))
+    .await;
+    std::fs::write(
+        tmp.path().join("rules.yml"),
+        "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: OrderLatencyHigh\n        expr: vector(1)\n        labels: {severity: critical}\n        annotations: {summary: \"order latency above threshold\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("prometheus.yml"),
+        format!(
+            "global: {{evaluation_interval: 1s}}\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n    - api_version: v2\n      authorization: {{credentials: {TOKEN}}}\n      static_configs: [{{targets: [\"{}\"]}}]\n",
+            d.addr
+        ),
+    )
+    .unwrap();
+    let _prom = Proc(
+        Command::new(prom)
+            .arg(format!(
+                "--config.file={}",
+                tmp.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+            // Prometheus evaluates before it has discovered its Alertmanagers and
+            // drops that first send; the resend then comes after this delay.
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let got = sink.wait_for("/slack", 1, 30).await;
+    let text = got[0].body.to_string();
+    assert_eq!(got[0].body["text"], "[FIRING:1] OrderLatencyHigh");
+    assert!(text.contains("order latency above threshold"), "{text}");
+    assert!(text.contains("source=prometheus"), "{text}");
+    assert_block_kit(&got[0].body);
+    // Prometheus re-sends firing alerts; they are the same alert, not new ones.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.received("/slack").len(), 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
+    use m4watch::notify::config::NotifyConfig;
+    use m4watch::notify::{AlertEvent, AlertState, Notifier, fingerprint};
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
+        "receivers:\n  - name: pd\n    pagerduty: {{routing_key: k, url: \"{}\"}}\n  - name: boss\n    webhook: {{url: \"{}\"}}\nroute: {{receiver: pd}}\nescalation: {{receiver: boss, after: 400ms}}\n",
+        sink.url("/pd"),
+        sink.url("/boss")
+    ))
+    .unwrap();
+    let (_trigger, shutdown) = m4watch::shutdown::channel();
+    let registry = prometheus::Registry::new();
+    let (notifier, _tasks) = Notifier::start(&cfg, tmp.path(), &registry, shutdown)
+        .await
+        .unwrap();
+    let labels: std::collections::BTreeMap<String, String> = [
+        ("alertname".to_string(), "Latency".to_string()),
+        ("severity".to_string(), "critical".to_string()),
+    ]
+    .into();
+    let mut ev = AlertEvent {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: Default::default(),
+        state: AlertState::Firing,
+        starts_at: chrono::Utc::now(),
+        ends_at: None,
+        value: Some(0.0042),
+        source: "m4watch".into(),
+        generator_url: None,
+    };
+    notifier.submit(ev.clone()).await;
+    ev.state = AlertState::Acknowledged;
+    notifier.submit(ev.clone()).await;
+    let pd = sink.wait_for("/pd", 2, 5).await;
+    assert_eq!(pd[0].body["event_action"], "trigger");
+    assert_eq!(pd[1].body["event_action"], "acknowledge");
+    assert_eq!(pd[0].body["dedup_key"], ev.fingerprint.as_str());
+    assert_eq!(pd[1].body["dedup_key"], ev.fingerprint.as_str());
+    assert_eq!(pd[0].body["payload"]["custom_details"]["value"], 0.0042);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        sink.received("/boss").is_empty(),
+        "acknowledged: no escalation"
+    );
+}
+
+#[tokio::test]
+async fn mute_intervals_rate_limits_and_repeats() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            r#"notifications:
+  receivers:
+    - name: muted
+      webhook: {{url: "{}"}}
+    - name: slow
+      rate_limit_per_second: 2
+      webhook: {{url: "{}"}}
+  time_intervals:
+    - name: always
+  route:
+    receiver: slow
+    group_interval: 100ms
+    repeat_interval: 600ms
+    routes:
+      - receiver: muted
+        mute_time_intervals: [always]
+        continue: true
+      - receiver: slow
+"#,
+            sink.url("/muted"),
+            sink.url("/slow")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([
+            alert("A", "warning", false),
+            alert("B", "warning", false),
+            alert("C", "warning", false)
+        ]),
+    )
+    .await;
+    let slow = sink.wait_for("/slow", 3, 5).await;
+    for w in slow.windows(2) {
+        assert!(
+            w[1].at - w[0].at >= Duration::from_millis(450),
+            "2 per second at most: {:?}",
+            w[1].at - w[0].at
+        );
+    }
+    // The alerts keep firing: each is repeated after repeat_interval.
+    let slow = sink.wait_for("/slow", 6, 10).await;
+    assert_eq!(slow[3].body["alerts"][0]["status"], "firing");
+    assert!(sink.received("/muted").is_empty(), "muted all the time");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_over_starttls_and_implicit_tls_with_auth() {
+    use m4watch::notify::config::{EmailConfig, SmtpTls};
+    use m4watch::notify::email::Email;
+    use m4watch::notify::{Ctx, Kind, Notification, Reason};
+    let openssl = require_tool("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let ok = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl could not make a test certificate");
+    let starttls = start_smtp_with(
+        tmp.path(),
+        "starttls",
+        &[Path::new("starttls"), &cert, &key],
+    );
+    let implicit = start_smtp_with(tmp.path(), "tls", &[Path::new("tls"), &cert, &key]);
+    let ctx = Ctx::new(Duration::from_secs(5));
+    let labels: std::collections::BTreeMap<String, String> =
+        [("alertname".to_string(), "Tls".to_string())].into();
+    let n = Notification {
+        receiver: "mail".into(),
+        kind: Kind::Alert,
+        group_key: "g".into(),
+        group_labels: Default::default(),
+        alerts: vec![m4watch::notify::AlertEvent {
+            fingerprint: m4watch::notify::fingerprint(&labels),
+            labels,
+            annotations: Default::default(),
+            state: m4watch::notify::AlertState::Firing,
+            starts_at: chrono::Utc::now(),
+            ends_at: None,
+            value: None,
+            source: "m4watch".into(),
+            generator_url: None,
+        }],
+    };
+    let cfg = |port: u16, tls: SmtpTls, password: &str, ca: bool| EmailConfig {
+        smarthost: format!("127.0.0.1:{port}"),
+        tls,
+        from: "m4watch@example.com".into(),
+        to: vec!["ops@example.com".into()],
+        username: Some("m4watch".into()),
+        password: Some(m4watch::config::Secret::new(password)),
+        ca_file: ca.then(|| cert.clone()),
+        ..Default::default()
+    };
+    Email::new(
+        &cfg(starttls.port, SmtpTls::Starttls, "s3cret-smtp", true),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap();
+    Email::new(&cfg(implicit.port, SmtpTls::Tls, "s3cret-smtp", true), &ctx)
+        .notify(&n)
+        .await
+        .unwrap();
+    for dir in [&starttls.dir, &implicit.dir] {
+        let m = mails(dir);
+        assert_eq!(m.len(), 1, "{dir:?}: {m:#?}");
+        assert!(
+            m[0].contains("X-Sink-TLS: True") && m[0].contains("X-Sink-Auth: True"),
+            "{}",
+            m[0]
+        );
+    }
+    // A wrong password: retryable (someone can fix it while the outbox keeps the mail).
+    let e = Email::new(&cfg(starttls.port, SmtpTls::Starttls, "wrong", true), &ctx)
+        .notify(&n)
+        .await
+        .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Auth, true), "{e}");
+    assert!(!e.to_string().contains("wrong"), "{e}");
+    // A certificate nobody vouches for: a TLS failure, retryable.
+    let e = Email::new(
+        &cfg(implicit.port, SmtpTls::Tls, "s3cret-smtp", false),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+    let e = Email::new(
+        &cfg(starttls.port, SmtpTls::Starttls, "s3cret-smtp", false),
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+}
+
+#[tokio::test]
+async fn a_resolve_after_a_restart_still_reaches_the_receiver() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        config(
+            dir.path(),
+            &format!(
+                "notifications:\n  receivers:\n    - name: hook\n      webhook: {{url: \"{}\"}}\n  route: {{receiver: hook, group_interval: 100ms}}\n",
+                sink.url("/hook")
+            ),
+        )
+    };
+    let d = Daemon::start(cfg()).await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("Survivor", "critical", false)]),
+    )
+    .await;
+    sink.wait_for("/hook", 1, 5).await;
+    d.stop().await;
+
+    let d = Daemon::start(cfg()).await;
+    let base = format!("http://{}", d.addr);
+    // Prometheus re-sends the firing alert: already notified, nothing new.
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("Survivor", "critical", false)]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        sink.received("/hook").len(),
+        1,
+        "no duplicate after a restart"
+    );
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("Survivor", "critical", true)]),
+    )
+    .await;
+    let hook = sink.wait_for("/hook", 2, 5).await;
+    assert_eq!(hook[1].body["status"], "resolved");
+    assert_eq!(hook[1].body["alerts"][0]["labels"]["alertname"], "Survivor");
+    d.stop().await;
+}
+
+/// The whole path inside one daemon: a rule of the rule engine fires, the alert
+/// reaches PagerDuty as `trigger`, an acknowledgement through the m4watch API sends
+/// `acknowledge`, and when the condition clears the `resolve` follows, all with the
+/// alert's id as dedup key.
+#[tokio::test]
+async fn rule_engine_alerts_reach_pagerduty_with_acknowledge_and_resolve() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The rule fires while the fixture machine has two CPUs; the test adds a third.
+    let root = dir.path().join("machine");
+    copy_tree(&PathBuf::from(common::fixture("plain")), &root);
+    let rules = dir.path().join("test.rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: e2e\n    rules:\n      - alert: TwoCpus\n        expr: m4watch_cpu_cores{type=\"performance\"} == 2\n        labels: {severity: critical}\n        annotations: {summary: two CPUs, description: the fixture machine has two CPUs}\n",
+    )
+    .unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            "hardware:\n  interval: 100ms\n  timeout: 100ms\n  procfs: {m}/proc\n  sysfs: {m}/sys\nrules:\n  files: [\"{r}\"]\n  evaluation_interval: 100ms\nnotifications:\n  receivers:\n    - name: pd\n      pagerduty: {{routing_key: k, url: \"{pd}\"}}\n  route: {{receiver: pd, group_interval: 1s}}\n",
+            m = root.display(),
+            r = rules.display(),
+            pd = sink.url("/pd"),
+        ),
+    ))
+    .await;
+    let trigger = sink.wait_for("/pd", 1, 10).await;
+    assert_eq!(trigger[0].body["event_action"], "trigger");
+    assert_eq!(trigger[0].body["payload"]["severity"], "critical");
+    let key = trigger[0].body["dedup_key"].as_str().unwrap().to_string();
+
+    let alerts: Value = d
+        .get("/api/v1/monitoring/alerts?state=firing")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = alerts["alerts"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id, key, "PagerDuty dedups on the alert's id");
+    let r = d
+        .client
+        .post(d.url(&format!("/api/v1/monitoring/alerts/{id}/acknowledge")))
+        .bearer_auth(TOKEN)
+        .json(&json!({"by": "oncall", "comment": "looking"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let acked = sink.wait_for("/pd", 2, 10).await;
+    assert_eq!(acked[1].body["event_action"], "acknowledge");
+
+    // A third CPU appears: the condition clears and the alert resolves.
+    let stat = root.join("proc/stat");
+    let mut text = std::fs::read_to_string(&stat).unwrap();
+    text.push_str("cpu2 100 0 10 1000 0 0 0 0 0 0\n");
+    std::fs::write(&stat, text).unwrap();
+    let resolved = sink.wait_for("/pd", 3, 10).await;
+    assert_eq!(resolved[2].body["event_action"], "resolve");
+    assert_eq!(resolved[2].body["dedup_key"], key.as_str());
+    d.stop().await;
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
