@@ -88,7 +88,10 @@ DASHBOARDS = {
         panel("Fans", "timeseries", [q(f'm4watch_fan_speed_rpm{{{I}}}', "{{fan}}")], "rotrpm"),
         row("Memory"),
         panel("Memory by state", "timeseries", [q(f'm4watch_memory_bytes{{{I}}}', "{{state}}")], "bytes"),
-        panel("Memory pressure", "timeseries", [q(f'm4watch_memory_pressure_ratio{{{I}}}', "{{window}}")], "percentunit"),
+        panel("Memory pressure", "timeseries",
+              [q(f'm4watch_memory_pressure_ratio{{{I}}} or on (instance) (m4watch_memory_pressure_level{{{I}}} == 1)',
+                 "{{window}}{{level}}")], "short",
+              desc="Linux: share of time stalled on memory (PSI). macOS: the kernel's pressure level (normal, warn, critical)."),
     ]),
     "containers": ("m4watch / Containers", "Docker containers and the trading engines' health probes.", [
         row("Resources"),
