@@ -35,8 +35,12 @@ use Kind::{Counter, Gauge};
 
 /// Every catalogued family, section by section. A feature module defines its own
 /// `pub const METRICS: &[MetricDef]` and adds one line here.
-pub const SECTIONS: &[(&str, &[MetricDef])] =
-    &[("The exporter itself", SELF), ("Hardware", HARDWARE)];
+pub const SECTIONS: &[(&str, &[MetricDef])] = &[
+    ("The exporter itself", SELF),
+    ("Hardware", HARDWARE),
+    ("Containers", crate::collect::containers::METRICS),
+    ("Health probes", crate::collect::probes::METRICS),
+];
 
 /// Every family, in reference order.
 pub fn all() -> impl Iterator<Item = &'static MetricDef> {

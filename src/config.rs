@@ -128,6 +128,10 @@ pub struct Config {
     pub hardware: HardwareConfig,
     #[serde(default)]
     pub process: ProcessConfig,
+    #[serde(default)]
+    pub containers: ContainersConfig,
+    #[serde(default)]
+    pub probes: ProbesConfig,
 }
 
 /// API access control.
@@ -236,6 +240,94 @@ impl Default for ProcessConfig {
     }
 }
 
+/// The Docker Engine collector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `unix:///path`, a bare socket path, `tcp://host:port` or `http://host:port`.
+    /// Unset: `/var/run/docker.sock`, or on macOS Docker Desktop's
+    /// `~/.docker/run/docker.sock` when the former is absent.
+    #[serde(default)]
+    pub docker_host: Option<String>,
+    pub interval: Dur,
+    pub timeout: Dur,
+    /// Inspect and stats requests in flight at once.
+    pub max_concurrent_requests: usize,
+    /// Only containers matching one of these (all when empty).
+    #[serde(default)]
+    pub include: ContainerMatch,
+    /// Containers matching one of these are skipped, even when included.
+    #[serde(default)]
+    pub exclude: ContainerMatch,
+}
+
+impl Default for ContainersConfig {
+    fn default() -> Self {
+        ContainersConfig {
+            enabled: true,
+            docker_host: None,
+            interval: Dur(Duration::from_secs(5)),
+            timeout: Dur(Duration::from_secs(4)),
+            max_concurrent_requests: 8,
+            include: ContainerMatch::default(),
+            exclude: ContainerMatch::default(),
+        }
+    }
+}
+
+/// Container name patterns (`*` and `?` wildcards) and labels (`key` or `key=value`,
+/// the value may use wildcards).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerMatch {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl ContainerMatch {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.labels.is_empty()
+    }
+}
+
+/// HTTP health probes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    pub interval: Dur,
+    /// Nothing is probed unless listed here.
+    #[serde(default)]
+    pub targets: Vec<ProbeTarget>,
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        ProbesConfig {
+            interval: Dur(Duration::from_secs(5)),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// One HTTP endpoint that answers 2xx when healthy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeTarget {
+    /// The `target` label.
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_probe_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+
 fn yes() -> bool {
     true
 }
@@ -332,6 +424,8 @@ impl Config {
             );
         }
         positive(self.process.interval, "process.interval")?;
+        self.validate_containers()?;
+        self.validate_probes()?;
         if let Some(t) = &self.hardware.topology {
             t.cpu_sets()?;
         }
@@ -341,6 +435,91 @@ impl Config {
                 "hardware.source",
                 "macos is only available when m4watch runs on macOS".into(),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_containers(&self) -> Result<(), (String, String)> {
+        let c = &self.containers;
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        positive(c.interval, "containers.interval")?;
+        positive(c.timeout, "containers.timeout")?;
+        if c.timeout > c.interval {
+            return err(
+                "containers.timeout",
+                format!(
+                    "must not exceed containers.interval ({}), or runs would overlap",
+                    c.interval
+                ),
+            );
+        }
+        if c.max_concurrent_requests == 0 {
+            return err(
+                "containers.max_concurrent_requests",
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(host) = &c.docker_host {
+            let ok = ["unix://", "tcp://", "http://"]
+                .iter()
+                .any(|p| host.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+                || host.starts_with('/');
+            if !ok {
+                return err(
+                    "containers.docker_host",
+                    format!(
+                        "unsupported address {host:?}: write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+                    ),
+                );
+            }
+        }
+        for (which, m) in [("include", &c.include), ("exclude", &c.exclude)] {
+            for (i, l) in m.labels.iter().enumerate() {
+                if l.split('=').next().unwrap_or("").trim().is_empty() {
+                    return err(
+                        &format!("containers.{which}.labels[{i}]"),
+                        format!("{l:?} has no label key: write key or key=value"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_probes(&self) -> Result<(), (String, String)> {
+        let p = &self.probes;
+        positive(p.interval, "probes.interval")?;
+        let mut names = BTreeSet::new();
+        for (i, t) in p.targets.iter().enumerate() {
+            let at = |key: &str| format!("probes.targets[{i}].{key}");
+            if t.name.trim().is_empty() {
+                return Err((at("name"), "must not be empty".into()));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err((at("name"), format!("{:?} is listed twice", t.name)));
+            }
+            let scheme_ok = t
+                .url
+                .split_once("://")
+                .is_some_and(|(s, rest)| (s == "http" || s == "https") && !rest.is_empty());
+            if !scheme_ok {
+                return Err((
+                    at("url"),
+                    format!("{:?} is not an http:// or https:// URL", t.url),
+                ));
+            }
+            positive(t.timeout, &at("timeout"))?;
+            if t.timeout > p.interval {
+                return Err((
+                    at("timeout"),
+                    format!(
+                        "must not exceed probes.interval ({}), or probes would overlap",
+                        p.interval
+                    ),
+                ));
+            }
         }
         Ok(())
     }

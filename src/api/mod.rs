@@ -4,6 +4,7 @@
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
 pub mod auth;
+pub mod containers;
 pub mod error;
 
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub started: Instant,
     /// Collectors that must have run once before the instance reports ready.
     pub expected_collectors: Vec<&'static str>,
+    /// The container collector's latest report.
+    pub containers: Arc<crate::collect::containers::Latest>,
 }
 
 /// Every route.
@@ -37,6 +40,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let reads = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/monitoring/health", get(health))
+        .route(
+            "/api/v1/monitoring/containers/metrics",
+            get(containers::metrics),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_read,

@@ -18,9 +18,16 @@ pub struct Daemon {
 }
 
 /// Parses `yaml` (in addition to `listen`/`data_dir`, which the harness sets) with no
-/// environment, as a config file would be.
+/// environment, as a config file would be. The container collector stays off unless
+/// `yaml` has a `containers:` section, so tests that are not about Docker do not
+/// depend on a running Engine.
 pub fn config(yaml: &str) -> Config {
-    let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{yaml}");
+    let containers = if yaml.lines().any(|l| l.starts_with("containers:")) {
+        ""
+    } else {
+        "containers:\n  enabled: false\n"
+    };
+    let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{containers}{yaml}");
     Config::parse(&text, "<test>", Path::new("."), &|_| None).expect("test config is valid")
 }
 
