@@ -759,6 +759,73 @@ mod tests {
     }
 
     #[test]
+    fn error_containers_bad_docker_host() {
+        assert_eq!(
+            error_of("containers_bad_docker_host"),
+            "testdata/config/containers_bad_docker_host.yml: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+        );
+    }
+
+    #[test]
+    fn error_containers_zero_concurrency() {
+        assert_eq!(
+            error_of("containers_zero_concurrency"),
+            "testdata/config/containers_zero_concurrency.yml: containers.max_concurrent_requests: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn error_containers_label_without_key() {
+        assert_eq!(
+            error_of("containers_label_without_key"),
+            "testdata/config/containers_label_without_key.yml: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
+        );
+    }
+
+    #[test]
+    fn error_probes_duplicate_name() {
+        assert_eq!(
+            error_of("probes_duplicate_name"),
+            "testdata/config/probes_duplicate_name.yml: probes.targets[1].name: \"risk-engine\" is listed twice"
+        );
+    }
+
+    #[test]
+    fn error_probes_bad_url() {
+        assert_eq!(
+            error_of("probes_bad_url"),
+            "testdata/config/probes_bad_url.yml: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
+        );
+    }
+
+    #[test]
+    fn error_probes_timeout_exceeds_interval() {
+        assert_eq!(
+            error_of("probes_timeout_exceeds_interval"),
+            "testdata/config/probes_timeout_exceeds_interval.yml: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid_and_probes_the_nine_engines() {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/m4watch.example.yml"));
+        let c = Config::load(&path, &no_env).unwrap();
+        let ports: Vec<&str> = c.probes.targets.iter().map(|t| t.url.as_str()).collect();
+        assert_eq!(ports.len(), 9, "{ports:?}");
+        for (i, url) in ports.iter().enumerate() {
+            assert_eq!(*url, format!("http://localhost:8{}00/health", i + 1));
+        }
+        assert!(c.containers.enabled);
+        assert!(
+            Config::embedded_default(&no_env)
+                .unwrap()
+                .probes
+                .targets
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn error_unreadable_file() {
         let err = Config::load(Path::new("/nonexistent/m4watch.yml"), &no_env).unwrap_err();
         assert_eq!(

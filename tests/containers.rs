@@ -146,8 +146,9 @@ async fn wait_for(d: &Daemon, secs: u64, unmet: impl Fn(&str) -> Vec<String>) ->
             return text;
         }
         if Instant::now() > deadline {
+            let health = d.get("/api/v1/monitoring/health").await.text().await;
             panic!(
-                "after {secs} s still not true:\n  {}\nlast scrape:\n{text}",
+                "after {secs} s still not true:\n  {}\ncollectors: {health:?}\nlast scrape:\n{text}",
                 missing.join("\n  ")
             );
         }

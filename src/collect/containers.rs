@@ -901,6 +901,8 @@ pub struct ContainerCollector {
     last_error: String,
     tally: Arc<Mutex<EventTally>>,
     tracked: HashMap<String, Tracked>,
+    /// Last cycle's sample per container id, for one whose read is too slow.
+    last: HashMap<String, ContainerSample>,
     latest: Arc<Latest>,
 }
 
@@ -920,6 +922,7 @@ impl ContainerCollector {
             last_error: String::new(),
             tally: Arc::new(Mutex::new(EventTally::default())),
             tracked: HashMap::new(),
+            last: HashMap::new(),
             latest,
         }
     }
@@ -977,6 +980,7 @@ impl ContainerCollector {
     }
 
     async fn cycle(&mut self) -> Result<Report, DockerError> {
+        let started = Instant::now();
         if self.conn.is_none() {
             if let Some(at) = self.next_attempt {
                 let now = Instant::now();
@@ -1031,10 +1035,20 @@ impl ContainerCollector {
             .filter_map(|c| c.id)
             .collect();
 
+        // A container busy in a state change (starting, being killed) holds its lock
+        // in the Engine and can stall its inspect; past this deadline it keeps last
+        // cycle's sample instead of failing the whole collection.
+        let deadline = tokio::time::Instant::from_std(started) + self.request_timeout * 3 / 4;
         let reads: Vec<_> = futures_util::stream::iter(ids)
             .map(|id| {
                 let docker = docker.clone();
-                async move { read_container(&docker, id).await }
+                async move {
+                    match tokio::time::timeout_at(deadline, read_container(&docker, &id)).await {
+                        Ok(Some((ins, stats))) => (id, Read::Done(Box::new(ins), stats)),
+                        Ok(None) => (id, Read::Gone),
+                        Err(_) => (id, Read::Slow),
+                    }
+                }
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -1042,15 +1056,34 @@ impl ContainerCollector {
 
         let mut containers = Vec::with_capacity(reads.len());
         let mut alive = HashMap::new();
+        let mut last = HashMap::new();
         {
             let mut tally = self.tally.lock().expect("tally lock");
-            for (id, ins, stats) in reads.into_iter().flatten() {
-                let mut t = self.tracked.remove(&id).unwrap_or_default();
-                t.reconcile(&tally.take(&id), &inspect_counters(&ins));
-                containers.push(sample_from(&ins, stats.as_ref(), &t));
-                alive.insert(id, t);
+            for (id, read) in reads {
+                match read {
+                    Read::Done(ins, stats) => {
+                        let mut t = self.tracked.remove(&id).unwrap_or_default();
+                        t.reconcile(&tally.take(&id), &inspect_counters(&ins));
+                        let sample = sample_from(&ins, stats.as_ref(), &t);
+                        containers.push(sample.clone());
+                        last.insert(id.clone(), sample);
+                        alive.insert(id, t);
+                    }
+                    Read::Slow => {
+                        tracing::debug!(container = %id, "inspect/stats too slow; keeping the last sample");
+                        if let (Some(t), Some(sample)) =
+                            (self.tracked.remove(&id), self.last.remove(&id))
+                        {
+                            containers.push(sample.clone());
+                            last.insert(id.clone(), sample);
+                            alive.insert(id, t);
+                        }
+                    }
+                    Read::Gone => {}
+                }
             }
         }
+        self.last = last;
         // Containers that are gone take their counters with them.
         self.tracked = alive;
         containers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1067,13 +1100,9 @@ impl ContainerCollector {
 /// between list and inspect is skipped; failed stats leave its usage unknown.
 async fn read_container(
     docker: &Docker,
-    id: String,
-) -> Option<(
-    String,
-    ContainerInspectResponse,
-    Option<ContainerStatsResponse>,
-)> {
-    let ins = match docker.inspect_container(&id, None).await {
+    id: &str,
+) -> Option<(ContainerInspectResponse, Option<ContainerStatsResponse>)> {
+    let ins = match docker.inspect_container(id, None).await {
         Ok(i) => i,
         Err(e) => {
             tracing::debug!(container = %id, error = %e, "inspect failed");
@@ -1086,7 +1115,7 @@ async fn read_container(
             .stream(false)
             .one_shot(true)
             .build();
-        match docker.stats(&id, Some(opts)).next().await {
+        match docker.stats(id, Some(opts)).next().await {
             Some(Ok(s)) => Some(s),
             Some(Err(e)) => {
                 tracing::debug!(container = %id, error = %e, "stats failed");
@@ -1097,7 +1126,19 @@ async fn read_container(
     } else {
         None
     };
-    Some((id, ins, stats))
+    Some((ins, stats))
+}
+
+/// How reading one container went.
+enum Read {
+    Done(
+        Box<ContainerInspectResponse>,
+        Option<ContainerStatsResponse>,
+    ),
+    /// Removed between list and inspect.
+    Gone,
+    /// Past the cycle's deadline.
+    Slow,
 }
 
 /// Feeds `tally` from the events stream until it ends, starting after the last event
