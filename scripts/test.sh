@@ -78,6 +78,11 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+log "stack config: promtool, amtool, docker-compose"
+promtool check config prometheus/prometheus.yml
+amtool check-config prometheus/alertmanager.yml
+docker-compose -f docker-compose.yml config -q
+
 # --- tests ------------------------------------------------------------------
 log "cargo test"
 cargo test --locked --all-targets
