@@ -15,6 +15,8 @@ declare -A NEED=(
   [amtool]=prometheus-alertmanager
   [prometheus-alertmanager]=prometheus-alertmanager
   [dockerd]=docker.io
+  [docker]=docker.io
+  [unshare]=util-linux
   [docker-compose]=docker-compose
 )
 missing=()
@@ -36,6 +38,40 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" file >/dev/null
+fi
+
+# --- services ---------------------------------------------------------------
+# The container tests need a running Docker Engine and the test image. No registry
+# is reachable, so the image is built FROM scratch around Debian's static busybox.
+start_dockerd() {
+  nohup dockerd "$@" >/tmp/m4watch-dockerd.log 2>&1 &
+  for _ in $(seq 1 100); do
+    docker info >/dev/null 2>&1 && return 0
+    kill -0 $! 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "no Docker Engine runs and starting one needs root" >&2
+    exit 1
+  fi
+  # overlay2 needs a filesystem that supports it; vfs works everywhere, slowly.
+  start_dockerd || { log "dockerd failed with its default storage driver; trying vfs"; start_dockerd --storage-driver=vfs; } || {
+    echo "dockerd did not start:" >&2
+    tail -20 /tmp/m4watch-dockerd.log >&2
+    exit 1
+  }
+fi
+if ! docker image inspect m4watch-test-busybox >/dev/null 2>&1; then
+  log "building the test image m4watch-test-busybox"
+  ctx=$(mktemp -d)
+  cp /bin/busybox "$ctx/busybox"
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$ctx/Dockerfile"
+  docker build -q -t m4watch-test-busybox "$ctx" >/dev/null
+  rm -rf "$ctx"
 fi
 
 # --- checks -----------------------------------------------------------------

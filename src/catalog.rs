@@ -48,6 +48,8 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
         crate::collect::trading::METRICS,
     ),
     ("Notifications", crate::notify::METRICS),
+    ("Containers", crate::collect::containers::METRICS),
+    ("Health probes", crate::collect::probes::METRICS),
 ];
 
 /// Every family, in reference order.

@@ -135,6 +135,10 @@ pub struct Config {
     /// Receivers, routes and delivery of alert notifications.
     #[serde(default)]
     pub notifications: crate::notify::config::NotifyConfig,
+    #[serde(default)]
+    pub containers: ContainersConfig,
+    #[serde(default)]
+    pub probes: ProbesConfig,
 }
 
 /// API access control.
@@ -306,6 +310,43 @@ impl Default for RulesConfig {
     }
 }
 
+/// The Docker Engine collector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `unix:///path`, a bare socket path, `tcp://host:port` or `http://host:port`.
+    /// Unset: `/var/run/docker.sock`, or on macOS Docker Desktop's
+    /// `~/.docker/run/docker.sock` when the former is absent.
+    #[serde(default)]
+    pub docker_host: Option<String>,
+    pub interval: Dur,
+    pub timeout: Dur,
+    /// Inspect and stats requests in flight at once.
+    pub max_concurrent_requests: usize,
+    /// Only containers matching one of these (all when empty).
+    #[serde(default)]
+    pub include: ContainerMatch,
+    /// Containers matching one of these are skipped, even when included.
+    #[serde(default)]
+    pub exclude: ContainerMatch,
+}
+
+impl Default for ContainersConfig {
+    fn default() -> Self {
+        ContainersConfig {
+            enabled: true,
+            docker_host: None,
+            interval: Dur(Duration::from_secs(5)),
+            timeout: Dur(Duration::from_secs(4)),
+            max_concurrent_requests: 8,
+            include: ContainerMatch::default(),
+            exclude: ContainerMatch::default(),
+        }
+    }
+}
+
 impl RulesConfig {
     /// The rule files the globs name, in order.
     pub fn paths(&self) -> Vec<PathBuf> {
@@ -331,6 +372,57 @@ impl RulesConfig {
             .map_err(|e| e.0)?;
         Ok(groups)
     }
+}
+
+/// Container name patterns (`*` and `?` wildcards) and labels (`key` or `key=value`,
+/// the value may use wildcards).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerMatch {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl ContainerMatch {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.labels.is_empty()
+    }
+}
+
+/// HTTP health probes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    pub interval: Dur,
+    /// Nothing is probed unless listed here.
+    #[serde(default)]
+    pub targets: Vec<ProbeTarget>,
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        ProbesConfig {
+            interval: Dur(Duration::from_secs(5)),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// One HTTP endpoint that answers 2xx when healthy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeTarget {
+    /// The `target` label.
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_probe_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
 }
 
 fn yes() -> bool {
@@ -561,6 +653,8 @@ impl Config {
                 .load()
                 .map_err(|e| ("rules.files".to_string(), e))?;
         }
+        self.validate_containers()?;
+        self.validate_probes()?;
         if let Some(t) = &self.hardware.topology {
             t.cpu_sets()?;
         }
@@ -694,6 +788,91 @@ impl TradingConfig {
                 "trading.score",
                 "at least one weight must be above 0".into(),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_containers(&self) -> Result<(), (String, String)> {
+        let c = &self.containers;
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        positive(c.interval, "containers.interval")?;
+        positive(c.timeout, "containers.timeout")?;
+        if c.timeout > c.interval {
+            return err(
+                "containers.timeout",
+                format!(
+                    "must not exceed containers.interval ({}), or runs would overlap",
+                    c.interval
+                ),
+            );
+        }
+        if c.max_concurrent_requests == 0 {
+            return err(
+                "containers.max_concurrent_requests",
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(host) = &c.docker_host {
+            let ok = ["unix://", "tcp://", "http://"]
+                .iter()
+                .any(|p| host.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+                || host.starts_with('/');
+            if !ok {
+                return err(
+                    "containers.docker_host",
+                    format!(
+                        "unsupported address {host:?}: write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+                    ),
+                );
+            }
+        }
+        for (which, m) in [("include", &c.include), ("exclude", &c.exclude)] {
+            for (i, l) in m.labels.iter().enumerate() {
+                if l.split('=').next().unwrap_or("").trim().is_empty() {
+                    return err(
+                        &format!("containers.{which}.labels[{i}]"),
+                        format!("{l:?} has no label key: write key or key=value"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_probes(&self) -> Result<(), (String, String)> {
+        let p = &self.probes;
+        positive(p.interval, "probes.interval")?;
+        let mut names = BTreeSet::new();
+        for (i, t) in p.targets.iter().enumerate() {
+            let at = |key: &str| format!("probes.targets[{i}].{key}");
+            if t.name.trim().is_empty() {
+                return Err((at("name"), "must not be empty".into()));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err((at("name"), format!("{:?} is listed twice", t.name)));
+            }
+            let scheme_ok = t
+                .url
+                .split_once("://")
+                .is_some_and(|(s, rest)| (s == "http" || s == "https") && !rest.is_empty());
+            if !scheme_ok {
+                return Err((
+                    at("url"),
+                    format!("{:?} is not an http:// or https:// URL", t.url),
+                ));
+            }
+            positive(t.timeout, &at("timeout"))?;
+            if t.timeout > p.interval {
+                return Err((
+                    at("timeout"),
+                    format!(
+                        "must not exceed probes.interval ({}), or probes would overlap",
+                        p.interval
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -973,6 +1152,14 @@ mod tests {
     }
 
     #[test]
+    fn error_containers_bad_docker_host() {
+        assert_eq!(
+            error_of("containers_bad_docker_host"),
+            "testdata/config/containers_bad_docker_host.yml: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+        );
+    }
+
+    #[test]
     fn error_trading_target_over_max() {
         assert_eq!(
             error_of("trading_target_over_max"),
@@ -981,10 +1168,26 @@ mod tests {
     }
 
     #[test]
+    fn error_containers_zero_concurrency() {
+        assert_eq!(
+            error_of("containers_zero_concurrency"),
+            "testdata/config/containers_zero_concurrency.yml: containers.max_concurrent_requests: must be at least 1"
+        );
+    }
+
+    #[test]
     fn error_trading_label_tag_reserved() {
         assert_eq!(
             error_of("trading_label_tag"),
             "testdata/config/trading_label_tag.yml: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
+        );
+    }
+
+    #[test]
+    fn error_containers_label_without_key() {
+        assert_eq!(
+            error_of("containers_label_without_key"),
+            "testdata/config/containers_label_without_key.yml: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
         );
     }
 
@@ -1002,6 +1205,49 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&c).unwrap(),
             serde_json::to_value(&d).unwrap()
+        );
+    }
+
+    #[test]
+    fn error_probes_duplicate_name() {
+        assert_eq!(
+            error_of("probes_duplicate_name"),
+            "testdata/config/probes_duplicate_name.yml: probes.targets[1].name: \"risk-engine\" is listed twice"
+        );
+    }
+
+    #[test]
+    fn error_probes_bad_url() {
+        assert_eq!(
+            error_of("probes_bad_url"),
+            "testdata/config/probes_bad_url.yml: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
+        );
+    }
+
+    #[test]
+    fn error_probes_timeout_exceeds_interval() {
+        assert_eq!(
+            error_of("probes_timeout_exceeds_interval"),
+            "testdata/config/probes_timeout_exceeds_interval.yml: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid_and_probes_the_nine_engines() {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/m4watch.example.yml"));
+        let c = Config::load(&path, &no_env).unwrap();
+        let ports: Vec<&str> = c.probes.targets.iter().map(|t| t.url.as_str()).collect();
+        assert_eq!(ports.len(), 9, "{ports:?}");
+        for (i, url) in ports.iter().enumerate() {
+            assert_eq!(*url, format!("http://localhost:8{}00/health", i + 1));
+        }
+        assert!(c.containers.enabled);
+        assert!(
+            Config::embedded_default(&no_env)
+                .unwrap()
+                .probes
+                .targets
+                .is_empty()
         );
     }
 

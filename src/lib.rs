@@ -101,6 +101,35 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             shutdown.clone(),
         ));
     }
+    let containers = Arc::new(collect::containers::Latest::default());
+    if config.containers.enabled {
+        let c = collect::containers::ContainerCollector::new(
+            &config.containers,
+            Arc::clone(&containers),
+        );
+        tracing::info!(host = c.host(), "watching Docker containers");
+        expected.push("containers");
+        tasks.push(collect::spawn(
+            c,
+            config.containers.interval.get(),
+            config.containers.timeout.get(),
+            Arc::clone(&store),
+            shutdown.clone(),
+        ));
+    }
+    if !config.probes.targets.is_empty() {
+        let p = collect::probes::ProbeCollector::new(&config.probes)
+            .map_err(|e| Error::Startup(e.0))?;
+        expected.push("probes");
+        let interval = config.probes.interval.get();
+        tasks.push(collect::spawn(
+            p,
+            interval,
+            interval,
+            Arc::clone(&store),
+            shutdown.clone(),
+        ));
+    }
     let trading = if config.trading.enabled {
         let (t, mut trading_tasks) = start_trading(&config.trading, &store, &shutdown)?;
         expected.push("trading");
@@ -156,6 +185,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         trading,
         alerts,
         notifier,
+        containers,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

@@ -141,11 +141,79 @@ fn dashboards_are_generated_from_the_panel_lists() {
 /// Config for a daemon that exports every family the dashboards use.
 /// The hardware families come from the shipped synthetic M4 Max recording (replay), the
 /// only source on Linux that publishes the GPU, ANE, fan and frequency series.
-fn stack_config() -> m4watch::config::Config {
+fn stack_config(probe: &str) -> m4watch::config::Config {
     common::config(&format!(
-        "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n",
+        "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
+         containers:\n  interval: 1s\n  timeout: 1s\n\
+         probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
+         notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n",
         env!("CARGO_MANIFEST_DIR")
     ))
+}
+
+/// A real container for the container panels (Debian's docker.io and the test image
+/// scripts/test.sh builds), removed when dropped.
+struct Container(String);
+
+impl Container {
+    fn start() -> Container {
+        require_tool("docker");
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("m4watch-stack-{}-{n}", std::process::id());
+        let out = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--memory",
+                "64m",
+                "--label",
+                "m4watch.tier=latency-critical",
+            ])
+            .args([
+                "m4watch-test-busybox",
+                "sh",
+                "-c",
+                "while true; do echo tick > /tmp/x; sleep 0.2; done",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker run failed (scripts/test.sh starts dockerd and builds the image): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Container(name)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+/// A stand-in engine health endpoint: answers 200 to everything.
+async fn health_endpoint() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/health")
 }
 
 /// Every hardware family is there once utilisation is (it needs a second reading),
@@ -157,6 +225,8 @@ fn hardware_ready(text: &str) -> bool {
         && text.contains("m4watch_trading_throughput_per_second{")
         && text.contains("m4watch_performance_score ")
         && text.contains("m4watch_rule_evaluation_duration_seconds")
+        && text.contains("m4watch_container_memory_working_set_bytes{")
+        && text.contains("m4watch_probe_success{")
 }
 
 /// Sends the demo's StatsD load (timers per operation, a tick counter) to the
@@ -194,10 +264,16 @@ fn exported_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn panels_use_only_metric_names_a_live_m4watch_exports() {
-    let d = Daemon::start(stack_config()).await;
+    let _container = Container::start();
+    let d = Daemon::start(stack_config(&health_endpoint().await)).await;
     let _load = trading_load(&d).await;
     let text = d.scrape_until(10, hardware_ready).await;
-    let exported = exported_names(&text);
+    let mut exported = exported_names(&text);
+    // The dashboards serve Macs and Linux hosts: names only the Linux source exports
+    // (PSI memory pressure) come from a second m4watch on a Linux fixture machine.
+    let linux = Daemon::start(common::fixture_config("intel-hybrid", "")).await;
+    exported.extend(exported_names(&linux.scrape().await));
+    linux.stop().await;
     let mut missing = Vec::new();
     for q in panel_queries() {
         for name in metric_names(&substitute(&q.expr, "1m")).unwrap() {
@@ -290,7 +366,8 @@ fn has_data(v: &serde_json::Value) -> bool {
 #[tokio::test]
 async fn every_panel_returns_data_from_a_real_prometheus_scraping_m4watch() {
     let prometheus = require_tool("prometheus");
-    let mut config = stack_config();
+    let _container = Container::start();
+    let mut config = stack_config(&health_endpoint().await);
     config.api.token = Some(m4watch::config::Secret::new("stack-test-token"));
     let d = Daemon::start(config).await;
     let _load = trading_load(&d).await;

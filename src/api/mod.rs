@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod containers;
 pub mod error;
 pub mod notifications;
 pub mod trading;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub alerts: Option<Arc<crate::alerts::Alerts>>,
     /// Alert notifications: submit events, configure receivers, delivery results.
     pub notifier: crate::notify::Notifier,
+    /// The container collector's latest report.
+    pub containers: Arc<crate::collect::containers::Latest>,
 }
 
 /// Every route.
@@ -47,6 +50,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/monitoring/health", get(health))
         .merge(trading::reads())
+        .route(
+            "/api/v1/monitoring/containers/metrics",
+            get(containers::metrics),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_read,

@@ -5,7 +5,9 @@
 //! `m4watch_collector_success{collector} 0` and its families vanish (unknown is absent),
 //! while every other collector and `/metrics` carry on.
 
+pub mod containers;
 pub mod hardware;
+pub mod probes;
 pub mod process;
 pub mod trading;
 

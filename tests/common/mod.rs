@@ -18,7 +18,9 @@ pub struct Daemon {
 }
 
 /// Parses `yaml` (in addition to `listen`/`data_dir`, which the harness sets) with no
-/// environment, as a config file would be.
+/// environment, as a config file would be. The container collector stays off unless
+/// `yaml` has a `containers:` section, so tests that are not about Docker do not
+/// depend on a running Engine.
 pub fn config(yaml: &str) -> Config {
     let text = format!("listen: 127.0.0.1:0\ndata_dir: ./data\n{yaml}");
     let mut c =
@@ -26,6 +28,9 @@ pub fn config(yaml: &str) -> Config {
     // Each daemon gets its own data dir (SQLite alert state), so tests never share it.
     c.data_dir = tempfile::tempdir().expect("temp dir").keep();
     ephemeral_statsd(&mut c);
+    if !yaml.lines().any(|l| l.starts_with("containers:")) {
+        c.containers.enabled = false;
+    }
     c
 }
 

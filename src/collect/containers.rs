@@ -1,0 +1,1547 @@
+//! Containers: the Docker Engine API through bollard.
+//!
+//! Each cycle lists every container (running and stopped), inspects it and reads one-shot
+//! stats, with a bounded number of requests in flight. A task follows the events stream
+//! (`start`, `die`, `oom`, `destroy`) between cycles, so a restart or an OOM kill that
+//! happens and heals between two cycles is still counted; each cycle reconciles those
+//! events with what inspect reports ([`Tracked::reconcile`]).
+//!
+//! When the Engine is absent, stopped or restarted, the cycle fails (the scheduler turns
+//! that into `m4watch_collector_success{collector="containers"} 0` and drops the
+//! families), and the collector reconnects with exponential backoff.
+//!
+//! Reading (bollard calls) is kept apart from the arithmetic: [`sample_from`],
+//! [`families`], [`EventTally::apply`] and [`Tracked::reconcile`] are pure and tested on
+//! literal API responses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerInspectResponse, ContainerStatsResponse, EventMessage, HealthStatusEnum,
+};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptionsBuilder, StatsOptionsBuilder,
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::{CollectError, Collector};
+use crate::catalog::{MetricDef, def};
+use crate::config::{ContainerMatch, ContainersConfig};
+use crate::store::{Family, Kind};
+
+/// Labels every per-container series carries (the last three only when set).
+const CONTAINER_LABELS: &[&str] = &["name", "compose_project", "compose_service", "tier"];
+
+/// Every family this collector exports.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        "m4watch_docker_info",
+        Kind::Gauge,
+        &["server_version", "ncpu", "mem_total_bytes"],
+        "Always 1 while the Docker Engine answers; labels give its version, CPUs and memory (on a Mac: Docker Desktop's VM, not the Mac).",
+    ),
+    def(
+        "m4watch_container_info",
+        Kind::Gauge,
+        &[
+            "name",
+            "compose_project",
+            "compose_service",
+            "tier",
+            "id",
+            "image",
+            "cpuset",
+            "restart_policy",
+        ],
+        "Always 1; labels identify a container (short id, image, cpuset and restart policy when set).",
+    ),
+    def(
+        "m4watch_container_up",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "1 if the container is running (or paused), 0 if it is created, restarting, exited or dead.",
+    ),
+    def(
+        "m4watch_container_start_time_seconds",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Unix time the container last started; absent if it never started.",
+    ),
+    def(
+        "m4watch_container_cpu_usage_seconds_total",
+        Kind::Counter,
+        CONTAINER_LABELS,
+        "CPU time consumed by the container since it started, in seconds.",
+    ),
+    def(
+        "m4watch_container_cpu_throttled_seconds_total",
+        Kind::Counter,
+        CONTAINER_LABELS,
+        "Time the container's CPU quota held it back since it started, in seconds.",
+    ),
+    def(
+        "m4watch_container_cpu_limit_cores",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "CPU limit (--cpus or quota/period) in cores; absent when unlimited.",
+    ),
+    def(
+        "m4watch_container_memory_usage_bytes",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Memory charged to the container's cgroup, page cache included, in bytes.",
+    ),
+    def(
+        "m4watch_container_memory_working_set_bytes",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Memory usage minus inactive file cache, in bytes: what the OOM killer looks at.",
+    ),
+    def(
+        "m4watch_container_memory_limit_bytes",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Memory limit of the container, in bytes; absent when unlimited.",
+    ),
+    def(
+        "m4watch_container_network_receive_bytes_total",
+        Kind::Counter,
+        &[
+            "name",
+            "compose_project",
+            "compose_service",
+            "tier",
+            "interface",
+        ],
+        "Bytes received on a network interface of the container.",
+    ),
+    def(
+        "m4watch_container_network_transmit_bytes_total",
+        Kind::Counter,
+        &[
+            "name",
+            "compose_project",
+            "compose_service",
+            "tier",
+            "interface",
+        ],
+        "Bytes sent on a network interface of the container.",
+    ),
+    def(
+        "m4watch_container_blkio_read_bytes_total",
+        Kind::Counter,
+        CONTAINER_LABELS,
+        "Bytes the container read from block devices.",
+    ),
+    def(
+        "m4watch_container_blkio_write_bytes_total",
+        Kind::Counter,
+        CONTAINER_LABELS,
+        "Bytes the container wrote to block devices.",
+    ),
+    def(
+        "m4watch_container_pids",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Processes and threads running in the container.",
+    ),
+    def(
+        "m4watch_container_restarts_total",
+        Kind::Counter,
+        CONTAINER_LABELS,
+        "Times the container started again after it had exited (restart policy, docker restart or docker start), from events and inspect.",
+    ),
+    def(
+        "m4watch_container_oom_kills_total",
+        Kind::Counter,
+        CONTAINER_LABELS,
+        "Times the kernel OOM killer hit the container, from events and inspect.",
+    ),
+    def(
+        "m4watch_container_last_exit_code",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Exit code of the container's last exit; absent until it has exited once.",
+    ),
+    def(
+        "m4watch_container_health_status",
+        Kind::Gauge,
+        &[
+            "name",
+            "compose_project",
+            "compose_service",
+            "tier",
+            "status",
+        ],
+        "Docker HEALTHCHECK state as a state set: 1 for the current status (healthy, unhealthy, starting, none), 0 for the others.",
+    ),
+    def(
+        "m4watch_container_health_failing_streak",
+        Kind::Gauge,
+        CONTAINER_LABELS,
+        "Consecutive failed HEALTHCHECK runs; absent for containers without a healthcheck.",
+    ),
+];
+
+/// HEALTHCHECK states, in the order the state set is written.
+pub const HEALTH_STATES: [&str; 4] = ["healthy", "unhealthy", "starting", "none"];
+
+/// Container label naming the tier (the `tier` metric label).
+pub const TIER_LABEL: &str = "m4watch.tier";
+const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// `docker info` changes only when the Engine does; re-read it this often.
+const INFO_REFRESH: Duration = Duration::from_secs(60);
+
+/// Why talking to the Engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot connect to the Docker Engine at {host}: {source}")]
+    Connect {
+        host: String,
+        source: bollard::errors::Error,
+    },
+    #[error("Docker Engine at {host}: {what}: {source}")]
+    Request {
+        host: String,
+        what: &'static str,
+        source: bollard::errors::Error,
+    },
+    #[error(
+        "Docker Engine at {host} is unreachable; next attempt in {wait_ms} ms (last error: {last})"
+    )]
+    BackingOff {
+        host: String,
+        wait_ms: u128,
+        last: String,
+    },
+}
+
+impl From<DockerError> for CollectError {
+    fn from(e: DockerError) -> Self {
+        CollectError(e.to_string())
+    }
+}
+
+/// What the Engine says about itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EngineInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ncpu: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_total_bytes: Option<i64>,
+}
+
+/// Bytes through one network interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct NetworkBytes {
+    pub receive_bytes: u64,
+    pub transmit_bytes: u64,
+}
+
+/// Everything known about one container after a cycle; unknown fields are `None`.
+/// The metrics and `GET /api/v1/monitoring/containers/metrics` are both made from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ContainerSample {
+    /// Short (12 hex digit) id.
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// Docker's state: created, running, paused, restarting, exited, dead.
+    pub state: String,
+    pub up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_usage_seconds_total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_throttled_seconds_total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_limit_cores: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_usage_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_working_set_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    /// By interface; empty with `--network none`.
+    pub networks: BTreeMap<String, NetworkBytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blkio_read_bytes_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blkio_write_bytes_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    pub restarts_total: u64,
+    pub oom_kills_total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_exit_code: Option<i64>,
+    /// healthy, unhealthy, starting, or none without a HEALTHCHECK.
+    pub health_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_failing_streak: Option<i64>,
+}
+
+/// One successful cycle, as the JSON API serves it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub collected_at_unix: f64,
+    pub docker_host: String,
+    pub engine: EngineInfo,
+    pub containers: Vec<ContainerSample>,
+}
+
+/// The latest [`Report`], shared between the collector and the API.
+#[derive(Debug, Default)]
+pub struct Latest(RwLock<Option<Arc<Report>>>);
+
+impl Latest {
+    pub fn get(&self) -> Option<Arc<Report>> {
+        self.0.read().expect("latest lock").clone()
+    }
+
+    fn set(&self, r: Option<Report>) {
+        *self.0.write().expect("latest lock") = r.map(Arc::new);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Filters
+
+/// `*` matches any run of characters, `?` exactly one; everything else literally.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Classic two-pointer wildcard match with backtracking to the last `*`.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn matches(m: &ContainerMatch, name: &str, labels: &HashMap<String, String>) -> bool {
+    m.names.iter().any(|p| glob(p, name))
+        || m.labels.iter().any(|spec| match spec.split_once('=') {
+            Some((k, v)) => labels.get(k.trim()).is_some_and(|have| glob(v, have)),
+            None => labels.contains_key(spec.trim()),
+        })
+}
+
+/// Whether a container is watched: included (or no include rule) and not excluded.
+pub fn selected(
+    include: &ContainerMatch,
+    exclude: &ContainerMatch,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> bool {
+    (include.is_empty() || matches(include, name, labels)) && !matches(exclude, name, labels)
+}
+
+// ---------------------------------------------------------------------------------
+// Events and counters
+
+/// What the events stream saw for one container since the last cycle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending {
+    pub restarts: u64,
+    pub oom_kills: u64,
+    pub last_exit_code: Option<i64>,
+    /// A `die` was seen and no `start` since: the next `start` is a restart.
+    died: bool,
+}
+
+/// Events per container id, drained by each cycle.
+#[derive(Debug, Default)]
+pub struct EventTally {
+    by_id: HashMap<String, Pending>,
+    /// `timeNano` of the newest event applied, so a resubscription asks for what it
+    /// missed (`since`) and skips what it already counted.
+    last_time_nano: Option<i64>,
+}
+
+impl EventTally {
+    /// Applies one container event.
+    pub fn apply(&mut self, ev: &EventMessage) {
+        let (Some(action), Some(actor)) = (ev.action.as_deref(), ev.actor.as_ref()) else {
+            return;
+        };
+        let Some(id) = actor.id.as_deref() else {
+            return;
+        };
+        if let Some(t) = ev.time_nano {
+            if self.last_time_nano.is_some_and(|last| t <= last) {
+                return;
+            }
+            self.last_time_nano = Some(t);
+        }
+        match action {
+            "die" => {
+                let p = self.by_id.entry(id.to_string()).or_default();
+                p.died = true;
+                let code = actor
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("exitCode"))
+                    .and_then(|c| c.parse().ok());
+                if code.is_some() {
+                    p.last_exit_code = code;
+                }
+            }
+            "start" => {
+                let p = self.by_id.entry(id.to_string()).or_default();
+                if p.died {
+                    p.restarts += 1;
+                    p.died = false;
+                }
+            }
+            "oom" => self.by_id.entry(id.to_string()).or_default().oom_kills += 1,
+            "destroy" => {
+                self.by_id.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the counts gathered for `id` since the last call, keeping whether it died.
+    pub fn take(&mut self, id: &str) -> Pending {
+        match self.by_id.get_mut(id) {
+            Some(p) => Pending {
+                restarts: std::mem::take(&mut p.restarts),
+                oom_kills: std::mem::take(&mut p.oom_kills),
+                last_exit_code: p.last_exit_code.take(),
+                died: p.died,
+            },
+            None => Pending::default(),
+        }
+    }
+
+    fn since(&self) -> Option<String> {
+        self.last_time_nano.map(since_arg)
+    }
+}
+
+/// What inspect says about the counters of one container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InspectCounters {
+    /// Docker's own count of restart-policy restarts (reset by a manual start).
+    pub restart_count: u64,
+    pub oom_killed: bool,
+    /// `FinishedAt` of the last exit, if it ever exited.
+    pub finished_at: Option<String>,
+    /// Exit code, when the container is not running (Docker zeroes it on start).
+    pub exit_code: Option<i64>,
+}
+
+/// Counters of one container kept across cycles.
+///
+/// Events and inspect see the same policy restarts and OOM kills, but not at the same
+/// moment: an event may already be applied when the inspect read in the same cycle
+/// still shows the older count. So each source keeps its own running total and the
+/// exported counter is the larger of the two: events catch restarts and kills that
+/// healed before an inspect (and manual restarts, which Docker's `RestartCount` leaves
+/// out), inspect catches those that happened while the events stream was down. Both
+/// totals only grow, so their maximum is a proper counter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tracked {
+    restarts_by_events: u64,
+    restarts_by_inspect: u64,
+    ooms_by_events: u64,
+    ooms_by_inspect: u64,
+    last_exit_code: Option<i64>,
+    seen_restart_count: u64,
+    seen_finished_at: Option<String>,
+}
+
+impl Tracked {
+    /// Folds one cycle's events and inspect into the totals. The first reconciliation
+    /// of a container starts from Docker's own counts.
+    pub fn reconcile(&mut self, ev: &Pending, ins: &InspectCounters) {
+        self.restarts_by_events += ev.restarts;
+        self.restarts_by_inspect += if ins.restart_count >= self.seen_restart_count {
+            ins.restart_count - self.seen_restart_count
+        } else {
+            // A manual start resets Docker's count.
+            ins.restart_count
+        };
+        self.seen_restart_count = ins.restart_count;
+
+        self.ooms_by_events += ev.oom_kills;
+        let new_exit = ins.finished_at.is_some() && ins.finished_at != self.seen_finished_at;
+        self.ooms_by_inspect += u64::from(new_exit && ins.oom_killed);
+        if ins.finished_at.is_some() {
+            self.seen_finished_at = ins.finished_at.clone();
+        }
+
+        if let Some(code) = ev.last_exit_code.or(ins.exit_code) {
+            self.last_exit_code = Some(code);
+        }
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts_by_events.max(self.restarts_by_inspect)
+    }
+
+    pub fn oom_kills(&self) -> u64 {
+        self.ooms_by_events.max(self.ooms_by_inspect)
+    }
+
+    pub fn last_exit_code(&self) -> Option<i64> {
+        self.last_exit_code
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// API responses -> samples -> families
+
+/// Seconds since the epoch of an RFC 3339 timestamp in UTC as Docker writes them;
+/// `None` for Docker's zero time (`0001-01-01T00:00:00Z`) and anything unparsable.
+pub fn unix_seconds(ts: &str) -> Option<f64> {
+    let t = humantime::parse_rfc3339(ts).ok()?;
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    (d.as_secs() > 0).then(|| d.as_secs_f64())
+}
+
+/// The events API's `since` for a time in nanoseconds since the epoch.
+fn since_arg(nanos: i64) -> String {
+    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+}
+
+/// Counter inputs of an inspect response.
+pub fn inspect_counters(ins: &ContainerInspectResponse) -> InspectCounters {
+    let state = ins.state.as_ref();
+    let running = state.and_then(|s| s.running).unwrap_or(false);
+    let finished_at = state
+        .and_then(|s| s.finished_at.as_deref())
+        .filter(|f| unix_seconds(f).is_some())
+        .map(str::to_string);
+    InspectCounters {
+        restart_count: ins.restart_count.unwrap_or(0).max(0) as u64,
+        oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
+        exit_code: if running || finished_at.is_none() {
+            None
+        } else {
+            state.and_then(|s| s.exit_code)
+        },
+        finished_at,
+    }
+}
+
+/// One container's sample from its inspect and (when running) stats responses, with
+/// the counters kept across cycles.
+pub fn sample_from(
+    ins: &ContainerInspectResponse,
+    stats: Option<&ContainerStatsResponse>,
+    counters: &Tracked,
+) -> ContainerSample {
+    let labels = ins
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let label = |k: &str| labels.get(k).filter(|v| !v.is_empty()).cloned();
+    let state = ins.state.as_ref();
+    let host = ins.host_config.as_ref();
+    let status = state
+        .and_then(|s| s.status)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let health = state.and_then(|s| s.health.as_ref());
+    let health_status = match health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::HEALTHY) => "healthy",
+        Some(HealthStatusEnum::UNHEALTHY) => "unhealthy",
+        Some(HealthStatusEnum::STARTING) => "starting",
+        _ => "none",
+    };
+    let cpu_limit = host.and_then(|h| {
+        let nano = h.nano_cpus.unwrap_or(0);
+        let quota = h.cpu_quota.unwrap_or(0);
+        if nano > 0 {
+            Some(nano as f64 / 1e9)
+        } else if quota > 0 {
+            let period = h.cpu_period.filter(|p| *p > 0).unwrap_or(100_000);
+            Some(quota as f64 / period as f64)
+        } else {
+            None
+        }
+    });
+    let mut s = ContainerSample {
+        id: ins.id.as_deref().unwrap_or("").chars().take(12).collect(),
+        name: ins
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_string(),
+        image: ins
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default(),
+        up: matches!(status.as_str(), "running" | "paused"),
+        state: status,
+        compose_project: label(COMPOSE_PROJECT),
+        compose_service: label(COMPOSE_SERVICE),
+        tier: label(TIER_LABEL),
+        cpuset: host
+            .and_then(|h| h.cpuset_cpus.clone())
+            .filter(|c| !c.is_empty()),
+        restart_policy: host
+            .and_then(|h| h.restart_policy.as_ref())
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .filter(|n| !n.is_empty() && n != "no"),
+        start_time_seconds: state
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(unix_seconds),
+        cpu_limit_cores: cpu_limit,
+        memory_limit_bytes: host
+            .and_then(|h| h.memory)
+            .filter(|m| *m > 0)
+            .map(|m| m as u64),
+        restarts_total: counters.restarts(),
+        oom_kills_total: counters.oom_kills(),
+        last_exit_code: counters.last_exit_code(),
+        health_status: health_status.to_string(),
+        health_failing_streak: health
+            .filter(|_| health_status != "none")
+            .and_then(|h| h.failing_streak),
+        ..ContainerSample::default()
+    };
+    if let Some(st) = stats {
+        apply_stats(&mut s, st);
+    }
+    s
+}
+
+fn apply_stats(s: &mut ContainerSample, st: &ContainerStatsResponse) {
+    let ns = |v: u64| v as f64 / 1e9;
+    if let Some(cpu) = &st.cpu_stats {
+        s.cpu_usage_seconds_total = cpu.cpu_usage.as_ref().and_then(|u| u.total_usage).map(ns);
+        s.cpu_throttled_seconds_total = cpu
+            .throttling_data
+            .as_ref()
+            .and_then(|t| t.throttled_time)
+            .map(ns);
+    }
+    if let Some(mem) = &st.memory_stats {
+        s.memory_usage_bytes = mem.usage;
+        // cgroup v1 reports total_inactive_file, v2 inactive_file.
+        let inactive = mem.stats.as_ref().and_then(|m| {
+            m.get("total_inactive_file")
+                .or_else(|| m.get("inactive_file"))
+                .copied()
+        });
+        s.memory_working_set_bytes = match (mem.usage, inactive) {
+            (Some(u), Some(i)) => Some(u.saturating_sub(i)),
+            _ => None,
+        };
+    }
+    if let Some(nets) = &st.networks {
+        for (iface, n) in nets {
+            if let (Some(rx), Some(tx)) = (n.rx_bytes, n.tx_bytes) {
+                s.networks.insert(
+                    iface.clone(),
+                    NetworkBytes {
+                        receive_bytes: rx,
+                        transmit_bytes: tx,
+                    },
+                );
+            }
+        }
+    }
+    if let Some(entries) = st
+        .blkio_stats
+        .as_ref()
+        .and_then(|b| b.io_service_bytes_recursive.as_ref())
+    {
+        // An empty list is a measured zero: the cgroup has done no block I/O.
+        let sum = |op: &str| {
+            entries
+                .iter()
+                .filter(|e| e.op.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(op)))
+                .filter_map(|e| e.value)
+                .sum::<u64>()
+        };
+        s.blkio_read_bytes_total = Some(sum("read"));
+        s.blkio_write_bytes_total = Some(sum("write"));
+    }
+    s.pids = st.pids_stats.as_ref().and_then(|p| p.current);
+}
+
+fn engine_info(info: &bollard::models::SystemInfo) -> EngineInfo {
+    EngineInfo {
+        server_version: info.server_version.clone(),
+        ncpu: info.ncpu,
+        mem_total_bytes: info.mem_total,
+    }
+}
+
+/// The metric families of one report.
+pub fn families(report: &Report) -> Vec<Family> {
+    let mut by_name: BTreeMap<&'static str, Family> = METRICS
+        .iter()
+        .map(|d| (d.name, Family::new(d.name)))
+        .collect();
+    let mut push = |name: &'static str, labels: Vec<(String, String)>, v: f64| {
+        by_name
+            .get_mut(name)
+            .expect("family is in METRICS")
+            .push(labels, v);
+    };
+    let e = &report.engine;
+    push(
+        "m4watch_docker_info",
+        vec![
+            (
+                "server_version".into(),
+                e.server_version.clone().unwrap_or_default(),
+            ),
+            (
+                "ncpu".into(),
+                e.ncpu.map(|n| n.to_string()).unwrap_or_default(),
+            ),
+            (
+                "mem_total_bytes".into(),
+                e.mem_total_bytes.map(|n| n.to_string()).unwrap_or_default(),
+            ),
+        ],
+        1.0,
+    );
+    for c in &report.containers {
+        let mut base = vec![("name".to_string(), c.name.clone())];
+        for (k, v) in [
+            ("compose_project", &c.compose_project),
+            ("compose_service", &c.compose_service),
+            ("tier", &c.tier),
+        ] {
+            if let Some(v) = v {
+                base.push((k.to_string(), v.clone()));
+            }
+        }
+        let with = |extra: &[(&str, &str)]| {
+            let mut l = base.clone();
+            l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            l
+        };
+        let mut info = with(&[("id", &c.id), ("image", &c.image)]);
+        if let Some(cpuset) = &c.cpuset {
+            info.push(("cpuset".into(), cpuset.clone()));
+        }
+        if let Some(p) = &c.restart_policy {
+            info.push(("restart_policy".into(), p.clone()));
+        }
+        push("m4watch_container_info", info, 1.0);
+        push(
+            "m4watch_container_up",
+            base.clone(),
+            f64::from(u8::from(c.up)),
+        );
+        let optional = [
+            ("m4watch_container_start_time_seconds", c.start_time_seconds),
+            (
+                "m4watch_container_cpu_usage_seconds_total",
+                c.cpu_usage_seconds_total,
+            ),
+            (
+                "m4watch_container_cpu_throttled_seconds_total",
+                c.cpu_throttled_seconds_total,
+            ),
+            ("m4watch_container_cpu_limit_cores", c.cpu_limit_cores),
+            (
+                "m4watch_container_memory_usage_bytes",
+                c.memory_usage_bytes.map(|v| v as f64),
+            ),
+            (
+                "m4watch_container_memory_working_set_bytes",
+                c.memory_working_set_bytes.map(|v| v as f64),
+            ),
+            (
+                "m4watch_container_memory_limit_bytes",
+                c.memory_limit_bytes.map(|v| v as f64),
+            ),
+            (
+                "m4watch_container_blkio_read_bytes_total",
+                c.blkio_read_bytes_total.map(|v| v as f64),
+            ),
+            (
+                "m4watch_container_blkio_write_bytes_total",
+                c.blkio_write_bytes_total.map(|v| v as f64),
+            ),
+            ("m4watch_container_pids", c.pids.map(|v| v as f64)),
+            (
+                "m4watch_container_restarts_total",
+                Some(c.restarts_total as f64),
+            ),
+            (
+                "m4watch_container_oom_kills_total",
+                Some(c.oom_kills_total as f64),
+            ),
+            (
+                "m4watch_container_last_exit_code",
+                c.last_exit_code.map(|v| v as f64),
+            ),
+            (
+                "m4watch_container_health_failing_streak",
+                c.health_failing_streak.map(|v| v as f64),
+            ),
+        ];
+        for (name, v) in optional {
+            if let Some(v) = v {
+                push(name, base.clone(), v);
+            }
+        }
+        for (iface, n) in &c.networks {
+            let l = with(&[("interface", iface)]);
+            push(
+                "m4watch_container_network_receive_bytes_total",
+                l.clone(),
+                n.receive_bytes as f64,
+            );
+            push(
+                "m4watch_container_network_transmit_bytes_total",
+                l,
+                n.transmit_bytes as f64,
+            );
+        }
+        for state in HEALTH_STATES {
+            push(
+                "m4watch_container_health_status",
+                with(&[("status", state)]),
+                f64::from(u8::from(c.health_status == state)),
+            );
+        }
+    }
+    by_name.into_values().collect()
+}
+
+// ---------------------------------------------------------------------------------
+// The collector
+
+/// The Engine address m4watch talks to: the configured one, else
+/// `/var/run/docker.sock`, else (macOS) Docker Desktop's per-user socket.
+pub fn resolve_docker_host(
+    configured: Option<&str>,
+    home: Option<&Path>,
+    exists: impl Fn(&Path) -> bool,
+) -> String {
+    if let Some(h) = configured {
+        return match h.strip_prefix('/') {
+            Some(_) => format!("unix://{h}"),
+            None => h.to_string(),
+        };
+    }
+    let system = Path::new("/var/run/docker.sock");
+    if !exists(system) && cfg!(target_os = "macos") {
+        if let Some(desktop) = home.map(|h| h.join(".docker/run/docker.sock")) {
+            if exists(&desktop) {
+                return format!("unix://{}", desktop.display());
+            }
+        }
+    }
+    format!("unix://{}", system.display())
+}
+
+struct Connection {
+    docker: Docker,
+    events: tokio::task::JoinHandle<()>,
+    engine: EngineInfo,
+    engine_read: Instant,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.events.abort();
+    }
+}
+
+/// Collects every selected container of one Docker Engine.
+pub struct ContainerCollector {
+    host: String,
+    request_timeout: Duration,
+    concurrency: usize,
+    include: ContainerMatch,
+    exclude: ContainerMatch,
+    conn: Option<Connection>,
+    next_attempt: Option<Instant>,
+    backoff: Duration,
+    last_error: String,
+    tally: Arc<Mutex<EventTally>>,
+    tracked: HashMap<String, Tracked>,
+    /// Last cycle's sample per container id, for one whose read is too slow.
+    last: HashMap<String, ContainerSample>,
+    latest: Arc<Latest>,
+}
+
+impl ContainerCollector {
+    /// A collector for `cfg`; nothing connects until the first cycle.
+    pub fn new(cfg: &ContainersConfig, latest: Arc<Latest>) -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        ContainerCollector {
+            host: resolve_docker_host(cfg.docker_host.as_deref(), home.as_deref(), |p| p.exists()),
+            request_timeout: cfg.timeout.get(),
+            concurrency: cfg.max_concurrent_requests.max(1),
+            include: cfg.include.clone(),
+            exclude: cfg.exclude.clone(),
+            conn: None,
+            next_attempt: None,
+            backoff: FIRST_BACKOFF,
+            last_error: String::new(),
+            tally: Arc::new(Mutex::new(EventTally::default())),
+            tracked: HashMap::new(),
+            last: HashMap::new(),
+            latest,
+        }
+    }
+
+    /// The address in use, for logs and the API.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn request_err(&self, what: &'static str) -> impl Fn(bollard::errors::Error) -> DockerError {
+        let host = self.host.clone();
+        move |source| DockerError::Request {
+            host: host.clone(),
+            what,
+            source,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), DockerError> {
+        let secs = self.request_timeout.as_secs().max(1);
+        let connect_err = |source| DockerError::Connect {
+            host: self.host.clone(),
+            source,
+        };
+        let docker = if let Some(path) = self.host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_http(&self.host, secs, bollard::API_DEFAULT_VERSION)
+        }
+        .map_err(connect_err)?;
+        // An older Engine (Debian's 20.10 speaks API 1.41) refuses newer paths.
+        let docker = docker.negotiate_version().await.map_err(connect_err)?;
+        let info = docker.info().await.map_err(self.request_err("GET /info"))?;
+        // Ask for events from the Engine's own clock at connect time, so a restart
+        // that happens before the subscription lands is still replayed to us.
+        let engine_now = info
+            .system_time
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| since_arg(d.as_nanos() as i64));
+        let events = tokio::spawn(follow_events(
+            docker.clone(),
+            Arc::clone(&self.tally),
+            engine_now,
+        ));
+        tracing::info!(host = %self.host, version = ?info.server_version, "connected to the Docker Engine");
+        self.conn = Some(Connection {
+            docker,
+            events,
+            engine: engine_info(&info),
+            engine_read: Instant::now(),
+        });
+        Ok(())
+    }
+
+    async fn cycle(&mut self) -> Result<Report, DockerError> {
+        let started = Instant::now();
+        if self.conn.is_none() {
+            if let Some(at) = self.next_attempt {
+                let now = Instant::now();
+                if now < at {
+                    return Err(DockerError::BackingOff {
+                        host: self.host.clone(),
+                        wait_ms: (at - now).as_millis(),
+                        last: self.last_error.clone(),
+                    });
+                }
+            }
+            self.connect().await?;
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        if conn.events.is_finished() {
+            // The stream ended (Engine restarted between cycles, or a broken pipe):
+            // resubscribe from the last event seen.
+            conn.events = tokio::spawn(follow_events(
+                conn.docker.clone(),
+                Arc::clone(&self.tally),
+                None,
+            ));
+        }
+        let docker = conn.docker.clone();
+        if conn.engine_read.elapsed() > INFO_REFRESH {
+            if let Ok(info) = docker.info().await {
+                conn.engine = engine_info(&info);
+                conn.engine_read = Instant::now();
+            }
+        }
+        let engine = conn.engine.clone();
+
+        let list = docker
+            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+            .await
+            .map_err(self.request_err("GET /containers/json"))?;
+        let ids: Vec<String> = list
+            .into_iter()
+            .filter(|c| {
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map_or("", |n| n.trim_start_matches('/'));
+                selected(
+                    &self.include,
+                    &self.exclude,
+                    name,
+                    &c.labels.clone().unwrap_or_default(),
+                )
+            })
+            .filter_map(|c| c.id)
+            .collect();
+
+        // A container busy in a state change (starting, being killed) holds its lock
+        // in the Engine and can stall its inspect; past this deadline it keeps last
+        // cycle's sample instead of failing the whole collection.
+        let deadline = tokio::time::Instant::from_std(started) + self.request_timeout * 3 / 4;
+        let reads: Vec<_> = futures_util::stream::iter(ids)
+            .map(|id| {
+                let docker = docker.clone();
+                async move {
+                    match tokio::time::timeout_at(deadline, read_container(&docker, &id)).await {
+                        Ok(Some((ins, stats))) => (id, Read::Done(Box::new(ins), stats)),
+                        Ok(None) => (id, Read::Gone),
+                        Err(_) => (id, Read::Slow),
+                    }
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+
+        let mut containers = Vec::with_capacity(reads.len());
+        let mut alive = HashMap::new();
+        let mut last = HashMap::new();
+        {
+            let mut tally = self.tally.lock().expect("tally lock");
+            for (id, read) in reads {
+                match read {
+                    Read::Done(ins, stats) => {
+                        let mut t = self.tracked.remove(&id).unwrap_or_default();
+                        t.reconcile(&tally.take(&id), &inspect_counters(&ins));
+                        let sample = sample_from(&ins, stats.as_ref(), &t);
+                        containers.push(sample.clone());
+                        last.insert(id.clone(), sample);
+                        alive.insert(id, t);
+                    }
+                    Read::Slow => {
+                        tracing::debug!(container = %id, "inspect/stats too slow; keeping the last sample");
+                        if let (Some(t), Some(sample)) =
+                            (self.tracked.remove(&id), self.last.remove(&id))
+                        {
+                            containers.push(sample.clone());
+                            last.insert(id.clone(), sample);
+                            alive.insert(id, t);
+                        }
+                    }
+                    Read::Gone => {}
+                }
+            }
+        }
+        self.last = last;
+        // Containers that are gone take their counters with them.
+        self.tracked = alive;
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Report {
+            collected_at_unix: crate::store::unix_now(),
+            docker_host: self.host.clone(),
+            engine,
+            containers,
+        })
+    }
+}
+
+/// Inspect and (for a running container) one-shot stats. A container that vanished
+/// between list and inspect is skipped; failed stats leave its usage unknown.
+async fn read_container(
+    docker: &Docker,
+    id: &str,
+) -> Option<(ContainerInspectResponse, Option<ContainerStatsResponse>)> {
+    let ins = match docker.inspect_container(id, None).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!(container = %id, error = %e, "inspect failed");
+            return None;
+        }
+    };
+    let running = ins.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    let stats = if running {
+        let opts = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        match docker.stats(id, Some(opts)).next().await {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::debug!(container = %id, error = %e, "stats failed");
+                None
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    Some((ins, stats))
+}
+
+/// How reading one container went.
+enum Read {
+    Done(
+        Box<ContainerInspectResponse>,
+        Option<ContainerStatsResponse>,
+    ),
+    /// Removed between list and inspect.
+    Gone,
+    /// Past the cycle's deadline.
+    Slow,
+}
+
+/// Feeds `tally` from the events stream until it ends, starting after the last event
+/// already applied (or at `from` when none was).
+async fn follow_events(docker: Docker, tally: Arc<Mutex<EventTally>>, from: Option<String>) {
+    let since = tally.lock().expect("tally lock").since().or(from);
+    let filters = HashMap::from([
+        ("type", vec!["container"]),
+        ("event", vec!["start", "die", "oom", "destroy"]),
+    ]);
+    let mut opts = EventsOptionsBuilder::new().filters(&filters);
+    if let Some(s) = &since {
+        opts = opts.since(s);
+    }
+    let mut stream = docker.events(Some(opts.build()));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(ev) => tally.lock().expect("tally lock").apply(&ev),
+            Err(e) => {
+                tracing::debug!(error = %e, "Docker events stream ended");
+                return;
+            }
+        }
+    }
+}
+
+impl Collector for ContainerCollector {
+    fn name(&self) -> &'static str {
+        "containers"
+    }
+
+    async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        match self.cycle().await {
+            Ok(report) => {
+                self.next_attempt = None;
+                self.backoff = FIRST_BACKOFF;
+                let fams = families(&report);
+                self.latest.set(Some(report));
+                Ok(fams)
+            }
+            Err(e) => {
+                if !matches!(e, DockerError::BackingOff { .. }) {
+                    self.last_error = e.to_string();
+                    self.conn = None;
+                    self.next_attempt = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+                self.latest.set(None);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EventActor, EventMessage};
+
+    fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let path = format!("{}/testdata/docker/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    fn event(action: &str, id: &str, t: i64, attrs: &[(&str, &str)]) -> EventMessage {
+        EventMessage {
+            action: Some(action.into()),
+            actor: Some(EventActor {
+                id: Some(id.into()),
+                attributes: Some(
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            time_nano: Some(t),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("nautilus-*", "nautilus-risk-engine"));
+        assert!(glob("*engine", "nautilus-ml-engine"));
+        assert!(glob("a?c", "abc"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b*c", "aXXbYY"));
+        assert!(!glob("nautilus-*", "grafana"));
+        assert!(!glob("abc", "abcd"));
+    }
+
+    #[test]
+    fn include_and_exclude_by_name_and_label() {
+        let labels: HashMap<String, String> = [
+            ("m4watch.tier".to_string(), "engine".to_string()),
+            (
+                "com.docker.compose.project".to_string(),
+                "nautilus".to_string(),
+            ),
+        ]
+        .into();
+        let m = |names: &[&str], labels: &[&str]| ContainerMatch {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+        };
+        let none = ContainerMatch::default();
+        assert!(selected(&none, &none, "anything", &HashMap::new()));
+        assert!(selected(
+            &m(&["nautilus-*"], &[]),
+            &none,
+            "nautilus-redis",
+            &labels
+        ));
+        assert!(!selected(
+            &m(&["nautilus-*"], &[]),
+            &none,
+            "redis",
+            &HashMap::new()
+        ));
+        assert!(selected(
+            &m(&[], &["m4watch.tier=eng*"]),
+            &none,
+            "x",
+            &labels
+        ));
+        assert!(selected(&m(&[], &["m4watch.tier"]), &none, "x", &labels));
+        assert!(!selected(
+            &m(&[], &["m4watch.tier=db"]),
+            &none,
+            "x",
+            &labels
+        ));
+        assert!(!selected(
+            &none,
+            &m(&[], &["com.docker.compose.project=nautilus"]),
+            "x",
+            &labels
+        ));
+        assert!(!selected(
+            &m(&["*"], &[]),
+            &m(&["*-test"], &[]),
+            "a-test",
+            &labels
+        ));
+    }
+
+    #[test]
+    fn a_start_after_a_die_is_a_restart_and_replays_are_skipped() {
+        let mut t = EventTally::default();
+        t.apply(&event("start", "c1", 1, &[]));
+        assert_eq!(t.take("c1").restarts, 0, "a first start is no restart");
+        t.apply(&event("die", "c1", 2, &[("exitCode", "1")]));
+        t.apply(&event("start", "c1", 3, &[]));
+        t.apply(&event("oom", "c1", 4, &[]));
+        t.apply(&event("die", "c1", 5, &[("exitCode", "137")]));
+        t.apply(&event("start", "c1", 6, &[]));
+        // A resubscription replays from `since`: already counted events are skipped.
+        t.apply(&event("start", "c1", 6, &[]));
+        t.apply(&event("die", "c1", 5, &[("exitCode", "137")]));
+        let p = t.take("c1");
+        assert_eq!(
+            (p.restarts, p.oom_kills, p.last_exit_code),
+            (2, 1, Some(137))
+        );
+        assert_eq!(t.take("c1"), Pending::default(), "taken counts reset");
+        assert_eq!(t.since().as_deref(), Some("0.000000006"));
+        t.apply(&event("die", "c1", 7, &[]));
+        t.apply(&event("destroy", "c1", 8, &[]));
+        assert_eq!(
+            t.take("c1"),
+            Pending::default(),
+            "destroy forgets the container"
+        );
+    }
+
+    fn ins(
+        restart_count: u64,
+        oom_killed: bool,
+        finished: Option<&str>,
+        exit: Option<i64>,
+    ) -> InspectCounters {
+        InspectCounters {
+            restart_count,
+            oom_killed,
+            finished_at: finished.map(str::to_string),
+            exit_code: exit,
+        }
+    }
+
+    #[test]
+    fn counters_take_the_larger_of_events_and_inspect_without_double_counting() {
+        let mut t = Tracked::default();
+        // First sight of a container Docker has restarted 3 times already.
+        t.reconcile(
+            &Pending::default(),
+            &ins(3, false, Some("2026-01-01T00:00:01Z"), None),
+        );
+        assert_eq!(t.restarts(), 3);
+        // Events saw two restarts; the inspect of this cycle was read before the second.
+        let two = Pending {
+            restarts: 2,
+            ..Default::default()
+        };
+        t.reconcile(&two, &ins(4, false, None, None));
+        assert_eq!(t.restarts(), 3.max(2).max(4));
+        // Next cycle inspect catches up: nothing counted twice.
+        t.reconcile(&Pending::default(), &ins(5, false, None, None));
+        assert_eq!(t.restarts(), 5);
+        // A manual restart: Docker resets nothing and counts nothing, events do.
+        let manual = Pending {
+            restarts: 1,
+            ..Default::default()
+        };
+        t.reconcile(&manual, &ins(5, false, None, None));
+        assert_eq!(
+            t.restarts(),
+            5,
+            "events total 3 stays below inspect total 5"
+        );
+    }
+
+    #[test]
+    fn an_oom_that_healed_between_cycles_is_counted_from_events() {
+        let mut t = Tracked::default();
+        t.reconcile(&Pending::default(), &ins(0, false, None, None));
+        // Killed and restarted by the policy between two cycles: inspect shows a
+        // running container with OOMKilled cleared.
+        let ev = Pending {
+            restarts: 1,
+            oom_kills: 1,
+            last_exit_code: Some(137),
+            ..Default::default()
+        };
+        t.reconcile(&ev, &ins(1, false, Some("2026-01-01T00:00:02Z"), None));
+        assert_eq!(
+            (t.restarts(), t.oom_kills(), t.last_exit_code()),
+            (1, 1, Some(137))
+        );
+        // Killed again and left down: inspect and events report the same kill.
+        let ev = Pending {
+            oom_kills: 1,
+            last_exit_code: Some(137),
+            ..Default::default()
+        };
+        t.reconcile(&ev, &ins(1, true, Some("2026-01-01T00:00:03Z"), Some(137)));
+        assert_eq!(t.oom_kills(), 2);
+        // Nothing new: the same FinishedAt is not a new kill.
+        t.reconcile(
+            &Pending::default(),
+            &ins(1, true, Some("2026-01-01T00:00:03Z"), Some(137)),
+        );
+        assert_eq!(t.oom_kills(), 2);
+    }
+
+    #[test]
+    fn docker_times() {
+        assert_eq!(unix_seconds("2026-11-22T09:13:02Z"), Some(1795338782.0));
+        let t = unix_seconds("2026-11-22T09:13:02.680707446Z").unwrap();
+        assert!((t - 1795338782.680707446).abs() < 1e-6, "{t}");
+        assert_eq!(unix_seconds("0001-01-01T00:00:00Z"), None);
+        assert_eq!(unix_seconds(""), None);
+    }
+
+    #[test]
+    fn a_running_container_with_limits_from_real_cgroup_v1_responses() {
+        let ins: ContainerInspectResponse = fixture("inspect-limited-v1.json");
+        let stats: ContainerStatsResponse = fixture("stats-limited-v1.json");
+        let mut t = Tracked::default();
+        t.reconcile(&Pending::default(), &inspect_counters(&ins));
+        let s = sample_from(&ins, Some(&stats), &t);
+        assert_eq!(s.id, "c18a3d2aaca4");
+        assert_eq!(s.name, "fixture-limited");
+        assert_eq!((s.state.as_str(), s.up), ("running", true));
+        assert_eq!(s.tier.as_deref(), Some("engine"));
+        assert_eq!(s.compose_project.as_deref(), Some("nautilus"));
+        assert_eq!(s.compose_service.as_deref(), Some("risk-engine"));
+        assert_eq!(s.cpuset.as_deref(), Some("0"));
+        assert_eq!(s.restart_policy.as_deref(), Some("on-failure"));
+        assert_eq!(s.cpu_limit_cores, Some(0.5));
+        assert_eq!(s.memory_limit_bytes, Some(64 << 20));
+        assert_eq!(s.cpu_usage_seconds_total, Some(0.049205291));
+        assert_eq!(s.cpu_throttled_seconds_total, Some(0.0));
+        assert_eq!(s.memory_usage_bytes, Some(798720));
+        assert_eq!(
+            s.memory_working_set_bytes,
+            Some(798720),
+            "total_inactive_file is 0"
+        );
+        assert_eq!(
+            s.blkio_read_bytes_total,
+            Some(0),
+            "an empty list is a measured zero"
+        );
+        assert_eq!(s.pids, Some(1));
+        assert_eq!(
+            s.networks["eth0"],
+            NetworkBytes {
+                receive_bytes: 736,
+                transmit_bytes: 0
+            }
+        );
+        assert_eq!(
+            (s.health_status.as_str(), s.health_failing_streak),
+            ("healthy", Some(0))
+        );
+        assert_eq!(s.last_exit_code, None, "never exited");
+        assert!((s.start_time_seconds.unwrap() - 1795338782.680707).abs() < 1e-3);
+    }
+
+    #[test]
+    fn an_exited_container_has_its_exit_code_and_no_usage() {
+        let ins: ContainerInspectResponse = fixture("inspect-exited-v1.json");
+        let mut t = Tracked::default();
+        t.reconcile(&Pending::default(), &inspect_counters(&ins));
+        let s = sample_from(&ins, None, &t);
+        assert_eq!((s.state.as_str(), s.up), ("exited", false));
+        assert_eq!(s.last_exit_code, Some(3));
+        assert_eq!(
+            (s.memory_limit_bytes, s.cpu_limit_cores),
+            (None, None),
+            "unlimited"
+        );
+        assert_eq!(s.cpu_usage_seconds_total, None);
+        assert_eq!(
+            (s.health_status.as_str(), s.health_failing_streak),
+            ("none", None)
+        );
+        let text = crate::store::encode(&families(&Report {
+            containers: vec![s],
+            ..Default::default()
+        }));
+        assert!(
+            text.contains("m4watch_container_up{name=\"fixture-exited\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("m4watch_container_last_exit_code{name=\"fixture-exited\"} 3\n"));
+        assert!(text.contains(
+            "m4watch_container_health_status{name=\"fixture-exited\",status=\"none\"} 1\n"
+        ));
+        assert!(
+            !text.contains("m4watch_container_memory_limit_bytes"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("m4watch_container_cpu_usage_seconds_total"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cgroup_v2_stats_use_inactive_file_and_lowercase_blkio_ops() {
+        let stats: ContainerStatsResponse = serde_json::from_str(
+            r#"{"memory_stats": {"usage": 10000, "stats": {"inactive_file": 4000, "anon": 6000}},
+                "blkio_stats": {"io_service_bytes_recursive": [
+                    {"major": 254, "minor": 0, "op": "read", "value": 4096},
+                    {"major": 254, "minor": 0, "op": "write", "value": 8192},
+                    {"major": 254, "minor": 16, "op": "read", "value": 1}]},
+                "pids_stats": {"current": 7, "limit": 100},
+                "cpu_stats": {"cpu_usage": {"total_usage": 2500000000},
+                              "throttling_data": {"throttled_time": 1500000000}}}"#,
+        )
+        .unwrap();
+        let mut s = ContainerSample::default();
+        apply_stats(&mut s, &stats);
+        assert_eq!(s.memory_working_set_bytes, Some(6000));
+        assert_eq!(
+            (s.blkio_read_bytes_total, s.blkio_write_bytes_total),
+            (Some(4097), Some(8192))
+        );
+        assert_eq!(
+            (s.cpu_usage_seconds_total, s.cpu_throttled_seconds_total),
+            (Some(2.5), Some(1.5))
+        );
+        assert_eq!(s.pids, Some(7));
+        assert!(s.networks.is_empty(), "--network none");
+    }
+
+    #[test]
+    fn docker_host_defaults_and_desktop_fallback() {
+        let never = |_: &Path| false;
+        assert_eq!(
+            resolve_docker_host(Some("tcp://10.0.0.2:2375"), None, never),
+            "tcp://10.0.0.2:2375"
+        );
+        assert_eq!(
+            resolve_docker_host(Some("/run/user/1000/docker.sock"), None, never),
+            "unix:///run/user/1000/docker.sock"
+        );
+        assert_eq!(
+            resolve_docker_host(None, None, never),
+            "unix:///var/run/docker.sock"
+        );
+        let desktop_only = |p: &Path| p.ends_with(".docker/run/docker.sock");
+        let want = if cfg!(target_os = "macos") {
+            "unix:///Users/trader/.docker/run/docker.sock"
+        } else {
+            "unix:///var/run/docker.sock"
+        };
+        assert_eq!(
+            resolve_docker_host(None, Some(Path::new("/Users/trader")), desktop_only),
+            want
+        );
+    }
+}

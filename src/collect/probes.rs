@@ -1,0 +1,167 @@
+//! HTTP health probes: a GET to each configured URL every cycle, all targets at once,
+//! each under its own timeout. A 2xx answer is healthy; anything else, or no answer, is
+//! `m4watch_probe_success 0`. The probe collector itself succeeds when it ran, so one
+//! engine being down is one label value, never a failed collection.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{CollectError, Collector};
+use crate::catalog::{MetricDef, def};
+use crate::config::{ProbeTarget, ProbesConfig};
+use crate::store::{Family, Kind};
+
+/// Every family this collector exports.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        "m4watch_probe_success",
+        Kind::Gauge,
+        &["target"],
+        "1 if the target's health endpoint answered 2xx within its timeout, else 0.",
+    ),
+    def(
+        "m4watch_probe_duration_seconds",
+        Kind::Gauge,
+        &["target"],
+        "How long the last probe of a target took, until its answer, error or timeout, in seconds.",
+    ),
+    def(
+        "m4watch_probe_http_status_code",
+        Kind::Gauge,
+        &["target"],
+        "HTTP status of the target's last answer; absent when it did not answer.",
+    ),
+];
+
+/// Outcome of one probe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeResult {
+    pub target: String,
+    pub success: bool,
+    pub duration_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status_code: Option<u16>,
+    /// Why it failed, bounded to one line; absent on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Probes every configured target each cycle.
+pub struct ProbeCollector {
+    client: reqwest::Client,
+    targets: Vec<ProbeTarget>,
+}
+
+impl ProbeCollector {
+    pub fn new(cfg: &ProbesConfig) -> Result<Self, CollectError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CollectError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ProbeCollector {
+            client,
+            targets: cfg.targets.clone(),
+        })
+    }
+}
+
+async fn probe(client: &reqwest::Client, t: &ProbeTarget) -> ProbeResult {
+    let started = Instant::now();
+    let outcome = client.get(&t.url).timeout(t.timeout.get()).send().await;
+    let took: Duration = started.elapsed();
+    let (success, code, error) = match outcome {
+        Ok(r) => {
+            let s = r.status();
+            let err = (!s.is_success()).then(|| format!("HTTP {s}"));
+            (s.is_success(), Some(s.as_u16()), err)
+        }
+        Err(e) if e.is_timeout() => (
+            false,
+            None,
+            Some(format!("timed out after {:?}", t.timeout.get())),
+        ),
+        Err(e) => (false, None, Some(one_line(&e))),
+    };
+    ProbeResult {
+        target: t.name.clone(),
+        success,
+        duration_seconds: took.as_secs_f64(),
+        http_status_code: code,
+        error,
+    }
+}
+
+/// The error and its causes on one line ("error sending request: connection refused").
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The families of one round of probes.
+pub fn families(results: &[ProbeResult]) -> Vec<Family> {
+    let mut success = Family::new("m4watch_probe_success");
+    let mut duration = Family::new("m4watch_probe_duration_seconds");
+    let mut status = Family::new("m4watch_probe_http_status_code");
+    for r in results {
+        let l = [("target", r.target.as_str())];
+        success.push(l, f64::from(u8::from(r.success)));
+        duration.push(l, r.duration_seconds);
+        if let Some(c) = r.http_status_code {
+            status.push(l, f64::from(c));
+        }
+    }
+    vec![success, duration, status]
+}
+
+impl Collector for ProbeCollector {
+    fn name(&self) -> &'static str {
+        "probes"
+    }
+
+    async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        let results =
+            futures_util::future::join_all(self.targets.iter().map(|t| probe(&self.client, t)))
+                .await;
+        for r in results.iter().filter(|r| !r.success) {
+            tracing::debug!(target = %r.target, error = ?r.error, "probe failed");
+        }
+        Ok(families(&results))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_code_is_absent_when_nothing_answered() {
+        let text = crate::store::encode(&families(&[
+            ProbeResult {
+                target: "risk".into(),
+                success: true,
+                duration_seconds: 0.002,
+                http_status_code: Some(200),
+                error: None,
+            },
+            ProbeResult {
+                target: "ml".into(),
+                success: false,
+                duration_seconds: 2.0,
+                http_status_code: None,
+                error: Some("timed out".into()),
+            },
+        ]));
+        assert!(text.contains("m4watch_probe_success{target=\"risk\"} 1\n"));
+        assert!(text.contains("m4watch_probe_success{target=\"ml\"} 0\n"));
+        assert!(text.contains("m4watch_probe_http_status_code{target=\"risk\"} 200\n"));
+        assert!(!text.contains("m4watch_probe_http_status_code{target=\"ml\"}"));
+        assert!(text.contains("m4watch_probe_duration_seconds{target=\"ml\"} 2\n"));
+    }
+}

@@ -1,0 +1,751 @@
+//! The container collector against a real Docker Engine (Debian `docker.io`).
+//!
+//! The scenarios run on the Engine that `scripts/test.sh` starts; every container a test
+//! starts carries a per-run name prefix and label, and a guard removes them all when the
+//! test ends, failed or not. The fault test starts a private `dockerd` (own socket, data
+//! root and network namespace) so that stopping it disturbs nothing else.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Daemon, config, require_tool, series};
+
+const IMAGE: &str = "m4watch-test-busybox";
+const SHARED: &str = "unix:///var/run/docker.sock";
+/// Runs until stopped and exits 0 at once on SIGTERM (a PID 1 without a handler would
+/// ignore it and make every stop wait for the kill timeout).
+const IDLE: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"];
+
+fn try_docker(host: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn docker(host: &str, args: &[&str]) -> String {
+    try_docker(host, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Builds the test image (`FROM scratch` + Debian's static busybox) when the Engine
+/// lacks it: no registry is reachable, so nothing can be pulled.
+fn ensure_image(host: &str) {
+    if try_docker(host, &["image", "inspect", IMAGE]).is_ok() {
+        return;
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: scripts/test.sh installs busybox-static"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+    )
+    .unwrap();
+    docker(
+        host,
+        &["build", "-q", "-t", IMAGE, dir.path().to_str().unwrap()],
+    );
+}
+
+/// The Engine scripts/test.sh runs, with the test image present.
+fn shared_engine() -> &'static str {
+    require_tool("docker");
+    if let Err(e) = try_docker(SHARED, &["info", "--format", "{{.ServerVersion}}"]) {
+        panic!("no Docker Engine at {SHARED} ({e}): scripts/test.sh starts dockerd");
+    }
+    ensure_image(SHARED);
+    SHARED
+}
+
+/// Containers of one test run: a unique name prefix and label; dropping it removes
+/// every container carrying the label.
+struct Run {
+    host: String,
+    prefix: String,
+}
+
+impl Run {
+    fn new(host: &str, test: &str) -> Run {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Run {
+            host: host.to_string(),
+            prefix: format!("m4wt-{test}-{}-{nanos:x}-", std::process::id()),
+        }
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// `docker run -d` with the run's name and label; returns the container name.
+    fn start(&self, suffix: &str, options: &[&str], command: &[&str]) -> String {
+        let name = self.name(suffix);
+        let label = format!("m4watch.test={}", self.prefix);
+        let mut args = vec!["run", "-d", "--name", &name, "--label", &label];
+        args.extend_from_slice(options);
+        args.push(IMAGE);
+        args.extend_from_slice(command);
+        docker(&self.host, &args);
+        name
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let filter = format!("label=m4watch.test={}", self.prefix);
+        if let Ok(ids) = try_docker(&self.host, &["ps", "-aq", "--filter", &filter]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = try_docker(&self.host, &args);
+            }
+        }
+    }
+}
+
+/// The value of the series of `family` for container `name` whose labels include
+/// `extra` (e.g. `status="healthy"`), if exported.
+fn value(text: &str, family: &str, name: &str, extra: &str) -> Option<f64> {
+    let needle = format!("name=\"{name}\"");
+    series(text, family)
+        .into_iter()
+        .find(|l| l.contains(&needle) && l.contains(extra))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// Scrapes until `unmet` finds nothing missing; on timeout fails with what was still
+/// missing and the last scrape.
+async fn wait_for(d: &Daemon, secs: u64, unmet: impl Fn(&str) -> Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = d.scrape().await;
+        let missing = unmet(&text);
+        if missing.is_empty() {
+            return text;
+        }
+        if Instant::now() > deadline {
+            let health = d.get("/api/v1/monitoring/health").await.text().await;
+            panic!(
+                "after {secs} s still not true:\n  {}\ncollectors: {health:?}\nlast scrape:\n{text}",
+                missing.join("\n  ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One expectation: `family{name=..,extra}` equals `want` (`None`: absent).
+fn expect(
+    text: &str,
+    out: &mut Vec<String>,
+    family: &str,
+    name: &str,
+    extra: &str,
+    want: Option<f64>,
+) {
+    let got = value(text, family, name, extra);
+    if got != want {
+        out.push(format!(
+            "{family}{{name={name:?} {extra}}}: want {want:?}, got {got:?}"
+        ));
+    }
+}
+
+fn collector_success(text: &str) -> Option<f64> {
+    series(text, "m4watch_collector_success")
+        .into_iter()
+        .find(|l| l.contains("collector=\"containers\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_containers_show_health_restarts_ooms_limits_and_exits() {
+    let host = shared_engine();
+    let run = Run::new(host, "scen");
+    let d = Daemon::start(config(&format!(
+        "containers:\n  interval: 500ms\n  timeout: 500ms\n  \
+         include:\n    names: [\"{p}*\"]\n  exclude:\n    labels: [\"m4watch.test.hidden=yes\"]\n",
+        p = run.prefix
+    )))
+    .await;
+
+    let healthy = run.start(
+        "healthy",
+        &[
+            "--label",
+            "m4watch.tier=engine",
+            "--label",
+            "com.docker.compose.project=nautilus",
+            "--label",
+            "com.docker.compose.service=risk-engine",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "200ms",
+        ],
+        IDLE,
+    );
+    let sick = run.start(
+        "sick",
+        &[
+            "--network",
+            "none",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+        ],
+        IDLE,
+    );
+    let crash = run.start(
+        "crash",
+        &["--network", "none", "--restart", "on-failure:2"],
+        &["sh", "-c", "exit 1"],
+    );
+    // Killed by its limit twice: once, restarted by the policy, and again. Inspect only
+    // ever shows the last kill; the events stream sees both.
+    let oom = run.start(
+        "oom",
+        &[
+            "--network",
+            "none",
+            "--memory",
+            "8m",
+            "--memory-swap",
+            "8m",
+            "--restart",
+            "on-failure:1",
+        ],
+        &["sh", "-c", "tail /dev/zero"],
+    );
+    let limited = run.start(
+        "limited",
+        &[
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            "--cpuset-cpus",
+            "0",
+            "--cpus",
+            "0.5",
+        ],
+        IDLE,
+    );
+    // Plain sleep as PID 1 ignores SIGTERM, so `stop -t 0` kills it: exit 137.
+    let stopped = run.start("stopped", &["--network", "none"], &["sleep", "600"]);
+    docker(host, &["stop", "-t", "0", &stopped]);
+    let bounce = run.start("bounce", &["--network", "none"], IDLE);
+    let hidden = run.start(
+        "hidden",
+        &["--network", "none", "--label", "m4watch.test.hidden=yes"],
+        IDLE,
+    );
+
+    // Manual restarts leave Docker's RestartCount at 0: only events can count them.
+    wait_for(&d, 30, |t| {
+        let mut m = vec![];
+        expect(t, &mut m, "m4watch_container_up", &bounce, "", Some(1.0));
+        m
+    })
+    .await;
+    docker(host, &["restart", "-t", "5", &bounce]);
+    docker(host, &["restart", "-t", "5", &bounce]);
+
+    let text = wait_for(&d, 30, |t| {
+        let mut m = vec![];
+        let up = "m4watch_container_up";
+        // Healthy, labelled, on the default bridge network.
+        expect(t, &mut m, up, &healthy, "", Some(1.0));
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_health_status",
+            &healthy,
+            "status=\"healthy\"",
+            Some(1.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_health_status",
+            &healthy,
+            "status=\"unhealthy\"",
+            Some(0.0),
+        );
+        expect(
+            t,
+            &mut m,
+            up,
+            &healthy,
+            "compose_project=\"nautilus\",compose_service=\"risk-engine\",tier=\"engine\"",
+            Some(1.0),
+        );
+        if value(
+            t,
+            "m4watch_container_network_receive_bytes_total",
+            &healthy,
+            "interface=\"eth0\"",
+        )
+        .is_none()
+        {
+            m.push(format!("{healthy}: no eth0 receive counter"));
+        }
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_memory_limit_bytes",
+            &healthy,
+            "",
+            None,
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_cpu_limit_cores",
+            &healthy,
+            "",
+            None,
+        );
+        // Failing HEALTHCHECK.
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_health_status",
+            &sick,
+            "status=\"unhealthy\"",
+            Some(1.0),
+        );
+        match value(t, "m4watch_container_health_failing_streak", &sick, "") {
+            Some(v) if v >= 2.0 => {}
+            other => m.push(format!("{sick}: failing streak {other:?}, want >= 2")),
+        }
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_health_status",
+            &limited,
+            "status=\"none\"",
+            Some(1.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_health_failing_streak",
+            &limited,
+            "",
+            None,
+        );
+        // exit 1 under on-failure:2: two restarts, then it stays down.
+        expect(t, &mut m, up, &crash, "", Some(0.0));
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_restarts_total",
+            &crash,
+            "",
+            Some(2.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_last_exit_code",
+            &crash,
+            "",
+            Some(1.0),
+        );
+        // OOM-killed twice.
+        expect(t, &mut m, up, &oom, "", Some(0.0));
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_oom_kills_total",
+            &oom,
+            "",
+            Some(2.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_restarts_total",
+            &oom,
+            "",
+            Some(1.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_last_exit_code",
+            &oom,
+            "",
+            Some(137.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_memory_limit_bytes",
+            &oom,
+            "",
+            Some(8.0 * 1024.0 * 1024.0),
+        );
+        // Memory limit and cpuset.
+        expect(t, &mut m, up, &limited, "", Some(1.0));
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_memory_limit_bytes",
+            &limited,
+            "",
+            Some(64.0 * 1024.0 * 1024.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_cpu_limit_cores",
+            &limited,
+            "",
+            Some(0.5),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_info",
+            &limited,
+            "cpuset=\"0\"",
+            Some(1.0),
+        );
+        for family in [
+            "m4watch_container_memory_usage_bytes",
+            "m4watch_container_memory_working_set_bytes",
+            "m4watch_container_cpu_usage_seconds_total",
+            "m4watch_container_pids",
+            "m4watch_container_start_time_seconds",
+        ] {
+            if value(t, family, &limited, "").is_none() {
+                m.push(format!("{limited}: {family} missing"));
+            }
+        }
+        // Stopped: down, exit code of the kill, no usage.
+        expect(t, &mut m, up, &stopped, "", Some(0.0));
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_last_exit_code",
+            &stopped,
+            "",
+            Some(137.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_restarts_total",
+            &stopped,
+            "",
+            Some(0.0),
+        );
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_cpu_usage_seconds_total",
+            &stopped,
+            "",
+            None,
+        );
+        // Restarted twice by hand.
+        expect(
+            t,
+            &mut m,
+            "m4watch_container_restarts_total",
+            &bounce,
+            "",
+            Some(2.0),
+        );
+        expect(t, &mut m, up, &bounce, "", Some(1.0));
+        // Excluded by label.
+        expect(t, &mut m, up, &hidden, "", None);
+        if series(t, "m4watch_docker_info").len() != 1 {
+            m.push("m4watch_docker_info missing".into());
+        }
+        m
+    })
+    .await;
+
+    // The exposition is valid for Prometheus.
+    let promtool = require_tool("promtool");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !report.contains("error") && out.status.success(),
+        "promtool: {report}"
+    );
+
+    // The JSON API carries the same values; unknown fields are absent.
+    let r = d.get("/api/v1/monitoring/containers/metrics").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let by_name = |n: &str| {
+        body["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("{n} not in {body}"))
+            .clone()
+    };
+    let lim = by_name(&limited);
+    assert_eq!(lim["memory_limit_bytes"], 64 * 1024 * 1024, "{lim}");
+    assert_eq!(lim["cpuset"], "0");
+    assert_eq!(lim["cpu_limit_cores"], 0.5);
+    assert_eq!(lim["state"], "running");
+    let h = by_name(&healthy);
+    assert!(h.get("memory_limit_bytes").is_none(), "{h}");
+    assert_eq!(h["health_status"], "healthy");
+    assert_eq!(h["tier"], "engine");
+    let o = by_name(&oom);
+    assert_eq!(
+        (o["oom_kills_total"].clone(), o["last_exit_code"].clone()),
+        (2.into(), 137.into())
+    );
+    assert!(body["engine"]["server_version"].is_string(), "{body}");
+
+    // A removed container vanishes from /metrics.
+    docker(host, &["rm", "-f", &stopped]);
+    wait_for(&d, 10, |t| {
+        t.lines()
+            .filter(|l| l.contains(&format!("name=\"{stopped}\"")))
+            .map(|l| format!("still exported: {l}"))
+            .collect()
+    })
+    .await;
+    d.stop().await;
+}
+
+/// A `dockerd` of the test's own, in its own network namespace (so its bridge setup
+/// cannot touch the host's `docker0`), on a socket and data root in a temp dir.
+struct PrivateEngine {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateEngine {
+    fn new() -> PrivateEngine {
+        require_tool("dockerd");
+        require_tool("unshare");
+        // Short path: the containerd socket below it must fit in sun_path.
+        let dir = tempfile::Builder::new()
+            .prefix("m4wt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        PrivateEngine { dir, child: None }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn start(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("dockerd.log"))
+            .unwrap();
+        let child = Command::new("unshare")
+            .arg("--net")
+            .arg("--")
+            .arg("dockerd")
+            .arg(format!("--host={}", self.host()))
+            .arg(format!("--data-root={}", d.join("data").display()))
+            .arg(format!("--exec-root={}", d.join("exec").display()))
+            .arg(format!("--pidfile={}", d.join("docker.pid").display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--storage-driver=vfs",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while try_docker(&self.host(), &["info"]).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private dockerd did not start: {}",
+                std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, as a service manager stops it; waits until it is gone.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = try_docker(&self.host(), &["rm", "-f", "fault-idle"]);
+        }
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_absent_stopped_and_restarted_fails_the_collector_then_recovers() {
+    require_tool("docker");
+    let mut engine = PrivateEngine::new();
+    // Absent at startup: the collector fails, everything else serves.
+    let d = Daemon::start(config(&format!(
+        "containers:\n  docker_host: {}\n  \
+         interval: 200ms\n  timeout: 200ms\n",
+        engine.host()
+    )))
+    .await;
+    let text = d.scrape().await;
+    assert_eq!(collector_success(&text), Some(0.0), "{text}");
+    assert!(
+        text.contains("m4watch_collector_success{collector=\"hardware\"} 1"),
+        "{text}"
+    );
+    let r = d.get("/api/v1/monitoring/containers/metrics").await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "docker_unavailable", "{body}");
+
+    engine.start();
+    ensure_image(&engine.host());
+    docker(
+        &engine.host(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fault-idle",
+            "--network",
+            "none",
+            "--restart",
+            "always",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 600 & wait",
+        ],
+    );
+    let up = |t: &str| value(t, "m4watch_container_up", "fault-idle", "");
+    wait_for(&d, 30, |t| {
+        let mut m = vec![];
+        if collector_success(t) != Some(1.0) {
+            m.push("containers collector not back after the Engine started".into());
+        }
+        if up(t) != Some(1.0) {
+            m.push("fault-idle not up".into());
+        }
+        m
+    })
+    .await;
+
+    // Stopped: success 0, the container's series vanish, the rest keeps serving.
+    engine.stop();
+    let text = wait_for(&d, 15, |t| {
+        let mut m = vec![];
+        if collector_success(t) != Some(0.0) {
+            m.push("collector still succeeds with the Engine stopped".into());
+        }
+        if up(t).is_some() {
+            m.push("fault-idle still exported".into());
+        }
+        m
+    })
+    .await;
+    assert!(series(&text, "m4watch_docker_info").is_empty(), "{text}");
+    assert!(
+        text.contains("m4watch_collector_success{collector=\"hardware\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        d.get("/api/v1/monitoring/containers/metrics")
+            .await
+            .status(),
+        503
+    );
+
+    // Started again: reconnects (with backoff) and the container is back.
+    engine.start();
+    wait_for(&d, 30, |t| {
+        let mut m = vec![];
+        if collector_success(t) != Some(1.0) {
+            m.push("collector not back after the Engine restarted".into());
+        }
+        if up(t).is_none() {
+            m.push("fault-idle not exported again".into());
+        }
+        m
+    })
+    .await;
+    assert_eq!(
+        d.get("/api/v1/monitoring/containers/metrics")
+            .await
+            .status(),
+        200
+    );
+    d.stop().await;
+}
