@@ -378,16 +378,10 @@ async fn real_containers_show_health_restarts_ooms_limits_and_exits() {
             "",
             Some(1.0),
         );
-        // OOM-killed twice.
+        // OOM-killed, restarted once by the policy, and killed again. Whether Docker
+        // reports both kills as `oom` events depends on how fast the two come (cgroup v2
+        // coalesces close memory.events), so the count is checked below as 1 or 2.
         expect(t, &mut m, up, &oom, "", Some(0.0));
-        expect(
-            t,
-            &mut m,
-            "m4watch_container_oom_kills_total",
-            &oom,
-            "",
-            Some(2.0),
-        );
         expect(
             t,
             &mut m,
@@ -493,6 +487,11 @@ async fn real_containers_show_health_restarts_ooms_limits_and_exits() {
         m
     })
     .await;
+    let ooms = value(&text, "m4watch_container_oom_kills_total", &oom, "");
+    assert!(
+        matches!(ooms, Some(v) if v == 1.0 || v == 2.0),
+        "OOM kills of {oom}: {ooms:?}"
+    );
 
     // The exposition is valid for Prometheus.
     let promtool = require_tool("promtool");
@@ -535,9 +534,11 @@ async fn real_containers_show_health_restarts_ooms_limits_and_exits() {
     assert_eq!(h["health_status"], "healthy");
     assert_eq!(h["tier"], "engine");
     let o = by_name(&oom);
+    assert_eq!(o["last_exit_code"], 137);
     assert_eq!(
-        (o["oom_kills_total"].clone(), o["last_exit_code"].clone()),
-        (2.into(), 137.into())
+        o["oom_kills_total"].as_f64(),
+        ooms,
+        "JSON and /metrics agree: {o}"
     );
     assert!(body["engine"]["server_version"].is_string(), "{body}");
 
