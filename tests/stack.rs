@@ -144,7 +144,7 @@ fn dashboards_are_generated_from_the_panel_lists() {
 fn stack_config(probe: &str) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
-         containers:\n  interval: 1s\n  timeout: 1s\n\
+         containers:\n  interval: 2s\n  timeout: 2s\n\
          probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n",
         env!("CARGO_MANIFEST_DIR")
@@ -267,7 +267,7 @@ async fn panels_use_only_metric_names_a_live_m4watch_exports() {
     let _container = Container::start();
     let d = Daemon::start(stack_config(&health_endpoint().await)).await;
     let _load = trading_load(&d).await;
-    let text = d.scrape_until(10, hardware_ready).await;
+    let text = d.scrape_until(30, hardware_ready).await;
     let mut exported = exported_names(&text);
     // The dashboards serve Macs and Linux hosts: names only the Linux source exports
     // (PSI memory pressure) come from a second m4watch on a Linux fixture machine.
@@ -371,7 +371,7 @@ async fn every_panel_returns_data_from_a_real_prometheus_scraping_m4watch() {
     config.api.token = Some(m4watch::config::Secret::new("stack-test-token"));
     let d = Daemon::start(config).await;
     let _load = trading_load(&d).await;
-    d.scrape_until(10, hardware_ready).await;
+    d.scrape_until(30, hardware_ready).await;
 
     let dir = tempfile::tempdir().unwrap();
     let prom = format!("127.0.0.1:{}", free_port());
