@@ -50,9 +50,13 @@ hardware:
 process:
   enabled: false
   interval: 5s
+trading:
+  enabled: false
+rules:
+  enabled: false
 containers:
-  interval: 1s
-  timeout: 1s
+  interval: 3s
+  timeout: 3s
   max_concurrent_requests: $CONC
   include:
     names: ["$prefix*"]
@@ -65,7 +69,7 @@ scrape() { curl -sf "http://127.0.0.1:$port/metrics" || true; }
 metric() { awk -v m="$1{collector=\"containers\"}" '$1==m {print $2}'; }
 seen=
 durations=()
-deadline=$((SECONDS + CYCLES * 3 + 30))
+deadline=$((SECONDS + CYCLES * 4 + 30))
 while [ ${#durations[@]} -lt "$CYCLES" ] && [ $SECONDS -lt $deadline ]; do
   text=$(scrape)
   ts=$(metric m4watch_collector_last_success_timestamp_seconds <<<"$text")

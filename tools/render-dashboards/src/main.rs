@@ -154,6 +154,14 @@ fn format_legend(legend: &str, labels: &BTreeMap<String, String>) -> String {
     for (k, v) in labels {
         s = s.replace(&format!("{{{{{k}}}}}"), v);
     }
+    // Labels the series lacks render as nothing, as in Grafana.
+    while let (Some(a), Some(b)) = (s.find("{{"), s.find("}}")) {
+        if b < a {
+            break;
+        }
+        s.replace_range(a..b + 2, "");
+    }
+    let s = s.trim().to_string();
     if s.is_empty() {
         labels.get("__name__").cloned().unwrap_or_default()
     } else {
