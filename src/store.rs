@@ -112,7 +112,7 @@ impl Family {
 }
 
 /// How the last run of one collector went.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct CollectorStatus {
     pub success: bool,
     pub duration_seconds: f64,

@@ -17,7 +17,7 @@ use crate::alerts::{Ack, AlertError, Alerts, Matcher, Silence, StoredAlert};
 use crate::rules::State as AlertState;
 
 /// The alert routes: reads behind the read token, changes behind the write token.
-pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+pub fn routes(state: &Arc<AppState>) -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
     let reads = Router::new()
         .route("/api/v1/monitoring/alerts", get(list))
         .route("/api/v1/monitoring/silences", get(list_silences))
@@ -28,15 +28,17 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         ));
     let writes = super::writes(
         state,
-        Router::new()
-            .route(
-                "/api/v1/monitoring/alerts/{id}/acknowledge",
-                post(acknowledge),
-            )
-            .route("/api/v1/monitoring/silences", post(add_silence))
-            .route("/api/v1/monitoring/silences/{id}", delete(delete_silence)),
+        utoipa_axum::router::OpenApiRouter::from(
+            Router::new()
+                .route(
+                    "/api/v1/monitoring/alerts/{id}/acknowledge",
+                    post(acknowledge),
+                )
+                .route("/api/v1/monitoring/silences", post(add_silence))
+                .route("/api/v1/monitoring/silences/{id}", delete(delete_silence)),
+        ),
     );
-    reads.merge(writes)
+    writes.merge(reads.into())
 }
 
 fn now_ms() -> i64 {

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,8 +14,20 @@ use super::AppState;
 use super::error::ApiError;
 use crate::collect::containers::Report;
 
+/// Read routes; mounted behind the read check by [`super::api`].
+pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
+
 /// The latest report; 503 while the Engine is unreachable or before the first cycle,
 /// 404 when the collector is disabled.
+#[utoipa::path(get, path = "/api/v1/monitoring/containers/metrics", tag = "containers",
+    responses(
+        (status = 200, body = Report),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, description = "the collector is disabled", body = super::error::ErrorBody),
+        (status = 503, description = "the Engine is unreachable or has not been read yet", body = super::error::ErrorBody),
+    ))]
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<Json<Report>, ApiError> {
     if !s.config.containers.enabled {
         return Err(ApiError::not_found(

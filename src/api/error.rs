@@ -19,6 +19,15 @@ struct Body<'a> {
     detail: &'a str,
 }
 
+/// The error body as the OpenAPI spec describes it (what [`ApiError`] serialises to).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Short machine-readable kind: `bad_request`, `unauthorized`, `not_found`, ...
+    pub error: String,
+    /// A sentence for people.
+    pub detail: String,
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
         ApiError {

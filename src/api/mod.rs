@@ -18,8 +18,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+
 use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::store::{CollectorStatus, Store};
 
@@ -43,42 +46,101 @@ pub struct AppState {
     pub containers: Arc<crate::collect::containers::Latest>,
 }
 
-/// Every route.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The spec's fixed parts; paths and schemas come from the routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "m4watch",
+        description = "Monitoring sidecar for Apple M4 Max trading hosts: hardware, containers, trading latency, alerts.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// Declares the bearer token scheme that state-changing routes require.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every documented route, with its spec. Routes are registered only through
+/// `routes!` on handlers annotated with `#[utoipa::path]`, so a route cannot exist
+/// without its entry in the spec (a test greps for stray `.route(` calls).
+pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     // Reads: open unless api.read_token is set.
-    let reads = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/v1/monitoring/health", get(health))
+    let reads = OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(monitoring_metrics))
+        .routes(routes!(health))
         .merge(trading::reads())
-        .route(
-            "/api/v1/monitoring/containers/metrics",
-            get(containers::metrics),
-        )
+        .merge(containers::reads())
         .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
+            Arc::clone(state),
             auth::require_read,
         ));
-    Router::new()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         // Probes for orchestrators stay open.
-        .route("/-/ready", get(ready))
-        .route("/-/healthy", get(|| async { "OK\n" }))
+        .routes(routes!(ready))
+        .routes(routes!(healthy))
+        .routes(routes!(openapi_json))
         .merge(reads)
-        .merge(trading::writes(&state))
-        .merge(alerts::routes(&state))
-        .merge(notifications::routes(&state))
-        .with_state(state)
+        .merge(trading::writes(state))
+        .merge(alerts::routes(state))
+        .merge(notifications::routes(state))
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
+    api(state).into_openapi()
+}
+
+/// Every route, ready to serve.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (router, spec) = api(&state).split_for_parts();
+    let spec = Arc::new(spec.to_json().expect("the OpenAPI document serialises"));
+    router.layer(axum::Extension(spec)).with_state(state)
+}
+
+/// The OpenAPI 3.1 document describing this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi_json(axum::Extension(spec): axum::Extension<Arc<String>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        spec.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 /// Puts `routes` behind the write token; every state-changing route is mounted
 /// through this (axum refuses a route layer on a router with no routes, so each
 /// feature wraps its own).
-pub fn writes(state: &Arc<AppState>, routes: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+pub fn writes(
+    state: &Arc<AppState>,
+    routes: OpenApiRouter<Arc<AppState>>,
+) -> OpenApiRouter<Arc<AppState>> {
     routes.route_layer(middleware::from_fn_with_state(
         Arc::clone(state),
         auth::require_write,
     ))
 }
 
+/// The Prometheus exposition of every metric m4watch exports.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 503, description = "no snapshot yet", body = String, content_type = "text/plain"),
+    ))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     match s.store.snapshot() {
         Some(body) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response(),
@@ -86,11 +148,27 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// The same exposition as `/metrics`, under the monitoring API prefix.
+#[utoipa::path(get, path = "/api/v1/monitoring/metrics", tag = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 503, description = "no snapshot yet", body = String, content_type = "text/plain"),
+    ))]
+async fn monitoring_metrics(s: State<Arc<AppState>>) -> Response {
+    metrics(s).await
+}
+
 fn is_ready(s: &AppState) -> bool {
     let ran = s.store.collectors();
     s.store.snapshot().is_some() && s.expected_collectors.iter().all(|c| ran.contains_key(*c))
 }
 
+/// Readiness: 200 once every enabled collector has run once.
+#[utoipa::path(get, path = "/-/ready", tag = "meta",
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "collectors have not all run yet", body = String, content_type = "text/plain"),
+    ))]
 async fn ready(State(s): State<Arc<AppState>>) -> Response {
     if is_ready(&s) {
         (StatusCode::OK, "ready\n").into_response()
@@ -103,8 +181,15 @@ async fn ready(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Liveness: 200 while the process serves HTTP.
+#[utoipa::path(get, path = "/-/healthy", tag = "meta",
+    responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
+async fn healthy() -> &'static str {
+    "OK\n"
+}
+
 /// Body of `GET /api/v1/monitoring/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `healthy` when every collector's last run succeeded, else `degraded`.
     pub status: &'static str,
@@ -114,6 +199,9 @@ pub struct Health {
     pub collectors: std::collections::BTreeMap<String, CollectorStatus>,
 }
 
+/// Collector health: `healthy` when every collector's last run succeeded.
+#[utoipa::path(get, path = "/api/v1/monitoring/health", tag = "monitoring",
+    responses((status = 200, body = Health), (status = 401, body = error::ErrorBody)))]
 async fn health(State(s): State<Arc<AppState>>) -> axum::Json<Health> {
     let collectors = s.store.collectors();
     let all_ok = collectors.values().all(|c| c.success);

@@ -19,16 +19,18 @@ use crate::notify::outbox::Delivery;
 use crate::notify::{AlertEvent, AlertState, fingerprint};
 
 /// The notification routes, each behind the right token check.
-pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+pub fn routes(state: &Arc<AppState>) -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
     let w = writes(
         state,
-        Router::new()
-            .route("/api/v2/alerts", post(post_alerts))
-            .route(
-                "/api/v1/monitoring/notifications/configure",
-                post(configure),
-            )
-            .route("/api/v1/monitoring/notifications/test", post(test)),
+        utoipa_axum::router::OpenApiRouter::from(
+            Router::new()
+                .route("/api/v2/alerts", post(post_alerts))
+                .route(
+                    "/api/v1/monitoring/notifications/configure",
+                    post(configure),
+                )
+                .route("/api/v1/monitoring/notifications/test", post(test)),
+        ),
     );
     let r = Router::new()
         .route("/api/v1/monitoring/notifications", get(list))
@@ -36,7 +38,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             Arc::clone(state),
             auth::require_read,
         ));
-    w.merge(r)
+    w.merge(r.into())
 }
 
 /// One alert of Alertmanager's v2 `postableAlerts`, as Prometheus sends it.

@@ -8,36 +8,33 @@ use std::time::Instant;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::collect::trading::statsd::valid_name;
 use crate::collect::trading::{LatencyStats, RecordError, Trading, View, ingest::StartError};
 
 /// Read routes; mounted behind the read check by [`super::router`].
-pub fn reads() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/monitoring/trading/metrics", get(trading_metrics))
-        .route("/api/v1/optimization/latency-stats", get(latency_stats))
+pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(trading_metrics))
+        .routes(routes!(latency_stats))
 }
 
 /// State-changing routes, behind the write token.
-pub fn writes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+pub fn writes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     super::writes(
         state,
-        Router::new()
-            .route("/api/v1/trading/latency", post(ingest))
-            .route(
-                "/api/v1/optimization/start-latency-measurement",
-                post(start_measurement),
-            )
-            .route(
-                "/api/v1/optimization/end-latency-measurement/{id}",
-                post(end_measurement),
-            ),
+        OpenApiRouter::new()
+            .routes(routes!(ingest))
+            .routes(routes!(start_measurement))
+            .routes(routes!(end_measurement)),
     )
 }
 
@@ -52,58 +49,70 @@ fn trading(s: &AppState) -> Result<&Arc<Trading>, ApiError> {
 }
 
 /// Body of `GET /api/v1/monitoring/trading/metrics`.
-#[derive(Serialize)]
-struct TradingMetrics<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TradingMetrics {
     /// Where the StatsD listener is bound; absent when it is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     statsd_listen: Option<String>,
     #[serde(flatten)]
-    view: &'a View,
+    view: View,
 }
 
-fn to_json(body: impl Serialize) -> Result<Json<serde_json::Value>, ApiError> {
-    serde_json::to_value(body)
-        .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
-}
-
-async fn trading_metrics(
-    State(s): State<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// Latency, throughput, gauges and the performance score, per configured window.
+#[utoipa::path(get, path = "/api/v1/monitoring/trading/metrics", tag = "trading",
+    responses(
+        (status = 200, body = TradingMetrics),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "trading is disabled", body = ErrorBody),
+    ))]
+async fn trading_metrics(State(s): State<Arc<AppState>>) -> Result<Json<TradingMetrics>, ApiError> {
     let t = trading(&s)?;
-    let view = t.view();
-    to_json(TradingMetrics {
+    Ok(Json(TradingMetrics {
         statsd_listen: t.statsd_addr().map(|a| a.to_string()),
-        view: &view,
-    })
+        view: (*t.view()).clone(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatsQuery {
+    /// Minutes of history wanted (default 5); answered by the shortest configured
+    /// window at least that long.
     duration_minutes: Option<f64>,
 }
 
-#[derive(Serialize)]
-struct OperationStats<'a> {
-    operation: &'a str,
+/// Latency statistics of one operation in one window.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OperationStats {
+    operation: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
     #[serde(flatten)]
-    stats: &'a LatencyStats,
+    stats: LatencyStats,
 }
 
-#[derive(Serialize)]
-struct LatencyStatsBody<'a> {
+/// Body of `GET /api/v1/optimization/latency-stats`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LatencyStatsBody {
     duration_minutes: f64,
     /// The configured window that answers: the shortest at least as long as asked.
-    window: &'a str,
-    operations: Vec<OperationStats<'a>>,
+    window: String,
+    operations: Vec<OperationStats>,
 }
 
+/// Latency percentiles per operation over a window.
+#[utoipa::path(get, path = "/api/v1/optimization/latency-stats", tag = "trading",
+    params(StatsQuery),
+    responses(
+        (status = 200, body = LatencyStatsBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "trading is disabled", body = ErrorBody),
+    ))]
 async fn latency_stats(
     State(s): State<Arc<AppState>>,
     query: Result<Query<StatsQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LatencyStatsBody>, ApiError> {
     let t = trading(&s)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let minutes = q.duration_minutes.unwrap_or(5.0);
@@ -124,26 +133,26 @@ async fn latency_stats(
     };
     let name = crate::collect::trading::window_name(windows[pos]);
     let view = t.view();
-    let body = LatencyStatsBody {
-        duration_minutes: minutes,
-        window: &name,
-        operations: view
-            .operations
-            .iter()
-            .filter_map(|o| {
-                o.windows.get(&name).map(|stats| OperationStats {
-                    operation: &o.operation,
-                    labels: &o.labels,
-                    stats,
-                })
+    let operations = view
+        .operations
+        .iter()
+        .filter_map(|o| {
+            o.windows.get(&name).map(|stats| OperationStats {
+                operation: o.operation.clone(),
+                labels: o.labels.clone(),
+                stats: stats.clone(),
             })
-            .collect(),
-    };
-    to_json(body)
+        })
+        .collect();
+    Ok(Json(LatencyStatsBody {
+        duration_minutes: minutes,
+        window: name,
+        operations,
+    }))
 }
 
 /// One sample of `POST /api/v1/trading/latency`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Sample {
     operation: String,
@@ -152,7 +161,7 @@ struct Sample {
     labels: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct IngestReply {
     accepted: usize,
     /// Samples of new series dropped by trading.max_series.
@@ -163,6 +172,16 @@ fn json_error(e: JsonRejection) -> ApiError {
     ApiError::bad_request(e.body_text())
 }
 
+/// Records a batch of latency samples; a bad item records nothing.
+#[utoipa::path(post, path = "/api/v1/trading/latency", tag = "trading",
+    request_body = Vec<Sample>,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = IngestReply),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "trading is disabled", body = ErrorBody),
+    ))]
 async fn ingest(
     State(s): State<Arc<AppState>>,
     body: Result<Json<Vec<Sample>>, JsonRejection>,
@@ -196,7 +215,7 @@ async fn ingest(
     Ok(Json(reply))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
     operation: String,
@@ -204,12 +223,23 @@ struct StartBody {
     labels: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Started {
     id: String,
     operation: String,
 }
 
+/// Starts timing an operation; end it with its id.
+#[utoipa::path(post, path = "/api/v1/optimization/start-latency-measurement", tag = "trading",
+    request_body = StartBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Started),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "trading is disabled", body = ErrorBody),
+        (status = 429, description = "too many open measurements", body = ErrorBody),
+    ))]
 async fn start_measurement(
     State(s): State<Arc<AppState>>,
     body: Result<Json<StartBody>, JsonRejection>,
@@ -235,13 +265,22 @@ async fn start_measurement(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EndedBody {
     id: String,
     operation: String,
     latency_ms: f64,
 }
 
+/// Ends a measurement and records its latency.
+#[utoipa::path(post, path = "/api/v1/optimization/end-latency-measurement/{id}", tag = "trading",
+    params(("id" = String, Path, description = "the id start-latency-measurement returned")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = EndedBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such open measurement, or trading is disabled", body = ErrorBody),
+    ))]
 async fn end_measurement(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,

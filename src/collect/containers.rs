@@ -233,7 +233,7 @@ impl From<DockerError> for CollectError {
 }
 
 /// What the Engine says about itself.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EngineInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_version: Option<String>,
@@ -244,7 +244,7 @@ pub struct EngineInfo {
 }
 
 /// Bytes through one network interface.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NetworkBytes {
     pub receive_bytes: u64,
     pub transmit_bytes: u64,
@@ -252,7 +252,7 @@ pub struct NetworkBytes {
 
 /// Everything known about one container after a cycle; unknown fields are `None`.
 /// The metrics and `GET /api/v1/monitoring/containers/metrics` are both made from it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ContainerSample {
     /// Short (12 hex digit) id.
     pub id: String,
@@ -304,7 +304,7 @@ pub struct ContainerSample {
 }
 
 /// One successful cycle, as the JSON API serves it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub collected_at_unix: f64,
     pub docker_host: String,

@@ -530,7 +530,7 @@ impl Trading {
 }
 
 /// Latency statistics of one window, in milliseconds (the unit of the original API).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LatencyStats {
     pub count: u64,
     pub per_second: f64,
@@ -561,7 +561,7 @@ impl LatencyStats {
 }
 
 /// One operation (timer series) in the JSON view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OperationView {
     pub operation: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -573,7 +573,7 @@ pub struct OperationView {
 }
 
 /// One counter stream in the JSON view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StreamView {
     pub stream: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -584,7 +584,7 @@ pub struct StreamView {
 }
 
 /// A gauge or set in the JSON view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValueView {
     pub name: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -593,7 +593,7 @@ pub struct ValueView {
 }
 
 /// What the collector computed last; the JSON API serves it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct View {
     /// Unix time of the computation; absent before the first.
     #[serde(skip_serializing_if = "Option::is_none")]

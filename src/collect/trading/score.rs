@@ -28,7 +28,7 @@ pub fn throughput_score(observed: f64, target: f64) -> f64 {
 }
 
 /// One component: its score when there was data, and the weight it got.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Component {
     pub component: &'static str,
     /// 0..1; absent when the component had no data.
@@ -43,7 +43,7 @@ pub struct Component {
 }
 
 /// The whole score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Score {
     /// 0..100; absent when no component had data.
     #[serde(skip_serializing_if = "Option::is_none")]
