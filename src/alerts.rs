@@ -45,7 +45,7 @@ pub struct StoredAlert {
 }
 
 /// One label matcher of a silence (Alertmanager's shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Matcher {
     pub name: String,

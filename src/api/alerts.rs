@@ -7,38 +7,34 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, middleware};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Ack, AlertError, Alerts, Matcher, Silence, StoredAlert};
 use crate::rules::State as AlertState;
 
 /// The alert routes: reads behind the read token, changes behind the write token.
-pub fn routes(state: &Arc<AppState>) -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
-    let reads = Router::new()
-        .route("/api/v1/monitoring/alerts", get(list))
-        .route("/api/v1/monitoring/silences", get(list_silences))
-        .route("/api/v1/optimization/alerts", get(optimization))
+pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+    let reads = OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(list_silences))
+        .routes(routes!(optimization))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
             super::auth::require_read,
         ));
     let writes = super::writes(
         state,
-        utoipa_axum::router::OpenApiRouter::from(
-            Router::new()
-                .route(
-                    "/api/v1/monitoring/alerts/{id}/acknowledge",
-                    post(acknowledge),
-                )
-                .route("/api/v1/monitoring/silences", post(add_silence))
-                .route("/api/v1/monitoring/silences/{id}", delete(delete_silence)),
-        ),
+        OpenApiRouter::new()
+            .routes(routes!(acknowledge))
+            .routes(routes!(add_silence))
+            .routes(routes!(delete_silence)),
     );
-    writes.merge(reads.into())
+    writes.merge(reads)
 }
 
 fn now_ms() -> i64 {
@@ -62,7 +58,7 @@ fn engine(s: &AppState) -> Result<&Arc<Alerts>, ApiError> {
 }
 
 /// One acknowledgement in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AckView {
     pub by: String,
     pub comment: String,
@@ -70,7 +66,7 @@ pub struct AckView {
 }
 
 /// One alert in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     pub id: String,
     pub alertname: String,
@@ -114,19 +110,31 @@ fn view(a: StoredAlert, silenced_by: Option<String>) -> AlertView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `pending`, `firing` or `resolved`; all when absent.
     state: Option<String>,
+    /// Only alerts of this severity label.
     severity: Option<String>,
 }
 
 /// Body of `GET /api/v1/monitoring/alerts`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AlertList {
     alerts: Vec<AlertView>,
 }
 
+/// Alerts, newest first, with acknowledgements and the silence that mutes them.
+#[utoipa::path(get, path = "/api/v1/monitoring/alerts", tag = "alerts",
+    params(ListQuery),
+    responses(
+        (status = 200, body = AlertList),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "the rule engine is off", body = ErrorBody),
+    ))]
 async fn list(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -153,7 +161,7 @@ async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
     by: String,
@@ -161,6 +169,19 @@ struct AckBody {
     comment: String,
 }
 
+/// Acknowledges an alert (and acknowledges its PagerDuty incident).
+#[utoipa::path(post, path = "/api/v1/monitoring/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = String, Path, description = "alert id")),
+    request_body = AckBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = AlertView),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "no such alert", body = ErrorBody),
+        (status = 409, description = "the alert is resolved", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "the rule engine is off", body = ErrorBody),
+    ))]
 async fn acknowledge(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -182,7 +203,7 @@ async fn acknowledge(
     Ok(Json(view(a, None)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SilenceBody {
     matchers: Vec<Matcher>,
@@ -198,7 +219,7 @@ struct SilenceBody {
 }
 
 /// One silence in JSON.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SilenceView {
     id: String,
     matchers: Vec<Matcher>,
@@ -222,6 +243,16 @@ fn silence_view(s: Silence, now: i64) -> SilenceView {
     }
 }
 
+/// Silences alerts matching every matcher until `ends_at` (or for `duration`).
+#[utoipa::path(post, path = "/api/v1/monitoring/silences", tag = "alerts",
+    request_body = SilenceBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = SilenceView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "the rule engine is off", body = ErrorBody),
+    ))]
 async fn add_silence(
     State(s): State<Arc<AppState>>,
     body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
@@ -271,11 +302,18 @@ async fn add_silence(
 }
 
 /// Body of `GET /api/v1/monitoring/silences`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SilenceList {
     silences: Vec<SilenceView>,
 }
 
+/// Every silence, active or expired.
+#[utoipa::path(get, path = "/api/v1/monitoring/silences", tag = "alerts",
+    responses(
+        (status = 200, body = SilenceList),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "the rule engine is off", body = ErrorBody),
+    ))]
 async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceList>, ApiError> {
     let now = now_ms();
     Ok(Json(SilenceList {
@@ -287,6 +325,16 @@ async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceLis
     }))
 }
 
+/// Removes a silence.
+#[utoipa::path(delete, path = "/api/v1/monitoring/silences/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "silence id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such silence", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "the rule engine is off", body = ErrorBody),
+    ))]
 async fn delete_silence(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -298,7 +346,7 @@ async fn delete_silence(
 }
 
 /// One entry of the original `/api/v1/optimization/alerts` list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OptimizationAlert {
     id: String,
     level: String,
@@ -311,13 +359,19 @@ struct OptimizationAlert {
     acknowledged: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OptimizationAlerts {
     count: usize,
     alerts: Vec<OptimizationAlert>,
 }
 
 /// The original API's "active performance alerts": every pending or firing alert.
+#[utoipa::path(get, path = "/api/v1/optimization/alerts", tag = "alerts",
+    responses(
+        (status = 200, body = OptimizationAlerts),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "the rule engine is off", body = ErrorBody),
+    ))]
 async fn optimization(
     State(s): State<Arc<AppState>>,
 ) -> Result<Json<OptimizationAlerts>, ApiError> {

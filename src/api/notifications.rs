@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, middleware};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
 use crate::notify::config::ReceiverConfig;
 use crate::notify::dispatch::NotifyError;
@@ -19,30 +20,25 @@ use crate::notify::outbox::Delivery;
 use crate::notify::{AlertEvent, AlertState, fingerprint};
 
 /// The notification routes, each behind the right token check.
-pub fn routes(state: &Arc<AppState>) -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
+pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     let w = writes(
         state,
-        utoipa_axum::router::OpenApiRouter::from(
-            Router::new()
-                .route("/api/v2/alerts", post(post_alerts))
-                .route(
-                    "/api/v1/monitoring/notifications/configure",
-                    post(configure),
-                )
-                .route("/api/v1/monitoring/notifications/test", post(test)),
-        ),
+        OpenApiRouter::new()
+            .routes(routes!(post_alerts))
+            .routes(routes!(configure))
+            .routes(routes!(test)),
     );
-    let r = Router::new()
-        .route("/api/v1/monitoring/notifications", get(list))
+    let r = OpenApiRouter::new()
+        .routes(routes!(list))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
             auth::require_read,
         ));
-    w.merge(r.into())
+    w.merge(r)
 }
 
 /// One alert of Alertmanager's v2 `postableAlerts`, as Prometheus sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostableAlert {
     pub labels: BTreeMap<String, String>,
@@ -79,6 +75,15 @@ pub fn from_prometheus(a: PostableAlert, now: DateTime<Utc>) -> AlertEvent {
     }
 }
 
+/// Alertmanager's v2 alert API, so Prometheus can send its alerts here.
+#[utoipa::path(post, path = "/api/v2/alerts", tag = "notifications",
+    request_body = Vec<PostableAlert>,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "accepted"),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    ))]
 async fn post_alerts(
     State(s): State<Arc<AppState>>,
     body: Result<Json<Vec<PostableAlert>>, axum::extract::rejection::JsonRejection>,
@@ -112,12 +117,22 @@ fn notify_error(e: NotifyError) -> ApiError {
 }
 
 /// Answer of the configure endpoint: the receiver as it now is, secrets redacted.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Configured {
     status: &'static str,
     receiver: ReceiverConfig,
 }
 
+/// Adds or replaces a receiver (Slack, email, PagerDuty, webhook, Alertmanager).
+#[utoipa::path(post, path = "/api/v1/monitoring/notifications/configure", tag = "notifications",
+    request_body = ReceiverConfig,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Configured),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, description = "the outbox database failed", body = ErrorBody),
+    ))]
 async fn configure(
     State(s): State<Arc<AppState>>,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
@@ -130,14 +145,14 @@ async fn configure(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestRequest {
     #[serde(default)]
     receiver: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TestOutcome {
     integration: &'static str,
     delivered: bool,
@@ -149,12 +164,25 @@ struct TestOutcome {
     error: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TestResult {
     receiver: String,
     results: Vec<TestOutcome>,
 }
 
+/// Sends a test notification through every integration of a receiver (default
+/// `default`) and reports each result.
+#[utoipa::path(post, path = "/api/v1/monitoring/notifications/test", tag = "notifications",
+    request_body(content = Option<TestRequest>),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = TestResult),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such receiver", body = ErrorBody),
+        (status = 409, description = "the receiver has no integrations", body = ErrorBody),
+        (status = 500, description = "the outbox database failed", body = ErrorBody),
+    ))]
 async fn test(
     State(s): State<Arc<AppState>>,
     body: Option<Json<TestRequest>>,
@@ -193,8 +221,10 @@ async fn test(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Most deliveries to show (1..1000, default 100).
     #[serde(default = "d_limit")]
     limit: i64,
 }
@@ -203,16 +233,26 @@ fn d_limit() -> i64 {
     100
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct List {
     receivers: Vec<ReceiverConfig>,
     deliveries: Vec<Delivery>,
 }
 
+/// Receivers (secrets redacted) and the latest deliveries.
+#[utoipa::path(get, path = "/api/v1/monitoring/notifications", tag = "notifications",
+    params(ListQuery),
+    responses(
+        (status = 200, body = List),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, description = "the outbox database failed", body = ErrorBody),
+    ))]
 async fn list(
     State(s): State<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<List>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let deliveries = s
         .notifier
         .deliveries(q.limit.clamp(1, 1000))

@@ -75,7 +75,7 @@ impl Default for DeliveryConfig {
 }
 
 /// A named receiver: any of the integrations, each delivered on its own.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     pub name: String,
@@ -104,7 +104,7 @@ fn yes() -> bool {
 }
 
 /// Slack incoming webhook (env `M4WATCH_SLACK_WEBHOOK_URL` when neither key is set).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     #[serde(default)]
@@ -117,7 +117,7 @@ pub struct SlackConfig {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS (refuses servers without it).
@@ -130,7 +130,7 @@ pub enum SmtpTls {
 }
 
 /// Email over SMTP (password from env `M4WATCH_SMTP_PASSWORD` when neither key is set).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// `host:port` of the SMTP server.
@@ -151,12 +151,13 @@ pub struct EmailConfig {
     /// A PEM CA certificate to trust besides the system's, for a relay with a
     /// private CA.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
 }
 
 /// PagerDuty Events API v2 (routing key from env `M4WATCH_PAGERDUTY_ROUTING_KEY`
 /// when neither key is set).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutyConfig {
     #[serde(default)]
@@ -194,14 +195,14 @@ impl Default for PagerDutyConfig {
 }
 
 /// The Alertmanager webhook JSON, POSTed to any URL.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: Secret,
 }
 
 /// Forwarding to real Alertmanagers (`/api/v2/alerts` is appended to each base URL).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     pub urls: Vec<String>,

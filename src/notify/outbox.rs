@@ -47,7 +47,7 @@ pub struct Pending {
 }
 
 /// A delivery record as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub receiver: String,
