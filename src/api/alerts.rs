@@ -115,6 +115,7 @@ fn view(a: StoredAlert, silenced_by: Option<String>) -> AlertView {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `pending`, `firing` or `resolved`; all when absent.
+    #[param(pattern = "^(pending|firing|resolved)?$")]
     state: Option<String>,
     /// Only alerts of this severity label.
     severity: Option<String>,
@@ -164,6 +165,8 @@ async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
+    /// Who acknowledges.
+    #[schema(pattern = "\\S")]
     by: String,
     #[serde(default)]
     comment: String,

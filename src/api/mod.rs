@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod auth;
 pub mod containers;
 pub mod error;
+pub mod monitoring;
 pub mod notifications;
 pub mod trading;
 
@@ -84,6 +85,7 @@ pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health))
         .merge(trading::reads())
         .merge(containers::reads())
+        .merge(monitoring::reads())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
             auth::require_read,

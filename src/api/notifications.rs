@@ -125,12 +125,13 @@ struct Configured {
 
 /// Adds or replaces a receiver (Slack, email, PagerDuty, webhook, Alertmanager).
 #[utoipa::path(post, path = "/api/v1/monitoring/notifications/configure", tag = "notifications",
-    request_body = ReceiverConfig,
+    request_body = crate::notify::dispatch::ConfigureRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, body = Configured),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 404, description = "no receiver by that name", body = ErrorBody),
         (status = 500, description = "the outbox database failed", body = ErrorBody),
     ))]
 async fn configure(
@@ -138,6 +139,10 @@ async fn configure(
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Configured>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // serde would read a struct from a JSON array too; the API takes objects only.
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     let receiver = s.notifier.configure(body).await.map_err(notify_error)?;
     Ok(Json(Configured {
         status: "configured",
@@ -173,7 +178,7 @@ struct TestResult {
 /// Sends a test notification through every integration of a receiver (default
 /// `default`) and reports each result.
 #[utoipa::path(post, path = "/api/v1/monitoring/notifications/test", tag = "notifications",
-    request_body(content = Option<TestRequest>),
+    request_body(content = TestRequest, description = "optional: an empty body tests `default`"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = TestResult),
@@ -185,9 +190,15 @@ struct TestResult {
     ))]
 async fn test(
     State(s): State<Arc<AppState>>,
-    body: Option<Json<TestRequest>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<TestResult>, ApiError> {
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    // An empty body means the default receiver; anything else must be a TestRequest.
+    let req: TestRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TestRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
     let name = req
         .receiver
         .unwrap_or_else(|| crate::notify::config::DEFAULT_RECEIVER.to_string());

@@ -78,6 +78,7 @@ async fn trading_metrics(State(s): State<Arc<AppState>>) -> Result<Json<TradingM
 struct StatsQuery {
     /// Minutes of history wanted (default 5); answered by the shortest configured
     /// window at least that long.
+    #[param(exclusive_minimum = 0)]
     duration_minutes: Option<f64>,
 }
 
@@ -155,7 +156,11 @@ async fn latency_stats(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Sample {
+    /// Operation name: 1 to 200 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
     operation: String,
+    /// Latency in microseconds.
+    #[schema(minimum = 0)]
     latency_us: f64,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -218,6 +223,8 @@ async fn ingest(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
+    /// Operation name: 1 to 200 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
     operation: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,

@@ -69,7 +69,7 @@ pub enum NotifyError {
 
 /// Body of `POST /api/v1/monitoring/notifications/configure`. Every key is optional;
 /// keys given replace the stored ones, keys left out keep theirs.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureRequest {
     /// Receiver to change; `default` when unset.

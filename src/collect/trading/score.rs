@@ -111,8 +111,9 @@ pub fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
     });
     Score {
         score,
+        // `+ 0.0`: an empty f64 sum is -0.0, which JSON would show as `-0.0`.
         coverage_ratio: if configured > 0.0 {
-            measured / configured
+            measured / configured + 0.0
         } else {
             0.0
         },
@@ -205,6 +206,7 @@ mod tests {
         let s = compute(&cfg(), &Observed::default());
         assert_eq!(s.score, None);
         assert_eq!(s.coverage_ratio, 0.0);
+        assert!(s.coverage_ratio.is_sign_positive());
         assert!(s.components.iter().all(|c| c.weight == 0.0));
     }
 
