@@ -14,6 +14,7 @@
 //! - [`shutdown`]: the graceful-shutdown signal tasks race against.
 //! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
 //! - [`launchd`]: the macOS launchd agent (`install-launchd`).
+//! - [`validate`]: `m4watch validate`, checks a running instance from the outside.
 
 pub mod alerts;
 pub mod api;
@@ -27,6 +28,7 @@ pub mod notify;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -75,6 +75,26 @@ enum Command {
     InstallLaunchd,
     /// macOS: stop and remove the launchd agent.
     UninstallLaunchd,
+    /// Check a running m4watch: every endpoint, the required metric families, the
+    /// collectors, rules, receivers (dry run) and the score. Prints a table; exits 1
+    /// when fewer checks than --min-pass-ratio pass.
+    Validate {
+        /// Base URL of the instance.
+        #[arg(long, default_value = "http://127.0.0.1:9977")]
+        url: String,
+        /// Bearer token (env M4WATCH_API_TOKEN); the receiver dry runs need it.
+        #[arg(long, env = "M4WATCH_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Least share of checks (0..1) that must pass.
+        #[arg(long, default_value_t = 1.0)]
+        min_pass_ratio: f64,
+        /// Per-request timeout.
+        #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+        /// Print the checks as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,8 +157,54 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Validate {
+            url,
+            token,
+            min_pass_ratio,
+            timeout,
+            json,
+        }) => validate(
+            m4watch::validate::Options {
+                url,
+                token,
+                min_pass_ratio,
+                timeout,
+            },
+            json,
+        ),
         Some(Command::Demo) => run(cli, true),
         None | Some(Command::Run) => run(cli, false),
+    }
+}
+
+fn validate(opts: m4watch::validate::Options, json: bool) -> ExitCode {
+    if !(0.0..=1.0).contains(&opts.min_pass_ratio) {
+        eprintln!("m4watch: --min-pass-ratio must be between 0 and 1");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("m4watch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks = rt.block_on(m4watch::validate::run(&opts));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).expect("checks serialise")
+        );
+    } else {
+        print!("{}", m4watch::validate::table(&checks, opts.min_pass_ratio));
+    }
+    if m4watch::validate::pass_ratio(&checks) + 1e-12 >= opts.min_pass_ratio {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

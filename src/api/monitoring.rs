@@ -877,7 +877,10 @@ mod tests {
                     (&[("cpu", "2"), ("type", p)], 0.4),
                 ],
             ),
-            fam("m4watch_cpu_cores", &[(&[("type", e)], 1.0), (&[("type", p)], 2.0)]),
+            fam(
+                "m4watch_cpu_cores",
+                &[(&[("type", e)], 1.0), (&[("type", p)], 2.0)],
+            ),
             fam(
                 "m4watch_cpu_cluster_utilization_ratio",
                 &[(&[("type", e)], 0.9), (&[("type", p)], 0.3)],

@@ -153,14 +153,26 @@ async fn configure(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestRequest {
+    /// Receiver to test; `default` when absent.
     #[serde(default)]
     receiver: Option<String>,
+    /// Send nothing: render each integration's message and open (then close) a TCP
+    /// connection to each destination.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct TestOutcome {
     integration: &'static str,
+    /// Sent and accepted (false on a dry run, which sends nothing).
     delivered: bool,
+    /// Dry run: the message rendered and every destination accepted a connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reachable: Option<bool>,
+    /// Dry run: scheme, host and port of each destination checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    destinations: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,9 +188,10 @@ struct TestResult {
 }
 
 /// Sends a test notification through every integration of a receiver (default
-/// `default`) and reports each result.
+/// `default`) and reports each result; with `dry_run` sends nothing and checks each
+/// integration renders and can reach its destination.
 #[utoipa::path(post, path = "/api/v1/monitoring/notifications/test", tag = "notifications",
-    request_body(content = TestRequest, description = "optional: an empty body tests `default`"),
+    request_body(content = Option<TestRequest>, description = "optional: an empty body or `null` tests `default`"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = TestResult),
@@ -192,17 +205,20 @@ async fn test(
     State(s): State<Arc<AppState>>,
     body: axum::body::Bytes,
 ) -> Result<Json<TestResult>, ApiError> {
-    // An empty body means the default receiver; anything else must be a TestRequest.
+    // An empty body or null means the default receiver; anything else must be a
+    // TestRequest object.
     let req: TestRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TestRequest::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<TestRequest>>(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
     };
     let name = req
         .receiver
         .unwrap_or_else(|| crate::notify::config::DEFAULT_RECEIVER.to_string());
-    let results = s.notifier.test(&name).await.map_err(notify_error)?;
+    let dry = req.dry_run;
+    let results = s.notifier.test(&name, dry).await.map_err(notify_error)?;
     if results.is_empty() {
         return Err(ApiError::conflict(format!(
             "receiver {name:?} has no integrations: configure one first"
@@ -213,9 +229,11 @@ async fn test(
         results: results
             .into_iter()
             .map(|(integration, r)| match r {
-                Ok(()) => TestOutcome {
+                Ok(destinations) => TestOutcome {
                     integration,
-                    delivered: true,
+                    delivered: !dry,
+                    reachable: dry.then_some(true),
+                    destinations,
                     reason: None,
                     retryable: None,
                     error: None,
@@ -223,6 +241,8 @@ async fn test(
                 Err(e) => TestOutcome {
                     integration,
                     delivered: false,
+                    reachable: dry.then_some(false),
+                    destinations: Vec::new(),
                     reason: Some(e.reason.as_str()),
                     retryable: Some(e.retryable),
                     error: Some(e.message),

@@ -157,7 +157,11 @@ async fn latency_stats(
 #[serde(deny_unknown_fields)]
 struct Sample {
     /// Operation name: 1 to 200 bytes, no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     operation: String,
     /// Latency in microseconds.
     #[schema(minimum = 0)]
@@ -224,7 +228,11 @@ async fn ingest(
 #[serde(deny_unknown_fields)]
 struct StartBody {
     /// Operation name: 1 to 200 bytes, no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     operation: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,

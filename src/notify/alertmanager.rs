@@ -26,6 +26,12 @@ impl Alertmanager {
 
     /// Succeeds only when every Alertmanager took the alerts; a retry reposts to all,
     /// which Alertmanager deduplicates.
+    /// What a dry run checks: the payload renders; where it would go.
+    pub fn dry_run(&self, n: &Notification) -> Vec<String> {
+        let _ = payload(n);
+        self.urls.clone()
+    }
+
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         let body = payload(n);
         let mut first_err = None;

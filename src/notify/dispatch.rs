@@ -267,7 +267,8 @@ impl Notifier {
     pub async fn test(
         &self,
         receiver: &str,
-    ) -> Result<Vec<(&'static str, Result<(), SendError>)>, NotifyError> {
+        dry_run: bool,
+    ) -> Result<Vec<(&'static str, Result<Vec<String>, SendError>)>, NotifyError> {
         let r = self
             .inner
             .receivers
@@ -304,7 +305,12 @@ impl Notifier {
         };
         let mut out = Vec::new();
         for i in &r.integrations {
-            out.push((i.name(), i.notify(&n).await));
+            let result = if dry_run {
+                i.dry_run(&n, self.inner.ctx.timeout).await
+            } else {
+                i.notify(&n).await.map(|()| Vec::new())
+            };
+            out.push((i.name(), result));
         }
         Ok(out)
     }

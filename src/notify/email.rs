@@ -30,6 +30,15 @@ impl Email {
         }
     }
 
+    /// What a dry run checks: the message builds (addresses parse); the smarthost
+    /// it would be sent through.
+    pub fn dry_run(&self, n: &Notification) -> Result<Vec<String>, SendError> {
+        message(&self.cfg, n)?;
+        let (host, port) = smarthost(&self.cfg.smarthost)
+            .ok_or_else(|| SendError::fatal(Reason::Invalid, "smarthost is not host:port"))?;
+        Ok(vec![format!("smtp://{host}:{port}")])
+    }
+
     /// One SMTP session, bounded by the delivery timeout as a whole (lettre bounds
     /// only the connect; a server that stops answering must not stall the lane).
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {

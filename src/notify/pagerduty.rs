@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::config::PagerDutyConfig;
-use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, post_json};
+use super::{AlertEvent, AlertState, Ctx, Kind, Notification, Reason, SendError, post_json};
 use crate::config::Secret;
 
 /// Sends to one PagerDuty service (routing key).
@@ -33,6 +33,24 @@ impl PagerDuty {
 
     /// One event per alert; a retry resends them all, which the dedup keys make
     /// harmless.
+    /// What a dry run checks: every event renders with a routing key; where they
+    /// would go.
+    pub fn dry_run(&self, n: &Notification) -> Result<Vec<String>, SendError> {
+        if self.routing_key.expose().is_empty() {
+            return Err(SendError::fatal(Reason::Invalid, "no routing key"));
+        }
+        for a in &n.alerts {
+            let _ = event(
+                a,
+                n,
+                self.routing_key.expose(),
+                &self.dedup_key,
+                self.source.as_deref().unwrap_or(&self.ctx.hostname),
+            );
+        }
+        Ok(vec![self.url.clone()])
+    }
+
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         for a in &n.alerts {
             let ev = event(

@@ -6,7 +6,9 @@ use super::email::Email;
 use super::pagerduty::PagerDuty;
 use super::slack::Slack;
 use super::webhook::Webhook;
-use super::{Ctx, Kind, Notification, SendError};
+use std::time::Duration;
+
+use super::{Ctx, Kind, Notification, Reason, SendError};
 
 /// One delivery channel of a receiver.
 pub enum Integration {
@@ -38,6 +40,54 @@ impl Integration {
     /// receiver's `send_resolved` says.
     pub fn needs_every_resolve(&self) -> bool {
         matches!(self, Integration::Alertmanager(_))
+    }
+
+    /// Everything short of sending: renders what would be sent (templates, addresses,
+    /// keys) and opens a TCP connection to each destination, then closes it without
+    /// writing a byte. Returns the destinations checked.
+    pub async fn dry_run(
+        &self,
+        n: &Notification,
+        timeout: Duration,
+    ) -> Result<Vec<String>, SendError> {
+        let destinations = match self {
+            Integration::Slack(i) => i.dry_run(n),
+            Integration::Email(i) => i.dry_run(n)?,
+            Integration::PagerDuty(i) => i.dry_run(n)?,
+            Integration::Webhook(i) => i.dry_run(n),
+            Integration::Alertmanager(i) => i.dry_run(n),
+        };
+        let mut checked = Vec::new();
+        for d in destinations {
+            let url = reqwest::Url::parse(&d)
+                .map_err(|e| SendError::fatal(Reason::Invalid, format!("bad URL: {e}")))?;
+            let host = url
+                .host_str()
+                .ok_or_else(|| SendError::fatal(Reason::Invalid, "the URL has no host"))?;
+            let port = url
+                .port_or_known_default()
+                .ok_or_else(|| SendError::fatal(Reason::Invalid, "the URL has no port"))?;
+            // Bracketed IPv6 hosts come back with their brackets, as connect wants them.
+            let addr = format!("{host}:{port}");
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(SendError::retry(
+                        Reason::Connection,
+                        format!("cannot connect to {addr}: {e}"),
+                    ));
+                }
+                Err(_) => {
+                    return Err(SendError::retry(
+                        Reason::Timeout,
+                        format!("connecting to {addr} took longer than {timeout:?}"),
+                    ));
+                }
+            }
+            // Only scheme, host and port: a path may carry a token (Slack webhooks).
+            checked.push(format!("{}://{addr}", url.scheme()));
+        }
+        Ok(checked)
     }
 
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {

@@ -27,6 +27,12 @@ impl Slack {
         }
     }
 
+    /// What a dry run checks: the payload renders; where it would go.
+    pub fn dry_run(&self, n: &Notification) -> Vec<String> {
+        let _ = payload(n, self.channel.as_deref());
+        vec![self.url.expose().to_string()]
+    }
+
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         post_json(
             &self.ctx,

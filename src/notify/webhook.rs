@@ -20,6 +20,12 @@ impl Webhook {
         }
     }
 
+    /// What a dry run checks: the payload renders; where it would go.
+    pub fn dry_run(&self, n: &Notification) -> Vec<String> {
+        let _ = payload(n);
+        vec![self.url.expose().to_string()]
+    }
+
     pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         post_json(&self.ctx, self.url.expose(), &payload(n)).await
     }

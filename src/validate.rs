@@ -1,0 +1,575 @@
+//! `m4watch validate --url URL [--token T]`: checks a running m4watch from the
+//! outside, as CI or an operator would, and prints a table of checks.
+//!
+//! It reads the instance's own OpenAPI document and calls every read endpoint that
+//! takes no path parameter, checks the metric families each enabled collector must
+//! export, that every enabled collector's last run succeeded, that rules are loaded,
+//! that each receiver can reach its destinations (a dry run: nothing is sent), and
+//! that the performance score is exported. It changes nothing on the instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Paths every m4watch must serve (issue 5's list); the instance's spec must name
+/// each of them.
+pub const REQUIRED_PATHS: &[&str] = &[
+    "/metrics",
+    "/api/v1/openapi.json",
+    "/api/v1/monitoring/health",
+    "/api/v1/monitoring/status",
+    "/api/v1/monitoring/metrics",
+    "/api/v1/monitoring/system/health",
+    "/api/v1/monitoring/dashboard/summary",
+    "/api/v1/monitoring/m4max/hardware/metrics",
+    "/api/v1/monitoring/m4max/hardware/history",
+    "/api/v1/monitoring/containers/metrics",
+    "/api/v1/monitoring/trading/metrics",
+    "/api/v1/monitoring/performance/optimizations",
+    "/api/v1/monitoring/alerts",
+    "/api/v1/monitoring/alerts/{id}/acknowledge",
+    "/api/v1/monitoring/notifications/configure",
+    "/api/v1/optimization/health",
+    "/api/v1/optimization/core-utilization",
+    "/api/v1/optimization/alerts",
+    "/api/v1/optimization/latency-stats",
+    "/api/v1/optimization/start-latency-measurement",
+    "/api/v1/optimization/end-latency-measurement/{id}",
+];
+
+/// Families that must be on /metrics whatever is enabled.
+const ALWAYS: &[&str] = &[
+    "m4watch_build_info",
+    "m4watch_collector_success",
+    "m4watch_collector_duration_seconds",
+];
+
+/// Families an enabled collector (or the rule engine) must export.
+const BY_COLLECTOR: &[(&str, &[&str])] = &[
+    (
+        "hardware",
+        &[
+            "m4watch_cpu_info",
+            "m4watch_cpu_utilization_ratio",
+            "m4watch_cpu_cluster_utilization_ratio",
+            "m4watch_cpu_cores",
+            "m4watch_memory_bytes",
+        ],
+    ),
+    (
+        "process",
+        &[
+            "m4watch_process_resident_memory_bytes",
+            "m4watch_process_cpu_seconds_total",
+        ],
+    ),
+    ("containers", &["m4watch_docker_info"]),
+    ("probes", &["m4watch_probe_success"]),
+    (
+        "trading",
+        &[
+            "m4watch_performance_score_coverage_ratio",
+            "m4watch_trading_series",
+        ],
+    ),
+    ("rules", &["m4watch_rules_loaded", "m4watch_alerts"]),
+];
+
+/// What to check and how strictly.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Base URL of the instance, like `http://127.0.0.1:9977`.
+    pub url: String,
+    /// Bearer token: sent on every request; the receiver dry runs need it.
+    pub token: Option<String>,
+    /// Least share of checks (0..1) that must pass.
+    pub min_pass_ratio: f64,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Check {
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            passed: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            passed: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The parts of `/api/v1/monitoring/status` validate reads.
+#[derive(Debug, Deserialize)]
+struct Status {
+    collectors: Vec<CollectorSummary>,
+    rules: RulesSummary,
+    receivers: Vec<ReceiverSummary>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CollectorSummary {
+    name: String,
+    enabled: bool,
+    #[serde(default)]
+    last_run: Option<LastRun>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LastRun {
+    success: bool,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RulesSummary {
+    enabled: bool,
+    #[serde(default)]
+    loaded: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReceiverSummary {
+    name: String,
+    integrations: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TestResult {
+    results: Vec<TestOutcome>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TestOutcome {
+    integration: String,
+    #[serde(default)]
+    reachable: Option<bool>,
+    #[serde(default)]
+    destinations: Vec<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// An answer: status, content type, body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Client {
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer, String> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("reading the body failed: {e}"))?;
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Answer, String> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+}
+
+/// Why a body is not what a JSON endpoint must answer, if it is not.
+fn json_problem(a: &Answer) -> Option<String> {
+    if !a.content_type.starts_with("application/json") {
+        return Some(format!("content type {:?}, not JSON", a.content_type));
+    }
+    serde_json::from_str::<serde_json::Value>(&a.body)
+        .err()
+        .map(|e| format!("body is not JSON: {e}"))
+}
+
+fn short(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(160) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Family names declared by `# TYPE` lines of an exposition.
+pub fn exposed_families(text: &str) -> BTreeSet<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+/// The value of an unlabelled sample `name` in an exposition.
+fn sample_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Runs every check against the instance at `opts.url`.
+pub async fn run(opts: &Options) -> Vec<Check> {
+    let http = match reqwest::Client::builder().timeout(opts.timeout).build() {
+        Ok(h) => h,
+        Err(e) => return vec![Check::fail("http client", e.to_string())],
+    };
+    let c = Client {
+        http,
+        base: opts.url.trim_end_matches('/').to_string(),
+        token: opts.token.clone(),
+    };
+    let mut checks = Vec::new();
+
+    // The spec: which paths exist, and the required ones among them.
+    let spec = match c.get("/api/v1/openapi.json").await {
+        Ok(a) if a.status == 200 => serde_json::from_str::<serde_json::Value>(&a.body).ok(),
+        Ok(a) => {
+            checks.push(Check::fail(
+                "GET /api/v1/openapi.json",
+                format!("HTTP {}: {}", a.status, short(&a.body)),
+            ));
+            None
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "GET /api/v1/openapi.json",
+                format!("{e} (is m4watch running at {}?)", c.base),
+            ));
+            return checks;
+        }
+    };
+    let paths: BTreeMap<String, Vec<String>> = spec
+        .as_ref()
+        .and_then(|s| s.get("paths"))
+        .and_then(|p| p.as_object())
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| {
+                    let methods = v
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    (k.clone(), methods)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if spec.is_some() {
+        let missing: Vec<&str> = REQUIRED_PATHS
+            .iter()
+            .copied()
+            .filter(|p| !paths.contains_key(*p))
+            .collect();
+        checks.push(if missing.is_empty() {
+            Check::pass(
+                "openapi: required paths",
+                format!("{} paths documented", paths.len()),
+            )
+        } else {
+            Check::fail(
+                "openapi: required paths",
+                format!("missing: {}", missing.join(", ")),
+            )
+        });
+    }
+
+    // Every read endpoint without path parameters.
+    for (path, methods) in &paths {
+        if !methods.iter().any(|m| m == "get") || path.contains('{') {
+            continue;
+        }
+        let name = format!("GET {path}");
+        let a = match c.get(path).await {
+            Ok(a) => a,
+            Err(e) => {
+                checks.push(Check::fail(name, e));
+                continue;
+            }
+        };
+        let text =
+            path == "/metrics" || path.ends_with("/monitoring/metrics") || path.starts_with("/-/");
+        checks.push(match a.status {
+            200 if text => Check::pass(name, format!("200, {} bytes", a.body.len())),
+            200 => match json_problem(&a) {
+                None => Check::pass(name, "200, JSON"),
+                Some(p) => Check::fail(name, p),
+            },
+            // A feature turned off in the config answers 404 with a JSON error that
+            // says so; that is the documented answer, not a failure.
+            404 if a.body.contains("disabled") && json_problem(&a).is_none() => {
+                Check::pass(name, "404: disabled in the config")
+            }
+            s => Check::fail(name, format!("HTTP {s}: {}", short(&a.body))),
+        });
+    }
+
+    // Status: collectors, rules, receivers.
+    let status = match c.get("/api/v1/monitoring/status").await {
+        Ok(a) if a.status == 200 => match serde_json::from_str::<Status>(&a.body) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                checks.push(Check::fail("status", format!("unexpected body: {e}")));
+                None
+            }
+        },
+        Ok(a) => {
+            checks.push(Check::fail("status", format!("HTTP {}", a.status)));
+            None
+        }
+        Err(e) => {
+            checks.push(Check::fail("status", e));
+            None
+        }
+    };
+    let mut enabled: BTreeSet<String> = BTreeSet::new();
+    if let Some(st) = &status {
+        for col in st.collectors.iter().filter(|c| c.enabled) {
+            enabled.insert(col.name.clone());
+            let name = format!("collector {}", col.name);
+            checks.push(match &col.last_run {
+                None => Check::fail(name, "has not run yet"),
+                Some(r) if r.success => Check::pass(name, "last run succeeded"),
+                Some(r) => Check::fail(
+                    name,
+                    format!(
+                        "last run failed: {}",
+                        r.last_error.as_deref().unwrap_or("no detail")
+                    ),
+                ),
+            });
+        }
+        if st.rules.enabled {
+            enabled.insert("rules".into());
+            checks.push(match st.rules.loaded {
+                Some(n) if n > 0 => Check::pass("rules loaded", format!("{n} rules")),
+                Some(_) => Check::fail("rules loaded", "0 rules loaded"),
+                None => Check::fail("rules loaded", "no evaluation has run yet"),
+            });
+        }
+        let configured: Vec<&ReceiverSummary> = st
+            .receivers
+            .iter()
+            .filter(|r| !r.integrations.is_empty())
+            .collect();
+        if configured.is_empty() {
+            checks.push(Check::fail(
+                "receivers configured",
+                "no receiver has an integration: alerts would notify no one",
+            ));
+        }
+        for r in configured {
+            checks.push(dry_run(&c, r).await);
+        }
+    }
+
+    // /metrics: content type, families, the score.
+    match c.get("/metrics").await {
+        Ok(a) if a.status == 200 => {
+            let families = exposed_families(&a.body);
+            checks.push(if a.content_type.starts_with("text/plain") {
+                Check::pass("metrics: content type", a.content_type.clone())
+            } else {
+                Check::fail("metrics: content type", a.content_type.clone())
+            });
+            let mut want: Vec<&str> = ALWAYS.to_vec();
+            for (collector, names) in BY_COLLECTOR {
+                if enabled.contains(*collector) {
+                    want.extend(names.iter());
+                }
+            }
+            let missing: Vec<&str> = want
+                .iter()
+                .copied()
+                .filter(|n| !families.contains(n))
+                .collect();
+            checks.push(if missing.is_empty() {
+                Check::pass(
+                    "metrics: required families",
+                    format!("{} of {} present", want.len(), want.len()),
+                )
+            } else {
+                Check::fail(
+                    "metrics: required families",
+                    format!("missing: {}", missing.join(", ")),
+                )
+            });
+            if enabled.contains("trading") {
+                checks.push(match sample_value(&a.body, "m4watch_performance_score") {
+                    Some(v) => Check::pass("performance score", format!("{v:.1}")),
+                    None => Check::fail(
+                        "performance score",
+                        "m4watch_performance_score is absent: no score component has data yet",
+                    ),
+                });
+            }
+        }
+        Ok(a) => checks.push(Check::fail("metrics", format!("HTTP {}", a.status))),
+        Err(e) => checks.push(Check::fail("metrics", e)),
+    }
+    checks
+}
+
+/// Dry-runs one receiver: renders and connects, sends nothing.
+async fn dry_run(c: &Client, r: &ReceiverSummary) -> Check {
+    let name = format!("receiver {} ({})", r.name, r.integrations.join(", "));
+    if c.token.is_none() {
+        return Check::fail(name, "the dry run needs --token (a write endpoint)");
+    }
+    let body = serde_json::json!({ "receiver": r.name, "dry_run": true });
+    let req = c
+        .http
+        .post(format!("{}/api/v1/monitoring/notifications/test", c.base))
+        .json(&body);
+    let a = match c.send(req).await {
+        Ok(a) => a,
+        Err(e) => return Check::fail(name, e),
+    };
+    if a.status != 200 {
+        return Check::fail(name, format!("HTTP {}: {}", a.status, short(&a.body)));
+    }
+    match serde_json::from_str::<TestResult>(&a.body) {
+        Ok(t) => {
+            let bad: Vec<String> = t
+                .results
+                .iter()
+                .filter(|o| o.reachable != Some(true))
+                .map(|o| {
+                    format!(
+                        "{}: {}",
+                        o.integration,
+                        o.error.as_deref().unwrap_or("not checked")
+                    )
+                })
+                .collect();
+            if bad.is_empty() {
+                let to: Vec<&str> = t
+                    .results
+                    .iter()
+                    .flat_map(|o| o.destinations.iter().map(String::as_str))
+                    .collect();
+                Check::pass(name, format!("dry run reached {}", to.join(", ")))
+            } else {
+                Check::fail(name, bad.join("; "))
+            }
+        }
+        Err(e) => Check::fail(name, format!("unexpected body: {e}")),
+    }
+}
+
+/// Share of checks that passed (1 when there are none).
+pub fn pass_ratio(checks: &[Check]) -> f64 {
+    if checks.is_empty() {
+        return 1.0;
+    }
+    checks.iter().filter(|c| c.passed).count() as f64 / checks.len() as f64
+}
+
+/// The checks as an aligned text table, then a summary line.
+pub fn table(checks: &[Check], min_pass_ratio: f64) -> String {
+    let w = checks
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!("{:<6} {:<w$}  DETAIL\n", "RESULT", "CHECK");
+    for c in checks {
+        out.push_str(&format!(
+            "{:<6} {:<w$}  {}\n",
+            if c.passed { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        ));
+    }
+    let passed = checks.iter().filter(|c| c.passed).count();
+    let ratio = pass_ratio(checks);
+    out.push_str(&format!(
+        "\n{passed}/{} checks passed ({:.1}%); required {:.1}%: {}\n",
+        checks.len(),
+        ratio * 100.0,
+        min_pass_ratio * 100.0,
+        if ratio + 1e-12 >= min_pass_ratio {
+            "OK"
+        } else {
+            "FAILED"
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_values_come_from_the_exposition() {
+        let text = "# HELP m4watch_performance_score x\n# TYPE m4watch_performance_score gauge\n\
+                    m4watch_performance_score 91.5\n# TYPE m4watch_performance_score_coverage_ratio gauge\n\
+                    m4watch_performance_score_coverage_ratio 1\n";
+        let f = exposed_families(text);
+        assert!(f.contains("m4watch_performance_score"));
+        assert!(f.contains("m4watch_performance_score_coverage_ratio"));
+        assert_eq!(sample_value(text, "m4watch_performance_score"), Some(91.5));
+        assert_eq!(sample_value(text, "m4watch_performance"), None);
+    }
+
+    #[test]
+    fn table_reports_failures_and_the_ratio() {
+        let checks = vec![
+            Check::pass("GET /metrics", "200"),
+            Check::fail("collector hardware", "last run failed: boom"),
+        ];
+        assert_eq!(pass_ratio(&checks), 0.5);
+        let t = table(&checks, 1.0);
+        assert!(
+            t.contains("FAIL   collector hardware  last run failed: boom"),
+            "{t}"
+        );
+        assert!(
+            t.contains("1/2 checks passed (50.0%); required 100.0%: FAILED"),
+            "{t}"
+        );
+        assert!(table(&checks, 0.5).ends_with("OK\n"));
+    }
+}
