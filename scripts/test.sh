@@ -25,6 +25,9 @@ for cmd in "${!NEED[@]}"; do
 done
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing+=(busybox-static)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+# schemathesis (PyPI) goes into a virtual environment.
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # reqwest and lettre use the platform TLS library (OpenSSL on Linux).
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
@@ -99,3 +102,63 @@ for f in testdata/rules/must-fail/*.test.yml; do
   if promtool test rules "$f" >/dev/null 2>&1; then echo "promtool passed must-fail $f" >&2; exit 1; fi
   if cargo run --locked -q -- test-rules "$f" >/dev/null; then echo "m4watch passed must-fail $f" >&2; exit 1; fi
 done
+
+# --- the API against a live instance (issue 5) --------------------------------
+# One m4watch with every part on (real dockerd, a real SMTP server as the receiver's
+# destination, trading data so the score exists); `m4watch validate` must pass on it,
+# then schemathesis fuzzes every route of its OpenAPI document: no 5xx, every answer
+# as documented. validate runs first because schemathesis reconfigures receivers.
+log "m4watch validate and schemathesis against a live instance"
+ST_VENV="${CARGO_TARGET_DIR:-target}/schemathesis-venv"
+ST_VERSION=4.32.5
+if [ "$("$ST_VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $ST_VERSION" ]; then
+  rm -rf "$ST_VENV"
+  /usr/bin/python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q "schemathesis==$ST_VERSION"
+fi
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+live=$(mktemp -d)
+api_port=$(free_port)
+smtp_port=$(free_port)
+token=validate-$RANDOM$RANDOM
+cat >"$live/m4watch.yml" <<YAML
+listen: 127.0.0.1:$api_port
+data_dir: $live/data
+trading:
+  statsd_listen: 127.0.0.1:0
+notifications:
+  receivers:
+    - name: desk
+      email:
+        smarthost: 127.0.0.1:$smtp_port
+        tls: none
+        from: m4watch@localhost
+        to: [desk@localhost]
+YAML
+live_pids=()
+stop_live() { kill "${live_pids[@]}" 2>/dev/null || true; wait "${live_pids[@]}" 2>/dev/null || true; rm -rf "$live"; }
+trap stop_live EXIT
+/usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" >"$live/smtp.log" 2>&1 &
+live_pids+=($!)
+cargo build --locked -q
+M4WATCH_API_TOKEN=$token target/debug/m4watch --config "$live/m4watch.yml" >"$live/m4watch.log" 2>&1 &
+live_pids+=($!)
+base="http://127.0.0.1:$api_port"
+for _ in $(seq 1 100); do
+  curl -fs "$base/-/ready" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fs "$base/-/ready" >/dev/null || { echo "m4watch did not become ready:" >&2; tail -20 "$live/m4watch.log" >&2; exit 1; }
+curl -fs -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  -d '[{"operation":"order_execution","latency_us":250},{"operation":"risk_calculation","latency_us":900}]' \
+  "$base/api/v1/trading/latency" >/dev/null
+sleep 2
+target/debug/m4watch validate --url "$base" --token "$token"
+"$ST_VENV/bin/schemathesis" run "$base/api/v1/openapi.json" \
+  -H "Authorization: Bearer $token" \
+  --exclude-checks positive_data_acceptance \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
+  --seed "${SCHEMATHESIS_SEED:-20261122}" \
+  --no-color
+stop_live
+trap - EXIT

@@ -48,6 +48,8 @@ pub struct StoredAlert {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Matcher {
+    /// Label name.
+    #[schema(min_length = 1)]
     pub name: String,
     pub value: String,
     #[serde(default)]

@@ -209,13 +209,19 @@ async fn acknowledge(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SilenceBody {
+    /// Every matcher must match for the silence to apply.
+    #[schema(min_items = 1)]
     matchers: Vec<Matcher>,
     /// RFC 3339 end time; or give `duration`.
     #[serde(default)]
+    #[schema(format = DateTime)]
     ends_at: Option<String>,
-    /// How long from now, like `2h`.
+    /// How long from now, like `2h` or `90m`.
     #[serde(default)]
+    #[schema(pattern = "^\\s*([0-9]+\\s*[a-z]+\\s*)+$")]
     duration: Option<String>,
+    /// Who silences.
+    #[schema(pattern = "\\S")]
     created_by: String,
     #[serde(default)]
     comment: String,

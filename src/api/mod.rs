@@ -76,7 +76,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every documented route, with its spec. Routes are registered only through
 /// `routes!` on handlers annotated with `#[utoipa::path]`, so a route cannot exist
-/// without its entry in the spec (a test greps for stray `.route(` calls).
+/// without its entry in the spec (a test greps for plain axum route calls).
 pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     // Reads: open unless api.read_token is set.
     let reads = OpenApiRouter::new()

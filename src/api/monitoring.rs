@@ -239,7 +239,7 @@ pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSna
         .collect();
     cores.sort_by_key(|c| c.cpu);
     let type_util = f.by_label("m4watch_cpu_cluster_utilization_ratio", "type");
-    let types = f
+    let mut types: Vec<CoreTypeView> = f
         .samples("m4watch_cpu_cores")
         .filter_map(|(l, n)| {
             let t = label(l, "type")?;
@@ -250,6 +250,7 @@ pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSna
             })
         })
         .collect();
+    types.sort_by(|a, b| a.core_type.cmp(&b.core_type));
     let mut clusters: BTreeMap<&str, ClusterView> = BTreeMap::new();
     for c in &cores {
         let v = clusters.entry(&c.cluster).or_insert_with(|| ClusterView {

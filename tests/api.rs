@@ -1,0 +1,387 @@
+//! Black-box tests of the monitoring API (issue 5): the OpenAPI document covers every
+//! route, the hardware snapshot, system health, status, the dashboard summary, and
+//! `m4watch validate` against a live instance.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Daemon, config, fixture_config};
+use serde_json::Value;
+
+fn replay(extra: &str) -> m4watch::config::Config {
+    config(&format!(
+        "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 20ms\n  timeout: 20ms\n{extra}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+async fn json(d: &Daemon, path: &str) -> Value {
+    let r = d.get(path).await;
+    assert_eq!(r.status(), 200, "GET {path}");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "GET {path}"
+    );
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_every_required_path_and_each_answers() {
+    let d = Daemon::start(fixture_config("intel-hybrid", "")).await;
+    let spec = json(&d, "/api/v1/openapi.json").await;
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths: BTreeSet<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in m4watch::validate::REQUIRED_PATHS {
+        assert!(paths.contains(p), "{p} is not in the OpenAPI document");
+    }
+    // Each documented read without parameters answers with a status it documents.
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        let Some(get) = ops.get("get") else { continue };
+        if path.contains('{') {
+            continue;
+        }
+        let status = d.get(path).await.status().as_u16().to_string();
+        assert!(
+            get["responses"].get(&status).is_some(),
+            "GET {path} answered {status}, not documented"
+        );
+    }
+    // Write routes declare the bearer scheme.
+    let ack = &spec["paths"]["/api/v1/monitoring/alerts/{id}/acknowledge"]["post"];
+    assert_eq!(ack["security"][0]["bearer"], serde_json::json!([]));
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    d.stop().await;
+}
+
+/// Routes are registered only through utoipa-axum's `routes!`, so none can be
+/// missing from the spec: a plain `.route(` call in the API would bypass it.
+#[test]
+fn no_route_is_registered_outside_the_spec() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains(".route("),
+            "{} registers a route outside the OpenAPI document",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn hardware_snapshot_of_a_replayed_m4_max() {
+    let d = Daemon::start(replay("")).await;
+    // Utilisation needs two readings.
+    d.scrape_until(5, |t| t.contains("m4watch_cpu_utilization_ratio{"))
+        .await;
+    let h = json(&d, "/api/v1/monitoring/m4max/hardware/metrics").await;
+    assert_eq!(h["chip"]["chip"], "Apple M4 Max");
+    let cores = h["cpu"]["cores"].as_array().unwrap();
+    let p = cores.iter().filter(|c| c["type"] == "performance").count();
+    let e = cores.iter().filter(|c| c["type"] == "efficiency").count();
+    assert_eq!((p, e), (12, 4), "{h}");
+    assert!(cores.iter().all(|c| c["utilization"].as_f64().is_some()));
+    let types: Vec<&str> = h["cpu"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["efficiency", "performance"]);
+    assert!(!h["cpu"]["clusters"].as_array().unwrap().is_empty());
+    assert!(h["gpu"]["utilization"].as_f64().is_some(), "{h}");
+    assert!(h["ane"]["power_watts"].as_f64().is_some(), "{h}");
+    assert!(h["power_watts"]["cpu"].as_f64().is_some(), "{h}");
+    assert!(!h["temperatures_celsius"].as_object().unwrap().is_empty());
+    assert!(h["thermal_pressure"].as_str().is_some());
+    assert!(h["memory"]["total_bytes"].as_f64().unwrap() > 0.0);
+
+    let cu = json(&d, "/api/v1/optimization/core-utilization").await;
+    assert_eq!(cu["cores"].as_array().unwrap().len(), 16);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_linux_host_has_no_gpu_or_ane_section() {
+    let d = Daemon::start(fixture_config("intel-hybrid", "")).await;
+    let h = json(&d, "/api/v1/monitoring/m4max/hardware/metrics").await;
+    assert!(h.get("gpu").is_none(), "unknown is absent: {h}");
+    assert!(h.get("ane").is_none(), "unknown is absent: {h}");
+    assert!(h.get("chip").is_none(), "{h}");
+    let types: BTreeSet<&str> = h["cpu"]["cores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, BTreeSet::from(["efficiency", "performance"]));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_collector_answers_404_with_a_json_error() {
+    let d = Daemon::start(config("hardware:\n  enabled: false\n  interval: 1s\n  timeout: 1s\n")).await;
+    let r = d.get("/api/v1/monitoring/m4max/hardware/metrics").await;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    assert!(body["detail"].as_str().unwrap().contains("disabled"));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn system_health_names_the_failing_collector_and_the_summary_agrees() {
+    let d = Daemon::start(config(
+        "hardware:\n  interval: 100ms\n  timeout: 100ms\n  procfs: /nonexistent/proc\n  sysfs: /nonexistent/sys\n",
+    ))
+    .await;
+    let h = json(&d, "/api/v1/monitoring/system/health").await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let reason = h["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "collector_failing")
+        .unwrap_or_else(|| panic!("{h}"));
+    assert!(
+        reason["detail"]
+            .as_str()
+            .unwrap()
+            .contains("collector hardware failed"),
+        "{h}"
+    );
+    let o = json(&d, "/api/v1/optimization/health").await;
+    assert_eq!(o["status"], h["status"]);
+    let s = json(&d, "/api/v1/monitoring/dashboard/summary").await;
+    assert_eq!(s["health"], "degraded");
+    // No CPU readings: no made-up utilisation.
+    assert!(
+        s["hardware"]["cpu_utilization"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{s}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn healthy_until_a_critical_alert_fires() {
+    let d = Daemon::start(fixture_config("intel-hybrid", "")).await;
+    let h = json(&d, "/api/v1/monitoring/system/health").await;
+    // The fixture host is quiet; the only shipped alerts that could fire are about
+    // its fixture temperatures, which are below every threshold.
+    assert_ne!(h["status"], "critical", "{h}");
+    assert!(h["firing_alerts"].get("critical").is_none(), "{h}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn status_summarises_the_config_without_secrets() {
+    let c = fixture_config(
+        "plain",
+        "api:\n  token: s3cret-token-value\nnotifications:\n  receivers:\n    - name: desk\n      slack:\n        webhook_url: https://hooks.slack.com/services/T000/B000/s3cretpath\n",
+    );
+    let d = Daemon::start(c).await;
+    let r = d.get("/api/v1/monitoring/status").await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("s3cret"), "a secret leaked: {text}");
+    let s: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert!(s["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(s["config"]["write_token_set"], true);
+    assert_eq!(s["config"]["read_token_set"], false);
+    let desk = s["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "desk")
+        .unwrap();
+    assert_eq!(desk["integrations"], serde_json::json!(["slack"]));
+    let hw = s["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hardware")
+        .unwrap();
+    assert_eq!(hw["enabled"], true);
+    assert_eq!(hw["last_run"]["success"], true);
+    // Rules are loaded at the first evaluation.
+    for _ in 0..100 {
+        let s = json(&d, "/api/v1/monitoring/status").await;
+        if s["rules"]["loaded"].as_u64().is_some_and(|n| n > 0) {
+            d.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("status never reported rules loaded");
+}
+
+#[tokio::test]
+async fn trading_summary_reports_the_worst_p99() {
+    let d = Daemon::start(fixture_config("plain", "api:\n  token: t\n")).await;
+    let r = d
+        .client
+        .post(d.url("/api/v1/trading/latency"))
+        .bearer_auth("t")
+        .json(&serde_json::json!([
+            {"operation": "order_execution", "latency_us": 200.0},
+            {"operation": "risk_calculation", "latency_us": 4000.0}
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..100 {
+        let s = json(&d, "/api/v1/monitoring/dashboard/summary").await;
+        if s["trading"]["operations"] == 2 {
+            assert_eq!(s["trading"]["worst_p99_operation"], "risk_calculation");
+            let ms = s["trading"]["worst_p99_ms"].as_f64().unwrap();
+            assert!((ms - 4.0).abs() < 0.1, "{s}");
+            d.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the summary never showed the operations");
+}
+
+// --- m4watch validate ------------------------------------------------------------
+
+/// A TCP listener that accepts and drops connections: the destination of a receiver
+/// dry run (which connects and sends nothing).
+fn accepting_listener() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
+    addr
+}
+
+/// Runs the `m4watch validate` binary against `d` (off the async workers: the
+/// daemon under test runs on them).
+async fn validate(d: &Daemon, args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_m4watch"));
+    cmd.args(["validate", "--url", &d.url("")])
+        .args(args)
+        .env_remove("M4WATCH_API_TOKEN");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn send_latency(d: &Daemon, token: &str) {
+    let r = d
+        .client
+        .post(d.url("/api/v1/trading/latency"))
+        .bearer_auth(token)
+        .json(&serde_json::json!([{"operation": "order_execution", "latency_us": 300.0}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.scrape_until(5, |t| t.contains("\nm4watch_performance_score "))
+        .await;
+}
+
+fn receiver_yaml(dest: std::net::SocketAddr) -> String {
+    format!(
+        "api:\n  token: tok\nnotifications:\n  receivers:\n    - name: desk\n      webhook:\n        url: http://{dest}/hook\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_passes_on_a_complete_instance() {
+    let dest = accepting_listener();
+    let d = Daemon::start(replay(&receiver_yaml(dest))).await;
+    send_latency(&d, "tok").await;
+    // Rules report their count at the first evaluation.
+    for _ in 0..100 {
+        let s = json(&d, "/api/v1/monitoring/status").await;
+        if s["rules"]["loaded"].as_u64().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, table) = validate(&d, &["--token", "tok"]).await;
+    assert!(ok, "validate failed:\n{table}");
+    assert!(table.contains("pass   collector hardware"), "{table}");
+    assert!(
+        table.contains(&format!("dry run reached http://{dest}")),
+        "{table}"
+    );
+    assert!(table.contains("pass   performance score"), "{table}");
+    assert!(
+        table.contains("pass   GET /api/v1/monitoring/status"),
+        "{table}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_fails_with_a_clear_table_when_a_collector_is_broken() {
+    let dest = accepting_listener();
+    let d = Daemon::start(config(&format!(
+        "hardware:\n  interval: 100ms\n  timeout: 100ms\n  procfs: /nonexistent/proc\n  sysfs: /nonexistent/sys\n{}",
+        receiver_yaml(dest)
+    )))
+    .await;
+    send_latency(&d, "tok").await;
+    let (ok, table) = validate(&d, &["--token", "tok"]).await;
+    assert!(!ok, "validate passed with a broken collector:\n{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("collector hardware"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.starts_with("FAIL"), "{table}");
+    assert!(line.contains("No such file"), "{table}");
+    assert!(table.contains("checks passed"), "{table}");
+    assert!(table.trim_end().ends_with("FAILED"), "{table}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_without_a_token_cannot_dry_run_receivers() {
+    let dest = accepting_listener();
+    let d = Daemon::start(replay(&receiver_yaml(dest))).await;
+    let (ok, table) = validate(&d, &["--min-pass-ratio", "0.5"]).await;
+    assert!(ok, "most checks pass, so 50% is met:\n{table}");
+    assert!(table.contains("FAIL   receiver desk (webhook)"), "{table}");
+    assert!(table.contains("needs --token"), "{table}");
+    d.stop().await;
+}
+
+#[test]
+fn validate_reports_an_unreachable_instance() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m4watch"))
+        .args(["validate", "--url", "http://127.0.0.1:9", "--timeout", "2s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("FAIL   GET /api/v1/openapi.json"), "{table}");
+    assert!(table.contains("is m4watch running at"), "{table}");
+}
