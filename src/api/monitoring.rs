@@ -468,7 +468,7 @@ pub fn system_health_of(
             });
         }
     }
-    reasons.sort_by(|a, b| b.severity.cmp(&a.severity));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.severity));
     SystemHealth {
         status: reasons
             .iter()
