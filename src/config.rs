@@ -169,7 +169,7 @@ pub struct ApiConfig {
 
 /// The /metrics snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// How often the exposition is re-encoded even when no collector published
     /// (instruments such as ingest counters change between collector runs).
@@ -211,7 +211,7 @@ pub struct TopologyOverride {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct HardwareConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -272,7 +272,7 @@ impl Default for HardwareConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ProcessConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -1020,6 +1020,16 @@ mod tests {
         // Errors name the file as given; make the assertion independent of checkout path.
         err.to_string()
             .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "")
+    }
+
+    #[test]
+    fn a_section_given_in_part_keeps_the_defaults_of_the_rest() {
+        let text = "listen: 127.0.0.1:1\ndata_dir: d\nhardware:\n  enabled: false\nmetrics: {}\nprocess:\n  enabled: false\n";
+        let c = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap();
+        assert!(!c.hardware.enabled);
+        assert_eq!(c.hardware.interval, HardwareConfig::default().interval);
+        assert!(!c.process.enabled);
+        assert_eq!(c.process.interval, ProcessConfig::default().interval);
     }
 
     #[test]

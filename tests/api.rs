@@ -134,7 +134,7 @@ async fn a_linux_host_has_no_gpu_or_ane_section() {
 
 #[tokio::test]
 async fn a_disabled_collector_answers_404_with_a_json_error() {
-    let d = Daemon::start(config("hardware:\n  enabled: false\n  interval: 1s\n  timeout: 1s\n")).await;
+    let d = Daemon::start(config("hardware:\n  enabled: false\n")).await;
     let r = d.get("/api/v1/monitoring/m4max/hardware/metrics").await;
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
