@@ -83,6 +83,32 @@ fn no_route_is_registered_outside_the_spec() {
 }
 
 #[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_json_errors() {
+    let d = Daemon::start(fixture_config("plain", "")).await;
+    let r = d.get("/api/v1/monitoring/nope").await;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/monitoring/nope")
+    );
+    let r = d
+        .client
+        .delete(d.url("/api/v1/monitoring/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn hardware_snapshot_of_a_replayed_m4_max() {
     let d = Daemon::start(replay("")).await;
     // Utilisation needs two readings.

@@ -110,7 +110,40 @@ pub fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, spec) = api(&state).split_for_parts();
     let spec = Arc::new(spec.to_json().expect("the OpenAPI document serialises"));
-    router.layer(axum::Extension(spec)).with_state(state)
+    router
+        .fallback(unknown_path)
+        .layer(middleware::map_response(json_method_not_allowed))
+        .layer(axum::Extension(spec))
+        .with_state(state)
+}
+
+/// Unknown paths answer with the JSON error body too.
+async fn unknown_path(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::not_found(format!("no route {}; see /api/v1/openapi.json", uri.path()))
+}
+
+/// axum answers a known path with the wrong method 405 and an `Allow` header but no
+/// body; give it the JSON error body, keeping the header.
+async fn json_method_not_allowed(resp: Response) -> Response {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let allowed = allow
+        .as_ref()
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("see /api/v1/openapi.json")
+        .to_string();
+    let mut out = error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method not allowed here; allowed: {allowed}"),
+    )
+    .into_response();
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
 }
 
 /// The OpenAPI 3.1 document describing this API.
