@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, config, require_tool, series};
+use common::{Daemon, config, series};
 
 fn replay_config(file: &str, extra: &str) -> m4watch::config::Config {
     config(&format!(
@@ -137,7 +137,6 @@ async fn shipped_recording_publishes_every_m4_max_series_and_its_hard_states() {
 
 #[tokio::test]
 async fn replayed_families_are_catalogued_and_pass_promtool() {
-    let promtool = require_tool("promtool");
     let d = Daemon::start(replay_config("demo/m4max-synthetic.jsonl", "")).await;
     let text = d
         .scrape_until(5, |t| {
@@ -150,26 +149,8 @@ async fn replayed_families_are_catalogued_and_pass_promtool() {
             .unwrap_or_else(|| panic!("{name} is exported but not in the catalog"));
         assert_eq!(def.help, help, "{name}");
     }
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && report.trim().is_empty(), "{report}");
+    let report = common::promtool_check_metrics(&text);
+    assert!(report.is_empty(), "{report}");
     d.stop().await;
 }
 
