@@ -148,6 +148,104 @@ pub struct Config {
     pub containers: ContainersConfig,
     #[serde(default)]
     pub probes: ProbesConfig,
+    /// Hardware and container samples and latency baselines kept in SQLite.
+    #[serde(default)]
+    pub history: HistoryConfig,
+    /// Thresholds of the recommendations (`performance/optimizations`).
+    #[serde(default)]
+    pub advice: AdviceConfig,
+}
+
+/// Families written to the history database by default: the hardware and container
+/// gauges a dashboard or post-mortem wants, plus the container CPU counter.
+pub const DEFAULT_HISTORY_FAMILIES: &[&str] = &[
+    "m4watch_cpu_utilization_ratio",
+    "m4watch_cpu_cluster_utilization_ratio",
+    "m4watch_memory_bytes",
+    "m4watch_memory_pressure_ratio",
+    "m4watch_memory_pressure_level",
+    "m4watch_gpu_utilization_ratio",
+    "m4watch_gpu_memory_used_bytes",
+    "m4watch_ane_power_watts",
+    "m4watch_ane_utilization_estimate_ratio",
+    "m4watch_power_watts",
+    "m4watch_temperature_celsius",
+    "m4watch_thermal_pressure",
+    "m4watch_container_up",
+    "m4watch_container_cpu_usage_seconds_total",
+    "m4watch_container_memory_working_set_bytes",
+    "m4watch_container_memory_limit_bytes",
+];
+
+/// The history database (`data_dir/history.db`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    pub enabled: bool,
+    /// One sample per series per interval: the downsampling step.
+    pub interval: Dur,
+    /// Samples and baselines older than this are deleted.
+    pub retention: Dur,
+    /// Metric families written; `m4watch_container_*` ones feed the containers history.
+    pub families: Vec<String>,
+    /// Length of one latency baseline period, aligned to the Unix epoch (UTC
+    /// midnight for the default 1d).
+    pub baseline_period: Dur,
+    /// The baseline exported is the median over this many latest complete periods.
+    pub baseline_periods: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            interval: Dur(Duration::from_secs(10)),
+            retention: Dur(Duration::from_secs(30 * 86400)),
+            families: DEFAULT_HISTORY_FAMILIES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            baseline_period: Dur(Duration::from_secs(86400)),
+            baseline_periods: 7,
+        }
+    }
+}
+
+/// Thresholds of the recommendations. Ratios are 0..1.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdviceConfig {
+    /// How long a condition must hold (read from the rule engine's sample ring).
+    pub window: Dur,
+    /// A core type at or above this mean utilisation is saturated...
+    pub saturated_ratio: f64,
+    /// ...while the other type at or below this one is idle.
+    pub idle_ratio: f64,
+    /// Working set over limit at or above this is near the memory limit.
+    pub memory_limit_ratio: f64,
+    /// Throttled CPU seconds per second at or above this is throttled.
+    pub throttled_seconds_per_second: f64,
+    /// GPU utilisation at or below this is idle.
+    pub gpu_idle_ratio: f64,
+    /// Linux PSI `some` share (10s window) at or above this is memory pressure.
+    pub memory_pressure_ratio: f64,
+    /// Trading operations whose latency counts as ML inference.
+    pub ml_operations: Vec<String>,
+}
+
+impl Default for AdviceConfig {
+    fn default() -> Self {
+        AdviceConfig {
+            window: Dur(Duration::from_secs(300)),
+            saturated_ratio: 0.85,
+            idle_ratio: 0.30,
+            memory_limit_ratio: 0.90,
+            throttled_seconds_per_second: 0.10,
+            gpu_idle_ratio: 0.10,
+            memory_pressure_ratio: 0.10,
+            ml_operations: vec!["ml_inference".into()],
+        }
+    }
 }
 
 /// API access control.
@@ -663,6 +761,7 @@ impl Config {
                 .map_err(|e| ("rules.files".to_string(), e))?;
         }
         self.validate_containers()?;
+        self.validate_history_and_advice()?;
         self.validate_probes()?;
         if let Some(t) = &self.hardware.topology {
             t.cpu_sets()?;
@@ -803,6 +902,62 @@ impl TradingConfig {
 }
 
 impl Config {
+    fn validate_history_and_advice(&self) -> Result<(), (String, String)> {
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        let h = &self.history;
+        positive(h.interval, "history.interval")?;
+        positive(h.baseline_period, "history.baseline_period")?;
+        if h.retention <= h.interval {
+            return err(
+                "history.retention",
+                format!(
+                    "must be longer than history.interval ({}), or nothing would be kept",
+                    h.interval
+                ),
+            );
+        }
+        if h.baseline_periods == 0 {
+            return err("history.baseline_periods", "must be at least 1".into());
+        }
+        for (i, f) in h.families.iter().enumerate() {
+            if crate::catalog::lookup(f).is_none() {
+                return err(
+                    &format!("history.families[{i}]"),
+                    format!("{f:?} is not a metric family m4watch exports"),
+                );
+            }
+        }
+        let a = &self.advice;
+        positive(a.window, "advice.window")?;
+        for (name, v) in [
+            ("saturated_ratio", a.saturated_ratio),
+            ("idle_ratio", a.idle_ratio),
+            ("memory_limit_ratio", a.memory_limit_ratio),
+            ("gpu_idle_ratio", a.gpu_idle_ratio),
+            ("memory_pressure_ratio", a.memory_pressure_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return err(&format!("advice.{name}"), "must be between 0 and 1".into());
+            }
+        }
+        if a.idle_ratio >= a.saturated_ratio {
+            return err(
+                "advice.idle_ratio",
+                format!(
+                    "must be below advice.saturated_ratio ({})",
+                    a.saturated_ratio
+                ),
+            );
+        }
+        if !(a.throttled_seconds_per_second >= 0.0) {
+            return err(
+                "advice.throttled_seconds_per_second",
+                "must be 0 or more".into(),
+            );
+        }
+        Ok(())
+    }
+
     fn validate_containers(&self) -> Result<(), (String, String)> {
         let c = &self.containers;
         let err = |p: &str, r: String| Err((p.to_string(), r));
@@ -1183,6 +1338,30 @@ mod tests {
         assert_eq!(
             error_of("trading_target_over_max"),
             "testdata/config/trading_target_over_max.yml: trading.score.risk.max: must be greater than target (10ms)"
+        );
+    }
+
+    #[test]
+    fn error_history_retention_not_above_interval() {
+        assert_eq!(
+            error_of("history_retention_short"),
+            "testdata/config/history_retention_short.yml: history.retention: must be longer than history.interval (10s), or nothing would be kept"
+        );
+    }
+
+    #[test]
+    fn error_history_unknown_family() {
+        assert_eq!(
+            error_of("history_unknown_family"),
+            "testdata/config/history_unknown_family.yml: history.families[1]: \"m4watch_cpu_utilisation\" is not a metric family m4watch exports"
+        );
+    }
+
+    #[test]
+    fn error_advice_idle_above_saturated() {
+        assert_eq!(
+            error_of("advice_idle_above_saturated"),
+            "testdata/config/advice_idle_above_saturated.yml: advice.idle_ratio: must be below advice.saturated_ratio (0.5)"
         );
     }
 

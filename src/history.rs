@@ -6,6 +6,8 @@
 //! and is run under `spawn_blocking`. WAL mode; the schema version is
 //! `PRAGMA user_version` and migrations run in order.
 
+pub mod samples;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -32,6 +34,56 @@ pub enum HistoryError {
     },
     #[error("{0}: cannot create the data directory: {1}")]
     Dir(String, std::io::Error),
+    #[error(
+        "{path}: the database is locked by another process (is another m4watch running on this data_dir?)"
+    )]
+    Locked { path: String },
+    #[error(
+        "{path}: not a usable SQLite database ({detail}); move it aside to start with an empty one"
+    )]
+    Corrupt { path: String, detail: String },
+}
+
+/// Maps an error met while opening `path` to the clearest [`HistoryError`].
+fn open_error(path: &Path, e: rusqlite::Error) -> HistoryError {
+    use rusqlite::ErrorCode;
+    let path_s = path.display().to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            HistoryError::Locked { path: path_s }
+        }
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => HistoryError::Corrupt {
+            path: path_s,
+            detail: e.to_string(),
+        },
+        _ => HistoryError::Sqlite {
+            path: path_s,
+            source: e,
+        },
+    }
+}
+
+/// Opens (creating) the SQLite file `path` in WAL mode and runs `migrations` (entry
+/// `i` takes the schema from version `i` to `i + 1`, kept in `PRAGMA user_version`).
+/// Blocking. A locked or corrupt file is a clear error here, at start-up.
+pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, HistoryError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| HistoryError::Dir(dir.display().to_string(), e))?;
+    }
+    let err = |e| open_error(path, e);
+    let mut conn = Connection::open(path).map_err(err)?;
+    // Short: at start-up a held lock means another writer, not a brief overlap.
+    conn.busy_timeout(std::time::Duration::from_secs(2))
+        .map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    migrate(&mut conn, path, migrations)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    Ok(conn)
 }
 
 /// Migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
@@ -124,18 +176,9 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
 /// Opens (creating and migrating) the database, loads the saved state, and starts the
 /// writer thread. Blocking.
 pub fn open(data_dir: &Path) -> Result<(History, Loaded), HistoryError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| HistoryError::Dir(data_dir.display().to_string(), e))?;
     let path: PathBuf = data_dir.join("m4watch.db");
     let err = sql(&path);
-    let mut conn = Connection::open(&path).map_err(&err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(&err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(&err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(&err)?;
-    migrate(&mut conn, &path)?;
+    let conn = open_sqlite(&path, MIGRATIONS)?;
     prune(&conn, now_ms()).map_err(&err)?;
     let loaded = load(&conn).map_err(&err)?;
     let (tx, rx) = mpsc::channel();
@@ -147,12 +190,12 @@ pub fn open(data_dir: &Path) -> Result<(History, Loaded), HistoryError> {
     Ok((History { tx }, loaded))
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), HistoryError> {
-    let err = sql(path);
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), HistoryError> {
+    let err = |e| open_error(path, e);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(&err)?;
-    let known = MIGRATIONS.len() as i64;
+    let known = migrations.len() as i64;
     if version > known {
         return Err(HistoryError::TooNew {
             path: path.display().to_string(),
@@ -160,7 +203,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), HistoryError> {
             known,
         });
     }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, m) in migrations.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(&err)?;
         tx.execute_batch(m).map_err(&err)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)

@@ -154,6 +154,24 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     } else {
         None
     };
+    let samples = if config.history.enabled {
+        let dir = config.data_dir.clone();
+        let retention = config.history.retention.get();
+        let db =
+            tokio::task::spawn_blocking(move || history::samples::SampleDb::open(&dir, retention))
+                .await
+                .map_err(|e| Error::Startup(e.to_string()))?
+                .map_err(|e| Error::Startup(format!("history: {e}")))?;
+        tasks.push(history::samples::spawn_sampler(
+            Arc::clone(&store),
+            db.clone(),
+            &config.history,
+            shutdown.clone(),
+        ));
+        Some(db)
+    } else {
+        None
+    };
     tasks.push(spawn_snapshotter(
         Arc::clone(&store),
         config.metrics.snapshot_interval.get(),
@@ -188,6 +206,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         alerts,
         notifier,
         containers,
+        samples,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

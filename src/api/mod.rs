@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod auth;
 pub mod containers;
 pub mod error;
+pub mod history;
 pub mod monitoring;
 pub mod notifications;
 pub mod trading;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub notifier: crate::notify::Notifier,
     /// The container collector's latest report.
     pub containers: Arc<crate::collect::containers::Latest>,
+    /// The history database; `None` when `history.enabled` is false.
+    pub samples: Option<crate::history::samples::SampleDb>,
 }
 
 /// The spec's fixed parts; paths and schemas come from the routers.
@@ -86,6 +89,7 @@ pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(trading::reads())
         .merge(containers::reads())
         .merge(monitoring::reads())
+        .merge(history::reads())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
             auth::require_read,
