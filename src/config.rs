@@ -949,7 +949,7 @@ impl Config {
                 ),
             );
         }
-        if !(a.throttled_seconds_per_second >= 0.0) {
+        if a.throttled_seconds_per_second.is_nan() || a.throttled_seconds_per_second < 0.0 {
             return err(
                 "advice.throttled_seconds_per_second",
                 "must be 0 or more".into(),
