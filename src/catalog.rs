@@ -50,6 +50,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("Notifications", crate::notify::METRICS),
     ("Containers", crate::collect::containers::METRICS),
     ("Health probes", crate::collect::probes::METRICS),
+    ("Recommendations", crate::advise::METRICS),
 ];
 
 /// Every family, in reference order.

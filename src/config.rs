@@ -229,8 +229,14 @@ pub struct AdviceConfig {
     pub gpu_idle_ratio: f64,
     /// Linux PSI `some` share (10s window) at or above this is memory pressure.
     pub memory_pressure_ratio: f64,
-    /// Trading operations whose latency counts as ML inference.
-    pub ml_operations: Vec<String>,
+}
+
+impl AdviceConfig {
+    /// How often the `m4watch_recommendations` gauge is recomputed: a tenth of the
+    /// window, between 1 s and 30 s.
+    pub fn interval(&self) -> Duration {
+        (self.window.get() / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
 }
 
 impl Default for AdviceConfig {
@@ -243,7 +249,6 @@ impl Default for AdviceConfig {
             throttled_seconds_per_second: 0.10,
             gpu_idle_ratio: 0.10,
             memory_pressure_ratio: 0.10,
-            ml_operations: vec!["ml_inference".into()],
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`store`]: metric families from collectors, instruments, the encoded snapshot.
 //! - [`collect`]: the collector contract, the scheduler, and the collectors.
 //! - [`rules`]: Prometheus rule files evaluated against the store's sample ring.
+//! - [`advise`]: recommendations from what the store holds (it only advises).
 //! - [`alerts`], [`history`]: alert state, acknowledgements, silences, SQLite.
 //! - [`notify`]: routes alert events to Slack, email, PagerDuty, webhooks and
 //!   Alertmanager through a durable SQLite outbox.
@@ -16,6 +17,7 @@
 //! - [`launchd`]: the macOS launchd agent (`install-launchd`).
 //! - [`validate`]: `m4watch validate`, checks a running instance from the outside.
 
+pub mod advise;
 pub mod alerts;
 pub mod api;
 pub mod catalog;
@@ -154,6 +156,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     } else {
         None
     };
+    let advisor = Arc::new(advise::Advisor {
+        store: Arc::clone(&store),
+        containers: config.containers.enabled.then(|| Arc::clone(&containers)),
+        trading: trading.clone(),
+        config: config.advice.clone(),
+        ring: config.rules.enabled,
+    });
+    tasks.push(collect::spawn(
+        Blocking::new(advise::AdviceCollector(Arc::clone(&advisor))),
+        config.advice.interval(),
+        config.advice.interval(),
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
     let samples = if config.history.enabled {
         let dir = config.data_dir.clone();
         let retention = config.history.retention.get();
@@ -207,6 +223,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         notifier,
         containers,
         samples,
+        advisor,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");

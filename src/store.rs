@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::catalog;
 
+pub mod index;
 pub mod ring;
 
 /// A metric type, as the text exposition format names it.

@@ -3,6 +3,7 @@
 //! Reads go through [`auth::require_read`]; every state-changing route is mounted
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
+pub mod advice;
 pub mod alerts;
 pub mod auth;
 pub mod containers;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub containers: Arc<crate::collect::containers::Latest>,
     /// The history database; `None` when `history.enabled` is false.
     pub samples: Option<crate::history::samples::SampleDb>,
+    /// The recommendations' inputs.
+    pub advisor: Arc<crate::advise::Advisor>,
 }
 
 /// The spec's fixed parts; paths and schemas come from the routers.
@@ -90,6 +93,7 @@ pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(containers::reads())
         .merge(monitoring::reads())
         .merge(history::reads())
+        .merge(advice::reads())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
             auth::require_read,

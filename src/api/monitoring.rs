@@ -15,7 +15,10 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::store::{CollectorStatus, Family};
+use crate::store::CollectorStatus;
+#[cfg(test)]
+use crate::store::Family;
+use crate::store::index::{Families, label};
 
 /// Read routes; mounted behind the read check by [`super::api`].
 pub fn reads() -> OpenApiRouter<Arc<AppState>> {
@@ -26,56 +29,6 @@ pub fn reads() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(optimization_health))
         .routes(routes!(status))
         .routes(routes!(dashboard_summary))
-}
-
-/// The store's families by name, for lookups.
-pub struct Families(BTreeMap<String, Family>);
-
-impl Families {
-    pub fn of(families: Vec<Family>) -> Self {
-        Families(families.into_iter().map(|f| (f.name.clone(), f)).collect())
-    }
-
-    /// `(labels, value)` of every sample of `name`; NaN values (unknown) are left out.
-    pub fn samples<'a>(
-        &'a self,
-        name: &str,
-    ) -> impl Iterator<Item = (&'a [(String, String)], f64)> + 'a {
-        self.0
-            .get(name)
-            .into_iter()
-            .flat_map(|f| f.samples.iter())
-            .filter(|s| !s.value.is_nan())
-            .map(|s| (s.labels.as_slice(), s.value))
-    }
-
-    /// The value of the sample of `name` whose labels include every pair of `want`.
-    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-        self.samples(name)
-            .find(|(labels, _)| want.iter().all(|(k, v)| label(labels, k) == Some(*v)))
-            .map(|(_, v)| v)
-    }
-
-    /// Values of `name` keyed by the value of label `key`.
-    pub fn by_label(&self, name: &str, key: &str) -> BTreeMap<String, f64> {
-        self.samples(name)
-            .filter_map(|(labels, v)| label(labels, key).map(|l| (l.to_string(), v)))
-            .collect()
-    }
-
-    /// The label of the state-set sample of `name` that is 1.
-    pub fn state(&self, name: &str, key: &str) -> Option<String> {
-        self.samples(name)
-            .find(|(_, v)| *v == 1.0)
-            .and_then(|(labels, _)| label(labels, key).map(str::to_string))
-    }
-}
-
-fn label<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    labels
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 // --- hardware snapshot ----------------------------------------------------------
