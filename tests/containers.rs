@@ -7,123 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::docker::{IDLE, IMAGE, Run, docker, ensure_image, shared_engine, try_docker};
 use common::{Daemon, config, require_tool, series};
-
-const IMAGE: &str = "m4watch-test-busybox";
-const SHARED: &str = "unix:///var/run/docker.sock";
-/// Runs until stopped and exits 0 at once on SIGTERM (a PID 1 without a handler would
-/// ignore it and make every stop wait for the kill timeout).
-const IDLE: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"];
-
-fn try_docker(host: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .arg("-H")
-        .arg(host)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn docker(host: &str, args: &[&str]) -> String {
-    try_docker(host, args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Builds the test image (`FROM scratch` + Debian's static busybox) when the Engine
-/// lacks it: no registry is reachable, so nothing can be pulled.
-fn ensure_image(host: &str) {
-    if try_docker(host, &["image", "inspect", IMAGE]).is_ok() {
-        return;
-    }
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.is_file(),
-        "/bin/busybox is missing: scripts/test.sh installs busybox-static"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-    )
-    .unwrap();
-    docker(
-        host,
-        &["build", "-q", "-t", IMAGE, dir.path().to_str().unwrap()],
-    );
-}
-
-/// The Engine scripts/test.sh runs, with the test image present.
-fn shared_engine() -> &'static str {
-    require_tool("docker");
-    if let Err(e) = try_docker(SHARED, &["info", "--format", "{{.ServerVersion}}"]) {
-        panic!("no Docker Engine at {SHARED} ({e}): scripts/test.sh starts dockerd");
-    }
-    ensure_image(SHARED);
-    SHARED
-}
-
-/// Containers of one test run: a unique name prefix and label; dropping it removes
-/// every container carrying the label.
-struct Run {
-    host: String,
-    prefix: String,
-}
-
-impl Run {
-    fn new(host: &str, test: &str) -> Run {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        Run {
-            host: host.to_string(),
-            prefix: format!("m4wt-{test}-{}-{nanos:x}-", std::process::id()),
-        }
-    }
-
-    fn name(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
-    }
-
-    /// `docker run -d` with the run's name and label; returns the container name.
-    fn start(&self, suffix: &str, options: &[&str], command: &[&str]) -> String {
-        let name = self.name(suffix);
-        let label = format!("m4watch.test={}", self.prefix);
-        let mut args = vec!["run", "-d", "--name", &name, "--label", &label];
-        args.extend_from_slice(options);
-        args.push(IMAGE);
-        args.extend_from_slice(command);
-        docker(&self.host, &args);
-        name
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let filter = format!("label=m4watch.test={}", self.prefix);
-        if let Ok(ids) = try_docker(&self.host, &["ps", "-aq", "--filter", &filter]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(ids);
-                let _ = try_docker(&self.host, &args);
-            }
-        }
-    }
-}
 
 /// The value of the series of `family` for container `name` whose labels include
 /// `extra` (e.g. `status="healthy"`), if exported.

@@ -2,6 +2,8 @@
 //! it over the wire.
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
