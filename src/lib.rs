@@ -134,8 +134,53 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             shutdown.clone(),
         ));
     }
+    let samples = if config.history.enabled {
+        let dir = config.data_dir.clone();
+        let retention = config.history.retention.get();
+        let db =
+            tokio::task::spawn_blocking(move || history::samples::SampleDb::open(&dir, retention))
+                .await
+                .map_err(|e| Error::Startup(e.to_string()))?
+                .map_err(|e| Error::Startup(format!("history: {e}")))?;
+        tasks.push(history::samples::spawn_sampler(
+            Arc::clone(&store),
+            db.clone(),
+            &config.history,
+            shutdown.clone(),
+        ));
+        Some(db)
+    } else {
+        None
+    };
     let trading = if config.trading.enabled {
-        let (t, mut trading_tasks) = start_trading(&config.trading, &store, &shutdown)?;
+        let baselines = match &samples {
+            Some(db) => {
+                let db = db.clone();
+                let h = config.history.clone();
+                tokio::task::spawn_blocking(move || {
+                    let period = h.baseline_period.get().as_millis() as i64;
+                    let since = (store::unix_now() * 1000.0) as i64
+                        - period * (i64::from(h.baseline_periods) + 1);
+                    let stored = db.baselines(since)?;
+                    Ok::<_, rusqlite::Error>(collect::trading::baseline::Baselines::new(
+                        period,
+                        h.baseline_periods as usize,
+                        Some(db),
+                        stored,
+                    ))
+                })
+                .await
+                .map_err(|e| Error::Startup(e.to_string()))?
+                .map_err(|e| Error::Startup(format!("history: reading baselines: {e}")))?
+            }
+            None => collect::trading::baseline::Baselines::new(
+                config.history.baseline_period.get().as_millis() as i64,
+                config.history.baseline_periods as usize,
+                None,
+                Vec::new(),
+            ),
+        };
+        let (t, mut trading_tasks) = start_trading(&config.trading, &store, &shutdown, baselines)?;
         expected.push("trading");
         tasks.append(&mut trading_tasks);
         Some(t)
@@ -170,24 +215,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         Arc::clone(&store),
         shutdown.clone(),
     ));
-    let samples = if config.history.enabled {
-        let dir = config.data_dir.clone();
-        let retention = config.history.retention.get();
-        let db =
-            tokio::task::spawn_blocking(move || history::samples::SampleDb::open(&dir, retention))
-                .await
-                .map_err(|e| Error::Startup(e.to_string()))?
-                .map_err(|e| Error::Startup(format!("history: {e}")))?;
-        tasks.push(history::samples::spawn_sampler(
-            Arc::clone(&store),
-            db.clone(),
-            &config.history,
-            shutdown.clone(),
-        ));
-        Some(db)
-    } else {
-        None
-    };
     tasks.push(spawn_snapshotter(
         Arc::clone(&store),
         config.metrics.snapshot_interval.get(),
@@ -245,12 +272,13 @@ fn start_trading(
     config: &config::TradingConfig,
     store: &Arc<Store>,
     shutdown: &Shutdown,
+    baselines: collect::trading::baseline::Baselines,
 ) -> Result<(Arc<Trading>, Vec<tokio::task::JoinHandle<()>>), Error> {
     let trading =
         Trading::new(config, store.registry()).map_err(|e| Error::Startup(e.to_string()))?;
     let interval = config.interval.get();
     let mut tasks = vec![collect::spawn(
-        Blocking::new(TradingCollector::new(Arc::clone(&trading))),
+        Blocking::new(TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines)),
         interval,
         interval,
         Arc::clone(store),

@@ -210,3 +210,65 @@ async fn history_can_be_turned_off() {
     assert!(body["detail"].as_str().unwrap().contains("disabled"));
     d.stop().await;
 }
+
+async fn post_latencies(d: &Daemon, op: &str, us: &[f64]) {
+    let body: Vec<Value> = us
+        .iter()
+        .map(|u| serde_json::json!({"operation": op, "latency_us": u}))
+        .collect();
+    let r = d
+        .client
+        .post(d.url("/api/v1/trading/latency"))
+        .bearer_auth("tok")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn baseline_of(text: &str, op: &str, q: &str) -> Option<f64> {
+    let prefix =
+        format!("m4watch_trading_latency_baseline_seconds{{operation=\"{op}\",quantile=\"{q}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn baselines_are_computed_per_period_exported_and_survive_a_restart() {
+    let yaml = "api:\n  token: tok\ntrading:\n  interval: 100ms\nhistory:\n  interval: 200ms\n  retention: 1h\n  baseline_period: 2s\n  baseline_periods: 3\n";
+    let c = fixture_config("plain", yaml);
+    let data_dir = c.data_dir.clone();
+    let d = Daemon::start(c).await;
+    assert!(
+        baseline_of(&d.scrape().await, "order_execution", "0.95").is_none(),
+        "unknown until a period is complete"
+    );
+    // 1..=100 µs, spread over the current period.
+    let all: Vec<f64> = (1..=100).map(f64::from).collect();
+    for chunk in all.chunks(25) {
+        post_latencies(&d, "order_execution", chunk).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = d
+        .scrape_until(8, |t| baseline_of(t, "order_execution", "0.95").is_some())
+        .await;
+    let p50 = baseline_of(&text, "order_execution", "0.5").unwrap();
+    let p95 = baseline_of(&text, "order_execution", "0.95").unwrap();
+    // One period may have caught all 100 samples or split them across two; either
+    // way the values are within the samples' range, p95 above p50, 1% precision.
+    assert!((1e-6..=101e-6).contains(&p50), "{p50}");
+    assert!(p95 > p50 && p95 <= 101e-6, "{p50} {p95}");
+    d.stop().await;
+
+    // Stored: a restart exports the same baseline before any new data.
+    let mut c = fixture_config("plain", yaml);
+    c.data_dir = data_dir;
+    let d = Daemon::start(c).await;
+    let text = d
+        .scrape_until(5, |t| baseline_of(t, "order_execution", "0.95").is_some())
+        .await;
+    assert!(baseline_of(&text, "order_execution", "0.95").is_some());
+    d.stop().await;
+}

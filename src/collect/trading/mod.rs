@@ -8,6 +8,7 @@
 //! quantiles and the weighted score ([`score`]) and publishes families; the JSON API
 //! reads the [`View`] it leaves behind.
 
+pub mod baseline;
 pub mod ingest;
 pub mod latency;
 pub mod score;
@@ -43,6 +44,12 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Histogram,
         &["operation"],
         "Latency of an operation since m4watch started, in seconds, as a classic histogram (25 µs to 10 s buckets) that aggregates across hosts.",
+    ),
+    def(
+        "m4watch_trading_latency_baseline_seconds",
+        Kind::Gauge,
+        &["operation", "quantile"],
+        "Baseline latency of an operation (quantile 0.5 or 0.95), in seconds: the median of its per-period quantiles over the latest history.baseline_periods complete periods; absent until one period is complete.",
     ),
     def(
         "m4watch_trading_events_total",
@@ -654,9 +661,16 @@ pub struct TradingCollector {
     states: Vec<State>,
     window_names: Vec<String>,
     last_run: Option<Instant>,
+    baselines: Option<baseline::Baselines>,
 }
 
 impl TradingCollector {
+    /// Also tracks per-period baselines (see [`baseline`]).
+    pub fn with_baselines(mut self, b: baseline::Baselines) -> Self {
+        self.baselines = Some(b);
+        self
+    }
+
     pub fn new(trading: Arc<Trading>) -> Self {
         let window_names = trading
             .config
@@ -671,6 +685,7 @@ impl TradingCollector {
             states: Vec::new(),
             window_names,
             last_run: None,
+            baselines: None,
         }
     }
 
@@ -738,6 +753,15 @@ impl TradingCollector {
                 }
                 State::Gauge => {}
                 State::Set { last } => *last = p.as_ref().map_or(0, |p| p.set.len()),
+            }
+        }
+        if let Some(b) = &mut self.baselines {
+            let now_ms = (crate::store::unix_now() * 1000.0) as i64;
+            b.roll(now_ms);
+            for (m, p) in self.meta.iter().zip(&self.spare) {
+                if let (MetricType::Timer, Some(h)) = (m.kind, &p.hist) {
+                    b.add(now_ms, &m.name, &m.labels, h);
+                }
             }
         }
         for p in &mut self.spare {
@@ -947,10 +971,14 @@ impl TradingCollector {
             weight.push([("component", c.component)], c.weight);
         }
         coverage.push_value(view.score.coverage_ratio);
-        vec![
+        let mut out = vec![
             quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
             coverage,
-        ]
+        ];
+        if let Some(b) = &self.baselines {
+            out.push(b.family());
+        }
+        out
     }
 }
 
