@@ -87,6 +87,21 @@ async fn a_latency_critical_container_on_an_efficiency_core_is_flagged() {
                 .to_string()
                 .contains(&format!("\"subject\":\"{on_p}\""))
         );
+        // The dashboard summary lists it too.
+        let summary: Value = d
+            .get("/api/v1/monitoring/dashboard/summary")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            summary["recommendations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["kind"] == KIND && r["subject"] == on_e.as_str()),
+            "{summary}"
+        );
         // The gauge agrees.
         let text = d
             .scrape_until(10, |t| {

@@ -705,6 +705,9 @@ pub struct DashboardSummary {
     /// Absent when trading is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trading: Option<TradingSummary>,
+    /// The five most severe recommendations (all of them at
+    /// `/api/v1/monitoring/performance/optimizations`).
+    pub recommendations: Vec<crate::advise::Recommendation>,
 }
 
 fn hardware_summary(f: &Families) -> HardwareSummary {
@@ -739,6 +742,15 @@ fn hardware_summary(f: &Families) -> HardwareSummary {
 #[utoipa::path(get, path = "/api/v1/monitoring/dashboard/summary", tag = "monitoring",
     responses((status = 200, body = DashboardSummary), (status = 401, body = ErrorBody)))]
 async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSummary> {
+    let advisor = Arc::clone(&s.advisor);
+    let mut recommendations = tokio::task::spawn_blocking(move || advisor.current())
+        .await
+        .map(|a| a.recommendations)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "working out the recommendations failed");
+            Vec::new()
+        });
+    recommendations.truncate(5);
     let families = Families::of(s.store.families());
     let health = current_health(&s);
     let mut alerts = BTreeMap::new();
@@ -796,6 +808,7 @@ async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSumm
             .then(|| hardware_summary(&families)),
         containers,
         trading,
+        recommendations,
     })
 }
 
