@@ -367,7 +367,10 @@ async fn slack_and_pagerduty_retry_as_told_and_never_retry_a_400() {
 
     let m = d
         .scrape_until(5, |m| {
+            // The snapshot is re-encoded on its own clock: wait until it holds the
+            // last (fourth) Slack attempt, not just the failed ones.
             m.contains("m4watch_notifications_failed_total{integration=\"slack\",reason=\"server_error\",receiver=\"ops\"} 1")
+                && m.contains("m4watch_notification_latency_seconds_count{integration=\"slack\"} 4")
         })
         .await;
     let f = "m4watch_notifications_failed_total";
