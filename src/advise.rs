@@ -803,13 +803,7 @@ mod tests {
     use crate::collect::containers::ContainerSample;
     use crate::store::Family;
 
-    fn fam(name: &str, samples: &[(&[(&str, &str)], f64)]) -> Family {
-        let mut f = Family::new(name);
-        for (labels, v) in samples {
-            f.push(labels.iter().copied(), *v);
-        }
-        f
-    }
+    use crate::store::index::family as fam;
 
     /// 4 CPUs: 0-1 efficiency, 2-3 performance.
     fn topology() -> Vec<Family> {

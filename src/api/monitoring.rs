@@ -16,8 +16,6 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::store::CollectorStatus;
-#[cfg(test)]
-use crate::store::Family;
 use crate::store::index::{Families, label};
 
 /// Read routes; mounted behind the read check by [`super::api`].
@@ -816,13 +814,7 @@ async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSumm
 mod tests {
     use super::*;
 
-    fn fam(name: &str, samples: &[(&[(&str, &str)], f64)]) -> Family {
-        let mut f = Family::new(name);
-        for (labels, v) in samples {
-            f.push(labels.iter().copied(), *v);
-        }
-        f
-    }
+    use crate::store::index::family as fam;
 
     fn fixture() -> Families {
         let p = "performance";

@@ -55,3 +55,13 @@ pub fn label<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
 }
+
+/// A family from literal samples, for tests.
+#[cfg(test)]
+pub fn family(name: &str, samples: &[(&[(&str, &str)], f64)]) -> Family {
+    let mut f = Family::new(name);
+    for (labels, v) in samples {
+        f.push(labels.iter().copied(), *v);
+    }
+    f
+}
