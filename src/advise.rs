@@ -108,6 +108,9 @@ pub struct Inputs<'a> {
     /// `trading.score.ml`'s target, in seconds.
     pub ml_target_seconds: Option<f64>,
     pub config: &'a AdviceConfig,
+    /// Why container cpusets cannot be compared with the host's cores, if they
+    /// cannot (Docker Desktop's VM on a Mac; a replayed recording).
+    pub cpusets_not_host_cpus: Option<&'static str>,
 }
 
 /// Parses a Docker cpuset (`0-3,8,10-11`) into CPU numbers.
@@ -759,6 +762,24 @@ pub struct Advisor {
     pub config: AdviceConfig,
     /// Whether the store keeps the sample ring (the rule engine is on).
     pub ring: bool,
+    /// See [`Inputs::cpusets_not_host_cpus`]; [`cpuset_caveat`] works it out.
+    pub cpusets_not_host_cpus: Option<&'static str>,
+}
+
+/// Whether a container's cpuset names this host's cores. On macOS, Docker Desktop
+/// runs containers in a Linux VM: a cpuset names the VM's vCPUs, which the
+/// hypervisor schedules on any core, so P/E placement cannot be read (or set) from
+/// a cpuset there. A replayed recording's cores are not this host's either.
+pub fn cpuset_caveat(hardware: &crate::config::HardwareConfig) -> Option<&'static str> {
+    if hardware.source == crate::config::HardwareSource::Replay {
+        return Some("the hardware source is a replayed recording: its cores are not this host's");
+    }
+    if cfg!(target_os = "macos") {
+        return Some(
+            "Docker Desktop runs containers in a VM: a cpuset names the VM's CPUs, which macOS schedules on any core",
+        );
+    }
+    None
 }
 
 impl Advisor {
@@ -780,6 +801,7 @@ impl Advisor {
             trading: view.as_deref(),
             ml_target_seconds: ml_target,
             config: &self.config,
+            cpusets_not_host_cpus: self.cpusets_not_host_cpus,
         })
     }
 }
@@ -862,6 +884,7 @@ mod tests {
             trading,
             ml_target_seconds: Some(0.005),
             config: &c,
+            cpusets_not_host_cpus: None,
         })
     }
 
@@ -913,6 +936,35 @@ mod tests {
         assert!(recs[0].action.contains("--cpuset-cpus=2-3 engine"));
         assert_eq!(recs[1].subject, "loose");
         assert_eq!(recs[1].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn cpusets_that_are_not_host_cpus_skip_the_placement_check() {
+        let report = Report {
+            containers: vec![container("engine", Some("latency-critical"), Some("0"))],
+            ..Default::default()
+        };
+        let families = Families::of(topology());
+        let c = cfg();
+        let a = advise(&Inputs {
+            now_ms: 1_000_000,
+            families: &families,
+            ring: None,
+            containers: Some(&report),
+            trading: None,
+            ml_target_seconds: None,
+            config: &c,
+            cpusets_not_host_cpus: Some("in a VM"),
+        });
+        assert!(kinds(&a).is_empty());
+        assert!(
+            a.skipped
+                .iter()
+                .any(|s| s.kind == LATENCY_CRITICAL_ON_E_CORES && s.reason == "in a VM")
+        );
+        let mut hw = crate::config::HardwareConfig::default();
+        hw.source = crate::config::HardwareSource::Replay;
+        assert!(cpuset_caveat(&hw).is_some());
     }
 
     #[test]

@@ -207,6 +207,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         trading: trading.clone(),
         config: config.advice.clone(),
         ring: config.rules.enabled,
+        cpusets_not_host_cpus: advise::cpuset_caveat(&config.hardware),
     });
     tasks.push(collect::spawn(
         Blocking::new(advise::AdviceCollector(Arc::clone(&advisor))),
