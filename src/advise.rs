@@ -288,6 +288,9 @@ fn latency_critical_placement(
             "no container report (collector off, or Docker not read yet)",
         );
     };
+    if let Some(why) = inp.cpusets_not_host_cpus {
+        return out.skip(K, why);
+    }
     if e_cores.is_empty() || p_cores.is_empty() {
         return out.skip(
             K,
@@ -956,7 +959,7 @@ mod tests {
             config: &c,
             cpusets_not_host_cpus: Some("in a VM"),
         });
-        assert!(kinds(&a).is_empty());
+        assert!(kinds(&a).is_empty(), "{a:?}");
         assert!(
             a.skipped
                 .iter()
