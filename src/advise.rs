@@ -965,8 +965,10 @@ mod tests {
                 .iter()
                 .any(|s| s.kind == LATENCY_CRITICAL_ON_E_CORES && s.reason == "in a VM")
         );
-        let mut hw = crate::config::HardwareConfig::default();
-        hw.source = crate::config::HardwareSource::Replay;
+        let hw = crate::config::HardwareConfig {
+            source: crate::config::HardwareSource::Replay,
+            ..Default::default()
+        };
         assert!(cpuset_caveat(&hw).is_some());
     }
 
