@@ -206,7 +206,7 @@ async fn system_health_names_the_failing_collector_and_the_summary_agrees() {
 }
 
 #[tokio::test]
-async fn healthy_until_a_critical_alert_fires() {
+async fn a_quiet_fixture_host_is_not_critical() {
     let d = Daemon::start(fixture_config("intel-hybrid", "")).await;
     let h = json(&d, "/api/v1/monitoring/system/health").await;
     // The fixture host is quiet; the only shipped alerts that could fire are about
