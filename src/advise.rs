@@ -788,7 +788,12 @@ pub fn cpuset_caveat(hardware: &crate::config::HardwareConfig) -> Option<&'stati
 impl Advisor {
     /// The recommendations now.
     pub fn current(&self) -> Advice {
-        let families = Families::of(self.store.families());
+        self.advise_on(&Families::of(self.store.families()))
+    }
+
+    /// The recommendations on `families` (the store's, merged by the caller) and the
+    /// other inputs as they are now.
+    pub fn advise_on(&self, families: &Families) -> Advice {
         let report = self.containers.as_ref().and_then(|c| c.get());
         let view = self.trading.as_ref().map(|t| t.view());
         let ml_target = self
@@ -798,7 +803,7 @@ impl Advisor {
         let ring = self.store.history();
         advise(&Inputs {
             now_ms: (crate::store::unix_now() * 1000.0) as i64,
-            families: &families,
+            families,
             ring: self.ring.then_some(&*ring),
             containers: report.as_deref(),
             trading: view.as_deref(),

@@ -153,33 +153,25 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         None
     };
     let trading = if config.trading.enabled {
-        let baselines = match &samples {
+        let period = config.history.baseline_period.get().as_millis() as i64;
+        let keep = config.history.baseline_periods;
+        // Baselines stored by earlier runs; none without the history database.
+        let stored = match samples.clone() {
             Some(db) => {
-                let db = db.clone();
-                let h = config.history.clone();
-                tokio::task::spawn_blocking(move || {
-                    let period = h.baseline_period.get().as_millis() as i64;
-                    let since = (store::unix_now() * 1000.0) as i64
-                        - period * (i64::from(h.baseline_periods) + 1);
-                    let stored = db.baselines(since)?;
-                    Ok::<_, rusqlite::Error>(collect::trading::baseline::Baselines::new(
-                        period,
-                        h.baseline_periods as usize,
-                        Some(db),
-                        stored,
-                    ))
-                })
-                .await
-                .map_err(|e| Error::Startup(e.to_string()))?
-                .map_err(|e| Error::Startup(format!("history: reading baselines: {e}")))?
+                let since = (store::unix_now() * 1000.0) as i64 - period * (i64::from(keep) + 1);
+                tokio::task::spawn_blocking(move || db.baselines(since))
+                    .await
+                    .map_err(|e| Error::Startup(e.to_string()))?
+                    .map_err(|e| Error::Startup(format!("history: reading baselines: {e}")))?
             }
-            None => collect::trading::baseline::Baselines::new(
-                config.history.baseline_period.get().as_millis() as i64,
-                config.history.baseline_periods as usize,
-                None,
-                Vec::new(),
-            ),
+            None => Vec::new(),
         };
+        let baselines = collect::trading::baseline::Baselines::new(
+            period,
+            keep as usize,
+            samples.clone(),
+            stored,
+        );
         let (t, mut trading_tasks) = start_trading(&config.trading, &store, &shutdown, baselines)?;
         expected.push("trading");
         tasks.append(&mut trading_tasks);

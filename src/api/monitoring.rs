@@ -433,16 +433,27 @@ pub fn system_health_of(
     }
 }
 
-fn firing_by_severity(s: &AppState) -> BTreeMap<String, u64> {
+/// Pending and firing alerts counted by state (`pending`, `firing`) and severity.
+fn active_alerts(s: &AppState) -> BTreeMap<(&'static str, String), u64> {
     let mut out = BTreeMap::new();
-    if let Some(alerts) = &s.alerts {
-        for a in alerts.active() {
-            if a.state == crate::rules::State::Firing {
-                *out.entry(a.severity.clone()).or_insert(0) += 1;
-            }
-        }
+    for a in s.alerts.iter().flat_map(|a| a.active()) {
+        let state = match a.state {
+            crate::rules::State::Firing => "firing",
+            crate::rules::State::Pending => "pending",
+            _ => continue,
+        };
+        *out.entry((state, a.severity)).or_insert(0) += 1;
     }
     out
+}
+
+/// Firing alerts per severity, from [`active_alerts`].
+fn firing_by_severity(counts: &BTreeMap<(&'static str, String), u64>) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .filter(|((state, _), _)| *state == "firing")
+        .map(|((_, severity), n)| (severity.clone(), *n))
+        .collect()
 }
 
 fn score(s: &AppState) -> Option<f64> {
@@ -450,7 +461,11 @@ fn score(s: &AppState) -> Option<f64> {
 }
 
 fn current_health(s: &AppState) -> SystemHealth {
-    system_health_of(s.store.collectors(), firing_by_severity(s), score(s))
+    health_with(s, &active_alerts(s))
+}
+
+fn health_with(s: &AppState, alerts: &BTreeMap<(&'static str, String), u64>) -> SystemHealth {
+    system_health_of(s.store.collectors(), firing_by_severity(alerts), score(s))
 }
 
 /// `healthy`, `degraded` or `critical`, with the reasons: failing collectors, firing
@@ -740,28 +755,28 @@ fn hardware_summary(f: &Families) -> HardwareSummary {
 #[utoipa::path(get, path = "/api/v1/monitoring/dashboard/summary", tag = "monitoring",
     responses((status = 200, body = DashboardSummary), (status = 401, body = ErrorBody)))]
 async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSummary> {
-    let advisor = Arc::clone(&s.advisor);
-    let mut recommendations = tokio::task::spawn_blocking(move || advisor.current())
-        .await
-        .map(|a| a.recommendations)
-        .unwrap_or_else(|e| {
+    // One merge of the store's families serves the headlines and the advice.
+    let state = Arc::clone(&s);
+    let (families, mut recommendations) = match tokio::task::spawn_blocking(move || {
+        let families = Families::of(state.store.families());
+        let advice = state.advisor.advise_on(&families);
+        (families, advice.recommendations)
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
             tracing::error!(error = %e, "working out the recommendations failed");
-            Vec::new()
-        });
-    recommendations.truncate(5);
-    let families = Families::of(s.store.families());
-    let health = current_health(&s);
-    let mut alerts = BTreeMap::new();
-    if let Some(a) = &s.alerts {
-        for x in a.active() {
-            let state = match x.state {
-                crate::rules::State::Firing => "firing",
-                crate::rules::State::Pending => "pending",
-                _ => continue,
-            };
-            *alerts.entry(format!("{state}/{}", x.severity)).or_insert(0) += 1;
+            (Families::of(s.store.families()), Vec::new())
         }
-    }
+    };
+    recommendations.truncate(5);
+    let counts = active_alerts(&s);
+    let health = health_with(&s, &counts);
+    let alerts = counts
+        .into_iter()
+        .map(|((state, severity), n)| (format!("{state}/{severity}"), n))
+        .collect();
     let containers = s
         .config
         .containers

@@ -769,12 +769,7 @@ impl Dispatcher {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::test_labels as labels;
 
     #[test]
     fn route_tree_with_continue() {

@@ -125,12 +125,7 @@ impl Serialize for Matcher {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::test_labels as labels;
 
     #[test]
     fn operators() {

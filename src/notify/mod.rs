@@ -417,6 +417,15 @@ pub async fn post_json<T: Serialize + ?Sized>(
     check_status(status, &headers)
 }
 
+/// Label pairs as a map, for tests.
+#[cfg(test)]
+pub(crate) fn test_labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
