@@ -13,9 +13,15 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
 use crate::collect::containers::Report;
+use crate::collect::hardware::apple::{GPU_UTILIZATION_RATIO, MEMORY_PRESSURE_LEVEL};
+use crate::collect::hardware::{
+    CPU_CLUSTER_UTILIZATION_RATIO, CPU_INFO, MEMORY_PRESSURE_RATIO, THERMAL_PRESSURE,
+};
 use crate::collect::trading::View;
 use crate::config::AdviceConfig;
+use crate::model::{MetricDef, def};
 use crate::store::index::{Families, label};
 use crate::store::ring::{Ring, is_stale};
 
@@ -248,7 +254,7 @@ pub fn advise(inp: &Inputs<'_>) -> Advice {
     // Topology: which CPUs are of which type.
     let mut e_cores = BTreeSet::new();
     let mut p_cores = BTreeSet::new();
-    for (l, _) in inp.families.samples("m4watch_cpu_info") {
+    for (l, _) in inp.families.samples(CPU_INFO.name) {
         let Some(cpu) = label(l, "cpu").and_then(|c| c.parse::<u32>().ok()) else {
             continue;
         };
@@ -371,7 +377,7 @@ fn core_balance(
     over: &str,
     out: &mut Out,
 ) {
-    let name = "m4watch_cpu_cluster_utilization_ratio";
+    let name = CPU_CLUSTER_UTILIZATION_RATIO.name;
     let kinds = [E_CORES_SATURATED, P_CORES_SATURATED];
     let Some(ring) = inp.ring else {
         for k in kinds {
@@ -499,7 +505,7 @@ fn containers(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
             }
         }
         let Some(ring) = inp.ring else { continue };
-        let series = "m4watch_container_cpu_throttled_seconds_total";
+        let series = CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name;
         if let Some(rate) = window_rate(ring, series, &[("name", &c.name)], inp.now_ms, window_ms)
             && rate >= inp.config.throttled_seconds_per_second
         {
@@ -547,7 +553,7 @@ fn containers(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
 
 fn thermal(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
     const K: &str = THERMAL_PRESSURE_SUSTAINED;
-    let name = "m4watch_thermal_pressure";
+    let name = THERMAL_PRESSURE.name;
     if inp.families.samples(name).next().is_none() {
         return out.skip(K, "the host reports no thermal pressure");
     }
@@ -593,7 +599,7 @@ fn thermal(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
 
 fn gpu_ml(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
     const K: &str = GPU_IDLE_ML_SLOW;
-    let gpu = "m4watch_gpu_utilization_ratio";
+    let gpu = GPU_UTILIZATION_RATIO.name;
     if inp.families.samples(gpu).next().is_none() {
         return out.skip(K, "the host reports no GPU utilisation");
     }
@@ -661,12 +667,12 @@ fn memory_pressure(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) 
                   and reduce them or add memory; swapping adds latency to everything";
     if inp
         .families
-        .samples("m4watch_memory_pressure_level")
+        .samples(MEMORY_PRESSURE_LEVEL.name)
         .next()
         .is_some()
     {
         // macOS: the kernel's level. Sustained: not normal for 80% of the window.
-        let name = "m4watch_memory_pressure_level";
+        let name = MEMORY_PRESSURE_LEVEL.name;
         let Some(normal) = window_mean(ring, name, &[("level", "normal")], inp.now_ms, window_ms)
         else {
             return out.skip(
@@ -700,7 +706,7 @@ fn memory_pressure(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) 
         }
         return;
     }
-    let name = "m4watch_memory_pressure_ratio";
+    let name = MEMORY_PRESSURE_RATIO.name;
     if inp.families.samples(name).next().is_none() {
         return out.skip(K, "the host reports no memory pressure");
     }
@@ -733,7 +739,7 @@ fn memory_pressure(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) 
 /// Recommendation counts per kind for `m4watch_recommendations`; skipped kinds are
 /// absent (unknown), the others present, 0 when nothing is recommended.
 pub fn families(advice: &Advice) -> Vec<crate::store::Family> {
-    let mut f = crate::store::Family::new("m4watch_recommendations");
+    let mut f = crate::store::Family::new(&RECOMMENDATIONS);
     let skipped: BTreeSet<&str> = advice.skipped.iter().map(|s| s.kind).collect();
     for k in KINDS {
         let n = advice
@@ -750,12 +756,14 @@ pub fn families(advice: &Advice) -> Vec<crate::store::Family> {
 }
 
 /// Catalogue of the family this module exports.
-pub const METRICS: &[crate::catalog::MetricDef] = &[crate::catalog::def(
+pub const RECOMMENDATIONS: MetricDef = def(
     "m4watch_recommendations",
     crate::store::Kind::Gauge,
     &["kind"],
     "Active recommendations per kind (see /api/v1/monitoring/performance/optimizations); absent for a kind whose inputs are unknown.",
-)];
+);
+
+pub const METRICS: &[crate::model::MetricDef] = &[RECOMMENDATIONS];
 
 /// Everything the recommendations read, held by the daemon.
 pub struct Advisor {
@@ -839,7 +847,7 @@ mod tests {
     fn topology() -> Vec<Family> {
         let (e, p) = ("efficiency", "performance");
         vec![fam(
-            "m4watch_cpu_info",
+            &crate::collect::hardware::CPU_INFO,
             &[
                 (&[("cpu", "0"), ("type", e), ("cluster", "E")], 1.0),
                 (&[("cpu", "1"), ("type", e), ("cluster", "E")], 1.0),
@@ -994,7 +1002,7 @@ mod tests {
 
     fn util(e: f64, p: f64) -> Family {
         fam(
-            "m4watch_cpu_cluster_utilization_ratio",
+            &crate::collect::hardware::CPU_CLUSTER_UTILIZATION_RATIO,
             &[
                 (&[("type", "efficiency")], e),
                 (&[("type", "performance")], p),
@@ -1053,7 +1061,7 @@ mod tests {
         let mut ring = Ring::new(0);
         for i in 0..=10 {
             let f = fam(
-                "m4watch_container_cpu_throttled_seconds_total",
+                &crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL,
                 &[
                     (&[("name", "api")], 0.5 * i as f64),
                     (&[("name", "db")], 0.01 * i as f64),
@@ -1077,7 +1085,7 @@ mod tests {
 
     fn thermal_state(state: &str) -> Family {
         let states = ["nominal", "fair", "serious", "critical"];
-        let mut f = Family::new("m4watch_thermal_pressure");
+        let mut f = Family::new(&crate::collect::hardware::THERMAL_PRESSURE);
         for s in states {
             f.push([("state", s)], if s == state { 1.0 } else { 0.0 });
         }
@@ -1119,7 +1127,10 @@ mod tests {
     #[test]
     fn idle_gpu_while_ml_inference_is_slow() {
         let now = 1_000_000;
-        let gpu = fam("m4watch_gpu_utilization_ratio", &[(&[], 0.02)]);
+        let gpu = fam(
+            &crate::collect::hardware::apple::GPU_UTILIZATION_RATIO,
+            &[(&[], 0.02)],
+        );
         let ring = ring_of(std::slice::from_ref(&gpu), now);
         let slow = view_with_ml(Some(0.012));
         let a = run(vec![gpu.clone()], Some(&ring), None, Some(&slow));
@@ -1129,7 +1140,10 @@ mod tests {
         let fast = view_with_ml(Some(0.001));
         assert!(kinds(&run(vec![gpu.clone()], Some(&ring), None, Some(&fast))).is_empty());
 
-        let busy = fam("m4watch_gpu_utilization_ratio", &[(&[], 0.8)]);
+        let busy = fam(
+            &crate::collect::hardware::apple::GPU_UTILIZATION_RATIO,
+            &[(&[], 0.8)],
+        );
         let busy_ring = ring_of(std::slice::from_ref(&busy), now);
         assert!(kinds(&run(vec![busy], Some(&busy_ring), None, Some(&slow))).is_empty());
 
@@ -1146,7 +1160,7 @@ mod tests {
     fn memory_pressure_from_psi_and_from_the_macos_level() {
         let now = 1_000_000;
         let psi = fam(
-            "m4watch_memory_pressure_ratio",
+            &crate::collect::hardware::MEMORY_PRESSURE_RATIO,
             &[(&[("window", "10s")], 0.3), (&[("window", "60s")], 0.2)],
         );
         let ring = ring_of(std::slice::from_ref(&psi), now);
@@ -1155,13 +1169,13 @@ mod tests {
         assert_eq!(a.recommendations[0].severity, Severity::Warning);
 
         let calm = fam(
-            "m4watch_memory_pressure_ratio",
+            &crate::collect::hardware::MEMORY_PRESSURE_RATIO,
             &[(&[("window", "10s")], 0.0)],
         );
         let ring = ring_of(std::slice::from_ref(&calm), now);
         assert!(kinds(&run(vec![calm], Some(&ring), None, None)).is_empty());
 
-        let mut level = Family::new("m4watch_memory_pressure_level");
+        let mut level = Family::new(&crate::collect::hardware::apple::MEMORY_PRESSURE_LEVEL);
         for (l, v) in [("normal", 0.0), ("warn", 0.0), ("critical", 1.0)] {
             level.push([("level", l)], v);
         }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::history::History;
-use crate::rules::{Change, State};
+use crate::model::alert::{Matcher, MatcherSpec, State, all_match};
+use crate::rules::Change;
 
 /// Label or annotation pairs, sorted by name.
 pub type Pairs = Vec<(String, String)>;
@@ -44,53 +45,14 @@ pub struct StoredAlert {
     pub ack: Option<Ack>,
 }
 
-/// One label matcher of a silence (Alertmanager's shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Matcher {
-    /// Label name.
-    #[schema(min_length = 1)]
-    pub name: String,
-    pub value: String,
-    #[serde(default)]
-    pub is_regex: bool,
-    #[serde(default = "yes")]
-    pub is_equal: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Matcher {
-    /// Checks the regex compiles; a silence with a bad one is refused.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty() {
-            return Err("matcher name is empty".into());
-        }
-        if self.is_regex {
-            regex::Regex::new(&format!("^(?:{})$", self.value))
-                .map_err(|e| format!("matcher {}: invalid regex: {e}", self.name))?;
-        }
-        Ok(())
-    }
-
-    fn matches(&self, labels: &[(String, String)]) -> bool {
-        let v = crate::store::ring::label_of(labels, &self.name);
-        let hit = if self.is_regex {
-            regex::Regex::new(&format!("^(?:{})$", self.value)).is_ok_and(|r| r.is_match(v))
-        } else {
-            v == self.value
-        };
-        hit == self.is_equal
-    }
-}
-
 /// A silence: alerts matching every matcher are silenced until `ends_at` (ms).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Silence {
     pub id: String,
-    pub matchers: Vec<Matcher>,
+    pub matchers: Vec<MatcherSpec>,
+    /// `matchers`, compiled once ([`Silence::compile`]); not stored.
+    #[serde(skip)]
+    pub compiled: Vec<Matcher>,
     pub starts_at: i64,
     pub ends_at: i64,
     pub created_by: String,
@@ -100,9 +62,21 @@ pub struct Silence {
 impl Silence {
     /// Whether the silence applies to `labels` at `now` (ms).
     pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
-        self.starts_at <= now
+        // Uncompiled (or not compilable) matchers silence nothing, never everything.
+        self.compiled.len() == self.matchers.len()
+            && self.starts_at <= now
             && now < self.ends_at
-            && self.matchers.iter().all(|m| m.matches(labels))
+            && all_match(&self.compiled, labels)
+    }
+
+    /// Compiles the matchers; a silence with a bad one is refused.
+    pub fn compile(mut self) -> Result<Silence, String> {
+        self.compiled = self
+            .matchers
+            .iter()
+            .map(MatcherSpec::compile)
+            .collect::<Result<_, _>>()?;
+        Ok(self)
     }
 }
 
@@ -165,7 +139,10 @@ impl Alerts {
         Alerts {
             inner: Mutex::new(Inner {
                 alerts: saved.into_iter().map(|a| (a.id.clone(), a)).collect(),
-                silences,
+                silences: silences
+                    .into_iter()
+                    .map(|s| s.clone().compile().unwrap_or(s))
+                    .collect(),
                 next_silence,
             }),
             tx,
@@ -349,11 +326,14 @@ impl Alerts {
 
     /// Adds a silence and returns it with its id.
     pub fn add_silence(&self, mut s: Silence) -> Silence {
+        if let Ok(compiled) = s.clone().compile() {
+            s = compiled;
+        }
         let mut inner = self.inner.lock().expect("alerts lock");
         inner.next_silence += 1;
         s.id = format!(
             "{}-{}",
-            crate::rules::fingerprint(&[("t".into(), s.starts_at.to_string())]),
+            crate::model::alert::fingerprint(&vec![("t".to_string(), s.starts_at.to_string())]),
             inner.next_silence
         );
         if let Some(h) = &self.history {
@@ -452,7 +432,7 @@ mod tests {
         alerts.acknowledge("id1", "alice", "on it", 1500).unwrap();
         alerts.add_silence(Silence {
             id: String::new(),
-            matchers: vec![Matcher {
+            matchers: vec![MatcherSpec {
                 name: "alertname".into(),
                 value: "Hot".into(),
                 is_regex: false,
@@ -462,6 +442,7 @@ mod tests {
             ends_at: 10_000,
             created_by: "bob".into(),
             comment: String::new(),
+            compiled: Vec::new(),
         });
         alerts.apply(
             &[change(State::Pending, State::Firing, 2000)],
@@ -509,13 +490,13 @@ mod tests {
         let s = Silence {
             id: "s".into(),
             matchers: vec![
-                Matcher {
+                MatcherSpec {
                     name: "alertname".into(),
                     value: "Cpu.*".into(),
                     is_regex: true,
                     is_equal: true,
                 },
-                Matcher {
+                MatcherSpec {
                     name: "severity".into(),
                     value: "critical".into(),
                     is_regex: false,
@@ -526,7 +507,10 @@ mod tests {
             ends_at: 100,
             created_by: "me".into(),
             comment: String::new(),
-        };
+            compiled: Vec::new(),
+        }
+        .compile()
+        .unwrap();
         let l = labels(&[("alertname", "CpuBusy"), ("severity", "warning")]);
         assert!(s.silences(&l, 50));
         assert!(!s.silences(&l, 100));
@@ -536,13 +520,13 @@ mod tests {
         ));
         assert!(!s.silences(&labels(&[("alertname", "XCpuBusy")]), 50));
         assert!(
-            Matcher {
+            MatcherSpec {
                 name: "a".into(),
                 value: "(".into(),
                 is_regex: true,
                 is_equal: true
             }
-            .validate()
+            .compile()
             .is_err()
         );
     }

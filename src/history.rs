@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::alerts::{Ack, Silence, StoredAlert, Transition};
-use crate::rules::State;
+use crate::model::alert::State;
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +264,7 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
             ends_at: r.get(3)?,
             created_by: r.get(4)?,
             comment: r.get(5)?,
+            compiled: Vec::new(),
         })
     })?;
     for r in rows {

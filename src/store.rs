@@ -8,109 +8,43 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::catalog;
+pub use crate::model::metric::{Family, Kind, Labels, MetricDef, Sample, def};
 
 pub mod index;
 pub mod ring;
 
-/// A metric type, as the text exposition format names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-    /// Quantile series plus `_sum` and `_count`, as the exposition format defines.
-    Summary,
-    Untyped,
-}
+pub const BUILD_INFO: MetricDef = def(
+    "m4watch_build_info",
+    Kind::Gauge,
+    &["version", "revision"],
+    "Always 1; labels name the version and git revision of this m4watch binary.",
+);
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-            Kind::Summary => "summary",
-            Kind::Untyped => "untyped",
-        }
-    }
-}
+pub const COLLECTOR_DURATION_SECONDS: MetricDef = def(
+    "m4watch_collector_duration_seconds",
+    Kind::Gauge,
+    &["collector"],
+    "How long the last run of a collector took, in seconds.",
+);
 
-/// Label pairs of one series, in the order they are written.
-pub type Labels = Vec<(String, String)>;
+pub const COLLECTOR_SUCCESS: MetricDef = def(
+    "m4watch_collector_success",
+    Kind::Gauge,
+    &["collector"],
+    "1 if the last run of a collector succeeded, 0 if it failed or timed out.",
+);
 
-/// One series value. `suffix` is empty except for histogram parts
-/// (`_bucket`, `_sum`, `_count`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub suffix: &'static str,
-    pub labels: Labels,
-    pub value: f64,
-}
-
-/// A named family of samples with its help text and type.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Family {
-    pub name: String,
-    pub help: String,
-    pub kind: Kind,
-    pub samples: Vec<Sample>,
-}
-
-impl Family {
-    /// A family whose help text and type come from the [`catalog`], the one list of every
-    /// metric m4watch exports. Panics in debug builds when the name is not catalogued,
-    /// so a new metric cannot ship undocumented.
-    pub fn new(name: &str) -> Self {
-        let def = catalog::lookup(name);
-        debug_assert!(def.is_some(), "metric {name} is not in the catalog");
-        let (help, kind) = def.map_or(("", Kind::Untyped), |d| (d.help, d.kind));
-        Family {
-            name: name.to_string(),
-            help: help.to_string(),
-            kind,
-            samples: Vec::new(),
-        }
-    }
-
-    /// Adds a series. Values that are not finite are still written (Prometheus accepts
-    /// NaN and ±Inf); a value that is *unknown* must simply not be pushed.
-    pub fn push<K: Into<String>, V: Into<String>>(
-        &mut self,
-        labels: impl IntoIterator<Item = (K, V)>,
-        value: f64,
-    ) -> &mut Self {
-        self.samples.push(Sample {
-            suffix: "",
-            labels: labels
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            value,
-        });
-        self
-    }
-
-    /// Adds one part of a histogram or summary series (`_bucket`, `_sum`, `_count`).
-    pub fn push_part(&mut self, suffix: &'static str, labels: Labels, value: f64) -> &mut Self {
-        self.samples.push(Sample {
-            suffix,
-            labels,
-            value,
-        });
-        self
-    }
-
-    /// Adds a series with no labels.
-    pub fn push_value(&mut self, value: f64) -> &mut Self {
-        self.push(std::iter::empty::<(String, String)>(), value)
-    }
-}
+pub const COLLECTOR_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
+    "m4watch_collector_last_success_timestamp_seconds",
+    Kind::Gauge,
+    &["collector"],
+    "Unix time of the last successful run of a collector; absent until one succeeds.",
+);
 
 /// How the last run of one collector went.
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
@@ -304,7 +238,7 @@ impl Store {
     }
 
     fn self_families(&self, collectors: &BTreeMap<String, CollectorStatus>) -> Vec<Family> {
-        let mut build = Family::new("m4watch_build_info");
+        let mut build = Family::new(&BUILD_INFO);
         build.push(
             [
                 ("version", self.build.version),
@@ -312,9 +246,9 @@ impl Store {
             ],
             1.0,
         );
-        let mut duration = Family::new("m4watch_collector_duration_seconds");
-        let mut success = Family::new("m4watch_collector_success");
-        let mut last = Family::new("m4watch_collector_last_success_timestamp_seconds");
+        let mut duration = Family::new(&COLLECTOR_DURATION_SECONDS);
+        let mut success = Family::new(&COLLECTOR_SUCCESS);
+        let mut last = Family::new(&COLLECTOR_LAST_SUCCESS_TIMESTAMP_SECONDS);
         for (name, s) in collectors {
             let label = [("collector", name.as_str())];
             duration.push(label, s.duration_seconds);
@@ -345,13 +279,7 @@ impl Store {
     }
 }
 
-/// Seconds since the Unix epoch, as Prometheus timestamps them.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub use crate::clock::unix_now;
 
 fn from_proto(mf: &prometheus::proto::MetricFamily) -> Family {
     use prometheus::proto::MetricType;
@@ -483,10 +411,17 @@ fn escape_into(out: &mut String, s: &str, quote: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// A family as a collector would define it (the store knows no collector).
+    const TEMPERATURE_CELSIUS: MetricDef = def(
+        "m4watch_temperature_celsius",
+        Kind::Gauge,
+        &["sensor"],
+        "Temperature reported by a sensor, in degrees Celsius.",
+    );
 
     #[test]
     fn encodes_help_type_labels_and_escapes() {
-        let mut f = Family::new("m4watch_temperature_celsius");
+        let mut f = Family::new(&TEMPERATURE_CELSIUS);
         f.push([("sensor", "a\"b\\c\nd")], 41.5);
         let text = encode(&[f]);
         assert_eq!(
@@ -499,7 +434,7 @@ mod tests {
 
     #[test]
     fn empty_families_are_not_written() {
-        assert_eq!(encode(&[Family::new("m4watch_temperature_celsius")]), "");
+        assert_eq!(encode(&[Family::new(&TEMPERATURE_CELSIUS)]), "");
     }
 
     #[test]
@@ -514,9 +449,9 @@ mod tests {
     #[test]
     fn publish_replaces_a_sources_families_and_merges_by_name() {
         let store = Store::new();
-        let mut a = Family::new("m4watch_temperature_celsius");
+        let mut a = Family::new(&TEMPERATURE_CELSIUS);
         a.push([("sensor", "x")], 1.0);
-        let mut b = Family::new("m4watch_temperature_celsius");
+        let mut b = Family::new(&TEMPERATURE_CELSIUS);
         b.push([("sensor", "y")], 2.0);
         store.publish("one", vec![a]);
         store.publish("two", vec![b]);

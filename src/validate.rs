@@ -10,6 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::collect::containers::DOCKER_INFO;
+use crate::collect::hardware::{
+    CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
+};
+use crate::collect::probes::PROBE_SUCCESS;
+use crate::collect::process::{PROCESS_CPU_SECONDS_TOTAL, PROCESS_RESIDENT_MEMORY_BYTES};
+use crate::collect::trading::{
+    PERFORMANCE_SCORE, PERFORMANCE_SCORE_COVERAGE_RATIO, TRADING_SERIES,
+};
+use crate::rules::task::{ALERTS, RULES_LOADED};
+use crate::store::{BUILD_INFO, COLLECTOR_DURATION_SECONDS, COLLECTOR_SUCCESS};
 use serde::Deserialize;
 
 /// Paths every m4watch must serve (issue 5's list); the instance's spec must name
@@ -40,9 +51,9 @@ pub const REQUIRED_PATHS: &[&str] = &[
 
 /// Families that must be on /metrics whatever is enabled.
 const ALWAYS: &[&str] = &[
-    "m4watch_build_info",
-    "m4watch_collector_success",
-    "m4watch_collector_duration_seconds",
+    BUILD_INFO.name,
+    COLLECTOR_SUCCESS.name,
+    COLLECTOR_DURATION_SECONDS.name,
 ];
 
 /// Families an enabled collector (or the rule engine) must export.
@@ -50,30 +61,27 @@ const BY_COLLECTOR: &[(&str, &[&str])] = &[
     (
         "hardware",
         &[
-            "m4watch_cpu_info",
-            "m4watch_cpu_utilization_ratio",
-            "m4watch_cpu_cluster_utilization_ratio",
-            "m4watch_cpu_cores",
-            "m4watch_memory_bytes",
+            CPU_INFO.name,
+            CPU_UTILIZATION_RATIO.name,
+            CPU_CLUSTER_UTILIZATION_RATIO.name,
+            CPU_CORES.name,
+            MEMORY_BYTES.name,
         ],
     ),
     (
         "process",
         &[
-            "m4watch_process_resident_memory_bytes",
-            "m4watch_process_cpu_seconds_total",
+            PROCESS_RESIDENT_MEMORY_BYTES.name,
+            PROCESS_CPU_SECONDS_TOTAL.name,
         ],
     ),
-    ("containers", &["m4watch_docker_info"]),
-    ("probes", &["m4watch_probe_success"]),
+    ("containers", &[DOCKER_INFO.name]),
+    ("probes", &[PROBE_SUCCESS.name]),
     (
         "trading",
-        &[
-            "m4watch_performance_score_coverage_ratio",
-            "m4watch_trading_series",
-        ],
+        &[PERFORMANCE_SCORE_COVERAGE_RATIO.name, TRADING_SERIES.name],
     ),
-    ("rules", &["m4watch_rules_loaded", "m4watch_alerts"]),
+    ("rules", &[RULES_LOADED.name, ALERTS.name]),
 ];
 
 /// What to check and how strictly.
@@ -435,7 +443,7 @@ pub async fn run(opts: &Options) -> Vec<Check> {
                 )
             });
             if enabled.contains("trading") {
-                checks.push(match sample_value(&a.body, "m4watch_performance_score") {
+                checks.push(match sample_value(&a.body, PERFORMANCE_SCORE.name) {
                     Some(v) => Check::pass("performance score", format!("{v:.1}")),
                     None => Check::fail(
                         "performance score",

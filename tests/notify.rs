@@ -908,7 +908,7 @@ async fn smtp_steps_are_classified() {
         group_key: "g".into(),
         group_labels: Default::default(),
         alerts: vec![m4watch::notify::AlertEvent {
-            fingerprint: m4watch::notify::fingerprint(&labels),
+            fingerprint: m4watch::model::alert::fingerprint(&labels),
             labels,
             annotations: Default::default(),
             state: AlertState::Firing,
@@ -1256,8 +1256,9 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
 
 #[tokio::test]
 async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
+    use m4watch::model::alert::fingerprint;
     use m4watch::notify::config::NotifyConfig;
-    use m4watch::notify::{AlertEvent, AlertState, Notifier, fingerprint};
+    use m4watch::notify::{AlertEvent, AlertState, Notifier};
     let sink = Sink::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
@@ -1403,7 +1404,7 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
         group_key: "g".into(),
         group_labels: Default::default(),
         alerts: vec![m4watch::notify::AlertEvent {
-            fingerprint: m4watch::notify::fingerprint(&labels),
+            fingerprint: m4watch::model::alert::fingerprint(&labels),
             labels,
             annotations: Default::default(),
             state: m4watch::notify::AlertState::Firing,

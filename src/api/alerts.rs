@@ -14,8 +14,9 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::alerts::{Ack, AlertError, Alerts, Matcher, Silence, StoredAlert};
-use crate::rules::State as AlertState;
+use crate::alerts::{Ack, AlertError, Alerts, Silence, StoredAlert};
+use crate::model::alert::MatcherSpec;
+use crate::model::alert::State as AlertState;
 
 /// The alert routes: reads behind the read token, changes behind the write token.
 pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -211,7 +212,7 @@ async fn acknowledge(
 struct SilenceBody {
     /// Every matcher must match for the silence to apply.
     #[schema(min_items = 1)]
-    matchers: Vec<Matcher>,
+    matchers: Vec<MatcherSpec>,
     /// RFC 3339 end time; or give `duration`.
     #[serde(default)]
     #[schema(format = DateTime)]
@@ -231,7 +232,7 @@ struct SilenceBody {
 #[derive(Serialize, utoipa::ToSchema)]
 struct SilenceView {
     id: String,
-    matchers: Vec<Matcher>,
+    matchers: Vec<MatcherSpec>,
     starts_at: String,
     ends_at: String,
     created_by: String,
@@ -274,7 +275,7 @@ async fn add_silence(
         ));
     }
     for m in &b.matchers {
-        m.validate().map_err(ApiError::bad_request)?;
+        m.compile().map_err(ApiError::bad_request)?;
     }
     if b.created_by.trim().is_empty() {
         return Err(ApiError::bad_request("`created_by` must name who silences"));
@@ -306,6 +307,7 @@ async fn add_silence(
         ends_at,
         created_by: b.created_by.trim().to_string(),
         comment: b.comment,
+        compiled: Vec::new(),
     });
     Ok((StatusCode::CREATED, Json(silence_view(silence, now))))
 }

@@ -15,6 +15,16 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::collect::hardware::apple::{
+    ANE_POWER_WATTS, ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO,
+    CPU_FREQUENCY_HERTZ, FAN_SPEED_RPM, GPU_FREQUENCY_HERTZ, GPU_MEMORY_USED_BYTES,
+    GPU_UTILIZATION_RATIO, MEMORY_PRESSURE_LEVEL,
+};
+use crate::collect::hardware::{
+    CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
+    MEMORY_PRESSURE_RATIO, MEMORY_TOTAL_BYTES, POWER_WATTS, TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
+};
+use crate::rules::task::RULES_LOADED;
 use crate::store::CollectorStatus;
 use crate::store::index::{Families, label};
 
@@ -163,19 +173,19 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
 
 /// Builds the hardware snapshot from the families.
 pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSnapshot {
-    let util = f.by_label("m4watch_cpu_utilization_ratio", "cpu");
-    let active = f.by_label("m4watch_cpu_active_ratio", "cpu");
+    let util = f.by_label(CPU_UTILIZATION_RATIO.name, "cpu");
+    let active = f.by_label(CPU_ACTIVE_RATIO.name, "cpu");
     let freq: BTreeMap<String, f64> = f
-        .samples("m4watch_cpu_frequency_hertz")
+        .samples(CPU_FREQUENCY_HERTZ.name)
         .filter_map(|(l, v)| label(l, "cpu").map(|c| (c.to_string(), v)))
         .collect();
     let cluster_freq: BTreeMap<String, f64> = f
-        .samples("m4watch_cpu_frequency_hertz")
+        .samples(CPU_FREQUENCY_HERTZ.name)
         .filter(|(l, _)| label(l, "cpu").is_none())
         .filter_map(|(l, v)| label(l, "cluster").map(|c| (c.to_string(), v)))
         .collect();
     let mut cores: Vec<CoreView> = f
-        .samples("m4watch_cpu_info")
+        .samples(CPU_INFO.name)
         .filter_map(|(l, _)| {
             let cpu = label(l, "cpu")?;
             Some(CoreView {
@@ -189,9 +199,9 @@ pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSna
         })
         .collect();
     cores.sort_by_key(|c| c.cpu);
-    let type_util = f.by_label("m4watch_cpu_cluster_utilization_ratio", "type");
+    let type_util = f.by_label(CPU_CLUSTER_UTILIZATION_RATIO.name, "type");
     let mut types: Vec<CoreTypeView> = f
-        .samples("m4watch_cpu_cores")
+        .samples(CPU_CORES.name)
         .filter_map(|(l, n)| {
             let t = label(l, "type")?;
             Some(CoreTypeView {
@@ -226,7 +236,7 @@ pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSna
         })
         .collect();
 
-    let chip = f.samples("m4watch_chip_info").next().map(|(l, _)| {
+    let chip = f.samples(CHIP_INFO.name).next().map(|(l, _)| {
         let n = |k: &str| label(l, k).and_then(|v| v.parse().ok());
         ChipView {
             chip: label(l, "chip").unwrap_or_default().to_string(),
@@ -236,17 +246,17 @@ pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSna
         }
     });
     let gpu = GpuView {
-        utilization: f.value("m4watch_gpu_utilization_ratio", &[]),
-        memory_used_bytes: f.value("m4watch_gpu_memory_used_bytes", &[]),
-        frequency_hz: f.value("m4watch_gpu_frequency_hertz", &[]),
+        utilization: f.value(GPU_UTILIZATION_RATIO.name, &[]),
+        memory_used_bytes: f.value(GPU_MEMORY_USED_BYTES.name, &[]),
+        frequency_hz: f.value(GPU_FREQUENCY_HERTZ.name, &[]),
     };
     let gpu = (gpu.utilization.is_some()
         || gpu.memory_used_bytes.is_some()
         || gpu.frequency_hz.is_some())
     .then_some(gpu);
     let ane = AneView {
-        power_watts: f.value("m4watch_ane_power_watts", &[]),
-        utilization_estimate: f.value("m4watch_ane_utilization_estimate_ratio", &[]),
+        power_watts: f.value(ANE_POWER_WATTS.name, &[]),
+        utilization_estimate: f.value(ANE_UTILIZATION_ESTIMATE_RATIO.name, &[]),
     };
     let ane = (ane.power_watts.is_some() || ane.utilization_estimate.is_some()).then_some(ane);
 
@@ -259,17 +269,17 @@ pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSna
             clusters,
         },
         memory: MemoryView {
-            total_bytes: f.value("m4watch_memory_total_bytes", &[]),
-            bytes: f.by_label("m4watch_memory_bytes", "state"),
-            pressure_ratio: f.by_label("m4watch_memory_pressure_ratio", "window"),
-            pressure_level: f.state("m4watch_memory_pressure_level", "level"),
+            total_bytes: f.value(MEMORY_TOTAL_BYTES.name, &[]),
+            bytes: f.by_label(MEMORY_BYTES.name, "state"),
+            pressure_ratio: f.by_label(MEMORY_PRESSURE_RATIO.name, "window"),
+            pressure_level: f.state(MEMORY_PRESSURE_LEVEL.name, "level"),
         },
         gpu,
         ane,
-        power_watts: f.by_label("m4watch_power_watts", "rail"),
-        temperatures_celsius: f.by_label("m4watch_temperature_celsius", "sensor"),
-        thermal_pressure: f.state("m4watch_thermal_pressure", "state"),
-        fans_rpm: f.by_label("m4watch_fan_speed_rpm", "fan"),
+        power_watts: f.by_label(POWER_WATTS.name, "rail"),
+        temperatures_celsius: f.by_label(TEMPERATURE_CELSIUS.name, "sensor"),
+        thermal_pressure: f.state(THERMAL_PRESSURE.name, "state"),
+        fans_rpm: f.by_label(FAN_SPEED_RPM.name, "fan"),
     }
 }
 
@@ -438,8 +448,8 @@ fn active_alerts(s: &AppState) -> BTreeMap<(&'static str, String), u64> {
     let mut out = BTreeMap::new();
     for a in s.alerts.iter().flat_map(|a| a.active()) {
         let state = match a.state {
-            crate::rules::State::Firing => "firing",
-            crate::rules::State::Pending => "pending",
+            crate::model::alert::State::Firing => "firing",
+            crate::model::alert::State::Pending => "pending",
             _ => continue,
         };
         *out.entry((state, a.severity)).or_insert(0) += 1;
@@ -642,9 +652,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
                 .map(|p| p.display().to_string())
                 .collect(),
             evaluation_interval_seconds: c.rules.evaluation_interval.get().as_secs_f64(),
-            loaded: families
-                .value("m4watch_rules_loaded", &[])
-                .map(|v| v as u64),
+            loaded: families.value(RULES_LOADED.name, &[]).map(|v| v as u64),
         },
         receivers: s
             .notifier
@@ -724,9 +732,9 @@ pub struct DashboardSummary {
 }
 
 fn hardware_summary(f: &Families) -> HardwareSummary {
-    let mem_total = f.value("m4watch_memory_total_bytes", &[]);
-    let mem_used = f.value("m4watch_memory_bytes", &[("state", "used")]);
-    let rails = f.by_label("m4watch_power_watts", "rail");
+    let mem_total = f.value(MEMORY_TOTAL_BYTES.name, &[]);
+    let mem_used = f.value(MEMORY_BYTES.name, &[("state", "used")]);
+    let rails = f.by_label(POWER_WATTS.name, "rail");
     // The whole-system rail where the platform has one, else the sum of the rails
     // (RAPL packages on Linux).
     let power = rails
@@ -734,19 +742,19 @@ fn hardware_summary(f: &Families) -> HardwareSummary {
         .copied()
         .or_else(|| (!rails.is_empty()).then(|| rails.values().sum()));
     HardwareSummary {
-        cpu_utilization: f.by_label("m4watch_cpu_cluster_utilization_ratio", "type"),
+        cpu_utilization: f.by_label(CPU_CLUSTER_UTILIZATION_RATIO.name, "type"),
         memory_used_ratio: match (mem_used, mem_total) {
             (Some(u), Some(t)) if t > 0.0 => Some(u / t),
             _ => None,
         },
-        gpu_utilization: f.value("m4watch_gpu_utilization_ratio", &[]),
-        ane_utilization_estimate: f.value("m4watch_ane_utilization_estimate_ratio", &[]),
+        gpu_utilization: f.value(GPU_UTILIZATION_RATIO.name, &[]),
+        ane_utilization_estimate: f.value(ANE_UTILIZATION_ESTIMATE_RATIO.name, &[]),
         power_watts: power,
         max_temperature_celsius: f
-            .samples("m4watch_temperature_celsius")
+            .samples(TEMPERATURE_CELSIUS.name)
             .map(|(_, v)| v)
             .reduce(f64::max),
-        thermal_pressure: f.state("m4watch_thermal_pressure", "state"),
+        thermal_pressure: f.state(THERMAL_PRESSURE.name, "state"),
     }
 }
 
@@ -836,7 +844,7 @@ mod tests {
         let e = "efficiency";
         Families::of(vec![
             fam(
-                "m4watch_cpu_info",
+                &crate::collect::hardware::CPU_INFO,
                 &[
                     (&[("cpu", "0"), ("type", e), ("cluster", "E")], 1.0),
                     (&[("cpu", "1"), ("type", p), ("cluster", "P0")], 1.0),
@@ -844,7 +852,7 @@ mod tests {
                 ],
             ),
             fam(
-                "m4watch_cpu_utilization_ratio",
+                &crate::collect::hardware::CPU_UTILIZATION_RATIO,
                 &[
                     (&[("cpu", "0"), ("type", e)], 0.9),
                     (&[("cpu", "1"), ("type", p)], 0.2),
@@ -852,24 +860,33 @@ mod tests {
                 ],
             ),
             fam(
-                "m4watch_cpu_cores",
+                &crate::collect::hardware::CPU_CORES,
                 &[(&[("type", e)], 1.0), (&[("type", p)], 2.0)],
             ),
             fam(
-                "m4watch_cpu_cluster_utilization_ratio",
+                &crate::collect::hardware::CPU_CLUSTER_UTILIZATION_RATIO,
                 &[(&[("type", e)], 0.9), (&[("type", p)], 0.3)],
             ),
             fam(
-                "m4watch_thermal_pressure",
+                &crate::collect::hardware::THERMAL_PRESSURE,
                 &[
                     (&[("state", "nominal")], 0.0),
                     (&[("state", "fair")], 1.0),
                     (&[("state", "serious")], 0.0),
                 ],
             ),
-            fam("m4watch_memory_total_bytes", &[(&[], 100.0)]),
-            fam("m4watch_memory_bytes", &[(&[("state", "used")], 25.0)]),
-            fam("m4watch_gpu_utilization_ratio", &[(&[], f64::NAN)]),
+            fam(
+                &crate::collect::hardware::MEMORY_TOTAL_BYTES,
+                &[(&[], 100.0)],
+            ),
+            fam(
+                &crate::collect::hardware::MEMORY_BYTES,
+                &[(&[("state", "used")], 25.0)],
+            ),
+            fam(
+                &crate::collect::hardware::apple::GPU_UTILIZATION_RATIO,
+                &[(&[], f64::NAN)],
+            ),
         ])
     }
 

@@ -14,10 +14,11 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
+use crate::model::alert::fingerprint;
 use crate::notify::config::ReceiverConfig;
 use crate::notify::dispatch::NotifyError;
 use crate::notify::outbox::Delivery;
-use crate::notify::{AlertEvent, AlertState, fingerprint};
+use crate::notify::{AlertEvent, AlertState};
 
 /// The notification routes, each behind the right token check.
 pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {

@@ -30,162 +30,202 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{CollectError, Collector};
-use crate::catalog::{MetricDef, def};
 use crate::config::{ContainerMatch, ContainersConfig};
+use crate::model::{MetricDef, def};
 use crate::store::{Family, Kind};
 
 /// Labels every per-container series carries (the last three only when set).
 const CONTAINER_LABELS: &[&str] = &["name", "compose_project", "compose_service", "tier"];
 
 /// Every family this collector exports.
+pub const DOCKER_INFO: MetricDef = def(
+    "m4watch_docker_info",
+    Kind::Gauge,
+    &["server_version", "ncpu", "mem_total_bytes"],
+    "Always 1 while the Docker Engine answers; labels give its version, CPUs and memory (on a Mac: Docker Desktop's VM, not the Mac).",
+);
+
+pub const CONTAINER_INFO: MetricDef = def(
+    "m4watch_container_info",
+    Kind::Gauge,
+    &[
+        "name",
+        "compose_project",
+        "compose_service",
+        "tier",
+        "id",
+        "image",
+        "cpuset",
+        "restart_policy",
+    ],
+    "Always 1; labels identify a container (short id, image, cpuset and restart policy when set).",
+);
+
+pub const CONTAINER_UP: MetricDef = def(
+    "m4watch_container_up",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "1 if the container is running (or paused), 0 if it is created, restarting, exited or dead.",
+);
+
+pub const CONTAINER_START_TIME_SECONDS: MetricDef = def(
+    "m4watch_container_start_time_seconds",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Unix time the container last started; absent if it never started.",
+);
+
+pub const CONTAINER_CPU_USAGE_SECONDS_TOTAL: MetricDef = def(
+    "m4watch_container_cpu_usage_seconds_total",
+    Kind::Counter,
+    CONTAINER_LABELS,
+    "CPU time consumed by the container since it started, in seconds.",
+);
+
+pub const CONTAINER_CPU_THROTTLED_SECONDS_TOTAL: MetricDef = def(
+    "m4watch_container_cpu_throttled_seconds_total",
+    Kind::Counter,
+    CONTAINER_LABELS,
+    "Time the container's CPU quota held it back since it started, in seconds.",
+);
+
+pub const CONTAINER_CPU_LIMIT_CORES: MetricDef = def(
+    "m4watch_container_cpu_limit_cores",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "CPU limit (--cpus or quota/period) in cores; absent when unlimited.",
+);
+
+pub const CONTAINER_MEMORY_USAGE_BYTES: MetricDef = def(
+    "m4watch_container_memory_usage_bytes",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Memory charged to the container's cgroup, page cache included, in bytes.",
+);
+
+pub const CONTAINER_MEMORY_WORKING_SET_BYTES: MetricDef = def(
+    "m4watch_container_memory_working_set_bytes",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Memory usage minus inactive file cache, in bytes: what the OOM killer looks at.",
+);
+
+pub const CONTAINER_MEMORY_LIMIT_BYTES: MetricDef = def(
+    "m4watch_container_memory_limit_bytes",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Memory limit of the container, in bytes; absent when unlimited.",
+);
+
+pub const CONTAINER_NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
+    "m4watch_container_network_receive_bytes_total",
+    Kind::Counter,
+    &[
+        "name",
+        "compose_project",
+        "compose_service",
+        "tier",
+        "interface",
+    ],
+    "Bytes received on a network interface of the container.",
+);
+
+pub const CONTAINER_NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
+    "m4watch_container_network_transmit_bytes_total",
+    Kind::Counter,
+    &[
+        "name",
+        "compose_project",
+        "compose_service",
+        "tier",
+        "interface",
+    ],
+    "Bytes sent on a network interface of the container.",
+);
+
+pub const CONTAINER_BLKIO_READ_BYTES_TOTAL: MetricDef = def(
+    "m4watch_container_blkio_read_bytes_total",
+    Kind::Counter,
+    CONTAINER_LABELS,
+    "Bytes the container read from block devices.",
+);
+
+pub const CONTAINER_BLKIO_WRITE_BYTES_TOTAL: MetricDef = def(
+    "m4watch_container_blkio_write_bytes_total",
+    Kind::Counter,
+    CONTAINER_LABELS,
+    "Bytes the container wrote to block devices.",
+);
+
+pub const CONTAINER_PIDS: MetricDef = def(
+    "m4watch_container_pids",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Processes and threads running in the container.",
+);
+
+pub const CONTAINER_RESTARTS_TOTAL: MetricDef = def(
+    "m4watch_container_restarts_total",
+    Kind::Counter,
+    CONTAINER_LABELS,
+    "Times the container started again after it had exited (restart policy, docker restart or docker start), from events and inspect.",
+);
+
+pub const CONTAINER_OOM_KILLS_TOTAL: MetricDef = def(
+    "m4watch_container_oom_kills_total",
+    Kind::Counter,
+    CONTAINER_LABELS,
+    "Times the kernel OOM killer hit the container, from events and inspect.",
+);
+
+pub const CONTAINER_LAST_EXIT_CODE: MetricDef = def(
+    "m4watch_container_last_exit_code",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Exit code of the container's last exit; absent until it has exited once.",
+);
+
+pub const CONTAINER_HEALTH_STATUS: MetricDef = def(
+    "m4watch_container_health_status",
+    Kind::Gauge,
+    &[
+        "name",
+        "compose_project",
+        "compose_service",
+        "tier",
+        "status",
+    ],
+    "Docker HEALTHCHECK state as a state set: 1 for the current status (healthy, unhealthy, starting, none), 0 for the others.",
+);
+
+pub const CONTAINER_HEALTH_FAILING_STREAK: MetricDef = def(
+    "m4watch_container_health_failing_streak",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Consecutive failed HEALTHCHECK runs; absent for containers without a healthcheck.",
+);
+
 pub const METRICS: &[MetricDef] = &[
-    def(
-        "m4watch_docker_info",
-        Kind::Gauge,
-        &["server_version", "ncpu", "mem_total_bytes"],
-        "Always 1 while the Docker Engine answers; labels give its version, CPUs and memory (on a Mac: Docker Desktop's VM, not the Mac).",
-    ),
-    def(
-        "m4watch_container_info",
-        Kind::Gauge,
-        &[
-            "name",
-            "compose_project",
-            "compose_service",
-            "tier",
-            "id",
-            "image",
-            "cpuset",
-            "restart_policy",
-        ],
-        "Always 1; labels identify a container (short id, image, cpuset and restart policy when set).",
-    ),
-    def(
-        "m4watch_container_up",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "1 if the container is running (or paused), 0 if it is created, restarting, exited or dead.",
-    ),
-    def(
-        "m4watch_container_start_time_seconds",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Unix time the container last started; absent if it never started.",
-    ),
-    def(
-        "m4watch_container_cpu_usage_seconds_total",
-        Kind::Counter,
-        CONTAINER_LABELS,
-        "CPU time consumed by the container since it started, in seconds.",
-    ),
-    def(
-        "m4watch_container_cpu_throttled_seconds_total",
-        Kind::Counter,
-        CONTAINER_LABELS,
-        "Time the container's CPU quota held it back since it started, in seconds.",
-    ),
-    def(
-        "m4watch_container_cpu_limit_cores",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "CPU limit (--cpus or quota/period) in cores; absent when unlimited.",
-    ),
-    def(
-        "m4watch_container_memory_usage_bytes",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Memory charged to the container's cgroup, page cache included, in bytes.",
-    ),
-    def(
-        "m4watch_container_memory_working_set_bytes",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Memory usage minus inactive file cache, in bytes: what the OOM killer looks at.",
-    ),
-    def(
-        "m4watch_container_memory_limit_bytes",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Memory limit of the container, in bytes; absent when unlimited.",
-    ),
-    def(
-        "m4watch_container_network_receive_bytes_total",
-        Kind::Counter,
-        &[
-            "name",
-            "compose_project",
-            "compose_service",
-            "tier",
-            "interface",
-        ],
-        "Bytes received on a network interface of the container.",
-    ),
-    def(
-        "m4watch_container_network_transmit_bytes_total",
-        Kind::Counter,
-        &[
-            "name",
-            "compose_project",
-            "compose_service",
-            "tier",
-            "interface",
-        ],
-        "Bytes sent on a network interface of the container.",
-    ),
-    def(
-        "m4watch_container_blkio_read_bytes_total",
-        Kind::Counter,
-        CONTAINER_LABELS,
-        "Bytes the container read from block devices.",
-    ),
-    def(
-        "m4watch_container_blkio_write_bytes_total",
-        Kind::Counter,
-        CONTAINER_LABELS,
-        "Bytes the container wrote to block devices.",
-    ),
-    def(
-        "m4watch_container_pids",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Processes and threads running in the container.",
-    ),
-    def(
-        "m4watch_container_restarts_total",
-        Kind::Counter,
-        CONTAINER_LABELS,
-        "Times the container started again after it had exited (restart policy, docker restart or docker start), from events and inspect.",
-    ),
-    def(
-        "m4watch_container_oom_kills_total",
-        Kind::Counter,
-        CONTAINER_LABELS,
-        "Times the kernel OOM killer hit the container, from events and inspect.",
-    ),
-    def(
-        "m4watch_container_last_exit_code",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Exit code of the container's last exit; absent until it has exited once.",
-    ),
-    def(
-        "m4watch_container_health_status",
-        Kind::Gauge,
-        &[
-            "name",
-            "compose_project",
-            "compose_service",
-            "tier",
-            "status",
-        ],
-        "Docker HEALTHCHECK state as a state set: 1 for the current status (healthy, unhealthy, starting, none), 0 for the others.",
-    ),
-    def(
-        "m4watch_container_health_failing_streak",
-        Kind::Gauge,
-        CONTAINER_LABELS,
-        "Consecutive failed HEALTHCHECK runs; absent for containers without a healthcheck.",
-    ),
+    DOCKER_INFO,
+    CONTAINER_INFO,
+    CONTAINER_UP,
+    CONTAINER_START_TIME_SECONDS,
+    CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+    CONTAINER_CPU_THROTTLED_SECONDS_TOTAL,
+    CONTAINER_CPU_LIMIT_CORES,
+    CONTAINER_MEMORY_USAGE_BYTES,
+    CONTAINER_MEMORY_WORKING_SET_BYTES,
+    CONTAINER_MEMORY_LIMIT_BYTES,
+    CONTAINER_NETWORK_RECEIVE_BYTES_TOTAL,
+    CONTAINER_NETWORK_TRANSMIT_BYTES_TOTAL,
+    CONTAINER_BLKIO_READ_BYTES_TOTAL,
+    CONTAINER_BLKIO_WRITE_BYTES_TOTAL,
+    CONTAINER_PIDS,
+    CONTAINER_RESTARTS_TOTAL,
+    CONTAINER_OOM_KILLS_TOTAL,
+    CONTAINER_LAST_EXIT_CODE,
+    CONTAINER_HEALTH_STATUS,
+    CONTAINER_HEALTH_FAILING_STREAK,
 ];
 
 /// HEALTHCHECK states, in the order the state set is written.
@@ -712,10 +752,8 @@ fn engine_info(info: &bollard::models::SystemInfo) -> EngineInfo {
 
 /// The metric families of one report.
 pub fn families(report: &Report) -> Vec<Family> {
-    let mut by_name: BTreeMap<&'static str, Family> = METRICS
-        .iter()
-        .map(|d| (d.name, Family::new(d.name)))
-        .collect();
+    let mut by_name: BTreeMap<&'static str, Family> =
+        METRICS.iter().map(|d| (d.name, Family::new(d))).collect();
     let mut push = |name: &'static str, labels: Vec<(String, String)>, v: f64| {
         by_name
             .get_mut(name)
@@ -724,7 +762,7 @@ pub fn families(report: &Report) -> Vec<Family> {
     };
     let e = &report.engine;
     push(
-        "m4watch_docker_info",
+        DOCKER_INFO.name,
         vec![
             (
                 "server_version".into(),
@@ -764,58 +802,51 @@ pub fn families(report: &Report) -> Vec<Family> {
         if let Some(p) = &c.restart_policy {
             info.push(("restart_policy".into(), p.clone()));
         }
-        push("m4watch_container_info", info, 1.0);
-        push(
-            "m4watch_container_up",
-            base.clone(),
-            f64::from(u8::from(c.up)),
-        );
+        push(CONTAINER_INFO.name, info, 1.0);
+        push(CONTAINER_UP.name, base.clone(), f64::from(u8::from(c.up)));
         let optional = [
-            ("m4watch_container_start_time_seconds", c.start_time_seconds),
+            (CONTAINER_START_TIME_SECONDS.name, c.start_time_seconds),
             (
-                "m4watch_container_cpu_usage_seconds_total",
+                CONTAINER_CPU_USAGE_SECONDS_TOTAL.name,
                 c.cpu_usage_seconds_total,
             ),
             (
-                "m4watch_container_cpu_throttled_seconds_total",
+                CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name,
                 c.cpu_throttled_seconds_total,
             ),
-            ("m4watch_container_cpu_limit_cores", c.cpu_limit_cores),
+            (CONTAINER_CPU_LIMIT_CORES.name, c.cpu_limit_cores),
             (
-                "m4watch_container_memory_usage_bytes",
+                CONTAINER_MEMORY_USAGE_BYTES.name,
                 c.memory_usage_bytes.map(|v| v as f64),
             ),
             (
-                "m4watch_container_memory_working_set_bytes",
+                CONTAINER_MEMORY_WORKING_SET_BYTES.name,
                 c.memory_working_set_bytes.map(|v| v as f64),
             ),
             (
-                "m4watch_container_memory_limit_bytes",
+                CONTAINER_MEMORY_LIMIT_BYTES.name,
                 c.memory_limit_bytes.map(|v| v as f64),
             ),
             (
-                "m4watch_container_blkio_read_bytes_total",
+                CONTAINER_BLKIO_READ_BYTES_TOTAL.name,
                 c.blkio_read_bytes_total.map(|v| v as f64),
             ),
             (
-                "m4watch_container_blkio_write_bytes_total",
+                CONTAINER_BLKIO_WRITE_BYTES_TOTAL.name,
                 c.blkio_write_bytes_total.map(|v| v as f64),
             ),
-            ("m4watch_container_pids", c.pids.map(|v| v as f64)),
+            (CONTAINER_PIDS.name, c.pids.map(|v| v as f64)),
+            (CONTAINER_RESTARTS_TOTAL.name, Some(c.restarts_total as f64)),
             (
-                "m4watch_container_restarts_total",
-                Some(c.restarts_total as f64),
-            ),
-            (
-                "m4watch_container_oom_kills_total",
+                CONTAINER_OOM_KILLS_TOTAL.name,
                 Some(c.oom_kills_total as f64),
             ),
             (
-                "m4watch_container_last_exit_code",
+                CONTAINER_LAST_EXIT_CODE.name,
                 c.last_exit_code.map(|v| v as f64),
             ),
             (
-                "m4watch_container_health_failing_streak",
+                CONTAINER_HEALTH_FAILING_STREAK.name,
                 c.health_failing_streak.map(|v| v as f64),
             ),
         ];
@@ -827,19 +858,19 @@ pub fn families(report: &Report) -> Vec<Family> {
         for (iface, n) in &c.networks {
             let l = with(&[("interface", iface)]);
             push(
-                "m4watch_container_network_receive_bytes_total",
+                CONTAINER_NETWORK_RECEIVE_BYTES_TOTAL.name,
                 l.clone(),
                 n.receive_bytes as f64,
             );
             push(
-                "m4watch_container_network_transmit_bytes_total",
+                CONTAINER_NETWORK_TRANSMIT_BYTES_TOTAL.name,
                 l,
                 n.transmit_bytes as f64,
             );
         }
         for state in HEALTH_STATES {
             push(
-                "m4watch_container_health_status",
+                CONTAINER_HEALTH_STATUS.name,
                 with(&[("status", state)]),
                 f64::from(u8::from(c.health_status == state)),
             );

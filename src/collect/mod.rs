@@ -138,7 +138,7 @@ mod tests {
             self.calls += 1;
             match self.calls {
                 1 => {
-                    let mut f = Family::new("m4watch_temperature_celsius");
+                    let mut f = Family::new(&crate::collect::hardware::TEMPERATURE_CELSIUS);
                     f.push([("sensor", "a")], 1.0);
                     Ok(vec![f])
                 }

@@ -8,30 +8,36 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{CollectError, Collector};
-use crate::catalog::{MetricDef, def};
 use crate::config::{ProbeTarget, ProbesConfig};
+use crate::model::{MetricDef, def};
 use crate::store::{Family, Kind};
 
 /// Every family this collector exports.
+pub const PROBE_SUCCESS: MetricDef = def(
+    "m4watch_probe_success",
+    Kind::Gauge,
+    &["target"],
+    "1 if the target's health endpoint answered 2xx within its timeout, else 0.",
+);
+
+pub const PROBE_DURATION_SECONDS: MetricDef = def(
+    "m4watch_probe_duration_seconds",
+    Kind::Gauge,
+    &["target"],
+    "How long the last probe of a target took, until its answer, error or timeout, in seconds.",
+);
+
+pub const PROBE_HTTP_STATUS_CODE: MetricDef = def(
+    "m4watch_probe_http_status_code",
+    Kind::Gauge,
+    &["target"],
+    "HTTP status of the target's last answer; absent when it did not answer.",
+);
+
 pub const METRICS: &[MetricDef] = &[
-    def(
-        "m4watch_probe_success",
-        Kind::Gauge,
-        &["target"],
-        "1 if the target's health endpoint answered 2xx within its timeout, else 0.",
-    ),
-    def(
-        "m4watch_probe_duration_seconds",
-        Kind::Gauge,
-        &["target"],
-        "How long the last probe of a target took, until its answer, error or timeout, in seconds.",
-    ),
-    def(
-        "m4watch_probe_http_status_code",
-        Kind::Gauge,
-        &["target"],
-        "HTTP status of the target's last answer; absent when it did not answer.",
-    ),
+    PROBE_SUCCESS,
+    PROBE_DURATION_SECONDS,
+    PROBE_HTTP_STATUS_CODE,
 ];
 
 /// Outcome of one probe.
@@ -106,9 +112,9 @@ fn one_line(e: &dyn std::error::Error) -> String {
 
 /// The families of one round of probes.
 pub fn families(results: &[ProbeResult]) -> Vec<Family> {
-    let mut success = Family::new("m4watch_probe_success");
-    let mut duration = Family::new("m4watch_probe_duration_seconds");
-    let mut status = Family::new("m4watch_probe_http_status_code");
+    let mut success = Family::new(&PROBE_SUCCESS);
+    let mut duration = Family::new(&PROBE_DURATION_SECONDS);
+    let mut status = Family::new(&PROBE_HTTP_STATUS_CODE);
     for r in results {
         let l = [("target", r.target.as_str())];
         success.push(l, f64::from(u8::from(r.success)));

@@ -3,7 +3,50 @@
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::{BlockingCollector, CollectError};
+use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
+
+pub const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = def(
+    "m4watch_process_resident_memory_bytes",
+    Kind::Gauge,
+    &[],
+    "Resident memory of the m4watch process, in bytes.",
+);
+
+pub const PROCESS_VIRTUAL_MEMORY_BYTES: MetricDef = def(
+    "m4watch_process_virtual_memory_bytes",
+    Kind::Gauge,
+    &[],
+    "Virtual memory of the m4watch process, in bytes.",
+);
+
+pub const PROCESS_CPU_SECONDS_TOTAL: MetricDef = def(
+    "m4watch_process_cpu_seconds_total",
+    Kind::Counter,
+    &[],
+    "CPU time (user and system) used by the m4watch process, in seconds.",
+);
+
+pub const PROCESS_OPEN_FDS: MetricDef = def(
+    "m4watch_process_open_fds",
+    Kind::Gauge,
+    &[],
+    "File descriptors the m4watch process has open (Linux only).",
+);
+
+pub const PROCESS_MAX_FDS: MetricDef = def(
+    "m4watch_process_max_fds",
+    Kind::Gauge,
+    &[],
+    "Limit on open file descriptors of the m4watch process (Linux only).",
+);
+
+pub const PROCESS_START_TIME_SECONDS: MetricDef = def(
+    "m4watch_process_start_time_seconds",
+    Kind::Gauge,
+    &[],
+    "Unix time the m4watch process started.",
+);
 
 pub struct ProcessCollector {
     system: System,
@@ -35,22 +78,22 @@ impl BlockingCollector for ProcessCollector {
             .system
             .process(self.pid)
             .ok_or_else(|| CollectError("own process not found".into()))?;
-        let mut rss = Family::new("m4watch_process_resident_memory_bytes");
+        let mut rss = Family::new(&PROCESS_RESIDENT_MEMORY_BYTES);
         rss.push_value(p.memory() as f64);
-        let mut vms = Family::new("m4watch_process_virtual_memory_bytes");
+        let mut vms = Family::new(&PROCESS_VIRTUAL_MEMORY_BYTES);
         vms.push_value(p.virtual_memory() as f64);
-        let mut cpu = Family::new("m4watch_process_cpu_seconds_total");
+        let mut cpu = Family::new(&PROCESS_CPU_SECONDS_TOTAL);
         cpu.push_value(p.accumulated_cpu_time() as f64 / 1000.0);
-        let mut start = Family::new("m4watch_process_start_time_seconds");
+        let mut start = Family::new(&PROCESS_START_TIME_SECONDS);
         start.push_value(p.start_time() as f64);
         let mut out = vec![rss, vms, cpu, start];
         #[cfg(target_os = "linux")]
         {
-            let mut open = Family::new("m4watch_process_open_fds");
+            let mut open = Family::new(&PROCESS_OPEN_FDS);
             if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
                 open.push_value(rd.count() as f64);
             }
-            let mut max = Family::new("m4watch_process_max_fds");
+            let mut max = Family::new(&PROCESS_MAX_FDS);
             if let Some(n) = std::fs::read_to_string("/proc/self/limits")
                 .ok()
                 .and_then(|t| parse_max_open_files(&t))

@@ -10,7 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{AlertEvent, AlertState, Notifier};
 use crate::alerts::{Alerts, StoredAlert, Transition};
-use crate::rules::State;
+use crate::model::alert::State;
 use crate::shutdown::Shutdown;
 
 fn at(ms: i64) -> DateTime<Utc> {

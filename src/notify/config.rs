@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::matcher::Matcher;
 use super::timeinterval::TimeInterval;
 use crate::config::{Dur, EnvLookup, Secret, resolve_secret};
+use crate::model::alert::Matcher;
 
 /// The whole `notifications:` section. Every part is optional: with no receivers,
 /// alerts go to the `default` receiver, which has no integrations until

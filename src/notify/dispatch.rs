@@ -17,13 +17,13 @@ use super::config::{
     DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, RouteConfig,
     SlackConfig,
 };
-use super::matcher::{Matcher, all_match};
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError, StoredGroup};
 use super::receiver::Receiver;
 use super::timeinterval::TimeInterval;
 use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
 use crate::config::Secret;
+use crate::model::alert::{Matcher, all_match, fingerprint};
 use crate::shutdown::Shutdown;
 
 /// Receivers by name; replaced whole when the configure API changes one.
@@ -288,7 +288,7 @@ impl Notifier {
             group_key: "test".into(),
             group_labels: labels.clone(),
             alerts: vec![AlertEvent {
-                fingerprint: super::fingerprint(&labels),
+                fingerprint: fingerprint(&labels),
                 labels,
                 annotations: [(
                     "summary".to_string(),

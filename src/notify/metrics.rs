@@ -3,35 +3,43 @@
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
 use super::Reason;
-use crate::catalog::{MetricDef, def};
+use crate::model::{MetricDef, def};
 use crate::store::Kind::{Counter, Gauge, Histogram as Hist};
 
 /// The notifier's metric families.
+pub const NOTIFICATIONS_TOTAL: MetricDef = def(
+    "m4watch_notifications_total",
+    Counter,
+    &["receiver", "integration"],
+    "Delivery attempts of notifications, per receiver and integration.",
+);
+
+pub const NOTIFICATIONS_FAILED_TOTAL: MetricDef = def(
+    "m4watch_notifications_failed_total",
+    Counter,
+    &["receiver", "integration", "reason"],
+    "Failed delivery attempts of notifications, per receiver, integration and bounded reason.",
+);
+
+pub const NOTIFICATION_LATENCY_SECONDS: MetricDef = def(
+    "m4watch_notification_latency_seconds",
+    Hist,
+    &["integration"],
+    "Time one delivery attempt took, per integration, in seconds.",
+);
+
+pub const NOTIFICATION_QUEUE_LENGTH: MetricDef = def(
+    "m4watch_notification_queue_length",
+    Gauge,
+    &[],
+    "Notifications in the outbox waiting for delivery.",
+);
+
 pub const METRICS: &[MetricDef] = &[
-    def(
-        "m4watch_notifications_total",
-        Counter,
-        &["receiver", "integration"],
-        "Delivery attempts of notifications, per receiver and integration.",
-    ),
-    def(
-        "m4watch_notifications_failed_total",
-        Counter,
-        &["receiver", "integration", "reason"],
-        "Failed delivery attempts of notifications, per receiver, integration and bounded reason.",
-    ),
-    def(
-        "m4watch_notification_latency_seconds",
-        Hist,
-        &["integration"],
-        "Time one delivery attempt took, per integration, in seconds.",
-    ),
-    def(
-        "m4watch_notification_queue_length",
-        Gauge,
-        &[],
-        "Notifications in the outbox waiting for delivery.",
-    ),
+    NOTIFICATIONS_TOTAL,
+    NOTIFICATIONS_FAILED_TOTAL,
+    NOTIFICATION_LATENCY_SECONDS,
+    NOTIFICATION_QUEUE_LENGTH,
 ];
 
 /// Instruments bumped by the workers.
@@ -54,23 +62,23 @@ impl Metrics {
     /// Creates the instruments and registers them (a second registration in the same
     /// registry, as in tests that start two daemons, keeps working unregistered).
     pub fn new(registry: &prometheus::Registry) -> Metrics {
-        let n = "m4watch_notifications_total";
+        let n = NOTIFICATIONS_TOTAL.name;
         let total = IntCounterVec::new(Opts::new(n, help(n)), &["receiver", "integration"])
             .expect("valid metric");
-        let n = "m4watch_notifications_failed_total";
+        let n = NOTIFICATIONS_FAILED_TOTAL.name;
         let failed = IntCounterVec::new(
             Opts::new(n, help(n)),
             &["receiver", "integration", "reason"],
         )
         .expect("valid metric");
-        let n = "m4watch_notification_latency_seconds";
+        let n = NOTIFICATION_LATENCY_SECONDS.name;
         let latency = HistogramVec::new(
             HistogramOpts::new(n, help(n))
                 .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["integration"],
         )
         .expect("valid metric");
-        let n = "m4watch_notification_queue_length";
+        let n = NOTIFICATION_QUEUE_LENGTH.name;
         let queue = IntGauge::new(n, help(n)).expect("valid metric");
         let _ = registry.register(Box::new(total.clone()));
         let _ = registry.register(Box::new(failed.clone()));

@@ -19,7 +19,6 @@ pub mod bridge;
 pub mod config;
 pub mod dispatch;
 pub mod email;
-pub mod matcher;
 pub mod metrics;
 pub mod outbox;
 pub mod pagerduty;
@@ -126,19 +125,6 @@ impl AlertEvent {
         }
         out
     }
-}
-
-/// A stable fingerprint of a label set (FNV-1a over sorted `name=value` pairs), as
-/// hex; the same labels always give the same key, across restarts and hosts.
-pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (k, v) in labels {
-        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
 }
 
 /// What a notification is about.
@@ -429,6 +415,7 @@ pub(crate) fn test_labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::alert::fingerprint;
 
     fn status(code: u16, retry_after: Option<&str>) -> Result<(), SendError> {
         let mut h = HeaderMap::new();

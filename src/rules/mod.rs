@@ -18,6 +18,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::model::alert::{State, fingerprint};
 use crate::store::ring::Ring;
 use promql::{Evaluator, Labels, Value};
 use template::Template;
@@ -132,40 +133,6 @@ impl Rule {
 }
 
 /// Where an alert stands.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Inactive,
-    Pending,
-    Firing,
-    Resolved,
-}
-
-impl State {
-    /// The lowercase name used in the API, metrics and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Inactive => "inactive",
-            State::Pending => "pending",
-            State::Firing => "firing",
-            State::Resolved => "resolved",
-        }
-    }
-
-    /// Parses [`State::as_str`].
-    pub fn parse(s: &str) -> Option<State> {
-        Some(match s {
-            "inactive" => State::Inactive,
-            "pending" => State::Pending,
-            "firing" => State::Firing,
-            "resolved" => State::Resolved,
-            _ => return None,
-        })
-    }
-}
-
 /// One alert instance of an alerting rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -214,19 +181,6 @@ pub struct Change {
     pub group: String,
     pub from: State,
     pub alert: Alert,
-}
-
-/// A stable id for a label set: FNV-1a 64 over `name\xffvalue\xff` pairs, in hex.
-/// Stable across builds and platforms (unlike `DefaultHasher`).
-pub fn fingerprint(labels: &[(String, String)]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (k, v) in labels {
-        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
 }
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90s`).

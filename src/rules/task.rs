@@ -6,38 +6,47 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::alerts::Alerts;
-use crate::catalog::{MetricDef, def};
 use crate::config::Config;
-use crate::rules::{Alert, Change, Engine, RuleKind, State};
+use crate::model::alert::State;
+use crate::model::{MetricDef, def};
+use crate::rules::{Alert, Change, Engine, RuleKind};
 use crate::shutdown::Shutdown;
 use crate::store::{Family, Kind, Store, unix_now};
 
 /// Metrics of the rule engine.
+pub const ALERTS: MetricDef = def(
+    "m4watch_alerts",
+    Kind::Gauge,
+    &["alertname", "severity", "state"],
+    "Alerts by rule, severity and state (pending, firing); 0 for rules with none.",
+);
+
+pub const RULE_EVALUATION_DURATION_SECONDS: MetricDef = def(
+    "m4watch_rule_evaluation_duration_seconds",
+    Kind::Gauge,
+    &[],
+    "How long the last rule evaluation cycle took, in seconds.",
+);
+
+pub const RULE_EVALUATION_FAILURES_TOTAL: MetricDef = def(
+    "m4watch_rule_evaluation_failures_total",
+    Kind::Counter,
+    &["group"],
+    "Rule evaluations that failed, per rule group.",
+);
+
+pub const RULES_LOADED: MetricDef = def(
+    "m4watch_rules_loaded",
+    Kind::Gauge,
+    &[],
+    "Number of alerting and recording rules loaded.",
+);
+
 pub const METRICS: &[MetricDef] = &[
-    def(
-        "m4watch_alerts",
-        Kind::Gauge,
-        &["alertname", "severity", "state"],
-        "Alerts by rule, severity and state (pending, firing); 0 for rules with none.",
-    ),
-    def(
-        "m4watch_rule_evaluation_duration_seconds",
-        Kind::Gauge,
-        &[],
-        "How long the last rule evaluation cycle took, in seconds.",
-    ),
-    def(
-        "m4watch_rule_evaluation_failures_total",
-        Kind::Counter,
-        &["group"],
-        "Rule evaluations that failed, per rule group.",
-    ),
-    def(
-        "m4watch_rules_loaded",
-        Kind::Gauge,
-        &[],
-        "Number of alerting and recording rules loaded.",
-    ),
+    ALERTS,
+    RULE_EVALUATION_DURATION_SECONDS,
+    RULE_EVALUATION_FAILURES_TOTAL,
+    RULES_LOADED,
 ];
 
 /// The running rule engine.
@@ -234,7 +243,7 @@ fn metrics(
     took: Option<Duration>,
 ) -> Vec<Family> {
     let mut counts = alerts.counts();
-    let mut by_state = Family::new("m4watch_alerts");
+    let mut by_state = Family::new(&ALERTS);
     for (name, sev) in &shape.alerting {
         for state in ["pending", "firing"] {
             let n = counts
@@ -261,18 +270,18 @@ fn metrics(
             n as f64,
         );
     }
-    let mut duration = Family::new("m4watch_rule_evaluation_duration_seconds");
+    let mut duration = Family::new(&RULE_EVALUATION_DURATION_SECONDS);
     if let Some(took) = took {
         duration.push_value(took.as_secs_f64());
     }
-    let mut fails = Family::new("m4watch_rule_evaluation_failures_total");
+    let mut fails = Family::new(&RULE_EVALUATION_FAILURES_TOTAL);
     for g in &shape.groups {
         fails.push(
             [("group", g.as_str())],
             failures.get(g).copied().unwrap_or(0) as f64,
         );
     }
-    let mut loaded = Family::new("m4watch_rules_loaded");
+    let mut loaded = Family::new(&RULES_LOADED);
     loaded.push_value(shape.rules as f64);
     vec![by_state, duration, fails, loaded]
 }

@@ -58,8 +58,8 @@ pub fn label<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// A family from literal samples, for tests.
 #[cfg(test)]
-pub fn family(name: &str, samples: &[(&[(&str, &str)], f64)]) -> Family {
-    let mut f = Family::new(name);
+pub fn family(def: &crate::model::MetricDef, samples: &[(&[(&str, &str)], f64)]) -> Family {
+    let mut f = Family::new(def);
     for (labels, v) in samples {
         f.push(labels.iter().copied(), *v);
     }

@@ -201,9 +201,18 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Kind, MetricDef, def};
+
+    /// A family as a collector would define it (the store knows no collector).
+    const CPU_UTILIZATION_RATIO: MetricDef = def(
+        "m4watch_cpu_utilization_ratio",
+        Kind::Gauge,
+        &["cpu", "type"],
+        "Busy share (0..1) of each logical CPU over the last collection interval.",
+    );
 
     fn fam(v: Option<f64>) -> Vec<Family> {
-        let mut f = Family::new("m4watch_cpu_utilization_ratio");
+        let mut f = Family::new(&CPU_UTILIZATION_RATIO);
         if let Some(v) = v {
             f.push([("cpu", "0"), ("type", "performance")], v);
         }

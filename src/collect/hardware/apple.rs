@@ -161,71 +161,91 @@ pub struct Swap {
     pub used: u64,
 }
 
-use crate::catalog::{MetricDef, def};
+use crate::model::{MetricDef, def};
 use crate::store::Kind::Gauge;
 
 /// Families only Apple Silicon sources fill (live on macOS, or replayed anywhere).
+pub const CHIP_INFO: MetricDef = def(
+    "m4watch_chip_info",
+    Gauge,
+    &["chip", "performance_cores", "efficiency_cores", "gpu_cores"],
+    "Always 1; labels name the chip and count its performance, efficiency and GPU cores.",
+);
+
+pub const CPU_FREQUENCY_HERTZ: MetricDef = def(
+    "m4watch_cpu_frequency_hertz",
+    Gauge,
+    &["cpu", "cluster", "type"],
+    "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster).",
+);
+
+pub const CPU_ACTIVE_RATIO: MetricDef = def(
+    "m4watch_cpu_active_ratio",
+    Gauge,
+    &["cpu", "type"],
+    "Share (0..1) of the last window a CPU spent in an active frequency state (IOReport residency).",
+);
+
+pub const GPU_UTILIZATION_RATIO: MetricDef = def(
+    "m4watch_gpu_utilization_ratio",
+    Gauge,
+    &[],
+    "GPU busy share (0..1): the driver's Device Utilization, or GPU active residency where that is not available.",
+);
+
+pub const GPU_MEMORY_USED_BYTES: MetricDef = def(
+    "m4watch_gpu_memory_used_bytes",
+    Gauge,
+    &[],
+    "Unified memory the GPU driver has in use, in bytes.",
+);
+
+pub const GPU_FREQUENCY_HERTZ: MetricDef = def(
+    "m4watch_gpu_frequency_hertz",
+    Gauge,
+    &[],
+    "Average GPU frequency while active over the last window, in hertz.",
+);
+
+pub const ANE_POWER_WATTS: MetricDef = def(
+    "m4watch_ane_power_watts",
+    Gauge,
+    &[],
+    "Neural Engine power over the last window, in watts.",
+);
+
+pub const ANE_UTILIZATION_ESTIMATE_RATIO: MetricDef = def(
+    "m4watch_ane_utilization_estimate_ratio",
+    Gauge,
+    &[],
+    "Estimated Neural Engine utilisation (0..1): ANE power divided by hardware.ane_max_watts; an estimate, since no public API measures ANE utilisation.",
+);
+
+pub const FAN_SPEED_RPM: MetricDef = def(
+    "m4watch_fan_speed_rpm",
+    Gauge,
+    &["fan"],
+    "Fan speed, in revolutions per minute.",
+);
+
+pub const MEMORY_PRESSURE_LEVEL: MetricDef = def(
+    "m4watch_memory_pressure_level",
+    Gauge,
+    &["level"],
+    "macOS memory pressure as a state set: 1 for the current level (normal, warn, critical), 0 for the others.",
+);
+
 pub const METRICS: &[MetricDef] = &[
-    def(
-        "m4watch_chip_info",
-        Gauge,
-        &["chip", "performance_cores", "efficiency_cores", "gpu_cores"],
-        "Always 1; labels name the chip and count its performance, efficiency and GPU cores.",
-    ),
-    def(
-        "m4watch_cpu_frequency_hertz",
-        Gauge,
-        &["cpu", "cluster", "type"],
-        "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster).",
-    ),
-    def(
-        "m4watch_cpu_active_ratio",
-        Gauge,
-        &["cpu", "type"],
-        "Share (0..1) of the last window a CPU spent in an active frequency state (IOReport residency).",
-    ),
-    def(
-        "m4watch_gpu_utilization_ratio",
-        Gauge,
-        &[],
-        "GPU busy share (0..1): the driver's Device Utilization, or GPU active residency where that is not available.",
-    ),
-    def(
-        "m4watch_gpu_memory_used_bytes",
-        Gauge,
-        &[],
-        "Unified memory the GPU driver has in use, in bytes.",
-    ),
-    def(
-        "m4watch_gpu_frequency_hertz",
-        Gauge,
-        &[],
-        "Average GPU frequency while active over the last window, in hertz.",
-    ),
-    def(
-        "m4watch_ane_power_watts",
-        Gauge,
-        &[],
-        "Neural Engine power over the last window, in watts.",
-    ),
-    def(
-        "m4watch_ane_utilization_estimate_ratio",
-        Gauge,
-        &[],
-        "Estimated Neural Engine utilisation (0..1): ANE power divided by hardware.ane_max_watts; an estimate, since no public API measures ANE utilisation.",
-    ),
-    def(
-        "m4watch_fan_speed_rpm",
-        Gauge,
-        &["fan"],
-        "Fan speed, in revolutions per minute.",
-    ),
-    def(
-        "m4watch_memory_pressure_level",
-        Gauge,
-        &["level"],
-        "macOS memory pressure as a state set: 1 for the current level (normal, warn, critical), 0 for the others.",
-    ),
+    CHIP_INFO,
+    CPU_FREQUENCY_HERTZ,
+    CPU_ACTIVE_RATIO,
+    GPU_UTILIZATION_RATIO,
+    GPU_MEMORY_USED_BYTES,
+    GPU_FREQUENCY_HERTZ,
+    ANE_POWER_WATTS,
+    ANE_UTILIZATION_ESTIMATE_RATIO,
+    FAN_SPEED_RPM,
+    MEMORY_PRESSURE_LEVEL,
 ];
 
 // --- topology -----------------------------------------------------------------

@@ -15,8 +15,99 @@ pub mod replay;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::collect::hardware::apple::{
+    ANE_POWER_WATTS, ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO,
+    CPU_FREQUENCY_HERTZ, FAN_SPEED_RPM, GPU_FREQUENCY_HERTZ, GPU_MEMORY_USED_BYTES,
+    GPU_UTILIZATION_RATIO, MEMORY_PRESSURE_LEVEL,
+};
 use crate::config::TopologyOverride;
+use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
+
+/// The hardware families every platform exports.
+pub const CPU_INFO: MetricDef = def(
+    "m4watch_cpu_info",
+    Kind::Gauge,
+    &["cpu", "type", "cluster"],
+    "Always 1; labels give each logical CPU's core type (performance or efficiency) and cluster.",
+);
+
+pub const CPU_SECONDS_TOTAL: MetricDef = def(
+    "m4watch_cpu_seconds_total",
+    Kind::Counter,
+    &["cpu", "type", "mode"],
+    "CPU time spent in each mode, per logical CPU, in seconds.",
+);
+
+pub const CPU_UTILIZATION_RATIO: MetricDef = def(
+    "m4watch_cpu_utilization_ratio",
+    Kind::Gauge,
+    &["cpu", "type"],
+    "Busy share (0..1) of each logical CPU over the last collection interval.",
+);
+
+pub const CPU_CLUSTER_UTILIZATION_RATIO: MetricDef = def(
+    "m4watch_cpu_cluster_utilization_ratio",
+    Kind::Gauge,
+    &["type"],
+    "Busy share (0..1) of all CPUs of one core type over the last collection interval.",
+);
+
+pub const CPU_CORES: MetricDef = def(
+    "m4watch_cpu_cores",
+    Kind::Gauge,
+    &["type"],
+    "Number of logical CPUs of each core type.",
+);
+
+pub const MEMORY_TOTAL_BYTES: MetricDef = def(
+    "m4watch_memory_total_bytes",
+    Kind::Gauge,
+    &[],
+    "Physical memory installed, in bytes.",
+);
+
+pub const MEMORY_BYTES: MetricDef = def(
+    "m4watch_memory_bytes",
+    Kind::Gauge,
+    &["state"],
+    "Memory by state (used, available, free, cached, wired, compressed, swap_used, swap_total), in bytes.",
+);
+
+pub const MEMORY_PRESSURE_RATIO: MetricDef = def(
+    "m4watch_memory_pressure_ratio",
+    Kind::Gauge,
+    &["window"],
+    "Share of time (0..1) some task stalled waiting for memory, averaged over the window (Linux PSI).",
+);
+
+pub const TEMPERATURE_CELSIUS: MetricDef = def(
+    "m4watch_temperature_celsius",
+    Kind::Gauge,
+    &["sensor"],
+    "Temperature reported by a sensor, in degrees Celsius.",
+);
+
+pub const THERMAL_PRESSURE: MetricDef = def(
+    "m4watch_thermal_pressure",
+    Kind::Gauge,
+    &["state"],
+    "Thermal pressure as a state set: 1 for the current state (nominal, fair, serious, critical), 0 for the others.",
+);
+
+pub const POWER_WATTS: MetricDef = def(
+    "m4watch_power_watts",
+    Kind::Gauge,
+    &["rail"],
+    "Power drawn by a rail over the last collection interval, in watts (macOS rails: cpu, gpu, ane, dram, system).",
+);
+
+pub const ENERGY_JOULES_TOTAL: MetricDef = def(
+    "m4watch_energy_joules_total",
+    Kind::Counter,
+    &["rail"],
+    "Energy used by a rail since m4watch started reading it, in joules.",
+);
 
 /// Core type of a logical CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -434,9 +525,9 @@ impl Deriver {
 
     /// Series only Apple Silicon sources (live or replayed) fill.
     fn apple_families(&self, r: &Reading, out: &mut Vec<Family>) {
-        let mut gpu_util = Family::new("m4watch_gpu_utilization_ratio");
-        let mut gpu_mem = Family::new("m4watch_gpu_memory_used_bytes");
-        let mut gpu_freq = Family::new("m4watch_gpu_frequency_hertz");
+        let mut gpu_util = Family::new(&GPU_UTILIZATION_RATIO);
+        let mut gpu_mem = Family::new(&GPU_MEMORY_USED_BYTES);
+        let mut gpu_freq = Family::new(&GPU_FREQUENCY_HERTZ);
         if let Some(g) = &r.gpu {
             if let Some(v) = g.utilization {
                 gpu_util.push_value(v);
@@ -448,7 +539,7 @@ impl Deriver {
                 gpu_freq.push_value(v);
             }
         }
-        let mut freq = Family::new("m4watch_cpu_frequency_hertz");
+        let mut freq = Family::new(&CPU_FREQUENCY_HERTZ);
         for (&cpu, &hz) in &r.cpu_frequency_hz {
             let t = self.topology.core_type(cpu).as_str();
             freq.push([("cpu", cpu.to_string().as_str()), ("type", t)], hz);
@@ -462,24 +553,24 @@ impl Deriver {
                 .map_or(CoreType::Performance, |d| d.core_type);
             freq.push([("cluster", cl.as_str()), ("type", t.as_str())], hz);
         }
-        let mut active = Family::new("m4watch_cpu_active_ratio");
+        let mut active = Family::new(&CPU_ACTIVE_RATIO);
         for (&cpu, &v) in &r.cpu_active {
             let t = self.topology.core_type(cpu).as_str();
             active.push([("cpu", cpu.to_string().as_str()), ("type", t)], v);
         }
-        let mut ane = Family::new("m4watch_ane_power_watts");
-        let mut ane_est = Family::new("m4watch_ane_utilization_estimate_ratio");
+        let mut ane = Family::new(&ANE_POWER_WATTS);
+        let mut ane_est = Family::new(&ANE_UTILIZATION_ESTIMATE_RATIO);
         if let Some(&w) = r.power_watts.get("ane") {
             ane.push_value(w);
             if let Some(e) = apple::ane_estimate(w, self.ane_max_watts) {
                 ane_est.push_value(e);
             }
         }
-        let mut fans = Family::new("m4watch_fan_speed_rpm");
+        let mut fans = Family::new(&FAN_SPEED_RPM);
         for f in &r.fans {
             fans.push([("fan", f.name.as_str())], f.rpm);
         }
-        let mut chip = Family::new("m4watch_chip_info");
+        let mut chip = Family::new(&CHIP_INFO);
         if let Some(c) = &r.chip {
             let p = self.topology.count(CoreType::Performance).to_string();
             let e = self.topology.count(CoreType::Efficiency).to_string();
@@ -494,7 +585,7 @@ impl Deriver {
                 1.0,
             );
         }
-        let mut level = Family::new("m4watch_memory_pressure_level");
+        let mut level = Family::new(&MEMORY_PRESSURE_LEVEL);
         if let Some(l) = r.memory_pressure_level {
             for s in MemoryPressureLevel::ALL {
                 level.push([("level", s.as_str())], if s == l { 1.0 } else { 0.0 });
@@ -506,11 +597,11 @@ impl Deriver {
     }
 
     fn cpu_families(&mut self, r: &Reading, at: Instant, out: &mut Vec<Family>) {
-        let mut info = Family::new("m4watch_cpu_info");
-        let mut cores = Family::new("m4watch_cpu_cores");
-        let mut seconds = Family::new("m4watch_cpu_seconds_total");
-        let mut util = Family::new("m4watch_cpu_utilization_ratio");
-        let mut cluster = Family::new("m4watch_cpu_cluster_utilization_ratio");
+        let mut info = Family::new(&CPU_INFO);
+        let mut cores = Family::new(&CPU_CORES);
+        let mut seconds = Family::new(&CPU_SECONDS_TOTAL);
+        let mut util = Family::new(&CPU_UTILIZATION_RATIO);
+        let mut cluster = Family::new(&CPU_CLUSTER_UTILIZATION_RATIO);
         let mut per_type: BTreeMap<CoreType, (f64, f64)> = BTreeMap::new();
         for t in [CoreType::Performance, CoreType::Efficiency] {
             let n = r
@@ -573,8 +664,8 @@ impl Deriver {
     }
 
     fn power_families(&mut self, r: &Reading, at: Instant, out: &mut Vec<Family>) {
-        let mut watts = Family::new("m4watch_power_watts");
-        let mut joules = Family::new("m4watch_energy_joules_total");
+        let mut watts = Family::new(&POWER_WATTS);
+        let mut joules = Family::new(&ENERGY_JOULES_TOTAL);
         let elapsed = self
             .prev_energy_at
             .map(|p| at.duration_since(p).as_secs_f64());
@@ -620,9 +711,9 @@ impl Deriver {
 }
 
 fn memory_families(r: &Reading, out: &mut Vec<Family>) {
-    let mut total = Family::new("m4watch_memory_total_bytes");
-    let mut bytes = Family::new("m4watch_memory_bytes");
-    let mut pressure = Family::new("m4watch_memory_pressure_ratio");
+    let mut total = Family::new(&MEMORY_TOTAL_BYTES);
+    let mut bytes = Family::new(&MEMORY_BYTES);
+    let mut pressure = Family::new(&MEMORY_PRESSURE_RATIO);
     if let Some(m) = &r.memory {
         if let Some(t) = m.total {
             total.push_value(t as f64);
@@ -650,8 +741,8 @@ fn memory_families(r: &Reading, out: &mut Vec<Family>) {
 }
 
 fn thermal_families(r: &Reading, out: &mut Vec<Family>) {
-    let mut temp = Family::new("m4watch_temperature_celsius");
-    let mut state = Family::new("m4watch_thermal_pressure");
+    let mut temp = Family::new(&TEMPERATURE_CELSIUS);
+    let mut state = Family::new(&THERMAL_PRESSURE);
     for s in &r.sensors {
         temp.push([("sensor", s.name.as_str())], s.celsius);
     }

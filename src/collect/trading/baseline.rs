@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 
 use super::latency;
+use crate::collect::trading::TRADING_LATENCY_BASELINE_SECONDS;
 use crate::history::samples::{Baseline, SampleDb};
 use crate::store::Family;
 
@@ -131,7 +132,7 @@ impl Baselines {
 
     /// The exported baseline of every operation with a complete period.
     pub fn family(&self) -> Family {
-        let mut f = Family::new("m4watch_trading_latency_baseline_seconds");
+        let mut f = Family::new(&TRADING_LATENCY_BASELINE_SECONDS);
         for ((op, labels), periods) in &self.done {
             if periods.is_empty() {
                 continue;

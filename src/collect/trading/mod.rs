@@ -27,114 +27,148 @@ use serde::Serialize;
 use self::latency::{Classic, CountWindow, LatencyWindow, QUANTILES};
 use self::statsd::{Line, MetricType, ParseError};
 use super::{BlockingCollector, CollectError};
-use crate::catalog::{MetricDef, def};
 use crate::config::{Dur, TradingConfig};
+use crate::model::{MetricDef, def};
 use crate::store::{Family, Kind};
 
 /// Every family this module exports.
+pub const TRADING_LATENCY_QUANTILE_SECONDS: MetricDef = def(
+    "m4watch_trading_latency_quantile_seconds",
+    Kind::Summary,
+    &["operation", "window", "quantile"],
+    "Latency quantiles (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%), with the window's exact sum and count; absent when the window saw no observation.",
+);
+
+pub const TRADING_LATENCY_SECONDS: MetricDef = def(
+    "m4watch_trading_latency_seconds",
+    Kind::Histogram,
+    &["operation"],
+    "Latency of an operation since m4watch started, in seconds, as a classic histogram (25 µs to 10 s buckets) that aggregates across hosts.",
+);
+
+pub const TRADING_LATENCY_BASELINE_SECONDS: MetricDef = def(
+    "m4watch_trading_latency_baseline_seconds",
+    Kind::Gauge,
+    &["operation", "quantile"],
+    "Baseline latency of an operation (quantile 0.5 or 0.95), in seconds: the median of its per-period quantiles over the latest history.baseline_periods complete periods; absent until one period is complete.",
+);
+
+pub const TRADING_EVENTS_TOTAL: MetricDef = def(
+    "m4watch_trading_events_total",
+    Kind::Counter,
+    &["stream"],
+    "Events counted by a StatsD counter stream since m4watch started, scaled up by the sample rate.",
+);
+
+pub const TRADING_THROUGHPUT_PER_SECOND: MetricDef = def(
+    "m4watch_trading_throughput_per_second",
+    Kind::Gauge,
+    &["stream", "window"],
+    "Events per second of a StatsD counter stream over a sliding window.",
+);
+
+pub const TRADING_VALUE: MetricDef = def(
+    "m4watch_trading_value",
+    Kind::Gauge,
+    &["name"],
+    "Last value of a StatsD gauge, in the unit the sender uses.",
+);
+
+pub const TRADING_SET_UNIQUE_VALUES: MetricDef = def(
+    "m4watch_trading_set_unique_values",
+    Kind::Gauge,
+    &["name"],
+    "Distinct values a StatsD set received during the last trading interval.",
+);
+
+pub const TRADING_SERIES: MetricDef = def(
+    "m4watch_trading_series",
+    Kind::Gauge,
+    &["type"],
+    "Distinct trading series tracked, by StatsD type (timer, counter, gauge, set); together at most trading.max_series.",
+);
+
+pub const TRADING_MEASUREMENTS_TOTAL: MetricDef = def(
+    "m4watch_trading_measurements_total",
+    Kind::Counter,
+    &["outcome"],
+    "Latency measurements of the start/end API by outcome: completed, or abandoned when never ended within trading.measurement_ttl.",
+);
+
+pub const STATSD_PACKETS_TOTAL: MetricDef = def(
+    "m4watch_statsd_packets_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams the StatsD listener received.",
+);
+
+pub const STATSD_LINES_TOTAL: MetricDef = def(
+    "m4watch_statsd_lines_total",
+    Kind::Counter,
+    &[],
+    "StatsD lines parsed successfully (dropped ones included, malformed ones not).",
+);
+
+pub const STATSD_PARSE_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_statsd_parse_errors_total",
+    Kind::Counter,
+    &["reason"],
+    "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported).",
+);
+
+pub const STATSD_DROPPED_TOTAL: MetricDef = def(
+    "m4watch_statsd_dropped_total",
+    Kind::Counter,
+    &["reason"],
+    "Well-formed trading samples dropped: cardinality (a new series beyond trading.max_series) or set_limit (a set already holding its most distinct values this interval).",
+);
+
+pub const PERFORMANCE_SCORE: MetricDef = def(
+    "m4watch_performance_score",
+    Kind::Gauge,
+    &[],
+    "Weighted performance score (0..100) over the components with data; absent when none has any.",
+);
+
+pub const PERFORMANCE_COMPONENT_SCORE: MetricDef = def(
+    "m4watch_performance_component_score",
+    Kind::Gauge,
+    &["component"],
+    "Score (0..1) of one performance component (latency, risk, ml, throughput); absent without data.",
+);
+
+pub const PERFORMANCE_COMPONENT_WEIGHT: MetricDef = def(
+    "m4watch_performance_component_weight",
+    Kind::Gauge,
+    &["component"],
+    "Weight (0..1) a component had in the last score, renormalised over the components with data.",
+);
+
+pub const PERFORMANCE_SCORE_COVERAGE_RATIO: MetricDef = def(
+    "m4watch_performance_score_coverage_ratio",
+    Kind::Gauge,
+    &[],
+    "Share (0..1) of the configured score weight whose component had data.",
+);
+
 pub const METRICS: &[MetricDef] = &[
-    def(
-        "m4watch_trading_latency_quantile_seconds",
-        Kind::Summary,
-        &["operation", "window", "quantile"],
-        "Latency quantiles (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%), with the window's exact sum and count; absent when the window saw no observation.",
-    ),
-    def(
-        "m4watch_trading_latency_seconds",
-        Kind::Histogram,
-        &["operation"],
-        "Latency of an operation since m4watch started, in seconds, as a classic histogram (25 µs to 10 s buckets) that aggregates across hosts.",
-    ),
-    def(
-        "m4watch_trading_latency_baseline_seconds",
-        Kind::Gauge,
-        &["operation", "quantile"],
-        "Baseline latency of an operation (quantile 0.5 or 0.95), in seconds: the median of its per-period quantiles over the latest history.baseline_periods complete periods; absent until one period is complete.",
-    ),
-    def(
-        "m4watch_trading_events_total",
-        Kind::Counter,
-        &["stream"],
-        "Events counted by a StatsD counter stream since m4watch started, scaled up by the sample rate.",
-    ),
-    def(
-        "m4watch_trading_throughput_per_second",
-        Kind::Gauge,
-        &["stream", "window"],
-        "Events per second of a StatsD counter stream over a sliding window.",
-    ),
-    def(
-        "m4watch_trading_value",
-        Kind::Gauge,
-        &["name"],
-        "Last value of a StatsD gauge, in the unit the sender uses.",
-    ),
-    def(
-        "m4watch_trading_set_unique_values",
-        Kind::Gauge,
-        &["name"],
-        "Distinct values a StatsD set received during the last trading interval.",
-    ),
-    def(
-        "m4watch_trading_series",
-        Kind::Gauge,
-        &["type"],
-        "Distinct trading series tracked, by StatsD type (timer, counter, gauge, set); together at most trading.max_series.",
-    ),
-    def(
-        "m4watch_trading_measurements_total",
-        Kind::Counter,
-        &["outcome"],
-        "Latency measurements of the start/end API by outcome: completed, or abandoned when never ended within trading.measurement_ttl.",
-    ),
-    def(
-        "m4watch_statsd_packets_total",
-        Kind::Counter,
-        &[],
-        "UDP datagrams the StatsD listener received.",
-    ),
-    def(
-        "m4watch_statsd_lines_total",
-        Kind::Counter,
-        &[],
-        "StatsD lines parsed successfully (dropped ones included, malformed ones not).",
-    ),
-    def(
-        "m4watch_statsd_parse_errors_total",
-        Kind::Counter,
-        &["reason"],
-        "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported).",
-    ),
-    def(
-        "m4watch_statsd_dropped_total",
-        Kind::Counter,
-        &["reason"],
-        "Well-formed trading samples dropped: cardinality (a new series beyond trading.max_series) or set_limit (a set already holding its most distinct values this interval).",
-    ),
-    def(
-        "m4watch_performance_score",
-        Kind::Gauge,
-        &[],
-        "Weighted performance score (0..100) over the components with data; absent when none has any.",
-    ),
-    def(
-        "m4watch_performance_component_score",
-        Kind::Gauge,
-        &["component"],
-        "Score (0..1) of one performance component (latency, risk, ml, throughput); absent without data.",
-    ),
-    def(
-        "m4watch_performance_component_weight",
-        Kind::Gauge,
-        &["component"],
-        "Weight (0..1) a component had in the last score, renormalised over the components with data.",
-    ),
-    def(
-        "m4watch_performance_score_coverage_ratio",
-        Kind::Gauge,
-        &[],
-        "Share (0..1) of the configured score weight whose component had data.",
-    ),
+    TRADING_LATENCY_QUANTILE_SECONDS,
+    TRADING_LATENCY_SECONDS,
+    TRADING_LATENCY_BASELINE_SECONDS,
+    TRADING_EVENTS_TOTAL,
+    TRADING_THROUGHPUT_PER_SECOND,
+    TRADING_VALUE,
+    TRADING_SET_UNIQUE_VALUES,
+    TRADING_SERIES,
+    TRADING_MEASUREMENTS_TOTAL,
+    STATSD_PACKETS_TOTAL,
+    STATSD_LINES_TOTAL,
+    STATSD_PARSE_ERRORS_TOTAL,
+    STATSD_DROPPED_TOTAL,
+    PERFORMANCE_SCORE,
+    PERFORMANCE_COMPONENT_SCORE,
+    PERFORMANCE_COMPONENT_WEIGHT,
+    PERFORMANCE_SCORE_COVERAGE_RATIO,
 ];
 
 /// Most distinct members one set keeps per interval, so a set cannot grow memory
@@ -259,24 +293,23 @@ struct Instruments {
 
 impl Instruments {
     fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
-        let help = |name: &str| crate::catalog::lookup(name).map_or("", |d| d.help);
-        let counter = |name: &str| -> Result<IntCounter, prometheus::Error> {
-            let c = IntCounter::new(name, help(name))?;
+        let counter = |d: &MetricDef| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(d.name, d.help)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let vec = |name: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
-            let v = IntCounterVec::new(Opts::new(name, help(name)), &[label])?;
+        let vec = |d: &MetricDef, label: &str| -> Result<IntCounterVec, prometheus::Error> {
+            let v = IntCounterVec::new(Opts::new(d.name, d.help), &[label])?;
             registry.register(Box::new(v.clone()))?;
             Ok(v)
         };
-        let errors = vec("m4watch_statsd_parse_errors_total", "reason")?;
-        let dropped = vec("m4watch_statsd_dropped_total", "reason")?;
-        let measured = vec("m4watch_trading_measurements_total", "outcome")?;
+        let errors = vec(&STATSD_PARSE_ERRORS_TOTAL, "reason")?;
+        let dropped = vec(&STATSD_DROPPED_TOTAL, "reason")?;
+        let measured = vec(&TRADING_MEASUREMENTS_TOTAL, "outcome")?;
         // with_label_values pre-creates every series at 0.
         Ok(Instruments {
-            packets: counter("m4watch_statsd_packets_total")?,
-            lines: counter("m4watch_statsd_lines_total")?,
+            packets: counter(&STATSD_PACKETS_TOTAL)?,
+            lines: counter(&STATSD_LINES_TOTAL)?,
             parse_errors: ParseError::ALL
                 .iter()
                 .map(|e| errors.with_label_values(&[e.reason()]))
@@ -901,13 +934,13 @@ impl TradingCollector {
     }
 
     fn families(&self, view: &View, now: Instant) -> Vec<Family> {
-        let mut quantiles = Family::new("m4watch_trading_latency_quantile_seconds");
-        let mut hist = Family::new("m4watch_trading_latency_seconds");
-        let mut events = Family::new("m4watch_trading_events_total");
-        let mut throughput = Family::new("m4watch_trading_throughput_per_second");
-        let mut gauge = Family::new("m4watch_trading_value");
-        let mut sets = Family::new("m4watch_trading_set_unique_values");
-        let mut series = Family::new("m4watch_trading_series");
+        let mut quantiles = Family::new(&TRADING_LATENCY_QUANTILE_SECONDS);
+        let mut hist = Family::new(&TRADING_LATENCY_SECONDS);
+        let mut events = Family::new(&TRADING_EVENTS_TOTAL);
+        let mut throughput = Family::new(&TRADING_THROUGHPUT_PER_SECOND);
+        let mut gauge = Family::new(&TRADING_VALUE);
+        let mut sets = Family::new(&TRADING_SET_UNIQUE_VALUES);
+        let mut series = Family::new(&TRADING_SERIES);
         let with = |first: (&str, &str), labels: &[(String, String)], rest: &[(&str, &str)]| {
             let mut l: Vec<(String, String)> = vec![(first.0.into(), first.1.into())];
             l.extend(labels.iter().cloned());
@@ -957,10 +990,10 @@ impl TradingCollector {
             let n = self.meta.iter().filter(|m| m.kind == kind).count();
             series.push([("type", name)], n as f64);
         }
-        let mut total = Family::new("m4watch_performance_score");
-        let mut component = Family::new("m4watch_performance_component_score");
-        let mut weight = Family::new("m4watch_performance_component_weight");
-        let mut coverage = Family::new("m4watch_performance_score_coverage_ratio");
+        let mut total = Family::new(&PERFORMANCE_SCORE);
+        let mut component = Family::new(&PERFORMANCE_COMPONENT_SCORE);
+        let mut weight = Family::new(&PERFORMANCE_COMPONENT_WEIGHT);
+        let mut coverage = Family::new(&PERFORMANCE_SCORE_COVERAGE_RATIO);
         if let Some(s) = view.score.score {
             total.push_value(s);
         }

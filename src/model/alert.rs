@@ -1,0 +1,317 @@
+//! The alert model every layer shares: an alert's state, label sets, the one
+//! fingerprint of a label set and the one compiled label matcher (silences, routes,
+//! inhibition). A leaf: it imports nothing of the crate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Label pairs sorted by name, as the rule engine and the alert store keep them.
+pub type Labels = Vec<(String, String)>;
+
+/// Anything that holds labels: the sorted pairs of the rule engine and the alert store,
+/// or the map of the notifier's wire format.
+pub trait LabelSet {
+    /// The value of label `name`, if set.
+    fn label(&self, name: &str) -> Option<&str>;
+    /// Every pair, sorted by name.
+    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_>;
+}
+
+impl LabelSet for [(String, String)] {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+impl LabelSet for Vec<(String, String)> {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.as_slice().label(name)
+    }
+    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        self.as_slice().pairs()
+    }
+}
+
+impl LabelSet for BTreeMap<String, String> {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+/// The id of a label set: FNV-1a 64 over `name\xffvalue\xff` pairs in name order, in
+/// hex. Stable across builds, platforms and restarts (unlike `DefaultHasher`); the ids
+/// stored in `m4watch.db` since the first release are these.
+pub fn fingerprint<L: LabelSet + ?Sized>(labels: &L) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels.pairs() {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Where an alert of a rule stands.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Inactive,
+    Pending,
+    Firing,
+    Resolved,
+}
+
+impl State {
+    /// The lowercase name used in the API, metrics and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::Pending => "pending",
+            State::Firing => "firing",
+            State::Resolved => "resolved",
+        }
+    }
+
+    /// Parses [`State::as_str`].
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "inactive" => State::Inactive,
+            "pending" => State::Pending,
+            "firing" => State::Firing,
+            "resolved" => State::Resolved,
+            _ => return None,
+        })
+    }
+}
+
+/// One label matcher; regexes are anchored like Prometheus's.
+#[derive(Clone)]
+pub struct Matcher {
+    pub name: String,
+    op: Op,
+    value: String,
+    re: Option<Regex>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Re,
+    Nre,
+}
+
+impl Matcher {
+    /// Whether the label set satisfies this matcher (a missing label reads as "").
+    pub fn matches<L: LabelSet + ?Sized>(&self, labels: &L) -> bool {
+        let v = labels.label(&self.name).unwrap_or("");
+        match self.op {
+            Op::Eq => v == self.value,
+            Op::Ne => v != self.value,
+            Op::Re => self.re.as_ref().is_some_and(|r| r.is_match(v)),
+            Op::Nre => !self.re.as_ref().is_some_and(|r| r.is_match(v)),
+        }
+    }
+}
+
+/// Whether every matcher holds.
+pub fn all_match<L: LabelSet + ?Sized>(ms: &[Matcher], labels: &L) -> bool {
+    ms.iter().all(|m| m.matches(labels))
+}
+
+impl FromStr for Matcher {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid matcher {s:?}: write label=\"value\", !=, =~ or !~");
+        let i = s.find(['=', '!']).ok_or_else(bad)?;
+        let name = s[..i].trim();
+        let rest = &s[i..];
+        let (op, raw) = if let Some(r) = rest.strip_prefix("=~") {
+            (Op::Re, r)
+        } else if let Some(r) = rest.strip_prefix("!~") {
+            (Op::Nre, r)
+        } else if let Some(r) = rest.strip_prefix("!=") {
+            (Op::Ne, r)
+        } else if let Some(r) = rest.strip_prefix('=') {
+            (Op::Eq, r)
+        } else {
+            return Err(bad());
+        };
+        let valid_name = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(bad());
+        }
+        let raw = raw.trim();
+        let value = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(v) => v.replace("\\\"", "\"").replace("\\\\", "\\"),
+            None if raw.contains('"') => return Err(bad()),
+            None => raw.to_string(),
+        };
+        let re = match op {
+            Op::Re | Op::Nre => Some(
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|_| format!("invalid regex in matcher {s:?}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value,
+            re,
+        })
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Re => "=~",
+            Op::Nre => "!~",
+        };
+        write!(f, "{}{op}{:?}", self.name, self.value)
+    }
+}
+
+impl fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Matcher {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Matcher {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// A matcher in the API's and the silence store's shape (Alertmanager's silence
+/// matcher); [`MatcherSpec::compile`] turns it into a [`Matcher`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Matcher)]
+pub struct MatcherSpec {
+    /// Label name.
+    #[schema(min_length = 1)]
+    pub name: String,
+    pub value: String,
+    #[serde(default)]
+    pub is_regex: bool,
+    #[serde(default = "yes")]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl MatcherSpec {
+    /// The compiled matcher; refused when the name is empty or the regex is bad.
+    pub fn compile(&self) -> Result<Matcher, String> {
+        if self.name.is_empty() {
+            return Err("matcher name is empty".into());
+        }
+        let op = match (self.is_regex, self.is_equal) {
+            (false, true) => Op::Eq,
+            (false, false) => Op::Ne,
+            (true, true) => Op::Re,
+            (true, false) => Op::Nre,
+        };
+        let re = if self.is_regex {
+            Some(
+                Regex::new(&format!("^(?:{})$", self.value))
+                    .map_err(|e| format!("matcher {}: invalid regex: {e}", self.name))?,
+            )
+        } else {
+            None
+        };
+        Ok(Matcher {
+            name: self.name.clone(),
+            op,
+            value: self.value.clone(),
+            re,
+        })
+    }
+}
+
+impl From<&Matcher> for MatcherSpec {
+    fn from(m: &Matcher) -> Self {
+        MatcherSpec {
+            name: m.name.clone(),
+            value: m.value.clone(),
+            is_regex: matches!(m.op, Op::Re | Op::Nre),
+            is_equal: matches!(m.op, Op::Eq | Op::Re),
+        }
+    }
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.op == other.op && self.value == other.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn operators() {
+        let l = labels(&[("severity", "critical"), ("alertname", "HighCpu")]);
+        let m = |s: &str| s.parse::<Matcher>().unwrap().matches(&l);
+        assert!(m("severity=\"critical\""));
+        assert!(m("severity = critical"));
+        assert!(!m("severity!=critical"));
+        assert!(m("alertname=~\"High.*\""));
+        assert!(!m("alertname=~\"High\""), "regexes are anchored");
+        assert!(m("alertname!~\"Low.*\""));
+        assert!(m("tier=\"\""), "a missing label reads as empty");
+    }
+
+    #[test]
+    fn bad_matchers() {
+        assert_eq!(
+            "severity".parse::<Matcher>().unwrap_err(),
+            "invalid matcher \"severity\": write label=\"value\", !=, =~ or !~"
+        );
+        assert_eq!(
+            "a=~\"(\"".parse::<Matcher>().unwrap_err(),
+            "invalid regex in matcher \"a=~\\\"(\\\"\""
+        );
+        assert!("1a=b".parse::<Matcher>().is_err());
+    }
+}
