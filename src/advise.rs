@@ -808,7 +808,7 @@ impl Advisor {
             .trading
             .as_ref()
             .map(|t| t.config().score.ml.target.get().as_secs_f64());
-        let ring = self.store.history();
+        let ring = self.store.ring();
         advise(&Inputs {
             now_ms: (crate::store::unix_now() * 1000.0) as i64,
             families,

@@ -12,7 +12,7 @@ use crate::model::MetricDef;
 pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("The exporter itself", SELF),
     ("Hardware", HARDWARE),
-    ("Rules and alerts", crate::rules::task::METRICS),
+    ("Rules and alerts", crate::alerts::evaluate::METRICS),
     (
         "Apple Silicon (macOS and replay)",
         crate::collect::hardware::apple::METRICS,
@@ -92,6 +92,7 @@ fn row(d: &MetricDef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Kind;
 
     #[test]
     fn names_follow_prometheus_practice() {

@@ -25,9 +25,10 @@ pub fn unix_now_ms() -> i64 {
     (unix_now() * 1000.0) as i64
 }
 
-/// Runs `f` at once and then every `interval` until `shutdown` fires; a run that is
-/// still going when shutdown fires is dropped. A run longer than `interval` delays the
-/// next one rather than bunching ticks up.
+/// Runs `f` at once and then every `interval` until `shutdown` fires. A run in progress
+/// when shutdown fires finishes first (a run that may be cut short races the shutdown
+/// itself); a run longer than `interval` delays the next one rather than bunching ticks
+/// up.
 pub async fn every<F, Fut>(interval: Duration, shutdown: Shutdown, f: F)
 where
     F: FnMut() -> Fut,
@@ -54,10 +55,7 @@ pub async fn every_or_when<F, Fut>(
             _ = ticker.tick() => {}
             _ = async { wake.expect("guarded").notified().await }, if wake.is_some() => {}
         }
-        tokio::select! {
-            _ = shutdown.recv() => break,
-            _ = f() => {}
-        }
+        f().await;
     }
 }
 

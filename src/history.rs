@@ -1,506 +1,63 @@
-//! SQLite persistence (`data_dir/m4watch.db`): alert state, alert transitions and
-//! silences, so alerts survive restarts.
-//!
-//! One dedicated thread owns the connection; callers send commands over a channel and
-//! never block an async worker. Opening (migrations and the initial load) is blocking
-//! and is run under `spawn_blocking`. WAL mode; the schema version is
-//! `PRAGMA user_version` and migrations run in order.
+//! The history writer: every `history.interval` the configured families the store
+//! holds are written to the sample database ([`crate::persist::samples`]); latency
+//! baselines reach the same database through [`baseline_sink`]. "History" means this
+//! SQLite record; the store's short in-memory window is the sample ring.
 
-pub mod samples;
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use crate::clock::{every, unix_now_ms};
+use crate::config::HistoryConfig;
+use crate::persist::samples::{Baseline, Row, SampleDb};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use crate::alerts::{Ack, Silence, StoredAlert, Transition};
-use crate::model::alert::State;
-
-/// Why the database could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum HistoryError {
-    #[error("{path}: {source}")]
-    Sqlite {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "{path}: schema version {found} is newer than this m4watch knows ({known}); upgrade m4watch"
-    )]
-    TooNew {
-        path: String,
-        found: i64,
-        known: i64,
-    },
-    #[error("{0}: cannot create the data directory: {1}")]
-    Dir(String, std::io::Error),
-    #[error(
-        "{path}: the database is locked by another process (is another m4watch running on this data_dir?)"
-    )]
-    Locked { path: String },
-    #[error(
-        "{path}: not a usable SQLite database ({detail}); move it aside to start with an empty one"
-    )]
-    Corrupt { path: String, detail: String },
-}
-
-/// Maps an error met while opening `path` to the clearest [`HistoryError`].
-fn open_error(path: &Path, e: rusqlite::Error) -> HistoryError {
-    use rusqlite::ErrorCode;
-    let path_s = path.display().to_string();
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            HistoryError::Locked { path: path_s }
+/// The rows of `families` (by name) the store holds now; NaN (unknown) is skipped.
+pub fn rows_of(store: &Store, families: &HashSet<String>) -> Vec<Row> {
+    let mut out = Vec::new();
+    for f in store.families() {
+        if !families.contains(&f.name) {
+            continue;
         }
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => HistoryError::Corrupt {
-            path: path_s,
-            detail: e.to_string(),
-        },
-        _ => HistoryError::Sqlite {
-            path: path_s,
-            source: e,
-        },
-    }
-}
-
-/// Opens (creating) the SQLite file `path` in WAL mode and runs `migrations` (entry
-/// `i` takes the schema from version `i` to `i + 1`, kept in `PRAGMA user_version`).
-/// Blocking. A locked or corrupt file is a clear error here, at start-up.
-pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, HistoryError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| HistoryError::Dir(dir.display().to_string(), e))?;
-    }
-    let err = |e| open_error(path, e);
-    let mut conn = Connection::open(path).map_err(err)?;
-    // Short: at start-up a held lock means another writer, not a brief overlap.
-    conn.busy_timeout(std::time::Duration::from_secs(2))
-        .map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(err)?;
-    migrate(&mut conn, path, migrations)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(err)?;
-    Ok(conn)
-}
-
-/// Migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
-CREATE TABLE alerts (
-    id TEXT PRIMARY KEY,
-    alertname TEXT NOT NULL,
-    grp TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    state TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    annotations TEXT NOT NULL,
-    value REAL,
-    active_at INTEGER NOT NULL,
-    fired_at INTEGER,
-    resolved_at INTEGER,
-    ack_by TEXT,
-    ack_comment TEXT,
-    ack_at INTEGER
-);
-CREATE TABLE alert_transitions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL,
-    alertname TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    from_state TEXT NOT NULL,
-    to_state TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    labels TEXT NOT NULL,
-    annotations TEXT NOT NULL,
-    value REAL,
-    acknowledged INTEGER NOT NULL,
-    silenced INTEGER NOT NULL
-);
-CREATE INDEX alert_transitions_at ON alert_transitions(at);
-CREATE TABLE silences (
-    id TEXT PRIMARY KEY,
-    matchers TEXT NOT NULL,
-    starts_at INTEGER NOT NULL,
-    ends_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL,
-    comment TEXT NOT NULL
-);
-"];
-
-/// How long alert transitions are kept.
-pub const TRANSITION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
-
-/// Deletes transitions older than [`TRANSITION_RETENTION_MS`] before `now` (ms).
-fn prune(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM alert_transitions WHERE at < ?1",
-        params![now - TRANSITION_RETENTION_MS],
-    )
-}
-
-fn now_ms() -> i64 {
-    (crate::store::unix_now() * 1000.0) as i64
-}
-
-enum Cmd {
-    SaveAlert(Box<StoredAlert>),
-    DeleteAlert(String),
-    Transition(Box<Transition>),
-    SaveSilence(Silence),
-    DeleteSilence(String),
-    Flush(mpsc::Sender<()>),
-}
-
-/// Handle to the database thread. Cloning shares the thread.
-#[derive(Clone)]
-pub struct History {
-    tx: mpsc::Sender<Cmd>,
-}
-
-/// What the database held at startup.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub alerts: Vec<StoredAlert>,
-    pub silences: Vec<Silence>,
-}
-
-fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
-    move |source| HistoryError::Sqlite {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Opens (creating and migrating) the database, loads the saved state, and starts the
-/// writer thread. Blocking.
-pub fn open(data_dir: &Path) -> Result<(History, Loaded), HistoryError> {
-    let path: PathBuf = data_dir.join("m4watch.db");
-    let err = sql(&path);
-    let conn = open_sqlite(&path, MIGRATIONS)?;
-    prune(&conn, now_ms()).map_err(&err)?;
-    let loaded = load(&conn).map_err(&err)?;
-    let (tx, rx) = mpsc::channel();
-    let name = path.display().to_string();
-    std::thread::Builder::new()
-        .name("m4watch-history".into())
-        .spawn(move || writer(conn, rx, name))
-        .map_err(|e| HistoryError::Dir(data_dir.display().to_string(), e))?;
-    Ok((History { tx }, loaded))
-}
-
-fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), HistoryError> {
-    let err = |e| open_error(path, e);
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(&err)?;
-    let known = migrations.len() as i64;
-    if version > known {
-        return Err(HistoryError::TooNew {
-            path: path.display().to_string(),
-            found: version,
-            known,
-        });
-    }
-    for (i, m) in migrations.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(&err)?;
-        tx.execute_batch(m).map_err(&err)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
-            .map_err(&err)?;
-        tx.commit().map_err(&err)?;
-    }
-    Ok(())
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
-    let mut out = Loaded::default();
-    let mut stmt = conn.prepare(
-        "SELECT id, alertname, grp, severity, state, labels, annotations, value, active_at,
-                fired_at, resolved_at, ack_by, ack_comment, ack_at FROM alerts",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let labels: String = r.get(5)?;
-        let annotations: String = r.get(6)?;
-        let state: String = r.get(4)?;
-        let ack_by: Option<String> = r.get(11)?;
-        Ok(StoredAlert {
-            id: r.get(0)?,
-            alertname: r.get(1)?,
-            group: r.get(2)?,
-            severity: r.get(3)?,
-            state: State::parse(&state).unwrap_or(State::Resolved),
-            labels: serde_json::from_str(&labels).unwrap_or_default(),
-            annotations: serde_json::from_str(&annotations).unwrap_or_default(),
-            value: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
-            active_at: r.get(8)?,
-            fired_at: r.get(9)?,
-            resolved_at: r.get(10)?,
-            ack: match ack_by {
-                Some(by) => Some(Ack {
-                    by,
-                    comment: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
-                    at: r.get::<_, Option<i64>>(13)?.unwrap_or(0),
-                }),
-                None => None,
-            },
-        })
-    })?;
-    for r in rows {
-        out.alerts.push(r?);
-    }
-    let mut stmt =
-        conn.prepare("SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences")?;
-    let rows = stmt.query_map([], |r| {
-        let m: String = r.get(1)?;
-        Ok(Silence {
-            id: r.get(0)?,
-            matchers: serde_json::from_str(&m).unwrap_or_default(),
-            starts_at: r.get(2)?,
-            ends_at: r.get(3)?,
-            created_by: r.get(4)?,
-            comment: r.get(5)?,
-            compiled: Vec::new(),
-        })
-    })?;
-    for r in rows {
-        out.silences.push(r?);
-    }
-    Ok(out)
-}
-
-fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mpsc::Sender<()>>> {
-    match cmd {
-        Cmd::SaveAlert(a) => {
-            tx.execute(
-                "INSERT OR REPLACE INTO alerts (id, alertname, grp, severity, state, labels,
-                    annotations, value, active_at, fired_at, resolved_at, ack_by, ack_comment, ack_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    a.id,
-                    a.alertname,
-                    a.group,
-                    a.severity,
-                    a.state.as_str(),
-                    json(&a.labels),
-                    json(&a.annotations),
-                    a.value,
-                    a.active_at,
-                    a.fired_at,
-                    a.resolved_at,
-                    a.ack.as_ref().map(|k| k.by.clone()),
-                    a.ack.as_ref().map(|k| k.comment.clone()),
-                    a.ack.as_ref().map(|k| k.at),
-                ],
-            )?;
-        }
-        Cmd::DeleteAlert(id) => {
-            tx.execute("DELETE FROM alerts WHERE id = ?1", params![id])?;
-        }
-        Cmd::Transition(t) => {
-            tx.execute(
-                "INSERT INTO alert_transitions (alert_id, alertname, severity, from_state, to_state,
-                    at, labels, annotations, value, acknowledged, silenced)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    t.id,
-                    t.alertname,
-                    t.severity,
-                    t.from.as_str(),
-                    t.to.as_str(),
-                    t.at,
-                    json(&t.labels),
-                    json(&t.annotations),
-                    t.value,
-                    t.acknowledged,
-                    t.silenced,
-                ],
-            )?;
-        }
-        Cmd::SaveSilence(s) => {
-            tx.execute(
-                "INSERT OR REPLACE INTO silences (id, matchers, starts_at, ends_at, created_by, comment)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.id, json(&s.matchers), s.starts_at, s.ends_at, s.created_by, s.comment],
-            )?;
-        }
-        Cmd::DeleteSilence(id) => {
-            tx.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
-        }
-        Cmd::Flush(done) => return Ok(Some(done)),
-    }
-    Ok(None)
-}
-
-/// The writer thread: takes every queued command and applies them in one transaction.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String) {
-    let mut pruned = std::time::Instant::now();
-    while let Ok(first) = rx.recv() {
-        if pruned.elapsed() > std::time::Duration::from_secs(3600) {
-            pruned = std::time::Instant::now();
-            if let Err(e) = prune(&conn, now_ms()) {
-                tracing::warn!(db = %path, error = %e, "cannot prune old alert transitions");
+        for s in &f.samples {
+            if s.value.is_nan() {
+                continue;
             }
+            out.push(Row {
+                name: format!("{}{}", f.name, s.suffix),
+                labels: s.labels.iter().cloned().collect(),
+                value: s.value,
+            });
         }
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        let mut waiting = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for cmd in batch {
-                if let Some(done) = apply(&tx, cmd)? {
-                    waiting.push(done);
-                }
+    }
+    out
+}
+
+/// Writes the configured families every `history.interval` until shutdown, then
+/// flushes what is queued.
+pub fn spawn_sampler(
+    store: Arc<Store>,
+    db: SampleDb,
+    cfg: &HistoryConfig,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    let families: Arc<HashSet<String>> = Arc::new(cfg.families.iter().cloned().collect());
+    let interval = cfg.interval.get();
+    tokio::spawn(async move {
+        let writer = db.clone();
+        every(interval, shutdown, move || {
+            let rows = rows_of(&store, &families);
+            if !rows.is_empty() {
+                writer.write(unix_now_ms(), rows);
             }
-            tx.commit()
-        })();
-        if let Err(e) = result {
-            tracing::error!(db = %path, error = %e, "cannot write alert state");
-        }
-        for w in waiting {
-            let _ = w.send(());
-        }
-    }
+            std::future::ready(())
+        })
+        .await;
+        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
+    })
 }
 
-impl History {
-    fn send(&self, cmd: Cmd) {
-        // The thread only stops when every handle is gone, so a failed send means
-        // shutdown is under way; nothing more can be saved.
-        let _ = self.tx.send(cmd);
-    }
-
-    pub fn save_alert(&self, a: &StoredAlert) {
-        self.send(Cmd::SaveAlert(Box::new(a.clone())));
-    }
-
-    pub fn delete_alert(&self, id: &str) {
-        self.send(Cmd::DeleteAlert(id.to_string()));
-    }
-
-    pub fn transition(&self, t: &Transition) {
-        self.send(Cmd::Transition(Box::new(t.clone())));
-    }
-
-    pub fn save_silence(&self, s: &Silence) {
-        self.send(Cmd::SaveSilence(s.clone()));
-    }
-
-    pub fn delete_silence(&self, id: &str) {
-        self.send(Cmd::DeleteSilence(id.to_string()));
-    }
-
-    /// Waits until everything sent so far is committed. Blocking.
-    pub fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        self.send(Cmd::Flush(tx));
-        let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
-    }
-}
-
-/// One row of the transitions table: `(seq, alert id, from state, to state, at ms)`.
-pub type TransitionRow = (i64, String, String, String, i64);
-
-/// Rows of the transitions table after `seq`, oldest first, for consumers that poll
-/// (the notifier). Blocking.
-pub fn transitions_since(data_dir: &Path, seq: i64) -> rusqlite::Result<Vec<TransitionRow>> {
-    let conn = Connection::open(data_dir.join("m4watch.db"))?;
-    let mut stmt = conn.prepare(
-        "SELECT seq, alert_id, from_state, to_state, at FROM alert_transitions WHERE seq > ?1 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![seq], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })?;
-    rows.collect()
-}
-
-/// The schema version of an existing database, if it has one.
-pub fn schema_version(data_dir: &Path) -> rusqlite::Result<Option<i64>> {
-    let conn = Connection::open(data_dir.join("m4watch.db"))?;
-    conn.pragma_query_value(None, "user_version", |r| r.get(0))
-        .optional()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrates_saves_and_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let (h, loaded) = open(dir.path()).unwrap();
-        assert!(loaded.alerts.is_empty());
-        let a = StoredAlert {
-            id: "abc".into(),
-            alertname: "Hot".into(),
-            group: "g".into(),
-            severity: "critical".into(),
-            state: State::Firing,
-            labels: vec![("alertname".into(), "Hot".into())],
-            annotations: vec![("summary".into(), "hot".into())],
-            value: 2.5,
-            active_at: 1000,
-            fired_at: Some(2000),
-            resolved_at: None,
-            ack: Some(Ack {
-                by: "alice".into(),
-                comment: "on it".into(),
-                at: 3000,
-            }),
-        };
-        h.save_alert(&a);
-        h.flush();
-        drop(h);
-        let (_h, loaded) = open(dir.path()).unwrap();
-        assert_eq!(loaded.alerts, vec![a]);
-        assert_eq!(schema_version(dir.path()).unwrap(), Some(1));
-        let mode: String = Connection::open(dir.path().join("m4watch.db"))
-            .unwrap()
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-    }
-
-    #[test]
-    fn old_transitions_are_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let (h, _) = open(dir.path()).unwrap();
-        let t = |at: i64| Transition {
-            id: "a".into(),
-            alertname: "A".into(),
-            severity: "warning".into(),
-            from: State::Pending,
-            to: State::Firing,
-            at,
-            labels: Vec::new(),
-            annotations: Vec::new(),
-            value: 1.0,
-            acknowledged: false,
-            silenced: false,
-        };
-        let now = now_ms();
-        h.transition(&t(now - TRANSITION_RETENTION_MS - 1));
-        h.transition(&t(now));
-        h.flush();
-        let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
-        assert_eq!(prune(&conn, now).unwrap(), 1);
-        assert_eq!(transitions_since(dir.path(), 0).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn refuses_a_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Connection::open(dir.path().join("m4watch.db")).unwrap();
-        c.pragma_update(None, "user_version", 99).unwrap();
-        drop(c);
-        let e = open(dir.path()).err().unwrap().to_string();
-        assert!(
-            e.ends_with("schema version 99 is newer than this m4watch knows (1); upgrade m4watch"),
-            "{e}"
-        );
-    }
+/// Where the trading collector hands finished baseline periods: the sample database.
+pub fn baseline_sink(db: SampleDb) -> Box<dyn Fn(Vec<Baseline>) + Send + Sync> {
+    Box::new(move |b| db.save_baselines(b))
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use m4watch::config::{self, Config, LogFormat};
+use m4watch::config::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -112,16 +112,18 @@ fn main() -> ExitCode {
             print!("{}", m4watch::catalog::reference_markdown());
             ExitCode::SUCCESS
         }
-        Some(Command::CheckConfig { ref file }) => match Config::load(file, &config::process_env) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+        Some(Command::CheckConfig { ref file }) => {
+            match m4watch::app::load_config(Some(file), &config::process_env) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Some(Command::TestRules { ref files }) => {
             let mut out = String::new();
             let ok = m4watch::rules::promtool::run_files(files, &mut out);
@@ -233,23 +235,18 @@ fn dump_raw(
 }
 
 fn run(cli: Cli, demo: bool) -> ExitCode {
-    let (loaded, text) = match &cli.config {
-        Some(path) => (
-            Config::load(path, &config::process_env),
-            std::fs::read_to_string(path).unwrap_or_default(),
-        ),
-        None => (
-            Config::embedded_default(&config::process_env),
-            config::DEFAULT_YAML.to_string(),
-        ),
+    let text = match &cli.config {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        None => config::DEFAULT_YAML.to_string(),
     };
-    let mut config = match loaded {
-        Ok(c) => c,
+    let mut loaded = match m4watch::app::load_config(cli.config.as_deref(), &config::process_env) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("m4watch: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let config = &mut loaded.config;
     if let Some(l) = cli.listen {
         config.listen = l;
     }
@@ -270,7 +267,7 @@ fn run(cli: Cli, demo: bool) -> ExitCode {
             config.data_dir =
                 std::env::temp_dir().join(format!("m4watch-demo-{}", std::process::id()));
         }
-        if let Err(e) = m4watch::demo::prepare(&mut config) {
+        if let Err(e) = m4watch::demo::prepare(config) {
             eprintln!("m4watch: {e}");
             return ExitCode::FAILURE;
         }
@@ -310,7 +307,7 @@ fn run(cli: Cli, demo: bool) -> ExitCode {
                 }
             });
         }
-        match m4watch::run(config, shutdown).await {
+        match m4watch::run(loaded, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "m4watch failed");

@@ -121,7 +121,7 @@ impl Store {
     /// Turns on the sample ring: after each snapshot refresh, if at least `step` has
     /// passed since the last append, every series is appended; samples older than
     /// `retention` are dropped.
-    pub fn keep_history(&self, retention: Duration, step: Duration) {
+    pub fn keep_ring(&self, retention: Duration, step: Duration) {
         *self.ring.write().expect("ring lock") = ring::Ring::new(retention.as_millis() as i64);
         self.ring_step_ms.store(
             step.as_millis().max(1) as i64,
@@ -130,18 +130,18 @@ impl Store {
     }
 
     /// Read access to the sample ring.
-    pub fn history(&self) -> std::sync::RwLockReadGuard<'_, ring::Ring> {
+    pub fn ring(&self) -> std::sync::RwLockReadGuard<'_, ring::Ring> {
         self.ring.read().expect("ring lock")
     }
 
     /// Write access to the sample ring (the rule engine writes recording-rule results).
-    pub fn history_mut(&self) -> std::sync::RwLockWriteGuard<'_, ring::Ring> {
+    pub fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, ring::Ring> {
         self.ring.write().expect("ring lock")
     }
 
     /// Appends the current families to the ring now, whatever the step (the rule
     /// engine's first evaluation wants the collectors' first readings at once).
-    pub fn append_history_now(&self) {
+    pub fn append_ring_now(&self) {
         if self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             return;
         }
@@ -153,7 +153,7 @@ impl Store {
             .append_families(&families, now);
     }
 
-    fn append_history(&self, families: &[Family]) {
+    fn append_ring(&self, families: &[Family]) {
         let step = self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed);
         if step == 0 {
             return;
@@ -265,12 +265,17 @@ impl Store {
         let families = self.families();
         let text = encode(&families);
         *self.snapshot.write().expect("snapshot lock") = Some(Bytes::from(text));
-        self.append_history(&families);
+        self.append_ring(&families);
     }
 
     /// The last encoded exposition, or `None` before the first snapshot.
     pub fn snapshot(&self) -> Option<Bytes> {
         self.snapshot.read().expect("snapshot lock").clone()
+    }
+
+    /// Notified whenever a source publishes.
+    pub fn change_signal(&self) -> &Notify {
+        &self.changed
     }
 
     /// Waits until a source publishes.

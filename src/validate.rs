@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::alerts::evaluate::{ALERTS, RULES_LOADED};
 use crate::collect::containers::DOCKER_INFO;
 use crate::collect::hardware::{
     CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
@@ -19,7 +20,6 @@ use crate::collect::process::{PROCESS_CPU_SECONDS_TOTAL, PROCESS_RESIDENT_MEMORY
 use crate::collect::trading::{
     PERFORMANCE_SCORE, PERFORMANCE_SCORE_COVERAGE_RATIO, TRADING_SERIES,
 };
-use crate::rules::task::{ALERTS, RULES_LOADED};
 use crate::store::{BUILD_INFO, COLLECTOR_DURATION_SECONDS, COLLECTOR_SUCCESS};
 use serde::Deserialize;
 

@@ -894,7 +894,7 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
 
 #[tokio::test]
 async fn smtp_steps_are_classified() {
-    use m4watch::notify::config::{EmailConfig, SmtpTls};
+    use m4watch::config::notify::{EmailConfig, SmtpTls};
     use m4watch::notify::email::Email;
     use m4watch::notify::{AlertState, Ctx, Kind, Notification, Reason};
     let tmp = tempfile::tempdir().unwrap();
@@ -1256,8 +1256,8 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
 
 #[tokio::test]
 async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
+    use m4watch::config::notify::NotifyConfig;
     use m4watch::model::alert::fingerprint;
-    use m4watch::notify::config::NotifyConfig;
     use m4watch::notify::{AlertEvent, AlertState, Notifier};
     let sink = Sink::start().await;
     let tmp = tempfile::tempdir().unwrap();
@@ -1363,7 +1363,7 @@ async fn mute_intervals_rate_limits_and_repeats() {
 
 #[tokio::test]
 async fn smtp_over_starttls_and_implicit_tls_with_auth() {
-    use m4watch::notify::config::{EmailConfig, SmtpTls};
+    use m4watch::config::notify::{EmailConfig, SmtpTls};
     use m4watch::notify::email::Email;
     use m4watch::notify::{Ctx, Kind, Notification, Reason};
     let openssl = require_tool("openssl");

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::history::samples::Aggregation;
+use crate::persist::samples::Aggregation;
 
 /// Read routes; mounted behind the read check by [`super::api`].
 pub fn reads() -> OpenApiRouter<Arc<AppState>> {

@@ -37,8 +37,9 @@ pub struct AppState {
     pub config: Arc<crate::config::Config>,
     pub store: Arc<Store>,
     pub started: Instant,
-    /// Collectors that must have run once before the instance reports ready.
-    pub expected_collectors: Vec<&'static str>,
+    /// Every collector as configured; the enabled ones must have run once before the
+    /// instance reports ready.
+    pub collectors: Vec<crate::collect::Entry>,
     /// The trading store; `None` when `trading.enabled` is false.
     pub trading: Option<Arc<crate::collect::trading::Trading>>,
     /// Alert state; `None` when the rule engine is off.
@@ -48,7 +49,7 @@ pub struct AppState {
     /// The container collector's latest report.
     pub containers: Arc<crate::collect::containers::Latest>,
     /// The history database; `None` when `history.enabled` is false.
-    pub samples: Option<crate::history::samples::SampleDb>,
+    pub samples: Option<crate::persist::samples::SampleDb>,
     /// The recommendations' inputs.
     pub advisor: Arc<crate::advise::Advisor>,
 }
@@ -203,7 +204,11 @@ async fn monitoring_metrics(s: State<Arc<AppState>>) -> Response {
 
 fn is_ready(s: &AppState) -> bool {
     let ran = s.store.collectors();
-    s.store.snapshot().is_some() && s.expected_collectors.iter().all(|c| ran.contains_key(*c))
+    s.store.snapshot().is_some()
+        && s.collectors
+            .iter()
+            .filter(|c| c.enabled)
+            .all(|c| ran.contains_key(c.name))
 }
 
 /// Readiness: 200 once every enabled collector has run once.

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::alerts::evaluate::RULES_LOADED;
 use crate::collect::hardware::apple::{
     ANE_POWER_WATTS, ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO,
     CPU_FREQUENCY_HERTZ, FAN_SPEED_RPM, GPU_FREQUENCY_HERTZ, GPU_MEMORY_USED_BYTES,
@@ -24,7 +25,6 @@ use crate::collect::hardware::{
     CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
     MEMORY_PRESSURE_RATIO, MEMORY_TOTAL_BYTES, POWER_WATTS, TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
 };
-use crate::rules::task::RULES_LOADED;
 use crate::store::CollectorStatus;
 use crate::store::index::{Families, label};
 
@@ -556,7 +556,7 @@ pub struct Status {
     pub receivers: Vec<ReceiverSummary>,
 }
 
-fn integrations(r: &crate::notify::config::ReceiverConfig) -> Vec<&'static str> {
+fn integrations(r: &crate::config::notify::ReceiverConfig) -> Vec<&'static str> {
     [
         ("slack", r.slack.is_some()),
         ("email", r.email.is_some()),
@@ -576,31 +576,17 @@ fn integrations(r: &crate::notify::config::ReceiverConfig) -> Vec<&'static str> 
 async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
     let c = &s.config;
     let runs = s.store.collectors();
-    let secs = |d: crate::config::Dur| Some(d.get().as_secs_f64());
-    let mut collectors = vec![
-        ("hardware", c.hardware.enabled, secs(c.hardware.interval)),
-        ("process", c.process.enabled, secs(c.process.interval)),
-        (
-            "containers",
-            c.containers.enabled,
-            secs(c.containers.interval),
-        ),
-        (
-            "probes",
-            !c.probes.targets.is_empty(),
-            secs(c.probes.interval),
-        ),
-        ("trading", c.trading.enabled, secs(c.trading.interval)),
-    ]
-    .into_iter()
-    .map(|(name, enabled, interval_seconds)| CollectorSummary {
-        name: name.to_string(),
-        enabled,
-        interval_seconds,
-        last_run: runs.get(name).cloned(),
-    })
-    .collect::<Vec<_>>();
-    // Collectors not in the list above (none today) still show up.
+    let mut collectors = s
+        .collectors
+        .iter()
+        .map(|e| CollectorSummary {
+            name: e.name.to_string(),
+            enabled: e.enabled,
+            interval_seconds: Some(e.interval.as_secs_f64()),
+            last_run: runs.get(e.name).cloned(),
+        })
+        .collect::<Vec<_>>();
+    // Runs outside the registry (the recommendations) still show up.
     for (name, run) in &runs {
         if !collectors.iter().any(|x| &x.name == name) {
             collectors.push(CollectorSummary {

@@ -14,8 +14,8 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
+use crate::config::notify::ReceiverConfig;
 use crate::model::alert::fingerprint;
-use crate::notify::config::ReceiverConfig;
 use crate::notify::dispatch::NotifyError;
 use crate::notify::outbox::Delivery;
 use crate::notify::{AlertEvent, AlertState};
@@ -217,7 +217,7 @@ async fn test(
     };
     let name = req
         .receiver
-        .unwrap_or_else(|| crate::notify::config::DEFAULT_RECEIVER.to_string());
+        .unwrap_or_else(|| crate::config::notify::DEFAULT_RECEIVER.to_string());
     let dry = req.dry_run;
     let results = s.notifier.test(&name, dry).await.map_err(notify_error)?;
     if results.is_empty() {

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use crate::clock::every;
+use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::store::{Family, Store};
 
@@ -81,26 +83,86 @@ impl<C: BlockingCollector> Collector for Blocking<C> {
     }
 }
 
-/// Runs `collector` every `interval` with `timeout` until `shutdown` fires.
+/// One collector as configured. [`registry`] is the one list of collectors: start-up
+/// builds the enabled ones from it, the status endpoint shows it, and readiness and the
+/// rule engine wait for the enabled ones to have run once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub name: &'static str,
+    pub enabled: bool,
+    pub interval: Duration,
+    /// How long one run may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+/// Every collector m4watch has, in start-up order, as `config` sets them.
+pub fn registry(config: &Config) -> Vec<Entry> {
+    let entry = |name, enabled, interval: crate::config::Dur, timeout: crate::config::Dur| Entry {
+        name,
+        enabled,
+        interval: interval.get(),
+        timeout: timeout.get(),
+    };
+    vec![
+        entry(
+            HARDWARE,
+            config.hardware.enabled,
+            config.hardware.interval,
+            config.hardware.timeout,
+        ),
+        entry(
+            PROCESS,
+            config.process.enabled,
+            config.process.interval,
+            config.process.interval,
+        ),
+        entry(
+            CONTAINERS,
+            config.containers.enabled,
+            config.containers.interval,
+            config.containers.timeout,
+        ),
+        entry(
+            PROBES,
+            !config.probes.targets.is_empty(),
+            config.probes.interval,
+            config.probes.interval,
+        ),
+        entry(
+            TRADING,
+            config.trading.enabled,
+            config.trading.interval,
+            config.trading.interval,
+        ),
+    ]
+}
+
+/// Collector names, as `m4watch_collector_success{collector}` labels them.
+pub const HARDWARE: &str = "hardware";
+pub const PROCESS: &str = "process";
+pub const CONTAINERS: &str = "containers";
+pub const PROBES: &str = "probes";
+pub const TRADING: &str = "trading";
+
+/// Runs `collector` every `interval` with `timeout` until `shutdown` fires; a run in
+/// progress when shutdown fires is cut short.
 pub fn spawn<C: Collector>(
-    mut collector: C,
+    collector: C,
     interval: Duration,
     timeout: Duration,
     store: Arc<Store>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let name = collector.name();
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.recv() => break,
-                _ = ticker.tick() => {}
-            }
+    let name = collector.name();
+    let collector = Arc::new(tokio::sync::Mutex::new(collector));
+    tokio::spawn(every(interval, shutdown.clone(), move || {
+        let (collector, store, mut shutdown) =
+            (Arc::clone(&collector), Arc::clone(&store), shutdown.clone());
+        async move {
+            let mut collector = collector.lock().await;
             let started = Instant::now();
             let outcome = tokio::select! {
-                _ = shutdown.recv() => break,
+                _ = shutdown.recv() => return,
                 r = tokio::time::timeout(timeout, collector.collect()) => r,
             };
             let took = started.elapsed();
@@ -118,8 +180,7 @@ pub fn spawn<C: Collector>(
             }
             store.record_run(name, result, took);
         }
-        tracing::debug!(collector = name, "collector stopped");
-    })
+    }))
 }
 
 #[cfg(test)]

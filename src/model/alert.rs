@@ -278,6 +278,90 @@ impl PartialEq for Matcher {
     }
 }
 
+// --- Alerts as the alert store keeps them --------------------------------------
+
+/// Label or annotation pairs, sorted by name.
+pub type Pairs = Vec<(String, String)>;
+
+/// Who acknowledged an alert, why and when (ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// One alert as stored: the engine's view plus acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    pub id: String,
+    pub alertname: String,
+    pub group: String,
+    pub severity: String,
+    pub state: State,
+    pub labels: Pairs,
+    pub annotations: Pairs,
+    pub value: f64,
+    pub active_at: i64,
+    pub fired_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub ack: Option<Ack>,
+}
+
+/// A silence: alerts matching every matcher are silenced until `ends_at` (ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<MatcherSpec>,
+    /// `matchers`, compiled once ([`Silence::compile`]); not stored.
+    #[serde(skip)]
+    pub compiled: Vec<Matcher>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_by: String,
+    pub comment: String,
+}
+
+impl Silence {
+    /// Whether the silence applies to `labels` at `now` (ms).
+    pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
+        // Uncompiled (or not compilable) matchers silence nothing, never everything.
+        self.compiled.len() == self.matchers.len()
+            && self.starts_at <= now
+            && now < self.ends_at
+            && all_match(&self.compiled, labels)
+    }
+
+    /// Compiles the matchers; a silence with a bad one is refused.
+    pub fn compile(mut self) -> Result<Silence, String> {
+        self.compiled = self
+            .matchers
+            .iter()
+            .map(MatcherSpec::compile)
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+}
+
+/// A state change, as saved and broadcast.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub id: String,
+    pub alertname: String,
+    pub severity: String,
+    pub from: State,
+    pub to: State,
+    /// When it happened (ms).
+    pub at: i64,
+    pub labels: Pairs,
+    pub annotations: Pairs,
+    pub value: f64,
+    /// The alert was acknowledged when this happened.
+    pub acknowledged: bool,
+    /// A silence covered the alert when this happened.
+    pub silenced: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::config::AlertmanagerConfig;
 use super::{AlertState, Ctx, Notification, SendError, post_json};
+use crate::config::notify::AlertmanagerConfig;
 
 /// Posts alerts to every configured Alertmanager.
 pub struct Alertmanager {

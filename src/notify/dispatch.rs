@@ -13,16 +13,16 @@ use serde::Deserialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::config::{
-    DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, RouteConfig,
-    SlackConfig,
-};
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError, StoredGroup};
 use super::receiver::Receiver;
-use super::timeinterval::TimeInterval;
 use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
 use crate::config::Secret;
+use crate::config::notify::{
+    DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, RouteConfig,
+    SlackConfig,
+};
+use crate::config::timeinterval::TimeInterval;
 use crate::model::alert::{Matcher, all_match, fingerprint};
 use crate::shutdown::Shutdown;
 

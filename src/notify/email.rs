@@ -11,8 +11,8 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::config::{EmailConfig, SmtpTls, smarthost};
 use super::{AlertState, Ctx, Notification, Reason, SendError};
+use crate::config::notify::{EmailConfig, SmtpTls, smarthost};
 
 /// Sends to one SMTP server.
 pub struct Email {

@@ -16,7 +16,6 @@
 
 pub mod alertmanager;
 pub mod bridge;
-pub mod config;
 pub mod dispatch;
 pub mod email;
 pub mod metrics;
@@ -24,7 +23,6 @@ pub mod outbox;
 pub mod pagerduty;
 pub mod receiver;
 pub mod slack;
-pub mod timeinterval;
 pub mod webhook;
 pub mod worker;
 

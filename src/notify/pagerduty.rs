@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::config::PagerDutyConfig;
 use super::{AlertEvent, AlertState, Ctx, Kind, Notification, Reason, SendError, post_json};
 use crate::config::Secret;
+use crate::config::notify::PagerDutyConfig;
 
 /// Sends to one PagerDuty service (routing key).
 pub struct PagerDuty {
@@ -74,29 +74,6 @@ pub fn severity(s: &str) -> &'static str {
         "warning" | "warn" | "medium" => "warning",
         _ => "info",
     }
-}
-
-/// Checks a `dedup_key` template: only `{{ fingerprint }}`, `{{ group_key }}` and
-/// `{{ labels.NAME }}` are known.
-pub fn check_template(t: &str) -> Result<(), String> {
-    let mut rest = t;
-    while let Some(i) = rest.find("{{") {
-        let after = &rest[i + 2..];
-        let j = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed {{{{ in {t:?}"))?;
-        let var = after[..j].trim();
-        let known = var == "fingerprint"
-            || var == "group_key"
-            || var.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
-        if !known {
-            return Err(format!(
-                "unknown variable {var:?}: use fingerprint, group_key or labels.NAME"
-            ));
-        }
-        rest = &after[j + 2..];
-    }
-    Ok(())
 }
 
 /// Fills a checked template.
@@ -194,6 +171,7 @@ pub fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::notify::check_template;
     use crate::notify::tests::test_event;
 
     fn n(kind: Kind, state: AlertState) -> Notification {

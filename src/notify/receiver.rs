@@ -1,11 +1,11 @@
 //! A receiver at run time: its config and the integrations built from it.
 
 use super::alertmanager::Alertmanager;
-use super::config::ReceiverConfig;
 use super::email::Email;
 use super::pagerduty::PagerDuty;
 use super::slack::Slack;
 use super::webhook::Webhook;
+use crate::config::notify::ReceiverConfig;
 use std::time::Duration;
 
 use super::{Ctx, Kind, Notification, Reason, SendError};

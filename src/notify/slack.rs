@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::config::SlackConfig;
 use super::{AlertState, Ctx, Notification, SendError, post_json};
 use crate::config::Secret;
+use crate::config::notify::SlackConfig;
 
 /// Posts to one Slack incoming webhook.
 pub struct Slack {

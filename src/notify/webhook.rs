@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::config::WebhookConfig;
 use super::{AlertEvent, AlertState, Ctx, Notification, SendError, post_json};
 use crate::config::Secret;
+use crate::config::notify::WebhookConfig;
 
 /// Posts the Alertmanager webhook payload to one URL.
 pub struct Webhook {

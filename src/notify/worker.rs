@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::config::DeliveryConfig;
 use super::dispatch::Receivers;
 use super::metrics::Metrics;
 use super::outbox::{Outbox, Pending};
 use super::{Reason, SendError};
+use crate::config::notify::DeliveryConfig;
 use crate::shutdown::Shutdown;
 use crate::store::unix_now;
 

@@ -10,11 +10,12 @@
 
 pub mod promql;
 pub mod promtool;
-pub mod task;
 pub mod template;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::config::RulesConfig;
 
 use serde::Deserialize;
 
@@ -181,6 +182,29 @@ pub struct Change {
     pub group: String,
     pub from: State,
     pub alert: Alert,
+}
+
+/// The rule files `rc`'s globs name, in order.
+pub fn paths(rc: &RulesConfig) -> Vec<PathBuf> {
+    rc.files.iter().flat_map(|f| expand_glob(f)).collect()
+}
+
+/// Loads the configured rule files (or the embedded ones) and checks their ranges
+/// against `rules.max_range`. The wiring calls this once at start-up, and
+/// `check-config` once.
+pub fn load(rc: &RulesConfig) -> Result<Vec<Group>, String> {
+    let groups = if rc.files.is_empty() {
+        load_embedded().map_err(|e| e.0)?
+    } else {
+        for f in &rc.files {
+            if expand_glob(f).is_empty() {
+                return Err(format!("{} matches no file", f.display()));
+            }
+        }
+        load_files(&paths(rc)).map_err(|e| e.0)?
+    };
+    check_max_range(&groups, rc.max_range.get().as_millis() as i64).map_err(|e| e.0)?;
+    Ok(groups)
 }
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90s`).

@@ -14,7 +14,11 @@ use hdrhistogram::Histogram;
 
 use super::latency;
 use crate::collect::trading::TRADING_LATENCY_BASELINE_SECONDS;
-use crate::history::samples::{Baseline, SampleDb};
+use crate::persist::samples::Baseline;
+
+/// Where finished periods go (the wiring hands them to the history writer); a source
+/// never writes to a database itself.
+pub type Sink = Box<dyn Fn(Vec<Baseline>) + Send + Sync>;
 use crate::store::Family;
 
 /// The quantiles kept, as labelled.
@@ -26,7 +30,7 @@ type Key = (String, Vec<(String, String)>);
 pub struct Baselines {
     period_ms: i64,
     keep: usize,
-    db: Option<SampleDb>,
+    sink: Option<Sink>,
     /// Start of the period being accumulated (ms, a multiple of the period).
     current: Option<i64>,
     hists: BTreeMap<Key, Histogram<u64>>,
@@ -37,11 +41,11 @@ pub struct Baselines {
 impl Baselines {
     /// Tracks periods of `period_ms`, exporting the median of the latest `keep`
     /// complete ones; `stored` are the baselines the database already holds.
-    pub fn new(period_ms: i64, keep: usize, db: Option<SampleDb>, stored: Vec<Baseline>) -> Self {
+    pub fn new(period_ms: i64, keep: usize, sink: Option<Sink>, stored: Vec<Baseline>) -> Self {
         let mut b = Baselines {
             period_ms: period_ms.max(1),
             keep: keep.max(1),
-            db,
+            sink,
             current: None,
             hists: BTreeMap::new(),
             done: BTreeMap::new(),
@@ -123,10 +127,10 @@ impl Baselines {
             }
             self.push_done(key, current, p50, p95);
         }
-        if let Some(db) = &self.db
+        if let Some(sink) = &self.sink
             && !rows.is_empty()
         {
-            db.save_baselines(rows);
+            sink(rows);
         }
     }
 

@@ -1,5 +1,5 @@
 //! Alert state: inactive -> pending -> firing -> resolved, acknowledgements, silences,
-//! persisted through [`crate::history`] so it survives restarts.
+//! persisted through [`crate::persist::alerts`] so it survives restarts.
 //!
 //! The rule engine decides when an alert changes state; [`Alerts::apply`] records each
 //! change as a [`Transition`], saves it, and broadcasts it. A notifier consumes
@@ -7,97 +7,18 @@
 //! (durable, by `seq`), and should not notify a transition whose `silenced` is true,
 //! nor repeat one whose `acknowledged` is true unless it goes to `resolved`.
 
+pub mod evaluate;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::history::History;
-use crate::model::alert::{Matcher, MatcherSpec, State, all_match};
+use crate::model::alert::State;
+use crate::persist::alerts::History;
 use crate::rules::Change;
 
-/// Label or annotation pairs, sorted by name.
-pub type Pairs = Vec<(String, String)>;
-
-/// Who acknowledged an alert, why and when (ms).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ack {
-    pub by: String,
-    pub comment: String,
-    pub at: i64,
-}
-
-/// One alert as stored: the engine's view plus acknowledgement.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredAlert {
-    pub id: String,
-    pub alertname: String,
-    pub group: String,
-    pub severity: String,
-    pub state: State,
-    pub labels: Pairs,
-    pub annotations: Pairs,
-    pub value: f64,
-    pub active_at: i64,
-    pub fired_at: Option<i64>,
-    pub resolved_at: Option<i64>,
-    pub ack: Option<Ack>,
-}
-
-/// A silence: alerts matching every matcher are silenced until `ends_at` (ms).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Silence {
-    pub id: String,
-    pub matchers: Vec<MatcherSpec>,
-    /// `matchers`, compiled once ([`Silence::compile`]); not stored.
-    #[serde(skip)]
-    pub compiled: Vec<Matcher>,
-    pub starts_at: i64,
-    pub ends_at: i64,
-    pub created_by: String,
-    pub comment: String,
-}
-
-impl Silence {
-    /// Whether the silence applies to `labels` at `now` (ms).
-    pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
-        // Uncompiled (or not compilable) matchers silence nothing, never everything.
-        self.compiled.len() == self.matchers.len()
-            && self.starts_at <= now
-            && now < self.ends_at
-            && all_match(&self.compiled, labels)
-    }
-
-    /// Compiles the matchers; a silence with a bad one is refused.
-    pub fn compile(mut self) -> Result<Silence, String> {
-        self.compiled = self
-            .matchers
-            .iter()
-            .map(MatcherSpec::compile)
-            .collect::<Result<_, _>>()?;
-        Ok(self)
-    }
-}
-
-/// A state change, as saved and broadcast.
-#[derive(Debug, Clone, Serialize)]
-pub struct Transition {
-    pub id: String,
-    pub alertname: String,
-    pub severity: String,
-    pub from: State,
-    pub to: State,
-    /// When it happened (ms).
-    pub at: i64,
-    pub labels: Pairs,
-    pub annotations: Pairs,
-    pub value: f64,
-    /// The alert was acknowledged when this happened.
-    pub acknowledged: bool,
-    /// A silence covered the alert when this happened.
-    pub silenced: bool,
-}
+pub use crate::model::alert::{Ack, Pairs, Silence, StoredAlert, Transition};
 
 /// Why an acknowledgement or silence request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -386,6 +307,7 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::alert::MatcherSpec;
 
     fn labels(pairs: &[(&str, &str)]) -> Pairs {
         pairs

@@ -22,9 +22,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{HistoryError, open_sqlite};
-use crate::config::HistoryConfig;
-use crate::store::{Store, unix_now};
+use super::{DbError, open_sqlite};
+use crate::store::unix_now;
 
 const MIGRATIONS: &[&str] = &["
 CREATE TABLE series (
@@ -126,12 +125,12 @@ fn now_ms() -> i64 {
 impl SampleDb {
     /// Opens (creating and migrating) `data_dir/history.db`, prunes what is past
     /// `retention`, and starts the writer thread. Blocking.
-    pub fn open(data_dir: &Path, retention: Duration) -> Result<SampleDb, HistoryError> {
+    pub fn open(data_dir: &Path, retention: Duration) -> Result<SampleDb, DbError> {
         let path = data_dir.join("history.db");
         let write = open_sqlite(&path, MIGRATIONS)?;
         let read = open_sqlite(&path, MIGRATIONS)?;
         let retention_ms = retention.as_millis() as i64;
-        prune(&write, now_ms() - retention_ms).map_err(|source| HistoryError::Sqlite {
+        prune(&write, now_ms() - retention_ms).map_err(|source| DbError::Sqlite {
             path: path.display().to_string(),
             source,
         })?;
@@ -140,7 +139,7 @@ impl SampleDb {
         std::thread::Builder::new()
             .name("m4watch-samples".into())
             .spawn(move || writer(write, rx, name, retention_ms))
-            .map_err(|e| HistoryError::Dir(data_dir.display().to_string(), e))?;
+            .map_err(|e| DbError::Dir(data_dir.display().to_string(), e))?;
         Ok(SampleDb {
             tx,
             read: Arc::new(Mutex::new(read)),
@@ -368,53 +367,6 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String, retention
             let _ = w.send(());
         }
     }
-}
-
-/// The rows of `families` (by name) the store holds now; NaN (unknown) is skipped.
-pub fn rows_of(store: &Store, families: &HashSet<String>) -> Vec<Row> {
-    let mut out = Vec::new();
-    for f in store.families() {
-        if !families.contains(&f.name) {
-            continue;
-        }
-        for s in &f.samples {
-            if s.value.is_nan() {
-                continue;
-            }
-            out.push(Row {
-                name: format!("{}{}", f.name, s.suffix),
-                labels: s.labels.iter().cloned().collect(),
-                value: s.value,
-            });
-        }
-    }
-    out
-}
-
-/// Writes the configured families every `history.interval` until shutdown.
-pub fn spawn_sampler(
-    store: Arc<Store>,
-    db: SampleDb,
-    cfg: &HistoryConfig,
-    mut shutdown: crate::shutdown::Shutdown,
-) -> tokio::task::JoinHandle<()> {
-    let families: HashSet<String> = cfg.families.iter().cloned().collect();
-    let interval = cfg.interval.get();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.recv() => break,
-                _ = ticker.tick() => {}
-            }
-            let rows = rows_of(&store, &families);
-            if !rows.is_empty() {
-                db.write(now_ms(), rows);
-            }
-        }
-        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
-    })
 }
 
 #[cfg(test)]

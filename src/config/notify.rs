@@ -354,7 +354,7 @@ impl NotifyConfig {
                     );
                 }
                 check_url(&pd.url, &format!("{p}.pagerduty.url"))?;
-                super::pagerduty::check_template(&pd.dedup_key)
+                check_template(&pd.dedup_key)
                     .map_err(|e| (format!("{p}.pagerduty.dedup_key"), e))?;
             }
             if let Some(w) = &r.webhook {
@@ -553,6 +553,29 @@ fn check_route(
     }
     for (i, c) in r.routes.iter().enumerate() {
         check_route(c, &format!("{p}.routes[{i}]"), known, intervals)?;
+    }
+    Ok(())
+}
+
+/// Checks a `dedup_key` template: only `{{ fingerprint }}`, `{{ group_key }}` and
+/// `{{ labels.NAME }}` are known.
+pub fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let j = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {t:?}"))?;
+        let var = after[..j].trim();
+        let known = var == "fingerprint"
+            || var == "group_key"
+            || var.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
+        if !known {
+            return Err(format!(
+                "unknown variable {var:?}: use fingerprint, group_key or labels.NAME"
+            ));
+        }
+        rest = &after[j + 2..];
     }
     Ok(())
 }

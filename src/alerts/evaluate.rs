@@ -6,12 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::alerts::Alerts;
-use crate::config::Config;
+use std::collections::BTreeMap;
+
+use crate::clock::{self, unix_now};
+use crate::config::RulesConfig;
 use crate::model::alert::State;
 use crate::model::{MetricDef, def};
+use crate::rules::Group;
 use crate::rules::{Alert, Change, Engine, RuleKind};
 use crate::shutdown::Shutdown;
-use crate::store::{Family, Kind, Store, unix_now};
+use crate::store::{Family, Kind, Store};
 
 /// Metrics of the rule engine.
 pub const ALERTS: MetricDef = def(
@@ -62,29 +66,18 @@ fn now_ms() -> i64 {
     (unix_now() * 1000.0) as i64
 }
 
-/// Loads rules and the saved alert state, turns on the store's sample ring, and spawns
-/// the evaluation loop. `expected` collectors must have run once before the first
-/// evaluation, so restored alerts are not resolved for lack of data.
-pub async fn start(
-    config: &Config,
+/// Restores saved alerts into the rule engine, turns on the store's sample ring, and
+/// spawns the evaluation loop. `expected` collectors must have run once before the
+/// first evaluation, so restored alerts are not resolved for lack of data.
+pub fn start(
+    rc: &RulesConfig,
+    groups: Vec<Group>,
+    alerts: Arc<Alerts>,
     store: Arc<Store>,
     shutdown: Shutdown,
     expected: Vec<&'static str>,
-) -> Result<Running, String> {
-    let rc = &config.rules;
-    let groups = rc.load()?;
-    let data_dir = config.data_dir.clone();
-    let (history, loaded) = tokio::task::spawn_blocking(move || crate::history::open(&data_dir))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+) -> Running {
     let interval = rc.evaluation_interval.get();
-    let alerts = Arc::new(Alerts::new(
-        loaded.alerts,
-        loaded.silences,
-        Some(history),
-        rc.resolved_retention.get().as_millis() as i64,
-    ));
     let transitions = alerts.subscribe();
     let mut engine = Engine::new(groups, interval.as_millis() as i64);
     let mut orphans = Vec::new();
@@ -119,8 +112,8 @@ pub async fn start(
         alerts.apply(&orphans, std::iter::empty(), |_| String::new(), now_ms());
     }
     tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
-    let lookback = Duration::from_millis(super::promql::LOOKBACK_MS as u64);
-    store.keep_history(rc.max_range.get().max(lookback) + interval, interval);
+    let lookback = Duration::from_millis(crate::rules::promql::LOOKBACK_MS as u64);
+    store.keep_ring(rc.max_range.get().max(lookback) + interval, interval);
     // The rule families exist from the start (at 0), not from the first evaluation.
     store.publish(
         "rules",
@@ -135,11 +128,11 @@ pub async fn start(
         shutdown,
         expected,
     ));
-    Ok(Running {
+    Running {
         alerts,
         task,
         transitions,
-    })
+    }
 }
 
 async fn run(
@@ -154,7 +147,7 @@ async fn run(
     loop {
         let ran = store.collectors();
         if expected.iter().all(|c| ran.contains_key(*c)) {
-            store.append_history_now();
+            store.append_ring_now();
             break;
         }
         tokio::select! {
@@ -162,49 +155,65 @@ async fn run(
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
-    let mut failures: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.recv() => break,
-            _ = ticker.tick() => {}
-        }
-        let (e, a, s) = (Arc::clone(&engine), Arc::clone(&alerts), Arc::clone(&store));
-        let result = tokio::task::spawn_blocking(move || {
-            let began = Instant::now();
-            let mut engine = e.lock().expect("engine lock");
-            let t = now_ms();
-            let cycle = {
-                let mut ring = s.history_mut();
-                engine.eval(&mut ring, t)
-            };
-            let took = began.elapsed();
-            let severities: std::collections::HashMap<String, String> = engine
-                .groups
-                .iter()
-                .flat_map(|g| g.rules.iter())
-                .map(|r| (r.name.clone(), r.severity()))
-                .collect();
-            a.apply(
-                &cycle.changes,
-                engine.active().map(|(g, _, al)| (g.name.as_str(), al)),
-                |name| severities.get(name).cloned().unwrap_or_default(),
-                t,
-            );
-            (cycle, took, families_shape(&engine))
-        })
-        .await;
-        let Ok((cycle, took, shape)) = result else {
-            tracing::error!("rule evaluation panicked");
-            continue;
-        };
-        for (g, _) in &cycle.failures {
-            *failures.entry(g.clone()).or_default() += 1;
-        }
-        store.publish("rules", metrics(&shape, &alerts, &failures, Some(took)));
-    }
+    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    clock::every(interval, shutdown, || {
+        let (e, a, s, f) = (
+            Arc::clone(&engine),
+            Arc::clone(&alerts),
+            Arc::clone(&store),
+            Arc::clone(&failures),
+        );
+        evaluate(e, a, s, f)
+    })
+    .await;
     flush(&alerts).await;
+}
+
+/// One evaluation cycle: rules against the ring, changes into alert state, the rule
+/// engine's metrics into the store.
+async fn evaluate(
+    engine: Arc<Mutex<Engine>>,
+    alerts: Arc<Alerts>,
+    store: Arc<Store>,
+    failures: Arc<Mutex<BTreeMap<String, u64>>>,
+) {
+    let (a, s) = (Arc::clone(&alerts), Arc::clone(&store));
+    let result = tokio::task::spawn_blocking(move || {
+        let began = Instant::now();
+        let mut engine = engine.lock().expect("engine lock");
+        let t = now_ms();
+        let cycle = {
+            let mut ring = s.ring_mut();
+            engine.eval(&mut ring, t)
+        };
+        let took = began.elapsed();
+        let severities: std::collections::HashMap<String, String> = engine
+            .groups
+            .iter()
+            .flat_map(|g| g.rules.iter())
+            .map(|r| (r.name.clone(), r.severity()))
+            .collect();
+        a.apply(
+            &cycle.changes,
+            engine.active().map(|(g, _, al)| (g.name.as_str(), al)),
+            |name| severities.get(name).cloned().unwrap_or_default(),
+            t,
+        );
+        (cycle, took, families_shape(&engine))
+    })
+    .await;
+    let Ok((cycle, took, shape)) = result else {
+        tracing::error!("rule evaluation panicked");
+        return;
+    };
+    let failures = {
+        let mut f = failures.lock().expect("failures lock");
+        for (g, _) in &cycle.failures {
+            *f.entry(g.clone()).or_default() += 1;
+        }
+        f.clone()
+    };
+    store.publish("rules", metrics(&shape, &alerts, &failures, Some(took)));
 }
 
 async fn flush(alerts: &Arc<Alerts>) {

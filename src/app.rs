@@ -1,0 +1,424 @@
+//! The wiring: loads the config with what only the top of the crate can check, builds
+//! every part from the collector registry and the config, and runs them until shutdown.
+//! Nothing below imports this module.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::collect::trading::baseline::Baselines;
+use crate::collect::trading::statsd::Listener;
+use crate::collect::trading::{Trading, TradingCollector};
+use crate::collect::{self, Blocking, Entry};
+use crate::config::{Config, ConfigError, EnvLookup};
+use crate::persist::samples::SampleDb;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::{advise, alerts, api, catalog, clock, history, notify, persist, rules};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for StatsD on UDP {addr}: {source}")]
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Startup(String),
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A config checked as a whole: the rule files it names, loaded (once), and every
+/// history family known.
+pub struct Loaded {
+    pub config: Config,
+    /// The rule groups; empty when `rules.enabled` is false.
+    pub rules: Vec<rules::Group>,
+}
+
+/// Loads and checks a config file, or the embedded default without one. Errors name
+/// the file and the key, like every config error.
+pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, ConfigError> {
+    match path {
+        Some(p) => check(Config::load(p, env)?, &p.display().to_string()),
+        None => check(Config::embedded_default(env)?, "<embedded default>"),
+    }
+}
+
+/// Checks what the config module cannot know: every `history.families` entry is a
+/// family m4watch exports, and the rule files load.
+pub fn check(config: Config, file: &str) -> Result<Loaded, ConfigError> {
+    let invalid = |path: String, reason: String| ConfigError::Invalid {
+        file: file.to_string(),
+        path,
+        reason,
+    };
+    let rules = if config.rules.enabled {
+        rules::load(&config.rules).map_err(|e| invalid("rules.files".into(), e))?
+    } else {
+        Vec::new()
+    };
+    for (i, f) in config.history.families.iter().enumerate() {
+        if catalog::lookup(f).is_none() {
+            return Err(invalid(
+                format!("history.families[{i}]"),
+                format!("{f:?} is not a metric family m4watch exports"),
+            ));
+        }
+    }
+    Ok(Loaded { config, rules })
+}
+
+/// Binds `config.listen` and runs until `shutdown` fires.
+pub async fn run(loaded: Loaded, shutdown: Shutdown) -> Result<(), Error> {
+    let listener = TcpListener::bind(loaded.config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: loaded.config.listen,
+            source,
+        })?;
+    serve_loaded(loaded, listener, shutdown).await
+}
+
+/// Checks `config` ([`check`]) and runs every part of m4watch on an already bound
+/// listener until `shutdown` fires.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+    let loaded = check(config, "config").map_err(|e| Error::Startup(e.to_string()))?;
+    serve_loaded(loaded, listener, shutdown).await
+}
+
+/// Runs every part of a checked config on an already bound listener until `shutdown`
+/// fires.
+pub async fn serve_loaded(
+    loaded: Loaded,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let Loaded { config, rules } = loaded;
+    let store = Arc::new(Store::new());
+    let registry = collect::registry(&config);
+    let expected: Vec<&'static str> = registry
+        .iter()
+        .filter(|e| e.enabled)
+        .map(|e| e.name)
+        .collect();
+    let mut tasks = Vec::new();
+
+    let samples = if config.history.enabled {
+        let dir = config.data_dir.clone();
+        let retention = config.history.retention.get();
+        let db = blocking(move || SampleDb::open(&dir, retention))
+            .await?
+            .map_err(|e| Error::Startup(format!("history: {e}")))?;
+        tasks.push(history::spawn_sampler(
+            Arc::clone(&store),
+            db.clone(),
+            &config.history,
+            shutdown.clone(),
+        ));
+        Some(db)
+    } else {
+        None
+    };
+
+    let containers = Arc::new(collect::containers::Latest::default());
+    let mut trading = None;
+    for entry in registry.iter().filter(|e| e.enabled) {
+        let spawn = |c| {
+            collect::spawn(
+                c,
+                entry.interval,
+                entry.timeout,
+                Arc::clone(&store),
+                shutdown.clone(),
+            )
+        };
+        match entry.name {
+            collect::HARDWARE => {
+                let hw = collect::hardware::HardwareCollector::from_config(&config.hardware)
+                    .map_err(Error::Startup)?;
+                tasks.push(collect::spawn(
+                    Blocking::new(hw),
+                    entry.interval,
+                    entry.timeout,
+                    Arc::clone(&store),
+                    shutdown.clone(),
+                ));
+            }
+            collect::PROCESS => {
+                let p =
+                    collect::process::ProcessCollector::new().map_err(|e| Error::Startup(e.0))?;
+                tasks.push(collect::spawn(
+                    Blocking::new(p),
+                    entry.interval,
+                    entry.timeout,
+                    Arc::clone(&store),
+                    shutdown.clone(),
+                ));
+            }
+            collect::CONTAINERS => {
+                let c = collect::containers::ContainerCollector::new(
+                    &config.containers,
+                    Arc::clone(&containers),
+                );
+                tracing::info!(host = c.host(), "watching Docker containers");
+                tasks.push(spawn(c));
+            }
+            collect::PROBES => {
+                let p = collect::probes::ProbeCollector::new(&config.probes)
+                    .map_err(|e| Error::Startup(e.0))?;
+                tasks.push(collect::spawn(
+                    p,
+                    entry.interval,
+                    entry.timeout,
+                    Arc::clone(&store),
+                    shutdown.clone(),
+                ));
+            }
+            collect::TRADING => {
+                let baselines = baselines(&config, samples.clone()).await?;
+                let (t, mut trading_tasks) =
+                    start_trading(&config, entry, &store, &shutdown, baselines)?;
+                tasks.append(&mut trading_tasks);
+                trading = Some(t);
+            }
+            other => unreachable!("collector {other} is in the registry but not wired"),
+        }
+    }
+
+    let alerts = if config.rules.enabled {
+        let dir = config.data_dir.clone();
+        let (db, saved) = blocking(move || persist::alerts::open(&dir))
+            .await?
+            .map_err(|e| Error::Startup(e.to_string()))?;
+        let alerts = Arc::new(alerts::Alerts::new(
+            saved.alerts,
+            saved.silences,
+            Some(db),
+            config.rules.resolved_retention.get().as_millis() as i64,
+        ));
+        let running = alerts::evaluate::start(
+            &config.rules,
+            rules,
+            alerts,
+            Arc::clone(&store),
+            shutdown.clone(),
+            expected.clone(),
+        );
+        tasks.push(running.task);
+        Some((running.alerts, running.transitions))
+    } else {
+        None
+    };
+    let advisor = Arc::new(advise::Advisor {
+        store: Arc::clone(&store),
+        containers: config.containers.enabled.then(|| Arc::clone(&containers)),
+        trading: trading.clone(),
+        config: config.advice.clone(),
+        ring: config.rules.enabled,
+        cpusets_not_host_cpus: advise::cpuset_caveat(&config.hardware),
+    });
+    tasks.push(collect::spawn(
+        Blocking::new(advise::AdviceCollector(Arc::clone(&advisor))),
+        config.advice.interval(),
+        config.advice.interval(),
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
+    tasks.push(spawn_snapshotter(
+        Arc::clone(&store),
+        config.metrics.snapshot_interval.get(),
+        shutdown.clone(),
+    ));
+
+    let (notifier, notify_tasks) = notify::Notifier::start(
+        &config.notifications,
+        &config.data_dir,
+        store.registry(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| Error::Startup(e.to_string()))?;
+    tasks.extend(notify_tasks);
+    let alerts = alerts.map(|(alerts, transitions)| {
+        tasks.push(notify::bridge::spawn(
+            Arc::clone(&alerts),
+            transitions,
+            notifier.clone(),
+            shutdown.clone(),
+        ));
+        alerts
+    });
+
+    let state = Arc::new(api::AppState {
+        config: Arc::new(config),
+        store,
+        started: Instant::now(),
+        collectors: registry,
+        trading,
+        alerts,
+        notifier,
+        containers,
+        samples,
+        advisor,
+    });
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%addr, "serving /metrics and the API");
+    let mut stop = shutdown.clone();
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { stop.recv().await })
+        .await
+        .map_err(Error::Serve)?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs blocking start-up work (opening a database) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Startup(e.to_string()))
+}
+
+/// The latency-baseline tracker, seeded with the baselines earlier runs stored (none
+/// without the history database), handing finished periods to the history writer.
+async fn baselines(config: &Config, samples: Option<SampleDb>) -> Result<Baselines, Error> {
+    let period = config.history.baseline_period.get().as_millis() as i64;
+    let keep = config.history.baseline_periods;
+    let stored = match samples.clone() {
+        Some(db) => {
+            let since = clock::unix_now_ms() - period * (i64::from(keep) + 1);
+            blocking(move || db.baselines(since))
+                .await?
+                .map_err(|e| Error::Startup(format!("history: reading baselines: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(Baselines::new(
+        period,
+        keep as usize,
+        samples.map(history::baseline_sink),
+        stored,
+    ))
+}
+
+/// The trading store, its collector and (unless `statsd_listen` is null) the StatsD
+/// listener thread, stopped on shutdown.
+fn start_trading(
+    config: &Config,
+    entry: &Entry,
+    store: &Arc<Store>,
+    shutdown: &Shutdown,
+    baselines: Baselines,
+) -> Result<(Arc<Trading>, Vec<JoinHandle<()>>), Error> {
+    let trading = Trading::new(&config.trading, store.registry())
+        .map_err(|e| Error::Startup(e.to_string()))?;
+    let mut tasks = vec![collect::spawn(
+        Blocking::new(TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines)),
+        entry.interval,
+        entry.timeout,
+        Arc::clone(store),
+        shutdown.clone(),
+    )];
+    if let Some(addr) = config.trading.statsd_listen {
+        let listener = Listener::start(addr, Arc::clone(&trading))
+            .map_err(|source| Error::BindUdp { addr, source })?;
+        trading.set_statsd_addr(listener.addr());
+        let mut stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            stop.recv().await;
+            let _ = tokio::task::spawn_blocking(move || listener.stop()).await;
+        }));
+    }
+    Ok((trading, tasks))
+}
+
+/// Re-encodes the snapshot whenever a collector publishes, and at least every
+/// `interval` for instruments that change in between.
+fn spawn_snapshotter(
+    store: Arc<Store>,
+    interval: std::time::Duration,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let s = Arc::clone(&store);
+        clock::every_or_when(interval, Some(store.change_signal()), shutdown, move || {
+            s.refresh_snapshot();
+            std::future::ready(())
+        })
+        .await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn error_of(name: &str) -> String {
+        let path = PathBuf::from(format!(
+            "{}/testdata/config/{name}.yml",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let err = match load_config(Some(&path), &|_| None) {
+            Ok(_) => panic!("config must be rejected"),
+            Err(e) => e,
+        };
+        // Errors name the file as given; make the assertion independent of checkout path.
+        err.to_string()
+            .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "")
+    }
+
+    #[test]
+    fn error_rules_unsupported_construct() {
+        assert_eq!(
+            error_of("rules_unsupported"),
+            "testdata/config/rules_unsupported.yml: rules.files: testdata/rules/bad/unsupported.rules.yml: group \"bad\": rule \"TopCpu\": expr: unsupported construct: aggregation `topk`"
+        );
+    }
+
+    #[test]
+    fn error_rules_no_match() {
+        assert_eq!(
+            error_of("rules_no_match"),
+            "testdata/config/rules_no_match.yml: rules.files: testdata/rules/none-*.rules.yml matches no file"
+        );
+    }
+
+    #[test]
+    fn error_history_unknown_family() {
+        assert_eq!(
+            error_of("history_unknown_family"),
+            "testdata/config/history_unknown_family.yml: history.families[1]: \"m4watch_cpu_utilisation\" is not a metric family m4watch exports"
+        );
+    }
+
+    #[test]
+    fn the_embedded_default_loads_the_shipped_rules_once() {
+        let loaded = load_config(None, &|_| None).unwrap();
+        assert!(loaded.config.rules.enabled);
+        assert_eq!(
+            loaded.rules.iter().map(|g| g.rules.len()).sum::<usize>(),
+            rules::load(&loaded.config.rules)
+                .unwrap()
+                .iter()
+                .map(|g| g.rules.len())
+                .sum::<usize>()
+        );
+        assert!(!loaded.rules.is_empty());
+    }
+}

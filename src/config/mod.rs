@@ -1,0 +1,738 @@
+//! Configuration: YAML -> typed, validated structs, with an embedded default.
+//!
+//! Unknown keys are errors, values are checked at load, and every error names the file,
+//! the key path and what is wrong. Secrets come from the file, a `*_file` sibling or an
+//! `M4WATCH_*` environment variable, and redact themselves wherever they are printed.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The configuration m4watch runs on when no `--config` is given.
+mod containers;
+mod hardware;
+mod history;
+pub mod notify;
+mod rules;
+pub mod timeinterval;
+mod trading;
+mod values;
+
+pub use containers::*;
+pub use hardware::*;
+pub use history::*;
+pub use rules::*;
+pub use trading::*;
+pub use values::*;
+
+pub const DEFAULT_YAML: &str = include_str!("../../config/default.yml");
+
+/// A configuration error, phrased for the person who wrote the file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}: {path}: {reason}")]
+    Invalid {
+        file: String,
+        path: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The whole configuration. Every section has defaults; the embedded default file
+/// spells them out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address for /metrics and the API.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and other state.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub hardware: HardwareConfig,
+    #[serde(default)]
+    pub process: ProcessConfig,
+    #[serde(default)]
+    pub trading: TradingConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Receivers, routes and delivery of alert notifications.
+    #[serde(default)]
+    pub notifications: notify::NotifyConfig,
+    #[serde(default)]
+    pub containers: ContainersConfig,
+    #[serde(default)]
+    pub probes: ProbesConfig,
+    /// Hardware and container samples and latency baselines kept in SQLite.
+    #[serde(default)]
+    pub history: HistoryConfig,
+    /// Thresholds of the recommendations (`performance/optimizations`).
+    #[serde(default)]
+    pub advice: AdviceConfig,
+}
+
+/// API access control.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer token every state-changing request must present
+    /// (env `M4WATCH_API_TOKEN`). Without one, state-changing requests are refused.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default, skip_serializing)]
+    pub token_file: Option<PathBuf>,
+    /// When set, reads need this bearer token too.
+    #[serde(default)]
+    pub read_token: Option<Secret>,
+    #[serde(default, skip_serializing)]
+    pub read_token_file: Option<PathBuf>,
+}
+
+/// The /metrics snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// How often the exposition is re-encoded even when no collector published
+    /// (instruments such as ingest counters change between collector runs).
+    pub snapshot_interval: Dur,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            snapshot_interval: Dur(Duration::from_secs(1)),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// The embedded default, with environment overrides applied.
+    pub fn embedded_default(env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_YAML, "<embedded default>", Path::new("."), env)
+    }
+
+    /// Loads and validates a config file.
+    pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &file, base, env)
+    }
+
+    /// Parses YAML text; `file` names it in errors, `base` anchors relative `*_file`
+    /// paths.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Invalid {
+                file: match inner.location() {
+                    Some(l) => format!("{file}:{}:{}", l.line(), l.column()),
+                    None => file.to_string(),
+                },
+                path: if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
+                reason: bare_yaml_message(&inner.to_string()),
+            }
+        })?;
+        let invalid = |path: &str, reason: String| ConfigError::Invalid {
+            file: file.to_string(),
+            path: path.to_string(),
+            reason,
+        };
+        config.api.token = resolve_secret(
+            config.api.token.take(),
+            config.api.token_file.as_deref(),
+            "api.token",
+            "M4WATCH_API_TOKEN",
+            base,
+            env,
+        )
+        .map_err(|(p, r)| invalid(&p, r))?;
+        config.api.read_token = resolve_secret(
+            config.api.read_token.take(),
+            config.api.read_token_file.as_deref(),
+            "api.read_token",
+            "M4WATCH_API_READ_TOKEN",
+            base,
+            env,
+        )
+        .map_err(|(p, r)| invalid(&p, r))?;
+        config
+            .notifications
+            .resolve(base, env)
+            .map_err(|(p, r)| invalid(&p, r))?;
+        config.validate().map_err(|(p, r)| invalid(&p, r))?;
+        if let Some(f) = &config.hardware.replay_file {
+            // Relative to the config file, like the `*_file` secrets.
+            config.hardware.replay_file = Some(base.join(f));
+        }
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        positive(self.metrics.snapshot_interval, "metrics.snapshot_interval")?;
+        positive(self.hardware.interval, "hardware.interval")?;
+        positive(self.hardware.timeout, "hardware.timeout")?;
+        if self.hardware.timeout > self.hardware.interval {
+            return err(
+                "hardware.timeout",
+                format!(
+                    "must not exceed hardware.interval ({}), or runs would overlap",
+                    self.hardware.interval
+                ),
+            );
+        }
+        positive(self.process.interval, "process.interval")?;
+        self.trading.validate()?;
+        positive(self.rules.evaluation_interval, "rules.evaluation_interval")?;
+        positive(self.rules.max_range, "rules.max_range")?;
+        self.validate_containers()?;
+        self.validate_history_and_advice()?;
+        self.validate_probes()?;
+        if let Some(t) = &self.hardware.topology {
+            t.cpu_sets()?;
+        }
+        if self.hardware.source == HardwareSource::Replay && self.hardware.replay_file.is_none() {
+            return err(
+                "hardware.replay_file",
+                "source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+                    .into(),
+            );
+        }
+        if !(self.hardware.ane_max_watts > 0.0 && self.hardware.ane_max_watts.is_finite()) {
+            return err(
+                "hardware.ane_max_watts",
+                "must be a number of watts greater than 0".into(),
+            );
+        }
+        #[cfg(not(target_os = "macos"))]
+        if self.hardware.source == HardwareSource::Macos {
+            return err(
+                "hardware.source",
+                "macos is only available when m4watch runs on macOS".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_history_and_advice(&self) -> Result<(), (String, String)> {
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        let h = &self.history;
+        positive(h.interval, "history.interval")?;
+        positive(h.baseline_period, "history.baseline_period")?;
+        if h.retention <= h.interval {
+            return err(
+                "history.retention",
+                format!(
+                    "must be longer than history.interval ({}), or nothing would be kept",
+                    h.interval
+                ),
+            );
+        }
+        if h.baseline_periods == 0 {
+            return err("history.baseline_periods", "must be at least 1".into());
+        }
+        let a = &self.advice;
+        positive(a.window, "advice.window")?;
+        for (name, v) in [
+            ("saturated_ratio", a.saturated_ratio),
+            ("idle_ratio", a.idle_ratio),
+            ("memory_limit_ratio", a.memory_limit_ratio),
+            ("gpu_idle_ratio", a.gpu_idle_ratio),
+            ("memory_pressure_ratio", a.memory_pressure_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return err(&format!("advice.{name}"), "must be between 0 and 1".into());
+            }
+        }
+        if a.idle_ratio >= a.saturated_ratio {
+            return err(
+                "advice.idle_ratio",
+                format!(
+                    "must be below advice.saturated_ratio ({})",
+                    a.saturated_ratio
+                ),
+            );
+        }
+        if a.throttled_seconds_per_second.is_nan() || a.throttled_seconds_per_second < 0.0 {
+            return err(
+                "advice.throttled_seconds_per_second",
+                "must be 0 or more".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_containers(&self) -> Result<(), (String, String)> {
+        let c = &self.containers;
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        positive(c.interval, "containers.interval")?;
+        positive(c.timeout, "containers.timeout")?;
+        if c.timeout > c.interval {
+            return err(
+                "containers.timeout",
+                format!(
+                    "must not exceed containers.interval ({}), or runs would overlap",
+                    c.interval
+                ),
+            );
+        }
+        if c.max_concurrent_requests == 0 {
+            return err(
+                "containers.max_concurrent_requests",
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(host) = &c.docker_host {
+            let ok = ["unix://", "tcp://", "http://"]
+                .iter()
+                .any(|p| host.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+                || host.starts_with('/');
+            if !ok {
+                return err(
+                    "containers.docker_host",
+                    format!(
+                        "unsupported address {host:?}: write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+                    ),
+                );
+            }
+        }
+        for (which, m) in [("include", &c.include), ("exclude", &c.exclude)] {
+            for (i, l) in m.labels.iter().enumerate() {
+                if l.split('=').next().unwrap_or("").trim().is_empty() {
+                    return err(
+                        &format!("containers.{which}.labels[{i}]"),
+                        format!("{l:?} has no label key: write key or key=value"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_probes(&self) -> Result<(), (String, String)> {
+        let p = &self.probes;
+        positive(p.interval, "probes.interval")?;
+        let mut names = BTreeSet::new();
+        for (i, t) in p.targets.iter().enumerate() {
+            let at = |key: &str| format!("probes.targets[{i}].{key}");
+            if t.name.trim().is_empty() {
+                return Err((at("name"), "must not be empty".into()));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err((at("name"), format!("{:?} is listed twice", t.name)));
+            }
+            let scheme_ok = t
+                .url
+                .split_once("://")
+                .is_some_and(|(s, rest)| (s == "http" || s == "https") && !rest.is_empty());
+            if !scheme_ok {
+                return Err((
+                    at("url"),
+                    format!("{:?} is not an http:// or https:// URL", t.url),
+                ));
+            }
+            positive(t.timeout, &at("timeout"))?;
+            if t.timeout > p.interval {
+                return Err((
+                    at("timeout"),
+                    format!(
+                        "must not exceed probes.interval ({}), or probes would overlap",
+                        p.interval
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The YAML library's message without the key path and position it appends, since
+/// the error already names both.
+fn bare_yaml_message(msg: &str) -> String {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => &msg[..i],
+        _ => msg,
+    };
+    match msg.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') && !prefix.is_empty() => rest.to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// Loads `testdata/config/<name>.yml` and returns its error message.
+    fn error_of(name: &str) -> String {
+        let path = PathBuf::from(format!(
+            "{}/testdata/config/{name}.yml",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let err = Config::load(&path, &no_env).expect_err("config must be rejected");
+        // Errors name the file as given; make the assertion independent of checkout path.
+        err.to_string()
+            .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "")
+    }
+
+    #[test]
+    fn a_section_given_in_part_keeps_the_defaults_of_the_rest() {
+        let text = "listen: 127.0.0.1:1\ndata_dir: d\nhardware:\n  enabled: false\nmetrics: {}\nprocess:\n  enabled: false\n";
+        let c = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap();
+        assert!(!c.hardware.enabled);
+        assert_eq!(c.hardware.interval, HardwareConfig::default().interval);
+        assert!(!c.process.enabled);
+        assert_eq!(c.process.interval, ProcessConfig::default().interval);
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default(&no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9977");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.hardware.interval.get(), Duration::from_secs(1));
+        assert!(c.api.token.is_none());
+    }
+
+    #[test]
+    fn error_unknown_key() {
+        assert_eq!(
+            error_of("unknown_key"),
+            "testdata/config/unknown_key.yml:4:3: hardware.intervall: unknown field `intervall`, expected one of `enabled`, `source`, `interval`, `timeout`, `procfs`, `sysfs`, `topology`, `replay_file`, `replay_loop`, `ane_max_watts`"
+        );
+    }
+
+    #[test]
+    fn error_bad_duration() {
+        assert_eq!(
+            error_of("bad_duration"),
+            "testdata/config/bad_duration.yml:4:3: hardware.interval: invalid duration \"1\": write a number with a unit, like 1s, 500ms or 5m"
+        );
+    }
+
+    #[test]
+    fn error_timeout_exceeds_interval() {
+        assert_eq!(
+            error_of("timeout_exceeds_interval"),
+            "testdata/config/timeout_exceeds_interval.yml: hardware.timeout: must not exceed hardware.interval (1s), or runs would overlap"
+        );
+    }
+
+    #[test]
+    fn error_zero_interval() {
+        assert_eq!(
+            error_of("zero_interval"),
+            "testdata/config/zero_interval.yml: process.interval: must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn error_bad_listen() {
+        assert_eq!(
+            error_of("bad_listen"),
+            "testdata/config/bad_listen.yml:1:9: listen: invalid socket address syntax"
+        );
+    }
+
+    #[test]
+    fn error_bad_log_format() {
+        assert_eq!(
+            error_of("bad_log_format"),
+            "testdata/config/bad_log_format.yml:3:13: log_format: unknown variant `xml`, expected `text` or `json`"
+        );
+    }
+
+    #[test]
+    fn error_topology_overlap() {
+        assert_eq!(
+            error_of("topology_overlap"),
+            "testdata/config/topology_overlap.yml: hardware.topology: CPU 3 is listed as both performance and efficiency"
+        );
+    }
+
+    #[test]
+    fn error_topology_syntax() {
+        assert_eq!(
+            error_of("topology_syntax"),
+            "testdata/config/topology_syntax.yml: hardware.topology.performance: invalid CPU list \"4-x\": write ranges like \"0-3,8-11\""
+        );
+    }
+
+    #[test]
+    fn error_token_and_token_file() {
+        assert_eq!(
+            error_of("token_and_file"),
+            "testdata/config/token_and_file.yml: api.token: set either api.token or api.token_file, not both"
+        );
+    }
+
+    #[test]
+    fn error_missing_token_file() {
+        let msg = error_of("missing_token_file");
+        assert!(
+            msg.starts_with("testdata/config/missing_token_file.yml: api.token_file: cannot read testdata/config/./no-such-token: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_replay_without_file() {
+        assert_eq!(
+            error_of("replay_without_file"),
+            "testdata/config/replay_without_file.yml: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+        );
+    }
+
+    #[test]
+    fn error_ane_max_watts() {
+        assert_eq!(
+            error_of("ane_max_watts_zero"),
+            "testdata/config/ane_max_watts_zero.yml: hardware.ane_max_watts: must be a number of watts greater than 0"
+        );
+    }
+
+    #[test]
+    fn error_wrong_type() {
+        assert_eq!(
+            error_of("wrong_type"),
+            "testdata/config/wrong_type.yml:4:12: hardware.enabled: invalid type: string \"sometimes\", expected a boolean"
+        );
+    }
+
+    #[test]
+    fn error_trading_score_window_not_a_window() {
+        assert_eq!(
+            error_of("trading_score_window"),
+            "testdata/config/trading_score_window.yml: trading.score.window: 1m is not one of trading.windows"
+        );
+    }
+
+    #[test]
+    fn error_containers_bad_docker_host() {
+        assert_eq!(
+            error_of("containers_bad_docker_host"),
+            "testdata/config/containers_bad_docker_host.yml: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+        );
+    }
+
+    #[test]
+    fn error_trading_target_over_max() {
+        assert_eq!(
+            error_of("trading_target_over_max"),
+            "testdata/config/trading_target_over_max.yml: trading.score.risk.max: must be greater than target (10ms)"
+        );
+    }
+
+    #[test]
+    fn error_history_retention_not_above_interval() {
+        assert_eq!(
+            error_of("history_retention_short"),
+            "testdata/config/history_retention_short.yml: history.retention: must be longer than history.interval (10s), or nothing would be kept"
+        );
+    }
+
+    #[test]
+    fn error_advice_idle_above_saturated() {
+        assert_eq!(
+            error_of("advice_idle_above_saturated"),
+            "testdata/config/advice_idle_above_saturated.yml: advice.idle_ratio: must be below advice.saturated_ratio (0.5)"
+        );
+    }
+
+    #[test]
+    fn error_containers_zero_concurrency() {
+        assert_eq!(
+            error_of("containers_zero_concurrency"),
+            "testdata/config/containers_zero_concurrency.yml: containers.max_concurrent_requests: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn error_trading_label_tag_reserved() {
+        assert_eq!(
+            error_of("trading_label_tag"),
+            "testdata/config/trading_label_tag.yml: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
+        );
+    }
+
+    #[test]
+    fn error_containers_label_without_key() {
+        assert_eq!(
+            error_of("containers_label_without_key"),
+            "testdata/config/containers_label_without_key.yml: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
+        );
+    }
+
+    #[test]
+    fn trading_defaults_are_the_original_figures() {
+        let c = Config::embedded_default(&no_env).unwrap().trading;
+        assert_eq!(c.statsd_listen, Some("0.0.0.0:8125".parse().unwrap()));
+        assert_eq!(c.max_series, 1000);
+        assert_eq!(c.score.latency.target.get(), Duration::from_micros(500));
+        assert_eq!(c.score.latency.max.get(), Duration::from_millis(1));
+        assert_eq!(c.score.latency.weight, 0.4);
+        assert_eq!(c.score.throughput.target_per_second, 50_000.0);
+        // The embedded file and the code's defaults agree.
+        let d = TradingConfig::default();
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::to_value(&d).unwrap()
+        );
+    }
+
+    #[test]
+    fn error_probes_duplicate_name() {
+        assert_eq!(
+            error_of("probes_duplicate_name"),
+            "testdata/config/probes_duplicate_name.yml: probes.targets[1].name: \"risk-engine\" is listed twice"
+        );
+    }
+
+    #[test]
+    fn error_probes_bad_url() {
+        assert_eq!(
+            error_of("probes_bad_url"),
+            "testdata/config/probes_bad_url.yml: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
+        );
+    }
+
+    #[test]
+    fn error_probes_timeout_exceeds_interval() {
+        assert_eq!(
+            error_of("probes_timeout_exceeds_interval"),
+            "testdata/config/probes_timeout_exceeds_interval.yml: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid_and_probes_the_nine_engines() {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/m4watch.example.yml"));
+        let c = Config::load(&path, &no_env).unwrap();
+        let ports: Vec<&str> = c.probes.targets.iter().map(|t| t.url.as_str()).collect();
+        assert_eq!(ports.len(), 9, "{ports:?}");
+        for (i, url) in ports.iter().enumerate() {
+            assert_eq!(*url, format!("http://localhost:8{}00/health", i + 1));
+        }
+        assert!(c.containers.enabled);
+        assert!(
+            Config::embedded_default(&no_env)
+                .unwrap()
+                .probes
+                .targets
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn error_unreadable_file() {
+        let err = Config::load(Path::new("/nonexistent/m4watch.yml"), &no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/m4watch.yml: cannot read: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn secret_comes_from_file_then_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret-from-file\n").unwrap();
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            "listen: 127.0.0.1:0\ndata_dir: ./data\napi:\n  token_file: token\n",
+        )
+        .unwrap();
+        let c = Config::load(&cfg, &no_env).unwrap();
+        assert_eq!(c.api.token.as_ref().unwrap().expose(), "s3cret-from-file");
+        let env = |k: &str| (k == "M4WATCH_API_TOKEN").then(|| "from-env".to_string());
+        let c = Config::load(&cfg, &env).unwrap();
+        assert_eq!(c.api.token.as_ref().unwrap().expose(), "from-env");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = |k: &str| (k == "M4WATCH_API_TOKEN").then(|| "hunter2-token".to_string());
+        let c = Config::embedded_default(&env).unwrap();
+        let debug = format!("{c:?}");
+        let yaml = serde_yaml_ng::to_string(&c).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        for text in [&debug, &yaml, &json] {
+            assert!(!text.contains("hunter2"), "secret leaked: {text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+        assert_eq!(c.api.token.unwrap().expose(), "hunter2-token");
+    }
+
+    #[test]
+    fn yaml_messages_lose_their_own_path_and_position() {
+        assert_eq!(
+            bare_yaml_message(
+                "hardware.enabled: invalid type: string \"x\", expected a boolean at line 4 column 12"
+            ),
+            "invalid type: string \"x\", expected a boolean"
+        );
+        assert_eq!(bare_yaml_message("invalid type: map"), "invalid type: map");
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11").unwrap(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
+        assert_eq!(parse_cpu_list("5").unwrap(), vec![5]);
+        assert_eq!(parse_cpu_list("\n").unwrap(), Vec::<u32>::new());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse_duration("10").is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Config value types: secrets that redact themselves, durations, CPU lists, and
+//! secret resolution from files and the environment.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A secret value. Debug, Display and Serialize print `<redacted>`; only
+/// [`Secret::expose`] gives the value, at the point of use.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one call that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// In the OpenAPI document a secret is a string (always `<redacted>` in answers).
+impl utoipa::PartialSchema for Secret {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <String as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Secret {}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// A duration written as `1s`, `500ms`, `15m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// Parses `1s`, `500ms`, `2m30s`; a bare number is rejected because its unit would be a
+/// guess.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!("invalid duration {s:?}: write a number with a unit, like 1s, 500ms or 5m")
+    })
+}
+
+/// Reads one environment variable; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+pub(crate) fn positive(d: Dur, path: &str) -> Result<(), (String, String)> {
+    if d.0.is_zero() {
+        Err((path.to_string(), "must be greater than 0".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Resolves a secret from (in order of precedence) the environment, the `*_file`
+/// sibling key, or the inline value.
+pub(crate) fn resolve_secret(
+    inline: Option<Secret>,
+    file: Option<&Path>,
+    key: &str,
+    env_var: &str,
+    base: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Option<Secret>, (String, String)> {
+    if inline.is_some() && file.is_some() {
+        return Err((
+            key.to_string(),
+            format!("set either {key} or {key}_file, not both"),
+        ));
+    }
+    if let Some(v) = env(env_var) {
+        return Ok(Some(Secret::new(v)));
+    }
+    if let Some(f) = file {
+        let path = base.join(f);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            (
+                format!("{key}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let value = text.trim_end_matches(['\r', '\n']).to_string();
+        if value.is_empty() {
+            return Err((
+                format!("{key}_file"),
+                format!("{} is empty", path.display()),
+            ));
+        }
+        return Ok(Some(Secret::new(value)));
+    }
+    Ok(inline.filter(|s| !s.0.is_empty()))
+}
+
+/// Parses a Linux CPU list such as `0-3,8,10-11`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(out);
+    }
+    let bad = || format!("invalid CPU list {s:?}: write ranges like \"0-3,8-11\"");
+    for part in s.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.trim().parse().map_err(|_| bad())?;
+                let b: u32 = b.trim().parse().map_err(|_| bad())?;
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
