@@ -284,7 +284,7 @@ impl Store {
     }
 }
 
-pub use crate::clock::unix_now;
+use crate::clock::unix_now;
 
 fn from_proto(mf: &prometheus::proto::MetricFamily) -> Family {
     use prometheus::proto::MetricType;

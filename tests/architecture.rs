@@ -330,21 +330,21 @@ fn a_collector_importing_the_api_is_caught() {
     let found = check(&[("src/collect/probes.rs", "use crate::api::AppState;\n")]);
     assert_eq!(
         found,
-        ["src/collect/probes.rs imports crate::api (layer 7) from collect (layer 2)"]
+        ["src/collect/probes.rs imports crate::api (layer 8) from collect (layer 3)"]
     );
 
     let group = "use crate::{\n    store::Store, // fine\n    notify::Notifier,\n};\n";
     let found = check(&[("src/collect/process.rs", group)]);
     assert_eq!(
         found,
-        ["src/collect/process.rs imports crate::notify (layer 5) from collect (layer 2)"]
+        ["src/collect/process.rs imports crate::notify (layer 6) from collect (layer 3)"]
     );
 
     let inline = "fn f() {\n    let x = crate::app::thing();\n}\n";
     let found = check(&[("src/store/ring.rs", inline)]);
     assert_eq!(
         found,
-        ["src/store/ring.rs imports crate::app (layer 8) from store (layer 1)"]
+        ["src/store/ring.rs imports crate::app (layer 10) from store (layer 2)"]
     );
 
     let model = "use crate::config::Config;\n";
@@ -395,7 +395,7 @@ fn comments_strings_and_test_modules_are_not_references() {
     )]);
     assert_eq!(
         found,
-        ["src/collect/probes.rs imports crate::api (layer 7) from collect (layer 2)"]
+        ["src/collect/probes.rs imports crate::api (layer 8) from collect (layer 3)"]
     );
     let nested = "use crate::{model::{self, Kind}, store::*};\nuse crate::Error;\n";
     let found = check(&[("src/collect/probes.rs", nested)]);
@@ -408,12 +408,12 @@ fn comments_strings_and_test_modules_are_not_references() {
     let found = check(&[("src/collect/mod.rs", "use super::api::AppState;\n")]);
     assert_eq!(
         found,
-        ["src/collect/mod.rs imports crate::api (layer 7) from collect (layer 2)"]
+        ["src/collect/mod.rs imports crate::api (layer 8) from collect (layer 3)"]
     );
     let found = check(&[("src/store.rs", "use super::rules::Rule;\n")]);
     assert_eq!(
         found,
-        ["src/store.rs imports crate::rules (layer 3) from store (layer 1)"]
+        ["src/store.rs imports crate::rules (layer 4) from store (layer 2)"]
     );
 }
 

@@ -39,7 +39,7 @@ pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
 }
 
 fn now_ms() -> i64 {
-    (crate::store::unix_now() * 1000.0) as i64
+    (crate::clock::unix_now() * 1000.0) as i64
 }
 
 /// RFC 3339 time of a ms timestamp.

@@ -128,7 +128,7 @@ async fn answer(
         }
         names = vec![f.to_string()];
     }
-    let to = crate::store::unix_now();
+    let to = crate::clock::unix_now();
     let from = to - minutes * 60.0;
     let (from_ms, to_ms, step_ms) = (
         (from * 1000.0) as i64,

@@ -604,7 +604,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
         version: build.version,
         revision: build.revision,
         uptime_seconds: uptime,
-        started_at: crate::store::unix_now() - uptime,
+        started_at: crate::clock::unix_now() - uptime,
         health: current_health(&s).status,
         config: ConfigSummary {
             listen: c.listen.to_string(),
@@ -804,7 +804,7 @@ async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSumm
         }
     });
     Json(DashboardSummary {
-        generated_at: crate::store::unix_now(),
+        generated_at: crate::clock::unix_now(),
         health: health.status,
         reasons: health.reasons,
         alerts,

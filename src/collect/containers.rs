@@ -1119,7 +1119,7 @@ impl ContainerCollector {
         self.tracked = alive;
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Report {
-            collected_at_unix: crate::store::unix_now(),
+            collected_at_unix: crate::clock::unix_now(),
             docker_host: self.host.clone(),
             engine,
             containers,

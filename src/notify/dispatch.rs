@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError, StoredGroup};
-use super::receiver::Receiver;
+use super::receiver::{Receiver, Receivers};
 use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
 use crate::config::Secret;
 use crate::config::notify::{
@@ -25,9 +25,6 @@ use crate::config::notify::{
 use crate::config::timeinterval::TimeInterval;
 use crate::model::alert::{Matcher, all_match, fingerprint};
 use crate::shutdown::Shutdown;
-
-/// Receivers by name; replaced whole when the configure API changes one.
-pub type Receivers = Arc<RwLock<BTreeMap<String, Arc<Receiver>>>>;
 
 /// Group timing defaults: a sidecar's point is speed, so nothing waits by default.
 const DEFAULT_GROUP_WAIT: Duration = Duration::ZERO;

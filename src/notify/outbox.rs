@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::{AlertEvent, Notification};
-use crate::store::unix_now;
+use crate::clock::unix_now;
 
 /// Schema version of the `notify_*` tables.
 const SCHEMA_VERSION: i64 = 2;

@@ -135,3 +135,6 @@ impl Receiver {
         self.integrations.iter().find(|i| i.name() == name)
     }
 }
+/// Receivers by name; replaced whole when the configure API changes one.
+pub type Receivers =
+    std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, std::sync::Arc<Receiver>>>>;

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::dispatch::Receivers;
 use super::metrics::Metrics;
 use super::outbox::{Outbox, Pending};
+use super::receiver::Receivers;
 use super::{Reason, SendError};
+use crate::clock::unix_now;
 use crate::config::notify::DeliveryConfig;
 use crate::shutdown::Shutdown;
-use crate::store::unix_now;
 
 /// Longest the worker sleeps without looking at the outbox.
 const POLL: Duration = Duration::from_secs(1);

@@ -70,7 +70,7 @@ fn prune(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
 }
 
 fn now_ms() -> i64 {
-    (crate::store::unix_now() * 1000.0) as i64
+    (crate::clock::unix_now() * 1000.0) as i64
 }
 
 enum Cmd {

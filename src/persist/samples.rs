@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, open_sqlite};
-use crate::store::unix_now;
+use crate::clock::unix_now;
 
 const MIGRATIONS: &[&str] = &["
 CREATE TABLE series (

@@ -789,7 +789,7 @@ impl TradingCollector {
             }
         }
         if let Some(b) = &mut self.baselines {
-            let now_ms = (crate::store::unix_now() * 1000.0) as i64;
+            let now_ms = (crate::clock::unix_now() * 1000.0) as i64;
             b.roll(now_ms);
             for (m, p) in self.meta.iter().zip(&self.spare) {
                 if let (MetricType::Timer, Some(h)) = (m.kind, &p.hist) {
@@ -812,7 +812,7 @@ impl TradingCollector {
 
     fn view(&self, now: Instant, gauges: &[Option<f64>]) -> View {
         let mut view = View {
-            updated_unix: Some(crate::store::unix_now()),
+            updated_unix: Some(crate::clock::unix_now()),
             windows: self.window_names.clone(),
             series: self.meta.len(),
             max_series: self.trading.config.max_series,
