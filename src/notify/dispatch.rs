@@ -38,8 +38,11 @@ pub struct Notifier {
     inner: Arc<Inner>,
 }
 
+/// Alert events waiting for the dispatcher; a full queue makes submitters wait.
+const SUBMIT_QUEUE: usize = 1024;
+
 struct Inner {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
     outbox: Outbox,
     receivers: Receivers,
     base: BTreeMap<String, ReceiverConfig>,
@@ -104,7 +107,7 @@ impl Notifier {
         for (name, rc) in &base {
             map.insert(name.clone(), Arc::new(Receiver::new(rc.clone(), &ctx)));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SUBMIT_QUEUE);
         let notifier = Notifier {
             inner: Arc::new(Inner {
                 tx,
@@ -154,7 +157,17 @@ impl Notifier {
     /// notification it causes at once (`group_wait: 0s`) is in the outbox by then.
     pub async fn submit(&self, event: AlertEvent) {
         let (done, wait) = oneshot::channel();
-        if self.inner.tx.send(Msg { event, done }).is_ok() {
+        // Bounded: a submitter waits for room rather than an event being dropped, and
+        // every wait is counted, so a dispatcher falling behind is visible.
+        let sent = match self.inner.tx.try_send(Msg { event, done }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.inner.metrics.submit_waits.inc();
+                self.inner.tx.send(msg).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if sent {
             let _ = wait.await;
         }
     }
@@ -517,7 +530,7 @@ impl Dispatcher {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, mut shutdown: Shutdown) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>, mut shutdown: Shutdown) {
         loop {
             let next = self
                 .groups

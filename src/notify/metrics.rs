@@ -1,6 +1,8 @@
 //! The notifier's self-metrics.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+};
 
 use super::Reason;
 use crate::model::{MetricDef, def};
@@ -35,11 +37,19 @@ pub const NOTIFICATION_QUEUE_LENGTH: MetricDef = def(
     "Notifications in the outbox waiting for delivery.",
 );
 
+pub const NOTIFICATION_SUBMIT_WAITS_TOTAL: MetricDef = def(
+    "m4watch_notification_submit_waits_total",
+    Counter,
+    &[],
+    "Alert events that found the dispatcher's bounded queue full and waited for room (none is dropped).",
+);
+
 pub const METRICS: &[MetricDef] = &[
     NOTIFICATIONS_TOTAL,
     NOTIFICATIONS_FAILED_TOTAL,
     NOTIFICATION_LATENCY_SECONDS,
     NOTIFICATION_QUEUE_LENGTH,
+    NOTIFICATION_SUBMIT_WAITS_TOTAL,
 ];
 
 /// Instruments bumped by the workers.
@@ -49,6 +59,7 @@ pub struct Metrics {
     pub failed: IntCounterVec,
     pub latency: HistogramVec,
     pub queue: IntGauge,
+    pub submit_waits: IntCounter,
 }
 
 fn help(name: &str) -> &'static str {
@@ -84,11 +95,15 @@ impl Metrics {
         let _ = registry.register(Box::new(failed.clone()));
         let _ = registry.register(Box::new(latency.clone()));
         let _ = registry.register(Box::new(queue.clone()));
+        let d = NOTIFICATION_SUBMIT_WAITS_TOTAL;
+        let submit_waits = IntCounter::new(d.name, d.help).expect("valid metric");
+        let _ = registry.register(Box::new(submit_waits.clone()));
         Metrics {
             total,
             failed,
             latency,
             queue,
+            submit_waits,
         }
     }
 
