@@ -135,37 +135,16 @@ pub async fn serve_loaded(
     let containers = Arc::new(collect::containers::Latest::default());
     let mut trading = None;
     for entry in registry.iter().filter(|e| e.enabled) {
-        let spawn = |c| {
-            collect::spawn(
-                c,
-                entry.interval,
-                entry.timeout,
-                Arc::clone(&store),
-                shutdown.clone(),
-            )
-        };
         match entry.name {
             collect::HARDWARE => {
                 let hw = collect::hardware::HardwareCollector::from_config(&config.hardware)
                     .map_err(Error::Startup)?;
-                tasks.push(collect::spawn(
-                    Blocking::new(hw),
-                    entry.interval,
-                    entry.timeout,
-                    Arc::clone(&store),
-                    shutdown.clone(),
-                ));
+                tasks.push(entry.spawn(Blocking::new(hw), &store, &shutdown));
             }
             collect::PROCESS => {
                 let p =
                     collect::process::ProcessCollector::new().map_err(|e| Error::Startup(e.0))?;
-                tasks.push(collect::spawn(
-                    Blocking::new(p),
-                    entry.interval,
-                    entry.timeout,
-                    Arc::clone(&store),
-                    shutdown.clone(),
-                ));
+                tasks.push(entry.spawn(Blocking::new(p), &store, &shutdown));
             }
             collect::CONTAINERS => {
                 let c = collect::containers::ContainerCollector::new(
@@ -173,18 +152,12 @@ pub async fn serve_loaded(
                     Arc::clone(&containers),
                 );
                 tracing::info!(host = c.host(), "watching Docker containers");
-                tasks.push(spawn(c));
+                tasks.push(entry.spawn(c, &store, &shutdown));
             }
             collect::PROBES => {
                 let p = collect::probes::ProbeCollector::new(&config.probes)
                     .map_err(|e| Error::Startup(e.0))?;
-                tasks.push(collect::spawn(
-                    p,
-                    entry.interval,
-                    entry.timeout,
-                    Arc::clone(&store),
-                    shutdown.clone(),
-                ));
+                tasks.push(entry.spawn(p, &store, &shutdown));
             }
             collect::TRADING => {
                 let baselines = baselines(&config, samples.clone()).await?;
@@ -327,12 +300,10 @@ fn start_trading(
 ) -> Result<(Arc<Trading>, Vec<JoinHandle<()>>), Error> {
     let trading = Trading::new(&config.trading, store.registry())
         .map_err(|e| Error::Startup(e.to_string()))?;
-    let mut tasks = vec![collect::spawn(
+    let mut tasks = vec![entry.spawn(
         Blocking::new(TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines)),
-        entry.interval,
-        entry.timeout,
-        Arc::clone(store),
-        shutdown.clone(),
+        store,
+        shutdown,
     )];
     if let Some(addr) = config.trading.statsd_listen {
         let listener = Listener::start(addr, Arc::clone(&trading))

@@ -53,9 +53,17 @@ pub async fn every_or_when<F, Fut>(
         tokio::select! {
             _ = shutdown.recv() => break,
             _ = ticker.tick() => {}
-            _ = async { wake.expect("guarded").notified().await }, if wake.is_some() => {}
+            _ = woken(wake) => {}
         }
         f().await;
+    }
+}
+
+/// Resolves when `wake` is notified; never without one.
+async fn woken(wake: Option<&Notify>) {
+    match wake {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 

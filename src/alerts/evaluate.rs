@@ -2,18 +2,16 @@
 //! every `rules.evaluation_interval` against the store's sample ring and publishes the
 //! rule engine's own metrics.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::alerts::Alerts;
-use std::collections::BTreeMap;
-
-use crate::clock::{self, unix_now};
+use crate::clock::{self, unix_now_ms as now_ms};
 use crate::config::RulesConfig;
 use crate::model::alert::State;
 use crate::model::{MetricDef, def};
-use crate::rules::Group;
-use crate::rules::{Alert, Change, Engine, RuleKind};
+use crate::rules::{Alert, Change, Engine, Group, RuleKind};
 use crate::shutdown::Shutdown;
 use crate::store::{Family, Kind, Store};
 
@@ -60,10 +58,6 @@ pub struct Running {
     /// Every transition from before the first evaluation on (restored alerts that
     /// resolved while m4watch was down included), for the notifier.
     pub transitions: tokio::sync::broadcast::Receiver<crate::alerts::Transition>,
-}
-
-fn now_ms() -> i64 {
-    (unix_now() * 1000.0) as i64
 }
 
 /// Restores saved alerts into the rule engine, turns on the store's sample ring, and
@@ -119,15 +113,13 @@ pub fn start(
         "rules",
         metrics(&families_shape(&engine), &alerts, &Default::default(), None),
     );
-    let engine = Arc::new(Mutex::new(engine));
-    let task = tokio::spawn(run(
-        engine,
-        Arc::clone(&alerts),
+    let cycle = Arc::new(Cycle {
+        engine: Mutex::new(engine),
+        alerts: Arc::clone(&alerts),
         store,
-        interval,
-        shutdown,
-        expected,
-    ));
+        failures: Mutex::default(),
+    });
+    let task = tokio::spawn(run(cycle, interval, shutdown, expected));
     Running {
         alerts,
         task,
@@ -135,85 +127,79 @@ pub fn start(
     }
 }
 
-async fn run(
-    engine: Arc<Mutex<Engine>>,
+/// What one evaluation cycle works on, shared by every cycle.
+struct Cycle {
+    engine: Mutex<Engine>,
     alerts: Arc<Alerts>,
     store: Arc<Store>,
+    /// Failed evaluations per group since start-up.
+    failures: Mutex<BTreeMap<String, u64>>,
+}
+
+async fn run(
+    cycle: Arc<Cycle>,
     interval: Duration,
     mut shutdown: Shutdown,
     expected: Vec<&'static str>,
 ) {
     // Wait until every expected collector has run, then put their samples in the ring.
     loop {
-        let ran = store.collectors();
+        let ran = cycle.store.collectors();
         if expected.iter().all(|c| ran.contains_key(*c)) {
-            store.append_ring_now();
+            cycle.store.append_ring_now();
             break;
         }
         tokio::select! {
-            _ = shutdown.recv() => { flush(&alerts).await; return; }
+            _ = shutdown.recv() => { flush(&cycle.alerts).await; return; }
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
-    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    clock::every(interval, shutdown, || {
-        let (e, a, s, f) = (
-            Arc::clone(&engine),
-            Arc::clone(&alerts),
-            Arc::clone(&store),
-            Arc::clone(&failures),
-        );
-        evaluate(e, a, s, f)
-    })
-    .await;
-    flush(&alerts).await;
+    clock::every(interval, shutdown, || Arc::clone(&cycle).evaluate()).await;
+    flush(&cycle.alerts).await;
 }
 
-/// One evaluation cycle: rules against the ring, changes into alert state, the rule
-/// engine's metrics into the store.
-async fn evaluate(
-    engine: Arc<Mutex<Engine>>,
-    alerts: Arc<Alerts>,
-    store: Arc<Store>,
-    failures: Arc<Mutex<BTreeMap<String, u64>>>,
-) {
-    let (a, s) = (Arc::clone(&alerts), Arc::clone(&store));
-    let result = tokio::task::spawn_blocking(move || {
-        let began = Instant::now();
-        let mut engine = engine.lock().expect("engine lock");
-        let t = now_ms();
-        let cycle = {
-            let mut ring = s.ring_mut();
-            engine.eval(&mut ring, t)
+impl Cycle {
+    /// One evaluation: rules against the ring (off the async workers), changes into
+    /// alert state, the rule engine's metrics into the store.
+    async fn evaluate(self: Arc<Self>) {
+        let c = Arc::clone(&self);
+        let result = tokio::task::spawn_blocking(move || {
+            let began = Instant::now();
+            let mut engine = c.engine.lock().expect("engine lock");
+            let t = now_ms();
+            let cycle = engine.eval(&mut c.store.ring_mut(), t);
+            let took = began.elapsed();
+            let severities: HashMap<String, String> = engine
+                .groups
+                .iter()
+                .flat_map(|g| g.rules.iter())
+                .map(|r| (r.name.clone(), r.severity()))
+                .collect();
+            c.alerts.apply(
+                &cycle.changes,
+                engine.active().map(|(g, _, al)| (g.name.as_str(), al)),
+                |name| severities.get(name).cloned().unwrap_or_default(),
+                t,
+            );
+            (cycle, took, families_shape(&engine))
+        })
+        .await;
+        let Ok((cycle, took, shape)) = result else {
+            tracing::error!("rule evaluation panicked");
+            return;
         };
-        let took = began.elapsed();
-        let severities: std::collections::HashMap<String, String> = engine
-            .groups
-            .iter()
-            .flat_map(|g| g.rules.iter())
-            .map(|r| (r.name.clone(), r.severity()))
-            .collect();
-        a.apply(
-            &cycle.changes,
-            engine.active().map(|(g, _, al)| (g.name.as_str(), al)),
-            |name| severities.get(name).cloned().unwrap_or_default(),
-            t,
+        let failures = {
+            let mut f = self.failures.lock().expect("failures lock");
+            for (g, _) in &cycle.failures {
+                *f.entry(g.clone()).or_default() += 1;
+            }
+            f.clone()
+        };
+        self.store.publish(
+            "rules",
+            metrics(&shape, &self.alerts, &failures, Some(took)),
         );
-        (cycle, took, families_shape(&engine))
-    })
-    .await;
-    let Ok((cycle, took, shape)) = result else {
-        tracing::error!("rule evaluation panicked");
-        return;
-    };
-    let failures = {
-        let mut f = failures.lock().expect("failures lock");
-        for (g, _) in &cycle.failures {
-            *f.entry(g.clone()).or_default() += 1;
-        }
-        f.clone()
-    };
-    store.publish("rules", metrics(&shape, &alerts, &failures, Some(took)));
+    }
 }
 
 async fn flush(alerts: &Arc<Alerts>) {
@@ -248,7 +234,7 @@ fn families_shape(engine: &Engine) -> Shape {
 fn metrics(
     shape: &Shape,
     alerts: &Alerts,
-    failures: &std::collections::BTreeMap<String, u64>,
+    failures: &BTreeMap<String, u64>,
     took: Option<Duration>,
 ) -> Vec<Family> {
     let mut counts = alerts.counts();

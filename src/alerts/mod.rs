@@ -60,10 +60,7 @@ impl Alerts {
         Alerts {
             inner: Mutex::new(Inner {
                 alerts: saved.into_iter().map(|a| (a.id.clone(), a)).collect(),
-                silences: silences
-                    .into_iter()
-                    .map(|s| s.clone().compile().unwrap_or(s))
-                    .collect(),
+                silences,
                 next_silence,
             }),
             tx,
@@ -247,9 +244,6 @@ impl Alerts {
 
     /// Adds a silence and returns it with its id.
     pub fn add_silence(&self, mut s: Silence) -> Silence {
-        if let Ok(compiled) = s.clone().compile() {
-            s = compiled;
-        }
         let mut inner = self.inner.lock().expect("alerts lock");
         inner.next_silence += 1;
         s.id = format!(
@@ -354,17 +348,20 @@ mod tests {
         alerts.acknowledge("id1", "alice", "on it", 1500).unwrap();
         alerts.add_silence(Silence {
             id: String::new(),
-            matchers: vec![MatcherSpec {
-                name: "alertname".into(),
-                value: "Hot".into(),
-                is_regex: false,
-                is_equal: true,
-            }],
+            matchers: vec![
+                MatcherSpec {
+                    name: "alertname".into(),
+                    value: "Hot".into(),
+                    is_regex: false,
+                    is_equal: true,
+                }
+                .compile()
+                .unwrap(),
+            ],
             starts_at: 0,
             ends_at: 10_000,
             created_by: "bob".into(),
             comment: String::new(),
-            compiled: Vec::new(),
         });
         alerts.apply(
             &[change(State::Pending, State::Firing, 2000)],
@@ -411,7 +408,7 @@ mod tests {
     fn matchers_and_silence_window() {
         let s = Silence {
             id: "s".into(),
-            matchers: vec![
+            matchers: [
                 MatcherSpec {
                     name: "alertname".into(),
                     value: "Cpu.*".into(),
@@ -424,15 +421,15 @@ mod tests {
                     is_regex: false,
                     is_equal: false,
                 },
-            ],
+            ]
+            .iter()
+            .map(|m| m.compile().unwrap())
+            .collect(),
             starts_at: 0,
             ends_at: 100,
             created_by: "me".into(),
             comment: String::new(),
-            compiled: Vec::new(),
-        }
-        .compile()
-        .unwrap();
+        };
         let l = labels(&[("alertname", "CpuBusy"), ("severity", "warning")]);
         assert!(s.silences(&l, 50));
         assert!(!s.silences(&l, 100));

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Ack, AlertError, Alerts, Silence, StoredAlert};
+use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::MatcherSpec;
 use crate::model::alert::State as AlertState;
 
@@ -36,10 +37,6 @@ pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
             .routes(routes!(delete_silence)),
     );
     writes.merge(reads)
-}
-
-fn now_ms() -> i64 {
-    (crate::clock::unix_now() * 1000.0) as i64
 }
 
 /// RFC 3339 time of a ms timestamp.
@@ -244,8 +241,8 @@ struct SilenceView {
 fn silence_view(s: Silence, now: i64) -> SilenceView {
     SilenceView {
         status: if s.ends_at > now { "active" } else { "expired" },
+        matchers: s.specs(),
         id: s.id,
-        matchers: s.matchers,
         starts_at: rfc3339(s.starts_at),
         ends_at: rfc3339(s.ends_at),
         created_by: s.created_by,
@@ -274,9 +271,12 @@ async fn add_silence(
             "a silence needs at least one matcher",
         ));
     }
-    for m in &b.matchers {
-        m.compile().map_err(ApiError::bad_request)?;
-    }
+    let matchers = b
+        .matchers
+        .iter()
+        .map(MatcherSpec::compile)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::bad_request)?;
     if b.created_by.trim().is_empty() {
         return Err(ApiError::bad_request("`created_by` must name who silences"));
     }
@@ -302,12 +302,11 @@ async fn add_silence(
     }
     let silence = engine(&s)?.add_silence(Silence {
         id: String::new(),
-        matchers: b.matchers,
+        matchers,
         starts_at: now,
         ends_at,
         created_by: b.created_by.trim().to_string(),
         comment: b.comment,
-        compiled: Vec::new(),
     });
     Ok((StatusCode::CREATED, Json(silence_view(silence, now))))
 }

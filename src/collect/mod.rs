@@ -95,6 +95,24 @@ pub struct Entry {
     pub timeout: Duration,
 }
 
+impl Entry {
+    /// Runs `collector` on this entry's interval and timeout until `shutdown` fires.
+    pub fn spawn<C: Collector>(
+        &self,
+        collector: C,
+        store: &Arc<Store>,
+        shutdown: &Shutdown,
+    ) -> JoinHandle<()> {
+        spawn(
+            collector,
+            self.interval,
+            self.timeout,
+            Arc::clone(store),
+            shutdown.clone(),
+        )
+    }
+}
+
 /// Every collector m4watch has, in start-up order, as `config` sets them.
 pub fn registry(config: &Config) -> Vec<Entry> {
     let entry = |name, enabled, interval: crate::config::Dur, timeout: crate::config::Dur| Entry {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::timeinterval::TimeInterval;
+use super::yes;
 use crate::config::{Dur, EnvLookup, Secret, resolve_secret};
 use crate::model::alert::Matcher;
 
@@ -97,10 +98,6 @@ pub struct ReceiverConfig {
     pub webhook: Option<WebhookConfig>,
     #[serde(default)]
     pub alertmanager: Option<AlertmanagerConfig>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Slack incoming webhook (env `M4WATCH_SLACK_WEBHOOK_URL` when neither key is set).

@@ -18,7 +18,7 @@ pub trait LabelSet {
     /// The value of label `name`, if set.
     fn label(&self, name: &str) -> Option<&str>;
     /// Every pair, sorted by name.
-    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_>;
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)>;
 }
 
 impl LabelSet for [(String, String)] {
@@ -27,8 +27,8 @@ impl LabelSet for [(String, String)] {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
-    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
-        Box::new(self.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -36,7 +36,7 @@ impl LabelSet for Vec<(String, String)> {
     fn label(&self, name: &str) -> Option<&str> {
         self.as_slice().label(name)
     }
-    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.as_slice().pairs()
     }
 }
@@ -45,8 +45,8 @@ impl LabelSet for BTreeMap<String, String> {
     fn label(&self, name: &str) -> Option<&str> {
         self.get(name).map(String::as_str)
     }
-    fn pairs(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
-        Box::new(self.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -309,13 +309,12 @@ pub struct StoredAlert {
 }
 
 /// A silence: alerts matching every matcher are silenced until `ends_at` (ms).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Its matchers are compiled once, when it is made or loaded; the API and the database
+/// see them as [`MatcherSpec`]s.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Silence {
     pub id: String,
-    pub matchers: Vec<MatcherSpec>,
-    /// `matchers`, compiled once ([`Silence::compile`]); not stored.
-    #[serde(skip)]
-    pub compiled: Vec<Matcher>,
+    pub matchers: Vec<Matcher>,
     pub starts_at: i64,
     pub ends_at: i64,
     pub created_by: String,
@@ -325,21 +324,12 @@ pub struct Silence {
 impl Silence {
     /// Whether the silence applies to `labels` at `now` (ms).
     pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
-        // Uncompiled (or not compilable) matchers silence nothing, never everything.
-        self.compiled.len() == self.matchers.len()
-            && self.starts_at <= now
-            && now < self.ends_at
-            && all_match(&self.compiled, labels)
+        self.starts_at <= now && now < self.ends_at && all_match(&self.matchers, labels)
     }
 
-    /// Compiles the matchers; a silence with a bad one is refused.
-    pub fn compile(mut self) -> Result<Silence, String> {
-        self.compiled = self
-            .matchers
-            .iter()
-            .map(MatcherSpec::compile)
-            .collect::<Result<_, _>>()?;
-        Ok(self)
+    /// The matchers in the API's and the database's shape.
+    pub fn specs(&self) -> Vec<MatcherSpec> {
+        self.matchers.iter().map(MatcherSpec::from).collect()
     }
 }
 

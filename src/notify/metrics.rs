@@ -62,35 +62,27 @@ pub struct Metrics {
     pub submit_waits: IntCounter,
 }
 
-fn help(name: &str) -> &'static str {
-    METRICS
-        .iter()
-        .find(|d| d.name == name)
-        .map_or("", |d| d.help)
-}
-
 impl Metrics {
     /// Creates the instruments and registers them (a second registration in the same
     /// registry, as in tests that start two daemons, keeps working unregistered).
     pub fn new(registry: &prometheus::Registry) -> Metrics {
-        let n = NOTIFICATIONS_TOTAL.name;
-        let total = IntCounterVec::new(Opts::new(n, help(n)), &["receiver", "integration"])
+        let opts = |d: MetricDef| Opts::new(d.name, d.help);
+        let total = IntCounterVec::new(opts(NOTIFICATIONS_TOTAL), &["receiver", "integration"])
             .expect("valid metric");
-        let n = NOTIFICATIONS_FAILED_TOTAL.name;
         let failed = IntCounterVec::new(
-            Opts::new(n, help(n)),
+            opts(NOTIFICATIONS_FAILED_TOTAL),
             &["receiver", "integration", "reason"],
         )
         .expect("valid metric");
-        let n = NOTIFICATION_LATENCY_SECONDS.name;
+        let d = NOTIFICATION_LATENCY_SECONDS;
         let latency = HistogramVec::new(
-            HistogramOpts::new(n, help(n))
+            HistogramOpts::new(d.name, d.help)
                 .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["integration"],
         )
         .expect("valid metric");
-        let n = NOTIFICATION_QUEUE_LENGTH.name;
-        let queue = IntGauge::new(n, help(n)).expect("valid metric");
+        let d = NOTIFICATION_QUEUE_LENGTH;
+        let queue = IntGauge::new(d.name, d.help).expect("valid metric");
         let _ = registry.register(Box::new(total.clone()));
         let _ = registry.register(Box::new(failed.clone()));
         let _ = registry.register(Box::new(latency.clone()));

@@ -12,8 +12,9 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, open_sqlite};
+use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::State;
-use crate::model::alert::{Ack, Silence, StoredAlert, Transition};
+use crate::model::alert::{Ack, MatcherSpec, Silence, StoredAlert, Transition};
 
 /// Why the database could not be used.
 const MIGRATIONS: &[&str] = &["
@@ -67,10 +68,6 @@ fn prune(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
         "DELETE FROM alert_transitions WHERE at < ?1",
         params![now - TRANSITION_RETENTION_MS],
     )
-}
-
-fn now_ms() -> i64 {
-    (crate::clock::unix_now() * 1000.0) as i64
 }
 
 enum Cmd {
@@ -162,19 +159,35 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     let mut stmt =
         conn.prepare("SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences")?;
     let rows = stmt.query_map([], |r| {
+        let id: String = r.get(0)?;
         let m: String = r.get(1)?;
-        Ok(Silence {
-            id: r.get(0)?,
-            matchers: serde_json::from_str(&m).unwrap_or_default(),
+        // A stored silence whose matchers no longer parse is dropped, never widened
+        // into one that silences everything.
+        let matchers: Result<Vec<_>, String> = serde_json::from_str::<Vec<MatcherSpec>>(&m)
+            .map_err(|e| e.to_string())
+            .and_then(|specs| specs.iter().map(MatcherSpec::compile).collect());
+        let matchers = match matchers {
+            Ok(ms) if !ms.is_empty() => ms,
+            Ok(_) => {
+                tracing::warn!(silence = %id, "stored silence has no matchers; ignored");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(silence = %id, error = %e, "stored silence unreadable; ignored");
+                return Ok(None);
+            }
+        };
+        Ok(Some(Silence {
+            id,
+            matchers,
             starts_at: r.get(2)?,
             ends_at: r.get(3)?,
             created_by: r.get(4)?,
             comment: r.get(5)?,
-            compiled: Vec::new(),
-        })
+        }))
     })?;
     for r in rows {
-        out.silences.push(r?);
+        out.silences.extend(r?);
     }
     Ok(out)
 }
@@ -231,7 +244,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
             tx.execute(
                 "INSERT OR REPLACE INTO silences (id, matchers, starts_at, ends_at, created_by, comment)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.id, json(&s.matchers), s.starts_at, s.ends_at, s.created_by, s.comment],
+                params![s.id, json(&s.specs()), s.starts_at, s.ends_at, s.created_by, s.comment],
             )?;
         }
         Cmd::DeleteSilence(id) => {
@@ -334,6 +347,41 @@ pub fn schema_version(data_dir: &Path) -> rusqlite::Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silences_round_trip_and_an_unreadable_one_is_dropped_not_widened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _) = open(dir.path()).unwrap();
+        let spec = MatcherSpec {
+            name: "alertname".into(),
+            value: "Cpu.*".into(),
+            is_regex: true,
+            is_equal: true,
+        };
+        h.save_silence(&Silence {
+            id: "good".into(),
+            matchers: vec![spec.compile().unwrap()],
+            starts_at: 0,
+            ends_at: 10,
+            created_by: "me".into(),
+            comment: String::new(),
+        });
+        h.flush();
+        drop(h);
+        let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
+        for (id, matchers) in [("garbled", "not json"), ("empty", "[]")] {
+            conn.execute(
+                "INSERT INTO silences VALUES (?1, ?2, 0, 10, 'me', '')",
+                params![id, matchers],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let (_, loaded) = open(dir.path()).unwrap();
+        let ids: Vec<&str> = loaded.silences.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["good"], "only the readable silence is loaded");
+        assert_eq!(loaded.silences[0].specs(), [spec]);
+    }
 
     #[test]
     fn migrates_saves_and_reloads() {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, open_sqlite};
-use crate::clock::unix_now;
+use crate::clock::unix_now_ms as now_ms;
 
 const MIGRATIONS: &[&str] = &["
 CREATE TABLE series (
@@ -116,10 +116,6 @@ pub struct SampleDb {
 
 fn labels_key(labels: &BTreeMap<String, String>) -> String {
     serde_json::to_string(labels).unwrap_or_else(|_| "{}".into())
-}
-
-fn now_ms() -> i64 {
-    (unix_now() * 1000.0) as i64
 }
 
 impl SampleDb {

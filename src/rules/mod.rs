@@ -185,7 +185,7 @@ pub struct Change {
 }
 
 /// The rule files `rc`'s globs name, in order.
-pub fn paths(rc: &RulesConfig) -> Vec<PathBuf> {
+fn paths(rc: &RulesConfig) -> Vec<PathBuf> {
     rc.files.iter().flat_map(|f| expand_glob(f)).collect()
 }
 
