@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
 use crate::config::notify::ReceiverConfig;
 use crate::model::alert::fingerprint;
-use crate::notify::dispatch::NotifyError;
+use crate::notify::handle::NotifyError;
 use crate::notify::outbox::Delivery;
 use crate::notify::{AlertEvent, AlertState};
 
@@ -126,7 +126,7 @@ struct Configured {
 
 /// Adds or replaces a receiver (Slack, email, PagerDuty, webhook, Alertmanager).
 #[utoipa::path(post, path = "/api/v1/monitoring/notifications/configure", tag = "notifications",
-    request_body = crate::notify::dispatch::ConfigureRequest,
+    request_body = crate::notify::handle::ConfigureRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, body = Configured),

@@ -18,10 +18,12 @@ pub mod alertmanager;
 pub mod bridge;
 pub mod dispatch;
 pub mod email;
+pub mod handle;
 pub mod metrics;
 pub mod outbox;
 pub mod pagerduty;
 pub mod receiver;
+pub mod route;
 pub mod slack;
 pub mod webhook;
 pub mod worker;
@@ -34,7 +36,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-pub use dispatch::Notifier;
+pub use handle::Notifier;
 pub use metrics::METRICS;
 
 /// Where an alert stands.

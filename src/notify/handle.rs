@@ -1,0 +1,327 @@
+//! The [`Notifier`] handle: what the alert state machine, `POST /api/v2/alerts` and
+//! the API hold. It opens the outbox, starts the dispatcher and the delivery worker,
+//! submits events, and configures and tests receivers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use serde::Deserialize;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::dispatch::{Dispatcher, Msg};
+use super::metrics::Metrics;
+use super::outbox::{Delivery, Outbox, OutboxError};
+use super::receiver::{Receiver, Receivers};
+use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
+use crate::config::Secret;
+use crate::config::notify::{
+    DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, SlackConfig,
+};
+use crate::model::alert::fingerprint;
+use crate::shutdown::Shutdown;
+
+/// Handle the alert state machine (and `POST /api/v2/alerts`) submits events to.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+/// Alert events waiting for the dispatcher; a full queue makes submitters wait.
+const SUBMIT_QUEUE: usize = 1024;
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    outbox: Outbox,
+    receivers: Receivers,
+    base: BTreeMap<String, ReceiverConfig>,
+    metrics: Metrics,
+    ctx: Ctx,
+    wake: Arc<Notify>,
+}
+
+/// Why the notifier could not do what the API asked.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("no receiver named {0:?}")]
+    UnknownReceiver(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Body of `POST /api/v1/monitoring/notifications/configure`. Every key is optional;
+/// keys given replace the stored ones, keys left out keep theirs.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureRequest {
+    /// Receiver to change; `default` when unset.
+    #[serde(default)]
+    pub receiver: Option<String>,
+    #[serde(default)]
+    pub slack_webhook: Option<Secret>,
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    #[serde(default)]
+    pub pagerduty_routing_key: Option<Secret>,
+    #[serde(default)]
+    pub pagerduty_url: Option<String>,
+}
+
+impl Notifier {
+    /// Opens the outbox in `<data_dir>/m4watch.db`, applies settings stored by the
+    /// configure API, and starts the dispatcher and the delivery worker.
+    pub async fn start(
+        config: &NotifyConfig,
+        data_dir: &Path,
+        registry: &prometheus::Registry,
+        shutdown: Shutdown,
+    ) -> Result<(Notifier, Vec<tokio::task::JoinHandle<()>>), NotifyError> {
+        let path = data_dir.join("m4watch.db");
+        let outbox = tokio::task::spawn_blocking(move || Outbox::open(&path))
+            .await
+            .map_err(|_| OutboxError::Join)??;
+        let ctx = Ctx::new(config.delivery.timeout.get());
+        let metrics = Metrics::new(registry);
+        let base = config.receivers_with_default();
+        let mut map = BTreeMap::new();
+        for (name, rc) in &base {
+            map.insert(name.clone(), Arc::new(Receiver::new(rc.clone(), &ctx)));
+        }
+        let (tx, rx) = mpsc::channel(SUBMIT_QUEUE);
+        let notifier = Notifier {
+            inner: Arc::new(Inner {
+                tx,
+                outbox: outbox.clone(),
+                receivers: Arc::new(RwLock::new(map)),
+                base,
+                metrics: metrics.clone(),
+                ctx,
+                wake: Arc::new(Notify::new()),
+            }),
+        };
+        for (receiver, stored) in outbox.settings().await? {
+            match serde_json::from_str::<ConfigureRequest>(&stored) {
+                Ok(req) => {
+                    if let Err(e) = notifier.apply(&receiver, &req) {
+                        tracing::warn!(%receiver, error = %e, "stored notification settings ignored");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%receiver, error = %e, "stored notification settings unreadable")
+                }
+            }
+        }
+        for r in notifier.inner.receivers.read().expect("receivers").values() {
+            for i in &r.integrations {
+                metrics.precreate(&r.config.name, i.name());
+            }
+        }
+        let _ = outbox.prune(7.0 * 86400.0).await;
+        let mut dispatcher = Dispatcher::new(
+            config,
+            Arc::clone(&notifier.inner.receivers),
+            outbox.clone(),
+            Arc::clone(&notifier.inner.wake),
+        );
+        dispatcher.restore(outbox.groups().await?);
+        let tasks = vec![
+            tokio::spawn(dispatcher.run(rx, shutdown.clone())),
+            tokio::spawn(worker::run(
+                outbox,
+                Arc::clone(&notifier.inner.receivers),
+                metrics,
+                config.delivery.clone(),
+                Arc::clone(&notifier.inner.wake),
+                shutdown,
+            )),
+        ];
+        Ok((notifier, tasks))
+    }
+
+    /// Submits one alert transition. Returns once the dispatcher has handled it: any
+    /// notification it causes at once (`group_wait: 0s`) is in the outbox by then.
+    pub async fn submit(&self, event: AlertEvent) {
+        let (done, wait) = oneshot::channel();
+        // Bounded: a submitter waits for room rather than an event being dropped, and
+        // every wait is counted, so a dispatcher falling behind is visible.
+        let sent = match self.inner.tx.try_send(Msg { event, done }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.inner.metrics.submit_waits.inc();
+                self.inner.tx.send(msg).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if sent {
+            let _ = wait.await;
+        }
+    }
+
+    /// The delivery records, newest first.
+    pub async fn deliveries(&self, limit: i64) -> Result<Vec<Delivery>, NotifyError> {
+        Ok(self.inner.outbox.recent(limit).await?)
+    }
+
+    /// Every receiver's config, secrets redacted by their own `Serialize`.
+    pub fn receivers(&self) -> Vec<ReceiverConfig> {
+        self.inner
+            .receivers
+            .read()
+            .expect("receivers")
+            .values()
+            .map(|r| r.config.clone())
+            .collect()
+    }
+
+    /// Applies and persists a configure request; returns the receiver as it now is.
+    pub async fn configure(&self, body: serde_json::Value) -> Result<ReceiverConfig, NotifyError> {
+        let req: ConfigureRequest = serde_json::from_value(body.clone())
+            .map_err(|e| NotifyError::Invalid(e.to_string()))?;
+        let name = req
+            .receiver
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RECEIVER.to_string());
+        // Merge with what earlier calls stored, key by key.
+        let stored = self
+            .inner
+            .outbox
+            .settings()
+            .await?
+            .into_iter()
+            .find(|(r, _)| *r == name)
+            .and_then(|(_, s)| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        let mut merged = stored;
+        if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
+            for (k, v) in b {
+                if k != "receiver" {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let merged_req: ConfigureRequest = serde_json::from_value(merged.clone())
+            .map_err(|e| NotifyError::Invalid(e.to_string()))?;
+        let rc = self.apply(&name, &merged_req)?;
+        self.inner
+            .outbox
+            .put_settings(name, merged.to_string())
+            .await?;
+        Ok(rc)
+    }
+
+    /// Rebuilds receiver `name` from its config file settings plus `req`.
+    fn apply(&self, name: &str, req: &ConfigureRequest) -> Result<ReceiverConfig, NotifyError> {
+        let mut rc = self
+            .inner
+            .base
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NotifyError::UnknownReceiver(name.to_string()))?;
+        let invalid = |(p, r): (String, String)| NotifyError::Invalid(format!("{p}: {r}"));
+        if let Some(url) = &req.slack_webhook {
+            check_url(url.expose(), "slack_webhook")?;
+            rc.slack = Some(SlackConfig {
+                webhook_url: Some(url.clone()),
+                webhook_url_file: None,
+                channel: req
+                    .slack_channel
+                    .clone()
+                    .or_else(|| rc.slack.as_ref().and_then(|s| s.channel.clone())),
+            });
+        }
+        if let Some(e) = &req.email {
+            e.check("email").map_err(invalid)?;
+            rc.email = Some(e.clone());
+        }
+        if let Some(key) = &req.pagerduty_routing_key {
+            let mut pd = rc
+                .pagerduty
+                .clone()
+                .unwrap_or_else(PagerDutyConfig::default);
+            pd.routing_key = Some(key.clone());
+            if let Some(u) = &req.pagerduty_url {
+                check_url(u, "pagerduty_url")?;
+                pd.url = u.clone();
+            }
+            rc.pagerduty = Some(pd);
+        }
+        let receiver = Receiver::new(rc.clone(), &self.inner.ctx);
+        for i in &receiver.integrations {
+            self.inner.metrics.precreate(name, i.name());
+        }
+        self.inner
+            .receivers
+            .write()
+            .expect("receivers")
+            .insert(name.to_string(), Arc::new(receiver));
+        Ok(rc)
+    }
+
+    /// Sends a test alert through every integration of `receiver` now, past the
+    /// outbox, and reports each outcome.
+    pub async fn test(
+        &self,
+        receiver: &str,
+        dry_run: bool,
+    ) -> Result<Vec<(&'static str, Result<Vec<String>, SendError>)>, NotifyError> {
+        let r = self
+            .inner
+            .receivers
+            .read()
+            .expect("receivers")
+            .get(receiver)
+            .cloned()
+            .ok_or_else(|| NotifyError::UnknownReceiver(receiver.to_string()))?;
+        let labels: BTreeMap<String, String> = [
+            ("alertname".to_string(), "M4watchTestAlert".to_string()),
+            ("severity".to_string(), "info".to_string()),
+        ]
+        .into();
+        let n = Notification {
+            receiver: receiver.to_string(),
+            kind: Kind::Test,
+            group_key: "test".into(),
+            group_labels: labels.clone(),
+            alerts: vec![AlertEvent {
+                fingerprint: fingerprint(&labels),
+                labels,
+                annotations: [(
+                    "summary".to_string(),
+                    "Test notification from m4watch".to_string(),
+                )]
+                .into(),
+                state: AlertState::Firing,
+                starts_at: Utc::now(),
+                ends_at: None,
+                value: None,
+                source: "m4watch".into(),
+                generator_url: None,
+            }],
+        };
+        let mut out = Vec::new();
+        for i in &r.integrations {
+            let result = if dry_run {
+                i.dry_run(&n, self.inner.ctx.timeout).await
+            } else {
+                i.notify(&n).await.map(|()| Vec::new())
+            };
+            out.push((i.name(), result));
+        }
+        Ok(out)
+    }
+}
+
+fn check_url(u: &str, key: &str) -> Result<(), NotifyError> {
+    match reqwest::Url::parse(u) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(NotifyError::Invalid(format!(
+            "{key}: must be an http:// or https:// URL"
+        ))),
+    }
+}
