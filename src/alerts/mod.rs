@@ -224,6 +224,7 @@ impl Alerts {
         now: i64,
     ) -> Result<StoredAlert, AlertError> {
         let mut inner = self.inner.lock().expect("alerts lock");
+        let inner = &mut *inner;
         let a = inner
             .alerts
             .get_mut(id)
@@ -238,6 +239,24 @@ impl Alerts {
         });
         if let Some(h) = &self.history {
             h.save_alert(a);
+        }
+        if a.state == State::Firing {
+            // The notifier hears of it the way it hears of evaluations: as a transition
+            // on the same feed (firing -> firing, acknowledged). It is not stored as a
+            // transition; the alert row keeps who acknowledged it and when.
+            let _ = self.tx.send(Transition {
+                id: a.id.clone(),
+                alertname: a.alertname.clone(),
+                severity: a.severity.clone(),
+                from: State::Firing,
+                to: State::Firing,
+                at: now,
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                value: a.value,
+                acknowledged: true,
+                silenced: inner.silences.iter().any(|s| s.silences(&a.labels, now)),
+            });
         }
         Ok(a.clone())
     }
@@ -402,6 +421,26 @@ mod tests {
         // Past the retention, a resolved alert is forgotten.
         alerts.apply(&[], std::iter::empty(), none, 3000 + 60_001);
         assert!(alerts.list(None, None, 70_000).is_empty());
+    }
+
+    #[test]
+    fn acknowledging_a_firing_alert_is_a_transition_on_the_same_feed() {
+        let alerts = Alerts::new(Vec::new(), Vec::new(), None, 60_000);
+        let none = |_: &str| String::new();
+        alerts.apply(
+            &[change(State::Inactive, State::Firing, 2000)],
+            std::iter::empty(),
+            none,
+            2000,
+        );
+        let mut rx = alerts.subscribe();
+        alerts.acknowledge("id1", "alice", "on it", 2500).unwrap();
+        let t = rx.try_recv().expect("the acknowledgement is broadcast");
+        assert_eq!(
+            (t.from, t.to, t.acknowledged, t.at, t.id.as_str()),
+            (State::Firing, State::Firing, true, 2500, "id1")
+        );
+        assert!(rx.try_recv().is_err(), "one transition per acknowledgement");
     }
 
     #[test]

@@ -198,9 +198,6 @@ async fn acknowledge(
             AlertError::Resolved(_) => ApiError::conflict(e.to_string()),
             _ => ApiError::not_found(e.to_string()),
         })?;
-    if let Some(ev) = crate::notify::bridge::event_from_ack(&a) {
-        s.notifier.submit(ev).await;
-    }
     Ok(Json(view(a, None)))
 }
 

@@ -333,7 +333,9 @@ impl Silence {
     }
 }
 
-/// A state change, as saved and broadcast.
+/// A state change, as saved and broadcast. An acknowledgement of a firing alert is
+/// broadcast (not saved) as `firing -> firing` with `acknowledged`; the rule engine
+/// never reports a firing alert changing to firing.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transition {
     pub id: String,

@@ -1,6 +1,6 @@
-//! Feeds the rule engine's alert state into the notifier: firing and resolved
-//! transitions from [`crate::alerts::Alerts::subscribe`], and acknowledgements made
-//! through the API (PagerDuty `acknowledge`, escalation stops).
+//! Feeds alert state into the notifier: the firing, resolved and acknowledged
+//! transitions of [`crate::alerts::Alerts::subscribe`], one feed for the rule engine's
+//! evaluations and the API's acknowledgements alike.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{AlertEvent, AlertState, Notifier};
-use crate::alerts::{Alerts, StoredAlert, Transition};
+use crate::alerts::{Alerts, Transition};
 use crate::model::alert::State;
 use crate::shutdown::Shutdown;
 
@@ -25,16 +25,16 @@ fn map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
 
 /// The notification for a transition, if it is one people hear about: pending and
 /// inactive are not, a silenced alert is not, and an acknowledged alert only when it
-/// resolves.
+/// resolves. An acknowledgement itself (`firing -> firing`, acknowledged) always is
+/// (PagerDuty `acknowledge`, escalation stops).
 pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<AlertEvent> {
-    let (state, ends_at) = match t.to {
-        State::Firing if !t.acknowledged => (AlertState::Firing, None),
-        State::Resolved if t.from == State::Firing => (AlertState::Resolved, Some(at(t.at))),
+    let (state, ends_at) = match (t.from, t.to) {
+        (State::Firing, State::Firing) if t.acknowledged => (AlertState::Acknowledged, None),
+        (_, State::Firing) if t.silenced || t.acknowledged => return None,
+        (_, State::Firing) => (AlertState::Firing, None),
+        (State::Firing, State::Resolved) if !t.silenced => (AlertState::Resolved, Some(at(t.at))),
         _ => return None,
     };
-    if t.silenced {
-        return None;
-    }
     Some(AlertEvent {
         fingerprint: t.id.clone(),
         labels: map(&t.labels),
@@ -43,21 +43,6 @@ pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<A
         starts_at: at(starts_at.unwrap_or(t.at)),
         ends_at,
         value: t.value.is_finite().then_some(t.value),
-        source: "m4watch".into(),
-        generator_url: None,
-    })
-}
-
-/// The notification for an acknowledgement of a firing alert.
-pub fn event_from_ack(a: &StoredAlert) -> Option<AlertEvent> {
-    (a.state == State::Firing).then(|| AlertEvent {
-        fingerprint: a.id.clone(),
-        labels: map(&a.labels),
-        annotations: map(&a.annotations),
-        state: AlertState::Acknowledged,
-        starts_at: at(a.fired_at.unwrap_or(a.active_at)),
-        ends_at: None,
-        value: a.value.is_finite().then_some(a.value),
         source: "m4watch".into(),
         generator_url: None,
     })
@@ -149,5 +134,16 @@ mod tests {
             event_from_transition(&t, None).unwrap().state,
             AlertState::Resolved
         );
+    }
+
+    #[test]
+    fn an_acknowledgement_is_announced_even_when_silenced() {
+        let mut t = transition(State::Firing, State::Firing);
+        t.acknowledged = true;
+        t.silenced = true;
+        let ev = event_from_transition(&t, Some(1_600_000_000_000)).unwrap();
+        assert_eq!(ev.state, AlertState::Acknowledged);
+        assert_eq!(ev.starts_at.timestamp_millis(), 1_600_000_000_000);
+        assert!(ev.ends_at.is_none());
     }
 }
