@@ -76,6 +76,7 @@ pub fn spawn(
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::error!(missed = n, "notifier fell behind the alert transitions");
+                    notifier.record_missed(n);
                 }
                 Err(RecvError::Closed) => break,
             }
@@ -145,5 +146,52 @@ mod tests {
         assert_eq!(ev.state, AlertState::Acknowledged);
         assert_eq!(ev.starts_at.timestamp_millis(), 1_600_000_000_000);
         assert!(ev.ends_at.is_none());
+    }
+
+    #[tokio::test]
+    async fn transitions_missed_by_a_lagging_bridge_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = prometheus::Registry::new();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (notifier, _tasks) =
+            Notifier::start(&Default::default(), dir.path(), &registry, shutdown.clone())
+                .await
+                .unwrap();
+        let alerts = Arc::new(Alerts::new(Vec::new(), Vec::new(), None, 60_000));
+        let rx = alerts.subscribe();
+        // 1100 transitions before the bridge reads one: the feed keeps the last 1024.
+        let changes: Vec<crate::rules::Change> = (0..1100)
+            .map(|i| crate::rules::Change {
+                group: "g".into(),
+                from: State::Inactive,
+                alert: crate::rules::Alert::restored(
+                    format!("id{i}"),
+                    vec![("alertname".into(), format!("A{i}"))],
+                    Vec::new(),
+                    1.0,
+                    State::Pending,
+                    1000,
+                    None,
+                ),
+            })
+            .collect();
+        alerts.apply(&changes, std::iter::empty(), |_| String::new(), 1000);
+        let task = spawn(Arc::clone(&alerts), rx, notifier, shutdown);
+        let missed = || {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name() == "m4watch_notification_transitions_missed_total")
+                .map(|f| f.get_metric()[0].get_counter().get_value())
+        };
+        for _ in 0..100 {
+            if missed() == Some(76.0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(missed(), Some(76.0));
+        trigger.fire();
+        task.await.unwrap();
     }
 }

@@ -144,6 +144,11 @@ impl Notifier {
         Ok((notifier, tasks))
     }
 
+    /// Counts alert transitions the bridge missed because it fell behind the feed.
+    pub fn record_missed(&self, n: u64) {
+        self.inner.metrics.transitions_missed.inc_by(n);
+    }
+
     /// Submits one alert transition. Returns once the dispatcher has handled it: any
     /// notification it causes at once (`group_wait: 0s`) is in the outbox by then.
     pub async fn submit(&self, event: AlertEvent) {

@@ -44,12 +44,20 @@ pub const NOTIFICATION_SUBMIT_WAITS_TOTAL: MetricDef = def(
     "Alert events that found the dispatcher's bounded queue full and waited for room (none is dropped).",
 );
 
+pub const NOTIFICATION_TRANSITIONS_MISSED_TOTAL: MetricDef = def(
+    "m4watch_notification_transitions_missed_total",
+    Counter,
+    &[],
+    "Alert transitions the notifier missed because it fell more than 1024 behind the alert feed; each is logged as an error.",
+);
+
 pub const METRICS: &[MetricDef] = &[
     NOTIFICATIONS_TOTAL,
     NOTIFICATIONS_FAILED_TOTAL,
     NOTIFICATION_LATENCY_SECONDS,
     NOTIFICATION_QUEUE_LENGTH,
     NOTIFICATION_SUBMIT_WAITS_TOTAL,
+    NOTIFICATION_TRANSITIONS_MISSED_TOTAL,
 ];
 
 /// Instruments bumped by the workers.
@@ -60,6 +68,7 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub queue: IntGauge,
     pub submit_waits: IntCounter,
+    pub transitions_missed: IntCounter,
 }
 
 impl Metrics {
@@ -87,15 +96,20 @@ impl Metrics {
         let _ = registry.register(Box::new(failed.clone()));
         let _ = registry.register(Box::new(latency.clone()));
         let _ = registry.register(Box::new(queue.clone()));
-        let d = NOTIFICATION_SUBMIT_WAITS_TOTAL;
-        let submit_waits = IntCounter::new(d.name, d.help).expect("valid metric");
-        let _ = registry.register(Box::new(submit_waits.clone()));
+        let counter = |d: MetricDef| {
+            let c = IntCounter::new(d.name, d.help).expect("valid metric");
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let submit_waits = counter(NOTIFICATION_SUBMIT_WAITS_TOTAL);
+        let transitions_missed = counter(NOTIFICATION_TRANSITIONS_MISSED_TOTAL);
         Metrics {
             total,
             failed,
             latency,
             queue,
             submit_waits,
+            transitions_missed,
         }
     }
 
