@@ -17,7 +17,7 @@ use super::route::Route;
 use super::{AlertEvent, AlertState, Kind, Notification};
 use crate::config::notify::NotifyConfig;
 use crate::config::timeinterval::TimeInterval;
-use crate::model::alert::{Matcher, all_match};
+use crate::model::alert::{Matcher, all_match, fingerprint};
 use crate::shutdown::Shutdown;
 
 /// One submitted event; `done` fires once the dispatcher has handled it.
@@ -40,6 +40,17 @@ struct Group {
 struct Escalation {
     deadline: Instant,
     event: AlertEvent,
+}
+
+/// A stored alert with the id it gets today. Alerts Prometheus posted used to be keyed
+/// by a second fingerprint (another pair terminator); a group saved then is re-keyed on
+/// restore, so the resolve Prometheus sends after the upgrade still finds its alert.
+/// m4watch's own alerts keep the id the alert store gave them.
+fn rekeyed(mut a: AlertEvent) -> AlertEvent {
+    if a.source == "prometheus" {
+        a.fingerprint = fingerprint(&a.labels);
+    }
+    a
 }
 
 /// Routes events into groups and writes their notifications to the outbox.
@@ -95,15 +106,15 @@ impl Dispatcher {
             if route.receiver != g.receiver {
                 continue;
             }
+            let alerts: Vec<AlertEvent> = g.alerts.into_iter().map(rekeyed).collect();
             self.groups.insert(
                 g.key,
                 Group {
                     route: g.route,
                     receiver: g.receiver,
                     labels: g.labels,
-                    notified: g.alerts.iter().map(|a| a.fingerprint.clone()).collect(),
-                    alerts: g
-                        .alerts
+                    notified: alerts.iter().map(|a| a.fingerprint.clone()).collect(),
+                    alerts: alerts
                         .into_iter()
                         .map(|a| (a.fingerprint.clone(), a))
                         .collect(),
@@ -384,5 +395,57 @@ impl Dispatcher {
             Ok(_) => self.wake.notify_one(),
             Err(e) => tracing::error!(error = %e, "cannot write notifications to the outbox"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::tests::test_event;
+
+    /// The fingerprint the notifier computed for Prometheus's alerts before there was
+    /// one fingerprint: the same FNV-1a, with 0xfe ending each pair.
+    fn old_fingerprint(labels: &BTreeMap<String, String>) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (k, v) in labels {
+            for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("{h:016x}")
+    }
+
+    #[test]
+    fn groups_saved_with_the_old_prometheus_fingerprint_are_rekeyed_on_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("m4watch.db")).unwrap();
+        let mut d = Dispatcher::new(
+            &NotifyConfig::default(),
+            Receivers::default(),
+            outbox,
+            Arc::new(Notify::new()),
+        );
+        let mut from_prometheus = test_event("DiskFull", AlertState::Firing);
+        from_prometheus.source = "prometheus".into();
+        from_prometheus.fingerprint = old_fingerprint(&from_prometheus.labels);
+        let own = test_event("CpuHot", AlertState::Firing);
+        d.restore(vec![StoredGroup {
+            key: "g".into(),
+            route: 0,
+            receiver: d.root.receiver.clone(),
+            labels: BTreeMap::new(),
+            alerts: vec![from_prometheus.clone(), own.clone()],
+        }]);
+        let g = &d.groups["g"];
+        let new_id = fingerprint(&from_prometheus.labels);
+        assert_ne!(new_id, from_prometheus.fingerprint);
+        assert_eq!(g.alerts[&new_id].fingerprint, new_id);
+        assert!(g.notified.contains(&new_id), "its resolve still goes out");
+        assert!(!g.alerts.contains_key(&from_prometheus.fingerprint));
+        assert!(
+            g.alerts.contains_key(&own.fingerprint),
+            "m4watch's ids are kept"
+        );
     }
 }
