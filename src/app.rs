@@ -215,9 +215,13 @@ pub async fn serve_loaded(
         shutdown.clone(),
     ));
 
+    let path = config.data_dir.join("m4watch.db");
+    let outbox = blocking(move || notify::outbox::Outbox::open(&path))
+        .await?
+        .map_err(|e| Error::Startup(e.to_string()))?;
     let (notifier, notify_tasks) = notify::Notifier::start(
         &config.notifications,
-        &config.data_dir,
+        outbox,
         store.registry(),
         shutdown.clone(),
     )

@@ -1269,7 +1269,8 @@ async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     .unwrap();
     let (_trigger, shutdown) = m4watch::shutdown::channel();
     let registry = prometheus::Registry::new();
-    let (notifier, _tasks) = Notifier::start(&cfg, tmp.path(), &registry, shutdown)
+    let outbox = m4watch::notify::outbox::Outbox::open(&tmp.path().join("m4watch.db")).unwrap();
+    let (notifier, _tasks) = Notifier::start(&cfg, outbox, &registry, shutdown)
         .await
         .unwrap();
     let labels: std::collections::BTreeMap<String, String> = [

@@ -153,10 +153,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = prometheus::Registry::new();
         let (trigger, shutdown) = crate::shutdown::channel();
-        let (notifier, _tasks) =
-            Notifier::start(&Default::default(), dir.path(), &registry, shutdown.clone())
-                .await
-                .unwrap();
+        let (notifier, _tasks) = Notifier::start(
+            &Default::default(),
+            crate::notify::outbox::Outbox::open(&dir.path().join("m4watch.db")).unwrap(),
+            &registry,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let alerts = Arc::new(Alerts::new(Vec::new(), Vec::new(), None, 60_000));
         let rx = alerts.subscribe();
         // 1100 transitions before the bridge reads one: the feed keeps the last 1024.

@@ -3,7 +3,6 @@
 //! submits events, and configures and tests receivers.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
@@ -74,18 +73,15 @@ pub struct ConfigureRequest {
 }
 
 impl Notifier {
-    /// Opens the outbox in `<data_dir>/m4watch.db`, applies settings stored by the
-    /// configure API, and starts the dispatcher and the delivery worker.
+    /// Applies settings stored by the configure API to the receivers, restores the
+    /// groups that notified before a restart, and starts the dispatcher and the
+    /// delivery worker on `outbox` (the wiring opens it).
     pub async fn start(
         config: &NotifyConfig,
-        data_dir: &Path,
+        outbox: Outbox,
         registry: &prometheus::Registry,
         shutdown: Shutdown,
     ) -> Result<(Notifier, Vec<tokio::task::JoinHandle<()>>), NotifyError> {
-        let path = data_dir.join("m4watch.db");
-        let outbox = tokio::task::spawn_blocking(move || Outbox::open(&path))
-            .await
-            .map_err(|_| OutboxError::Join)??;
         let ctx = Ctx::new(config.delivery.timeout.get());
         let metrics = Metrics::new(registry);
         let base = config.receivers_with_default();

@@ -1,31 +1,24 @@
 //! The durable outbox: every notification is a row in `<data_dir>/m4watch.db` before
 //! its first send, and stays there with its delivery result.
 //!
-//! The notifier owns its tables (`notify_*`) and versions them in `notify_schema`, so
-//! it shares the database file with the alert history without sharing its
-//! `PRAGMA user_version`. One connection of its own, WAL mode; every call runs on the
-//! blocking pool, never on the async workers.
+//! The notifier's tables (`notify_*`) are part of the file's one schema, created and
+//! migrated by [`crate::persist`] with the alert tables. One connection of its own, WAL
+//! mode; every call runs on the blocking pool, never on the async workers.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::{AlertEvent, Notification};
 use crate::clock::unix_now;
 
-/// Schema version of the `notify_*` tables.
-const SCHEMA_VERSION: i64 = 2;
-
 /// Why the outbox could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("notification outbox {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    #[error("notification outbox: {0}")]
+    Open(#[from] crate::persist::DbError),
     #[error("notification outbox: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("notification outbox: stored payload is not valid: {0}")]
@@ -73,25 +66,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Opens (and creates or migrates) the outbox tables in the database at `path`.
+    /// Opens the outbox tables in the `m4watch.db` at `path`, creating or migrating the
+    /// file's one schema ([`crate::persist::open_main`]). NORMAL sync in WAL mode
+    /// survives a process crash (kill -9); only a power loss can drop the last commits.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
-        let open_err = |source| OutboxError::Open {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        // NORMAL in WAL mode survives a process crash (kill -9); only a power loss
-        // can drop the last commits.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        migrate(&conn).map_err(open_err)?;
+        let conn = crate::persist::open_main(path)?;
         Ok(Outbox {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -379,62 +358,6 @@ impl Outbox {
     }
 }
 
-fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
-    c.execute_batch("CREATE TABLE IF NOT EXISTS notify_schema (version INTEGER NOT NULL);")?;
-    let v: Option<i64> = c
-        .query_row("SELECT MAX(version) FROM notify_schema", [], |r| r.get(0))
-        .optional()?
-        .flatten();
-    if v.unwrap_or(0) < 1 {
-        c.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS notify_outbox (
-               id INTEGER PRIMARY KEY AUTOINCREMENT,
-               receiver TEXT NOT NULL,
-               integration TEXT NOT NULL,
-               payload TEXT NOT NULL,
-               status TEXT NOT NULL,
-               attempts INTEGER NOT NULL DEFAULT 0,
-               created_at REAL NOT NULL,
-               next_attempt_at REAL NOT NULL,
-               finished_at REAL,
-               last_reason TEXT,
-               last_error TEXT
-             );
-             CREATE INDEX IF NOT EXISTS notify_outbox_lane
-               ON notify_outbox (status, receiver, integration, id);
-             CREATE TABLE IF NOT EXISTS notify_settings (
-               receiver TEXT PRIMARY KEY,
-               settings TEXT NOT NULL,
-               updated_at REAL NOT NULL
-             );
-             DELETE FROM notify_schema;
-             INSERT INTO notify_schema (version) VALUES (1);
-             COMMIT;",
-        )?;
-    }
-    if v.unwrap_or(0) < 2 {
-        // v2: which alerts each group last notified as firing, so a resolve after a
-        // restart still reaches the receivers that heard the alert fire.
-        c.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS notify_groups (
-               group_key TEXT PRIMARY KEY,
-               route INTEGER NOT NULL,
-               receiver TEXT NOT NULL,
-               labels TEXT NOT NULL,
-               alerts TEXT NOT NULL,
-               updated_at REAL NOT NULL
-             );
-             DELETE FROM notify_schema;
-             INSERT INTO notify_schema (version) VALUES (2);
-             COMMIT;",
-        )?;
-    }
-    debug_assert_eq!(SCHEMA_VERSION, 2);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,17 +411,65 @@ mod tests {
     }
 
     #[test]
-    fn shares_the_file_with_other_schemas() {
+    fn a_file_from_when_the_outbox_had_its_own_version_keeps_its_queue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m4watch.db");
-        let other = Connection::open(&path).unwrap();
-        other
-            .execute_batch("PRAGMA user_version = 7; CREATE TABLE alerts (id INTEGER);")
+        // The alert tables at user_version 1, the notifier's at notify_schema 2, one
+        // notification queued: a data directory of the release before one schema.
+        let legacy = Connection::open(&path).unwrap();
+        legacy
+            .execute_batch(
+                "CREATE TABLE alerts (id TEXT PRIMARY KEY); PRAGMA user_version = 1;
+                 CREATE TABLE notify_schema (version INTEGER NOT NULL);
+                 INSERT INTO notify_schema VALUES (2);
+                 CREATE TABLE notify_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                   receiver TEXT NOT NULL, integration TEXT NOT NULL, payload TEXT NOT NULL,
+                   status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                   created_at REAL NOT NULL, next_attempt_at REAL NOT NULL,
+                   finished_at REAL, last_reason TEXT, last_error TEXT);
+                 CREATE TABLE notify_settings (receiver TEXT PRIMARY KEY,
+                   settings TEXT NOT NULL, updated_at REAL NOT NULL);
+                 CREATE TABLE notify_groups (group_key TEXT PRIMARY KEY, route INTEGER NOT NULL,
+                   receiver TEXT NOT NULL, labels TEXT NOT NULL, alerts TEXT NOT NULL,
+                   updated_at REAL NOT NULL);",
+            )
             .unwrap();
-        Outbox::open(&path).unwrap();
-        let v: i64 = other
+        let n = Notification {
+            receiver: "ops".into(),
+            kind: Kind::Alert,
+            group_key: "A".into(),
+            group_labels: Default::default(),
+            alerts: vec![test_event("A", AlertState::Firing)],
+        };
+        legacy
+            .execute(
+                "INSERT INTO notify_outbox (receiver, integration, payload, status, created_at, next_attempt_at)
+                 VALUES ('ops', 'slack', ?1, 'pending', 0, 0)",
+                params![serde_json::to_string(&n).unwrap()],
+            )
+            .unwrap();
+        drop(legacy);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let o = Outbox::open(&path).unwrap();
+        assert_eq!(
+            rt.block_on(o.pending_count()).unwrap(),
+            1,
+            "the queue survives"
+        );
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 7, "the outbox leaves user_version alone");
+        assert_eq!(v, 2, "one version for the whole file");
+        let old: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'notify_schema'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the outbox's own version table is gone");
     }
 }

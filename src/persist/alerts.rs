@@ -11,53 +11,10 @@ use std::sync::mpsc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DbError, open_sqlite};
+use super::{DbError, open_main};
 use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::State;
 use crate::model::alert::{Ack, MatcherSpec, Silence, StoredAlert, Transition};
-
-/// Why the database could not be used.
-const MIGRATIONS: &[&str] = &["
-CREATE TABLE alerts (
-    id TEXT PRIMARY KEY,
-    alertname TEXT NOT NULL,
-    grp TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    state TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    annotations TEXT NOT NULL,
-    value REAL,
-    active_at INTEGER NOT NULL,
-    fired_at INTEGER,
-    resolved_at INTEGER,
-    ack_by TEXT,
-    ack_comment TEXT,
-    ack_at INTEGER
-);
-CREATE TABLE alert_transitions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL,
-    alertname TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    from_state TEXT NOT NULL,
-    to_state TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    labels TEXT NOT NULL,
-    annotations TEXT NOT NULL,
-    value REAL,
-    acknowledged INTEGER NOT NULL,
-    silenced INTEGER NOT NULL
-);
-CREATE INDEX alert_transitions_at ON alert_transitions(at);
-CREATE TABLE silences (
-    id TEXT PRIMARY KEY,
-    matchers TEXT NOT NULL,
-    starts_at INTEGER NOT NULL,
-    ends_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL,
-    comment TEXT NOT NULL
-);
-"];
 
 /// How long alert transitions are kept.
 pub const TRANSITION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -104,7 +61,7 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + '_ {
 pub fn open(data_dir: &Path) -> Result<(History, Loaded), DbError> {
     let path: PathBuf = data_dir.join("m4watch.db");
     let err = sql(&path);
-    let conn = open_sqlite(&path, MIGRATIONS)?;
+    let conn = open_main(&path)?;
     prune(&conn, now_ms()).map_err(&err)?;
     let loaded = load(&conn).map_err(&err)?;
     let (tx, rx) = mpsc::channel();
@@ -411,7 +368,7 @@ mod tests {
         drop(h);
         let (_h, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded.alerts, vec![a]);
-        assert_eq!(schema_version(dir.path()).unwrap(), Some(1));
+        assert_eq!(schema_version(dir.path()).unwrap(), Some(2));
         let mode: String = Connection::open(dir.path().join("m4watch.db"))
             .unwrap()
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -453,7 +410,7 @@ mod tests {
         drop(c);
         let e = open(dir.path()).err().unwrap().to_string();
         assert!(
-            e.ends_with("schema version 99 is newer than this m4watch knows (1); upgrade m4watch"),
+            e.ends_with("schema version 99 is newer than this m4watch knows (2); upgrade m4watch"),
             "{e}"
         );
     }

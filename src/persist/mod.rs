@@ -3,7 +3,9 @@
 //! database" errors) and migrated one way (`PRAGMA user_version`, migrations run in
 //! order, a newer schema refused).
 //!
-//! - [`alerts`]: `m4watch.db`: alert state, transitions and silences.
+//! - `m4watch.db` ([`open_main`]): alert state, transitions and silences
+//!   ([`alerts`]) and the notifier's outbox, settings and groups (its queries live in
+//!   `notify/outbox.rs`). One schema, one version, whichever part opens it first.
 //! - [`samples`]: `history.db`: downsampled hardware and container samples, latency
 //!   baselines.
 //!
@@ -110,4 +112,87 @@ pub(crate) fn migrate(
         tx.commit().map_err(&err)?;
     }
     Ok(())
+}
+
+/// Migrations of `m4watch.db`, the alert store's and the notifier's tables alike.
+/// Version 2 adopts the notifier's tables, which older releases versioned apart in
+/// `notify_schema`: they are created only where missing, so a file from then keeps
+/// its queue, settings and groups.
+const MAIN_MIGRATIONS: &[&str] = &[
+    "CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    alertname TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    value REAL,
+    active_at INTEGER NOT NULL,
+    fired_at INTEGER,
+    resolved_at INTEGER,
+    ack_by TEXT,
+    ack_comment TEXT,
+    ack_at INTEGER
+);
+CREATE TABLE alert_transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    value REAL,
+    acknowledged INTEGER NOT NULL,
+    silenced INTEGER NOT NULL
+);
+CREATE INDEX alert_transitions_at ON alert_transitions(at);
+CREATE TABLE silences (
+    id TEXT PRIMARY KEY,
+    matchers TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    comment TEXT NOT NULL
+);
+",
+    "
+CREATE TABLE IF NOT EXISTS notify_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    receiver TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    finished_at REAL,
+    last_reason TEXT,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS notify_outbox_lane
+    ON notify_outbox (status, receiver, integration, id);
+CREATE TABLE IF NOT EXISTS notify_settings (
+    receiver TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_groups (
+    group_key TEXT PRIMARY KEY,
+    route INTEGER NOT NULL,
+    receiver TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    alerts TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+DROP TABLE IF EXISTS notify_schema;
+",
+];
+
+/// Opens `m4watch.db` at `path`, migrated to the current schema.
+pub fn open_main(path: &Path) -> Result<Connection, DbError> {
+    open_sqlite(path, MAIN_MIGRATIONS)
 }
