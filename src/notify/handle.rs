@@ -326,3 +326,89 @@ fn check_url(u: &str, key: &str) -> Result<(), NotifyError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::notify::tests::test_event;
+
+    /// A notifier whose receivers point at a closed port: deliveries fail, but every
+    /// notification is in the outbox, which is what these tests read.
+    async fn notifier(yaml: &str) -> (Notifier, Outbox, crate::shutdown::Trigger) {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let config: NotifyConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        let outbox = Outbox::open(&dir.join("m4watch.db")).unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (n, _tasks) = Notifier::start(
+            &config,
+            outbox.clone(),
+            &prometheus::Registry::new(),
+            shutdown,
+        )
+        .await
+        .unwrap();
+        (n, outbox, trigger)
+    }
+
+    async fn receivers_notified(outbox: &Outbox) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = outbox
+            .recent(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.receiver, d.kind))
+            .collect();
+        v.sort();
+        v
+    }
+
+    const ESCALATING: &str = "receivers:
+  - name: desk
+    webhook: {url: 'http://127.0.0.1:9/desk'}
+  - name: oncall
+    webhook: {url: 'http://127.0.0.1:9/oncall'}
+route: {receiver: desk}
+escalation: {receiver: oncall, after: 30m}
+";
+
+    /// The shipped kind of escalation delay (minutes, not the milliseconds a
+    /// wall-clock test could afford), on tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn an_unacknowledged_critical_alert_escalates_after_the_delay_and_not_before() {
+        let (n, outbox, trigger) = notifier(ESCALATING).await;
+        n.submit(test_event("Latency", AlertState::Firing)).await;
+        tokio::time::sleep(Duration::from_secs(29 * 60)).await;
+        assert_eq!(
+            receivers_notified(&outbox).await,
+            [("desk".to_string(), "alert".to_string())],
+            "29 minutes: the desk only"
+        );
+        tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+        let got = receivers_notified(&outbox).await;
+        assert!(
+            got.iter().any(|(r, _)| r == "oncall"),
+            "31 minutes: escalated to oncall: {got:?}"
+        );
+        trigger.fire();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_acknowledged_alert_never_escalates() {
+        let (n, outbox, trigger) = notifier(ESCALATING).await;
+        let mut ev = test_event("Latency", AlertState::Firing);
+        n.submit(ev.clone()).await;
+        tokio::time::sleep(Duration::from_secs(10 * 60)).await;
+        ev.state = AlertState::Acknowledged;
+        n.submit(ev).await;
+        tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
+        let got = receivers_notified(&outbox).await;
+        assert!(!got.is_empty());
+        assert!(
+            got.iter().all(|(r, _)| r == "desk"),
+            "four hours on, still nothing for oncall: {got:?}"
+        );
+        trigger.fire();
+    }
+}
