@@ -383,22 +383,8 @@ async fn real_containers_show_health_restarts_ooms_limits_and_exits() {
     );
 
     // The exposition is valid for Prometheus.
-    let promtool = require_tool("promtool");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !report.contains("error") && out.status.success(),
-        "promtool: {report}"
-    );
+    let report = common::promtool_check_metrics(&text);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
 
     // The JSON API carries the same values; unknown fields are absent.
     let r = d.get("/api/v1/monitoring/containers/metrics").await;

@@ -7,14 +7,14 @@ mod common;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::{Daemon, require_tool, series};
+use common::{Daemon, KillOnDrop, free_port, require_tool, series};
 use m4watch::config::Config;
 use serde_json::{Value, json};
 
@@ -577,25 +577,7 @@ async fn unacknowledged_critical_alerts_escalate() {
     d.stop().await;
 }
 
-/// Frees a port for a server started later (the sink "comes up" on it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_m4watch(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+fn spawn_m4watch(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -611,7 +593,7 @@ fn spawn_m4watch(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
     for (k, v) in env {
         c.env(k, v);
     }
-    Proc(c.spawn().unwrap())
+    KillOnDrop(c.spawn().unwrap())
 }
 
 async fn wait_up(client: &reqwest::Client, base: &str) {
@@ -776,7 +758,7 @@ notifications:
 struct Smtp {
     port: u16,
     dir: PathBuf,
-    _proc: Proc,
+    _proc: KillOnDrop,
 }
 
 fn start_smtp(root: &Path) -> Smtp {
@@ -818,7 +800,7 @@ fn start_smtp_with(root: &Path, name: &str, extra: &[&Path]) -> Smtp {
     Smtp {
         port,
         dir,
-        _proc: Proc(child),
+        _proc: KillOnDrop(child),
     }
 }
 
@@ -983,7 +965,7 @@ async fn alerts_are_forwarded_to_a_real_alertmanager() {
     )
     .unwrap();
     let am_port = free_port();
-    let _am = Proc(
+    let _am = KillOnDrop(
         Command::new(am)
             .arg(format!("--config.file={}", am_cfg.display()))
             .arg(format!(
@@ -1223,7 +1205,7 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
         ),
     )
     .unwrap();
-    let _prom = Proc(
+    let _prom = KillOnDrop(
         Command::new(prom)
             .arg(format!(
                 "--config.file={}",

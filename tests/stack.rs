@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Daemon, require_tool};
+use common::{Daemon, KillOnDrop, free_port, require_tool};
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
 
@@ -284,23 +284,6 @@ async fn panels_use_only_metric_names_a_live_m4watch_exports() {
     }
     assert!(missing.is_empty(), "not exported:\n{}", missing.join("\n"));
     d.stop().await;
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shipped prometheus.yml pointed at the test's m4watch and Prometheus, with the
