@@ -874,22 +874,17 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
     d.stop().await;
 }
 
-#[tokio::test]
-async fn smtp_steps_are_classified() {
-    use m4watch::config::notify::{EmailConfig, SmtpTls};
-    use m4watch::notify::email::Email;
-    use m4watch::notify::{AlertState, Ctx, Kind, Notification, Reason};
-    let tmp = tempfile::tempdir().unwrap();
-    let smtp = start_smtp(tmp.path());
-    let ctx = Ctx::new(Duration::from_secs(5));
+/// One firing alert named `alertname`, for the `mail` receiver.
+fn mail_notification(alertname: &str) -> m4watch::notify::Notification {
+    use m4watch::notify::{AlertEvent, AlertState, Kind, Notification};
     let labels: std::collections::BTreeMap<String, String> =
-        [("alertname".to_string(), "A".to_string())].into();
-    let n = Notification {
+        [("alertname".to_string(), alertname.to_string())].into();
+    Notification {
         receiver: "mail".into(),
         kind: Kind::Alert,
         group_key: "g".into(),
         group_labels: Default::default(),
-        alerts: vec![m4watch::notify::AlertEvent {
+        alerts: vec![AlertEvent {
             fingerprint: m4watch::model::alert::fingerprint(&labels),
             labels,
             annotations: Default::default(),
@@ -900,7 +895,18 @@ async fn smtp_steps_are_classified() {
             source: "m4watch".into(),
             generator_url: None,
         }],
-    };
+    }
+}
+
+#[tokio::test]
+async fn smtp_steps_are_classified() {
+    use m4watch::config::notify::{EmailConfig, SmtpTls};
+    use m4watch::notify::email::Email;
+    use m4watch::notify::{Ctx, Reason};
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(tmp.path());
+    let ctx = Ctx::new(Duration::from_secs(5));
+    let n = mail_notification("A");
     let cfg = |port: u16, tls: SmtpTls, to: &str, user: Option<&str>| EmailConfig {
         smarthost: format!("127.0.0.1:{port}"),
         tls,
@@ -1348,7 +1354,7 @@ async fn mute_intervals_rate_limits_and_repeats() {
 async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     use m4watch::config::notify::{EmailConfig, SmtpTls};
     use m4watch::notify::email::Email;
-    use m4watch::notify::{Ctx, Kind, Notification, Reason};
+    use m4watch::notify::{Ctx, Reason};
     let openssl = require_tool("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
@@ -1379,25 +1385,7 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     );
     let implicit = start_smtp_with(tmp.path(), "tls", &[Path::new("tls"), &cert, &key]);
     let ctx = Ctx::new(Duration::from_secs(5));
-    let labels: std::collections::BTreeMap<String, String> =
-        [("alertname".to_string(), "Tls".to_string())].into();
-    let n = Notification {
-        receiver: "mail".into(),
-        kind: Kind::Alert,
-        group_key: "g".into(),
-        group_labels: Default::default(),
-        alerts: vec![m4watch::notify::AlertEvent {
-            fingerprint: m4watch::model::alert::fingerprint(&labels),
-            labels,
-            annotations: Default::default(),
-            state: m4watch::notify::AlertState::Firing,
-            starts_at: chrono::Utc::now(),
-            ends_at: None,
-            value: None,
-            source: "m4watch".into(),
-            generator_url: None,
-        }],
-    };
+    let n = mail_notification("Tls");
     let cfg = |port: u16, tls: SmtpTls, password: &str, ca: bool| EmailConfig {
         smarthost: format!("127.0.0.1:{port}"),
         tls,
