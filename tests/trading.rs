@@ -80,13 +80,18 @@ async fn statsd_packets_become_quantiles_histograms_counters_gauges_and_sets() {
     let mut packets: Vec<&str> = timers.iter().map(String::as_str).collect();
     packets.extend([
         "market_data:5|c|@0.1\nmarket_data:7|c",
-        "queue_depth:42|g\nusers:alice|s\nusers:bob|s\nusers:alice|s",
+        "queue_depth:42|g",
         "fills:1:2:3|d",
     ]);
     send(to, &packets);
-    // Gauge deltas apply in arrival order, after the set above.
+    // Gauge deltas apply in arrival order, after the set above. A set counts the values
+    // of one trading interval, so its lines ride in the packet that completes the
+    // gauge: the scrape that sees 45 sees the set's interval too.
     std::thread::sleep(Duration::from_millis(50));
-    send(to, &["queue_depth:+3|g"]);
+    send(
+        to,
+        &["queue_depth:+3|g\nusers:alice|s\nusers:bob|s\nusers:alice|s"],
+    );
 
     let op =
         "m4watch_trading_latency_quantile_seconds{operation=\"order_execution\",venue=\"xnys\"";
@@ -97,7 +102,7 @@ async fn statsd_packets_become_quantiles_histograms_counters_gauges_and_sets() {
                     t,
                     "m4watch_trading_latency_seconds_count{operation=\"fills\"}",
                 ) == Some(3.0)
-                && value(t, "m4watch_trading_set_unique_values{name=\"users\"}").is_some()
+                && value(t, "m4watch_trading_set_unique_values{name=\"users\"}") == Some(2.0)
         })
         .await;
     let p50 = value(&text, &format!("{op},window=\"1m\",quantile=\"0.5\"}}")).unwrap();
