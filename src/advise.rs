@@ -768,7 +768,8 @@ pub const METRICS: &[crate::model::MetricDef] = &[RECOMMENDATIONS];
 /// Everything the recommendations read, held by the daemon.
 pub struct Advisor {
     pub store: std::sync::Arc<crate::store::Store>,
-    pub containers: Option<std::sync::Arc<crate::collect::containers::Latest>>,
+    /// Whether the container collector is on (its report comes from the store).
+    pub containers: bool,
     pub trading: Option<std::sync::Arc<crate::collect::trading::Trading>>,
     pub config: AdviceConfig,
     /// Whether the store keeps the sample ring (the rule engine is on).
@@ -802,7 +803,10 @@ impl Advisor {
     /// The recommendations on `families` (the store's, merged by the caller) and the
     /// other inputs as they are now.
     pub fn advise_on(&self, families: &Families) -> Advice {
-        let report = self.containers.as_ref().and_then(|c| c.get());
+        let report = self
+            .containers
+            .then(|| crate::collect::containers::latest(&self.store))
+            .flatten();
         let view = self.trading.as_ref().map(|t| t.view());
         let ml_target = self
             .trading

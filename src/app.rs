@@ -132,7 +132,6 @@ pub async fn serve_loaded(
         None
     };
 
-    let containers = Arc::new(collect::containers::Latest::default());
     let mut trading = None;
     for entry in registry.iter().filter(|e| e.enabled) {
         match entry.name {
@@ -147,10 +146,7 @@ pub async fn serve_loaded(
                 tasks.push(entry.spawn(Blocking::new(p), &store, &shutdown));
             }
             collect::CONTAINERS => {
-                let c = collect::containers::ContainerCollector::new(
-                    &config.containers,
-                    Arc::clone(&containers),
-                );
+                let c = collect::containers::ContainerCollector::new(&config.containers);
                 tracing::info!(host = c.host(), "watching Docker containers");
                 tasks.push(entry.spawn(c, &store, &shutdown));
             }
@@ -196,7 +192,7 @@ pub async fn serve_loaded(
     };
     let advisor = Arc::new(advise::Advisor {
         store: Arc::clone(&store),
-        containers: config.containers.enabled.then(|| Arc::clone(&containers)),
+        containers: config.containers.enabled,
         trading: trading.clone(),
         config: config.advice.clone(),
         ring: config.rules.enabled,
@@ -246,7 +242,6 @@ pub async fn serve_loaded(
         trading,
         alerts,
         notifier,
-        containers,
         samples,
         advisor,
     });

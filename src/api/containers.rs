@@ -48,9 +48,7 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<Json<Report>, Api
                 "the last container collection failed".into()
             })))
         }
-        Some(_) => s
-            .containers
-            .get()
+        Some(_) => crate::collect::containers::latest(&s.store)
             .map(|r| Json((*r).clone()))
             .ok_or_else(|| unavailable("no container collection has run yet".into())),
     }

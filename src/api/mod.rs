@@ -46,8 +46,6 @@ pub struct AppState {
     pub alerts: Option<Arc<crate::alerts::Alerts>>,
     /// Alert notifications: submit events, configure receivers, delivery results.
     pub notifier: crate::notify::Notifier,
-    /// The container collector's latest report.
-    pub containers: Arc<crate::collect::containers::Latest>,
     /// The history database; `None` when `history.enabled` is false.
     pub samples: Option<crate::persist::samples::SampleDb>,
     /// The recommendations' inputs.

@@ -620,8 +620,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
                 .containers
                 .enabled
                 .then(|| {
-                    s.containers
-                        .get()
+                    crate::collect::containers::latest(&s.store)
                         .map(|r| r.docker_host.clone())
                         .or_else(|| c.containers.docker_host.clone())
                 })
@@ -775,7 +774,7 @@ async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSumm
         .config
         .containers
         .enabled
-        .then(|| s.containers.get())
+        .then(|| crate::collect::containers::latest(&s.store))
         .flatten()
         .map(|r| ContainersSummary {
             running: r.containers.iter().filter(|c| c.up).count(),

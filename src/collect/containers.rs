@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -32,7 +32,7 @@ use serde::Serialize;
 use super::{CollectError, Collector};
 use crate::config::{ContainerMatch, ContainersConfig};
 use crate::model::{MetricDef, def};
-use crate::store::{Family, Kind};
+use crate::store::{Family, Kind, Store};
 
 /// Labels every per-container series carries (the last three only when set).
 const CONTAINER_LABELS: &[&str] = &["name", "compose_project", "compose_service", "tier"];
@@ -352,18 +352,10 @@ pub struct Report {
     pub containers: Vec<ContainerSample>,
 }
 
-/// The latest [`Report`], shared between the collector and the API.
-#[derive(Debug, Default)]
-pub struct Latest(RwLock<Option<Arc<Report>>>);
-
-impl Latest {
-    pub fn get(&self) -> Option<Arc<Report>> {
-        self.0.read().expect("latest lock").clone()
-    }
-
-    fn set(&self, r: Option<Report>) {
-        *self.0.write().expect("latest lock") = r.map(Arc::new);
-    }
+/// The container collector's latest [`Report`], as the store holds it; absent until a
+/// collection succeeds and after one fails.
+pub fn latest(store: &Store) -> Option<Arc<Report>> {
+    store.report(super::CONTAINERS)
 }
 
 // ---------------------------------------------------------------------------------
@@ -934,12 +926,13 @@ pub struct ContainerCollector {
     tracked: HashMap<String, Tracked>,
     /// Last cycle's sample per container id, for one whose read is too slow.
     last: HashMap<String, ContainerSample>,
-    latest: Arc<Latest>,
+    /// The last successful cycle's report; `None` after a failure.
+    latest: Option<Arc<Report>>,
 }
 
 impl ContainerCollector {
     /// A collector for `cfg`; nothing connects until the first cycle.
-    pub fn new(cfg: &ContainersConfig, latest: Arc<Latest>) -> Self {
+    pub fn new(cfg: &ContainersConfig) -> Self {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         ContainerCollector {
             host: resolve_docker_host(cfg.docker_host.as_deref(), home.as_deref(), |p| p.exists()),
@@ -954,7 +947,7 @@ impl ContainerCollector {
             tally: Arc::new(Mutex::new(EventTally::default())),
             tracked: HashMap::new(),
             last: HashMap::new(),
-            latest,
+            latest: None,
         }
     }
 
@@ -1200,7 +1193,11 @@ async fn follow_events(docker: Docker, tally: Arc<Mutex<EventTally>>, from: Opti
 
 impl Collector for ContainerCollector {
     fn name(&self) -> &'static str {
-        "containers"
+        super::CONTAINERS
+    }
+
+    fn report(&self) -> Option<crate::store::Report> {
+        self.latest.clone().map(|r| r as crate::store::Report)
     }
 
     async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
@@ -1209,7 +1206,7 @@ impl Collector for ContainerCollector {
                 self.next_attempt = None;
                 self.backoff = FIRST_BACKOFF;
                 let fams = families(&report);
-                self.latest.set(Some(report));
+                self.latest = Some(Arc::new(report));
                 Ok(fams)
             }
             Err(e) => {
@@ -1219,7 +1216,7 @@ impl Collector for ContainerCollector {
                     self.next_attempt = Some(Instant::now() + self.backoff);
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
-                self.latest.set(None);
+                self.latest = None;
                 Err(e.into())
             }
         }

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::clock::every;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
-use crate::store::{Family, Store};
+use crate::store::{Family, Report, Store};
 
 /// Why one collection failed; the message is one line for logs and the status API.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,11 @@ pub trait Collector: Send + 'static {
     fn name(&self) -> &'static str;
     /// One collection.
     fn collect(&mut self) -> impl Future<Output = Result<Vec<Family>, CollectError>> + Send;
+    /// The typed report of the last collection, if the source keeps one beside its
+    /// families; the scheduler publishes it to the store after every run.
+    fn report(&self) -> Option<Report> {
+        None
+    }
 }
 
 /// A source whose reads block (files, syscalls): run on the blocking pool by
@@ -196,6 +201,7 @@ pub fn spawn<C: Collector>(
                 tracing::warn!(collector = name, error = %e, "collection failed");
                 store.publish(name, Vec::new());
             }
+            store.publish_report(name, collector.report());
             store.record_run(name, result, took);
         }
     }))
