@@ -86,6 +86,7 @@ impl BlockingCollector for ProcessCollector {
         cpu.push_value(p.accumulated_cpu_time() as f64 / 1000.0);
         let mut start = Family::new(&PROCESS_START_TIME_SECONDS);
         start.push_value(p.start_time() as f64);
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
         let mut out = vec![rss, vms, cpu, start];
         #[cfg(target_os = "linux")]
         {
