@@ -814,7 +814,7 @@ impl Advisor {
             .map(|t| t.config().score.ml.target.get().as_secs_f64());
         let ring = self.store.ring();
         advise(&Inputs {
-            now_ms: (crate::clock::unix_now() * 1000.0) as i64,
+            now_ms: crate::clock::unix_now_ms(),
             families,
             ring: self.ring.then_some(&*ring),
             containers: report.as_deref(),

@@ -152,7 +152,7 @@ impl Store {
             return;
         }
         let families = self.families();
-        let now = (unix_now() * 1000.0) as i64;
+        let now = unix_now_ms();
         self.ring
             .write()
             .expect("ring lock")
@@ -164,7 +164,7 @@ impl Store {
         if step == 0 {
             return;
         }
-        let now = (unix_now() * 1000.0) as i64;
+        let now = unix_now_ms();
         let mut ring = self.ring.write().expect("ring lock");
         // A tenth of a step of slack keeps a 1 s ticker from skipping every other tick.
         if ring
@@ -314,7 +314,7 @@ impl Store {
     }
 }
 
-use crate::clock::unix_now;
+use crate::clock::{unix_now, unix_now_ms};
 
 fn from_proto(mf: &prometheus::proto::MetricFamily) -> Family {
     use prometheus::proto::MetricType;

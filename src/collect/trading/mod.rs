@@ -789,7 +789,7 @@ impl TradingCollector {
             }
         }
         if let Some(b) = &mut self.baselines {
-            let now_ms = (crate::clock::unix_now() * 1000.0) as i64;
+            let now_ms = crate::clock::unix_now_ms();
             b.roll(now_ms);
             for (m, p) in self.meta.iter().zip(&self.spare) {
                 if let (MetricType::Timer, Some(h)) = (m.kind, &p.hist) {
