@@ -352,8 +352,8 @@ pub const OPERATIONS: &[(&str, f64)] = &[
     ("ml_inference", 8.0),
 ];
 
-/// One StatsD packet for second `t` of the loop: a timer per operation and a tick
-/// counter. While the recording saturates the P-cores (seconds 60-150) latency climbs
+/// One StatsD packet for second `t` of the loop: a timer per operation, a tick
+/// counter and the dropped-message counter the score's throughput reads. While the recording saturates the P-cores (seconds 60-150) latency climbs
 /// past the shipped thresholds (order execution p95 > 10 ms, market data > 2 ms).
 fn statsd_packet(t: f64, rng: &mut Lcg) -> String {
     let sec = t.rem_euclid(f64::from(LOOP_SECONDS));
@@ -376,6 +376,10 @@ fn statsd_packet(t: f64, rng: &mut Lcg) -> String {
         "market_data_ticks:{}|c",
         40 + (rng.next() * 20.0) as u32
     ));
+    // The feed handler reports what it could not keep up with: nothing while calm
+    // (the counter still says drops are being reported), some under saturation.
+    let dropped = if stressed && rng.next() > 0.7 { 1 } else { 0 };
+    lines.push(format!("market_data_dropped:{dropped}|c"));
     lines.join("\n")
 }
 
@@ -486,7 +490,8 @@ mod tests {
         let mut rng = Lcg(1);
         let calm = statsd_packet(10.0, &mut rng);
         let lines: Vec<&str> = calm.lines().collect();
-        assert_eq!(lines.len(), OPERATIONS.len() + 1);
+        assert_eq!(lines.len(), OPERATIONS.len() + 2);
+        assert_eq!(lines.last(), Some(&"market_data_dropped:0|c"), "no drops while calm");
         for l in &lines[..OPERATIONS.len()] {
             let (name, rest) = l.split_once(':').unwrap();
             assert!(OPERATIONS.iter().any(|(op, _)| *op == name), "{l}");

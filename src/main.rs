@@ -88,6 +88,10 @@ enum Command {
         /// Least share of checks (0..1) that must pass.
         #[arg(long, default_value_t = 1.0)]
         min_pass_ratio: f64,
+        /// The performance score check passes at or above this (the shipped
+        /// PerformanceScoreLow threshold by default).
+        #[arg(long, default_value_t = m4watch::validate::DEFAULT_MIN_SCORE)]
+        min_score: f64,
         /// Per-request timeout.
         #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
         timeout: std::time::Duration,
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
             url,
             token,
             min_pass_ratio,
+            min_score,
             timeout,
             json,
         }) => validate(
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
                 url,
                 token,
                 min_pass_ratio,
+                min_score,
                 timeout,
             },
             json,

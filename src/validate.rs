@@ -5,7 +5,8 @@
 //! takes no path parameter, checks the metric families each enabled collector must
 //! export, that every enabled collector's last run succeeded, that rules are loaded,
 //! that each receiver can reach its destinations (a dry run: nothing is sent), and
-//! that the performance score is exported. It changes nothing on the instance.
+//! that the performance score is at or above its floor (`--min-score`) with enough
+//! coverage. It changes nothing on the instance.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,7 +19,8 @@ use crate::collect::hardware::{
 use crate::collect::probes::PROBE_SUCCESS;
 use crate::collect::process::{PROCESS_CPU_SECONDS_TOTAL, PROCESS_RESIDENT_MEMORY_BYTES};
 use crate::collect::trading::{
-    PERFORMANCE_SCORE, PERFORMANCE_SCORE_COVERAGE_RATIO, TRADING_SERIES,
+    PERFORMANCE_COMPONENT_SCORE, PERFORMANCE_SCORE, PERFORMANCE_SCORE_COVERAGE_RATIO,
+    TRADING_SERIES,
 };
 use crate::store::{BUILD_INFO, COLLECTOR_DURATION_SECONDS, COLLECTOR_SUCCESS};
 use serde::Deserialize;
@@ -93,9 +95,14 @@ pub struct Options {
     pub token: Option<String>,
     /// Least share of checks (0..1) that must pass.
     pub min_pass_ratio: f64,
+    /// The performance score passes at or above this (0..100).
+    pub min_score: f64,
     /// Per-request timeout.
     pub timeout: Duration,
 }
+
+/// The shipped `PerformanceScoreLow` rule's threshold: validate's default floor.
+pub const DEFAULT_MIN_SCORE: f64 = 85.0;
 
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -254,6 +261,46 @@ fn sample_value(text: &str, name: &str) -> Option<f64> {
         let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
         rest.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// The performance score against the floor, from a /metrics text: a score under the
+/// floor fails naming its weakest component; no score fails with the coverage that
+/// kept it absent.
+fn score_check(metrics: &str, min_score: f64) -> Check {
+    const NAME: &str = "performance score";
+    let coverage = sample_value(metrics, PERFORMANCE_SCORE_COVERAGE_RATIO.name);
+    let Some(score) = sample_value(metrics, PERFORMANCE_SCORE.name) else {
+        return Check::fail(
+            NAME,
+            match coverage {
+                Some(c) => format!(
+                    "no score: only {:.0}% of the score's weight has data, under the instance's trading.score.min_coverage",
+                    c * 100.0
+                ),
+                None => "m4watch_performance_score and its coverage ratio are absent".into(),
+            },
+        );
+    };
+    let coverage = coverage.map_or_else(String::new, |c| format!(", coverage {c:.2}"));
+    if score + 1e-9 >= min_score {
+        return Check::pass(NAME, format!("{score:.1} (floor {min_score}{coverage})"));
+    }
+    let prefix = format!("{}{{component=\"", PERFORMANCE_COMPONENT_SCORE.name);
+    let weakest = metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (component, value) = rest.split_once("\"} ")?;
+            Some((component, value.trim().parse::<f64>().ok()?))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or_else(String::new, |(c, v)| {
+            format!("; weakest component: {c} at {v:.2}")
+        });
+    Check::fail(
+        NAME,
+        format!("{score:.1} is below the floor {min_score}{coverage}{weakest}"),
+    )
 }
 
 /// Runs every check against the instance at `opts.url`.
@@ -443,13 +490,7 @@ pub async fn run(opts: &Options) -> Vec<Check> {
                 )
             });
             if enabled.contains("trading") {
-                checks.push(match sample_value(&a.body, PERFORMANCE_SCORE.name) {
-                    Some(v) => Check::pass("performance score", format!("{v:.1}")),
-                    None => Check::fail(
-                        "performance score",
-                        "m4watch_performance_score is absent: no score component has data yet",
-                    ),
-                });
+                checks.push(score_check(&a.body, opts.min_score));
             }
         }
         Ok(a) => checks.push(Check::fail("metrics", format!("HTTP {}", a.status))),
@@ -579,5 +620,31 @@ mod tests {
             "{t}"
         );
         assert!(table(&checks, 0.5).ends_with("OK\n"));
+    }
+
+    #[test]
+    fn the_score_check_fails_a_low_score_or_low_coverage_with_the_reason() {
+        let m = |body: &str| format!("# TYPE x gauge\n{body}");
+        let ok = score_check(
+            &m("m4watch_performance_score 91.5\nm4watch_performance_score_coverage_ratio 1\n"),
+            85.0,
+        );
+        assert!(ok.passed, "{ok:?}");
+        let low = score_check(
+            &m("m4watch_performance_score 29\nm4watch_performance_score_coverage_ratio 0.6\n\
+                m4watch_performance_component_score{component=\"latency\"} 0.2\n\
+                m4watch_performance_component_score{component=\"risk\"} 0.9\n"),
+            85.0,
+        );
+        assert!(!low.passed);
+        assert_eq!(
+            low.detail,
+            "29.0 is below the floor 85, coverage 0.60; weakest component: latency at 0.20"
+        );
+        let thin = score_check(&m("m4watch_performance_score_coverage_ratio 0.2\n"), 85.0);
+        assert!(!thin.passed);
+        assert!(thin.detail.contains("only 20% of the score's weight"), "{}", thin.detail);
+        let zero = score_check(&m("m4watch_performance_score 0\n"), 85.0);
+        assert!(!zero.passed, "a score of 0 no longer passes");
     }
 }

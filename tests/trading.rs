@@ -405,18 +405,19 @@ async fn start_and_end_a_measurement_and_abandon_another() {
 async fn the_score_follows_the_formula_over_the_components_with_data() {
     let d = Daemon::start(trading_config("")).await;
     let to = statsd_addr(&d).await;
-    // Order execution at 250 µs (under its 0.5 ms target: 1.0); risk at 7.5 ms,
-    // halfway between its 5 ms target and 10 ms max: 0.5. No ML, no market data.
+    // Order execution at 250 µs (under its 1 ms target: 1.0); risk at 55 ms, halfway
+    // between its 10 ms target (1.0) and its 100 ms alert threshold (0.5): 0.75. No
+    // ML, no market data.
     let oe: String = (0..50).map(|_| "order_execution:0.25|ms\n").collect();
-    let risk: String = (0..50).map(|_| "risk_calculation:7.5|ms\n").collect();
+    let risk: String = (0..50).map(|_| "risk_calculation:55|ms\n").collect();
     send(to, &[&oe, &risk]);
     let text = d
         .scrape_until(5, |t| {
             value(t, "m4watch_performance_score_coverage_ratio").is_some_and(|c| c > 0.5)
         })
         .await;
-    // (0.4 * 1.0 + 0.2 * 0.5) / 0.6
-    let want = 100.0 * (0.4 + 0.1) / 0.6;
+    // (0.4 * 1.0 + 0.2 * 0.75) / 0.6
+    let want = 100.0 * (0.4 + 0.15) / 0.6;
     let got = value(&text, "m4watch_performance_score").unwrap();
     assert!(close(got, want, 0.01), "score {got}, want {want}\n{text}");
     assert_eq!(
@@ -431,7 +432,7 @@ async fn the_score_follows_the_formula_over_the_components_with_data() {
         "m4watch_performance_component_score{component=\"risk\"}",
     )
     .unwrap();
-    assert!(close(risk, 0.5, 0.02), "{risk}");
+    assert!(close(risk, 0.75, 0.02), "{risk}");
     assert!(
         value(
             &text,
@@ -462,6 +463,80 @@ async fn the_score_follows_the_formula_over_the_components_with_data() {
     );
     assert_eq!(v["score"]["components"][2]["component"], "ml");
     assert!(v["score"]["components"][2].get("score").is_none());
+    d.stop().await;
+}
+
+async fn system_health(d: &Daemon) -> serde_json::Value {
+    d.get("/api/v1/monitoring/system/health")
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The healthy desk on a quiet market: 0.3 ms, 3 ms, 20 ms, 20 messages a
+/// second and nothing dropped. It scores 100 and health stays healthy; the message
+/// rate alone (a market with no latencies reported) gives no score at all.
+#[tokio::test]
+async fn a_healthy_desk_on_a_quiet_market_scores_high_and_stays_healthy() {
+    let d = Daemon::start(trading_config("")).await;
+    let to = statsd_addr(&d).await;
+    let mut lines = String::new();
+    for _ in 0..20 {
+        lines.push_str("order_execution:0.3|ms\nrisk_calculation:3|ms\nml_inference:20|ms\n");
+    }
+    send(to, &[&lines, "market_data:20|c\nmarket_data_dropped:0|c"]);
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, "m4watch_performance_score_coverage_ratio").is_some_and(|c| c > 0.99)
+        })
+        .await;
+    let score = value(&text, "m4watch_performance_score").unwrap();
+    assert!(score >= 85.0, "healthy desk scored {score}\n{text}");
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_performance_component_score{component=\"throughput\"}"
+        ),
+        Some(1.0),
+        "20 messages a second with none dropped is full marks"
+    );
+    // The alert thresholds the shipped rules compare against are exported.
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_trading_latency_objective_seconds{operation=\"order_execution\",objective=\"alert\"}"
+        ),
+        Some(0.01)
+    );
+    let health = system_health(&d).await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    d.stop().await;
+
+    // Only market data, and little of it: too little coverage for a score, which is
+    // absent rather than low, and health is not touched by it.
+    let d = Daemon::start(trading_config("")).await;
+    let to = statsd_addr(&d).await;
+    send(to, &["market_data:3|c\nmarket_data_dropped:0|c"]);
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, "m4watch_performance_score_coverage_ratio").is_some_and(|c| c > 0.1)
+        })
+        .await;
+    assert!(
+        value(&text, "m4watch_performance_score").is_none(),
+        "no score under min_coverage\n{text}"
+    );
+    let health = system_health(&d).await;
+    assert!(health.get("performance_score").is_none(), "{health}");
+    assert!(
+        !health["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "score_low"),
+        "{health}"
+    );
     d.stop().await;
 }
 

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-use crate::model::alert::State;
+use crate::model::alert::{Severity, State};
 use crate::persist::alerts::History;
 use crate::rules::Change;
 
@@ -99,10 +99,14 @@ impl Alerts {
         for c in changes {
             let a = &c.alert;
             let alertname = crate::store::ring::label_of(&a.labels, "alertname").to_string();
+            // Stored in the model's word: an alias or an unknown templated word
+            // becomes the severity it is treated as.
             let severity = match crate::store::ring::label_of(&a.labels, "severity") {
-                "" => severity_of(&alertname),
-                s => s.to_string(),
-            };
+                "" => Severity::of_label(Some(&severity_of(&alertname))),
+                s => Severity::of_label(Some(s)),
+            }
+            .as_str()
+            .to_string();
             let prev_ack = inner.alerts.get(&a.id).and_then(|s| s.ack.clone());
             let silenced = inner.silences.iter().any(|s| s.silences(&a.labels, now));
             let t = Transition {
@@ -189,11 +193,11 @@ impl Alerts {
     }
 
     /// Alerts, optionally filtered by state and severity, with the silence covering
-    /// each (if any) at `now`.
+    /// each (if any) at `now`: the worst severity first, then the newest.
     pub fn list(
         &self,
         state: Option<State>,
-        severity: Option<&str>,
+        severity: Option<Severity>,
         now: i64,
     ) -> Vec<(StoredAlert, Option<String>)> {
         let inner = self.inner.lock().expect("alerts lock");
@@ -201,7 +205,7 @@ impl Alerts {
             .alerts
             .values()
             .filter(|a| state.is_none_or(|s| a.state == s))
-            .filter(|a| severity.is_none_or(|s| a.severity == s))
+            .filter(|a| severity.is_none_or(|s| Severity::of_label(Some(&a.severity)) == s))
             .map(|a| {
                 let by = inner
                     .silences
@@ -211,7 +215,13 @@ impl Alerts {
                 (a.clone(), by)
             })
             .collect();
-        out.sort_by(|a, b| b.0.active_at.cmp(&a.0.active_at).then(a.0.id.cmp(&b.0.id)));
+        out.sort_by(|a, b| {
+            let sev = |x: &StoredAlert| Severity::of_label(Some(&x.severity));
+            sev(&b.0)
+                .cmp(&sev(&a.0))
+                .then(b.0.active_at.cmp(&a.0.active_at))
+                .then(a.0.id.cmp(&b.0.id))
+        });
         out
     }
 
@@ -388,7 +398,7 @@ mod tests {
             none,
             2000,
         );
-        let listed = alerts.list(Some(State::Firing), Some("critical"), 2000);
+        let listed = alerts.list(Some(State::Firing), Some(Severity::Critical), 2000);
         assert_eq!(listed.len(), 1);
         assert!(listed[0].1.is_some(), "silenced");
         assert_eq!(listed[0].0.ack.as_ref().unwrap().by, "alice");

@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Ack, AlertError, Alerts, Silence, StoredAlert};
 use crate::clock::unix_now_ms as now_ms;
-use crate::model::alert::MatcherSpec;
+use crate::model::alert::{MatcherSpec, Severity};
 use crate::model::alert::State as AlertState;
 
 /// The alert routes: reads behind the read token, changes behind the write token.
@@ -115,7 +115,8 @@ struct ListQuery {
     /// `pending`, `firing` or `resolved`; all when absent.
     #[param(pattern = "^(pending|firing|resolved)?$")]
     state: Option<String>,
-    /// Only alerts of this severity label.
+    /// Only alerts of this severity (`info`, `warning`, `critical`, `emergency`, or an
+    /// alias of one).
     severity: Option<String>,
 }
 
@@ -150,11 +151,19 @@ async fn list(
             }
         },
     };
-    let alerts = engine(&s)?.list(
-        state,
-        q.severity.as_deref().filter(|s| !s.is_empty()),
-        now_ms(),
-    );
+    let severity = match q.severity.as_deref() {
+        None | Some("") => None,
+        Some(word) => match Severity::parse(word) {
+            Some(s) => Some(s),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "severity must be {}, not {word:?}",
+                    Severity::WORDS
+                )));
+            }
+        },
+    };
+    let alerts = engine(&s)?.list(state, severity, now_ms());
     Ok(Json(AlertList {
         alerts: alerts.into_iter().map(|(a, by)| view(a, by)).collect(),
     }))

@@ -25,6 +25,8 @@ use crate::collect::hardware::{
     CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
     MEMORY_PRESSURE_RATIO, MEMORY_TOTAL_BYTES, POWER_WATTS, TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
 };
+use crate::collect::probes::ProbeResult;
+use crate::model::alert::Severity;
 use crate::store::CollectorStatus;
 use crate::store::index::{Families, label};
 
@@ -380,11 +382,13 @@ pub struct SystemHealth {
     pub collectors: BTreeMap<String, CollectorStatus>,
 }
 
-/// Works out the system's health from collector runs, firing alerts and the score.
-/// A failing collector or a firing warning degrades; a firing critical alert or a
-/// score below [`SCORE_CRITICAL_BELOW`] makes it critical.
+/// Works out the system's health from collector runs, engine probes, firing alerts
+/// and the score. A failing collector, a failing probe or a firing warning degrades; a
+/// firing critical or emergency alert, or a score below [`SCORE_CRITICAL_BELOW`],
+/// makes it critical. Firing info alerts and an absent score (no data) change nothing.
 pub fn system_health_of(
     collectors: BTreeMap<String, CollectorStatus>,
+    probes: &[ProbeResult],
     firing_alerts: BTreeMap<String, u64>,
     performance_score: Option<f64>,
 ) -> SystemHealth {
@@ -401,31 +405,48 @@ pub fn system_health_of(
             });
         }
     }
-    for (severity, n) in &firing_alerts {
-        let level = match severity.as_str() {
-            "critical" | "page" => HealthState::Critical,
-            "info" | "none" => continue,
-            _ => HealthState::Degraded,
+    for p in probes.iter().filter(|p| !p.success) {
+        reasons.push(HealthReason {
+            kind: "probe_failing",
+            severity: HealthState::Degraded,
+            detail: format!(
+                "probe {} failed: {}",
+                p.target,
+                p.error.as_deref().unwrap_or("no detail")
+            ),
+        });
+    }
+    // Worst severity first, so the reasons read in order of urgency.
+    let mut by_severity: Vec<(Severity, &String, &u64)> = firing_alerts
+        .iter()
+        .map(|(word, n)| (Severity::of_label(Some(word)), word, n))
+        .collect();
+    by_severity.sort_by_key(|s| std::cmp::Reverse(s.0));
+    for (severity, word, n) in by_severity {
+        let level = match severity {
+            Severity::Emergency | Severity::Critical => HealthState::Critical,
+            Severity::Warning => HealthState::Degraded,
+            Severity::Info => continue,
         };
         reasons.push(HealthReason {
             kind: "alerts_firing",
             severity: level,
-            detail: format!("{n} {severity} alert(s) firing"),
+            detail: format!("{n} {word} alert(s) firing"),
         });
     }
     if let Some(score) = performance_score {
         let level = if score < SCORE_CRITICAL_BELOW {
-            Some(HealthState::Critical)
+            Some((HealthState::Critical, SCORE_CRITICAL_BELOW))
         } else if score < SCORE_DEGRADED_BELOW {
-            Some(HealthState::Degraded)
+            Some((HealthState::Degraded, SCORE_DEGRADED_BELOW))
         } else {
             None
         };
-        if let Some(level) = level {
+        if let Some((level, below)) = level {
             reasons.push(HealthReason {
                 kind: "score_low",
                 severity: level,
-                detail: format!("performance score {score:.1} is below {SCORE_DEGRADED_BELOW}"),
+                detail: format!("performance score {score:.1} is below {below}"),
             });
         }
     }
@@ -475,7 +496,16 @@ fn current_health(s: &AppState) -> SystemHealth {
 }
 
 fn health_with(s: &AppState, alerts: &BTreeMap<(&'static str, String), u64>) -> SystemHealth {
-    system_health_of(s.store.collectors(), firing_by_severity(alerts), score(s))
+    let probes = s
+        .store
+        .report::<Vec<ProbeResult>>(crate::collect::PROBES)
+        .unwrap_or_default();
+    system_health_of(
+        s.store.collectors(),
+        &probes,
+        firing_by_severity(alerts),
+        score(s),
+    )
 }
 
 /// `healthy`, `degraded` or `critical`, with the reasons: failing collectors, firing
@@ -915,6 +945,7 @@ mod tests {
     fn health_takes_the_worst_reason() {
         let ok = system_health_of(
             [("hardware".to_string(), run(true))].into(),
+            &[],
             BTreeMap::new(),
             Some(95.0),
         );
@@ -923,6 +954,7 @@ mod tests {
 
         let degraded = system_health_of(
             [("hardware".to_string(), run(false))].into(),
+            &[],
             [("info".to_string(), 3)].into(),
             Some(95.0),
         );
@@ -932,6 +964,7 @@ mod tests {
 
         let critical = system_health_of(
             BTreeMap::new(),
+            &[],
             [("warning".to_string(), 1), ("critical".to_string(), 2)].into(),
             Some(70.0),
         );
@@ -939,8 +972,47 @@ mod tests {
         assert_eq!(critical.reasons[0].severity, HealthState::Critical);
         assert_eq!(critical.reasons.len(), 3);
 
-        let low = system_health_of(BTreeMap::new(), BTreeMap::new(), Some(40.0));
+        let low = system_health_of(BTreeMap::new(), &[], BTreeMap::new(), Some(40.0));
         assert_eq!(low.status, HealthState::Critical);
         assert_eq!(low.reasons[0].kind, "score_low");
+        assert_eq!(low.reasons[0].detail, "performance score 40.0 is below 50");
+
+        // No score (no data) is no reason.
+        let quiet = system_health_of(BTreeMap::new(), &[], BTreeMap::new(), None);
+        assert_eq!(quiet.status, HealthState::Healthy);
+    }
+
+    #[test]
+    fn emergency_alerts_are_critical_and_info_alerts_change_nothing() {
+        let h = system_health_of(
+            BTreeMap::new(),
+            &[],
+            [("emergency".to_string(), 1), ("info".to_string(), 4)].into(),
+            None,
+        );
+        assert_eq!(h.status, HealthState::Critical);
+        assert_eq!(h.reasons.len(), 1);
+        assert_eq!(h.reasons[0].detail, "1 emergency alert(s) firing");
+    }
+
+    #[test]
+    fn a_failing_probe_degrades_health() {
+        let probe = |target: &str, success: bool| ProbeResult {
+            target: target.into(),
+            success,
+            duration_seconds: 0.01,
+            http_status_code: success.then_some(200),
+            error: (!success).then(|| "connection refused".to_string()),
+        };
+        let h = system_health_of(
+            BTreeMap::new(),
+            &[probe("risk", false), probe("ml", true)],
+            BTreeMap::new(),
+            Some(99.0),
+        );
+        assert_eq!(h.status, HealthState::Degraded);
+        assert_eq!(h.reasons.len(), 1);
+        assert_eq!(h.reasons[0].kind, "probe_failing");
+        assert_eq!(h.reasons[0].detail, "probe risk failed: connection refused");
     }
 }

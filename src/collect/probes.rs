@@ -57,6 +57,8 @@ pub struct ProbeResult {
 pub struct ProbeCollector {
     client: reqwest::Client,
     targets: Vec<ProbeTarget>,
+    /// The last round, published as the collector's report (`Vec<ProbeResult>`).
+    latest: Option<std::sync::Arc<Vec<ProbeResult>>>,
 }
 
 impl ProbeCollector {
@@ -68,6 +70,7 @@ impl ProbeCollector {
         Ok(ProbeCollector {
             client,
             targets: cfg.targets.clone(),
+            latest: None,
         })
     }
 }
@@ -128,7 +131,11 @@ pub fn families(results: &[ProbeResult]) -> Vec<Family> {
 
 impl Collector for ProbeCollector {
     fn name(&self) -> &'static str {
-        "probes"
+        super::PROBES
+    }
+
+    fn report(&self) -> Option<crate::store::Report> {
+        self.latest.clone().map(|r| r as crate::store::Report)
     }
 
     async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
@@ -138,7 +145,9 @@ impl Collector for ProbeCollector {
         for r in results.iter().filter(|r| !r.success) {
             tracing::debug!(target = %r.target, error = ?r.error, "probe failed");
         }
-        Ok(families(&results))
+        let fams = families(&results);
+        self.latest = Some(std::sync::Arc::new(results));
+        Ok(fams)
     }
 }
 

@@ -559,10 +559,10 @@ mod tests {
     }
 
     #[test]
-    fn error_trading_target_over_max() {
+    fn error_trading_target_over_alert() {
         assert_eq!(
-            error_of("trading_target_over_max"),
-            "testdata/config/trading_target_over_max.yml: trading.score.risk.max: must be greater than target (10ms)"
+            error_of("trading_target_over_alert"),
+            "testdata/config/trading_target_over_alert.yml: trading.score.risk.alert: must be greater than target (10ms)"
         );
     }
 
@@ -611,10 +611,11 @@ mod tests {
         let c = Config::embedded_default(&no_env).unwrap().trading;
         assert_eq!(c.statsd_listen, Some("0.0.0.0:8125".parse().unwrap()));
         assert_eq!(c.max_series, 1000);
-        assert_eq!(c.score.latency.target.get(), Duration::from_micros(500));
-        assert_eq!(c.score.latency.max.get(), Duration::from_millis(1));
+        assert_eq!(c.score.latency.target.get(), Duration::from_millis(1));
+        assert_eq!(c.score.latency.alert.get(), Duration::from_millis(10));
         assert_eq!(c.score.latency.weight, 0.4);
-        assert_eq!(c.score.throughput.target_per_second, 50_000.0);
+        assert_eq!(c.score.throughput.dropped_stream, "market_data_dropped");
+        assert_eq!(c.score.min_coverage, 0.4);
         // The embedded file and the code's defaults agree.
         let d = TradingConfig::default();
         assert_eq!(

@@ -242,13 +242,18 @@ pub struct RouteConfig {
 pub struct EscalationConfig {
     pub receiver: String,
     pub after: Dur,
-    /// Which alerts escalate; `severity="critical"` when unset.
+    /// Which alerts escalate; the paging severities (`severity=~"critical|emergency"`)
+    /// when unset.
     #[serde(default = "d_escalate_matchers")]
     pub matchers: Vec<Matcher>,
 }
 
 fn d_escalate_matchers() -> Vec<Matcher> {
-    vec!["severity=\"critical\"".parse().expect("valid matcher")]
+    vec![
+        "severity=~\"critical|emergency\""
+            .parse()
+            .expect("valid matcher"),
+    ]
 }
 
 /// Secret environment variables of the integrations.

@@ -50,9 +50,11 @@ impl Default for TradingConfig {
     }
 }
 
-/// The weighted performance score: latency components score 1 at or under their
-/// target falling linearly to 0 at their max; throughput scores observed/target
-/// capped at 1. Defaults are the figures of the original description.
+/// The weighted performance score (README, "Performance score"): a latency component
+/// scores 1 at or under its target, 0.5 at its alert threshold (which the shipped rule
+/// alerts on, through `m4watch_trading_latency_objective_seconds`) and 0 at
+/// `2 × alert − target`; throughput scores the share of offered messages handled.
+/// Components without data are left out; the score is absent under `min_coverage`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoreConfig {
@@ -60,6 +62,9 @@ pub struct ScoreConfig {
     pub window: Dur,
     /// Which latency quantile is held against the targets.
     pub quantile: f64,
+    /// Least share (0..1) of the configured weight that must have data for there to be
+    /// a score; under it the score is absent, never low.
+    pub min_coverage: f64,
     pub latency: LatencyTarget,
     pub risk: LatencyTarget,
     pub ml: LatencyTarget,
@@ -68,38 +73,39 @@ pub struct ScoreConfig {
 
 impl Default for ScoreConfig {
     fn default() -> Self {
-        let ms = |m: u64| Dur(Duration::from_micros(m));
+        let ms = |m: u64| Dur(Duration::from_millis(m));
         ScoreConfig {
             window: Dur(Duration::from_secs(60)),
             quantile: 0.95,
+            min_coverage: 0.4,
             latency: LatencyTarget {
                 operation: "order_execution".into(),
-                target: ms(500),
-                max: ms(1_000),
+                target: ms(1),
+                alert: ms(10),
                 weight: 0.4,
             },
             risk: LatencyTarget {
                 operation: "risk_calculation".into(),
-                target: ms(5_000),
-                max: ms(10_000),
+                target: ms(10),
+                alert: ms(100),
                 weight: 0.2,
             },
             ml: LatencyTarget {
                 operation: "ml_inference".into(),
-                target: ms(50_000),
-                max: ms(100_000),
+                target: ms(20),
+                alert: ms(50),
                 weight: 0.2,
             },
             throughput: ThroughputTarget {
                 stream: "market_data".into(),
-                target_per_second: 50_000.0,
+                dropped_stream: "market_data_dropped".into(),
                 weight: 0.2,
             },
         }
     }
 }
 
-/// One latency component of the score.
+/// One latency component of the score, and the threshold its shipped rule alerts on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyTarget {
@@ -107,19 +113,24 @@ pub struct LatencyTarget {
     pub operation: String,
     /// At or under this the component scores 1.
     pub target: Dur,
-    /// At or over this the component scores 0.
-    pub max: Dur,
+    /// The alert threshold: the component scores 0.5 here, and the shipped rule fires
+    /// when the 1-minute p95 stays above it (exported as
+    /// `m4watch_trading_latency_objective_seconds{objective="alert"}`).
+    pub alert: Dur,
     pub weight: f64,
 }
 
-/// The throughput component of the score.
+/// The throughput component of the score: the share of offered messages handled.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThroughputTarget {
-    /// StatsD counter stream (or, without one, the operation of that name).
+    /// StatsD counter of handled messages (or, without one, the timer of that name,
+    /// one observation per message).
     pub stream: String,
-    /// Events per second that score 1.
-    pub target_per_second: f64,
+    /// StatsD counter of messages the desk dropped or could not keep up with. Without
+    /// it the component has no data: m4watch cannot tell a quiet market from a slow
+    /// desk by the message rate alone.
+    pub dropped_stream: String,
     pub weight: f64,
 }
 
@@ -198,10 +209,16 @@ impl TradingConfig {
         if !(s.quantile > 0.0 && s.quantile < 1.0) {
             return err("trading.score.quantile", "must be between 0 and 1".into());
         }
+        if !(0.0..=1.0).contains(&s.min_coverage) {
+            return err(
+                "trading.score.min_coverage",
+                "must be between 0 and 1".into(),
+            );
+        }
         for (key, c) in [("latency", &s.latency), ("risk", &s.risk), ("ml", &s.ml)] {
-            if c.target >= c.max {
+            if c.target >= c.alert {
                 return err(
-                    &format!("trading.score.{key}.max"),
+                    &format!("trading.score.{key}.alert"),
                     format!("must be greater than target ({})", c.target),
                 );
             }
@@ -212,10 +229,10 @@ impl TradingConfig {
                 );
             }
         }
-        if !(s.throughput.target_per_second > 0.0 && s.throughput.target_per_second.is_finite()) {
+        if s.throughput.stream == s.throughput.dropped_stream {
             return err(
-                "trading.score.throughput.target_per_second",
-                "must be greater than 0".into(),
+                "trading.score.throughput.dropped_stream",
+                "must differ from stream".into(),
             );
         }
         if !(s.throughput.weight >= 0.0 && s.throughput.weight.is_finite()) {

@@ -278,6 +278,85 @@ impl PartialEq for Matcher {
     }
 }
 
+// --- Severity ---------------------------------------------------------------------
+
+/// The one ordered severity model: `info < warning < critical < emergency`. Slack
+/// colours, email subjects, PagerDuty levels, health, escalation, the alert list's
+/// order and the dashboards all read it from here.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+    Emergency,
+}
+
+impl Severity {
+    /// Lowest first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Info,
+        Severity::Warning,
+        Severity::Critical,
+        Severity::Emergency,
+    ];
+
+    /// The words accepted in a `severity` label, case-insensitively: the four names
+    /// and the aliases users write.
+    pub const WORDS: &'static str =
+        "info, warning, critical or emergency (aliases: none, informational, warn, page, error, fatal)";
+
+    /// The severity a word names, aliases included; `None` for any other word.
+    pub fn parse(word: &str) -> Option<Severity> {
+        Some(match word.trim().to_ascii_lowercase().as_str() {
+            "info" | "informational" | "none" => Severity::Info,
+            "warning" | "warn" => Severity::Warning,
+            "critical" | "page" | "error" => Severity::Critical,
+            "emergency" | "fatal" => Severity::Emergency,
+            _ => return None,
+        })
+    }
+
+    /// The severity of an alert whose label may be anything (alerts received from
+    /// Prometheus): an unknown or missing word is a warning, so it is neither lost
+    /// among the infos nor paged.
+    pub fn of_label(word: Option<&str>) -> Severity {
+        word.and_then(Severity::parse).unwrap_or(Severity::Warning)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+            Severity::Emergency => "emergency",
+        }
+    }
+
+    /// Critical and emergency: the severities that page and escalate.
+    pub fn pages(self) -> bool {
+        self >= Severity::Critical
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 // --- Alerts as the alert store keeps them --------------------------------------
 
 /// Label or annotation pairs, sorted by name.
@@ -357,6 +436,31 @@ pub struct Transition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn severities_are_ordered_and_aliases_map_onto_the_four() {
+        assert!(Severity::Info < Severity::Warning);
+        assert!(Severity::Warning < Severity::Critical);
+        assert!(Severity::Critical < Severity::Emergency);
+        for (word, want) in [
+            ("info", Severity::Info),
+            ("none", Severity::Info),
+            ("WARNING", Severity::Warning),
+            ("warn", Severity::Warning),
+            ("critical", Severity::Critical),
+            ("page", Severity::Critical),
+            ("error", Severity::Critical),
+            ("Emergency", Severity::Emergency),
+            ("fatal", Severity::Emergency),
+        ] {
+            assert_eq!(Severity::parse(word), Some(want), "{word}");
+        }
+        assert_eq!(Severity::parse("whatever"), None);
+        assert_eq!(Severity::of_label(Some("whatever")), Severity::Warning);
+        assert_eq!(Severity::of_label(None), Severity::Warning);
+        assert!(Severity::Emergency.pages() && Severity::Critical.pages());
+        assert!(!Severity::Warning.pages());
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

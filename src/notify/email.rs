@@ -145,7 +145,7 @@ fn step_error(step: &str, e: &lettre::transport::smtp::Error) -> SendError {
     }
 }
 
-/// The message: subject is the notification title, one plain and one HTML part.
+/// The message: subject is [`subject`], one plain and one HTML part.
 pub fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, SendError> {
     let invalid = |what: &str, v: &str| {
         SendError::fatal(
@@ -154,7 +154,7 @@ pub fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, SendError
         )
     };
     let from: Mailbox = cfg.from.parse().map_err(|_| invalid("from", &cfg.from))?;
-    let mut b = Message::builder().from(from).subject(n.title()).header(
+    let mut b = Message::builder().from(from).subject(subject(n)).header(
         lettre::message::header::MessageId::from(format!(
             "<{}.{}@m4watch>",
             n.group_key.len(),
@@ -168,6 +168,21 @@ pub fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, SendError
     let (text, html) = bodies(n);
     b.multipart(MultiPart::alternative_plain_html(text, html))
         .map_err(|e| SendError::fatal(Reason::Invalid, format!("cannot build the message: {e}")))
+}
+
+/// The subject: the title, led by the worst firing severity so a mail client can
+/// sort and filter on it (`[EMERGENCY] [FIRING:1] ThermalEmergency`); a resolve is
+/// the title alone.
+pub fn subject(n: &Notification) -> String {
+    if n.status() == "resolved" {
+        n.title()
+    } else {
+        format!(
+            "[{}] {}",
+            n.severity().as_str().to_ascii_uppercase(),
+            n.title()
+        )
+    }
 }
 
 /// The plain-text and HTML bodies.
@@ -259,5 +274,25 @@ mod tests {
         let (text, html) = bodies(&n);
         assert!(text.contains("<script>x</script>"));
         assert!(html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn subject_leads_with_the_worst_firing_severity() {
+        let mut warn = test_event("MemoryUsedHigh", AlertState::Firing);
+        warn.labels.insert("severity".into(), "warning".into());
+        let mut emerg = test_event("ThermalEmergency", AlertState::Firing);
+        emerg.labels.insert("severity".into(), "emergency".into());
+        let mut n = Notification {
+            receiver: "mail".into(),
+            kind: Kind::Alert,
+            group_key: "g".into(),
+            group_labels: Default::default(),
+            alerts: vec![warn, emerg],
+        };
+        assert_eq!(subject(&n), "[EMERGENCY] [FIRING:2] MemoryUsedHigh");
+        for a in &mut n.alerts {
+            a.state = AlertState::Resolved;
+        }
+        assert_eq!(subject(&n), "[RESOLVED] MemoryUsedHigh");
     }
 }

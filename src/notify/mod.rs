@@ -36,6 +36,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::alert::Severity;
 pub use handle::Notifier;
 pub use metrics::METRICS;
 
@@ -82,12 +83,10 @@ impl AlertEvent {
             .unwrap_or("alert")
     }
 
-    /// `severity` label, `warning` when unset.
-    pub fn severity(&self) -> &str {
-        self.labels
-            .get("severity")
-            .map(String::as_str)
-            .unwrap_or("warning")
+    /// The alert's place in the severity model: its `severity` label, a warning when
+    /// the label is missing or names no severity.
+    pub fn severity(&self) -> Severity {
+        Severity::of_label(self.labels.get("severity").map(String::as_str))
     }
 
     /// The one-line summary: the `summary` annotation, else the alert name.
@@ -160,6 +159,19 @@ impl Notification {
         } else {
             "resolved"
         }
+    }
+
+    /// The worst severity among the alerts still firing (among all when none fires).
+    pub fn severity(&self) -> Severity {
+        let firing = self
+            .alerts
+            .iter()
+            .filter(|a| a.state != AlertState::Resolved)
+            .map(AlertEvent::severity)
+            .max();
+        firing
+            .or_else(|| self.alerts.iter().map(AlertEvent::severity).max())
+            .unwrap_or(Severity::Warning)
     }
 
     /// Labels every alert shares.

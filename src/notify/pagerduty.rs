@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::{AlertEvent, AlertState, Ctx, Kind, Notification, Reason, SendError, post_json};
+use super::{
+    AlertEvent, AlertState, Ctx, Kind, Notification, Reason, SendError, Severity, post_json,
+};
 use crate::config::Secret;
 use crate::config::notify::PagerDutyConfig;
 
@@ -66,13 +68,13 @@ impl PagerDuty {
     }
 }
 
-/// Events API v2 severity: critical, error, warning or info.
-pub fn severity(s: &str) -> &'static str {
-    match s.to_ascii_lowercase().as_str() {
-        "critical" | "page" | "fatal" => "critical",
-        "error" | "high" => "error",
-        "warning" | "warn" | "medium" => "warning",
-        _ => "info",
+/// Events API v2 severity (critical, error, warning or info) of a model severity:
+/// PagerDuty has no level above critical, so an emergency pages as critical.
+pub fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Emergency | Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
     }
 }
 
@@ -204,10 +206,14 @@ mod tests {
 
     #[test]
     fn severities() {
-        assert_eq!(severity("critical"), "critical");
-        assert_eq!(severity("ERROR"), "error");
-        assert_eq!(severity("warning"), "warning");
-        assert_eq!(severity("whatever"), "info");
+        let of = |word: &str| severity(Severity::of_label(Some(word)));
+        assert_eq!(of("emergency"), "critical", "PagerDuty has nothing above critical");
+        assert_eq!(of("fatal"), "critical");
+        assert_eq!(of("critical"), "critical");
+        assert_eq!(of("ERROR"), "critical");
+        assert_eq!(of("warning"), "warning");
+        assert_eq!(of("info"), "info");
+        assert_eq!(of("whatever"), "warning", "never paged as info");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{AlertState, Ctx, Notification, SendError, post_json};
+use super::{AlertState, Ctx, Notification, SendError, Severity, post_json};
 use crate::config::Secret;
 use crate::config::notify::SlackConfig;
 
@@ -43,28 +43,17 @@ impl Slack {
     }
 }
 
-/// Hex colour of the attachment bar.
+/// Hex colour of the attachment bar: green when resolved, else by the worst firing
+/// severity.
 pub fn colour(n: &Notification) -> &'static str {
     if n.status() == "resolved" {
         return "#2eb886";
     }
-    let worst = n
-        .alerts
-        .iter()
-        .filter(|a| a.state != AlertState::Resolved)
-        .map(|a| a.severity())
-        .min_by_key(|s| match *s {
-            "critical" | "page" => 0,
-            "error" => 1,
-            "warning" => 2,
-            _ => 3,
-        })
-        .unwrap_or("info");
-    match worst {
-        "critical" | "page" => "#d00000",
-        "error" => "#e36209",
-        "warning" => "#daa038",
-        _ => "#439fe0",
+    match n.severity() {
+        Severity::Emergency => "#6f0000",
+        Severity::Critical => "#d00000",
+        Severity::Warning => "#daa038",
+        Severity::Info => "#439fe0",
     }
 }
 
@@ -188,5 +177,27 @@ mod tests {
         assert_eq!(p["text"], "[RESOLVED] HighCpu");
         assert_eq!(p["attachments"][0]["color"], "#2eb886");
         assert_eq!(p["channel"], "#ops");
+    }
+
+    #[test]
+    fn colour_follows_the_worst_firing_severity() {
+        let with = |sevs: &[&str]| {
+            let mut n = notification(AlertState::Firing);
+            n.alerts = sevs
+                .iter()
+                .map(|sev| {
+                    let mut a = test_event("X", AlertState::Firing);
+                    a.labels.insert("severity".into(), sev.to_string());
+                    a
+                })
+                .collect();
+            colour(&n)
+        };
+        assert_eq!(with(&["info"]), "#439fe0");
+        assert_eq!(with(&["warning", "info"]), "#daa038");
+        assert_eq!(with(&["warning", "critical"]), "#d00000");
+        // Emergency is the worst, not the unknown-word-is-info of before.
+        assert_eq!(with(&["critical", "emergency"]), "#6f0000");
+        assert_eq!(with(&["fatal"]), "#6f0000");
     }
 }

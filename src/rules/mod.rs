@@ -307,6 +307,22 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
             let expr = promql::parse(&r.expr).map_err(|e| err(format!("expr: {e}")))?;
             let mut labels = Vec::new();
             for (k, v) in &r.labels {
+                // A literal severity must be one of the model's words; an alias is
+                // written as the word it stands for, so routes, inhibition and
+                // escalation match one spelling. A templated one is judged per alert.
+                let v = if k == "severity" && !v.contains("{{") {
+                    match crate::model::alert::Severity::parse(v) {
+                        Some(sev) => sev.as_str(),
+                        None => {
+                            return Err(err(format!(
+                                "labels.severity: unknown severity {v:?}: write {}",
+                                crate::model::alert::Severity::WORDS
+                            )));
+                        }
+                    }
+                } else {
+                    v.as_str()
+                };
                 labels.push((
                     k.clone(),
                     Template::parse(v).map_err(|e| err(format!("labels.{k}: {e}")))?,
@@ -681,6 +697,24 @@ mod tests {
             e.starts_with("f.yml: groups[0].rules[0]") && e.contains("unknown field `bogus`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unknown_severities_are_refused_and_aliases_normalised() {
+        let rule = |sev: &str| {
+            format!("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x > 1\n    labels: {{severity: {sev}}}\n")
+        };
+        let e = load_str("f.yml", &rule("urgent")).unwrap_err().0;
+        assert!(
+            e.starts_with("f.yml: group \"g\": rule \"A\": labels.severity: unknown severity \"urgent\""),
+            "{e}"
+        );
+        for (word, canonical) in [("page", "critical"), ("fatal", "emergency"), ("Warning", "warning")] {
+            let g = load_str("f.yml", &rule(word)).unwrap();
+            assert_eq!(g[0].rules[0].severity(), canonical, "{word}");
+        }
+        // A templated severity is judged per alert, not at load.
+        assert!(load_str("f.yml", &rule("'{{ $labels.level }}'")).is_ok());
     }
 
     #[test]

@@ -104,8 +104,8 @@ pub fn check(e: &Expr, range_allowed: bool) -> Result<(), String> {
             }
             if let Some(m) = &b.modifier {
                 match &m.card {
-                    VectorMatchCardinality::ManyToOne(_) => {
-                        return unsupported("group_left".into());
+                    VectorMatchCardinality::ManyToOne(include) if !include.labels.is_empty() => {
+                        return unsupported("group_left with labels to copy".into());
                     }
                     VectorMatchCardinality::OneToMany(_) => {
                         return unsupported("group_right".into());
@@ -334,7 +334,21 @@ impl<'a> Evaluator<'a> {
                 if b.op.is_set_operator() {
                     Ok(Value::Vector(set_op(&op, l, r, matching)))
                 } else {
-                    vector_vector(&op, l, r, matching, comparison, return_bool).map(Value::Vector)
+                    let many_to_one = b.modifier.as_ref().is_some_and(|m| {
+                        matches!(m.card, VectorMatchCardinality::ManyToOne(_))
+                    });
+                    vector_vector(
+                        &op,
+                        l,
+                        r,
+                        Matching {
+                            on: matching,
+                            many_to_one,
+                        },
+                        comparison,
+                        return_bool,
+                    )
+                    .map(Value::Vector)
                 }
             }
         }
@@ -725,14 +739,23 @@ fn fmt_labels(l: &[(String, String)]) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
+/// How the two sides of a vector operation pair up: the `on`/`ignoring` labels, and
+/// whether several left series may share one right series (`group_left`, whose result
+/// keeps each left series' labels).
+struct Matching<'m> {
+    on: Option<&'m LabelModifier>,
+    many_to_one: bool,
+}
+
 fn vector_vector(
     op: &str,
     l: Vec<Sample>,
     r: Vec<Sample>,
-    matching: Option<&LabelModifier>,
+    m: Matching<'_>,
     comparison: bool,
     return_bool: bool,
 ) -> Result<Vec<Sample>, EvalError> {
+    let matching = m.on;
     let mut right: HashMap<Labels, f64> = HashMap::with_capacity(r.len());
     for s in r {
         let sig = signature(&s.labels, matching);
@@ -764,6 +787,7 @@ fn vector_vector(
             drop_name(&mut s.labels);
         }
         match matching {
+            _ if m.many_to_one => {}
             Some(LabelModifier::Include(on)) => {
                 s.labels.retain(|(k, _)| on.labels.iter().any(|o| o == k))
             }
@@ -918,6 +942,19 @@ mod tests {
             .eval(&parse("m / ignoring(cpu) m").unwrap())
             .unwrap_err();
         assert!(err.0.contains("many-to-many"), "{err}");
+        // Several left series against one right series: only with group_left, and
+        // each result keeps its left labels (as Prometheus does).
+        let err = Evaluator { ring: &r, t: 0 }
+            .eval(&parse("m > on (type) lim * 0.2").unwrap())
+            .unwrap_err();
+        assert!(err.0.contains("group_left"), "{err}");
+        assert_eq!(
+            values(eval(&r, 0, "m > on (type) group_left lim * 0.2")),
+            vec![
+                ("{__name__=\"m\", cpu=\"0\", type=\"p\"}".into(), 0.5),
+                ("{__name__=\"m\", cpu=\"1\", type=\"p\"}".into(), 1.0)
+            ]
+        );
     }
 
     #[test]
@@ -939,7 +976,7 @@ mod tests {
             ("irate(x[5m])", "function `irate`"),
             ("topk(3, x)", "aggregation `topk`"),
             ("x offset 5m", "offset modifier"),
-            ("a * on(x) group_left b", "group_left"),
+            ("a * on(x) group_left(y) b", "group_left with labels to copy"),
             ("max_over_time(x[5m:1m])", "subquery"),
         ] {
             assert_eq!(

@@ -123,11 +123,18 @@ pub const STATSD_DROPPED_TOTAL: MetricDef = def(
     "Well-formed trading samples dropped: cardinality (a new series beyond trading.max_series) or set_limit (a set already holding its most distinct values this interval).",
 );
 
+pub const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
+    "m4watch_trading_latency_objective_seconds",
+    Kind::Gauge,
+    &["operation", "objective"],
+    "Latency objectives of the score's operations from trading.score: target (scores 1) and alert (scores 0.5; the shipped latency rules fire above it).",
+);
+
 pub const PERFORMANCE_SCORE: MetricDef = def(
     "m4watch_performance_score",
     Kind::Gauge,
     &[],
-    "Weighted performance score (0..100) over the components with data; absent when none has any.",
+    "Weighted performance score (0..100) over the components with data; absent when less than trading.score.min_coverage of the weight has data.",
 );
 
 pub const PERFORMANCE_COMPONENT_SCORE: MetricDef = def(
@@ -153,6 +160,7 @@ pub const PERFORMANCE_SCORE_COVERAGE_RATIO: MetricDef = def(
 
 pub const METRICS: &[MetricDef] = &[
     TRADING_LATENCY_QUANTILE_SECONDS,
+    TRADING_LATENCY_OBJECTIVE_SECONDS,
     TRADING_LATENCY_SECONDS,
     TRADING_LATENCY_BASELINE_SECONDS,
     TRADING_EVENTS_TOTAL,
@@ -907,24 +915,31 @@ impl TradingCollector {
             }
             merged.map(|h| latency::quantile_seconds(&h, cfg.quantile))
         };
-        let stream = &cfg.throughput.stream;
-        let counters: Vec<f64> = self
-            .meta
-            .iter()
-            .zip(&self.states)
-            .filter(|(m, _)| &m.name == stream)
-            .filter_map(|(_, s)| match s {
-                State::Counter { windows, .. } => Some(windows[w].rate(now)),
-                _ => None,
-            })
-            .collect();
-        let throughput = if counters.is_empty() {
-            // No counter stream of that name: the rate of the operation's observations.
-            let rates: Vec<f64> = self.timer_windows(stream, w).map(|t| t.rate(now)).collect();
-            (!rates.is_empty()).then(|| rates.iter().sum())
-        } else {
-            Some(counters.iter().sum())
+        let rate_of = |stream: &str| -> Option<f64> {
+            let counters: Vec<f64> = self
+                .meta
+                .iter()
+                .zip(&self.states)
+                .filter(|(m, _)| m.name == stream)
+                .filter_map(|(_, s)| match s {
+                    State::Counter { windows, .. } => Some(windows[w].rate(now)),
+                    _ => None,
+                })
+                .collect();
+            (!counters.is_empty()).then(|| counters.iter().sum())
         };
+        let handled = rate_of(&cfg.throughput.stream).or_else(|| {
+            // No counter stream of that name: the rate of the operation's observations.
+            let rates: Vec<f64> = self
+                .timer_windows(&cfg.throughput.stream, w)
+                .map(|t| t.rate(now))
+                .collect();
+            (!rates.is_empty()).then(|| rates.iter().sum())
+        });
+        // Throughput is judged only where the desk reports its drops: a low rate alone
+        // is the market, not the machine.
+        let throughput = rate_of(&cfg.throughput.dropped_stream)
+            .map(|dropped| (handled.unwrap_or(0.0), dropped));
         score::Observed {
             latency: quantile(&cfg.latency.operation),
             risk: quantile(&cfg.risk.operation),
@@ -1004,9 +1019,16 @@ impl TradingCollector {
             weight.push([("component", c.component)], c.weight);
         }
         coverage.push_value(view.score.coverage_ratio);
+        let mut objective = Family::new(&TRADING_LATENCY_OBJECTIVE_SECONDS);
+        let cfg = &self.trading.config.score;
+        for c in [&cfg.latency, &cfg.risk, &cfg.ml] {
+            let op = ("operation", c.operation.as_str());
+            objective.push([op, ("objective", "target")], c.target.get().as_secs_f64());
+            objective.push([op, ("objective", "alert")], c.alert.get().as_secs_f64());
+        }
         let mut out = vec![
             quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
-            coverage,
+            coverage, objective,
         ];
         if let Some(b) = &self.baselines {
             out.push(b.family());

@@ -1,6 +1,17 @@
 //! The weighted performance score of the original description: latency 40% (order
 //! execution), risk 20% (risk calculation), ml 20% (ML inference), throughput 20%
-//! (market data), with operation names, targets, maxima and weights from config.
+//! (market data), with operations, targets, alert thresholds and weights from config.
+//!
+//! What it means (the README's "Performance score" section has a worked example):
+//! - a latency component is 1 at or under its target and falls on one straight line
+//!   through 0.5 at its alert threshold (the value the shipped rule alerts on) to 0 at
+//!   `2 × alert − target`; so while every latency is under its alert threshold no
+//!   component is under 0.5 and the score is at least 50 (never critical);
+//! - the throughput component is the share of offered messages the desk handled,
+//!   `handled / (handled + dropped)`, so a quiet market with nothing dropped scores 1;
+//! - a component without data is no data: it is left out and the other weights are
+//!   renormalised; the score is absent when less than `min_coverage` of the configured
+//!   weight had data.
 //!
 //! Pure arithmetic over what the latency windows observed; no I/O.
 
@@ -11,20 +22,23 @@ use crate::config::ScoreConfig;
 /// The four components, in export order.
 pub const COMPONENTS: [&str; 4] = ["latency", "risk", "ml", "throughput"];
 
-/// A latency component's score: 1 at or under `target`, falling linearly to 0 at `max`.
-pub fn latency_score(observed: f64, target: f64, max: f64) -> f64 {
+/// A latency component's score: 1 at or under `target`, 0.5 at `alert`, 0 at
+/// `2 × alert − target`, linear between. `alert` must exceed `target`.
+pub fn latency_score(observed: f64, target: f64, alert: f64) -> f64 {
     if observed <= target {
-        1.0
-    } else if observed >= max {
-        0.0
-    } else {
-        (max - observed) / (max - target)
+        return 1.0;
     }
+    if observed >= 2.0 * alert - target {
+        return 0.0;
+    }
+    (1.0 - 0.5 * (observed - target) / (alert - target)).clamp(0.0, 1.0)
 }
 
-/// The throughput component's score: observed over target, capped at 1.
-pub fn throughput_score(observed: f64, target: f64) -> f64 {
-    (observed / target).clamp(0.0, 1.0)
+/// The throughput component's score: the share of offered messages that were handled.
+/// `None` when nothing was offered (no data, not bad performance).
+pub fn throughput_score(handled: f64, dropped: f64) -> Option<f64> {
+    let offered = handled + dropped;
+    (offered > 0.0).then(|| (handled / offered).clamp(0.0, 1.0))
 }
 
 /// One component: its score when there was data, and the weight it got.
@@ -37,7 +51,8 @@ pub struct Component {
     /// The configured weight, renormalised over the components with data (0 for the
     /// ones without).
     pub weight: f64,
-    /// The observed quantile in seconds or rate per second it was scored on.
+    /// What it was scored on: the latency quantile in seconds, or for throughput the
+    /// handled messages per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<f64>,
 }
@@ -45,7 +60,7 @@ pub struct Component {
 /// The whole score.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Score {
-    /// 0..100; absent when no component had data.
+    /// 0..100; absent when less than `min_coverage` of the configured weight had data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     /// Share (0..1) of the configured weight that had data.
@@ -54,24 +69,27 @@ pub struct Score {
 }
 
 /// What was observed for each component: a latency quantile in seconds for the first
-/// three, events per second for throughput; `None` means no data.
+/// three, the handled and dropped rates per second for throughput; `None` means no
+/// data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Observed {
     pub latency: Option<f64>,
     pub risk: Option<f64>,
     pub ml: Option<f64>,
-    pub throughput: Option<f64>,
+    /// (handled, dropped) messages per second; `None` when the desk reports no drops.
+    pub throughput: Option<(f64, f64)>,
 }
 
 /// Scores `observed` against `cfg`. Components without data are left out and the
 /// remaining weights renormalised, so a host that runs no ML model is not punished
-/// for it; the coverage ratio says how much of the score was measured.
+/// for it; the coverage ratio says how much of the score was measured, and below
+/// `cfg.min_coverage` there is no score.
 pub fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
     let lat = |t: &crate::config::LatencyTarget, o: Option<f64>| {
         (
             t.weight,
             o,
-            o.map(|v| latency_score(v, t.target.get().as_secs_f64(), t.max.get().as_secs_f64())),
+            o.map(|v| latency_score(v, t.target.get().as_secs_f64(), t.alert.get().as_secs_f64())),
         )
     };
     let parts = [
@@ -80,14 +98,20 @@ pub fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
         lat(&cfg.ml, observed.ml),
         (
             cfg.throughput.weight,
-            observed.throughput,
+            observed.throughput.map(|(handled, _)| handled),
             observed
                 .throughput
-                .map(|r| throughput_score(r, cfg.throughput.target_per_second)),
+                .and_then(|(handled, dropped)| throughput_score(handled, dropped)),
         ),
     ];
     let configured: f64 = parts.iter().map(|p| p.0).sum();
     let measured: f64 = parts.iter().filter(|p| p.2.is_some()).map(|p| p.0).sum();
+    let coverage = if configured > 0.0 {
+        // `+ 0.0`: an empty f64 sum is -0.0, which JSON would show as `-0.0`.
+        measured / configured + 0.0
+    } else {
+        0.0
+    };
     let components = COMPONENTS
         .iter()
         .zip(parts)
@@ -102,7 +126,8 @@ pub fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
             observed: obs,
         })
         .collect::<Vec<_>>();
-    let score = (measured > 0.0).then(|| {
+    // A tiny tolerance: 0.4 of 1.0 measured must count as 0.4 however it was summed.
+    let score = (measured > 0.0 && coverage + 1e-9 >= cfg.min_coverage).then(|| {
         100.0
             * components
                 .iter()
@@ -111,12 +136,7 @@ pub fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
     });
     Score {
         score,
-        // `+ 0.0`: an empty f64 sum is -0.0, which JSON would show as `-0.0`.
-        coverage_ratio: if configured > 0.0 {
-            measured / configured + 0.0
-        } else {
-            0.0
-        },
+        coverage_ratio: coverage,
         components,
     }
 }
@@ -131,32 +151,36 @@ mod tests {
 
     #[test]
     fn latency_component_edges() {
-        // Default order execution: target 0.5 ms, max 1 ms.
-        assert_eq!(latency_score(0.0, 0.0005, 0.001), 1.0);
-        assert_eq!(latency_score(0.0005, 0.0005, 0.001), 1.0, "at target");
-        assert!((latency_score(0.00075, 0.0005, 0.001) - 0.5).abs() < 1e-12);
-        assert!((latency_score(0.0009, 0.0005, 0.001) - 0.2).abs() < 1e-9);
-        assert_eq!(latency_score(0.001, 0.0005, 0.001), 0.0, "at max");
-        assert_eq!(latency_score(5.0, 0.0005, 0.001), 0.0, "beyond max");
+        // Target 1 ms, alert 10 ms: 0 at 19 ms.
+        let (t, a) = (0.001, 0.010);
+        assert_eq!(latency_score(0.0, t, a), 1.0);
+        assert_eq!(latency_score(0.001, t, a), 1.0, "at target");
+        assert!((latency_score(0.0055, t, a) - 0.75).abs() < 1e-12);
+        assert!((latency_score(0.010, t, a) - 0.5).abs() < 1e-12, "at the alert");
+        assert!(latency_score(0.0099, t, a) > 0.5, "under the alert");
+        assert_eq!(latency_score(0.019, t, a), 0.0);
+        assert_eq!(latency_score(5.0, t, a), 0.0, "far beyond");
     }
 
     #[test]
-    fn throughput_component_edges() {
-        assert_eq!(throughput_score(0.0, 50_000.0), 0.0);
-        assert_eq!(throughput_score(25_000.0, 50_000.0), 0.5);
-        assert_eq!(throughput_score(50_000.0, 50_000.0), 1.0);
-        assert_eq!(throughput_score(90_000.0, 50_000.0), 1.0, "capped at 1");
+    fn throughput_is_the_share_handled_and_a_quiet_market_scores_full() {
+        assert_eq!(throughput_score(20.0, 0.0), Some(1.0), "20 msg/s, nothing dropped");
+        assert_eq!(throughput_score(50_000.0, 0.0), Some(1.0));
+        assert_eq!(throughput_score(75.0, 25.0), Some(0.75));
+        assert_eq!(throughput_score(0.0, 10.0), Some(0.0));
+        assert_eq!(throughput_score(0.0, 0.0), None, "nothing offered is no data");
     }
 
     #[test]
-    fn all_components_at_target_score_100_with_the_original_weights() {
+    fn a_healthy_desk_scores_100() {
+        // The healthy desk: 0.3 ms, 3 ms, 20 ms, 20 messages/s, no drops.
         let s = compute(
             &cfg(),
             &Observed {
-                latency: Some(0.0004),
-                risk: Some(0.004),
-                ml: Some(0.03),
-                throughput: Some(60_000.0),
+                latency: Some(0.0003),
+                risk: Some(0.003),
+                ml: Some(0.020),
+                throughput: Some((20.0, 0.0)),
             },
         );
         assert_eq!(s.score, Some(100.0));
@@ -166,18 +190,35 @@ mod tests {
     }
 
     #[test]
-    fn weights_apply_per_component() {
-        // latency halfway (0.5), risk at max (0), ml at target (1), throughput half.
+    fn latencies_under_their_alert_thresholds_never_score_below_50() {
+        // Everything just under its shipped alert threshold, the worst non-alerting
+        // case: 10 ms, 100 ms and 50 ms are the shipped rules' thresholds.
         let s = compute(
             &cfg(),
             &Observed {
-                latency: Some(0.00075),
-                risk: Some(0.010),
-                ml: Some(0.05),
-                throughput: Some(25_000.0),
+                latency: Some(0.00999),
+                risk: Some(0.0999),
+                ml: Some(0.0499),
+                throughput: None,
             },
         );
-        let expected = 100.0 * (0.4 * 0.5 + 0.2 * 0.0 + 0.2 * 1.0 + 0.2 * 0.5);
+        let v = s.score.unwrap();
+        assert!((50.0..55.0).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn weights_apply_per_component() {
+        // latency 0.75, risk at its alert (0.5), ml at target (1), 3/4 handled.
+        let s = compute(
+            &cfg(),
+            &Observed {
+                latency: Some(0.0055),
+                risk: Some(0.100),
+                ml: Some(0.02),
+                throughput: Some((75.0, 25.0)),
+            },
+        );
+        let expected = 100.0 * (0.4 * 0.75 + 0.2 * 0.5 + 0.2 * 1.0 + 0.2 * 0.75);
         assert!((s.score.unwrap() - expected).abs() < 1e-9, "{s:?}");
     }
 
@@ -186,19 +227,43 @@ mod tests {
         let s = compute(
             &cfg(),
             &Observed {
-                latency: Some(0.00075),     // 0.5
-                throughput: Some(50_000.0), // 1.0
+                latency: Some(0.0055),        // 0.75
+                throughput: Some((1.0, 0.0)), // 1.0
                 ..Observed::default()
             },
         );
         // Weights 0.4 and 0.2 of 0.6 measured: 2/3 and 1/3.
-        let expected = 100.0 * (0.5 * 2.0 / 3.0 + 1.0 / 3.0);
+        let expected = 100.0 * (0.75 * 2.0 / 3.0 + 1.0 / 3.0);
         assert!((s.score.unwrap() - expected).abs() < 1e-9, "{s:?}");
         assert!((s.coverage_ratio - 0.6).abs() < 1e-12);
         let risk = &s.components[1];
         assert_eq!((risk.score, risk.weight), (None, 0.0));
         let total: f64 = s.components.iter().map(|c| c.weight).sum();
         assert!((total - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_little_coverage_means_no_score() {
+        // Throughput alone is 0.2 of the weight, under the default minimum of 0.4.
+        let s = compute(
+            &cfg(),
+            &Observed {
+                throughput: Some((0.0, 5.0)),
+                ..Observed::default()
+            },
+        );
+        assert_eq!(s.score, None);
+        assert!((s.coverage_ratio - 0.2).abs() < 1e-12);
+        assert_eq!(s.components[3].score, Some(0.0));
+        // Order execution alone (0.4) is enough.
+        let s = compute(
+            &cfg(),
+            &Observed {
+                latency: Some(0.0003),
+                ..Observed::default()
+            },
+        );
+        assert_eq!(s.score, Some(100.0));
     }
 
     #[test]
@@ -231,6 +296,7 @@ mod tests {
     fn only_zero_weight_data_gives_no_score() {
         let mut c = cfg();
         c.ml.weight = 0.0;
+        c.min_coverage = 0.0;
         let s = compute(
             &c,
             &Observed {
