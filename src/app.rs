@@ -166,17 +166,20 @@ pub async fn serve_loaded(
         }
     }
 
-    let alerts = if config.rules.enabled {
-        let dir = config.data_dir.clone();
-        let (db, saved) = blocking(move || persist::alerts::open(&dir))
-            .await?
-            .map_err(|e| Error::Startup(e.to_string()))?;
-        let alerts = Arc::new(alerts::Alerts::new(
-            saved.alerts,
-            saved.silences,
-            Some(db),
-            config.rules.resolved_retention.get().as_millis() as i64,
-        ));
+    // The alert store holds the rule engine's alerts and those Prometheus posts, so it
+    // exists with the rules off too.
+    let dir = config.data_dir.clone();
+    let (db, saved) = blocking(move || persist::alerts::open(&dir))
+        .await?
+        .map_err(|e| Error::Startup(e.to_string()))?;
+    let alerts = Arc::new(alerts::Alerts::new(
+        saved.alerts,
+        saved.silences,
+        Some(db),
+        config.rules.resolved_retention.get().as_millis() as i64,
+    ));
+    tasks.push(alerts::spawn_expiry(Arc::clone(&alerts), shutdown.clone()));
+    let (alerts, transitions) = if config.rules.enabled {
         let running = alerts::evaluate::start(
             &config.rules,
             rules,
@@ -186,9 +189,10 @@ pub async fn serve_loaded(
             expected.clone(),
         );
         tasks.push(running.task);
-        Some((running.alerts, running.transitions))
+        (running.alerts, running.transitions)
     } else {
-        None
+        let transitions = alerts.subscribe();
+        (alerts, transitions)
     };
     let advisor = Arc::new(advise::Advisor {
         store: Arc::clone(&store),
@@ -224,15 +228,12 @@ pub async fn serve_loaded(
     .await
     .map_err(|e| Error::Startup(e.to_string()))?;
     tasks.extend(notify_tasks);
-    let alerts = alerts.map(|(alerts, transitions)| {
-        tasks.push(notify::bridge::spawn(
-            Arc::clone(&alerts),
-            transitions,
-            notifier.clone(),
-            shutdown.clone(),
-        ));
-        alerts
-    });
+    tasks.push(notify::bridge::spawn(
+        Arc::clone(&alerts),
+        transitions,
+        notifier.clone(),
+        shutdown.clone(),
+    ));
 
     let state = Arc::new(api::AppState {
         config: Arc::new(config),

@@ -460,7 +460,10 @@ async fn routes_continue_group_and_honour_send_resolved() {
         page[0].body["groupLabels"],
         json!({"alertname": "DiskFull"})
     );
-    assert_eq!(chat[0].body["alerts"][0]["labels"]["source"], "prometheus");
+    assert!(
+        chat[0].body["alerts"][0]["labels"].get("source").is_none(),
+        "labels stay as Prometheus sent them"
+    );
     assert!(
         sink.received("/mail").is_empty(),
         "mail is only the fallback"
@@ -860,7 +863,7 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
         "X-Envelope-To: ops@example.com,desk@example.com",
         "From: m4watch <m4watch@example.com>",
         "To: ops@example.com, desk@example.com",
-        "Subject: [FIRING:1] HighCpu",
+        "Subject: [CRITICAL] [FIRING:1] HighCpu",
         "Content-Type: multipart/alternative",
         "Content-Type: text/plain; charset=utf-8",
         "Content-Type: text/html; charset=utf-8",
@@ -1039,7 +1042,7 @@ async fn alerts_are_forwarded_to_a_real_alertmanager() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(got[0]["labels"]["source"], "prometheus");
+    assert!(got[0]["labels"].get("source").is_none(), "forwarded as sent");
     assert_eq!(got[0]["labels"]["instance"], "m4max-01");
     assert_eq!(got[0]["annotations"]["summary"], "HighCpu on m4max-01");
     assert_eq!(got[0]["status"]["state"], "active");
@@ -1234,7 +1237,7 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
     let text = got[0].body.to_string();
     assert_eq!(got[0].body["text"], "[FIRING:1] OrderLatencyHigh");
     assert!(text.contains("order latency above threshold"), "{text}");
-    assert!(text.contains("source=prometheus"), "{text}");
+    assert!(text.contains("*Source*\\nprometheus"), "{text}");
     assert_block_kit(&got[0].body);
     // Prometheus re-sends firing alerts; they are the same alert, not new ones.
     tokio::time::sleep(Duration::from_secs(2)).await;

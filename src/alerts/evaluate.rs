@@ -75,7 +75,13 @@ pub fn start(
     let transitions = alerts.subscribe();
     let mut engine = Engine::new(groups, interval.as_millis() as i64);
     let mut orphans = Vec::new();
-    for a in alerts.active() {
+    // Received alerts are Prometheus's to resolve (or to expire): not the engine's.
+    let own: Vec<_> = alerts
+        .active()
+        .into_iter()
+        .filter(|a| a.source == crate::model::alert::SOURCE_RULES)
+        .collect();
+    for a in &own {
         let alert = Alert::restored(
             a.id.clone(),
             a.labels.clone(),
@@ -101,7 +107,7 @@ pub fn start(
             });
         }
     }
-    let restored = alerts.active().len() - orphans.len();
+    let restored = own.len() - orphans.len();
     if !orphans.is_empty() {
         alerts.apply(&orphans, std::iter::empty(), |_| String::new(), now_ms());
     }

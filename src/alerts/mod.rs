@@ -10,11 +10,11 @@
 pub mod evaluate;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::model::alert::{Severity, State};
+use crate::model::alert::{SOURCE_PROMETHEUS, SOURCE_RULES, Severity, State};
 use crate::persist::alerts::History;
 use crate::rules::Change;
 
@@ -38,6 +38,21 @@ struct Inner {
     next_silence: u64,
 }
 
+/// One alert as `POST /api/v2/alerts` delivers it, times in ms.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Sorted by name.
+    pub labels: Pairs,
+    pub annotations: Pairs,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub generator_url: Option<String>,
+}
+
+/// Alertmanager's `resolve_timeout`: a received firing alert without `endsAt` resolves
+/// this long after its last post.
+pub const RESOLVE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+
 /// Every alert m4watch knows, with silences and the transition feed.
 pub struct Alerts {
     inner: Mutex<Inner>,
@@ -45,6 +60,7 @@ pub struct Alerts {
     history: Option<History>,
     /// How long resolved alerts stay listed (ms).
     resolved_retention_ms: i64,
+    resolve_timeout_ms: i64,
 }
 
 impl Alerts {
@@ -66,6 +82,7 @@ impl Alerts {
             tx,
             history,
             resolved_retention_ms,
+            resolve_timeout_ms: RESOLVE_TIMEOUT_MS,
         }
     }
 
@@ -111,6 +128,8 @@ impl Alerts {
             let silenced = inner.silences.iter().any(|s| s.silences(&a.labels, now));
             let t = Transition {
                 id: a.id.clone(),
+                source: SOURCE_RULES.into(),
+                generator_url: None,
                 alertname: alertname.clone(),
                 severity: severity.clone(),
                 from: c.from,
@@ -135,6 +154,9 @@ impl Alerts {
                 continue;
             }
             let stored = StoredAlert {
+                source: SOURCE_RULES.into(),
+                expires_at: None,
+                generator_url: None,
                 id: a.id.clone(),
                 alertname,
                 group: c.group.clone(),
@@ -190,6 +212,113 @@ impl Alerts {
                 h.delete_silence(&id);
             }
         }
+    }
+
+    /// Takes alerts posted to `POST /api/v2/alerts` into the same list as the rule
+    /// engine's, so they show in the API, health and the summary and notify through the
+    /// same feed. A received alert fires until its `endsAt` (Prometheus re-posts firing
+    /// alerts and moves it on); one whose `endsAt` has passed resolves. An id that
+    /// m4watch's own rules hold active stays theirs: the same label set from both
+    /// sources is one alert and notifies once.
+    pub fn receive(&self, received: Vec<Received>, now: i64) {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        for r in received {
+            let id = crate::model::alert::fingerprint(&r.labels);
+            let existing = inner.alerts.get(&id);
+            if existing.is_some_and(|a| {
+                a.source == SOURCE_RULES && matches!(a.state, State::Pending | State::Firing)
+            }) {
+                continue;
+            }
+            let firing_before = existing.is_some_and(|a| a.state == State::Firing);
+            let resolved = r.ends_at.is_some_and(|e| e <= now);
+            let alertname = crate::store::ring::label_of(&r.labels, "alertname").to_string();
+            let label = crate::store::ring::label_of(&r.labels, "severity");
+            let severity = Severity::of_label((!label.is_empty()).then_some(label))
+                .as_str()
+                .to_string();
+            let (from, to) = match (firing_before, resolved) {
+                (false, true) => continue, // a resolve for an alert never seen firing
+                (true, true) => (State::Firing, State::Resolved),
+                (true, false) => {
+                    // Still firing: move its expiry on and keep its annotations fresh.
+                    let a = inner.alerts.get_mut(&id).expect("present");
+                    a.expires_at = Some(r.ends_at.unwrap_or(now + self.resolve_timeout_ms));
+                    a.annotations = r.annotations;
+                    if let Some(h) = &self.history {
+                        h.save_alert(a);
+                    }
+                    continue;
+                }
+                (false, false) => (State::Inactive, State::Firing),
+            };
+            let prev_ack = existing.and_then(|a| a.ack.clone());
+            let starts_at = r.starts_at.min(now);
+            let stored = StoredAlert {
+                source: SOURCE_PROMETHEUS.into(),
+                expires_at: (to == State::Firing)
+                    .then(|| r.ends_at.unwrap_or(now + self.resolve_timeout_ms)),
+                generator_url: r.generator_url.clone(),
+                id: id.clone(),
+                alertname: alertname.clone(),
+                group: SOURCE_PROMETHEUS.into(),
+                severity: severity.clone(),
+                state: to,
+                labels: r.labels.clone(),
+                annotations: r.annotations.clone(),
+                value: f64::NAN,
+                active_at: existing.map_or(starts_at, |a| a.active_at),
+                fired_at: Some(existing.and_then(|a| a.fired_at).unwrap_or(starts_at)),
+                resolved_at: (to == State::Resolved).then(|| r.ends_at.unwrap_or(now)),
+                ack: if to == State::Resolved { None } else { prev_ack.clone() },
+            };
+            self.record(&mut inner, stored, from, now, prev_ack.is_some());
+        }
+    }
+
+    /// Resolves received alerts whose `endsAt` has passed without a new post.
+    pub fn expire(&self, now: i64) {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        let due: Vec<StoredAlert> = inner
+            .alerts
+            .values()
+            .filter(|a| a.source == SOURCE_PROMETHEUS && a.state == State::Firing)
+            .filter(|a| a.expires_at.is_some_and(|e| e <= now))
+            .cloned()
+            .collect();
+        for mut a in due {
+            let acked = a.ack.is_some();
+            a.state = State::Resolved;
+            a.resolved_at = a.expires_at;
+            a.expires_at = None;
+            a.ack = None;
+            self.record(&mut inner, a, State::Firing, now, acked);
+        }
+    }
+
+    /// Stores a received alert's new state and announces the change on the feed.
+    fn record(&self, inner: &mut Inner, a: StoredAlert, from: State, now: i64, acked: bool) {
+        let t = Transition {
+            id: a.id.clone(),
+            source: a.source.clone(),
+            generator_url: a.generator_url.clone(),
+            alertname: a.alertname.clone(),
+            severity: a.severity.clone(),
+            from,
+            to: a.state,
+            at: now,
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            value: a.value,
+            acknowledged: acked,
+            silenced: inner.silences.iter().any(|s| s.silences(&a.labels, now)),
+        };
+        if let Some(h) = &self.history {
+            h.transition(&t);
+            h.save_alert(&a);
+        }
+        let _ = self.tx.send(t);
+        inner.alerts.insert(a.id.clone(), a);
     }
 
     /// Alerts, optionally filtered by state and severity, with the silence covering
@@ -256,6 +385,8 @@ impl Alerts {
             // transition; the alert row keeps who acknowledged it and when.
             let _ = self.tx.send(Transition {
                 id: a.id.clone(),
+                source: a.source.clone(),
+                generator_url: a.generator_url.clone(),
                 alertname: a.alertname.clone(),
                 severity: a.severity.clone(),
                 from: State::Firing,
@@ -325,6 +456,21 @@ impl Alerts {
             h.flush();
         }
     }
+}
+
+/// Resolves expired received alerts once a second until shutdown.
+pub fn spawn_expiry(
+    alerts: Arc<Alerts>,
+    shutdown: crate::shutdown::Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(crate::clock::every(
+        std::time::Duration::from_secs(1),
+        shutdown,
+        move || {
+            alerts.expire(crate::clock::unix_now_ms());
+            std::future::ready(())
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::alerts::{Ack, AlertError, Alerts, Silence, StoredAlert};
+use crate::alerts::{Ack, AlertError, Silence, StoredAlert};
 use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::{MatcherSpec, Severity};
 use crate::model::alert::State as AlertState;
@@ -45,16 +45,6 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn engine(s: &AppState) -> Result<&Arc<Alerts>, ApiError> {
-    s.alerts.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "rules_disabled",
-            "the rule engine is off (rules.enabled: false)",
-        )
-    })
-}
-
 /// One acknowledgement in JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AckView {
@@ -67,6 +57,11 @@ pub struct AckView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     pub id: String,
+    /// `m4watch` (its own rules) or `prometheus` (posted to `/api/v2/alerts`).
+    pub source: String,
+    /// Link back to the alert's origin (Prometheus's `generatorURL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
     pub alertname: String,
     pub group: String,
     pub severity: String,
@@ -89,6 +84,8 @@ pub struct AlertView {
 fn view(a: StoredAlert, silenced_by: Option<String>) -> AlertView {
     AlertView {
         id: a.id,
+        source: a.source,
+        generator_url: a.generator_url,
         alertname: a.alertname,
         group: a.group,
         severity: a.severity,
@@ -133,7 +130,6 @@ struct AlertList {
         (status = 200, body = AlertList),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 503, description = "the rule engine is off", body = ErrorBody),
     ))]
 async fn list(
     State(s): State<Arc<AppState>>,
@@ -163,7 +159,7 @@ async fn list(
             }
         },
     };
-    let alerts = engine(&s)?.list(state, severity, now_ms());
+    let alerts = s.alerts.list(state, severity, now_ms());
     Ok(Json(AlertList {
         alerts: alerts.into_iter().map(|(a, by)| view(a, by)).collect(),
     }))
@@ -190,7 +186,6 @@ struct AckBody {
         (status = 404, description = "no such alert", body = ErrorBody),
         (status = 409, description = "the alert is resolved", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 503, description = "the rule engine is off", body = ErrorBody),
     ))]
 async fn acknowledge(
     State(s): State<Arc<AppState>>,
@@ -201,7 +196,7 @@ async fn acknowledge(
     if b.by.trim().is_empty() {
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
-    let a = engine(&s)?
+    let a = s.alerts
         .acknowledge(&id, b.by.trim(), &b.comment, now_ms())
         .map_err(|e| match e {
             AlertError::Resolved(_) => ApiError::conflict(e.to_string()),
@@ -264,7 +259,6 @@ fn silence_view(s: Silence, now: i64) -> SilenceView {
         (status = 201, body = SilenceView),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 503, description = "the rule engine is off", body = ErrorBody),
     ))]
 async fn add_silence(
     State(s): State<Arc<AppState>>,
@@ -306,7 +300,7 @@ async fn add_silence(
     if ends_at <= now {
         return Err(ApiError::bad_request("the silence would end in the past"));
     }
-    let silence = engine(&s)?.add_silence(Silence {
+    let silence = s.alerts.add_silence(Silence {
         id: String::new(),
         matchers,
         starts_at: now,
@@ -328,12 +322,11 @@ struct SilenceList {
     responses(
         (status = 200, body = SilenceList),
         (status = 401, body = ErrorBody),
-        (status = 503, description = "the rule engine is off", body = ErrorBody),
     ))]
 async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceList>, ApiError> {
     let now = now_ms();
     Ok(Json(SilenceList {
-        silences: engine(&s)?
+        silences: s.alerts
             .silences()
             .into_iter()
             .map(|x| silence_view(x, now))
@@ -349,13 +342,12 @@ async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceLis
         (status = 204, description = "deleted"),
         (status = 404, description = "no such silence", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 503, description = "the rule engine is off", body = ErrorBody),
     ))]
 async fn delete_silence(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    engine(&s)?
+    s.alerts
         .delete_silence(&id)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
@@ -386,12 +378,11 @@ struct OptimizationAlerts {
     responses(
         (status = 200, body = OptimizationAlerts),
         (status = 401, body = ErrorBody),
-        (status = 503, description = "the rule engine is off", body = ErrorBody),
     ))]
 async fn optimization(
     State(s): State<Arc<AppState>>,
 ) -> Result<Json<OptimizationAlerts>, ApiError> {
-    let alerts: Vec<OptimizationAlert> = engine(&s)?
+    let alerts: Vec<OptimizationAlert> = s.alerts
         .list(None, None, now_ms())
         .into_iter()
         .filter(|(a, _)| matches!(a.state, AlertState::Pending | AlertState::Firing))

@@ -42,8 +42,8 @@ pub struct AppState {
     pub collectors: Vec<crate::collect::Entry>,
     /// The trading store; `None` when `trading.enabled` is false.
     pub trading: Option<Arc<crate::collect::trading::Trading>>,
-    /// Alert state; `None` when the rule engine is off.
-    pub alerts: Option<Arc<crate::alerts::Alerts>>,
+    /// Alert state: the rule engine's alerts and those Prometheus posted.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// Alert notifications: submit events, configure receivers, delivery results.
     pub notifier: crate::notify::Notifier,
     /// The history database; `None` when `history.enabled` is false.

@@ -467,7 +467,7 @@ pub fn system_health_of(
 /// Pending and firing alerts counted by state (`pending`, `firing`) and severity.
 fn active_alerts(s: &AppState) -> BTreeMap<(&'static str, String), u64> {
     let mut out = BTreeMap::new();
-    for a in s.alerts.iter().flat_map(|a| a.active()) {
+    for a in s.alerts.active() {
         let state = match a.state {
             crate::model::alert::State::Firing => "firing",
             crate::model::alert::State::Pending => "pending",

@@ -15,10 +15,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
 use crate::config::notify::ReceiverConfig;
-use crate::model::alert::fingerprint;
 use crate::notify::handle::NotifyError;
 use crate::notify::outbox::Delivery;
-use crate::notify::{AlertEvent, AlertState};
+use crate::alerts::Received;
 
 /// The notification routes, each behind the right token check.
 pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -53,25 +52,14 @@ pub struct PostableAlert {
     pub generator_url: Option<String>,
 }
 
-/// Turns a Prometheus alert into an event: resolved once its `endsAt` has passed,
-/// labelled `source="prometheus"`.
-pub fn from_prometheus(a: PostableAlert, now: DateTime<Utc>) -> AlertEvent {
-    let mut labels = a.labels;
-    labels.insert("source".into(), "prometheus".into());
-    let resolved = a.ends_at.is_some_and(|e| e <= now);
-    AlertEvent {
-        fingerprint: fingerprint(&labels),
-        labels,
-        annotations: a.annotations,
-        state: if resolved {
-            AlertState::Resolved
-        } else {
-            AlertState::Firing
-        },
-        starts_at: a.starts_at.unwrap_or(now),
-        ends_at: if resolved { a.ends_at } else { None },
-        value: None,
-        source: "prometheus".into(),
+/// A Prometheus alert as the alert store takes it: labels exactly as sent (so the
+/// same label set from m4watch's rules is the same alert), times in ms.
+pub fn received(a: PostableAlert, now: DateTime<Utc>) -> Received {
+    Received {
+        labels: a.labels.into_iter().collect(),
+        annotations: a.annotations.into_iter().collect(),
+        starts_at: a.starts_at.unwrap_or(now).timestamp_millis(),
+        ends_at: a.ends_at.map(|e| e.timestamp_millis()),
         generator_url: a.generator_url.filter(|u| !u.is_empty()),
     }
 }
@@ -96,9 +84,9 @@ async fn post_alerts(
         }
     }
     let now = Utc::now();
-    for a in alerts {
-        s.notifier.submit(from_prometheus(a, now)).await;
-    }
+    let received: Vec<Received> = alerts.into_iter().map(|a| received(a, now)).collect();
+    // The store writes to SQLite through its own thread; taking the lock is brief.
+    s.alerts.receive(received, now.timestamp_millis());
     Ok(StatusCode::OK)
 }
 
@@ -301,28 +289,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prometheus_alerts_become_events() {
+    fn prometheus_alerts_keep_their_labels_and_times() {
         let now = Utc::now();
         let firing: Vec<PostableAlert> = serde_json::from_str(&format!(
-            r#"[{{"labels":{{"alertname":"HighCpu","severity":"critical"}},
+            r#"[{{"labels":{{"severity":"critical","alertname":"HighCpu"}},
                 "annotations":{{"summary":"CPU high"}},
                 "startsAt":"2026-11-22T09:00:00Z","endsAt":"{}",
                 "generatorURL":"http://prom/graph"}}]"#,
             (now + chrono::Duration::minutes(4)).to_rfc3339()
         ))
         .unwrap();
-        let ev = from_prometheus(firing.into_iter().next().unwrap(), now);
-        assert_eq!(ev.state, AlertState::Firing);
-        assert_eq!(ev.labels["source"], "prometheus");
-        assert_eq!(ev.ends_at, None);
-        assert_eq!(ev.generator_url.as_deref(), Some("http://prom/graph"));
-        let resolved = PostableAlert {
-            labels: [("alertname".to_string(), "HighCpu".to_string())].into(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: Some(now - chrono::Duration::seconds(1)),
-            generator_url: None,
-        };
-        assert_eq!(from_prometheus(resolved, now).state, AlertState::Resolved);
+        let r = received(firing.into_iter().next().unwrap(), now);
+        assert_eq!(
+            r.labels,
+            vec![
+                ("alertname".to_string(), "HighCpu".to_string()),
+                ("severity".to_string(), "critical".to_string())
+            ],
+            "sorted, and no label added"
+        );
+        assert_eq!(r.starts_at, 1_795_338_000_000);
+        assert!(r.ends_at.unwrap() > now.timestamp_millis());
+        assert_eq!(r.generator_url.as_deref(), Some("http://prom/graph"));
     }
 }

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use super::timeinterval::TimeInterval;
 use super::yes;
 use crate::config::{Dur, EnvLookup, Secret, resolve_secret};
-use crate::model::alert::Matcher;
+use crate::model::alert::{InhibitRule, Matcher};
 
 /// The whole `notifications:` section. Every part is optional: with no receivers,
 /// alerts go to the `default` receiver, which has no integrations until
 /// `POST /api/v1/monitoring/notifications/configure` gives it some.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     #[serde(default)]
@@ -28,8 +28,26 @@ pub struct NotifyConfig {
     /// Critical alerts nobody acknowledged in time also go to another receiver.
     #[serde(default)]
     pub escalation: Option<EscalationConfig>,
+    /// Alertmanager's inhibition: while a source alert fires, matching targets are
+    /// not notified. Unset: the shipped pairs ([`shipped_inhibit_rules`]), so a
+    /// critical suppresses its warning; `[]` turns inhibition off.
+    #[serde(default = "shipped_inhibit_rules")]
+    pub inhibit_rules: Vec<InhibitRule>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            receivers: Vec::new(),
+            route: None,
+            time_intervals: Vec::new(),
+            escalation: None,
+            inhibit_rules: shipped_inhibit_rules(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
 }
 
 /// Retry policy of the outbox workers.
@@ -254,6 +272,38 @@ fn d_escalate_matchers() -> Vec<Matcher> {
             .parse()
             .expect("valid matcher"),
     ]
+}
+
+/// The shipped rules' escalation pairs, worse over milder on the same host:
+/// `(sources, target)`. `prometheus/alertmanager.yml` carries the same list (a test
+/// keeps the two equal).
+pub const SHIPPED_INHIBITIONS: &[(&str, &str)] = &[
+    ("PerformanceCoresSaturated", "PerformanceCoresBusy"),
+    ("NeuralEngineSaturated", "NeuralEngineBusy"),
+    ("MemoryUsedCritical|MemoryExhaustionImminent", "MemoryUsedHigh"),
+    ("MemoryExhaustionImminent", "MemoryUsedCritical"),
+    ("ThermalPressureCritical|ThermalEmergency", "ThermalPressureSerious"),
+    ("ThermalEmergency", "ThermalPressureCritical"),
+];
+
+/// [`SHIPPED_INHIBITIONS`] as inhibition rules, equal on `instance`.
+pub fn shipped_inhibit_rules() -> Vec<InhibitRule> {
+    SHIPPED_INHIBITIONS
+        .iter()
+        .map(|(source, target)| InhibitRule {
+            source: vec![
+                format!("alertname=~\"{source}\"")
+                    .parse()
+                    .expect("valid matcher"),
+            ],
+            target: vec![
+                format!("alertname=\"{target}\"")
+                    .parse()
+                    .expect("valid matcher"),
+            ],
+            equal: vec!["instance".into()],
+        })
+        .collect()
 }
 
 /// Secret environment variables of the integrations.

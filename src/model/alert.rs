@@ -278,6 +278,58 @@ impl PartialEq for Matcher {
     }
 }
 
+// --- Inhibition -------------------------------------------------------------------
+
+/// An inhibition rule with Alertmanager's semantics: while an alert matching every
+/// `source` matcher fires, alerts matching every `target` matcher whose `equal` labels
+/// have the same values (a label missing on both counts as equal) are not notified.
+/// An alert never inhibits itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    #[serde(rename = "source_matchers")]
+    pub source: Vec<Matcher>,
+    #[serde(rename = "target_matchers")]
+    pub target: Vec<Matcher>,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+impl InhibitRule {
+    /// Whether the firing alert `source` inhibits `target` under this rule.
+    pub fn inhibits<S, T>(&self, source: &S, target: &T) -> bool
+    where
+        S: LabelSet + ?Sized,
+        T: LabelSet + ?Sized,
+    {
+        all_match(&self.target, target)
+            && all_match(&self.source, source)
+            && self
+                .equal
+                .iter()
+                .all(|l| source.label(l).unwrap_or("") == target.label(l).unwrap_or(""))
+            && !source.pairs().eq(target.pairs())
+    }
+}
+
+/// The first firing alert of `firing` that inhibits `target` under any of `rules`.
+pub fn inhibited_by<'a, S, T>(
+    rules: &[InhibitRule],
+    firing: impl IntoIterator<Item = &'a S>,
+    target: &T,
+) -> Option<&'a S>
+where
+    S: LabelSet + ?Sized + 'a,
+    T: LabelSet + ?Sized,
+{
+    if !rules.iter().any(|r| all_match(&r.target, target)) {
+        return None;
+    }
+    firing
+        .into_iter()
+        .find(|s| rules.iter().any(|r| r.inhibits(*s, target)))
+}
+
 // --- Severity ---------------------------------------------------------------------
 
 /// The one ordered severity model: `info < warning < critical < emergency`. Slack
@@ -370,9 +422,22 @@ pub struct Ack {
     pub at: i64,
 }
 
-/// One alert as stored: the engine's view plus acknowledgement.
+/// Where an alert comes from: m4watch's own rule engine.
+pub const SOURCE_RULES: &str = "m4watch";
+/// Where an alert comes from: posted to `POST /api/v2/alerts` (Prometheus).
+pub const SOURCE_PROMETHEUS: &str = "prometheus";
+
+/// One alert as stored: the engine's view (or what Prometheus posted) plus
+/// acknowledgement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAlert {
+    /// [`SOURCE_RULES`] or [`SOURCE_PROMETHEUS`].
+    pub source: String,
+    /// A received alert resolves at this time (ms) unless Prometheus posts it again
+    /// (its `endsAt`); `None` for m4watch's own alerts.
+    pub expires_at: Option<i64>,
+    /// Link back to the alert's origin (Prometheus's `generatorURL`).
+    pub generator_url: Option<String>,
     pub id: String,
     pub alertname: String,
     pub group: String,
@@ -418,6 +483,9 @@ impl Silence {
 #[derive(Debug, Clone, Serialize)]
 pub struct Transition {
     pub id: String,
+    /// [`SOURCE_RULES`] or [`SOURCE_PROMETHEUS`].
+    pub source: String,
+    pub generator_url: Option<String>,
     pub alertname: String,
     pub severity: String,
     pub from: State,
@@ -436,6 +504,35 @@ pub struct Transition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inhibition_has_alertmanagers_semantics() {
+        let rule: InhibitRule = serde_yaml_ng::from_str(
+            "source_matchers: ['alertname=\"PerformanceCoresSaturated\"']\n\
+             target_matchers: ['alertname=\"PerformanceCoresBusy\"']\n\
+             equal: [instance]\n",
+        )
+        .unwrap();
+        let crit = labels(&[("alertname", "PerformanceCoresSaturated"), ("severity", "critical")]);
+        let warn = labels(&[("alertname", "PerformanceCoresBusy"), ("severity", "warning")]);
+        assert!(rule.inhibits(&crit, &warn), "instance missing on both is equal");
+        assert!(!rule.inhibits(&warn, &crit), "only source over target");
+        let mut other_host = warn.clone();
+        other_host.insert("instance".into(), "b".into());
+        assert!(!rule.inhibits(&crit, &other_host), "equal labels must agree");
+        // An alert matching both sides does not inhibit itself.
+        let both: InhibitRule = serde_yaml_ng::from_str(
+            "source_matchers: ['severity=\"critical\"']\ntarget_matchers: ['severity=\"critical\"']\n",
+        )
+        .unwrap();
+        assert!(!both.inhibits(&crit, &crit));
+        let rules = [rule];
+        assert_eq!(
+            inhibited_by(&rules, [&crit, &warn], &warn),
+            Some(&crit)
+        );
+        assert_eq!(inhibited_by(&rules, [&warn], &warn), None);
+    }
 
     #[test]
     fn severities_are_ordered_and_aliases_map_onto_the_four() {

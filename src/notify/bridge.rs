@@ -43,8 +43,8 @@ pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<A
         starts_at: at(starts_at.unwrap_or(t.at)),
         ends_at,
         value: t.value.is_finite().then_some(t.value),
-        source: "m4watch".into(),
-        generator_url: None,
+        source: t.source.clone(),
+        generator_url: t.generator_url.clone(),
     })
 }
 
@@ -91,6 +91,8 @@ mod tests {
     fn transition(from: State, to: State) -> Transition {
         Transition {
             id: "abc".into(),
+            source: "m4watch".into(),
+            generator_url: None,
             alertname: "PCoreHigh".into(),
             severity: "warning".into(),
             from,

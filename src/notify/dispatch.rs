@@ -17,7 +17,7 @@ use super::route::Route;
 use super::{AlertEvent, AlertState, Kind, Notification};
 use crate::config::notify::NotifyConfig;
 use crate::config::timeinterval::TimeInterval;
-use crate::model::alert::{Matcher, all_match, fingerprint};
+use crate::model::alert::{InhibitRule, Matcher, all_match, fingerprint, inhibited_by};
 use crate::shutdown::Shutdown;
 
 /// One submitted event; `done` fires once the dispatcher has handled it.
@@ -47,7 +47,12 @@ struct Escalation {
 /// restore, so the resolve Prometheus sends after the upgrade still finds its alert.
 /// m4watch's own alerts keep the id the alert store gave them.
 fn rekeyed(mut a: AlertEvent) -> AlertEvent {
-    if a.source == "prometheus" {
+    if a.source == crate::model::alert::SOURCE_PROMETHEUS {
+        // Releases before this one also added a `source="prometheus"` label; the alert
+        // store keys received alerts by the labels as Prometheus sent them.
+        if a.labels.get("source").map(String::as_str) == Some(crate::model::alert::SOURCE_PROMETHEUS) {
+            a.labels.remove("source");
+        }
         a.fingerprint = fingerprint(&a.labels);
     }
     a
@@ -64,6 +69,7 @@ pub(super) struct Dispatcher {
     escalation: Option<(String, Duration, Vec<Matcher>)>,
     groups: HashMap<String, Group>,
     escalations: HashMap<String, Escalation>,
+    inhibit_rules: Vec<InhibitRule>,
 }
 
 impl Dispatcher {
@@ -91,6 +97,7 @@ impl Dispatcher {
                 .map(|e| (e.receiver.clone(), e.after.get(), e.matchers.clone())),
             groups: HashMap::new(),
             escalations: HashMap::new(),
+            inhibit_rules: config.inhibit_rules.clone(),
         }
     }
 
@@ -295,10 +302,27 @@ impl Dispatcher {
             .expect("receivers")
             .get(&g.receiver)
             .is_none_or(|r| r.config.send_resolved);
-        let firing: Vec<AlertEvent> = g
+        // Inhibition, as Alertmanager applies it: at flush time, against every alert
+        // still firing in any group.
+        let inhibited: std::collections::HashSet<String> = g
             .alerts
             .values()
             .filter(|a| a.state != AlertState::Resolved)
+            .filter(|a| {
+                let firing_anywhere = self
+                    .groups
+                    .values()
+                    .flat_map(|g| g.alerts.values())
+                    .filter(|s| s.state != AlertState::Resolved)
+                    .map(|s| &s.labels);
+                inhibited_by(&self.inhibit_rules, firing_anywhere, &a.labels).is_some()
+            })
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        let firing: Vec<AlertEvent> = g
+            .alerts
+            .values()
+            .filter(|a| a.state != AlertState::Resolved && !inhibited.contains(&a.fingerprint))
             .cloned()
             .collect();
         let newly_resolved: Vec<AlertEvent> = g
@@ -343,15 +367,32 @@ impl Dispatcher {
         if send_base || send_every {
             g.last_sent = Some(now);
         }
-        let notified: std::collections::HashSet<String> =
-            firing.iter().map(|a| a.fingerprint.clone()).collect();
+        let g = &*g;
+        // An alert notified before it was inhibited stays notified, so its resolve
+        // still goes out (an open PagerDuty incident must close).
+        let notified: std::collections::HashSet<String> = firing
+            .iter()
+            .map(|a| a.fingerprint.clone())
+            .chain(
+                g.notified
+                    .iter()
+                    .filter(|fp| inhibited.contains(*fp))
+                    .cloned(),
+            )
+            .collect();
+
         if notified != g.notified {
             let stored = StoredGroup {
                 key: key.to_string(),
                 route: g.route,
                 receiver: g.receiver.clone(),
                 labels: g.labels.clone(),
-                alerts: firing.clone(),
+                alerts: g
+                    .alerts
+                    .values()
+                    .filter(|a| a.state != AlertState::Resolved && notified.contains(&a.fingerprint))
+                    .cloned()
+                    .collect(),
             };
             if let Err(e) = self.outbox.save_group(stored).await {
                 tracing::error!(error = %e, "cannot store notification group state");

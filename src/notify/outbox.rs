@@ -419,7 +419,9 @@ mod tests {
         let legacy = Connection::open(&path).unwrap();
         legacy
             .execute_batch(
-                "CREATE TABLE alerts (id TEXT PRIMARY KEY); PRAGMA user_version = 1;
+                "CREATE TABLE alerts (id TEXT PRIMARY KEY);
+                 CREATE TABLE alert_transitions (seq INTEGER PRIMARY KEY);
+                 PRAGMA user_version = 1;
                  CREATE TABLE notify_schema (version INTEGER NOT NULL);
                  INSERT INTO notify_schema VALUES (2);
                  CREATE TABLE notify_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -462,7 +464,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2, "one version for the whole file");
+        assert_eq!(v, 3, "one version for the whole file");
         let old: i64 = c
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'notify_schema'",

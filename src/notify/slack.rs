@@ -96,6 +96,7 @@ pub fn payload(n: &Notification, channel: Option<&str>) -> Value {
         if let Some(v) = a.value {
             fields.push(json!({"type": "mrkdwn", "text": format!("*Value*\n{v}")}));
         }
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Source*\n{}", a.source)}));
         if a.state == AlertState::Resolved
             && let Some(end) = a.ends_at
         {

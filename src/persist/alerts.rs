@@ -81,7 +81,8 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     let mut out = Loaded::default();
     let mut stmt = conn.prepare(
         "SELECT id, alertname, grp, severity, state, labels, annotations, value, active_at,
-                fired_at, resolved_at, ack_by, ack_comment, ack_at FROM alerts",
+                fired_at, resolved_at, ack_by, ack_comment, ack_at, source, expires_at,
+                generator_url FROM alerts",
     )?;
     let rows = stmt.query_map([], |r| {
         let labels: String = r.get(5)?;
@@ -89,6 +90,9 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
         let state: String = r.get(4)?;
         let ack_by: Option<String> = r.get(11)?;
         Ok(StoredAlert {
+            source: r.get(14)?,
+            expires_at: r.get(15)?,
+            generator_url: r.get(16)?,
             id: r.get(0)?,
             alertname: r.get(1)?,
             group: r.get(2)?,
@@ -154,8 +158,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
         Cmd::SaveAlert(a) => {
             tx.execute(
                 "INSERT OR REPLACE INTO alerts (id, alertname, grp, severity, state, labels,
-                    annotations, value, active_at, fired_at, resolved_at, ack_by, ack_comment, ack_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    annotations, value, active_at, fired_at, resolved_at, ack_by, ack_comment, ack_at,
+                    source, expires_at, generator_url)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     a.id,
                     a.alertname,
@@ -171,6 +176,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
                     a.ack.as_ref().map(|k| k.by.clone()),
                     a.ack.as_ref().map(|k| k.comment.clone()),
                     a.ack.as_ref().map(|k| k.at),
+                    a.source,
+                    a.expires_at,
+                    a.generator_url,
                 ],
             )?;
         }
@@ -180,8 +188,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
         Cmd::Transition(t) => {
             tx.execute(
                 "INSERT INTO alert_transitions (alert_id, alertname, severity, from_state, to_state,
-                    at, labels, annotations, value, acknowledged, silenced)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    at, labels, annotations, value, acknowledged, silenced, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     t.id,
                     t.alertname,
@@ -194,6 +202,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
                     t.value,
                     t.acknowledged,
                     t.silenced,
+                    t.source,
                 ],
             )?;
         }
@@ -346,6 +355,9 @@ mod tests {
         let (h, loaded) = open(dir.path()).unwrap();
         assert!(loaded.alerts.is_empty());
         let a = StoredAlert {
+            source: "prometheus".into(),
+            expires_at: Some(9000),
+            generator_url: Some("http://prometheus:9090/graph".into()),
             id: "abc".into(),
             alertname: "Hot".into(),
             group: "g".into(),
@@ -368,7 +380,7 @@ mod tests {
         drop(h);
         let (_h, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded.alerts, vec![a]);
-        assert_eq!(schema_version(dir.path()).unwrap(), Some(2));
+        assert_eq!(schema_version(dir.path()).unwrap(), Some(3));
         let mode: String = Connection::open(dir.path().join("m4watch.db"))
             .unwrap()
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -382,6 +394,8 @@ mod tests {
         let (h, _) = open(dir.path()).unwrap();
         let t = |at: i64| Transition {
             id: "a".into(),
+            source: "m4watch".into(),
+            generator_url: None,
             alertname: "A".into(),
             severity: "warning".into(),
             from: State::Pending,
@@ -410,7 +424,7 @@ mod tests {
         drop(c);
         let e = open(dir.path()).err().unwrap().to_string();
         assert!(
-            e.ends_with("schema version 99 is newer than this m4watch knows (2); upgrade m4watch"),
+            e.ends_with("schema version 99 is newer than this m4watch knows (3); upgrade m4watch"),
             "{e}"
         );
     }

@@ -115,7 +115,7 @@ pub(crate) fn migrate(
 }
 
 /// Migrations of `m4watch.db`, the alert store's and the notifier's tables alike.
-/// Version 2 adopts the notifier's tables, which older releases versioned apart in
+/// Version 3 adds the source of an alert. Version 2 adopts the notifier's tables, which older releases versioned apart in
 /// `notify_schema`: they are created only where missing, so a file from then keeps
 /// its queue, settings and groups.
 const MAIN_MIGRATIONS: &[&str] = &[
@@ -189,6 +189,14 @@ CREATE TABLE IF NOT EXISTS notify_groups (
     updated_at REAL NOT NULL
 );
 DROP TABLE IF EXISTS notify_schema;
+",
+    // Version 3: alerts posted by Prometheus live in the same table, with where they
+    // came from, when they expire unless posted again, and their link back.
+    "
+ALTER TABLE alerts ADD COLUMN source TEXT NOT NULL DEFAULT 'm4watch';
+ALTER TABLE alerts ADD COLUMN expires_at INTEGER;
+ALTER TABLE alerts ADD COLUMN generator_url TEXT;
+ALTER TABLE alert_transitions ADD COLUMN source TEXT NOT NULL DEFAULT 'm4watch';
 ",
 ];
 
