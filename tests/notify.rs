@@ -1571,3 +1571,211 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// One ordered severity model, seen in what the stand-ins receive: an emergency pages
+/// PagerDuty as `critical` (not `info`) and Slack shows it in the emergency colour; a
+/// warning is a PagerDuty warning in the warning colour; the alert list puts the
+/// emergency first.
+#[tokio::test]
+async fn emergency_alerts_page_as_critical_in_the_emergency_colour() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            r#"notifications:
+  inhibit_rules: []
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "{}"}}
+      pagerduty: {{routing_key: pd-key, url: "{}"}}
+  route: {{receiver: ops, group_by: ["..."]}}
+"#,
+            sink.url("/slack"),
+            sink.url("/pd")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("ThermalEmergency", "emergency", false)]),
+    )
+    .await;
+    let pd = sink.wait_for("/pd", 1, 10).await;
+    assert_pd_event(&pd[0].body, "pd-key");
+    assert_eq!(pd[0].body["payload"]["severity"], "critical");
+    let slack = sink.wait_for("/slack", 1, 10).await;
+    assert_block_kit(&slack[0].body);
+    assert_eq!(slack[0].body["attachments"][0]["color"], "#6f0000");
+
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("GpuBusy", "warning", false)]),
+    )
+    .await;
+    let pd = sink.wait_for("/pd", 2, 10).await;
+    assert_eq!(pd[1].body["payload"]["severity"], "warning");
+    let slack = sink.wait_for("/slack", 2, 10).await;
+    assert_eq!(slack[1].body["attachments"][0]["color"], "#daa038");
+
+    let list: Value = d
+        .get("/api/v1/monitoring/alerts")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alertname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ThermalEmergency", "GpuBusy"], "worst first");
+    let health: Value = d
+        .get("/api/v1/monitoring/system/health")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "critical", "{health}");
+    d.stop().await;
+}
+
+/// Alertmanager's inhibition with the shipped pairs: while PerformanceCoresSaturated
+/// fires, PerformanceCoresBusy on the same instance is not notified; with inhibition
+/// turned off both are.
+#[tokio::test]
+async fn a_critical_inhibits_its_warning() {
+    for (inhibit, want) in [("", 1), ("  inhibit_rules: []\n", 2)] {
+        let sink = Sink::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let d = Daemon::start(config(
+            dir.path(),
+            &format!(
+                "notifications:\n{inhibit}  receivers:\n    - name: chat\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: chat, group_by: [\"...\"], group_wait: 200ms}}\n",
+                sink.url("/slack")
+            ),
+        ))
+        .await;
+        let base = format!("http://{}", d.addr);
+        post_alerts(
+            &d.client,
+            &base,
+            json!([
+                alert("PerformanceCoresSaturated", "critical", false),
+                alert("PerformanceCoresBusy", "warning", false)
+            ]),
+        )
+        .await;
+        let got = sink.wait_for("/slack", want, 10).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let got_now = sink.received("/slack");
+        assert_eq!(got_now.len(), want, "inhibit {inhibit:?}: {got:#?}");
+        assert!(
+            got_now
+                .iter()
+                .any(|r| r.body["text"] == "[FIRING:1] PerformanceCoresSaturated")
+        );
+        d.stop().await;
+    }
+}
+
+/// Alerts Prometheus posts are in the one alert list, with their source; the same
+/// label set reported by m4watch's rules and by Prometheus is one alert and notifies
+/// once.
+#[tokio::test]
+async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("test.rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: e2e\n    rules:\n      - alert: OrderGatewayDown\n        expr: vector(1)\n        labels: {severity: critical}\n        annotations: {summary: gateway down}\n",
+    )
+    .unwrap();
+    let d = Daemon::start(config(
+        dir.path(),
+        &format!(
+            "rules:\n  files: [\"{}\"]\n  evaluation_interval: 100ms\nnotifications:\n  receivers:\n    - name: chat\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: chat, group_by: [\"...\"], group_interval: 300ms}}\n",
+            rules.display(),
+            sink.url("/slack")
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    sink.wait_for("/slack", 1, 10).await;
+    // Prometheus evaluating the same rule posts the same label set.
+    let same = json!([{
+        "labels": {"alertname": "OrderGatewayDown", "severity": "critical"},
+        "annotations": {"summary": "gateway down"},
+        "startsAt": chrono::Utc::now().to_rfc3339(),
+        "endsAt": (chrono::Utc::now() + chrono::Duration::minutes(4)).to_rfc3339(),
+    }]);
+    post_alerts(&d.client, &base, same.clone()).await;
+    // A different alert only Prometheus has.
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("DiskFull", "warning", false)]),
+    )
+    .await;
+    sink.wait_for("/slack", 2, 10).await;
+    post_alerts(&d.client, &base, same).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let texts: Vec<String> = sink
+        .received("/slack")
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["[FIRING:1] OrderGatewayDown", "[FIRING:1] DiskFull"],
+        "one notification per alert"
+    );
+    let list: Value = d
+        .get("/api/v1/monitoring/alerts?state=firing")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = list["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["alertname"].as_str().unwrap().to_string(),
+                a["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("OrderGatewayDown".to_string(), "m4watch".to_string()),
+            ("DiskFull".to_string(), "prometheus".to_string())
+        ]
+    );
+    let summary: Value = d
+        .get("/api/v1/monitoring/dashboard/summary")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["alerts"]["firing/warning"], 1, "{summary}");
+    assert_eq!(summary["alerts"]["firing/critical"], 1, "{summary}");
+
+    // Prometheus resolves its alert: the resolve goes out and the list shows it.
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("DiskFull", "warning", true)]),
+    )
+    .await;
+    let got = sink.wait_for("/slack", 3, 10).await;
+    assert_eq!(got[2].body["text"], "[RESOLVED] DiskFull");
+    d.stop().await;
+}
