@@ -95,9 +95,9 @@ cargo test --locked --all-targets
 
 # --- rules: promtool is the oracle (issue 4) ---------------------------------
 log "promtool check rules / promtool test rules / m4watch test-rules"
-promtool check rules alert-rules/*.rules.yml
-promtool test rules alert-rules/tests/*.test.yml testdata/rules/parity/*.test.yml
-cargo run --locked -q -- test-rules alert-rules/tests/*.test.yml testdata/rules/parity/*.test.yml
+promtool check rules alert-rules/*.rules.yml prometheus/stack.rules.yml
+promtool test rules alert-rules/tests/*.test.yml prometheus/tests/*.test.yml testdata/rules/parity/*.test.yml
+cargo run --locked -q -- test-rules alert-rules/tests/*.test.yml prometheus/tests/*.test.yml testdata/rules/parity/*.test.yml
 for f in testdata/rules/must-fail/*.test.yml; do
   if promtool test rules "$f" >/dev/null 2>&1; then echo "promtool passed must-fail $f" >&2; exit 1; fi
   if cargo run --locked -q -- test-rules "$f" >/dev/null; then echo "m4watch passed must-fail $f" >&2; exit 1; fi

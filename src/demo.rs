@@ -491,7 +491,11 @@ mod tests {
         let calm = statsd_packet(10.0, &mut rng);
         let lines: Vec<&str> = calm.lines().collect();
         assert_eq!(lines.len(), OPERATIONS.len() + 2);
-        assert_eq!(lines.last(), Some(&"market_data_dropped:0|c"), "no drops while calm");
+        assert_eq!(
+            lines.last(),
+            Some(&"market_data_dropped:0|c"),
+            "no drops while calm"
+        );
         for l in &lines[..OPERATIONS.len()] {
             let (name, rest) = l.split_once(':').unwrap();
             assert!(OPERATIONS.iter().any(|(op, _)| *op == name), "{l}");

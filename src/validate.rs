@@ -631,9 +631,11 @@ mod tests {
         );
         assert!(ok.passed, "{ok:?}");
         let low = score_check(
-            &m("m4watch_performance_score 29\nm4watch_performance_score_coverage_ratio 0.6\n\
+            &m(
+                "m4watch_performance_score 29\nm4watch_performance_score_coverage_ratio 0.6\n\
                 m4watch_performance_component_score{component=\"latency\"} 0.2\n\
-                m4watch_performance_component_score{component=\"risk\"} 0.9\n"),
+                m4watch_performance_component_score{component=\"risk\"} 0.9\n",
+            ),
             85.0,
         );
         assert!(!low.passed);
@@ -643,7 +645,11 @@ mod tests {
         );
         let thin = score_check(&m("m4watch_performance_score_coverage_ratio 0.2\n"), 85.0);
         assert!(!thin.passed);
-        assert!(thin.detail.contains("only 20% of the score's weight"), "{}", thin.detail);
+        assert!(
+            thin.detail.contains("only 20% of the score's weight"),
+            "{}",
+            thin.detail
+        );
         let zero = score_check(&m("m4watch_performance_score 0\n"), 85.0);
         assert!(!zero.passed, "a score of 0 no longer passes");
     }

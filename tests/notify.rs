@@ -1042,7 +1042,10 @@ async fn alerts_are_forwarded_to_a_real_alertmanager() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(got[0]["labels"].get("source").is_none(), "forwarded as sent");
+    assert!(
+        got[0]["labels"].get("source").is_none(),
+        "forwarded as sent"
+    );
     assert_eq!(got[0]["labels"]["instance"], "m4max-01");
     assert_eq!(got[0]["annotations"]["summary"], "HighCpu on m4max-01");
     assert_eq!(got[0]["status"]["state"], "active");
@@ -1777,5 +1780,227 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     .await;
     let got = sink.wait_for("/slack", 3, 10).await;
     assert_eq!(got[2].body["text"], "[RESOLVED] DiskFull");
+    d.stop().await;
+}
+
+/// The bind mounts of a service in the shipped docker-compose.yml: (host path,
+/// container path), shortest container path first.
+fn compose_mounts(repo: &Path, service: &str) -> Vec<(PathBuf, String)> {
+    let compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap())
+            .unwrap();
+    let mut out: Vec<(PathBuf, String)> = compose["services"][service]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| {
+            let mut parts = v.as_str()?.split(':');
+            let (host, container) = (parts.next()?, parts.next()?);
+            let host = host.strip_prefix("./")?;
+            Some((repo.join(host), container.to_string()))
+        })
+        .collect();
+    out.sort_by_key(|(_, c)| c.len());
+    out
+}
+
+fn yaml_at<'a>(v: &'a mut serde_yaml_ng::Value, path: &[&str]) -> &'a mut serde_yaml_ng::Value {
+    path.iter().fold(v, |v, k| &mut v[*k])
+}
+
+/// The shipped stack notifies once per incident: the shipped `prometheus.yml` (real
+/// Prometheus, shipped scrape and evaluation intervals) scrapes m4watch and sends
+/// what it evaluates to the shipped `alertmanager.yml` (real Alertmanager), whose
+/// receivers post to the same stand-ins as m4watch's. One crossing — memory about to
+/// run out on the fixture machine, which also crosses the milder memory rules — must
+/// reach each of m4watch's receivers once and Alertmanager's not at all (m4watch
+/// owns the host rules; Prometheus evaluates only the stack rules).
+#[tokio::test]
+async fn the_shipped_stack_notifies_once_per_incident() {
+    let prometheus = require_tool("prometheus");
+    let alertmanager = require_tool("prometheus-alertmanager");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The crossing: MemAvailable under 2% of MemTotal.
+    let machine = tmp.path().join("machine");
+    copy_tree(&PathBuf::from(common::fixture("plain")), &machine);
+    let meminfo = machine.join("proc/meminfo");
+    let text = std::fs::read_to_string(&meminfo).unwrap();
+    std::fs::write(
+        &meminfo,
+        text.replace("MemAvailable:    1000000 kB", "MemAvailable:      20000 kB"),
+    )
+    .unwrap();
+
+    // Alertmanager with the shipped config; its secrets point at the stand-ins.
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("slack_webhook_url"), sink.url("/am/slack")).unwrap();
+    std::fs::write(secrets.join("pagerduty_routing_key"), "am-key").unwrap();
+    std::fs::write(secrets.join("smtp_password"), "unused").unwrap();
+    let mut am_cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo.join("prometheus/alertmanager.yml")).unwrap(),
+    )
+    .unwrap();
+    let text = serde_yaml_ng::to_string(&am_cfg)
+        .unwrap()
+        .replace("/etc/alertmanager/secrets", &secrets.display().to_string());
+    am_cfg = serde_yaml_ng::from_str(&text).unwrap();
+    *yaml_at(&mut am_cfg, &["global", "smtp_smarthost"]) =
+        format!("127.0.0.1:{}", free_port()).into();
+    *yaml_at(&mut am_cfg, &["global", "smtp_require_tls"]) = false.into();
+    for r in am_cfg["receivers"].as_sequence_mut().unwrap() {
+        if let Some(pd) = r.get_mut("pagerduty_configs") {
+            pd[0]["url"] = sink.url("/am/pd").into();
+        }
+    }
+    let am_path = tmp.path().join("alertmanager.yml");
+    std::fs::write(&am_path, serde_yaml_ng::to_string(&am_cfg).unwrap()).unwrap();
+    let am = format!("127.0.0.1:{}", free_port());
+    let _am = KillOnDrop(
+        Command::new(alertmanager)
+            .arg(format!("--config.file={}", am_path.display()))
+            .arg(format!(
+                "--storage.path={}",
+                tmp.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address={am}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // m4watch on its shipped rules, with a chat and a paging receiver.
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            r#"hardware:
+  procfs: {m}/proc
+  sysfs: {m}/sys
+containers:
+  enabled: false
+notifications:
+  receivers:
+    - name: chat
+      slack: {{webhook_url: "{slack}"}}
+    - name: page
+      pagerduty: {{routing_key: m4w-key, url: "{pd}"}}
+  route:
+    receiver: chat
+    routes:
+      - matchers: ['severity=~"critical|emergency"']
+        receiver: page
+        continue: true
+      - matchers: ['severity=~"warning|critical|emergency"']
+        receiver: chat
+"#,
+            m = machine.display(),
+            slack = sink.url("/m4watch/slack"),
+            pd = sink.url("/m4watch/pd"),
+        ),
+    ))
+    .await;
+
+    // Prometheus with the shipped config: host names become the test's addresses and
+    // container paths the files docker-compose.yml mounts there.
+    let prom = format!("127.0.0.1:{}", free_port());
+    std::fs::write(secrets.join("m4watch_token"), TOKEN).unwrap();
+    let mut text = std::fs::read_to_string(repo.join("prometheus/prometheus.yml"))
+        .unwrap()
+        .replace("alertmanager:9093", &am)
+        .replace("m4watch:9977", &d.addr.to_string())
+        .replace("localhost:9090", &prom);
+    // The container's view of its files: each mount linked at its container path
+    // under a scratch root.
+    let root = tmp.path().join("prometheus-root");
+    for (host, container) in compose_mounts(&repo, "prometheus") {
+        let host = if host.ends_with("secrets") {
+            secrets.clone()
+        } else {
+            host
+        };
+        let at = root.join(container.trim_start_matches('/'));
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&host, &at).unwrap();
+    }
+    text = text.replace(
+        "/etc/prometheus/",
+        &format!("{}/etc/prometheus/", root.display()),
+    );
+    let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let prom_path = tmp.path().join("prometheus.yml");
+    std::fs::write(&prom_path, serde_yaml_ng::to_string(&cfg).unwrap()).unwrap();
+    let started = Instant::now();
+    let _prom = KillOnDrop(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", prom_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // m4watch pages after the rule's `for: 30s`.
+    sink.wait_for("/m4watch/pd", 1, 60).await;
+    // Give Prometheus the time it would need to evaluate the same rule (30 s pending
+    // at a 5 s evaluation interval) and Alertmanager its group_wait.
+    let settle = Duration::from_secs(55);
+    if let Some(rest) = settle.checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let names = |path: &str, field: fn(&Value) -> Vec<String>| -> Vec<String> {
+        sink.received(path)
+            .iter()
+            .flat_map(|r| field(&r.body))
+            .collect()
+    };
+    let slack_titles = |b: &Value| vec![b["text"].as_str().unwrap_or("").to_string()];
+    let pd_events = |b: &Value| {
+        vec![format!(
+            "{} {}",
+            b["event_action"].as_str().unwrap_or(""),
+            b["payload"]["class"].as_str().unwrap_or("")
+        )]
+    };
+    assert_eq!(
+        names("/m4watch/slack", slack_titles),
+        ["[FIRING:1] MemoryExhaustionImminent"],
+        "chat hears the incident once; its milder memory alerts are inhibited"
+    );
+    assert_eq!(
+        names("/m4watch/pd", pd_events),
+        ["trigger MemoryExhaustionImminent"],
+        "the pager hears it once"
+    );
+    assert!(
+        sink.received("/am").is_empty(),
+        "Alertmanager notified a host alert too: {:#?}",
+        sink.received("/am")
+    );
+    // Who evaluates what: Prometheus has only the stack rules.
+    let rules: Value = reqwest::get(format!("http://{prom}/api/v1/rules"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut loaded: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    loaded.sort();
+    assert_eq!(loaded, ["M4watchDown", "M4watchNotificationsFailing"]);
     d.stop().await;
 }

@@ -270,7 +270,11 @@ impl Alerts {
                 active_at: existing.map_or(starts_at, |a| a.active_at),
                 fired_at: Some(existing.and_then(|a| a.fired_at).unwrap_or(starts_at)),
                 resolved_at: (to == State::Resolved).then(|| r.ends_at.unwrap_or(now)),
-                ack: if to == State::Resolved { None } else { prev_ack.clone() },
+                ack: if to == State::Resolved {
+                    None
+                } else {
+                    prev_ack.clone()
+                },
             };
             self.record(&mut inner, stored, from, now, prev_ack.is_some());
         }

@@ -16,8 +16,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Ack, AlertError, Silence, StoredAlert};
 use crate::clock::unix_now_ms as now_ms;
-use crate::model::alert::{MatcherSpec, Severity};
 use crate::model::alert::State as AlertState;
+use crate::model::alert::{MatcherSpec, Severity};
 
 /// The alert routes: reads behind the read token, changes behind the write token.
 pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -196,7 +196,8 @@ async fn acknowledge(
     if b.by.trim().is_empty() {
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
-    let a = s.alerts
+    let a = s
+        .alerts
         .acknowledge(&id, b.by.trim(), &b.comment, now_ms())
         .map_err(|e| match e {
             AlertError::Resolved(_) => ApiError::conflict(e.to_string()),
@@ -326,7 +327,8 @@ struct SilenceList {
 async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceList>, ApiError> {
     let now = now_ms();
     Ok(Json(SilenceList {
-        silences: s.alerts
+        silences: s
+            .alerts
             .silences()
             .into_iter()
             .map(|x| silence_view(x, now))
@@ -382,7 +384,8 @@ struct OptimizationAlerts {
 async fn optimization(
     State(s): State<Arc<AppState>>,
 ) -> Result<Json<OptimizationAlerts>, ApiError> {
-    let alerts: Vec<OptimizationAlert> = s.alerts
+    let alerts: Vec<OptimizationAlert> = s
+        .alerts
         .list(None, None, now_ms())
         .into_iter()
         .filter(|(a, _)| matches!(a.state, AlertState::Pending | AlertState::Firing))

@@ -14,10 +14,10 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
+use crate::alerts::Received;
 use crate::config::notify::ReceiverConfig;
 use crate::notify::handle::NotifyError;
 use crate::notify::outbox::Delivery;
-use crate::alerts::Received;
 
 /// The notification routes, each behind the right token check.
 pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {

@@ -280,9 +280,15 @@ fn d_escalate_matchers() -> Vec<Matcher> {
 pub const SHIPPED_INHIBITIONS: &[(&str, &str)] = &[
     ("PerformanceCoresSaturated", "PerformanceCoresBusy"),
     ("NeuralEngineSaturated", "NeuralEngineBusy"),
-    ("MemoryUsedCritical|MemoryExhaustionImminent", "MemoryUsedHigh"),
+    (
+        "MemoryUsedCritical|MemoryExhaustionImminent",
+        "MemoryUsedHigh",
+    ),
     ("MemoryExhaustionImminent", "MemoryUsedCritical"),
-    ("ThermalPressureCritical|ThermalEmergency", "ThermalPressureSerious"),
+    (
+        "ThermalPressureCritical|ThermalEmergency",
+        "ThermalPressureSerious",
+    ),
     ("ThermalEmergency", "ThermalPressureCritical"),
 ];
 
@@ -777,5 +783,28 @@ mod tests {
         let c = Config::embedded_default(&no_env).unwrap();
         assert!(c.notifications.receivers.is_empty());
         assert!(c.notifications.route.is_none());
+    }
+
+    #[test]
+    fn the_shipped_alertmanager_inhibits_the_same_pairs() {
+        use crate::config::notify::{NotifyConfig, shipped_inhibit_rules};
+        use crate::model::alert::InhibitRule;
+        #[derive(serde::Deserialize)]
+        struct Am {
+            inhibit_rules: Vec<InhibitRule>,
+        }
+        let am: Am = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/prometheus/alertmanager.yml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(am.inhibit_rules, shipped_inhibit_rules());
+        assert_eq!(
+            NotifyConfig::default().inhibit_rules,
+            shipped_inhibit_rules()
+        );
     }
 }

@@ -367,8 +367,7 @@ impl Severity {
 
     /// The words accepted in a `severity` label, case-insensitively: the four names
     /// and the aliases users write.
-    pub const WORDS: &'static str =
-        "info, warning, critical or emergency (aliases: none, informational, warn, page, error, fatal)";
+    pub const WORDS: &'static str = "info, warning, critical or emergency (aliases: none, informational, warn, page, error, fatal)";
 
     /// The severity a word names, aliases included; `None` for any other word.
     pub fn parse(word: &str) -> Option<Severity> {
@@ -513,13 +512,25 @@ mod tests {
              equal: [instance]\n",
         )
         .unwrap();
-        let crit = labels(&[("alertname", "PerformanceCoresSaturated"), ("severity", "critical")]);
-        let warn = labels(&[("alertname", "PerformanceCoresBusy"), ("severity", "warning")]);
-        assert!(rule.inhibits(&crit, &warn), "instance missing on both is equal");
+        let crit = labels(&[
+            ("alertname", "PerformanceCoresSaturated"),
+            ("severity", "critical"),
+        ]);
+        let warn = labels(&[
+            ("alertname", "PerformanceCoresBusy"),
+            ("severity", "warning"),
+        ]);
+        assert!(
+            rule.inhibits(&crit, &warn),
+            "instance missing on both is equal"
+        );
         assert!(!rule.inhibits(&warn, &crit), "only source over target");
         let mut other_host = warn.clone();
         other_host.insert("instance".into(), "b".into());
-        assert!(!rule.inhibits(&crit, &other_host), "equal labels must agree");
+        assert!(
+            !rule.inhibits(&crit, &other_host),
+            "equal labels must agree"
+        );
         // An alert matching both sides does not inhibit itself.
         let both: InhibitRule = serde_yaml_ng::from_str(
             "source_matchers: ['severity=\"critical\"']\ntarget_matchers: ['severity=\"critical\"']\n",
@@ -527,10 +538,7 @@ mod tests {
         .unwrap();
         assert!(!both.inhibits(&crit, &crit));
         let rules = [rule];
-        assert_eq!(
-            inhibited_by(&rules, [&crit, &warn], &warn),
-            Some(&crit)
-        );
+        assert_eq!(inhibited_by(&rules, [&crit, &warn], &warn), Some(&crit));
         assert_eq!(inhibited_by(&rules, [&warn], &warn), None);
     }
 

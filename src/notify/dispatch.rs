@@ -50,7 +50,9 @@ fn rekeyed(mut a: AlertEvent) -> AlertEvent {
     if a.source == crate::model::alert::SOURCE_PROMETHEUS {
         // Releases before this one also added a `source="prometheus"` label; the alert
         // store keys received alerts by the labels as Prometheus sent them.
-        if a.labels.get("source").map(String::as_str) == Some(crate::model::alert::SOURCE_PROMETHEUS) {
+        if a.labels.get("source").map(String::as_str)
+            == Some(crate::model::alert::SOURCE_PROMETHEUS)
+        {
             a.labels.remove("source");
         }
         a.fingerprint = fingerprint(&a.labels);
@@ -390,7 +392,9 @@ impl Dispatcher {
                 alerts: g
                     .alerts
                     .values()
-                    .filter(|a| a.state != AlertState::Resolved && notified.contains(&a.fingerprint))
+                    .filter(|a| {
+                        a.state != AlertState::Resolved && notified.contains(&a.fingerprint)
+                    })
                     .cloned()
                     .collect(),
             };

@@ -207,7 +207,11 @@ mod tests {
     #[test]
     fn severities() {
         let of = |word: &str| severity(Severity::of_label(Some(word)));
-        assert_eq!(of("emergency"), "critical", "PagerDuty has nothing above critical");
+        assert_eq!(
+            of("emergency"),
+            "critical",
+            "PagerDuty has nothing above critical"
+        );
         assert_eq!(of("fatal"), "critical");
         assert_eq!(of("critical"), "critical");
         assert_eq!(of("ERROR"), "critical");

@@ -702,14 +702,22 @@ mod tests {
     #[test]
     fn unknown_severities_are_refused_and_aliases_normalised() {
         let rule = |sev: &str| {
-            format!("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x > 1\n    labels: {{severity: {sev}}}\n")
+            format!(
+                "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x > 1\n    labels: {{severity: {sev}}}\n"
+            )
         };
         let e = load_str("f.yml", &rule("urgent")).unwrap_err().0;
         assert!(
-            e.starts_with("f.yml: group \"g\": rule \"A\": labels.severity: unknown severity \"urgent\""),
+            e.starts_with(
+                "f.yml: group \"g\": rule \"A\": labels.severity: unknown severity \"urgent\""
+            ),
             "{e}"
         );
-        for (word, canonical) in [("page", "critical"), ("fatal", "emergency"), ("Warning", "warning")] {
+        for (word, canonical) in [
+            ("page", "critical"),
+            ("fatal", "emergency"),
+            ("Warning", "warning"),
+        ] {
             let g = load_str("f.yml", &rule(word)).unwrap();
             assert_eq!(g[0].rules[0].severity(), canonical, "{word}");
         }

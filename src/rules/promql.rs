@@ -334,9 +334,10 @@ impl<'a> Evaluator<'a> {
                 if b.op.is_set_operator() {
                     Ok(Value::Vector(set_op(&op, l, r, matching)))
                 } else {
-                    let many_to_one = b.modifier.as_ref().is_some_and(|m| {
-                        matches!(m.card, VectorMatchCardinality::ManyToOne(_))
-                    });
+                    let many_to_one = b
+                        .modifier
+                        .as_ref()
+                        .is_some_and(|m| matches!(m.card, VectorMatchCardinality::ManyToOne(_)));
                     vector_vector(
                         &op,
                         l,
@@ -976,7 +977,10 @@ mod tests {
             ("irate(x[5m])", "function `irate`"),
             ("topk(3, x)", "aggregation `topk`"),
             ("x offset 5m", "offset modifier"),
-            ("a * on(x) group_left(y) b", "group_left with labels to copy"),
+            (
+                "a * on(x) group_left(y) b",
+                "group_left with labels to copy",
+            ),
             ("max_over_time(x[5m:1m])", "subquery"),
         ] {
             assert_eq!(

@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(latency_score(0.0, t, a), 1.0);
         assert_eq!(latency_score(0.001, t, a), 1.0, "at target");
         assert!((latency_score(0.0055, t, a) - 0.75).abs() < 1e-12);
-        assert!((latency_score(0.010, t, a) - 0.5).abs() < 1e-12, "at the alert");
+        assert!(
+            (latency_score(0.010, t, a) - 0.5).abs() < 1e-12,
+            "at the alert"
+        );
         assert!(latency_score(0.0099, t, a) > 0.5, "under the alert");
         assert_eq!(latency_score(0.019, t, a), 0.0);
         assert_eq!(latency_score(5.0, t, a), 0.0, "far beyond");
@@ -164,11 +167,19 @@ mod tests {
 
     #[test]
     fn throughput_is_the_share_handled_and_a_quiet_market_scores_full() {
-        assert_eq!(throughput_score(20.0, 0.0), Some(1.0), "20 msg/s, nothing dropped");
+        assert_eq!(
+            throughput_score(20.0, 0.0),
+            Some(1.0),
+            "20 msg/s, nothing dropped"
+        );
         assert_eq!(throughput_score(50_000.0, 0.0), Some(1.0));
         assert_eq!(throughput_score(75.0, 25.0), Some(0.75));
         assert_eq!(throughput_score(0.0, 10.0), Some(0.0));
-        assert_eq!(throughput_score(0.0, 0.0), None, "nothing offered is no data");
+        assert_eq!(
+            throughput_score(0.0, 0.0),
+            None,
+            "nothing offered is no data"
+        );
     }
 
     #[test]
