@@ -201,7 +201,7 @@ pub const CPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_cpu_frequency_hertz",
     Gauge,
     &["cpu", "cluster", "type"],
-    "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster).",
+    "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster); an idle CPU or cluster reads its lowest frequency step.",
 );
 
 pub const CPU_ACTIVE_RATIO: MetricDef = def(
@@ -229,7 +229,7 @@ pub const GPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_gpu_frequency_hertz",
     Gauge,
     &[],
-    "Average GPU frequency while active over the last window, in hertz.",
+    "Average GPU frequency while active over the last window, in hertz; an idle GPU reads its lowest frequency step.",
 );
 
 pub const ANE_POWER_WATTS: MetricDef = def(
