@@ -141,6 +141,7 @@ pub fn synthetic_machine() -> MachineInfo {
         gpu_cores: Some(40),
         memory_bytes: Some(128 << 30),
         page_size: Some(16384),
+        ioreport_counters: None,
     }
 }
 
@@ -217,7 +218,8 @@ pub fn synthetic_recording() -> String {
             TierSample {
                 label: label.into(),
                 freq_mhz: (cores.iter().map(|c| c.freq_mhz).sum::<f64>() / n).round(),
-                active_ratio: r3(cores.iter().map(|c| c.active_ratio).sum::<f64>() / n),
+                active_ratio: Some(r3(cores.iter().map(|c| c.active_ratio).sum::<f64>() / n)),
+                min_mhz: None,
                 cores,
             }
         };
@@ -295,6 +297,8 @@ pub fn synthetic_recording() -> String {
                 used: if ph.pressure > 1 { 1 << 30 } else { 0 },
             }),
             memory_pressure_level: Some(ph.pressure),
+            energy_j: BTreeMap::new(),
+            gpu_min_mhz: None,
         };
         out.push_str(&serde_json::to_string(&sample).expect("sample serialises"));
         out.push('\n');
@@ -454,7 +458,7 @@ mod tests {
         let saturated = rec
             .samples
             .iter()
-            .filter(|f| f.raw.tiers[1].active_ratio > 0.98)
+            .filter(|f| f.raw.tiers[1].active_ratio.is_some_and(|a| a > 0.98))
             .count();
         assert!(saturated >= 60, "P-cores saturated for {saturated} s");
         // The thermal emergency rule needs critical pressure and saturated P-cores
@@ -462,7 +466,10 @@ mod tests {
         let emergency = rec
             .samples
             .iter()
-            .filter(|f| f.raw.thermal_state == Some(3) && f.raw.tiers[1].active_ratio > 0.98)
+            .filter(|f| {
+                f.raw.thermal_state == Some(3)
+                    && f.raw.tiers[1].active_ratio.is_some_and(|a| a > 0.98)
+            })
             .count();
         assert!(emergency > 60, "critical and saturated for {emergency} s");
     }

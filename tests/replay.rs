@@ -202,6 +202,227 @@ async fn a_macmon_recording_publishes_what_macmon_measures() {
     d.stop().await;
 }
 
+/// The exposition text of the hardware collector replaying `file` (under
+/// testdata/replay/), after `reads` collections: the path the daemon takes, minus HTTP.
+fn replayed(file: &str, reads: usize) -> String {
+    use m4watch::collect::BlockingCollector;
+    let cfg = replay_config(&format!("testdata/replay/{file}"), "  replay_loop: false\n");
+    let mut c = m4watch::collect::hardware::HardwareCollector::from_config(&cfg.hardware)
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut families = Vec::new();
+    for _ in 0..reads {
+        families = c.collect().unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    m4watch::store::encode(&families)
+}
+
+/// `(performance, efficiency)` CPUs in `m4watch_cpu_info`.
+fn cpu_types(text: &str) -> (usize, usize) {
+    let info = series(text, "m4watch_cpu_info");
+    let n = |t: &str| {
+        info.iter()
+            .filter(|l| l.contains(&format!("type=\"{t}\"")))
+            .count()
+    };
+    (n("performance"), n("efficiency"))
+}
+
+fn util(text: &str, cpu: u32) -> Option<f64> {
+    series(text, "m4watch_cpu_utilization_ratio")
+        .into_iter()
+        .find(|l| l.contains(&format!("{{cpu=\"{cpu}\",")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn close(a: Option<f64>, b: f64, tol: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() <= tol)
+}
+
+#[test]
+fn a_macmon_0_9_recording_replays_per_core() {
+    // Hand-written in macmon 0.9's shape (ecpu_cores / pcpu_cores, no cpu_tiers), M4 Max.
+    let text = replayed("macmon-0.9-m4max.jsonl", 2);
+    assert_eq!(cpu_types(&text), (12, 4), "{text}");
+    for cpu in 0..4 {
+        assert!(text.contains(&format!(
+            "m4watch_cpu_info{{cpu=\"{cpu}\",type=\"efficiency\",cluster=\"E\"}} 1\n"
+        )));
+    }
+    // Each core's utilisation is its recorded active residency: E 0.1..0.4, then P
+    // 0.05, 0.10, … 0.50 and two idle cores.
+    let e = [0.10, 0.20, 0.30, 0.40];
+    for (cpu, want) in e.iter().enumerate() {
+        assert!(
+            close(util(&text, cpu as u32), *want, 1e-9),
+            "cpu{cpu}\n{text}"
+        );
+    }
+    for k in 0..12u32 {
+        let want = if k < 10 { 0.05 * f64::from(k + 1) } else { 0.0 };
+        assert!(
+            close(util(&text, 4 + k), want, 1e-9),
+            "cpu{}\n{text}",
+            4 + k
+        );
+        let active = value(
+            &text,
+            &format!(
+                "m4watch_cpu_active_ratio{{cpu=\"{}\",type=\"performance\"}}",
+                4 + k
+            ),
+        );
+        assert!(close(active, want, 1e-9), "cpu{}", 4 + k);
+    }
+    // The P cluster's frequency while active, weighted by residency; the two idle cores
+    // (0 MHz in the recording) count for nothing. No DVFS table without --soc-info, so
+    // an idle core's frequency is unknown: absent, never 0.
+    let (mut w, mut a) = (0.0, 0.0);
+    for k in 0..10 {
+        let act = 0.05 * f64::from(k + 1);
+        w += (3000.0 + 100.0 * f64::from(k)) * act;
+        a += act;
+    }
+    let p = value(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+    );
+    assert!(close(p, w / a * 1e6, 1.0), "{p:?}\n{text}");
+    assert!(value(&text, "m4watch_cpu_frequency_hertz{cpu=\"15\"").is_none());
+    assert!(value(&text, "m4watch_cpu_frequency_hertz{cpu=\"13\"").is_some());
+    // An idle GPU without a table and a temperature 0.9 writes as 0.0: absent.
+    assert!(
+        series(&text, "m4watch_gpu_frequency_hertz").is_empty(),
+        "{text}"
+    );
+    assert!(value(&text, "m4watch_temperature_celsius{sensor=\"gpu\"}").is_none());
+    assert_eq!(
+        value(&text, "m4watch_temperature_celsius{sensor=\"cpu\"}"),
+        Some(52.5)
+    );
+}
+
+#[test]
+fn a_macmon_0_8_m1_recording_floors_idle_clocks_at_the_lowest_step() {
+    let text = replayed("macmon-0.8-m1.jsonl", 2);
+    assert_eq!(cpu_types(&text), (4, 4), "{text}");
+    assert!(text.contains(
+        "m4watch_chip_info{chip=\"Apple M1\",performance_cores=\"4\",efficiency_cores=\"4\",gpu_cores=\"8\"} 1\n"
+    ), "{text}");
+    // The E cluster is idle: its lowest step (600 MHz), not 0 Hz.
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}"
+        ),
+        Some(600e6),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_cpu_frequency_hertz{cpu=\"7\",type=\"performance\"}"
+        ),
+        Some(600e6)
+    );
+    let p = value(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+    );
+    assert!(
+        close(p, (3204.0 * 0.5 + 1500.0 * 0.25) / 0.75 * 1e6, 1.0),
+        "{p:?}"
+    );
+    assert!(close(util(&text, 4), 0.5, 1e-9) && close(util(&text, 5), 0.25, 1e-9));
+    // The idle GPU: the lowest step of its table (entry 0 is the OFF state).
+    assert_eq!(value(&text, "m4watch_gpu_frequency_hertz"), Some(396e6));
+    // 0.8 writes 0.0 for "no temperature sensor".
+    assert!(
+        series(&text, "m4watch_temperature_celsius").is_empty(),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_m5_max_style_recording_has_two_performance_tiers_and_no_efficiency_cores() {
+    let text = replayed("macmon-0.10-m5max.jsonl", 2);
+    assert_eq!(cpu_types(&text), (18, 0), "{text}");
+    assert!(text.contains("performance_cores=\"18\",efficiency_cores=\"0\""));
+    assert!(value(&text, "m4watch_cpu_cores{type=\"efficiency\"}").is_none());
+    // The S tier's residency lands on the S CPUs (12-17), the P tier's on 0-11.
+    for cpu in 0..12 {
+        assert!(close(util(&text, cpu), 0.2, 1e-9), "cpu{cpu}\n{text}");
+    }
+    for cpu in 12..18 {
+        assert!(close(util(&text, cpu), 0.9, 1e-9), "cpu{cpu}\n{text}");
+        assert!(text.contains(&format!(
+            "m4watch_cpu_info{{cpu=\"{cpu}\",type=\"performance\",cluster=\"S\"}} 1\n"
+        )));
+    }
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_cpu_frequency_hertz{cluster=\"S\",type=\"performance\"}"
+        ),
+        Some(4.6e9)
+    );
+}
+
+#[test]
+fn an_ultra_recording_covers_both_dies() {
+    let text = replayed("macmon-0.10-m2ultra.jsonl", 2);
+    assert_eq!(cpu_types(&text), (16, 8), "{text}");
+    // macmon lists die 0 then die 1; replayed CPUs are numbered tier by tier.
+    assert!(close(util(&text, 0), 0.3, 1e-9));
+    assert!(close(util(&text, 4), 0.0, 1e-9), "die 1's first E core");
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_cpu_frequency_hertz{cpu=\"4\",type=\"efficiency\"}"
+        ),
+        Some(912e6),
+        "an idle core reads the lowest step"
+    );
+    // Die 1's P cores idle: the cluster runs at 3504 MHz while active, not the
+    // 1752 MHz mean of macmon's per-core figures.
+    let p = value(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+    );
+    assert!(close(p, 3504e6, 1.0), "{p:?}");
+    assert!(close(util(&text, 23), 0.0, 1e-9) && close(util(&text, 8), 0.6, 1e-9));
+}
+
+#[test]
+fn an_intel_mac_has_no_apple_only_series() {
+    let text = replayed("dump-intel-macbookpro.jsonl", 2);
+    assert_eq!(cpu_types(&text), (16, 0), "{text}");
+    // macmon's 0 W and 0 MHz on a machine without IOReport counters: absent, never 0.
+    for family in [
+        "m4watch_power_watts",
+        "m4watch_energy_joules_total",
+        "m4watch_ane_power_watts",
+        "m4watch_ane_utilization_estimate_ratio",
+        "m4watch_gpu_frequency_hertz",
+        "m4watch_cpu_frequency_hertz",
+        "m4watch_cpu_active_ratio",
+    ] {
+        assert!(series(&text, family).is_empty(), "{family}:\n{text}");
+    }
+    // What the Mac does measure is there: the discrete GPU's utilisation, temperatures,
+    // fans, memory, ticks.
+    assert_eq!(value(&text, "m4watch_gpu_utilization_ratio"), Some(0.71));
+    assert_eq!(
+        value(&text, "m4watch_temperature_celsius{sensor=\"cpu\"}"),
+        Some(64.0)
+    );
+    assert!(close(util(&text, 3), 0.23, 1e-9), "{text}");
+    // Available memory: free + inactive + speculative pages, purgeable not added again.
+    assert_eq!(
+        value(&text, "m4watch_memory_bytes{state=\"available\"}"),
+        Some((1_500_000u64 + 2_200_000 + 100_000) as f64 * 4096.0)
+    );
+}
+
 #[tokio::test]
 async fn a_replay_that_does_not_loop_stops_at_the_end() {
     let d = Daemon::start(replay_config(

@@ -3,18 +3,19 @@
 //! and parser that turns it into a [`Reading`].
 //!
 //! Nothing here calls macOS. `macos.rs` fills [`RawSample`] and [`MachineInfo`] through
-//! FFI; the replay source reads them from a file; both hand them to [`AppleState`]. So
-//! tick deltas, topology, energy, frequency, memory and level mappings, and the text
-//! fallbacks (`sysctl -n`, `vm_stat`, `ioreg -a`, `powermetrics -f plist`) are all tested
-//! on Linux with fixtures.
+//! FFI (macmon's windows through [`super::macmon_window`], as the replay does); the replay
+//! source reads them from a file; both hand them to [`AppleState`]. So tick deltas,
+//! topology and tiers, window merging, energy, frequency floors, memory, the GPU choice
+//! and level mappings are all tested on Linux with fixtures.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     ChipInfo, CoreType, CpuDesc, CpuTimes, Fan, Gpu, Memory, MemoryPressureLevel, Reading,
-    ThermalPressure, Topology,
+    ThermalPressure, Tier, Topology,
 };
 
 /// `format` of a dump's header line.
@@ -58,6 +59,12 @@ pub struct MachineInfo {
     /// Kernel page size, bytes (16384 on Apple Silicon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u64>,
+    /// Whether the machine has Apple Silicon's IOReport counters (energy per rail, CPU
+    /// and GPU residency): false on an Intel Mac (`hw.optional.arm64` is not 1) and in a
+    /// macOS VM; absent (older dumps) is taken as true. Where false, the power rails
+    /// cpu/gpu/ane/dram, the residency and the GPU frequency are absent, never 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ioreport_counters: Option<bool>,
 }
 
 /// One `hw.perflevelN`.
@@ -72,7 +79,8 @@ pub struct PerfLevel {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CpuNode {
     pub cpu: u32,
-    /// `E`, `P`, or on M5 and later also `M`.
+    /// `E`, `P`, or on M5 Pro/Max and later also `M` (their Performance tier, below the
+    /// `P` Super tier).
     pub cluster_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<u32>,
@@ -89,8 +97,12 @@ pub struct RawSample {
     /// IOReport residency per core type, lowest tier first (macmon `cpu_tiers`).
     #[serde(default)]
     pub tiers: Vec<TierSample>,
+    /// macmon's GPU frequency, averaged over active residency: 0 when the GPU was idle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_freq_mhz: Option<f64>,
+    /// The GPU's lowest DVFS step, where the sampler knows its table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_min_mhz: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_active_ratio: Option<f64>,
     /// IOAccelerator `PerformanceStatistics`.
@@ -99,6 +111,10 @@ pub struct RawSample {
     /// Watts per rail (`cpu`, `gpu`, `ane`, `dram`, `system`) over the window.
     #[serde(default)]
     pub power_w: BTreeMap<String, f64>,
+    /// Joules per rail over the window where several sampler windows were merged into
+    /// this sample ([`PendingWindows`]); otherwise a rail's energy is watts × `elapsed_s`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub energy_j: BTreeMap<String, f64>,
     #[serde(default)]
     pub temps_c: BTreeMap<String, f64>,
     #[serde(default)]
@@ -120,12 +136,21 @@ pub struct RawSample {
 pub struct TierSample {
     /// `E`, `P`, `S`, or `_` when unknown.
     pub label: String,
+    /// macmon's figure for the whole tier (0 when it has none); used where the tier has
+    /// no per-core data, and as the floor of an idle tier without a DVFS table.
     pub freq_mhz: f64,
-    pub active_ratio: f64,
+    /// Mean active residency of the tier's cores; absent where the recording only has
+    /// macmon 0.7's frequency-scaled usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_ratio: Option<f64>,
+    /// The tier's lowest DVFS step, where the sampler knows its table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_mhz: Option<f64>,
     #[serde(default)]
     pub cores: Vec<CoreSample>,
 }
 
+/// One core's window: macmon reports 0 MHz for a core with no active residency.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CoreSample {
     pub freq_mhz: f64,
@@ -176,7 +201,7 @@ pub const CPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_cpu_frequency_hertz",
     Gauge,
     &["cpu", "cluster", "type"],
-    "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster).",
+    "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster); an idle CPU or cluster reads its lowest frequency step.",
 );
 
 pub const CPU_ACTIVE_RATIO: MetricDef = def(
@@ -204,7 +229,7 @@ pub const GPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_gpu_frequency_hertz",
     Gauge,
     &[],
-    "Average GPU frequency while active over the last window, in hertz.",
+    "Average GPU frequency while active over the last window, in hertz; an idle GPU reads its lowest frequency step.",
 );
 
 pub const ANE_POWER_WATTS: MetricDef = def(
@@ -250,105 +275,208 @@ pub const METRICS: &[MetricDef] = &[
 
 // --- topology -----------------------------------------------------------------
 
-/// P/E topology from the IORegistry `cpuN` cluster types, cross-checked against the
-/// perflevel counts; without the device tree, the lowest tier is taken to be the first
-/// CPUs (every observed Apple layout through M4 lists it first). Never a fixed guess.
-pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, String> {
-    let lowest_count = match machine.perflevels.as_slice() {
-        [] => None,
-        [_] => Some(0),
-        levels => levels.last().map(|l| l.logical_cpus),
+/// macmon's tier letter for a `hw.perflevelN.name`.
+fn level_label(name: Option<&str>) -> Option<&'static str> {
+    match name? {
+        "Efficiency" => Some("E"),
+        "Performance" => Some("P"),
+        "Super" => Some("S"),
+        _ => None,
+    }
+}
+
+/// Tier letters, lowest first, for `machine.perflevels` (given highest first). The
+/// perflevel names decide where all are known (Performance/Efficiency through M4,
+/// Super/Performance on an M5 Pro/Max, Super/Efficiency on the base M5); without them
+/// (macOS releases before the names), the chip: E/P through M4, P/S on a later two-tier
+/// chip, E/P/S for three tiers, `_` (type unknown) for a single tier such as a VM's.
+fn tier_labels(machine: &MachineInfo) -> Vec<String> {
+    let n = machine.perflevels.len();
+    let named: Option<Vec<&str>> = machine
+        .perflevels
+        .iter()
+        .rev()
+        .map(|l| level_label(l.name.as_deref()))
+        .collect();
+    if let Some(named) = named.filter(|v| v.len() == n && n > 1) {
+        return named.into_iter().map(String::from).collect();
+    }
+    let chip = machine.chip.as_deref().unwrap_or("");
+    let through_m4 = ["M1", "M2", "M3", "M4"].iter().any(|m| chip.contains(m));
+    let labels: &[&str] = match n {
+        1 => &["_"],
+        2 if through_m4 => &["E", "P"],
+        2 => &["P", "S"],
+        3 => &["E", "P", "S"],
+        _ => &[],
     };
+    (0..n)
+        .map(|i| labels.get(i).copied().unwrap_or("_").to_string())
+        .collect()
+}
+
+fn label_type(label: &str) -> CoreType {
+    if label == "E" {
+        CoreType::Efficiency
+    } else {
+        CoreType::Performance
+    }
+}
+
+/// The letter a tier's clusters are named with (`_`, a type nobody knows, reads `P`).
+fn cluster_letter(label: &str) -> &str {
+    if label == "_" { "P" } else { label }
+}
+
+/// Rank of an IORegistry `cluster-type`: `E` < `M` (M5 Pro/Max Performance) < `P`.
+fn node_rank(cluster_type: &str) -> Result<u8, String> {
+    match cluster_type.trim_end_matches('\0') {
+        "E" => Ok(0),
+        "M" => Ok(1),
+        "P" => Ok(2),
+        other => Err(format!("unknown IORegistry cluster-type {other:?}")),
+    }
+}
+
+/// Core tiers and P/E topology. With the IORegistry `cpuN` nodes, each CPU's tier is the
+/// rank of its `cluster-type` (E < M < P; the cpuN order differs by chip), and each
+/// tier's count is checked against its `hw.perflevelN.logicalcpu`. Without the device
+/// tree, the tiers are taken to be contiguous, lowest first (every layout observed
+/// through M4). A tier labelled `E` is efficiency; every other tier is performance, so
+/// an M5 Pro/Max (P and S tiers) has no efficiency CPUs. Never a fixed guess.
+pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, String> {
+    let levels = &machine.perflevels;
     if !machine.cpu_nodes.is_empty() {
-        let mut cpus = BTreeMap::new();
-        // Cluster names are the type letter and the cluster's ordinal within its type,
-        // so `logical-cluster-id`s 0,1,2 on an M4 Max read E0, P0, P1.
-        let mut ids: BTreeMap<CoreType, Vec<u32>> = BTreeMap::new();
+        let mut ranks: Vec<u8> = Vec::new();
         for n in &machine.cpu_nodes {
-            let t = node_type(&n.cluster_type)?;
-            let id = n.cluster_id.unwrap_or(0);
-            let seen = ids.entry(t).or_default();
-            if !seen.contains(&id) {
-                seen.push(id);
+            let r = node_rank(&n.cluster_type)?;
+            if !ranks.contains(&r) {
+                ranks.push(r);
             }
         }
-        for n in &machine.cpu_nodes {
-            let t = node_type(&n.cluster_type)?;
+        ranks.sort_unstable();
+        let labels: Vec<String> = if levels.is_empty() {
+            // No perflevels: the letters alone. An `M` tier exists only beside `P` Super.
+            let has_m = ranks.contains(&1);
+            ranks
+                .iter()
+                .map(|r| match (r, has_m) {
+                    (0, _) => "E",
+                    (1, _) | (2, false) => "P",
+                    _ => "S",
+                })
+                .map(String::from)
+                .collect()
+        } else {
+            if levels.len() != ranks.len() {
+                return Err(format!(
+                    "IORegistry lists {} core types but hw.nperflevels is {}",
+                    ranks.len(),
+                    levels.len()
+                ));
+            }
+            tier_labels(machine)
+        };
+        let mut tiers: Vec<Tier> = labels
+            .iter()
+            .map(|l| Tier {
+                label: l.clone(),
+                cpus: Vec::new(),
+            })
+            .collect();
+        // Cluster names: the tier letter and the cluster's ordinal within its tier, so
+        // `logical-cluster-id`s 0,1,2 on an M4 Max read E0, P0, P1.
+        let mut cluster_ids: Vec<Vec<u32>> = vec![Vec::new(); tiers.len()];
+        let mut cpus = BTreeMap::new();
+        let mut nodes: Vec<&CpuNode> = machine.cpu_nodes.iter().collect();
+        nodes.sort_by_key(|n| n.cpu);
+        for n in nodes {
+            let rank = node_rank(&n.cluster_type)?;
+            let t = ranks.iter().position(|&r| r == rank).unwrap_or(0);
             let id = n.cluster_id.unwrap_or(0);
-            let ord = ids[&t].iter().position(|&i| i == id).unwrap_or(0);
-            let letter = if t == CoreType::Efficiency { "E" } else { "P" };
+            if !cluster_ids[t].contains(&id) {
+                cluster_ids[t].push(id);
+            }
+            let ord = cluster_ids[t].iter().position(|&i| i == id).unwrap_or(0);
+            let label = &tiers[t].label;
             cpus.insert(
                 n.cpu,
                 CpuDesc {
-                    core_type: t,
-                    cluster: format!("{letter}{ord}"),
+                    core_type: label_type(label),
+                    cluster: format!("{}{ord}", cluster_letter(label)),
                 },
             );
+            tiers[t].cpus.push(n.cpu);
         }
-        let efficiency = cpus
-            .values()
-            .filter(|d| d.core_type == CoreType::Efficiency)
-            .count() as u32;
-        if let Some(expected) = lowest_count {
-            if expected != efficiency {
-                return Err(format!(
-                    "IORegistry lists {efficiency} efficiency CPUs but hw.perflevel{}.logicalcpu says {expected}",
-                    machine.perflevels.len() - 1
-                ));
+        for (i, tier) in tiers.iter().enumerate() {
+            let level = levels.len().checked_sub(i + 1);
+            if let Some(l) = level.and_then(|k| levels.get(k)) {
+                if l.logical_cpus as usize != tier.cpus.len() {
+                    return Err(format!(
+                        "IORegistry lists {} {} CPUs but hw.perflevel{}.logicalcpu says {}",
+                        tier.cpus.len(),
+                        tier.label,
+                        level.unwrap_or(0),
+                        l.logical_cpus
+                    ));
+                }
             }
         }
         return Ok(Topology {
             cpus,
             method: "iodevicetree",
+            tiers,
         });
     }
-    let Some(lowest) = lowest_count else {
+    if levels.is_empty() {
         return Err("neither hw.perflevel* nor IORegistry cpu nodes are readable".into());
-    };
-    let total: u32 = machine.perflevels.iter().map(|l| l.logical_cpus).sum();
+    }
+    let total: u32 = levels.iter().map(|l| l.logical_cpus).sum();
     if total != ncpu {
         return Err(format!(
             "hw.perflevel* count {total} CPUs but the kernel reports {ncpu}"
         ));
     }
-    let cpus = (0..ncpu)
-        .map(|c| {
-            let (t, cl) = if c < lowest {
-                (CoreType::Efficiency, "E")
-            } else {
-                (CoreType::Performance, "P")
-            };
-            (
+    let mut cpus = BTreeMap::new();
+    let mut tiers = Vec::new();
+    let mut next = 0;
+    for (label, level) in tier_labels(machine).into_iter().zip(levels.iter().rev()) {
+        let members: Vec<u32> = (next..next + level.logical_cpus).collect();
+        next += level.logical_cpus;
+        for &c in &members {
+            cpus.insert(
                 c,
                 CpuDesc {
-                    core_type: t,
-                    cluster: cl.into(),
+                    core_type: label_type(&label),
+                    cluster: cluster_letter(&label).to_string(),
                 },
-            )
-        })
-        .collect();
+            );
+        }
+        tiers.push(Tier {
+            label,
+            cpus: members,
+        });
+    }
     Ok(Topology {
         cpus,
         method: "perflevels-prefix",
+        tiers,
     })
 }
 
-fn node_type(cluster_type: &str) -> Result<CoreType, String> {
-    match cluster_type.trim_end_matches('\0') {
-        "E" => Ok(CoreType::Efficiency),
-        // M5 Pro/Max call their tiers M (Performance) and P (Super): both are P-cores
-        // in m4watch's two-type model.
-        "P" | "M" | "S" => Ok(CoreType::Performance),
-        other => Err(format!("unknown IORegistry cluster-type {other:?}")),
-    }
+/// Performance or efficiency for a macmon tier label (`E` is the only efficiency tier;
+/// `P`, `S` and `_` are performance).
+pub fn tier_type(label: &str) -> CoreType {
+    label_type(label)
 }
 
-/// Performance or efficiency for a macmon tier label.
-pub fn tier_type(label: &str) -> CoreType {
-    if label == "E" {
-        CoreType::Efficiency
-    } else {
-        CoreType::Performance
+/// `hw.perflevelN.name` for a macmon tier label.
+pub fn level_name(label: &str) -> Option<&'static str> {
+    match label {
+        "E" => Some("Efficiency"),
+        "P" => Some("Performance"),
+        "S" => Some("Super"),
+        _ => None,
     }
 }
 
@@ -409,62 +537,101 @@ pub fn decode_cpu_load_info(flat: &[i32]) -> Vec<[u32; 4]> {
         .collect()
 }
 
-// --- power and frequency ------------------------------------------------------
+// --- sampler windows and energy -------------------------------------------------
 
-/// Watts from an IOReport energy delta in its unit label (`mJ`, `uJ`, `nJ`) over `dt_s`.
-pub fn watts_from_energy(delta: f64, unit: &str, dt_s: f64) -> Option<f64> {
-    let scale = match unit.trim() {
-        "mJ" => 1e-3,
-        "uJ" | "µJ" => 1e-6,
-        "nJ" => 1e-9,
-        "J" => 1.0,
-        _ => return None,
-    };
-    (dt_s > 0.0).then(|| delta * scale / dt_s)
+/// The IOReport window each macmon `get_metrics` call measured. macmon keeps its last
+/// IOReport sample as the next window's baseline, so consecutive windows run from the
+/// end of one call to the end of the next; only the first starts when its call does.
+/// (The time a call blocked is shorter whenever the caller was late.)
+#[derive(Debug, Default)]
+pub struct WindowClock {
+    last_end: Option<Instant>,
 }
 
-/// Average frequency (MHz) while active and active ratio from IOReport residencies.
-/// Leading `IDLE`/`DOWN`/`OFF` states are inactive; the rest map in order onto `dvfs_mhz`.
-pub fn freq_from_residencies(states: &[(&str, i64)], dvfs_mhz: &[u32]) -> Option<(f64, f64)> {
-    let skip = states
+impl WindowClock {
+    /// Seconds of the window of a call that ran from `started` to `ended`. A failed call
+    /// also ends a window (macmon moved its baseline): call this for it and drop the value.
+    pub fn window(&mut self, started: Instant, ended: Instant) -> f64 {
+        let from = self.last_end.unwrap_or(started);
+        self.last_end = Some(ended);
+        ended.saturating_duration_since(from).as_secs_f64()
+    }
+}
+
+/// Joules per rail over a sample's window: what a merge counted, else watts × window.
+pub fn window_joules(s: &RawSample) -> BTreeMap<String, f64> {
+    if !s.energy_j.is_empty() {
+        return s.energy_j.clone();
+    }
+    s.power_w
         .iter()
-        .take_while(|(n, _)| matches!(*n, "IDLE" | "DOWN" | "OFF"))
-        .count();
-    let total: f64 = states.iter().map(|(_, r)| *r as f64).sum();
-    if total <= 0.0 {
-        return None;
-    }
-    let mut active = 0.0;
-    let mut weighted = 0.0;
-    for ((_, r), f) in states[skip..].iter().zip(dvfs_mhz) {
-        active += *r as f64;
-        weighted += *r as f64 * f64::from(*f);
-    }
-    let avg = if active > 0.0 { weighted / active } else { 0.0 };
-    Some((avg, active / total))
-}
-
-/// Decodes a pmgr `voltage-states*` blob: little-endian `(u32 freq, u32 mV)` pairs.
-/// `divisor` turns the table's unit into MHz (1_000 for kHz tables on M4, 1_000_000 for Hz).
-pub fn decode_dvfs(bytes: &[u8], divisor: u32) -> Vec<u32> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) / divisor)
+        .map(|(rail, w)| (rail.clone(), w * s.elapsed_s.max(0.0)))
         .collect()
 }
 
-/// Integrates per-window watts into per-rail joule counters.
+/// Sampler windows that finished since the last read, merged so none is lost: their
+/// energy adds up, the window is their sum, watts are energy over time, and the rest
+/// (residency, temperatures, fans) is the newest window's.
+#[derive(Debug, Default)]
+pub struct PendingWindows {
+    merged: Option<RawSample>,
+    /// Seconds of the merged windows that carried each rail.
+    rail_s: BTreeMap<String, f64>,
+}
+
+impl PendingWindows {
+    pub fn push(&mut self, w: RawSample) {
+        let joules = window_joules(&w);
+        for rail in joules.keys() {
+            *self.rail_s.entry(rail.clone()).or_default() += w.elapsed_s.max(0.0);
+        }
+        let merged = match self.merged.take() {
+            None => RawSample {
+                energy_j: joules,
+                ..w
+            },
+            Some(prev) => {
+                let mut energy = prev.energy_j;
+                for (rail, j) in joules {
+                    *energy.entry(rail).or_default() += j;
+                }
+                let power_w = energy
+                    .iter()
+                    .filter_map(|(rail, j)| {
+                        let t = *self.rail_s.get(rail)?;
+                        (t > 0.0).then(|| (rail.clone(), j / t))
+                    })
+                    .collect();
+                RawSample {
+                    elapsed_s: prev.elapsed_s + w.elapsed_s.max(0.0),
+                    energy_j: energy,
+                    power_w,
+                    ..w
+                }
+            }
+        };
+        self.merged = Some(merged);
+    }
+
+    /// Everything since the last take, or `None` when no window finished.
+    pub fn take(&mut self) -> Option<RawSample> {
+        self.rail_s.clear();
+        self.merged.take()
+    }
+}
+
+/// Integrates per-window joules into per-rail counters.
 #[derive(Debug, Default)]
 pub struct EnergyIntegrator {
     joules: BTreeMap<String, f64>,
 }
 
 impl EnergyIntegrator {
-    pub fn add(&mut self, watts: &BTreeMap<String, f64>, elapsed_s: f64) -> &BTreeMap<String, f64> {
-        for (rail, w) in watts {
+    pub fn add(&mut self, joules: &BTreeMap<String, f64>) -> &BTreeMap<String, f64> {
+        for (rail, j) in joules {
             let e = self.joules.entry(rail.clone()).or_insert(0.0);
-            if elapsed_s > 0.0 && w.is_finite() && *w >= 0.0 {
-                *e += w * elapsed_s;
+            if j.is_finite() && *j >= 0.0 {
+                *e += j;
             }
         }
         &self.joules
@@ -474,6 +641,62 @@ impl EnergyIntegrator {
 /// ANE utilisation *estimate*: power over the configured maximum, clamped to 0..1.
 pub fn ane_estimate(watts: f64, max_watts: f64) -> Option<f64> {
     (max_watts > 0.0 && watts.is_finite()).then(|| (watts / max_watts).clamp(0.0, 1.0))
+}
+
+// --- frequency ------------------------------------------------------------------
+
+fn positive(v: f64) -> Option<f64> {
+    (v.is_finite() && v > 0.0).then_some(v)
+}
+
+fn core_active(c: &CoreSample) -> bool {
+    c.active_ratio > 0.0 && c.freq_mhz > 0.0
+}
+
+/// The frequency an idle core or cluster of `tier` sits at: the lowest DVFS step where the
+/// table is known; otherwise macmon's tier figure when every core of the tier was idle
+/// (macmon floors its tier figure at that step). `None` when neither says.
+fn idle_floor_mhz(tier: &TierSample) -> Option<f64> {
+    tier.min_mhz.and_then(positive).or_else(|| {
+        (!tier.cores.is_empty() && !tier.cores.iter().any(core_active))
+            .then_some(tier.freq_mhz)
+            .and_then(positive)
+    })
+}
+
+/// A core's frequency while active: macmon's figure when it was active, the idle floor
+/// when it was not, never 0.
+pub fn core_mhz(core: &CoreSample, tier: &TierSample) -> Option<f64> {
+    if core_active(core) {
+        Some(core.freq_mhz)
+    } else {
+        idle_floor_mhz(tier)
+    }
+}
+
+/// A cluster's average frequency while active: its cores' frequencies weighted by their
+/// active residency; an idle cluster reads the tier's idle floor, never 0.
+pub fn cluster_mhz(cores: &[&CoreSample], tier: &TierSample) -> Option<f64> {
+    let (weighted, active) = cores
+        .iter()
+        .filter(|c| core_active(c))
+        .fold((0.0, 0.0), |(w, a), c| {
+            (w + c.freq_mhz * c.active_ratio, a + c.active_ratio)
+        });
+    if active > 0.0 {
+        Some(weighted / active)
+    } else {
+        idle_floor_mhz(tier)
+    }
+}
+
+/// GPU frequency while active: macmon's figure when the GPU was active (or its activity
+/// is unknown), else the lowest DVFS step where known; never 0.
+pub fn gpu_mhz(freq: Option<f64>, active: Option<f64>, min: Option<f64>) -> Option<f64> {
+    match freq.and_then(positive) {
+        Some(f) if active.is_none_or(|a| a > 0.0) => Some(f),
+        _ => min.and_then(positive),
+    }
 }
 
 // --- GPU ----------------------------------------------------------------------
@@ -497,6 +720,32 @@ pub fn gpu_memory_used(stats: &BTreeMap<String, i64>) -> Option<f64> {
         .get("In use system memory")
         .filter(|&&v| v >= 0)
         .map(|&v| v as f64)
+}
+
+/// One IORegistry `IOAccelerator` entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Accelerator {
+    /// IORegistry class, e.g. `AGXAcceleratorG16X`, `IntelAccelerator`,
+    /// `AMDRadeonX6000_AMDNavi14GraphicsAccelerator`.
+    pub class: String,
+    /// Integer `PerformanceStatistics`.
+    pub stats: BTreeMap<String, i64>,
+    /// `gpu-core-count` (Apple GPUs).
+    pub gpu_cores: Option<u32>,
+}
+
+/// The GPU m4watch reports: among accelerators with statistics, a discrete one before
+/// Intel's integrated GPU (a dual-GPU Intel Mac lists both, integrated often first, and
+/// the discrete GPU carries the heavy work); otherwise the first with statistics. Apple
+/// Silicon has one.
+pub fn choose_accelerator(list: &[Accelerator]) -> Option<&Accelerator> {
+    let useful = || {
+        list.iter()
+            .filter(|a| gpu_utilization(&a.stats).is_some() || gpu_memory_used(&a.stats).is_some())
+    };
+    useful()
+        .find(|a| !a.class.contains("Intel"))
+        .or_else(|| useful().next())
 }
 
 // --- levels -------------------------------------------------------------------
@@ -526,7 +775,8 @@ pub fn memory_pressure_level(v: i64) -> Option<MemoryPressureLevel> {
 // --- memory -------------------------------------------------------------------
 
 /// Memory by state, Activity Monitor's way: used = app (anonymous − purgeable) + wired +
-/// compressed; available = free + inactive + speculative (+ purgeable, reclaimable).
+/// compressed; available = free + inactive + speculative. Purgeable pages are not added
+/// to available: they already sit on the active and inactive queues.
 pub fn memory_breakdown(
     vm: &VmCounters,
     page: u64,
@@ -538,7 +788,7 @@ pub fn memory_breakdown(
     Memory {
         total,
         used: Some(b(app + vm.wired + vm.compressor)),
-        available: Some(b(vm.free + vm.inactive + vm.speculative + vm.purgeable)),
+        available: Some(b(vm.free + vm.inactive + vm.speculative)),
         free: Some(b(vm.free)),
         cached: Some(b(vm.external)),
         wired: Some(b(vm.wired)),
@@ -548,177 +798,10 @@ pub fn memory_breakdown(
     }
 }
 
-// --- text fallbacks -------------------------------------------------------------
-
-/// `sysctl -n` output as an integer.
-pub fn parse_sysctl_int(text: &str) -> Option<i64> {
-    text.trim().parse().ok()
-}
-
-/// `vm_stat` output: page size and counters. Keys as macOS prints them.
-pub fn parse_vm_stat(text: &str) -> Option<(u64, VmCounters)> {
-    let page = text
-        .split("page size of ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let mut vm = VmCounters::default();
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let Ok(v) = v.trim().trim_end_matches('.').parse::<u64>() else {
-            continue;
-        };
-        let slot = match k.trim() {
-            "Pages free" => &mut vm.free,
-            "Pages active" => &mut vm.active,
-            "Pages inactive" => &mut vm.inactive,
-            "Pages speculative" => &mut vm.speculative,
-            "Pages wired down" => &mut vm.wired,
-            "Pages occupied by compressor" => &mut vm.compressor,
-            "Anonymous pages" => &mut vm.internal,
-            "File-backed pages" => &mut vm.external,
-            "Pages purgeable" => &mut vm.purgeable,
-            _ => continue,
-        };
-        *slot = v;
-    }
-    Some((page, vm))
-}
-
-/// `sysctl vm.swapusage` (with or without the name): `total = 2048.00M  used = …`.
-pub fn parse_swapusage(text: &str) -> Option<Swap> {
-    let field = |name: &str| -> Option<u64> {
-        let rest = text.split(&format!("{name} = ")).nth(1)?;
-        let tok = rest.split_whitespace().next()?;
-        let (num, unit) = tok.split_at(tok.len() - 1);
-        let mult = match unit {
-            "K" => 1u64 << 10,
-            "M" => 1 << 20,
-            "G" => 1 << 30,
-            "T" => 1 << 40,
-            _ => return None,
-        };
-        Some((num.parse::<f64>().ok()? * mult as f64).round() as u64)
-    };
-    Some(Swap {
-        total: field("total")?,
-        used: field("used")?,
-    })
-}
-
-/// An accelerator's IORegistry class and its integer `PerformanceStatistics`.
-pub type Accelerator = (String, BTreeMap<String, i64>);
-
-/// `ioreg -a -r -d 1 -c IOAccelerator`: each accelerator's class and integer
-/// `PerformanceStatistics`.
-pub fn parse_ioreg_accelerators(xml: &[u8]) -> Result<Vec<Accelerator>, String> {
-    let v = plist::Value::from_reader_xml(xml).map_err(|e| format!("ioreg plist: {e}"))?;
-    let entries = match v {
-        plist::Value::Array(a) => a,
-        d @ plist::Value::Dictionary(_) => vec![d],
-        _ => return Err("ioreg plist: expected an array of registry entries".into()),
-    };
-    let mut out = Vec::new();
-    for e in entries {
-        let Some(d) = e.as_dictionary() else { continue };
-        let class = d
-            .get("IOClass")
-            .and_then(|c| c.as_string())
-            .unwrap_or_default()
-            .to_string();
-        let mut stats = BTreeMap::new();
-        if let Some(ps) = d
-            .get("PerformanceStatistics")
-            .and_then(|p| p.as_dictionary())
-        {
-            for (k, v) in ps {
-                if let Some(n) = v.as_signed_integer() {
-                    stats.insert(k.clone(), n);
-                }
-            }
-        }
-        out.push((class, stats));
-    }
-    Ok(out)
-}
-
-/// One `powermetrics -f plist` sample (needs root; an optional cross-check).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PowermetricsSample {
-    pub thermal: Option<ThermalPressure>,
-    /// Rail -> watts (`cpu`, `gpu`, `ane`).
-    pub power_w: BTreeMap<String, f64>,
-    /// Cluster name -> frequency in Hz.
-    pub cluster_hz: BTreeMap<String, f64>,
-}
-
-/// `powermetrics -f plist` output: plist documents separated by NUL bytes.
-pub fn parse_powermetrics(stream: &[u8]) -> Result<Vec<PowermetricsSample>, String> {
-    let mut out = Vec::new();
-    for doc in stream.split(|&b| b == 0) {
-        if doc.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let v = plist::Value::from_reader_xml(doc).map_err(|e| format!("powermetrics: {e}"))?;
-        let d = v.as_dictionary().ok_or("powermetrics: not a dictionary")?;
-        let mut s = PowermetricsSample {
-            thermal: d
-                .get("thermal_pressure")
-                .and_then(|t| t.as_string())
-                .and_then(parse_thermal_name),
-            ..Default::default()
-        };
-        if let Some(p) = d.get("processor").and_then(|p| p.as_dictionary()) {
-            for (key, rail) in [
-                ("cpu_power", "cpu"),
-                ("gpu_power", "gpu"),
-                ("ane_power", "ane"),
-            ] {
-                if let Some(mw) = p.get(key).and_then(number) {
-                    s.power_w.insert(rail.into(), mw / 1000.0);
-                }
-            }
-            for c in p
-                .get("clusters")
-                .and_then(|c| c.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let Some(c) = c.as_dictionary() else { continue };
-                if let (Some(name), Some(hz)) = (
-                    c.get("name").and_then(|n| n.as_string()),
-                    c.get("freq_hz").and_then(number),
-                ) {
-                    s.cluster_hz.insert(name.to_string(), hz);
-                }
-            }
-        }
-        out.push(s);
-    }
-    Ok(out)
-}
-
-fn number(v: &plist::Value) -> Option<f64> {
-    v.as_real()
-        .or_else(|| v.as_signed_integer().map(|i| i as f64))
-}
-
-/// powermetrics' and `pmset`'s words for thermal pressure.
-pub fn parse_thermal_name(s: &str) -> Option<ThermalPressure> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "nominal" => Some(ThermalPressure::Nominal),
-        "moderate" | "fair" => Some(ThermalPressure::Fair),
-        "heavy" | "serious" => Some(ThermalPressure::Serious),
-        "trapping" | "sleeping" | "critical" => Some(ThermalPressure::Critical),
-        _ => None,
-    }
-}
-
 // --- readings -------------------------------------------------------------------
+
+/// Rails only Apple Silicon's IOReport `Energy Model` measures.
+const IOREPORT_RAILS: [&str; 4] = ["cpu", "gpu", "ane", "dram"];
 
 /// What turning raw samples into readings needs to remember.
 #[derive(Debug, Default)]
@@ -729,8 +812,11 @@ pub struct AppleState {
 
 impl AppleState {
     /// One [`Reading`] from one raw sample. Per-core residency is matched to CPU numbers
-    /// by core type: the k-th core of a tier is the k-th CPU of that type.
+    /// by tier: the k-th core macmon lists for a tier (by die, then core) is the k-th CPU
+    /// of that tier. Tiers pair up by position (both lowest first) when the sample and the
+    /// topology have as many, else by label.
     pub fn reading(&mut self, machine: &MachineInfo, topo: &Topology, s: &RawSample) -> Reading {
+        let apple = machine.ioreport_counters != Some(false);
         let mut r = Reading {
             cpu: if s.ticks.is_empty() {
                 BTreeMap::new()
@@ -739,35 +825,49 @@ impl AppleState {
             },
             ..Default::default()
         };
-        for tier in &s.tiers {
-            let t = tier_type(&tier.label);
-            let cpus: Vec<u32> = topo
-                .cpus
-                .iter()
-                .filter(|(_, d)| d.core_type == t)
-                .map(|(&c, _)| c)
-                .collect();
-            for (core, &cpu) in tier.cores.iter().zip(&cpus) {
-                r.cpu_frequency_hz.insert(cpu, core.freq_mhz * 1e6);
+        let topo_tiers = topo.tier_cpus();
+        let by_position = topo_tiers.len() == s.tiers.len();
+        for (i, tier) in s.tiers.iter().enumerate().filter(|_| apple) {
+            let found = if by_position {
+                topo_tiers.get(i)
+            } else {
+                topo_tiers.iter().find(|t| t.label == tier.label)
+            };
+            let Some(cpus) = found.map(|t| &t.cpus) else {
+                continue;
+            };
+            let mut clusters: BTreeMap<&str, Vec<&CoreSample>> = BTreeMap::new();
+            for (core, &cpu) in tier.cores.iter().zip(cpus) {
+                if let Some(mhz) = core_mhz(core, tier) {
+                    r.cpu_frequency_hz.insert(cpu, mhz * 1e6);
+                }
                 r.cpu_active.insert(cpu, core.active_ratio.clamp(0.0, 1.0));
+                if let Some(d) = topo.cpus.get(&cpu) {
+                    clusters.entry(d.cluster.as_str()).or_default().push(core);
+                }
+            }
+            for (cl, cores) in clusters {
+                if let Some(mhz) = cluster_mhz(&cores, tier) {
+                    r.cluster_frequency_hz.insert(cl.to_string(), mhz * 1e6);
+                }
+            }
+            // No per-core data (macmon 0.7): macmon's tier figure, where the tier is one
+            // cluster.
+            if tier.cores.is_empty() {
+                let mut names = cpus.iter().filter_map(|c| topo.cpus.get(c));
+                let first = names.next().map(|d| d.cluster.clone());
+                if let (Some(cl), Some(f)) = (first, positive(tier.freq_mhz)) {
+                    if names.all(|d| d.cluster == cl) {
+                        r.cluster_frequency_hz.insert(cl, f * 1e6);
+                    }
+                }
             }
         }
-        // Clusters from the topology: the mean of member cores, macmon's cluster formula.
-        let mut clusters: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
-        for (cpu, hz) in &r.cpu_frequency_hz {
-            if let Some(d) = topo.cpus.get(cpu) {
-                let e = clusters.entry(d.cluster.as_str()).or_default();
-                e.0 += hz;
-                e.1 += 1;
-            }
-        }
-        for (cl, (sum, n)) in clusters {
-            r.cluster_frequency_hz
-                .insert(cl.to_string(), sum / f64::from(n));
-        }
-        let util = gpu_utilization(&s.gpu_stats).or(s.gpu_active_ratio);
+        let util = gpu_utilization(&s.gpu_stats).or(s.gpu_active_ratio.filter(|_| apple));
         let mem = gpu_memory_used(&s.gpu_stats);
-        let freq = s.gpu_freq_mhz.map(|m| m * 1e6);
+        let freq = gpu_mhz(s.gpu_freq_mhz, s.gpu_active_ratio, s.gpu_min_mhz)
+            .filter(|_| apple)
+            .map(|m| m * 1e6);
         if util.is_some() || mem.is_some() || freq.is_some() {
             r.gpu = Some(Gpu {
                 utilization: util.map(|u| u.clamp(0.0, 1.0)),
@@ -775,8 +875,16 @@ impl AppleState {
                 frequency_hz: freq,
             });
         }
-        r.power_watts = s.power_w.clone();
-        for (rail, j) in self.energy.add(&s.power_w, s.elapsed_s) {
+        let measured = |rail: &String| apple || !IOREPORT_RAILS.contains(&rail.as_str());
+        r.power_watts = s
+            .power_w
+            .iter()
+            .filter(|(rail, _)| measured(rail))
+            .map(|(rail, w)| (rail.clone(), *w))
+            .collect();
+        let mut joules = window_joules(s);
+        joules.retain(|rail, _| measured(rail));
+        for (rail, j) in self.energy.add(&joules) {
             r.energy.push(super::EnergyCounter {
                 rail: rail.clone(),
                 joules: *j,
@@ -817,18 +925,35 @@ impl AppleState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn level(name: &str, n: u32) -> PerfLevel {
+        PerfLevel {
+            name: Some(name.into()),
+            logical_cpus: n,
+        }
+    }
 
     fn m4max_levels() -> Vec<PerfLevel> {
-        vec![
-            PerfLevel {
-                name: Some("Performance".into()),
-                logical_cpus: 12,
-            },
-            PerfLevel {
-                name: Some("Efficiency".into()),
-                logical_cpus: 4,
-            },
-        ]
+        vec![level("Performance", 12), level("Efficiency", 4)]
+    }
+
+    /// IORegistry nodes from `(cluster-type, logical-cluster-id, CPUs)` runs, numbered
+    /// in order.
+    fn nodes(runs: &[(&str, u32, u32)]) -> Vec<CpuNode> {
+        let mut cpu = 0;
+        let mut out = Vec::new();
+        for &(kind, id, n) in runs {
+            for _ in 0..n {
+                out.push(CpuNode {
+                    cpu,
+                    cluster_type: kind.into(),
+                    cluster_id: Some(id),
+                });
+                cpu += 1;
+            }
+        }
+        out
     }
 
     fn types(t: &Topology) -> String {
@@ -841,25 +966,24 @@ mod tests {
             .collect()
     }
 
+    fn clusters(t: &Topology) -> Vec<String> {
+        t.cpus.values().map(|d| d.cluster.clone()).collect()
+    }
+
+    fn tier_of(t: &Topology, label: &str) -> Vec<u32> {
+        t.tiers
+            .iter()
+            .find(|x| x.label == label)
+            .map(|x| x.cpus.clone())
+            .unwrap_or_default()
+    }
+
     #[test]
-    fn topology_from_the_device_tree_names_clusters() {
+    fn m4_max_device_tree_has_one_e_and_two_p_clusters() {
         // M4 Max: cpu0-3 E (cluster 0), cpu4-9 P0 (cluster 1), cpu10-15 P1 (cluster 2).
-        let nodes = (0..16)
-            .map(|c| CpuNode {
-                cpu: c,
-                cluster_type: if c < 4 { "E" } else { "P" }.into(),
-                cluster_id: Some(if c < 4 {
-                    0
-                } else if c < 10 {
-                    1
-                } else {
-                    2
-                }),
-            })
-            .collect();
         let m = MachineInfo {
             perflevels: m4max_levels(),
-            cpu_nodes: nodes,
+            cpu_nodes: nodes(&[("E", 0, 4), ("P", 1, 6), ("P", 2, 6)]),
             ..Default::default()
         };
         let t = build_topology(&m, 16).unwrap();
@@ -868,34 +992,121 @@ mod tests {
         assert_eq!(t.cpus[&0].cluster, "E0");
         assert_eq!(t.cpus[&9].cluster, "P0");
         assert_eq!(t.cpus[&10].cluster, "P1");
+        assert_eq!(tier_of(&t, "E"), vec![0, 1, 2, 3]);
+        assert_eq!(tier_of(&t, "P"), (4..16).collect::<Vec<_>>());
     }
 
     #[test]
-    fn m5_max_middle_and_super_tiers_are_both_performance() {
-        let nodes = (0..18)
-            .map(|c| CpuNode {
-                cpu: c,
-                cluster_type: if c < 12 { "M\0" } else { "P" }.into(),
-                cluster_id: Some(c / 6),
-            })
-            .collect();
+    fn m5_max_has_performance_and_super_tiers_and_no_efficiency_cores() {
+        // SiliconScope's M5 Max reading: cpu0-11 `M` (Performance, two clusters),
+        // cpu12-17 `P` (Super), perflevel0 Super (6), perflevel1 Performance (12).
         let m = MachineInfo {
+            chip: Some("Apple M5 Max".into()),
+            perflevels: vec![level("Super", 6), level("Performance", 12)],
+            cpu_nodes: nodes(&[("M\0", 0, 6), ("M", 1, 6), ("P", 2, 6)]),
+            ..Default::default()
+        };
+        let t = build_topology(&m, 18).unwrap();
+        assert_eq!(types(&t), "P".repeat(18));
+        assert_eq!(tier_of(&t, "P"), (0..12).collect::<Vec<_>>());
+        assert_eq!(tier_of(&t, "S"), (12..18).collect::<Vec<_>>());
+        assert_eq!(t.cpus[&6].cluster, "P1");
+        assert_eq!(t.cpus[&12].cluster, "S0");
+        // Without the device tree the named levels still say: no efficiency cores.
+        let prefix = MachineInfo {
+            cpu_nodes: Vec::new(),
+            ..m.clone()
+        };
+        let t = build_topology(&prefix, 18).unwrap();
+        assert_eq!((types(&t), t.method), ("P".repeat(18), "perflevels-prefix"));
+        assert_eq!(tier_of(&t, "S"), (12..18).collect::<Vec<_>>());
+        // Unnamed levels on a chip after M4: P and S, as macmon labels them.
+        let unnamed = MachineInfo {
             perflevels: vec![
                 PerfLevel {
-                    name: Some("Super".into()),
+                    name: None,
                     logical_cpus: 6,
                 },
                 PerfLevel {
-                    name: Some("Performance".into()),
+                    name: None,
                     logical_cpus: 12,
                 },
             ],
-            cpu_nodes: nodes,
+            ..prefix
+        };
+        assert_eq!(
+            types(&build_topology(&unnamed, 18).unwrap()),
+            "P".repeat(18)
+        );
+    }
+
+    #[test]
+    fn three_tiers_follow_the_cluster_type_not_the_cpu_order() {
+        // macmon#80 / exelban/stats#3668: an M6 lists E, then Super (`P`), then
+        // Performance (`M`) CPUs.
+        let m = MachineInfo {
+            perflevels: vec![
+                level("Super", 2),
+                level("Performance", 4),
+                level("Efficiency", 6),
+            ],
+            cpu_nodes: nodes(&[("E", 0, 6), ("P", 1, 2), ("M", 2, 4)]),
             ..Default::default()
         };
-        // perflevel1 (the lowest tier) has 12 CPUs, but the tree lists no E cluster.
-        let err = build_topology(&m, 18).unwrap_err();
-        assert!(err.contains("0 efficiency CPUs"), "{err}");
+        let t = build_topology(&m, 12).unwrap();
+        assert_eq!(tier_of(&t, "E"), (0..6).collect::<Vec<_>>());
+        assert_eq!(tier_of(&t, "S"), vec![6, 7]);
+        assert_eq!(tier_of(&t, "P"), vec![8, 9, 10, 11]);
+        assert_eq!(
+            t.tiers.iter().map(|x| x.label.as_str()).collect::<String>(),
+            "EPS"
+        );
+    }
+
+    #[test]
+    fn ultra_lists_each_die_efficiency_first() {
+        // M2 Ultra (graelo/pumas powermetrics): E0 0-3, P0 4-7, P1 8-11, E1 12-15,
+        // P2 16-19, P3 20-23.
+        let m = MachineInfo {
+            perflevels: vec![level("Performance", 16), level("Efficiency", 8)],
+            cpu_nodes: nodes(&[
+                ("E", 0, 4),
+                ("P", 1, 4),
+                ("P", 2, 4),
+                ("E", 3, 4),
+                ("P", 4, 4),
+                ("P", 5, 4),
+            ]),
+            ..Default::default()
+        };
+        let t = build_topology(&m, 24).unwrap();
+        assert_eq!(tier_of(&t, "E"), vec![0, 1, 2, 3, 12, 13, 14, 15]);
+        assert_eq!(t.cpus[&12].cluster, "E1");
+        assert_eq!(t.cpus[&23].cluster, "P3");
+        assert_eq!(
+            clusters(&t).iter().filter(|c| c.starts_with('P')).count(),
+            16
+        );
+    }
+
+    #[test]
+    fn counts_that_disagree_with_the_perflevels_are_refused() {
+        let m = MachineInfo {
+            perflevels: m4max_levels(),
+            cpu_nodes: nodes(&[("E", 0, 2), ("P", 1, 14)]),
+            ..Default::default()
+        };
+        let err = build_topology(&m, 16).unwrap_err();
+        assert!(err.contains("2 E CPUs") && err.contains("says 4"), "{err}");
+        let one_type = MachineInfo {
+            cpu_nodes: nodes(&[("P", 0, 16)]),
+            ..m
+        };
+        assert!(
+            build_topology(&one_type, 16)
+                .unwrap_err()
+                .contains("1 core types")
+        );
     }
 
     #[test]
@@ -910,14 +1121,31 @@ mod tests {
             ("EEEEPPPPPPPPPPPP", "perflevels-prefix")
         );
         assert!(build_topology(&m, 14).is_err());
-        let vm = MachineInfo {
-            perflevels: vec![PerfLevel {
-                name: Some("Standard".into()),
-                logical_cpus: 4,
-            }],
+        // M1 (4E + 4P) without names: the chip says E/P.
+        let m1 = MachineInfo {
+            chip: Some("Apple M1".into()),
+            perflevels: vec![
+                PerfLevel {
+                    name: None,
+                    logical_cpus: 4,
+                },
+                PerfLevel {
+                    name: None,
+                    logical_cpus: 4,
+                },
+            ],
             ..Default::default()
         };
-        assert_eq!(types(&build_topology(&vm, 4).unwrap()), "PPPP");
+        assert_eq!(types(&build_topology(&m1, 8).unwrap()), "EEEEPPPP");
+        let vm = MachineInfo {
+            perflevels: vec![level("Standard", 4)],
+            ..Default::default()
+        };
+        let t = build_topology(&vm, 4).unwrap();
+        assert_eq!(
+            (types(&t).as_str(), t.tiers[0].label.as_str()),
+            ("PPPP", "_")
+        );
         assert!(build_topology(&MachineInfo::default(), 4).is_err());
     }
 
@@ -953,42 +1181,6 @@ mod tests {
             decode_cpu_load_info(&[1, 2, 3, 4, -1, 0, 0, 0]),
             vec![[1, 2, 3, 4], [u32::MAX, 0, 0, 0]]
         );
-    }
-
-    #[test]
-    fn energy_units_and_residency() {
-        let w = watts_from_energy(1_000_000.0, "uJ", 0.2505).unwrap();
-        assert!((w - 3.992016).abs() < 1e-6, "{w}");
-        assert_eq!(watts_from_energy(500.0, "mJ ", 0.5), Some(1.0));
-        assert_eq!(watts_from_energy(1.0, "nJ", 0.0), None);
-        assert_eq!(watts_from_energy(1.0, "furlongs", 1.0), None);
-        let (f, active) = freq_from_residencies(
-            &[("DOWN", 0), ("IDLE", 500), ("V0P5", 100), ("V1P4", 400)],
-            &[1000, 2000],
-        )
-        .unwrap();
-        assert_eq!((f, active), (1800.0, 0.5));
-        assert_eq!(freq_from_residencies(&[("IDLE", 0)], &[1000]), None);
-    }
-
-    #[test]
-    fn dvfs_tables_decode() {
-        // M4 Pro voltage-states1-sram (exelban/stats#2285): kHz on M4.
-        let bytes = [
-            0x60, 0x90, 0x0F, 0x00, 0x16, 0x03, 0x00, 0x00, 0x60, 0x6C, 0x15, 0x00, 0x20, 0x03,
-            0x00, 0x00,
-        ];
-        assert_eq!(decode_dvfs(&bytes, 1000), vec![1020, 1404]);
-    }
-
-    #[test]
-    fn energy_integrates_watts_over_the_window() {
-        let mut e = EnergyIntegrator::default();
-        let w: BTreeMap<String, f64> = [("cpu".to_string(), 10.0)].into();
-        e.add(&w, 0.5);
-        assert_eq!(e.add(&w, 1.5)["cpu"], 20.0);
-        let bad: BTreeMap<String, f64> = [("cpu".to_string(), f64::NAN)].into();
-        assert_eq!(e.add(&bad, 1.0)["cpu"], 20.0);
     }
 
     #[test]
@@ -1034,165 +1226,198 @@ mod tests {
             Some(MemoryPressureLevel::Critical)
         );
         assert_eq!(memory_pressure_level(3), None);
-        assert_eq!(parse_thermal_name("Heavy"), Some(Serious));
-        assert_eq!(parse_thermal_name("Nominal\n"), Some(Nominal));
-        assert_eq!(parse_thermal_name("hot"), None);
     }
 
-    const VM_STAT: &str = "Mach Virtual Memory Statistics: (page size of 16384 bytes)
-Pages free:                               10000.
-Pages active:                            400000.
-Pages inactive:                          390000.
-Pages speculative:                         5000.
-Pages throttled:                              0.
-Pages wired down:                        200000.
-Pages purgeable:                          20000.
-\"Translation faults\":                 123456789.
-Pages copy-on-write:                    1234567.
-Anonymous pages:                         500000.
-File-backed pages:                       300000.
-Pages occupied by compressor:            100000.
-";
+    #[test]
+    fn the_window_is_the_ioreport_window_not_the_blocking_time() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut clock = WindowClock::default();
+        // First call: the baseline is taken when it starts.
+        assert_eq!(clock.window(at(0), at(1000)), 1.0);
+        // The caller came back 300 ms late: the call blocked 700 ms, but macmon's window
+        // ran from the end of the previous call.
+        assert_eq!(clock.window(at(1300), at(2000)), 1.0);
+        // A failed call still ends its window; the next starts there.
+        clock.window(at(2000), at(3000));
+        assert_eq!(clock.window(at(3000), at(4500)), 1.5);
+    }
+
+    fn window(elapsed_s: f64, watts: &[(&str, f64)], cpu_temp: f64) -> RawSample {
+        RawSample {
+            elapsed_s,
+            power_w: watts.iter().map(|(r, w)| (r.to_string(), *w)).collect(),
+            temps_c: [("cpu".to_string(), cpu_temp)].into(),
+            ..Default::default()
+        }
+    }
 
     #[test]
-    fn vm_stat_and_breakdown() {
-        let (page, vm) = parse_vm_stat(VM_STAT).unwrap();
-        assert_eq!(page, 16384);
+    fn windows_that_finish_between_reads_all_reach_the_energy_counter() {
+        let mut pending = PendingWindows::default();
+        assert_eq!(pending.take(), None);
+        pending.push(window(1.0, &[("cpu", 10.0), ("system", 50.0)], 40.0));
+        // The SMC had no system power in the second window.
+        pending.push(window(0.5, &[("cpu", 30.0)], 45.0));
+        let merged = pending.take().unwrap();
+        assert_eq!(merged.elapsed_s, 1.5);
+        assert_eq!(merged.energy_j["cpu"], 25.0);
+        assert_eq!(merged.energy_j["system"], 50.0);
+        assert!((merged.power_w["cpu"] - 25.0 / 1.5).abs() < 1e-12);
+        assert_eq!(merged.power_w["system"], 50.0);
+        assert_eq!(merged.temps_c["cpu"], 45.0, "the newest window's reading");
+        assert_eq!(pending.take(), None, "taken once");
+
+        // Through the state: the counter holds every joule of both windows.
+        let machine = MachineInfo::default();
+        let topo = Topology::default();
+        let mut st = AppleState::default();
+        let r = st.reading(&machine, &topo, &merged);
+        let cpu = r.energy.iter().find(|e| e.rail == "cpu").unwrap();
+        assert_eq!(cpu.joules, 25.0);
+        // A read with no new window adds nothing and loses nothing.
+        let stale = RawSample {
+            elapsed_s: 0.0,
+            energy_j: BTreeMap::new(),
+            ..merged
+        };
+        let r = st.reading(&machine, &topo, &stale);
         assert_eq!(
-            vm,
-            VmCounters {
-                free: 10000,
-                active: 400000,
-                inactive: 390000,
-                speculative: 5000,
-                wired: 200000,
-                compressor: 100000,
-                internal: 500000,
-                external: 300000,
-                purgeable: 20000,
-            }
+            r.energy.iter().find(|e| e.rail == "cpu").unwrap().joules,
+            25.0
         );
-        let m = memory_breakdown(&vm, page, Some(128 << 30), None);
-        assert_eq!(m.used, Some((480000 + 200000 + 100000) * 16384));
-        assert_eq!(m.available, Some((10000 + 390000 + 5000 + 20000) * 16384));
-        assert_eq!(m.wired, Some(200000 * 16384));
-        assert_eq!(m.compressed, Some(100000 * 16384));
+    }
+
+    #[test]
+    fn energy_integrates_joules_and_skips_garbage() {
+        let mut e = EnergyIntegrator::default();
+        let j: BTreeMap<String, f64> = [("cpu".to_string(), 5.0)].into();
+        e.add(&j);
+        assert_eq!(e.add(&j)["cpu"], 10.0);
+        let bad: BTreeMap<String, f64> = [("cpu".to_string(), f64::NAN)].into();
+        assert_eq!(e.add(&bad)["cpu"], 10.0);
+        let s = window(2.0, &[("ane", 3.0)], 40.0);
+        assert_eq!(window_joules(&s)["ane"], 6.0);
+    }
+
+    fn core(freq_mhz: f64, active_ratio: f64) -> CoreSample {
+        CoreSample {
+            freq_mhz,
+            active_ratio,
+        }
+    }
+
+    #[test]
+    fn idle_cores_and_clusters_read_the_lowest_step_never_zero() {
+        let tier = TierSample {
+            label: "P".into(),
+            freq_mhz: 1260.0,
+            active_ratio: Some(0.3),
+            min_mhz: Some(1260.0),
+            cores: vec![core(4000.0, 0.5), core(3000.0, 0.1), core(0.0, 0.0)],
+        };
+        let c: Vec<&CoreSample> = tier.cores.iter().collect();
+        // Weighted by active residency: (4000·0.5 + 3000·0.1) / 0.6.
+        let want = (4000.0 * 0.5 + 3000.0 * 0.1) / 0.6;
+        assert!((cluster_mhz(&c, &tier).unwrap() - want).abs() < 1e-9);
+        assert_eq!(cluster_mhz(&c[2..], &tier), Some(1260.0));
+        assert_eq!(core_mhz(&tier.cores[2], &tier), Some(1260.0));
+        // No table: an all-idle tier's macmon figure is its floor; a partly idle tier
+        // leaves the idle core's frequency unknown.
+        let no_table = TierSample {
+            min_mhz: None,
+            ..tier.clone()
+        };
+        assert_eq!(core_mhz(&no_table.cores[2], &no_table), None);
+        let idle = TierSample {
+            min_mhz: None,
+            freq_mhz: 1020.0,
+            cores: vec![core(0.0, 0.0), core(0.0, 0.0)],
+            ..tier
+        };
+        let c: Vec<&CoreSample> = idle.cores.iter().collect();
+        assert_eq!(cluster_mhz(&c, &idle), Some(1020.0));
+        let unknown = TierSample {
+            freq_mhz: 0.0,
+            ..idle.clone()
+        };
+        assert_eq!(cluster_mhz(&c, &unknown), None);
+    }
+
+    #[test]
+    fn gpu_frequency_is_absent_or_the_lowest_step_when_idle() {
+        assert_eq!(gpu_mhz(Some(1300.0), Some(0.6), Some(338.0)), Some(1300.0));
+        assert_eq!(gpu_mhz(Some(0.0), Some(0.0), Some(338.0)), Some(338.0));
+        assert_eq!(gpu_mhz(Some(0.0), Some(0.0), None), None);
+        assert_eq!(gpu_mhz(Some(500.0), None, None), Some(500.0));
+    }
+
+    #[test]
+    fn a_dual_gpu_intel_mac_reports_its_discrete_gpu() {
+        let acc = |class: &str, stats: &[(&str, i64)]| Accelerator {
+            class: class.into(),
+            stats: stats.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            gpu_cores: None,
+        };
+        // A 16-inch MacBook Pro (2019) lists the integrated GPU first.
+        let list = vec![
+            acc("IntelAccelerator", &[("Device Utilization %", 3)]),
+            acc(
+                "AMDRadeonX6000_AMDNavi14GraphicsAccelerator",
+                &[("GPU Activity(%)", 71)],
+            ),
+        ];
+        assert_eq!(
+            choose_accelerator(&list).unwrap().class,
+            "AMDRadeonX6000_AMDNavi14GraphicsAccelerator"
+        );
+        // An entry without statistics is never chosen; Intel alone is still reported.
+        let list = vec![
+            acc("AMDRadeonX6000_AMDNavi14GraphicsAccelerator", &[]),
+            acc("IntelAccelerator", &[("Device Utilization %", 3)]),
+        ];
+        assert_eq!(choose_accelerator(&list).unwrap().class, "IntelAccelerator");
+        assert_eq!(choose_accelerator(&[]), None);
+    }
+
+    #[test]
+    fn available_memory_does_not_count_purgeable_pages_twice() {
+        let vm = VmCounters {
+            free: 10_000,
+            active: 400_000,
+            inactive: 390_000,
+            speculative: 5_000,
+            wired: 200_000,
+            compressor: 100_000,
+            internal: 500_000,
+            external: 300_000,
+            purgeable: 20_000,
+        };
+        let m = memory_breakdown(&vm, 16384, Some(128 << 30), None);
+        assert_eq!(m.available, Some((10_000 + 390_000 + 5_000) * 16384));
+        assert_eq!(m.used, Some((480_000 + 200_000 + 100_000) * 16384));
+        assert_eq!(m.wired, Some(200_000 * 16384));
         assert_eq!(m.swap_used, None);
-        assert_eq!(parse_vm_stat("no header"), None);
     }
 
-    #[test]
-    fn swapusage_and_sysctl() {
-        let s = parse_swapusage(
-            "vm.swapusage: total = 2048.00M  used = 1017.50M  free = 1030.50M  (encrypted)",
-        )
-        .unwrap();
-        assert_eq!(
-            s,
-            Swap {
-                total: 2048 << 20,
-                used: (1017.5 * 1048576.0) as u64
-            }
-        );
-        let g = parse_swapusage("total = 4.00G  used = 0.00M  free = 4.00G  (encrypted)").unwrap();
-        assert_eq!(g.total, 4 << 30);
-        assert_eq!(parse_swapusage("total = lots"), None);
-        assert_eq!(parse_sysctl_int("2\n"), Some(2));
-        assert_eq!(parse_sysctl_int("Apple M4 Max"), None);
-    }
-
-    const IOREG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<array>
-	<dict>
-		<key>IOClass</key>
-		<string>AGXAcceleratorG16X</string>
-		<key>gpu-core-count</key>
-		<integer>40</integer>
-		<key>PerformanceStatistics</key>
-		<dict>
-			<key>Alloc system memory</key>
-			<integer>1214005248</integer>
-			<key>Device Utilization %</key>
-			<integer>42</integer>
-			<key>In use system memory</key>
-			<integer>340983808</integer>
-			<key>Renderer Utilization %</key>
-			<integer>40</integer>
-		</dict>
-	</dict>
-</array>
-</plist>
-"#;
-
-    #[test]
-    fn ioreg_accelerators() {
-        let a = parse_ioreg_accelerators(IOREG.as_bytes()).unwrap();
-        assert_eq!(a.len(), 1);
-        assert_eq!(a[0].0, "AGXAcceleratorG16X");
-        assert_eq!(gpu_utilization(&a[0].1), Some(0.42));
-        assert_eq!(gpu_memory_used(&a[0].1), Some(340983808.0));
-        assert!(parse_ioreg_accelerators(b"not xml").is_err());
-    }
-
-    fn powermetrics_doc(pressure: &str, cpu_mw: f64) -> String {
-        format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?>
-<plist version="1.0">
-<dict>
-	<key>is_delta</key><true/>
-	<key>elapsed_ns</key><integer>1000000000</integer>
-	<key>thermal_pressure</key><string>{pressure}</string>
-	<key>processor</key>
-	<dict>
-		<key>clusters</key>
-		<array>
-			<dict><key>name</key><string>E-Cluster</string><key>freq_hz</key><real>1020000000</real></dict>
-			<dict><key>name</key><string>P0-Cluster</string><key>freq_hz</key><real>4056000000</real></dict>
-		</array>
-		<key>cpu_power</key><real>{cpu_mw}</real>
-		<key>gpu_power</key><real>250</real>
-		<key>ane_power</key><integer>0</integer>
-	</dict>
-</dict>
-</plist>
-"#
-        )
-    }
-
-    #[test]
-    fn powermetrics_stream_split_on_nul() {
-        let stream = format!(
-            "{}\0{}\0",
-            powermetrics_doc("Nominal", 3200.0),
-            powermetrics_doc("Heavy", 44.0773)
-        );
-        let s = parse_powermetrics(stream.as_bytes()).unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].thermal, Some(ThermalPressure::Nominal));
-        assert_eq!(s[0].power_w["cpu"], 3.2);
-        assert_eq!(s[0].power_w["ane"], 0.0);
-        assert_eq!(s[0].cluster_hz["P0-Cluster"], 4.056e9);
-        assert_eq!(s[1].thermal, Some(ThermalPressure::Serious));
-        assert!(parse_powermetrics(b"<plist>").is_err());
-    }
-
-    #[test]
-    fn raw_sample_becomes_a_reading() {
-        let machine = MachineInfo {
+    fn m4max_machine() -> MachineInfo {
+        MachineInfo {
             chip: Some("Apple M4 Max".into()),
             perflevels: m4max_levels(),
+            cpu_nodes: nodes(&[("E", 0, 4), ("P", 1, 6), ("P", 2, 6)]),
             gpu_cores: Some(40),
             memory_bytes: Some(128 << 30),
             page_size: Some(16384),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn raw_sample_becomes_a_reading() {
+        let machine = m4max_machine();
         let topo = build_topology(&machine, 16).unwrap();
-        let core = |f: f64, a: f64| CoreSample {
-            freq_mhz: f,
-            active_ratio: a,
-        };
+        let mut p = vec![core(4000.0, 0.5); 6];
+        p.extend(vec![core(0.0, 0.0); 6]); // P1 idle
         let s = RawSample {
             elapsed_s: 2.0,
             ticks: vec![[0, 0, 100, 0]; 16],
@@ -1200,18 +1425,26 @@ Pages occupied by compressor:            100000.
                 TierSample {
                     label: "E".into(),
                     freq_mhz: 1500.0,
-                    active_ratio: 0.2,
-                    cores: vec![core(1000.0, 0.1), core(2000.0, 0.3)],
+                    active_ratio: Some(0.2),
+                    min_mhz: Some(1020.0),
+                    cores: vec![
+                        core(1000.0, 0.25),
+                        core(2000.0, 0.25),
+                        core(2000.0, 0.5),
+                        core(1000.0, 0.0),
+                    ],
                 },
                 TierSample {
                     label: "P".into(),
-                    freq_mhz: 4000.0,
-                    active_ratio: 0.9,
-                    cores: vec![core(4000.0, 0.9)],
+                    freq_mhz: 2630.0,
+                    active_ratio: Some(0.45),
+                    min_mhz: Some(1260.0),
+                    cores: p,
                 },
             ],
-            gpu_active_ratio: Some(0.5),
-            gpu_freq_mhz: Some(1400.0),
+            gpu_active_ratio: Some(0.0),
+            gpu_freq_mhz: Some(0.0),
+            gpu_min_mhz: Some(338.0),
             power_w: [("cpu".to_string(), 20.0), ("ane".to_string(), 3.0)].into(),
             fans: vec![FanSample {
                 name: "fan0".into(),
@@ -1229,13 +1462,22 @@ Pages occupied by compressor:            100000.
         let r = st.reading(&machine, &topo, &s);
         assert_eq!(r.cpu.len(), 16);
         assert_eq!(r.cpu_frequency_hz[&1], 2.0e9);
-        assert_eq!(r.cpu_active[&4], 0.9);
-        assert_eq!(r.cluster_frequency_hz["E"], 1.5e9);
-        assert_eq!(r.cluster_frequency_hz["P"], 4.0e9);
+        assert_eq!(r.cpu_active[&4], 0.5);
+        assert_eq!(r.cpu_active[&15], 0.0);
+        assert_eq!(r.cpu_frequency_hz[&15], 1.26e9, "idle core: lowest step");
+        // E0, weighted by active residency (the idle cpu3 counts for nothing):
+        // (1000·0.25 + 2000·0.25 + 2000·0.5) / 1.0 = 1750 MHz; the plain mean of macmon's
+        // per-core figures would say (1000 + 2000 + 2000 + 1000) / 4 = 1500.
+        assert_eq!(r.cluster_frequency_hz["E0"], 1.75e9);
+        assert_eq!(r.cluster_frequency_hz["P0"], 4.0e9);
+        assert_eq!(
+            r.cluster_frequency_hz["P1"], 1.26e9,
+            "idle cluster: lowest step"
+        );
         let gpu = r.gpu.as_ref().unwrap();
         assert_eq!(
             (gpu.utilization, gpu.frequency_hz, gpu.memory_used_bytes),
-            (Some(0.5), Some(1.4e9), None)
+            (Some(0.0), Some(338e6), None)
         );
         assert_eq!(r.thermal_pressure, Some(ThermalPressure::Serious));
         assert_eq!(r.memory_pressure_level, Some(MemoryPressureLevel::Warn));
@@ -1244,5 +1486,92 @@ Pages occupied by compressor:            100000.
         assert_eq!(r.energy[0].joules, 6.0); // ane: 3 W over 2 s
         let r2 = st.reading(&machine, &topo, &s);
         assert_eq!(r2.energy[1].joules, 80.0); // cpu: 20 W over 2 × 2 s
+    }
+
+    #[test]
+    fn two_performance_tiers_land_on_their_own_cpus() {
+        // M5 Max-style: 12 P (cpu0-11) and 6 S (cpu12-17), no E.
+        let machine = MachineInfo {
+            chip: Some("Apple M5 Max".into()),
+            perflevels: vec![level("Super", 6), level("Performance", 12)],
+            cpu_nodes: nodes(&[("M", 0, 6), ("M", 1, 6), ("P", 2, 6)]),
+            ..Default::default()
+        };
+        let topo = build_topology(&machine, 18).unwrap();
+        let s = RawSample {
+            tiers: vec![
+                TierSample {
+                    label: "P".into(),
+                    cores: vec![core(3000.0, 0.25); 12],
+                    ..Default::default()
+                },
+                TierSample {
+                    label: "S".into(),
+                    cores: vec![core(4600.0, 0.75); 6],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let r = AppleState::default().reading(&machine, &topo, &s);
+        assert_eq!(r.cpu_active.len(), 18);
+        for cpu in 0..12 {
+            assert_eq!(r.cpu_active[&cpu], 0.25, "cpu{cpu}");
+        }
+        for cpu in 12..18 {
+            assert_eq!(r.cpu_active[&cpu], 0.75, "cpu{cpu}");
+            assert_eq!(r.cpu_frequency_hz[&cpu], 4.6e9);
+        }
+        assert_eq!(r.cluster_frequency_hz["S0"], 4.6e9);
+        assert_eq!(r.cluster_frequency_hz["P1"], 3.0e9);
+    }
+
+    #[test]
+    fn without_ioreport_counters_apple_only_readings_are_absent() {
+        // An Intel Mac where macmon's sampler opened: it reports 0 W and 0 MHz.
+        let machine = MachineInfo {
+            chip: Some("Intel(R) Core(TM) i9-9980HK CPU @ 2.40GHz".into()),
+            ioreport_counters: Some(false),
+            ..Default::default()
+        };
+        let topo = Topology {
+            cpus: (0..4)
+                .map(|c| {
+                    let d = CpuDesc {
+                        core_type: CoreType::Performance,
+                        cluster: "P".into(),
+                    };
+                    (c, d)
+                })
+                .collect(),
+            method: "uniform",
+            tiers: Vec::new(),
+        };
+        let s = RawSample {
+            elapsed_s: 1.0,
+            tiers: vec![TierSample {
+                label: "P".into(),
+                cores: vec![core(0.0, 0.0); 4],
+                ..Default::default()
+            }],
+            gpu_freq_mhz: Some(0.0),
+            gpu_active_ratio: Some(0.0),
+            gpu_stats: [("GPU Activity(%)".to_string(), 40)].into(),
+            power_w: [
+                ("cpu".to_string(), 0.0),
+                ("gpu".to_string(), 0.0),
+                ("ane".to_string(), 0.0),
+                ("dram".to_string(), 0.0),
+                ("system".to_string(), 35.0),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let r = AppleState::default().reading(&machine, &topo, &s);
+        assert_eq!(r.power_watts.keys().collect::<Vec<_>>(), vec!["system"]);
+        assert_eq!(r.energy.len(), 1);
+        assert!(r.cpu_active.is_empty() && r.cpu_frequency_hz.is_empty());
+        let gpu = r.gpu.unwrap();
+        assert_eq!((gpu.utilization, gpu.frequency_hz), (Some(0.4), None));
     }
 }

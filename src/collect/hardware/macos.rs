@@ -1,21 +1,25 @@
 //! The native macOS source: thin FFI that returns plain data ([`RawSample`],
 //! [`MachineInfo`]); every formula lives in [`super::apple`], tested on Linux.
 //!
-//! NOTE: this file is compiled only for macOS. The project's build machines are Linux,
-//! where these crates do not build, so it was written against the crates' published
-//! signatures and has been compiled only by the `macos-14` CI job, if at all; see
-//! docs/macos.md for what to verify on the Mac.
+//! NOTE: this file is compiled only for macOS. Every `scripts/test.sh` run type-checks
+//! it (clippy, `-D warnings`) for aarch64-apple-darwin and x86_64-apple-darwin with
+//! `../shared/darwin/check.sh`; it has never run on a Mac here. See docs/macos.md.
 //!
 //! Sources, all without sudo:
 //! - IOReport and SMC (power per rail, residency, frequencies, temperatures, fans) via
 //!   the `macmon` library, on its own thread because each sample blocks for a window;
+//!   its windows are merged until read ([`PendingWindows`]) so no energy is lost;
 //! - `host_processor_info` ticks (libc + mach2);
-//! - `hw.perflevel*` sysctls and the IORegistry `cpuN` `cluster-type` for P/E;
-//! - IOAccelerator `PerformanceStatistics` (io-kit-sys + core-foundation), else
-//!   `ioreg -a`;
+//! - `hw.perflevel*` sysctls and the IORegistry `cpuN` `cluster-type` for the tiers;
+//! - IOAccelerator `PerformanceStatistics` (io-kit-sys + core-foundation), of the GPU
+//!   [`apple::choose_accelerator`] picks;
 //! - `notify_get_state("com.apple.system.thermalpressurelevel")`;
-//! - `host_statistics64` with an oversized buffer, else `vm_stat`; `vm.swapusage`;
+//! - `host_statistics64` with an oversized buffer; `vm.swapusage`;
 //!   `kern.memorystatus_vm_pressure_level`.
+//!
+//! No subprocess fallbacks: `sysctl -n`, `vm_stat` and `ioreg` make the same kernel
+//! calls as the functions they would stand in for, so they cannot succeed where those
+//! failed.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, c_char, c_int, c_void};
@@ -29,14 +33,15 @@ use core_foundation::number::CFNumber;
 use core_foundation::string::CFString;
 use io_kit_sys::types::{io_iterator_t, io_registry_entry_t};
 use io_kit_sys::{
-    IOIteratorNext, IOObjectRelease, IORegistryEntryCreateCFProperty, IORegistryEntryGetName,
-    IOServiceGetMatchingServices, IOServiceMatching,
+    IOIteratorNext, IOObjectGetClass, IOObjectRelease, IORegistryEntryCreateCFProperty,
+    IORegistryEntryGetName, IOServiceGetMatchingServices, IOServiceMatching,
 };
 
 use super::apple::{
-    self, AppleState, CoreSample, CpuNode, DUMP_FORMAT, DUMP_VERSION, DumpHeader, FanSample,
-    MachineInfo, PerfLevel, RawSample, Swap, TierSample, VmCounters,
+    self, Accelerator, AppleState, CpuNode, DUMP_FORMAT, DUMP_VERSION, DumpHeader, MachineInfo,
+    PendingWindows, PerfLevel, RawSample, Swap, VmCounters, WindowClock,
 };
+use super::macmon_window::{self, Soc, SocTier, Window};
 use super::{Reading, Source, Topology};
 
 /// The notify name of macOS thermal pressure.
@@ -48,8 +53,9 @@ unsafe extern "C" {
     fn notify_get_state(token: c_int, state: *mut u64) -> u32;
 }
 
-/// Readings from macmon's sampler thread: the IOReport/SMC part of a [`RawSample`].
-type Latest = Arc<Mutex<Option<RawSample>>>;
+/// Windows from macmon's sampler thread (the IOReport/SMC part of a [`RawSample`]) not
+/// yet read.
+type Pending = Arc<Mutex<PendingWindows>>;
 
 /// The live macOS source.
 pub struct MacSource {
@@ -57,8 +63,9 @@ pub struct MacSource {
     ncpu: u32,
     host: libc::mach_port_t,
     thermal_token: Option<c_int>,
-    latest: Latest,
-    /// The last macmon sample, reused (with no elapsed time) if none arrived since.
+    pending: Pending,
+    /// The last macmon window, reused (with no elapsed time, so no energy) when none
+    /// finished since the last read.
     last_macmon: RawSample,
     state: AppleState,
     topology: Topology,
@@ -83,14 +90,14 @@ impl MacSource {
         if thermal_token.is_none() {
             tracing::warn!("notify_register_check failed: no thermal pressure");
         }
-        let latest: Latest = Arc::new(Mutex::new(None));
-        spawn_macmon(Arc::clone(&latest), interval);
+        let pending: Pending = Arc::new(Mutex::new(PendingWindows::default()));
+        spawn_macmon(Arc::clone(&pending), interval);
         Ok(MacSource {
             machine,
             ncpu,
             host,
             thermal_token,
-            latest,
+            pending,
             last_macmon: RawSample::default(),
             state: AppleState::default(),
             topology: Topology::default(),
@@ -111,15 +118,17 @@ impl MacSource {
 
     /// One raw sample: macmon's latest window plus this moment's counters.
     pub fn raw_sample(&mut self) -> RawSample {
-        let fresh = self.latest.lock().ok().and_then(|mut l| l.take());
+        let fresh = self.pending.lock().ok().and_then(|mut p| p.take());
         let mut raw = match fresh {
             Some(s) => {
                 self.last_macmon = s.clone();
                 s
             }
             None => RawSample {
-                // Same watts as last time, but no new energy: nothing was measured.
+                // The last window's readings, but no new energy: no window finished, and
+                // the next one carries its whole time.
                 elapsed_s: 0.0,
+                energy_j: BTreeMap::new(),
                 ..self.last_macmon.clone()
             },
         };
@@ -127,28 +136,17 @@ impl MacSource {
             Ok(t) => raw.ticks = t,
             Err(e) => tracing::warn!(error = %e, "host_processor_info failed"),
         }
-        raw.gpu_stats = accelerator()
-            .map(|(stats, _)| stats)
-            .or_else(ioreg_accelerator_stats)
+        raw.gpu_stats = apple::choose_accelerator(&accelerators())
+            .map(|a| a.stats.clone())
             .unwrap_or_default();
         raw.thermal_state = self.thermal_token.and_then(|t| {
             let mut v: u64 = 0;
             // SAFETY: a token from notify_register_check and a valid out-pointer.
             (unsafe { notify_get_state(t, &mut v) } == 0).then_some(v)
         });
-        raw.vm = vm_counters(self.host).or_else(|| {
-            run("vm_stat", &[])
-                .and_then(|t| apple::parse_vm_stat(&t))
-                .map(|(_, vm)| vm)
-        });
-        raw.swap = swap_usage().or_else(|| {
-            run("sysctl", &["-n", "vm.swapusage"]).and_then(|t| apple::parse_swapusage(&t))
-        });
-        raw.memory_pressure_level =
-            sysctl_int("kern.memorystatus_vm_pressure_level").or_else(|| {
-                run("sysctl", &["-n", "kern.memorystatus_vm_pressure_level"])
-                    .and_then(|t| apple::parse_sysctl_int(&t))
-            });
+        raw.vm = vm_counters(self.host);
+        raw.swap = swap_usage();
+        raw.memory_pressure_level = sysctl_int("kern.memorystatus_vm_pressure_level");
         raw
     }
 }
@@ -197,26 +195,30 @@ pub fn dump_raw(
 }
 
 /// Runs macmon's sampler on its own thread: `get_metrics` blocks for the whole window.
-fn spawn_macmon(latest: Latest, interval: Duration) {
+fn spawn_macmon(pending: Pending, interval: Duration) {
     let ms = interval.as_millis().clamp(100, u128::from(u32::MAX)) as u32;
     let spawned = std::thread::Builder::new()
         .name("m4watch-macmon".into())
         .spawn(move || {
-            let mut sampler = match macmon::Sampler::new() {
+            let mut sampler = match ::macmon::Sampler::new() {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "macmon unavailable: no power, frequency, temperature or fan readings");
                     return;
                 }
             };
+            let soc = soc_of(sampler.get_soc_info());
+            let mut clock = WindowClock::default();
             // Stop when the source (the other Arc holder) is gone.
-            while Arc::strong_count(&latest) > 1 {
+            while Arc::strong_count(&pending) > 1 {
                 let started = Instant::now();
-                match sampler.get_metrics(ms) {
+                let result = sampler.get_metrics(ms);
+                let elapsed_s = clock.window(started, Instant::now());
+                match result {
                     Ok(m) => {
-                        let s = from_macmon(&m, started.elapsed().as_secs_f64());
-                        if let Ok(mut l) = latest.lock() {
-                            *l = Some(s);
+                        let w = window_of(&m).raw_sample(Some(&soc), elapsed_s);
+                        if let Ok(mut p) = pending.lock() {
+                            p.push(w);
                         }
                     }
                     Err(e) => {
@@ -231,60 +233,66 @@ fn spawn_macmon(latest: Latest, interval: Duration) {
     }
 }
 
-/// macmon's metrics as the plain IOReport/SMC part of a [`RawSample`].
-fn from_macmon(m: &macmon::Metrics, elapsed_s: f64) -> RawSample {
-    let tiers = m
-        .cpu_tiers
-        .iter()
-        .map(|t| TierSample {
-            label: t.label.clone(),
-            freq_mhz: f64::from(t.freq_mhz),
-            active_ratio: f64::from(t.active_ratio),
-            cores: t
-                .cores
-                .iter()
-                .map(|c| CoreSample {
-                    freq_mhz: f64::from(c.freq_mhz),
-                    active_ratio: f64::from(c.active_ratio),
-                })
-                .collect(),
-        })
-        .collect();
-    let mut power_w = BTreeMap::new();
-    for (rail, w) in [
-        ("cpu", m.cpu_power),
-        ("gpu", m.gpu_power),
-        ("ane", m.ane_power),
-        ("dram", m.ram_power),
-    ] {
-        power_w.insert(rail.to_string(), f64::from(w));
-    }
-    // macmon reports 0 when the SMC has no system power key.
-    if m.sys_power > 0.0 {
-        power_w.insert("system".to_string(), f64::from(m.sys_power));
-    }
-    let mut temps_c = BTreeMap::new();
-    if let Some(t) = m.temp.cpu_temp_avg {
-        temps_c.insert("cpu".to_string(), f64::from(t));
-    }
-    if let Some(t) = m.temp.gpu_temp_avg {
-        temps_c.insert("gpu".to_string(), f64::from(t));
-    }
-    RawSample {
-        elapsed_s,
-        tiers,
-        gpu_freq_mhz: Some(f64::from(m.gpu_freq_mhz)),
-        gpu_active_ratio: Some(f64::from(m.gpu_active_ratio)),
-        power_w,
-        temps_c,
+/// macmon's metrics as plain data, in the shape its `pipe` writes (what the replay reads).
+fn window_of(m: &::macmon::Metrics) -> Window {
+    let core = |c: &::macmon::CpuCoreMetrics| macmon_window::Core {
+        die_id: c.die_id as u32,
+        core_id: c.core_id as u32,
+        freq_mhz: f64::from(c.freq_mhz),
+        active_ratio: f64::from(c.active_ratio),
+    };
+    Window {
+        temp: macmon_window::Temps {
+            cpu_temp_avg: m.temp.cpu_temp_avg.map(f64::from),
+            gpu_temp_avg: m.temp.gpu_temp_avg.map(f64::from),
+        },
         fans: m
             .fans
             .iter()
-            .map(|f| FanSample {
+            .map(|f| macmon_window::Fan {
                 name: f.name.clone(),
                 rpm: f64::from(f.rpm),
             })
             .collect(),
+        cpu_tiers: m
+            .cpu_tiers
+            .iter()
+            .map(|t| macmon_window::Tier {
+                label: t.label.clone(),
+                freq_mhz: f64::from(t.freq_mhz),
+                active_ratio: Some(f64::from(t.active_ratio)),
+                cores: t.cores.iter().map(core).collect(),
+            })
+            .collect(),
+        gpu_freq_mhz: Some(f64::from(m.gpu_freq_mhz)),
+        gpu_active_ratio: Some(f64::from(m.gpu_active_ratio)),
+        cpu_power: Some(f64::from(m.cpu_power)),
+        gpu_power: Some(f64::from(m.gpu_power)),
+        ane_power: Some(f64::from(m.ane_power)),
+        ram_power: Some(f64::from(m.ram_power)),
+        sys_power: Some(f64::from(m.sys_power)),
+        ..Default::default()
+    }
+}
+
+/// macmon's SoC description (tier labels and DVFS tables) as plain data.
+fn soc_of(s: &::macmon::SocInfo) -> Soc {
+    let mhz = |v: &[u32]| v.iter().map(|&f| f64::from(f)).collect();
+    Soc {
+        chip_name: Some(s.chip_name.clone()),
+        memory_gb: Some(u64::from(s.memory_gb)),
+        gpu_cores: Some(u32::from(s.gpu_cores)),
+        cpu_tiers: s
+            .cpu_tiers
+            .iter()
+            .map(|t| SocTier {
+                label: t.label.clone(),
+                cores: u32::from(t.cores),
+                freqs: mhz(&t.freqs),
+            })
+            .collect(),
+        gpu_freqs: mhz(&s.gpu_freqs),
+        vm: s.vm,
         ..Default::default()
     }
 }
@@ -302,13 +310,18 @@ fn machine_info() -> MachineInfo {
         .collect();
     // SAFETY: a plain extern static the kernel sets before main.
     let page = unsafe { mach2::vm_page_size::vm_kernel_page_size } as u64;
+    // Apple Silicon (also under Rosetta) says 1; an Intel Mac has no such key or 0. A VM
+    // has no IOReport energy or residency either.
+    let apple_silicon = sysctl_int("hw.optional.arm64") == Some(1);
+    let vm = sysctl_int("kern.hv_vmm_present").is_some_and(|v| v != 0);
     MachineInfo {
         chip: sysctl_string("machdep.cpu.brand_string"),
         perflevels,
         cpu_nodes: cpu_nodes(),
-        gpu_cores: accelerator().and_then(|(_, cores)| cores),
+        gpu_cores: apple::choose_accelerator(&accelerators()).and_then(|a| a.gpu_cores),
         memory_bytes: sysctl_int("hw.memsize").map(|v| v as u64),
         page_size: (page > 0).then_some(page),
+        ioreport_counters: Some(apple_silicon && !vm),
     }
 }
 
@@ -485,44 +498,45 @@ fn property(entry: io_registry_entry_t, key: &str) -> Option<CFType> {
     (!r.is_null()).then(|| unsafe { CFType::wrap_under_create_rule(r) })
 }
 
-/// The first accelerator's integer `PerformanceStatistics` and `gpu-core-count`.
-fn accelerator() -> Option<(BTreeMap<String, i64>, Option<u32>)> {
-    let mut found = None;
+/// Every IOAccelerator with its class, integer `PerformanceStatistics` and
+/// `gpu-core-count`.
+fn accelerators() -> Vec<Accelerator> {
+    let mut found = Vec::new();
     for_each_service(c"IOAccelerator", |entry| {
-        if found.is_some() {
-            return;
-        }
-        let Some(dict) =
-            property(entry, "PerformanceStatistics").and_then(|p| p.downcast::<CFDictionary>())
-        else {
-            return;
+        let mut class = [0 as c_char; 128];
+        // SAFETY: io_name_t is 128 bytes; the kernel NUL-terminates it.
+        let class = if unsafe { IOObjectGetClass(entry, class.as_mut_ptr()) } == 0 {
+            unsafe { std::ffi::CStr::from_ptr(class.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            String::new()
         };
-        let (keys, values) = dict.get_keys_and_values();
         let mut stats = BTreeMap::new();
-        for (k, v) in keys.into_iter().zip(values) {
-            // SAFETY: the dictionary holds both for as long as `dict` lives.
-            let key = unsafe { CFType::wrap_under_get_rule(k) }.downcast::<CFString>();
-            let val = unsafe { CFType::wrap_under_get_rule(v) }.downcast::<CFNumber>();
-            if let (Some(key), Some(n)) = (key, val.and_then(|n| n.to_i64())) {
-                stats.insert(key.to_string(), n);
+        if let Some(dict) =
+            property(entry, "PerformanceStatistics").and_then(|p| p.downcast::<CFDictionary>())
+        {
+            let (keys, values) = dict.get_keys_and_values();
+            for (k, v) in keys.into_iter().zip(values) {
+                // SAFETY: the dictionary holds both for as long as `dict` lives.
+                let key = unsafe { CFType::wrap_under_get_rule(k) }.downcast::<CFString>();
+                let val = unsafe { CFType::wrap_under_get_rule(v) }.downcast::<CFNumber>();
+                if let (Some(key), Some(n)) = (key, val.and_then(|n| n.to_i64())) {
+                    stats.insert(key.to_string(), n);
+                }
             }
         }
-        let cores = property(entry, "gpu-core-count")
+        let gpu_cores = property(entry, "gpu-core-count")
             .and_then(|p| p.downcast::<CFNumber>())
             .and_then(|n| n.to_i64())
             .map(|n| n as u32);
-        found = Some((stats, cores));
+        found.push(Accelerator {
+            class,
+            stats,
+            gpu_cores,
+        });
     });
     found
-}
-
-fn ioreg_accelerator_stats() -> Option<BTreeMap<String, i64>> {
-    let xml = run("ioreg", &["-a", "-r", "-d", "1", "-c", "IOAccelerator"])?;
-    apple::parse_ioreg_accelerators(xml.as_bytes())
-        .ok()?
-        .into_iter()
-        .map(|(_, s)| s)
-        .find(|s| !s.is_empty())
 }
 
 /// IORegistry `cpuN` nodes and their `cluster-type` (`E`/`P`/`M`) and
@@ -559,12 +573,4 @@ fn cpu_nodes() -> Vec<CpuNode> {
     });
     out.sort_by_key(|n| n.cpu);
     out
-}
-
-/// A text fallback's output, if the command ran and succeeded.
-fn run(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -8,6 +8,7 @@
 
 pub mod apple;
 pub mod linux;
+pub mod macmon_window;
 #[cfg(target_os = "macos")]
 pub mod macos;
 pub mod replay;
@@ -139,9 +140,41 @@ pub struct Topology {
     pub cpus: BTreeMap<u32, CpuDesc>,
     /// How the split was decided, for logs and the status API.
     pub method: &'static str,
+    /// Apple Silicon core tiers, lowest first (`E`, `P`, `S`), where the machine names
+    /// them; empty elsewhere. Per-core residency is matched to CPUs through these.
+    pub tiers: Vec<Tier>,
+}
+
+/// One core tier (an Apple `hw.perflevelN`) and its CPUs in ascending order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    /// macmon's letter for the tier: `E`, `P`, `S`, or `_` when its type is unknown.
+    pub label: String,
+    pub cpus: Vec<u32>,
 }
 
 impl Topology {
+    /// The tiers, lowest first; without named tiers (a configured override, Linux), the
+    /// efficiency CPUs (if any) then the performance CPUs.
+    pub fn tier_cpus(&self) -> Vec<Tier> {
+        if !self.tiers.is_empty() {
+            return self.tiers.clone();
+        }
+        [(CoreType::Efficiency, "E"), (CoreType::Performance, "P")]
+            .into_iter()
+            .map(|(t, label)| Tier {
+                label: label.into(),
+                cpus: self
+                    .cpus
+                    .iter()
+                    .filter(|(_, d)| d.core_type == t)
+                    .map(|(&c, _)| c)
+                    .collect(),
+            })
+            .filter(|t| !t.cpus.is_empty())
+            .collect()
+    }
+
     pub fn core_type(&self, cpu: u32) -> CoreType {
         self.cpus
             .get(&cpu)
@@ -243,7 +276,11 @@ pub fn detect_topology(inputs: &TopologyInputs, forced: Option<&TopologyOverride
             (cpu, CpuDesc { core_type, cluster })
         })
         .collect();
-    Topology { cpus, method }
+    Topology {
+        cpus,
+        method,
+        tiers: Vec::new(),
+    }
 }
 
 fn distinct(m: &BTreeMap<u32, u64>) -> usize {

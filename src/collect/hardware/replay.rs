@@ -1,17 +1,18 @@
-//! Replay of a recording (`hardware.source: replay`): `macmon pipe` JSON lines or
-//! m4watch's own `dump-raw` format, one sample per collection, through the same
-//! arithmetic as the live macOS source, so a Linux box publishes every M4 Max series.
+//! Replay of a recording (`hardware.source: replay`): `macmon pipe` JSON lines (0.7
+//! aliases, 0.8/0.9 per-core lists, 0.10 tiers) or m4watch's own `dump-raw` format, one
+//! sample per collection, through the same arithmetic as the live macOS source (macmon
+//! lines through [`super::macmon_window`], every sample through
+//! [`super::apple::AppleState`]), so a Linux box publishes every Apple Silicon series.
+//! Lines starting with `#` are comments (fixtures say there where they come from).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use super::apple::{
-    AppleState, CoreSample, DUMP_FORMAT, DUMP_VERSION, DumpHeader, FanSample, MachineInfo,
-    PerfLevel, RawSample, TierSample, tick_delta, tier_type,
+    AppleState, DUMP_FORMAT, DUMP_VERSION, DumpHeader, MachineInfo, PerfLevel, RawSample,
+    level_name, tick_delta,
 };
-use super::{CoreType, Memory, Reading, Source, Topology};
+use super::macmon_window::{Soc, Window};
+use super::{Memory, Reading, Source, Topology};
 
 /// A recording loaded in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,18 +37,19 @@ pub fn parse_recording(text: &str) -> Result<Recording, String> {
     let mut lines = text
         .lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, first)) = lines.next() else {
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let Some((first_i, first)) = lines.next() else {
         return Err("the recording is empty".into());
     };
     let head: serde_json::Value =
-        serde_json::from_str(first).map_err(|e| format!("line 1: not JSON: {e}"))?;
+        serde_json::from_str(first).map_err(|e| format!("line {}: not JSON: {e}", first_i + 1))?;
     if head.get("format").and_then(|f| f.as_str()) == Some(DUMP_FORMAT) {
-        let header: DumpHeader =
-            serde_json::from_value(head).map_err(|e| format!("line 1: dump header: {e}"))?;
+        let header: DumpHeader = serde_json::from_value(head)
+            .map_err(|e| format!("line {}: dump header: {e}", first_i + 1))?;
         if header.version != DUMP_VERSION {
             return Err(format!(
-                "line 1: dump format version {} (this m4watch reads {DUMP_VERSION})",
+                "line {}: dump format version {} (this m4watch reads {DUMP_VERSION})",
+                first_i + 1,
                 header.version
             ));
         }
@@ -64,40 +66,46 @@ pub fn parse_recording(text: &str) -> Result<Recording, String> {
             samples: frames(raws, deltas, Vec::new()),
         });
     }
-    // macmon pipe: every line is a sample; `pipe --soc-info` adds the chip.
-    let mut machine = MachineInfo::default();
+    // macmon pipe: every line is a sample; `pipe --soc-info` adds the chip and the DVFS
+    // tables to each line.
+    let mut soc: Option<Soc> = None;
     let mut raws = Vec::new();
     let mut mems = Vec::new();
     let mut prev_time: Option<f64> = None;
-    for (i, l) in std::iter::once((0, first)).chain(lines) {
-        let m: MacmonLine = serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
-        let t = m.timestamp.as_deref().and_then(seconds_of_day);
+    for (i, l) in std::iter::once((first_i, first)).chain(lines) {
+        let w: Window = serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let t = w.timestamp.as_deref().and_then(seconds_of_day);
         let elapsed = match (prev_time, t) {
             (Some(a), Some(b)) => Some((b - a).rem_euclid(86_400.0)).filter(|d| *d > 0.0),
             _ => None,
         };
         prev_time = t;
-        if let Some(soc) = &m.soc {
-            machine = soc.machine();
+        if w.soc.is_some() {
+            soc.clone_from(&w.soc);
         }
-        let (raw, mem) = m.into_sample(elapsed.unwrap_or(1.0));
-        raws.push(raw);
-        mems.push(mem);
+        raws.push(w.raw_sample(soc.as_ref(), elapsed.unwrap_or(1.0)));
+        mems.push(w.memory());
     }
-    if machine.perflevels.is_empty() {
+    let machine = match &soc {
+        Some(s) => s.machine(),
         // No --soc-info: the core counts come from the per-core lists, highest tier first.
-        if let Some(s) = raws.first() {
-            machine.perflevels = s
-                .tiers
-                .iter()
-                .rev()
-                .map(|t| PerfLevel {
-                    name: None,
-                    logical_cpus: t.cores.len() as u32,
+        None => MachineInfo {
+            perflevels: raws
+                .first()
+                .map(|s| {
+                    s.tiers
+                        .iter()
+                        .rev()
+                        .map(|t| PerfLevel {
+                            name: level_name(&t.label).map(String::from),
+                            logical_cpus: t.cores.len() as u32,
+                        })
+                        .collect()
                 })
-                .collect();
-        }
-    }
+                .unwrap_or_default(),
+            ..Default::default()
+        },
+    };
     let deltas = deltas_from_residency(&raws);
     Ok(Recording {
         machine,
@@ -173,196 +181,6 @@ pub fn seconds_of_day(ts: &str) -> Option<f64> {
     let m: f64 = parts.next()?.parse().ok()?;
     let s: f64 = parts.next()?.parse().ok()?;
     Some(h * 3600.0 + m * 60.0 + s)
-}
-
-/// One `macmon pipe` line (0.8 to 0.10; fields missing in a version are optional).
-#[derive(Debug, Deserialize)]
-struct MacmonLine {
-    timestamp: Option<String>,
-    #[serde(default)]
-    temp: MacmonTemp,
-    memory: Option<MacmonMemory>,
-    #[serde(default)]
-    fans: Vec<MacmonFan>,
-    #[serde(default)]
-    cpu_tiers: Vec<MacmonTier>,
-    ecpu_usage: Option<(f64, f64)>,
-    pcpu_usage: Option<(f64, f64)>,
-    gpu_usage: Option<(f64, f64)>,
-    gpu_freq_mhz: Option<f64>,
-    gpu_active_ratio: Option<f64>,
-    cpu_power: Option<f64>,
-    gpu_power: Option<f64>,
-    ane_power: Option<f64>,
-    ram_power: Option<f64>,
-    sys_power: Option<f64>,
-    soc: Option<MacmonSoc>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct MacmonTemp {
-    cpu_temp_avg: Option<f64>,
-    gpu_temp_avg: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MacmonMemory {
-    ram_total: u64,
-    ram_usage: u64,
-    swap_total: u64,
-    swap_usage: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct MacmonFan {
-    name: String,
-    rpm: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct MacmonTier {
-    label: String,
-    freq_mhz: f64,
-    active_ratio: f64,
-    #[serde(default)]
-    cores: Vec<MacmonCore>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MacmonCore {
-    freq_mhz: f64,
-    active_ratio: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct MacmonSoc {
-    chip_name: Option<String>,
-    memory_gb: Option<u64>,
-    gpu_cores: Option<u32>,
-    #[serde(default)]
-    cpu_tiers: Vec<MacmonSocTier>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MacmonSocTier {
-    label: String,
-    cores: u32,
-}
-
-impl MacmonSoc {
-    fn machine(&self) -> MachineInfo {
-        MachineInfo {
-            chip: self.chip_name.clone(),
-            // macmon lists tiers lowest first; perflevels go highest first.
-            perflevels: self
-                .cpu_tiers
-                .iter()
-                .rev()
-                .map(|t| PerfLevel {
-                    name: Some(
-                        match tier_type(&t.label) {
-                            CoreType::Efficiency => "Efficiency",
-                            CoreType::Performance => "Performance",
-                        }
-                        .into(),
-                    ),
-                    logical_cpus: t.cores,
-                })
-                .collect(),
-            gpu_cores: self.gpu_cores,
-            memory_bytes: self.memory_gb.map(|g| g << 30),
-            ..Default::default()
-        }
-    }
-}
-
-impl MacmonLine {
-    fn into_sample(self, elapsed_s: f64) -> (RawSample, Option<Memory>) {
-        let mut tiers: Vec<TierSample> = self
-            .cpu_tiers
-            .into_iter()
-            .map(|t| TierSample {
-                label: t.label,
-                freq_mhz: t.freq_mhz,
-                active_ratio: t.active_ratio,
-                cores: t
-                    .cores
-                    .into_iter()
-                    .map(|c| CoreSample {
-                        freq_mhz: c.freq_mhz,
-                        active_ratio: c.active_ratio,
-                    })
-                    .collect(),
-            })
-            .collect();
-        if tiers.is_empty() {
-            // macmon before 0.10: one (MHz, ratio) pair per cluster type, no cores.
-            for (label, u) in [("E", self.ecpu_usage), ("P", self.pcpu_usage)] {
-                if let Some((f, a)) = u {
-                    tiers.push(TierSample {
-                        label: label.into(),
-                        freq_mhz: f,
-                        active_ratio: a,
-                        cores: Vec::new(),
-                    });
-                }
-            }
-        }
-        let mut power_w = BTreeMap::new();
-        for (rail, w) in [
-            ("cpu", self.cpu_power),
-            ("gpu", self.gpu_power),
-            ("ane", self.ane_power),
-            ("dram", self.ram_power),
-        ] {
-            if let Some(w) = w {
-                power_w.insert(rail.to_string(), w);
-            }
-        }
-        // macmon reports 0 where the SMC has no system power reading.
-        if let Some(w) = self.sys_power.filter(|w| *w > 0.0) {
-            power_w.insert("system".into(), w);
-        }
-        let mut temps_c = BTreeMap::new();
-        if let Some(t) = self.temp.cpu_temp_avg {
-            temps_c.insert("cpu".to_string(), t);
-        }
-        if let Some(t) = self.temp.gpu_temp_avg {
-            temps_c.insert("gpu".to_string(), t);
-        }
-        let (gpu_freq, gpu_active) =
-            match (self.gpu_freq_mhz, self.gpu_active_ratio, self.gpu_usage) {
-                (Some(f), Some(a), _) => (Some(f), Some(a)),
-                (_, _, Some((f, a))) => (Some(f), Some(a)),
-                (f, a, None) => (f, a),
-            };
-        let raw = RawSample {
-            elapsed_s,
-            tiers,
-            gpu_freq_mhz: gpu_freq,
-            gpu_active_ratio: gpu_active,
-            power_w,
-            temps_c,
-            fans: self
-                .fans
-                .into_iter()
-                .map(|f| FanSample {
-                    name: f.name,
-                    rpm: f.rpm,
-                })
-                .collect(),
-            ..Default::default()
-        };
-        let mem = self.memory.map(|m| Memory {
-            total: Some(m.ram_total),
-            used: Some(m.ram_usage),
-            available: Some(m.ram_total.saturating_sub(m.ram_usage)),
-            swap_used: Some(m.swap_usage),
-            swap_total: Some(m.swap_total),
-            ..Default::default()
-        });
-        (raw, mem)
-    }
 }
 
 /// Plays a [`Recording`], one frame per read.
@@ -496,10 +314,12 @@ mod tests {
         let raw = &rec.samples[0].raw;
         assert_eq!(raw.tiers.len(), 2);
         assert_eq!(raw.tiers[1].freq_mhz, 3000.0);
+        // The pairs' ratio is frequency-scaled usage, not active residency.
         assert_eq!(
             (raw.gpu_freq_mhz, raw.gpu_active_ratio),
-            (Some(500.0), Some(0.2))
+            (Some(500.0), None)
         );
+        assert_eq!(raw.tiers[1].active_ratio, None);
     }
 
     #[test]
