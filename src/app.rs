@@ -106,6 +106,11 @@ pub async fn serve_loaded(
     shutdown: Shutdown,
 ) -> Result<(), Error> {
     let Loaded { config, rules } = loaded;
+    // One owner per data directory, claimed before any database is opened.
+    let dir = config.data_dir.clone();
+    let _lock = blocking(move || persist::DataDirLock::acquire(&dir))
+        .await?
+        .map_err(|e| Error::Startup(e.to_string()))?;
     let store = Arc::new(Store::new());
     let registry = collect::registry(&config);
     let expected: Vec<&'static str> = registry

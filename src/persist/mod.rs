@@ -45,6 +45,96 @@ pub enum DbError {
     Corrupt { path: String, detail: String },
 }
 
+/// The exclusive claim on a data directory, held for the daemon's life: an `flock` on
+/// `<data_dir>/m4watch.lock`, which holds the owner's pid. SQLite in WAL mode never
+/// reports a second writer as busy, so without it two instances would both deliver
+/// every notification. The kernel drops the lock when the process dies, `kill -9`
+/// included, so a stale lock file never blocks a restart.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Why the data directory cannot be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "{dir}: the data directory is in use by another m4watch (pid {pid}); stop it or give this one another data_dir"
+    )]
+    Held { dir: String, pid: String },
+    #[error("{0}: cannot claim the data directory: {1}")]
+    Io(String, std::io::Error),
+}
+
+impl DataDirLock {
+    /// Creates `dir` (mode 0700: it holds receiver secrets) and takes its lock, or
+    /// says which process holds it.
+    pub fn acquire(dir: &Path) -> Result<DataDirLock, LockError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        use std::os::unix::io::AsRawFd;
+        let io = |e| LockError::Io(dir.display().to_string(), e);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("m4watch.lock"))
+            .map_err(io)?;
+        // SAFETY: a valid open descriptor; flock only reads it.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(LockError::Held {
+                    dir: dir.display().to_string(),
+                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_string() },
+                });
+            }
+            return Err(io(err));
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// Makes a database file and its WAL and shared-memory files readable by the owner
+/// only: `m4watch.db` holds receiver settings. SQLite creates the WAL and SHM files
+/// with the database file's mode, so creating that one 0600 covers the others; files
+/// left by an older release are tightened too.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    drop(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?,
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Maps an error met while opening `path` to the clearest [`DbError`].
 fn open_error(path: &Path, e: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode;
@@ -71,6 +161,7 @@ pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, DbErr
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| DbError::Dir(dir.display().to_string(), e))?;
     }
+    owner_only(path).map_err(|e| DbError::Dir(path.display().to_string(), e))?;
     let err = |e| open_error(path, e);
     let mut conn = Connection::open(path).map_err(err)?;
     // Short: at start-up a held lock means another writer, not a brief overlap.
@@ -203,4 +294,53 @@ ALTER TABLE alert_transitions ADD COLUMN source TEXT NOT NULL DEFAULT 'm4watch';
 /// Opens `m4watch.db` at `path`, migrated to the current schema.
 pub fn open_main(path: &Path) -> Result<Connection, DbError> {
     open_sqlite(path, MAIN_MIGRATIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_data_directory_has_one_owner_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let first = DataDirLock::acquire(&dir).unwrap();
+        let e = DataDirLock::acquire(&dir).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: the data directory is in use by another m4watch (pid {}); stop it or give this one another data_dir",
+                dir.display(),
+                std::process::id()
+            )
+        );
+        drop(first);
+        // Released with its holder (a killed process releases it the same way).
+        let _again = DataDirLock::acquire(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_data_directory_and_databases_are_the_owners_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _lock = DataDirLock::acquire(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let db = dir.join("m4watch.db");
+        // A file an older release left world-readable is tightened.
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let conn = open_main(&db).unwrap();
+        conn.execute_batch("INSERT INTO silences VALUES ('s', '[]', 0, 1, 'me', '')")
+            .unwrap();
+        for f in ["m4watch.db", "m4watch.db-wal", "m4watch.db-shm", "m4watch.lock"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+    }
 }
