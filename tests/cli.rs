@@ -1,5 +1,8 @@
 //! The binary as a user runs it: exit codes, messages, signals.
 
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,88 @@ fn check_config_accepts_the_default_and_rejects_bad_files() {
         err.contains(":4:3: hardware.intervall: unknown field `intervall`"),
         "{err}"
     );
+}
+
+/// Item 8 of issue 14: `listen` and `data_dir` have defaults like every other key.
+#[test]
+fn check_config_accepts_a_file_with_only_a_trading_section() {
+    let file = format!(
+        "{}/testdata/config/partial/trading_only.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = m4watch().args(["check-config", &file]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{file}: ok\n")
+    );
+}
+
+/// Runs the daemon on `config` with `--listen` (a free loopback port) and
+/// `--data-dir data_dir`, from `cwd`, until the port accepts a connection and
+/// `data_dir/m4watch.db` exists; then stops it.
+fn serve_with_flags(config: &Path, data_dir: &Path, cwd: &Path) {
+    let port = common::free_port();
+    let mut child = m4watch()
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .current_dir(cwd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let db = data_dir.join("m4watch.db");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || !db.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+            panic!("m4watch exited ({status}) before serving on {port}: {log}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no listener on {port} or no {}",
+            db.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn command_line_listen_and_data_dir_override_the_file_and_complete_a_partial_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag_dir = dir.path().join("from-flag");
+
+    // A file with only `trading:`: the flags say where to listen and keep state, and
+    // the default ./data is never created in the working directory.
+    let partial =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/config/partial/trading_only.yml");
+    serve_with_flags(&partial, &flag_dir, dir.path());
+    assert!(!dir.path().join("data").exists());
+
+    // A file that names both: the flags win.
+    let file_dir = dir.path().join("from-file");
+    let cfg = dir.path().join("m4watch.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\ndata_dir: {}\ntrading:\n  statsd_listen: 127.0.0.1:0\n",
+            common::free_port(),
+            file_dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&flag_dir).unwrap();
+    serve_with_flags(&cfg, &flag_dir, dir.path());
+    assert!(!file_dir.exists(), "the file's data_dir was used");
 }
 
 #[test]

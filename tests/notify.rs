@@ -1191,6 +1191,72 @@ async fn configure_api_sets_persists_and_redacts_receivers() {
     d.stop().await;
 }
 
+/// Item 9 of issue 14: configuring `default` is refused when no alert can reach it.
+#[tokio::test]
+async fn configure_without_a_receiver_is_refused_when_the_route_tree_never_reaches_default() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Receivers `desk` and `oncall`; the root sends to `desk`, `child` to whom it names.
+    let start = |child: &str| {
+        let yaml = format!(
+            "notifications:\n  receivers:\n    - {{name: desk, webhook: {{url: \"{}\"}}}}\n    - {{name: oncall, webhook: {{url: \"{}\"}}}}\n  route:\n    receiver: desk\n    routes: [{child}]\n",
+            sink.url("/desk"),
+            sink.url("/oncall")
+        );
+        Daemon::start(config(dir.path(), &yaml))
+    };
+    let configure = |d: &Daemon, body: Value| {
+        d.client
+            .post(d.url("/api/v1/monitoring/notifications/configure"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let hook = sink.url("/slack/T1/B1/X");
+
+    // Critical alerts to `oncall`, the rest to `desk`: `default` gets nothing.
+    let d = start("{matchers: ['severity=\"critical\"'], receiver: oncall}").await;
+    let r = configure(&d, json!({"slack_webhook": hook})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["detail"],
+        "receiver: required, because the configured route tree never sends to \"default\"; name one it sends to (\"desk\", \"oncall\")",
+        "{v}"
+    );
+    // Nothing was stored for `default`.
+    let list: Value = d
+        .get("/api/v1/monitoring/notifications")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let default = list["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "default")
+        .unwrap();
+    assert!(default.get("slack").is_none_or(Value::is_null), "{default}");
+    // Naming a receiver the tree sends to works.
+    let r = configure(&d, json!({"receiver": "desk", "slack_webhook": hook}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["receiver"]["name"], "desk");
+    d.stop().await;
+
+    // A route below the root naming `default` reaches it: configuring it is fine.
+    let d = start("{matchers: ['severity=\"info\"'], receiver: default}").await;
+    let r = configure(&d, json!({"slack_webhook": hook})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["receiver"]["name"],
+        "default"
+    );
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
     let prom = require_tool("prometheus");

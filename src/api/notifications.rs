@@ -112,13 +112,19 @@ struct Configured {
     receiver: ReceiverConfig,
 }
 
-/// Adds or replaces a receiver (Slack, email, PagerDuty, webhook, Alertmanager).
+/// Adds or replaces a receiver's Slack, email or PagerDuty settings.
+///
+/// Without `"receiver"` the request configures `default`, but only when the configured
+/// route tree delivers to `default`: there is no `notifications.route` (every alert goes
+/// to `default`), or the root route, a route below it or the escalation names
+/// `default`. Otherwise it answers 400 naming the receivers the tree does send to,
+/// rather than configuring a receiver no alert reaches.
 #[utoipa::path(post, path = "/api/v1/monitoring/notifications/configure", tag = "notifications",
     request_body = crate::notify::handle::ConfigureRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, body = Configured),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "bad input, or no `receiver` while the route tree never reaches `default`", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no receiver by that name", body = ErrorBody),
         (status = 500, description = "the outbox database failed", body = ErrorBody),

@@ -51,14 +51,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// The whole configuration. Every section has defaults; the embedded default file
-/// spells them out.
+/// The whole configuration. Every key has a default (so a file may hold only the
+/// sections it changes); the embedded default file spells them out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// HTTP listen address for /metrics and the API.
+    /// HTTP listen address for /metrics and the API (`--listen` overrides it).
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Directory for the SQLite database and other state.
+    /// Directory for the SQLite database and other state, relative to the working
+    /// directory (`--data-dir` overrides it).
+    #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     #[serde(default)]
     pub log_format: LogFormat,
@@ -121,6 +124,21 @@ impl Default for MetricsConfig {
             snapshot_interval: Dur(Duration::from_secs(1)),
         }
     }
+}
+
+/// `listen` when the file names none: every interface, port 9977.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9977);
+
+/// `data_dir` when the file names none.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
 }
 
 fn yes() -> bool {
@@ -429,10 +447,36 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_only_a_trading_section_gets_every_other_default() {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/config/partial/trading_only.yml"
+        ));
+        let c = Config::load(&path, &no_env).unwrap();
+        assert_eq!(
+            c.trading.statsd_listen,
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(c.trading.windows.len(), 1);
+        // Everything the file leaves out is what the embedded default says.
+        let mut expected = Config::embedded_default(&no_env).unwrap();
+        expected.trading.statsd_listen = c.trading.statsd_listen;
+        expected.trading.windows = c.trading.windows.clone();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::to_value(&expected).unwrap()
+        );
+    }
+
+    #[test]
     fn embedded_default_is_valid() {
         let c = Config::embedded_default(&no_env).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9977");
+        assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.hardware.interval.get(), Duration::from_secs(1));
         assert!(c.api.token.is_none());
     }

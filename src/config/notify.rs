@@ -279,6 +279,7 @@ fn d_escalate_matchers() -> Vec<Matcher> {
 /// keeps the two equal).
 pub const SHIPPED_INHIBITIONS: &[(&str, &str)] = &[
     ("PerformanceCoresSaturated", "PerformanceCoresBusy"),
+    ("PerformanceCoresSaturated", "PerformanceCoreSaturated"),
     ("NeuralEngineSaturated", "NeuralEngineBusy"),
     (
         "MemoryUsedCritical|MemoryExhaustionImminent",
@@ -479,6 +480,30 @@ impl NotifyConfig {
         Ok(())
     }
 
+    /// The receivers alerts can be delivered to: `default` alone when no `route` is
+    /// configured (every alert goes there); otherwise each receiver a route of the tree
+    /// names (the root's, which takes every alert no child route takes, and each child
+    /// route's own; a route without one inherits its parent's and adds none), plus the
+    /// escalation receiver. Matchers are not analysed: a route that names a receiver
+    /// counts as reaching it.
+    pub fn routed_receivers(&self) -> BTreeSet<String> {
+        fn walk(r: &RouteConfig, out: &mut BTreeSet<String>) {
+            out.extend(r.receiver.iter().cloned());
+            for child in &r.routes {
+                walk(child, out);
+            }
+        }
+        let mut out = BTreeSet::new();
+        match &self.route {
+            None => {
+                out.insert(DEFAULT_RECEIVER.to_string());
+            }
+            Some(root) => walk(root, &mut out),
+        }
+        out.extend(self.escalation.iter().map(|e| e.receiver.clone()));
+        out
+    }
+
     /// Every receiver the config defines, plus the `default` one (empty unless the
     /// config defines it).
     pub fn receivers_with_default(&self) -> BTreeMap<String, ReceiverConfig> {
@@ -658,6 +683,43 @@ mod tests {
             .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "");
         assert!(!msg.contains("SECRETVALUE"), "a secret leaked: {msg}");
         msg
+    }
+
+    fn routed(notifications: &str) -> Vec<String> {
+        let text = format!("notifications:\n{notifications}");
+        Config::parse(&text, "<t>", std::path::Path::new("."), &no_env)
+            .unwrap()
+            .notifications
+            .routed_receivers()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn routed_receivers_are_the_ones_the_route_tree_names() {
+        let receivers = "  receivers:\n    - {name: desk, webhook: {url: 'http://127.0.0.1:1/d'}}\n    - {name: oncall, webhook: {url: 'http://127.0.0.1:1/o'}}\n";
+        // No route: everything goes to `default`, whatever receivers exist.
+        assert_eq!(routed(receivers), ["default"]);
+        // A root naming another receiver takes everything the children do not.
+        assert_eq!(
+            routed(&format!(
+                "{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['severity=\"critical\"'], receiver: oncall}}\n      - {{matchers: ['team=\"fx\"']}}\n"
+            )),
+            ["desk", "oncall"]
+        );
+        // A child route (at any depth) or the escalation naming `default` reaches it.
+        assert_eq!(
+            routed(&format!(
+                "{receivers}  route:\n    receiver: desk\n    routes:\n      - matchers: ['team=\"fx\"']\n        routes: [{{matchers: ['severity=\"info\"'], receiver: default}}]\n"
+            )),
+            ["default", "desk"]
+        );
+        assert_eq!(
+            routed(&format!(
+                "{receivers}  route: {{receiver: desk}}\n  escalation: {{receiver: default, after: 15m}}\n"
+            )),
+            ["default", "desk"]
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ struct Inner {
     metrics: Metrics,
     ctx: Ctx,
     wake: Arc<Notify>,
+    /// The receivers the route tree can deliver to ([`NotifyConfig::routed_receivers`]).
+    routed: std::collections::BTreeSet<String>,
 }
 
 /// Why the notifier could not do what the API asked.
@@ -53,11 +55,14 @@ pub enum NotifyError {
 }
 
 /// Body of `POST /api/v1/monitoring/notifications/configure`. Every key is optional;
-/// keys given replace the stored ones, keys left out keep theirs.
+/// keys given replace the stored ones, keys left out keep theirs. Without `receiver`
+/// the request configures `default`, and is refused when the configured route tree
+/// never delivers to `default` (see [`NotifyConfig::routed_receivers`]).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureRequest {
-    /// Receiver to change; `default` when unset.
+    /// Receiver to change; `default` when unset, refused (400) when the configured
+    /// route tree never delivers to `default`.
     #[serde(default)]
     pub receiver: Option<String>,
     #[serde(default)]
@@ -99,6 +104,7 @@ impl Notifier {
                 metrics: metrics.clone(),
                 ctx,
                 wake: Arc::new(Notify::new()),
+                routed: config.routed_receivers(),
             }),
         };
         for (receiver, stored) in outbox.settings().await? {
@@ -184,10 +190,19 @@ impl Notifier {
     pub async fn configure(&self, body: serde_json::Value) -> Result<ReceiverConfig, NotifyError> {
         let req: ConfigureRequest = serde_json::from_value(body.clone())
             .map_err(|e| NotifyError::Invalid(e.to_string()))?;
-        let name = req
-            .receiver
-            .clone()
-            .unwrap_or_else(|| DEFAULT_RECEIVER.to_string());
+        let name = match &req.receiver {
+            Some(r) => r.clone(),
+            None if self.inner.routed.contains(DEFAULT_RECEIVER) => DEFAULT_RECEIVER.to_string(),
+            // Configuring `default` here would look like success and deliver nothing.
+            None => {
+                let routed: Vec<String> =
+                    self.inner.routed.iter().map(|r| format!("{r:?}")).collect();
+                return Err(NotifyError::Invalid(format!(
+                    "receiver: required, because the configured route tree never sends to {DEFAULT_RECEIVER:?}; name one it sends to ({})",
+                    routed.join(", ")
+                )));
+            }
+        };
         // Merge with what earlier calls stored, key by key.
         let stored = self
             .inner

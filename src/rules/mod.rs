@@ -39,6 +39,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../alert-rules/trading.rules.yml"),
     ),
     (
+        "alert-rules/probes.rules.yml",
+        include_str!("../../alert-rules/probes.rules.yml"),
+    ),
+    (
         "alert-rules/exporter.rules.yml",
         include_str!("../../alert-rules/exporter.rules.yml"),
     ),
@@ -677,6 +681,40 @@ mod tests {
     fn shipped_rules_load() {
         let groups = load_embedded().unwrap();
         assert!(groups.iter().map(|g| g.rules.len()).sum::<usize>() >= 20);
+    }
+
+    /// Prometheus loads `alert-rules/*.rules.yml`; the binary must ship the same set.
+    #[test]
+    fn every_shipped_rule_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let on_disk: BTreeMap<String, String> = expand_glob(&root.join("alert-rules/*.rules.yml"))
+            .into_iter()
+            .map(|p| {
+                let name = format!("alert-rules/{}", p.file_name().unwrap().to_string_lossy());
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        let embedded: BTreeMap<String, String> = EMBEDDED
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(
+            embedded.keys().collect::<Vec<_>>(),
+            on_disk.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(embedded, on_disk);
+    }
+
+    #[test]
+    fn shipped_rules_include_the_probe_alerts() {
+        let groups = load_embedded().unwrap();
+        let probes: Vec<&str> = groups
+            .iter()
+            .filter(|g| g.file == "alert-rules/probes.rules.yml")
+            .flat_map(|g| &g.rules)
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(probes, ["ProbeFailing", "ProbeSlow"]);
     }
 
     #[test]
