@@ -152,6 +152,10 @@ pub struct Alert {
     pub fired_at: Option<i64>,
     pub resolved_at: Option<i64>,
     pub(crate) keep_firing_since: Option<i64>,
+    /// Restored after a restart and not yet seen by an evaluation: it waits for its
+    /// rule's data (up to the rule's `for`) instead of resolving at the first
+    /// evaluation, before a StatsD sender or a scrape has delivered anything.
+    pub(crate) awaiting_data: bool,
 }
 
 impl Alert {
@@ -176,6 +180,7 @@ impl Alert {
             fired_at,
             resolved_at: None,
             keep_firing_since: None,
+            awaiting_data: true,
         }
     }
 }
@@ -600,6 +605,7 @@ fn eval_rule(
                         a.value = s.value;
                         a.annotations = ann;
                         a.keep_firing_since = None;
+                        a.awaiting_data = false;
                     }
                     None => {
                         active.insert(
@@ -614,6 +620,7 @@ fn eval_rule(
                                 fired_at: None,
                                 resolved_at: None,
                                 keep_firing_since: None,
+                                awaiting_data: false,
                             },
                         );
                         changes.push(Change {
@@ -645,9 +652,16 @@ fn eval_rule(
                     }
                     continue;
                 }
-                if a.state == State::Firing && *keep_firing_for_ms > 0 {
+                // Firing with keep_firing_for, or restored and still waiting for data:
+                // hold the state until the grace is over.
+                let grace = match (a.state, a.awaiting_data) {
+                    (_, true) => (*for_ms).max(*keep_firing_for_ms),
+                    (State::Firing, false) => *keep_firing_for_ms,
+                    _ => 0,
+                };
+                if grace > 0 {
                     let since = *a.keep_firing_since.get_or_insert(t);
-                    if t - since < *keep_firing_for_ms {
+                    if t - since < grace {
                         continue;
                     }
                 }
@@ -772,6 +786,41 @@ mod tests {
             "f.yml: group \"g\": rule \"r\": expr: a range of 1h exceeds rules.max_range (15m)"
         );
         assert!(check_max_range(&groups, 3_600_000).is_ok());
+    }
+
+    #[test]
+    fn a_restored_alert_waits_for_its_data_up_to_its_for() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: Slow\n    expr: lat > 1\n    for: 3s\n";
+        let mut e = Engine::new(load_str("f", text).unwrap(), 1000);
+        let labels = vec![("alertname".to_string(), "Slow".to_string())];
+        let id = fingerprint(&labels);
+        assert!(e.restore(
+            "Slow",
+            Alert::restored(id, labels, Vec::new(), 2.0, State::Firing, 0, Some(0))
+        ));
+        let mut ring = Ring::new(0);
+        // No data yet (the sender has not come back): it stays firing for 3 s.
+        for t in [10_000, 11_000, 12_000] {
+            assert!(e.eval(&mut ring, t).changes.is_empty(), "t={t}");
+        }
+        let c = e.eval(&mut ring, 13_000);
+        assert_eq!(c.changes.len(), 1);
+        assert_eq!((c.changes[0].from, c.changes[0].alert.state), (State::Firing, State::Resolved));
+
+        // Data that still crosses keeps it firing without a new notification, and
+        // data that no longer crosses resolves it at once.
+        let mut e = Engine::new(load_str("f", text).unwrap(), 1000);
+        let labels = vec![("alertname".to_string(), "Slow".to_string())];
+        e.restore(
+            "Slow",
+            Alert::restored(fingerprint(&labels), labels, Vec::new(), 2.0, State::Firing, 0, Some(0)),
+        );
+        let lbl = vec![("__name__".to_string(), "lat".to_string())];
+        ring.append(lbl.clone(), 10_000, 5.0);
+        assert!(e.eval(&mut ring, 10_000).changes.is_empty());
+        ring.append(lbl, 11_000, 0.5);
+        let c = e.eval(&mut ring, 11_000);
+        assert_eq!(c.changes[0].alert.state, State::Resolved);
     }
 
     #[test]
