@@ -224,9 +224,14 @@ pub async fn serve_loaded(
     let outbox = blocking(move || notify::outbox::Outbox::open(&path))
         .await?
         .map_err(|e| Error::Startup(e.to_string()))?;
+    // What the alert store holds active now: a saved notification group's firing
+    // alert outside it was resolved while its notice was in flight.
+    let alive: std::collections::HashSet<String> =
+        alerts.active().into_iter().map(|a| a.id).collect();
     let (notifier, notify_tasks) = notify::Notifier::start(
         &config.notifications,
         outbox,
+        &alive,
         store.registry(),
         shutdown.clone(),
     )

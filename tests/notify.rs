@@ -1330,7 +1330,7 @@ async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     let (_trigger, shutdown) = m4watch::shutdown::channel();
     let registry = prometheus::Registry::new();
     let outbox = m4watch::notify::outbox::Outbox::open(&tmp.path().join("m4watch.db")).unwrap();
-    let (notifier, _tasks) = Notifier::start(&cfg, outbox, &registry, shutdown)
+    let (notifier, _tasks) = Notifier::start(&cfg, outbox, &Default::default(), &registry, shutdown)
         .await
         .unwrap();
     let labels: std::collections::BTreeMap<String, String> = [
@@ -2069,4 +2069,81 @@ notifications:
     loaded.sort();
     assert_eq!(loaded, ["M4watchDown", "M4watchNotificationsFailing"]);
     d.stop().await;
+}
+
+/// A resolve accepted on `/api/v2/alerts` while its group waits for `group_interval`
+/// survives `kill -9` and SIGTERM: after the restart it reaches Slack and PagerDuty
+/// (after their trigger, with the trigger's dedup key), and the resolved alert is not
+/// repeated as firing when `repeat_interval` comes round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_waiting_for_group_interval_survives_kill_9_and_sigterm() {
+    async fn round(signal: i32) {
+        let sink = Sink::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"listen: 127.0.0.1:{port}
+data_dir: {data}
+api: {{token: {TOKEN}}}
+containers: {{enabled: false}}
+trading: {{statsd_listen: "127.0.0.1:0"}}
+notifications:
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "{slack}"}}
+      pagerduty: {{routing_key: k, url: "{pd}"}}
+  route: {{receiver: ops, group_interval: 5s, repeat_interval: 10s}}
+"#,
+                data = dir.path().join("data").display(),
+                slack = sink.url("/slack"),
+                pd = sink.url("/pd"),
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("m4watch.log");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let mut first = spawn_m4watch(&cfg, &log, &[]);
+        wait_up(&client, &base).await;
+        post_alerts(&client, &base, json!([alert("Flapper", "critical", false)])).await;
+        sink.wait_for("/slack", 1, 10).await;
+        sink.wait_for("/pd", 1, 10).await;
+        // The resolve now waits up to 5 s for the group's next flush: stop inside it.
+        post_alerts(&client, &base, json!([alert("Flapper", "critical", true)])).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(first.0.id() as i32, signal) };
+        first.0.wait().unwrap();
+        assert_eq!(sink.received("/slack").len(), 1, "the resolve was still waiting");
+
+        let _second = spawn_m4watch(&cfg, &log, &[]);
+        wait_up(&client, &base).await;
+        let slack = sink.wait_for("/slack", 2, 15).await;
+        let pd = sink.wait_for("/pd", 2, 15).await;
+        // Past repeat_interval: nothing more, in particular no FIRING again.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let texts: Vec<String> = sink
+            .received("/slack")
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            texts,
+            ["[FIRING:1] Flapper", "[RESOLVED] Flapper"],
+            "signal {signal}; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pd_now = sink.received("/pd");
+        let actions: Vec<&str> = pd_now
+            .iter()
+            .map(|r| r.body["event_action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["trigger", "resolve"], "signal {signal}");
+        assert_eq!(pd[0].body["dedup_key"], pd[1].body["dedup_key"]);
+        assert_eq!(slack.len(), 2);
+    }
+    tokio::join!(round(libc::SIGKILL), round(libc::SIGTERM));
 }

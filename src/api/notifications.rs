@@ -85,8 +85,23 @@ async fn post_alerts(
     }
     let now = Utc::now();
     let received: Vec<Received> = alerts.into_iter().map(|a| received(a, now)).collect();
-    // The store writes to SQLite through its own thread; taking the lock is brief.
-    s.alerts.receive(received, now.timestamp_millis());
+    // Accepted means durable: the answer waits until the alert store's writer has the
+    // change on disk, so a resolve acknowledged here survives a crash (the notifier
+    // rebuilds its groups against the store on restart).
+    let alerts = Arc::clone(&s.alerts);
+    let stored = tokio::task::spawn_blocking(move || {
+        alerts.receive(received, now.timestamp_millis());
+        alerts.flush();
+    })
+    .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "storing received alerts failed");
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the alerts could not be stored",
+        ));
+    }
     Ok(StatusCode::OK)
 }
 

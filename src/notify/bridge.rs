@@ -158,6 +158,7 @@ mod tests {
         let (notifier, _tasks) = Notifier::start(
             &Default::default(),
             crate::notify::outbox::Outbox::open(&dir.path().join("m4watch.db")).unwrap(),
+            &Default::default(),
             &registry,
             shutdown.clone(),
         )

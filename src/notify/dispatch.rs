@@ -3,7 +3,7 @@
 //! intervals and `send_resolved`, escalates unacknowledged alerts, and writes every
 //! notification to the outbox.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,10 +103,13 @@ impl Dispatcher {
         }
     }
 
-    /// Rebuilds the groups that had notified firing alerts before a restart, so their
-    /// resolves are still sent (Alertmanager loses them: its #2370). Groups whose
-    /// route changed with the config are dropped.
-    pub(super) fn restore(&mut self, stored: Vec<StoredGroup>) {
+    /// Rebuilds the groups saved before a restart: their alerts, which of them were
+    /// notified, and the resolves still waiting for `group_interval`, so those are
+    /// sent (Alertmanager loses them: its #2370). `alive` holds the ids the alert
+    /// store has pending or firing now: a stored firing alert not among them resolved
+    /// while the notice was in flight, so it is resolved here rather than repeated as
+    /// firing. Groups whose route changed with the config are dropped.
+    pub(super) fn restore(&mut self, stored: Vec<StoredGroup>, alive: &HashSet<String>) {
         let now = Instant::now();
         for g in stored {
             let Some(route) = self.root.find(g.route) else {
@@ -115,22 +118,66 @@ impl Dispatcher {
             if route.receiver != g.receiver {
                 continue;
             }
-            let alerts: Vec<AlertEvent> = g.alerts.into_iter().map(rekeyed).collect();
+            let mut alerts: Vec<AlertEvent> = g.alerts.into_iter().map(rekeyed).collect();
+            let notified: HashSet<String> = match g.notified {
+                Some(n) => n.into_iter().collect(),
+                None => alerts.iter().map(|a| a.fingerprint.clone()).collect(),
+            };
+            for a in &mut alerts {
+                if a.state != AlertState::Resolved && !alive.contains(&a.fingerprint) {
+                    a.state = AlertState::Resolved;
+                    a.ends_at = Some(Utc::now());
+                }
+            }
+            // Anything owed (a resolve, a firing alert never announced) goes out now.
+            let owed = alerts.iter().any(|a| {
+                (a.state == AlertState::Resolved) == notified.contains(&a.fingerprint)
+            });
             self.groups.insert(
                 g.key,
                 Group {
                     route: g.route,
                     receiver: g.receiver,
                     labels: g.labels,
-                    notified: alerts.iter().map(|a| a.fingerprint.clone()).collect(),
+                    notified,
                     alerts: alerts
                         .into_iter()
                         .map(|a| (a.fingerprint.clone(), a))
                         .collect(),
-                    next_flush: now + route.group_interval,
+                    next_flush: if owed { now } else { now + route.group_interval },
                     last_sent: Some(now),
                 },
             );
+        }
+    }
+
+    /// Writes a group's whole state (or its absence) to the outbox database, so what
+    /// a notification depends on survives a crash from the moment it was accepted.
+    async fn persist(&self, key: &str) {
+        let stored = match self.groups.get(key) {
+            Some(g) => StoredGroup {
+                key: key.to_string(),
+                route: g.route,
+                receiver: g.receiver.clone(),
+                labels: g.labels.clone(),
+                alerts: g.alerts.values().cloned().collect(),
+                notified: Some({
+                    let mut n: Vec<String> = g.notified.iter().cloned().collect();
+                    n.sort();
+                    n
+                }),
+            },
+            None => StoredGroup {
+                key: key.to_string(),
+                route: 0,
+                receiver: String::new(),
+                labels: BTreeMap::new(),
+                alerts: Vec::new(),
+                notified: None,
+            },
+        };
+        if let Err(e) = self.outbox.save_group(stored).await {
+            tracing::error!(error = %e, "cannot store notification group state");
         }
     }
 
@@ -149,7 +196,12 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
-                _ = shutdown.recv() => break,
+                _ = shutdown.recv() => {
+                    // What is due goes to the outbox (durable) before stopping; the rest
+                    // is in the saved groups and goes out after the restart.
+                    self.flush_due().await;
+                    break;
+                }
                 msg = rx.recv() => match msg {
                     Some(m) => {
                         self.handle(m.event).await;
@@ -171,10 +223,15 @@ impl Dispatcher {
             self.escalations.remove(&ev.fingerprint);
             let mut receivers: Vec<String> = routes.iter().map(|r| r.receiver.clone()).collect();
             receivers.dedup();
-            for g in self.groups.values_mut() {
+            let mut touched = Vec::new();
+            for (key, g) in self.groups.iter_mut() {
                 if let Some(a) = g.alerts.get_mut(&ev.fingerprint) {
                     a.state = AlertState::Acknowledged;
+                    touched.push(key.clone());
                 }
+            }
+            for key in touched {
+                self.persist(&key).await;
             }
             for receiver in receivers {
                 let n = Notification {
@@ -203,6 +260,7 @@ impl Dispatcher {
                 }
             }
         }
+        let mut touched = Vec::new();
         for r in routes {
             let labels: BTreeMap<String, String> = match &r.group_by {
                 None => ev.labels.clone(),
@@ -212,6 +270,7 @@ impl Dispatcher {
                     .collect(),
             };
             let key = format!("{}:{}:{:?}", r.id, r.receiver, labels);
+            touched.push(key.clone());
             let group = self.groups.entry(key).or_insert_with(|| Group {
                 route: r.id,
                 receiver: r.receiver.clone(),
@@ -232,6 +291,9 @@ impl Dispatcher {
                 ev.state = AlertState::Acknowledged;
             }
             group.alerts.insert(ev.fingerprint.clone(), ev);
+        }
+        for key in touched {
+            self.persist(&key).await;
         }
     }
 
@@ -296,6 +358,7 @@ impl Dispatcher {
             if g.alerts.is_empty() {
                 self.groups.remove(key);
             }
+            self.persist(key).await;
             return;
         }
         let send_resolved = self
@@ -383,25 +446,6 @@ impl Dispatcher {
             )
             .collect();
 
-        if notified != g.notified {
-            let stored = StoredGroup {
-                key: key.to_string(),
-                route: g.route,
-                receiver: g.receiver.clone(),
-                labels: g.labels.clone(),
-                alerts: g
-                    .alerts
-                    .values()
-                    .filter(|a| {
-                        a.state != AlertState::Resolved && notified.contains(&a.fingerprint)
-                    })
-                    .cloned()
-                    .collect(),
-            };
-            if let Err(e) = self.outbox.save_group(stored).await {
-                tracing::error!(error = %e, "cannot store notification group state");
-            }
-        }
         let g = self.groups.get_mut(key).expect("group");
         g.notified = notified;
         g.alerts.retain(|_, a| a.state != AlertState::Resolved);
@@ -410,6 +454,7 @@ impl Dispatcher {
         } else {
             g.next_flush = now + interval;
         }
+        self.persist(key).await;
     }
 
     /// Writes notifications for every integration of `receiver` that accepts them.
@@ -475,15 +520,19 @@ mod tests {
         from_prometheus.source = "prometheus".into();
         from_prometheus.fingerprint = old_fingerprint(&from_prometheus.labels);
         let own = test_event("CpuHot", AlertState::Firing);
-        d.restore(vec![StoredGroup {
-            key: "g".into(),
-            route: 0,
-            receiver: d.root.receiver.clone(),
-            labels: BTreeMap::new(),
-            alerts: vec![from_prometheus.clone(), own.clone()],
-        }]);
-        let g = &d.groups["g"];
         let new_id = fingerprint(&from_prometheus.labels);
+        d.restore(
+            vec![StoredGroup {
+                key: "g".into(),
+                route: 0,
+                receiver: d.root.receiver.clone(),
+                labels: BTreeMap::new(),
+                alerts: vec![from_prometheus.clone(), own.clone()],
+                notified: None,
+            }],
+            &[new_id.clone(), own.fingerprint.clone()].into(),
+        );
+        let g = &d.groups["g"];
         assert_ne!(new_id, from_prometheus.fingerprint);
         assert_eq!(g.alerts[&new_id].fingerprint, new_id);
         assert!(g.notified.contains(&new_id), "its resolve still goes out");
@@ -492,5 +541,51 @@ mod tests {
             g.alerts.contains_key(&own.fingerprint),
             "m4watch's ids are kept"
         );
+    }
+
+    /// A resolve waiting for group_interval when m4watch stopped is sent after the
+    /// restart; an alert the store no longer holds active is resolved, not repeated as
+    /// firing; a firing alert never announced is announced.
+    #[test]
+    fn restore_owes_pending_resolves_and_resolves_what_the_store_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("m4watch.db")).unwrap();
+        let mut d = Dispatcher::new(
+            &NotifyConfig::default(),
+            Receivers::default(),
+            outbox,
+            Arc::new(Notify::new()),
+        );
+        let pending_resolve = test_event("A", AlertState::Resolved);
+        let resolved_meanwhile = test_event("B", AlertState::Firing);
+        let still_firing = test_event("C", AlertState::Firing);
+        let group = |alerts: Vec<AlertEvent>, notified: Vec<String>| StoredGroup {
+            key: format!("g{}", alerts[0].name()),
+            route: 0,
+            receiver: d.root.receiver.clone(),
+            labels: BTreeMap::new(),
+            alerts,
+            notified: Some(notified),
+        };
+        let stored = vec![
+            group(vec![pending_resolve.clone()], vec![pending_resolve.fingerprint.clone()]),
+            group(vec![resolved_meanwhile.clone()], vec![resolved_meanwhile.fingerprint.clone()]),
+            group(vec![still_firing.clone()], vec![still_firing.fingerprint.clone()]),
+        ];
+        let before = Instant::now();
+        d.restore(stored, &[still_firing.fingerprint.clone()].into());
+        let a = &d.groups["gA"];
+        assert_eq!(a.alerts[&pending_resolve.fingerprint].state, AlertState::Resolved);
+        assert!(a.next_flush <= Instant::now(), "the resolve is owed now");
+        let b = &d.groups["gB"];
+        assert_eq!(
+            b.alerts[&resolved_meanwhile.fingerprint].state,
+            AlertState::Resolved,
+            "not re-fired"
+        );
+        assert!(b.next_flush <= Instant::now());
+        let c = &d.groups["gC"];
+        assert_eq!(c.alerts[&still_firing.fingerprint].state, AlertState::Firing);
+        assert!(c.next_flush > before, "nothing owed: the next flush is a group_interval away");
     }
 }

@@ -84,6 +84,7 @@ impl Notifier {
     pub async fn start(
         config: &NotifyConfig,
         outbox: Outbox,
+        alive: &std::collections::HashSet<String>,
         registry: &prometheus::Registry,
         shutdown: Shutdown,
     ) -> Result<(Notifier, Vec<tokio::task::JoinHandle<()>>), NotifyError> {
@@ -131,7 +132,7 @@ impl Notifier {
             outbox.clone(),
             Arc::clone(&notifier.inner.wake),
         );
-        dispatcher.restore(outbox.groups().await?);
+        dispatcher.restore(outbox.groups().await?, alive);
         let tasks = vec![
             tokio::spawn(dispatcher.run(rx, shutdown.clone())),
             tokio::spawn(worker::run(
@@ -359,6 +360,7 @@ mod tests {
         let (n, _tasks) = Notifier::start(
             &config,
             outbox.clone(),
+            &Default::default(),
             &prometheus::Registry::new(),
             shutdown,
         )

@@ -296,28 +296,34 @@ pub struct StoredGroup {
     pub route: usize,
     pub receiver: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Every alert the group holds: firing, acknowledged, and resolved ones whose
+    /// resolve waits for the next flush.
     pub alerts: Vec<AlertEvent>,
+    /// Fingerprints already notified as firing; `None` (a group saved by an older
+    /// release) means every alert.
+    pub notified: Option<Vec<String>>,
 }
 
 impl Outbox {
-    /// Replaces a group's notified alerts; an empty list forgets the group.
+    /// Replaces a group's state; an empty list forgets the group.
     pub async fn save_group(&self, g: StoredGroup) -> Result<(), OutboxError> {
         self.with(move |c| {
             if g.alerts.is_empty() {
                 c.execute("DELETE FROM notify_groups WHERE group_key = ?1", [&g.key])?;
             } else {
                 c.execute(
-                    "INSERT INTO notify_groups (group_key, route, receiver, labels, alerts, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO notify_groups (group_key, route, receiver, labels, alerts, updated_at, notified)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(group_key) DO UPDATE SET route = ?2, receiver = ?3,
-                       labels = ?4, alerts = ?5, updated_at = ?6",
+                       labels = ?4, alerts = ?5, updated_at = ?6, notified = ?7",
                     params![
                         g.key,
                         g.route as i64,
                         g.receiver,
                         serde_json::to_string(&g.labels)?,
                         serde_json::to_string(&g.alerts)?,
-                        unix_now()
+                        unix_now(),
+                        g.notified.as_ref().map(serde_json::to_string).transpose()?,
                     ],
                 )?;
             }
@@ -330,7 +336,7 @@ impl Outbox {
     pub async fn groups(&self) -> Result<Vec<StoredGroup>, OutboxError> {
         self.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT group_key, route, receiver, labels, alerts FROM notify_groups",
+                "SELECT group_key, route, receiver, labels, alerts, notified FROM notify_groups",
             )?;
             let rows = st.query_map([], |r| {
                 Ok((
@@ -339,17 +345,19 @@ impl Outbox {
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, route, receiver, labels, alerts) = row?;
+                let (key, route, receiver, labels, alerts, notified) = row?;
                 out.push(StoredGroup {
                     key,
                     route: route as usize,
                     receiver,
                     labels: serde_json::from_str(&labels)?,
                     alerts: serde_json::from_str(&alerts)?,
+                    notified: notified.map(|n| serde_json::from_str(&n)).transpose()?,
                 });
             }
             Ok(out)
@@ -464,7 +472,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 3, "one version for the whole file");
+        assert_eq!(v, 4, "one version for the whole file");
         let old: i64 = c
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'notify_schema'",

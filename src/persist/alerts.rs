@@ -380,7 +380,7 @@ mod tests {
         drop(h);
         let (_h, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded.alerts, vec![a]);
-        assert_eq!(schema_version(dir.path()).unwrap(), Some(3));
+        assert_eq!(schema_version(dir.path()).unwrap(), Some(4));
         let mode: String = Connection::open(dir.path().join("m4watch.db"))
             .unwrap()
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -424,7 +424,7 @@ mod tests {
         drop(c);
         let e = open(dir.path()).err().unwrap().to_string();
         assert!(
-            e.ends_with("schema version 99 is newer than this m4watch knows (3); upgrade m4watch"),
+            e.ends_with("schema version 99 is newer than this m4watch knows (4); upgrade m4watch"),
             "{e}"
         );
     }

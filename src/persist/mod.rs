@@ -289,6 +289,12 @@ ALTER TABLE alerts ADD COLUMN expires_at INTEGER;
 ALTER TABLE alerts ADD COLUMN generator_url TEXT;
 ALTER TABLE alert_transitions ADD COLUMN source TEXT NOT NULL DEFAULT 'm4watch';
 ",
+    // Version 4: a notification group keeps every alert it holds, resolves waiting
+    // for group_interval included, and which of them were notified (NULL: all, as
+    // version 3 stored only notified firing alerts).
+    "
+ALTER TABLE notify_groups ADD COLUMN notified TEXT;
+",
 ];
 
 /// Opens `m4watch.db` at `path`, migrated to the current schema.
