@@ -120,6 +120,14 @@ impl Sink {
             .collect()
     }
 
+    /// The `text` field of every body received under `prefix` (Slack's headline).
+    pub fn texts(&self, prefix: &str) -> Vec<String> {
+        self.received(prefix)
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
     /// Waits until `n` requests under `prefix` arrived.
     pub async fn wait_for(&self, prefix: &str, n: usize, secs: u64) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -1794,13 +1802,8 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     sink.wait_for("/slack", 2, 10).await;
     post_alerts(&d.client, &base, same).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let texts: Vec<String> = sink
-        .received("/slack")
-        .iter()
-        .map(|r| r.body["text"].as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        texts,
+        sink.texts("/slack"),
         ["[FIRING:1] OrderGatewayDown", "[FIRING:1] DiskFull"],
         "one notification per alert"
     );
@@ -2125,13 +2128,8 @@ notifications:
         let pd = sink.wait_for("/pd", 2, 15).await;
         // Past repeat_interval: nothing more, in particular no FIRING again.
         tokio::time::sleep(Duration::from_secs(12)).await;
-        let texts: Vec<String> = sink
-            .received("/slack")
-            .iter()
-            .map(|r| r.body["text"].as_str().unwrap().to_string())
-            .collect();
         assert_eq!(
-            texts,
+            sink.texts("/slack"),
             ["[FIRING:1] Flapper", "[RESOLVED] Flapper"],
             "signal {signal}; log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()

@@ -506,16 +506,19 @@ mod tests {
         format!("{h:016x}")
     }
 
+    fn dispatcher(dir: &tempfile::TempDir) -> Dispatcher {
+        Dispatcher::new(
+            &NotifyConfig::default(),
+            Receivers::default(),
+            Outbox::open(&dir.path().join("m4watch.db")).unwrap(),
+            Arc::new(Notify::new()),
+        )
+    }
+
     #[test]
     fn groups_saved_with_the_old_prometheus_fingerprint_are_rekeyed_on_restore() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("m4watch.db")).unwrap();
-        let mut d = Dispatcher::new(
-            &NotifyConfig::default(),
-            Receivers::default(),
-            outbox,
-            Arc::new(Notify::new()),
-        );
+        let mut d = dispatcher(&dir);
         let mut from_prometheus = test_event("DiskFull", AlertState::Firing);
         from_prometheus.source = "prometheus".into();
         from_prometheus.fingerprint = old_fingerprint(&from_prometheus.labels);
@@ -549,13 +552,7 @@ mod tests {
     #[test]
     fn restore_owes_pending_resolves_and_resolves_what_the_store_resolved() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("m4watch.db")).unwrap();
-        let mut d = Dispatcher::new(
-            &NotifyConfig::default(),
-            Receivers::default(),
-            outbox,
-            Arc::new(Notify::new()),
-        );
+        let mut d = dispatcher(&dir);
         let pending_resolve = test_event("A", AlertState::Resolved);
         let resolved_meanwhile = test_event("B", AlertState::Firing);
         let still_firing = test_event("C", AlertState::Firing);
