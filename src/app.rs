@@ -45,15 +45,32 @@ pub struct Loaded {
     pub config: Config,
     /// The rule groups; empty when `rules.enabled` is false.
     pub rules: Vec<rules::Group>,
+    /// Where a reload reads the config again.
+    pub source: Source,
+}
+
+/// Where the running config came from, so a reload can read it again.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(std::path::PathBuf),
+    /// No `--config`: the embedded default.
+    Embedded,
+    /// Built in code (tests, `serve`): nothing to re-read.
+    Given,
 }
 
 /// Loads and checks a config file, or the embedded default without one. Errors name
 /// the file and the key, like every config error.
 pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, ConfigError> {
-    match path {
-        Some(p) => check(Config::load(p, env)?, &p.display().to_string()),
-        None => check(Config::embedded_default(env)?, "<embedded default>"),
-    }
+    let mut loaded = match path {
+        Some(p) => check(Config::load(p, env)?, &p.display().to_string())?,
+        None => check(Config::embedded_default(env)?, "<embedded default>")?,
+    };
+    loaded.source = match path {
+        Some(p) => Source::File(p.to_path_buf()),
+        None => Source::Embedded,
+    };
+    Ok(loaded)
 }
 
 /// Checks what the config module cannot know: every `history.families` entry is a
@@ -77,7 +94,11 @@ pub fn check(config: Config, file: &str) -> Result<Loaded, ConfigError> {
             ));
         }
     }
-    Ok(Loaded { config, rules })
+    Ok(Loaded {
+        config,
+        rules,
+        source: Source::Given,
+    })
 }
 
 /// Binds `config.listen` and runs until `shutdown` fires.
@@ -105,7 +126,11 @@ pub async fn serve_loaded(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
-    let Loaded { config, rules } = loaded;
+    let Loaded {
+        config,
+        rules,
+        source,
+    } = loaded;
     // One owner per data directory, claimed before any database is opened.
     let dir = config.data_dir.clone();
     let _lock = blocking(move || persist::DataDirLock::acquire(&dir))
@@ -184,7 +209,7 @@ pub async fn serve_loaded(
         config.rules.resolved_retention.get().as_millis() as i64,
     ));
     tasks.push(alerts::spawn_expiry(Arc::clone(&alerts), shutdown.clone()));
-    let (alerts, transitions) = if config.rules.enabled {
+    let (alerts, transitions, rules_handle) = if config.rules.enabled {
         let running = alerts::evaluate::start(
             &config.rules,
             rules,
@@ -194,10 +219,10 @@ pub async fn serve_loaded(
             expected.clone(),
         );
         tasks.push(running.task);
-        (running.alerts, running.transitions)
+        (running.alerts, running.transitions, Some(running.rules))
     } else {
         let transitions = alerts.subscribe();
-        (alerts, transitions)
+        (alerts, transitions, None)
     };
     let advisor = Arc::new(advise::Advisor {
         store: Arc::clone(&store),
@@ -245,7 +270,23 @@ pub async fn serve_loaded(
         shutdown.clone(),
     ));
 
+    let (reload, requests) = crate::reload::channel();
+    store.publish("reload", crate::reload::families(true, clock::unix_now()));
+    tasks.push(tokio::spawn(reloader(
+        Reloader {
+            source,
+            running: config.clone(),
+            rules: rules_handle,
+            notifier: notifier.clone(),
+            store: Arc::clone(&store),
+        },
+        requests,
+        shutdown.clone(),
+    )));
+    #[cfg(unix)]
+    tasks.push(tokio::spawn(reload_on_sighup(reload.clone(), shutdown.clone())));
     let state = Arc::new(api::AppState {
+        reload,
         config: Arc::new(config),
         store,
         started: Instant::now(),
@@ -343,6 +384,158 @@ fn spawn_snapshotter(
         })
         .await
     })
+}
+
+/// What a reload needs: where the config came from, what runs now, and the parts
+/// that take a new config while running.
+struct Reloader {
+    source: Source,
+    /// The running config, with the reloadable parts as last applied.
+    running: Config,
+    rules: Option<alerts::evaluate::RulesHandle>,
+    notifier: notify::Notifier,
+    store: Arc<Store>,
+}
+
+/// Config sections read at start-up only, by name, with a way to compare them.
+fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
+    fn differ<T: serde::Serialize>(x: &T, y: &T) -> bool {
+        serde_json::to_value(x).ok() != serde_json::to_value(y).ok()
+    }
+    let mut out = Vec::new();
+    let pairs: [(&'static str, bool); 11] = [
+        ("api", differ(&a.api, &b.api)),
+        ("metrics", differ(&a.metrics, &b.metrics)),
+        ("hardware", differ(&a.hardware, &b.hardware)),
+        ("process", differ(&a.process, &b.process)),
+        ("trading", differ(&a.trading, &b.trading)),
+        ("containers", differ(&a.containers, &b.containers)),
+        ("probes", differ(&a.probes, &b.probes)),
+        ("history", differ(&a.history, &b.history)),
+        ("advice", differ(&a.advice, &b.advice)),
+        (
+            "rules.enabled, rules.evaluation_interval, rules.max_range",
+            a.rules.enabled != b.rules.enabled
+                || a.rules.evaluation_interval != b.rules.evaluation_interval
+                || a.rules.max_range != b.rules.max_range,
+        ),
+        (
+            "notifications.delivery",
+            differ(&a.notifications.delivery, &b.notifications.delivery),
+        ),
+    ];
+    for (name, changed) in pairs {
+        if changed {
+            out.push(name);
+        }
+    }
+    out
+}
+
+impl Reloader {
+    /// Re-reads the config and rule files. An invalid config changes nothing. The
+    /// rules and the notifications take the new settings at once; other changed
+    /// sections are reported as needing a restart. `listen`, `data_dir` and
+    /// `log_format` (which the command line may override) keep their running values.
+    async fn reload(&mut self) -> Result<crate::reload::Outcome, String> {
+        let source = self.source.clone();
+        let loaded = blocking(move || match &source {
+            Source::File(p) => load_config(Some(p), &crate::config::process_env),
+            Source::Embedded => load_config(None, &crate::config::process_env),
+            Source::Given => Err(ConfigError::Read {
+                file: "<config given in code>".into(),
+                reason: "this m4watch was not started from a config file; there is nothing to re-read".into(),
+            }),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let Loaded {
+            config: mut next,
+            rules,
+            ..
+        } = loaded;
+        next.listen = self.running.listen;
+        next.data_dir = self.running.data_dir.clone();
+        next.log_format = self.running.log_format;
+        let restart_required = restart_sections(&self.running, &next);
+        let mut applied = Vec::new();
+        if let Some(handle) = &self.rules
+            && next.rules.enabled
+        {
+            let n = handle.replace(rules);
+            tracing::info!(rules = n, "reload: rules replaced");
+            self.running.rules.files = next.rules.files.clone();
+            self.running.rules.resolved_retention = next.rules.resolved_retention;
+            applied.push("rules");
+        }
+        self.notifier
+            .reconfigure(&next.notifications)
+            .await
+            .map_err(|e| format!("notifications: {e}"))?;
+        let delivery = self.running.notifications.delivery.clone();
+        self.running.notifications = next.notifications;
+        self.running.notifications.delivery = delivery;
+        applied.push("notifications");
+        Ok(crate::reload::Outcome {
+            status: "reloaded",
+            applied,
+            restart_required,
+        })
+    }
+}
+
+async fn reloader(
+    mut r: Reloader,
+    mut requests: tokio::sync::mpsc::Receiver<crate::reload::Request>,
+    mut shutdown: Shutdown,
+) {
+    let mut last_success = clock::unix_now();
+    loop {
+        let req = tokio::select! {
+            _ = shutdown.recv() => return,
+            req = requests.recv() => match req {
+                Some(req) => req,
+                None => return,
+            },
+        };
+        let outcome = r.reload().await;
+        match &outcome {
+            Ok(o) => {
+                last_success = clock::unix_now();
+                tracing::info!(applied = ?o.applied, restart_required = ?o.restart_required, "config reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "reload failed; the running config stays"),
+        }
+        r.store.publish(
+            "reload",
+            crate::reload::families(outcome.is_ok(), last_success),
+        );
+        let _ = req.reply.send(outcome);
+    }
+}
+
+/// SIGHUP asks for a reload, as it does of Prometheus and Alertmanager (instead of
+/// ending the process, the default action).
+#[cfg(unix)]
+async fn reload_on_sighup(reload: crate::reload::Reload, mut shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler; reload through POST /-/reload");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = reload.request().await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

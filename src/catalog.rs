@@ -43,6 +43,8 @@ const SELF: &[MetricDef] = &[
     crate::collect::process::PROCESS_OPEN_FDS,
     crate::collect::process::PROCESS_MAX_FDS,
     crate::collect::process::PROCESS_START_TIME_SECONDS,
+    crate::reload::CONFIG_LAST_RELOAD_SUCCESSFUL,
+    crate::reload::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
 ];
 
 const HARDWARE: &[MetricDef] = &[

@@ -39,6 +39,7 @@ pub mod launchd;
 pub mod model;
 pub mod notify;
 pub mod persist;
+pub mod reload;
 pub mod rules;
 pub mod shutdown;
 pub mod store;

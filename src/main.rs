@@ -341,6 +341,9 @@ fn signal_handlers() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
+        // SIGHUP reloads (the daemon's own handler); registering it now also keeps
+        // its default action, ending the process, away during start-up.
+        drop(signal(SignalKind::hangup()).expect("SIGHUP handler"));
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
         async move {

@@ -190,3 +190,178 @@ fn sigterm_shuts_down_gracefully() {
     assert!(log.lines().all(|l| l.starts_with('{')), "json logs: {log}");
     assert!(log.contains("shutting down"), "{log}");
 }
+
+/// Spawns the daemon on `cfg` and waits until it answers on `port`.
+fn spawn_on(cfg: &Path, port: u16) -> common::KillOnDrop {
+    let child = m4watch()
+        .arg("--config")
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "daemon never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::KillOnDrop(child)
+}
+
+async fn post_reload(client: &reqwest::Client, base: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/-/reload"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    common::series(&text, name)
+        .first()
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// SIGHUP and `POST /-/reload` re-read the config and rule files like Prometheus's:
+/// a new rule is evaluated without a restart, an invalid config is refused with the
+/// reason while the old one keeps running, and the reload gauges say so.
+#[tokio::test]
+async fn sighup_and_post_reload_re_read_config_and_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let rules = dir.path().join("desk.rules.yml");
+    let rule = |name: &str| {
+        format!(
+            "groups:\n  - name: desk\n    rules:\n      - alert: {name}\n        expr: vector(1)\n        labels: {{severity: info}}\n"
+        )
+    };
+    std::fs::write(&rules, rule("Before")).unwrap();
+    let cfg = dir.path().join("m4watch.yml");
+    let good = format!(
+        "listen: 127.0.0.1:{port}\ndata_dir: {}\napi: {{token: tok}}\ncontainers: {{enabled: false}}\ntrading: {{statsd_listen: 127.0.0.1:0}}\nrules:\n  files: [\"{}\"]\n",
+        dir.path().join("data").display(),
+        rules.display()
+    );
+    std::fs::write(&cfg, &good).unwrap();
+    let child = spawn_on(&cfg, port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let names = || async {
+        let v: serde_json::Value = client
+            .get(format!("{base}/api/v1/monitoring/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut n: Vec<String> = v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] != "resolved")
+            .map(|a| a["alertname"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let wait_for = |want: Vec<&'static str>| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = names().await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "alerts {got:?}, want {want:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_for(vec!["Before"]).await;
+
+    // SIGHUP with a changed rule file: the daemon lives on and evaluates the new rule.
+    std::fs::write(&rules, rule("After")).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) }, 0);
+    wait_for(vec!["After"]).await;
+    assert_eq!(
+        metric(&client, &base, "m4watch_config_last_reload_successful").await,
+        Some(1.0)
+    );
+
+    // An invalid config: 400 with the reason, the running config stays.
+    std::fs::write(&cfg, format!("{good}hardware: {{interval: nonsense}}\n")).unwrap();
+    let r = post_reload(&client, &base).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("hardware.interval"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&client, &base, "m4watch_config_last_reload_successful").await,
+        Some(0.0)
+    );
+    wait_for(vec!["After"]).await;
+
+    // Fixed, with a section that only a restart can change.
+    std::fs::write(&cfg, format!("{good}process: {{interval: 2s}}\n")).unwrap();
+    let r = post_reload(&client, &base).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["applied"], serde_json::json!(["rules", "notifications"]));
+    assert_eq!(body["restart_required"], serde_json::json!(["process"]));
+    assert_eq!(
+        metric(&client, &base, "m4watch_config_last_reload_successful").await,
+        Some(1.0)
+    );
+    // Without the token: refused.
+    let r = client.post(format!("{base}/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// Two daemons on one data directory: the second refuses to start, naming the
+/// directory and the first one's pid, and the first keeps running.
+#[test]
+fn a_second_instance_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = |port: u16| {
+        let p = dir.path().join(format!("m4watch-{port}.yml"));
+        std::fs::write(
+            &p,
+            format!(
+                "listen: 127.0.0.1:{port}\ndata_dir: {}\ncontainers: {{enabled: false}}\ntrading: {{statsd_listen: 127.0.0.1:0}}\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let first_port = common::free_port();
+    let mut first = spawn_on(&cfg(first_port), first_port);
+    let out = m4watch()
+        .arg("--config")
+        .arg(cfg(common::free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: the data directory is in use by another m4watch (pid {})",
+            data.display(),
+            first.0.id()
+        )),
+        "{err}"
+    );
+    assert!(first.0.try_wait().unwrap().is_none(), "the first still runs");
+}

@@ -54,6 +54,8 @@ pub const METRICS: &[MetricDef] = &[
 /// The running rule engine.
 pub struct Running {
     pub alerts: Arc<Alerts>,
+    /// Replaces the rule groups on a reload.
+    pub rules: RulesHandle,
     pub task: tokio::task::JoinHandle<()>,
     /// Every transition from before the first evaluation on (restored alerts that
     /// resolved while m4watch was down included), for the notifier.
@@ -92,19 +94,7 @@ pub fn start(
             a.fired_at,
         );
         if !engine.restore(&a.alertname, alert.clone()) {
-            // Its rule is gone: the alert can never fire again, so it is over.
-            let mut gone = alert;
-            gone.state = if a.state == State::Firing {
-                State::Resolved
-            } else {
-                State::Inactive
-            };
-            gone.resolved_at = Some(now_ms());
-            orphans.push(Change {
-                group: a.group.clone(),
-                from: a.state,
-                alert: gone,
-            });
+            orphans.push(orphaned(&a.group, alert));
         }
     }
     let restored = own.len() - orphans.len();
@@ -125,11 +115,65 @@ pub fn start(
         store,
         failures: Mutex::default(),
     });
-    let task = tokio::spawn(run(cycle, interval, shutdown, expected));
+    let task = tokio::spawn(run(Arc::clone(&cycle), interval, shutdown, expected));
     Running {
         alerts,
+        rules: RulesHandle {
+            cycle,
+            interval_ms: interval.as_millis() as i64,
+        },
         task,
         transitions,
+    }
+}
+
+/// The change that ends an alert whose rule is gone: it can never fire again, so a
+/// firing one resolves and a pending one goes quietly.
+fn orphaned(group: &str, alert: Alert) -> Change {
+    let from = alert.state;
+    let mut gone = alert;
+    gone.state = if from == State::Firing {
+        State::Resolved
+    } else {
+        State::Inactive
+    };
+    gone.resolved_at = Some(now_ms());
+    Change {
+        group: group.to_string(),
+        from,
+        alert: gone,
+    }
+}
+
+/// What a reload uses to swap the rule groups under the running loop.
+pub struct RulesHandle {
+    cycle: Arc<Cycle>,
+    interval_ms: i64,
+}
+
+impl RulesHandle {
+    /// Puts `groups` in place of the running ones between two evaluations. Pending
+    /// and firing alerts of rules that still exist (by name) carry over, so `for`
+    /// keeps counting and nothing fires twice; those of rules that are gone resolve.
+    /// Returns the number of rules now loaded.
+    pub fn replace(&self, groups: Vec<Group>) -> usize {
+        let mut next = Engine::new(groups, self.interval_ms);
+        let mut orphans = Vec::new();
+        {
+            let mut engine = self.cycle.engine.lock().expect("engine lock");
+            for (g, r, a) in engine.active() {
+                if !next.restore(&r.name, a.clone()) {
+                    orphans.push(orphaned(&g.name, a.clone()));
+                }
+            }
+            *engine = next;
+        }
+        if !orphans.is_empty() {
+            self.cycle
+                .alerts
+                .apply(&orphans, std::iter::empty(), |_| String::new(), now_ms());
+        }
+        self.cycle.engine.lock().expect("engine lock").rule_count()
     }
 }
 

@@ -44,6 +44,8 @@ pub struct AppState {
     pub trading: Option<Arc<crate::collect::trading::Trading>>,
     /// Alert state: the rule engine's alerts and those Prometheus posted.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// Asks the wiring to re-read the config and rule files.
+    pub reload: crate::reload::Reload,
     /// Alert notifications: submit events, configure receivers, delivery results.
     pub notifier: crate::notify::Notifier,
     /// The history database; `None` when `history.enabled` is false.
@@ -106,6 +108,29 @@ pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(trading::writes(state))
         .merge(alerts::routes(state))
         .merge(notifications::routes(state))
+        .merge(writes(state, OpenApiRouter::new().routes(routes!(reload))))
+}
+
+/// Re-reads the config and rule files, as `POST /-/reload` does for Prometheus and
+/// Alertmanager (SIGHUP does the same). Rules and notifications take the new settings
+/// at once; other changed sections are listed as needing a restart. An invalid config
+/// is refused with the reason and the running one stays
+/// (`m4watch_config_last_reload_successful` 0).
+#[utoipa::path(post, path = "/-/reload", tag = "meta",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = crate::reload::Outcome),
+        (status = 400, description = "the new config is invalid; the running one stays", body = error::ErrorBody),
+        (status = 401, body = error::ErrorBody),
+    ))]
+async fn reload(
+    State(s): State<Arc<AppState>>,
+) -> Result<axum::Json<crate::reload::Outcome>, error::ApiError> {
+    s.reload
+        .request()
+        .await
+        .map(axum::Json)
+        .map_err(|e| error::ApiError::bad_request(format!("reload failed: {e}")))
 }
 
 /// The OpenAPI document of every route.

@@ -20,10 +20,19 @@ use crate::config::timeinterval::TimeInterval;
 use crate::model::alert::{InhibitRule, Matcher, all_match, fingerprint, inhibited_by};
 use crate::shutdown::Shutdown;
 
-/// One submitted event; `done` fires once the dispatcher has handled it.
-pub(super) struct Msg {
-    pub(super) event: AlertEvent,
-    pub(super) done: oneshot::Sender<()>,
+/// What the dispatcher is asked to do; `done` fires once it has.
+pub(super) enum Msg {
+    /// Route one alert event.
+    Event {
+        event: AlertEvent,
+        done: oneshot::Sender<()>,
+    },
+    /// Take a reloaded `notifications:` section (route tree, time intervals,
+    /// escalation, inhibition).
+    Reconfigure {
+        config: Box<NotifyConfig>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 struct Group {
@@ -81,25 +90,64 @@ impl Dispatcher {
         outbox: Outbox,
         wake: Arc<Notify>,
     ) -> Dispatcher {
-        let root_cfg = config.route.clone().unwrap_or_default();
-        let mut id = 0;
-        Dispatcher {
+        let mut d = Dispatcher {
             receivers,
             outbox,
             wake,
-            root: Route::build(&root_cfg, None, &mut id),
-            intervals: config
-                .time_intervals
-                .iter()
-                .map(|t| (t.name.clone(), t.clone()))
-                .collect(),
-            escalation: config
-                .escalation
-                .as_ref()
-                .map(|e| (e.receiver.clone(), e.after.get(), e.matchers.clone())),
+            root: Route::build(&Default::default(), None, &mut 0),
+            intervals: HashMap::new(),
+            escalation: None,
             groups: HashMap::new(),
             escalations: HashMap::new(),
-            inhibit_rules: config.inhibit_rules.clone(),
+            inhibit_rules: Vec::new(),
+        };
+        d.configure(config);
+        d
+    }
+
+    /// Takes the route tree, time intervals, escalation and inhibition of `config`.
+    fn configure(&mut self, config: &NotifyConfig) {
+        let root_cfg = config.route.clone().unwrap_or_default();
+        self.root = Route::build(&root_cfg, None, &mut 0);
+        self.intervals = config
+            .time_intervals
+            .iter()
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect();
+        self.escalation = config
+            .escalation
+            .as_ref()
+            .map(|e| (e.receiver.clone(), e.after.get(), e.matchers.clone()));
+        self.inhibit_rules = config.inhibit_rules.clone();
+    }
+
+    /// A reload: the new settings apply to every event from now on. Groups whose
+    /// route still exists with the same receiver keep their state (pending resolves
+    /// included); the others are flushed under the old tree first, so nothing owed is
+    /// lost, and then dropped.
+    async fn reconfigure(&mut self, config: &NotifyConfig) {
+        let now = Instant::now();
+        let mut next = Route::build(&config.route.clone().unwrap_or_default(), None, &mut 0);
+        std::mem::swap(&mut self.root, &mut next);
+        let gone: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                self.root
+                    .find(g.route)
+                    .is_none_or(|r| r.receiver != g.receiver)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        std::mem::swap(&mut self.root, &mut next);
+        for key in &gone {
+            self.flush(key, now).await;
+            self.groups.remove(key);
+            self.persist(key).await;
+        }
+        self.configure(config);
+        if !gone.is_empty() {
+            tracing::info!(groups = gone.len(), "reload: notification groups of changed routes closed");
         }
     }
 
@@ -203,10 +251,14 @@ impl Dispatcher {
                     break;
                 }
                 msg = rx.recv() => match msg {
-                    Some(m) => {
-                        self.handle(m.event).await;
+                    Some(Msg::Event { event, done }) => {
+                        self.handle(event).await;
                         self.flush_due().await;
-                        let _ = m.done.send(());
+                        let _ = done.send(());
+                    }
+                    Some(Msg::Reconfigure { config, done }) => {
+                        self.reconfigure(&config).await;
+                        let _ = done.send(());
                     }
                     None => break,
                 },

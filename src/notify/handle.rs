@@ -35,12 +35,13 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     outbox: Outbox,
     receivers: Receivers,
-    base: BTreeMap<String, ReceiverConfig>,
+    /// The receivers as the config file has them (a reload replaces them).
+    base: RwLock<BTreeMap<String, ReceiverConfig>>,
     metrics: Metrics,
     ctx: Ctx,
     wake: Arc<Notify>,
     /// The receivers the route tree can deliver to ([`NotifyConfig::routed_receivers`]).
-    routed: std::collections::BTreeSet<String>,
+    routed: RwLock<std::collections::BTreeSet<String>>,
 }
 
 /// Why the notifier could not do what the API asked.
@@ -101,30 +102,14 @@ impl Notifier {
                 tx,
                 outbox: outbox.clone(),
                 receivers: Arc::new(RwLock::new(map)),
-                base,
+                base: RwLock::new(base),
                 metrics: metrics.clone(),
                 ctx,
                 wake: Arc::new(Notify::new()),
-                routed: config.routed_receivers(),
+                routed: RwLock::new(config.routed_receivers()),
             }),
         };
-        for (receiver, stored) in outbox.settings().await? {
-            match serde_json::from_str::<ConfigureRequest>(&stored) {
-                Ok(req) => {
-                    if let Err(e) = notifier.apply(&receiver, &req) {
-                        tracing::warn!(%receiver, error = %e, "stored notification settings ignored");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%receiver, error = %e, "stored notification settings unreadable")
-                }
-            }
-        }
-        for r in notifier.inner.receivers.read().expect("receivers").values() {
-            for i in &r.integrations {
-                metrics.precreate(&r.config.name, i.name());
-            }
-        }
+        notifier.apply_stored().await?;
         let _ = outbox.prune(7.0 * 86400.0).await;
         let mut dispatcher = Dispatcher::new(
             config,
@@ -147,6 +132,54 @@ impl Notifier {
         Ok((notifier, tasks))
     }
 
+    /// Applies the settings the configure API stored on top of the config file's
+    /// receivers, and creates every integration's series.
+    async fn apply_stored(&self) -> Result<(), NotifyError> {
+        for (receiver, stored) in self.inner.outbox.settings().await? {
+            match serde_json::from_str::<ConfigureRequest>(&stored) {
+                Ok(req) => {
+                    if let Err(e) = self.apply(&receiver, &req) {
+                        tracing::warn!(%receiver, error = %e, "stored notification settings ignored");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%receiver, error = %e, "stored notification settings unreadable")
+                }
+            }
+        }
+        for r in self.inner.receivers.read().expect("receivers").values() {
+            for i in &r.integrations {
+                self.inner.metrics.precreate(&r.config.name, i.name());
+            }
+        }
+        Ok(())
+    }
+
+    /// A reload of the `notifications:` section: receivers (with the configure API's
+    /// stored settings on top again), route tree, time intervals, escalation and
+    /// inhibition. `delivery` is read at start-up only. Returns once the dispatcher
+    /// routes by the new tree.
+    pub async fn reconfigure(&self, config: &NotifyConfig) -> Result<(), NotifyError> {
+        let base = config.receivers_with_default();
+        let map: BTreeMap<String, Arc<Receiver>> = base
+            .iter()
+            .map(|(name, rc)| (name.clone(), Arc::new(Receiver::new(rc.clone(), &self.inner.ctx))))
+            .collect();
+        *self.inner.base.write().expect("base") = base;
+        *self.inner.routed.write().expect("routed") = config.routed_receivers();
+        *self.inner.receivers.write().expect("receivers") = map;
+        self.apply_stored().await?;
+        let (done, wait) = oneshot::channel();
+        let msg = Msg::Reconfigure {
+            config: Box::new(config.clone()),
+            done,
+        };
+        if self.inner.tx.send(msg).await.is_ok() {
+            let _ = wait.await;
+        }
+        Ok(())
+    }
+
     /// Counts alert transitions the bridge missed because it fell behind the feed.
     pub fn record_missed(&self, n: u64) {
         self.inner.metrics.transitions_missed.inc_by(n);
@@ -158,7 +191,7 @@ impl Notifier {
         let (done, wait) = oneshot::channel();
         // Bounded: a submitter waits for room rather than an event being dropped, and
         // every wait is counted, so a dispatcher falling behind is visible.
-        let sent = match self.inner.tx.try_send(Msg { event, done }) {
+        let sent = match self.inner.tx.try_send(Msg::Event { event, done }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.inner.metrics.submit_waits.inc();
@@ -193,11 +226,25 @@ impl Notifier {
             .map_err(|e| NotifyError::Invalid(e.to_string()))?;
         let name = match &req.receiver {
             Some(r) => r.clone(),
-            None if self.inner.routed.contains(DEFAULT_RECEIVER) => DEFAULT_RECEIVER.to_string(),
+            None if self
+                .inner
+                .routed
+                .read()
+                .expect("routed")
+                .contains(DEFAULT_RECEIVER) =>
+            {
+                DEFAULT_RECEIVER.to_string()
+            }
             // Configuring `default` here would look like success and deliver nothing.
             None => {
-                let routed: Vec<String> =
-                    self.inner.routed.iter().map(|r| format!("{r:?}")).collect();
+                let routed: Vec<String> = self
+                    .inner
+                    .routed
+                    .read()
+                    .expect("routed")
+                    .iter()
+                    .map(|r| format!("{r:?}"))
+                    .collect();
                 return Err(NotifyError::Invalid(format!(
                     "receiver: required, because the configured route tree never sends to {DEFAULT_RECEIVER:?}; name one it sends to ({})",
                     routed.join(", ")
@@ -237,6 +284,8 @@ impl Notifier {
         let mut rc = self
             .inner
             .base
+            .read()
+            .expect("base")
             .get(name)
             .cloned()
             .ok_or_else(|| NotifyError::UnknownReceiver(name.to_string()))?;

@@ -1,0 +1,81 @@
+//! The reload request channel: SIGHUP and `POST /-/reload` ask the wiring to re-read
+//! the config and rule files, as Prometheus and Alertmanager users expect. The parts
+//! that ask (the API) and the part that answers (the wiring) share only this.
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{Family, Kind, MetricDef, def};
+
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: MetricDef = def(
+    "m4watch_config_last_reload_successful",
+    Kind::Gauge,
+    &[],
+    "1 if the last reload of the config and rule files succeeded (or none was asked for since start-up), 0 if it failed and the previous config still runs.",
+);
+
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
+    "m4watch_config_last_reload_success_timestamp_seconds",
+    Kind::Gauge,
+    &[],
+    "When the running config was last loaded successfully (start-up or reload), Unix seconds.",
+);
+
+pub const METRICS: &[MetricDef] = &[
+    CONFIG_LAST_RELOAD_SUCCESSFUL,
+    CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+];
+
+/// The two reload families.
+pub fn families(successful: bool, success_at: f64) -> Vec<Family> {
+    let mut ok = Family::new(&CONFIG_LAST_RELOAD_SUCCESSFUL);
+    ok.push_value(f64::from(u8::from(successful)));
+    let mut at = Family::new(&CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS);
+    at.push_value(success_at);
+    vec![ok, at]
+}
+
+/// What a successful reload changed, and what it could not.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Outcome {
+    /// Always `reloaded`.
+    pub status: &'static str,
+    /// Parts the running daemon took at once.
+    pub applied: Vec<&'static str>,
+    /// Config sections that changed but are read at start-up only: they take effect
+    /// at the next restart.
+    pub restart_required: Vec<&'static str>,
+}
+
+/// One request; the answer comes back on `reply`.
+pub struct Request {
+    pub reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// The asking side. Cheap to clone.
+#[derive(Clone)]
+pub struct Reload {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Reload {
+    /// Asks for a reload and waits for its outcome; an invalid new config is an
+    /// error and leaves the running one in place.
+    pub async fn request(&self) -> Result<Outcome, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request { reply })
+            .await
+            .map_err(|_| "m4watch is shutting down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "m4watch is shutting down".to_string())?
+    }
+}
+
+/// A reload channel: requests queue (at most a few; a reload re-reads everything,
+/// so there is no point in more).
+pub fn channel() -> (Reload, mpsc::Receiver<Request>) {
+    let (tx, rx) = mpsc::channel(4);
+    (Reload { tx }, rx)
+}
