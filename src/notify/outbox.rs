@@ -25,6 +25,8 @@ pub enum OutboxError {
     Payload(#[from] serde_json::Error),
     #[error("notification outbox: the blocking task failed")]
     Join,
+    #[error("notification secrets file {0}: {1}")]
+    Secrets(String, std::io::Error),
 }
 
 /// A pending row, ready to send.
@@ -63,6 +65,72 @@ pub struct Delivery {
 #[derive(Clone)]
 pub struct Outbox {
     conn: Arc<Mutex<Connection>>,
+    /// Where secrets set through the configure API live, beside the database.
+    secrets: Arc<std::path::PathBuf>,
+}
+
+/// The secret keys of a configure request, as JSON pointers into it. They are kept
+/// out of `m4watch.db` in a 0600 `secrets.json` beside it, so a copy of the database
+/// (a backup, a support bundle) alone reveals none.
+const SECRET_KEYS: &[&str] = &["/slack_webhook", "/pagerduty_routing_key", "/email/password"];
+
+type SecretMap = std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;
+
+fn read_secrets(path: &Path) -> Result<SecretMap, OutboxError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(serde_json::from_slice(&b)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SecretMap::new()),
+        Err(e) => Err(OutboxError::Secrets(path.display().to_string(), e)),
+    }
+}
+
+/// Writes the whole secrets file: a 0600 temporary file, synced, renamed over it.
+fn write_secrets(path: &Path, map: &SecretMap) -> Result<(), OutboxError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| OutboxError::Secrets(path.display().to_string(), e);
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(&serde_json::to_vec(map)?).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Moves the secret values out of `settings` into `into`.
+fn split_secrets(
+    settings: &mut serde_json::Value,
+    into: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    for key in SECRET_KEYS {
+        let (parent, leaf) = key.rsplit_once('/').expect("pointer");
+        if let Some(obj) = settings.pointer_mut(if parent.is_empty() { "" } else { parent })
+            .and_then(|v| v.as_object_mut())
+            && let Some(v) = obj.remove(leaf)
+        {
+            into.insert((*key).to_string(), v);
+        }
+    }
+}
+
+/// Puts the secret values of `from` back into `settings`.
+fn join_secrets(
+    settings: &mut serde_json::Value,
+    from: &std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    for (key, v) in from {
+        let Some((parent, leaf)) = key.rsplit_once('/') else {
+            continue;
+        };
+        if let Some(obj) = settings.pointer_mut(parent).and_then(|p| p.as_object_mut()) {
+            obj.insert(leaf.to_string(), v.clone());
+        }
+    }
 }
 
 impl Outbox {
@@ -71,8 +139,36 @@ impl Outbox {
     /// survives a process crash (kill -9); only a power loss can drop the last commits.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
         let conn = crate::persist::open_main(path)?;
+        let secrets = path.with_file_name("secrets.json");
+        // Settings stored by a release that kept secrets in the database move out.
+        let mut map = read_secrets(&secrets)?;
+        let mut moved = Vec::new();
+        {
+            let mut st = conn.prepare("SELECT receiver, settings FROM notify_settings")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (receiver, text) = row?;
+                let mut v: serde_json::Value = serde_json::from_str(&text)?;
+                let mut found = std::collections::BTreeMap::new();
+                split_secrets(&mut v, &mut found);
+                if !found.is_empty() {
+                    map.entry(receiver.clone()).or_default().extend(found);
+                    moved.push((receiver, v.to_string()));
+                }
+            }
+        }
+        if !moved.is_empty() {
+            write_secrets(&secrets, &map)?;
+            for (receiver, text) in moved {
+                conn.execute(
+                    "UPDATE notify_settings SET settings = ?2 WHERE receiver = ?1",
+                    params![receiver, text],
+                )?;
+            }
+        }
         Ok(Outbox {
             conn: Arc::new(Mutex::new(conn)),
+            secrets: Arc::new(secrets),
         })
     }
 
@@ -267,21 +363,46 @@ impl Outbox {
 
     /// Settings stored through the configure API, per receiver (JSON).
     pub async fn settings(&self) -> Result<Vec<(String, String)>, OutboxError> {
-        self.with(|c| {
+        let secrets = Arc::clone(&self.secrets);
+        self.with(move |c| {
+            let map = read_secrets(&secrets)?;
             let mut st = c.prepare_cached("SELECT receiver, settings FROM notify_settings")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (receiver, text) = row?;
+                let mut v: serde_json::Value = serde_json::from_str(&text)?;
+                if let Some(s) = map.get(&receiver) {
+                    join_secrets(&mut v, s);
+                }
+                out.push((receiver, v.to_string()));
+            }
+            Ok(out)
         })
         .await
     }
 
-    /// Replaces one receiver's stored settings.
+    /// Replaces one receiver's stored settings: the secrets go to `secrets.json`
+    /// (0600), the rest to the database.
     pub async fn put_settings(&self, receiver: String, json: String) -> Result<(), OutboxError> {
+        let secrets = Arc::clone(&self.secrets);
         self.with(move |c| {
+            let mut v: serde_json::Value = serde_json::from_str(&json)?;
+            let mut found = std::collections::BTreeMap::new();
+            split_secrets(&mut v, &mut found);
+            let mut map = read_secrets(&secrets)?;
+            if found.is_empty() {
+                if map.remove(&receiver).is_some() {
+                    write_secrets(&secrets, &map)?;
+                }
+            } else {
+                map.insert(receiver.clone(), found);
+                write_secrets(&secrets, &map)?;
+            }
             c.execute(
                 "INSERT INTO notify_settings (receiver, settings, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(receiver) DO UPDATE SET settings = ?2, updated_at = ?3",
-                params![receiver, json, unix_now()],
+                params![receiver, v.to_string(), unix_now()],
             )?;
             Ok(())
         })
@@ -481,5 +602,54 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0, "the outbox's own version table is gone");
+    }
+
+    /// Secrets set through the configure API are not in `m4watch.db`: a copy of the
+    /// database alone reveals none. They live in a 0600 `secrets.json` beside it, and
+    /// settings an older release stored whole are split on open.
+    #[test]
+    fn api_secrets_stay_out_of_the_database() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m4watch.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let settings = r##"{"slack_webhook":"https://hooks.example/T0/B0/SLACKSECRET","slack_channel":"#desk","pagerduty_routing_key":"PDSECRET","email":{"smarthost":"smtp:587","from":"a@b","to":["c@d"],"username":"u","password":"SMTPSECRET"}}"##;
+        let o = Outbox::open(&db).unwrap();
+        rt.block_on(o.put_settings("desk".into(), settings.into())).unwrap();
+        let raw: String = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT settings FROM notify_settings", [], |r| r.get(0))
+            .unwrap();
+        for secret in ["SLACKSECRET", "PDSECRET", "SMTPSECRET"] {
+            assert!(!raw.contains(secret), "{secret} in the database: {raw}");
+        }
+        assert!(raw.contains("#desk") && raw.contains("smtp:587"), "{raw}");
+        let file = dir.path().join("secrets.json");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let back = rt.block_on(o.settings()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&back[0].1).unwrap();
+        let want: serde_json::Value = serde_json::from_str(settings).unwrap();
+        assert_eq!(v, want, "read back whole");
+        drop(o);
+
+        // A database from before: the secrets sit in the settings row.
+        std::fs::remove_file(&file).unwrap();
+        Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE notify_settings SET settings = ?1", [settings])
+            .unwrap();
+        let o = Outbox::open(&db).unwrap();
+        let raw: String = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT settings FROM notify_settings", [], |r| r.get(0))
+            .unwrap();
+        assert!(!raw.contains("SLACKSECRET"), "moved out on open: {raw}");
+        let back = rt.block_on(o.settings()).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&back[0].1).unwrap(), want);
     }
 }
