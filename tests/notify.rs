@@ -2185,3 +2185,82 @@ notifications:
         round(libc::SIGTERM, Moment::QueuedAgainst500s),
     );
 }
+
+/// A trigger in flight to a receiver that accepted the connection and never answers
+/// when m4watch is killed (or stopped) is sent again after the restart, and its
+/// resolve follows it: at-least-once, in order, one dedup key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_flight_to_a_hanging_receiver_is_retried_after_the_restart() {
+    async fn round(signal: i32) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let sink_port = free_port();
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"listen: 127.0.0.1:{port}
+data_dir: {data}
+api: {{token: {TOKEN}}}
+containers: {{enabled: false}}
+trading: {{statsd_listen: "127.0.0.1:0"}}
+notifications:
+  delivery: {{initial_backoff: 200ms, max_backoff: 400ms, timeout: 30s}}
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "http://127.0.0.1:{sink_port}/slack"}}
+      pagerduty: {{routing_key: k, url: "http://127.0.0.1:{sink_port}/pd"}}
+  route: {{receiver: ops, group_interval: 100ms}}
+"#,
+                data = dir.path().join("data").display(),
+            ),
+        )
+        .unwrap();
+        // A receiver that takes the connection and the request and never answers.
+        let hang = tokio::net::TcpListener::bind(("127.0.0.1", sink_port)).await.unwrap();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&held);
+        let hanging = tokio::spawn(async move {
+            while let Ok((s, _)) = hang.accept().await {
+                keep.lock().unwrap().push(s);
+            }
+        });
+        let log = dir.path().join("m4watch.log");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let mut first = spawn_m4watch(&cfg, &log, &[]);
+        wait_up(&client, &base).await;
+        post_alerts(&client, &base, json!([alert("Stuck", "critical", false)])).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while held.lock().unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "both sends never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(first.0.id() as i32, signal) };
+        first.0.wait().unwrap();
+        hanging.abort();
+        held.lock().unwrap().clear();
+        let _ = hanging.await;
+
+        let sink = Sink::on(
+            tokio::net::TcpListener::bind(("127.0.0.1", sink_port))
+                .await
+                .unwrap(),
+        )
+        .await;
+        let _second = spawn_m4watch(&cfg, &log, &[]);
+        wait_up(&client, &base).await;
+        sink.wait_for("/slack", 1, 15).await;
+        sink.wait_for("/pd", 1, 15).await;
+        post_alerts(&client, &base, json!([alert("Stuck", "critical", true)])).await;
+        let slack = sink.wait_for("/slack", 2, 15).await;
+        let pd = sink.wait_for("/pd", 2, 15).await;
+        assert_eq!(slack[0].body["text"], "[FIRING:1] Stuck", "signal {signal}");
+        assert_eq!(slack[1].body["text"], "[RESOLVED] Stuck", "signal {signal}");
+        assert_eq!(pd[0].body["event_action"], "trigger");
+        assert_eq!(pd[1].body["event_action"], "resolve");
+        assert_eq!(pd[0].body["dedup_key"], pd[1].body["dedup_key"]);
+    }
+    tokio::join!(round(libc::SIGKILL), round(libc::SIGTERM));
+}
