@@ -284,7 +284,10 @@ pub async fn serve_loaded(
         shutdown.clone(),
     )));
     #[cfg(unix)]
-    tasks.push(tokio::spawn(reload_on_sighup(reload.clone(), shutdown.clone())));
+    tasks.push(tokio::spawn(reload_on_sighup(
+        reload.clone(),
+        shutdown.clone(),
+    )));
     let state = Arc::new(api::AppState {
         reload,
         config: Arc::new(config),
@@ -444,7 +447,9 @@ impl Reloader {
             Source::Embedded => load_config(None, &crate::config::process_env),
             Source::Given => Err(ConfigError::Read {
                 file: "<config given in code>".into(),
-                reason: "this m4watch was not started from a config file; there is nothing to re-read".into(),
+                reason:
+                    "this m4watch was not started from a config file; there is nothing to re-read"
+                        .into(),
             }),
         })
         .await

@@ -303,7 +303,10 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(
-        body["detail"].as_str().unwrap().contains("hardware.interval"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("hardware.interval"),
         "{body}"
     );
     assert_eq!(
@@ -317,14 +320,21 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
     let r = post_reload(&client, &base).await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["applied"], serde_json::json!(["rules", "notifications"]));
+    assert_eq!(
+        body["applied"],
+        serde_json::json!(["rules", "notifications"])
+    );
     assert_eq!(body["restart_required"], serde_json::json!(["process"]));
     assert_eq!(
         metric(&client, &base, "m4watch_config_last_reload_successful").await,
         Some(1.0)
     );
     // Without the token: refused.
-    let r = client.post(format!("{base}/-/reload")).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -363,5 +373,8 @@ fn a_second_instance_on_the_same_data_dir_is_refused() {
         )),
         "{err}"
     );
-    assert!(first.0.try_wait().unwrap().is_none(), "the first still runs");
+    assert!(
+        first.0.try_wait().unwrap().is_none(),
+        "the first still runs"
+    );
 }

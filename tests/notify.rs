@@ -1338,9 +1338,10 @@ async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     let (_trigger, shutdown) = m4watch::shutdown::channel();
     let registry = prometheus::Registry::new();
     let outbox = m4watch::notify::outbox::Outbox::open(&tmp.path().join("m4watch.db")).unwrap();
-    let (notifier, _tasks) = Notifier::start(&cfg, outbox, &Default::default(), &registry, shutdown)
-        .await
-        .unwrap();
+    let (notifier, _tasks) =
+        Notifier::start(&cfg, outbox, &Default::default(), &registry, shutdown)
+            .await
+            .unwrap();
     let labels: std::collections::BTreeMap<String, String> = [
         ("alertname".to_string(), "Latency".to_string()),
         ("severity".to_string(), "critical".to_string()),
@@ -2146,7 +2147,11 @@ notifications:
         unsafe { libc::kill(first.0.id() as i32, signal) };
         first.0.wait().unwrap();
         if failed == 0 {
-            assert_eq!(sink.received("/slack").len(), 1, "the resolve was still waiting");
+            assert_eq!(
+                sink.received("/slack").len(),
+                1,
+                "the resolve was still waiting"
+            );
         }
         sink.state.lock().unwrap().script.clear();
 
@@ -2175,7 +2180,11 @@ notifications:
             .iter()
             .map(|b| b["event_action"].as_str().unwrap())
             .collect();
-        assert_eq!(actions, ["trigger", "resolve"], "{moment:?}, signal {signal}");
+        assert_eq!(
+            actions,
+            ["trigger", "resolve"],
+            "{moment:?}, signal {signal}"
+        );
         assert_eq!(pd[0]["dedup_key"], pd[1]["dedup_key"]);
     }
     tokio::join!(
@@ -2217,7 +2226,9 @@ notifications:
         )
         .unwrap();
         // A receiver that takes the connection and the request and never answers.
-        let hang = tokio::net::TcpListener::bind(("127.0.0.1", sink_port)).await.unwrap();
+        let hang = tokio::net::TcpListener::bind(("127.0.0.1", sink_port))
+            .await
+            .unwrap();
         let held = Arc::new(Mutex::new(Vec::new()));
         let keep = Arc::clone(&held);
         let hanging = tokio::spawn(async move {

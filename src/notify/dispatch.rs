@@ -147,7 +147,10 @@ impl Dispatcher {
         }
         self.configure(config);
         if !gone.is_empty() {
-            tracing::info!(groups = gone.len(), "reload: notification groups of changed routes closed");
+            tracing::info!(
+                groups = gone.len(),
+                "reload: notification groups of changed routes closed"
+            );
         }
     }
 
@@ -178,9 +181,9 @@ impl Dispatcher {
                 }
             }
             // Anything owed (a resolve, a firing alert never announced) goes out now.
-            let owed = alerts.iter().any(|a| {
-                (a.state == AlertState::Resolved) == notified.contains(&a.fingerprint)
-            });
+            let owed = alerts
+                .iter()
+                .any(|a| (a.state == AlertState::Resolved) == notified.contains(&a.fingerprint));
             self.groups.insert(
                 g.key,
                 Group {
@@ -192,7 +195,11 @@ impl Dispatcher {
                         .into_iter()
                         .map(|a| (a.fingerprint.clone(), a))
                         .collect(),
-                    next_flush: if owed { now } else { now + route.group_interval },
+                    next_flush: if owed {
+                        now
+                    } else {
+                        now + route.group_interval
+                    },
                     last_sent: Some(now),
                 },
             );
@@ -617,14 +624,26 @@ mod tests {
             notified: Some(notified),
         };
         let stored = vec![
-            group(vec![pending_resolve.clone()], vec![pending_resolve.fingerprint.clone()]),
-            group(vec![resolved_meanwhile.clone()], vec![resolved_meanwhile.fingerprint.clone()]),
-            group(vec![still_firing.clone()], vec![still_firing.fingerprint.clone()]),
+            group(
+                vec![pending_resolve.clone()],
+                vec![pending_resolve.fingerprint.clone()],
+            ),
+            group(
+                vec![resolved_meanwhile.clone()],
+                vec![resolved_meanwhile.fingerprint.clone()],
+            ),
+            group(
+                vec![still_firing.clone()],
+                vec![still_firing.fingerprint.clone()],
+            ),
         ];
         let before = Instant::now();
         d.restore(stored, &[still_firing.fingerprint.clone()].into());
         let a = &d.groups["gA"];
-        assert_eq!(a.alerts[&pending_resolve.fingerprint].state, AlertState::Resolved);
+        assert_eq!(
+            a.alerts[&pending_resolve.fingerprint].state,
+            AlertState::Resolved
+        );
         assert!(a.next_flush <= Instant::now(), "the resolve is owed now");
         let b = &d.groups["gB"];
         assert_eq!(
@@ -634,7 +653,13 @@ mod tests {
         );
         assert!(b.next_flush <= Instant::now());
         let c = &d.groups["gC"];
-        assert_eq!(c.alerts[&still_firing.fingerprint].state, AlertState::Firing);
-        assert!(c.next_flush > before, "nothing owed: the next flush is a group_interval away");
+        assert_eq!(
+            c.alerts[&still_firing.fingerprint].state,
+            AlertState::Firing
+        );
+        assert!(
+            c.next_flush > before,
+            "nothing owed: the next flush is a group_interval away"
+        );
     }
 }

@@ -163,7 +163,12 @@ impl Notifier {
         let base = config.receivers_with_default();
         let map: BTreeMap<String, Arc<Receiver>> = base
             .iter()
-            .map(|(name, rc)| (name.clone(), Arc::new(Receiver::new(rc.clone(), &self.inner.ctx))))
+            .map(|(name, rc)| {
+                (
+                    name.clone(),
+                    Arc::new(Receiver::new(rc.clone(), &self.inner.ctx)),
+                )
+            })
             .collect();
         *self.inner.base.write().expect("base") = base;
         *self.inner.routed.write().expect("routed") = config.routed_receivers();

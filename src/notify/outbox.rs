@@ -72,9 +72,14 @@ pub struct Outbox {
 /// The secret keys of a configure request, as JSON pointers into it. They are kept
 /// out of `m4watch.db` in a 0600 `secrets.json` beside it, so a copy of the database
 /// (a backup, a support bundle) alone reveals none.
-const SECRET_KEYS: &[&str] = &["/slack_webhook", "/pagerduty_routing_key", "/email/password"];
+const SECRET_KEYS: &[&str] = &[
+    "/slack_webhook",
+    "/pagerduty_routing_key",
+    "/email/password",
+];
 
-type SecretMap = std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;
+type SecretMap =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;
 
 fn read_secrets(path: &Path) -> Result<SecretMap, OutboxError> {
     match std::fs::read(path) {
@@ -109,7 +114,8 @@ fn split_secrets(
 ) {
     for key in SECRET_KEYS {
         let (parent, leaf) = key.rsplit_once('/').expect("pointer");
-        if let Some(obj) = settings.pointer_mut(if parent.is_empty() { "" } else { parent })
+        if let Some(obj) = settings
+            .pointer_mut(if parent.is_empty() { "" } else { parent })
             .and_then(|v| v.as_object_mut())
             && let Some(v) = obj.remove(leaf)
         {
@@ -145,7 +151,8 @@ impl Outbox {
         let mut moved = Vec::new();
         {
             let mut st = conn.prepare("SELECT receiver, settings FROM notify_settings")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (receiver, text) = row?;
                 let mut v: serde_json::Value = serde_json::from_str(&text)?;
@@ -367,7 +374,8 @@ impl Outbox {
         self.with(move |c| {
             let map = read_secrets(&secrets)?;
             let mut st = c.prepare_cached("SELECT receiver, settings FROM notify_settings")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
                 let (receiver, text) = row?;
@@ -617,7 +625,8 @@ mod tests {
             .unwrap();
         let settings = r##"{"slack_webhook":"https://hooks.example/T0/B0/SLACKSECRET","slack_channel":"#desk","pagerduty_routing_key":"PDSECRET","email":{"smarthost":"smtp:587","from":"a@b","to":["c@d"],"username":"u","password":"SMTPSECRET"}}"##;
         let o = Outbox::open(&db).unwrap();
-        rt.block_on(o.put_settings("desk".into(), settings.into())).unwrap();
+        rt.block_on(o.put_settings("desk".into(), settings.into()))
+            .unwrap();
         let raw: String = Connection::open(&db)
             .unwrap()
             .query_row("SELECT settings FROM notify_settings", [], |r| r.get(0))
@@ -650,6 +659,9 @@ mod tests {
             .unwrap();
         assert!(!raw.contains("SLACKSECRET"), "moved out on open: {raw}");
         let back = rt.block_on(o.settings()).unwrap();
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&back[0].1).unwrap(), want);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&back[0].1).unwrap(),
+            want
+        );
     }
 }

@@ -98,7 +98,11 @@ impl DataDirLock {
                 let pid = pid.trim();
                 return Err(LockError::Held {
                     dir: dir.display().to_string(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_string() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.to_string()
+                    },
                 });
             }
             return Err(io(err));
@@ -345,7 +349,12 @@ mod tests {
         let conn = open_main(&db).unwrap();
         conn.execute_batch("INSERT INTO silences VALUES ('s', '[]', 0, 1, 'me', '')")
             .unwrap();
-        for f in ["m4watch.db", "m4watch.db-wal", "m4watch.db-shm", "m4watch.lock"] {
+        for f in [
+            "m4watch.db",
+            "m4watch.db-wal",
+            "m4watch.db-shm",
+            "m4watch.lock",
+        ] {
             assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
         }
     }

@@ -790,7 +790,8 @@ mod tests {
 
     #[test]
     fn a_restored_alert_waits_for_its_data_up_to_its_for() {
-        let text = "groups:\n- name: g\n  rules:\n  - alert: Slow\n    expr: lat > 1\n    for: 3s\n";
+        let text =
+            "groups:\n- name: g\n  rules:\n  - alert: Slow\n    expr: lat > 1\n    for: 3s\n";
         let mut e = Engine::new(load_str("f", text).unwrap(), 1000);
         let labels = vec![("alertname".to_string(), "Slow".to_string())];
         let id = fingerprint(&labels);
@@ -805,7 +806,10 @@ mod tests {
         }
         let c = e.eval(&mut ring, 13_000);
         assert_eq!(c.changes.len(), 1);
-        assert_eq!((c.changes[0].from, c.changes[0].alert.state), (State::Firing, State::Resolved));
+        assert_eq!(
+            (c.changes[0].from, c.changes[0].alert.state),
+            (State::Firing, State::Resolved)
+        );
 
         // Data that still crosses keeps it firing without a new notification, and
         // data that no longer crosses resolves it at once.
@@ -813,7 +817,15 @@ mod tests {
         let labels = vec![("alertname".to_string(), "Slow".to_string())];
         e.restore(
             "Slow",
-            Alert::restored(fingerprint(&labels), labels, Vec::new(), 2.0, State::Firing, 0, Some(0)),
+            Alert::restored(
+                fingerprint(&labels),
+                labels,
+                Vec::new(),
+                2.0,
+                State::Firing,
+                0,
+                Some(0),
+            ),
         );
         let lbl = vec![("__name__".to_string(), "lat".to_string())];
         ring.append(lbl.clone(), 10_000, 5.0);
