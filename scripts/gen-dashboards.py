@@ -14,6 +14,8 @@ import sys
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "grafana-dashboards"
 I = 'instance=~"$instance"'
+# m4watch's severity model, worst first (src/model/alert.rs).
+SEVERITIES = ["emergency", "critical", "warning", "info"]
 
 
 def q(expr, legend=""):
@@ -40,7 +42,11 @@ DASHBOARDS = {
         panel("Collectors failing", "stat", [q(f'count(m4watch_collector_success{{{I}}} == 0) or vector(0)', "failing")],
               "none", w=6, thresholds=[("green", None), ("red", 1)]),
         panel("Firing alerts by severity", "stat",
-              [q(f'sum by (severity) (m4watch_alerts{{{I}, state="firing"}}) or vector(0)', "{{severity}}")], "none", w=6),
+              [q(f'sum(m4watch_alerts{{{I}, state="firing", severity="{sev}"}}) or vector(0)', sev)
+               for sev in SEVERITIES], "none", w=6,
+              desc="Firing alerts per severity, worst first (info < warning < critical < emergency, "
+                   "the order Slack colours, PagerDuty levels and health follow).",
+              thresholds=[("green", None), ("red", 1)]),
         row("CPU"),
         panel("Cluster utilisation: performance vs efficiency", "timeseries",
               [q(f'm4watch_cpu_cluster_utilization_ratio{{{I}}}', "{{instance}} {{type}}")], "percentunit", w=12),
