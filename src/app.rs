@@ -248,9 +248,8 @@ pub async fn serve_loaded(
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");
-    let mut stop = shutdown.clone();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move { stop.recv().await })
+    let limits = api::server::Limits::of(&state.config.api);
+    api::server::serve(listener, api::router(state), limits, shutdown.clone())
         .await
         .map_err(Error::Serve)?;
     for t in tasks {

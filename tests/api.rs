@@ -411,3 +411,83 @@ fn validate_reports_an_unreachable_instance() {
     assert!(table.contains("FAIL   GET /api/v1/openapi.json"), "{table}");
     assert!(table.contains("is m4watch running at"), "{table}");
 }
+
+/// Issue 15: a silence ending after year 9999 was stored, and from then on every GET
+/// and DELETE on silences panicked (an empty reply), after restarts too.
+#[tokio::test]
+async fn silences_are_bounded_where_parsed_and_an_absurd_stored_one_lists_and_deletes() {
+    const TOKEN: &str = "silence-t0ken";
+    let mut c = config(&format!("api:\n  token: {TOKEN}\n"));
+    let data = c.data_dir.clone();
+    let d = Daemon::start(c.clone()).await;
+    let post = |body: Value| {
+        d.client
+            .post(d.url("/api/v1/monitoring/silences"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let m = serde_json::json!([{"name": "alertname", "value": "X"}]);
+    for (what, body) in [
+        (
+            "duration",
+            serde_json::json!({"matchers": m, "duration": "7974y", "created_by": "eve"}),
+        ),
+        (
+            "duration",
+            serde_json::json!({"matchers": m, "duration": "2y", "created_by": "eve"}),
+        ),
+        (
+            "ends_at",
+            serde_json::json!({"matchers": m, "ends_at": "9999-12-31T23:59:59Z", "created_by": "eve"}),
+        ),
+    ] {
+        let r = post(body).await.unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(
+            e["detail"], "a silence may last at most 1year (api.max_silence_duration)",
+            "{what}"
+        );
+    }
+    let r = post(serde_json::json!({"matchers": m, "duration": "30d", "created_by": "bob"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    d.stop().await;
+
+    // Rows an older version (or a hand) wrote: past year 9999, and the largest ms.
+    let db = rusqlite::Connection::open(data.join("m4watch.db")).unwrap();
+    db.execute("UPDATE silences SET ends_at = 300000000000000", [])
+        .unwrap();
+    db.execute(
+        "INSERT INTO silences SELECT 'absurd', matchers, starts_at, 9223372036854775807, created_by, comment FROM silences",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    c.data_dir = data;
+    let d = Daemon::start(c).await;
+    let list = json(&d, "/api/v1/monitoring/silences").await;
+    let silences = list["silences"].as_array().unwrap();
+    assert_eq!(silences.len(), 2, "{list}");
+    for s in silences {
+        assert_eq!(s["status"], "active");
+        assert!(s["ends_at"].as_str().unwrap().ends_with('Z'), "{s}");
+        let r = d
+            .client
+            .delete(d.url(&format!(
+                "/api/v1/monitoring/silences/{}",
+                s["id"].as_str().unwrap()
+            )))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let list = json(&d, "/api/v1/monitoring/silences").await;
+    assert_eq!(list["silences"].as_array().unwrap().len(), 0);
+    d.stop().await;
+}

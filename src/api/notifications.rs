@@ -77,7 +77,7 @@ async fn post_alerts(
     State(s): State<Arc<AppState>>,
     body: Result<Json<Vec<PostableAlert>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Json(alerts) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(alerts) = body.map_err(ApiError::from)?;
     for (i, a) in alerts.iter().enumerate() {
         if a.labels.is_empty() {
             return Err(ApiError::bad_request(format!("alert {i} has no labels")));
@@ -127,7 +127,7 @@ async fn configure(
     State(s): State<Arc<AppState>>,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Configured>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     // serde would read a struct from a JSON array too; the API takes objects only.
     if !body.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -272,7 +272,7 @@ async fn list(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<List>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = q.map_err(ApiError::from)?;
     let deliveries = s
         .notifier
         .deliveries(q.limit.clamp(1, 1000))

@@ -89,8 +89,8 @@ pub struct Config {
     pub advice: AdviceConfig,
 }
 
-/// API access control.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// API access control and the HTTP server's limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Bearer token every state-changing request must present
@@ -104,6 +104,53 @@ pub struct ApiConfig {
     pub read_token: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub read_token_file: Option<PathBuf>,
+    /// A request's head must arrive complete within this from its first byte (or from
+    /// the connection's start); a slow client is disconnected.
+    #[serde(default = "ApiConfig::default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// A connection with no request in progress (a kept-alive one waiting for its next
+    /// request, or one that never sends a byte) is closed after this. Longer than
+    /// Prometheus's default 1m scrape interval, so a scraper's connection is reused.
+    #[serde(default = "ApiConfig::default_idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Connections served at once; further ones wait in the listen backlog until one
+    /// closes.
+    #[serde(default = "ApiConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// The longest a silence may last: `duration` and `ends_at` further ahead are
+    /// refused with 400.
+    #[serde(default = "ApiConfig::default_max_silence_duration")]
+    pub max_silence_duration: Dur,
+}
+
+impl ApiConfig {
+    fn default_header_read_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    fn default_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(120))
+    }
+    fn default_max_connections() -> usize {
+        512
+    }
+    fn default_max_silence_duration() -> Dur {
+        Dur(Duration::from_secs(31_557_600)) // 1y, 365.25 days
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            token: None,
+            token_file: None,
+            read_token: None,
+            read_token_file: None,
+            header_read_timeout: ApiConfig::default_header_read_timeout(),
+            idle_timeout: ApiConfig::default_idle_timeout(),
+            max_connections: ApiConfig::default_max_connections(),
+            max_silence_duration: ApiConfig::default_max_silence_duration(),
+        }
+    }
 }
 
 /// The /metrics snapshot.
