@@ -82,6 +82,11 @@ async fn post_alerts(
         if a.labels.is_empty() {
             return Err(ApiError::bad_request(format!("alert {i} has no labels")));
         }
+        if a.labels.contains_key("") {
+            return Err(ApiError::bad_request(format!(
+                "alert {i} has a label with an empty name"
+            )));
+        }
     }
     let now = Utc::now();
     let received: Vec<Received> = alerts.into_iter().map(|a| received(a, now)).collect();
@@ -129,8 +134,14 @@ async fn configure(
 ) -> Result<Json<Configured>, ApiError> {
     let Json(body) = body.map_err(ApiError::from)?;
     // serde would read a struct from a JSON array too; the API takes objects only.
-    if !body.is_object() {
+    let Some(fields) = body.as_object() else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    // `{}` or a receiver name alone would change nothing and answer "configured".
+    if !fields.iter().any(|(k, v)| k != "receiver" && !v.is_null()) {
+        return Err(ApiError::bad_request(
+            "the body changes nothing: give at least one of slack_webhook, slack_channel, email, pagerduty_routing_key, pagerduty_url",
+        ));
     }
     let receiver = s.notifier.configure(body).await.map_err(notify_error)?;
     Ok(Json(Configured {

@@ -95,12 +95,12 @@ pub struct Config {
 pub struct ApiConfig {
     /// Bearer token every state-changing request must present
     /// (env `M4WATCH_API_TOKEN`). Without one, state-changing requests are refused.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub token_file: Option<PathBuf>,
     /// When set, reads need this bearer token too.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_token: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub read_token_file: Option<PathBuf>,

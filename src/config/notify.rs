@@ -21,12 +21,12 @@ use crate::model::alert::{InhibitRule, Matcher};
 pub struct NotifyConfig {
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteConfig>,
     #[serde(default)]
     pub time_intervals: Vec<TimeInterval>,
     /// Critical alerts nobody acknowledged in time also go to another receiver.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<EscalationConfig>,
     /// Alertmanager's inhibition: while a source alert fires, matching targets are
     /// not notified. Unset: the shipped pairs ([`shipped_inhibit_rules`]), so a
@@ -104,17 +104,17 @@ pub struct ReceiverConfig {
     pub send_resolved: bool,
     /// Most notifications per second this receiver is sent (all integrations
     /// together); excess ones wait in the outbox.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_second: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagerduty: Option<PagerDutyConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerConfig>,
 }
 
@@ -122,12 +122,12 @@ pub struct ReceiverConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub webhook_url_file: Option<PathBuf>,
     /// Overrides the webhook's default channel, when the webhook allows it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
 }
 
@@ -154,18 +154,18 @@ pub struct EmailConfig {
     pub tls: SmtpTls,
     pub from: String,
     pub to: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub password_file: Option<PathBuf>,
     /// Name sent in EHLO; the host name when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hello: Option<String>,
     /// A PEM CA certificate to trust besides the system's, for a relay with a
     /// private CA.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
 }
@@ -175,18 +175,19 @@ pub struct EmailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutyConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_key: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub routing_key_file: Option<PathBuf>,
-    #[serde(default = "d_pd_url")]
+    /// Shown with its credentials and query redacted (a query may carry a token).
+    #[serde(default = "d_pd_url", serialize_with = "redacted_url")]
     pub url: String,
     /// `dedup_key` template: `{{ fingerprint }}`, `{{ labels.NAME }}`,
     /// `{{ group_key }}`. One PagerDuty incident per alert by default.
     #[serde(default = "d_dedup")]
     pub dedup_key: String,
     /// `payload.source`; the alert's `instance` label, else the host name, when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
 
@@ -220,7 +221,48 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
+    /// Shown with their credentials and queries redacted.
+    #[serde(serialize_with = "redacted_urls")]
     pub urls: Vec<String>,
+}
+
+/// `u` with the password, user name, query and fragment replaced by `<redacted>`:
+/// what a view may show of a URL that can carry credentials.
+pub fn redact_url(u: &str) -> String {
+    const R: &str = "<redacted>";
+    let Ok(mut url) = reqwest::Url::parse(u) else {
+        return R.to_string();
+    };
+    let mut text = String::new();
+    let userinfo = !url.username().is_empty() || url.password().is_some();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let query = url.query().is_some();
+    let fragment = url.fragment().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    let plain = url.to_string();
+    match plain.split_once("://") {
+        Some((scheme, rest)) if userinfo => {
+            text.push_str(&format!("{scheme}://{R}@{rest}"));
+        }
+        _ => text.push_str(&plain),
+    }
+    if query {
+        text.push_str(&format!("?{R}"));
+    }
+    if fragment {
+        text.push_str(&format!("#{R}"));
+    }
+    text
+}
+
+fn redacted_url<S: serde::Serializer>(u: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(u))
+}
+
+fn redacted_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| redact_url(u)))
 }
 
 /// One node of the route tree.
@@ -228,20 +270,20 @@ pub struct AlertmanagerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Inherited from the parent when unset; the root needs one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver: Option<String>,
     /// `label="value"`, `label!="value"`, `label=~"regex"`, `label!~"regex"`; all
     /// must hold.
     #[serde(default)]
     pub matchers: Vec<Matcher>,
     /// Labels that split alerts into groups; `["..."]` makes one group per alert.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_wait: Option<Dur>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_interval: Option<Dur>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_interval: Option<Dur>,
     /// Keep trying the following sibling routes after this one matched.
     #[serde(default, rename = "continue")]
@@ -636,6 +678,42 @@ pub fn check_template(t: &str) -> Result<(), String> {
         rest = &after[j + 2..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_queries_in_every_view() {
+        assert_eq!(
+            redact_url("https://events.pagerduty.com/v2/enqueue"),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+        assert_eq!(
+            redact_url("https://user:pa55@pd.example:8443/v2/enqueue?token=s3cret#x"),
+            "https://<redacted>@pd.example:8443/v2/enqueue?<redacted>#<redacted>"
+        );
+        assert_eq!(redact_url("not a url s3cret"), "<redacted>");
+        let pd = PagerDutyConfig {
+            url: "https://pd.example/enqueue?routing_key=s3cret".into(),
+            ..PagerDutyConfig::default()
+        };
+        let am = AlertmanagerConfig {
+            urls: vec!["http://admin:s3cret@am:9093".into()],
+        };
+        let text = format!(
+            "{}{}",
+            serde_json::to_string(&pd).unwrap(),
+            serde_json::to_string(&am).unwrap()
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("https://pd.example/enqueue?<redacted>"),
+            "{text}"
+        );
+        assert!(text.contains("http://<redacted>@am:9093/"), "{text}");
+    }
 }
 
 #[cfg(test)]
