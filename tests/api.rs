@@ -492,6 +492,21 @@ async fn silences_are_bounded_where_parsed_and_an_absurd_stored_one_lists_and_de
     d.stop().await;
 }
 
+/// POSTs `body` as JSON with the write token.
+async fn post_json(
+    d: &Daemon,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> reqwest::Result<reqwest::Response> {
+    d.client
+        .post(d.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+}
+
 fn nulls_in(v: &Value, at: &str, out: &mut Vec<String>) {
     match v {
         Value::Null => out.push(at.to_string()),
@@ -519,13 +534,7 @@ async fn no_answer_of_the_api_contains_a_null() {
         "api:\n  token: {TOKEN}\nnotifications:\n  receivers:\n    - name: pd\n      pagerduty:\n        routing_key: k3y\n        url: \"https://user:PASSSECRET@pd.invalid/enqueue?token=QUERYSECRET\"\n"
     )))
     .await;
-    let post = |path: &str, body: Value| {
-        d.client
-            .post(d.url(path))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-    };
+    let post = |path: &'static str, body: Value| post_json(&d, TOKEN, path, body);
     let r = post(
         "/api/v2/alerts",
         serde_json::json!([{"labels": {"alertname": "Posted", "severity": "warning"}, "annotations": {"summary": "s"}}]),
@@ -589,13 +598,7 @@ async fn no_answer_of_the_api_contains_a_null() {
 async fn requests_that_change_nothing_or_name_no_label_are_refused() {
     const TOKEN: &str = "refuse-t0ken";
     let d = Daemon::start(config(&format!("api:\n  token: {TOKEN}\n"))).await;
-    let post = |path: &str, body: Value| {
-        d.client
-            .post(d.url(path))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-    };
+    let post = |path: &'static str, body: Value| post_json(&d, TOKEN, path, body);
     for body in [
         serde_json::json!({}),
         serde_json::json!({"receiver": "default"}),
