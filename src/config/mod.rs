@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 mod containers;
 mod hardware;
 mod history;
+mod locate;
 pub mod notify;
 mod rules;
 pub mod timeinterval;
@@ -199,6 +200,16 @@ impl Config {
         base: &Path,
         env: EnvLookup<'_>,
     ) -> Result<Config, ConfigError> {
+        if let Some((line, col)) = locate::too_deep(text) {
+            return Err(ConfigError::Invalid {
+                file: format!("{file}:{line}:{col}"),
+                path: "(top level)".into(),
+                reason: format!(
+                    "nested deeper than {} levels; a config needs a handful",
+                    locate::MAX_DEPTH
+                ),
+            });
+        }
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -217,7 +228,7 @@ impl Config {
             }
         })?;
         let invalid = |path: &str, reason: String| ConfigError::Invalid {
-            file: file.to_string(),
+            file: at(text, file, path),
             path: path.to_string(),
             reason,
         };
@@ -267,8 +278,36 @@ impl Config {
         }
         positive(self.process.interval, "process.interval")?;
         self.trading.validate()?;
-        positive(self.rules.evaluation_interval, "rules.evaluation_interval")?;
-        positive(self.rules.max_range, "rules.max_range")?;
+        at_least(
+            self.rules.evaluation_interval,
+            MIN_SLOW_INTERVAL,
+            "rules.evaluation_interval",
+        )?;
+        at_least(
+            self.rules.max_range,
+            Duration::from_secs(1),
+            "rules.max_range",
+        )?;
+        at_least(
+            self.rules.resolved_retention,
+            Duration::from_secs(1),
+            "rules.resolved_retention",
+        )?;
+        let api = &self.api;
+        at_least(
+            api.header_read_timeout,
+            MIN_SLOW_INTERVAL,
+            "api.header_read_timeout",
+        )?;
+        at_least(api.idle_timeout, MIN_SLOW_INTERVAL, "api.idle_timeout")?;
+        at_least(
+            api.max_silence_duration,
+            Duration::from_secs(60),
+            "api.max_silence_duration",
+        )?;
+        if api.max_connections == 0 {
+            return err("api.max_connections", "must be at least 1".into());
+        }
         self.validate_containers()?;
         self.validate_history_and_advice()?;
         self.validate_probes()?;
@@ -303,8 +342,12 @@ impl Config {
     fn validate_history_and_advice(&self) -> Result<(), (String, String)> {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         let h = &self.history;
-        positive(h.interval, "history.interval")?;
-        positive(h.baseline_period, "history.baseline_period")?;
+        at_least(h.interval, MIN_SLOW_INTERVAL, "history.interval")?;
+        at_least(
+            h.baseline_period,
+            Duration::from_secs(1),
+            "history.baseline_period",
+        )?;
         if h.retention <= h.interval {
             return err(
                 "history.retention",
@@ -318,7 +361,7 @@ impl Config {
             return err("history.baseline_periods", "must be at least 1".into());
         }
         let a = &self.advice;
-        positive(a.window, "advice.window")?;
+        at_least(a.window, Duration::from_secs(1), "advice.window")?;
         for (name, v) in [
             ("saturated_ratio", a.saturated_ratio),
             ("idle_ratio", a.idle_ratio),
@@ -432,6 +475,15 @@ impl Config {
     }
 }
 
+/// `file:line:col` of the key path `path` in `text` (of its nearest written ancestor
+/// when the key is left at its default); `file` alone when none of it is written.
+pub fn at(text: &str, file: &str, path: &str) -> String {
+    match locate::locate(text, path) {
+        Some((line, col)) => format!("{file}:{line}:{col}"),
+        None => file.to_string(),
+    }
+}
+
 /// The YAML library's message without the key path and position it appends, since
 /// the error already names both.
 fn bare_yaml_message(msg: &str) -> String {
@@ -504,7 +556,7 @@ mod tests {
     fn error_timeout_exceeds_interval() {
         assert_eq!(
             error_of("timeout_exceeds_interval"),
-            "testdata/config/timeout_exceeds_interval.yml: hardware.timeout: must not exceed hardware.interval (1s), or runs would overlap"
+            "testdata/config/timeout_exceeds_interval.yml:5:12: hardware.timeout: must not exceed hardware.interval (1s), or runs would overlap"
         );
     }
 
@@ -512,7 +564,7 @@ mod tests {
     fn error_zero_interval() {
         assert_eq!(
             error_of("zero_interval"),
-            "testdata/config/zero_interval.yml: process.interval: must be greater than 0"
+            "testdata/config/zero_interval.yml:4:13: process.interval: must be at least 10ms (got 0s)"
         );
     }
 
@@ -536,7 +588,7 @@ mod tests {
     fn error_topology_overlap() {
         assert_eq!(
             error_of("topology_overlap"),
-            "testdata/config/topology_overlap.yml: hardware.topology: CPU 3 is listed as both performance and efficiency"
+            "testdata/config/topology_overlap.yml:8:13: hardware.topology: CPU 3 is listed as both performance and efficiency"
         );
     }
 
@@ -544,7 +596,7 @@ mod tests {
     fn error_topology_syntax() {
         assert_eq!(
             error_of("topology_syntax"),
-            "testdata/config/topology_syntax.yml: hardware.topology.performance: invalid CPU list \"4-x\": write ranges like \"0-3,8-11\""
+            "testdata/config/topology_syntax.yml:8:27: hardware.topology.performance: invalid CPU list \"4-x\": write ranges like \"0-3,8-11\""
         );
     }
 
@@ -552,7 +604,7 @@ mod tests {
     fn error_token_and_token_file() {
         assert_eq!(
             error_of("token_and_file"),
-            "testdata/config/token_and_file.yml: api.token: set either api.token or api.token_file, not both"
+            "testdata/config/token_and_file.yml:4:10: api.token: set either api.token or api.token_file, not both"
         );
     }
 
@@ -560,7 +612,7 @@ mod tests {
     fn error_missing_token_file() {
         let msg = error_of("missing_token_file");
         assert!(
-            msg.starts_with("testdata/config/missing_token_file.yml: api.token_file: cannot read testdata/config/./no-such-token: "),
+            msg.starts_with("testdata/config/missing_token_file.yml:4:15: api.token_file: cannot read testdata/config/./no-such-token: "),
             "{msg}"
         );
     }
@@ -569,7 +621,7 @@ mod tests {
     fn error_replay_without_file() {
         assert_eq!(
             error_of("replay_without_file"),
-            "testdata/config/replay_without_file.yml: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+            "testdata/config/replay_without_file.yml:4:3: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
         );
     }
 
@@ -577,7 +629,7 @@ mod tests {
     fn error_ane_max_watts() {
         assert_eq!(
             error_of("ane_max_watts_zero"),
-            "testdata/config/ane_max_watts_zero.yml: hardware.ane_max_watts: must be a number of watts greater than 0"
+            "testdata/config/ane_max_watts_zero.yml:6:18: hardware.ane_max_watts: must be a number of watts greater than 0"
         );
     }
 
@@ -593,7 +645,7 @@ mod tests {
     fn error_trading_score_window_not_a_window() {
         assert_eq!(
             error_of("trading_score_window"),
-            "testdata/config/trading_score_window.yml: trading.score.window: 1m is not one of trading.windows"
+            "testdata/config/trading_score_window.yml:4:3: trading.score.window: 1m is not one of trading.windows"
         );
     }
 
@@ -601,7 +653,7 @@ mod tests {
     fn error_containers_bad_docker_host() {
         assert_eq!(
             error_of("containers_bad_docker_host"),
-            "testdata/config/containers_bad_docker_host.yml: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+            "testdata/config/containers_bad_docker_host.yml:4:16: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
         );
     }
 
@@ -609,7 +661,7 @@ mod tests {
     fn error_trading_target_over_alert() {
         assert_eq!(
             error_of("trading_target_over_alert"),
-            "testdata/config/trading_target_over_alert.yml: trading.score.risk.alert: must be greater than target (10ms)"
+            "testdata/config/trading_target_over_alert.yml:5:62: trading.score.risk.alert: must be greater than target (10ms)"
         );
     }
 
@@ -617,7 +669,7 @@ mod tests {
     fn error_history_retention_not_above_interval() {
         assert_eq!(
             error_of("history_retention_short"),
-            "testdata/config/history_retention_short.yml: history.retention: must be longer than history.interval (10s), or nothing would be kept"
+            "testdata/config/history_retention_short.yml:5:14: history.retention: must be longer than history.interval (10s), or nothing would be kept"
         );
     }
 
@@ -625,7 +677,7 @@ mod tests {
     fn error_advice_idle_above_saturated() {
         assert_eq!(
             error_of("advice_idle_above_saturated"),
-            "testdata/config/advice_idle_above_saturated.yml: advice.idle_ratio: must be below advice.saturated_ratio (0.5)"
+            "testdata/config/advice_idle_above_saturated.yml:5:15: advice.idle_ratio: must be below advice.saturated_ratio (0.5)"
         );
     }
 
@@ -633,7 +685,7 @@ mod tests {
     fn error_containers_zero_concurrency() {
         assert_eq!(
             error_of("containers_zero_concurrency"),
-            "testdata/config/containers_zero_concurrency.yml: containers.max_concurrent_requests: must be at least 1"
+            "testdata/config/containers_zero_concurrency.yml:4:28: containers.max_concurrent_requests: must be at least 1"
         );
     }
 
@@ -641,7 +693,7 @@ mod tests {
     fn error_trading_label_tag_reserved() {
         assert_eq!(
             error_of("trading_label_tag"),
-            "testdata/config/trading_label_tag.yml: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
+            "testdata/config/trading_label_tag.yml:4:23: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
         );
     }
 
@@ -649,7 +701,7 @@ mod tests {
     fn error_containers_label_without_key() {
         assert_eq!(
             error_of("containers_label_without_key"),
-            "testdata/config/containers_label_without_key.yml: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
+            "testdata/config/containers_label_without_key.yml:5:14: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
         );
     }
 
@@ -675,7 +727,7 @@ mod tests {
     fn error_probes_duplicate_name() {
         assert_eq!(
             error_of("probes_duplicate_name"),
-            "testdata/config/probes_duplicate_name.yml: probes.targets[1].name: \"risk-engine\" is listed twice"
+            "testdata/config/probes_duplicate_name.yml:6:14: probes.targets[1].name: \"risk-engine\" is listed twice"
         );
     }
 
@@ -683,7 +735,7 @@ mod tests {
     fn error_probes_bad_url() {
         assert_eq!(
             error_of("probes_bad_url"),
-            "testdata/config/probes_bad_url.yml: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
+            "testdata/config/probes_bad_url.yml:5:30: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
         );
     }
 
@@ -691,7 +743,7 @@ mod tests {
     fn error_probes_timeout_exceeds_interval() {
         assert_eq!(
             error_of("probes_timeout_exceeds_interval"),
-            "testdata/config/probes_timeout_exceeds_interval.yml: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
+            "testdata/config/probes_timeout_exceeds_interval.yml:6:71: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
         );
     }
 

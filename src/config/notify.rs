@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::timeinterval::TimeInterval;
 use super::yes;
-use crate::config::{Dur, EnvLookup, Secret, resolve_secret};
+use crate::config::{
+    Dur, EnvLookup, MIN_SLOW_INTERVAL, Secret, at_least, positive, resolve_secret,
+};
 use crate::model::alert::{InhibitRule, Matcher};
 
 /// The whole `notifications:` section. Every part is optional: with no receivers,
@@ -497,27 +499,21 @@ impl NotifyConfig {
                     format!("no receiver named {:?}", e.receiver),
                 ));
             }
-            if e.after.get().is_zero() {
-                return err(
-                    "notifications.escalation.after".into(),
-                    "must be greater than 0",
-                );
-            }
+            at_least(e.after, MIN_SLOW_INTERVAL, "notifications.escalation.after")?;
         }
         let d = &self.delivery;
         for (v, k) in [
             (d.initial_backoff, "initial_backoff"),
             (d.max_backoff, "max_backoff"),
-            (d.max_age, "max_age"),
             (d.timeout, "timeout"),
         ] {
-            if v.get().is_zero() {
-                return err(
-                    format!("notifications.delivery.{k}"),
-                    "must be greater than 0",
-                );
-            }
+            positive(v, &format!("notifications.delivery.{k}"))?;
         }
+        at_least(
+            d.max_age,
+            Duration::from_secs(1),
+            "notifications.delivery.max_age",
+        )?;
         Ok(())
     }
 
@@ -622,21 +618,14 @@ fn check_route(
             format!("no receiver named {name:?}"),
         ));
     }
-    if let Some(g) = &r.group_interval
-        && g.get().is_zero()
-    {
-        return Err((
-            format!("{p}.group_interval"),
-            "must be greater than 0".into(),
-        ));
-    }
-    if let Some(g) = &r.repeat_interval
-        && g.get().is_zero()
-    {
-        return Err((
-            format!("{p}.repeat_interval"),
-            "must be greater than 0".into(),
-        ));
+    // group_wait may be 0 (notify at once); the flushes after it may not spin.
+    for (key, d) in [
+        ("group_interval", r.group_interval),
+        ("repeat_interval", r.repeat_interval),
+    ] {
+        if let Some(d) = d {
+            at_least(d, MIN_SLOW_INTERVAL, &format!("{p}.{key}"))?;
+        }
     }
     for (key, list) in [
         ("active_time_intervals", &r.active_time_intervals),
@@ -743,11 +732,11 @@ mod tests {
         let cases = [
             (
                 "notify_unknown_receiver",
-                "testdata/config/notify_unknown_receiver.yml: notifications.route.routes[0].receiver: no receiver named \"pager\"",
+                "testdata/config/notify_unknown_receiver.yml:10:19: notifications.route.routes[0].receiver: no receiver named \"pager\"",
             ),
             (
                 "notify_slack_without_url",
-                "testdata/config/notify_slack_without_url.yml: notifications.receivers[0].slack.webhook_url: required: set webhook_url, webhook_url_file or M4WATCH_SLACK_WEBHOOK_URL",
+                "testdata/config/notify_slack_without_url.yml:6:14: notifications.receivers[0].slack.webhook_url: required: set webhook_url, webhook_url_file or M4WATCH_SLACK_WEBHOOK_URL",
             ),
             (
                 "notify_bad_matcher",
@@ -755,23 +744,23 @@ mod tests {
             ),
             (
                 "notify_bad_time_zone",
-                "testdata/config/notify_bad_time_zone.yml: notifications.time_intervals[0].time_zone: unknown time zone \"America/NewYork\": use an IANA name like America/New_York",
+                "testdata/config/notify_bad_time_zone.yml:6:18: notifications.time_intervals[0].time_zone: unknown time zone \"America/NewYork\": use an IANA name like America/New_York",
             ),
             (
                 "notify_unknown_time_interval",
-                "testdata/config/notify_unknown_time_interval.yml: notifications.route.active_time_intervals[0]: no time interval named \"market_hours\"",
+                "testdata/config/notify_unknown_time_interval.yml:6:29: notifications.route.active_time_intervals[0]: no time interval named \"market_hours\"",
             ),
             (
                 "notify_duplicate_receiver",
-                "testdata/config/notify_duplicate_receiver.yml: notifications.receivers[1].name: receiver \"ops\" is defined twice",
+                "testdata/config/notify_duplicate_receiver.yml:7:13: notifications.receivers[1].name: receiver \"ops\" is defined twice",
             ),
             (
                 "notify_bad_email",
-                "testdata/config/notify_bad_email.yml: notifications.receivers[0].email.to[0]: \"ops-at-example.com\" is not an email address",
+                "testdata/config/notify_bad_email.yml:9:14: notifications.receivers[0].email.to[0]: \"ops-at-example.com\" is not an email address",
             ),
             (
                 "notify_bad_dedup_key",
-                "testdata/config/notify_bad_dedup_key.yml: notifications.receivers[0].pagerduty.dedup_key: unknown variable \"alert.name\": use fingerprint, group_key or labels.NAME",
+                "testdata/config/notify_bad_dedup_key.yml:8:20: notifications.receivers[0].pagerduty.dedup_key: unknown variable \"alert.name\": use fingerprint, group_key or labels.NAME",
             ),
             (
                 "notify_unknown_key",
@@ -779,19 +768,19 @@ mod tests {
             ),
             (
                 "notify_url_and_file",
-                "testdata/config/notify_url_and_file.yml: notifications.receivers[0].slack.webhook_url: set either notifications.receivers[0].slack.webhook_url or notifications.receivers[0].slack.webhook_url_file, not both",
+                "testdata/config/notify_url_and_file.yml:7:22: notifications.receivers[0].slack.webhook_url: set either notifications.receivers[0].slack.webhook_url or notifications.receivers[0].slack.webhook_url_file, not both",
             ),
             (
                 "notify_bad_url",
-                "testdata/config/notify_bad_url.yml: notifications.receivers[0].slack.webhook_url: must be an http:// or https:// URL",
+                "testdata/config/notify_bad_url.yml:6:28: notifications.receivers[0].slack.webhook_url: must be an http:// or https:// URL",
             ),
             (
                 "notify_unknown_escalation",
-                "testdata/config/notify_unknown_escalation.yml: notifications.escalation.receiver: no receiver named \"nobody\"",
+                "testdata/config/notify_unknown_escalation.yml:4:26: notifications.escalation.receiver: no receiver named \"nobody\"",
             ),
             (
                 "notify_missing_ca_file",
-                "testdata/config/notify_missing_ca_file.yml: notifications.receivers[0].email.ca_file: cannot read testdata/config/no-such-ca.pem: No such file or directory (os error 2)",
+                "testdata/config/notify_missing_ca_file.yml:10:18: notifications.receivers[0].email.ca_file: cannot read testdata/config/no-such-ca.pem: No such file or directory (os error 2)",
             ),
         ];
         for (file, want) in cases {
