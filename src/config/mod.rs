@@ -305,8 +305,11 @@ impl Config {
             Duration::from_secs(60),
             "api.max_silence_duration",
         )?;
-        if api.max_connections == 0 {
-            return err("api.max_connections", "must be at least 1".into());
+        if !(1..=1_000_000).contains(&api.max_connections) {
+            return err(
+                "api.max_connections",
+                "must be between 1 and 1000000".into(),
+            );
         }
         self.validate_containers()?;
         self.validate_history_and_advice()?;
