@@ -636,6 +636,9 @@ fn arbitrary_json(rng: &mut fastrand::Rng, depth: u32) -> Value {
         "",
         " ",
         "7974y",
+        "8000y",
+        "100000y",
+        "584942417355y",
         "1ns",
         "0s",
         "99999999999999999999y",
@@ -737,21 +740,47 @@ async fn arbitrary_json_bodies_never_break_a_route() {
     assert!(posts.len() >= 5, "{posts:?}");
     // Valid bodies to mutate one field of, so the fuzzing reaches past the first check.
     let seeds = [
-        serde_json::json!([{"labels": {"alertname": "A", "severity": "warning"}, "annotations": {"summary": "s"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}]),
-        serde_json::json!({"matchers": [{"name": "alertname", "value": "A", "is_regex": false}], "duration": "1h", "created_by": "bob", "comment": "c"}),
-        serde_json::json!({"matchers": [{"name": "alertname", "value": "A"}], "ends_at": "2030-01-01T00:00:00Z", "created_by": "bob"}),
-        serde_json::json!({"by": "bob", "comment": "c"}),
-        serde_json::json!({"receiver": "default", "slack_channel": "#x"}),
-        serde_json::json!([{"operation": "order_execution", "latency_us": 250, "labels": {"venue": "x"}}]),
-        serde_json::json!({"operation": "order_execution"}),
+        (
+            "/api/v2/alerts",
+            serde_json::json!([{"labels": {"alertname": "A", "severity": "warning"}, "annotations": {"summary": "s"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}]),
+        ),
+        (
+            "/silences",
+            serde_json::json!({"matchers": [{"name": "alertname", "value": "A", "is_regex": false}], "duration": "1h", "created_by": "bob", "comment": "c"}),
+        ),
+        (
+            "/silences",
+            serde_json::json!({"matchers": [{"name": "alertname", "value": "A"}], "ends_at": "2030-01-01T00:00:00Z", "created_by": "bob"}),
+        ),
+        (
+            "/acknowledge",
+            serde_json::json!({"by": "bob", "comment": "c"}),
+        ),
+        (
+            "/configure",
+            serde_json::json!({"receiver": "default", "slack_channel": "#x"}),
+        ),
+        (
+            "/trading/latency",
+            serde_json::json!([{"operation": "order_execution", "latency_us": 250, "labels": {"venue": "x"}}]),
+        ),
+        (
+            "/start-latency-measurement",
+            serde_json::json!({"operation": "order_execution"}),
+        ),
     ];
     let mut rng = fastrand::Rng::with_seed(15);
     for path in &posts {
-        for i in 0..800 {
-            let body = if i % 2 == 0 {
+        let mine: Vec<&Value> = seeds
+            .iter()
+            .filter(|(p, _)| path.ends_with(p))
+            .map(|(_, v)| v)
+            .collect();
+        for i in 0..1000 {
+            let body = if i % 2 == 0 || mine.is_empty() {
                 arbitrary_json(&mut rng, 4)
             } else {
-                let mut body = seeds[rng.usize(..seeds.len())].clone();
+                let mut body = mine[rng.usize(..mine.len())].clone();
                 let target = match &mut body {
                     Value::Array(items) => &mut items[0],
                     other => other,
@@ -759,7 +788,8 @@ async fn arbitrary_json_bodies_never_break_a_route() {
                 if let Value::Object(m) = target {
                     let keys: Vec<String> = m.keys().cloned().collect();
                     let key = keys[rng.usize(..keys.len())].clone();
-                    m.insert(key, arbitrary_json(&mut rng, 2));
+                    let depth = rng.u32(..3);
+                    m.insert(key, arbitrary_json(&mut rng, depth));
                 }
                 body
             };
