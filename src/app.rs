@@ -63,8 +63,17 @@ pub enum Source {
 /// the file and the key, like every config error.
 pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, ConfigError> {
     let mut loaded = match path {
-        Some(p) => check(Config::load(p, env)?, &p.display().to_string())?,
-        None => check(Config::embedded_default(env)?, "<embedded default>")?,
+        Some(p) => {
+            let config = Config::load(p, env)?;
+            // The text once more, only to name the line of an error found below.
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            check(config, &p.display().to_string(), &text)?
+        }
+        None => check(
+            Config::embedded_default(env)?,
+            "<embedded default>",
+            crate::config::DEFAULT_YAML,
+        )?,
     };
     loaded.source = match path {
         Some(p) => Source::File(p.to_path_buf()),
@@ -73,14 +82,24 @@ pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, Co
     Ok(loaded)
 }
 
-/// Checks what the config module cannot know: every `history.families` entry is a
-/// family m4watch exports, and the rule files load.
-pub fn check(config: Config, file: &str) -> Result<Loaded, ConfigError> {
+/// Checks what the config module cannot know, and everything start-up would refuse:
+/// every `history.families` entry is a family m4watch exports, the rule files load,
+/// and a replayed recording opens and parses. `text` is the config's YAML, for the
+/// `file:line:col` of an error.
+pub fn check(config: Config, file: &str, text: &str) -> Result<Loaded, ConfigError> {
     let invalid = |path: String, reason: String| ConfigError::Invalid {
-        file: file.to_string(),
+        file: crate::config::at(text, file, &path),
         path,
         reason,
     };
+    let hw = &config.hardware;
+    if hw.enabled
+        && hw.source == crate::config::HardwareSource::Replay
+        && let Some(f) = &hw.replay_file
+    {
+        collect::hardware::replay::ReplaySource::open(f, hw.replay_loop)
+            .map_err(|e| invalid("hardware.replay_file".into(), e))?;
+    }
     let rules = if config.rules.enabled {
         rules::load(&config.rules).map_err(|e| invalid("rules.files".into(), e))?
     } else {
@@ -115,7 +134,7 @@ pub async fn run(loaded: Loaded, shutdown: Shutdown) -> Result<(), Error> {
 /// Checks `config` ([`check`]) and runs every part of m4watch on an already bound
 /// listener until `shutdown` fires.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
-    let loaded = check(config, "config").map_err(|e| Error::Startup(e.to_string()))?;
+    let loaded = check(config, "config", "").map_err(|e| Error::Startup(e.to_string()))?;
     serve_loaded(loaded, listener, shutdown).await
 }
 
@@ -302,9 +321,8 @@ pub async fn serve_loaded(
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");
-    let mut stop = shutdown.clone();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move { stop.recv().await })
+    let limits = api::server::Limits::of(&state.config.api);
+    api::server::serve(listener, api::router(state), limits, shutdown.clone())
         .await
         .map_err(Error::Serve)?;
     for t in tasks {
@@ -566,7 +584,7 @@ mod tests {
     fn error_rules_unsupported_construct() {
         assert_eq!(
             error_of("rules_unsupported"),
-            "testdata/config/rules_unsupported.yml: rules.files: testdata/rules/bad/unsupported.rules.yml: group \"bad\": rule \"TopCpu\": expr: unsupported construct: aggregation `topk`"
+            "testdata/config/rules_unsupported.yml:4:10: rules.files: testdata/rules/bad/unsupported.rules.yml: group \"bad\": rule \"TopCpu\": expr: unsupported construct: aggregation `topk`"
         );
     }
 
@@ -574,7 +592,7 @@ mod tests {
     fn error_rules_no_match() {
         assert_eq!(
             error_of("rules_no_match"),
-            "testdata/config/rules_no_match.yml: rules.files: testdata/rules/none-*.rules.yml matches no file"
+            "testdata/config/rules_no_match.yml:4:10: rules.files: testdata/rules/none-*.rules.yml matches no file"
         );
     }
 
@@ -582,7 +600,7 @@ mod tests {
     fn error_history_unknown_family() {
         assert_eq!(
             error_of("history_unknown_family"),
-            "testdata/config/history_unknown_family.yml: history.families[1]: \"m4watch_cpu_utilisation\" is not a metric family m4watch exports"
+            "testdata/config/history_unknown_family.yml:6:7: history.families[1]: \"m4watch_cpu_utilisation\" is not a metric family m4watch exports"
         );
     }
 

@@ -25,6 +25,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("Containers", crate::collect::containers::METRICS),
     ("Health probes", crate::collect::probes::METRICS),
     ("Recommendations", crate::advise::METRICS),
+    ("HTTP API", crate::api::METRICS),
 ];
 
 /// Every family, in reference order.

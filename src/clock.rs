@@ -25,6 +25,15 @@ pub fn unix_now_ms() -> i64 {
     (unix_now() * 1000.0) as i64
 }
 
+/// RFC 3339 UTC time, to the millisecond, of a Unix ms timestamp. Never panics: a
+/// time before 1970 reads as the epoch, and one beyond what a calendar can hold (a
+/// row written by an older version or by hand) as the latest time it can show.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ms.max(0))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Runs `f` at once and then every `interval` until `shutdown` fires. A run in progress
 /// when shutdown fires finishes first (a run that may be cut short races the shutdown
 /// itself); a run longer than `interval` delays the next one rather than bunching ticks

@@ -378,3 +378,93 @@ fn a_second_instance_on_the_same_data_dir_is_refused() {
         "the first still runs"
     );
 }
+
+/// `check-config` on `yaml`, written as `m4watch.yml` in a fresh directory: the exit
+/// code and standard error, with the directory's path cut to `DIR`.
+fn check_config(yaml: &str) -> (Option<i32>, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m4watch.yml");
+    std::fs::write(&file, yaml).unwrap();
+    let started = Instant::now();
+    let out = m4watch().arg("check-config").arg(&file).output().unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr)
+        .replace(&dir.path().display().to_string(), "DIR")
+        .trim()
+        .to_string();
+    (out.status.code(), err, took)
+}
+
+#[test]
+fn intervals_and_timeouts_have_a_lower_bound_named_in_the_error() {
+    let base = "listen: 127.0.0.1:9977\ndata_dir: ./data\n";
+    for (yaml, want) in [
+        (
+            "hardware:\n  interval: 1ns\n  timeout: 1ns\n",
+            "DIR/m4watch.yml:4:13: hardware.interval: must be at least 10ms (got 1ns)",
+        ),
+        (
+            "rules:\n  evaluation_interval: 1ms\n",
+            "DIR/m4watch.yml:4:24: rules.evaluation_interval: must be at least 100ms (got 1ms)",
+        ),
+        (
+            "history:\n  interval: 1us\n",
+            "DIR/m4watch.yml:4:13: history.interval: must be at least 100ms (got 1us)",
+        ),
+        (
+            "api:\n  header_read_timeout: 1ns\n",
+            "DIR/m4watch.yml:4:24: api.header_read_timeout: must be at least 100ms (got 1ns)",
+        ),
+        (
+            "notifications:\n  delivery:\n    timeout: 1ns\n",
+            "DIR/m4watch.yml:5:14: notifications.delivery.timeout: must be at least 10ms (got 1ns)",
+        ),
+        (
+            "notifications:\n  route:\n    receiver: default\n    group_interval: 1ns\n",
+            "DIR/m4watch.yml:6:21: notifications.route.group_interval: must be at least 100ms (got 1ns)",
+        ),
+    ] {
+        let (code, err, _) = check_config(&format!("{base}{yaml}"));
+        assert_eq!(code, Some(1), "{yaml}");
+        assert_eq!(err, want, "{yaml}");
+    }
+}
+
+#[test]
+fn check_config_refuses_what_start_up_refuses_with_the_line() {
+    let (code, err, _) = check_config(
+        "listen: 127.0.0.1:9977\ndata_dir: ./data\nhardware:\n  source: replay\n  replay_file: no-such-recording.jsonl\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with(
+            "DIR/m4watch.yml:5:16: hardware.replay_file: replay file DIR/no-such-recording.jsonl: "
+        ),
+        "{err}"
+    );
+    // A check after deserialising keeps its position too.
+    let (code, err, _) = check_config(
+        "listen: 127.0.0.1:9977\ndata_dir: ./data\nprobes:\n  interval: 1s\n  targets:\n    - name: a\n      url: http://localhost:1/health\n      timeout: 2s\n",
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "DIR/m4watch.yml:8:16: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
+    );
+}
+
+#[test]
+fn deeply_nested_yaml_fails_fast_with_a_clear_error() {
+    let deep = format!(
+        "listen: 127.0.0.1:9977\ndata_dir: ./data\nx: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (code, err, took) = check_config(&deep);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "DIR/m4watch.yml:3:68: (top level): nested deeper than 64 levels; a config needs a handful"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

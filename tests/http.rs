@@ -220,3 +220,277 @@ async fn promtool_finds_nothing_wrong_with_a_live_scrape() {
     assert!(report.is_empty(), "promtool check metrics:\n{report}");
     d.stop().await;
 }
+
+// --- limits (issue 15 item 5) ---------------------------------------------------
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or `within` passes); returns what
+/// arrived and whether it closed.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads one response's head and body (bodies here are small and Content-Length'd).
+async fn read_response(s: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(i) = text.find("\r\n\r\n") {
+            let len = text[..i]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= i + 4 + len {
+                return Some(text);
+            }
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_disconnected_after_the_header_read_timeout() {
+    let d = Daemon::start(fixture_config(
+        "plain",
+        "api:\n  header_read_timeout: 300ms\n  idle_timeout: 10s\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(d.addr).await.unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // One header byte every 100 ms: always sending, never finishing.
+    let mut closed = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        closed,
+        "a client trickling its headers was held for {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let d = Daemon::start(fixture_config(
+        "plain",
+        "api:\n  idle_timeout: 400ms\n  header_read_timeout: 10s\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, Duration::from_secs(2)).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let answered = Instant::now();
+    // Kept alive: still open well inside the timeout, and serves a second request.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, Duration::from_secs(2)).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let answered_again = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    let idle = answered_again.elapsed();
+    assert!(closed, "an idle connection stayed open");
+    assert!(
+        idle >= Duration::from_millis(350) && idle < Duration::from_secs(2),
+        "closed after {idle:?} idle"
+    );
+    assert!(answered.elapsed() > idle);
+    // A connection that never sends a byte is idle too.
+    let mut silent = TcpStream::connect(d.addr).await.unwrap();
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(3)).await;
+    assert!(closed, "a silent connection stayed open");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_in_the_backlog_while_open_ones_work() {
+    let d = Daemon::start(fixture_config(
+        "plain",
+        "api:\n  max_connections: 2\n  idle_timeout: 300ms\n  header_read_timeout: 10s\n",
+    ))
+    .await;
+    // The harness's own kept-alive connection is closed by the idle timeout.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Two connections mid-request hold both slots.
+    let mut a = TcpStream::connect(d.addr).await.unwrap();
+    a.write_all(b"GET /-/healthy HTTP/1.1\r\n").await.unwrap();
+    let mut b = TcpStream::connect(d.addr).await.unwrap();
+    b.write_all(b"GET /-/healthy HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third is queued: the kernel accepts it, m4watch does not serve it yet.
+    let mut c = TcpStream::connect(d.addr).await.unwrap();
+    c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_response(&mut c, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "a connection beyond the cap was served"
+    );
+    // The open ones keep working; when one closes, the queued one is served.
+    a.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut a, Duration::from_secs(2)).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    drop(a);
+    let r = read_response(&mut c, Duration::from_secs(3))
+        .await
+        .expect("the queued connection is served once a slot frees");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    b.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    let r = read_response(&mut b, Duration::from_secs(2)).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_json_and_a_lower_case_bearer_is_accepted() {
+    let d = Daemon::start(fixture_config("plain", "api:\n  token: t0k3n\n")).await;
+    let url = d.url("/api/v1/trading/latency");
+    let ok = d
+        .client
+        .post(&url)
+        .header("authorization", "bearer t0k3n")
+        .json(&serde_json::json!([{"operation": "order_execution", "latency_us": 250}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    let big = format!(
+        "[{}]",
+        vec![r#"{"operation":"order_execution","latency_us":250}"#; 60_000].join(",")
+    );
+    assert!(big.len() > 2 << 20);
+    let r = d
+        .client
+        .post(&url)
+        .header("authorization", "BEARER t0k3n")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+    // A missing content type: 415, JSON too.
+    let r = d
+        .client
+        .post(&url)
+        .bearer_auth("t0k3n")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_media_type", "{body}");
+    // A path id that is not UTF-8.
+    let r = d
+        .client
+        .delete(d.url("/api/v1/monitoring/silences/%FF%FE"))
+        .bearer_auth("t0k3n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("UTF-8"), "{body}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_a_json_500_and_counts() {
+    let registry = prometheus::Registry::new();
+    let router = m4watch::api::guard(
+        axum::Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("kaboom");
+                }
+                "unreachable"
+            }),
+        ),
+        &registry,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = m4watch::shutdown::channel();
+    let limits = m4watch::api::server::Limits::of(&m4watch::config::ApiConfig::default());
+    let server = tokio::spawn(m4watch::api::server::serve(
+        listener, router, limits, shutdown,
+    ));
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let r = client
+            .get(format!("http://{addr}/boom"))
+            .send()
+            .await
+            .expect("a panic answers, it does not drop the connection");
+        assert_eq!(r.status(), 500);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "internal", "{body}");
+        assert!(body["detail"].is_string());
+    }
+    let panics = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "m4watch_http_panics_total")
+        .expect("the panic counter is registered");
+    assert_eq!(panics.get_metric()[0].get_counter().get_value(), 2.0);
+    trigger.fire();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops on shutdown")
+        .unwrap()
+        .unwrap();
+}

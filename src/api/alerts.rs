@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -39,10 +39,10 @@ pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     writes.merge(reads)
 }
 
-/// RFC 3339 time of a ms timestamp.
+/// RFC 3339 time of a ms timestamp; never panics on stored data (a silence that ends
+/// after year 9999 made humantime's formatter panic).
 fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    crate::clock::rfc3339_ms(ms)
 }
 
 /// One acknowledgement in JSON.
@@ -135,7 +135,7 @@ async fn list(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AlertList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = q.map_err(ApiError::from)?;
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => match AlertState::parse(s).filter(|s| *s != AlertState::Inactive) {
@@ -192,7 +192,7 @@ async fn acknowledge(
     Path(id): Path<String>,
     body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AlertView>, ApiError> {
-    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(b) = body.map_err(ApiError::from)?;
     if b.by.trim().is_empty() {
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
@@ -265,7 +265,7 @@ async fn add_silence(
     State(s): State<Arc<AppState>>,
     body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<SilenceView>), ApiError> {
-    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(b) = body.map_err(ApiError::from)?;
     let now = now_ms();
     if b.matchers.is_empty() {
         return Err(ApiError::bad_request(
@@ -281,16 +281,29 @@ async fn add_silence(
     if b.created_by.trim().is_empty() {
         return Err(ApiError::bad_request("`created_by` must name who silences"));
     }
+    let max = s.config.api.max_silence_duration;
+    let too_long = || {
+        ApiError::bad_request(format!(
+            "a silence may last at most {max} (api.max_silence_duration)"
+        ))
+    };
+    let max_ms = i64::try_from(max.get().as_millis()).unwrap_or(i64::MAX);
     let ends_at = match (&b.ends_at, &b.duration) {
-        (Some(e), None) => humantime::parse_rfc3339_weak(e)
-            .map_err(|_| ApiError::bad_request(format!("ends_at {e:?} is not an RFC 3339 time")))?
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        (Some(e), None) => {
+            let t = humantime::parse_rfc3339_weak(e).map_err(|_| {
+                ApiError::bad_request(format!("ends_at {e:?} is not an RFC 3339 time"))
+            })?;
+            match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => i64::try_from(d.as_millis()).map_err(|_| too_long())?,
+                Err(_) => 0,
+            }
+        }
         (None, Some(d)) => {
-            now + crate::config::parse_duration(d)
-                .map_err(ApiError::bad_request)?
-                .as_millis() as i64
+            let d = crate::config::parse_duration(d).map_err(ApiError::bad_request)?;
+            if d > max.get() {
+                return Err(too_long());
+            }
+            now.saturating_add(i64::try_from(d.as_millis()).map_err(|_| too_long())?)
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -300,6 +313,9 @@ async fn add_silence(
     };
     if ends_at <= now {
         return Err(ApiError::bad_request("the silence would end in the past"));
+    }
+    if ends_at - now > max_ms {
+        return Err(too_long());
     }
     let silence = s.alerts.add_silence(Silence {
         id: String::new(),

@@ -59,7 +59,7 @@ fn check(headers: &HeaderMap, token: &Secret) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -76,6 +76,13 @@ fn check(headers: &HeaderMap, token: &Secret) -> Result<(), ApiError> {
             "invalid bearer token",
         ))
     }
+}
+
+/// The credentials of a `Bearer` header value; the scheme is case-insensitive
+/// (RFC 9110 §11.1), so `bearer x` and `BEARER x` are the same as `Bearer x`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
 }
 
 /// Compares without an early exit, so response time does not leak a token prefix.
@@ -100,6 +107,15 @@ mod tests {
         h.insert(header::AUTHORIZATION, "Bearer abc123".parse().unwrap());
         assert!(check(&h, &t).is_ok());
         h.insert(header::AUTHORIZATION, "Basic abc123".parse().unwrap());
+        assert!(check(&h, &t).is_err());
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            h.insert(
+                header::AUTHORIZATION,
+                format!("{scheme} abc123").parse().unwrap(),
+            );
+            assert!(check(&h, &t).is_ok(), "{scheme}");
+        }
+        h.insert(header::AUTHORIZATION, "Bearerabc123".parse().unwrap());
         assert!(check(&h, &t).is_err());
     }
 

@@ -84,7 +84,7 @@ async fn answer(
             "history is disabled (history.enabled: false)",
         ));
     };
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = q.map_err(ApiError::from)?;
     let cfg = &s.config.history;
     let interval = cfg.interval.get().as_secs_f64();
     let retention_minutes = cfg.retention.get().as_secs_f64() / 60.0;

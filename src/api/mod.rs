@@ -11,6 +11,7 @@ pub mod error;
 pub mod history;
 pub mod monitoring;
 pub mod notifications;
+pub mod server;
 pub mod trading;
 
 use std::sync::Arc;
@@ -27,7 +28,19 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::model::{MetricDef, def};
 use crate::store::{CollectorStatus, Store};
+
+/// Handler panics: each answered a JSON 500 instead of dropping the connection.
+pub const HTTP_PANICS_TOTAL: MetricDef = def(
+    "m4watch_http_panics_total",
+    crate::store::Kind::Counter,
+    &[],
+    "HTTP requests whose handler panicked; each was answered with a JSON 500 and logged.",
+);
+
+/// The API's own metric families.
+pub const METRICS: &[MetricDef] = &[HTTP_PANICS_TOTAL];
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -142,11 +155,59 @@ pub fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, spec) = api(&state).split_for_parts();
     let spec = Arc::new(spec.to_json().expect("the OpenAPI document serialises"));
-    router
+    let registry = state.store.registry().clone();
+    let router = router
         .fallback(unknown_path)
-        .layer(middleware::map_response(json_method_not_allowed))
         .layer(axum::Extension(spec))
-        .with_state(state)
+        .with_state(state);
+    guard(router, &registry)
+}
+
+/// The layers every answer passes through: client errors become the JSON error body,
+/// and a handler that panics answers a JSON 500 and counts in
+/// `m4watch_http_panics_total` (registered in `registry`).
+pub fn guard(router: Router, registry: &prometheus::Registry) -> Router {
+    let panics = prometheus::IntCounter::new(HTTP_PANICS_TOTAL.name, HTTP_PANICS_TOTAL.help)
+        .expect("valid metric");
+    // A second daemon in the same registry (tests) keeps counting, unregistered.
+    let _ = registry.register(Box::new(panics.clone()));
+    router
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn(move |req, next| {
+            catch_panic(panics.clone(), req, next)
+        }))
+}
+
+/// A handler that panics answers a JSON 500 (and counts), instead of the connection
+/// dropping with no reply.
+async fn catch_panic(
+    panics: prometheus::IntCounter,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    use futures_util::FutureExt;
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(payload) => {
+            panics.inc();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(request = %what, panic = %msg, "a handler panicked");
+            error::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request failed inside m4watch; the log has the details",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Unknown paths answer with the JSON error body too.
@@ -154,28 +215,48 @@ async fn unknown_path(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::not_found(format!("no route {}; see /api/v1/openapi.json", uri.path()))
 }
 
-/// axum answers a known path with the wrong method 405 and an `Allow` header but no
-/// body; give it the JSON error body, keeping the header.
-async fn json_method_not_allowed(resp: Response) -> Response {
-    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+/// Every client error is the JSON error body, whoever produced it: axum's rejections
+/// (a path that is not UTF-8, a body over the limit, a wrong content type) answer in
+/// plain text, and a known path with the wrong method answers 405 with an `Allow`
+/// header but no body. Their text becomes the `detail`; headers are kept.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
         return resp;
     }
-    let allow = resp.headers().get(header::ALLOW).cloned();
-    let allowed = allow
-        .as_ref()
-        .and_then(|a| a.to_str().ok())
-        .unwrap_or("see /api/v1/openapi.json")
-        .to_string();
-    let mut out = error::ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("method not allowed here; allowed: {allowed}"),
-    )
-    .into_response();
-    if let Some(a) = allow {
-        out.headers_mut().insert(header::ALLOW, a);
-    }
-    out
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let detail = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|a| a.to_str().ok())
+            .unwrap_or("see /api/v1/openapi.json");
+        format!("method not allowed here; allowed: {allowed}")
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("client error")
+            .to_string()
+    } else {
+        text
+    };
+    let fresh = error::ApiError::new(status, error::kind_of(status), detail).into_response();
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        fresh_parts.headers[header::CONTENT_TYPE].clone(),
+    );
+    Response::from_parts(parts, body)
 }
 
 /// The OpenAPI 3.1 document describing this API.

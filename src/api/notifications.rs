@@ -77,10 +77,15 @@ async fn post_alerts(
     State(s): State<Arc<AppState>>,
     body: Result<Json<Vec<PostableAlert>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Json(alerts) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(alerts) = body.map_err(ApiError::from)?;
     for (i, a) in alerts.iter().enumerate() {
         if a.labels.is_empty() {
             return Err(ApiError::bad_request(format!("alert {i} has no labels")));
+        }
+        if a.labels.contains_key("") {
+            return Err(ApiError::bad_request(format!(
+                "alert {i} has a label with an empty name"
+            )));
         }
     }
     let now = Utc::now();
@@ -148,10 +153,16 @@ async fn configure(
     State(s): State<Arc<AppState>>,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Configured>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     // serde would read a struct from a JSON array too; the API takes objects only.
-    if !body.is_object() {
+    let Some(fields) = body.as_object() else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    // `{}` or a receiver name alone would change nothing and answer "configured".
+    if !fields.iter().any(|(k, v)| k != "receiver" && !v.is_null()) {
+        return Err(ApiError::bad_request(
+            "the body changes nothing: give at least one of slack_webhook, slack_channel, email, pagerduty_routing_key, pagerduty_url",
+        ));
     }
     let receiver = s.notifier.configure(body).await.map_err(notify_error)?;
     Ok(Json(Configured {
@@ -293,7 +304,7 @@ async fn list(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<List>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = q.map_err(ApiError::from)?;
     let deliveries = s
         .notifier
         .deliveries(q.limit.clamp(1, 1000))

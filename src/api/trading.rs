@@ -115,7 +115,7 @@ async fn latency_stats(
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<LatencyStatsBody>, ApiError> {
     let t = trading(&s)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(ApiError::from)?;
     let minutes = q.duration_minutes.unwrap_or(5.0);
     if !(minutes > 0.0 && minutes.is_finite()) {
         return Err(ApiError::bad_request(
@@ -178,7 +178,7 @@ struct IngestReply {
 }
 
 fn json_error(e: JsonRejection) -> ApiError {
-    ApiError::bad_request(e.body_text())
+    ApiError::from(e)
 }
 
 /// Records a batch of latency samples; a bad item records nothing.

@@ -15,7 +15,7 @@ pub struct ContainersConfig {
     /// `unix:///path`, a bare socket path, `tcp://host:port` or `http://host:port`.
     /// Unset: `/var/run/docker.sock`, or on macOS Docker Desktop's
     /// `~/.docker/run/docker.sock` when the former is absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_host: Option<String>,
     pub interval: Dur,
     pub timeout: Dur,

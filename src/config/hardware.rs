@@ -27,10 +27,10 @@ pub enum HardwareSource {
 #[serde(deny_unknown_fields)]
 pub struct TopologyOverride {
     /// CPU list such as `4-15`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performance: Option<String>,
     /// CPU list such as `0-3`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub efficiency: Option<String>,
 }
 
@@ -50,10 +50,10 @@ pub struct HardwareConfig {
     #[serde(default = "default_sysfs")]
     pub sysfs: PathBuf,
     /// Forces the P/E assignment instead of detecting it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<TopologyOverride>,
     /// The recording `source: replay` plays, one sample per interval.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_file: Option<PathBuf>,
     /// Start the recording again at its end (true) or stop publishing (false).
     #[serde(default = "yes")]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 mod containers;
 mod hardware;
 mod history;
+mod locate;
 pub mod notify;
 mod rules;
 pub mod timeinterval;
@@ -92,21 +93,68 @@ pub struct Config {
     pub advice: AdviceConfig,
 }
 
-/// API access control.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// API access control and the HTTP server's limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Bearer token every state-changing request must present
     /// (env `M4WATCH_API_TOKEN`). Without one, state-changing requests are refused.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub token_file: Option<PathBuf>,
     /// When set, reads need this bearer token too.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_token: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub read_token_file: Option<PathBuf>,
+    /// A request's head must arrive complete within this from its first byte (or from
+    /// the connection's start); a slow client is disconnected.
+    #[serde(default = "ApiConfig::default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// A connection with no request in progress (a kept-alive one waiting for its next
+    /// request, or one that never sends a byte) is closed after this. Longer than
+    /// Prometheus's default 1m scrape interval, so a scraper's connection is reused.
+    #[serde(default = "ApiConfig::default_idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Connections served at once; further ones wait in the listen backlog until one
+    /// closes.
+    #[serde(default = "ApiConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// The longest a silence may last: `duration` and `ends_at` further ahead are
+    /// refused with 400.
+    #[serde(default = "ApiConfig::default_max_silence_duration")]
+    pub max_silence_duration: Dur,
+}
+
+impl ApiConfig {
+    fn default_header_read_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    fn default_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(120))
+    }
+    fn default_max_connections() -> usize {
+        512
+    }
+    fn default_max_silence_duration() -> Dur {
+        Dur(Duration::from_secs(31_557_600)) // 1y, 365.25 days
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            token: None,
+            token_file: None,
+            read_token: None,
+            read_token_file: None,
+            header_read_timeout: ApiConfig::default_header_read_timeout(),
+            idle_timeout: ApiConfig::default_idle_timeout(),
+            max_connections: ApiConfig::default_max_connections(),
+            max_silence_duration: ApiConfig::default_max_silence_duration(),
+        }
+    }
 }
 
 /// The /metrics snapshot.
@@ -170,6 +218,16 @@ impl Config {
         base: &Path,
         env: EnvLookup<'_>,
     ) -> Result<Config, ConfigError> {
+        if let Some((line, col)) = locate::too_deep(text) {
+            return Err(ConfigError::Invalid {
+                file: format!("{file}:{line}:{col}"),
+                path: "(top level)".into(),
+                reason: format!(
+                    "nested deeper than {} levels; a config needs a handful",
+                    locate::MAX_DEPTH
+                ),
+            });
+        }
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -188,7 +246,7 @@ impl Config {
             }
         })?;
         let invalid = |path: &str, reason: String| ConfigError::Invalid {
-            file: file.to_string(),
+            file: at(text, file, path),
             path: path.to_string(),
             reason,
         };
@@ -238,8 +296,39 @@ impl Config {
         }
         positive(self.process.interval, "process.interval")?;
         self.trading.validate()?;
-        positive(self.rules.evaluation_interval, "rules.evaluation_interval")?;
-        positive(self.rules.max_range, "rules.max_range")?;
+        at_least(
+            self.rules.evaluation_interval,
+            MIN_SLOW_INTERVAL,
+            "rules.evaluation_interval",
+        )?;
+        at_least(
+            self.rules.max_range,
+            Duration::from_secs(1),
+            "rules.max_range",
+        )?;
+        at_least(
+            self.rules.resolved_retention,
+            Duration::from_secs(1),
+            "rules.resolved_retention",
+        )?;
+        let api = &self.api;
+        at_least(
+            api.header_read_timeout,
+            MIN_SLOW_INTERVAL,
+            "api.header_read_timeout",
+        )?;
+        at_least(api.idle_timeout, MIN_SLOW_INTERVAL, "api.idle_timeout")?;
+        at_least(
+            api.max_silence_duration,
+            Duration::from_secs(60),
+            "api.max_silence_duration",
+        )?;
+        if !(1..=1_000_000).contains(&api.max_connections) {
+            return err(
+                "api.max_connections",
+                "must be between 1 and 1000000".into(),
+            );
+        }
         self.validate_containers()?;
         self.validate_history_and_advice()?;
         self.validate_probes()?;
@@ -274,8 +363,12 @@ impl Config {
     fn validate_history_and_advice(&self) -> Result<(), (String, String)> {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         let h = &self.history;
-        positive(h.interval, "history.interval")?;
-        positive(h.baseline_period, "history.baseline_period")?;
+        at_least(h.interval, MIN_SLOW_INTERVAL, "history.interval")?;
+        at_least(
+            h.baseline_period,
+            Duration::from_secs(1),
+            "history.baseline_period",
+        )?;
         if h.retention <= h.interval {
             return err(
                 "history.retention",
@@ -289,7 +382,7 @@ impl Config {
             return err("history.baseline_periods", "must be at least 1".into());
         }
         let a = &self.advice;
-        positive(a.window, "advice.window")?;
+        at_least(a.window, Duration::from_secs(1), "advice.window")?;
         for (name, v) in [
             ("saturated_ratio", a.saturated_ratio),
             ("idle_ratio", a.idle_ratio),
@@ -403,6 +496,15 @@ impl Config {
     }
 }
 
+/// `file:line:col` of the key path `path` in `text` (of its nearest written ancestor
+/// when the key is left at its default); `file` alone when none of it is written.
+pub fn at(text: &str, file: &str, path: &str) -> String {
+    match locate::locate(text, path) {
+        Some((line, col)) => format!("{file}:{line}:{col}"),
+        None => file.to_string(),
+    }
+}
+
 /// The YAML library's message without the key path and position it appends, since
 /// the error already names both.
 fn bare_yaml_message(msg: &str) -> String {
@@ -501,7 +603,7 @@ mod tests {
     fn error_timeout_exceeds_interval() {
         assert_eq!(
             error_of("timeout_exceeds_interval"),
-            "testdata/config/timeout_exceeds_interval.yml: hardware.timeout: must not exceed hardware.interval (1s), or runs would overlap"
+            "testdata/config/timeout_exceeds_interval.yml:5:12: hardware.timeout: must not exceed hardware.interval (1s), or runs would overlap"
         );
     }
 
@@ -509,7 +611,7 @@ mod tests {
     fn error_zero_interval() {
         assert_eq!(
             error_of("zero_interval"),
-            "testdata/config/zero_interval.yml: process.interval: must be greater than 0"
+            "testdata/config/zero_interval.yml:4:13: process.interval: must be at least 10ms (got 0s)"
         );
     }
 
@@ -533,7 +635,7 @@ mod tests {
     fn error_topology_overlap() {
         assert_eq!(
             error_of("topology_overlap"),
-            "testdata/config/topology_overlap.yml: hardware.topology: CPU 3 is listed as both performance and efficiency"
+            "testdata/config/topology_overlap.yml:8:13: hardware.topology: CPU 3 is listed as both performance and efficiency"
         );
     }
 
@@ -541,7 +643,7 @@ mod tests {
     fn error_topology_syntax() {
         assert_eq!(
             error_of("topology_syntax"),
-            "testdata/config/topology_syntax.yml: hardware.topology.performance: invalid CPU list \"4-x\": write ranges like \"0-3,8-11\""
+            "testdata/config/topology_syntax.yml:8:27: hardware.topology.performance: invalid CPU list \"4-x\": write ranges like \"0-3,8-11\""
         );
     }
 
@@ -549,7 +651,7 @@ mod tests {
     fn error_token_and_token_file() {
         assert_eq!(
             error_of("token_and_file"),
-            "testdata/config/token_and_file.yml: api.token: set either api.token or api.token_file, not both"
+            "testdata/config/token_and_file.yml:4:10: api.token: set either api.token or api.token_file, not both"
         );
     }
 
@@ -557,7 +659,7 @@ mod tests {
     fn error_missing_token_file() {
         let msg = error_of("missing_token_file");
         assert!(
-            msg.starts_with("testdata/config/missing_token_file.yml: api.token_file: cannot read testdata/config/./no-such-token: "),
+            msg.starts_with("testdata/config/missing_token_file.yml:4:15: api.token_file: cannot read testdata/config/./no-such-token: "),
             "{msg}"
         );
     }
@@ -566,7 +668,7 @@ mod tests {
     fn error_replay_without_file() {
         assert_eq!(
             error_of("replay_without_file"),
-            "testdata/config/replay_without_file.yml: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
+            "testdata/config/replay_without_file.yml:4:3: hardware.replay_file: source: replay needs the recording to play, e.g. replay_file: recording.jsonl"
         );
     }
 
@@ -574,7 +676,7 @@ mod tests {
     fn error_ane_max_watts() {
         assert_eq!(
             error_of("ane_max_watts_zero"),
-            "testdata/config/ane_max_watts_zero.yml: hardware.ane_max_watts: must be a number of watts greater than 0"
+            "testdata/config/ane_max_watts_zero.yml:6:18: hardware.ane_max_watts: must be a number of watts greater than 0"
         );
     }
 
@@ -590,7 +692,7 @@ mod tests {
     fn error_trading_score_window_not_a_window() {
         assert_eq!(
             error_of("trading_score_window"),
-            "testdata/config/trading_score_window.yml: trading.score.window: 1m is not one of trading.windows"
+            "testdata/config/trading_score_window.yml:4:3: trading.score.window: 1m is not one of trading.windows"
         );
     }
 
@@ -598,7 +700,7 @@ mod tests {
     fn error_containers_bad_docker_host() {
         assert_eq!(
             error_of("containers_bad_docker_host"),
-            "testdata/config/containers_bad_docker_host.yml: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+            "testdata/config/containers_bad_docker_host.yml:4:16: containers.docker_host: unsupported address \"docker.example.com:2375\": write unix:///path/to/docker.sock, tcp://host:port or http://host:port"
         );
     }
 
@@ -606,7 +708,7 @@ mod tests {
     fn error_trading_target_over_alert() {
         assert_eq!(
             error_of("trading_target_over_alert"),
-            "testdata/config/trading_target_over_alert.yml: trading.score.risk.alert: must be greater than target (10ms)"
+            "testdata/config/trading_target_over_alert.yml:5:62: trading.score.risk.alert: must be greater than target (10ms)"
         );
     }
 
@@ -614,7 +716,7 @@ mod tests {
     fn error_history_retention_not_above_interval() {
         assert_eq!(
             error_of("history_retention_short"),
-            "testdata/config/history_retention_short.yml: history.retention: must be longer than history.interval (10s), or nothing would be kept"
+            "testdata/config/history_retention_short.yml:5:14: history.retention: must be longer than history.interval (10s), or nothing would be kept"
         );
     }
 
@@ -622,7 +724,7 @@ mod tests {
     fn error_advice_idle_above_saturated() {
         assert_eq!(
             error_of("advice_idle_above_saturated"),
-            "testdata/config/advice_idle_above_saturated.yml: advice.idle_ratio: must be below advice.saturated_ratio (0.5)"
+            "testdata/config/advice_idle_above_saturated.yml:5:15: advice.idle_ratio: must be below advice.saturated_ratio (0.5)"
         );
     }
 
@@ -630,7 +732,7 @@ mod tests {
     fn error_containers_zero_concurrency() {
         assert_eq!(
             error_of("containers_zero_concurrency"),
-            "testdata/config/containers_zero_concurrency.yml: containers.max_concurrent_requests: must be at least 1"
+            "testdata/config/containers_zero_concurrency.yml:4:28: containers.max_concurrent_requests: must be at least 1"
         );
     }
 
@@ -638,7 +740,7 @@ mod tests {
     fn error_trading_label_tag_reserved() {
         assert_eq!(
             error_of("trading_label_tag"),
-            "testdata/config/trading_label_tag.yml: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
+            "testdata/config/trading_label_tag.yml:4:23: trading.label_tags[1]: \"quantile\" is a label m4watch sets itself"
         );
     }
 
@@ -646,7 +748,7 @@ mod tests {
     fn error_containers_label_without_key() {
         assert_eq!(
             error_of("containers_label_without_key"),
-            "testdata/config/containers_label_without_key.yml: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
+            "testdata/config/containers_label_without_key.yml:5:14: containers.exclude.labels[0]: \"=x\" has no label key: write key or key=value"
         );
     }
 
@@ -672,7 +774,7 @@ mod tests {
     fn error_probes_duplicate_name() {
         assert_eq!(
             error_of("probes_duplicate_name"),
-            "testdata/config/probes_duplicate_name.yml: probes.targets[1].name: \"risk-engine\" is listed twice"
+            "testdata/config/probes_duplicate_name.yml:6:14: probes.targets[1].name: \"risk-engine\" is listed twice"
         );
     }
 
@@ -680,7 +782,7 @@ mod tests {
     fn error_probes_bad_url() {
         assert_eq!(
             error_of("probes_bad_url"),
-            "testdata/config/probes_bad_url.yml: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
+            "testdata/config/probes_bad_url.yml:5:30: probes.targets[0].url: \"localhost:8400/health\" is not an http:// or https:// URL"
         );
     }
 
@@ -688,7 +790,7 @@ mod tests {
     fn error_probes_timeout_exceeds_interval() {
         assert_eq!(
             error_of("probes_timeout_exceeds_interval"),
-            "testdata/config/probes_timeout_exceeds_interval.yml: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
+            "testdata/config/probes_timeout_exceeds_interval.yml:6:71: probes.targets[0].timeout: must not exceed probes.interval (1s), or probes would overlap"
         );
     }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::timeinterval::TimeInterval;
 use super::yes;
-use crate::config::{Dur, EnvLookup, Secret, resolve_secret};
+use crate::config::{
+    Dur, EnvLookup, MIN_SLOW_INTERVAL, Secret, at_least, positive, resolve_secret,
+};
 use crate::model::alert::{InhibitRule, Matcher};
 
 /// The whole `notifications:` section. Every part is optional: with no receivers,
@@ -21,12 +23,12 @@ use crate::model::alert::{InhibitRule, Matcher};
 pub struct NotifyConfig {
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteConfig>,
     #[serde(default)]
     pub time_intervals: Vec<TimeInterval>,
     /// Critical alerts nobody acknowledged in time also go to another receiver.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<EscalationConfig>,
     /// Alertmanager's inhibition: while a source alert fires, matching targets are
     /// not notified. Unset: the shipped pairs ([`shipped_inhibit_rules`]), so a
@@ -104,17 +106,17 @@ pub struct ReceiverConfig {
     pub send_resolved: bool,
     /// Most notifications per second this receiver is sent (all integrations
     /// together); excess ones wait in the outbox.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_second: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagerduty: Option<PagerDutyConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerConfig>,
 }
 
@@ -122,12 +124,12 @@ pub struct ReceiverConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub webhook_url_file: Option<PathBuf>,
     /// Overrides the webhook's default channel, when the webhook allows it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
 }
 
@@ -154,18 +156,18 @@ pub struct EmailConfig {
     pub tls: SmtpTls,
     pub from: String,
     pub to: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub password_file: Option<PathBuf>,
     /// Name sent in EHLO; the host name when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hello: Option<String>,
     /// A PEM CA certificate to trust besides the system's, for a relay with a
     /// private CA.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
 }
@@ -175,18 +177,19 @@ pub struct EmailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutyConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_key: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub routing_key_file: Option<PathBuf>,
-    #[serde(default = "d_pd_url")]
+    /// Shown with its credentials and query redacted (a query may carry a token).
+    #[serde(default = "d_pd_url", serialize_with = "redacted_url")]
     pub url: String,
     /// `dedup_key` template: `{{ fingerprint }}`, `{{ labels.NAME }}`,
     /// `{{ group_key }}`. One PagerDuty incident per alert by default.
     #[serde(default = "d_dedup")]
     pub dedup_key: String,
     /// `payload.source`; the alert's `instance` label, else the host name, when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
 
@@ -220,7 +223,48 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
+    /// Shown with their credentials and queries redacted.
+    #[serde(serialize_with = "redacted_urls")]
     pub urls: Vec<String>,
+}
+
+/// `u` with the password, user name, query and fragment replaced by `<redacted>`:
+/// what a view may show of a URL that can carry credentials.
+pub fn redact_url(u: &str) -> String {
+    const R: &str = "<redacted>";
+    let Ok(mut url) = reqwest::Url::parse(u) else {
+        return R.to_string();
+    };
+    let mut text = String::new();
+    let userinfo = !url.username().is_empty() || url.password().is_some();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let query = url.query().is_some();
+    let fragment = url.fragment().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    let plain = url.to_string();
+    match plain.split_once("://") {
+        Some((scheme, rest)) if userinfo => {
+            text.push_str(&format!("{scheme}://{R}@{rest}"));
+        }
+        _ => text.push_str(&plain),
+    }
+    if query {
+        text.push_str(&format!("?{R}"));
+    }
+    if fragment {
+        text.push_str(&format!("#{R}"));
+    }
+    text
+}
+
+fn redacted_url<S: serde::Serializer>(u: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(u))
+}
+
+fn redacted_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| redact_url(u)))
 }
 
 /// One node of the route tree.
@@ -228,20 +272,20 @@ pub struct AlertmanagerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Inherited from the parent when unset; the root needs one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver: Option<String>,
     /// `label="value"`, `label!="value"`, `label=~"regex"`, `label!~"regex"`; all
     /// must hold.
     #[serde(default)]
     pub matchers: Vec<Matcher>,
     /// Labels that split alerts into groups; `["..."]` makes one group per alert.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_wait: Option<Dur>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_interval: Option<Dur>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_interval: Option<Dur>,
     /// Keep trying the following sibling routes after this one matched.
     #[serde(default, rename = "continue")]
@@ -456,27 +500,21 @@ impl NotifyConfig {
                     format!("no receiver named {:?}", e.receiver),
                 ));
             }
-            if e.after.get().is_zero() {
-                return err(
-                    "notifications.escalation.after".into(),
-                    "must be greater than 0",
-                );
-            }
+            at_least(e.after, MIN_SLOW_INTERVAL, "notifications.escalation.after")?;
         }
         let d = &self.delivery;
         for (v, k) in [
             (d.initial_backoff, "initial_backoff"),
             (d.max_backoff, "max_backoff"),
-            (d.max_age, "max_age"),
             (d.timeout, "timeout"),
         ] {
-            if v.get().is_zero() {
-                return err(
-                    format!("notifications.delivery.{k}"),
-                    "must be greater than 0",
-                );
-            }
+            positive(v, &format!("notifications.delivery.{k}"))?;
         }
+        at_least(
+            d.max_age,
+            Duration::from_secs(1),
+            "notifications.delivery.max_age",
+        )?;
         Ok(())
     }
 
@@ -605,21 +643,14 @@ fn check_route(
             format!("no receiver named {name:?}"),
         ));
     }
-    if let Some(g) = &r.group_interval
-        && g.get().is_zero()
-    {
-        return Err((
-            format!("{p}.group_interval"),
-            "must be greater than 0".into(),
-        ));
-    }
-    if let Some(g) = &r.repeat_interval
-        && g.get().is_zero()
-    {
-        return Err((
-            format!("{p}.repeat_interval"),
-            "must be greater than 0".into(),
-        ));
+    // group_wait may be 0 (notify at once); the flushes after it may not spin.
+    for (key, d) in [
+        ("group_interval", r.group_interval),
+        ("repeat_interval", r.repeat_interval),
+    ] {
+        if let Some(d) = d {
+            at_least(d, MIN_SLOW_INTERVAL, &format!("{p}.{key}"))?;
+        }
     }
     for (key, list) in [
         ("active_time_intervals", &r.active_time_intervals),
@@ -661,6 +692,42 @@ pub fn check_template(t: &str) -> Result<(), String> {
         rest = &after[j + 2..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_queries_in_every_view() {
+        assert_eq!(
+            redact_url("https://events.pagerduty.com/v2/enqueue"),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+        assert_eq!(
+            redact_url("https://user:pa55@pd.example:8443/v2/enqueue?token=s3cret#x"),
+            "https://<redacted>@pd.example:8443/v2/enqueue?<redacted>#<redacted>"
+        );
+        assert_eq!(redact_url("not a url s3cret"), "<redacted>");
+        let pd = PagerDutyConfig {
+            url: "https://pd.example/enqueue?routing_key=s3cret".into(),
+            ..PagerDutyConfig::default()
+        };
+        let am = AlertmanagerConfig {
+            urls: vec!["http://admin:s3cret@am:9093".into()],
+        };
+        let text = format!(
+            "{}{}",
+            serde_json::to_string(&pd).unwrap(),
+            serde_json::to_string(&am).unwrap()
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("https://pd.example/enqueue?<redacted>"),
+            "{text}"
+        );
+        assert!(text.contains("http://<redacted>@am:9093/"), "{text}");
+    }
 }
 
 #[cfg(test)]
@@ -727,11 +794,11 @@ mod tests {
         let cases = [
             (
                 "notify_unknown_receiver",
-                "testdata/config/notify_unknown_receiver.yml: notifications.route.routes[0].receiver: no receiver named \"pager\"",
+                "testdata/config/notify_unknown_receiver.yml:10:19: notifications.route.routes[0].receiver: no receiver named \"pager\"",
             ),
             (
                 "notify_slack_without_url",
-                "testdata/config/notify_slack_without_url.yml: notifications.receivers[0].slack.webhook_url: required: set webhook_url, webhook_url_file or M4WATCH_SLACK_WEBHOOK_URL",
+                "testdata/config/notify_slack_without_url.yml:6:14: notifications.receivers[0].slack.webhook_url: required: set webhook_url, webhook_url_file or M4WATCH_SLACK_WEBHOOK_URL",
             ),
             (
                 "notify_bad_matcher",
@@ -739,23 +806,23 @@ mod tests {
             ),
             (
                 "notify_bad_time_zone",
-                "testdata/config/notify_bad_time_zone.yml: notifications.time_intervals[0].time_zone: unknown time zone \"America/NewYork\": use an IANA name like America/New_York",
+                "testdata/config/notify_bad_time_zone.yml:6:18: notifications.time_intervals[0].time_zone: unknown time zone \"America/NewYork\": use an IANA name like America/New_York",
             ),
             (
                 "notify_unknown_time_interval",
-                "testdata/config/notify_unknown_time_interval.yml: notifications.route.active_time_intervals[0]: no time interval named \"market_hours\"",
+                "testdata/config/notify_unknown_time_interval.yml:6:29: notifications.route.active_time_intervals[0]: no time interval named \"market_hours\"",
             ),
             (
                 "notify_duplicate_receiver",
-                "testdata/config/notify_duplicate_receiver.yml: notifications.receivers[1].name: receiver \"ops\" is defined twice",
+                "testdata/config/notify_duplicate_receiver.yml:7:13: notifications.receivers[1].name: receiver \"ops\" is defined twice",
             ),
             (
                 "notify_bad_email",
-                "testdata/config/notify_bad_email.yml: notifications.receivers[0].email.to[0]: \"ops-at-example.com\" is not an email address",
+                "testdata/config/notify_bad_email.yml:9:14: notifications.receivers[0].email.to[0]: \"ops-at-example.com\" is not an email address",
             ),
             (
                 "notify_bad_dedup_key",
-                "testdata/config/notify_bad_dedup_key.yml: notifications.receivers[0].pagerduty.dedup_key: unknown variable \"alert.name\": use fingerprint, group_key or labels.NAME",
+                "testdata/config/notify_bad_dedup_key.yml:8:20: notifications.receivers[0].pagerduty.dedup_key: unknown variable \"alert.name\": use fingerprint, group_key or labels.NAME",
             ),
             (
                 "notify_unknown_key",
@@ -763,19 +830,19 @@ mod tests {
             ),
             (
                 "notify_url_and_file",
-                "testdata/config/notify_url_and_file.yml: notifications.receivers[0].slack.webhook_url: set either notifications.receivers[0].slack.webhook_url or notifications.receivers[0].slack.webhook_url_file, not both",
+                "testdata/config/notify_url_and_file.yml:7:22: notifications.receivers[0].slack.webhook_url: set either notifications.receivers[0].slack.webhook_url or notifications.receivers[0].slack.webhook_url_file, not both",
             ),
             (
                 "notify_bad_url",
-                "testdata/config/notify_bad_url.yml: notifications.receivers[0].slack.webhook_url: must be an http:// or https:// URL",
+                "testdata/config/notify_bad_url.yml:6:28: notifications.receivers[0].slack.webhook_url: must be an http:// or https:// URL",
             ),
             (
                 "notify_unknown_escalation",
-                "testdata/config/notify_unknown_escalation.yml: notifications.escalation.receiver: no receiver named \"nobody\"",
+                "testdata/config/notify_unknown_escalation.yml:4:26: notifications.escalation.receiver: no receiver named \"nobody\"",
             ),
             (
                 "notify_missing_ca_file",
-                "testdata/config/notify_missing_ca_file.yml: notifications.receivers[0].email.ca_file: cannot read testdata/config/no-such-ca.pem: No such file or directory (os error 2)",
+                "testdata/config/notify_missing_ca_file.yml:10:18: notifications.receivers[0].email.ca_file: cannot read testdata/config/no-such-ca.pem: No such file or directory (os error 2)",
             ),
         ];
         for (file, want) in cases {

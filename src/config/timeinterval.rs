@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct TimeInterval {
     pub name: String,
     /// IANA name such as `America/New_York`; UTC when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
     /// `monday`, or a range `monday:friday`.
     #[serde(default)]

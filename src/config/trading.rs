@@ -15,6 +15,7 @@ pub struct TradingConfig {
     pub enabled: bool,
     /// UDP address of the StatsD/DogStatsD listener; `null` turns the listener off
     /// (HTTP ingest keeps working).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub statsd_listen: Option<SocketAddr>,
     /// How often windows, quantiles and the score are recomputed.
     pub interval: Dur,
