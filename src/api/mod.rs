@@ -148,12 +148,53 @@ async fn reload(
 
 /// The OpenAPI document of every route.
 pub fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
-    api(state).into_openapi()
+    let mut spec = api(state).into_openapi();
+    document_body_errors(&mut spec);
+    spec
+}
+
+/// Every operation that takes a JSON body may also answer 413 (over the body limit)
+/// and 415 (not `application/json`), with the JSON error body; the extractor decides
+/// these before any handler runs, so they are declared here once.
+fn document_body_errors(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in spec.paths.paths.values_mut() {
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if op.request_body.is_none() {
+                continue;
+            }
+            let r = &mut op.responses.responses;
+            r.entry("413".into())
+                .or_insert_with(|| error("the body is over the 2 MiB limit").into());
+            r.entry("415".into())
+                .or_insert_with(|| error("the body is not application/json").into());
+        }
+    }
 }
 
 /// Every route, ready to serve.
 pub fn router(state: Arc<AppState>) -> Router {
-    let (router, spec) = api(&state).split_for_parts();
+    let (router, mut spec) = api(&state).split_for_parts();
+    document_body_errors(&mut spec);
     let spec = Arc::new(spec.to_json().expect("the OpenAPI document serialises"));
     let registry = state.store.registry().clone();
     let router = router
