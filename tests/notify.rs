@@ -1705,10 +1705,12 @@ async fn emergency_alerts_page_as_critical_in_the_emergency_colour() {
         .json()
         .await
         .unwrap();
+    // Only the posted ones: the shipped rules watch this (busy) host too.
     let names: Vec<&str> = list["alerts"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| a["source"] == "prometheus")
         .map(|a| a["alertname"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["ThermalEmergency", "GpuBusy"], "worst first");
@@ -1777,7 +1779,7 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     let d = Daemon::start(config(
         dir.path(),
         &format!(
-            "rules:\n  files: [\"{}\"]\n  evaluation_interval: 100ms\nnotifications:\n  receivers:\n    - name: chat\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: chat, group_by: [\"...\"], group_interval: 300ms}}\n",
+            "containers: {{enabled: false}}\nrules:\n  files: [\"{}\"]\n  evaluation_interval: 100ms\nnotifications:\n  receivers:\n    - name: chat\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: chat, group_by: [\"...\"], group_interval: 300ms}}\n",
             rules.display(),
             sink.url("/slack")
         ),
@@ -1818,6 +1820,7 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| ["OrderGatewayDown", "DiskFull"].contains(&a["alertname"].as_str().unwrap()))
         .map(|a| {
             (
                 a["alertname"].as_str().unwrap().to_string(),
