@@ -761,6 +761,7 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
     })
     .await;
     let took = removed_at.elapsed().as_secs_f64();
+    eprintln!("removed containers left /metrics {took:.2} s after docker rm");
     // One interval, and the scrape loop's own step.
     assert!(
         took <= interval + 0.25,
@@ -814,6 +815,12 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
     })
     .await;
     let took = reconnected.elapsed().as_secs_f64();
+    eprintln!(
+        "stats of every running container {took:.2} s after m4watch reconnected; \
+         connections: {before} before m4watch, {with_ten} with ten streams, {with_four} with four, \
+         {} after the restart",
+        unix_connections()
+    );
     assert!(
         took <= 2.0 * interval + 0.25,
         "running containers had stats {took:.2} s after m4watch reconnected"
