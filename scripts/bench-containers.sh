@@ -67,6 +67,8 @@ EOF
 "$BIN" --config "$work/m4watch.yml" >"$work/m4watch.log" 2>&1 &
 pid=$!
 
+scrape() { curl -sf "http://127.0.0.1:$port/metrics" || true; }
+metric() { awk -v m="$1{collector=\"containers\"}" '$1==m {print $2}'; }
 # One duration per completed cycle: a new last-success timestamp marks a new cycle;
 # the largest stats age of that scrape is the staleness a scraper saw.
 seen=

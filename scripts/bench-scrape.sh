@@ -16,7 +16,7 @@ CONTAINERS=${CONTAINERS:-20}
 for cmd in wrk prometheus-node-exporter; do
   command -v "$cmd" >/dev/null || { echo "missing $cmd: apt-get install wrk prometheus-node-exporter" >&2; exit 1; }
 done
-cargo build --release --locked -q
+cargo build --release --locked -q --bin m4watch
 tmp=$(mktemp -d)
 prefix="m4wscrape-$$-"
 cleanup() {
