@@ -2,19 +2,36 @@
 # Scrape throughput, latency and memory: m4watch vs Debian's prometheus-node-exporter,
 # side by side on loopback, both driven by wrk for the same time.
 #   scripts/bench-scrape.sh [seconds-per-run] [runs]
-# Prints medians over the runs and the m4watch/node_exporter ratios.
+# m4watch runs the embedded default (every part on: hardware, process, containers,
+# trading, rules, history, notifier) with CONTAINERS idle containers on the running
+# dockerd (default 20; 0 skips them) and StatsD traffic on 10 operations. Memory is
+# read from /proc/PID/smaps_rollup (RSS, PSS, private dirty) once steady before the
+# load and again after it. Prints medians over the runs and the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 RUNS=${2:-3}
 CONNS=${CONNS:-8}
+CONTAINERS=${CONTAINERS:-20}
 for cmd in wrk prometheus-node-exporter; do
   command -v "$cmd" >/dev/null || { echo "missing $cmd: apt-get install wrk prometheus-node-exporter" >&2; exit 1; }
 done
-cargo build --release --locked -q
+cargo build --release --locked -q --bin m4watch
 tmp=$(mktemp -d)
-cleanup() { kill "${M4_PID:-}" "${NE_PID:-}" 2>/dev/null || true; rm -rf "$tmp"; }
+prefix="m4wscrape-$$-"
+cleanup() {
+  kill "${M4_PID:-}" "${NE_PID:-}" "${SD_PID:-}" 2>/dev/null || true
+  if [ "$CONTAINERS" -gt 0 ]; then
+    ids=$(docker ps -aq --filter "label=m4watch.bench=$prefix")
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null
+  fi
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
+for i in $(seq 1 "$CONTAINERS"); do
+  docker run -d --name "${prefix}$i" --label "m4watch.bench=$prefix" --network none \
+    m4watch-test-busybox sh -c "trap 'exit 0' TERM; sleep 3600 & wait" >/dev/null
+done
 
 M4_URL=http://127.0.0.1:19977/metrics
 NE_URL=http://127.0.0.1:19100/metrics
@@ -25,7 +42,22 @@ NE_PID=$!
 for url in http://127.0.0.1:19977/-/ready $NE_URL; do
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "$url" && break; sleep 0.1; done
 done
-sleep 2 # let m4watch's collectors run twice so the exposition is complete
+# StatsD traffic on 10 operations, ~200 timer lines a second, for the whole run.
+python3 - <<'PY' &
+import random, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ops = [f"op{i}" for i in range(10)]
+while True:
+    lines = "\n".join(f"{op}:{random.uniform(0.2, 5):.3f}|ms" for op in ops for _ in range(2))
+    s.sendto(lines.encode(), ("127.0.0.1", 8125))
+    time.sleep(0.1)
+PY
+SD_PID=$!
+sleep 30 # collectors, rules, history and streams settle: steady state
+
+# RSS, PSS and private dirty (MiB) from smaps_rollup.
+mem() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_Dirty:/ {d=$2} END {printf "%.1f %.1f %.1f", r/1024, p/1024, d/1024}' "/proc/$1/smaps_rollup"; }
+m4_idle=$(mem $M4_PID); ne_idle=$(mem $NE_PID)
 
 # wrk latency figures come as 812.00us / 1.23ms / 1.02s: convert to ms.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
@@ -46,19 +78,23 @@ for i in $(seq 1 "$RUNS"); do
   run "$M4_URL" >>"$tmp/m4"
   run "$NE_URL" >>"$tmp/ne"
 done
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 col() { awk -v c="$2" '{print $c}' "$1" | median; }
+m4_load=$(mem $M4_PID); ne_load=$(mem $NE_PID)
+hwm_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 m4_rps=$(col "$tmp/m4" 1); ne_rps=$(col "$tmp/ne" 1)
 m4_p50=$(col "$tmp/m4" 2); ne_p50=$(col "$tmp/ne" 2)
 m4_p99=$(col "$tmp/m4" 3); ne_p99=$(col "$tmp/ne" 3)
 m4_bytes=$(curl -fsS "$M4_URL" | wc -c); ne_bytes=$(curl -fsS "$NE_URL" | wc -c)
+m4_containers=$(curl -fsS "$M4_URL" | grep -c '^m4watch_container_up{' || true)
+m4_ops=$(curl -fsS "$M4_URL" | grep '^m4watch_trading' | grep -o 'operation="[^"]*"' | sort -u | wc -l)
 
 echo "machine: $(uname -srm), $(nproc) cores; wrk -t1 -c$CONNS -d${DUR}s, median of $RUNS runs"
-printf '%-16s %12s %10s %10s %10s %10s %10s\n' target "req/s" "p50 ms" "p99 ms" "RSS MiB" "peak MiB" "body B"
-printf '%-16s %12s %10s %10s %10.1f %10.1f %10s\n' m4watch "$m4_rps" "$m4_p50" "$m4_p99" \
-  "$(echo "$(rss_kb $M4_PID)/1024" | bc -l)" "$(echo "$(hwm_kb $M4_PID)/1024" | bc -l)" "$m4_bytes"
-printf '%-16s %12s %10s %10s %10.1f %10.1f %10s\n' node_exporter "$ne_rps" "$ne_p50" "$ne_p99" \
-  "$(echo "$(rss_kb $NE_PID)/1024" | bc -l)" "$(echo "$(hwm_kb $NE_PID)/1024" | bc -l)" "$ne_bytes"
+echo "m4watch: embedded default, $m4_containers containers, $m4_ops StatsD operations"
+printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' target "req/s" "p50 ms" "p99 ms" "body B" \
+  "RSS/PSS/dirty idle" "RSS/PSS/dirty load" "peak MiB"
+printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' m4watch "$m4_rps" "$m4_p50" "$m4_p99" "$m4_bytes" \
+  "$m4_idle" "$m4_load" "$(hwm_mib $M4_PID)"
+printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' node_exporter "$ne_rps" "$ne_p50" "$ne_p99" "$ne_bytes" \
+  "$ne_idle" "$ne_load" "$(hwm_mib $NE_PID)"
 printf 'ratio m4watch/node_exporter throughput: %.1fx\n' "$(echo "$m4_rps/$ne_rps" | bc -l)"

@@ -102,6 +102,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::DEFAULT_YAML);
@@ -358,3 +359,23 @@ fn signal_handlers() -> impl std::future::Future<Output = ()> {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// glibc gives each thread that allocates under contention an arena of its own (up to
+/// 8 per core), and freed memory stays in the arena that served it: with the async
+/// workers, the blocking pool and the StatsD thread, a daemon at rest kept several
+/// partly used arenas resident. Two arenas are plenty for m4watch's allocation rate
+/// (issue 17). Must run before any thread starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // A MALLOC_ARENA_MAX the user set wins.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    // SAFETY: mallopt only sets an allocator parameter; no thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}

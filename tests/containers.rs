@@ -625,3 +625,238 @@ async fn engine_absent_stopped_and_restarted_fails_the_collector_then_recovers()
     );
     d.stop().await;
 }
+
+/// Unix-socket connections this process holds: the Docker Engine's, since nothing else
+/// in a test process (m4watch runs in it) talks over a unix socket.
+fn unix_connections() -> usize {
+    let unix: std::collections::HashSet<String> = std::fs::read_to_string("/proc/self/net/unix")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(6).map(str::to_string))
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .filter(|inode| unix.contains(inode))
+        .count()
+}
+
+fn gauge(text: &str, family: &str) -> Option<f64> {
+    series(text, family)
+        .first()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// Every container in `running` has usage figures at most `max_age` s old, and every
+/// one in `down` is exported as down without usage.
+fn stats_unmet(text: &str, running: &[String], down: &[String], max_age: f64) -> Vec<String> {
+    let mut m = vec![];
+    for c in running {
+        expect(text, &mut m, "m4watch_container_up", c, "", Some(1.0));
+        if value(text, "m4watch_container_memory_usage_bytes", c, "").is_none() {
+            m.push(format!("{c}: no memory usage"));
+        }
+        match value(text, "m4watch_container_stats_age_seconds", c, "") {
+            Some(age) if age <= max_age => {}
+            other => m.push(format!("{c}: stats age {other:?}, want <= {max_age}")),
+        }
+    }
+    for c in down {
+        expect(text, &mut m, "m4watch_container_up", c, "", Some(0.0));
+        expect(
+            text,
+            &mut m,
+            "m4watch_container_memory_usage_bytes",
+            c,
+            "",
+            None,
+        );
+        expect(
+            text,
+            &mut m,
+            "m4watch_container_stats_age_seconds",
+            c,
+            "",
+            None,
+        );
+    }
+    m
+}
+
+/// Streams at shipped speed (1 s interval) against a private Engine: ten containers,
+/// three stopped and three removed while m4watch runs, then the Engine restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks() {
+    require_tool("docker");
+    let mut engine = PrivateEngine::new();
+    engine.start();
+    let host = engine.host();
+    ensure_image(&host);
+    let interval = 1.0;
+    // Before m4watch runs, this process holds no connection to the Engine.
+    let before = unix_connections();
+    // Two requests in flight at most, so idle pooled connections stay few and a leaked
+    // stream shows in the count.
+    let d = Daemon::start(config(&format!(
+        "containers:\n  docker_host: {host}\n  interval: 1s\n  timeout: 1s\n  \
+         max_concurrent_requests: 2\n"
+    )))
+    .await;
+    let names: Vec<String> = (1..=10).map(|i| format!("streams-{i}")).collect();
+    for n in &names {
+        docker(
+            &host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                n,
+                "--network",
+                "none",
+                "--restart",
+                "unless-stopped",
+                IMAGE,
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; sleep 600 & wait",
+            ],
+        );
+    }
+    let text = wait_for(&d, 30, |t| {
+        let mut m = stats_unmet(t, &names, &[], 2.0 * interval);
+        if gauge(t, "m4watch_container_stats_streams") != Some(10.0) {
+            m.push("not 10 streams".into());
+        }
+        m
+    })
+    .await;
+    let with_ten = unix_connections();
+    assert!(
+        (before + 11..=before + 11 + 2).contains(&with_ten),
+        "10 streams, the events stream and at most 2 idle: {before} connections before \
+         m4watch, {with_ten} with ten"
+    );
+
+    // Three stopped, three removed.
+    let (stopped, rest) = names.split_at(3);
+    let (removed, running) = rest.split_at(3);
+    for n in stopped {
+        docker(&host, &["stop", "-t", "5", n]);
+    }
+    let mut args = vec!["rm", "-f"];
+    args.extend(removed.iter().map(String::as_str));
+    docker(&host, &args);
+    let removed_at = Instant::now();
+    wait_for(&d, 10, |t| {
+        removed
+            .iter()
+            .filter(|n| t.contains(&format!("name=\"{n}\"")))
+            .map(|n| format!("{n} still exported"))
+            .collect()
+    })
+    .await;
+    let took = removed_at.elapsed().as_secs_f64();
+    eprintln!("removed containers left /metrics {took:.2} s after docker rm");
+    // One interval, and the scrape loop's own step.
+    assert!(
+        took <= interval + 0.25,
+        "removed containers left /metrics after {took:.2} s"
+    );
+    let text2 = wait_for(&d, 10, |t| {
+        let mut m = stats_unmet(t, running, stopped, 2.0 * interval);
+        if gauge(t, "m4watch_container_stats_streams") != Some(4.0) {
+            m.push(format!(
+                "streams {:?}, want 4",
+                gauge(t, "m4watch_container_stats_streams")
+            ));
+        }
+        m
+    })
+    .await;
+    let with_four = unix_connections();
+    assert!(
+        with_four <= before + 4 + 1 + 2,
+        "stopped and removed containers' streams are closed: {with_four} connections \
+         (before {before}, with ten {with_ten}); want at most 4 streams, the events stream \
+         and 2 idle"
+    );
+
+    // The Engine restarts under m4watch; unless-stopped brings the four back.
+    engine.stop();
+    wait_for(&d, 15, |t| {
+        if collector_success(t) == Some(0.0) {
+            vec![]
+        } else {
+            vec!["collector still succeeds with the Engine stopped".into()]
+        }
+    })
+    .await;
+    engine.start();
+    let back = wait_for(&d, 15, |t| {
+        if collector_success(t) == Some(1.0) {
+            vec![]
+        } else {
+            vec!["collector not back after the Engine restarted".into()]
+        }
+    })
+    .await;
+    let reconnected = Instant::now();
+    let text3 = wait_for(&d, 10, |t| {
+        let mut m = stats_unmet(t, running, stopped, 2.0 * interval);
+        if gauge(t, "m4watch_container_stats_streams") != Some(4.0) {
+            m.push("not 4 streams".into());
+        }
+        m
+    })
+    .await;
+    let took = reconnected.elapsed().as_secs_f64();
+    eprintln!(
+        "stats of every running container {took:.2} s after m4watch reconnected; \
+         connections: {before} before m4watch, {with_ten} with ten streams, {with_four} with four, \
+         {} after the restart",
+        unix_connections()
+    );
+    assert!(
+        took <= 2.0 * interval + 0.25,
+        "running containers had stats {took:.2} s after m4watch reconnected"
+    );
+    for n in removed {
+        assert!(
+            !text3.contains(&format!("name=\"{n}\"")),
+            "{n} is back:\n{text3}"
+        );
+    }
+    let after = unix_connections();
+    assert!(
+        after <= before + 4 + 1 + 2,
+        "after the restart: {after} connections (before {before}, with four {with_four})"
+    );
+    let report = common::promtool_check_metrics(&text);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
+    drop((text2, back));
+
+    // Shut down: every stream and the events stream close with the collector.
+    d.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unix_connections() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        unix_connections(),
+        before,
+        "connections left after shutdown"
+    );
+    let mut args = vec!["rm", "-f"];
+    args.extend(
+        names
+            .iter()
+            .filter(|n| !removed.contains(n))
+            .map(String::as_str),
+    );
+    let _ = try_docker(&host, &args);
+}

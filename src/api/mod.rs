@@ -191,15 +191,20 @@ fn document_body_errors(spec: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The OpenAPI document as JSON, built on the first request for it: most daemons never
+/// serve it, and holding it from start-up cost resident memory (issue 17).
+#[derive(Default)]
+struct LazySpec(std::sync::OnceLock<String>);
+
 /// Every route, ready to serve.
 pub fn router(state: Arc<AppState>) -> Router {
-    let (router, mut spec) = api(&state).split_for_parts();
-    document_body_errors(&mut spec);
-    let spec = Arc::new(spec.to_json().expect("the OpenAPI document serialises"));
+    // The document the routers carry is dropped here; `openapi_json` builds its own
+    // on first request.
+    let (router, _spec) = api(&state).split_for_parts();
     let registry = state.store.registry().clone();
     let router = router
         .fallback(unknown_path)
-        .layer(axum::Extension(spec))
+        .layer(axum::Extension(Arc::new(LazySpec::default())))
         .with_state(state);
     guard(router, &registry)
 }
@@ -303,12 +308,16 @@ async fn json_errors(resp: Response) -> Response {
 /// The OpenAPI 3.1 document describing this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-async fn openapi_json(axum::Extension(spec): axum::Extension<Arc<String>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        spec.as_str().to_owned(),
-    )
-        .into_response()
+async fn openapi_json(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(spec): axum::Extension<Arc<LazySpec>>,
+) -> Response {
+    let json = spec.0.get_or_init(|| {
+        openapi(&state)
+            .to_json()
+            .expect("the OpenAPI document serialises")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()
 }
 
 /// Puts `routes` behind the write token; every state-changing route is mounted

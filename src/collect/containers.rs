@@ -1,22 +1,31 @@
 //! Containers: the Docker Engine API through bollard.
 //!
-//! Each cycle lists every container (running and stopped), inspects it and reads one-shot
-//! stats, with a bounded number of requests in flight. A task follows the events stream
-//! (`start`, `die`, `oom`, `destroy`) between cycles, so a restart or an OOM kill that
-//! happens and heals between two cycles is still counted; each cycle reconciles those
-//! events with what inspect reports ([`Tracked::reconcile`]).
+//! The Engine answers a one-shot stats request only after it has taken a second CPU
+//! sample (~0.7 s per container on Docker 20.10), so a cycle that asks for stats can
+//! never be faster than `docker stats`. Instead a watcher task keeps the data current at
+//! the Engine's own pace and a collection cycle only reads memory:
 //!
-//! When the Engine is absent, stopped or restarted, the cycle fails (the scheduler turns
-//! that into `m4watch_collector_success{collector="containers"} 0` and drops the
-//! families), and the collector reconnects with exponential backoff.
+//! - one `stats?stream=true` connection per running container (attached at start-up and
+//!   on `start`, detached on `die`/`destroy`), each keeping only its newest frame; the
+//!   frame's age is exported, so staleness is visible. At most `max_streams` are open;
+//!   containers without a working stream get one-shot reads, which are counted;
+//! - inspect data from the events stream (each event re-inspects its container) and a
+//!   periodic resync (list and inspect everything), never one inspect per cycle. Events
+//!   also count restarts and OOM kills that heal between two inspects; each inspect
+//!   reconciles them with what Docker reports ([`Tracked::reconcile`]).
+//!
+//! When the Engine is absent, stopped or restarted, the events stream ends, every stream
+//! goes with the session, the cycle fails (the scheduler turns that into
+//! `m4watch_collector_success{collector="containers"} 0` and drops the families), and the
+//! watcher reconnects with a short exponential backoff and re-attaches.
 //!
 //! Reading (bollard calls) is kept apart from the arithmetic: [`sample_from`],
-//! [`families`], [`EventTally::apply`] and [`Tracked::reconcile`] are pure and tested on
-//! literal API responses.
+//! [`Usage::of_frame`], [`families`], [`EventTally::apply`] and [`Tracked::reconcile`]
+//! are pure and tested on literal API responses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -205,6 +214,27 @@ pub const CONTAINER_HEALTH_FAILING_STREAK: MetricDef = def(
     "Consecutive failed HEALTHCHECK runs; absent for containers without a healthcheck.",
 );
 
+pub const CONTAINER_STATS_AGE_SECONDS: MetricDef = def(
+    "m4watch_container_stats_age_seconds",
+    Kind::Gauge,
+    CONTAINER_LABELS,
+    "Seconds since the container's usage figures (CPU, memory, network, block I/O, pids) arrived from the Engine; absent while none has.",
+);
+
+pub const CONTAINER_STATS_STREAMS: MetricDef = def(
+    "m4watch_container_stats_streams",
+    Kind::Gauge,
+    &[],
+    "Stats streams open to the Docker Engine, one per running container up to containers.max_streams.",
+);
+
+pub const CONTAINER_STATS_FALLBACKS_TOTAL: MetricDef = def(
+    "m4watch_container_stats_fallbacks_total",
+    Kind::Counter,
+    &[],
+    "One-shot stats reads made for running containers without a working stats stream (the stream failed, or more containers run than containers.max_streams).",
+);
+
 pub const METRICS: &[MetricDef] = &[
     DOCKER_INFO,
     CONTAINER_INFO,
@@ -226,6 +256,9 @@ pub const METRICS: &[MetricDef] = &[
     CONTAINER_LAST_EXIT_CODE,
     CONTAINER_HEALTH_STATUS,
     CONTAINER_HEALTH_FAILING_STREAK,
+    CONTAINER_STATS_AGE_SECONDS,
+    CONTAINER_STATS_STREAMS,
+    CONTAINER_STATS_FALLBACKS_TOTAL,
 ];
 
 /// HEALTHCHECK states, in the order the state set is written.
@@ -236,11 +269,15 @@ pub const TIER_LABEL: &str = "m4watch.tier";
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// `docker info` changes only when the Engine does; re-read it this often.
-const INFO_REFRESH: Duration = Duration::from_secs(60);
+/// Longest wait between reconnection attempts (and between attempts at a failed
+/// stats stream). A failed connect to an absent socket costs next to nothing, and a short
+/// cap brings the data back soon after an Engine restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest one request to the Engine (inspect, list, info, a one-shot stats read) may
+/// take. These run in the watcher, off the collection cycle: a slow Engine makes the
+/// data older (the stats age shows it), not the cycle slower.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why talking to the Engine failed.
 #[derive(Debug, thiserror::Error)]
@@ -256,14 +293,10 @@ pub enum DockerError {
         what: &'static str,
         source: bollard::errors::Error,
     },
-    #[error(
-        "Docker Engine at {host} is unreachable; next attempt in {wait_ms} ms (last error: {last})"
-    )]
-    BackingOff {
-        host: String,
-        wait_ms: u128,
-        last: String,
-    },
+    #[error("Docker Engine at {host}: {what} timed out")]
+    TimedOut { host: String, what: &'static str },
+    #[error("Docker Engine at {host} closed the events stream")]
+    Ended { host: String },
 }
 
 impl From<DockerError> for CollectError {
@@ -341,6 +374,9 @@ pub struct ContainerSample {
     pub health_status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_failing_streak: Option<i64>,
+    /// Seconds since the usage figures arrived; absent while there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_age_seconds: Option<f64>,
 }
 
 /// One successful cycle, as the JSON API serves it.
@@ -350,6 +386,10 @@ pub struct Report {
     pub docker_host: String,
     pub engine: EngineInfo,
     pub containers: Vec<ContainerSample>,
+    /// Stats streams open to the Engine.
+    pub stats_streams: usize,
+    /// One-shot stats reads made for containers without a working stream.
+    pub stats_fallbacks_total: u64,
 }
 
 /// The container collector's latest [`Report`], as the store holds it; absent until a
@@ -680,58 +720,97 @@ pub fn sample_from(
 }
 
 fn apply_stats(s: &mut ContainerSample, st: &ContainerStatsResponse) {
-    let ns = |v: u64| v as f64 / 1e9;
-    if let Some(cpu) = &st.cpu_stats {
-        s.cpu_usage_seconds_total = cpu.cpu_usage.as_ref().and_then(|u| u.total_usage).map(ns);
-        s.cpu_throttled_seconds_total = cpu
-            .throttling_data
-            .as_ref()
-            .and_then(|t| t.throttled_time)
-            .map(ns);
+    Usage::of(st).apply_to(s);
+}
+
+/// The usage figures of one stats frame: what a sample takes from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    cpu_usage_seconds_total: Option<f64>,
+    cpu_throttled_seconds_total: Option<f64>,
+    memory_usage_bytes: Option<u64>,
+    memory_working_set_bytes: Option<u64>,
+    networks: BTreeMap<String, NetworkBytes>,
+    blkio_read_bytes_total: Option<u64>,
+    blkio_write_bytes_total: Option<u64>,
+    pids: Option<u64>,
+}
+
+impl Usage {
+    /// The usage of a frame the Engine actually sampled; `None` for the zeroed frame it
+    /// sends for a container that is not running (`read` at Docker's zero time), whose
+    /// zeros are unknowns, not measurements.
+    pub fn of_frame(st: &ContainerStatsResponse) -> Option<Usage> {
+        unix_seconds(st.read.as_deref()?).map(|_| Usage::of(st))
     }
-    if let Some(mem) = &st.memory_stats {
-        s.memory_usage_bytes = mem.usage;
-        // cgroup v1 reports total_inactive_file, v2 inactive_file.
-        let inactive = mem.stats.as_ref().and_then(|m| {
-            m.get("total_inactive_file")
-                .or_else(|| m.get("inactive_file"))
-                .copied()
-        });
-        s.memory_working_set_bytes = match (mem.usage, inactive) {
-            (Some(u), Some(i)) => Some(u.saturating_sub(i)),
-            _ => None,
-        };
-    }
-    if let Some(nets) = &st.networks {
-        for (iface, n) in nets {
-            if let (Some(rx), Some(tx)) = (n.rx_bytes, n.tx_bytes) {
-                s.networks.insert(
-                    iface.clone(),
-                    NetworkBytes {
-                        receive_bytes: rx,
-                        transmit_bytes: tx,
-                    },
-                );
+
+    fn of(st: &ContainerStatsResponse) -> Usage {
+        let ns = |v: u64| v as f64 / 1e9;
+        let mut u = Usage::default();
+        if let Some(cpu) = &st.cpu_stats {
+            u.cpu_usage_seconds_total = cpu.cpu_usage.as_ref().and_then(|c| c.total_usage).map(ns);
+            u.cpu_throttled_seconds_total = cpu
+                .throttling_data
+                .as_ref()
+                .and_then(|t| t.throttled_time)
+                .map(ns);
+        }
+        if let Some(mem) = &st.memory_stats {
+            u.memory_usage_bytes = mem.usage;
+            // cgroup v1 reports total_inactive_file, v2 inactive_file.
+            let inactive = mem.stats.as_ref().and_then(|m| {
+                m.get("total_inactive_file")
+                    .or_else(|| m.get("inactive_file"))
+                    .copied()
+            });
+            u.memory_working_set_bytes = match (mem.usage, inactive) {
+                (Some(used), Some(i)) => Some(used.saturating_sub(i)),
+                _ => None,
+            };
+        }
+        if let Some(nets) = &st.networks {
+            for (iface, n) in nets {
+                if let (Some(rx), Some(tx)) = (n.rx_bytes, n.tx_bytes) {
+                    u.networks.insert(
+                        iface.clone(),
+                        NetworkBytes {
+                            receive_bytes: rx,
+                            transmit_bytes: tx,
+                        },
+                    );
+                }
             }
         }
+        if let Some(entries) = st
+            .blkio_stats
+            .as_ref()
+            .and_then(|b| b.io_service_bytes_recursive.as_ref())
+        {
+            // An empty list is a measured zero: the cgroup has done no block I/O.
+            let sum = |op: &str| {
+                entries
+                    .iter()
+                    .filter(|e| e.op.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(op)))
+                    .filter_map(|e| e.value)
+                    .sum::<u64>()
+            };
+            u.blkio_read_bytes_total = Some(sum("read"));
+            u.blkio_write_bytes_total = Some(sum("write"));
+        }
+        u.pids = st.pids_stats.as_ref().and_then(|p| p.current);
+        u
     }
-    if let Some(entries) = st
-        .blkio_stats
-        .as_ref()
-        .and_then(|b| b.io_service_bytes_recursive.as_ref())
-    {
-        // An empty list is a measured zero: the cgroup has done no block I/O.
-        let sum = |op: &str| {
-            entries
-                .iter()
-                .filter(|e| e.op.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(op)))
-                .filter_map(|e| e.value)
-                .sum::<u64>()
-        };
-        s.blkio_read_bytes_total = Some(sum("read"));
-        s.blkio_write_bytes_total = Some(sum("write"));
+
+    fn apply_to(&self, s: &mut ContainerSample) {
+        s.cpu_usage_seconds_total = self.cpu_usage_seconds_total;
+        s.cpu_throttled_seconds_total = self.cpu_throttled_seconds_total;
+        s.memory_usage_bytes = self.memory_usage_bytes;
+        s.memory_working_set_bytes = self.memory_working_set_bytes;
+        s.networks.clone_from(&self.networks);
+        s.blkio_read_bytes_total = self.blkio_read_bytes_total;
+        s.blkio_write_bytes_total = self.blkio_write_bytes_total;
+        s.pids = self.pids;
     }
-    s.pids = st.pids_stats.as_ref().and_then(|p| p.current);
 }
 
 fn engine_info(info: &bollard::models::SystemInfo) -> EngineInfo {
@@ -752,6 +831,16 @@ pub fn families(report: &Report) -> Vec<Family> {
             .expect("family is in METRICS")
             .push(labels, v);
     };
+    push(
+        CONTAINER_STATS_STREAMS.name,
+        Vec::new(),
+        report.stats_streams as f64,
+    );
+    push(
+        CONTAINER_STATS_FALLBACKS_TOTAL.name,
+        Vec::new(),
+        report.stats_fallbacks_total as f64,
+    );
     let e = &report.engine;
     push(
         DOCKER_INFO.name,
@@ -841,6 +930,7 @@ pub fn families(report: &Report) -> Vec<Family> {
                 CONTAINER_HEALTH_FAILING_STREAK.name,
                 c.health_failing_streak.map(|v| v as f64),
             ),
+            (CONTAINER_STATS_AGE_SECONDS.name, c.stats_age_seconds),
         ];
         for (name, v) in optional {
             if let Some(v) = v {
@@ -897,63 +987,239 @@ pub fn resolve_docker_host(
     }
     format!("unix://{}", system.display())
 }
+/// A task that is aborted when its handle is dropped, so whatever owns it (a stats
+/// stream in the shared state, the watcher in the collector) cannot outlive its owner.
+struct Task(tokio::task::JoinHandle<()>);
 
-struct Connection {
-    docker: Docker,
-    events: tokio::task::JoinHandle<()>,
-    engine: EngineInfo,
-    engine_read: Instant,
-}
+impl Task {
+    fn spawn(f: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
+        Task(tokio::spawn(f))
+    }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.events.abort();
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
     }
 }
 
-/// Collects every selected container of one Docker Engine.
-pub struct ContainerCollector {
-    host: String,
-    request_timeout: Duration,
-    concurrency: usize,
-    include: ContainerMatch,
-    exclude: ContainerMatch,
-    conn: Option<Connection>,
-    next_attempt: Option<Instant>,
-    backoff: Duration,
-    last_error: String,
-    tally: Arc<Mutex<EventTally>>,
-    tracked: HashMap<String, Tracked>,
-    /// Last cycle's sample per container id, for one whose read is too slow.
-    last: HashMap<String, ContainerSample>,
-    /// The last successful cycle's report; `None` after a failure.
-    latest: Option<Arc<Report>>,
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-impl ContainerCollector {
-    /// A collector for `cfg`; nothing connects until the first cycle.
-    pub fn new(cfg: &ContainersConfig) -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        ContainerCollector {
-            host: resolve_docker_host(cfg.docker_host.as_deref(), home.as_deref(), |p| p.exists()),
-            request_timeout: cfg.timeout.get(),
-            concurrency: cfg.max_concurrent_requests.max(1),
-            include: cfg.include.clone(),
-            exclude: cfg.exclude.clone(),
-            conn: None,
-            next_attempt: None,
-            backoff: FIRST_BACKOFF,
-            last_error: String::new(),
-            tally: Arc::new(Mutex::new(EventTally::default())),
-            tracked: HashMap::new(),
-            last: HashMap::new(),
-            latest: None,
+/// The newest stats frame of a container, reduced to what a sample exports.
+#[derive(Debug, Clone)]
+struct Frame {
+    usage: Usage,
+    received: Instant,
+}
+
+/// One selected container as the watcher knows it.
+struct Known {
+    /// From the last inspect, counters applied; usage comes from `frame` at cycle time.
+    sample: ContainerSample,
+    running: bool,
+    tracked: Tracked,
+    /// Only the latest frame is kept: the usage counters are exported as totals and
+    /// Prometheus takes the rates, so an older frame would be memory spent on nothing.
+    frame: Option<Frame>,
+    stream: Option<Task>,
+    /// Which stream may write `frame`: a stream aborted on `die` may still be inside
+    /// its last write, and must not give a stopped container usage again.
+    stream_generation: u64,
+    /// After a stream failed: when to try one again, and the wait after the next failure.
+    stream_retry_at: Option<Instant>,
+    stream_backoff: Duration,
+}
+
+impl Known {
+    fn new() -> Known {
+        Known {
+            sample: ContainerSample::default(),
+            running: false,
+            tracked: Tracked::default(),
+            frame: None,
+            stream: None,
+            stream_generation: 0,
+            stream_retry_at: None,
+            stream_backoff: FIRST_BACKOFF,
         }
     }
 
-    /// The address in use, for logs and the API.
-    pub fn host(&self) -> &str {
-        &self.host
+    fn detach(&mut self) {
+        self.stream = None;
+        self.frame = None;
+        self.stream_generation += 1;
+    }
+}
+
+/// What the watcher task keeps and the collection cycle reads.
+#[derive(Default)]
+struct State {
+    /// The Engine's description while a session is up (connected, first resync done).
+    engine: Option<EngineInfo>,
+    /// Why there is no session, for the collector's error.
+    last_error: String,
+    /// Whether the first connection attempt has finished, either way.
+    settled: bool,
+    /// Selected containers by full id.
+    containers: HashMap<String, Known>,
+    fallbacks_total: u64,
+}
+
+impl State {
+    fn streams(&self) -> usize {
+        self.containers
+            .values()
+            .filter(|k| k.stream.as_ref().is_some_and(|t| !t.is_finished()))
+            .count()
+    }
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps the newest frame of one container's `stats?stream=true` until the Engine
+/// closes the stream or the stream is detached (aborted).
+async fn follow_stats(docker: Docker, id: String, generation: u64, shared: Weak<Mutex<State>>) {
+    let opts = StatsOptionsBuilder::new()
+        .stream(true)
+        .one_shot(false)
+        .build();
+    let mut frames = docker.stats(&id, Some(opts));
+    while let Some(item) = frames.next().await {
+        let st = match item {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::debug!(container = %id, error = %e, "stats stream ended");
+                return;
+            }
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut state = lock(&shared);
+        match state.containers.get_mut(&id) {
+            Some(k) if k.stream_generation == generation => {
+                if let Some(usage) = Usage::of_frame(&st) {
+                    k.frame = Some(Frame {
+                        usage,
+                        received: Instant::now(),
+                    });
+                }
+            }
+            // Detached or forgotten: this stream is no longer wanted.
+            _ => return,
+        }
+    }
+}
+
+/// One-shot stats of a running container, the fallback when it has no stream.
+async fn one_shot_stats(docker: &Docker, id: &str) -> Option<Usage> {
+    let opts = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let mut stats = docker.stats(id, Some(opts));
+    match tokio::time::timeout(REQUEST_TIMEOUT, stats.next()).await {
+        Ok(Some(Ok(st))) => Usage::of_frame(&st),
+        Ok(Some(Err(e))) => {
+            tracing::debug!(container = %id, error = %e, "one-shot stats failed");
+            None
+        }
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// How an inspect went.
+enum Inspected {
+    Found(Box<ContainerInspectResponse>),
+    Gone,
+    /// Timed out or failed otherwise: try again on the next tick.
+    Retry,
+}
+
+async fn inspect(docker: &Docker, id: &str) -> Inspected {
+    match tokio::time::timeout(REQUEST_TIMEOUT, docker.inspect_container(id, None)).await {
+        Ok(Ok(ins)) => Inspected::Found(Box::new(ins)),
+        Ok(Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        })) => Inspected::Gone,
+        Ok(Err(e)) => {
+            tracing::debug!(container = %id, error = %e, "inspect failed");
+            Inspected::Retry
+        }
+        Err(_) => {
+            tracing::debug!(container = %id, "inspect timed out");
+            Inspected::Retry
+        }
+    }
+}
+
+/// Events that change what inspect or the stats streams report.
+const WATCHED_EVENTS: &[&str] = &[
+    "create",
+    "start",
+    "die",
+    "oom",
+    "destroy",
+    "pause",
+    "unpause",
+    "rename",
+    "update",
+    "health_status",
+];
+
+/// The task that talks to the Engine: it follows the events stream, inspects the
+/// containers the events name, resyncs everything periodically, and keeps one stats
+/// stream per running container (one-shot reads where a stream is missing).
+struct Watcher {
+    host: String,
+    interval: Duration,
+    resync: Duration,
+    concurrency: usize,
+    max_streams: usize,
+    include: ContainerMatch,
+    exclude: ContainerMatch,
+    shared: Shared,
+    settled: tokio::sync::watch::Sender<bool>,
+    tally: EventTally,
+    /// Ids whose inspect failed or timed out; bounded, an overflow forces a resync.
+    retry: HashSet<String>,
+}
+
+/// Most ids kept for a retried inspect before the watcher resyncs everything instead.
+const MAX_RETRY_IDS: usize = 1024;
+
+impl Watcher {
+    async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let err = match self.connect().await {
+                Ok((docker, since)) => {
+                    backoff = FIRST_BACKOFF;
+                    self.session(&docker, since).await
+                }
+                Err(e) => e,
+            };
+            tracing::debug!(host = %self.host, error = %err, "Docker Engine session ended");
+            {
+                let mut state = lock(&self.shared);
+                state.engine = None;
+                state.last_error = err.to_string();
+                state.settled = true;
+                // Every stream goes with its container; a new session attaches anew.
+                state.containers.clear();
+            }
+            self.retry.clear();
+            self.settled.send_replace(true);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
 
     fn request_err(&self, what: &'static str) -> impl Fn(bollard::errors::Error) -> DockerError {
@@ -965,8 +1231,10 @@ impl ContainerCollector {
         }
     }
 
-    async fn connect(&mut self) -> Result<(), DockerError> {
-        let secs = self.request_timeout.as_secs().max(1);
+    /// A client with its version negotiated, and the Engine's clock as an events
+    /// `since`.
+    async fn connect(&self) -> Result<(Docker, Option<String>), DockerError> {
+        let secs = REQUEST_TIMEOUT.as_secs();
         let connect_err = |source| DockerError::Connect {
             host: self.host.clone(),
             source,
@@ -988,59 +1256,139 @@ impl ContainerCollector {
             .and_then(|t| humantime::parse_rfc3339(t).ok())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| since_arg(d.as_nanos() as i64));
-        let events = tokio::spawn(follow_events(
-            docker.clone(),
-            Arc::clone(&self.tally),
-            engine_now,
-        ));
         tracing::info!(host = %self.host, version = ?info.server_version, "connected to the Docker Engine");
-        self.conn = Some(Connection {
-            docker,
-            events,
-            engine: engine_info(&info),
-            engine_read: Instant::now(),
-        });
-        Ok(())
+        Ok((docker, engine_now))
     }
 
-    async fn cycle(&mut self) -> Result<Report, DockerError> {
-        let started = Instant::now();
-        if self.conn.is_none() {
-            if let Some(at) = self.next_attempt {
-                let now = Instant::now();
-                if now < at {
-                    return Err(DockerError::BackingOff {
-                        host: self.host.clone(),
-                        wait_ms: (at - now).as_millis(),
-                        last: self.last_error.clone(),
-                    });
+    /// Runs until the Engine is lost; returns why.
+    async fn session(&mut self, docker: &Docker, engine_now: Option<String>) -> DockerError {
+        // Subscribe before the first list, so nothing that happens in between is lost.
+        let since = self.tally.since().or(engine_now);
+        let filters = HashMap::from([
+            ("type", vec!["container"]),
+            ("event", WATCHED_EVENTS.to_vec()),
+        ]);
+        let mut opts = EventsOptionsBuilder::new().filters(&filters);
+        if let Some(s) = &since {
+            opts = opts.since(s);
+        }
+        let mut events = docker.events(Some(opts.build()));
+        if let Err(e) = self.resync(docker).await {
+            return e;
+        }
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut resync =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.resync, self.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => self.on_event(docker, &ev).await,
+                    Some(Err(source)) => {
+                        return DockerError::Request { host: self.host.clone(), what: "events stream", source };
+                    }
+                    None => return DockerError::Ended { host: self.host.clone() },
+                },
+                _ = tick.tick() => self.maintain(docker).await,
+                _ = resync.tick() => {
+                    if let Err(e) = self.resync(docker).await {
+                        return e;
+                    }
                 }
             }
-            self.connect().await?;
         }
-        let conn = self.conn.as_mut().expect("connected above");
-        if conn.events.is_finished() {
-            // The stream ended (Engine restarted between cycles, or a broken pipe):
-            // resubscribe from the last event seen.
-            conn.events = tokio::spawn(follow_events(
-                conn.docker.clone(),
-                Arc::clone(&self.tally),
-                None,
-            ));
-        }
-        let docker = conn.docker.clone();
-        if conn.engine_read.elapsed() > INFO_REFRESH {
-            if let Ok(info) = docker.info().await {
-                conn.engine = engine_info(&info);
-                conn.engine_read = Instant::now();
-            }
-        }
-        let engine = conn.engine.clone();
+    }
 
-        let list = docker
-            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
-            .await
-            .map_err(self.request_err("GET /containers/json"))?;
+    async fn on_event(&mut self, docker: &Docker, ev: &EventMessage) {
+        self.tally.apply(ev);
+        let Some(id) = ev.actor.as_ref().and_then(|a| a.id.clone()) else {
+            return;
+        };
+        match ev.action.as_deref() {
+            Some("destroy") => {
+                lock(&self.shared).containers.remove(&id);
+                self.retry.remove(&id);
+            }
+            Some("die") => {
+                // Its stream ends with it; stale usage must not outlive the process.
+                if let Some(k) = lock(&self.shared).containers.get_mut(&id) {
+                    k.running = false;
+                    k.detach();
+                }
+                self.refresh(docker, &id).await;
+            }
+            _ => self.refresh(docker, &id).await,
+        }
+    }
+
+    /// Inspects one container and folds the answer into the state.
+    async fn refresh(&mut self, docker: &Docker, id: &str) {
+        let got = inspect(docker, id).await;
+        self.apply(docker, id, got);
+    }
+
+    fn apply(&mut self, docker: &Docker, id: &str, got: Inspected) {
+        let ins = match got {
+            Inspected::Found(ins) => ins,
+            Inspected::Gone => {
+                lock(&self.shared).containers.remove(id);
+                self.retry.remove(id);
+                return;
+            }
+            Inspected::Retry => {
+                if self.retry.len() < MAX_RETRY_IDS {
+                    self.retry.insert(id.to_string());
+                }
+                return;
+            }
+        };
+        self.retry.remove(id);
+        let name = ins.name.as_deref().unwrap_or("").trim_start_matches('/');
+        let labels = ins
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        let mut state = lock(&self.shared);
+        if !selected(&self.include, &self.exclude, name, &labels) {
+            state.containers.remove(id);
+            return;
+        }
+        let pending = self.tally.take(id);
+        let streams = state.streams();
+        let k = state
+            .containers
+            .entry(id.to_string())
+            .or_insert_with(Known::new);
+        k.tracked.reconcile(&pending, &inspect_counters(&ins));
+        k.sample = sample_from(&ins, None, &k.tracked);
+        k.running = ins.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        if !k.running {
+            k.detach();
+        } else if k.stream.is_none() && streams < self.max_streams {
+            attach(k, docker, id, &self.shared);
+        }
+    }
+
+    /// Lists every container, inspects the selected ones (a bounded number at once),
+    /// forgets those that are gone, and re-reads the Engine's description.
+    async fn resync(&mut self, docker: &Docker) -> Result<(), DockerError> {
+        let info = tokio::time::timeout(REQUEST_TIMEOUT, docker.info()).await;
+        let info = match info {
+            Ok(r) => r.map_err(self.request_err("GET /info"))?,
+            Err(_) => return Err(self.timed_out("GET /info")),
+        };
+        let list = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            docker.list_containers(Some(ListContainersOptionsBuilder::new().all(true).build())),
+        )
+        .await;
+        let list = match list {
+            Ok(r) => r.map_err(self.request_err("GET /containers/json"))?,
+            Err(_) => return Err(self.timed_out("GET /containers/json")),
+        };
         let ids: Vec<String> = list
             .into_iter()
             .filter(|c| {
@@ -1049,145 +1397,230 @@ impl ContainerCollector {
                     .as_ref()
                     .and_then(|n| n.first())
                     .map_or("", |n| n.trim_start_matches('/'));
+                let empty = HashMap::new();
                 selected(
                     &self.include,
                     &self.exclude,
                     name,
-                    &c.labels.clone().unwrap_or_default(),
+                    c.labels.as_ref().unwrap_or(&empty),
                 )
             })
             .filter_map(|c| c.id)
             .collect();
+        let listed: HashSet<&String> = ids.iter().collect();
+        lock(&self.shared)
+            .containers
+            .retain(|id, _| listed.contains(id));
+        let reads = each_bounded(ids, self.concurrency, |id| async move {
+            let got = inspect(docker, &id).await;
+            (id, got)
+        })
+        .await;
+        for (id, got) in reads {
+            self.apply(docker, &id, got);
+        }
+        let mut state = lock(&self.shared);
+        state.engine = Some(engine_info(&info));
+        state.settled = true;
+        drop(state);
+        self.settled.send_replace(true);
+        Ok(())
+    }
 
-        // A container busy in a state change (starting, being killed) holds its lock
-        // in the Engine and can stall its inspect; past this deadline it keeps last
-        // cycle's sample instead of failing the whole collection.
-        let deadline = tokio::time::Instant::from_std(started) + self.request_timeout * 3 / 4;
-        let reads: Vec<_> = futures_util::stream::iter(ids)
-            .map(|id| {
-                let docker = docker.clone();
-                async move {
-                    match tokio::time::timeout_at(deadline, read_container(&docker, &id)).await {
-                        Ok(Some((ins, stats))) => (id, Read::Done(Box::new(ins), stats)),
-                        Ok(None) => (id, Read::Gone),
-                        Err(_) => (id, Read::Slow),
-                    }
+    fn timed_out(&self, what: &'static str) -> DockerError {
+        DockerError::TimedOut {
+            host: self.host.clone(),
+            what,
+        }
+    }
+
+    /// Once per interval: retries failed inspects, re-attaches failed streams after
+    /// their backoff, and reads one-shot stats for running containers without a stream.
+    async fn maintain(&mut self, docker: &Docker) {
+        if self.retry.len() >= MAX_RETRY_IDS {
+            self.retry.clear();
+            if let Err(e) = self.resync(docker).await {
+                tracing::debug!(error = %e, "resync after too many failed inspects");
+            }
+        }
+        for id in std::mem::take(&mut self.retry) {
+            self.refresh(docker, &id).await;
+        }
+        let now = Instant::now();
+        let poll: Vec<String> = {
+            let mut state = lock(&self.shared);
+            let mut streams = state.streams();
+            let mut poll = Vec::new();
+            for (id, k) in state.containers.iter_mut().filter(|(_, k)| k.running) {
+                if k.stream.as_ref().is_some_and(Task::is_finished) {
+                    // The Engine closed a running container's stream: back off before
+                    // the next one and read one-shot meanwhile.
+                    tracing::debug!(container = %id, "stats stream failed; falling back to one-shot reads");
+                    k.detach();
+                    k.stream_retry_at = Some(now + k.stream_backoff);
+                    k.stream_backoff = (k.stream_backoff * 2).min(MAX_BACKOFF);
                 }
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-
-        let mut containers = Vec::with_capacity(reads.len());
-        let mut alive = HashMap::new();
-        let mut last = HashMap::new();
-        {
-            let mut tally = self.tally.lock().expect("tally lock");
-            for (id, read) in reads {
-                match read {
-                    Read::Done(ins, stats) => {
-                        let mut t = self.tracked.remove(&id).unwrap_or_default();
-                        t.reconcile(&tally.take(&id), &inspect_counters(&ins));
-                        let sample = sample_from(&ins, stats.as_ref(), &t);
-                        containers.push(sample.clone());
-                        last.insert(id.clone(), sample);
-                        alive.insert(id, t);
-                    }
-                    Read::Slow => {
-                        tracing::debug!(container = %id, "inspect/stats too slow; keeping the last sample");
-                        if let (Some(t), Some(sample)) =
-                            (self.tracked.remove(&id), self.last.remove(&id))
-                        {
-                            containers.push(sample.clone());
-                            last.insert(id.clone(), sample);
-                            alive.insert(id, t);
-                        }
-                    }
-                    Read::Gone => {}
+                if k.stream.is_some() {
+                    continue;
+                }
+                if k.stream_retry_at.is_none_or(|at| at <= now) && streams < self.max_streams {
+                    attach(k, docker, id, &self.shared);
+                    streams += 1;
+                } else {
+                    poll.push(id.clone());
+                }
+            }
+            poll
+        };
+        if poll.is_empty() {
+            return;
+        }
+        let reads = each_bounded(poll, self.concurrency, |id| async move {
+            let got = one_shot_stats(docker, &id).await;
+            (id, got)
+        })
+        .await;
+        let mut state = lock(&self.shared);
+        state.fallbacks_total += reads.len() as u64;
+        for (id, usage) in reads {
+            if let (Some(k), Some(usage)) = (state.containers.get_mut(&id), usage) {
+                if k.running && k.stream.is_none() {
+                    k.frame = Some(Frame {
+                        usage,
+                        received: Instant::now(),
+                    });
                 }
             }
         }
-        self.last = last;
-        // Containers that are gone take their counters with them.
-        self.tracked = alive;
+    }
+}
+
+/// `read` for every id, at most `concurrency` at a time, each answer beside its id.
+async fn each_bounded<T, F>(
+    ids: Vec<String>,
+    concurrency: usize,
+    read: impl Fn(String) -> F,
+) -> Vec<(String, T)>
+where
+    F: std::future::Future<Output = (String, T)>,
+{
+    futures_util::stream::iter(ids)
+        .map(read)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Starts the stats stream of a running container.
+fn attach(k: &mut Known, docker: &Docker, id: &str, shared: &Shared) {
+    k.stream_generation += 1;
+    k.stream = Some(Task::spawn(follow_stats(
+        docker.clone(),
+        id.to_string(),
+        k.stream_generation,
+        Arc::downgrade(shared),
+    )));
+}
+
+/// Collects every selected container of one Docker Engine. The cycle itself only reads
+/// what the watcher task keeps; it never waits on the Engine.
+pub struct ContainerCollector {
+    host: String,
+    /// How long the first cycle waits for the first connection attempt.
+    first_wait: Duration,
+    settings: Option<Watcher>,
+    watcher: Option<Task>,
+    settled: tokio::sync::watch::Receiver<bool>,
+    shared: Shared,
+    /// The last successful cycle's report; `None` after a failure.
+    latest: Option<Arc<Report>>,
+}
+
+impl ContainerCollector {
+    /// A collector for `cfg`; nothing connects until the first cycle.
+    pub fn new(cfg: &ContainersConfig) -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let host = resolve_docker_host(cfg.docker_host.as_deref(), home.as_deref(), |p| p.exists());
+        let shared: Shared = Arc::default();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let watcher = Watcher {
+            host: host.clone(),
+            interval: cfg.interval.get(),
+            resync: cfg.resync_interval.get(),
+            concurrency: cfg.max_concurrent_requests.max(1),
+            max_streams: cfg.max_streams,
+            include: cfg.include.clone(),
+            exclude: cfg.exclude.clone(),
+            shared: Arc::clone(&shared),
+            settled: tx,
+            tally: EventTally::default(),
+            retry: HashSet::new(),
+        };
+        ContainerCollector {
+            host,
+            first_wait: cfg.timeout.get() * 3 / 4,
+            settings: Some(watcher),
+            watcher: None,
+            settled: rx,
+            shared,
+            latest: None,
+        }
+    }
+
+    /// The address in use, for logs and the API.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn cycle(&mut self) -> Result<Report, CollectError> {
+        if let Some(w) = self.settings.take() {
+            self.watcher = Some(Task::spawn(w.run()));
+            // The first cycle waits (briefly) for the first connection, so a daemon
+            // that starts beside a running Engine does not begin with a failure.
+            let _ = tokio::time::timeout(self.first_wait, self.settled.wait_for(|s| *s)).await;
+        }
+        let state = lock(&self.shared);
+        let Some(engine) = state.engine.clone() else {
+            let why = if state.settled {
+                state.last_error.clone()
+            } else {
+                format!("connecting to the Docker Engine at {}", self.host)
+            };
+            return Err(CollectError(why));
+        };
+        let now = Instant::now();
+        let mut containers: Vec<ContainerSample> = state
+            .containers
+            .values()
+            .map(|k| {
+                let mut s = k.sample.clone();
+                if let Some(f) = k.frame.as_ref().filter(|_| k.running) {
+                    f.usage.apply_to(&mut s);
+                    s.stats_age_seconds = Some(now.duration_since(f.received).as_secs_f64());
+                }
+                s
+            })
+            .collect();
+        let stats_streams = state.streams();
+        let stats_fallbacks_total = state.fallbacks_total;
+        drop(state);
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Report {
             collected_at_unix: crate::clock::unix_now(),
             docker_host: self.host.clone(),
             engine,
             containers,
+            stats_streams,
+            stats_fallbacks_total,
         })
     }
 }
 
-/// Inspect and (for a running container) one-shot stats. A container that vanished
-/// between list and inspect is skipped; failed stats leave its usage unknown.
-async fn read_container(
-    docker: &Docker,
-    id: &str,
-) -> Option<(ContainerInspectResponse, Option<ContainerStatsResponse>)> {
-    let ins = match docker.inspect_container(id, None).await {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::debug!(container = %id, error = %e, "inspect failed");
-            return None;
-        }
-    };
-    let running = ins.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-    let stats = if running {
-        let opts = StatsOptionsBuilder::new()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        match docker.stats(id, Some(opts)).next().await {
-            Some(Ok(s)) => Some(s),
-            Some(Err(e)) => {
-                tracing::debug!(container = %id, error = %e, "stats failed");
-                None
-            }
-            None => None,
-        }
-    } else {
-        None
-    };
-    Some((ins, stats))
-}
-
-/// How reading one container went. Values live for one cycle only, so the size
-/// difference between variants costs nothing worth a second allocation.
-#[allow(clippy::large_enum_variant)]
-enum Read {
-    Done(
-        Box<ContainerInspectResponse>,
-        Option<ContainerStatsResponse>,
-    ),
-    /// Removed between list and inspect.
-    Gone,
-    /// Past the cycle's deadline.
-    Slow,
-}
-
-/// Feeds `tally` from the events stream until it ends, starting after the last event
-/// already applied (or at `from` when none was).
-async fn follow_events(docker: Docker, tally: Arc<Mutex<EventTally>>, from: Option<String>) {
-    let since = tally.lock().expect("tally lock").since().or(from);
-    let filters = HashMap::from([
-        ("type", vec!["container"]),
-        ("event", vec!["start", "die", "oom", "destroy"]),
-    ]);
-    let mut opts = EventsOptionsBuilder::new().filters(&filters);
-    if let Some(s) = &since {
-        opts = opts.since(s);
-    }
-    let mut stream = docker.events(Some(opts.build()));
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(ev) => tally.lock().expect("tally lock").apply(&ev),
-            Err(e) => {
-                tracing::debug!(error = %e, "Docker events stream ended");
-                return;
-            }
-        }
+impl Drop for ContainerCollector {
+    fn drop(&mut self) {
+        // Stops the watcher, then every stream with the state that owns it.
+        self.watcher = None;
+        lock(&self.shared).containers.clear();
     }
 }
 
@@ -1203,21 +1636,13 @@ impl Collector for ContainerCollector {
     async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
         match self.cycle().await {
             Ok(report) => {
-                self.next_attempt = None;
-                self.backoff = FIRST_BACKOFF;
                 let fams = families(&report);
                 self.latest = Some(Arc::new(report));
                 Ok(fams)
             }
             Err(e) => {
-                if !matches!(e, DockerError::BackingOff { .. }) {
-                    self.last_error = e.to_string();
-                    self.conn = None;
-                    self.next_attempt = Some(Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                }
                 self.latest = None;
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -1546,6 +1971,64 @@ mod tests {
         );
         assert_eq!(s.pids, Some(7));
         assert!(s.networks.is_empty(), "--network none");
+    }
+
+    #[test]
+    fn a_zeroed_frame_is_no_usage_and_a_sampled_one_carries_its_figures() {
+        // What the Engine streams for a container that stopped: zeros at Docker's zero
+        // time. Those are unknowns, not a container that used nothing.
+        let zeroed: ContainerStatsResponse = serde_json::from_str(
+            r#"{"read": "0001-01-01T00:00:00Z", "pids_stats": {},
+                "cpu_stats": {"cpu_usage": {"total_usage": 0}}, "memory_stats": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(Usage::of_frame(&zeroed), None);
+        let stats: ContainerStatsResponse = fixture("stats-limited-v1.json");
+        let u = Usage::of_frame(&stats).expect("a sampled frame");
+        let mut s = ContainerSample::default();
+        u.apply_to(&mut s);
+        assert_eq!(s.cpu_usage_seconds_total, Some(0.049205291));
+        assert_eq!(s.memory_usage_bytes, Some(798720));
+    }
+
+    #[test]
+    fn stream_figures_and_the_age_of_each_containers_stats_are_exported() {
+        let report = Report {
+            containers: vec![
+                ContainerSample {
+                    name: "fresh".into(),
+                    up: true,
+                    memory_usage_bytes: Some(4096),
+                    stats_age_seconds: Some(0.25),
+                    ..Default::default()
+                },
+                ContainerSample {
+                    name: "waiting".into(),
+                    up: true,
+                    ..Default::default()
+                },
+            ],
+            stats_streams: 2,
+            stats_fallbacks_total: 3,
+            ..Default::default()
+        };
+        let text = crate::store::encode(&families(&report));
+        assert!(
+            text.contains("m4watch_container_stats_streams 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m4watch_container_stats_fallbacks_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m4watch_container_stats_age_seconds{name=\"fresh\"} 0.25\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("m4watch_container_stats_age_seconds{name=\"waiting\"}"),
+            "no frame yet: the age is unknown, not 0\n{text}"
+        );
     }
 
     #[test]

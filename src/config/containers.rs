@@ -19,8 +19,13 @@ pub struct ContainersConfig {
     pub docker_host: Option<String>,
     pub interval: Dur,
     pub timeout: Dur,
-    /// Inspect and stats requests in flight at once.
+    /// Inspect and one-shot stats requests in flight at once.
     pub max_concurrent_requests: usize,
+    /// Most stats streams kept open (one per running container); running containers
+    /// beyond it get one-shot reads each interval. 0: one-shot reads only.
+    pub max_streams: usize,
+    /// How often every container is listed and inspected again, beside the events.
+    pub resync_interval: Dur,
     /// Only containers matching one of these (all when empty).
     #[serde(default)]
     pub include: ContainerMatch,
@@ -34,9 +39,11 @@ impl Default for ContainersConfig {
         ContainersConfig {
             enabled: true,
             docker_host: None,
-            interval: Dur(Duration::from_secs(5)),
-            timeout: Dur(Duration::from_secs(4)),
+            interval: Dur(Duration::from_secs(1)),
+            timeout: Dur(Duration::from_secs(1)),
             max_concurrent_requests: 8,
+            max_streams: 256,
+            resync_interval: Dur(Duration::from_secs(30)),
             include: ContainerMatch::default(),
             exclude: ContainerMatch::default(),
         }

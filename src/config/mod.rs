@@ -417,6 +417,7 @@ impl Config {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         positive(c.interval, "containers.interval")?;
         positive(c.timeout, "containers.timeout")?;
+        positive(c.resync_interval, "containers.resync_interval")?;
         if c.timeout > c.interval {
             return err(
                 "containers.timeout",

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::dispatch::{Dispatcher, Msg};
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError};
-use super::receiver::{Receiver, Receivers};
+use super::receiver::{Integration, Receiver, Receivers};
 use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
 use crate::config::Secret;
 use crate::config::notify::{
@@ -95,6 +95,13 @@ impl Notifier {
         let mut map = BTreeMap::new();
         for (name, rc) in &base {
             map.insert(name.clone(), Arc::new(Receiver::new(rc.clone(), &ctx)));
+        }
+        // Where an HTTP integration is configured, the client is built now, so the
+        // first delivery is not the one that pays for it (and rate limits space the
+        // deliveries as sent).
+        let http = |i: &Integration| !matches!(i, Integration::Email(_));
+        if map.values().any(|r| r.integrations.iter().any(http)) {
+            ctx.http();
         }
         let (tx, rx) = mpsc::channel(SUBMIT_QUEUE);
         let notifier = Notifier {

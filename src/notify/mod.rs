@@ -29,6 +29,7 @@ pub mod webhook;
 pub mod worker;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -302,7 +303,10 @@ impl SendError {
 /// What every integration gets at construction.
 #[derive(Clone)]
 pub struct Ctx {
-    pub http: reqwest::Client,
+    /// Built on the first delivery: building it initialises the TLS library and reads
+    /// the system's CA bundle, resident memory a daemon without HTTP receivers (the
+    /// embedded default) never needs (issue 17).
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
     pub timeout: Duration,
     /// This host's name, for PagerDuty's `source` and the SMTP greeting.
     pub hostname: String,
@@ -310,16 +314,22 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(timeout: Duration) -> Ctx {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client");
         Ctx {
-            http,
+            http: Arc::default(),
             timeout,
             hostname: hostname(),
         }
+    }
+
+    /// The HTTP client every integration shares.
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(self.timeout)
+                .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("HTTP client")
+        })
     }
 }
 
@@ -402,7 +412,7 @@ pub async fn post_json<T: Serialize + ?Sized>(
     body: &T,
 ) -> Result<(), SendError> {
     let resp = ctx
-        .http
+        .http()
         .post(url)
         .json(body)
         .send()
