@@ -421,24 +421,29 @@ pub fn grow_receive_buffer(socket: &UdpSocket) {
 pub fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
     #[cfg(unix)]
     {
-        use std::os::fd::AsRawFd;
         let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
+        if !set_int_option(socket, libc::SO_RCVBUF, size) {
             tracing::debug!(error = %std::io::Error::last_os_error(), "SO_RCVBUF not raised");
         }
     }
     #[cfg(not(unix))]
     let _ = (socket, bytes);
+}
+
+/// Sets the `SOL_SOCKET` option `name` to `value`; false when the kernel refuses.
+#[cfg(unix)]
+fn set_int_option(socket: &UdpSocket, name: libc::c_int, value: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
 }
 
 /// The kernel's count of datagrams it dropped for the socket (receive buffer full),
@@ -451,17 +456,7 @@ mod kernel_drops {
 
     /// Turns the drop count on; false when the kernel refuses.
     pub fn enable(socket: &UdpSocket) -> bool {
-        let on: libc::c_int = 1;
-        // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RXQ_OVFL,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
+        super::set_int_option(socket, libc::SO_RXQ_OVFL, 1)
     }
 
     /// Receives one datagram into `buf`: its length, and the socket's drop count
