@@ -51,7 +51,7 @@ for i in range(n):
 PY
   sleep 5
   burst=$(rss "$pid")
-  series=$(curl -fs "http://127.0.0.1:$http/metrics" | awk '/^m4watch_trading_series\{type="timer"\}/ {print $2}')
+  series=$(curl -fs "http://127.0.0.1:$http/metrics" | awk 'index($0, "m4watch_trading_series{type=\"timer\"} ") == 1 {print $2}')
   sleep "$((AFTER - 5))"
   after=$(rss "$pid")
   echo "run=$run series=$series rss_before_mib=$before rss_burst_mib=$burst rss_after_${AFTER}s_mib=$after" | tee -a "$out"

@@ -54,7 +54,12 @@ pub fn histogram() -> Histogram<u64> {
 
 /// Records a latency (clamped into the trackable range) `n` times.
 pub fn record(h: &mut Histogram<u64>, ns: u64, n: u64) {
-    h.saturating_record_n(ns.min(HIGHEST_NS), n);
+    let ns = ns.min(HIGHEST_NS);
+    // record_n grows the histogram to the value; the saturating form would clamp it
+    // to the current top instead. It fails only when a count would overflow.
+    if h.record_n(ns, n).is_err() {
+        h.saturating_record_n(ns, n);
+    }
 }
 
 /// Upper bounds of the classic Prometheus histogram, in seconds: 25 µs to 10 s.
