@@ -580,3 +580,71 @@ async fn promtool_accepts_a_scrape_with_trading_data() {
     assert!(report.is_empty(), "promtool check metrics:\n{report}");
     d.stop().await;
 }
+
+/// The kernel's drop count of the UDP socket bound to 127.0.0.1:`port`
+/// (`/proc/net/udp`, last column).
+#[cfg(target_os = "linux")]
+fn proc_udp_drops(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(1) == Some(&local.as_str()) {
+            f.last()?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn kernel_drops_counter(registry: &prometheus::Registry) -> Option<f64> {
+    registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == "m4watch_statsd_kernel_drops_total")
+        .map(|f| f.get_metric()[0].get_counter().get_value())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_kernel_drops_of_the_listeners_socket_are_counted_as_the_kernel_counts_them() {
+    use m4watch::collect::trading::Trading;
+    use m4watch::collect::trading::statsd::Listener;
+
+    let registry = prometheus::Registry::new();
+    let trading = Trading::new(&Default::default(), &registry).unwrap();
+    assert_eq!(kernel_drops_counter(&registry), Some(0.0), "present from the start");
+    // The smallest receive buffer the kernel allows holds a couple of datagrams.
+    let listener = Listener::start_with_buffer(
+        "127.0.0.1:0".parse().unwrap(),
+        std::sync::Arc::clone(&trading),
+        1,
+    )
+    .unwrap();
+    let to = listener.addr();
+    // A burst of 1 KB datagrams, each 40 timer lines: sent far faster than parsed.
+    let packet: String = (0..40).map(|i| format!("burst_{i:02}:1.{i}|ms\n")).collect();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..20_000 {
+        let _ = sock.send_to(packet.as_bytes(), to);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let kernel = proc_udp_drops(to.port()).expect("the listener's socket in /proc/net/udp");
+    assert!(kernel > 0, "the burst overflowed the receive buffer");
+    // The kernel hands its count over with the next datagram it queues.
+    send(to, &["after_burst:1|c"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while kernel_drops_counter(&registry) != Some(kernel as f64)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        kernel_drops_counter(&registry),
+        Some(kernel as f64),
+        "m4watch_statsd_kernel_drops_total against /proc/net/udp"
+    );
+    assert_eq!(proc_udp_drops(to.port()), Some(kernel), "no drop since");
+    listener.stop();
+}

@@ -62,6 +62,30 @@ pub struct Running {
     pub transitions: tokio::sync::broadcast::Receiver<crate::alerts::Transition>,
 }
 
+/// The sample ring keeps, of the trading families with a series per StatsD series,
+/// only the series some rule selects: kept whole, a timer series alone would hold 33
+/// series of a sample per second for the ring's retention (15 minutes by default),
+/// about 0.5 MB, where its windows cost a few KB. `None` (keep everything) when a
+/// selector names no metric and so may pick any series.
+pub fn ring_filter(engine: &Engine) -> Option<crate::store::ring::Filter> {
+    use crate::rules::promql;
+    let selectors = engine.selectors();
+    if selectors
+        .iter()
+        .any(|v| promql::selector_name(v).is_none())
+    {
+        return None;
+    }
+    let selectors: Vec<_> = selectors.into_iter().cloned().collect();
+    Some(crate::store::ring::Filter {
+        families: crate::collect::trading::PER_SERIES
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect(),
+        keep: Box::new(move |labels| selectors.iter().any(|v| promql::selects(v, labels))),
+    })
+}
+
 /// Restores saved alerts into the rule engine, turns on the store's sample ring, and
 /// spawns the evaluation loop. `expected` collectors must have run once before the
 /// first evaluation, so restored alerts are not resolved for lack of data.
@@ -104,6 +128,9 @@ pub fn start(
     tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
     let lookback = Duration::from_millis(crate::rules::promql::LOOKBACK_MS as u64);
     store.keep_ring(rc.max_range.get().max(lookback) + interval, interval);
+    if let Some(filter) = ring_filter(&engine) {
+        store.ring_mut().set_filter(filter);
+    }
     // The rule families exist from the start (at 0), not from the first evaluation.
     store.publish(
         "rules",

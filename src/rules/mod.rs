@@ -383,6 +383,44 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
     Ok(groups)
 }
 
+/// Every vector selector in `e`, those of range selectors included.
+pub fn selectors<'e>(
+    e: &'e promql_parser::parser::Expr,
+    out: &mut Vec<&'e promql_parser::parser::VectorSelector>,
+) {
+    use promql_parser::parser::Expr as E;
+    match e {
+        E::VectorSelector(v) => out.push(v),
+        E::MatrixSelector(m) => out.push(&m.vs),
+        E::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
+        E::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        E::Aggregate(a) => {
+            selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+        }
+        E::Paren(p) => selectors(&p.expr, out),
+        E::Unary(u) => selectors(&u.expr, out),
+        E::Subquery(q) => selectors(&q.expr, out),
+        _ => {}
+    }
+}
+
+impl Engine {
+    /// Every vector selector of every rule.
+    pub fn selectors(&self) -> Vec<&promql_parser::parser::VectorSelector> {
+        let mut out = Vec::new();
+        for r in self.groups.iter().flat_map(|g| &g.rules) {
+            selectors(&r.expr, &mut out);
+        }
+        out
+    }
+}
+
 /// The longest range selector in `e`, in ms (0 when it has none).
 pub fn longest_range(e: &promql_parser::parser::Expr) -> i64 {
     use promql_parser::parser::Expr as E;

@@ -164,7 +164,8 @@ fn without_name(l: &[(String, String)]) -> Labels {
     l.iter().filter(|(k, _)| k != "__name__").cloned().collect()
 }
 
-fn selector_name(vs: &VectorSelector) -> Option<&str> {
+/// The metric name a selector asks for, if it names one.
+pub fn selector_name(vs: &VectorSelector) -> Option<&str> {
     vs.name.as_deref().or_else(|| {
         vs.matchers
             .matchers
@@ -176,6 +177,16 @@ fn selector_name(vs: &VectorSelector) -> Option<&str> {
 
 fn matches(m: &Matchers, s: &Series) -> bool {
     m.matchers.iter().all(|m| m.is_match(s.label(&m.name)))
+}
+
+/// Whether selector `vs` picks the series with `labels` (sorted, with `__name__`).
+pub fn selects(vs: &VectorSelector, labels: &[(String, String)]) -> bool {
+    selector_name(vs).is_none_or(|n| label_of(labels, "__name__") == n)
+        && vs
+            .matchers
+            .matchers
+            .iter()
+            .all(|m| m.is_match(label_of(labels, &m.name)))
 }
 
 impl<'a> Evaluator<'a> {

@@ -54,6 +54,24 @@ pub fn label_of<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("", |(_, v)| v.as_str())
 }
 
+/// Decides whether the ring keeps a series of a filtered family (labels sorted, with
+/// `__name__`).
+pub type Keep = Box<dyn Fn(&[(String, String)]) -> bool + Send + Sync>;
+
+/// Families whose series the ring keeps only when [`Keep`] says so.
+pub struct Filter {
+    pub families: std::collections::HashSet<String>,
+    pub keep: Keep,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("families", &self.families)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Recent samples of every series, bounded by a retention.
 #[derive(Debug, Default)]
 pub struct Ring {
@@ -64,6 +82,7 @@ pub struct Ring {
     last_append: Option<i64>,
     /// Series written by the last [`Ring::append_families`], to mark the missing ones stale.
     live: Vec<bool>,
+    filter: Option<Filter>,
 }
 
 impl Ring {
@@ -73,6 +92,14 @@ impl Ring {
             retention_ms,
             ..Default::default()
         }
+    }
+
+    /// From now on keeps the series of `filter.families` only where `filter.keep`
+    /// says so (what is held already ages out as usual). A family with a series per
+    /// sender-chosen name can cost far more here than where it is computed: every
+    /// series kept holds a sample per step for the whole retention.
+    pub fn set_filter(&mut self, filter: Filter) {
+        self.filter = Some(filter);
     }
 
     /// Adds one sample; `labels` must be sorted by name and include `__name__`.
@@ -112,15 +139,25 @@ impl Ring {
     /// older than the retention.
     pub fn append_families(&mut self, families: &[Family], t: i64) {
         let before = std::mem::replace(&mut self.live, vec![false; self.series.len()]);
+        // Out of self while appending, which borrows self mutably.
+        let filter = self.filter.take();
         for f in families {
+            let keep = filter
+                .as_ref()
+                .filter(|x| x.families.contains(&f.name))
+                .map(|x| &x.keep);
             for s in &f.samples {
                 let mut labels: SeriesLabels = Vec::with_capacity(s.labels.len() + 1);
                 labels.push(("__name__".into(), format!("{}{}", f.name, s.suffix)));
                 labels.extend(s.labels.iter().cloned());
                 labels.sort();
+                if keep.is_some_and(|k| !k(&labels)) {
+                    continue;
+                }
                 self.append(labels, t, s.value);
             }
         }
+        self.filter = filter;
         for (i, was) in before.into_iter().enumerate() {
             if was && !self.live[i] {
                 let s = &mut self.series[i].samples;
@@ -234,5 +271,19 @@ mod tests {
         // Past the retention the series is gone.
         r.append_families(&fam(None), 20_000);
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn a_filter_keeps_only_the_series_it_names() {
+        let mut r = Ring::new(10_000);
+        r.set_filter(Filter {
+            families: ["m4watch_cpu_utilization_ratio".to_string()].into(),
+            keep: Box::new(|l| label_of(l, "cpu") == "1"),
+        });
+        let mut f = fam(Some(0.5));
+        f[0].push([("cpu", "1"), ("type", "performance")], 0.25);
+        r.append_families(&f, 1_000);
+        let kept: Vec<_> = r.all().map(|s| s.label("cpu").to_string()).collect();
+        assert_eq!(kept, ["1"]);
     }
 }

@@ -9,7 +9,15 @@
 //! Latencies are HdrHistograms in nanoseconds with two significant digits: every
 //! quantile is within 1% of the exact value (the highest value equivalent to it is
 //! reported, so errors lean high). Slot histograms are allocated on first use and
-//! freed when they age out, so an idle series costs almost nothing.
+//! freed when they age out, and a window whose slots are all empty frees its total,
+//! so an idle series costs almost nothing.
+//!
+//! Memory: a histogram is a flat array of 128 counters (8 bytes each) per power of two
+//! of the largest value it holds, plus one more run of 128 (the array grows as larger
+//! values arrive, up to [`HIGHEST_NS`]): 2 KiB while everything is under 16 µs,
+//! 8 KiB up to about 1 ms, 14 KiB up to about 134 ms, 25 KiB at most (100 s).
+//! A timer series holding data has one histogram in the interval accumulator, a slot
+//! and a total per window, and one for the day's baseline; see the README's sizing note.
 
 use std::time::{Duration, Instant};
 
@@ -32,14 +40,26 @@ pub const QUANTILES: [(f64, &str); 4] = [
     (0.999, "0.999"),
 ];
 
-/// An empty latency histogram with m4watch's bounds.
+/// An empty latency histogram with m4watch's resolution. Its counts cover only the
+/// values it has seen (it grows as larger ones arrive, up to [`HIGHEST_NS`], where
+/// [`record`] clamps), so a series of microsecond latencies never pays for the 100 s
+/// range. Adding and subtracting such histograms grows the target as needed, so
+/// neither can fail.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, SIGFIG).expect("constant bounds are valid")
+    let mut h = Histogram::new_with_bounds(LOWEST_NS, 2 * LOWEST_NS, SIGFIG)
+        .expect("constant bounds are valid");
+    h.auto(true);
+    h
 }
 
 /// Records a latency (clamped into the trackable range) `n` times.
 pub fn record(h: &mut Histogram<u64>, ns: u64, n: u64) {
-    h.saturating_record_n(ns.min(HIGHEST_NS), n);
+    let ns = ns.min(HIGHEST_NS);
+    // record_n grows the histogram to the value; the saturating form would clamp it
+    // to the current top instead. It fails only when a count would overflow.
+    if h.record_n(ns, n).is_err() {
+        h.saturating_record_n(ns, n);
+    }
 }
 
 /// Upper bounds of the classic Prometheus histogram, in seconds: 25 µs to 10 s.

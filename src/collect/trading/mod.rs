@@ -123,6 +123,13 @@ pub const STATSD_DROPPED_TOTAL: MetricDef = def(
     "Well-formed trading samples dropped: cardinality (a new series beyond trading.max_series) or set_limit (a set already holding its most distinct values this interval).",
 );
 
+pub const STATSD_KERNEL_DROPS_TOTAL: MetricDef = def(
+    "m4watch_statsd_kernel_drops_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams the kernel dropped for the StatsD listener's socket because its receive buffer was full (SO_RXQ_OVFL, counted as the next datagram arrives); absent where the platform does not report it (macOS).",
+);
+
 pub const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
     "m4watch_trading_latency_objective_seconds",
     Kind::Gauge,
@@ -173,10 +180,23 @@ pub const METRICS: &[MetricDef] = &[
     STATSD_LINES_TOTAL,
     STATSD_PARSE_ERRORS_TOTAL,
     STATSD_DROPPED_TOTAL,
+    STATSD_KERNEL_DROPS_TOTAL,
     PERFORMANCE_SCORE,
     PERFORMANCE_COMPONENT_SCORE,
     PERFORMANCE_COMPONENT_WEIGHT,
     PERFORMANCE_SCORE_COVERAGE_RATIO,
+];
+
+/// The families with a series per StatsD series: their cardinality is the senders'
+/// (up to `trading.max_series` names), so the rule engine's sample ring keeps only
+/// the series a rule selects.
+pub const PER_SERIES: &[MetricDef] = &[
+    TRADING_LATENCY_QUANTILE_SECONDS,
+    TRADING_LATENCY_SECONDS,
+    TRADING_EVENTS_TOTAL,
+    TRADING_THROUGHPUT_PER_SECOND,
+    TRADING_VALUE,
+    TRADING_SET_UNIQUE_VALUES,
 ];
 
 /// Most distinct members one set keeps per interval, so a set cannot grow memory
@@ -210,13 +230,22 @@ struct Pending {
 }
 
 impl Pending {
+    /// Empties the accumulator after the collector has folded it. A series that had
+    /// data keeps its buffers for the next interval (a busy series allocates nothing
+    /// per interval); one that had none frees them, so a series gone quiet holds no
+    /// histogram or set in either of the two accumulators that take turns.
     fn clear(&mut self) {
-        if let Some(h) = &mut self.hist {
-            h.reset();
+        match &mut self.hist {
+            Some(h) if !h.is_empty() => h.reset(),
+            _ => self.hist = None,
+        }
+        if self.set.is_empty() {
+            self.set = HashSet::new();
+        } else {
+            self.set.clear();
         }
         self.classic = Classic::default();
         self.events = 0.0;
-        self.set.clear();
     }
 }
 
@@ -295,6 +324,8 @@ struct Instruments {
     parse_errors: Vec<IntCounter>,
     dropped_cardinality: IntCounter,
     dropped_set: IntCounter,
+    /// Only where the kernel reports drops (Linux).
+    kernel_drops: Option<IntCounter>,
     completed: IntCounter,
     abandoned: IntCounter,
 }
@@ -324,6 +355,11 @@ impl Instruments {
                 .collect(),
             dropped_cardinality: dropped.with_label_values(&["cardinality"]),
             dropped_set: dropped.with_label_values(&["set_limit"]),
+            kernel_drops: if cfg!(target_os = "linux") {
+                Some(counter(&STATSD_KERNEL_DROPS_TOTAL)?)
+            } else {
+                None
+            },
             completed: measured.with_label_values(&["completed"]),
             abandoned: measured.with_label_values(&["abandoned"]),
         })
@@ -416,6 +452,13 @@ impl Trading {
         }
         self.instruments.packets.inc();
         self.flush(batch);
+    }
+
+    /// Counts `n` more datagrams the kernel dropped for the StatsD socket.
+    pub fn kernel_drops(&self, n: u64) {
+        if let (Some(c), true) = (&self.instruments.kernel_drops, n > 0) {
+            c.inc_by(n);
+        }
     }
 
     /// Records one latency from HTTP ingest or an ended measurement.

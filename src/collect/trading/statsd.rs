@@ -335,11 +335,25 @@ pub struct Listener {
 const POLL: Duration = Duration::from_millis(200);
 
 impl Listener {
-    /// Binds `addr` and starts the receive thread feeding `trading`.
+    /// Binds `addr` and starts the receive thread feeding `trading`, with a receive
+    /// buffer of [`RECEIVE_BUFFER`] (or what the kernel allows).
     pub fn start(addr: SocketAddr, trading: Arc<Trading>) -> std::io::Result<Listener> {
+        Self::start_with_buffer(addr, trading, RECEIVE_BUFFER)
+    }
+
+    /// [`Listener::start`] with a receive buffer of `bytes` (the kernel doubles it for
+    /// its bookkeeping and caps it at `net.core.rmem_max`).
+    pub fn start_with_buffer(
+        addr: SocketAddr,
+        trading: Arc<Trading>,
+        bytes: usize,
+    ) -> std::io::Result<Listener> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(POLL))?;
-        grow_receive_buffer(&socket);
+        set_receive_buffer(&socket, bytes);
+        if !kernel_drops::enable(&socket) {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SO_RXQ_OVFL not set");
+        }
         let addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -365,9 +379,18 @@ impl Listener {
 fn receive_loop(socket: &UdpSocket, trading: &Trading, stop: &AtomicBool) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut batch = trading.batch();
+    // The kernel's drop count as last reported; it counts from the socket's creation.
+    let mut dropped: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        match socket.recv(&mut buf) {
-            Ok(n) => trading.ingest_packet(&buf[..n], &mut batch),
+        match kernel_drops::recv(socket, &mut buf) {
+            Ok((n, drops)) => {
+                if let Some(d) = drops {
+                    // A u32 in the kernel: wrapping_sub survives its wrap.
+                    trading.kernel_drops(u64::from(d.wrapping_sub(dropped)));
+                    dropped = d;
+                }
+                trading.ingest_packet(&buf[..n], &mut batch);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -385,29 +408,106 @@ fn receive_loop(socket: &UdpSocket, trading: &Trading, stop: &AtomicBool) {
     }
 }
 
-/// Asks for a large receive buffer so bursts wait in the kernel instead of being
-/// dropped while the collector holds the lock; the kernel caps it at `rmem_max`.
+/// The receive buffer the listener asks for: large, so bursts wait in the kernel
+/// instead of being dropped while the collector holds the lock.
+pub const RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Asks for a receive buffer of [`RECEIVE_BUFFER`]; the kernel caps it at `rmem_max`.
 pub fn grow_receive_buffer(socket: &UdpSocket) {
+    set_receive_buffer(socket, RECEIVE_BUFFER);
+}
+
+/// Asks for a receive buffer of `bytes`.
+pub fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
     #[cfg(unix)]
     {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = 8 * 1024 * 1024;
-        // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        if !set_int_option(socket, libc::SO_RCVBUF, size) {
             tracing::debug!(error = %std::io::Error::last_os_error(), "SO_RCVBUF not raised");
         }
     }
     #[cfg(not(unix))]
-    let _ = socket;
+    let _ = (socket, bytes);
+}
+
+/// Sets the `SOL_SOCKET` option `name` to `value`; false when the kernel refuses.
+#[cfg(unix)]
+fn set_int_option(socket: &UdpSocket, name: libc::c_int, value: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// The kernel's count of datagrams it dropped for the socket (receive buffer full),
+/// where the platform reports it: on Linux `SO_RXQ_OVFL` makes `recvmsg` attach the
+/// socket's running drop count to each datagram queued after a drop.
+#[cfg(target_os = "linux")]
+mod kernel_drops {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    /// Turns the drop count on; false when the kernel refuses.
+    pub fn enable(socket: &UdpSocket) -> bool {
+        super::set_int_option(socket, libc::SO_RXQ_OVFL, 1)
+    }
+
+    /// Receives one datagram into `buf`: its length, and the socket's drop count
+    /// when the kernel attached one.
+    pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u32>)> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // Room for one u32 control message, aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain data; all-zero is its empty value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: msg points at a live iovec over `buf` and at `control`, both of the
+        // lengths given, for the duration of the call.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut drops = None;
+        // SAFETY: the CMSG macros walk the control buffer the kernel filled, within
+        // msg_controllen; the payload is read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok((n as usize, drops))
+    }
+}
+
+/// Elsewhere the kernel reports no drop count.
+#[cfg(not(target_os = "linux"))]
+mod kernel_drops {
+    use std::net::UdpSocket;
+
+    pub fn enable(_: &UdpSocket) -> bool {
+        true
+    }
+
+    pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u32>)> {
+        socket.recv(buf).map(|n| (n, None))
+    }
 }
 
 #[cfg(test)]
