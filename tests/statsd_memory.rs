@@ -55,7 +55,10 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
         }
         p
     }
@@ -90,15 +93,28 @@ fn a_thousand_one_sample_timer_series_stay_small_and_give_memory_back_when_windo
     let registry = prometheus::Registry::new();
     let trading = Trading::new(&config, &registry).unwrap();
     // A day-long baseline period, as shipped, without a database behind it.
-    let mut collector = TradingCollector::new(Arc::clone(&trading))
-        .with_baselines(Baselines::new(86_400_000, 7, None, Vec::new()));
+    let mut collector = TradingCollector::new(Arc::clone(&trading)).with_baselines(Baselines::new(
+        86_400_000,
+        7,
+        None,
+        Vec::new(),
+    ));
     // The sample ring as the daemon sets it up for the shipped rules.
     let rules = RulesConfig::default();
     let step = rules.evaluation_interval.get();
-    let retention = rules.max_range.get().max(Duration::from_millis(LOOKBACK_MS as u64)) + step;
-    let engine = Engine::new(m4watch::rules::load_embedded().unwrap(), step.as_millis() as i64);
+    let retention = rules
+        .max_range
+        .get()
+        .max(Duration::from_millis(LOOKBACK_MS as u64))
+        + step;
+    let engine = Engine::new(
+        m4watch::rules::load_embedded().unwrap(),
+        step.as_millis() as i64,
+    );
     let mut ring = Ring::new(retention.as_millis() as i64);
-    ring.set_filter(ring_filter(&engine).expect("the shipped rules name their metrics"));
+    ring.set_filter(Some(
+        ring_filter(&engine).expect("the shipped rules name their metrics"),
+    ));
     let mut batch = trading.batch();
     let t0 = Instant::now();
     let mut tick = |at: Duration, ring: &mut Ring| {

@@ -614,7 +614,11 @@ fn the_kernel_drops_of_the_listeners_socket_are_counted_as_the_kernel_counts_the
 
     let registry = prometheus::Registry::new();
     let trading = Trading::new(&Default::default(), &registry).unwrap();
-    assert_eq!(kernel_drops_counter(&registry), Some(0.0), "present from the start");
+    assert_eq!(
+        kernel_drops_counter(&registry),
+        Some(0.0),
+        "present from the start"
+    );
     // The smallest receive buffer the kernel allows holds a couple of datagrams.
     let listener = Listener::start_with_buffer(
         "127.0.0.1:0".parse().unwrap(),
@@ -624,7 +628,9 @@ fn the_kernel_drops_of_the_listeners_socket_are_counted_as_the_kernel_counts_the
     .unwrap();
     let to = listener.addr();
     // A burst of 1 KB datagrams, each 40 timer lines: sent far faster than parsed.
-    let packet: String = (0..40).map(|i| format!("burst_{i:02}:1.{i}|ms\n")).collect();
+    let packet: String = (0..40)
+        .map(|i| format!("burst_{i:02}:1.{i}|ms\n"))
+        .collect();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     for _ in 0..20_000 {
         let _ = sock.send_to(packet.as_bytes(), to);

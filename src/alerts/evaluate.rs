@@ -70,10 +70,7 @@ pub struct Running {
 pub fn ring_filter(engine: &Engine) -> Option<crate::store::ring::Filter> {
     use crate::rules::promql;
     let selectors = engine.selectors();
-    if selectors
-        .iter()
-        .any(|v| promql::selector_name(v).is_none())
-    {
+    if selectors.iter().any(|v| promql::selector_name(v).is_none()) {
         return None;
     }
     let selectors: Vec<_> = selectors.into_iter().cloned().collect();
@@ -128,9 +125,7 @@ pub fn start(
     tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
     let lookback = Duration::from_millis(crate::rules::promql::LOOKBACK_MS as u64);
     store.keep_ring(rc.max_range.get().max(lookback) + interval, interval);
-    if let Some(filter) = ring_filter(&engine) {
-        store.ring_mut().set_filter(filter);
-    }
+    store.ring_mut().set_filter(ring_filter(&engine));
     // The rule families exist from the start (at 0), not from the first evaluation.
     store.publish(
         "rules",
@@ -193,6 +188,9 @@ impl RulesHandle {
                     orphans.push(orphaned(&g.name, a.clone()));
                 }
             }
+            // The new rules may select series the old ones did not: the ring keeps
+            // what they name from now on (their history builds up from here).
+            self.cycle.store.ring_mut().set_filter(ring_filter(&next));
             *engine = next;
         }
         if !orphans.is_empty() {

@@ -95,11 +95,12 @@ impl Ring {
     }
 
     /// From now on keeps the series of `filter.families` only where `filter.keep`
-    /// says so (what is held already ages out as usual). A family with a series per
-    /// sender-chosen name can cost far more here than where it is computed: every
-    /// series kept holds a sample per step for the whole retention.
-    pub fn set_filter(&mut self, filter: Filter) {
-        self.filter = Some(filter);
+    /// says so (what is held already ages out as usual); `None` keeps every series. A
+    /// family with a series per sender-chosen name can cost far more here than where
+    /// it is computed: every series kept holds a sample per step for the whole
+    /// retention.
+    pub fn set_filter(&mut self, filter: Option<Filter>) {
+        self.filter = filter;
     }
 
     /// Adds one sample; `labels` must be sorted by name and include `__name__`.
@@ -276,10 +277,10 @@ mod tests {
     #[test]
     fn a_filter_keeps_only_the_series_it_names() {
         let mut r = Ring::new(10_000);
-        r.set_filter(Filter {
+        r.set_filter(Some(Filter {
             families: ["m4watch_cpu_utilization_ratio".to_string()].into(),
             keep: Box::new(|l| label_of(l, "cpu") == "1"),
-        });
+        }));
         let mut f = fam(Some(0.5));
         f[0].push([("cpu", "1"), ("type", "performance")], 0.25);
         r.append_families(&f, 1_000);
