@@ -217,6 +217,19 @@ async fn post_reload(client: &reqwest::Client, base: &str) -> reqwest::Response 
         .unwrap()
 }
 
+/// Waits until the exposition (a snapshot, refreshed every second) shows `want`.
+async fn wait_metric(client: &reqwest::Client, base: &str, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = metric(client, base, name).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: {got:?}, want {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
     let text = client
         .get(format!("{base}/metrics"))
@@ -292,10 +305,7 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) }, 0);
     wait_for(vec!["After"]).await;
-    assert_eq!(
-        metric(&client, &base, "m4watch_config_last_reload_successful").await,
-        Some(1.0)
-    );
+    wait_metric(&client, &base, "m4watch_config_last_reload_successful", 1.0).await;
 
     // An invalid config: 400 with the reason, the running config stays.
     std::fs::write(&cfg, format!("{good}hardware: {{interval: nonsense}}\n")).unwrap();
@@ -309,10 +319,7 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
             .contains("hardware.interval"),
         "{body}"
     );
-    assert_eq!(
-        metric(&client, &base, "m4watch_config_last_reload_successful").await,
-        Some(0.0)
-    );
+    wait_metric(&client, &base, "m4watch_config_last_reload_successful", 0.0).await;
     wait_for(vec!["After"]).await;
 
     // Fixed, with a section that only a restart can change.
@@ -325,10 +332,7 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
         serde_json::json!(["rules", "notifications"])
     );
     assert_eq!(body["restart_required"], serde_json::json!(["process"]));
-    assert_eq!(
-        metric(&client, &base, "m4watch_config_last_reload_successful").await,
-        Some(1.0)
-    );
+    wait_metric(&client, &base, "m4watch_config_last_reload_successful", 1.0).await;
     // Without the token: refused.
     let r = client
         .post(format!("{base}/-/reload"))
