@@ -493,6 +493,37 @@ impl PrivateEngine {
         }
     }
 
+    /// Connections open to the Engine's API socket from this network namespace (the
+    /// Engine runs in its own): the kernel creates the accepted end of a unix
+    /// connection in the client's namespace, with the listener's path, so these are the
+    /// connected sockets at that path in `/proc/self/net/unix` (state 03). Clients of
+    /// the other Engines that parallel tests in this process use do not count.
+    fn connections(&self) -> usize {
+        let path = self.socket();
+        std::fs::read_to_string("/proc/self/net/unix")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() == 8 && f[5] == "03" && std::path::Path::new(f[7]) == path
+            })
+            .count()
+    }
+
+    /// The connection count once it is at most `max` (the sockets of `docker` commands
+    /// that just exited close on the Engine's side a moment later), or after `secs`.
+    fn connections_settled(&self, max: usize, secs: u64) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let n = self.connections();
+            if n <= max || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, as a service manager stops it; waits until it is gone.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -626,26 +657,6 @@ async fn engine_absent_stopped_and_restarted_fails_the_collector_then_recovers()
     d.stop().await;
 }
 
-/// Unix-socket connections this process holds: the Docker Engine's, since nothing else
-/// in a test process (m4watch runs in it) talks over a unix socket.
-fn unix_connections() -> usize {
-    let unix: std::collections::HashSet<String> = std::fs::read_to_string("/proc/self/net/unix")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(6).map(str::to_string))
-        .collect();
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|t| {
-            let t = t.to_string_lossy().into_owned();
-            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .filter(|inode| unix.contains(inode))
-        .count()
-}
-
 fn gauge(text: &str, family: &str) -> Option<f64> {
     series(text, family)
         .first()
@@ -698,8 +709,8 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
     let host = engine.host();
     ensure_image(&host);
     let interval = 1.0;
-    // Before m4watch runs, this process holds no connection to the Engine.
-    let before = unix_connections();
+    // Before m4watch runs, nothing holds a connection to the private Engine.
+    let before = engine.connections_settled(0, 5);
     // Two requests in flight at most, so idle pooled connections stay few and a leaked
     // stream shows in the count.
     let d = Daemon::start(config(&format!(
@@ -735,7 +746,7 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
         m
     })
     .await;
-    let with_ten = unix_connections();
+    let with_ten = engine.connections_settled(before + 11 + 2, 5);
     assert!(
         (before + 11..=before + 11 + 2).contains(&with_ten),
         "10 streams, the events stream and at most 2 idle: {before} connections before \
@@ -778,7 +789,7 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
         m
     })
     .await;
-    let with_four = unix_connections();
+    let with_four = engine.connections_settled(before + 4 + 1 + 2, 5);
     assert!(
         with_four <= before + 4 + 1 + 2,
         "stopped and removed containers' streams are closed: {with_four} connections \
@@ -819,7 +830,7 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
         "stats of every running container {took:.2} s after m4watch reconnected; \
          connections: {before} before m4watch, {with_ten} with ten streams, {with_four} with four, \
          {} after the restart",
-        unix_connections()
+        engine.connections()
     );
     assert!(
         took <= 2.0 * interval + 0.25,
@@ -831,7 +842,7 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
             "{n} is back:\n{text3}"
         );
     }
-    let after = unix_connections();
+    let after = engine.connections_settled(before + 4 + 1 + 2, 5);
     assert!(
         after <= before + 4 + 1 + 2,
         "after the restart: {after} connections (before {before}, with four {with_four})"
@@ -842,12 +853,8 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
 
     // Shut down: every stream and the events stream close with the collector.
     d.stop().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while unix_connections() > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(
-        unix_connections(),
+        engine.connections_settled(before, 5),
         before,
         "connections left after shutdown"
     );
