@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 
 /// What the landing page links to: (href relative to `/`, name, what it is). Each
 /// answers 200 on a ready instance whose reads are open.
-pub const LINKS: &[(&str, &str, &str)] = &[
+const LINKS: &[(&str, &str, &str)] = &[
     ("metrics", "Metrics", "the Prometheus exposition"),
     (
         "docs",
