@@ -18,6 +18,8 @@ declare -A NEED=(
   [docker]=docker.io
   [unshare]=util-linux
   [docker-compose]=docker-compose
+  [chromium]=chromium
+  [ip]=iproute2
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -126,6 +128,14 @@ docker-compose -f docker-compose.yml config -q
 # --- tests ------------------------------------------------------------------
 log "cargo test"
 cargo test --locked --all-targets
+
+# --- the pages at the daemon in a real browser, offline (issue 19) ---------------
+# m4watch and headless Chromium share a network namespace with only loopback: `/`
+# and `/docs` render, every link answers 200, and the net log shows no request of
+# the pages' leaving the host.
+log "/ and /docs in headless Chromium, offline"
+cargo build --locked -q
+/usr/bin/python3 scripts/check-pages.py target/debug/m4watch
 
 # --- rules: promtool is the oracle (issue 4) ---------------------------------
 log "promtool check rules / promtool test rules / m4watch test-rules"

@@ -28,6 +28,8 @@ use serde::Deserialize;
 /// Paths every m4watch must serve (issue 5's list); the instance's spec must name
 /// each of them.
 pub const REQUIRED_PATHS: &[&str] = &[
+    "/",
+    "/docs",
     "/metrics",
     "/api/v1/openapi.json",
     "/api/v1/monitoring/health",
@@ -50,6 +52,9 @@ pub const REQUIRED_PATHS: &[&str] = &[
     "/api/v1/optimization/start-latency-measurement",
     "/api/v1/optimization/end-latency-measurement/{id}",
 ];
+
+/// The pages for people, which answer HTML.
+const PAGES: &[&str] = &["/", "/docs"];
 
 /// Families that must be on /metrics whatever is enabled.
 const ALWAYS: &[&str] = &[
@@ -384,8 +389,15 @@ pub async fn run(opts: &Options) -> Vec<Check> {
         };
         let text =
             path == "/metrics" || path.ends_with("/monitoring/metrics") || path.starts_with("/-/");
+        let page = PAGES.contains(&path.as_str());
         checks.push(match a.status {
             200 if text => Check::pass(name, format!("200, {} bytes", a.body.len())),
+            200 if page && a.content_type.starts_with("text/html") => {
+                Check::pass(name, format!("200, HTML, {} bytes", a.body.len()))
+            }
+            200 if page => {
+                Check::fail(name, format!("content type {:?}, not HTML", a.content_type))
+            }
             200 => match json_problem(&a) {
                 None => Check::pass(name, "200, JSON"),
                 Some(p) => Check::fail(name, p),

@@ -843,3 +843,163 @@ async fn arbitrary_json_bodies_never_break_a_route() {
     json(&d, "/api/v1/monitoring/alerts").await;
     d.stop().await;
 }
+
+// --- pages for people: / and /docs (issue 19) --------------------------------------
+
+/// The values of every `href` and `src` attribute in `html`.
+fn links(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find('"').expect("a quoted attribute ends");
+            out.push(rest[..end].replace("&amp;", "&"));
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+/// Fetches `path` as an HTML page: 200, HTML, and the headers that keep the browser
+/// from loading anything from anywhere.
+async fn page(d: &Daemon, path: &str) -> String {
+    let r = d.get(path).await;
+    assert_eq!(r.status(), 200, "GET {path}");
+    let h = r.headers();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8", "GET {path}");
+    assert_eq!(h["x-content-type-options"], "nosniff", "GET {path}");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none';"), "GET {path}: {csp}");
+    assert!(!csp.contains("script-src"), "GET {path}: {csp}");
+    r.text().await.unwrap()
+}
+
+/// Follows every link of the page at `path`: in-page ones must name an element of
+/// the page, the others must stay on the daemon and answer 200.
+async fn follow_links(d: &Daemon, path: &str, html: &str) -> usize {
+    let base = reqwest::Url::parse(&d.url(path)).unwrap();
+    let hrefs = links(html);
+    for href in &hrefs {
+        if let Some(id) = href.strip_prefix('#') {
+            assert!(
+                html.contains(&format!("id=\"{id}\"")),
+                "{path}: link {href} names no element"
+            );
+            continue;
+        }
+        let url = base.join(href).unwrap();
+        assert_eq!(
+            (url.scheme(), url.host_str(), url.port()),
+            ("http", Some("127.0.0.1"), Some(d.addr.port())),
+            "{path}: link {href} leaves the daemon"
+        );
+        let r = d.client.get(url.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}: link {href} ({url})");
+    }
+    hrefs.len()
+}
+
+/// Nothing on the page comes from anywhere: no script, no CSS import or `url()`, and
+/// no link with a scheme or a host of its own (text may still mention a URL).
+fn assert_self_contained(path: &str, html: &str) {
+    for bad in ["<script", "@import", "url("] {
+        assert!(!html.contains(bad), "{path} contains {bad}");
+    }
+    for l in links(html) {
+        assert!(
+            !l.starts_with("//") && !l.contains(':'),
+            "{path} links off the daemon: {l}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landing_page_shows_the_version_and_every_link_answers() {
+    let d = Daemon::start(fixture_config("plain", "")).await;
+    let html = page(&d, "/").await;
+    assert!(
+        html.contains(&format!(
+            "<td id=\"version\">{}</td>",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{html}"
+    );
+    let hrefs = links(&html);
+    for want in [
+        "metrics",
+        "docs",
+        "api/v1/openapi.json",
+        "api/v1/monitoring/health",
+        "-/ready",
+        "-/healthy",
+    ] {
+        assert!(
+            hrefs.iter().any(|h| h == want),
+            "no link to {want}: {hrefs:?}"
+        );
+    }
+    assert_eq!(follow_links(&d, "/", &html).await, hrefs.len());
+    assert_self_contained("/", &html);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_render_every_operation_of_the_openapi_document() {
+    let d = Daemon::start(fixture_config("plain", "")).await;
+    let spec = json(&d, "/api/v1/openapi.json").await;
+    let html = page(&d, "/docs").await;
+    let mut operations = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = m4watch::api::pages::operation_anchor(method, path);
+            let heading = format!(
+                "<section class=\"op\" id=\"{id}\">\n<h3><span class=\"m {method}\">{}</span> <code>{}</code></h3>",
+                method.to_uppercase(),
+                m4watch::api::pages::escape(path)
+            );
+            assert!(html.contains(&heading), "/docs lacks {method} {path}");
+            assert!(
+                html.contains(&format!("href=\"#{id}\"")),
+                "no contents link to {method} {path}"
+            );
+            if let Some(summary) = op["summary"].as_str() {
+                assert!(
+                    html.contains(&m4watch::api::pages::escape(summary)),
+                    "{method} {path}: summary"
+                );
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations > 30, "only {operations} operations rendered");
+    // What an operation says: its token, its body's schema, its answers.
+    let ack =
+        m4watch::api::pages::operation_anchor("post", "/api/v1/monitoring/alerts/{id}/acknowledge");
+    let section = &html[html.find(&format!("id=\"{ack}\"")).unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("<b>token</b>"), "{section}");
+    assert!(section.contains("<h4>Parameters</h4>"), "{section}");
+    assert!(section.contains("<h4>Request body"), "{section}");
+    assert!(section.contains("<td>401</td>"), "{section}");
+    // Every schema the operations name has its own section.
+    for name in spec["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(
+            html.contains(&format!("id=\"schema-{name}\"")),
+            "schema {name}"
+        );
+    }
+    assert!(follow_links(&d, "/docs", &html).await > operations);
+    assert_self_contained("/docs", &html);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_pages_stay_open_when_reads_need_a_token() {
+    let d = Daemon::start(fixture_config("plain", "api:\n  read_token: r3ad\n")).await;
+    assert_eq!(d.get("/api/v1/monitoring/health").await.status(), 401);
+    let landing = page(&d, "/").await;
+    assert!(landing.contains("api.read_token"), "{landing}");
+    page(&d, "/docs").await;
+    d.stop().await;
+}

@@ -1,4 +1,4 @@
-//! HTTP: `/metrics`, readiness, and the JSON API.
+//! HTTP: `/metrics`, readiness, the JSON API, and the pages for people (`/`, `/docs`).
 //!
 //! Reads go through [`auth::require_read`]; every state-changing route is mounted
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
@@ -11,6 +11,7 @@ pub mod error;
 pub mod history;
 pub mod monitoring;
 pub mod notifications;
+pub mod pages;
 pub mod server;
 pub mod trading;
 
@@ -113,10 +114,12 @@ pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
             auth::require_read,
         ));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        // Probes for orchestrators stay open.
+        // Probes for orchestrators stay open, and so do the API document and the pages
+        // for people (`/`, `/docs`): they change nothing.
         .routes(routes!(ready))
         .routes(routes!(healthy))
         .routes(routes!(openapi_json))
+        .merge(pages::routes())
         .merge(reads)
         .merge(trading::writes(state))
         .merge(alerts::routes(state))
@@ -191,10 +194,25 @@ fn document_body_errors(spec: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The OpenAPI document as JSON, built on the first request for it: most daemons never
-/// serve it, and holding it from start-up cost resident memory (issue 17).
+/// The OpenAPI document as JSON and as the `/docs` page, each built on the first request
+/// for it: most daemons never serve them, and holding the document from start-up cost
+/// resident memory (issue 17).
 #[derive(Default)]
-struct LazySpec(std::sync::OnceLock<String>);
+struct LazySpec {
+    json: std::sync::OnceLock<String>,
+    docs: std::sync::OnceLock<String>,
+}
+
+impl LazySpec {
+    /// The document as JSON, built now if no request has needed it yet.
+    fn json(&self, state: &Arc<AppState>) -> &str {
+        self.json.get_or_init(|| {
+            openapi(state)
+                .to_json()
+                .expect("the OpenAPI document serialises")
+        })
+    }
+}
 
 /// Every route, ready to serve.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -312,12 +330,8 @@ async fn openapi_json(
     State(state): State<Arc<AppState>>,
     axum::Extension(spec): axum::Extension<Arc<LazySpec>>,
 ) -> Response {
-    let json = spec.0.get_or_init(|| {
-        openapi(&state)
-            .to_json()
-            .expect("the OpenAPI document serialises")
-    });
-    ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()
+    let json = spec.json(&state).to_string();
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// Puts `routes` behind the write token; every state-changing route is mounted
