@@ -905,10 +905,10 @@ def panel_options(p):
              "minVizHeight": 16, "minVizWidth": 8, "maxVizHeight": 300}
     elif kind == "table":
         o = {"showHeader": True, "frameIndex": 0, "cellHeight": "sm",
-             "footer": {"show": False, "reducer": ["sum"], "countRows": False, "fields": ""}}
+             "footer": {"show": False, "reducer": ["sum"], "countRows": False, "fields": []}}
     elif kind == "state-timeline":
         o = {"showValue": "auto", "rowHeight": 0.9, "mergeValues": True, "alignValue": "left",
-             "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
+             "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
              "tooltip": {"mode": "single", "sort": "none"}}
     elif kind == "heatmap":
         o = {"calculate": False, "cellGap": 1, "showValue": "never",
@@ -931,7 +931,7 @@ def field_custom(p, thresholds_drawn):
              "fillOpacity": 10 if not p["stack"] else 30, "gradientMode": "none", "showPoints": "never",
              "pointSize": 4, "spanNulls": False, "axisPlacement": "auto", "axisLabel": "",
              "axisBorderShow": False, "axisCenteredZero": False, "axisColorMode": "text",
-             "barAlignment": 0, "insertNulls": False, "scaleDistribution": {"type": "linear"},
+             "barAlignment": 0, "scaleDistribution": {"type": "linear"},
              "hideFrom": {"legend": False, "tooltip": False, "viz": False},
              "stacking": {"mode": "normal" if p["stack"] else "none", "group": "A"},
              "thresholdsStyle": {"mode": "dashed" if thresholds_drawn else "off"}}
@@ -1013,10 +1013,18 @@ def layout(items):
 
 def variable(name, label, query, hide=0):
     return {"name": name, "label": label, "type": "query", "datasource": DS,
-            "query": {"query": query, "refId": f"{name}-variable"}, "definition": query,
+            "query": {"query": query, "refId": f"{name}-variable"},
             "refresh": 2, "regex": "", "sort": 1, "multi": True, "includeAll": True, "allValue": ".*",
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "options": [], "hide": hide,
             "skipUrlSync": False}
+
+
+def annotation(name, color, expr, title):
+    """A Prometheus annotation as Grafana 10 stores it: the query in `target`, the
+    formatting beside it."""
+    return {"name": name, "enable": True, "hide": False, "iconColor": color, "datasource": DS,
+            "target": {"refId": "Anno", "datasource": DS, "expr": expr, "range": True, "instant": False},
+            "titleFormat": title, "tagKeys": "severity,instance", "textFormat": "", "useValueForTime": False}
 
 
 def dashboard(uid, title, description, items):
@@ -1044,14 +1052,10 @@ def dashboard(uid, title, description, items):
         "annotations": {"list": [
             {"name": "Annotations & Alerts", "builtIn": 1, "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
              "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "type": "dashboard"},
-            {"name": "m4watch alerts", "enable": True, "hide": False, "iconColor": "red", "datasource": DS,
-             "expr": f'{s("m4watch_alerts", state="firing")} > 0', "step": "30s",
-             "titleFormat": "{{alertname}} ({{severity}})", "tagKeys": "severity,instance", "textFormat": "",
-             "useValueForTime": False},
-            {"name": "Prometheus alerts (ALERTS)", "enable": True, "hide": False, "iconColor": "purple",
-             "datasource": DS, "expr": 'ALERTS{alertstate="firing", instance=~"$instance"}', "step": "30s",
-             "titleFormat": "{{alertname}}", "tagKeys": "severity,instance", "textFormat": "",
-             "useValueForTime": False},
+            annotation("m4watch alerts", "red", f'{s("m4watch_alerts", state="firing")} > 0',
+                       "{{alertname}} ({{severity}})"),
+            annotation("Prometheus alerts (ALERTS)", "purple", 'ALERTS{alertstate="firing", instance=~"$instance"}',
+                       "{{alertname}}"),
         ]},
         "panels": layout(items),
     }
