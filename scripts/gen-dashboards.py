@@ -376,7 +376,7 @@ DASHBOARDS = {
              "none", "Trading-engine health endpoints that did not answer 2xx in time on their last "
              "probe. See the Containers dashboard's probe panels for which.",
              thresholds=[("green", None), ("red", 1)]),
-        stat("Active recommendations", [instant(f'sum({s("m4watch_recommendations")}) or vector(0)', "active")],
+        stat("Active recommendations", [instant(f'sum({s("m4watch_recommendations")})', "active")],
              "none", "Changes m4watch advises (core placement, memory limits, throttling); "
              "GET /api/v1/monitoring/performance/optimizations lists them with evidence and action.",
              thresholds=[("green", None), ("orange", 1)]),
@@ -397,6 +397,10 @@ DASHBOARDS = {
         bars("Top containers by working set",
              [instant(f'topk(10, {s("m4watch_container_memory_working_set_bytes")})', "{{name}}")], "bytes",
              "The ten containers with the largest working set now (what the OOM killer looks at).", min=0, w=6),
+        bars("Recommendations by kind", [instant(s("m4watch_recommendations"), "{{kind}}")], "none",
+             "Active recommendations per kind; a kind whose inputs are unknown (a replayed recording, "
+             "macOS placement) is absent. GET /api/v1/monitoring/performance/optimizations gives the "
+             "evidence and the action for each.", min=0, w=24, h=6, thresholds=[("green", None), ("orange", 1)]),
     ]),
     "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure.", [
         row("Quick look", collapsed=False),
@@ -442,7 +446,7 @@ DASHBOARDS = {
            "performance cores: background work is starved, or QoS pins it there.", **RATIO),
         heatmap("Per-core utilisation", [q(s("m4watch_cpu_utilization_ratio"), "{{type}} {{cpu}}")], "percentunit",
                 "Every core as one row, darker when busier: hot spots and imbalance between cores "
-                "at a glance.", w=24),
+                "at a glance.", w=24, **RATIO),
         ts("Cluster utilisation", [q(s("m4watch_cpu_cluster_utilization_ratio"), "{{type}}")], "percentunit",
            "Busy share per core type with the performance cluster's warning and critical lines.",
            **RATIO, alerts=["PerformanceCoresBusy", "PerformanceCoresSaturated", "ThermalEmergency"]),

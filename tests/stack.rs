@@ -394,7 +394,10 @@ fn intervals_hold_every_rate_window_at_the_shipped_scrape_intervals() {
             checked += 1;
         }
     }
-    assert!(checked > 5, "no panel reads the fast job with its own interval");
+    assert!(
+        checked > 5,
+        "no panel reads the fast job with its own interval"
+    );
     // The calculation itself, worked by hand: a 1 h range over a 960 px panel with a
     // 5 s scrape interval gives $__interval 5s (3.75 s rounds to 5 s) and
     // $__rate_interval 20s; at 6 h, 20s (22.5 s rounds to 20 s) and 25s.
@@ -407,10 +410,13 @@ fn intervals_hold_every_rate_window_at_the_shipped_scrape_intervals() {
         instant: false,
     };
     assert_eq!(grafana_intervals(&q(12), 3600.0, 5.0), (5.0, 20.0, 3600.0));
-    assert_eq!(grafana_intervals(&q(12), 21600.0, 5.0), (20.0, 25.0, 21600.0));
-    // The shipped config before this check: a 1 s timeInterval made the window 4 s,
-    // shorter than one 5 s scrape.
-    assert_eq!(grafana_intervals(&q(12), 3600.0, 1.0).1, 5.0);
+    assert_eq!(
+        grafana_intervals(&q(12), 21600.0, 5.0),
+        (20.0, 25.0, 21600.0)
+    );
+    // The shipped datasource before this check: a 1 s timeInterval made the window 6 s
+    // at 1 h, holding one sample of a 5 s scrape most of the time.
+    assert_eq!(grafana_intervals(&q(12), 3600.0, 1.0).1, 6.0);
 }
 
 /// A comparison in an alert rule: the metrics on its left, and what it compares with.
@@ -539,7 +545,7 @@ fn every_alert_rule_threshold_is_drawn_on_a_panel_showing_its_expression() {
             .map(|(file, p)| format!("{file} / {}", p["title"]))
             .collect::<Vec<_>>();
         if on.is_empty() {
-            missing.push(format!("{t:?}"));
+            missing.push(format!("{}: {t:?}", t.rule));
         }
     }
     assert!(
@@ -616,13 +622,15 @@ fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
 /// The hardware families come from the shipped synthetic M4 Max recording (replay), as
 /// `m4watch demo` runs it, the only source on Linux that publishes the GPU, ANE, fan and
 /// frequency series. A baseline period of 2 s (a UTC day by default) lets the latency
-/// baselines exist within the test; that is a config choice, not a faster scrape.
+/// baselines exist within the test, and a 20 s advice window (5 min) publishes the
+/// recommendations every 2 s rather than every 30 s; config choices, not faster scrapes.
 fn stack_config(probe: &str) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
          containers:\n  interval: 2s\n  timeout: 2s\n\
          probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
          history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
+         advice:\n  window: 20s\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n",
         env!("CARGO_MANIFEST_DIR")
     ))
@@ -956,6 +964,7 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
 
     let mut empty = Vec::new();
     let mut gappy = Vec::new();
+    let mut gap_checked = 0;
     let queries = panel_queries();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -994,6 +1003,7 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
                 )
                 .await;
                 let missing = missing_steps(&v, from, to, step);
+                gap_checked += 1;
                 if !missing.is_empty() {
                     gappy.push(format!(
                         "{} / {} (step {step}s, rate interval {}s): no point at {missing:?}: {expr}",
@@ -1008,6 +1018,11 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
         "panels without data:\n{}\n\ngappy panels:\n{}",
         empty.join("\n"),
         gappy.join("\n")
+    );
+    println!(
+        "{} panel queries returned data at 1 h and at 6 h; {gap_checked} range queries had a \
+         point at every step of the last {GAP_CHECK_SPAN}s",
+        queries.len()
     );
     hosts.stop().await;
 }
