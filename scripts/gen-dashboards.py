@@ -1,231 +1,1111 @@
 #!/usr/bin/env python3
 """Generates the Grafana dashboards in grafana-dashboards/ from the panel lists below.
 
-    scripts/gen-dashboards.py          write the JSON files
-    scripts/gen-dashboards.py --check  exit 1 if a committed file differs (scripts/test.sh)
+    scripts/gen-dashboards.py              write the JSON files
+    scripts/gen-dashboards.py --check      exit 1 if a committed file differs (scripts/test.sh)
+    scripts/gen-dashboards.py --not-shown  print NOT_SHOWN as JSON (tests/stack.rs reads it)
 
-Every query selects `instance=~"$instance"` so one Grafana watches several hosts, and
-uses `$__rate_interval` for rates. tests/stack.rs parses every query with promql-parser,
-checks its metric names against a live scrape and runs it against a real Prometheus.
+What it derives instead of repeating, so nothing drifts:
+- alert thresholds: every rule in alert-rules/*.rules.yml and prometheus/stack.rules.yml
+  is parsed; a panel names the rules it draws (`alerts=`) and gets each rule's threshold
+  (a threshold step, a value mapping for a state, or the objective series the rule
+  compares against) in the rule's severity colour. Generation fails when a rule is drawn
+  on no panel, or on a panel whose queries do not use the rule's metrics.
+- job selectors and min intervals: prometheus/prometheus.yml's two m4watch jobs. The
+  trading families (the fast job's keep regex) live in job `<job>-trading`, the rest in
+  `<job>`; a panel whose every query reads only the fast job's families sets that job's
+  scrape interval as its min interval, every other panel inherits the datasource's
+  `timeInterval`, which must be the slow job's scrape interval (checked here).
+
+tests/stack.rs parses every query, checks its metric names against the catalogue and a
+live scrape, checks that every exported family is on a panel or in NOT_SHOWN, that
+every rule threshold is drawn, and runs every query against a real Prometheus at the
+`$__rate_interval` Grafana computes for 1 h and 6 h ranges. scripts/check-dashboard-schema.py
+type-checks the output against @grafana/schema.
 """
 import json
 import pathlib
+import re
 import sys
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "grafana-dashboards"
-I = 'instance=~"$instance"'
-# m4watch's severity model, worst first (src/model/alert.rs).
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "grafana-dashboards"
+RULE_FILES = sorted((ROOT / "alert-rules").glob("*.rules.yml")) + [ROOT / "prometheus/stack.rules.yml"]
+DATASOURCE_FILE = OUT / "provisioning/datasources/prometheus.yml"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# m4watch's severity model, worst first (src/model/alert.rs), and the colour each
+# severity's threshold is drawn in.
 SEVERITIES = ["emergency", "critical", "warning", "info"]
+SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange", "info": "blue"}
+
+# Families exported but deliberately on no panel, with the reason (tests/stack.rs checks
+# that every catalogued family is on a panel or here, and that nothing here is shown).
+NOT_SHOWN = {
+    "m4watch_cpu_info": "topology only (cpu -> type, cluster): every per-core panel already "
+                        "carries the type label and the machine table counts the cores",
+    "m4watch_trading_events_total": "the same StatsD counter streams as "
+                                    "m4watch_trading_throughput_per_second (shown, over fixed "
+                                    "windows); the counter exists for rate() in recording rules",
+}
 
 
-def q(expr, legend=""):
-    return {"expr": expr, "legend": legend}
+# --- the shipped Prometheus config -------------------------------------------------
+
+def parse_duration(text):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", str(text))
+    if not m:
+        raise SystemExit(f"unsupported duration {text!r}")
+    return int(m.group(1)) * units[m.group(2)]
 
 
-def panel(title, kind, queries, unit="short", w=12, h=8, desc="", **opts):
-    return {"title": title, "type": kind, "queries": queries, "unit": unit, "w": w, "h": h,
-            "description": desc, "opts": opts}
+def fmt_duration(seconds):
+    return f"{seconds:g}s"
 
 
-def row(title):
-    return {"row": title}
+def scrape_jobs():
+    """The two m4watch jobs of prometheus.yml: (slow job, its interval), (fast job,
+    its interval, the regex of the families it keeps)."""
+    cfg = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+    default = cfg["global"].get("scrape_interval", "1m")
+    fast = slow = None
+    for job in cfg["scrape_configs"]:
+        relabel = {r["action"]: r["regex"] for r in job.get("metric_relabel_configs", [])}
+        interval = parse_duration(job.get("scrape_interval", default))
+        if "keep" in relabel:
+            fast = (job["job_name"], interval, relabel["keep"])
+        elif "drop" in relabel:
+            slow = (job["job_name"], interval, relabel["drop"])
+    assert fast and slow and fast[2] == slow[2], "prometheus.yml: expected a keep and a drop job with one regex"
+    suffix = fast[0][len(slow[0]):]
+    assert fast[0].startswith(slow[0]) and suffix, \
+        f"prometheus.yml: the fast job ({fast[0]}) must be named after the slow one ({slow[0]}) plus a suffix"
+    return slow, fast, suffix
+
+
+(SLOW_JOB, SLOW_INTERVAL, _), (FAST_JOB, FAST_INTERVAL, FAST_REGEX), FAST_SUFFIX = scrape_jobs()
+FAST_FAMILY = re.compile(FAST_REGEX)
+
+
+def check_datasource_interval():
+    ds = yaml.safe_load(DATASOURCE_FILE.read_text())["datasources"][0]
+    got = parse_duration(ds["jsonData"]["timeInterval"])
+    if got != SLOW_INTERVAL:
+        raise SystemExit(f"{DATASOURCE_FILE}: timeInterval is {got}s but the slowest m4watch job "
+                         f"({SLOW_JOB}) scrapes every {SLOW_INTERVAL}s: rate() windows would be empty")
+
+
+# --- alert rules ---------------------------------------------------------------------
+
+def _top_level(expr):
+    """Yields (index, char) of expr outside brackets and quotes."""
+    depth, quote = 0, None
+    for i, c in enumerate(expr):
+        if quote:
+            if c == quote and expr[i - 1] != "\\":
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0:
+            yield i, c
+
+
+def _split_and(expr):
+    parts, start = [], 0
+    for i, _ in _top_level(expr):
+        if expr[i:i + 5] == " and " and i >= start:
+            parts.append(expr[start:i])
+            start = i + 5
+    parts.append(expr[start:])
+    return [p.strip() for p in parts]
+
+
+def _comparison(expr):
+    for i, c in _top_level(expr):
+        two = expr[i:i + 2]
+        if two in (">=", "<=", "==", "!="):
+            return expr[:i].strip(), two, expr[i + 2:].strip()
+        if c in "<>":
+            return expr[:i].strip(), c, expr[i + 1:].strip()
+    raise SystemExit(f"no comparison in rule expression {expr!r}")
+
+
+def metrics_in(expr):
+    """The metric names a PromQL expression selects (good enough for these files:
+    names are m4watch_* or Prometheus' own `up`/`ALERTS`)."""
+    text = re.sub(r'"[^"]*"', '""', expr)
+    return set(re.findall(r"\b(m4watch_\w+|up|ALERTS)\b(?=\s*(?:\{|\[|\)|$|\s|/|\*|>|<|=|!))", text))
+
+
+def _matchers(expr):
+    return dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', expr))
+
+
+def parse_rules():
+    """{alertname: {"severity", "for", "conds": [cond]}}; a cond is one comparison of
+    the rule's expression: lhs metrics, op, and either a literal value, a state label
+    (`== 1` on a state set) or the series (with a factor) it is compared against."""
+    rules = {}
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for r in group["rules"]:
+                if "alert" not in r:
+                    continue
+                conds = []
+                for part in _split_and(" ".join(r["expr"].split())):
+                    part = re.sub(r"^on\s*\([^)]*\)\s*", "", part)
+                    lhs, op, rhs = _comparison(part)
+                    rhs = re.sub(r"^bool\s+", "", rhs)
+                    rhs = re.sub(r"^(on|ignoring)\s*\([^)]*\)\s*(group_left|group_right)?\s*(\([^)]*\))?\s*", "", rhs)
+                    cond = {"metrics": metrics_in(lhs), "op": op, "lhs": lhs}
+                    matchers = _matchers(lhs)
+                    if re.fullmatch(r"[0-9.]+", rhs):
+                        cond["value"] = float(rhs)
+                        state = [k for k in ("state", "status", "level") if k in matchers]
+                        if op == "==" and cond["value"] == 1 and state:
+                            cond["state"] = matchers[state[0]]
+                    else:
+                        m = re.fullmatch(r"([0-9.]+)\s*\*\s*(.+)", rhs)
+                        factor, series = (float(m.group(1)), m.group(2)) if m else (1.0, rhs)
+                        (name,) = metrics_in(series)
+                        cond.update(series=name, factor=factor, series_matchers=_matchers(series),
+                                    lhs_matchers=matchers)
+                    conds.append(cond)
+                rules[r["alert"]] = {"severity": r["labels"]["severity"], "for": r.get("for", "0s"),
+                                     "expr": " ".join(r["expr"].split()), "conds": conds,
+                                     "file": path.relative_to(ROOT).as_posix()}
+    return rules
+
+
+RULES = parse_rules()
+
+
+# --- query helpers -------------------------------------------------------------------
+
+# Families without the container's name label (the Docker collector's own health).
+UNNAMED_CONTAINER_FAMILIES = {"m4watch_container_stats_streams", "m4watch_container_stats_fallbacks_total"}
+
+
+def s(metric, **matchers):
+    """A selector of `metric` for the dashboard's variables: the job holding the family
+    (prometheus.yml splits them), the host and, for containers, the container; then
+    `label="value"` matchers (`label="!value"` for `!=`)."""
+    job = f"$job{FAST_SUFFIX}" if FAST_FAMILY.fullmatch(metric) else "$job"
+    parts = [f'job=~"{job}"', 'instance=~"$instance"']
+    if metric.startswith("m4watch_container_") and metric not in UNNAMED_CONTAINER_FAMILIES:
+        parts.append('name=~"$container"')
+    for label, value in matchers.items():
+        op, value = ("!=", value[1:]) if value.startswith("!") else ("=", value)
+        parts.append(f'{label}{op}"{value}"')
+    return f'{metric}{{{", ".join(parts)}}}'
+
+
+def q(expr, legend="", **opts):
+    return {"expr": expr, "legend": legend, **opts}
+
+
+def state_ordinal(metric, label, states, by):
+    """One series per `by` whose value is the index of the current state of a state set
+    (value mappings turn it back into the state's name)."""
+    alts = " or ".join(f"({s(metric, **{label: st})} == 1) * {i}" for i, st in enumerate(states))
+    return f"max by ({by}) ({alts})"
+
+
+def panel(kind, title, queries, unit, desc, *, w=12, h=8, alerts=(), min=None, max=None,
+          mappings=None, thresholds=None, legend="table", stack=False, decimals=None,
+          overrides=None, transformations=None, options=None, custom=None):
+    assert desc, f"{title}: every panel says what it shows and what to do"
+    return {"kind": kind, "title": title, "queries": queries, "unit": unit, "desc": desc,
+            "w": w, "h": h, "alerts": list(alerts), "min": min, "max": max, "mappings": mappings,
+            "thresholds": thresholds, "legend": legend, "stack": stack, "decimals": decimals,
+            "overrides": overrides or [], "transformations": transformations, "options": options or {},
+            "custom": custom or {}}
+
+
+def ts(*a, **k):
+    return panel("timeseries", *a, **k)
+
+
+def stat(*a, **k):
+    k.setdefault("w", 4)
+    k.setdefault("h", 4)
+    return panel("stat", *a, **k)
+
+
+def gauge(*a, **k):
+    k.setdefault("w", 4)
+    k.setdefault("h", 5)
+    return panel("gauge", *a, **k)
+
+
+def bars(*a, **k):
+    return panel("bargauge", *a, **k)
+
+
+def table(*a, **k):
+    return panel("table", *a, **k)
+
+
+def timeline(*a, **k):
+    return panel("state-timeline", *a, **k)
+
+
+def heatmap(*a, **k):
+    return panel("heatmap", *a, **k)
+
+
+def row(title, collapsed=True):
+    return {"row": title, "collapsed": collapsed}
+
+
+def instant(expr, legend="", fmt="time_series"):
+    return q(expr, legend, instant=True, format=fmt)
+
+
+RATIO = {"min": 0, "max": 1}
+UP_DOWN = {0: ("down", "red"), 1: ("up", "green")}
+OK_FAILING = {0: ("failing", "red"), 1: ("ok", "green")}
+THERMAL = ["nominal", "fair", "serious", "critical"]
+THERMAL_MAP = {0: ("nominal", "green"), 1: ("fair", "yellow"), 2: ("serious", "orange"), 3: ("critical", "red")}
+MEMORY_LEVELS = ["normal", "warn", "critical"]
+MEMORY_LEVEL_MAP = {0: ("normal", "green"), 1: ("warn", "orange"), 2: ("critical", "red")}
+HEALTH = ["healthy", "starting", "unhealthy", "none"]
+HEALTH_MAP = {0: ("healthy", "green"), 1: ("starting", "blue"), 2: ("unhealthy", "orange"), 3: ("no healthcheck", "text")}
+SEVERITY_TEXT_MAP = {sev: (sev, SEVERITY_COLOR[sev]) for sev in SEVERITIES}
+# Columns Grafana's table would otherwise show for every instant query.
+HIDE = {"Time": True, "__name__": True, "job": True}
+
+MEM_USED = f'{s("m4watch_memory_bytes", state="used")} / ignoring(state) {s("m4watch_memory_total_bytes")}'
+MEM_AVAILABLE = f'{s("m4watch_memory_bytes", state="available")} / ignoring(state) {s("m4watch_memory_total_bytes")}'
+P_CLUSTER = s("m4watch_cpu_cluster_utilization_ratio", type="performance")
+E_CLUSTER = s("m4watch_cpu_cluster_utilization_ratio", type="efficiency")
+CONTAINER_CPU = f'sum by (instance, name) (rate({s("m4watch_container_cpu_usage_seconds_total")}[$__rate_interval]))'
+CONTAINER_MEM_RATIO = f'{s("m4watch_container_memory_working_set_bytes")} / {s("m4watch_container_memory_limit_bytes")}'
+OPS = ["order_execution", "market_data", "risk_calculation", "ml_inference"]
+OP_RULES = {"order_execution": "OrderExecutionLatencyHigh", "market_data": "MarketDataLatencyHigh",
+            "risk_calculation": "RiskCalculationLatencyHigh", "ml_inference": "MlInferenceLatencyHigh"}
+
+
+def p95(op):
+    return s("m4watch_trading_latency_quantile_seconds", operation=op, window="1m", quantile="0.95")
+
+
+def firing_by_severity(w=6):
+    return stat("Firing alerts by severity",
+                [instant(f'sum({s("m4watch_alerts", state="firing", severity=sev)}) or vector(0)', sev)
+                 for sev in SEVERITIES], "none",
+                "Alerts firing now per severity, worst first (info < warning < critical < emergency, the "
+                "order Slack colours, PagerDuty levels and health follow). Anything above 0: open the "
+                "Alerts dashboard's firing table for the rule and its runbook text.",
+                w=w, thresholds=[("green", None), ("red", 1)], options={"textMode": "value_and_name"})
+
+
+def firing_table(w=12):
+    return table("Firing alerts",
+                 [instant(f'{s("m4watch_alerts", state="firing")} > 0', fmt="table")], "none",
+                 "Every alert m4watch has firing now (its rule engine, every second), with severity and "
+                 "host. The notification for each went to the configured receivers; acknowledge or "
+                 "silence through the API. Empty means nothing fires.",
+                 w=w, mappings={"severity": SEVERITY_TEXT_MAP},
+                 transformations=[organize(HIDE | {"state": True, "Value": True})])
+
+
+def organize(exclude, rename=None):
+    return {"id": "organize", "options": {"excludeByName": exclude, "indexByName": {}, "renameByName": rename or {}}}
+
+
+def objective_queries(op):
+    """The series a latency rule compares against (its objective), drawn as a dashed line."""
+    out = []
+    for cond in RULES[OP_RULES[op]]["conds"]:
+        if "series" in cond:
+            factor = "" if cond["factor"] == 1 else f'{cond["factor"]:g} * '
+            out.append(q(factor + s(cond["series"], **cond["series_matchers"]), "alert threshold"))
+    return out
+
+
+def limit_override(regex):
+    return {"matcher": {"id": "byRegexp", "options": regex},
+            "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                           {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+                           {"id": "custom.fillOpacity", "value": 0}]}
 
 
 DASHBOARDS = {
-    "overview": ("m4watch / Overview", "Performance score, health, firing alerts, P vs E load, top containers.", [
-        row("Performance"),
-        panel("Performance score", "stat", [q(f'm4watch_performance_score{{{I}}}', "{{instance}}")], "none", w=6,
-              desc="Weighted score 0..100: latency 40%, risk 20%, ML 20%, throughput 20%.",
-              thresholds=[("red", None), ("orange", 70), ("green", 85)]),
-        panel("Score components", "bargauge", [q(f'm4watch_performance_component_score{{{I}}}', "{{component}}")],
-              "percentunit", w=6),
-        panel("Collectors failing", "stat", [q(f'count(m4watch_collector_success{{{I}}} == 0) or vector(0)', "failing")],
-              "none", w=6, thresholds=[("green", None), ("red", 1)]),
-        panel("Firing alerts by severity", "stat",
-              [q(f'sum(m4watch_alerts{{{I}, state="firing", severity="{sev}"}}) or vector(0)', sev)
-               for sev in SEVERITIES], "none", w=6,
-              desc="Firing alerts per severity, worst first (info < warning < critical < emergency, "
-                   "the order Slack colours, PagerDuty levels and health follow).",
-              thresholds=[("green", None), ("red", 1)]),
-        row("CPU"),
-        panel("Cluster utilisation: performance vs efficiency", "timeseries",
-              [q(f'm4watch_cpu_cluster_utilization_ratio{{{I}}}', "{{instance}} {{type}}")], "percentunit", w=12),
-        panel("Memory used", "timeseries",
-              [q(f'm4watch_memory_bytes{{{I}, state="used"}}', "used"),
-               q(f'm4watch_memory_total_bytes{{{I}}}', "total")], "bytes", w=12),
-        row("Containers"),
-        panel("Top containers by CPU", "bargauge",
-              [q(f'topk(10, rate(m4watch_container_cpu_usage_seconds_total{{{I}}}[$__rate_interval]))', "{{name}}")],
-              "percentunit", w=12),
-        panel("Top containers by working set", "bargauge",
-              [q(f'topk(10, m4watch_container_memory_working_set_bytes{{{I}}})', "{{name}}")], "bytes", w=12),
+    "overview": ("m4watch / Overview", "Headlines of one trading host: score, firing alerts, CPU by core type, GPU, Neural Engine, memory, containers.", [
+        row("Quick look", collapsed=False),
+        gauge("Performance score", [instant(s("m4watch_performance_score"), "{{instance}}")], "none",
+              "Weighted trading score 0..100 (latency 40%, risk 20%, ML 20%, throughput 20%) over the "
+              "components with data. Below the line: open the Trading dashboard's component scores "
+              "to see which part degraded.", min=0, max=100, alerts=["PerformanceScoreLow"]),
+        gauge("Performance cores", [instant(P_CLUSTER, "{{instance}}")], "percentunit",
+              "Busy share of the performance-core cluster now. Orange and red are the paging "
+              "thresholds: move batch work to the efficiency cores before order execution queues.",
+              **RATIO, alerts=["PerformanceCoresBusy", "PerformanceCoresSaturated", "ThermalEmergency"]),
+        gauge("GPU", [instant(s("m4watch_gpu_utilization_ratio"), "{{instance}}")], "percentunit",
+              "GPU busy share now. Sustained above the line slows GPU model inference: find the job "
+              "holding the GPU.", **RATIO, alerts=["GpuBusy"]),
+        gauge("Neural Engine (estimate)", [instant(s("m4watch_ane_utilization_estimate_ratio"), "{{instance}}")],
+              "percentunit", "Neural Engine utilisation estimated from its power (no public API "
+              "measures it). Near the red line, confirm with ML inference latency before shedding "
+              "model load.", **RATIO, alerts=["NeuralEngineBusy", "NeuralEngineSaturated"]),
+        gauge("Memory used", [instant(MEM_USED, "{{instance}}")], "percentunit",
+              "Share of physical memory in use now. Past the lines the host compresses and swaps, "
+              "which adds milliseconds to every trading path: find the largest containers.",
+              **RATIO, alerts=["MemoryUsedHigh", "MemoryUsedCritical"]),
+        stat("Thermal pressure", [instant(state_ordinal("m4watch_thermal_pressure", "state", THERMAL, "instance"), "{{instance}}")],
+             "none", "macOS thermal pressure now. Serious and critical mean the CPU and GPU are "
+             "throttled: check airflow and fans, reduce sustained load.",
+             mappings=THERMAL_MAP, alerts=["ThermalPressureSerious", "ThermalPressureCritical", "ThermalEmergency"]),
+        firing_by_severity(w=8),
+        stat("Collectors failing", [instant(f'count({s("m4watch_collector_success")} == 0) or vector(0)', "failing")],
+             "none", "Collectors whose last run failed. A failing collector's metrics are missing and "
+             "its alerts cannot fire: /api/v1/monitoring/health names the error.",
+             thresholds=[("green", None), ("red", 1)]),
+        stat("Containers down", [instant(f'count({s("m4watch_container_up")} == 0) or vector(0)', "down")],
+             "none", "Watched containers not running. Check `docker ps -a` and the container's logs.",
+             thresholds=[("green", None), ("red", 1)]),
+        stat("Probes failing", [instant(f'count({s("m4watch_probe_success")} == 0) or vector(0)', "failing")],
+             "none", "Trading-engine health endpoints that did not answer 2xx in time on their last "
+             "probe. See the Containers dashboard's probe panels for which.",
+             thresholds=[("green", None), ("red", 1)]),
+        stat("Active recommendations", [instant(f'sum({s("m4watch_recommendations")})', "active")],
+             "none", "Changes m4watch advises (core placement, memory limits, throttling); "
+             "GET /api/v1/monitoring/performance/optimizations lists them with evidence and action.",
+             thresholds=[("green", None), ("orange", 1)]),
+        row("Trends", collapsed=False),
+        ts("CPU by core type", [q(s("m4watch_cpu_cluster_utilization_ratio"), "{{instance}} {{type}}")], "percentunit",
+           "Busy share of the performance and efficiency clusters. Performance high while efficiency "
+           "idles means work is placed badly; both high means the host is short of CPU.",
+           **RATIO, alerts=["PerformanceCoresBusy", "PerformanceCoresSaturated", "ThermalEmergency"]),
+        ts("Memory used", [q(MEM_USED, "{{instance}}")], "percentunit",
+           "Share of physical memory in use, with the warning and critical lines. A steady climb "
+           "is a leak: compare with the Containers dashboard's working sets.",
+           **RATIO, alerts=["MemoryUsedHigh", "MemoryUsedCritical"]),
+        row("Now", collapsed=False),
+        firing_table(w=12),
+        bars("Top containers by CPU", [instant(f"topk(10, {CONTAINER_CPU})", "{{name}}")], "percentunit",
+             "The ten containers using most CPU now (100% = one core). A latency-critical engine "
+             "near its limit gets throttled: see the Containers dashboard's throttling panel.", min=0, w=6),
+        bars("Top containers by working set",
+             [instant(f'topk(10, {s("m4watch_container_memory_working_set_bytes")})', "{{name}}")], "bytes",
+             "The ten containers with the largest working set now (what the OOM killer looks at).", min=0, w=6),
+        bars("Recommendations by kind", [instant(s("m4watch_recommendations"), "{{kind}}")], "none",
+             "Active recommendations per kind; a kind whose inputs are unknown (a replayed recording, "
+             "macOS placement) is absent. GET /api/v1/monitoring/performance/optimizations gives the "
+             "evidence and the action for each.", min=0, w=24, h=6, thresholds=[("green", None), ("orange", 1)]),
     ]),
-    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, GPU, ANE, power, temperatures, thermal and memory pressure.", [
-        row("CPU"),
-        panel("Per-core utilisation (performance cores)", "timeseries",
-              [q(f'm4watch_cpu_utilization_ratio{{{I}, type="performance"}}', "cpu {{cpu}}")], "percentunit"),
-        panel("Per-core utilisation (efficiency cores)", "timeseries",
-              [q(f'm4watch_cpu_utilization_ratio{{{I}, type="efficiency"}}', "cpu {{cpu}}")], "percentunit"),
-        panel("Per-core utilisation heatmap", "heatmap",
-              [q(f'm4watch_cpu_utilization_ratio{{{I}}}', "{{type}} {{cpu}}")], "percentunit", w=24),
-        panel("Cluster utilisation", "timeseries",
-              [q(f'm4watch_cpu_cluster_utilization_ratio{{{I}}}', "{{type}}")], "percentunit"),
-        panel("CPU time by mode", "timeseries",
-              [q(f'sum by (type, mode) (rate(m4watch_cpu_seconds_total{{{I}, mode!="idle"}}[$__rate_interval]))',
-                 "{{type}} {{mode}}")], "short"),
-        panel("Cluster frequency", "timeseries",
-              [q(f'm4watch_cpu_frequency_hertz{{{I}, cluster!=""}}', "{{cluster}}")], "hertz"),
-        panel("Cores by type", "stat", [q(f'm4watch_cpu_cores{{{I}}}', "{{type}}")], "none"),
+    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure.", [
+        row("Quick look", collapsed=False),
+        gauge("Performance cores", [instant(P_CLUSTER, "{{instance}}")], "percentunit",
+              "Busy share of the performance-core cluster now, with the warning and critical lines.",
+              **RATIO, alerts=["PerformanceCoresBusy", "PerformanceCoresSaturated", "ThermalEmergency"]),
+        gauge("Efficiency cores", [instant(E_CLUSTER, "{{instance}}")], "percentunit",
+              "Busy share of the efficiency-core cluster now; batch work belongs here. No rule pages on it.",
+              **RATIO, thresholds=[("green", None), ("orange", 0.9)]),
+        gauge("GPU", [instant(s("m4watch_gpu_utilization_ratio"), "{{instance}}")], "percentunit",
+              "GPU busy share now, with the GpuBusy line.", **RATIO, alerts=["GpuBusy"]),
+        gauge("Neural Engine (estimate)", [instant(s("m4watch_ane_utilization_estimate_ratio"), "{{instance}}")],
+              "percentunit", "Neural Engine utilisation estimated from power, with the busy and saturated lines.",
+              **RATIO, alerts=["NeuralEngineBusy", "NeuralEngineSaturated"]),
+        gauge("Memory used", [instant(MEM_USED, "{{instance}}")], "percentunit",
+              "Share of physical memory in use now, with the warning and critical lines.",
+              **RATIO, alerts=["MemoryUsedHigh", "MemoryUsedCritical"]),
+        stat("Thermal pressure", [instant(state_ordinal("m4watch_thermal_pressure", "state", THERMAL, "instance"), "{{instance}}")],
+             "none", "macOS thermal pressure now; serious and critical alert.",
+             mappings=THERMAL_MAP, alerts=["ThermalPressureSerious", "ThermalPressureCritical", "ThermalEmergency"]),
+        table("Machine",
+              [instant(s("m4watch_chip_info"), fmt="table"),
+               instant(s("m4watch_memory_total_bytes"), fmt="table")],
+              "none", "The chip, its core counts and installed memory, per host: the denominators of "
+                      "every share on this dashboard.", w=12, h=5,
+              transformations=[{"id": "merge", "options": {}},
+                               organize(HIDE | {"Value #A": True}, {"Value #B": "memory"})],
+              overrides=[{"matcher": {"id": "byName", "options": "memory"},
+                          "properties": [{"id": "unit", "value": "bytes"}]}]),
+        stat("Cores by type", [instant(s("m4watch_cpu_cores"), "{{type}}")], "none",
+             "Logical CPUs per core type as the collector sees them (12 performance and 4 "
+             "efficiency on an M4 Max 16-core).", w=6, h=5, options={"textMode": "value_and_name"}),
+        stat("Fans", [instant(s("m4watch_fan_speed_rpm"), "{{fan}}")], "rotrpm",
+             "Fan speeds now. Fans at full speed with thermal pressure rising: check airflow.",
+             w=6, h=5, options={"textMode": "value_and_name"}),
+        row("CPU", collapsed=False),
+        ts("Performance cores, per core", [q(s("m4watch_cpu_utilization_ratio", type="performance"), "cpu {{cpu}}")],
+           "percentunit", "Busy share of each performance core. One core pinned near 100% while the "
+           "cluster is calm is a hot thread (order execution, a feed handler): check what runs on it.",
+           **RATIO, alerts=["PerformanceCoreSaturated"]),
+        ts("Efficiency cores, per core", [q(s("m4watch_cpu_utilization_ratio", type="efficiency"), "cpu {{cpu}}")],
+           "percentunit", "Busy share of each efficiency core. Saturated efficiency cores with idle "
+           "performance cores: background work is starved, or QoS pins it there.", **RATIO),
+        heatmap("Per-core utilisation", [q(s("m4watch_cpu_utilization_ratio"), "{{type}} {{cpu}}")], "percentunit",
+                "Every core as one row, darker when busier: hot spots and imbalance between cores "
+                "at a glance.", w=24, **RATIO),
+        ts("Cluster utilisation", [q(s("m4watch_cpu_cluster_utilization_ratio"), "{{type}}")], "percentunit",
+           "Busy share per core type with the performance cluster's warning and critical lines.",
+           **RATIO, alerts=["PerformanceCoresBusy", "PerformanceCoresSaturated", "ThermalEmergency"]),
+        ts("CPU time by mode", [q(f'sum by (type, mode) (rate({s("m4watch_cpu_seconds_total", mode="!idle")}[$__rate_interval]))',
+                                  "{{type}} {{mode}}")], "percentunit",
+           "CPU seconds per second by core type and mode (1 = one core busy). Much system time "
+           "points at syscalls or interrupts rather than trading code.", min=0, stack=True),
+        ts("Cluster frequency", [q(s("m4watch_cpu_frequency_hertz", cluster="!"), "{{cluster}}")], "hertz",
+           "Average active frequency per cluster. A drop under load while thermal pressure rises is "
+           "throttling.", min=0),
+        ts("Per-core frequency", [q(s("m4watch_cpu_frequency_hertz", cpu="!"), "cpu {{cpu}} {{type}}")], "hertz",
+           "Average active frequency per core; an idle core reads its lowest step.", min=0),
+        ts("Active residency per core", [q(s("m4watch_cpu_active_ratio"), "cpu {{cpu}} {{type}}")], "percentunit",
+           "Share of time each core spent in an active frequency state (IOReport). High residency "
+           "with low utilisation means spinning or frequent short wakeups.", **RATIO),
         row("GPU and Neural Engine"),
-        panel("GPU utilisation", "timeseries", [q(f'm4watch_gpu_utilization_ratio{{{I}}}', "GPU")], "percentunit", w=8),
-        panel("GPU memory in use", "timeseries", [q(f'm4watch_gpu_memory_used_bytes{{{I}}}', "in use")], "bytes", w=8),
-        panel("GPU frequency", "timeseries", [q(f'm4watch_gpu_frequency_hertz{{{I}}}', "GPU")], "hertz", w=8),
-        panel("ANE utilisation (estimate from power)", "timeseries",
-              [q(f'm4watch_ane_utilization_estimate_ratio{{{I}}}', "ANE estimate")], "percentunit",
-              desc="No public API measures Neural Engine utilisation: this is ANE power over the configured maximum."),
-        panel("ANE power", "timeseries", [q(f'm4watch_ane_power_watts{{{I}}}', "ANE")], "watt"),
+        ts("GPU utilisation", [q(s("m4watch_gpu_utilization_ratio"), "GPU")], "percentunit",
+           "GPU busy share with the GpuBusy line; sustained above it, GPU inference slows.",
+           **RATIO, w=8, alerts=["GpuBusy"]),
+        ts("GPU memory in use", [q(s("m4watch_gpu_memory_used_bytes"), "in use")], "bytes",
+           "Unified memory the GPU driver holds. It comes out of the same RAM as everything else: "
+           "compare with Memory used.", min=0, w=8),
+        ts("GPU frequency", [q(s("m4watch_gpu_frequency_hertz"), "GPU")], "hertz",
+           "Average GPU frequency while active; falling under load means throttling.", min=0, w=8),
+        ts("Neural Engine utilisation (estimate)", [q(s("m4watch_ane_utilization_estimate_ratio"), "ANE estimate")],
+           "percentunit", "ANE power over the configured maximum (no public API measures ANE "
+           "utilisation), with the busy and saturated lines. Confirm with ML inference latency.",
+           **RATIO, alerts=["NeuralEngineBusy", "NeuralEngineSaturated"]),
+        ts("Neural Engine power", [q(s("m4watch_ane_power_watts"), "ANE")], "watt",
+           "Neural Engine power, the input of the estimate beside it.", min=0),
         row("Power and thermals"),
-        panel("Power by rail", "timeseries", [q(f'm4watch_power_watts{{{I}}}', "{{rail}}")], "watt"),
-        panel("Energy per hour by rail", "timeseries",
-              [q(f'rate(m4watch_energy_joules_total{{{I}}}[$__rate_interval]) * 3600', "{{rail}}")], "joule"),
-        panel("Temperatures", "timeseries", [q(f'm4watch_temperature_celsius{{{I}}}', "{{sensor}}")], "celsius"),
-        panel("Thermal pressure", "state-timeline",
-              [q(f'm4watch_thermal_pressure{{{I}}} == 1', "{{state}}")], "none"),
-        panel("Fans", "timeseries", [q(f'm4watch_fan_speed_rpm{{{I}}}', "{{fan}}")], "rotrpm"),
+        ts("Power by rail", [q(s("m4watch_power_watts"), "{{rail}}")], "watt",
+           "Power per rail (cpu, gpu, ane, dram, system). A rail rising without more work done "
+           "is a runaway process or thermal trouble.", min=0),
+        bars("Energy over the range by rail",
+             [instant(f'increase({s("m4watch_energy_joules_total")}[$__range]) / 3600', "{{rail}}")], "watth",
+             "Energy each rail used over the selected time range, in watt-hours.", min=0),
+        ts("Temperatures", [q(s("m4watch_temperature_celsius"), "{{sensor}}")], "celsius",
+           "Temperature per sensor. Rising temperatures precede thermal pressure.", min=0),
+        timeline("Thermal pressure", [q(state_ordinal("m4watch_thermal_pressure", "state", THERMAL, "instance"), "{{instance}}")],
+                 "none", "macOS thermal pressure over time: nominal, fair, serious (warning), critical "
+                 "(critical; with saturated performance cores an emergency). Serious means throttling.",
+                 mappings=THERMAL_MAP, alerts=["ThermalPressureSerious", "ThermalPressureCritical", "ThermalEmergency"]),
+        ts("Fan speed", [q(s("m4watch_fan_speed_rpm"), "{{fan}}")], "rotrpm",
+           "Fan speed per fan; fans at maximum with rising temperatures: check airflow.", min=0),
         row("Memory"),
-        panel("Memory by state", "timeseries", [q(f'm4watch_memory_bytes{{{I}}}', "{{state}}")], "bytes"),
-        panel("Memory pressure", "timeseries",
-              [q(f'm4watch_memory_pressure_ratio{{{I}}} or on (instance) (m4watch_memory_pressure_level{{{I}}} == 1)',
-                 "{{window}}{{level}}")], "short",
-              desc="Linux: share of time stalled on memory (PSI). macOS: the kernel's pressure level (normal, warn, critical)."),
+        ts("Memory used", [q(MEM_USED, "used")], "percentunit",
+           "Share of physical memory in use with the warning and critical lines.",
+           **RATIO, alerts=["MemoryUsedHigh", "MemoryUsedCritical"]),
+        ts("Memory available", [q(MEM_AVAILABLE, "available")], "percentunit",
+           "Share of physical memory available. Below the line the kernel starts killing "
+           "processes: stop non-essential services now.", **RATIO, alerts=["MemoryExhaustionImminent"]),
+        ts("Memory by state", [q(s("m4watch_memory_bytes"), "{{state}}"), q(s("m4watch_memory_total_bytes"), "total")],
+           "bytes", "Memory by state (used, available, cached, wired, compressed, swap) against the "
+           "installed total. Growing compressed or swap means memory is short.", min=0),
+        timeline("Memory pressure (macOS)",
+                 [q(state_ordinal("m4watch_memory_pressure_level", "level", MEMORY_LEVELS, "instance"), "{{instance}}")],
+                 "none", "The macOS kernel's memory pressure level. Warn for long: free memory before it "
+                 "turns critical.", mappings=MEMORY_LEVEL_MAP),
+        ts("Memory stall (Linux PSI)", [q(s("m4watch_memory_pressure_ratio"), "{{window}}")], "percentunit",
+           "Share of time some task waited for memory (Linux pressure stall information). Any "
+           "sustained value means memory is the bottleneck.", **RATIO),
     ]),
-    "containers": ("m4watch / Containers", "Docker containers and the trading engines' health probes.", [
-        row("Resources"),
-        panel("CPU", "timeseries",
-              [q(f'rate(m4watch_container_cpu_usage_seconds_total{{{I}}}[$__rate_interval])', "{{name}}")], "short"),
-        panel("Memory working set vs limit", "timeseries",
-              [q(f'm4watch_container_memory_working_set_bytes{{{I}}}', "{{name}}"),
-               q(f'm4watch_container_memory_limit_bytes{{{I}}}', "{{name}} limit")], "bytes"),
-        panel("Network receive", "timeseries",
-              [q(f'sum by (name) (rate(m4watch_container_network_receive_bytes_total{{{I}}}[$__rate_interval]))', "{{name}}")], "Bps"),
-        panel("Network transmit", "timeseries",
-              [q(f'sum by (name) (rate(m4watch_container_network_transmit_bytes_total{{{I}}}[$__rate_interval]))', "{{name}}")], "Bps"),
-        panel("Block I/O read", "timeseries",
-              [q(f'rate(m4watch_container_blkio_read_bytes_total{{{I}}}[$__rate_interval])', "{{name}}")], "Bps"),
-        panel("Block I/O write", "timeseries",
-              [q(f'rate(m4watch_container_blkio_write_bytes_total{{{I}}}[$__rate_interval])', "{{name}}")], "Bps"),
-        row("Lifecycle"),
-        panel("Up", "state-timeline", [q(f'm4watch_container_up{{{I}}}', "{{name}}")], "none"),
-        panel("Restarts", "timeseries", [q(f'm4watch_container_restarts_total{{{I}}}', "{{name}}")], "none"),
-        panel("OOM kills", "timeseries", [q(f'm4watch_container_oom_kills_total{{{I}}}', "{{name}}")], "none"),
-        panel("Health", "table", [q(f'm4watch_container_health_status{{{I}}} == 1', "{{name}} {{status}}")], "none"),
-        row("Engine probes"),
-        panel("Probe success", "state-timeline", [q(f'm4watch_probe_success{{{I}}}', "{{target}}")], "none"),
-        panel("Probe latency", "timeseries", [q(f'm4watch_probe_duration_seconds{{{I}}}', "{{target}}")], "s"),
+    "containers": ("m4watch / Containers", "Docker containers of the trading stack and the trading engines' health probes.", [
+        row("Quick look", collapsed=False),
+        stat("Containers running", [instant(f'sum({s("m4watch_container_up")})', "running")], "none",
+             "Watched containers running now.", thresholds=[("blue", None)]),
+        stat("Containers down", [instant(f'count({s("m4watch_container_up")} == 0) or vector(0)', "down")], "none",
+             "Watched containers not running; ContainerDown pages after 30 s.", thresholds=[("green", None), ("red", 1)]),
+        stat("Restarts in 10 min", [instant(f'sum(increase({s("m4watch_container_restarts_total")}[10m]))', "restarts")],
+             "none", "Container restarts over the last 10 minutes, all containers. Three of one "
+             "container is a crash loop (ContainerRestarting).", thresholds=[("green", None), ("orange", 1)]),
+        stat("OOM kills in 5 min", [instant(f'sum(increase({s("m4watch_container_oom_kills_total")}[5m]))', "OOM kills")],
+             "none", "Kernel OOM kills of containers over the last 5 minutes: raise the limit or find the leak.",
+             thresholds=[("green", None), ("red", 1)]),
+        stat("Probes failing", [instant(f'count({s("m4watch_probe_success")} == 0) or vector(0)', "failing")], "none",
+             "Engine health endpoints failing their last probe.", thresholds=[("green", None), ("red", 1)]),
+        table("Docker Engine", [instant(s("m4watch_docker_info"), fmt="table")], "none",
+              "The Engine m4watch watches: version, CPUs and memory (on a Mac, Docker Desktop's VM, "
+              "not the Mac).", w=4, h=4, transformations=[organize(HIDE | {"Value": True, "instance": True})]),
+        table("Containers",
+              [instant(s("m4watch_container_info"), fmt="table"),
+               instant(s("m4watch_container_up"), fmt="table"),
+               instant(f'time() - {s("m4watch_container_start_time_seconds")}', fmt="table"),
+               instant(f'increase({s("m4watch_container_restarts_total")}[10m])', fmt="table"),
+               instant(s("m4watch_container_last_exit_code"), fmt="table")],
+              "none", "Every watched container: image, cpuset, restart policy, whether it runs, since "
+              "when, restarts in the last 10 minutes and its last exit code. A latency-critical "
+              "container without a cpuset can land on efficiency cores.", w=24, h=7,
+              mappings={"Value #B": UP_DOWN},
+              transformations=[{"id": "merge", "options": {}},
+                               organize(HIDE | {"Value #A": True, "compose_project": True, "compose_service": True},
+                                        {"Value #B": "up", "Value #C": "uptime", "Value #D": "restarts (10m)",
+                                         "Value #E": "last exit code"})],
+              overrides=[{"matcher": {"id": "byName", "options": "uptime"}, "properties": [{"id": "unit", "value": "dtdurations"}]},
+                         {"matcher": {"id": "byName", "options": "up"},
+                          "properties": [{"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]),
+        row("CPU", collapsed=False),
+        ts("CPU", [q(CONTAINER_CPU, "{{name}}"),
+                   q(s("m4watch_container_cpu_limit_cores"), "{{name}} limit")], "percentunit",
+           "CPU used per container (100% = one core) and its CPU limit (dashed). Near the limit "
+           "the container is throttled: raise the limit or pin it to dedicated cores.", min=0,
+           overrides=[limit_override("/ limit$/")]),
+        ts("CPU throttling", [q(f'rate({s("m4watch_container_cpu_throttled_seconds_total")}[$__rate_interval])', "{{name}}")],
+           "s", "Seconds per second the CPU quota held each container back. Above the line for "
+           "5 minutes pages (ContainerCpuThrottled); any throttling adds latency to an engine.",
+           min=0, alerts=["ContainerCpuThrottled"]),
+        row("Memory", collapsed=False),
+        ts("Working set of the limit", [q(CONTAINER_MEM_RATIO, "{{name}}")], "percentunit",
+           "Working set over memory limit per container. At 100% the kernel OOM-kills it; the line "
+           "is ContainerMemoryNearLimit.", min=0, max=1, alerts=["ContainerMemoryNearLimit"]),
+        ts("Memory", [q(s("m4watch_container_memory_working_set_bytes"), "{{name}} working set"),
+                      q(s("m4watch_container_memory_usage_bytes"), "{{name}} usage"),
+                      q(s("m4watch_container_memory_limit_bytes"), "{{name}} limit")], "bytes",
+           "Working set (what the OOM killer counts), usage with page cache, and the limit (dashed).",
+           min=0, overrides=[limit_override("/ limit$/")]),
+        row("Network, disk and processes"),
+        ts("Network receive", [q(f'sum by (name) (rate({s("m4watch_container_network_receive_bytes_total")}[$__rate_interval]))', "{{name}}")],
+           "Bps", "Bytes per second received per container; a feed handler's receive rate is the market's pace.", min=0, w=8),
+        ts("Network transmit", [q(f'sum by (name) (rate({s("m4watch_container_network_transmit_bytes_total")}[$__rate_interval]))', "{{name}}")],
+           "Bps", "Bytes per second sent per container.", min=0, w=8),
+        ts("Processes and threads", [q(s("m4watch_container_pids"), "{{name}}")], "none",
+           "Processes and threads per container; steady growth is a thread leak.", min=0, w=8),
+        ts("Block I/O read", [q(f'rate({s("m4watch_container_blkio_read_bytes_total")}[$__rate_interval])', "{{name}}")],
+           "Bps", "Bytes per second read from block devices per container.", min=0),
+        ts("Block I/O write", [q(f'rate({s("m4watch_container_blkio_write_bytes_total")}[$__rate_interval])', "{{name}}")],
+           "Bps", "Bytes per second written per container; a trading engine writing heavily is "
+           "logging too much.", min=0),
+        row("Lifecycle", collapsed=False),
+        timeline("Running", [q(s("m4watch_container_up"), "{{name}}")], "none",
+                 "Whether each container runs. Down for 30 s pages (ContainerDown): `docker logs` "
+                 "says why it stopped.", mappings=UP_DOWN, alerts=["ContainerDown"]),
+        timeline("Health", [q(state_ordinal("m4watch_container_health_status", "status", HEALTH, "instance, name"), "{{name}}")],
+                 "none", "Docker HEALTHCHECK state per container. Unhealthy for 30 s warns "
+                 "(ContainerUnhealthy); `docker inspect` shows the check's output.",
+                 mappings=HEALTH_MAP, alerts=["ContainerUnhealthy"]),
+        ts("Restarts in 10 min", [q(f'increase({s("m4watch_container_restarts_total")}[10m])', "{{name}}")], "none",
+           "Restarts per container over a sliding 10 minutes. Three is a crash loop "
+           "(ContainerRestarting): read its logs before the restart policy hides the cause.",
+           min=0, alerts=["ContainerRestarting"]),
+        ts("OOM kills in 5 min", [q(f'increase({s("m4watch_container_oom_kills_total")}[5m])', "{{name}}")], "none",
+           "Kernel OOM kills per container over a sliding 5 minutes; any pages (ContainerOomKilled).",
+           min=0, alerts=["ContainerOomKilled"]),
+        ts("Failing healthcheck streak", [q(s("m4watch_container_health_failing_streak"), "{{name}}")], "none",
+           "Consecutive failed HEALTHCHECK runs; Docker marks the container unhealthy at its retries.", min=0),
+        row("Engine probes", collapsed=False),
+        timeline("Probe success", [q(s("m4watch_probe_success"), "{{target}}")], "none",
+                 "Whether each engine's health endpoint answered 2xx in time. Failing for a minute "
+                 "pages (ProbeFailing): the engine is down, hung or refusing requests.",
+                 mappings=OK_FAILING, alerts=["ProbeFailing", "ProbeSlow"]),
+        ts("Probe latency", [q(s("m4watch_probe_duration_seconds"), "{{target}}")], "s",
+           "How long each probe took. Over the line for 3 minutes warns (ProbeSlow): the engine's "
+           "request handling is stalled or starved of CPU.", min=0, alerts=["ProbeSlow"]),
+        timeline("Probe HTTP status", [q(s("m4watch_probe_http_status_code"), "{{target}}")], "none",
+                 "HTTP status of each target's last answer (absent when nothing answered). A non-2xx "
+                 "answer means the engine is up but reports itself unwell.",
+                 mappings={"ranges": [(200, 299, "green"), (300, 399, "orange"), (400, 599, "red")]}),
+        row("Docker collector"),
+        ts("Stats age", [q(s("m4watch_container_stats_age_seconds"), "{{name}}")], "s",
+           "Seconds since each container's usage figures arrived from the Engine. Growing ages "
+           "mean the stats stream stalled and the panels above are stale.", min=0),
+        ts("Stats streams and fallbacks",
+           [q(s("m4watch_container_stats_streams"), "streams open"),
+            q(f'increase({s("m4watch_container_stats_fallbacks_total")}[$__rate_interval])', "one-shot fallbacks")],
+           "none", "Stats streams open to the Engine, and one-shot reads for containers without a "
+           "working stream. Steady fallbacks: raise containers.max_streams.", min=0),
     ]),
-    "trading": ("m4watch / Trading", "Latency quantiles, histograms, throughput and the performance score.", [
-        row("Latency"),
-        panel("p95 latency by operation (1m window)", "timeseries",
-              [q(f'm4watch_trading_latency_quantile_seconds{{{I}, window="1m", quantile="0.95"}}', "{{operation}}")], "s"),
-        panel("p99.9 latency by operation (5m window)", "timeseries",
-              [q(f'm4watch_trading_latency_quantile_seconds{{{I}, window="5m", quantile="0.999"}}', "{{operation}}")], "s"),
-        panel("p99 across hosts (from histograms)", "timeseries",
-              [q(f'histogram_quantile(0.99, sum by (operation, le) (rate(m4watch_trading_latency_seconds_bucket{{{I}}}[$__rate_interval])))',
-                 "{{operation}}")], "s"),
-        panel("Latency histogram", "heatmap",
-              [q(f'sum by (le) (rate(m4watch_trading_latency_seconds_bucket{{{I}}}[$__rate_interval]))', "{{le}}")], "s",
-              format="heatmap"),
-        row("Throughput and score"),
-        panel("Throughput", "timeseries",
-              [q(f'm4watch_trading_throughput_per_second{{{I}, window="1m"}}', "{{stream}}")], "ops"),
-        panel("Measurements per second", "timeseries",
-              [q(f'sum by (operation) (rate(m4watch_trading_latency_seconds_count{{{I}}}[$__rate_interval]))', "{{operation}}")], "ops"),
-        panel("Performance score", "timeseries", [q(f'm4watch_performance_score{{{I}}}', "score")], "none"),
-        panel("Score components", "timeseries",
-              [q(f'm4watch_performance_component_score{{{I}}}', "{{component}}")], "percentunit"),
+    "trading": ("m4watch / Trading", "Latency per operation against its alert threshold, histograms, throughput, the performance score and StatsD ingest.", [
+        row("Quick look", collapsed=False),
+        gauge("Performance score", [instant(s("m4watch_performance_score"), "{{instance}}")], "none",
+              "Weighted score 0..100 over the components with data. Below the line for 5 minutes warns.",
+              min=0, max=100, alerts=["PerformanceScoreLow"]),
+        *[stat(f"{op} p95 (1m)",
+               [instant(p95(op), "p95")] + [dict(o, instant=True) for o in objective_queries(op)], "s",
+               f"95th percentile of {op} latency over the last minute, beside the alert threshold "
+               f"of {OP_RULES[op]}.", alerts=[OP_RULES[op]], options={"textMode": "value_and_name"})
+          for op in OPS],
+        stat("Throughput", [instant(s("m4watch_trading_throughput_per_second", window="1m"), "{{stream}}")], "ops",
+             "Events per second of each StatsD counter stream over the last minute. Zero while the "
+             "market is open means the feed or the sender stopped.", options={"textMode": "value_and_name"}),
+        row("Latency", collapsed=False),
+        *[ts(f"{op} p95 (1m window)",
+             [q(p95(op), "p95 {{instance}}")] + objective_queries(op), "s",
+             f"95th percentile of {op} latency over a sliding minute, with its alert threshold. "
+             f"Above it for a minute alerts ({OP_RULES[op]}): check CPU saturation, thermal "
+             f"throttling and the path the operation depends on.", min=0, w=6, alerts=[OP_RULES[op]],
+             overrides=[limit_override("/threshold/")]) for op in OPS],
+        ts("p95 vs baseline (5m window)",
+           [q(s("m4watch_trading_latency_quantile_seconds", window="5m", quantile="0.95"), "{{operation}} p95"),
+            q(f'1.5 * {s("m4watch_trading_latency_baseline_seconds", quantile="0.95")}', "{{operation}} 1.5 x baseline")],
+           "s", "5-minute p95 per operation and 1.5 times its baseline (the median p95 of recent "
+           "periods, dashed). Above it for 10 minutes warns (LatencyAboveBaseline): something "
+           "changed, compare with the hardware and container dashboards.",
+           min=0, alerts=["LatencyAboveBaseline"], overrides=[limit_override("/baseline$/")]),
+        ts("p99.9 (5m window)", [q(s("m4watch_trading_latency_quantile_seconds", window="5m", quantile="0.999"), "{{operation}}")],
+           "s", "The tail: 99.9th percentile per operation over 5 minutes. A tail far above p95 "
+           "with a calm median is stalls (GC, page faults, preemption), not load.", min=0),
+        ts("Baselines", [q(s("m4watch_trading_latency_baseline_seconds"), "{{operation}} p{{quantile}}")], "s",
+           "Baseline p50 and p95 per operation: the median of the latest complete periods "
+           "(history.baseline_period). A moving baseline means the norm itself drifts.", min=0),
+        ts("p99 across hosts (histograms)",
+           [q(f'histogram_quantile(0.99, sum by (operation, le) (rate({s("m4watch_trading_latency_seconds_bucket")}[$__rate_interval])))',
+              "{{operation}}")], "s",
+           "99th percentile per operation from the histograms, aggregated over every selected "
+           "host (bucket resolution, unlike the exact per-host quantiles above).", min=0),
+        heatmap("Latency histogram", [q(f'sum by (le) (increase({s("m4watch_trading_latency_seconds_bucket")}[$__rate_interval]))',
+                                        "{{le}}", format="heatmap")], "s",
+                "Distribution of every latency observation over time. A second band appearing is a "
+                "second code path or a stall.", w=12),
+        row("Throughput"),
+        ts("Throughput", [q(s("m4watch_trading_throughput_per_second", window="1m"), "{{stream}}")], "ops",
+           "Events per second per StatsD counter stream over a sliding minute.", min=0),
+        ts("Measurements per second", [q(f'sum by (operation) (rate({s("m4watch_trading_latency_seconds_count")}[$__rate_interval]))',
+                                         "{{operation}}")], "ops",
+           "Latency observations per second per operation. A drop to zero means the sender stopped, "
+           "not that latency is fine.", min=0),
+        ts("Start/end measurements", [q(f'increase({s("m4watch_trading_measurements_total")}[$__rate_interval])', "{{outcome}}")],
+           "none", "Latency measurements through the start/end API per interval: completed, or "
+           "abandoned when never ended (a client that loses its measurement ids).", min=0),
+        row("Performance score"),
+        ts("Performance score", [q(s("m4watch_performance_score"), "score")], "none",
+           "Weighted score 0..100 with the PerformanceScoreLow line.", min=0, max=100,
+           alerts=["PerformanceScoreLow"]),
+        ts("Component scores", [q(s("m4watch_performance_component_score"), "{{component}}")], "percentunit",
+           "Score per component (1 at target, 0.5 at the alert threshold): the one that falls is "
+           "where to look.", **RATIO),
+        ts("Component weights", [q(s("m4watch_performance_component_weight"), "{{component}}")], "percentunit",
+           "Weight each component had in the score, renormalised over the components with data.",
+           **RATIO, stack=True),
+        ts("Score coverage", [q(s("m4watch_performance_score_coverage_ratio"), "coverage")], "percentunit",
+           "Share of the configured weight whose component had data. Below trading.score.min_coverage "
+           "the score is absent, not low: a sender stopped.", **RATIO),
+        row("StatsD ingest"),
+        ts("Packets and lines", [q(f'rate({s("m4watch_statsd_packets_total")}[$__rate_interval])', "packets"),
+                                 q(f'rate({s("m4watch_statsd_lines_total")}[$__rate_interval])', "lines")], "ops",
+           "UDP datagrams and parsed lines per second at the StatsD listener.", min=0),
+        ts("Errors and drops",
+           [q(f'sum by (reason) (increase({s("m4watch_statsd_parse_errors_total")}[$__rate_interval]))', "malformed: {{reason}}"),
+            q(f'sum by (reason) (increase({s("m4watch_statsd_dropped_total")}[$__rate_interval]))', "dropped: {{reason}}"),
+            q(f'increase({s("m4watch_statsd_kernel_drops_total")}[$__rate_interval])', "kernel buffer full")],
+           "none", "Lines dropped per interval: malformed (fix the sender), over the series limit "
+           "(raise trading.max_series or cut label values), and datagrams the kernel dropped "
+           "(raise the receive buffer; macOS does not report these).", min=0),
+        ts("Tracked series", [q(s("m4watch_trading_series"), "{{type}}")], "none",
+           "Distinct StatsD series tracked per type; together at most trading.max_series, beyond "
+           "which new series are dropped.", min=0, stack=True),
+        ts("StatsD gauges", [q(s("m4watch_trading_value"), "{{name}}")], "none",
+           "Last value of each StatsD gauge, in the unit its sender uses.", w=6),
+        ts("StatsD sets", [q(s("m4watch_trading_set_unique_values"), "{{name}}")], "none",
+           "Distinct values each StatsD set received per trading interval.", min=0, w=6),
     ]),
-    "alerts": ("m4watch / Alerts and self-health", "Alerts over time, notifications, queue, and the exporter itself.", [
-        row("Alerts"),
-        panel("Alerts by state", "timeseries",
-              [q(f'sum by (state) (m4watch_alerts{{{I}}})', "{{state}}")], "none"),
-        panel("Firing alerts", "table", [q(f'm4watch_alerts{{{I}, state="firing"}} > 0', "{{alertname}} {{severity}}")], "none"),
-        panel("Rule evaluation time", "timeseries", [q(f'm4watch_rule_evaluation_duration_seconds{{{I}}}', "evaluation")], "s"),
-        panel("Rules loaded", "stat", [q(f'm4watch_rules_loaded{{{I}}}', "rules")], "none"),
-        row("Notifications"),
-        panel("Notifications sent", "timeseries",
-              [q(f'sum by (integration) (increase(m4watch_notifications_total{{{I}}}[$__rate_interval]))', "{{integration}}")], "none"),
-        panel("Notifications failed", "timeseries",
-              [q(f'sum by (integration, reason) (increase(m4watch_notifications_failed_total{{{I}}}[$__rate_interval]))',
-                 "{{integration}} {{reason}}")], "none"),
-        panel("Notification queue", "timeseries", [q(f'm4watch_notification_queue_length{{{I}}}', "queued")], "none"),
-        row("Exporter"),
-        panel("Collector success", "state-timeline", [q(f'm4watch_collector_success{{{I}}}', "{{collector}}")], "none"),
-        panel("Collector duration", "timeseries", [q(f'm4watch_collector_duration_seconds{{{I}}}', "{{collector}}")], "s"),
-        panel("m4watch memory", "timeseries", [q(f'm4watch_process_resident_memory_bytes{{{I}}}', "RSS")], "bytes"),
-        panel("m4watch CPU", "timeseries",
-              [q(f'rate(m4watch_process_cpu_seconds_total{{{I}}}[$__rate_interval])', "CPU")], "percentunit"),
+    "alerts": ("m4watch / Alerts and self-health", "Alerts, rule evaluation, notification delivery, and m4watch itself.", [
+        row("Quick look", collapsed=False),
+        firing_by_severity(w=8),
+        stat("Pending alerts", [instant(f'sum({s("m4watch_alerts", state="pending")}) or vector(0)', "pending")],
+             "none", "Alerts whose condition holds but not yet for their `for:` duration.",
+             thresholds=[("green", None), ("orange", 1)]),
+        stat("Rules loaded", [instant(s("m4watch_rules_loaded"), "rules")], "none",
+             "Alerting and recording rules loaded. A drop after a reload means a rule file went missing.",
+             thresholds=[("blue", None)]),
+        stat("Notification queue", [instant(s("m4watch_notification_queue_length"), "queued")], "none",
+             "Notifications waiting in the outbox. Growing: a receiver is failing, see below.",
+             thresholds=[("green", None), ("orange", 10)]),
+        stat("Config reload", [instant(s("m4watch_config_last_reload_successful"), "reload")], "none",
+             "Whether the last config reload worked; failed means the previous config still runs: "
+             "fix the file (m4watch check-config) and reload again.", mappings=OK_FAILING),
+        row("Alerts", collapsed=False),
+        firing_table(w=12),
+        ts("Alerts by state", [q(f'sum by (state) ({s("m4watch_alerts")})', "{{state}}")], "none",
+           "Pending and firing alerts over time; a saw-tooth of pending is a flapping rule.", min=0),
+        ts("Rule evaluation time", [q(s("m4watch_rule_evaluation_duration_seconds"), "evaluation")], "s",
+           "Time one evaluation cycle of every rule took. Near a second, alerts lag behind.", min=0),
+        ts("Rule evaluation failures",
+           [q(f'increase({s("m4watch_rule_evaluation_failures_total")}[$__rate_interval])', "{{group}}")], "none",
+           "Failed evaluations per rule group per interval; any pages (RuleEvaluationFailing) because "
+           "those alerts cannot fire. The m4watch log names the rule.", min=0, alerts=["RuleEvaluationFailing"]),
+        row("Notifications", collapsed=False),
+        ts("Delivery attempts", [q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_total")}[$__rate_interval]))',
+                                   "{{receiver}} {{integration}}")], "none",
+           "Notification delivery attempts per receiver and integration per interval.", min=0),
+        ts("Failed deliveries",
+           [q(f'sum by (receiver, integration, reason) (increase({s("m4watch_notifications_failed_total")}[$__rate_interval]))',
+              "{{receiver}} {{integration}} {{reason}}")], "none",
+           "Failed attempts by bounded reason. Failing for 5 minutes pages through Alertmanager "
+           "(M4watchNotificationsFailing): check the receiver's credentials and reachability.",
+           min=0, alerts=["M4watchNotificationsFailing"]),
+        ts("Delivery latency p95",
+           [q(f'histogram_quantile(0.95, sum by (integration, le) (rate({s("m4watch_notification_latency_seconds_bucket")}[$__rate_interval])))',
+              "{{integration}}")], "s",
+           "95th percentile of one delivery attempt's duration per integration. Seconds here delay "
+           "every page.", min=0),
+        ts("Outbox and dispatcher",
+           [q(s("m4watch_notification_queue_length"), "queued"),
+            q(f'increase({s("m4watch_notification_submit_waits_total")}[$__rate_interval])', "submit waits"),
+            q(f'increase({s("m4watch_notification_transitions_missed_total")}[$__rate_interval])', "transitions missed")],
+           "none", "Outbox length, alert events that waited for room in the dispatcher's queue, and "
+           "transitions the notifier missed (each logged as an error): any missed means lost pages.", min=0),
+        row("Exporter", collapsed=False),
+        timeline("Scrapes", [q(f'up{{job=~"$job|$job{FAST_SUFFIX}", instance=~"$instance"}}', "{{job}} {{instance}}")],
+                 "none", "Whether Prometheus could scrape m4watch, per job. Down for a minute pages "
+                 "through Alertmanager (M4watchDown): host alerts are not being evaluated.",
+                 mappings=UP_DOWN, alerts=["M4watchDown"]),
+        timeline("Collector success", [q(s("m4watch_collector_success"), "{{collector}}")], "none",
+                 "Whether each collector's last run succeeded. Failing for a minute warns "
+                 "(CollectorFailing): its metrics are missing and its alerts cannot fire.",
+                 mappings=OK_FAILING, alerts=["CollectorFailing"]),
+        ts("Collector duration", [q(s("m4watch_collector_duration_seconds"), "{{collector}}")], "s",
+           "How long each collector's last run took; near its timeout it will start failing.", min=0),
+        bars("Since last success", [instant(f'time() - {s("m4watch_collector_last_success_timestamp_seconds")}', "{{collector}}")],
+             "s", "Seconds since each collector last succeeded; more than a few intervals means its "
+                  "figures are stale.", min=0, thresholds=[("green", None), ("orange", 60)]),
+        ts("m4watch memory", [q(s("m4watch_process_resident_memory_bytes"), "resident"),
+                              q(s("m4watch_process_virtual_memory_bytes"), "virtual")], "bytes",
+           "Resident and virtual memory of m4watch itself; steady growth of resident is a leak.", min=0, w=8),
+        ts("m4watch CPU", [q(f'rate({s("m4watch_process_cpu_seconds_total")}[$__rate_interval])', "CPU")], "percentunit",
+           "CPU m4watch itself uses (100% = one core); it should stay a few percent.", min=0, w=8),
+        ts("m4watch file descriptors", [q(s("m4watch_process_open_fds"), "open"), q(s("m4watch_process_max_fds"), "limit")],
+           "none", "Open file descriptors against the limit (Linux only); at the limit scrapes and "
+                   "deliveries fail.", min=0, w=8, overrides=[limit_override("/limit/")]),
+        stat("Uptime", [instant(f'time() - {s("m4watch_process_start_time_seconds")}', "{{instance}}")], "dtdurations",
+             "Time since m4watch started; a short uptime you did not cause is a crash.", w=6, h=5,
+             thresholds=[("blue", None)]),
+        stat("Config age", [instant(f'time() - {s("m4watch_config_last_reload_success_timestamp_seconds")}', "{{instance}}")],
+             "dtdurations", "Time since the running config was last loaded successfully.", w=6, h=5,
+             thresholds=[("blue", None)]),
+        stat("HTTP handler panics", [instant(f'sum(increase({s("m4watch_http_panics_total")}[$__range]))', "panics")], "none",
+             "API requests whose handler panicked over the selected range (answered 500 and logged): "
+             "report them with the log.", w=6, h=5, thresholds=[("green", None), ("red", 1)]),
+        table("Version", [instant(s("m4watch_build_info"), fmt="table")], "none",
+              "Version and git revision of each m4watch.", w=6, h=5,
+              transformations=[organize(HIDE | {"Value": True})]),
     ]),
 }
 
 
+# --- thresholds from the rules ---------------------------------------------------------
+
+def rule_marks(p):
+    """The threshold steps and mapping colours the panel's rules ask for; fails when a
+    rule's metrics are not what the panel queries."""
+    metrics = set().union(*(metrics_in(t["expr"]) for t in p["queries"]))
+    literal, states, values = [], {}, {}
+    # Rules that are only one comparison first: their colour wins a shared state or value.
+    for name in sorted(p["alerts"], key=lambda n: len(RULES[n]["conds"]) if n in RULES else 0):
+        rule = RULES.get(name) or sys.exit(f"{p['title']}: no alert rule named {name}")
+        color = SEVERITY_COLOR[rule["severity"]]
+        drawn = False
+        for cond in rule["conds"]:
+            if not cond["metrics"] <= metrics:
+                continue
+            drawn = True
+            if "series" in cond:
+                if cond["series"] not in metrics:
+                    sys.exit(f"{p['title']}: {name} compares against {cond['series']}, which the panel does not query")
+            elif "state" in cond:
+                states.setdefault(cond["state"], color)
+            elif cond["op"] in ("==", "!="):
+                values.setdefault(cond["value"], color)
+            else:
+                literal.append((cond["value"], cond["op"], color, len(rule["conds"]) == 1))
+        if not drawn:
+            sys.exit(f"{p['title']}: draws {name}, but queries none of {[sorted(c['metrics']) for c in rule['conds']]}")
+    return literal, states, values
+
+
+def threshold_steps(p, literal):
+    if p["thresholds"]:
+        return [{"color": c, "value": v} for c, v in p["thresholds"]]
+    if not literal:
+        return [{"color": "green", "value": None}]
+    above = {op[0] == ">" for _, op, _, _ in literal}
+    if len(above) > 1:
+        sys.exit(f"{p['title']}: rules alert both above and below; draw them on two panels")
+    # One line per value: a rule that is only this comparison colours it (ThermalEmergency
+    # shares PerformanceCoresSaturated's 0.98 but also needs critical thermal pressure).
+    by_value = {}
+    for v, op, color, alone in sorted(literal, key=lambda c: not c[3]):
+        by_value.setdefault(v, (v, op, color))
+    literal = sorted(by_value.values())
+    if above.pop():
+        return [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, _, c in literal]
+    # Alerting below a value: the colour below each line is that rule's, green above all.
+    steps = [{"color": literal[0][2], "value": None}]
+    for i, (v, _, _) in enumerate(literal):
+        steps.append({"color": literal[i + 1][2] if i + 1 < len(literal) else "green", "value": v})
+    return steps
+
+
+def value_mappings(p, states, values):
+    spec = p["mappings"]
+    if not spec:
+        if states or values:
+            sys.exit(f"{p['title']}: rules compare states or values, but the panel maps none")
+        return []
+    if "ranges" in spec:
+        return [{"type": "range", "options": {"from": lo, "to": hi, "result": {"color": c, "index": i}}}
+                for i, (lo, hi, c) in enumerate(spec["ranges"])]
+    if isinstance(next(iter(spec)), str) and isinstance(next(iter(spec.values())), dict):
+        return []  # per-column mappings, applied as overrides
+    options = {}
+    for i, (value, (text, color)) in enumerate(sorted(spec.items(), key=lambda kv: str(kv[0]))):
+        color = states.get(text, values.get(float(value), color) if not isinstance(value, str) else color)
+        options[str(value)] = {"text": text, "color": color, "index": i}
+    for st in states:
+        if st not in {t for t, _ in spec.values()}:
+            sys.exit(f"{p['title']}: a rule alerts on state {st!r}, which the panel's mappings do not name")
+    for v in values:
+        if v not in {float(k) for k in spec if not isinstance(k, str)}:
+            sys.exit(f"{p['title']}: a rule alerts on value {v:g}, which the panel's mappings do not name")
+    return [{"type": "value", "options": options}]
+
+
+def rule_note(p):
+    notes = []
+    for name in p["alerts"]:
+        r = RULES[name]
+        notes.append(f"{name} ({r['severity']}, for {r['for']}): {r['expr']}")
+    return ("\n\nAlert rules drawn here: " + "; ".join(notes)) if notes else ""
+
+
+# --- Grafana JSON ------------------------------------------------------------------------
+
+LEGEND_CALCS = ["min", "mean", "max", "lastNotNull"]
+
+
+def panel_interval(p):
+    """The fast job's interval when every query reads only its families, else None (the
+    datasource's timeInterval, the slow job's interval, applies)."""
+    metrics = set().union(*(metrics_in(t["expr"]) for t in p["queries"]))
+    if metrics and all(FAST_FAMILY.fullmatch(m) for m in metrics):
+        return fmt_duration(FAST_INTERVAL)
+    return None
+
+
+def reduce_options():
+    return {"values": False, "calcs": ["lastNotNull"], "fields": ""}
+
+
+def legend(p, show=True):
+    table_mode = p["legend"] == "table"
+    return {"showLegend": show, "displayMode": "table" if table_mode else "list",
+            "placement": "bottom", "calcs": LEGEND_CALCS if table_mode else []}
+
+
+def panel_options(p):
+    kind = p["kind"]
+    tooltip = {"mode": "multi", "sort": "desc"}
+    if kind == "timeseries":
+        o = {"legend": legend(p), "tooltip": tooltip}
+    elif kind == "stat":
+        o = {"reduceOptions": reduce_options(), "orientation": "auto", "textMode": "auto",
+             "colorMode": "background" if p["mappings"] or p["alerts"] or p["thresholds"] else "value",
+             "graphMode": "none", "justifyMode": "auto", "showPercentChange": False, "wideLayout": True}
+    elif kind == "gauge":
+        o = {"reduceOptions": reduce_options(), "orientation": "auto", "showThresholdLabels": False,
+             "showThresholdMarkers": True, "sizing": "auto", "minVizHeight": 75, "minVizWidth": 75}
+    elif kind == "bargauge":
+        o = {"reduceOptions": reduce_options(), "orientation": "horizontal", "displayMode": "gradient",
+             "valueMode": "color", "namePlacement": "auto", "showUnfilled": True, "sizing": "auto",
+             "minVizHeight": 16, "minVizWidth": 8, "maxVizHeight": 300}
+    elif kind == "table":
+        o = {"showHeader": True, "frameIndex": 0, "cellHeight": "sm",
+             "footer": {"show": False, "reducer": ["sum"], "countRows": False, "fields": []}}
+    elif kind == "state-timeline":
+        o = {"showValue": "auto", "rowHeight": 0.9, "mergeValues": True, "alignValue": "left",
+             "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
+             "tooltip": {"mode": "single", "sort": "none"}}
+    elif kind == "heatmap":
+        o = {"calculate": False, "cellGap": 1, "showValue": "never",
+             "color": {"mode": "scheme", "scheme": "Oranges", "fill": "dark-orange", "scale": "exponential",
+                       "exponent": 0.5, "steps": 64, "reverse": False},
+             "exemplars": {"color": "rgba(255,0,255,0.7)"}, "legend": {"show": True},
+             "tooltip": {"mode": "single", "yHistogram": False, "showColorScale": False},
+             "yAxis": {"axisPlacement": "left", "reverse": False, "unit": p["unit"]},
+             "rowsFrame": {"layout": "auto"}, "filterValues": {"le": 1e-9}}
+    else:
+        raise SystemExit(f"unknown panel kind {kind}")
+    o.update(p["options"])
+    return o
+
+
+def field_custom(p, thresholds_drawn):
+    kind = p["kind"]
+    if kind == "timeseries":
+        c = {"drawStyle": "line", "lineInterpolation": "linear", "lineWidth": 1,
+             "fillOpacity": 10 if not p["stack"] else 30, "gradientMode": "none", "showPoints": "never",
+             "pointSize": 4, "spanNulls": False, "axisPlacement": "auto", "axisLabel": "",
+             "axisBorderShow": False, "axisCenteredZero": False, "axisColorMode": "text",
+             "barAlignment": 0, "scaleDistribution": {"type": "linear"},
+             "hideFrom": {"legend": False, "tooltip": False, "viz": False},
+             "stacking": {"mode": "normal" if p["stack"] else "none", "group": "A"},
+             "thresholdsStyle": {"mode": "dashed" if thresholds_drawn else "off"}}
+    elif kind == "state-timeline":
+        c = {"fillOpacity": 80, "lineWidth": 0, "hideFrom": {"legend": False, "tooltip": False, "viz": False}}
+    elif kind == "heatmap":
+        c = {"hideFrom": {"legend": False, "tooltip": False, "viz": False},
+             "scaleDistribution": {"type": "linear"}}
+    elif kind == "table":
+        c = {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False}
+    else:
+        return None
+    c.update(p["custom"])
+    return c
+
+
 def grafana_panel(p, pid, x, y):
+    interval = panel_interval(p)
     targets = []
     for i, t in enumerate(p["queries"]):
-        tgt = {"refId": chr(ord("A") + i), "expr": t["expr"], "legendFormat": t["legend"],
-               "datasource": {"type": "prometheus", "uid": "${datasource}"}}
-        if p["opts"].get("format"):
-            tgt["format"] = p["opts"]["format"]
+        tgt = {"refId": chr(ord("A") + i), "datasource": DS, "editorMode": "code", "expr": t["expr"],
+               "legendFormat": t["legend"] or "__auto", "range": not t.get("instant", False),
+               "instant": t.get("instant", False)}
+        if t.get("format"):
+            tgt["format"] = t["format"]
         targets.append(tgt)
-    defaults = {"unit": p["unit"]}
-    if "thresholds" in p["opts"]:
-        defaults["thresholds"] = {"mode": "absolute", "steps": [
-            {"color": c, "value": v} for c, v in p["opts"]["thresholds"]]}
-    return {"id": pid, "type": p["type"], "title": p["title"], "description": p["description"],
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"x": x, "y": y, "w": p["w"], "h": p["h"]},
-            "fieldConfig": {"defaults": defaults, "overrides": []},
-            "options": {}, "targets": targets}
+    literal, states, values = rule_marks(p)
+    steps = threshold_steps(p, literal)
+    defaults = {"unit": p["unit"], "color": {"mode": "thresholds" if p["kind"] in ("stat", "gauge", "bargauge")
+                                             else "palette-classic"},
+                "thresholds": {"mode": "absolute", "steps": steps},
+                "mappings": value_mappings(p, states, values)}
+    if p["kind"] == "state-timeline":
+        defaults["color"] = {"mode": "thresholds"}
+    for key in ("min", "max", "decimals"):
+        if p[key] is not None:
+            defaults[key] = p[key]
+    custom = field_custom(p, len(steps) > 1 and (p["alerts"] or p["thresholds"]))
+    if custom is not None:
+        defaults["custom"] = custom
+    overrides = list(p["overrides"])
+    if p["kind"] == "table" and p["mappings"]:
+        for column, spec in p["mappings"].items():
+            opts = {str(v): {"text": t, "color": c, "index": i} for i, (v, (t, c)) in enumerate(spec.items())}
+            overrides.append({"matcher": {"id": "byName", "options": column},
+                              "properties": [{"id": "mappings", "value": [{"type": "value", "options": opts}]},
+                                             {"id": "custom.cellOptions", "value": {"type": "color-text"}}]})
+    out = {"id": pid, "type": p["kind"], "title": p["title"], "description": p["desc"] + rule_note(p),
+           "datasource": DS, "gridPos": {"h": p["h"], "w": p["w"], "x": x, "y": y},
+           "fieldConfig": {"defaults": defaults, "overrides": overrides},
+           "options": panel_options(p), "targets": targets}
+    if interval:
+        out["interval"] = interval
+    if p["transformations"]:
+        out["transformations"] = p["transformations"]
+    return out
 
 
-def dashboard(uid, title, description, items):
-    panels, x, y, row_h, pid = [], 0, 0, 0, 1
+def layout(items):
+    """Places panels left to right in rows of 24 columns; a collapsed row holds its
+    panels, an open one is followed by them."""
+    panels, x, y, row_h, pid, current = [], 0, 0, 0, 1, None
     for it in items:
         if "row" in it:
             if x:
                 y, x = y + row_h, 0
-            panels.append({"id": pid, "type": "row", "title": it["row"], "collapsed": False,
-                           "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []})
+            current = {"id": pid, "type": "row", "title": it["row"], "collapsed": it["collapsed"],
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []}
+            panels.append(current)
             pid, y, row_h = pid + 1, y + 1, 0
             continue
         if x + it["w"] > 24:
             y, x, row_h = y + row_h, 0, 0
-        panels.append(grafana_panel(it, pid, x, y))
+        gp = grafana_panel(it, pid, x, y)
+        (current["panels"] if current and current["collapsed"] else panels).append(gp)
         pid, x, row_h = pid + 1, x + it["w"], max(row_h, it["h"])
+    return panels
+
+
+def variable(name, label, query, hide=0):
+    return {"name": name, "label": label, "type": "query", "datasource": DS,
+            "query": {"query": query, "refId": f"{name}-variable"},
+            "refresh": 2, "regex": "", "sort": 1, "multi": True, "includeAll": True, "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "options": [], "hide": hide,
+            "skipUrlSync": False}
+
+
+def annotation(name, color, expr, title):
+    """A Prometheus annotation as Grafana 10 stores it: the query in `target`, the
+    formatting beside it."""
+    return {"name": name, "enable": True, "hide": False, "iconColor": color, "datasource": DS,
+            "target": {"refId": "Anno", "datasource": DS, "expr": expr, "range": True, "instant": False},
+            "titleFormat": title, "tagKeys": "severity,instance", "textFormat": "", "useValueForTime": False}
+
+
+def dashboard(uid, title, description, items):
+    uses_container = any("$container" in t["expr"] for it in items if "queries" in it for t in it["queries"])
+    variables = [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {"selected": False, "text": "Prometheus", "value": "prometheus"}, "options": [],
+         "regex": "", "refresh": 1, "hide": 0, "skipUrlSync": False, "multi": False, "includeAll": False},
+        variable("job", "Job", "label_values(m4watch_build_info, job)"),
+        variable("instance", "Host", 'label_values(m4watch_build_info{job=~"$job"}, instance)'),
+    ]
+    if uses_container:
+        variables.append(variable("container", "Container",
+                                  'label_values(m4watch_container_info{job=~"$job", instance=~"$instance"}, name)'))
     return {
         "uid": f"m4watch-{uid}", "title": title, "description": description,
         "tags": ["m4watch"], "schemaVersion": 39, "version": 1, "editable": True,
-        "refresh": "5s", "time": {"from": "now-1h", "to": "now"}, "timezone": "browser",
-        "graphTooltip": 1,
-        "links": [{"type": "dashboards", "tags": ["m4watch"], "asDropdown": True, "title": "m4watch"}],
-        "templating": {"list": [
-            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-             "current": {}, "hide": 0},
-            {"name": "instance", "label": "Host", "type": "query",
-             "datasource": {"type": "prometheus", "uid": "${datasource}"},
-             "query": {"query": "label_values(m4watch_build_info, instance)", "refId": "instance"},
-             "definition": "label_values(m4watch_build_info, instance)",
-             "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*", "current": {}, "hide": 0},
+        "refresh": "30s", "time": {"from": "now-1h", "to": "now"}, "timezone": "browser",
+        "graphTooltip": 1, "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
+        "timepicker": {"refresh_intervals": ["5s", "10s", "30s", "1m", "5m", "15m"]},
+        "links": [{"title": "m4watch", "type": "dashboards", "tags": ["m4watch"], "asDropdown": True,
+                   "keepTime": True, "includeVars": True, "targetBlank": False, "icon": "external link",
+                   "tooltip": "", "url": ""}],
+        "templating": {"list": variables},
+        "annotations": {"list": [
+            {"name": "Annotations & Alerts", "builtIn": 1, "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+             "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "type": "dashboard"},
+            annotation("m4watch alerts", "red", f'{s("m4watch_alerts", state="firing")} > 0',
+                       "{{alertname}} ({{severity}})"),
+            annotation("Prometheus alerts (ALERTS)", "purple", 'ALERTS{alertstate="firing", instance=~"$instance"}',
+                       "{{alertname}}"),
         ]},
-        "annotations": {"list": []},
-        "panels": panels,
+        "panels": layout(items),
     }
 
 
+def shown_families(rendered):
+    names = set()
+    for d in rendered.values():
+        for p in all_panels(d):
+            for t in p.get("targets", []):
+                names |= metrics_in(t["expr"])
+    return names
+
+
+def all_panels(d):
+    for p in d["panels"]:
+        yield p
+        yield from p.get("panels", [])
+
+
+def check_every_rule_drawn():
+    claimed = {name for _, _, items in DASHBOARDS.values() for it in items if "alerts" in it for name in it["alerts"]}
+    missing = sorted(set(RULES) - claimed)
+    if missing:
+        sys.exit(f"alert rules drawn on no panel (add them to a panel's alerts=): {', '.join(missing)}")
+    for name, rule in RULES.items():
+        panels = [it for _, _, items in DASHBOARDS.values() for it in items if name in it.get("alerts", [])]
+        for cond in rule["conds"]:
+            if not any(cond["metrics"] <= set().union(*(metrics_in(t["expr"]) for t in p["queries"])) for p in panels):
+                sys.exit(f"{name}: the condition on {sorted(cond['metrics'])} is drawn on no panel")
+
+
 def main():
+    if "--not-shown" in sys.argv[1:]:
+        print(json.dumps(NOT_SHOWN, indent=2, sort_keys=True))
+        return
     check = "--check" in sys.argv[1:]
+    check_datasource_interval()
+    check_every_rule_drawn()
+    rendered = {uid: dashboard(uid, *spec) for uid, spec in DASHBOARDS.items()}
+    shown = shown_families(rendered) & set(NOT_SHOWN)
+    if shown:
+        sys.exit(f"listed in NOT_SHOWN but on a panel: {sorted(shown)}")
     stale = []
-    for uid, (title, description, items) in DASHBOARDS.items():
-        text = json.dumps(dashboard(uid, title, description, items), indent=2) + "\n"
+    for uid, d in rendered.items():
+        text = json.dumps(d, indent=2) + "\n"
         path = OUT / f"{uid}.json"
         if check:
             if not path.exists() or path.read_text() != text:

@@ -20,6 +20,8 @@ declare -A NEED=(
   [docker-compose]=docker-compose
   [chromium]=chromium
   [ip]=iproute2
+  [node]=nodejs
+  [npm]=npm
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -27,6 +29,8 @@ for cmd in "${!NEED[@]}"; do
 done
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing+=(busybox-static)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+# scripts/gen-dashboards.py reads the rule files and prometheus.yml.
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 # schemathesis (PyPI) goes into a virtual environment.
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
@@ -124,6 +128,24 @@ log "stack config: promtool, amtool, docker-compose"
 promtool check config prometheus/prometheus.yml
 amtool check-config prometheus/alertmanager.yml
 docker-compose -f docker-compose.yml config -q
+
+# --- dashboards ---------------------------------------------------------------
+# Generated from the panel lists, the rule files and prometheus.yml (thresholds, jobs,
+# intervals); then type-checked against Grafana's published schema for the Grafana
+# version docker-compose.yml runs (npm @grafana/schema, checked with tsc --strict).
+log "dashboards: generated, and type-checked against @grafana/schema"
+/usr/bin/python3 scripts/gen-dashboards.py --check
+GRAFANA_VERSION=$(sed -n 's|.*image: grafana/grafana:\([0-9.]*\).*|\1|p' docker-compose.yml)
+TS_VERSION=5.4.5
+SCHEMA_DIR="${CARGO_TARGET_DIR:-target}/grafana-schema"
+installed() { node -p "require(require('path').resolve('$SCHEMA_DIR/node_modules/$1/package.json')).version" 2>/dev/null || true; }
+if [ "$(installed @grafana/schema)" != "$GRAFANA_VERSION" ] || [ "$(installed typescript)" != "$TS_VERSION" ]; then
+  rm -rf "$SCHEMA_DIR"
+  mkdir -p "$SCHEMA_DIR"
+  npm install --prefix "$SCHEMA_DIR" --no-audit --no-fund --no-save --silent \
+    "@grafana/schema@$GRAFANA_VERSION" "typescript@$TS_VERSION"
+fi
+/usr/bin/python3 scripts/check-dashboard-schema.py "$SCHEMA_DIR/node_modules"
 
 # --- tests ------------------------------------------------------------------
 log "cargo test"

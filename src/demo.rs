@@ -380,6 +380,16 @@ fn statsd_packet(t: f64, rng: &mut Lcg) -> String {
         "market_data_ticks:{}|c",
         40 + (rng.next() * 20.0) as u32
     ));
+    // A gauge and a set, as a strategy reports its book and the symbols it touched, so
+    // the dashboards' StatsD gauge and set panels have something to show.
+    lines.push(format!(
+        "open_positions:{}|g",
+        10 + (rng.next() * 5.0) as u32
+    ));
+    lines.push(format!(
+        "active_symbols:SYM{}|s",
+        (rng.next() * 40.0) as u32
+    ));
     // The feed handler reports what it could not keep up with: nothing while calm
     // (the counter still says drops are being reported), some under saturation.
     let dropped = if stressed && rng.next() > 0.7 { 1 } else { 0 };
@@ -497,7 +507,7 @@ mod tests {
         let mut rng = Lcg(1);
         let calm = statsd_packet(10.0, &mut rng);
         let lines: Vec<&str> = calm.lines().collect();
-        assert_eq!(lines.len(), OPERATIONS.len() + 2);
+        assert_eq!(lines.len(), OPERATIONS.len() + 4);
         assert_eq!(
             lines.last(),
             Some(&"market_data_dropped:0|c"),

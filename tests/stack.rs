@@ -1,24 +1,33 @@
 //! The shipped stack, checked against the real thing: every Grafana panel query parses
-//! as PromQL, uses only metric names a live m4watch exports, and returns data when a
-//! real Prometheus (Debian `prometheus`) with the shipped config scrapes m4watch.
+//! as PromQL, uses only metric names m4watch exports, and returns data when a real
+//! Prometheus (Debian `prometheus`) with the shipped config, at the shipped scrape
+//! intervals, scrapes m4watch, with `$__rate_interval` as Grafana computes it for each
+//! panel at a 1 h and a 6 h range. Every alert rule's threshold is on a panel showing
+//! its expression, and every exported family is on a panel or listed as not shown.
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Daemon, KillOnDrop, free_port, require_tool};
+use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
 
-/// One panel query of a shipped dashboard.
-#[derive(Debug)]
+/// One query of a shipped dashboard, with what Grafana needs to interpolate it.
+#[derive(Debug, Clone)]
 struct PanelQuery {
     dashboard: String,
     panel: String,
     expr: String,
+    /// Grid columns (of 24) the panel spans: Grafana's max data points is its width.
+    width: u64,
+    /// The panel's min interval (`interval`), if it sets one.
+    min_interval: Option<f64>,
+    instant: bool,
 }
 
 fn repo() -> PathBuf {
@@ -48,15 +57,30 @@ fn dashboards() -> Vec<(String, serde_json::Value)> {
     out
 }
 
+/// Every panel of a dashboard, those inside collapsed rows included; rows themselves not.
+fn panels(d: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        if p["type"] != "row" {
+            out.push(p);
+        }
+        out.extend(p["panels"].as_array().into_iter().flatten());
+    }
+    out
+}
+
 fn panel_queries() -> Vec<PanelQuery> {
     let mut out = Vec::new();
     for (file, d) in dashboards() {
-        for p in d["panels"].as_array().unwrap() {
+        for p in panels(&d) {
             for t in p["targets"].as_array().into_iter().flatten() {
                 out.push(PanelQuery {
                     dashboard: file.clone(),
                     panel: p["title"].as_str().unwrap_or("?").to_string(),
                     expr: t["expr"].as_str().unwrap().to_string(),
+                    width: p["gridPos"]["w"].as_u64().unwrap(),
+                    min_interval: p["interval"].as_str().map(seconds),
+                    instant: t["instant"] == true,
                 });
             }
         }
@@ -64,10 +88,145 @@ fn panel_queries() -> Vec<PanelQuery> {
     out
 }
 
-/// Substitutes Grafana's variables as Grafana would for one host.
-fn substitute(expr: &str, rate_interval: &str) -> String {
-    expr.replace("$__rate_interval", rate_interval)
+/// The annotation queries (Prometheus' `ALERTS` among them, which only has series while
+/// a stack rule fires, so they are parsed and name-checked but not required to have data).
+fn annotation_exprs() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (file, d) in dashboards() {
+        for a in d["annotations"]["list"].as_array().unwrap() {
+            if let Some(e) = a["target"]["expr"].as_str() {
+                out.push((file.clone(), e.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// "5s", "1m", "1h" as seconds.
+fn seconds(text: &str) -> f64 {
+    let (n, unit) = text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap());
+    let n: f64 = n.parse().unwrap();
+    n * match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => panic!("unit {other} in {text}"),
+    }
+}
+
+// --- Grafana's interval arithmetic -------------------------------------------------
+
+/// Pixels per grid column, assuming a 1920 px wide dashboard: Grafana sets a panel's
+/// max data points to its width in pixels, so $__interval = range / width. A wider
+/// screen gives a smaller $__interval, a narrower one a larger; the floor at the min
+/// interval (the scrape interval) is what makes rate() windows hold, whatever the width.
+const PX_PER_COLUMN: f64 = 1920.0 / 24.0;
+
+/// Grafana's `roundInterval` (public/app/core/utils/rangeutil, and its Go twin in
+/// pkg/components/gtime): the interval, in ms, rounded to a "nice" step.
+fn round_interval(ms: f64) -> f64 {
+    const STEPS: &[(f64, f64)] = &[
+        (15.0, 10.0),
+        (35.0, 20.0),
+        (75.0, 50.0),
+        (150.0, 100.0),
+        (350.0, 200.0),
+        (750.0, 500.0),
+        (1_500.0, 1_000.0),
+        (3_500.0, 2_000.0),
+        (7_500.0, 5_000.0),
+        (12_500.0, 10_000.0),
+        (17_500.0, 15_000.0),
+        (25_000.0, 20_000.0),
+        (45_000.0, 30_000.0),
+        (90_000.0, 60_000.0),
+        (210_000.0, 120_000.0),
+        (450_000.0, 300_000.0),
+        (750_000.0, 600_000.0),
+        (1_050_000.0, 900_000.0),
+        (1_500_000.0, 1_200_000.0),
+        (2_700_000.0, 1_800_000.0),
+        (5_400_000.0, 3_600_000.0),
+        (9_000_000.0, 7_200_000.0),
+        (16_200_000.0, 10_800_000.0),
+        (32_400_000.0, 21_600_000.0),
+        (86_400_000.0, 43_200_000.0),
+    ];
+    STEPS
+        .iter()
+        .find(|(below, _)| ms < *below)
+        .map_or(86_400_000.0, |(_, step)| *step)
+}
+
+/// `$__interval`, `$__rate_interval` and `$__range` (seconds) for one panel query at
+/// one dashboard range, as Grafana's Prometheus datasource computes them:
+/// interval = roundInterval(range / max data points), floored at the min interval (the
+/// panel's `interval`, else the datasource's `timeInterval`); rate interval =
+/// max(interval + scrape, 4 x scrape), where scrape is that same min interval
+/// (pkg/tsdb/prometheus/models/query.go, calculateRateInterval).
+fn grafana_intervals(q: &PanelQuery, range_s: f64, time_interval: f64) -> (f64, f64, f64) {
+    let min = q.min_interval.unwrap_or(time_interval);
+    let max_points = q.width as f64 * PX_PER_COLUMN;
+    let interval = (round_interval(range_s * 1000.0 / max_points) / 1000.0).max(min);
+    let rate = (interval + min).max(4.0 * min);
+    (interval, rate, range_s)
+}
+
+fn fmt_s(s: f64) -> String {
+    format!("{}ms", (s * 1000.0).round() as u64)
+}
+
+/// Interpolates a query as Grafana would for one host and the dashboard's defaults:
+/// `$job` is the first value of its query (the shipped job name), `$instance` and
+/// `$container` are "All" (`.*`), and the interval variables are those of `intervals`.
+fn substitute(expr: &str, job: &str, intervals: (f64, f64, f64)) -> String {
+    let (interval, rate, range) = intervals;
+    expr.replace("$__rate_interval", &fmt_s(rate))
+        .replace("$__interval", &fmt_s(interval))
+        .replace("$__range", &format!("{}s", range.round() as u64))
         .replace("$instance", ".*")
+        .replace("$container", ".*")
+        .replace("$job", job)
+}
+
+/// The datasource's `timeInterval` from the provisioning file.
+fn datasource_time_interval() -> f64 {
+    let text = std::fs::read_to_string(
+        repo().join("grafana-dashboards/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    seconds(
+        v["datasources"][0]["jsonData"]["timeInterval"]
+            .as_str()
+            .expect("the datasource sets timeInterval"),
+    )
+}
+
+/// The shipped prometheus.yml's m4watch jobs: (name, scrape interval s, family regex,
+/// keep or drop).
+fn shipped_jobs() -> Vec<(String, f64, String, String)> {
+    let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("prometheus/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    let default = cfg["global"]["scrape_interval"].as_str().unwrap_or("1m");
+    let mut out = Vec::new();
+    for job in cfg["scrape_configs"].as_sequence().unwrap() {
+        let Some(relabel) = job["metric_relabel_configs"].as_sequence() else {
+            continue;
+        };
+        let r = &relabel[0];
+        out.push((
+            job["job_name"].as_str().unwrap().to_string(),
+            seconds(job["scrape_interval"].as_str().unwrap_or(default)),
+            r["regex"].as_str().unwrap().to_string(),
+            r["action"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(out.len(), 2, "the two m4watch jobs: {out:?}");
+    out
 }
 
 struct Names(BTreeSet<String>);
@@ -84,43 +243,107 @@ impl ExprVisitor for Names {
     }
 }
 
-fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
-    let ast = parser::parse(expr)?;
+fn names_of(e: &Expr) -> BTreeSet<String> {
     let mut names = Names(BTreeSet::new());
-    walk_expr(&mut names, &ast).unwrap();
-    Ok(names.0)
+    walk_expr(&mut names, e).unwrap();
+    names.0
+}
+
+fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
+    Ok(names_of(&parser::parse(expr)?))
+}
+
+/// Metric names a panel's queries read.
+fn panel_names(p: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for t in p["targets"].as_array().into_iter().flatten() {
+        let e = substitute(t["expr"].as_str().unwrap(), "m4watch", (5.0, 20.0, 3600.0));
+        out.extend(metric_names(&e).unwrap());
+    }
+    out
 }
 
 #[test]
-fn every_dashboard_has_host_and_datasource_variables_and_parsing_queries() {
+fn every_dashboard_has_chained_variables_descriptions_and_parsing_queries() {
     for (file, d) in dashboards() {
-        let vars: Vec<&str> = d["templating"]["list"]
+        let vars: BTreeMap<&str, &serde_json::Value> = d["templating"]["list"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v["name"].as_str().unwrap())
+            .map(|v| (v["name"].as_str().unwrap(), v))
             .collect();
+        for v in ["datasource", "job", "instance"] {
+            assert!(vars.contains_key(v), "{file}: no {v} variable: {vars:?}");
+        }
+        // Chained like node_exporter's 1860: hosts of the chosen job, containers of
+        // the chosen hosts.
         assert!(
-            vars.contains(&"datasource") && vars.contains(&"instance"),
-            "{file}: {vars:?}"
+            vars["instance"]["query"]["query"]
+                .as_str()
+                .unwrap()
+                .contains("$job"),
+            "{file}: instance is not chained to job"
         );
+        let text = d.to_string();
+        if text.contains("$container") {
+            let c = vars.get("container").expect("a container variable");
+            let q = c["query"]["query"].as_str().unwrap();
+            assert!(q.contains("$job") && q.contains("$instance"), "{file}: {q}");
+        }
+        for link in d["links"].as_array().unwrap() {
+            assert!(
+                link["keepTime"] == true && link["includeVars"] == true,
+                "{file}: a link loses the time range or variables: {link}"
+            );
+        }
+        for p in panels(&d) {
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                p["description"].as_str().is_some_and(|s| s.len() > 20),
+                "{file} / {title}: no description"
+            );
+            if p["fieldConfig"]["defaults"]["unit"] == "percentunit" {
+                assert!(
+                    p["fieldConfig"]["defaults"]["min"].is_number(),
+                    "{file} / {title}: a percentunit panel without min"
+                );
+            }
+            if p["type"] == "timeseries" {
+                assert_eq!(
+                    p["options"]["legend"]["displayMode"], "table",
+                    "{file} / {title}"
+                );
+            }
+            if matches!(p["type"].as_str(), Some("table") | Some("bargauge")) {
+                for t in p["targets"].as_array().unwrap() {
+                    assert!(
+                        t["instant"] == true,
+                        "{file} / {title}: a table or bar gauge runs a range query"
+                    );
+                }
+            }
+        }
     }
     let queries = panel_queries();
-    assert!(queries.len() > 40, "only {} queries", queries.len());
+    assert!(queries.len() > 100, "only {} queries", queries.len());
     for q in &queries {
         assert!(
-            q.expr.contains("$instance"),
-            "{} / {}: query does not select $instance: {}",
+            q.expr.contains("$instance") && q.expr.contains("$job"),
+            "{} / {}: query does not select $job and $instance: {}",
             q.dashboard,
             q.panel,
             q.expr
         );
-        metric_names(&substitute(&q.expr, "1m")).unwrap_or_else(|e| {
+        metric_names(&substitute(&q.expr, "m4watch", (5.0, 20.0, 3600.0))).unwrap_or_else(|e| {
             panic!(
                 "{} / {}: does not parse: {e}\n{}",
                 q.dashboard, q.panel, q.expr
             )
         });
+    }
+    for (file, e) in annotation_exprs() {
+        metric_names(&substitute(&e, "m4watch", (5.0, 20.0, 3600.0)))
+            .unwrap_or_else(|err| panic!("{file}: annotation does not parse: {err}\n{e}"));
     }
 }
 
@@ -133,19 +356,281 @@ fn dashboards_are_generated_from_the_panel_lists() {
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
+/// Grafana's `$__rate_interval` is at least 4 x the datasource's `timeInterval`, so that
+/// must be the slowest job's scrape interval; a panel may set a shorter min interval
+/// only when every family it reads comes from a job that scrapes at least that often.
+#[test]
+fn intervals_hold_every_rate_window_at_the_shipped_scrape_intervals() {
+    let jobs = shipped_jobs();
+    let slowest = jobs.iter().map(|j| j.1).fold(0.0, f64::max);
+    assert_eq!(
+        datasource_time_interval(),
+        slowest,
+        "the datasource's timeInterval must be the slowest scrape interval"
+    );
+    let keep = jobs.iter().find(|j| j.3 == "keep").unwrap();
+    let fast = regex::Regex::new(&format!("^(?:{})$", keep.2)).unwrap();
+    let mut checked = 0;
+    for (file, d) in dashboards() {
+        for p in panels(&d) {
+            let Some(interval) = p["interval"].as_str().map(seconds) else {
+                continue;
+            };
+            let names = panel_names(p);
+            assert!(
+                names.iter().all(|n| fast.is_match(n)) && interval >= keep.1,
+                "{file} / {}: min interval {interval}s, but it reads {names:?} (only {:?} is \
+                 scraped every {}s)",
+                p["title"],
+                keep.2,
+                keep.1
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 5,
+        "no panel reads the fast job with its own interval"
+    );
+    // The calculation itself, worked by hand: a 1 h range over a 960 px panel with a
+    // 5 s scrape interval gives $__interval 5s (3.75 s rounds to 5 s) and
+    // $__rate_interval 20s; at 6 h, 20s (22.5 s rounds to 20 s) and 25s.
+    let q = |w| PanelQuery {
+        dashboard: String::new(),
+        panel: String::new(),
+        expr: String::new(),
+        width: w,
+        min_interval: None,
+        instant: false,
+    };
+    assert_eq!(grafana_intervals(&q(12), 3600.0, 5.0), (5.0, 20.0, 3600.0));
+    assert_eq!(
+        grafana_intervals(&q(12), 21600.0, 5.0),
+        (20.0, 25.0, 21600.0)
+    );
+    // The shipped datasource before this check: a 1 s timeInterval made the window 6 s
+    // at 1 h, holding one sample of a 5 s scrape most of the time.
+    assert_eq!(grafana_intervals(&q(12), 3600.0, 1.0).1, 6.0);
+}
+
+/// A comparison in an alert rule: the metrics on its left, and what it compares with.
+#[derive(Debug)]
+struct Threshold {
+    rule: String,
+    lhs: BTreeSet<String>,
+    op: String,
+    value: Option<f64>,
+    /// `state="serious" == 1` on a state set: the state.
+    state: Option<String>,
+    /// The series compared against (an objective, a baseline).
+    series: BTreeSet<String>,
+}
+
+fn thresholds(rule: &str, e: &Expr, out: &mut Vec<Threshold>) {
+    match e {
+        Expr::Paren(p) => thresholds(rule, &p.expr, out),
+        Expr::Binary(b) if b.op.is_comparison_operator() => {
+            let op = b.op.to_string();
+            let value = match &*b.rhs {
+                Expr::NumberLiteral(n) => Some(n.val),
+                _ => None,
+            };
+            let state = match (&*b.lhs, value) {
+                (Expr::VectorSelector(vs), Some(v)) if op == "==" && v == 1.0 => vs
+                    .matchers
+                    .matchers
+                    .iter()
+                    .find(|m| {
+                        matches!(m.op, MatchOp::Equal)
+                            && ["state", "status", "level"].contains(&m.name.as_str())
+                    })
+                    .map(|m| m.value.clone()),
+                _ => None,
+            };
+            out.push(Threshold {
+                rule: rule.to_string(),
+                lhs: names_of(&b.lhs),
+                op,
+                value,
+                state,
+                series: if value.is_none() {
+                    names_of(&b.rhs)
+                } else {
+                    BTreeSet::new()
+                },
+            });
+        }
+        Expr::Binary(b) => {
+            thresholds(rule, &b.lhs, out);
+            thresholds(rule, &b.rhs, out);
+        }
+        _ => {}
+    }
+}
+
+fn rule_thresholds() -> Vec<Threshold> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("alert-rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".rules.yml"))
+        .collect();
+    files.push(repo().join("prometheus/stack.rules.yml"));
+    let mut out = Vec::new();
+    for f in files {
+        let v: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        for g in v["groups"].as_sequence().unwrap() {
+            for r in g["rules"].as_sequence().unwrap() {
+                let Some(name) = r["alert"].as_str() else {
+                    continue;
+                };
+                let ast = parser::parse(r["expr"].as_str().unwrap()).unwrap();
+                let before = out.len();
+                thresholds(name, &ast, &mut out);
+                assert!(out.len() > before, "{name}: no comparison found");
+            }
+        }
+    }
+    out
+}
+
+/// Whether a panel draws a threshold: a step at the value, a value mapping for it
+/// (`== 0` on a 0/1 metric), a mapping naming the state, or the series compared against.
+fn draws(p: &serde_json::Value, t: &Threshold) -> bool {
+    let defaults = &p["fieldConfig"]["defaults"];
+    let mapping_results = || {
+        defaults["mappings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["options"].as_object().into_iter().flatten())
+            .map(|(k, v)| (k.clone(), v["text"].as_str().unwrap_or("").to_string()))
+            .collect::<Vec<_>>()
+    };
+    if let Some(state) = &t.state {
+        return mapping_results().iter().any(|(_, text)| text == state);
+    }
+    if let Some(v) = t.value {
+        if t.op == "==" || t.op == "!=" {
+            return mapping_results()
+                .iter()
+                .any(|(k, _)| k.parse::<f64>() == Ok(v));
+        }
+        return defaults["thresholds"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["value"].as_f64().is_some_and(|x| (x - v).abs() < 1e-9));
+    }
+    t.series.is_subset(&panel_names(p))
+}
+
+#[test]
+fn every_alert_rule_threshold_is_drawn_on_a_panel_showing_its_expression() {
+    let boards = dashboards();
+    let mut missing = Vec::new();
+    let found = rule_thresholds();
+    assert!(found.len() >= 30, "only {} rule comparisons", found.len());
+    for t in &found {
+        let on = boards
+            .iter()
+            .flat_map(|(file, d)| panels(d).into_iter().map(move |p| (file, p)))
+            .filter(|(_, p)| t.lhs.is_subset(&panel_names(p)) && draws(p, t))
+            .map(|(file, p)| format!("{file} / {}", p["title"]))
+            .collect::<Vec<_>>();
+        if on.is_empty() {
+            missing.push(format!("{}: {t:?}", t.rule));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "rule thresholds drawn on no panel showing their metrics:\n{}",
+        missing.join("\n")
+    );
+    // The check can fail: a threshold no rule has is on no panel.
+    let fake = Threshold {
+        rule: "Fake".into(),
+        lhs: ["m4watch_gpu_utilization_ratio".to_string()].into(),
+        op: ">".into(),
+        value: Some(0.123),
+        state: None,
+        series: BTreeSet::new(),
+    };
+    assert!(
+        !boards
+            .iter()
+            .flat_map(|(_, d)| panels(d))
+            .any(|p| draws(p, &fake))
+    );
+}
+
+/// Families the generator lists as deliberately not shown, with the reason.
+fn not_shown() -> BTreeMap<String, String> {
+    let out = Command::new("python3")
+        .arg(repo().join("scripts/gen-dashboards.py"))
+        .arg("--not-shown")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
+    let mut shown = BTreeSet::new();
+    for (_, d) in dashboards() {
+        for p in panels(&d) {
+            shown.extend(panel_names(p));
+        }
+    }
+    let listed = not_shown();
+    let mut unseen = Vec::new();
+    for def in m4watch::catalog::all() {
+        let name = def.name;
+        // A histogram or summary is on a panel through its series.
+        let on_panel = shown.iter().any(|s| {
+            s == name
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| *s == format!("{name}{suffix}"))
+        });
+        match (on_panel, listed.get(name)) {
+            (true, Some(_)) => unseen.push(format!("{name}: on a panel and in NOT_SHOWN")),
+            (false, None) => unseen.push(format!("{name}: on no panel and not in NOT_SHOWN")),
+            (false, Some(reason)) => {
+                assert!(reason.len() > 20, "{name}: say why it is not shown")
+            }
+            (true, None) => {}
+        }
+    }
+    for name in listed.keys() {
+        assert!(
+            m4watch::catalog::lookup(name).is_some(),
+            "NOT_SHOWN lists {name}, which m4watch does not export"
+        );
+    }
+    assert!(unseen.is_empty(), "{}", unseen.join("\n"));
+}
+
 /// Config for a daemon that exports every family the dashboards use.
-/// The hardware families come from the shipped synthetic M4 Max recording (replay), the
-/// only source on Linux that publishes the GPU, ANE, fan and frequency series.
+/// The hardware families come from the shipped synthetic M4 Max recording (replay), as
+/// `m4watch demo` runs it, the only source on Linux that publishes the GPU, ANE, fan and
+/// frequency series. A baseline period of 2 s (a UTC day by default) lets the latency
+/// baselines exist within the test, and a 20 s advice window (5 min) publishes the
+/// recommendations every 2 s rather than every 30 s; config choices, not faster scrapes.
 fn stack_config(probe: &str) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
          containers:\n  interval: 2s\n  timeout: 2s\n\
          probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
+         history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
+         advice:\n  window: 20s\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n",
         env!("CARGO_MANIFEST_DIR")
     ))
@@ -156,36 +641,51 @@ fn stack_config(probe: &str) -> m4watch::config::Config {
 struct Container(String);
 
 impl Container {
-    fn start() -> Container {
+    fn run(detach: bool, options: &[&str], command: &str) -> Container {
         require_tool("docker");
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("m4watch-stack-{}-{n}", std::process::id());
         let out = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--memory",
-                "64m",
-                "--label",
-                "m4watch.tier=latency-critical",
-            ])
-            .args([
-                "m4watch-test-busybox",
-                "sh",
-                "-c",
-                "while true; do echo tick > /tmp/x; sleep 0.2; done",
-            ])
+            .arg("run")
+            .args(detach.then_some("-d"))
+            .args(["--name", &name])
+            .args(options)
+            .args(["m4watch-test-busybox", "sh", "-c", command])
             .output()
             .unwrap();
         assert!(
-            out.status.success(),
+            detach && out.status.success() || !detach && out.status.code().is_some(),
             "docker run failed (scripts/test.sh starts dockerd and builds the image): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         Container(name)
+    }
+
+    /// A latency-critical engine with a memory and CPU limit and a healthcheck, so the
+    /// limit, throttling and health series exist.
+    fn engine() -> Container {
+        Container::run(
+            true,
+            &[
+                "--memory",
+                "64m",
+                "--cpus",
+                "0.5",
+                "--health-cmd",
+                "true",
+                "--health-interval",
+                "1s",
+                "--label",
+                "m4watch.tier=latency-critical",
+            ],
+            "while true; do echo tick > /tmp/x; sleep 0.2; done",
+        )
+    }
+
+    /// A container that has exited (code 3), for the down and last-exit-code series.
+    fn exited() -> Container {
+        Container::run(false, &[], "exit 3")
     }
 }
 
@@ -229,8 +729,8 @@ fn hardware_ready(text: &str) -> bool {
         && text.contains("m4watch_probe_success{")
 }
 
-/// Sends the demo's StatsD load (timers per operation, a tick counter) to the
-/// daemon's listener, found through its JSON API, until the trigger fires.
+/// Sends the demo's StatsD load (timers per operation, a tick counter, a gauge, a set)
+/// to the daemon's listener, found through its JSON API, until the trigger fires.
 async fn trading_load(d: &Daemon) -> m4watch::shutdown::Trigger {
     let v: serde_json::Value = d
         .get("/api/v1/monitoring/trading/metrics")
@@ -252,7 +752,7 @@ fn exported_names(text: &str) -> BTreeSet<String> {
             let mut parts = rest.split(' ');
             let (name, kind) = (parts.next().unwrap(), parts.next().unwrap_or(""));
             names.insert(name.to_string());
-            if kind == "histogram" {
+            if kind == "histogram" || kind == "summary" {
                 for s in ["_bucket", "_sum", "_count"] {
                     names.insert(format!("{name}{s}"));
                 }
@@ -262,36 +762,69 @@ fn exported_names(text: &str) -> BTreeSet<String> {
     names
 }
 
+/// The hosts of the stack: m4watch on the synthetic M4 Max recording with a container,
+/// a probed endpoint, a receiver and StatsD load, and m4watch on a Linux fixture machine
+/// (the Linux-only families, such as PSI memory pressure).
+struct Hosts {
+    mac: Daemon,
+    linux: Daemon,
+    _load: m4watch::shutdown::Trigger,
+    _containers: [Container; 2],
+}
+
+impl Hosts {
+    async fn start() -> Hosts {
+        let containers = [Container::engine(), Container::exited()];
+        let mac = Daemon::start(stack_config(&health_endpoint().await)).await;
+        let load = trading_load(&mac).await;
+        mac.scrape_until(30, hardware_ready).await;
+        let linux = Daemon::start(common::fixture_config("intel-hybrid", "")).await;
+        Hosts {
+            mac,
+            linux,
+            _load: load,
+            _containers: containers,
+        }
+    }
+
+    async fn stop(self) {
+        self.mac.stop().await;
+        self.linux.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn panels_use_only_metric_names_a_live_m4watch_exports() {
-    let _container = Container::start();
-    let d = Daemon::start(stack_config(&health_endpoint().await)).await;
-    let _load = trading_load(&d).await;
-    let text = d.scrape_until(30, hardware_ready).await;
-    let mut exported = exported_names(&text);
-    // The dashboards serve Macs and Linux hosts: names only the Linux source exports
-    // (PSI memory pressure) come from a second m4watch on a Linux fixture machine.
-    let linux = Daemon::start(common::fixture_config("intel-hybrid", "")).await;
-    exported.extend(exported_names(&linux.scrape().await));
-    linux.stop().await;
+    let hosts = Hosts::start().await;
+    let mut exported = exported_names(&hosts.mac.scrape().await);
+    exported.extend(exported_names(&hosts.linux.scrape().await));
+    // Prometheus' own series.
+    exported.extend(["up".to_string(), "ALERTS".to_string()]);
     let mut missing = Vec::new();
-    for q in panel_queries() {
-        for name in metric_names(&substitute(&q.expr, "1m")).unwrap() {
+    let exprs = panel_queries()
+        .into_iter()
+        .map(|q| (format!("{} / {}", q.dashboard, q.panel), q.expr))
+        .chain(
+            annotation_exprs()
+                .into_iter()
+                .map(|(f, e)| (format!("{f} / annotation"), e)),
+        );
+    for (at, expr) in exprs {
+        for name in metric_names(&substitute(&expr, "m4watch", (5.0, 20.0, 3600.0))).unwrap() {
             if !exported.contains(&name) {
-                missing.push(format!("{} / {}: {name}", q.dashboard, q.panel));
+                missing.push(format!("{at}: {name}"));
             }
         }
     }
     assert!(missing.is_empty(), "not exported:\n{}", missing.join("\n"));
-    d.stop().await;
+    hosts.stop().await;
 }
 
-/// The shipped prometheus.yml pointed at the test's m4watch and Prometheus, with the
-/// 5 s job sped up to 1 s so the test needs seconds, not minutes.
-fn test_prometheus_config(shipped: &Path, m4watch: &str, prom: &str) -> String {
+/// The shipped prometheus.yml with only its targets pointed at the test's m4watch hosts
+/// and Prometheus: scrape intervals, jobs and relabelling stay as shipped.
+fn test_prometheus_config(shipped: &Path, m4watch: &[String], prom: &str) -> String {
     let mut cfg: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
-    cfg["global"]["scrape_interval"] = "1s".into();
     cfg["rule_files"] = serde_yaml_ng::Value::Sequence(vec![
         repo()
             .join("prometheus/stack.rules.yml")
@@ -303,24 +836,30 @@ fn test_prometheus_config(shipped: &Path, m4watch: &str, prom: &str) -> String {
     // are tested in tests/notify.rs).
     cfg["alerting"] = serde_yaml_ng::Value::Null;
     for job in cfg["scrape_configs"].as_sequence_mut().unwrap() {
-        let target = if job["job_name"] == "prometheus" {
-            prom
+        let targets: Vec<serde_yaml_ng::Value> = if job["job_name"] == "prometheus" {
+            vec![prom.into()]
         } else {
-            m4watch
+            m4watch.iter().map(|t| t.as_str().into()).collect()
         };
-        job["static_configs"][0]["targets"][0] = target.into();
-        if job["scrape_interval"] == "5s" {
-            job["scrape_interval"] = "1s".into();
-        }
+        job["static_configs"][0]["targets"] = serde_yaml_ng::Value::Sequence(targets);
     }
     serde_yaml_ng::to_string(&cfg).unwrap()
 }
 
 /// An instant query; a Prometheus that is not up yet answers `null`.
 async fn prom_query(client: &reqwest::Client, prom: &str, q: &str) -> serde_json::Value {
+    prom_get(client, prom, "query", &[("query", q)]).await
+}
+
+async fn prom_get(
+    client: &reqwest::Client,
+    prom: &str,
+    api: &str,
+    params: &[(&str, &str)],
+) -> serde_json::Value {
     let sent = client
-        .get(format!("http://{prom}/api/v1/query"))
-        .query(&[("query", q)])
+        .get(format!("http://{prom}/api/v1/{api}"))
+        .query(params)
         .send()
         .await;
     match sent {
@@ -340,15 +879,33 @@ fn has_data(v: &serde_json::Value) -> bool {
         }
 }
 
+/// Steps of a range query (`from`..=`to` every `step` s) at which no series has a
+/// point: a gappy panel.
+fn missing_steps(v: &serde_json::Value, from: f64, to: f64, step: f64) -> Vec<f64> {
+    let mut seen = BTreeSet::new();
+    for series in v["data"]["result"].as_array().into_iter().flatten() {
+        for point in series["values"].as_array().into_iter().flatten() {
+            seen.insert((point[0].as_f64().unwrap() * 1000.0).round() as i64);
+        }
+    }
+    let mut missing = Vec::new();
+    let mut t = from;
+    while t <= to + 1e-6 {
+        if !seen.contains(&((t * 1000.0).round() as i64)) {
+            missing.push(t);
+        }
+        t += step;
+    }
+    missing
+}
+
+/// Seconds of range the gap check covers at the 1 h range (ending now).
+const GAP_CHECK_SPAN: f64 = 20.0;
+
 #[tokio::test]
-async fn every_panel_returns_data_from_a_real_prometheus_scraping_m4watch() {
+async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
     let prometheus = require_tool("prometheus");
-    let _container = Container::start();
-    let mut config = stack_config(&health_endpoint().await);
-    config.api.token = Some(m4watch::config::Secret::new("stack-test-token"));
-    let d = Daemon::start(config).await;
-    let _load = trading_load(&d).await;
-    d.scrape_until(30, hardware_ready).await;
+    let hosts = Hosts::start().await;
 
     let dir = tempfile::tempdir().unwrap();
     let prom = format!("127.0.0.1:{}", free_port());
@@ -357,7 +914,7 @@ async fn every_panel_returns_data_from_a_real_prometheus_scraping_m4watch() {
         &cfg_path,
         test_prometheus_config(
             &repo().join("prometheus/prometheus.yml"),
-            &d.addr.to_string(),
+            &[hosts.mac.addr.to_string(), hosts.linux.addr.to_string()],
             &prom,
         ),
     )
@@ -377,36 +934,95 @@ async fn every_panel_returns_data_from_a_real_prometheus_scraping_m4watch() {
             .unwrap(),
     );
     let client = reqwest::Client::new();
-    // Wait until both jobs have scraped m4watch a few times.
+    let time_interval = datasource_time_interval();
+    let jobs = shipped_jobs();
+    let slow = jobs.iter().find(|j| j.3 == "drop").unwrap();
+    // Wait, at the shipped 5 s, until the slow job has scraped both hosts often enough
+    // that the gap check's earliest rate window (20 s before now, reaching 20 s further
+    // back) is full: (span + 4 x scrape) / scrape + 1 scrapes.
+    let scrapes = ((GAP_CHECK_SPAN + 4.0 * slow.1) / slow.1).ceil() as u64 + 1;
+    let ready_query = format!(
+        "min(count_over_time(up{{job=\"{}\"}}[5m])) >= {scrapes} and on() count(up{{job=\"{}\"}} == 1) == 2",
+        slow.0, slow.0
+    );
     let mut ready = false;
-    for _ in 0..120 {
-        let v = prom_query(
-            &client,
-            &prom,
-            "min(count_over_time(up{job=~\"m4watch.*\"}[1m])) >= 6",
-        )
-        .await;
-        if has_data(&v) {
+    let deadline = std::time::Instant::now() + Duration::from_secs((scrapes + 6) * slow.1 as u64);
+    while std::time::Instant::now() < deadline {
+        if has_data(&prom_query(&client, &prom, &ready_query).await) {
             ready = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let prom_log =
         || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    assert!(ready, "Prometheus never scraped m4watch:\n{}", prom_log());
+    assert!(
+        ready,
+        "Prometheus never scraped both hosts {scrapes} times:\n{}",
+        prom_log()
+    );
 
     let mut empty = Vec::new();
-    for q in panel_queries() {
-        let v = prom_query(&client, &prom, &substitute(&q.expr, "5s")).await;
-        if !has_data(&v) {
-            empty.push(format!("{} / {}: {} -> {v}", q.dashboard, q.panel, q.expr));
+    let mut gappy = Vec::new();
+    let mut gap_checked = 0;
+    let queries = panel_queries();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .floor();
+    for (label, range) in [("1h", 3600.0), ("6h", 21600.0)] {
+        for q in &queries {
+            let intervals = grafana_intervals(q, range, time_interval);
+            let expr = substitute(&q.expr, &slow.0, intervals);
+            let v = prom_query(&client, &prom, &expr).await;
+            if !has_data(&v) {
+                empty.push(format!(
+                    "{label}: {} / {} (rate interval {}s): {expr} -> {v}",
+                    q.dashboard, q.panel, intervals.1
+                ));
+                continue;
+            }
+            // A time series panel draws a range query: at every step of the last
+            // seconds some series must have a point (the old 4 s rate window over 5 s
+            // scrapes was empty at most of them).
+            if !q.instant && label == "1h" {
+                let step = intervals.0;
+                let to = (now / step).floor() * step;
+                let from = to - GAP_CHECK_SPAN;
+                let v = prom_get(
+                    &client,
+                    &prom,
+                    "query_range",
+                    &[
+                        ("query", expr.as_str()),
+                        ("start", &from.to_string()),
+                        ("end", &to.to_string()),
+                        ("step", &step.to_string()),
+                    ],
+                )
+                .await;
+                let missing = missing_steps(&v, from, to, step);
+                gap_checked += 1;
+                if !missing.is_empty() {
+                    gappy.push(format!(
+                        "{} / {} (step {step}s, rate interval {}s): no point at {missing:?}: {expr}",
+                        q.dashboard, q.panel, intervals.1
+                    ));
+                }
+            }
         }
     }
     assert!(
-        empty.is_empty(),
-        "panels without data:\n{}",
-        empty.join("\n")
+        empty.is_empty() && gappy.is_empty(),
+        "panels without data:\n{}\n\ngappy panels:\n{}",
+        empty.join("\n"),
+        gappy.join("\n")
     );
-    d.stop().await;
+    println!(
+        "{} panel queries returned data at 1 h and at 6 h; {gap_checked} range queries had a \
+         point at every step of the last {GAP_CHECK_SPAN}s",
+        queries.len()
+    );
+    hosts.stop().await;
 }
