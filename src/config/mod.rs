@@ -629,6 +629,14 @@ mod tests {
     }
 
     #[test]
+    fn error_host_port_zero() {
+        assert_eq!(
+            error_of("host_port_zero"),
+            "testdata/config/host_port_zero.yml:3:14: host.udp_ports: port 0 is not a port a socket is bound to"
+        );
+    }
+
+    #[test]
     fn error_bad_listen() {
         assert_eq!(
             error_of("bad_listen"),
