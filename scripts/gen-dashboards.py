@@ -402,7 +402,7 @@ DASHBOARDS = {
              "macOS placement) is absent. GET /api/v1/monitoring/performance/optimizations gives the "
              "evidence and the action for each.", min=0, w=24, h=6, thresholds=[("green", None), ("orange", 1)]),
     ]),
-    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure.", [
+    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure, and the network stack's market-data loss signal.", [
         row("Quick look", collapsed=False),
         gauge("Performance cores", [instant(P_CLUSTER, "{{instance}}")], "percentunit",
               "Busy share of the performance-core cluster now, with the warning and critical lines.",
@@ -509,6 +509,44 @@ DASHBOARDS = {
         ts("Memory stall (Linux PSI)", [q(s("m4watch_memory_pressure_ratio"), "{{window}}")], "percentunit",
            "Share of time some task waited for memory (Linux pressure stall information). Any "
            "sustained value means memory is the bottleneck.", **RATIO),
+        row("Host network: market-data loss", collapsed=False),
+        ts("UDP receive-buffer drops in 5 min",
+           [q(f'increase({s("m4watch_udp_receive_buffer_errors_total")}[5m])', "receive buffer full")], "none",
+           "UDP datagrams the kernel dropped in a sliding 5 minutes because the receiving socket's "
+           "buffer was full (Linux RcvbufErrors, macOS udps_fullsock); any warns "
+           "(UdpReceiveBufferErrors). A feed handler is too slow or its SO_RCVBUF too small: the "
+           "watched sockets beside name which.", min=0, w=8, alerts=["UdpReceiveBufferErrors"]),
+        ts("Feed sockets: drops in 5 min",
+           [q(f'increase({s("m4watch_udp_socket_drops_total")}[5m])', "{{local_address}}:{{port}}")], "none",
+           "Datagrams dropped per watched UDP socket (host.udp_ports) in a sliding 5 minutes; any "
+           "pages (UdpFeedSocketDropping): that feed lost market data. Linux only.",
+           min=0, w=8, alerts=["UdpFeedSocketDropping"]),
+        ts("Feed sockets: receive queue", [q(s("m4watch_udp_socket_receive_queue_bytes"), "{{local_address}}:{{port}}")],
+           "bytes", "Bytes waiting unread per watched UDP socket. A queue that climbs toward the "
+           "socket's buffer size comes before drops: the reader is falling behind. Linux only.",
+           min=0, w=8),
+        ts("UDP datagrams", [q(f'rate({s("m4watch_udp_datagrams_received_total")}[$__rate_interval])', "received"),
+                             q(f'rate({s("m4watch_udp_datagrams_sent_total")}[$__rate_interval])', "sent")], "pps",
+           "UDP datagrams per second the kernel delivered and sent (IPv4 and IPv6): the feed rate "
+           "the drops beside are a share of.", min=0),
+        ts("UDP errors", [q(f'rate({s("m4watch_udp_receive_errors_total")}[$__rate_interval])', "receive errors (all)"),
+                          q(f'rate({s("m4watch_udp_send_buffer_errors_total")}[$__rate_interval])', "send buffer full"),
+                          q(f'rate({s("m4watch_udp_no_port_errors_total")}[$__rate_interval])', "no socket on port"),
+                          q(f'rate({s("m4watch_udp_checksum_errors_total")}[$__rate_interval])', "bad checksum")], "pps",
+           "UDP errors per second. No socket on port: a feed arrives where nothing listens (a "
+           "handler down, a wrong port). Bad checksums point at a NIC or cable. Series the kernel "
+           "does not count (macOS: receive errors, send buffer) are absent.", min=0),
+        ts("TCP listen queue overflows in 5 min",
+           [q(f'increase({s("m4watch_tcp_listen_overflows_total")}[5m])', "accept queue full"),
+            q(f'increase({s("m4watch_tcp_listen_drops_total")}[5m])', "listen drops (all)")], "none",
+           "Incoming connections dropped in a sliding 5 minutes because a listening socket's accept "
+           "queue was full; any warns (TcpListenOverflows). A gateway accepts too slowly or its "
+           "backlog is too small.", min=0, alerts=["TcpListenOverflows"]),
+        ts("TCP retransmits and resets", [q(f'rate({s("m4watch_tcp_retransmitted_segments_total")}[$__rate_interval])', "retransmitted"),
+                                          q(f'rate({s("m4watch_tcp_resets_sent_total")}[$__rate_interval])', "resets sent"),
+                                          q(f'rate({s("m4watch_tcp_established_resets_total")}[$__rate_interval])', "established resets")],
+           "pps", "TCP segments retransmitted and resets per second. Retransmits rising with order "
+           "latency mean a lossy path to the venue; resets, connections torn down.", min=0),
     ]),
     "containers": ("m4watch / Containers", "Docker containers of the trading stack and the trading engines' health probes.", [
         row("Quick look", collapsed=False),
