@@ -1,7 +1,8 @@
 //! The host collector against this machine's kernel: a UDP socket on loopback that
 //! does not read while a bounded burst overflows its receive buffer. The watched
 //! socket's drop counter must equal what the kernel lists for that socket, and the
-//! kernel-wide receive-buffer errors must have grown by at least as much.
+//! kernel-wide receive-buffer errors must have grown by at least as much, and the
+//! loopback interface must have received every byte of the burst.
 
 #![cfg(target_os = "linux")]
 
@@ -10,20 +11,25 @@ use std::os::fd::AsRawFd;
 
 use m4watch::collect::BlockingCollector;
 use m4watch::collect::host::{
-    HostCollector, UDP_RECEIVE_BUFFER_ERRORS_TOTAL, UDP_SOCKET_DROPS_TOTAL,
-    UDP_SOCKET_RECEIVE_QUEUE_BYTES,
+    HostCollector, NETWORK_RECEIVE_BYTES_TOTAL, UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
+    UDP_SOCKET_DROPS_TOTAL, UDP_SOCKET_RECEIVE_QUEUE_BYTES,
 };
 use m4watch::config::HostConfig;
 use m4watch::store::Family;
 
 /// The value of `name`'s one series whose labels include `port`, or its only series.
 fn value(fams: &[Family], name: &str, port: Option<u16>) -> Option<f64> {
+    labelled(fams, name, port.map(|p| ("port", p.to_string())))
+}
+
+/// The value of `name`'s series with `label`, or its first series.
+fn labelled(fams: &[Family], name: &str, label: Option<(&str, String)>) -> Option<f64> {
     let f = fams.iter().find(|f| f.name == name)?;
     f.samples
         .iter()
-        .find(|s| match port {
+        .find(|s| match &label {
             None => true,
-            Some(p) => s.labels.contains(&("port".into(), p.to_string())),
+            Some((k, v)) => s.labels.contains(&(k.to_string(), v.clone())),
         })
         .map(|s| s.value)
 }
@@ -70,6 +76,8 @@ fn an_unread_socket_overflowing_its_buffer_is_counted_per_socket_and_kernel_wide
     );
     let rcvbuf_before = value(&before, UDP_RECEIVE_BUFFER_ERRORS_TOTAL.name, None)
         .expect("this kernel counts RcvbufErrors");
+    let lo = || Some(("interface", "lo".to_string()));
+    let lo_before = labelled(&before, NETWORK_RECEIVE_BYTES_TOTAL.name, lo()).unwrap();
 
     // Loopback delivers synchronously: when send returns, the datagram is queued or
     // dropped. 500 datagrams of 1 KiB are far beyond a few-KiB buffer.
@@ -100,6 +108,13 @@ fn an_unread_socket_overflowing_its_buffer_is_counted_per_socket_and_kernel_wide
         rcvbuf_after - rcvbuf_before >= drops,
         "RcvbufErrors grew by {} but the socket alone dropped {drops}",
         rcvbuf_after - rcvbuf_before
+    );
+    // Every datagram crossed the loopback interface, dropped at the socket or not.
+    let lo_after = labelled(&after, NETWORK_RECEIVE_BYTES_TOTAL.name, lo()).unwrap();
+    assert!(
+        lo_after - lo_before >= (burst * 1024) as f64,
+        "lo received {} bytes during a burst of {burst} KiB",
+        lo_after - lo_before
     );
     drop(feed);
 }

@@ -721,7 +721,8 @@ async fn health_endpoint() -> String {
 /// Every hardware family is there once utilisation is (it needs a second reading),
 /// the trading families once the demo's StatsD load has been folded in, and the rule
 /// engine's duration once it has evaluated once, the watched feed socket once the host
-/// collector has listed it.
+/// collector has listed it, the recommendations once advice has published (a loaded
+/// machine can take longer than the first scrape).
 fn hardware_ready(text: &str) -> bool {
     text.contains("m4watch_cpu_utilization_ratio")
         && text.contains("m4watch_trading_latency_quantile_seconds{")
@@ -731,6 +732,7 @@ fn hardware_ready(text: &str) -> bool {
         && text.contains("m4watch_container_memory_working_set_bytes{")
         && text.contains("m4watch_probe_success{")
         && text.contains("m4watch_udp_socket_drops_total{")
+        && text.contains("m4watch_recommendations{")
 }
 
 /// Sends the demo's StatsD load (timers per operation, a tick counter, a gauge, a set)
@@ -767,8 +769,9 @@ fn exported_names(text: &str) -> BTreeSet<String> {
 }
 
 /// The hosts of the stack: m4watch on the synthetic M4 Max recording with a container,
-/// a probed endpoint, a receiver and StatsD load, and m4watch on a Linux fixture machine
-/// (the Linux-only families, such as PSI memory pressure).
+/// a probed endpoint, a receiver, StatsD load and a watched feed socket, and m4watch on
+/// a Linux fixture machine (the Linux-only families, such as PSI memory pressure, and
+/// an interface with a link speed).
 struct Hosts {
     mac: Daemon,
     linux: Daemon,
@@ -786,7 +789,14 @@ impl Hosts {
         let mac = Daemon::start(stack_config(&health_endpoint().await, feed_port)).await;
         let load = trading_load(&mac).await;
         mac.scrape_until(30, hardware_ready).await;
-        let linux = Daemon::start(common::fixture_config("intel-hybrid", "")).await;
+        // Its network stack is a fixture too: a 10 Gb/s eth0 with a known link speed,
+        // which the machine running the test may lack.
+        let net = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/net/linux-6.18");
+        let linux = Daemon::start(common::fixture_config(
+            "intel-hybrid",
+            &format!("host:\n  procfs: {net}/proc\n  sysfs: {net}/sys\n"),
+        ))
+        .await;
         Hosts {
             mac,
             linux,

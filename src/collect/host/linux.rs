@@ -157,8 +157,80 @@ fn hex_addr(hex: &str) -> Option<IpAddr> {
     }
 }
 
-/// One reading from the procfs at `root`; the socket tables only when `sockets`.
-pub fn read(root: &Path, sockets: bool) -> Result<NetReading, CollectError> {
+/// `(family, direction, column)` of `/proc/net/dev`; the columns are found by the
+/// header's names under `Receive` and `Transmit`.
+const DEV_COLUMNS: &[(&MetricDef, usize, &str)] = &[
+    (&NETWORK_RECEIVE_BYTES_TOTAL, 0, "bytes"),
+    (&NETWORK_RECEIVE_PACKETS_TOTAL, 0, "packets"),
+    (&NETWORK_RECEIVE_ERRORS_TOTAL, 0, "errs"),
+    (&NETWORK_RECEIVE_DROPS_TOTAL, 0, "drop"),
+    (&NETWORK_TRANSMIT_BYTES_TOTAL, 1, "bytes"),
+    (&NETWORK_TRANSMIT_PACKETS_TOTAL, 1, "packets"),
+    (&NETWORK_TRANSMIT_ERRORS_TOTAL, 1, "errs"),
+    (&NETWORK_TRANSMIT_DROPS_TOTAL, 1, "drop"),
+];
+
+/// The interfaces of a `/proc/net/dev` text, their counters only (state and speed
+/// come from sysfs).
+pub fn parse_net_dev(text: &str) -> Result<Vec<Interface>, String> {
+    let mut lines = text.lines();
+    lines.next().ok_or("empty file")?;
+    // ` face |bytes packets ...|bytes packets ...`: receive, then transmit columns.
+    let header = lines.next().ok_or("no column header")?;
+    let groups: Vec<Vec<&str>> = header
+        .split('|')
+        .skip(1)
+        .map(|g| g.split_whitespace().collect())
+        .collect();
+    if groups.len() != 2 {
+        return Err(format!("unexpected header {header:?}"));
+    }
+    let mut out = Vec::new();
+    for line in lines {
+        let Some((name, values)) = line.split_once(':') else {
+            continue;
+        };
+        let values: Vec<u64> = values
+            .split_whitespace()
+            .map(|v| v.parse().map_err(|_| format!("bad value in {line:?}")))
+            .collect::<Result<_, _>>()?;
+        let counters = DEV_COLUMNS
+            .iter()
+            .filter_map(|&(def, dir, col)| {
+                let i = groups[dir].iter().position(|c| *c == col)?;
+                let i = if dir == 1 { groups[0].len() + i } else { i };
+                Some((def.name, *values.get(i)?))
+            })
+            .collect();
+        out.push(Interface {
+            name: name.trim().to_string(),
+            counters,
+            up: None,
+            speed_bytes: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Up from sysfs `operstate`: `up` is up, `unknown` (loopback, some virtual devices)
+/// unknown, anything else (down, lowerlayerdown, dormant, ...) not up.
+pub fn parse_operstate(text: &str) -> Option<bool> {
+    match text.trim() {
+        "unknown" | "" => None,
+        s => Some(s == "up"),
+    }
+}
+
+/// Bytes per second from sysfs `speed` (megabits per second; -1 or unreadable when
+/// the driver does not know, as for a link that is down or a virtual device).
+pub fn parse_speed(text: &str) -> Option<u64> {
+    let mbit: i64 = text.trim().parse().ok()?;
+    (mbit > 0).then(|| mbit as u64 * 125_000)
+}
+
+/// One reading from the procfs at `root` and the sysfs at `sys`; the socket tables
+/// only when `sockets`.
+pub fn read(root: &Path, sys: &Path, sockets: bool) -> Result<NetReading, CollectError> {
     let file = |name: &str| {
         let p = root.join("net").join(name);
         std::fs::read_to_string(&p).map_err(|e| CollectError(format!("{}: {e}", p.display())))
@@ -175,7 +247,18 @@ pub fn read(root: &Path, sockets: bool) -> Result<NetReading, CollectError> {
     } else {
         None
     };
-    Ok(NetReading { counters, sockets })
+    let mut interfaces = parse_net_dev(&file("dev")?).map_err(CollectError)?;
+    for i in &mut interfaces {
+        let dir = sys.join("class/net").join(&i.name);
+        let attr = |a: &str| std::fs::read_to_string(dir.join(a)).ok();
+        i.up = attr("operstate").as_deref().and_then(parse_operstate);
+        i.speed_bytes = attr("speed").as_deref().and_then(parse_speed);
+    }
+    Ok(NetReading {
+        counters,
+        sockets,
+        interfaces,
+    })
 }
 
 #[cfg(test)]
@@ -189,9 +272,74 @@ mod tests {
             .join("proc")
     }
 
+    fn sys(kernel: &str) -> std::path::PathBuf {
+        fixture(kernel).with_file_name("sys")
+    }
+
+    fn iface(r: &NetReading, name: &str) -> Interface {
+        r.interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("{name} in {:?}", r.interfaces))
+            .clone()
+    }
+
+    #[test]
+    fn kernel_6_18_interfaces_with_state_and_speed() {
+        let r = read(&fixture("linux-6.18"), &sys("linux-6.18"), false).unwrap();
+        assert_eq!(r.interfaces.len(), 3);
+        let eth0 = iface(&r, "eth0");
+        assert_eq!(
+            eth0,
+            Interface {
+                name: "eth0".into(),
+                counters: NetCounters::from([
+                    (NETWORK_RECEIVE_BYTES_TOTAL.name, 918273645),
+                    (NETWORK_RECEIVE_PACKETS_TOTAL.name, 812345),
+                    (NETWORK_RECEIVE_ERRORS_TOTAL.name, 7),
+                    (NETWORK_RECEIVE_DROPS_TOTAL.name, 112),
+                    (NETWORK_TRANSMIT_BYTES_TOTAL.name, 55443322),
+                    (NETWORK_TRANSMIT_PACKETS_TOTAL.name, 401234),
+                    (NETWORK_TRANSMIT_ERRORS_TOTAL.name, 1),
+                    (NETWORK_TRANSMIT_DROPS_TOTAL.name, 2),
+                ]),
+                up: Some(true),
+                speed_bytes: Some(1_250_000_000),
+            }
+        );
+        let lo = iface(&r, "lo");
+        assert_eq!((lo.up, lo.speed_bytes), (None, None));
+        let docker0 = iface(&r, "docker0");
+        assert_eq!((docker0.up, docker0.speed_bytes), (Some(false), None));
+    }
+
+    #[test]
+    fn kernel_3_2_interfaces_without_sysfs_state() {
+        // A name glued to its first value (`eth0:1234`), as old kernels print large
+        // counters, and no sysfs tree: state and speed unknown.
+        let r = read(&fixture("linux-3.2"), &sys("linux-3.2"), false).unwrap();
+        let eth0 = iface(&r, "eth0");
+        assert_eq!(
+            eth0.counters[NETWORK_RECEIVE_BYTES_TOTAL.name],
+            4123456789012
+        );
+        assert_eq!(eth0.counters[NETWORK_TRANSMIT_DROPS_TOTAL.name], 0);
+        assert_eq!(eth0.counters[NETWORK_RECEIVE_DROPS_TOTAL.name], 301);
+        assert_eq!((eth0.up, eth0.speed_bytes), (None, None));
+    }
+
+    #[test]
+    fn operstate_and_speed() {
+        assert_eq!(parse_operstate("up\n"), Some(true));
+        assert_eq!(parse_operstate("lowerlayerdown\n"), Some(false));
+        assert_eq!(parse_operstate("unknown\n"), None);
+        assert_eq!(parse_speed("10000\n"), Some(1_250_000_000));
+        assert_eq!(parse_speed("-1\n"), None);
+    }
+
     #[test]
     fn kernel_6_18_counters_sum_ipv4_and_ipv6_udp() {
-        let r = read(&fixture("linux-6.18"), true).unwrap();
+        let r = read(&fixture("linux-6.18"), &sys("linux-6.18"), true).unwrap();
         assert_eq!(
             r.counters,
             NetCounters::from([
@@ -214,7 +362,7 @@ mod tests {
     #[test]
     fn kernel_3_2_lacks_checksum_errors_and_ipv6() {
         // No InCsumErrors column (added in 3.10): the family is absent, not 0.
-        let r = read(&fixture("linux-3.2"), true).unwrap();
+        let r = read(&fixture("linux-3.2"), &sys("linux-3.2"), true).unwrap();
         assert_eq!(
             r.counters,
             NetCounters::from([
@@ -253,7 +401,10 @@ mod tests {
 
     #[test]
     fn kernel_6_18_sockets_v4_and_v6() {
-        let s = read(&fixture("linux-6.18"), true).unwrap().sockets.unwrap();
+        let s = read(&fixture("linux-6.18"), &sys("linux-6.18"), true)
+            .unwrap()
+            .sockets
+            .unwrap();
         let find = |addr: &str, port| {
             s.iter()
                 .find(|x| x.local_address == addr.parse::<IpAddr>().unwrap() && x.port == port)
@@ -293,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_missing_procfs_is_an_error_naming_the_file() {
-        let e = read(Path::new("/nonexistent"), false).unwrap_err();
+        let e = read(Path::new("/nonexistent"), Path::new("/nonexistent"), false).unwrap_err();
         assert!(e.0.starts_with("/nonexistent/net/snmp: "), "{}", e.0);
     }
 }

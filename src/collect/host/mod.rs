@@ -1,11 +1,13 @@
 //! The host's network stack: the kernel's UDP and TCP counters (the market-data loss
-//! signal) and, for the UDP ports named in `host.udp_ports`, each socket's receive
-//! queue and drop counter (which feed is dropping).
+//! signal); for the UDP ports named in `host.udp_ports`, each socket's receive queue
+//! and drop counter (which feed is dropping); and each interface's traffic, errors,
+//! drops, state and speed.
 //!
-//! A platform source only reads: [`linux`] parses `/proc/net/{snmp,snmp6,netstat,udp,udp6}`
-//! (pure parsers, tested on fixture trees of two kernels), `macos` reads
-//! `net.inet.udp.stats` and `net.inet.tcp.stats` and [`darwin`] decodes those structs
-//! (pure, tested on Linux with captured-shape bytes). [`families`] turns either into
+//! A platform source only reads: [`linux`] parses
+//! `/proc/net/{snmp,snmp6,netstat,udp,udp6,dev}` and sysfs (pure parsers, tested on
+//! fixture trees of two kernels), `macos` reads `net.inet.udp.stats`,
+//! `net.inet.tcp.stats` and the `NET_RT_IFLIST2` interface list, and [`darwin`] decodes
+//! those (pure, tested on Linux with captured-shape bytes). [`families`] turns either into
 //! metric families. A counter the kernel does not keep is absent, never 0; macOS has no
 //! per-socket drop counter, so the per-socket families are absent there.
 
@@ -122,6 +124,76 @@ pub const UDP_SOCKET_DROPS_TOTAL: MetricDef = def(
     "Datagrams the kernel dropped for the UDP sockets bound to a watched port (host.udp_ports) and address, summed over the sockets open now (Linux /proc/net/udp drops); absent on macOS.",
 );
 
+pub const NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
+    "m4watch_network_receive_bytes_total",
+    Kind::Counter,
+    &["interface"],
+    "Bytes received on a network interface.",
+);
+
+pub const NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_bytes_total",
+    Kind::Counter,
+    &["interface"],
+    "Bytes sent on a network interface.",
+);
+
+pub const NETWORK_RECEIVE_PACKETS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_packets_total",
+    Kind::Counter,
+    &["interface"],
+    "Packets received on a network interface.",
+);
+
+pub const NETWORK_TRANSMIT_PACKETS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_packets_total",
+    Kind::Counter,
+    &["interface"],
+    "Packets sent on a network interface.",
+);
+
+pub const NETWORK_RECEIVE_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_errors_total",
+    Kind::Counter,
+    &["interface"],
+    "Receive errors the driver counted on a network interface (bad frames, CRC, overruns).",
+);
+
+pub const NETWORK_TRANSMIT_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_errors_total",
+    Kind::Counter,
+    &["interface"],
+    "Transmit errors the driver counted on a network interface.",
+);
+
+pub const NETWORK_RECEIVE_DROPS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_drops_total",
+    Kind::Counter,
+    &["interface"],
+    "Received packets a network interface dropped before the protocol stack (Linux rx drop, macOS ifi_iqdrops).",
+);
+
+pub const NETWORK_TRANSMIT_DROPS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_drops_total",
+    Kind::Counter,
+    &["interface"],
+    "Packets to send that a network interface dropped (Linux tx drop, macOS send-queue drops).",
+);
+
+pub const NETWORK_UP: MetricDef = def(
+    "m4watch_network_up",
+    Kind::Gauge,
+    &["interface"],
+    "1 if a network interface is up and running (Linux operstate up; macOS IFF_UP and IFF_RUNNING), 0 if not; absent when the kernel does not know (Linux operstate unknown, as for loopback).",
+);
+
+pub const NETWORK_SPEED_BYTES: MetricDef = def(
+    "m4watch_network_speed_bytes",
+    Kind::Gauge,
+    &["interface"],
+    "Link speed of a network interface, in bytes per second; absent where the driver reports none.",
+);
+
 /// The host collector's families, for the catalogue.
 pub const METRICS: &[MetricDef] = &[
     UDP_DATAGRAMS_RECEIVED_TOTAL,
@@ -138,6 +210,16 @@ pub const METRICS: &[MetricDef] = &[
     TCP_ESTABLISHED_RESETS_TOTAL,
     UDP_SOCKET_RECEIVE_QUEUE_BYTES,
     UDP_SOCKET_DROPS_TOTAL,
+    NETWORK_RECEIVE_BYTES_TOTAL,
+    NETWORK_TRANSMIT_BYTES_TOTAL,
+    NETWORK_RECEIVE_PACKETS_TOTAL,
+    NETWORK_TRANSMIT_PACKETS_TOTAL,
+    NETWORK_RECEIVE_ERRORS_TOTAL,
+    NETWORK_TRANSMIT_ERRORS_TOTAL,
+    NETWORK_RECEIVE_DROPS_TOTAL,
+    NETWORK_TRANSMIT_DROPS_TOTAL,
+    NETWORK_UP,
+    NETWORK_SPEED_BYTES,
 ];
 
 /// The kernel's protocol counters by family name (the unlabelled [`METRICS`]); a
@@ -155,6 +237,19 @@ pub struct UdpSocket {
     pub drops: Option<u64>,
 }
 
+/// One network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// Per-interface counters by family name (the `_total` families labelled by
+    /// interface); one the platform does not count has no entry.
+    pub counters: NetCounters,
+    /// Up and running; `None` where the kernel does not know.
+    pub up: Option<bool>,
+    /// Link speed in bytes per second; `None` where the driver reports none.
+    pub speed_bytes: Option<u64>,
+}
+
 /// One reading of the network stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetReading {
@@ -162,12 +257,14 @@ pub struct NetReading {
     /// `None` where the platform cannot list sockets (macOS): the per-socket families
     /// are then absent rather than empty-but-known.
     pub sockets: Option<Vec<UdpSocket>>,
+    pub interfaces: Vec<Interface>,
 }
 
 /// The families of one reading; per-socket series only for `ports`, summed per port
 /// and local address (`SO_REUSEPORT` groups share both).
 pub fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
-    // Every unlabelled family is one kernel counter.
+    // Every unlabelled family is one kernel counter, every counter labelled by
+    // interface one interface counter.
     let mut out: Vec<Family> = METRICS
         .iter()
         .filter(|d| d.labels.is_empty())
@@ -179,6 +276,30 @@ pub fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
             f
         })
         .collect();
+    for d in METRICS
+        .iter()
+        .filter(|d| d.labels == ["interface"] && d.kind == Kind::Counter)
+    {
+        let mut f = Family::new(d);
+        for i in &r.interfaces {
+            if let Some(&v) = i.counters.get(d.name) {
+                f.push([("interface", i.name.as_str())], v as f64);
+            }
+        }
+        out.push(f);
+    }
+    let mut up = Family::new(&NETWORK_UP);
+    let mut speed = Family::new(&NETWORK_SPEED_BYTES);
+    for i in &r.interfaces {
+        let l = [("interface", i.name.as_str())];
+        if let Some(u) = i.up {
+            up.push(l, if u { 1.0 } else { 0.0 });
+        }
+        if let Some(b) = i.speed_bytes {
+            speed.push(l, b as f64);
+        }
+    }
+    out.extend([up, speed]);
     let mut queue = Family::new(&UDP_SOCKET_RECEIVE_QUEUE_BYTES);
     let mut drops = Family::new(&UDP_SOCKET_DROPS_TOTAL);
     if let Some(sockets) = &r.sockets {
@@ -207,6 +328,8 @@ pub fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
 pub struct HostCollector {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     procfs: PathBuf,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    sysfs: PathBuf,
     ports: BTreeSet<u16>,
 }
 
@@ -214,6 +337,7 @@ impl HostCollector {
     pub fn new(config: &HostConfig) -> Self {
         HostCollector {
             procfs: config.procfs.clone(),
+            sysfs: config.sysfs.clone(),
             ports: config.udp_ports.iter().copied().collect(),
         }
     }
@@ -222,7 +346,7 @@ impl HostCollector {
     pub fn read(&self) -> Result<NetReading, CollectError> {
         #[cfg(target_os = "linux")]
         {
-            linux::read(&self.procfs, !self.ports.is_empty())
+            linux::read(&self.procfs, &self.sysfs, !self.ports.is_empty())
         }
         #[cfg(target_os = "macos")]
         {
@@ -280,6 +404,7 @@ mod tests {
                 sock("::", 30001, 0, Some(0)),
                 sock("127.0.0.1", 30002, 9, Some(1)),
             ]),
+            ..NetReading::default()
         };
         let fams = families(&r, &BTreeSet::from([30001]));
         assert_eq!(
@@ -299,6 +424,39 @@ mod tests {
         let mut queue = value(&fams, "m4watch_udp_socket_receive_queue_bytes");
         queue.iter_mut().for_each(|(l, _)| l.sort());
         assert_eq!(queue, vec![(l("0.0.0.0"), 150.0), (l("::"), 0.0)]);
+    }
+
+    #[test]
+    fn interfaces_export_what_is_known() {
+        let r = NetReading {
+            interfaces: vec![
+                Interface {
+                    name: "en0".into(),
+                    counters: NetCounters::from([(NETWORK_RECEIVE_ERRORS_TOTAL.name, 3)]),
+                    up: Some(true),
+                    speed_bytes: Some(1_250_000_000),
+                },
+                Interface {
+                    name: "lo".into(),
+                    counters: NetCounters::new(),
+                    up: None,
+                    speed_bytes: None,
+                },
+            ],
+            ..NetReading::default()
+        };
+        let fams = families(&r, &BTreeSet::new());
+        let en0 = vec![("interface".to_string(), "en0".to_string())];
+        assert_eq!(
+            value(&fams, "m4watch_network_receive_errors_total"),
+            vec![(en0.clone(), 3.0)]
+        );
+        assert!(value(&fams, "m4watch_network_transmit_errors_total").is_empty());
+        assert_eq!(value(&fams, "m4watch_network_up"), vec![(en0.clone(), 1.0)]);
+        assert_eq!(
+            value(&fams, "m4watch_network_speed_bytes"),
+            vec![(en0, 1.25e9)]
+        );
     }
 
     #[test]
