@@ -293,6 +293,11 @@ OP_RULES = {"order_execution": "OrderExecutionLatencyHigh", "market_data": "Mark
             "risk_calculation": "RiskCalculationLatencyHigh", "ml_inference": "MlInferenceLatencyHigh"}
 
 
+def rates(*series):
+    """One per-second rate query per (counter, legend) pair."""
+    return [q(f'rate({s(metric)}[$__rate_interval])', legend) for metric, legend in series]
+
+
 def p95(op):
     return s("m4watch_trading_latency_quantile_seconds", operation=op, window="1m", quantile="0.95")
 
@@ -402,7 +407,7 @@ DASHBOARDS = {
              "macOS placement) is absent. GET /api/v1/monitoring/performance/optimizations gives the "
              "evidence and the action for each.", min=0, w=24, h=6, thresholds=[("green", None), ("orange", 1)]),
     ]),
-    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure.", [
+    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure, and the network stack's market-data loss signal.", [
         row("Quick look", collapsed=False),
         gauge("Performance cores", [instant(P_CLUSTER, "{{instance}}")], "percentunit",
               "Busy share of the performance-core cluster now, with the warning and critical lines.",
@@ -509,6 +514,66 @@ DASHBOARDS = {
         ts("Memory stall (Linux PSI)", [q(s("m4watch_memory_pressure_ratio"), "{{window}}")], "percentunit",
            "Share of time some task waited for memory (Linux pressure stall information). Any "
            "sustained value means memory is the bottleneck.", **RATIO),
+        row("Host network: market-data loss", collapsed=False),
+        ts("UDP receive-buffer drops in 5 min",
+           [q(f'increase({s("m4watch_udp_receive_buffer_errors_total")}[5m])', "receive buffer full")], "none",
+           "UDP datagrams the kernel dropped in a sliding 5 minutes because the receiving socket's "
+           "buffer was full (Linux RcvbufErrors, macOS udps_fullsock); any warns "
+           "(UdpReceiveBufferErrors). A feed handler is too slow or its SO_RCVBUF too small: the "
+           "watched sockets beside name which.", min=0, w=8, alerts=["UdpReceiveBufferErrors"]),
+        ts("Feed sockets: drops in 5 min",
+           [q(f'increase({s("m4watch_udp_socket_drops_total")}[5m])', "{{local_address}}:{{port}}")], "none",
+           "Datagrams dropped per watched UDP socket (host.udp_ports) in a sliding 5 minutes; any "
+           "pages (UdpFeedSocketDropping): that feed lost market data. Linux only.",
+           min=0, w=8, alerts=["UdpFeedSocketDropping"]),
+        ts("Feed sockets: receive queue", [q(s("m4watch_udp_socket_receive_queue_bytes"), "{{local_address}}:{{port}}")],
+           "bytes", "Bytes waiting unread per watched UDP socket. A queue that climbs toward the "
+           "socket's buffer size comes before drops: the reader is falling behind. Linux only.",
+           min=0, w=8),
+        ts("UDP datagrams", rates(("m4watch_udp_datagrams_received_total", "received"), ("m4watch_udp_datagrams_sent_total", "sent")), "pps",
+           "UDP datagrams per second the kernel delivered and sent (IPv4 and IPv6): the feed rate "
+           "the drops beside are a share of.", min=0),
+        ts("UDP errors", rates(("m4watch_udp_receive_errors_total", "receive errors (all)"),
+                               ("m4watch_udp_send_buffer_errors_total", "send buffer full"),
+                               ("m4watch_udp_no_port_errors_total", "no socket on port"),
+                               ("m4watch_udp_checksum_errors_total", "bad checksum")), "pps",
+           "UDP errors per second. No socket on port: a feed arrives where nothing listens (a "
+           "handler down, a wrong port). Bad checksums point at a NIC or cable. Series the kernel "
+           "does not count (macOS: receive errors, send buffer) are absent.", min=0),
+        ts("TCP listen queue overflows in 5 min",
+           [q(f'increase({s("m4watch_tcp_listen_overflows_total")}[5m])', "accept queue full"),
+            q(f'increase({s("m4watch_tcp_listen_drops_total")}[5m])', "listen drops (all)")], "none",
+           "Incoming connections dropped in a sliding 5 minutes because a listening socket's accept "
+           "queue was full; any warns (TcpListenOverflows). A gateway accepts too slowly or its "
+           "backlog is too small.", min=0, alerts=["TcpListenOverflows"]),
+        ts("TCP retransmits and resets", rates(("m4watch_tcp_retransmitted_segments_total", "retransmitted"),
+                                               ("m4watch_tcp_resets_sent_total", "resets sent"),
+                                               ("m4watch_tcp_established_resets_total", "established resets")),
+           "pps", "TCP segments retransmitted and resets per second. Retransmits rising with order "
+           "latency mean a lossy path to the venue; resets, connections torn down.", min=0),
+        row("Host network: interfaces"),
+        ts("Interface traffic", rates(("m4watch_network_receive_bytes_total", "{{interface}} in"), ("m4watch_network_transmit_bytes_total", "{{interface}} out")),
+           "Bps", "Bytes per second per interface and direction. Compare with the link speed beside: "
+           "a feed link near its speed drops bursts.", min=0),
+        ts("Interface packets", rates(("m4watch_network_receive_packets_total", "{{interface}} in"), ("m4watch_network_transmit_packets_total", "{{interface}} out")),
+           "pps", "Packets per second per interface and direction; market data is many small "
+           "packets, so this limits before bytes do.", min=0),
+        ts("Interface errors in 5 min",
+           [q(f'increase({s("m4watch_network_receive_errors_total")}[5m])', "{{interface}} receive"),
+            q(f'increase({s("m4watch_network_transmit_errors_total")}[5m])', "{{interface}} transmit")], "none",
+           "Driver-counted errors per interface over a sliding 5 minutes; errors for 5 minutes on "
+           "end warn (NetworkInterfaceErrors): a cable, optic, port or duplex problem.",
+           min=0, alerts=["NetworkInterfaceErrors"]),
+        ts("Interface drops", rates(("m4watch_network_receive_drops_total", "{{interface}} receive"), ("m4watch_network_transmit_drops_total", "{{interface}} transmit")),
+           "pps", "Packets per second an interface dropped before the protocol stack (ring buffer "
+           "full, no memory) or in its send queue. Receive drops under a burst: enlarge the NIC "
+           "ring or spread its interrupts.", min=0),
+        timeline("Interface up", [q(s("m4watch_network_up"), "{{interface}}")], "none",
+                 "Whether each interface is up and running; absent where the kernel does not know "
+                 "(loopback on Linux).", mappings=UP_DOWN),
+        ts("Link speed", [q(s("m4watch_network_speed_bytes"), "{{interface}}")], "Bps",
+           "Negotiated link speed per interface, in bytes per second; absent for virtual "
+           "interfaces. A feed link that renegotiated down (10G to 1G) shows here first.", min=0),
     ]),
     "containers": ("m4watch / Containers", "Docker containers of the trading stack and the trading engines' health probes.", [
         row("Quick look", collapsed=False),

@@ -194,6 +194,10 @@ pub async fn serve_loaded(
                     collect::process::ProcessCollector::new().map_err(|e| Error::Startup(e.0))?;
                 tasks.push(entry.spawn(Blocking::new(p), &store, &shutdown));
             }
+            collect::HOST => {
+                let h = collect::host::HostCollector::new(&config.host);
+                tasks.push(entry.spawn(Blocking::new(h), &store, &shutdown));
+            }
             collect::CONTAINERS => {
                 let c = collect::containers::ContainerCollector::new(&config.containers);
                 tracing::info!(host = c.host(), "watching Docker containers");
@@ -424,11 +428,12 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
         serde_json::to_value(x).ok() != serde_json::to_value(y).ok()
     }
     let mut out = Vec::new();
-    let pairs: [(&'static str, bool); 11] = [
+    let pairs: [(&'static str, bool); 12] = [
         ("api", differ(&a.api, &b.api)),
         ("metrics", differ(&a.metrics, &b.metrics)),
         ("hardware", differ(&a.hardware, &b.hardware)),
         ("process", differ(&a.process, &b.process)),
+        ("host", differ(&a.host, &b.host)),
         ("trading", differ(&a.trading, &b.trading)),
         ("containers", differ(&a.containers, &b.containers)),
         ("probes", differ(&a.probes, &b.probes)),

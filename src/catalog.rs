@@ -12,6 +12,7 @@ use crate::model::MetricDef;
 pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("The exporter itself", SELF),
     ("Hardware", HARDWARE),
+    ("Host network", crate::collect::host::METRICS),
     ("Rules and alerts", crate::alerts::evaluate::METRICS),
     (
         "Apple Silicon (macOS and replay)",

@@ -16,6 +16,7 @@ use crate::collect::containers::DOCKER_INFO;
 use crate::collect::hardware::{
     CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
 };
+use crate::collect::host::{TCP_RETRANSMITTED_SEGMENTS_TOTAL, UDP_DATAGRAMS_RECEIVED_TOTAL};
 use crate::collect::probes::PROBE_SUCCESS;
 use crate::collect::process::{PROCESS_CPU_SECONDS_TOTAL, PROCESS_RESIDENT_MEMORY_BYTES};
 use crate::collect::trading::{
@@ -80,6 +81,13 @@ const BY_COLLECTOR: &[(&str, &[&str])] = &[
         &[
             PROCESS_RESIDENT_MEMORY_BYTES.name,
             PROCESS_CPU_SECONDS_TOTAL.name,
+        ],
+    ),
+    (
+        "host",
+        &[
+            UDP_DATAGRAMS_RECEIVED_TOTAL.name,
+            TCP_RETRANSMITTED_SEGMENTS_TOTAL.name,
         ],
     ),
     ("containers", &[DOCKER_INFO.name]),

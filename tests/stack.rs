@@ -624,13 +624,15 @@ fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
 /// frequency series. A baseline period of 2 s (a UTC day by default) lets the latency
 /// baselines exist within the test, and a 20 s advice window (5 min) publishes the
 /// recommendations every 2 s rather than every 30 s; config choices, not faster scrapes.
-fn stack_config(probe: &str) -> m4watch::config::Config {
+/// `feed` is a UDP port the host collector watches, so the per-socket families exist.
+fn stack_config(probe: &str, feed: u16) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
          containers:\n  interval: 2s\n  timeout: 2s\n\
          probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
          history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
          advice:\n  window: 20s\n\
+         host:\n  udp_ports: [{feed}]\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n",
         env!("CARGO_MANIFEST_DIR")
     ))
@@ -718,7 +720,9 @@ async fn health_endpoint() -> String {
 
 /// Every hardware family is there once utilisation is (it needs a second reading),
 /// the trading families once the demo's StatsD load has been folded in, and the rule
-/// engine's duration once it has evaluated once.
+/// engine's duration once it has evaluated once, the watched feed socket once the host
+/// collector has listed it, the recommendations once advice has published (a loaded
+/// machine can take longer than the first scrape).
 fn hardware_ready(text: &str) -> bool {
     text.contains("m4watch_cpu_utilization_ratio")
         && text.contains("m4watch_trading_latency_quantile_seconds{")
@@ -727,6 +731,8 @@ fn hardware_ready(text: &str) -> bool {
         && text.contains("m4watch_rule_evaluation_duration_seconds")
         && text.contains("m4watch_container_memory_working_set_bytes{")
         && text.contains("m4watch_probe_success{")
+        && text.contains("m4watch_udp_socket_drops_total{")
+        && text.contains("m4watch_recommendations{")
 }
 
 /// Sends the demo's StatsD load (timers per operation, a tick counter, a gauge, a set)
@@ -763,27 +769,40 @@ fn exported_names(text: &str) -> BTreeSet<String> {
 }
 
 /// The hosts of the stack: m4watch on the synthetic M4 Max recording with a container,
-/// a probed endpoint, a receiver and StatsD load, and m4watch on a Linux fixture machine
-/// (the Linux-only families, such as PSI memory pressure).
+/// a probed endpoint, a receiver, StatsD load and a watched feed socket, and m4watch on
+/// a Linux fixture machine (the Linux-only families, such as PSI memory pressure, and
+/// an interface with a link speed).
 struct Hosts {
     mac: Daemon,
     linux: Daemon,
     _load: m4watch::shutdown::Trigger,
     _containers: [Container; 2],
+    /// A market-data feed socket (unread) for the watched-socket panels.
+    _feed: std::net::UdpSocket,
 }
 
 impl Hosts {
     async fn start() -> Hosts {
         let containers = [Container::engine(), Container::exited()];
-        let mac = Daemon::start(stack_config(&health_endpoint().await)).await;
+        let feed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let feed_port = feed.local_addr().unwrap().port();
+        let mac = Daemon::start(stack_config(&health_endpoint().await, feed_port)).await;
         let load = trading_load(&mac).await;
         mac.scrape_until(30, hardware_ready).await;
-        let linux = Daemon::start(common::fixture_config("intel-hybrid", "")).await;
+        // Its network stack is a fixture too: a 10 Gb/s eth0 with a known link speed,
+        // which the machine running the test may lack.
+        let net = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/net/linux-6.18");
+        let linux = Daemon::start(common::fixture_config(
+            "intel-hybrid",
+            &format!("host:\n  procfs: {net}/proc\n  sysfs: {net}/sys\n"),
+        ))
+        .await;
         Hosts {
             mac,
             linux,
             _load: load,
             _containers: containers,
+            _feed: feed,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod containers;
 pub mod hardware;
+pub mod host;
 pub mod probes;
 pub mod process;
 pub mod trading;
@@ -140,6 +141,12 @@ pub fn registry(config: &Config) -> Vec<Entry> {
             config.process.interval,
         ),
         entry(
+            HOST,
+            config.host.enabled,
+            config.host.interval,
+            config.host.interval,
+        ),
+        entry(
             CONTAINERS,
             config.containers.enabled,
             config.containers.interval,
@@ -163,6 +170,7 @@ pub fn registry(config: &Config) -> Vec<Entry> {
 /// Collector names, as `m4watch_collector_success{collector}` labels them.
 pub const HARDWARE: &str = "hardware";
 pub const PROCESS: &str = "process";
+pub const HOST: &str = "host";
 pub const CONTAINERS: &str = "containers";
 pub const PROBES: &str = "probes";
 pub const TRADING: &str = "trading";

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 mod containers;
 mod hardware;
 mod history;
+mod host;
 mod locate;
 pub mod notify;
 mod rules;
@@ -25,6 +26,7 @@ mod values;
 pub use containers::*;
 pub use hardware::*;
 pub use history::*;
+pub use host::*;
 pub use rules::*;
 pub use trading::*;
 pub use values::*;
@@ -74,6 +76,9 @@ pub struct Config {
     pub hardware: HardwareConfig,
     #[serde(default)]
     pub process: ProcessConfig,
+    /// The network stack's UDP/TCP counters and the watched feed sockets.
+    #[serde(default)]
+    pub host: HostConfig,
     #[serde(default)]
     pub trading: TradingConfig,
     #[serde(default)]
@@ -295,6 +300,13 @@ impl Config {
             );
         }
         positive(self.process.interval, "process.interval")?;
+        positive(self.host.interval, "host.interval")?;
+        if self.host.udp_ports.contains(&0) {
+            return err(
+                "host.udp_ports",
+                "port 0 is not a port a socket is bound to".into(),
+            );
+        }
         self.trading.validate()?;
         at_least(
             self.rules.evaluation_interval,
@@ -613,6 +625,14 @@ mod tests {
         assert_eq!(
             error_of("zero_interval"),
             "testdata/config/zero_interval.yml:4:13: process.interval: must be at least 10ms (got 0s)"
+        );
+    }
+
+    #[test]
+    fn error_host_port_zero() {
+        assert_eq!(
+            error_of("host_port_zero"),
+            "testdata/config/host_port_zero.yml:3:14: host.udp_ports: port 0 is not a port a socket is bound to"
         );
     }
 

@@ -43,6 +43,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../alert-rules/probes.rules.yml"),
     ),
     (
+        "alert-rules/host.rules.yml",
+        include_str!("../../alert-rules/host.rules.yml"),
+    ),
+    (
         "alert-rules/exporter.rules.yml",
         include_str!("../../alert-rules/exporter.rules.yml"),
     ),

@@ -327,7 +327,7 @@ fn machine_info() -> MachineInfo {
 
 // --- sysctl -------------------------------------------------------------------
 
-fn sysctl_raw(name: &str) -> Option<Vec<u8>> {
+pub(crate) fn sysctl_raw(name: &str) -> Option<Vec<u8>> {
     let c = CString::new(name).ok()?;
     let mut len: libc::size_t = 0;
     // SAFETY: a valid name; a null buffer asks for the length.

@@ -1,0 +1,468 @@
+//! The host's network stack: the kernel's UDP and TCP counters (the market-data loss
+//! signal); for the UDP ports named in `host.udp_ports`, each socket's receive queue
+//! and drop counter (which feed is dropping); and each interface's traffic, errors,
+//! drops, state and speed.
+//!
+//! A platform source only reads: [`linux`] parses
+//! `/proc/net/{snmp,snmp6,netstat,udp,udp6,dev}` and sysfs (pure parsers, tested on
+//! fixture trees of two kernels), `macos` reads `net.inet.udp.stats`,
+//! `net.inet.tcp.stats` and the `NET_RT_IFLIST2` interface list, and [`darwin`] decodes
+//! those (pure, tested on Linux with captured-shape bytes). [`families`] turns either into
+//! metric families. A counter the kernel does not keep is absent, never 0; macOS has no
+//! per-socket drop counter, so the per-socket families are absent there.
+
+#[cfg(any(target_os = "macos", test))]
+pub mod darwin;
+#[cfg(any(target_os = "linux", test))]
+pub mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::{BlockingCollector, CollectError};
+use crate::config::HostConfig;
+use crate::model::{Kind, MetricDef, def};
+use crate::store::Family;
+
+pub const UDP_DATAGRAMS_RECEIVED_TOTAL: MetricDef = def(
+    "m4watch_udp_datagrams_received_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams the kernel delivered to sockets (IPv4 and IPv6).",
+);
+
+pub const UDP_DATAGRAMS_SENT_TOTAL: MetricDef = def(
+    "m4watch_udp_datagrams_sent_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams the kernel sent (IPv4 and IPv6).",
+);
+
+pub const UDP_RECEIVE_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_udp_receive_errors_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams received but not delivered, for any reason (receive-buffer and checksum errors included; Linux InErrors); absent on macOS.",
+);
+
+pub const UDP_RECEIVE_BUFFER_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_udp_receive_buffer_errors_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams dropped because the receiving socket's buffer was full (Linux RcvbufErrors, macOS udps_fullsock): the market-data loss signal.",
+);
+
+pub const UDP_SEND_BUFFER_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_udp_send_buffer_errors_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams not sent because the sending socket's buffer was full (Linux SndbufErrors); absent on macOS.",
+);
+
+pub const UDP_NO_PORT_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_udp_no_port_errors_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams that arrived for a port no socket listens on.",
+);
+
+pub const UDP_CHECKSUM_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_udp_checksum_errors_total",
+    Kind::Counter,
+    &[],
+    "UDP datagrams dropped for a bad checksum; absent on kernels without the counter (Linux before 3.10).",
+);
+
+pub const TCP_RETRANSMITTED_SEGMENTS_TOTAL: MetricDef = def(
+    "m4watch_tcp_retransmitted_segments_total",
+    Kind::Counter,
+    &[],
+    "TCP segments retransmitted (Linux RetransSegs, macOS tcps_sndrexmitpack).",
+);
+
+pub const TCP_LISTEN_OVERFLOWS_TOTAL: MetricDef = def(
+    "m4watch_tcp_listen_overflows_total",
+    Kind::Counter,
+    &[],
+    "Connections refused because a listening socket's accept queue was full (Linux ListenOverflows, macOS tcps_listendrop).",
+);
+
+pub const TCP_LISTEN_DROPS_TOTAL: MetricDef = def(
+    "m4watch_tcp_listen_drops_total",
+    Kind::Counter,
+    &[],
+    "Connection attempts a listening socket dropped for any reason, overflows included (Linux ListenDrops); absent on macOS.",
+);
+
+pub const TCP_RESETS_SENT_TOTAL: MetricDef = def(
+    "m4watch_tcp_resets_sent_total",
+    Kind::Counter,
+    &[],
+    "TCP segments sent with the RST flag (Linux OutRsts); absent on macOS, which counts RSTs together with SYNs and FINs.",
+);
+
+pub const TCP_ESTABLISHED_RESETS_TOTAL: MetricDef = def(
+    "m4watch_tcp_established_resets_total",
+    Kind::Counter,
+    &[],
+    "TCP connections reset from the established or close-wait state (Linux EstabResets); absent on macOS.",
+);
+
+pub const UDP_SOCKET_RECEIVE_QUEUE_BYTES: MetricDef = def(
+    "m4watch_udp_socket_receive_queue_bytes",
+    Kind::Gauge,
+    &["port", "local_address"],
+    "Bytes waiting in the receive queues of the UDP sockets bound to a watched port (host.udp_ports) and address; absent on macOS.",
+);
+
+pub const UDP_SOCKET_DROPS_TOTAL: MetricDef = def(
+    "m4watch_udp_socket_drops_total",
+    Kind::Counter,
+    &["port", "local_address"],
+    "Datagrams the kernel dropped for the UDP sockets bound to a watched port (host.udp_ports) and address, summed over the sockets open now (Linux /proc/net/udp drops); absent on macOS.",
+);
+
+pub const NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
+    "m4watch_network_receive_bytes_total",
+    Kind::Counter,
+    &["interface"],
+    "Bytes received on a network interface.",
+);
+
+pub const NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_bytes_total",
+    Kind::Counter,
+    &["interface"],
+    "Bytes sent on a network interface.",
+);
+
+pub const NETWORK_RECEIVE_PACKETS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_packets_total",
+    Kind::Counter,
+    &["interface"],
+    "Packets received on a network interface.",
+);
+
+pub const NETWORK_TRANSMIT_PACKETS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_packets_total",
+    Kind::Counter,
+    &["interface"],
+    "Packets sent on a network interface.",
+);
+
+pub const NETWORK_RECEIVE_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_errors_total",
+    Kind::Counter,
+    &["interface"],
+    "Receive errors the driver counted on a network interface (bad frames, CRC, overruns).",
+);
+
+pub const NETWORK_TRANSMIT_ERRORS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_errors_total",
+    Kind::Counter,
+    &["interface"],
+    "Transmit errors the driver counted on a network interface.",
+);
+
+pub const NETWORK_RECEIVE_DROPS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_drops_total",
+    Kind::Counter,
+    &["interface"],
+    "Received packets a network interface dropped before the protocol stack (Linux rx drop, macOS ifi_iqdrops).",
+);
+
+pub const NETWORK_TRANSMIT_DROPS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_drops_total",
+    Kind::Counter,
+    &["interface"],
+    "Packets to send that a network interface dropped (Linux tx drop, macOS send-queue drops).",
+);
+
+pub const NETWORK_UP: MetricDef = def(
+    "m4watch_network_up",
+    Kind::Gauge,
+    &["interface"],
+    "1 if a network interface is up and running (Linux operstate up; macOS IFF_UP and IFF_RUNNING), 0 if not; absent when the kernel does not know (Linux operstate unknown, as for loopback).",
+);
+
+pub const NETWORK_SPEED_BYTES: MetricDef = def(
+    "m4watch_network_speed_bytes",
+    Kind::Gauge,
+    &["interface"],
+    "Link speed of a network interface, in bytes per second; absent where the driver reports none.",
+);
+
+/// The host collector's families, for the catalogue.
+pub const METRICS: &[MetricDef] = &[
+    UDP_DATAGRAMS_RECEIVED_TOTAL,
+    UDP_DATAGRAMS_SENT_TOTAL,
+    UDP_RECEIVE_ERRORS_TOTAL,
+    UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
+    UDP_SEND_BUFFER_ERRORS_TOTAL,
+    UDP_NO_PORT_ERRORS_TOTAL,
+    UDP_CHECKSUM_ERRORS_TOTAL,
+    TCP_RETRANSMITTED_SEGMENTS_TOTAL,
+    TCP_LISTEN_OVERFLOWS_TOTAL,
+    TCP_LISTEN_DROPS_TOTAL,
+    TCP_RESETS_SENT_TOTAL,
+    TCP_ESTABLISHED_RESETS_TOTAL,
+    UDP_SOCKET_RECEIVE_QUEUE_BYTES,
+    UDP_SOCKET_DROPS_TOTAL,
+    NETWORK_RECEIVE_BYTES_TOTAL,
+    NETWORK_TRANSMIT_BYTES_TOTAL,
+    NETWORK_RECEIVE_PACKETS_TOTAL,
+    NETWORK_TRANSMIT_PACKETS_TOTAL,
+    NETWORK_RECEIVE_ERRORS_TOTAL,
+    NETWORK_TRANSMIT_ERRORS_TOTAL,
+    NETWORK_RECEIVE_DROPS_TOTAL,
+    NETWORK_TRANSMIT_DROPS_TOTAL,
+    NETWORK_UP,
+    NETWORK_SPEED_BYTES,
+];
+
+/// The kernel's protocol counters by family name (the unlabelled [`METRICS`]); a
+/// counter this kernel does not keep has no entry.
+pub type NetCounters = BTreeMap<&'static str, u64>;
+
+/// One UDP socket as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpSocket {
+    pub local_address: std::net::IpAddr,
+    pub port: u16,
+    /// Bytes in the receive queue.
+    pub rx_queue: u64,
+    /// Datagrams dropped for this socket; `None` on kernels without the column.
+    pub drops: Option<u64>,
+}
+
+/// One network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// Per-interface counters by family name (the `_total` families labelled by
+    /// interface); one the platform does not count has no entry.
+    pub counters: NetCounters,
+    /// Up and running; `None` where the kernel does not know.
+    pub up: Option<bool>,
+    /// Link speed in bytes per second; `None` where the driver reports none.
+    pub speed_bytes: Option<u64>,
+}
+
+/// One reading of the network stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetReading {
+    pub counters: NetCounters,
+    /// `None` where the platform cannot list sockets (macOS): the per-socket families
+    /// are then absent rather than empty-but-known.
+    pub sockets: Option<Vec<UdpSocket>>,
+    pub interfaces: Vec<Interface>,
+}
+
+/// The families of one reading; per-socket series only for `ports`, summed per port
+/// and local address (`SO_REUSEPORT` groups share both).
+pub fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
+    // Every unlabelled family is one kernel counter, every counter labelled by
+    // interface one interface counter.
+    let mut out: Vec<Family> = METRICS
+        .iter()
+        .filter(|d| d.labels.is_empty())
+        .map(|d| {
+            let mut f = Family::new(d);
+            if let Some(&v) = r.counters.get(d.name) {
+                f.push_value(v as f64);
+            }
+            f
+        })
+        .collect();
+    for d in METRICS
+        .iter()
+        .filter(|d| d.labels == ["interface"] && d.kind == Kind::Counter)
+    {
+        let mut f = Family::new(d);
+        for i in &r.interfaces {
+            if let Some(&v) = i.counters.get(d.name) {
+                f.push([("interface", i.name.as_str())], v as f64);
+            }
+        }
+        out.push(f);
+    }
+    let mut up = Family::new(&NETWORK_UP);
+    let mut speed = Family::new(&NETWORK_SPEED_BYTES);
+    for i in &r.interfaces {
+        let l = [("interface", i.name.as_str())];
+        if let Some(u) = i.up {
+            up.push(l, if u { 1.0 } else { 0.0 });
+        }
+        if let Some(b) = i.speed_bytes {
+            speed.push(l, b as f64);
+        }
+    }
+    out.extend([up, speed]);
+    let mut queue = Family::new(&UDP_SOCKET_RECEIVE_QUEUE_BYTES);
+    let mut drops = Family::new(&UDP_SOCKET_DROPS_TOTAL);
+    if let Some(sockets) = &r.sockets {
+        // (port, address) -> (queued bytes, drops; None if any socket lacks the column)
+        let mut by_key: BTreeMap<(u16, String), (u64, Option<u64>)> = BTreeMap::new();
+        for s in sockets.iter().filter(|s| ports.contains(&s.port)) {
+            let e = by_key
+                .entry((s.port, s.local_address.to_string()))
+                .or_insert((0, Some(0)));
+            e.0 += s.rx_queue;
+            e.1 = e.1.zip(s.drops).map(|(a, b)| a + b);
+        }
+        for ((port, addr), (q, d)) in by_key {
+            let labels = [("port", port.to_string()), ("local_address", addr)];
+            queue.push(labels.clone(), q as f64);
+            if let Some(d) = d {
+                drops.push(labels, d as f64);
+            }
+        }
+    }
+    out.extend([queue, drops]);
+    out
+}
+
+/// Reads the network stack of the machine m4watch runs on.
+pub struct HostCollector {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    procfs: PathBuf,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    sysfs: PathBuf,
+    ports: BTreeSet<u16>,
+}
+
+impl HostCollector {
+    pub fn new(config: &HostConfig) -> Self {
+        HostCollector {
+            procfs: config.procfs.clone(),
+            sysfs: config.sysfs.clone(),
+            ports: config.udp_ports.iter().copied().collect(),
+        }
+    }
+
+    /// One reading, as the platform gives it.
+    pub fn read(&self) -> Result<NetReading, CollectError> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::read(&self.procfs, &self.sysfs, !self.ports.is_empty())
+        }
+        #[cfg(target_os = "macos")]
+        {
+            macos::read()
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        {
+            Err(CollectError(
+                "the host collector supports Linux and macOS only".into(),
+            ))
+        }
+    }
+}
+
+impl BlockingCollector for HostCollector {
+    fn name(&self) -> &'static str {
+        super::HOST
+    }
+
+    fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        Ok(families(&self.read()?, &self.ports))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(fams: &[Family], name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+        fams.iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .samples
+            .iter()
+            .map(|s| (s.labels.clone().into_iter().collect(), s.value))
+            .collect()
+    }
+
+    fn sock(addr: &str, port: u16, rx_queue: u64, drops: Option<u64>) -> UdpSocket {
+        UdpSocket {
+            local_address: addr.parse().unwrap(),
+            port,
+            rx_queue,
+            drops,
+        }
+    }
+
+    #[test]
+    fn unknown_counters_are_absent_and_watched_sockets_are_summed_per_port_and_address() {
+        let r = NetReading {
+            counters: NetCounters::from([(UDP_RECEIVE_BUFFER_ERRORS_TOTAL.name, 7)]),
+            sockets: Some(vec![
+                sock("0.0.0.0", 30001, 100, Some(2)),
+                sock("0.0.0.0", 30001, 50, Some(3)),
+                sock("::", 30001, 0, Some(0)),
+                sock("127.0.0.1", 30002, 9, Some(1)),
+            ]),
+            ..NetReading::default()
+        };
+        let fams = families(&r, &BTreeSet::from([30001]));
+        assert_eq!(
+            value(&fams, "m4watch_udp_receive_buffer_errors_total"),
+            vec![(vec![], 7.0)]
+        );
+        assert!(value(&fams, "m4watch_udp_checksum_errors_total").is_empty());
+        let l = |a: &str| {
+            vec![
+                ("local_address".to_string(), a.to_string()),
+                ("port".to_string(), "30001".to_string()),
+            ]
+        };
+        let mut drops = value(&fams, "m4watch_udp_socket_drops_total");
+        drops.iter_mut().for_each(|(l, _)| l.sort());
+        assert_eq!(drops, vec![(l("0.0.0.0"), 5.0), (l("::"), 0.0)]);
+        let mut queue = value(&fams, "m4watch_udp_socket_receive_queue_bytes");
+        queue.iter_mut().for_each(|(l, _)| l.sort());
+        assert_eq!(queue, vec![(l("0.0.0.0"), 150.0), (l("::"), 0.0)]);
+    }
+
+    #[test]
+    fn interfaces_export_what_is_known() {
+        let r = NetReading {
+            interfaces: vec![
+                Interface {
+                    name: "en0".into(),
+                    counters: NetCounters::from([(NETWORK_RECEIVE_ERRORS_TOTAL.name, 3)]),
+                    up: Some(true),
+                    speed_bytes: Some(1_250_000_000),
+                },
+                Interface {
+                    name: "lo".into(),
+                    counters: NetCounters::new(),
+                    up: None,
+                    speed_bytes: None,
+                },
+            ],
+            ..NetReading::default()
+        };
+        let fams = families(&r, &BTreeSet::new());
+        let en0 = vec![("interface".to_string(), "en0".to_string())];
+        assert_eq!(
+            value(&fams, "m4watch_network_receive_errors_total"),
+            vec![(en0.clone(), 3.0)]
+        );
+        assert!(value(&fams, "m4watch_network_transmit_errors_total").is_empty());
+        assert_eq!(value(&fams, "m4watch_network_up"), vec![(en0.clone(), 1.0)]);
+        assert_eq!(
+            value(&fams, "m4watch_network_speed_bytes"),
+            vec![(en0, 1.25e9)]
+        );
+    }
+
+    #[test]
+    fn without_a_socket_list_the_per_socket_families_are_empty() {
+        let fams = families(&NetReading::default(), &BTreeSet::from([30001]));
+        assert!(value(&fams, "m4watch_udp_socket_drops_total").is_empty());
+        assert!(value(&fams, "m4watch_udp_socket_receive_queue_bytes").is_empty());
+    }
+}
