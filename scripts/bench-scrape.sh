@@ -7,16 +7,24 @@
 # dockerd (default 20; 0 skips them) and StatsD traffic on 10 operations. Memory is
 # read from /proc/PID/smaps_rollup (RSS, PSS, private dirty) once steady before the
 # load and again after it. Prints medians over the runs and the ratios.
+# Steady means SETTLE seconds after start (default 30). The rule engine's sample ring
+# keeps up to rules.max_range (15 min) of what the rules read, so memory is at its
+# steady state only after that: SETTLE=960 for the figure BENCHMARKS.md records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 RUNS=${2:-3}
 CONNS=${CONNS:-8}
 CONTAINERS=${CONTAINERS:-20}
+SETTLE=${SETTLE:-30}
 for cmd in wrk prometheus-node-exporter; do
   command -v "$cmd" >/dev/null || { echo "missing $cmd: apt-get install wrk prometheus-node-exporter" >&2; exit 1; }
 done
-cargo build --release --locked -q --bin m4watch
+# M4WATCH_BIN: a release binary built already (default: build ./target/release/m4watch).
+if [ -z "${M4WATCH_BIN:-}" ]; then
+  cargo build --release --locked -q --bin m4watch
+  M4WATCH_BIN=./target/release/m4watch
+fi
 tmp=$(mktemp -d)
 prefix="m4wscrape-$$-"
 cleanup() {
@@ -35,7 +43,7 @@ done
 
 M4_URL=http://127.0.0.1:19977/metrics
 NE_URL=http://127.0.0.1:19100/metrics
-./target/release/m4watch --listen 127.0.0.1:19977 --data-dir "$tmp/data" 2>"$tmp/m4.log" &
+"$M4WATCH_BIN" --listen 127.0.0.1:19977 --data-dir "$tmp/data" 2>"$tmp/m4.log" &
 M4_PID=$!
 prometheus-node-exporter --web.listen-address=127.0.0.1:19100 2>"$tmp/ne.log" &
 NE_PID=$!
@@ -53,7 +61,7 @@ while True:
     time.sleep(0.1)
 PY
 SD_PID=$!
-sleep 30 # collectors, rules, history and streams settle: steady state
+sleep "$SETTLE" # collectors, rules, history, streams and the sample ring settle
 
 # RSS, PSS and private dirty (MiB) from smaps_rollup.
 mem() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_Dirty:/ {d=$2} END {printf "%.1f %.1f %.1f", r/1024, p/1024, d/1024}' "/proc/$1/smaps_rollup"; }
@@ -90,7 +98,7 @@ m4_containers=$(curl -fsS "$M4_URL" | grep -c '^m4watch_container_up{' || true)
 m4_ops=$(curl -fsS "$M4_URL" | grep '^m4watch_trading' | grep -o 'operation="[^"]*"' | sort -u | wc -l)
 
 echo "machine: $(uname -srm), $(nproc) cores; wrk -t1 -c$CONNS -d${DUR}s, median of $RUNS runs"
-echo "m4watch: embedded default, $m4_containers containers, $m4_ops StatsD operations"
+echo "m4watch: embedded default, $m4_containers containers, $m4_ops StatsD operations; memory ${SETTLE} s after start"
 printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' target "req/s" "p50 ms" "p99 ms" "body B" \
   "RSS/PSS/dirty idle" "RSS/PSS/dirty load" "peak MiB"
 printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' m4watch "$m4_rps" "$m4_p50" "$m4_p99" "$m4_bytes" \

@@ -826,6 +826,15 @@ impl Advisor {
     }
 }
 
+/// What [`advise`] reads from the sample ring: metric names and how far back.
+pub fn ring_reads(config: &AdviceConfig) -> Vec<(&'static str, std::time::Duration)> {
+    let window = config.window.get();
+    vec![
+        (CPU_CLUSTER_UTILIZATION_RATIO.name, window),
+        (CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name, window),
+    ]
+}
+
 /// Publishes `m4watch_recommendations` on the collector schedule.
 pub struct AdviceCollector(pub std::sync::Arc<Advisor>);
 

@@ -240,6 +240,7 @@ pub async fn serve_loaded(
             Arc::clone(&store),
             shutdown.clone(),
             expected.clone(),
+            advise::ring_reads(&config.advice),
         );
         tasks.push(running.task);
         (running.alerts, running.transitions, Some(running.rules))

@@ -286,7 +286,13 @@ fn run(cli: Cli, demo: bool) -> ExitCode {
         );
     }
 
+    // Tokio's default is a worker per core: 16 on an M4 Max, each with its stack and
+    // queues, for a sidecar whose work fits in one core with room to spare (a scrape
+    // takes under a millisecond) and that must leave the cores to the desk. The
+    // blocking pool (SQLite, file reads) is bounded too.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
         .enable_all()
         .build()
     {

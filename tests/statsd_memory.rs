@@ -112,8 +112,9 @@ fn a_thousand_one_sample_timer_series_stay_small_and_give_memory_back_when_windo
         step.as_millis() as i64,
     );
     let mut ring = Ring::new(retention.as_millis() as i64);
+    let readers = m4watch::advise::ring_reads(&Default::default());
     ring.set_filter(Some(
-        ring_filter(&engine).expect("the shipped rules name their metrics"),
+        ring_filter(&engine, &readers, step).expect("the shipped rules name their metrics"),
     ));
     let mut batch = trading.batch();
     let t0 = Instant::now();

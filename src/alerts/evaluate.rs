@@ -62,19 +62,37 @@ pub struct Running {
     pub transitions: tokio::sync::broadcast::Receiver<crate::alerts::Transition>,
 }
 
-/// The sample ring keeps, of the trading families with a series per StatsD series,
-/// only the series some rule selects: kept whole, a timer series alone would hold 33
-/// series of a sample per second for the ring's retention (15 minutes by default),
-/// about 0.5 MB, where its windows cost a few KB. `None` (keep everything) when a
-/// selector names no metric and so may pick any series.
-pub fn ring_filter(engine: &Engine) -> Option<crate::store::ring::Filter> {
+/// What the sample ring keeps: only what is read from it. Of each metric name a rule
+/// selects, samples as far back as its longest range selector or another reader's
+/// window (`readers`: the advisor's) reaches, and of a name only instant selectors
+/// read, the newest few (`3 × interval`: an evaluation looks at the newest sample at
+/// or before its time). Names nobody reads are not kept: kept whole, every series
+/// held a sample per step for the ring's retention (15 minutes by default), about
+/// 14 KB, for each of the hundreds a host with containers exports. Of the trading
+/// families with a series per StatsD series, only the series some rule selects.
+/// `None` (keep everything for the retention) when a selector names no metric and
+/// so may pick any series.
+pub fn ring_filter(
+    engine: &Engine,
+    readers: &[(&str, Duration)],
+    interval: Duration,
+) -> Option<crate::store::ring::Filter> {
     use crate::rules::promql;
     let selectors = engine.selectors();
-    if selectors.iter().any(|v| promql::selector_name(v).is_none()) {
-        return None;
+    let instant = 3 * interval.as_millis() as i64;
+    let mut reach = std::collections::HashMap::<String, i64>::new();
+    for (v, range) in &selectors {
+        let name = promql::selector_name(v)?;
+        let r = reach.entry(name.to_string()).or_default();
+        *r = (*r).max(*range).max(instant);
     }
-    let selectors: Vec<_> = selectors.into_iter().cloned().collect();
+    for (name, window) in readers {
+        let r = reach.entry(name.to_string()).or_default();
+        *r = (*r).max(window.as_millis() as i64).max(instant);
+    }
+    let selectors: Vec<_> = selectors.into_iter().map(|(v, _)| v.clone()).collect();
     Some(crate::store::ring::Filter {
+        reach,
         families: crate::collect::trading::PER_SERIES
             .iter()
             .map(|d| d.name.to_string())
@@ -85,7 +103,8 @@ pub fn ring_filter(engine: &Engine) -> Option<crate::store::ring::Filter> {
 
 /// Restores saved alerts into the rule engine, turns on the store's sample ring, and
 /// spawns the evaluation loop. `expected` collectors must have run once before the
-/// first evaluation, so restored alerts are not resolved for lack of data.
+/// first evaluation, so restored alerts are not resolved for lack of data. `readers`
+/// are what else reads the ring: metric names and how far back (the advisor's).
 pub fn start(
     rc: &RulesConfig,
     groups: Vec<Group>,
@@ -93,6 +112,7 @@ pub fn start(
     store: Arc<Store>,
     shutdown: Shutdown,
     expected: Vec<&'static str>,
+    readers: Vec<(&'static str, Duration)>,
 ) -> Running {
     let interval = rc.evaluation_interval.get();
     let transitions = alerts.subscribe();
@@ -125,7 +145,9 @@ pub fn start(
     tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
     let lookback = Duration::from_millis(crate::rules::promql::LOOKBACK_MS as u64);
     store.keep_ring(rc.max_range.get().max(lookback) + interval, interval);
-    store.ring_mut().set_filter(ring_filter(&engine));
+    store
+        .ring_mut()
+        .set_filter(ring_filter(&engine, &readers, interval));
     // The rule families exist from the start (at 0), not from the first evaluation.
     store.publish(
         "rules",
@@ -136,6 +158,8 @@ pub fn start(
         alerts: Arc::clone(&alerts),
         store,
         failures: Mutex::default(),
+        readers,
+        interval,
     });
     let task = tokio::spawn(run(Arc::clone(&cycle), interval, shutdown, expected));
     Running {
@@ -190,7 +214,8 @@ impl RulesHandle {
             }
             // The new rules may select series the old ones did not: the ring keeps
             // what they name from now on (their history builds up from here).
-            self.cycle.store.ring_mut().set_filter(ring_filter(&next));
+            let filter = ring_filter(&next, &self.cycle.readers, self.cycle.interval);
+            self.cycle.store.ring_mut().set_filter(filter);
             *engine = next;
         }
         if !orphans.is_empty() {
@@ -209,6 +234,9 @@ struct Cycle {
     store: Arc<Store>,
     /// Failed evaluations per group since start-up.
     failures: Mutex<BTreeMap<String, u64>>,
+    /// What else reads the sample ring ([`ring_filter`]).
+    readers: Vec<(&'static str, Duration)>,
+    interval: Duration,
 }
 
 async fn run(

@@ -55,7 +55,9 @@ pub struct ProbeResult {
 
 /// Probes every configured target each cycle.
 pub struct ProbeCollector {
-    client: reqwest::Client,
+    /// Built only when there is something to probe: a TLS-capable client loads the
+    /// system's CA store (about 1 MiB resident), which the default config never needs.
+    client: Option<reqwest::Client>,
     targets: Vec<ProbeTarget>,
     /// The last round, published as the collector's report (`Vec<ProbeResult>`).
     latest: Option<std::sync::Arc<Vec<ProbeResult>>>,
@@ -63,10 +65,16 @@ pub struct ProbeCollector {
 
 impl ProbeCollector {
     pub fn new(cfg: &ProbesConfig) -> Result<Self, CollectError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CollectError(format!("cannot build the HTTP client: {e}")))?;
+        let client = if cfg.targets.is_empty() {
+            None
+        } else {
+            Some(
+                reqwest::Client::builder()
+                    .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| CollectError(format!("cannot build the HTTP client: {e}")))?,
+            )
+        };
         Ok(ProbeCollector {
             client,
             targets: cfg.targets.clone(),
@@ -139,9 +147,12 @@ impl Collector for ProbeCollector {
     }
 
     async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
-        let results =
-            futures_util::future::join_all(self.targets.iter().map(|t| probe(&self.client, t)))
-                .await;
+        let results = match &self.client {
+            Some(client) => {
+                futures_util::future::join_all(self.targets.iter().map(|t| probe(client, t))).await
+            }
+            None => Vec::new(),
+        };
         for r in results.iter().filter(|r| !r.success) {
             tracing::debug!(target = %r.target, error = ?r.error, "probe failed");
         }

@@ -158,6 +158,10 @@ fn open_error(path: &Path, e: rusqlite::Error) -> DbError {
     }
 }
 
+/// Each connection's page cache, in KiB (SQLite's default: 2000).
+pub const CACHE_KIB: i64 = 256;
+const _: () = assert!(CACHE_KIB < 2000, "below SQLite's default of 2000 KiB");
+
 /// Opens (creating) the SQLite file `path` in WAL mode and runs `migrations` (entry
 /// `i` takes the schema from version `i` to `i + 1`, kept in `PRAGMA user_version`).
 /// Blocking. A locked or corrupt file is a clear error here, at start-up.
@@ -174,6 +178,10 @@ pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, DbErr
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    // SQLite's default page cache is 2 MiB per connection, and m4watch holds four;
+    // the files are small and the OS caches them anyway.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)
         .map_err(err)?;
     migrate(&mut conn, path, migrations)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -357,5 +365,16 @@ mod tests {
         ] {
             assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
         }
+    }
+
+    #[test]
+    fn every_connection_bounds_its_page_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conn = open_main(&tmp.path().join("m4watch.db")).unwrap();
+        let kib: i64 = conn
+            .pragma_query_value(None, "cache_size", |r| r.get(0))
+            .unwrap();
+        // Negative: a size in KiB rather than pages.
+        assert_eq!(kib, -CACHE_KIB);
     }
 }

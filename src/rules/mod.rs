@@ -387,15 +387,16 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
     Ok(groups)
 }
 
-/// Every vector selector in `e`, those of range selectors included.
+/// Every vector selector in `e` with how far back it reads, in ms: a range
+/// selector's range, 0 for an instant selector (its newest sample).
 pub fn selectors<'e>(
     e: &'e promql_parser::parser::Expr,
-    out: &mut Vec<&'e promql_parser::parser::VectorSelector>,
+    out: &mut Vec<(&'e promql_parser::parser::VectorSelector, i64)>,
 ) {
     use promql_parser::parser::Expr as E;
     match e {
-        E::VectorSelector(v) => out.push(v),
-        E::MatrixSelector(m) => out.push(&m.vs),
+        E::VectorSelector(v) => out.push((v, 0)),
+        E::MatrixSelector(m) => out.push((&m.vs, m.range.as_millis() as i64)),
         E::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
         E::Binary(b) => {
             selectors(&b.lhs, out);
@@ -415,8 +416,8 @@ pub fn selectors<'e>(
 }
 
 impl Engine {
-    /// Every vector selector of every rule.
-    pub fn selectors(&self) -> Vec<&promql_parser::parser::VectorSelector> {
+    /// Every vector selector of every rule, with how far back it reads (ms).
+    pub fn selectors(&self) -> Vec<(&promql_parser::parser::VectorSelector, i64)> {
         let mut out = Vec::new();
         for r in self.groups.iter().flat_map(|g| &g.rules) {
             selectors(&r.expr, &mut out);

@@ -30,6 +30,8 @@ pub fn is_stale(v: f64) -> bool {
 pub struct Series {
     pub labels: SeriesLabels,
     pub samples: Vec<(i64, f64)>,
+    /// How long its samples are kept, in ms (the ring's retention without a filter).
+    keep_ms: i64,
 }
 
 impl Series {
@@ -58,8 +60,12 @@ pub fn label_of<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
 /// `__name__`).
 pub type Keep = Box<dyn Fn(&[(String, String)]) -> bool + Send + Sync>;
 
-/// Families whose series the ring keeps only when [`Keep`] says so.
+/// What the ring keeps: only what its readers read.
 pub struct Filter {
+    /// Metric name (`__name__`) → how long its samples are kept, in ms. A name not
+    /// here is not kept at all.
+    pub reach: HashMap<String, i64>,
+    /// Families whose series are kept only when [`Keep`] says so.
     pub families: std::collections::HashSet<String>,
     pub keep: Keep,
 }
@@ -67,12 +73,14 @@ pub struct Filter {
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Filter")
+            .field("reach", &self.reach)
             .field("families", &self.families)
             .finish_non_exhaustive()
     }
 }
 
-/// Recent samples of every series, bounded by a retention.
+/// Recent samples of every series, bounded by a retention, or with a [`Filter`] by
+/// what is read of each metric name.
 #[derive(Debug, Default)]
 pub struct Ring {
     series: Vec<Series>,
@@ -94,13 +102,32 @@ impl Ring {
         }
     }
 
-    /// From now on keeps the series of `filter.families` only where `filter.keep`
-    /// says so (what is held already ages out as usual); `None` keeps every series. A
-    /// family with a series per sender-chosen name can cost far more here than where
-    /// it is computed: every series kept holds a sample per step for the whole
-    /// retention.
+    /// From now on keeps only the metric names in `filter.reach`, each for its own
+    /// time, and of `filter.families` only the series `filter.keep` selects (what is
+    /// held already ages out by the new times); `None` keeps every series for the
+    /// whole retention. Kept whole, every series holds a sample per step for the
+    /// retention: a family with a series per sender-chosen name, or a host with many
+    /// containers, costs far more here than where it is computed.
     pub fn set_filter(&mut self, filter: Option<Filter>) {
         self.filter = filter;
+        for i in 0..self.series.len() {
+            let keep = self.keep_ms(label_of(&self.series[i].labels, "__name__"));
+            self.series[i].keep_ms = keep;
+        }
+    }
+
+    /// How long the samples of metric `name` are kept (ms); 0 when not at all.
+    fn keep_ms(&self, name: &str) -> i64 {
+        match &self.filter {
+            None => self.retention_ms,
+            Some(f) => f.reach.get(name).copied().unwrap_or(0),
+        }
+    }
+
+    /// Whether the series `labels` of `family`, a name kept, is kept.
+    fn kept(&self, family: &str, labels: &[(String, String)]) -> bool {
+        let Some(f) = &self.filter else { return true };
+        !f.families.contains(family) || (f.keep)(labels)
     }
 
     /// Adds one sample; `labels` must be sorted by name and include `__name__`.
@@ -111,11 +138,13 @@ impl Ring {
             None => {
                 let i = self.series.len();
                 let name = label_of(&labels, "__name__").to_string();
+                let keep_ms = self.keep_ms(&name);
                 self.by_name.entry(name).or_default().push(i);
                 self.index.insert(labels.clone(), i);
                 self.series.push(Series {
                     labels,
                     samples: Vec::new(),
+                    keep_ms,
                 });
                 self.live.push(false);
                 i
@@ -140,25 +169,26 @@ impl Ring {
     /// older than the retention.
     pub fn append_families(&mut self, families: &[Family], t: i64) {
         let before = std::mem::replace(&mut self.live, vec![false; self.series.len()]);
-        // Out of self while appending, which borrows self mutably.
-        let filter = self.filter.take();
         for f in families {
-            let keep = filter
-                .as_ref()
-                .filter(|x| x.families.contains(&f.name))
-                .map(|x| &x.keep);
             for s in &f.samples {
+                let name = format!("{}{}", f.name, s.suffix);
+                if self
+                    .filter
+                    .as_ref()
+                    .is_some_and(|x| !x.reach.contains_key(&name))
+                {
+                    continue;
+                }
                 let mut labels: SeriesLabels = Vec::with_capacity(s.labels.len() + 1);
-                labels.push(("__name__".into(), format!("{}{}", f.name, s.suffix)));
+                labels.push(("__name__".into(), name));
                 labels.extend(s.labels.iter().cloned());
                 labels.sort();
-                if keep.is_some_and(|k| !k(&labels)) {
+                if !self.kept(&f.name, &labels) {
                     continue;
                 }
                 self.append(labels, t, s.value);
             }
         }
-        self.filter = filter;
         for (i, was) in before.into_iter().enumerate() {
             if was && !self.live[i] {
                 let s = &mut self.series[i].samples;
@@ -171,17 +201,18 @@ impl Ring {
         self.trim(t);
     }
 
-    /// Drops samples older than the retention and series left with none.
+    /// Drops samples older than their series' time and series left with none.
     pub fn trim(&mut self, now: i64) {
         if self.retention_ms <= 0 {
             return;
         }
-        let cutoff = now - self.retention_ms;
         let mut emptied = false;
         for s in &mut self.series {
+            let cutoff = now - s.keep_ms;
             let n = s.samples.partition_point(|x| x.0 < cutoff);
-            // Draining in batches keeps appends amortised O(1).
-            if n > 0 && (n >= 64 || n == s.samples.len()) {
+            // Draining in batches (64 samples, or half of what is held) keeps appends
+            // amortised O(1) and what is held under twice what is kept.
+            if n > 0 && (n >= 64 || 2 * n >= s.samples.len()) {
                 s.samples.drain(..n);
                 emptied |= s.samples.is_empty();
             }
@@ -278,6 +309,7 @@ mod tests {
     fn a_filter_keeps_only_the_series_it_names() {
         let mut r = Ring::new(10_000);
         r.set_filter(Some(Filter {
+            reach: [("m4watch_cpu_utilization_ratio".to_string(), 10_000)].into(),
             families: ["m4watch_cpu_utilization_ratio".to_string()].into(),
             keep: Box::new(|l| label_of(l, "cpu") == "1"),
         }));
@@ -286,5 +318,54 @@ mod tests {
         r.append_families(&f, 1_000);
         let kept: Vec<_> = r.all().map(|s| s.label("cpu").to_string()).collect();
         assert_eq!(kept, ["1"]);
+    }
+
+    #[test]
+    fn each_name_is_kept_as_far_back_as_it_is_read_and_no_further() {
+        const OTHER: MetricDef = def("m4watch_other", Kind::Gauge, &["cpu"], "Other.");
+        const UNREAD: MetricDef = def("m4watch_unread", Kind::Gauge, &["cpu"], "Unread.");
+        let mut r = Ring::new(900_000);
+        let fams = |v: f64| {
+            let mut f = fam(Some(v));
+            for d in [&OTHER, &UNREAD] {
+                let mut x = Family::new(d);
+                x.push([("cpu", "0")], v);
+                f.push(x);
+            }
+            f
+        };
+        for t in 0..100 {
+            r.append_families(&fams(t as f64), t * 1_000);
+        }
+        // Unfiltered, everything is kept for the retention.
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.named("m4watch_unread").next().unwrap().samples.len(), 100);
+        r.set_filter(Some(Filter {
+            // A range of 60 s, and the newest 3 s of an instant selector.
+            reach: [
+                ("m4watch_cpu_utilization_ratio".to_string(), 60_000),
+                ("m4watch_other".to_string(), 3_000),
+            ]
+            .into(),
+            families: Default::default(),
+            keep: Box::new(|_| true),
+        }));
+        for t in 100..400 {
+            r.append_families(&fams(t as f64), t * 1_000);
+            let cpu = &r
+                .named("m4watch_cpu_utilization_ratio")
+                .next()
+                .unwrap()
+                .samples;
+            // The whole range is there, and at most twice it.
+            assert!(cpu.first().unwrap().0 <= t * 1_000 - 60_000, "{t}");
+            assert!(cpu.len() <= 2 * 61, "{t}: {}", cpu.len());
+            let other = &r.named("m4watch_other").next().unwrap().samples;
+            assert_eq!(other.last().unwrap(), &(t * 1_000, t as f64));
+            assert!(other.len() <= 2 * 4, "{t}: {}", other.len());
+        }
+        // A name nobody reads leaves once its held samples are stale.
+        assert_eq!(r.named("m4watch_unread").count(), 0);
+        assert_eq!(r.len(), 2);
     }
 }
