@@ -733,6 +733,8 @@ fn hardware_ready(text: &str) -> bool {
         && text.contains("m4watch_probe_success{")
         && text.contains("m4watch_udp_socket_drops_total{")
         && text.contains("m4watch_recommendations{")
+        // The first baseline period (2 s here) has closed with data.
+        && text.contains("m4watch_trading_latency_baseline_seconds{")
 }
 
 /// Sends the demo's StatsD load (timers per operation, a tick counter, a gauge, a set)
@@ -815,26 +817,36 @@ impl Hosts {
 #[tokio::test]
 async fn panels_use_only_metric_names_a_live_m4watch_exports() {
     let hosts = Hosts::start().await;
-    let mut exported = exported_names(&hosts.mac.scrape().await);
-    exported.extend(exported_names(&hosts.linux.scrape().await));
-    // Prometheus' own series.
-    exported.extend(["up".to_string(), "ALERTS".to_string()]);
-    let mut missing = Vec::new();
-    let exprs = panel_queries()
+    let exprs: Vec<(String, String)> = panel_queries()
         .into_iter()
         .map(|q| (format!("{} / {}", q.dashboard, q.panel), q.expr))
         .chain(
             annotation_exprs()
                 .into_iter()
                 .map(|(f, e)| (format!("{f} / annotation"), e)),
-        );
-    for (at, expr) in exprs {
-        for name in metric_names(&substitute(&expr, "m4watch", (5.0, 20.0, 3600.0))).unwrap() {
-            if !exported.contains(&name) {
-                missing.push(format!("{at}: {name}"));
+        )
+        .collect();
+    // A family can first appear a few seconds in (a baseline once its period closes):
+    // what a panel names must be exported within 30 s, not at the first scrape.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let mut exported = exported_names(&hosts.mac.scrape().await);
+        exported.extend(exported_names(&hosts.linux.scrape().await));
+        // Prometheus' own series.
+        exported.extend(["up".to_string(), "ALERTS".to_string()]);
+        let mut missing = Vec::new();
+        for (at, expr) in &exprs {
+            for name in metric_names(&substitute(expr, "m4watch", (5.0, 20.0, 3600.0))).unwrap() {
+                if !exported.contains(&name) {
+                    missing.push(format!("{at}: {name}"));
+                }
             }
         }
-    }
+        if missing.is_empty() || tokio::time::Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(missing.is_empty(), "not exported:\n{}", missing.join("\n"));
     hosts.stop().await;
 }
