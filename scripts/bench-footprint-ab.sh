@@ -8,20 +8,17 @@
 # engine's sample ring keeps up to 15 minutes, so memory is steady only after that).
 # A binary may be a wrapper script that execs m4watch (e.g. to set GLIBC_TUNABLES).
 set -euo pipefail
+. "$(dirname "$0")/lib/idle-containers.sh"
 A=$1; B=$2; N=${3:-20}; shift 2; [ $# -gt 0 ] && shift
 TIMES=${*:-30 120 300 600 900 1000}
 tmp=$(mktemp -d); prefix="m4wab-$$-"
 cleanup() {
   kill "${PA:-}" "${PB:-}" "${SD:-}" 2>/dev/null || true
-  ids=$(docker ps -aq --filter "label=m4watch.bench=$prefix")
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null
+  idle_containers_remove "$prefix"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-for i in $(seq 1 "$N"); do
-  docker run -d --name "${prefix}$i" --label "m4watch.bench=$prefix" --network none \
-    m4watch-test-busybox sh -c "trap 'exit 0' TERM; sleep 3600 & wait" >/dev/null
-done
+idle_containers_start "$prefix" "$N"
 "$A" print-default-config | sed 's/0.0.0.0:8125/127.0.0.1:18125/' >"$tmp/a.yml"
 "$B" print-default-config | sed 's/0.0.0.0:8125/127.0.0.1:28125/' >"$tmp/b.yml"
 "$A" --config "$tmp/a.yml" --listen 127.0.0.1:19971 --data-dir "$tmp/da" 2>"$tmp/a.log" &

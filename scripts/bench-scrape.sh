@@ -12,6 +12,7 @@
 # steady state only after that: SETTLE=960 for the figure BENCHMARKS.md records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/idle-containers.sh
 DUR=${1:-10}
 RUNS=${2:-3}
 CONNS=${CONNS:-8}
@@ -29,17 +30,11 @@ tmp=$(mktemp -d)
 prefix="m4wscrape-$$-"
 cleanup() {
   kill "${M4_PID:-}" "${NE_PID:-}" "${SD_PID:-}" 2>/dev/null || true
-  if [ "$CONTAINERS" -gt 0 ]; then
-    ids=$(docker ps -aq --filter "label=m4watch.bench=$prefix")
-    [ -n "$ids" ] && docker rm -f $ids >/dev/null
-  fi
+  idle_containers_remove "$prefix"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-for i in $(seq 1 "$CONTAINERS"); do
-  docker run -d --name "${prefix}$i" --label "m4watch.bench=$prefix" --network none \
-    m4watch-test-busybox sh -c "trap 'exit 0' TERM; sleep 3600 & wait" >/dev/null
-done
+idle_containers_start "$prefix" "$CONTAINERS"
 
 M4_URL=http://127.0.0.1:19977/metrics
 NE_URL=http://127.0.0.1:19100/metrics
