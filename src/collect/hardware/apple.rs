@@ -677,14 +677,21 @@ pub fn core_mhz(core: &CoreSample, tier: &TierSample) -> Option<f64> {
 /// A cluster's average frequency while active: its cores' frequencies weighted by their
 /// active residency; an idle cluster reads the tier's idle floor, never 0.
 pub fn cluster_mhz(cores: &[&CoreSample], tier: &TierSample) -> Option<f64> {
-    let (weighted, active) = cores
-        .iter()
-        .filter(|c| core_active(c))
-        .fold((0.0, 0.0), |(w, a), c| {
-            (w + c.freq_mhz * c.active_ratio, a + c.active_ratio)
-        });
+    let (weighted, active, lo, hi) = cores.iter().filter(|c| core_active(c)).fold(
+        (0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY),
+        |(w, a, lo, hi), c| {
+            (
+                w + c.freq_mhz * c.active_ratio,
+                a + c.active_ratio,
+                lo.min(c.freq_mhz),
+                hi.max(c.freq_mhz),
+            )
+        },
+    );
     if active > 0.0 {
-        Some(weighted / active)
+        // A weighted mean lies between its values; rounding must not put twelve cores
+        // at 3600 MHz above 3600 MHz.
+        Some((weighted / active).clamp(lo, hi))
     } else {
         idle_floor_mhz(tier)
     }
@@ -1320,6 +1327,16 @@ mod tests {
         // Weighted by active residency: (4000·0.5 + 3000·0.1) / 0.6.
         let want = (4000.0 * 0.5 + 3000.0 * 0.1) / 0.6;
         assert!((cluster_mhz(&c, &tier).unwrap() - want).abs() < 1e-9);
+        // Six cores at one frequency average to exactly it (the demo's critical frames:
+        // unclamped, this sum rounds to 3600.0000000000005).
+        let capped = TierSample {
+            cores: [0.996, 0.992, 0.994, 1.0, 0.991, 0.994]
+                .map(|a| core(3600.0, a))
+                .to_vec(),
+            ..tier.clone()
+        };
+        let c6: Vec<&CoreSample> = capped.cores.iter().collect();
+        assert_eq!(cluster_mhz(&c6, &capped), Some(3600.0));
         assert_eq!(cluster_mhz(&c[2..], &tier), Some(1260.0));
         assert_eq!(core_mhz(&tier.cores[2], &tier), Some(1260.0));
         // No table: an all-idle tier's macmon figure is its floor; a partly idle tier
