@@ -751,10 +751,12 @@ DASHBOARDS = {
         ts("Errors and drops",
            [q(f'sum by (reason) (increase({s("m4watch_statsd_parse_errors_total")}[$__rate_interval]))', "malformed: {{reason}}"),
             q(f'sum by (reason) (increase({s("m4watch_statsd_dropped_total")}[$__rate_interval]))', "dropped: {{reason}}"),
-            q(f'increase({s("m4watch_statsd_kernel_drops_total")}[$__rate_interval])', "kernel buffer full")],
+            q(f'increase({s("m4watch_statsd_kernel_drops_total")}[$__rate_interval])', "kernel buffer full"),
+            q(f'increase({s("m4watch_trading_series_expired_total")}[$__rate_interval])', "series expired")],
            "none", "Lines dropped per interval: malformed (fix the sender), over the series limit "
-           "(raise trading.max_series or cut label values), and datagrams the kernel dropped "
-           "(raise the receive buffer; macOS does not report these).", min=0),
+           "(raise trading.max_series, cut label values or set trading.series_ttl), and datagrams "
+           "the kernel dropped (raise the receive buffer; macOS does not report these). Series "
+           "expired: quiet series removed after trading.series_ttl, freeing their slots.", min=0),
         ts("Tracked series", [q(s("m4watch_trading_series"), "{{type}}")], "none",
            "Distinct StatsD series tracked per type; together at most trading.max_series, beyond "
            "which new series are dropped.", min=0, stack=True),

@@ -654,3 +654,58 @@ fn the_kernel_drops_of_the_listeners_socket_are_counted_as_the_kernel_counts_the
     assert_eq!(proc_udp_drops(to.port()), Some(kernel), "no drop since");
     listener.stop();
 }
+
+#[tokio::test]
+async fn dotted_names_map_to_labelled_series_and_quiet_series_leave_metrics() {
+    let d = Daemon::start(trading_config(
+        "  windows: [1s, 2s]\n  score: {window: 1s}\n  series_ttl: 2s\n  max_series: 3\n  mappings:\n    \
+         - match: \"orders.*.execution\"\n      match_type: timer\n      name: order_execution\n      \
+         labels: {venue: \"$1\"}\n",
+    ))
+    .await;
+    let to = statsd_addr(&d).await;
+    send(
+        to,
+        &["orders.nyse.execution:2|ms\norders.cme.execution:3|ms\norders.cme.fills:1|c"],
+    );
+    let nyse =
+        "m4watch_trading_latency_seconds_count{operation=\"order_execution\",venue=\"nyse\"}";
+    let cme = "m4watch_trading_latency_seconds_count{operation=\"order_execution\",venue=\"cme\"}";
+    let text = d
+        .scrape_until(5, |t| value(t, nyse).is_some() && value(t, cme).is_some())
+        .await;
+    assert_eq!(value(&text, nyse), Some(1.0));
+    assert!(text.contains("m4watch_trading_events_total{stream=\"orders.cme.fills\"} 1\n"));
+    // The table is full: a fourth series is dropped until one expires.
+    send(to, &["late:1|c"]);
+    d.scrape_until(5, |t| {
+        value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1.0)
+    })
+    .await;
+    // Keep cme busy; nyse and the counter go quiet and leave after the 2 s TTL.
+    let text = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            send(to, &["orders.cme.execution:3|ms"]);
+            let t = d.scrape().await;
+            if value(&t, nyse).is_none() || std::time::Instant::now() > deadline {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    assert_eq!(value(&text, nyse), None, "{text}");
+    assert!(!text.contains("stream=\"orders.cme.fills\""), "{text}");
+    assert!(value(&text, cme).unwrap() > 1.0, "the busy series stayed");
+    assert_eq!(
+        value(&text, "m4watch_trading_series_expired_total"),
+        Some(2.0)
+    );
+    // Their slots are free again.
+    send(to, &["late:1|c"]);
+    d.scrape_until(5, |t| {
+        t.contains("m4watch_trading_events_total{stream=\"late\"} 1\n")
+    })
+    .await;
+    d.stop().await;
+}

@@ -766,6 +766,22 @@ mod tests {
     }
 
     #[test]
+    fn error_trading_mappings_and_ttl() {
+        assert_eq!(
+            error_of("trading_mapping_bad_ref"),
+            "testdata/config/trading_mapping_bad_ref.yml:6:13: trading.mappings[0].name: \"order_$2\" uses $2 but \"orders.*.execution\" has 1 `*`"
+        );
+        assert_eq!(
+            error_of("trading_series_ttl_short"),
+            "testdata/config/trading_series_ttl_short.yml:4:15: trading.series_ttl: must be 0s (keep series) or at least the longest window (5m): a series must outlive the windows its quantiles are computed over"
+        );
+        assert_eq!(
+            error_of("trading_mapping_reserved_label"),
+            "testdata/config/trading_mapping_reserved_label.yml:7:15: trading.mappings[0].labels: \"window\" is a label m4watch sets itself"
+        );
+    }
+
+    #[test]
     fn error_containers_label_without_key() {
         assert_eq!(
             error_of("containers_label_without_key"),

@@ -1,5 +1,6 @@
 //! `trading:` section: StatsD, windows and the performance score.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -32,7 +33,88 @@ pub struct TradingConfig {
     pub measurement_ttl: Dur,
     /// Most measurements open at once; further starts are refused (429).
     pub max_open_measurements: usize,
+    /// A series that receives nothing for this long leaves `/metrics` and frees its
+    /// slot under `max_series`; `0s` (the default, as statsd_exporter's) keeps series
+    /// for the life of the process. Expiry restarts a counter's total when the series
+    /// comes back, which Prometheus reads as a counter reset.
+    pub series_ttl: Dur,
+    /// statsd_exporter-style mapping rules, first match wins: a dotted Graphite-style
+    /// name matching `match` becomes the series `name` with `labels` (`$1`…`$9` are
+    /// the parts the `*`s matched). Names matching no rule are kept as sent.
+    pub mappings: Vec<Mapping>,
     pub score: ScoreConfig,
+}
+
+/// One mapping rule (README, "StatsD names and labels").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// Glob over the dotted name: `*` matches one or more characters of one
+    /// dot-separated part (never a dot); everything else matches itself.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Only lines of this StatsD type match; absent: any type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_type: Option<StatsdType>,
+    /// The series name (operation, stream or name label) the line is counted under.
+    pub name: String,
+    /// Labels added to the series; a mapping's label overrides a tag of the same key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A StatsD metric type, as a mapping rule names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsdType {
+    Timer,
+    Counter,
+    Gauge,
+    Set,
+}
+
+/// Most mapping rules, and the longest pattern, name or label value one may have.
+pub const MAX_MAPPINGS: usize = 256;
+const MAX_MAPPING_TEXT: usize = 200;
+/// Most label keys (tags and mapping labels together) a series may carry.
+const MAX_LABEL_KEYS: usize = 16;
+
+impl Mapping {
+    /// How many `*`s the pattern has: the highest `$n` its name and labels may use.
+    pub fn captures(&self) -> usize {
+        self.pattern.matches('*').count()
+    }
+}
+
+/// The highest `$n` (or `${n}`) reference in `s`, if any; `Err` for a `$` not followed
+/// by a digit 1 to 9 (write `$$` for a literal dollar).
+pub fn highest_reference(s: &str) -> Result<Option<usize>, String> {
+    let mut max = None;
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        let n = match (b.get(i + 1), b.get(i + 2), b.get(i + 3)) {
+            (Some(b'$'), ..) => {
+                i += 2;
+                continue;
+            }
+            (Some(d @ b'1'..=b'9'), ..) => {
+                i += 2;
+                d - b'0'
+            }
+            (Some(b'{'), Some(d @ b'1'..=b'9'), Some(b'}')) => {
+                i += 4;
+                d - b'0'
+            }
+            _ => return Err(format!("{s:?}: `$` must be followed by 1 to 9, or `$$`")),
+        };
+        max = max.max(Some(usize::from(n)));
+    }
+    Ok(max)
 }
 
 impl Default for TradingConfig {
@@ -46,6 +128,8 @@ impl Default for TradingConfig {
             label_tags: Vec::new(),
             measurement_ttl: Dur(Duration::from_secs(300)),
             max_open_measurements: 10_000,
+            series_ttl: Dur(Duration::ZERO),
+            mappings: Vec::new(),
             score: ScoreConfig::default(),
         }
     }
@@ -148,7 +232,87 @@ const RESERVED_LABELS: &[&str] = &[
     "instance",
 ];
 
+/// Why `name` cannot be a label a tag or mapping sets; `Ok` when it can.
+fn label_name(name: &str) -> Result<(), String> {
+    let valid = name
+        .chars()
+        .enumerate()
+        .all(|(j, c)| c == '_' || c.is_ascii_alphabetic() || (j > 0 && c.is_ascii_digit()));
+    if name.is_empty() || !valid || name.starts_with("__") {
+        return Err(format!("{name:?} is not a Prometheus label name"));
+    }
+    if RESERVED_LABELS.contains(&name) {
+        return Err(format!("{name:?} is a label m4watch sets itself"));
+    }
+    Ok(())
+}
+
+impl Mapping {
+    /// `Err((key, reason))` for the first thing wrong with this rule.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let p = &self.pattern;
+        if p.is_empty() || p.len() > MAX_MAPPING_TEXT {
+            return Err((
+                "match",
+                format!("must be 1 to {MAX_MAPPING_TEXT} characters"),
+            ));
+        }
+        if p.split('.').any(str::is_empty) {
+            return Err((
+                "match",
+                format!("{p:?} has an empty part (a leading, trailing or doubled dot)"),
+            ));
+        }
+        if p.chars()
+            .any(|c| c.is_control() || c == '|' || c == ':' || c == '#' || c == '@')
+        {
+            return Err((
+                "match",
+                format!("{p:?} holds a character a StatsD name cannot (|, :, #, @ or a control)"),
+            ));
+        }
+        if self.captures() > 9 {
+            return Err(("match", format!("{p:?} has more than 9 `*`s")));
+        }
+        let refs = |k: &'static str, s: &str| -> Result<(), (&'static str, String)> {
+            if s.is_empty() || s.len() > MAX_MAPPING_TEXT {
+                return Err((k, format!("must be 1 to {MAX_MAPPING_TEXT} characters")));
+            }
+            if s.chars().any(char::is_control) {
+                return Err((k, format!("{s:?} holds a control character")));
+            }
+            match highest_reference(s).map_err(|r| (k, r))? {
+                Some(n) if n > self.captures() => Err((
+                    k,
+                    format!("{s:?} uses ${n} but {p:?} has {} `*`", self.captures()),
+                )),
+                _ => Ok(()),
+            }
+        };
+        refs("name", &self.name)?;
+        for (k, v) in &self.labels {
+            label_name(k).map_err(|r| ("labels", r))?;
+            refs("labels", v)?;
+        }
+        Ok(())
+    }
+}
+
 impl TradingConfig {
+    /// The label keys a series may carry, in the order its labels are kept: the
+    /// `label_tags`, then the mappings' label keys not among them.
+    pub fn label_keys(&self) -> Vec<String> {
+        let mut keys = self.label_tags.clone();
+        for m in &self.mappings {
+            for k in m.labels.keys() {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+        keys
+    }
+
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         positive(self.interval, "trading.interval")?;
@@ -183,22 +347,37 @@ impl TradingConfig {
             );
         }
         for (i, tag) in self.label_tags.iter().enumerate() {
-            let valid = tag
-                .chars()
-                .enumerate()
-                .all(|(j, c)| c == '_' || c.is_ascii_alphabetic() || (j > 0 && c.is_ascii_digit()));
-            if tag.is_empty() || !valid || tag.starts_with("__") {
-                return err(
-                    &format!("trading.label_tags[{i}]"),
-                    format!("{tag:?} is not a Prometheus label name"),
-                );
-            }
-            if RESERVED_LABELS.contains(&tag.as_str()) {
-                return err(
-                    &format!("trading.label_tags[{i}]"),
-                    format!("{tag:?} is a label m4watch sets itself"),
-                );
-            }
+            label_name(tag).map_err(|r| (format!("trading.label_tags[{i}]"), r))?;
+        }
+        let longest = self
+            .windows
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(Dur(Duration::ZERO));
+        if !self.series_ttl.get().is_zero() && self.series_ttl < longest {
+            return err(
+                "trading.series_ttl",
+                format!(
+                    "must be 0s (keep series) or at least the longest window ({longest}): a \
+                     series must outlive the windows its quantiles are computed over"
+                ),
+            );
+        }
+        if self.mappings.len() > MAX_MAPPINGS {
+            return err("trading.mappings", format!("at most {MAX_MAPPINGS} rules"));
+        }
+        for (i, m) in self.mappings.iter().enumerate() {
+            let at = |k: &str| format!("trading.mappings[{i}].{k}");
+            m.validate().map_err(|(k, r)| (at(k), r))?;
+        }
+        if self.label_keys().len() > MAX_LABEL_KEYS {
+            return err(
+                "trading.mappings",
+                format!(
+                    "label_tags and the mappings' labels name more than {MAX_LABEL_KEYS} label keys"
+                ),
+            );
         }
         let s = &self.score;
         if !self.windows.contains(&s.window) {

@@ -11,6 +11,7 @@
 pub mod baseline;
 pub mod ingest;
 pub mod latency;
+pub mod mapping;
 pub mod score;
 pub mod statsd;
 
@@ -86,6 +87,13 @@ pub const TRADING_SERIES: MetricDef = def(
     Kind::Gauge,
     &["type"],
     "Distinct trading series tracked, by StatsD type (timer, counter, gauge, set); together at most trading.max_series.",
+);
+
+pub const TRADING_SERIES_EXPIRED_TOTAL: MetricDef = def(
+    "m4watch_trading_series_expired_total",
+    Kind::Counter,
+    &[],
+    "Trading series removed after receiving nothing for trading.series_ttl (their slots are free again under trading.max_series).",
 );
 
 pub const TRADING_MEASUREMENTS_TOTAL: MetricDef = def(
@@ -175,6 +183,7 @@ pub const METRICS: &[MetricDef] = &[
     TRADING_VALUE,
     TRADING_SET_UNIQUE_VALUES,
     TRADING_SERIES,
+    TRADING_SERIES_EXPIRED_TOTAL,
     TRADING_MEASUREMENTS_TOTAL,
     STATSD_PACKETS_TOTAL,
     STATSD_LINES_TOTAL,
@@ -203,6 +212,19 @@ pub const PER_SERIES: &[MetricDef] = &[
 /// without bound either.
 pub const SET_LIMIT: usize = 10_000;
 
+/// With mappings, how many names as sent the index remembers per series slot; beyond
+/// that a new name is mapped on every line instead of remembered.
+const ALIASES_PER_SERIES: usize = 4;
+
+fn type_char(kind: MetricType) -> char {
+    match kind {
+        MetricType::Timer => 't',
+        MetricType::Counter => 'c',
+        MetricType::Gauge => 'g',
+        MetricType::Set => 's',
+    }
+}
+
 /// The StatsD type names used in the `type` label.
 const TYPES: [(MetricType, &str); 4] = [
     (MetricType::Timer, "timer"),
@@ -227,6 +249,9 @@ struct Pending {
     classic: Classic,
     events: f64,
     set: HashSet<u64>,
+    /// The series received something (a gauge included) this interval: it is not
+    /// stale under `trading.series_ttl`.
+    touched: bool,
 }
 
 impl Pending {
@@ -246,6 +271,7 @@ impl Pending {
         }
         self.classic = Classic::default();
         self.events = 0.0;
+        self.touched = false;
     }
 }
 
@@ -303,7 +329,12 @@ impl Hasher for FxHasher {
 
 #[derive(Default)]
 struct Ingest {
+    /// Key as sent (type, name, the values of the label keys' tags) -> series id.
     index: HashMap<Box<str>, usize, FastHash>,
+    /// With mappings only: key as mapped -> series id, so names that map to one
+    /// series share it (and each gets an entry in `index`, up to [`ALIASES_PER_SERIES`]
+    /// times `max_series` of them).
+    mapped: HashMap<Box<str>, usize, FastHash>,
     meta: Vec<Arc<SeriesMeta>>,
     gauges: Vec<Option<f64>>,
     pending: Vec<Pending>,
@@ -328,6 +359,7 @@ struct Instruments {
     kernel_drops: Option<IntCounter>,
     completed: IntCounter,
     abandoned: IntCounter,
+    expired: IntCounter,
 }
 
 impl Instruments {
@@ -362,6 +394,7 @@ impl Instruments {
             },
             completed: measured.with_label_values(&["completed"]),
             abandoned: measured.with_label_values(&["abandoned"]),
+            expired: counter(&TRADING_SERIES_EXPIRED_TOTAL)?,
         })
     }
 }
@@ -378,6 +411,9 @@ pub enum RecordError {
 /// The shared trading store: writers on one side, the collector on the other.
 pub struct Trading {
     config: TradingConfig,
+    /// `config.label_keys()`: the tags and mapping labels a series keeps, in order.
+    label_keys: Vec<String>,
+    mapper: mapping::Mapper,
     ingest: Mutex<Ingest>,
     instruments: Instruments,
     view: RwLock<Arc<View>>,
@@ -391,8 +427,12 @@ impl Trading {
         config: &TradingConfig,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Trading>, prometheus::Error> {
+        let mapper = mapping::Mapper::new(&config.mappings)
+            .map_err(|e| prometheus::Error::Msg(format!("trading.mappings: {e}")))?;
         Ok(Arc::new(Trading {
             config: config.clone(),
+            label_keys: config.label_keys(),
+            mapper,
             ingest: Mutex::new(Ingest::default()),
             instruments: Instruments::register(registry)?,
             view: RwLock::new(Arc::new(View::default())),
@@ -516,7 +556,8 @@ impl Trading {
     }
 
     /// The id of a series, creating it when there is room; `None` (and a count) when
-    /// the cardinality guard drops it.
+    /// the cardinality guard drops it. A name seen before is one hash lookup; a new one
+    /// goes through the mapping rules once.
     fn series<'t>(
         &self,
         g: &mut Ingest,
@@ -525,24 +566,67 @@ impl Trading {
         tags: impl Iterator<Item = (&'t str, &'t str)> + Clone,
         batch: &mut Batch,
     ) -> Option<usize> {
+        let tag = |k: &str| tags.clone().find(|(t, _)| *t == k).map(|(_, v)| v);
         let key = &mut batch.key;
         key.clear();
-        key.push(match kind {
-            MetricType::Timer => 't',
-            MetricType::Counter => 'c',
-            MetricType::Gauge => 'g',
-            MetricType::Set => 's',
-        });
+        key.push(type_char(kind));
         key.push_str(name);
-        for label in &self.config.label_tags {
+        for k in &self.label_keys {
             key.push('\u{1f}');
-            if let Some((_, v)) = tags.clone().find(|(k, _)| k == label) {
-                key.push_str(v);
-            }
+            key.push_str(tag(k).unwrap_or(""));
         }
-        if let Some(&id) = g.index.get(key.as_str()) {
-            if g.pending.len() <= id {
-                g.pending.resize_with(id + 1, Pending::default);
+        let id = match g.index.get(key.as_str()) {
+            Some(&id) => id,
+            None => self.new_series(g, kind, name, &tag, batch)?,
+        };
+        if g.pending.len() <= id {
+            g.pending.resize_with(id + 1, Pending::default);
+        }
+        g.pending[id].touched = true;
+        Some(id)
+    }
+
+    /// The series of a key `index` does not know yet (`batch.key`): mapped, then found
+    /// among the mapped keys or created.
+    fn new_series<'t>(
+        &self,
+        g: &mut Ingest,
+        kind: MetricType,
+        name: &str,
+        tag: &dyn Fn(&str) -> Option<&'t str>,
+        batch: &mut Batch,
+    ) -> Option<usize> {
+        let (name, set) = self
+            .mapper
+            .map(kind, name)
+            .unwrap_or_else(|| (name.to_string(), Vec::new()));
+        let labels: Vec<(String, String)> = self
+            .label_keys
+            .iter()
+            .filter_map(|k| {
+                let v = set
+                    .iter()
+                    .find(|(s, _)| s == k)
+                    .map(|(_, v)| v.as_str())
+                    .or_else(|| tag(k))?;
+                (!v.is_empty()).then(|| (k.clone(), v.to_string()))
+            })
+            .collect();
+        let mapped_key = (!self.mapper.is_empty()).then(|| {
+            let mut k = String::with_capacity(batch.key.len() + 16);
+            k.push(type_char(kind));
+            k.push_str(&name);
+            for key in &self.label_keys {
+                k.push('\u{1f}');
+                if let Some((_, v)) = labels.iter().find(|(l, _)| l == key) {
+                    k.push_str(v);
+                }
+            }
+            k
+        });
+        if let Some(&id) = mapped_key.as_ref().and_then(|k| g.mapped.get(k.as_str())) {
+            if g.index.len() < ALIASES_PER_SERIES * self.config.max_series {
+                g.index.insert(batch.key.as_str().into(), id);
             }
             return Some(id);
         }
@@ -550,25 +634,13 @@ impl Trading {
             batch.dropped_cardinality += 1;
             return None;
         }
-        let labels = self
-            .config
-            .label_tags
-            .iter()
-            .filter_map(|label| {
-                tags.clone()
-                    .find(|(k, v)| k == label && !v.is_empty())
-                    .map(|(_, v)| (label.clone(), v.to_string()))
-            })
-            .collect();
         let id = g.meta.len();
-        g.meta.push(Arc::new(SeriesMeta {
-            kind,
-            name: name.to_string(),
-            labels,
-        }));
+        g.meta.push(Arc::new(SeriesMeta { kind, name, labels }));
         g.gauges.push(None);
-        g.index.insert(key.as_str().into(), id);
-        g.pending.resize_with(id + 1, Pending::default);
+        g.index.insert(batch.key.as_str().into(), id);
+        if let Some(k) = mapped_key {
+            g.mapped.insert(k.into(), id);
+        }
         Some(id)
     }
 
@@ -743,6 +815,8 @@ pub struct TradingCollector {
     spare: Vec<Pending>,
     meta: Vec<Arc<SeriesMeta>>,
     states: Vec<State>,
+    /// When each series last received something (for `trading.series_ttl`).
+    last_seen: Vec<Instant>,
     window_names: Vec<String>,
     last_run: Option<Instant>,
     baselines: Option<baseline::Baselines>,
@@ -767,6 +841,7 @@ impl TradingCollector {
             spare: Vec::new(),
             meta: Vec::new(),
             states: Vec::new(),
+            last_seen: Vec::new(),
             window_names,
             last_run: None,
             baselines: None,
@@ -775,7 +850,7 @@ impl TradingCollector {
 
     /// One run at `now`: fold, compute, publish the view, return the families.
     pub fn run(&mut self, now: Instant) -> Vec<Family> {
-        let gauges = {
+        let mut gauges = {
             let mut g = self.trading.ingest.lock().expect("trading lock");
             std::mem::swap(&mut g.pending, &mut self.spare);
             self.meta.extend(g.meta[self.meta.len()..].iter().cloned());
@@ -811,6 +886,12 @@ impl TradingCollector {
                 MetricType::Gauge => State::Gauge,
                 MetricType::Set => State::Set { last: 0 },
             });
+        }
+        self.last_seen.resize(self.states.len(), now);
+        for (seen, p) in self.last_seen.iter_mut().zip(&self.spare) {
+            if p.touched {
+                *seen = now;
+            }
         }
         for (id, state) in self.states.iter_mut().enumerate() {
             let p = self.spare.get_mut(id);
@@ -851,6 +932,7 @@ impl TradingCollector {
         for p in &mut self.spare {
             p.clear();
         }
+        self.expire(now, &mut gauges);
         let abandoned = self.trading.measurements.expire(now);
         if abandoned > 0 {
             self.trading.instruments.abandoned.inc_by(abandoned as u64);
@@ -859,6 +941,69 @@ impl TradingCollector {
         let families = self.families(&view, now);
         *self.trading.view.write().expect("view lock") = Arc::new(view);
         families
+    }
+
+    /// Removes the series that received nothing for `trading.series_ttl`, here and in
+    /// the writers' index, freeing their slots. Ids are positions, so the survivors
+    /// move down and both indexes are renumbered; that costs one pass over the series,
+    /// and only in a run that expires something.
+    /// `gauges` is the run's copy of the gauge values, renumbered alike.
+    fn expire(&mut self, now: Instant, gauges: &mut Vec<Option<f64>>) {
+        let ttl = self.trading.config.series_ttl.get();
+        if ttl.is_zero()
+            || !self
+                .last_seen
+                .iter()
+                .any(|t| now.saturating_duration_since(*t) >= ttl)
+        {
+            return;
+        }
+        let mut guard = self.trading.ingest.lock().expect("trading lock");
+        let g = &mut *guard;
+        // Series created since this run began are not in `last_seen` yet: kept. So is
+        // one a writer touched since the swap.
+        let keep: Vec<bool> = (0..g.meta.len())
+            .map(|id| {
+                let touched = g.pending.get(id).is_some_and(|p| p.touched);
+                touched
+                    || self
+                        .last_seen
+                        .get(id)
+                        .is_none_or(|t| now.saturating_duration_since(*t) < ttl)
+            })
+            .collect();
+        let mut renumber = vec![usize::MAX; keep.len()];
+        let mut next = 0;
+        for (id, k) in keep.iter().enumerate() {
+            if *k {
+                renumber[id] = next;
+                next += 1;
+            }
+        }
+        let expired = keep.len() - next;
+        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep.get(i - 1).copied().unwrap_or(true)
+            });
+        }
+        retain(&mut g.meta, &keep);
+        retain(&mut g.gauges, &keep);
+        retain(&mut g.pending, &keep);
+        for index in [&mut g.index, &mut g.mapped] {
+            index.retain(|_, id| keep[*id]);
+            for id in index.values_mut() {
+                *id = renumber[*id];
+            }
+        }
+        drop(guard);
+        retain(gauges, &keep);
+        retain(&mut self.meta, &keep);
+        retain(&mut self.states, &keep);
+        retain(&mut self.last_seen, &keep);
+        retain(&mut self.spare, &keep);
+        self.trading.instruments.expired.inc_by(expired as u64);
     }
 
     fn view(&self, now: Instant, gauges: &[Option<f64>]) -> View {
@@ -1091,5 +1236,138 @@ impl BlockingCollector for TradingCollector {
 
     fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
         Ok(self.run(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Mapping, StatsdType};
+
+    fn store(config: TradingConfig) -> (Arc<Trading>, TradingCollector) {
+        let t = Trading::new(&config, &prometheus::Registry::new()).unwrap();
+        (Arc::clone(&t), TradingCollector::new(t))
+    }
+
+    fn send(t: &Trading, packet: &str) {
+        let mut b = t.batch();
+        t.ingest_packet(packet.as_bytes(), &mut b);
+    }
+
+    fn names(v: &View) -> Vec<String> {
+        let mut n: Vec<String> = v
+            .operations
+            .iter()
+            .map(|o| o.operation.clone())
+            .chain(v.streams.iter().map(|s| s.stream.clone()))
+            .chain(v.gauges.iter().map(|g| g.name.clone()))
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn quiet_series_expire_free_their_slot_and_keep_the_rest_intact() {
+        let s = Dur(Duration::from_secs(1));
+        let (t, mut c) = store(TradingConfig {
+            windows: vec![s],
+            interval: s,
+            series_ttl: Dur(Duration::from_secs(3)),
+            max_series: 3,
+            ..TradingConfig::default()
+        });
+        let t0 = Instant::now();
+        send(&t, "old:1|c\nkept:5|ms\nlevel:7|g");
+        c.run(t0);
+        // A fourth series does not fit until one expires.
+        send(&t, "new:1|c");
+        send(&t, "kept:6|ms\nlevel:+1|g");
+        c.run(t0 + Duration::from_secs(2));
+        assert_eq!(names(&t.view()), ["kept", "level", "old"]);
+        assert_eq!(t.instruments.dropped_cardinality.get(), 1);
+        send(&t, "kept:7|ms");
+        c.run(t0 + Duration::from_secs(3));
+        // `old` was last touched at t0: gone at t0 + ttl; `level` (t0 + 2 s) stays.
+        let v = t.view();
+        assert_eq!(names(&v), ["kept", "level"]);
+        assert_eq!(v.series, 2);
+        assert_eq!(t.instruments.expired.get(), 1);
+        assert_eq!(
+            v.gauges[0].value, 8.0,
+            "the gauge kept its value through renumbering"
+        );
+        // The freed slot takes a new series; the survivors keep their own data.
+        send(&t, "new:2|c\nkept:9|ms\nlevel:+1|g");
+        c.run(t0 + Duration::from_secs(4));
+        let v = t.view();
+        assert_eq!(names(&v), ["kept", "level", "new"]);
+        assert_eq!(v.gauges[0].value, 9.0);
+        let new = v.streams.iter().find(|s| s.stream == "new").unwrap();
+        assert_eq!(new.events_total, 2.0, "a returning series starts again");
+        let kept = v.operations.iter().find(|o| o.operation == "kept").unwrap();
+        assert_eq!(kept.count, 4);
+        // With nothing more, everything goes.
+        c.run(t0 + Duration::from_secs(8));
+        assert!(names(&t.view()).is_empty());
+        assert_eq!(t.instruments.expired.get(), 4);
+    }
+
+    #[test]
+    fn zero_ttl_keeps_every_series() {
+        let (t, mut c) = store(TradingConfig::default());
+        let t0 = Instant::now();
+        send(&t, "a:1|c\nb:1|g");
+        c.run(t0);
+        c.run(t0 + Duration::from_secs(86_400));
+        assert_eq!(names(&t.view()), ["a", "b"]);
+    }
+
+    #[test]
+    fn mapped_names_become_labelled_series_and_share_them() {
+        let (t, mut c) = store(TradingConfig {
+            label_tags: vec!["desk".into()],
+            mappings: vec![Mapping {
+                pattern: "orders.*.execution".into(),
+                match_type: Some(StatsdType::Timer),
+                name: "order_execution".into(),
+                labels: [("venue".to_string(), "$1".to_string())].into(),
+            }],
+            ..TradingConfig::default()
+        });
+        send(
+            &t,
+            "orders.nyse.execution:2|ms|#desk:a\norders.nyse.execution:4|ms|#desk:a,venue:x\n\
+             orders.cme.execution:8|ms\norders.cme.execution:1|c",
+        );
+        c.run(Instant::now());
+        let v = t.view();
+        let ops: Vec<(String, BTreeMap<String, String>, u64)> = v
+            .operations
+            .iter()
+            .map(|o| (o.operation.clone(), o.labels.clone(), o.count))
+            .collect();
+        let l = |p: &[(&str, &str)]| -> BTreeMap<String, String> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // The mapping's label overrides the tag of the same key, so both nyse lines
+        // are one series.
+        assert_eq!(
+            ops,
+            [
+                (
+                    "order_execution".into(),
+                    l(&[("desk", "a"), ("venue", "nyse")]),
+                    2
+                ),
+                ("order_execution".into(), l(&[("venue", "cme")]), 1),
+            ]
+        );
+        // The rule is for timers: the counter keeps its name.
+        assert_eq!(v.streams[0].stream, "orders.cme.execution");
+        assert_eq!(v.series, 3);
     }
 }
