@@ -369,8 +369,10 @@ fn signal_handlers() -> impl std::future::Future<Output = ()> {
 /// glibc gives each thread that allocates under contention an arena of its own (up to
 /// 8 per core), and freed memory stays in the arena that served it: with the async
 /// workers, the blocking pool and the StatsD thread, a daemon at rest kept several
-/// partly used arenas resident. Two arenas are plenty for m4watch's allocation rate
-/// (issue 17). Must run before any thread starts.
+/// partly used arenas resident. One arena held 0.8 MiB less than two after 5 minutes
+/// under the footprint load (BENCHMARKS.md, issue 17); glibc's per-thread caches
+/// serve most of m4watch's small allocations without taking the arena's lock. Must
+/// run before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     // A MALLOC_ARENA_MAX the user set wins.
@@ -379,7 +381,7 @@ fn limit_malloc_arenas() {
     }
     // SAFETY: mallopt only sets an allocator parameter; no thread exists yet.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -128,11 +128,12 @@ impl Store {
     /// passed since the last append, every series is appended; samples older than
     /// `retention` are dropped.
     pub fn keep_ring(&self, retention: Duration, step: Duration) {
-        *self.ring.write().expect("ring lock") = ring::Ring::new(retention.as_millis() as i64);
-        self.ring_step_ms.store(
-            step.as_millis().max(1) as i64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let step_ms = step.as_millis().max(1) as i64;
+        // Appends come at least 0.9 step apart (see `append_ring`).
+        *self.ring.write().expect("ring lock") =
+            ring::Ring::with_step(retention.as_millis() as i64, step_ms - step_ms / 10);
+        self.ring_step_ms
+            .store(step_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Read access to the sample ring.

@@ -91,7 +91,14 @@ pub struct Ring {
     /// Series written by the last [`Ring::append_families`], to mark the missing ones stale.
     live: Vec<bool>,
     filter: Option<Filter>,
+    /// The shortest time between appends (ms), when known: a series' sample vector is
+    /// then sized once for what it keeps instead of growing by doubling.
+    step_ms: i64,
 }
+
+/// Samples past their time are drained in batches of this many (or half of what is
+/// held), so appends stay amortised O(1).
+const DRAIN_BATCH: usize = 64;
 
 impl Ring {
     /// An empty ring keeping `retention_ms` of samples (0 keeps everything).
@@ -100,6 +107,26 @@ impl Ring {
             retention_ms,
             ..Default::default()
         }
+    }
+
+    /// Like [`Ring::new`], for appends at least `step_ms` apart: each series' samples
+    /// are then allocated once, for as many as it keeps (a vector grown by doubling
+    /// holds up to twice that: 16 KiB instead of 11 for ten minutes at 1 s).
+    pub fn with_step(retention_ms: i64, step_ms: i64) -> Self {
+        Ring {
+            retention_ms,
+            step_ms,
+            ..Default::default()
+        }
+    }
+
+    /// How many samples a series kept `keep_ms` holds at most: one per step, the
+    /// batch not yet drained, and one for a staleness marker.
+    fn capacity(&self, keep_ms: i64) -> usize {
+        if self.step_ms <= 0 || keep_ms <= 0 {
+            return 0;
+        }
+        (keep_ms / self.step_ms) as usize + DRAIN_BATCH + 2
     }
 
     /// From now on keeps only the metric names in `filter.reach`, each for its own
@@ -113,6 +140,11 @@ impl Ring {
         for i in 0..self.series.len() {
             let keep = self.keep_ms(label_of(&self.series[i].labels, "__name__"));
             self.series[i].keep_ms = keep;
+            let want = self.capacity(keep);
+            let s = &mut self.series[i].samples;
+            if want > s.capacity() {
+                s.reserve_exact(want - s.len());
+            }
         }
     }
 
@@ -143,7 +175,7 @@ impl Ring {
                 self.index.insert(labels.clone(), i);
                 self.series.push(Series {
                     labels,
-                    samples: Vec::new(),
+                    samples: Vec::with_capacity(self.capacity(keep_ms)),
                     keep_ms,
                 });
                 self.live.push(false);
@@ -212,7 +244,7 @@ impl Ring {
             let n = s.samples.partition_point(|x| x.0 < cutoff);
             // Draining in batches (64 samples, or half of what is held) keeps appends
             // amortised O(1) and what is held under twice what is kept.
-            if n > 0 && (n >= 64 || 2 * n >= s.samples.len()) {
+            if n > 0 && (n >= DRAIN_BATCH || 2 * n >= s.samples.len()) {
                 s.samples.drain(..n);
                 emptied |= s.samples.is_empty();
             }
@@ -303,6 +335,31 @@ mod tests {
         // Past the retention the series is gone.
         r.append_families(&fam(None), 20_000);
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn with_a_step_each_series_is_allocated_once_for_what_it_keeps() {
+        // Ten minutes at one append a second: 600 samples plus the drain batch.
+        let mut r = Ring::with_step(600_000, 1_000);
+        r.append_families(&fam(Some(0.5)), 1_000);
+        let cap = r.all().next().unwrap().samples.capacity();
+        assert_eq!(cap, 600 + DRAIN_BATCH + 2);
+        for t in 2..=3_000 {
+            r.append_families(&fam(Some(t as f64)), t * 1_000);
+        }
+        let s = r.all().next().unwrap();
+        assert_eq!(s.samples.capacity(), cap, "never grown");
+        assert!(s.samples.len() > 600 && s.samples.len() <= cap);
+        assert_eq!(
+            s.samples[0].0,
+            3_000_000 - s.samples.len() as i64 * 1_000 + 1_000
+        );
+        // Grown by doubling, as without a step, it would hold 1024.
+        let mut plain = Ring::new(600_000);
+        for t in 1..=3_000 {
+            plain.append_families(&fam(Some(t as f64)), t * 1_000);
+        }
+        assert_eq!(plain.all().next().unwrap().samples.capacity(), 1024);
     }
 
     #[test]
