@@ -35,8 +35,11 @@ const TCPSTAT: &[(&MetricDef, usize)] = &[
 ];
 
 fn field(bytes: &[u8], index: usize) -> u64 {
-    let at = index * 4;
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]).into()
+    u32_at(bytes, index * 4).into()
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 fn check(bytes: &[u8], fields: usize, name: &str) -> Result<(), String> {
@@ -234,14 +237,8 @@ pub fn filesystems(buf: &[u8]) -> Result<Vec<(storage::Mount, Option<storage::Fs
     Ok(buf
         .chunks_exact(STATFS_LEN)
         .map(|r| {
-            let bsize = u64::from(u32::from_le_bytes([
-                r[F_BSIZE],
-                r[F_BSIZE + 1],
-                r[F_BSIZE + 2],
-                r[F_BSIZE + 3],
-            ]));
-            let flags =
-                u32::from_le_bytes([r[F_FLAGS], r[F_FLAGS + 1], r[F_FLAGS + 2], r[F_FLAGS + 3]]);
+            let bsize = u64::from(u32_at(r, F_BSIZE));
+            let flags = u32_at(r, F_FLAGS);
             let mount = storage::Mount {
                 device: c_string(r, F_MNTFROMNAME),
                 mountpoint: c_string(r, F_MNTONNAME),
