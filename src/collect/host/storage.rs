@@ -285,6 +285,8 @@ where
             let point = m.mountpoint.clone();
             let spawned = std::thread::Builder::new()
                 .name("m4watch-statvfs".into())
+                // One syscall: the default 2 MiB stack would only be mapped and dropped.
+                .stack_size(64 * 1024)
                 .spawn(move || {
                     let r = stat(&point).ok();
                     lock(&held).remove(&point);
