@@ -46,6 +46,9 @@ SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange
 NOT_SHOWN = {
     "m4watch_cpu_info": "topology only (cpu -> type, cluster): every per-core panel already "
                         "carries the type label and the machine table counts the cores",
+    "m4watch_clock_tai_offset_seconds": "a constant (37 s since 2017) that changes only with a "
+                                        "leap second, and absent unless a daemon sets it; for "
+                                        "applications that convert to TAI, not for a panel",
     "m4watch_trading_events_total": "the same StatsD counter streams as "
                                     "m4watch_trading_throughput_per_second (shown, over fixed "
                                     "windows); the counter exists for rate() in recording rules",
@@ -276,6 +279,9 @@ THERMAL = ["nominal", "fair", "serious", "critical"]
 THERMAL_MAP = {0: ("nominal", "green"), 1: ("fair", "yellow"), 2: ("serious", "orange"), 3: ("critical", "red")}
 MEMORY_LEVELS = ["normal", "warn", "critical"]
 MEMORY_LEVEL_MAP = {0: ("normal", "green"), 1: ("warn", "orange"), 2: ("critical", "red")}
+SYNCED = {0: ("unsynchronised", "red"), 1: ("synchronised", "green")}
+READ_ONLY = {0: ("writable", "green"), 1: ("read-only", "blue")}
+FS_ERROR = {0: ("answering", "green"), 1: ("not answering", "red")}
 HEALTH = ["healthy", "starting", "unhealthy", "none"]
 HEALTH_MAP = {0: ("healthy", "green"), 1: ("starting", "blue"), 2: ("unhealthy", "orange"), 3: ("no healthcheck", "text")}
 SEVERITY_TEXT_MAP = {sev: (sev, SEVERITY_COLOR[sev]) for sev in SEVERITIES}
@@ -284,6 +290,7 @@ HIDE = {"Time": True, "__name__": True, "job": True}
 
 MEM_USED = f'{s("m4watch_memory_bytes", state="used")} / ignoring(state) {s("m4watch_memory_total_bytes")}'
 MEM_AVAILABLE = f'{s("m4watch_memory_bytes", state="available")} / ignoring(state) {s("m4watch_memory_total_bytes")}'
+FS_USED = f'1 - {s("m4watch_filesystem_available_bytes")} / {s("m4watch_filesystem_size_bytes")}'
 P_CLUSTER = s("m4watch_cpu_cluster_utilization_ratio", type="performance")
 E_CLUSTER = s("m4watch_cpu_cluster_utilization_ratio", type="efficiency")
 CONTAINER_CPU = f'sum by (instance, name) (rate({s("m4watch_container_cpu_usage_seconds_total")}[$__rate_interval]))'
@@ -407,7 +414,7 @@ DASHBOARDS = {
              "macOS placement) is absent. GET /api/v1/monitoring/performance/optimizations gives the "
              "evidence and the action for each.", min=0, w=24, h=6, thresholds=[("green", None), ("orange", 1)]),
     ]),
-    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure, and the network stack's market-data loss signal.", [
+    "hardware": ("m4watch / M4 Max hardware", "Per-core load by core type, frequencies, GPU, Neural Engine, power, temperatures, thermal and memory pressure, the network stack's market-data loss signal, and the host's clock, disks and filesystems.", [
         row("Quick look", collapsed=False),
         gauge("Performance cores", [instant(P_CLUSTER, "{{instance}}")], "percentunit",
               "Busy share of the performance-core cluster now, with the warning and critical lines.",
@@ -574,6 +581,76 @@ DASHBOARDS = {
         ts("Link speed", [q(s("m4watch_network_speed_bytes"), "{{interface}}")], "Bps",
            "Negotiated link speed per interface, in bytes per second; absent for virtual "
            "interfaces. A feed link that renegotiated down (10G to 1G) shows here first.", min=0),
+        row("Host clock"),
+        timeline("Clock synchronised", [q(s("m4watch_clock_synchronized"), "{{instance}}")], "none",
+                 "Whether the kernel counts the clock as synchronised by a time daemon. Unsynchronised "
+                 "with the error bound beside at 16 s for 10 minutes pages (ClockNotSynchronised); "
+                 "chrony without rtcsync leaves the flag unset while its error bound stays small. "
+                 "Linux only.", mappings=SYNCED, alerts=["ClockNotSynchronised"]),
+        ts("Clock offset", [q(f'abs({s("m4watch_clock_offset_seconds")})', "|offset|")], "s",
+           "How far the time daemon last measured the clock from its reference, either way, with "
+           "the 1 ms line (ClockOffsetHigh; MiFID II RTS 25 for algorithmic trading). 0 under "
+           "chrony, which corrects the clock itself: read chronyc tracking there. Linux only.",
+           min=0, alerts=["ClockOffsetHigh"]),
+        ts("Clock error bounds", [q(s("m4watch_clock_max_error_seconds"), "maximum error"),
+                                  q(s("m4watch_clock_estimated_error_seconds"), "estimated error")], "s",
+           "The kernel's bound on the clock's error (it grows 0.5 ms a second until a daemon resets "
+           "it; at 16 s the clock counts as unsynchronised) and the daemon's estimate. Linux only.",
+           min=0, alerts=["ClockNotSynchronised"]),
+        ts("Clock frequency adjustment", [q(f'{s("m4watch_clock_frequency_adjustment_ratio")} * 1e6', "adjustment")], "ppm",
+           "How much faster (above 0) or slower the kernel runs the clock to keep it in step, in "
+           "parts per million. A steady value is the oscillator's drift; jumps follow temperature "
+           "or a daemon restart. Linux only."),
+        row("Host disks"),
+        ts("Disk throughput", rates(("m4watch_disk_read_bytes_total", "{{device}} read"), ("m4watch_disk_written_bytes_total", "{{device}} write")),
+           "Bps", "Bytes per second read from and written to each whole disk (partitions count in "
+           "their disk). A recorder or journal writing hard shows here before the latency beside "
+           "rises.", min=0),
+        ts("Disk operations", rates(("m4watch_disk_reads_completed_total", "{{device}} reads"),
+                                    ("m4watch_disk_writes_completed_total", "{{device}} writes"),
+                                    ("m4watch_disk_discards_completed_total", "{{device}} discards"),
+                                    ("m4watch_disk_flushes_completed_total", "{{device}} flushes")),
+           "iops", "Operations per second per disk. Flushes are fsyncs reaching the device, each one "
+           "a wait for a writer (a database commit, a journal). Discards and flushes are Linux only "
+           "(4.18 and 5.5 on).", min=0),
+        ts("Disk latency per operation",
+           [q(f'rate({s("m4watch_disk_read_time_seconds_total")}[$__rate_interval]) / rate({s("m4watch_disk_reads_completed_total")}[$__rate_interval])', "{{device}} read"),
+            q(f'rate({s("m4watch_disk_write_time_seconds_total")}[$__rate_interval]) / rate({s("m4watch_disk_writes_completed_total")}[$__rate_interval])', "{{device}} write")],
+           "s", "Average time one read or write took, queueing included. Gaps are periods without "
+           "I/O. Rising write latency stalls whatever fsyncs (order journals, SQLite).", min=0),
+        ts("Disk busy", [q(f'rate({s("m4watch_disk_io_time_seconds_total")}[$__rate_interval])', "{{device}}")], "percentunit",
+           "Share of time each disk had I/O in flight. Near 100% a disk that serves one request at "
+           "a time is saturated (an NVMe drive with deep queues may not be). Linux only.", **RATIO),
+        row("Host filesystems"),
+        ts("Filesystem space used", [q(FS_USED, "{{mountpoint}}")], "percentunit",
+           "Share of each filesystem's space in use (as df counts it: space only root may use "
+           "counts as used), with the 90% line (FilesystemAlmostFull, not for read-only mounts).",
+           **RATIO, alerts=["FilesystemAlmostFull"]),
+        ts("Filesystem space available, now and in 4 h",
+           [q(s("m4watch_filesystem_available_bytes"), "{{mountpoint}} now"),
+            q(f'predict_linear({s("m4watch_filesystem_available_bytes")}[15m], 4 * 3600)', "{{mountpoint}} in 4 h"),
+            q(f'0.25 * {s("m4watch_filesystem_size_bytes")}', "{{mountpoint}} quarter of size")],
+           "bytes", "Space still writable per filesystem, and where the trend of the last 15 minutes "
+           "puts it in 4 hours. Predicted below 0 for 15 minutes while less than a quarter of the "
+           "size (the dashed series) is left pages (FilesystemFillingUp).", alerts=["FilesystemFillingUp"],
+           overrides=[limit_override("/quarter of size$/")]),
+        ts("Filesystem size and free space", [q(s("m4watch_filesystem_size_bytes"), "{{mountpoint}} size"),
+                                              q(s("m4watch_filesystem_free_bytes"), "{{mountpoint}} free")],
+           "bytes", "Size and free space (the root-reserved blocks included) per filesystem; free "
+           "minus available beside is the reserve.", min=0),
+        ts("Filesystem inodes free", [q(f'{s("m4watch_filesystem_files_free")} / {s("m4watch_filesystem_files")}', "{{mountpoint}}")],
+           "percentunit", "Share of each filesystem's inodes (file slots) still free. At 0 no file "
+           "can be created however much space is left: many small files (a capture split per "
+           "second) exhaust them. Absent where the filesystem has no fixed count.", **RATIO),
+        timeline("Filesystem read-only", [q(s("m4watch_filesystem_readonly"), "{{mountpoint}}")], "none",
+                 "Whether each filesystem is mounted read-only. The space alerts watch writable "
+                 "filesystems only (coloured as the alerts). A data filesystem turning read-only is "
+                 "the kernel's answer to I/O errors: check the disk.", mappings=READ_ONLY,
+                 alerts=["FilesystemAlmostFull", "FilesystemFillingUp"]),
+        timeline("Filesystem not answering", [q(s("m4watch_filesystem_device_error"), "{{mountpoint}}")], "none",
+                 "Filesystems whose size could not be read: statvfs failed, or did not answer within "
+                 "host.filesystems.stat_timeout (a dead NFS server). Their other series are absent "
+                 "meanwhile.", mappings=FS_ERROR),
     ]),
     "containers": ("m4watch / Containers", "Docker containers of the trading stack and the trading engines' health probes.", [
         row("Quick look", collapsed=False),

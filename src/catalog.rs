@@ -13,6 +13,11 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("The exporter itself", SELF),
     ("Hardware", HARDWARE),
     ("Host network", crate::collect::host::METRICS),
+    ("Host clock", crate::collect::host::clock::METRICS),
+    (
+        "Host disks and filesystems",
+        crate::collect::host::storage::METRICS,
+    ),
     ("Rules and alerts", crate::alerts::evaluate::METRICS),
     (
         "Apple Silicon (macOS and replay)",

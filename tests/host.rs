@@ -2,7 +2,9 @@
 //! does not read while a bounded burst overflows its receive buffer. The watched
 //! socket's drop counter must equal what the kernel lists for that socket, and the
 //! kernel-wide receive-buffer errors must have grown by at least as much, and the
-//! loopback interface must have received every byte of the burst.
+//! loopback interface must have received every byte of the burst. Beside it: the
+//! clock as `adjtimex` reports it here, this machine's disks against `/proc/diskstats`,
+//! and a tmpfs the test mounts, filled and remounted read-only.
 
 #![cfg(target_os = "linux")]
 
@@ -10,6 +12,14 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
 use m4watch::collect::BlockingCollector;
+use m4watch::collect::host::clock::{
+    CLOCK_ESTIMATED_ERROR_SECONDS, CLOCK_FREQUENCY_ADJUSTMENT_RATIO, CLOCK_MAX_ERROR_SECONDS,
+    CLOCK_OFFSET_SECONDS, CLOCK_SYNCHRONIZED,
+};
+use m4watch::collect::host::storage::{
+    DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAILABLE_BYTES, FILESYSTEM_DEVICE_ERROR,
+    FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY, FILESYSTEM_SIZE_BYTES,
+};
 use m4watch::collect::host::{
     HostCollector, NETWORK_RECEIVE_BYTES_TOTAL, UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
     UDP_SOCKET_DROPS_TOTAL, UDP_SOCKET_RECEIVE_QUEUE_BYTES,
@@ -130,4 +140,209 @@ fn an_unwatched_port_has_no_per_socket_series() {
         value(&fams, "m4watch_udp_datagrams_received_total", None).is_some(),
         "kernel-wide counters are read without watched ports"
     );
+}
+
+#[test]
+fn the_clock_reads_what_adjtimex_says_here() {
+    let fams = HostCollector::new(&HostConfig::default())
+        .collect()
+        .unwrap();
+    // The same call, made here without the collector.
+    // SAFETY: a zeroed timex with modes 0 only reads.
+    let mut t: libc::timex = unsafe { std::mem::zeroed() };
+    let state = unsafe { libc::adjtimex(&mut t) };
+    assert!(state >= 0, "adjtimex: {}", std::io::Error::last_os_error());
+    let get = |name: &str| value(&fams, name, None).unwrap_or_else(|| panic!("{name} absent"));
+    let synced = state != libc::TIME_ERROR && t.status & libc::STA_UNSYNC == 0;
+    assert_eq!(get(CLOCK_SYNCHRONIZED.name), if synced { 1.0 } else { 0.0 });
+    // The kernel's own bounds (kernel/time/ntp.c): the offset is clamped to
+    // ±0.5 s (MAXPHASE), the error bounds to 16 s (NTP_PHASE_LIMIT), the frequency to
+    // ±500 ppm (MAXFREQ).
+    let offset = get(CLOCK_OFFSET_SECONDS.name);
+    assert!(offset.abs() <= 0.5, "offset {offset}");
+    let max = get(CLOCK_MAX_ERROR_SECONDS.name);
+    let est = get(CLOCK_ESTIMATED_ERROR_SECONDS.name);
+    assert!((0.0..=16.0).contains(&max), "max error {max}");
+    assert!((0.0..=16.0).contains(&est), "estimated error {est}");
+    assert!(
+        (max - t.maxerror as f64 * 1e-6).abs() <= 0.01,
+        "max error {max} s, adjtimex says {} us (it grows 500 us a second)",
+        t.maxerror
+    );
+    let freq = get(CLOCK_FREQUENCY_ADJUSTMENT_RATIO.name);
+    assert!(freq.abs() <= 500e-6, "frequency adjustment {freq}");
+    assert_eq!(freq, t.freq as f64 / 65536.0 * 1e-6);
+}
+
+/// `device`'s reads completed, from /proc/diskstats read here.
+fn kernel_reads(device: &str) -> f64 {
+    let text = std::fs::read_to_string("/proc/diskstats").unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some(device))
+        .unwrap_or_else(|| panic!("no {device} in /proc/diskstats"));
+    row.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn disks_are_this_machine_s_whole_disks_with_the_kernel_s_counts() {
+    let text = std::fs::read_to_string("/proc/diskstats").unwrap();
+    let config = HostConfig::default();
+    let expected: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|d| !config.disks.ignore.matches(d))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "this machine has no block device but loop and RAM devices:\n{text}"
+    );
+    let disk = &expected[0];
+    let mut collector = HostCollector::new(&config);
+    let before = kernel_reads(disk);
+    let fams = collector.collect().unwrap();
+    let after = kernel_reads(disk);
+    let f = fams
+        .iter()
+        .find(|f| f.name == DISK_READS_COMPLETED_TOTAL.name)
+        .unwrap();
+    let mut got: Vec<String> = f
+        .samples
+        .iter()
+        .map(|s| {
+            s.labels
+                .iter()
+                .find(|(k, _)| k == "device")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    got.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got, want, "the devices the default ignore pattern keeps");
+    let reads = labelled(
+        &fams,
+        DISK_READS_COMPLETED_TOTAL.name,
+        Some(("device", disk.clone())),
+    )
+    .unwrap();
+    assert!(
+        (before..=after).contains(&reads),
+        "{disk}: {reads} reads, the kernel counted {before} before and {after} after"
+    );
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},nr_inodes=1000"),
+                "m4watch-test",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN), as scripts/test.sh runs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    fn point(&self) -> String {
+        self.dir.path().to_str().unwrap().to_string()
+    }
+
+    fn remount(&self, options: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {options}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_mounted_tmpfs_reports_its_size_what_was_written_and_read_only() {
+    let fs = Tmpfs::mount("4m");
+    let mut collector = HostCollector::new(&HostConfig::default());
+    let at = |fams: &[Family], name: &str| {
+        labelled(fams, name, Some(("mountpoint", fs.point())))
+            .unwrap_or_else(|| panic!("{name} has no series for {}", fs.point()))
+    };
+    let empty = collector.collect().unwrap();
+    assert_eq!(
+        at(&empty, FILESYSTEM_SIZE_BYTES.name),
+        4.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(
+        at(&empty, FILESYSTEM_AVAILABLE_BYTES.name),
+        4.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(at(&empty, FILESYSTEM_READONLY.name), 0.0);
+    assert_eq!(at(&empty, FILESYSTEM_DEVICE_ERROR.name), 0.0);
+    let f = empty
+        .iter()
+        .find(|f| f.name == FILESYSTEM_SIZE_BYTES.name)
+        .unwrap();
+    let labels = &f
+        .samples
+        .iter()
+        .find(|s| s.labels.contains(&("mountpoint".to_string(), fs.point())))
+        .unwrap()
+        .labels;
+    assert!(
+        labels.contains(&("device".into(), "m4watch-test".into())),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("fstype".into(), "tmpfs".into())),
+        "{labels:?}"
+    );
+
+    // 1 MiB in three files: a quarter of the space and three inodes go.
+    for i in 0..3 {
+        std::fs::write(
+            fs.dir.path().join(format!("f{i}")),
+            vec![7u8; 1024 * 1024 / 4 * if i == 0 { 2 } else { 1 }],
+        )
+        .unwrap();
+    }
+    let written = collector.collect().unwrap();
+    assert_eq!(
+        at(&empty, FILESYSTEM_AVAILABLE_BYTES.name) - at(&written, FILESYSTEM_AVAILABLE_BYTES.name),
+        1024.0 * 1024.0
+    );
+    assert_eq!(
+        at(&empty, FILESYSTEM_FILES_FREE.name) - at(&written, FILESYSTEM_FILES_FREE.name),
+        3.0
+    );
+
+    fs.remount("ro");
+    let ro = collector.collect().unwrap();
+    assert_eq!(at(&ro, FILESYSTEM_READONLY.name), 1.0);
+    fs.remount("rw");
 }

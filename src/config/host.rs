@@ -1,5 +1,5 @@
 //! `host:` section: the network stack's counters, the interfaces and the watched UDP
-//! feed sockets.
+//! feed sockets; clock synchronisation; disks and filesystems.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +23,81 @@ pub struct HostConfig {
     /// UDP ports whose sockets get their own receive-queue and drop series (the
     /// market-data feeds); empty: none. Linux only: macOS has no per-socket drops.
     pub udp_ports: Vec<u16>,
+    pub clock: ClockConfig,
+    pub disks: DisksConfig,
+    pub filesystems: FilesystemsConfig,
+}
+
+/// `host.clock`: the kernel's clock discipline (Linux `adjtimex`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    pub enabled: bool,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig { enabled: true }
+    }
+}
+
+/// `host.disks`: per-device I/O counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisksConfig {
+    pub enabled: bool,
+    /// Devices left out, by whole name: partitions (their disk already counts their
+    /// I/O) and RAM, loop, floppy and optical devices.
+    pub ignore: Pattern,
+}
+
+/// Partitions of sd/hd/vd/xvd, NVMe and MMC disks, and the virtual devices.
+pub const DEFAULT_DISKS_IGNORE: &str =
+    r"(ram|zram|loop|fd|sr)\d+|(h|s|v|xv)d[a-z]+\d+|nvme\d+n\d+p\d+|mmcblk\d+p\d+";
+
+impl Default for DisksConfig {
+    fn default() -> Self {
+        DisksConfig {
+            enabled: true,
+            ignore: Pattern::new(DEFAULT_DISKS_IGNORE).expect("the default pattern compiles"),
+        }
+    }
+}
+
+/// `host.filesystems`: size, free space and inodes of the mounted filesystems.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemsConfig {
+    pub enabled: bool,
+    /// Filesystem types left out, by whole name: the kernel's pseudo filesystems,
+    /// container layers and read-only images.
+    pub ignore_types: Pattern,
+    /// Mount points left out, by whole path.
+    pub ignore_mounts: Pattern,
+    /// How long one filesystem may take to answer `statvfs` (a dead NFS server never
+    /// answers); one that does not is reported as an error and not asked again until
+    /// its stuck call returns. Must be shorter than `host.interval`.
+    pub stat_timeout: Dur,
+}
+
+/// Pseudo filesystems (Linux and macOS), container layers and images.
+pub const DEFAULT_FILESYSTEMS_IGNORE_TYPES: &str = "autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devfs|devpts|devtmpfs|efivarfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|nullfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs";
+
+/// The kernel's trees, what container runtimes mount below their own directories, and
+/// the macOS system volumes that are not user data.
+pub const DEFAULT_FILESYSTEMS_IGNORE_MOUNTS: &str = "/(dev|proc|sys)(/.*)?|/run/credentials/.+|/var/lib/docker/.+|/var/lib/containers/storage/.+|/System/Volumes/(VM|Preboot|Update|xarts|iSCPreboot|Hardware)";
+
+impl Default for FilesystemsConfig {
+    fn default() -> Self {
+        FilesystemsConfig {
+            enabled: true,
+            ignore_types: Pattern::new(DEFAULT_FILESYSTEMS_IGNORE_TYPES)
+                .expect("the default pattern compiles"),
+            ignore_mounts: Pattern::new(DEFAULT_FILESYSTEMS_IGNORE_MOUNTS)
+                .expect("the default pattern compiles"),
+            stat_timeout: Dur(Duration::from_millis(500)),
+        }
+    }
 }
 
 fn default_procfs() -> PathBuf {
@@ -41,6 +116,9 @@ impl Default for HostConfig {
             procfs: default_procfs(),
             sysfs: default_sysfs(),
             udp_ports: Vec::new(),
+            clock: ClockConfig::default(),
+            disks: DisksConfig::default(),
+            filesystems: FilesystemsConfig::default(),
         }
     }
 }

@@ -307,6 +307,17 @@ impl Config {
                 "port 0 is not a port a socket is bound to".into(),
             );
         }
+        let fs = &self.host.filesystems;
+        positive(fs.stat_timeout, "host.filesystems.stat_timeout")?;
+        if fs.stat_timeout >= self.host.interval {
+            return err(
+                "host.filesystems.stat_timeout",
+                format!(
+                    "must be shorter than host.interval ({}), or one stuck filesystem would time the whole host collector out",
+                    self.host.interval
+                ),
+            );
+        }
         self.trading.validate()?;
         at_least(
             self.rules.evaluation_interval,
@@ -633,6 +644,22 @@ mod tests {
         assert_eq!(
             error_of("host_port_zero"),
             "testdata/config/host_port_zero.yml:3:14: host.udp_ports: port 0 is not a port a socket is bound to"
+        );
+    }
+
+    #[test]
+    fn error_host_bad_ignore_regex() {
+        assert_eq!(
+            error_of("host_bad_ignore_regex"),
+            "testdata/config/host_bad_ignore_regex.yml:3:5: host.filesystems.ignore_types: invalid regular expression \"nfs|(cifs\": unclosed group"
+        );
+    }
+
+    #[test]
+    fn error_host_stat_timeout_exceeds_interval() {
+        assert_eq!(
+            error_of("host_stat_timeout_exceeds_interval"),
+            "testdata/config/host_stat_timeout_exceeds_interval.yml:4:19: host.filesystems.stat_timeout: must be shorter than host.interval (1s), or one stuck filesystem would time the whole host collector out"
         );
     }
 

@@ -81,6 +81,65 @@ impl fmt::Display for Dur {
     }
 }
 
+/// A regular expression that must match a whole name (`loop\d+` matches `loop0`, not
+/// `myloop0`), as Prometheus' relabelling regexes do. Checked while the file is parsed,
+/// so a bad one is an error at its line; printed back as written.
+#[derive(Clone)]
+pub struct Pattern {
+    source: String,
+    anchored: regex::Regex,
+}
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Self, String> {
+        let anchored = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| {
+            // The syntax error's last line says what is wrong (`error: unclosed group`);
+            // the lines above draw the pattern with a caret, which a one-line error
+            // cannot show.
+            let e = e.to_string();
+            let why = e.lines().rev().find_map(|l| l.strip_prefix("error: "));
+            format!(
+                "invalid regular expression {source:?}: {}",
+                why.unwrap_or(e.as_str())
+            )
+        })?;
+        Ok(Pattern {
+            source: source.to_string(),
+            anchored,
+        })
+    }
+
+    /// Whether `name` matches as a whole.
+    pub fn matches(&self, name: &str) -> bool {
+        self.anchored.is_match(name)
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.source)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Pattern::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
 /// Parses `1s`, `500ms`, `2m30s`; a bare number is rejected because its unit would be a
 /// guess.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -52,6 +52,8 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "sum_over_time",
     "count_over_time",
     "absent_over_time",
+    "deriv",
+    "predict_linear",
 ];
 const FUNCTIONS: &[&str] = &[
     "absent",
@@ -459,9 +461,22 @@ impl<'a> Evaluator<'a> {
             }
             _ => {
                 let (ranges, range_ms) = self.ranges(&args[0])?;
+                let ahead = match name {
+                    "predict_linear" => self.scalar(&args[1])?,
+                    _ => 0.0,
+                };
                 let mut out = Vec::with_capacity(ranges.len());
                 for (s, pts) in ranges {
                     let value = match name {
+                        "deriv" | "predict_linear" => {
+                            let Some((slope, intercept)) = linear_regression(&pts, self.t) else {
+                                continue;
+                            };
+                            match name {
+                                "deriv" => slope,
+                                _ => slope * ahead + intercept,
+                            }
+                        }
                         "rate" | "increase" | "delta" => {
                             match extrapolated_rate(
                                 &pts,
@@ -529,6 +544,31 @@ fn absent_labels(e: &Expr) -> Labels {
         .collect();
     out.sort();
     out
+}
+
+/// The least-squares line through `pts` as Prometheus' `linearRegression` fits it:
+/// `(slope per second, value at t_ms)`; `None` for fewer than two points (Prometheus
+/// gives no sample there either).
+fn linear_regression(pts: &[(i64, f64)], t_ms: i64) -> Option<(f64, f64)> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mut sx, mut sy, mut sxy, mut sxx) = (0.0, 0.0, 0.0, 0.0);
+    let const_y = pts.iter().all(|p| p.1 == pts[0].1);
+    for &(t, y) in pts {
+        let x = (t - t_ms) as f64 / 1000.0;
+        sx += x;
+        sy += y;
+        sxy += x * y;
+        sxx += x * x;
+    }
+    if const_y {
+        // A flat series has slope 0 exactly, whatever rounding says.
+        return Some((0.0, pts[0].1));
+    }
+    let slope = (sxy - sx * sy / n) / (sxx - sx * sx / n);
+    Some((slope, sy / n - slope * sx / n))
 }
 
 /// Prometheus' `extrapolatedRate`.
@@ -909,6 +949,36 @@ mod tests {
         assert_eq!(values(eval(&r, 5, "up")).len(), 2);
         assert_eq!(values(eval(&r, 300, "up")).len(), 1);
         assert_eq!(values(eval(&r, 311, "up")).len(), 0);
+    }
+
+    #[test]
+    fn predict_linear_and_deriv_fit_the_least_squares_line() {
+        // Available bytes falling 1 MB a minute from 100 MB, with noise that cancels.
+        let pts: Vec<(i64, f64)> = (0..=10)
+            .map(|i| {
+                let noise = if i % 2 == 0 { 0.25e6 } else { -0.25e6 };
+                (
+                    i * 60,
+                    100e6 - i as f64 * 1e6 + if i == 10 { 0.0 } else { noise },
+                )
+            })
+            .collect();
+        let r = ring(&[("avail", &pts)]);
+        let d = values(eval(&r, 600, "deriv(avail[15m])"))[0].1;
+        // The least-squares fit (numpy.polyfit gives the same): -16856.06 bytes a
+        // second, 89.94 MB at t = 600 s.
+        assert!((d + 16856.060606).abs() < 1e-3, "deriv {d}");
+        let p = values(eval(&r, 600, "predict_linear(avail[15m], 4 * 3600)"))[0].1;
+        assert!((p + 152784090.909).abs() < 1.0, "predict_linear {p}");
+        assert!(values(eval(&r, 600, "predict_linear(avail[15m], 4 * 3600) < 0")).len() == 1);
+        // One point is no line; a flat series has slope 0.
+        let one = ring(&[("avail", &[(0, 5.0)])]);
+        assert!(values(eval(&one, 0, "deriv(avail[15m])")).is_empty());
+        let flat = ring(&[("avail", &[(0, 5.0), (60, 5.0), (120, 5.0)])]);
+        assert_eq!(
+            values(eval(&flat, 120, "predict_linear(avail[15m], 3600)"))[0].1,
+            5.0
+        );
     }
 
     #[test]

@@ -460,8 +460,12 @@ fn vm_counters(host: libc::mach_port_t) -> Option<VmCounters> {
 
 // --- IORegistry -------------------------------------------------------------------
 
-/// Registry entries of a class, each released after `f` saw it.
-fn for_each_service(class: &std::ffi::CStr, mut f: impl FnMut(io_registry_entry_t)) -> bool {
+/// Registry entries of a class, each released after `f` saw it; false when the
+/// registry could not be asked.
+pub(crate) fn for_each_service(
+    class: &std::ffi::CStr,
+    mut f: impl FnMut(io_registry_entry_t),
+) -> bool {
     // SAFETY: a valid C string; the dictionary is consumed by the next call.
     let matching = unsafe { IOServiceMatching(class.as_ptr()) };
     if matching.is_null() {
@@ -488,7 +492,8 @@ fn for_each_service(class: &std::ffi::CStr, mut f: impl FnMut(io_registry_entry_
     true
 }
 
-fn property(entry: io_registry_entry_t, key: &str) -> Option<CFType> {
+/// A property of a registry entry, owned.
+pub(crate) fn property(entry: io_registry_entry_t, key: &str) -> Option<CFType> {
     let key = CFString::new(key);
     // SAFETY: a live entry; a null allocator is the default one. The result follows
     // the Create rule, so the wrapper owns it.
@@ -496,6 +501,24 @@ fn property(entry: io_registry_entry_t, key: &str) -> Option<CFType> {
         IORegistryEntryCreateCFProperty(entry, key.as_concrete_TypeRef(), std::ptr::null(), 0)
     };
     (!r.is_null()).then(|| unsafe { CFType::wrap_under_create_rule(r) })
+}
+
+/// The integer entries of a dictionary property (`PerformanceStatistics` of a GPU,
+/// `Statistics` of a block storage driver); empty when there is none.
+pub(crate) fn integer_dictionary(entry: io_registry_entry_t, key: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    if let Some(dict) = property(entry, key).and_then(|p| p.downcast::<CFDictionary>()) {
+        let (keys, values) = dict.get_keys_and_values();
+        for (k, v) in keys.into_iter().zip(values) {
+            // SAFETY: the dictionary holds both for as long as `dict` lives.
+            let key = unsafe { CFType::wrap_under_get_rule(k) }.downcast::<CFString>();
+            let val = unsafe { CFType::wrap_under_get_rule(v) }.downcast::<CFNumber>();
+            if let (Some(key), Some(n)) = (key, val.and_then(|n| n.to_i64())) {
+                out.insert(key.to_string(), n);
+            }
+        }
+    }
+    out
 }
 
 /// Every IOAccelerator with its class, integer `PerformanceStatistics` and
@@ -512,20 +535,7 @@ fn accelerators() -> Vec<Accelerator> {
         } else {
             String::new()
         };
-        let mut stats = BTreeMap::new();
-        if let Some(dict) =
-            property(entry, "PerformanceStatistics").and_then(|p| p.downcast::<CFDictionary>())
-        {
-            let (keys, values) = dict.get_keys_and_values();
-            for (k, v) in keys.into_iter().zip(values) {
-                // SAFETY: the dictionary holds both for as long as `dict` lives.
-                let key = unsafe { CFType::wrap_under_get_rule(k) }.downcast::<CFString>();
-                let val = unsafe { CFType::wrap_under_get_rule(v) }.downcast::<CFNumber>();
-                if let (Some(key), Some(n)) = (key, val.and_then(|n| n.to_i64())) {
-                    stats.insert(key.to_string(), n);
-                }
-            }
-        }
+        let stats = integer_dictionary(entry, "PerformanceStatistics");
         let gpu_cores = property(entry, "gpu-core-count")
             .and_then(|p| p.downcast::<CFNumber>())
             .and_then(|n| n.to_i64())

@@ -1,12 +1,16 @@
 //! macOS's `struct udpstat` and `struct tcpstat` (XNU `bsd/netinet/udp_var.h`,
 //! `tcp_var.h`), as `sysctlbyname("net.inet.udp.stats")` and `"net.inet.tcp.stats"`
-//! return them, decoded from bytes. Platform-free so the layouts are tested on Linux.
+//! return them, decoded from bytes; the `NET_RT_IFLIST2` interface list; a block
+//! storage driver's `Statistics` dictionary; and `getfsstat`'s `struct statfs` array.
+//! Platform-free so the layouts are tested on Linux.
 //!
 //! Only the fields m4watch exports are read, at their offsets: both structs are flat
 //! arrays of `u_int32_t` counters that XNU extends only at the end, so a longer buffer
 //! (a newer macOS) reads the same and a shorter one is refused. Both Apple targets
 //! (arm64, x86_64) are little-endian. The counters are 32-bit and wrap; Prometheus's
 //! `rate()` takes a wrap for a counter reset.
+
+use std::collections::BTreeMap;
 
 use super::*;
 use crate::model::MetricDef;
@@ -31,8 +35,11 @@ const TCPSTAT: &[(&MetricDef, usize)] = &[
 ];
 
 fn field(bytes: &[u8], index: usize) -> u64 {
-    let at = index * 4;
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]).into()
+    u32_at(bytes, index * 4).into()
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 fn check(bytes: &[u8], fields: usize, name: &str) -> Result<(), String> {
@@ -152,6 +159,102 @@ pub fn interfaces(
         });
     }
     Ok(out)
+}
+
+/// `(family, key, units per base unit)` of an `IOBlockStorageDriver`'s `Statistics`
+/// dictionary (IOKit `IOBlockStorageDriver.h`); times are nanoseconds. macOS keeps no time busy,
+/// discard or flush count there, so those families are absent.
+const BLOCK_STORAGE_STATISTICS: &[(&MetricDef, &str, f64)] = &[
+    (
+        &storage::DISK_READS_COMPLETED_TOTAL,
+        "Operations (Read)",
+        1.0,
+    ),
+    (
+        &storage::DISK_WRITES_COMPLETED_TOTAL,
+        "Operations (Write)",
+        1.0,
+    ),
+    (&storage::DISK_READ_BYTES_TOTAL, "Bytes (Read)", 1.0),
+    (&storage::DISK_WRITTEN_BYTES_TOTAL, "Bytes (Write)", 1.0),
+    (
+        &storage::DISK_READ_TIME_SECONDS_TOTAL,
+        "Total Time (Read)",
+        1e9,
+    ),
+    (
+        &storage::DISK_WRITE_TIME_SECONDS_TOTAL,
+        "Total Time (Write)",
+        1e9,
+    ),
+];
+
+/// A whole disk (`device` is its IOMedia's BSD name) from its driver's statistics; a
+/// key the driver does not list is absent.
+pub fn disk(device: &str, statistics: &BTreeMap<String, i64>) -> storage::Disk {
+    storage::Disk {
+        device: device.to_string(),
+        counters: BLOCK_STORAGE_STATISTICS
+            .iter()
+            .filter_map(|&(d, key, per)| {
+                let v = *statistics.get(key)?;
+                (v >= 0).then(|| (d.name, v as f64 / per))
+            })
+            .collect(),
+    }
+}
+
+/// `sizeof(struct statfs)` with 64-bit inodes (`_DARWIN_FEATURE_64_BIT_INODE`, the only
+/// layout on arm64 and the default on x86_64 since 10.6), the same on both targets.
+pub const STATFS_LEN: usize = 2168;
+/// Offsets in `struct statfs` (`sys/mount.h`).
+const F_BSIZE: usize = 0;
+const F_BLOCKS: usize = 8;
+const F_BFREE: usize = 16;
+const F_BAVAIL: usize = 24;
+const F_FILES: usize = 32;
+const F_FFREE: usize = 40;
+const F_FLAGS: usize = 64;
+const F_FSTYPENAME: (usize, usize) = (72, 16);
+const F_MNTONNAME: (usize, usize) = (88, 1024);
+const F_MNTFROMNAME: (usize, usize) = (1112, 1024);
+const MNT_RDONLY: u32 = 0x1;
+
+fn c_string(b: &[u8], (at, len): (usize, usize)) -> String {
+    let field = &b[at..at + len];
+    let end = field.iter().position(|&c| c == 0).unwrap_or(len);
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+/// The filesystems of a `getfsstat` buffer: `struct statfs` records back to back.
+pub fn filesystems(buf: &[u8]) -> Result<Vec<(storage::Mount, Option<storage::FsStat>)>, String> {
+    if buf.len() % STATFS_LEN != 0 {
+        return Err(format!(
+            "getfsstat: {} bytes is not a whole number of {STATFS_LEN}-byte statfs records (struct layout changed?)",
+            buf.len()
+        ));
+    }
+    Ok(buf
+        .chunks_exact(STATFS_LEN)
+        .map(|r| {
+            let bsize = u64::from(u32_at(r, F_BSIZE));
+            let flags = u32_at(r, F_FLAGS);
+            let mount = storage::Mount {
+                device: c_string(r, F_MNTFROMNAME),
+                mountpoint: c_string(r, F_MNTONNAME),
+                fstype: c_string(r, F_FSTYPENAME),
+            };
+            let stat = storage::FsStat {
+                size_bytes: u64_at(r, F_BLOCKS) * bsize,
+                free_bytes: u64_at(r, F_BFREE) * bsize,
+                available_bytes: u64_at(r, F_BAVAIL) * bsize,
+                files: u64_at(r, F_FILES),
+                files_free: u64_at(r, F_FFREE),
+                readonly: flags & MNT_RDONLY != 0,
+            };
+            (mount, Some(stat))
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -310,5 +413,124 @@ mod tests {
             e,
             "net.inet.tcp.stats: 240 bytes, expected at least 244 (struct layout changed?)"
         );
+    }
+
+    #[test]
+    fn a_block_storage_driver_s_statistics() {
+        // The shape `ioreg -c IOBlockStorageDriver -r -w0` shows for an M4 Max's SSD.
+        let stats: BTreeMap<String, i64> = [
+            ("Operations (Read)", 8_912_345),
+            ("Operations (Write)", 4_120_002),
+            ("Bytes (Read)", 301_234_567_168),
+            ("Bytes (Write)", 220_111_998_976),
+            ("Total Time (Read)", 1_523_000_000_000),
+            ("Total Time (Write)", 987_654_321_000),
+            ("Latency Time (Read)", 0),
+            ("Errors (Read)", 0),
+            ("Retries (Write)", 0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let d = disk("disk0", &stats);
+        assert_eq!(d.device, "disk0");
+        assert_eq!(
+            d.counters,
+            BTreeMap::from([
+                (storage::DISK_READS_COMPLETED_TOTAL.name, 8_912_345.0),
+                (storage::DISK_WRITES_COMPLETED_TOTAL.name, 4_120_002.0),
+                (storage::DISK_READ_BYTES_TOTAL.name, 301_234_567_168.0),
+                (storage::DISK_WRITTEN_BYTES_TOTAL.name, 220_111_998_976.0),
+                (storage::DISK_READ_TIME_SECONDS_TOTAL.name, 1523.0),
+                (storage::DISK_WRITE_TIME_SECONDS_TOTAL.name, 987.654321),
+            ])
+        );
+        // A driver that lists nothing (an ejected disk image) has no counters at all.
+        assert!(disk("disk9", &BTreeMap::new()).counters.is_empty());
+    }
+
+    /// One `struct statfs` as getfsstat writes it.
+    fn statfs(
+        bsize: u32,
+        blocks: [u64; 5],
+        flags: u32,
+        fstype: &str,
+        on: &str,
+        from: &str,
+    ) -> Vec<u8> {
+        let mut r = vec![0u8; STATFS_LEN];
+        r[0..4].copy_from_slice(&bsize.to_le_bytes());
+        r[4..8].copy_from_slice(&1_048_576i32.to_le_bytes()); // f_iosize
+        for (i, v) in blocks.iter().enumerate() {
+            r[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
+        }
+        r[F_FLAGS..F_FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
+        for (s, (at, _)) in [
+            (fstype, F_FSTYPENAME),
+            (on, F_MNTONNAME),
+            (from, F_MNTFROMNAME),
+        ] {
+            r[at..at + s.len()].copy_from_slice(s.as_bytes());
+        }
+        r
+    }
+
+    #[test]
+    fn getfsstat_records() {
+        // The sealed system volume (read-only, MNT_RDONLY | MNT_LOCAL | MNT_ROOTFS ...)
+        // and the data volume of an M4 Max, 4 KiB blocks.
+        let mut buf = statfs(
+            4096,
+            [
+                242_837_545,
+                58_000_000,
+                57_000_000,
+                2_400_000_000,
+                2_399_000_000,
+            ],
+            0x4801_5001,
+            "apfs",
+            "/",
+            "/dev/disk3s1s1",
+        );
+        buf.extend(statfs(
+            4096,
+            [
+                242_837_545,
+                58_000_000,
+                57_000_000,
+                2_400_000_000,
+                2_398_000_000,
+            ],
+            0x0400_1080,
+            "apfs",
+            "/System/Volumes/Data",
+            "/dev/disk3s5",
+        ));
+        let fs = filesystems(&buf).unwrap();
+        assert_eq!(fs.len(), 2);
+        let (m, s) = &fs[1];
+        assert_eq!(
+            m,
+            &storage::Mount {
+                device: "/dev/disk3s5".into(),
+                mountpoint: "/System/Volumes/Data".into(),
+                fstype: "apfs".into(),
+            }
+        );
+        assert_eq!(
+            s.unwrap(),
+            storage::FsStat {
+                size_bytes: 242_837_545 * 4096,
+                free_bytes: 58_000_000 * 4096,
+                available_bytes: 57_000_000 * 4096,
+                files: 2_400_000_000,
+                files_free: 2_398_000_000,
+                readonly: false,
+            }
+        );
+        assert!(fs[0].1.unwrap().readonly);
+        let e = filesystems(&buf[..STATFS_LEN + 8]).unwrap_err();
+        assert!(e.contains("not a whole number"), "{e}");
     }
 }

@@ -261,6 +261,141 @@ pub fn read(root: &Path, sys: &Path, sockets: bool) -> Result<NetReading, Collec
     })
 }
 
+/// `/proc/diskstats` counts in 512-byte sectors whatever the device's sector size.
+const SECTOR_BYTES: f64 = 512.0;
+
+/// `(family, column after the name, scale)` of `/proc/diskstats`: 11 columns since
+/// 2.6, 15 with the discard columns (4.18), 17 with the flush columns (5.5). Times are
+/// milliseconds.
+const DISKSTATS_COLUMNS: &[(&MetricDef, usize, f64)] = &[
+    (&storage::DISK_READS_COMPLETED_TOTAL, 0, 1.0),
+    (&storage::DISK_READ_BYTES_TOTAL, 2, SECTOR_BYTES),
+    (&storage::DISK_READ_TIME_SECONDS_TOTAL, 3, 1e-3),
+    (&storage::DISK_WRITES_COMPLETED_TOTAL, 4, 1.0),
+    (&storage::DISK_WRITTEN_BYTES_TOTAL, 6, SECTOR_BYTES),
+    (&storage::DISK_WRITE_TIME_SECONDS_TOTAL, 7, 1e-3),
+    (&storage::DISK_IO_TIME_SECONDS_TOTAL, 9, 1e-3),
+    (&storage::DISK_DISCARDS_COMPLETED_TOTAL, 11, 1.0),
+    (&storage::DISK_FLUSHES_COMPLETED_TOTAL, 15, 1.0),
+];
+
+/// The devices of a `/proc/diskstats` text: `major minor name` and then the counters.
+/// A column the kernel does not print is absent; rows of the 4-column partition format
+/// of kernels before 2.6.25 are skipped (their disk's row has the totals).
+pub fn parse_diskstats(text: &str) -> Result<Vec<storage::Disk>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        if fields.len() < 3 {
+            return Err(format!("line {}: too few fields: {line:?}", n + 1));
+        }
+        let values: Vec<u64> = fields[3..]
+            .iter()
+            .map(|v| v.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("line {}: bad counter: {line:?}", n + 1))?;
+        if values.len() < 11 {
+            continue;
+        }
+        let counters = DISKSTATS_COLUMNS
+            .iter()
+            .filter_map(|&(d, col, scale)| Some((d.name, *values.get(col)? as f64 * scale)))
+            .collect();
+        out.push(storage::Disk {
+            device: fields[2].to_string(),
+            counters,
+        });
+    }
+    Ok(out)
+}
+
+/// The mounts of a `/proc/PID/mountinfo` text:
+/// `id parent major:minor root mountpoint options [optional...] - fstype source super`.
+/// Paths have space, tab, newline and backslash escaped as octal (`\040`).
+pub fn parse_mountinfo(text: &str) -> Result<Vec<storage::Mount>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || format!("line {}: not a mountinfo line: {line:?}", n + 1);
+        let (head, tail) = line.split_once(" - ").ok_or_else(bad)?;
+        let mountpoint = head.split(' ').nth(4).ok_or_else(bad)?;
+        let mut tail = tail.split(' ');
+        let (fstype, source) = (tail.next().ok_or_else(bad)?, tail.next().ok_or_else(bad)?);
+        out.push(storage::Mount {
+            device: unescape_octal(source),
+            mountpoint: unescape_octal(mountpoint),
+            fstype: fstype.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// `\ooo` (three octal digits) to its byte; anything else as it is.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The disks of the procfs at `root`.
+pub fn read_disks(root: &Path) -> Result<Vec<storage::Disk>, CollectError> {
+    let p = root.join("diskstats");
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| CollectError(format!("{}: {e}", p.display())))?;
+    parse_diskstats(&text).map_err(|e| CollectError(format!("{}: {e}", p.display())))
+}
+
+/// The mounts m4watch's own mount namespace sees, from the procfs at `root`.
+pub fn read_mounts(root: &Path) -> Result<Vec<storage::Mount>, CollectError> {
+    let p = root.join("self/mountinfo");
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| CollectError(format!("{}: {e}", p.display())))?;
+    parse_mountinfo(&text).map_err(|e| CollectError(format!("{}: {e}", p.display())))
+}
+
+/// `statvfs` of one mount point.
+#[cfg(target_os = "linux")]
+pub fn statvfs(point: &str) -> std::io::Result<storage::FsStat> {
+    let c = std::ffi::CString::new(point)?;
+    // SAFETY: all-zero is a valid statvfs to be overwritten.
+    let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut v) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = v.f_frsize as u64;
+    Ok(storage::FsStat {
+        size_bytes: v.f_blocks as u64 * frsize,
+        free_bytes: v.f_bfree as u64 * frsize,
+        available_bytes: v.f_bavail as u64 * frsize,
+        files: v.f_files as u64,
+        files_free: v.f_ffree as u64,
+        readonly: v.f_flag & libc::ST_RDONLY != 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +581,98 @@ mod tests {
     fn a_missing_procfs_is_an_error_naming_the_file() {
         let e = read(Path::new("/nonexistent"), Path::new("/nonexistent"), false).unwrap_err();
         assert!(e.0.starts_with("/nonexistent/net/snmp: "), "{}", e.0);
+    }
+
+    fn disk_fixture(kernel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/disk")
+            .join(kernel)
+            .join("proc")
+    }
+
+    fn disk(disks: &[storage::Disk], name: &str) -> BTreeMap<&'static str, f64> {
+        disks
+            .iter()
+            .find(|d| d.device == name)
+            .unwrap_or_else(|| panic!("{name} in {disks:?}"))
+            .counters
+            .clone()
+    }
+
+    #[test]
+    fn kernel_6_18_diskstats_have_discards_and_flushes() {
+        let disks = read_disks(&disk_fixture("linux-6.18")).unwrap();
+        assert_eq!(disks.len(), 7);
+        assert_eq!(
+            disk(&disks, "vda"),
+            BTreeMap::from([
+                (storage::DISK_READS_COMPLETED_TOTAL.name, 4253206.0),
+                (storage::DISK_READ_BYTES_TOTAL.name, 147070298.0 * 512.0),
+                (storage::DISK_READ_TIME_SECONDS_TOTAL.name, 24651.714),
+                (storage::DISK_WRITES_COMPLETED_TOTAL.name, 856600.0),
+                (storage::DISK_WRITTEN_BYTES_TOTAL.name, 581310048.0 * 512.0),
+                (storage::DISK_WRITE_TIME_SECONDS_TOTAL.name, 13043.808),
+                (storage::DISK_IO_TIME_SECONDS_TOTAL.name, 1250.612),
+                (storage::DISK_DISCARDS_COMPLETED_TOTAL.name, 421268.0),
+                (storage::DISK_FLUSHES_COMPLETED_TOTAL.name, 111683.0),
+            ])
+        );
+    }
+
+    #[test]
+    fn kernel_4_18_diskstats_have_discards_but_no_flushes() {
+        let disks = read_disks(&disk_fixture("linux-4.18")).unwrap();
+        let sda = disk(&disks, "sda");
+        assert_eq!(sda[storage::DISK_DISCARDS_COMPLETED_TOTAL.name], 5021.0);
+        assert_eq!(
+            sda[storage::DISK_WRITTEN_BYTES_TOTAL.name],
+            18874368.0 * 512.0
+        );
+        assert!(!sda.contains_key(storage::DISK_FLUSHES_COMPLETED_TOTAL.name));
+        assert_eq!(disks.len(), 5);
+    }
+
+    #[test]
+    fn kernel_3_10_diskstats_have_neither_and_old_partition_rows_are_skipped() {
+        let disks = read_disks(&disk_fixture("linux-3.10")).unwrap();
+        let names: Vec<&str> = disks.iter().map(|d| d.device.as_str()).collect();
+        assert_eq!(names, ["sda", "sda1", "sdb", "sr0"]);
+        let sdb = disk(&disks, "sdb");
+        assert_eq!(sdb.len(), 7, "no discard or flush counters: {sdb:?}");
+        assert_eq!(sdb[storage::DISK_READ_TIME_SECONDS_TOTAL.name], 1.3);
+    }
+
+    #[test]
+    fn a_bad_diskstats_counter_names_the_line() {
+        let e = parse_diskstats("   8 0 sda 1 2 x 4 5 6 7 8 9 10 11\n").unwrap_err();
+        assert!(e.starts_with("line 1: bad counter"), "{e}");
+    }
+
+    #[test]
+    fn mountinfo_of_three_kernels() {
+        let m = read_mounts(&disk_fixture("linux-6.18")).unwrap();
+        assert_eq!(m.len(), 12);
+        let find = |p: &str| m.iter().find(|x| x.mountpoint == p).unwrap().clone();
+        assert_eq!(
+            find("/srv/market data"),
+            storage::Mount {
+                device: "/dev/mapper/vg0-md".into(),
+                mountpoint: "/srv/market data".into(),
+                fstype: "xfs".into(),
+            }
+        );
+        assert_eq!(find("/mnt/archive").device, "nas.example:/archive");
+        assert_eq!(find("/").fstype, "ext4");
+        let m = read_mounts(&disk_fixture("linux-4.18")).unwrap();
+        assert_eq!(m[2].device, "/dev/mapper/rhel-root");
+        let m = read_mounts(&disk_fixture("linux-3.10")).unwrap();
+        assert_eq!(m[3].mountpoint, "/data");
+        assert_eq!(unescape_octal(r"a\134b\011c\0"), "a\\b\tc\\0");
+    }
+
+    #[test]
+    fn a_line_without_the_separator_is_not_mountinfo() {
+        let e = parse_mountinfo("/dev/sda1 / ext4 rw 0 0\n").unwrap_err();
+        assert!(e.starts_with("line 1: not a mountinfo line"), "{e}");
     }
 }

@@ -1,7 +1,9 @@
-//! The host's network stack: the kernel's UDP and TCP counters (the market-data loss
-//! signal); for the UDP ports named in `host.udp_ports`, each socket's receive queue
-//! and drop counter (which feed is dropping); and each interface's traffic, errors,
-//! drops, state and speed.
+//! The host beneath the trading stack. Its network stack: the kernel's UDP and TCP
+//! counters (the market-data loss signal); for the UDP ports named in
+//! `host.udp_ports`, each socket's receive queue and drop counter (which feed is
+//! dropping); and each interface's traffic, errors, drops, state and speed. Beside it
+//! the clock's synchronisation ([`clock`]) and the disks and filesystems ([`storage`]),
+//! each a section of this one collector with its own `host.*` switch.
 //!
 //! A platform source only reads: [`linux`] parses
 //! `/proc/net/{snmp,snmp6,netstat,udp,udp6,dev}` and sysfs (pure parsers, tested on
@@ -11,18 +13,20 @@
 //! metric families. A counter the kernel does not keep is absent, never 0; macOS has no
 //! per-socket drop counter, so the per-socket families are absent there.
 
+pub mod clock;
 #[cfg(any(target_os = "macos", test))]
 pub mod darwin;
 #[cfg(any(target_os = "linux", test))]
 pub mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
+pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::{BlockingCollector, CollectError};
-use crate::config::HostConfig;
+use crate::config::{HostConfig, Pattern};
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
@@ -324,13 +328,19 @@ pub fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
     out
 }
 
-/// Reads the network stack of the machine m4watch runs on.
+/// Reads the network stack, the clock, the disks and the filesystems of the machine
+/// m4watch runs on.
 pub struct HostCollector {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     procfs: PathBuf,
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     sysfs: PathBuf,
     ports: BTreeSet<u16>,
+    clock: bool,
+    /// The devices left out; `None`: the disks section is off.
+    disks: Option<Pattern>,
+    /// `None`: the filesystems section is off.
+    filesystems: Option<storage::FilesystemWatch>,
 }
 
 impl HostCollector {
@@ -339,6 +349,12 @@ impl HostCollector {
             procfs: config.procfs.clone(),
             sysfs: config.sysfs.clone(),
             ports: config.udp_ports.iter().copied().collect(),
+            clock: config.clock.enabled,
+            disks: config.disks.enabled.then(|| config.disks.ignore.clone()),
+            filesystems: config
+                .filesystems
+                .enabled
+                .then(|| storage::FilesystemWatch::new(&config.filesystems)),
         }
     }
 
@@ -359,6 +375,73 @@ impl HostCollector {
             ))
         }
     }
+
+    /// The clock as the kernel's discipline reports it; `None` where the platform has
+    /// no trustworthy reading (macOS, see [`clock`]).
+    pub fn read_clock(&self) -> Result<Option<clock::ClockReading>, CollectError> {
+        #[cfg(target_os = "linux")]
+        {
+            let t = clock::read().map_err(|e| CollectError(format!("adjtimex: {e}")))?;
+            Ok(Some(clock::ClockReading::from_timex(&t)))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(None)
+        }
+    }
+
+    /// Every block device, before `host.disks.ignore`.
+    pub fn read_disks(&self) -> Result<Vec<storage::Disk>, CollectError> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::read_disks(&self.procfs)
+        }
+        #[cfg(target_os = "macos")]
+        {
+            macos::disks()
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        {
+            Ok(Vec::new())
+        }
+    }
+
+    /// The filesystems `watch` keeps, each with its answer (`None`: failed or timed
+    /// out).
+    pub fn read_filesystems(
+        &self,
+        watch: &storage::FilesystemWatch,
+    ) -> Result<Vec<(storage::Mount, Option<storage::FsStat>)>, CollectError> {
+        #[cfg(target_os = "linux")]
+        {
+            let mounts = storage::keep_mounts(
+                linux::read_mounts(&self.procfs)?,
+                &watch.ignore_types,
+                &watch.ignore_mounts,
+            );
+            Ok(storage::stat_all(
+                mounts,
+                watch.stat_timeout,
+                &watch.stuck,
+                linux::statvfs,
+            ))
+        }
+        #[cfg(target_os = "macos")]
+        {
+            let all = macos::filesystems()?;
+            let keep = storage::keep_mounts(
+                all.iter().map(|(m, _)| m.clone()).collect(),
+                &watch.ignore_types,
+                &watch.ignore_mounts,
+            );
+            Ok(all.into_iter().filter(|(m, _)| keep.contains(m)).collect())
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        {
+            let _ = watch;
+            Ok(Vec::new())
+        }
+    }
 }
 
 impl BlockingCollector for HostCollector {
@@ -367,7 +450,20 @@ impl BlockingCollector for HostCollector {
     }
 
     fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
-        Ok(families(&self.read()?, &self.ports))
+        let mut out = families(&self.read()?, &self.ports);
+        if self.clock {
+            out.extend(clock::families(self.read_clock()?.as_ref()));
+        }
+        if let Some(ignore) = &self.disks {
+            out.extend(storage::disk_families(&storage::keep_disks(
+                self.read_disks()?,
+                ignore,
+            )));
+        }
+        if let Some(watch) = &self.filesystems {
+            out.extend(storage::filesystem_families(&self.read_filesystems(watch)?));
+        }
+        Ok(out)
     }
 }
 
