@@ -13,6 +13,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("The exporter itself", SELF),
     ("Hardware", HARDWARE),
     ("Host network", crate::collect::host::METRICS),
+    ("Trading processes", crate::collect::process_groups::METRICS),
     ("Rules and alerts", crate::alerts::evaluate::METRICS),
     (
         "Apple Silicon (macOS and replay)",

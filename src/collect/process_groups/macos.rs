@@ -1,0 +1,231 @@
+//! macOS: `proc_listallpids`, then per process `proc_pidinfo` (`PROC_PIDTBSDINFO` for
+//! its name and start, `PROC_PIDTASKINFO` for threads, `PROC_PIDLISTFDS` for
+//! descriptors), `proc_pid_rusage(RUSAGE_INFO_V6)` for times, core types, delay and
+//! energy, and `KERN_PROCARGS2` for the command line; [`super::darwin`] decodes the
+//! rusage and argument bytes. Another user's process refuses most of these without
+//! root: it is skipped.
+//!
+//! NOTE: compiled only for macOS; type-checked here by `../shared/darwin/check.sh`,
+//! never run on a Mac in this repository's CI machines.
+
+use std::ffi::{c_int, c_void};
+use std::mem::{MaybeUninit, size_of};
+
+use super::darwin::{RUSAGE_INFO_V6, RUSAGE_INFO_V6_LEN, Timebase, decode_rusage_v6};
+use super::{GroupReading, ProcessSample, Reading, Selector, Unit, bounded};
+use crate::collect::CollectError;
+use crate::collect::hardware::macos::sysctl_raw;
+
+pub fn read(selectors: &[Selector], max: usize) -> Result<Reading, CollectError> {
+    let tb = timebase();
+    // SAFETY: no preconditions.
+    let now = tb.seconds(unsafe { libc::mach_absolute_time() });
+    let efficiency_cores = sysctl_raw("hw.nperflevels")
+        .and_then(|b| Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?)))
+        .is_some_and(|n| n > 1);
+    let mut matched = vec![Vec::new(); selectors.len()];
+    if selectors
+        .iter()
+        .any(|s| matches!(s, Selector::Match { .. }))
+    {
+        for pid in all_pids()? {
+            let Some(name) = bsdinfo(pid).map(|b| name_of(&b)) else {
+                continue;
+            };
+            let mut cmdline: Option<Option<String>> = None;
+            for (i, s) in selectors.iter().enumerate() {
+                if !matches!(s, Selector::Match { .. }) {
+                    continue;
+                }
+                let line = if s.needs_cmdline() {
+                    cmdline.get_or_insert_with(|| procargs(pid)).as_deref()
+                } else {
+                    None
+                };
+                if s.matches(&name, line) {
+                    matched[i].push(pid);
+                }
+            }
+        }
+    }
+    for (i, s) in selectors.iter().enumerate() {
+        if let Selector::PidFile(f) = s {
+            let pid = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .filter(|&p| p > 0 && bsdinfo(p).is_some());
+            matched[i].extend(pid);
+        }
+    }
+    let mut groups = Vec::with_capacity(selectors.len());
+    for pids in matched {
+        let (count, pids) = bounded(pids, max);
+        let mut g = GroupReading {
+            matched: count,
+            processes: Vec::with_capacity(pids.len()),
+        };
+        for pid in pids {
+            match process(pid, tb, efficiency_cores) {
+                Some(p) => g.processes.push(p),
+                None => g.matched -= 1,
+            }
+        }
+        groups.push(g);
+    }
+    Ok(Reading { now, groups })
+}
+
+fn timebase() -> Timebase {
+    let mut info = libc::mach_timebase_info { numer: 0, denom: 0 };
+    // SAFETY: `info` is a valid out-pointer.
+    let rc = unsafe { libc::mach_timebase_info(&mut info) };
+    if rc != 0 || info.denom == 0 {
+        return Timebase { numer: 1, denom: 1 };
+    }
+    Timebase {
+        numer: info.numer,
+        denom: info.denom,
+    }
+}
+
+fn all_pids() -> Result<Vec<u32>, CollectError> {
+    // SAFETY: a null buffer asks for the count.
+    let n = unsafe { libc::proc_listallpids(std::ptr::null_mut(), 0) };
+    if n <= 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // Room for processes started between the two calls.
+    let mut pids = vec![0 as c_int; n as usize + 64];
+    let bytes = c_int::try_from(pids.len() * size_of::<c_int>()).unwrap_or(c_int::MAX);
+    // SAFETY: `pids` holds `bytes` bytes.
+    let n = unsafe { libc::proc_listallpids(pids.as_mut_ptr().cast::<c_void>(), bytes) };
+    if n <= 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    pids.truncate(n as usize);
+    Ok(pids
+        .into_iter()
+        .filter_map(|p| u32::try_from(p).ok())
+        .filter(|&p| p > 0)
+        .collect())
+}
+
+/// `proc_pidinfo(pid, flavor, 0, out, sizeof *out)`, `None` unless it filled `out`.
+fn pidinfo<T>(pid: u32, flavor: c_int) -> Option<T> {
+    let mut out = MaybeUninit::<T>::uninit();
+    let size = c_int::try_from(size_of::<T>()).ok()?;
+    // SAFETY: `out` has room for `size` bytes.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            c_int::try_from(pid).ok()?,
+            flavor,
+            0,
+            out.as_mut_ptr().cast::<c_void>(),
+            size,
+        )
+    };
+    // SAFETY: the kernel filled all `size` bytes.
+    (n == size).then(|| unsafe { out.assume_init() })
+}
+
+fn bsdinfo(pid: u32) -> Option<libc::proc_bsdinfo> {
+    pidinfo(pid, libc::PROC_PIDTBSDINFO)
+}
+
+fn name_of(b: &libc::proc_bsdinfo) -> String {
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let name = field(&b.pbi_name);
+    if name.is_empty() {
+        field(&b.pbi_comm)
+    } else {
+        name
+    }
+}
+
+/// The command line, from the `KERN_PROCARGS2` sysctl.
+fn procargs(pid: u32) -> Option<String> {
+    let mut mib = [
+        libc::CTL_KERN,
+        libc::KERN_PROCARGS2,
+        c_int::try_from(pid).ok()?,
+    ];
+    // kern.argmax bounds the block; 256 KiB covers the default (1 MiB is rare).
+    let mut len: libc::size_t = 256 * 1024;
+    let mut buf = vec![0u8; len];
+    // SAFETY: `buf` holds `len` bytes, and `len` says so.
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            3,
+            buf.as_mut_ptr().cast::<c_void>(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    buf.truncate(len);
+    super::darwin::parse_procargs2(&buf)
+}
+
+fn open_fds(pid: u32) -> Option<u64> {
+    let p = c_int::try_from(pid).ok()?;
+    // SAFETY: a null buffer asks for the size needed.
+    let need = unsafe { libc::proc_pidinfo(p, libc::PROC_PIDLISTFDS, 0, std::ptr::null_mut(), 0) };
+    if need <= 0 {
+        return None;
+    }
+    let room = need as usize / size_of::<libc::proc_fdinfo>() + 16;
+    let mut fds: Vec<MaybeUninit<libc::proc_fdinfo>> = Vec::with_capacity(room);
+    let bytes = c_int::try_from(room * size_of::<libc::proc_fdinfo>()).ok()?;
+    // SAFETY: `fds` has capacity for `bytes` bytes.
+    let got = unsafe {
+        libc::proc_pidinfo(
+            p,
+            libc::PROC_PIDLISTFDS,
+            0,
+            fds.as_mut_ptr().cast::<c_void>(),
+            bytes,
+        )
+    };
+    (got > 0).then(|| got as u64 / size_of::<libc::proc_fdinfo>() as u64)
+}
+
+fn process(pid: u32, tb: Timebase, efficiency_cores: bool) -> Option<ProcessSample> {
+    let bsd = bsdinfo(pid)?;
+    let mut buf = vec![0u8; RUSAGE_INFO_V6_LEN];
+    // SAFETY: `buf` has room for a `rusage_info_v6`, the flavour asked for.
+    let rc = unsafe {
+        libc::proc_pid_rusage(
+            c_int::try_from(pid).ok()?,
+            RUSAGE_INFO_V6,
+            buf.as_mut_ptr().cast::<libc::rusage_info_t>(),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let r = decode_rusage_v6(&buf, tb, efficiency_cores).ok()?;
+    let task: Option<libc::proc_taskinfo> = pidinfo(pid, libc::PROC_PIDTASKINFO);
+    Some(ProcessSample {
+        pid,
+        start_time_seconds: Some(bsd.pbi_start_tvsec as f64 + bsd.pbi_start_tvusec as f64 / 1e6),
+        resident_bytes: Some(r.resident_bytes),
+        threads: task.and_then(|t| u64::try_from(t.pti_threadnum).ok()),
+        open_fds: open_fds(pid),
+        units: vec![Unit {
+            tid: 0,
+            started: r.started,
+            counters: r.counters,
+        }],
+    })
+}
