@@ -129,6 +129,8 @@ pub struct Source {
     procfs: PathBuf,
     clk_tck: f64,
     page_size: u64,
+    /// Boot time, read once: it only dates start times.
+    btime: std::sync::OnceLock<Option<u64>>,
 }
 
 impl Source {
@@ -153,6 +155,7 @@ impl Source {
             procfs: procfs.to_path_buf(),
             clk_tck,
             page_size,
+            btime: std::sync::OnceLock::new(),
         }
     }
 
@@ -162,10 +165,12 @@ impl Source {
             .ok()
             .and_then(|t| parse_uptime(&t))
             .ok_or_else(|| io::Error::other("no uptime in the procfs root"))?;
-        // Boot time only dates start times; without it they are absent.
-        let btime = fs::read_to_string(self.procfs.join("stat"))
-            .ok()
-            .and_then(|t| parse_btime(&t));
+        // Without a boot time, start times are absent.
+        let btime = *self.btime.get_or_init(|| {
+            fs::read_to_string(self.procfs.join("stat"))
+                .ok()
+                .and_then(|t| parse_btime(&t))
+        });
         let matched = self.select(selectors)?;
         let mut cache: BTreeMap<u32, Option<ProcessSample>> = BTreeMap::new();
         let mut groups = Vec::with_capacity(selectors.len());
@@ -176,10 +181,13 @@ impl Source {
                 processes: Vec::with_capacity(pids.len()),
             };
             for pid in pids {
-                if !cache.contains_key(&pid) {
-                    cache.insert(pid, self.read_process(pid, btime)?);
-                }
-                match &cache[&pid] {
+                let read = match cache.entry(pid) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(self.read_process(pid, btime)?)
+                    }
+                };
+                match read {
                     Some(p) => g.processes.push(p.clone()),
                     // Exited between the scan and the read.
                     None => g.matched -= 1,
@@ -196,11 +204,21 @@ impl Source {
         let scanning = selectors
             .iter()
             .any(|s| matches!(s, Selector::Match { .. }));
+        // Only what some selector looks at is read: the pass over every process is
+        // most of this collector's cost.
+        let by_name = selectors
+            .iter()
+            .any(|s| matches!(s, Selector::Match { name: Some(_), .. }));
         if scanning {
             for pid in numeric_entries(&self.procfs)? {
                 let dir = self.procfs.join(pid.to_string());
-                let Ok(Some(comm)) = read_gone(&dir.join("comm")) else {
-                    continue;
+                let comm = if by_name {
+                    match read_gone(&dir.join("comm")) {
+                        Ok(Some(c)) => c,
+                        _ => continue,
+                    }
+                } else {
+                    String::new()
                 };
                 let comm = comm.trim_end_matches('\n');
                 let mut cmdline: Option<Option<String>> = None;
