@@ -170,8 +170,10 @@ fn pinned_processes_are_counted_as_the_kernel_counts_them_on_their_cpus_core_typ
         assert_eq!(value(&after, UP.name, &[("group", g)]), Some(1.0), "{g}");
         let counted = cpu_seconds(&after, g) - cpu_seconds(&before, g);
         let kernel = k1 - k0;
+        // Other builds may share this machine's CPUs: a tenth of a second is enough
+        // to show where the time went.
         assert!(
-            kernel > 0.5,
+            kernel > 0.1,
             "{g}: the busy process barely ran ({kernel} s)"
         );
         // The collector read the kernel's counter just after the test did: a few ticks

@@ -6,13 +6,12 @@
 //! include threads that have exited, so CPU by mode comes from there. A process or
 //! thread that exits while it is read is skipped, never an error.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{
-    CoreTime, Counters, GroupReading, MAX_THREADS, ProcessSample, Reading, Selector, Unit, bounded,
+    CoreTime, Counters, MAX_THREADS, ProcessSample, ProcessTable, Reading, Selector, Unit, groups,
 };
 
 /// The fields of `/proc/PID/stat` (or a thread's) that m4watch reads; times in clock
@@ -171,93 +170,15 @@ impl Source {
                 .ok()
                 .and_then(|t| parse_btime(&t))
         });
-        let matched = self.select(selectors)?;
-        let mut cache: BTreeMap<u32, Option<ProcessSample>> = BTreeMap::new();
-        let mut groups = Vec::with_capacity(selectors.len());
-        for pids in matched {
-            let (count, pids) = bounded(pids, max);
-            let mut g = GroupReading {
-                matched: count,
-                processes: Vec::with_capacity(pids.len()),
-            };
-            for pid in pids {
-                let read = match cache.entry(pid) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(self.read_process(pid, btime)?)
-                    }
-                };
-                match read {
-                    Some(p) => g.processes.push(p.clone()),
-                    // Exited between the scan and the read.
-                    None => g.matched -= 1,
-                }
-            }
-            groups.push(g);
-        }
+        let groups = groups(
+            &mut Table {
+                source: self,
+                btime,
+            },
+            selectors,
+            max,
+        )?;
         Ok(Reading { now, groups })
-    }
-
-    /// The pids each selector matches.
-    fn select(&self, selectors: &[Selector]) -> io::Result<Vec<Vec<u32>>> {
-        let mut out = vec![Vec::new(); selectors.len()];
-        let scanning = selectors
-            .iter()
-            .any(|s| matches!(s, Selector::Match { .. }));
-        // Only what some selector looks at is read: the pass over every process is
-        // most of this collector's cost.
-        let by_name = selectors
-            .iter()
-            .any(|s| matches!(s, Selector::Match { name: Some(_), .. }));
-        if scanning {
-            for pid in numeric_entries(&self.procfs)? {
-                let dir = self.procfs.join(pid.to_string());
-                let comm = if by_name {
-                    match read_gone(&dir.join("comm")) {
-                        Ok(Some(c)) => c,
-                        _ => continue,
-                    }
-                } else {
-                    String::new()
-                };
-                let comm = comm.trim_end_matches('\n');
-                let mut cmdline: Option<Option<String>> = None;
-                for (i, s) in selectors.iter().enumerate() {
-                    if !matches!(s, Selector::Match { .. }) {
-                        continue;
-                    }
-                    let line = if s.needs_cmdline() {
-                        cmdline
-                            .get_or_insert_with(|| {
-                                fs::read(dir.join("cmdline"))
-                                    .ok()
-                                    .map(|b| parse_cmdline(&b))
-                            })
-                            .as_deref()
-                    } else {
-                        None
-                    };
-                    if s.matches(comm, line) {
-                        out[i].push(pid);
-                    }
-                }
-            }
-        }
-        for (i, s) in selectors.iter().enumerate() {
-            if let Selector::PidFile(f) = s {
-                // A missing or garbled pid file is a group with no process.
-                let pid = fs::read_to_string(f)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u32>().ok())
-                    .filter(|&p| p > 0);
-                if let Some(pid) = pid
-                    && self.procfs.join(pid.to_string()).join("stat").exists()
-                {
-                    out[i].push(pid);
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// One process, or `None` if it is gone.
@@ -337,6 +258,45 @@ impl Source {
                 ..Counters::default()
             },
         })
+    }
+}
+
+/// A procfs tree as [`ProcessTable`].
+struct Table<'a> {
+    source: &'a Source,
+    btime: Option<u64>,
+}
+
+impl Table<'_> {
+    fn dir(&self, pid: u32) -> PathBuf {
+        self.source.procfs.join(pid.to_string())
+    }
+}
+
+impl ProcessTable for Table<'_> {
+    type Error = io::Error;
+
+    fn pids(&mut self) -> io::Result<Vec<u32>> {
+        numeric_entries(&self.source.procfs)
+    }
+
+    fn name(&mut self, pid: u32) -> Option<String> {
+        let comm = fs::read_to_string(self.dir(pid).join("comm")).ok()?;
+        Some(comm.trim_end_matches('\n').to_string())
+    }
+
+    fn cmdline(&mut self, pid: u32) -> Option<String> {
+        fs::read(self.dir(pid).join("cmdline"))
+            .ok()
+            .map(|b| parse_cmdline(&b))
+    }
+
+    fn exists(&mut self, pid: u32) -> bool {
+        self.dir(pid).join("stat").exists()
+    }
+
+    fn read(&mut self, pid: u32) -> io::Result<Option<ProcessSample>> {
+        self.source.read_process(pid, self.btime)
     }
 }
 

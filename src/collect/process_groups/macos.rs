@@ -12,73 +12,62 @@ use std::ffi::{c_int, c_void};
 use std::mem::{MaybeUninit, size_of};
 
 use super::darwin::{RUSAGE_INFO_V6, RUSAGE_INFO_V6_LEN, Timebase, decode_rusage_v6};
-use super::{GroupReading, ProcessSample, Reading, Selector, Unit, bounded};
+use super::{ProcessSample, ProcessTable, Reading, Selector, Unit, groups};
 use crate::collect::CollectError;
 use crate::collect::hardware::macos::sysctl_raw;
 
 pub fn read(selectors: &[Selector], max: usize) -> Result<Reading, CollectError> {
     let tb = timebase();
     // SAFETY: no preconditions.
-    let now = tb.seconds(unsafe { libc::mach_absolute_time() });
+    let now = tb.seconds(unsafe { mach2::mach_time::mach_absolute_time() });
     let efficiency_cores = sysctl_raw("hw.nperflevels")
         .and_then(|b| Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?)))
         .is_some_and(|n| n > 1);
-    let mut matched = vec![Vec::new(); selectors.len()];
-    if selectors
-        .iter()
-        .any(|s| matches!(s, Selector::Match { .. }))
-    {
-        for pid in all_pids()? {
-            let Some(name) = bsdinfo(pid).map(|b| name_of(&b)) else {
-                continue;
-            };
-            let mut cmdline: Option<Option<String>> = None;
-            for (i, s) in selectors.iter().enumerate() {
-                if !matches!(s, Selector::Match { .. }) {
-                    continue;
-                }
-                let line = if s.needs_cmdline() {
-                    cmdline.get_or_insert_with(|| procargs(pid)).as_deref()
-                } else {
-                    None
-                };
-                if s.matches(&name, line) {
-                    matched[i].push(pid);
-                }
-            }
-        }
-    }
-    for (i, s) in selectors.iter().enumerate() {
-        if let Selector::PidFile(f) = s {
-            let pid = std::fs::read_to_string(f)
-                .ok()
-                .and_then(|t| t.trim().parse::<u32>().ok())
-                .filter(|&p| p > 0 && bsdinfo(p).is_some());
-            matched[i].extend(pid);
-        }
-    }
-    let mut groups = Vec::with_capacity(selectors.len());
-    for pids in matched {
-        let (count, pids) = bounded(pids, max);
-        let mut g = GroupReading {
-            matched: count,
-            processes: Vec::with_capacity(pids.len()),
-        };
-        for pid in pids {
-            match process(pid, tb, efficiency_cores) {
-                Some(p) => g.processes.push(p),
-                None => g.matched -= 1,
-            }
-        }
-        groups.push(g);
-    }
+    let groups = groups(
+        &mut Table {
+            tb,
+            efficiency_cores,
+        },
+        selectors,
+        max,
+    )?;
     Ok(Reading { now, groups })
 }
 
+/// The kernel's process table as [`ProcessTable`].
+struct Table {
+    tb: Timebase,
+    efficiency_cores: bool,
+}
+
+impl ProcessTable for Table {
+    type Error = CollectError;
+
+    fn pids(&mut self) -> Result<Vec<u32>, CollectError> {
+        all_pids()
+    }
+
+    fn name(&mut self, pid: u32) -> Option<String> {
+        bsdinfo(pid).map(|b| name_of(&b))
+    }
+
+    fn cmdline(&mut self, pid: u32) -> Option<String> {
+        procargs(pid)
+    }
+
+    fn exists(&mut self, pid: u32) -> bool {
+        bsdinfo(pid).is_some()
+    }
+
+    fn read(&mut self, pid: u32) -> Result<Option<ProcessSample>, CollectError> {
+        Ok(process(pid, self.tb, self.efficiency_cores))
+    }
+}
+
 fn timebase() -> Timebase {
-    let mut info = libc::mach_timebase_info { numer: 0, denom: 0 };
+    let mut info = mach2::mach_time::mach_timebase_info { numer: 0, denom: 0 };
     // SAFETY: `info` is a valid out-pointer.
-    let rc = unsafe { libc::mach_timebase_info(&mut info) };
+    let rc = unsafe { mach2::mach_time::mach_timebase_info(&mut info) };
     if rc != 0 || info.denom == 0 {
         return Timebase { numer: 1, denom: 1 };
     }

@@ -591,6 +591,96 @@ pub fn bounded(mut matched: Vec<u32>, max: usize) -> (usize, Vec<u32>) {
     (n, matched)
 }
 
+/// What a platform lists about its processes; [`groups`] does the selecting.
+pub trait ProcessTable {
+    type Error;
+    /// Every pid.
+    fn pids(&mut self) -> Result<Vec<u32>, Self::Error>;
+    /// The process name; `None` when the process is gone.
+    fn name(&mut self, pid: u32) -> Option<String>;
+    /// The arguments joined by spaces; `None` when unreadable.
+    fn cmdline(&mut self, pid: u32) -> Option<String>;
+    /// Whether the process exists.
+    fn exists(&mut self, pid: u32) -> bool;
+    /// One process; `Ok(None)` when it is gone.
+    fn read(&mut self, pid: u32) -> Result<Option<ProcessSample>, Self::Error>;
+}
+
+/// Each selector's group, read from `table`: a pass over every process when some group
+/// matches by regex (reading only the names and command lines some selector looks at:
+/// that pass is most of the collector's cost), the pid files, then each group's
+/// lowest `max` pids, each process read once however many groups hold it.
+pub fn groups<T: ProcessTable>(
+    table: &mut T,
+    selectors: &[Selector],
+    max: usize,
+) -> Result<Vec<GroupReading>, T::Error> {
+    let mut matched = vec![Vec::new(); selectors.len()];
+    let is_match = |s: &Selector| matches!(s, Selector::Match { .. });
+    if selectors.iter().any(is_match) {
+        let by_name = selectors
+            .iter()
+            .any(|s| matches!(s, Selector::Match { name: Some(_), .. }));
+        for pid in table.pids()? {
+            let name = if by_name {
+                match table.name(pid) {
+                    Some(n) => n,
+                    None => continue,
+                }
+            } else {
+                String::new()
+            };
+            let mut cmdline: Option<Option<String>> = None;
+            for (i, s) in selectors.iter().enumerate().filter(|(_, s)| is_match(s)) {
+                let line = if s.needs_cmdline() {
+                    cmdline.get_or_insert_with(|| table.cmdline(pid)).as_deref()
+                } else {
+                    None
+                };
+                if s.matches(&name, line) {
+                    matched[i].push(pid);
+                }
+            }
+        }
+    }
+    for (i, s) in selectors.iter().enumerate() {
+        if let Selector::PidFile(f) = s {
+            // A missing or garbled pid file is a group with no process.
+            let pid = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .filter(|&p| p > 0);
+            if let Some(pid) = pid
+                && table.exists(pid)
+            {
+                matched[i].push(pid);
+            }
+        }
+    }
+    let mut cache: BTreeMap<u32, Option<ProcessSample>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(selectors.len());
+    for pids in matched {
+        let (count, pids) = bounded(pids, max);
+        let mut g = GroupReading {
+            matched: count,
+            processes: Vec::with_capacity(pids.len()),
+        };
+        for pid in pids {
+            let read = match cache.entry(pid) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(table.read(pid)?),
+            };
+            match read {
+                Some(p) => g.processes.push(p.clone()),
+                // Exited between the scan and the read.
+                None => g.matched -= 1,
+            }
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
