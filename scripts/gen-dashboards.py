@@ -46,6 +46,10 @@ SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange
 NOT_SHOWN = {
     "m4watch_cpu_info": "topology only (cpu -> type, cluster): every per-core panel already "
                         "carries the type label and the machine table counts the cores",
+    "m4watch_process_group_energy_joules_total": "macOS only (ri_energy_nj): the dashboards are "
+                                                 "checked against a Linux stack, where it is "
+                                                 "absent and a panel of it would be empty; "
+                                                 "rate() of it is a group's average watts",
     "m4watch_trading_events_total": "the same StatsD counter streams as "
                                     "m4watch_trading_throughput_per_second (shown, over fixed "
                                     "windows); the counter exists for rate() in recording rules",
@@ -613,9 +617,6 @@ DASHBOARDS = {
                                       q(s("m4watch_process_group_open_fds"), "{{group}} open fds")], "none",
            "Threads and open file descriptors per group. Descriptors climbing toward the process's "
            "limit (ulimit -n) end in failed connects and accepts.", min=0),
-        ts("Energy per group (macOS)", [q(f'rate({s("m4watch_process_group_energy_joules_total")}[$__rate_interval])', "{{group}}")], "watt",
-           "Average power the kernel billed to each group's processes (macOS ri_energy_nj); absent on "
-           "Linux.", min=0),
         stat("Oldest process started", [instant(f'time() - {s("m4watch_process_group_oldest_start_time_seconds")}', "{{group}}")], "s",
              "How long the longest-running process of each group has run. A short time that keeps "
              "resetting is a group that restarts.", w=12, thresholds=[("blue", None)]),
