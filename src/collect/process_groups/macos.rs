@@ -14,15 +14,13 @@ use std::mem::{MaybeUninit, size_of};
 use super::darwin::{RUSAGE_INFO_V6, RUSAGE_INFO_V6_LEN, Timebase, decode_rusage_v6};
 use super::{ProcessSample, ProcessTable, Reading, Selector, Unit, groups};
 use crate::collect::CollectError;
-use crate::collect::hardware::macos::sysctl_raw;
+use crate::collect::hardware::macos::{sysctl_int, sysctl_mib};
 
 pub fn read(selectors: &[Selector], max: usize) -> Result<Reading, CollectError> {
     let tb = timebase();
     // SAFETY: no preconditions.
     let now = tb.seconds(unsafe { mach2::mach_time::mach_absolute_time() });
-    let efficiency_cores = sysctl_raw("hw.nperflevels")
-        .and_then(|b| Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?)))
-        .is_some_and(|n| n > 1);
+    let efficiency_cores = sysctl_int("hw.nperflevels").is_some_and(|n| n > 1);
     let groups = groups(
         &mut Table {
             tb,
@@ -146,22 +144,8 @@ fn procargs(pid: u32) -> Option<String> {
         c_int::try_from(pid).ok()?,
     ];
     // kern.argmax bounds the block; 256 KiB covers the default (1 MiB is rare).
-    let mut len: libc::size_t = 256 * 1024;
-    let mut buf = vec![0u8; len];
-    // SAFETY: `buf` holds `len` bytes, and `len` says so.
-    let rc = unsafe {
-        libc::sysctl(
-            mib.as_mut_ptr(),
-            3,
-            buf.as_mut_ptr().cast::<c_void>(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
+    let mut buf = vec![0u8; 256 * 1024];
+    let len = sysctl_mib(&mut mib, Some(&mut buf)).ok()?;
     buf.truncate(len);
     super::darwin::parse_procargs2(&buf)
 }
