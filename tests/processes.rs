@@ -15,23 +15,10 @@ use m4watch::collect::hardware::{CoreType, CpuDesc, Topology};
 use m4watch::collect::process_groups::{
     CORE_TYPE_CPU_SECONDS_TOTAL, CPU_SECONDS_TOTAL, OLDEST_START_TIME_SECONDS, OPEN_FDS,
     ProcessGroupCollector, RESIDENT_MEMORY_BYTES, SCHEDULING_DELAY_SECONDS_TOTAL, THREADS, UP,
+    value,
 };
 use m4watch::config::{ProcessGroupConfig, ProcessesConfig};
 use m4watch::store::Family;
-
-/// The value of `name`'s series with every label of `want`.
-fn value(fams: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    fams.iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .samples
-        .iter()
-        .find(|s| {
-            want.iter()
-                .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
-        })
-        .map(|s| s.value)
-}
 
 fn cpu_seconds(fams: &[Family], group: &str) -> f64 {
     ["user", "system"]

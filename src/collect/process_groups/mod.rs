@@ -498,6 +498,23 @@ impl Accountant {
     }
 }
 
+/// The value of family `name`'s series that carries every label of `want` (its first
+/// series for none); `None` when the family has no such series. Panics when `families`
+/// lacks the family: every collection lists all of [`METRICS`].
+pub fn value(families: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    families
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .samples
+        .iter()
+        .find(|s| {
+            want.iter()
+                .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+        })
+        .map(|s| s.value)
+}
+
 /// Reads the watched groups of the machine m4watch runs on.
 pub struct ProcessGroupCollector {
     selectors: Vec<Selector>,
@@ -705,19 +722,6 @@ mod tests {
             method: "config",
             tiers: vec![],
         }
-    }
-
-    fn value(fams: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f64> {
-        fams.iter()
-            .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("{name} missing"))
-            .samples
-            .iter()
-            .find(|s| {
-                want.iter()
-                    .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
-            })
-            .map(|s| s.value)
     }
 
     fn process(pid: u32, started: f64, user: f64, threads: &[(u32, f64, u32)]) -> ProcessSample {
