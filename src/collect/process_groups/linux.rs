@@ -388,6 +388,51 @@ mod tests {
         .unwrap()
     }
 
+    /// A tree captured on Linux 6.18 (Firecracker guest, `USER_HZ` 100): a Python
+    /// process whose two extra threads each spun on their own CPU (0 and 1) before the
+    /// copy; `/proc/stat` trimmed to its `btime` line, descriptors as empty files.
+    #[test]
+    fn a_tree_captured_on_6_18_reads_as_the_kernel_wrote_it() {
+        let root = fixture("6.18-captured");
+        let r = Source::with_units(&root, 100.0, 4096)
+            .read(&[selector(Some("^python3$"), None, None)], 64)
+            .unwrap();
+        assert_eq!(r.now, 32162.49);
+        let p = &r.groups[0].processes[0];
+        assert_eq!(p.pid, 25054);
+        assert_eq!((p.threads, p.open_fds), (Some(3), Some(6)));
+        assert_eq!(p.resident_bytes, Some(10_368 * 1024));
+        assert_eq!(
+            p.start_time_seconds,
+            Some(1_795_641_152.0 + 3_216_160.0 / 100.0)
+        );
+        let u = &p.units[0].counters;
+        assert_eq!((u.user_seconds, u.system_seconds), (Some(0.2), Some(0.01)));
+        let threads: Vec<_> = p.units[1..]
+            .iter()
+            .map(|u| (u.tid, u.counters.core, u.counters.scheduling_delay_seconds))
+            .collect();
+        let on = |seconds, cpu| Some(CoreTime::OnCpu { seconds, cpu });
+        assert_eq!(
+            threads,
+            vec![
+                (25054, on(0.02, 1), Some(0.01711962)),
+                (25055, on(0.08, 0), Some(0.079729632)),
+                (25056, on(0.09, 1), Some(0.075039837)),
+            ]
+        );
+        let switches = |f: fn(&Counters) -> Option<f64>| -> f64 {
+            p.units[1..].iter().map(|u| f(&u.counters).unwrap()).sum()
+        };
+        assert_eq!(
+            (
+                switches(|c| c.voluntary_switches),
+                switches(|c| c.involuntary_switches)
+            ),
+            (142.0, 43.0)
+        );
+    }
+
     #[test]
     fn fixture_trees_of_two_kernels_read_alike() {
         for kernel in ["5.4", "6.8"] {

@@ -5,7 +5,7 @@
 //!
 //! A platform source only reads: [`linux`] parses `/proc/PID/{stat,status,fd}` and
 //! every thread's `/proc/PID/task/TID/{stat,schedstat,status}` (pure parsers, tested on
-//! fixture trees of two kernels), `macos` calls `proc_listallpids`, `proc_pid_rusage`
+//! fixture trees in the shapes of Linux 5.4 and 6.8 and one captured on 6.18), `macos` calls `proc_listallpids`, `proc_pid_rusage`
 //! (`RUSAGE_INFO_V6`) and `proc_pidinfo`, and [`darwin`] decodes what those return
 //! (pure, tested on Linux with captured-shape bytes). This module turns readings into
 //! families and keeps the group counters.
