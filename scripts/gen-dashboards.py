@@ -49,6 +49,10 @@ NOT_SHOWN = {
     "m4watch_clock_tai_offset_seconds": "a constant (37 s since 2017) that changes only with a "
                                         "leap second, and absent unless a daemon sets it; for "
                                         "applications that convert to TAI, not for a panel",
+    "m4watch_process_group_energy_joules_total": "macOS only (ri_energy_nj): the dashboards are "
+                                                 "checked against a Linux stack, where it is "
+                                                 "absent and a panel of it would be empty; "
+                                                 "rate() of it is a group's average watts",
     "m4watch_trading_events_total": "the same StatsD counter streams as "
                                     "m4watch_trading_throughput_per_second (shown, over fixed "
                                     "windows); the counter exists for rate() in recording rules",
@@ -651,6 +655,48 @@ DASHBOARDS = {
                  "Filesystems whose size could not be read: statvfs failed, or did not answer within "
                  "host.filesystems.stat_timeout (a dead NFS server). Their other series are absent "
                  "meanwhile.", mappings=FS_ERROR),
+        row("Trading processes", collapsed=False),
+        timeline("Process groups running", [q(s("m4watch_process_group_up"), "{{group}}")], "none",
+                 "Whether each watched process group (processes.groups) has a process running; "
+                 "down for 30 s pages (TradingProcessGroupDown): restart it and read its log.",
+                 mappings=UP_DOWN, alerts=["TradingProcessGroupDown"]),
+        ts("Processes per group", [q(s("m4watch_process_group_processes"), "{{group}}")], "none",
+           "Processes each group matches. A count that changes when nothing was deployed is a "
+           "crash loop or a runaway fork.", min=0, decimals=0),
+        ts("CPU per group", [q(f'sum by (instance, group, mode) (rate({s("m4watch_process_group_cpu_seconds_total")}[$__rate_interval]))',
+                               "{{group}} {{mode}}")], "percentunit",
+           "CPU each group uses, in cores (100% is one core), by mode. The efficiency-core rule only "
+           "looks at groups above its line (5% of a core): an idle group's share means nothing.",
+           min=0, stack=True, alerts=["TradingProcessOnEfficiencyCores"]),
+        ts("Share of CPU on efficiency cores",
+           [q(f'sum by (instance, group) (rate({s("m4watch_process_group_core_type_cpu_seconds_total", type="efficiency")}[$__rate_interval])) '
+              f'/ sum by (instance, group) (rate({s("m4watch_process_group_core_type_cpu_seconds_total")}[$__rate_interval]))',
+              "{{group}}")], "percentunit",
+           "Share of each group's CPU time that ran on efficiency cores. Above the line for 5 minutes "
+           "warns (TradingProcessOnEfficiencyCores): raise its threads' QoS (macOS) or pin it to the "
+           "performance cores (Linux). macOS measures it; Linux samples each thread's last CPU each "
+           "collection (method label); on a machine with one core type it is 0.",
+           **RATIO, alerts=["TradingProcessOnEfficiencyCores"]),
+        ts("Waiting for a core", [q(f'sum by (instance, group) (rate({s("m4watch_process_group_scheduling_delay_seconds_total")}[$__rate_interval]))',
+                                    "{{group}}")], "s",
+           "Seconds per second each group's threads were runnable but waited for a core, summed over "
+           "its threads (Linux run delay, macOS runnable time). Any sustained value is latency the "
+           "process feels directly: the host is short of cores, or the group is pinned too tightly.",
+           min=0),
+        ts("Context switches", [q(f'sum by (instance, group, kind) (rate({s("m4watch_process_group_context_switches_total")}[$__rate_interval]))',
+                                  "{{group}} {{kind}}")], "ops",
+           "Context switches per second per group. Involuntary switches are preemptions: a "
+           "latency-critical thread should see almost none. Linux only.", min=0),
+        ts("Resident memory per group", [q(s("m4watch_process_group_resident_memory_bytes"), "{{group}}")], "bytes",
+           "Resident memory of each group's processes. Steady growth is a leak; compare with the "
+           "host's memory panels above.", min=0),
+        ts("Threads and open files", [q(s("m4watch_process_group_threads"), "{{group}} threads"),
+                                      q(s("m4watch_process_group_open_fds"), "{{group}} open fds")], "none",
+           "Threads and open file descriptors per group. Descriptors climbing toward the process's "
+           "limit (ulimit -n) end in failed connects and accepts.", min=0),
+        stat("Oldest process started", [instant(f'time() - {s("m4watch_process_group_oldest_start_time_seconds")}', "{{group}}")], "s",
+             "How long the longest-running process of each group has run. A short time that keeps "
+             "resetting is a group that restarts.", w=12, thresholds=[("blue", None)]),
     ]),
     "containers": ("m4watch / Containers", "Docker containers of the trading stack and the trading engines' health probes.", [
         row("Quick look", collapsed=False),

@@ -198,6 +198,14 @@ pub async fn serve_loaded(
                 let h = collect::host::HostCollector::new(&config.host);
                 tasks.push(entry.spawn(Blocking::new(h), &store, &shutdown));
             }
+            collect::PROCESS_GROUPS => {
+                let p = collect::process_groups::ProcessGroupCollector::new(
+                    &config.processes,
+                    collect::process_groups::topology(&config.hardware),
+                )
+                .map_err(|e| Error::Startup(e.0))?;
+                tasks.push(entry.spawn(Blocking::new(p), &store, &shutdown));
+            }
             collect::CONTAINERS => {
                 let c = collect::containers::ContainerCollector::new(&config.containers);
                 tracing::info!(host = c.host(), "watching Docker containers");
@@ -429,12 +437,13 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
         serde_json::to_value(x).ok() != serde_json::to_value(y).ok()
     }
     let mut out = Vec::new();
-    let pairs: [(&'static str, bool); 12] = [
+    let pairs: [(&'static str, bool); 13] = [
         ("api", differ(&a.api, &b.api)),
         ("metrics", differ(&a.metrics, &b.metrics)),
         ("hardware", differ(&a.hardware, &b.hardware)),
         ("process", differ(&a.process, &b.process)),
         ("host", differ(&a.host, &b.host)),
+        ("processes", differ(&a.processes, &b.processes)),
         ("trading", differ(&a.trading, &b.trading)),
         ("containers", differ(&a.containers, &b.containers)),
         ("probes", differ(&a.probes, &b.probes)),

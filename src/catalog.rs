@@ -18,6 +18,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
         "Host disks and filesystems",
         crate::collect::host::storage::METRICS,
     ),
+    ("Trading processes", crate::collect::process_groups::METRICS),
     ("Rules and alerts", crate::alerts::evaluate::METRICS),
     (
         "Apple Silicon (macOS and replay)",

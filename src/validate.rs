@@ -19,6 +19,7 @@ use crate::collect::hardware::{
 use crate::collect::host::{TCP_RETRANSMITTED_SEGMENTS_TOTAL, UDP_DATAGRAMS_RECEIVED_TOTAL};
 use crate::collect::probes::PROBE_SUCCESS;
 use crate::collect::process::{PROCESS_CPU_SECONDS_TOTAL, PROCESS_RESIDENT_MEMORY_BYTES};
+use crate::collect::process_groups as groups;
 use crate::collect::trading::{
     PERFORMANCE_COMPONENT_SCORE, PERFORMANCE_SCORE, PERFORMANCE_SCORE_COVERAGE_RATIO,
     TRADING_SERIES,
@@ -89,6 +90,10 @@ const BY_COLLECTOR: &[(&str, &[&str])] = &[
             UDP_DATAGRAMS_RECEIVED_TOTAL.name,
             TCP_RETRANSMITTED_SEGMENTS_TOTAL.name,
         ],
+    ),
+    (
+        "process_groups",
+        &[groups::UP.name, groups::CPU_SECONDS_TOTAL.name],
     ),
     ("containers", &[DOCKER_INFO.name]),
     ("probes", &[PROBE_SUCCESS.name]),

@@ -624,7 +624,8 @@ fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
 /// frequency series. A baseline period of 2 s (a UTC day by default) lets the latency
 /// baselines exist within the test, and a 20 s advice window (5 min) publishes the
 /// recommendations every 2 s rather than every 30 s; config choices, not faster scrapes.
-/// `feed` is a UDP port the host collector watches, so the per-socket families exist.
+/// `feed` is a UDP port the host collector watches, so the per-socket families exist;
+/// the test process itself is the watched process group.
 fn stack_config(probe: &str, feed: u16) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
@@ -633,6 +634,7 @@ fn stack_config(probe: &str, feed: u16) -> m4watch::config::Config {
          history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
          advice:\n  window: 20s\n\
          host:\n  udp_ports: [{feed}]\n\
+         processes:\n  groups:\n    - {{name: stack-test, process_name: \"^stack-\"}}\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n",
         env!("CARGO_MANIFEST_DIR")
     ))

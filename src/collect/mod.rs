@@ -10,6 +10,7 @@ pub mod hardware;
 pub mod host;
 pub mod probes;
 pub mod process;
+pub mod process_groups;
 pub mod trading;
 
 use std::future::Future;
@@ -147,6 +148,12 @@ pub fn registry(config: &Config) -> Vec<Entry> {
             config.host.interval,
         ),
         entry(
+            PROCESS_GROUPS,
+            config.processes.enabled && !config.processes.groups.is_empty(),
+            config.processes.interval,
+            config.processes.interval,
+        ),
+        entry(
             CONTAINERS,
             config.containers.enabled,
             config.containers.interval,
@@ -171,6 +178,7 @@ pub fn registry(config: &Config) -> Vec<Entry> {
 pub const HARDWARE: &str = "hardware";
 pub const PROCESS: &str = "process";
 pub const HOST: &str = "host";
+pub const PROCESS_GROUPS: &str = "process_groups";
 pub const CONTAINERS: &str = "containers";
 pub const PROBES: &str = "probes";
 pub const TRADING: &str = "trading";

@@ -18,6 +18,7 @@ mod history;
 mod host;
 mod locate;
 pub mod notify;
+mod processes;
 mod rules;
 pub mod timeinterval;
 mod trading;
@@ -27,6 +28,7 @@ pub use containers::*;
 pub use hardware::*;
 pub use history::*;
 pub use host::*;
+pub use processes::*;
 pub use rules::*;
 pub use trading::*;
 pub use values::*;
@@ -79,6 +81,9 @@ pub struct Config {
     /// The network stack's UDP/TCP counters and the watched feed sockets.
     #[serde(default)]
     pub host: HostConfig,
+    /// The trading processes, in named groups.
+    #[serde(default)]
+    pub processes: ProcessesConfig,
     #[serde(default)]
     pub trading: TradingConfig,
     #[serde(default)]
@@ -318,6 +323,7 @@ impl Config {
                 ),
             );
         }
+        self.processes.validate()?;
         self.trading.validate()?;
         at_least(
             self.rules.evaluation_interval,
@@ -831,6 +837,38 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&c).unwrap(),
             serde_json::to_value(&d).unwrap()
+        );
+    }
+
+    #[test]
+    fn error_processes_bad_regex() {
+        assert_eq!(
+            error_of("processes_bad_regex"),
+            "testdata/config/processes_bad_regex.yml:6:16: processes.groups[1].cmdline: invalid regex \"md --venue=(XNAS\": unclosed group"
+        );
+    }
+
+    #[test]
+    fn error_processes_group_selects_nothing() {
+        assert_eq!(
+            error_of("processes_no_selector"),
+            "testdata/config/processes_no_selector.yml:3:13: processes.groups[0].name: group \"risk-engine\" selects nothing: give process_name, cmdline or pid_file"
+        );
+    }
+
+    #[test]
+    fn error_processes_pid_file_beside_a_regex() {
+        assert_eq!(
+            error_of("processes_pid_file_and_regex"),
+            "testdata/config/processes_pid_file_and_regex.yml:5:17: processes.groups[0].pid_file: pid_file names one process: use it without process_name and cmdline"
+        );
+    }
+
+    #[test]
+    fn error_processes_max_processes_zero() {
+        assert_eq!(
+            error_of("processes_too_many"),
+            "testdata/config/processes_too_many.yml:2:18: processes.max_processes: must be between 1 and 4096"
         );
     }
 

@@ -47,6 +47,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../alert-rules/host.rules.yml"),
     ),
     (
+        "alert-rules/processes.rules.yml",
+        include_str!("../../alert-rules/processes.rules.yml"),
+    ),
+    (
         "alert-rules/exporter.rules.yml",
         include_str!("../../alert-rules/exporter.rules.yml"),
     ),

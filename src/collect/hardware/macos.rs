@@ -361,7 +361,31 @@ pub(crate) fn sysctl_raw(name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-fn sysctl_int(name: &str) -> Option<i64> {
+/// `sysctl(mib)` into `buf` (a null `buf` asks for the length); the bytes it gave.
+pub(crate) fn sysctl_mib(mib: &mut [c_int], buf: Option<&mut [u8]>) -> std::io::Result<usize> {
+    let (ptr, mut len) = match buf {
+        Some(b) => (b.as_mut_ptr().cast::<c_void>(), b.len()),
+        None => (std::ptr::null_mut(), 0),
+    };
+    let names = libc::c_uint::try_from(mib.len()).map_err(std::io::Error::other)?;
+    // SAFETY: `mib` holds `names` names; `ptr` is null or holds `len` bytes.
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            names,
+            ptr,
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(len)
+}
+
+pub(crate) fn sysctl_int(name: &str) -> Option<i64> {
     let b = sysctl_raw(name)?;
     match b.len() {
         4 => Some(i64::from(i32::from_ne_bytes(b[..4].try_into().ok()?))),

@@ -8,7 +8,7 @@
 //! NOTE: compiled only for macOS; type-checked here by `../shared/darwin/check.sh`,
 //! never run on a Mac in this repository's CI machines.
 
-use std::ffi::{CStr, c_char, c_void};
+use std::ffi::{CStr, c_char};
 
 use core_foundation::boolean::CFBoolean;
 use core_foundation::string::CFString;
@@ -19,7 +19,9 @@ use io_kit_sys::{IOObjectConformsTo, IOObjectRelease, IORegistryEntryGetParentEn
 use super::NetReading;
 use super::storage::{Disk, FsStat, Mount};
 use crate::collect::CollectError;
-use crate::collect::hardware::macos::{for_each_service, integer_dictionary, property, sysctl_raw};
+use crate::collect::hardware::macos::{
+    for_each_service, integer_dictionary, property, sysctl_mib, sysctl_raw,
+};
 
 pub fn read() -> Result<NetReading, CollectError> {
     let get =
@@ -41,41 +43,15 @@ pub fn read() -> Result<NetReading, CollectError> {
 fn iflist2() -> Result<Vec<u8>, CollectError> {
     let mut mib = [libc::CTL_NET, libc::PF_ROUTE, 0, 0, libc::NET_RT_IFLIST2, 0];
     for _ in 0..2 {
-        let mut len: libc::size_t = 0;
-        // SAFETY: a valid MIB of 6 names; a null buffer asks for the length.
-        let rc = unsafe {
-            libc::sysctl(
-                mib.as_mut_ptr(),
-                6,
-                std::ptr::null_mut(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        len += len / 8 + 512;
-        let mut buf = vec![0u8; len];
-        // SAFETY: `buf` holds `len` bytes, and `len` says so.
-        let rc = unsafe {
-            libc::sysctl(
-                mib.as_mut_ptr(),
-                6,
-                buf.as_mut_ptr().cast::<c_void>(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if rc == 0 {
-            buf.truncate(len);
-            return Ok(buf);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENOMEM) {
-            return Err(e.into());
+        let len = sysctl_mib(&mut mib, None)?;
+        let mut buf = vec![0u8; len + len / 8 + 512];
+        match sysctl_mib(&mut mib, Some(&mut buf)) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(CollectError(
