@@ -10,6 +10,11 @@
 # Steady means SETTLE seconds after start (default 30). The rule engine's sample ring
 # keeps up to rules.max_range (15 min) of what the rules read, so memory is at its
 # steady state only after that: SETTLE=960 for the figure BENCHMARKS.md records.
+# PROCESS_GROUPS (default 5, at most 5) trading-process groups are watched (dockerd,
+# containerd, the StatsD sender, the idle containers' sleep, node_exporter), and
+# m4watch's CPU share over the last CPU_WINDOW seconds (default 60) of the settle
+# time, with no scrapes, is printed: the cost of its collectors at their default
+# intervals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/idle-containers.sh
@@ -18,6 +23,9 @@ RUNS=${2:-3}
 CONNS=${CONNS:-8}
 CONTAINERS=${CONTAINERS:-20}
 SETTLE=${SETTLE:-30}
+PROCESS_GROUPS=${PROCESS_GROUPS:-5}
+CPU_WINDOW=${CPU_WINDOW:-60}
+[ "$CPU_WINDOW" -le "$SETTLE" ] || CPU_WINDOW=$SETTLE
 for cmd in wrk prometheus-node-exporter; do
   command -v "$cmd" >/dev/null || { echo "missing $cmd: apt-get install wrk prometheus-node-exporter" >&2; exit 1; }
 done
@@ -38,7 +46,21 @@ idle_containers_start "$prefix" "$CONTAINERS"
 
 M4_URL=http://127.0.0.1:19977/metrics
 NE_URL=http://127.0.0.1:19100/metrics
-"$M4WATCH_BIN" --listen 127.0.0.1:19977 --data-dir "$tmp/data" 2>"$tmp/m4.log" &
+# The embedded default, plus the process groups.
+"$M4WATCH_BIN" print-default-config | PROCESS_GROUPS=$PROCESS_GROUPS python3 -c '
+import os, sys, yaml
+c = yaml.safe_load(sys.stdin)
+groups = [
+    {"name": "dockerd", "process_name": "^dockerd$"},
+    {"name": "containerd", "process_name": "^containerd"},
+    {"name": "statsd-sender", "cmdline": "^python3 -$"},
+    {"name": "idle-containers", "process_name": "^sleep$"},
+    {"name": "node-exporter", "cmdline": "prometheus-node-exporter"},
+]
+c["processes"]["groups"] = groups[: int(os.environ["PROCESS_GROUPS"])]
+yaml.safe_dump(c, sys.stdout)
+' >"$tmp/m4watch.yml"
+"$M4WATCH_BIN" --config "$tmp/m4watch.yml" --listen 127.0.0.1:19977 --data-dir "$tmp/data" 2>"$tmp/m4.log" &
 M4_PID=$!
 prometheus-node-exporter --web.listen-address=127.0.0.1:19100 2>"$tmp/ne.log" &
 NE_PID=$!
@@ -56,7 +78,14 @@ while True:
     time.sleep(0.1)
 PY
 SD_PID=$!
-sleep "$SETTLE" # collectors, rules, history, streams and the sample ring settle
+# collectors, rules, history, streams and the sample ring settle; m4watch's CPU time
+# (utime + stime, clock ticks) is read over the last CPU_WINDOW seconds of it.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sleep $((SETTLE - CPU_WINDOW))
+cpu0=$(ticks $M4_PID)
+sleep "$CPU_WINDOW"
+cpu1=$(ticks $M4_PID)
+m4_cpu=$(echo "100 * ($cpu1 - $cpu0) / $(getconf CLK_TCK) / $CPU_WINDOW" | bc -l)
 
 # RSS, PSS and private dirty (MiB) from smaps_rollup.
 mem() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_Dirty:/ {d=$2} END {printf "%.1f %.1f %.1f", r/1024, p/1024, d/1024}' "/proc/$1/smaps_rollup"; }
@@ -91,9 +120,11 @@ m4_p99=$(col "$tmp/m4" 3); ne_p99=$(col "$tmp/ne" 3)
 m4_bytes=$(curl -fsS "$M4_URL" | wc -c); ne_bytes=$(curl -fsS "$NE_URL" | wc -c)
 m4_containers=$(curl -fsS "$M4_URL" | grep -c '^m4watch_container_up{' || true)
 m4_ops=$(curl -fsS "$M4_URL" | grep '^m4watch_trading' | grep -o 'operation="[^"]*"' | sort -u | wc -l)
+m4_groups=$(curl -fsS "$M4_URL" | grep -c '^m4watch_process_group_up{.*} 1$' || true)
 
 echo "machine: $(uname -srm), $(nproc) cores; wrk -t1 -c$CONNS -d${DUR}s, median of $RUNS runs"
-echo "m4watch: embedded default, $m4_containers containers, $m4_ops StatsD operations; memory ${SETTLE} s after start"
+echo "m4watch: embedded default, $m4_containers containers, $m4_ops StatsD operations, $m4_groups of $PROCESS_GROUPS process groups up; memory ${SETTLE} s after start"
+printf 'm4watch CPU over %s s without scrapes: %.2f %% of one core\n' "$CPU_WINDOW" "$m4_cpu"
 printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' target "req/s" "p50 ms" "p99 ms" "body B" \
   "RSS/PSS/dirty idle" "RSS/PSS/dirty load" "peak MiB"
 printf '%-16s %10s %8s %8s %8s | %-19s | %-19s | %8s\n' m4watch "$m4_rps" "$m4_p50" "$m4_p99" "$m4_bytes" \
