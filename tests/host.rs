@@ -142,6 +142,65 @@ fn an_unwatched_port_has_no_per_socket_series() {
     );
 }
 
+/// The interfaces /proc/net/dev lists on this machine.
+fn kernel_interfaces() -> Vec<String> {
+    std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn ignored_interfaces_have_no_series_and_the_rest_all_do() {
+    let exported = |config: &HostConfig| -> Vec<String> {
+        let fams = HostCollector::new(config).collect().unwrap();
+        let f = fams
+            .iter()
+            .find(|f| f.name == NETWORK_RECEIVE_BYTES_TOTAL.name)
+            .unwrap();
+        f.samples
+            .iter()
+            .map(|s| {
+                s.labels
+                    .iter()
+                    .find(|(k, _)| k == "interface")
+                    .unwrap()
+                    .1
+                    .clone()
+            })
+            .collect()
+    };
+    // Other tests start containers (veths, bridges) meanwhile: what the kernel listed
+    // both before and after must be there, and nothing it listed neither time.
+    let check = |config: &HostConfig, ignored: &dyn Fn(&str) -> bool| {
+        let before = kernel_interfaces();
+        let got = exported(config);
+        let after = kernel_interfaces();
+        for n in before.iter().filter(|n| after.contains(n) && !ignored(n)) {
+            assert!(got.contains(n), "{n} missing from {got:?}");
+        }
+        for n in &got {
+            assert!(!ignored(n), "{n} is ignored but exported");
+            assert!(
+                before.contains(n) || after.contains(n),
+                "{n} is not the kernel's"
+            );
+        }
+        got
+    };
+    let veth = |n: &str| n.starts_with("veth");
+    assert!(check(&HostConfig::default(), &veth).contains(&"lo".to_string()));
+    let mut config = HostConfig::default();
+    config.interfaces.ignore = m4watch::config::Pattern::new("lo|veth.+").unwrap();
+    check(&config, &|n| n == "lo" || veth(n));
+    // Kernel-wide counters still cover every interface.
+    let fams = HostCollector::new(&config).collect().unwrap();
+    assert!(value(&fams, "m4watch_udp_datagrams_received_total", None).is_some());
+}
+
 #[test]
 fn the_clock_reads_what_adjtimex_says_here() {
     let fams = HostCollector::new(&HostConfig::default())

@@ -23,9 +23,30 @@ pub struct HostConfig {
     /// UDP ports whose sockets get their own receive-queue and drop series (the
     /// market-data feeds); empty: none. Linux only: macOS has no per-socket drops.
     pub udp_ports: Vec<u16>,
+    pub interfaces: InterfacesConfig,
     pub clock: ClockConfig,
     pub disks: DisksConfig,
     pub filesystems: FilesystemsConfig,
+}
+
+/// `host.interfaces`: which interfaces get per-interface series.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterfacesConfig {
+    /// Interfaces left out, by whole name: by default the host ends of containers'
+    /// veth pairs, one per container (their traffic is the container collector's).
+    pub ignore: Pattern,
+}
+
+/// Docker's and Podman's host-side veth interfaces.
+pub const DEFAULT_INTERFACES_IGNORE: &str = "veth.+";
+
+impl Default for InterfacesConfig {
+    fn default() -> Self {
+        InterfacesConfig {
+            ignore: Pattern::new(DEFAULT_INTERFACES_IGNORE).expect("the default pattern compiles"),
+        }
+    }
 }
 
 /// `host.clock`: the kernel's clock discipline (Linux `adjtimex`).
@@ -116,6 +137,7 @@ impl Default for HostConfig {
             procfs: default_procfs(),
             sysfs: default_sysfs(),
             udp_ports: Vec::new(),
+            interfaces: InterfacesConfig::default(),
             clock: ClockConfig::default(),
             disks: DisksConfig::default(),
             filesystems: FilesystemsConfig::default(),

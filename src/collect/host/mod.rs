@@ -336,6 +336,8 @@ pub struct HostCollector {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     sysfs: PathBuf,
     ports: BTreeSet<u16>,
+    /// Interfaces left out of the per-interface families.
+    interfaces_ignore: Pattern,
     clock: bool,
     /// The devices left out; `None`: the disks section is off.
     disks: Option<Pattern>,
@@ -349,6 +351,7 @@ impl HostCollector {
             procfs: config.procfs.clone(),
             sysfs: config.sysfs.clone(),
             ports: config.udp_ports.iter().copied().collect(),
+            interfaces_ignore: config.interfaces.ignore.clone(),
             clock: config.clock.enabled,
             disks: config.disks.enabled.then(|| config.disks.ignore.clone()),
             filesystems: config
@@ -450,7 +453,10 @@ impl BlockingCollector for HostCollector {
     }
 
     fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
-        let mut out = families(&self.read()?, &self.ports);
+        let mut net = self.read()?;
+        net.interfaces
+            .retain(|i| !self.interfaces_ignore.matches(&i.name));
+        let mut out = families(&net, &self.ports);
         if self.clock {
             out.extend(clock::families(self.read_clock()?.as_ref()));
         }
