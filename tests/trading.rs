@@ -658,7 +658,7 @@ fn the_kernel_drops_of_the_listeners_socket_are_counted_as_the_kernel_counts_the
 #[tokio::test]
 async fn dotted_names_map_to_labelled_series_and_quiet_series_leave_metrics() {
     let d = Daemon::start(trading_config(
-        "  windows: [1s, 2s]\n  score: {window: 1s}\n  series_ttl: 2s\n  max_series: 3\n  mappings:\n    \
+        "  windows: [1s, 4s]\n  score: {window: 1s}\n  series_ttl: 4s\n  max_series: 3\n  mappings:\n    \
          - match: \"orders.*.execution\"\n      match_type: timer\n      name: order_execution\n      \
          labels: {venue: \"$1\"}\n",
     ))
@@ -682,9 +682,10 @@ async fn dotted_names_map_to_labelled_series_and_quiet_series_leave_metrics() {
         value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1.0)
     })
     .await;
-    // Keep cme busy; nyse and the counter go quiet and leave after the 2 s TTL.
+    // Keep cme busy; nyse and the counter go quiet and leave after the 4 s TTL (long
+    // enough that the table is still full when `late` arrives on a loaded machine).
     let text = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             send(to, &["orders.cme.execution:3|ms"]);
             let t = d.scrape().await;
