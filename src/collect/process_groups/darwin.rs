@@ -49,11 +49,9 @@ pub struct Rusage {
     pub counters: Counters,
 }
 
+/// `uint64_t` field `index` after the 16-byte UUID.
 fn field(bytes: &[u8], index: usize) -> u64 {
-    let at = 16 + index * 8;
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(b)
+    crate::collect::host::darwin::u64_at(bytes, 16 + index * 8)
 }
 
 /// Decodes the bytes `proc_pid_rusage(pid, RUSAGE_INFO_V6, ..)` filled.

@@ -62,11 +62,11 @@ impl Mapper {
     /// What `name` of type `kind` maps to; `None` when no rule matches, or the first
     /// matching rule would make a name StatsD could not carry (then it is kept as sent).
     pub fn map(&self, kind: MetricType, name: &str) -> Option<Mapped> {
-        let rule = self
+        let (rule, caps) = self
             .rules
             .iter()
-            .find(|r| r.kind.is_none_or(|k| k == kind) && r.re.is_match(name))?;
-        let caps = rule.re.captures(name)?;
+            .filter(|r| r.kind.is_none_or(|k| k == kind))
+            .find_map(|r| Some((r, r.re.captures(name)?)))?;
         let part = |n: usize| caps.get(n).map_or("", |m| m.as_str());
         let mapped = expand(&rule.name, part);
         if !valid_name(&mapped) {
