@@ -43,6 +43,7 @@ pub mod reload;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod validate;
 
 pub use app::{Error, run, serve};

@@ -323,7 +323,7 @@ fn score_check(metrics: &str, min_score: f64) -> Check {
 
 /// Runs every check against the instance at `opts.url`.
 pub async fn run(opts: &Options) -> Vec<Check> {
-    let http = match reqwest::Client::builder().timeout(opts.timeout).build() {
+    let http = match crate::tls::http_client().timeout(opts.timeout).build() {
         Ok(h) => h,
         Err(e) => return vec![Check::fail("http client", e.to_string())],
     };

@@ -267,7 +267,7 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
     std::fs::write(&cfg, &good).unwrap();
     let child = spawn_on(&cfg, port);
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = m4watch::tls::client();
     let names = || async {
         let v: serde_json::Value = client
             .get(format!("{base}/api/v1/monitoring/alerts"))

@@ -469,7 +469,7 @@ async fn a_handler_that_panics_answers_a_json_500_and_counts() {
     let server = tokio::spawn(m4watch::api::server::serve(
         listener, router, limits, shutdown,
     ));
-    let client = reqwest::Client::new();
+    let client = m4watch::tls::client();
     for _ in 0..2 {
         let r = client
             .get(format!("http://{addr}/boom"))

@@ -663,7 +663,7 @@ notifications:
         ("M4WATCH_SMTP_PASSWORD", SMTP_SECRET),
     ];
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = m4watch::tls::client();
 
     let mut first = spawn_m4watch(&cfg, &log, &env);
     wait_up(&client, &base).await;
@@ -997,7 +997,7 @@ async fn alerts_are_forwarded_to_a_real_alertmanager() {
             .unwrap(),
     );
     let am_base = format!("http://127.0.0.1:{am_port}");
-    let client = reqwest::Client::new();
+    let client = m4watch::tls::client();
     let deadline = Instant::now() + Duration::from_secs(15);
     while !client
         .get(format!("{am_base}/-/ready"))
@@ -1438,27 +1438,76 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     use m4watch::notify::{Ctx, Reason};
     let openssl = require_tool("openssl");
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    let ok = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "openssl could not make a test certificate");
+    // A private CA and a server certificate it issued for 127.0.0.1, as a desk runs
+    // its own relay; ca_file names the CA.
+    let openssl_ok = |args: &[&str]| {
+        let ok = Command::new(&openssl)
+            .args(args)
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?} failed");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl_ok(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", "/CN=m4watch test CA"],
+            &["-keyout", "ca-key.pem", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl_ok(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "req.pem",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        tmp.path().join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl_ok(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let (ca_pem, cert, key) = (
+        tmp.path().join("ca.pem"),
+        tmp.path().join("cert.pem"),
+        tmp.path().join("key.pem"),
+    );
     let starttls = start_smtp_with(
         tmp.path(),
         "starttls",
@@ -1474,7 +1523,7 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
         to: vec!["ops@example.com".into()],
         username: Some("m4watch".into()),
         password: Some(m4watch::config::Secret::new(password)),
-        ca_file: ca.then(|| cert.clone()),
+        ca_file: ca.then(|| ca_pem.clone()),
         ..Default::default()
     };
     Email::new(
@@ -1521,6 +1570,52 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     .await
     .unwrap_err();
     assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+    // A self-signed server certificate made the `openssl req -x509` way is itself a
+    // CA: rustls refuses it even when ca_file names it, and the error says what to do.
+    openssl_ok(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                "self-key.pem",
+                "-out",
+                "self.pem",
+            ],
+        ]
+        .concat(),
+    );
+    let own = start_smtp_with(
+        tmp.path(),
+        "own",
+        &[
+            Path::new("starttls"),
+            &tmp.path().join("self.pem"),
+            &tmp.path().join("self-key.pem"),
+        ],
+    );
+    let e = Email::new(
+        &EmailConfig {
+            ca_file: Some(tmp.path().join("self.pem")),
+            ..cfg(own.port, SmtpTls::Starttls, "s3cret-smtp", false)
+        },
+        &ctx,
+    )
+    .notify(&n)
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
+    assert!(
+        e.to_string()
+            .contains(m4watch::notify::email::CA_AS_SERVER_HINT),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -2126,7 +2221,7 @@ notifications:
         .unwrap();
         let log = dir.path().join("m4watch.log");
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let client = m4watch::tls::client();
         let mut first = spawn_m4watch(&cfg, &log, &[]);
         wait_up(&client, &base).await;
         post_alerts(&client, &base, json!([alert("Flapper", "critical", false)])).await;
@@ -2241,7 +2336,7 @@ notifications:
         });
         let log = dir.path().join("m4watch.log");
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let client = m4watch::tls::client();
         let mut first = spawn_m4watch(&cfg, &log, &[]);
         wait_up(&client, &base).await;
         post_alerts(&client, &base, json!([alert("Stuck", "critical", false)])).await;

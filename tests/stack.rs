@@ -966,7 +966,7 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
             .spawn()
             .unwrap(),
     );
-    let client = reqwest::Client::new();
+    let client = m4watch::tls::client();
     let time_interval = datasource_time_interval();
     let jobs = shipped_jobs();
     let slow = jobs.iter().find(|j| j.3 == "drop").unwrap();

@@ -69,7 +69,7 @@ impl ProbeCollector {
             None
         } else {
             Some(
-                reqwest::Client::builder()
+                crate::tls::http_client()
                     .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|e| CollectError(format!("cannot build the HTTP client: {e}")))?,

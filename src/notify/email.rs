@@ -128,10 +128,20 @@ impl Email {
     }
 }
 
+/// Appended to a handshake refused because the server presented a CA certificate.
+pub const CA_AS_SERVER_HINT: &str = " (the server presents a CA certificate as its own, as a \
+     self-signed one made with `openssl req -x509` is by default; give the server a \
+     certificate issued by a CA and put that CA in ca_file)";
+
 /// Classifies one lettre error: permanent SMTP replies (5xx) are fatal, transient
 /// ones (4xx), timeouts and I/O are retryable.
 fn step_error(step: &str, e: &lettre::transport::smtp::Error) -> SendError {
-    let text = format!("SMTP {step}: {e}");
+    let mut text = format!("SMTP {step}: {e}");
+    if text.contains("CaUsedAsEndEntity") {
+        // rustls refuses what OpenSSL let through: a server certificate that is itself
+        // a CA, as `openssl req -x509` makes by default.
+        text.push_str(CA_AS_SERVER_HINT);
+    }
     if e.is_permanent() {
         SendError::fatal(Reason::Rejected, text)
     } else if e.is_transient() {

@@ -324,7 +324,7 @@ impl Ctx {
     /// The HTTP client every integration shares.
     pub fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
-            reqwest::Client::builder()
+            crate::tls::http_client()
                 .timeout(self.timeout)
                 .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
                 .build()

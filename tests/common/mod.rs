@@ -67,7 +67,7 @@ impl Daemon {
         let task = tokio::spawn(m4watch::serve(config, listener, shutdown));
         let d = Daemon {
             addr,
-            client: reqwest::Client::new(),
+            client: m4watch::tls::client(),
             trigger,
             task,
         };
