@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
+use super::hist::Hist;
 
 use super::latency;
 use crate::collect::trading::TRADING_LATENCY_BASELINE_SECONDS;
@@ -33,7 +33,7 @@ pub struct Baselines {
     sink: Option<Sink>,
     /// Start of the period being accumulated (ms, a multiple of the period).
     current: Option<i64>,
-    hists: BTreeMap<Key, Histogram<u64>>,
+    hists: BTreeMap<Key, Hist>,
     /// Complete periods per key: (period start, p50 s, p95 s), oldest first.
     done: BTreeMap<Key, Vec<(i64, f64, f64)>>,
 }
@@ -78,21 +78,14 @@ impl Baselines {
     }
 
     /// Adds one interval's observations of an operation, seen at `now_ms`.
-    pub fn add(
-        &mut self,
-        now_ms: i64,
-        operation: &str,
-        labels: &[(String, String)],
-        h: &Histogram<u64>,
-    ) {
+    pub fn add(&mut self, now_ms: i64, operation: &str, labels: &[(String, String)], h: &Hist) {
         self.roll(now_ms);
         if h.is_empty() {
             return;
         }
         let key = (operation.to_string(), labels.to_vec());
         let acc = self.hists.entry(key).or_insert_with(latency::histogram);
-        // Both come from latency::histogram(): same bounds, so add cannot fail.
-        let _ = acc.add(h);
+        acc.add(h);
     }
 
     /// Closes the current period when `now_ms` is past it: computes, stores and
@@ -170,7 +163,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 mod tests {
     use super::*;
 
-    fn hist(values_us: &[u64]) -> Histogram<u64> {
+    fn hist(values_us: &[u64]) -> Hist {
         let mut h = latency::histogram();
         for v in values_us {
             latency::record(&mut h, v * 1000, 1);

@@ -6,22 +6,22 @@
 //! histogram, whatever its width, and the window always covers the last
 //! `w - w/SLOTS` to `w` of time.
 //!
-//! Latencies are HdrHistograms in nanoseconds with two significant digits: every
-//! quantile is within 1% of the exact value (the highest value equivalent to it is
-//! reported, so errors lean high). Slot histograms are allocated on first use and
-//! freed when they age out, and a window whose slots are all empty frees its total,
-//! so an idle series costs almost nothing.
+//! Latencies are [`Hist`]s: HdrHistogram's buckets in nanoseconds with two significant
+//! digits, so every quantile is within 1% of the exact value (the highest value
+//! equivalent to it is reported, so errors lean high). Slot histograms are allocated
+//! on first use and freed when they age out, and a window whose slots are all empty
+//! frees its total, so an idle series costs almost nothing.
 //!
-//! Memory: a histogram is a flat array of 128 counters (8 bytes each) per power of two
-//! of the largest value it holds, plus one more run of 128 (the array grows as larger
-//! values arrive, up to [`HIGHEST_NS`]): 2 KiB while everything is under 16 µs,
-//! 8 KiB up to about 1 ms, 14 KiB up to about 134 ms, 25 KiB at most (100 s).
-//! A timer series holding data has one histogram in the interval accumulator, a slot
-//! and a total per window, and one for the day's baseline; see the README's sizing note.
+//! Memory: a histogram holds 128 counters of 4 bytes per power of two between the
+//! smallest and the largest value it holds (8 bytes once a count passes `u32::MAX`):
+//! 0.5 KiB for latencies within a factor of two, 3 KiB for 0.2–5 ms, 16 KiB at most
+//! (100 ns to 100 s). A timer series holding data has one histogram in the interval
+//! accumulator, a slot and a total per window, and one for the day's baseline; see the
+//! README's sizing note.
 
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use super::hist::Hist;
 
 /// Slots per window.
 pub const SLOTS: usize = 6;
@@ -40,26 +40,16 @@ pub const QUANTILES: [(f64, &str); 4] = [
     (0.999, "0.999"),
 ];
 
-/// An empty latency histogram with m4watch's resolution. Its counts cover only the
-/// values it has seen (it grows as larger ones arrive, up to [`HIGHEST_NS`], where
-/// [`record`] clamps), so a series of microsecond latencies never pays for the 100 s
-/// range. Adding and subtracting such histograms grows the target as needed, so
-/// neither can fail.
-pub fn histogram() -> Histogram<u64> {
-    let mut h = Histogram::new_with_bounds(LOWEST_NS, 2 * LOWEST_NS, SIGFIG)
-        .expect("constant bounds are valid");
-    h.auto(true);
-    h
+/// An empty latency histogram with m4watch's resolution ([`Hist`]): it holds no
+/// memory until something is recorded, and then counters only for the range of
+/// values it has seen.
+pub fn histogram() -> Hist {
+    Hist::default()
 }
 
-/// Records a latency (clamped into the trackable range) `n` times.
-pub fn record(h: &mut Histogram<u64>, ns: u64, n: u64) {
-    let ns = ns.min(HIGHEST_NS);
-    // record_n grows the histogram to the value; the saturating form would clamp it
-    // to the current top instead. It fails only when a count would overflow.
-    if h.record_n(ns, n).is_err() {
-        h.saturating_record_n(ns, n);
-    }
+/// Records a latency (clamped to [`HIGHEST_NS`]) `n` times.
+pub fn record(h: &mut Hist, ns: u64, n: u64) {
+    h.record(ns.min(HIGHEST_NS), n);
 }
 
 /// Upper bounds of the classic Prometheus histogram, in seconds: 25 µs to 10 s.
@@ -160,7 +150,7 @@ impl<T: Default> Ring<T> {
 /// exact sum of its observations in seconds.
 #[derive(Debug, Default)]
 struct LatencySlot {
-    hist: Option<Histogram<u64>>,
+    hist: Option<Hist>,
     sum_seconds: f64,
 }
 
@@ -168,7 +158,7 @@ struct LatencySlot {
 #[derive(Debug)]
 pub struct LatencyWindow {
     ring: Ring<LatencySlot>,
-    total: Option<Histogram<u64>>,
+    total: Option<Hist>,
     sum_seconds: f64,
 }
 
@@ -182,16 +172,15 @@ impl LatencyWindow {
     }
 
     /// Adds one interval's observations and their exact sum in seconds.
-    pub fn add(&mut self, h: &Histogram<u64>, sum_seconds: f64, now: Instant) {
+    pub fn add(&mut self, h: &Hist, sum_seconds: f64, now: Instant) {
         self.advance(now);
         if h.is_empty() {
             return;
         }
         let slot = &mut self.ring.slots[self.ring.current];
-        // Same bounds everywhere, so neither add can fail.
-        let _ = slot.hist.get_or_insert_with(histogram).add(h);
+        slot.hist.get_or_insert_with(histogram).add(h);
         slot.sum_seconds += sum_seconds;
-        let _ = self.total.get_or_insert_with(histogram).add(h);
+        self.total.get_or_insert_with(histogram).add(h);
         self.sum_seconds += sum_seconds;
     }
 
@@ -202,7 +191,7 @@ impl LatencyWindow {
         self.ring.advance(now, |slot| {
             *sum -= std::mem::take(&mut slot.sum_seconds);
             if let (Some(old), Some(t)) = (slot.hist.take(), total.as_mut()) {
-                let _ = t.subtract(&old);
+                t.subtract(&old);
                 if t.is_empty() {
                     *total = None;
                     *sum = 0.0;
@@ -212,7 +201,7 @@ impl LatencyWindow {
     }
 
     /// Every observation in the window; `None` when there is none.
-    pub fn histogram(&self) -> Option<&Histogram<u64>> {
+    pub fn histogram(&self) -> Option<&Hist> {
         self.total.as_ref().filter(|h| !h.is_empty())
     }
 
@@ -277,7 +266,7 @@ fn per_second(n: f64, over: Duration) -> f64 {
 }
 
 /// Latency quantile `q` of `h` in seconds.
-pub fn quantile_seconds(h: &Histogram<u64>, q: f64) -> f64 {
+pub fn quantile_seconds(h: &Hist, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1e9
 }
 
@@ -285,7 +274,7 @@ pub fn quantile_seconds(h: &Histogram<u64>, q: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn one(ns: u64, n: u64) -> Histogram<u64> {
+    fn one(ns: u64, n: u64) -> Hist {
         let mut h = histogram();
         record(&mut h, ns, n);
         h

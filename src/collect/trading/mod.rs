@@ -9,6 +9,7 @@
 //! reads the [`View`] it leaves behind.
 
 pub mod baseline;
+pub mod hist;
 pub mod ingest;
 pub mod latency;
 pub mod mapping;
@@ -21,10 +22,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde::Serialize;
 
+use self::hist::Hist;
 use self::latency::{Classic, CountWindow, LatencyWindow, QUANTILES};
 use self::statsd::{Line, MetricType, ParseError};
 use super::{BlockingCollector, CollectError};
@@ -245,7 +246,7 @@ pub struct SeriesMeta {
 /// One interval's data of one series, as writers leave it for the collector.
 #[derive(Default)]
 struct Pending {
-    hist: Option<Histogram<u64>>,
+    hist: Option<Hist>,
     classic: Classic,
     events: f64,
     set: HashSet<u64>,
@@ -707,7 +708,7 @@ pub struct LatencyStats {
 }
 
 impl LatencyStats {
-    fn of(h: &Histogram<u64>, per_second: f64) -> Self {
+    fn of(h: &Hist, per_second: f64) -> Self {
         let ms = |ns: u64| ns as f64 / 1e6;
         LatencyStats {
             count: h.len(),
@@ -1089,16 +1090,14 @@ impl TradingCollector {
             .position(|w| *w == cfg.window)
             .unwrap_or(0);
         let quantile = |op: &str| {
-            let mut merged: Option<Histogram<u64>> = None;
+            let mut merged: Option<Hist> = None;
             for h in self
                 .timer_windows(op, w)
                 .filter_map(LatencyWindow::histogram)
             {
                 match &mut merged {
                     None => merged = Some(h.clone()),
-                    Some(m) => {
-                        let _ = m.add(h);
-                    }
+                    Some(m) => m.add(h),
                 }
             }
             merged.map(|h| latency::quantile_seconds(&h, cfg.quantile))
