@@ -38,6 +38,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::stats_stream::{Endpoint, StatsStream};
 use super::{CollectError, Collector};
 use crate::config::{ContainerMatch, ContainersConfig};
 use crate::model::{MetricDef, def};
@@ -1085,14 +1086,21 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 
 /// Keeps the newest frame of one container's `stats?stream=true` until the Engine
 /// closes the stream or the stream is detached (aborted).
-async fn follow_stats(docker: Docker, id: String, generation: u64, shared: Weak<Mutex<State>>) {
-    let opts = StatsOptionsBuilder::new()
-        .stream(true)
-        .one_shot(false)
-        .build();
-    let mut frames = docker.stats(&id, Some(opts));
-    while let Some(item) = frames.next().await {
-        let st = match item {
+async fn follow_stats(
+    endpoint: Arc<Endpoint>,
+    id: String,
+    generation: u64,
+    shared: Weak<Mutex<State>>,
+) {
+    let mut frames = match StatsStream::open(&endpoint, &id, REQUEST_TIMEOUT).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(container = %id, error = %e, "stats stream not opened");
+            return;
+        }
+    };
+    loop {
+        let st = match frames.next().await {
             Ok(st) => st,
             Err(e) => {
                 tracing::debug!(container = %id, error = %e, "stats stream ended");
@@ -1179,6 +1187,9 @@ const WATCHED_EVENTS: &[&str] = &[
 /// stream per running container (one-shot reads where a stream is missing).
 struct Watcher {
     host: String,
+    /// Where the stats streams connect (`None`: an address they cannot use, so every
+    /// container is read one-shot).
+    endpoint: Option<Arc<Endpoint>>,
     interval: Duration,
     resync: Duration,
     concurrency: usize,
@@ -1325,10 +1336,10 @@ impl Watcher {
     /// Inspects one container and folds the answer into the state.
     async fn refresh(&mut self, docker: &Docker, id: &str) {
         let got = inspect(docker, id).await;
-        self.apply(docker, id, got);
+        self.apply(id, got);
     }
 
-    fn apply(&mut self, docker: &Docker, id: &str, got: Inspected) {
+    fn apply(&mut self, id: &str, got: Inspected) {
         let ins = match got {
             Inspected::Found(ins) => ins,
             Inspected::Gone => {
@@ -1368,7 +1379,7 @@ impl Watcher {
         if !k.running {
             k.detach();
         } else if k.stream.is_none() && streams < self.max_streams {
-            attach(k, docker, id, &self.shared);
+            attach(k, self.endpoint.as_ref(), id, &self.shared);
         }
     }
 
@@ -1417,7 +1428,7 @@ impl Watcher {
         })
         .await;
         for (id, got) in reads {
-            self.apply(docker, &id, got);
+            self.apply(&id, got);
         }
         let mut state = lock(&self.shared);
         state.engine = Some(engine_info(&info));
@@ -1464,7 +1475,7 @@ impl Watcher {
                     continue;
                 }
                 if k.stream_retry_at.is_none_or(|at| at <= now) && streams < self.max_streams {
-                    attach(k, docker, id, &self.shared);
+                    attach(k, self.endpoint.as_ref(), id, &self.shared);
                     streams += 1;
                 } else {
                     poll.push(id.clone());
@@ -1511,11 +1522,13 @@ where
         .await
 }
 
-/// Starts the stats stream of a running container.
-fn attach(k: &mut Known, docker: &Docker, id: &str, shared: &Shared) {
+/// Starts the stats stream of a running container (none without an endpoint: the
+/// container is then read one-shot).
+fn attach(k: &mut Known, endpoint: Option<&Arc<Endpoint>>, id: &str, shared: &Shared) {
+    let Some(endpoint) = endpoint else { return };
     k.stream_generation += 1;
     k.stream = Some(Task::spawn(follow_stats(
-        docker.clone(),
+        Arc::clone(endpoint),
         id.to_string(),
         k.stream_generation,
         Arc::downgrade(shared),
@@ -1544,6 +1557,7 @@ impl ContainerCollector {
         let shared: Shared = Arc::default();
         let (tx, rx) = tokio::sync::watch::channel(false);
         let watcher = Watcher {
+            endpoint: Endpoint::parse(&host).map(Arc::new),
             host: host.clone(),
             interval: cfg.interval.get(),
             resync: cfg.resync_interval.get(),

@@ -11,6 +11,7 @@ pub mod host;
 pub mod probes;
 pub mod process;
 pub mod process_groups;
+pub mod stats_stream;
 pub mod trading;
 
 use std::future::Future;

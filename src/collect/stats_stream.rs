@@ -1,0 +1,443 @@
+//! One container's `GET /containers/{id}/stats?stream=true` on a connection of its
+//! own, read frame by frame.
+//!
+//! Through bollard each stream was a pooled hyper client connection: a dispatch
+//! channel, a connection task, an 8 KiB read buffer, an 8 KiB write buffer and an
+//! 8 KiB frame decoder, about 50 KB of heap per container before a frame was read
+//! (issue 17). A stream only ever sends one request and then reads newline-delimited
+//! JSON in an HTTP/1.1 body, so it is read here directly: one buffer for the bytes
+//! read and one for the body, each as large as a frame (2–4 KB). Every other Engine
+//! request (events, list, inspect, one-shot stats) still goes through bollard.
+//!
+//! Bounded: the response head is at most [`MAX_HEAD`] bytes, a frame at most
+//! [`MAX_FRAME`]; a stream that sends nothing for [`IDLE`] is given up (the Engine
+//! sends a frame a second), so the collector falls back to one-shot reads and attaches
+//! again.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::models::ContainerStatsResponse;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest response head accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest stats frame accepted (a container with hundreds of interfaces or block
+/// devices stays far below it).
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// A stream silent this long is given up.
+pub const IDLE: Duration = Duration::from_secs(30);
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+
+/// Where the Engine listens, from a `unix://` or `tcp://` (or `http://`) address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Endpoint {
+    pub fn parse(host: &str) -> Option<Endpoint> {
+        if let Some(p) = host.strip_prefix("unix://") {
+            return Some(Endpoint::Unix(PathBuf::from(p)));
+        }
+        let rest = host
+            .strip_prefix("tcp://")
+            .or_else(|| host.strip_prefix("http://"))?;
+        let addr = rest.trim_end_matches('/');
+        (!addr.is_empty() && !addr.contains('/')).then(|| Endpoint::Tcp(addr.to_string()))
+    }
+}
+
+/// Why a stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the Engine answered {0}")]
+    Status(String),
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+    #[error("a frame is not stats JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("no frame for {0:?}")]
+    Idle(Duration),
+    #[error("the Engine closed the stream")]
+    Closed,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How the body is framed.
+enum Body {
+    /// `Transfer-Encoding: chunked`: bytes left in the current chunk (`None` before a
+    /// chunk-size line).
+    Chunked(Option<usize>),
+    /// Until the connection closes.
+    Raw,
+    /// The last chunk has come.
+    Ended,
+}
+
+/// An open stats stream.
+pub struct StatsStream {
+    io: Box<dyn Io>,
+    /// Bytes read and not yet decoded.
+    raw: Vec<u8>,
+    /// Decoded body bytes not yet split into frames.
+    body: Vec<u8>,
+    framing: Body,
+    eof: bool,
+}
+
+impl StatsStream {
+    /// Connects and sends the request; the response head is read with the first frame.
+    pub async fn open(
+        endpoint: &Endpoint,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Self, StreamError> {
+        // The id is the Engine's hex id (or a name); anything else is refused rather
+        // than put in a request line.
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(StreamError::Malformed("container id"));
+        }
+        let connect = async {
+            Ok::<Box<dyn Io>, std::io::Error>(match endpoint {
+                #[cfg(unix)]
+                Endpoint::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+                #[cfg(not(unix))]
+                Endpoint::Unix(_) => {
+                    return Err(std::io::Error::other("unix sockets need a unix host"));
+                }
+                Endpoint::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a.as_str()).await?),
+            })
+        };
+        let mut io = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| StreamError::Connect(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(StreamError::Connect)?;
+        let req = format!(
+            "GET /containers/{id}/stats?stream=true HTTP/1.1\r\nHost: docker\r\nUser-Agent: m4watch\r\nAccept: application/json\r\n\r\n"
+        );
+        // Unversioned: the Engine answers in its own API version.
+        io.write_all(req.as_bytes()).await?;
+        io.flush().await?;
+        let mut s = StatsStream {
+            io,
+            raw: Vec::new(),
+            body: Vec::new(),
+            framing: Body::Raw,
+            eof: false,
+        };
+        s.read_head().await?;
+        Ok(s)
+    }
+
+    /// Reads more bytes into `raw`; false at end of stream.
+    async fn fill(&mut self) -> Result<bool, StreamError> {
+        if self.eof {
+            return Ok(false);
+        }
+        let start = self.raw.len();
+        self.raw.resize(start + READ_CHUNK, 0);
+        let n = tokio::time::timeout(IDLE, self.io.read(&mut self.raw[start..]))
+            .await
+            .map_err(|_| StreamError::Idle(IDLE))??;
+        self.raw.truncate(start + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
+    }
+
+    async fn read_head(&mut self) -> Result<(), StreamError> {
+        let end = loop {
+            if let Some(i) = find(&self.raw, b"\r\n\r\n") {
+                break i;
+            }
+            if self.raw.len() > MAX_HEAD {
+                return Err(StreamError::Malformed("response head too long"));
+            }
+            if !self.fill().await? {
+                return Err(StreamError::Closed);
+            }
+        };
+        let head = std::str::from_utf8(&self.raw[..end])
+            .map_err(|_| StreamError::Malformed("response head is not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or_default();
+        let code = status.split(' ').nth(1).unwrap_or_default();
+        if code != "200" {
+            return Err(StreamError::Status(status.chars().take(200).collect()));
+        }
+        let chunked = lines.any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+            })
+        });
+        self.framing = if chunked {
+            Body::Chunked(None)
+        } else {
+            Body::Raw
+        };
+        self.raw.drain(..end + 4);
+        Ok(())
+    }
+
+    /// Moves what `raw` holds of the body into `body`; true once the body has ended.
+    fn decode(&mut self) -> Result<bool, StreamError> {
+        match &mut self.framing {
+            Body::Ended => Ok(true),
+            Body::Raw => {
+                self.body.extend_from_slice(&self.raw);
+                self.raw.clear();
+                Ok(false)
+            }
+            Body::Chunked(left) => {
+                let mut at = 0;
+                let done = loop {
+                    match left {
+                        None => {
+                            let Some(nl) = find(&self.raw[at..], b"\r\n") else {
+                                if self.raw.len() - at > 64 {
+                                    return Err(StreamError::Malformed("chunk size line"));
+                                }
+                                break false;
+                            };
+                            let line = std::str::from_utf8(&self.raw[at..at + nl])
+                                .map_err(|_| StreamError::Malformed("chunk size line"))?;
+                            let size = line.split(';').next().unwrap_or_default().trim();
+                            let size = usize::from_str_radix(size, 16)
+                                .map_err(|_| StreamError::Malformed("chunk size"))?;
+                            at += nl + 2;
+                            if size == 0 {
+                                break true;
+                            }
+                            // The data, then its CRLF.
+                            *left = Some(size + 2);
+                        }
+                        Some(n) => {
+                            let take = (*n).min(self.raw.len() - at);
+                            if take == 0 {
+                                break false;
+                            }
+                            // The last two bytes of a chunk are its CRLF, not data.
+                            let data = take.min(n.saturating_sub(2));
+                            self.body.extend_from_slice(&self.raw[at..at + data]);
+                            at += take;
+                            *n -= take;
+                            if *n == 0 {
+                                *left = None;
+                            }
+                        }
+                    }
+                };
+                self.raw.drain(..at);
+                if done {
+                    self.framing = Body::Ended;
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    /// The next frame; `Err(Closed)` when the Engine ends the stream.
+    pub async fn next(&mut self) -> Result<ContainerStatsResponse, StreamError> {
+        // Body bytes already searched for a newline.
+        let mut scanned = 0;
+        loop {
+            if let Some(nl) = self.body[scanned..].iter().position(|&b| b == b'\n') {
+                let nl = scanned + nl;
+                if nl > MAX_FRAME {
+                    return Err(StreamError::Malformed("frame too long"));
+                }
+                let frame = serde_json::from_slice(&self.body[..nl]);
+                self.body.drain(..=nl);
+                return Ok(frame?);
+            }
+            scanned = self.body.len();
+            if scanned > MAX_FRAME {
+                return Err(StreamError::Malformed("frame too long"));
+            }
+            let ended = self.decode()?;
+            if self.body.len() > scanned {
+                continue;
+            }
+            if ended || !self.fill().await? {
+                return Err(StreamError::Closed);
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            Endpoint::parse("unix:///var/run/docker.sock"),
+            Some(Endpoint::Unix("/var/run/docker.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("tcp://127.0.0.1:2375"),
+            Some(Endpoint::Tcp("127.0.0.1:2375".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("http://engine:2375/"),
+            Some(Endpoint::Tcp("engine:2375".into()))
+        );
+        assert_eq!(Endpoint::parse("ssh://x"), None);
+        assert_eq!(Endpoint::parse("tcp://"), None);
+    }
+
+    const FRAME: &str = r#"{"read":"2026-11-26T08:00:00.000000001Z","pids_stats":{"current":3},"cpu_stats":{"cpu_usage":{"total_usage":1500000000}},"memory_stats":{"usage":4096,"stats":{"inactive_file":1024}}}"#;
+
+    /// A loopback Engine that answers one request with `reply`, split into pieces of
+    /// `piece` bytes, then closes.
+    async fn engine(reply: Vec<u8>, piece: usize) -> Endpoint {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = vec![0u8; 1024];
+            let n = s.read(&mut req).await.unwrap();
+            assert!(
+                std::str::from_utf8(&req[..n])
+                    .unwrap()
+                    .starts_with("GET /containers/abc123/stats?stream=true HTTP/1.1\r\n")
+            );
+            for p in reply.chunks(piece) {
+                s.write_all(p).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        Endpoint::Tcp(addr.to_string())
+    }
+
+    fn chunked(frames: &[&str]) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for f in frames {
+            let data = format!("{f}\n");
+            // Split each frame over two chunks, as the Engine's writes may fall.
+            let (a, b) = data.split_at(data.len() / 2);
+            for part in [a, b] {
+                out.extend_from_slice(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes());
+            }
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_whole_however_the_bytes_are_split() {
+        for piece in [1, 7, 100, 100_000] {
+            let ep = engine(chunked(&[FRAME, FRAME]), piece).await;
+            let mut s = StatsStream::open(&ep, "abc123", Duration::from_secs(5))
+                .await
+                .unwrap();
+            for _ in 0..2 {
+                let f = s.next().await.unwrap();
+                assert_eq!(
+                    f.pids_stats.and_then(|p| p.current),
+                    Some(3),
+                    "piece {piece}"
+                );
+                assert_eq!(f.memory_stats.and_then(|m| m.usage), Some(4096));
+            }
+            let end = s.next().await.map(|_| ());
+            assert!(
+                matches!(end, Err(StreamError::Closed)),
+                "piece {piece}: {end:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_without_chunks_reads_to_the_end() {
+        let reply = format!("HTTP/1.0 200 OK\r\n\r\n{FRAME}\n{FRAME}\n").into_bytes();
+        let ep = engine(reply, 50).await;
+        let mut s = StatsStream::open(&ep, "abc123", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(s.next().await.is_ok());
+        assert!(s.next().await.is_ok());
+        assert!(matches!(s.next().await, Err(StreamError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn errors_are_clear() {
+        let ep = engine(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+            1000,
+        )
+        .await;
+        let e = StatsStream::open(&ep, "abc123", Duration::from_secs(5))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "the Engine answered HTTP/1.1 404 Not Found");
+        let ep = engine(chunked(&["{not json"]), 1000).await;
+        let mut s = StatsStream::open(&ep, "abc123", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(s.next().await, Err(StreamError::Json(_))));
+        let ep = engine(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            1000,
+        )
+        .await;
+        let mut s = StatsStream::open(&ep, "abc123", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.next().await,
+            Err(StreamError::Malformed("chunk size"))
+        ));
+        let e = StatsStream::open(
+            &Endpoint::Tcp("127.0.0.1:1".into()),
+            "abc123",
+            Duration::from_secs(5),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(e, StreamError::Connect(_)), "{e}");
+        let e = StatsStream::open(&ep, "../x", Duration::from_secs(5))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, StreamError::Malformed("container id")), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_the_limit_is_refused() {
+        let big = format!("{{\"read\":\"{}\"", "x".repeat(MAX_FRAME + 10));
+        let ep = engine(chunked(&[&big]), 64 * 1024).await;
+        let mut s = StatsStream::open(&ep, "abc123", Duration::from_secs(5))
+            .await
+            .unwrap();
+        // The frame's first half ends without a newline and then the body grows past
+        // MAX_FRAME.
+        assert!(matches!(
+            s.next().await,
+            Err(StreamError::Malformed("frame too long"))
+        ));
+    }
+}
