@@ -59,7 +59,7 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
     /// Every transition from before the first evaluation on (restored alerts that
     /// resolved while m4watch was down included), for the notifier.
-    pub transitions: tokio::sync::broadcast::Receiver<crate::alerts::Transition>,
+    pub transitions: tokio::sync::broadcast::Receiver<Arc<crate::alerts::Transition>>,
 }
 
 /// What the sample ring keeps: only what is read from it. Of each metric name a rule

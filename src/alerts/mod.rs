@@ -56,7 +56,9 @@ pub const RESOLVE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 /// Every alert m4watch knows, with silences and the transition feed.
 pub struct Alerts {
     inner: Mutex<Inner>,
-    tx: broadcast::Sender<Transition>,
+    /// Transitions behind an `Arc`: the channel keeps 1024 slots for a lagging reader,
+    /// and a slot holding a whole transition was 216 bytes (issue 17).
+    tx: broadcast::Sender<Arc<Transition>>,
     history: Option<History>,
     /// How long resolved alerts stay listed (ms).
     resolved_retention_ms: i64,
@@ -87,7 +89,7 @@ impl Alerts {
     }
 
     /// Live transitions, for a notifier.
-    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Transition>> {
         self.tx.subscribe()
     }
 
@@ -144,7 +146,7 @@ impl Alerts {
             if let Some(h) = &self.history {
                 h.transition(&t);
             }
-            let _ = self.tx.send(t);
+            let _ = self.tx.send(Arc::new(t));
             if a.state == State::Inactive {
                 // A pending alert that never fired leaves nothing to show.
                 inner.alerts.remove(&a.id);
@@ -321,7 +323,7 @@ impl Alerts {
             h.transition(&t);
             h.save_alert(&a);
         }
-        let _ = self.tx.send(t);
+        let _ = self.tx.send(Arc::new(t));
         inner.alerts.insert(a.id.clone(), a);
     }
 
@@ -387,7 +389,7 @@ impl Alerts {
             // The notifier hears of it the way it hears of evaluations: as a transition
             // on the same feed (firing -> firing, acknowledged). It is not stored as a
             // transition; the alert row keeps who acknowledged it and when.
-            let _ = self.tx.send(Transition {
+            let _ = self.tx.send(Arc::new(Transition {
                 id: a.id.clone(),
                 source: a.source.clone(),
                 generator_url: a.generator_url.clone(),
@@ -401,7 +403,7 @@ impl Alerts {
                 value: a.value,
                 acknowledged: true,
                 silenced: inner.silences.iter().any(|s| s.silences(&a.labels, now)),
-            });
+            }));
         }
         Ok(a.clone())
     }

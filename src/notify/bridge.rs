@@ -53,7 +53,7 @@ pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<A
 /// (an alert that resolved while m4watch was down) are sent too.
 pub fn spawn(
     alerts: Arc<Alerts>,
-    mut rx: tokio::sync::broadcast::Receiver<Transition>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<Transition>>,
     notifier: Notifier,
     mut shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
