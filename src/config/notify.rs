@@ -166,7 +166,8 @@ pub struct EmailConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hello: Option<String>,
     /// A PEM CA certificate to trust besides the system's, for a relay with a
-    /// private CA.
+    /// private CA: the CA that issued the relay's certificate (rustls refuses a
+    /// server certificate that is itself a CA, as a self-signed one usually is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
