@@ -12,7 +12,11 @@
 //! for the same series. Index arithmetic, quantiles, min, max and mean follow
 //! HdrHistogram's definitions, so the figures are the ones it reported.
 
-/// Values below this get its resolution: 2^6 = 64 ns steps.
+/// Latencies below this are recorded with the unit's resolution.
+pub const LOWEST_NS: u64 = 100;
+/// Significant digits kept: 2 means a relative error under 1%.
+pub const SIGFIG: u8 = 2;
+/// The unit, the largest power of two at or below [`LOWEST_NS`]: 2^6 = 64 ns steps.
 const UNIT_MAGNITUDE: u32 = 6;
 /// 2^8 = 256 sub-buckets per bucket: unit resolution up to 200 units (two digits).
 const SUB_BUCKET_MAGNITUDE: u32 = 8;
@@ -21,15 +25,13 @@ const SUB_HALF: u32 = 1 << SUB_HALF_MAGNITUDE;
 const SUB_MASK: u64 = ((1u64 << SUB_BUCKET_MAGNITUDE) - 1) << UNIT_MAGNITUDE;
 const LEADING_ZERO_BASE: u32 = 64 - UNIT_MAGNITUDE - SUB_BUCKET_MAGNITUDE;
 const _: () = assert!(
-    1 << UNIT_MAGNITUDE <= super::latency::LOWEST_NS
-        && super::latency::LOWEST_NS < 1 << (UNIT_MAGNITUDE + 1),
+    1 << UNIT_MAGNITUDE <= LOWEST_NS && LOWEST_NS < 1 << (UNIT_MAGNITUDE + 1),
     "the unit is the largest power of two at or below LOWEST_NS"
 );
 const _: () = assert!(
-    2 * 10u32.pow(super::latency::SIGFIG as u32) <= 1 << SUB_BUCKET_MAGNITUDE,
+    2 * 10u32.pow(SIGFIG as u32) <= 1 << SUB_BUCKET_MAGNITUDE,
     "enough sub-buckets for SIGFIG digits"
 );
-
 /// Bucket of `v`: how many powers of two it lies above what bucket 0 holds.
 fn bucket_of(v: u64) -> u32 {
     LEADING_ZERO_BASE - (v | SUB_MASK).leading_zeros()

@@ -21,16 +21,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::hist::Hist;
+pub use super::hist::{Hist, LOWEST_NS, SIGFIG};
 
 /// Slots per window.
 pub const SLOTS: usize = 6;
-/// Latencies below this are recorded with this resolution (64 ns steps).
-pub const LOWEST_NS: u64 = 100;
 /// Latencies above this (100 s) are recorded as this.
 pub const HIGHEST_NS: u64 = 100_000_000_000;
-/// Significant digits kept: 2 means a relative error under 1%.
-pub const SIGFIG: u8 = 2;
 
 /// The quantiles exported for every window.
 pub const QUANTILES: [(f64, &str); 4] = [
