@@ -472,3 +472,63 @@ fn deeply_nested_yaml_fails_fast_with_a_clear_error() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+/// The daemon restarts itself once, in place, with glibc's per-thread caches off
+/// (same process id, same arguments); tunables the user set are left as they are.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
+    let environ = |pid: u32| {
+        let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        raw.split(|&b| b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .find_map(|v| v.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
+    };
+    for (given, want) in [
+        (None, "glibc.malloc.tcache_count=0"),
+        (Some("glibc.malloc.check=0"), "glibc.malloc.check=0"),
+        (
+            Some("glibc.malloc.tcache_count=3"),
+            "glibc.malloc.tcache_count=3",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: 127.0.0.1:{port}\ndata_dir: ./data\ntrading:\n  statsd_listen: 127.0.0.1:0\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = m4watch();
+        cmd.current_dir(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .env_remove("GLIBC_TUNABLES")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(g) = given {
+            cmd.env("GLIBC_TUNABLES", g);
+        }
+        let child = common::KillOnDrop(cmd.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "daemon never listened on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The process serving the port is the one spawned, with its arguments.
+        let pid = child.0.id();
+        assert_eq!(environ(pid).as_deref(), Some(want), "given {given:?}");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline.ends_with(format!("{}\0", cfg.display()).as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&cmdline)
+        );
+    }
+}
