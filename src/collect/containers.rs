@@ -1474,8 +1474,10 @@ impl Watcher {
                 if k.stream.is_some() {
                     continue;
                 }
-                if k.stream_retry_at.is_none_or(|at| at <= now) && streams < self.max_streams {
-                    attach(k, self.endpoint.as_ref(), id, &self.shared);
+                if k.stream_retry_at.is_none_or(|at| at <= now)
+                    && streams < self.max_streams
+                    && attach(k, self.endpoint.as_ref(), id, &self.shared)
+                {
                     streams += 1;
                 } else {
                     poll.push(id.clone());
@@ -1522,10 +1524,12 @@ where
         .await
 }
 
-/// Starts the stats stream of a running container (none without an endpoint: the
+/// Starts the stats stream of a running container; false without an endpoint (the
 /// container is then read one-shot).
-fn attach(k: &mut Known, endpoint: Option<&Arc<Endpoint>>, id: &str, shared: &Shared) {
-    let Some(endpoint) = endpoint else { return };
+fn attach(k: &mut Known, endpoint: Option<&Arc<Endpoint>>, id: &str, shared: &Shared) -> bool {
+    let Some(endpoint) = endpoint else {
+        return false;
+    };
     k.stream_generation += 1;
     k.stream = Some(Task::spawn(follow_stats(
         Arc::clone(endpoint),
@@ -1533,6 +1537,7 @@ fn attach(k: &mut Known, endpoint: Option<&Arc<Endpoint>>, id: &str, shared: &Sh
         k.stream_generation,
         Arc::downgrade(shared),
     )));
+    true
 }
 
 /// Collects every selected container of one Docker Engine. The cycle itself only reads

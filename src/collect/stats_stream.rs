@@ -148,6 +148,8 @@ impl StatsStream {
             return Ok(false);
         }
         let start = self.raw.len();
+        // Exactly: a leftover of a few bytes must not double the buffer.
+        self.raw.reserve_exact(READ_CHUNK);
         self.raw.resize(start + READ_CHUNK, 0);
         let n = tokio::time::timeout(IDLE, self.io.read(&mut self.raw[start..]))
             .await
