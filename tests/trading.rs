@@ -238,16 +238,21 @@ async fn a_flood_of_random_names_is_capped_at_max_series_and_counted() {
         send(to, chunk);
         std::thread::sleep(Duration::from_millis(5));
     }
+    let tracked = |t: &str| -> f64 {
+        series(t, "m4watch_trading_series")
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    // The drop counter moves as lines arrive; the series gauge with the collector's
+    // next run (every trading.interval), so wait for both.
     let text = d
-        .scrape_until(5, |t| {
+        .scrape_until(10, |t| {
             value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1950.0)
+                && tracked(t) == 50.0
         })
         .await;
-    let tracked: f64 = series(&text, "m4watch_trading_series")
-        .iter()
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(tracked, 50.0);
+    assert_eq!(tracked(&text), 50.0);
     assert!(series(&text, "m4watch_trading_latency_seconds_count").len() <= 50);
     // Existing series keep working; new ones stay out.
     let first = packets[0].lines().next().unwrap().to_string();
