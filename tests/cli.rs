@@ -141,10 +141,7 @@ fn a_bad_config_stops_the_daemon_with_the_reason() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     // The default StatsD port may be taken by a test running beside this one.
     let cfg = dir.path().join("m4watch.yml");
     std::fs::write(
@@ -166,11 +163,7 @@ fn sigterm_shuts_down_gracefully() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "daemon never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let started = Instant::now();
@@ -191,6 +184,21 @@ fn sigterm_shuts_down_gracefully() {
     assert!(log.contains("shutting down"), "{log}");
 }
 
+/// A loopback port nothing listens on (the moment it is asked for).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Waits up to 20 s until something accepts connections on loopback `port`.
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "daemon never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Spawns the daemon on `cfg` and waits until it answers on `port`.
 fn spawn_on(cfg: &Path, port: u16) -> common::KillOnDrop {
     let child = m4watch()
@@ -200,11 +208,7 @@ fn spawn_on(cfg: &Path, port: u16) -> common::KillOnDrop {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "daemon never listened on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     common::KillOnDrop(child)
 }
 
@@ -493,10 +497,7 @@ fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let cfg = dir.path().join("m4watch.yml");
         std::fs::write(
             &cfg,
@@ -516,11 +517,7 @@ fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
             cmd.env("GLIBC_TUNABLES", g);
         }
         let child = common::KillOnDrop(cmd.spawn().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "daemon never listened on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port);
         // The process serving the port is the one spawned, with its arguments.
         let pid = child.0.id();
         assert_eq!(environ(pid).as_deref(), Some(want), "given {given:?}");
