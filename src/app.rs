@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::collect::trading::baseline::Baselines;
 use crate::collect::trading::statsd::Listener;
 use crate::collect::trading::{Trading, TradingCollector};
-use crate::collect::{self, Blocking, Entry};
+use crate::collect::{self, Blocking, CollectorKind, Entry};
 use crate::config::{Config, ConfigError, EnvLookup};
 use crate::persist::samples::SampleDb;
 use crate::shutdown::Shutdown;
@@ -160,7 +160,7 @@ pub async fn serve_loaded(
     let expected: Vec<&'static str> = registry
         .iter()
         .filter(|e| e.enabled)
-        .map(|e| e.name)
+        .map(|e| e.name())
         .collect();
     let mut tasks = Vec::new();
 
@@ -183,22 +183,22 @@ pub async fn serve_loaded(
 
     let mut trading = None;
     for entry in registry.iter().filter(|e| e.enabled) {
-        match entry.name {
-            collect::HARDWARE => {
+        match entry.kind {
+            CollectorKind::Hardware => {
                 let hw = collect::hardware::HardwareCollector::from_config(&config.hardware)
                     .map_err(Error::Startup)?;
                 tasks.push(entry.spawn(Blocking::new(hw), &store, &shutdown));
             }
-            collect::PROCESS => {
+            CollectorKind::Process => {
                 let p =
                     collect::process::ProcessCollector::new().map_err(|e| Error::Startup(e.0))?;
                 tasks.push(entry.spawn(Blocking::new(p), &store, &shutdown));
             }
-            collect::HOST => {
+            CollectorKind::Host => {
                 let h = collect::host::HostCollector::new(&config.host);
                 tasks.push(entry.spawn(Blocking::new(h), &store, &shutdown));
             }
-            collect::PROCESS_GROUPS => {
+            CollectorKind::ProcessGroups => {
                 let p = collect::process_groups::ProcessGroupCollector::new(
                     &config.processes,
                     collect::process_groups::topology(&config.hardware),
@@ -206,24 +206,23 @@ pub async fn serve_loaded(
                 .map_err(|e| Error::Startup(e.0))?;
                 tasks.push(entry.spawn(Blocking::new(p), &store, &shutdown));
             }
-            collect::CONTAINERS => {
+            CollectorKind::Containers => {
                 let c = collect::containers::ContainerCollector::new(&config.containers);
                 tracing::info!(host = c.host(), "watching Docker containers");
                 tasks.push(entry.spawn(c, &store, &shutdown));
             }
-            collect::PROBES => {
+            CollectorKind::Probes => {
                 let p = collect::probes::ProbeCollector::new(&config.probes)
                     .map_err(|e| Error::Startup(e.0))?;
                 tasks.push(entry.spawn(p, &store, &shutdown));
             }
-            collect::TRADING => {
+            CollectorKind::Trading => {
                 let baselines = baselines(&config, samples.clone()).await?;
                 let (t, mut trading_tasks) =
                     start_trading(&config, entry, &store, &shutdown, baselines)?;
                 tasks.append(&mut trading_tasks);
                 trading = Some(t);
             }
-            other => unreachable!("collector {other} is in the registry but not wired"),
         }
     }
 

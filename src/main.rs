@@ -102,7 +102,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::DEFAULT_YAML);
@@ -181,14 +180,8 @@ fn main() -> ExitCode {
             },
             json,
         ),
-        Some(Command::Demo) => {
-            without_thread_caches();
-            run(cli, true)
-        }
-        None | Some(Command::Run) => {
-            without_thread_caches();
-            run(cli, false)
-        }
+        Some(Command::Demo) => run(cli, true),
+        None | Some(Command::Run) => run(cli, false),
     }
 }
 
@@ -371,64 +364,3 @@ fn signal_handlers() -> impl std::future::Future<Output = ()> {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-
-/// glibc gives each thread that allocates under contention an arena of its own (up to
-/// 8 per core), and freed memory stays in the arena that served it: with the async
-/// workers, the blocking pool and the StatsD thread, a daemon at rest kept several
-/// partly used arenas resident. One arena held 0.8 MiB less than two after 5 minutes
-/// under the footprint load (BENCHMARKS.md, issue 17). Every allocation then takes
-/// that arena's lock (the daemon also runs without per-thread caches, see
-/// [`without_thread_caches`]); on a trading host's cores the lock is rarely contended.
-/// Must run before any thread starts.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    // A MALLOC_ARENA_MAX the user set wins.
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    // SAFETY: mallopt only sets an allocator parameter; no thread exists yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
-/// The tunable [`without_thread_caches`] sets.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
-
-/// Runs the daemon without glibc's per-thread caches of freed chunks: each of its
-/// dozen threads (async workers, the blocking pool, the StatsD listener) kept up to
-/// seven freed chunks of every small size for itself, about 1 MiB in all that no
-/// other thread could reuse (BENCHMARKS.md, issue 17). glibc reads this setting only
-/// from `GLIBC_TUNABLES` at start-up, so when it is not set the daemon starts itself
-/// again with it, once, before any thread exists (same process id, same arguments).
-/// The cost is the arena's lock on every small allocation: the StatsD
-/// parse-and-store loop alone runs about 20% slower, and the listener's intake is
-/// bound by the socket, not by that. A `GLIBC_TUNABLES` the user set wins as it is
-/// (nothing is added to it: Debian's glibc 2.36 keeps only the first of several
-/// tunables in the environment it passes on); if the restart fails, the daemon runs
-/// with the caches.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn without_thread_caches() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("GLIBC_TUNABLES").is_some_and(|v| !v.is_empty()) {
-        return;
-    }
-    let mut args = std::env::args_os();
-    let argv0 = args.next().unwrap_or_default();
-    // exec returns only on failure.
-    let err = std::process::Command::new("/proc/self/exe")
-        .arg0(argv0)
-        .args(args)
-        .env("GLIBC_TUNABLES", NO_TCACHE)
-        .exec();
-    eprintln!(
-        "m4watch: running with glibc's per-thread caches: restart without them failed: {err}"
-    );
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn without_thread_caches() {}

@@ -5,10 +5,9 @@
 //! task merges both into one encoded text exposition, so `GET /metrics` is a copy of
 //! [`Store::snapshot`] and never runs a collector.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +17,7 @@ pub use crate::model::metric::{Family, Kind, Labels, MetricDef, Sample, def};
 
 pub mod index;
 pub mod ring;
+pub mod views;
 
 pub const BUILD_INFO: MetricDef = def(
     "m4watch_build_info",
@@ -68,12 +68,7 @@ struct Inner {
     /// that vanish at the source (a removed container) vanish here too.
     sources: BTreeMap<String, Vec<Family>>,
     collectors: BTreeMap<String, CollectorStatus>,
-    /// Latest typed report per source (see [`Store::publish_report`]).
-    reports: BTreeMap<String, Report>,
 }
-
-/// A source's typed report: what its JSON views need beyond the families.
-pub type Report = Arc<dyn Any + Send + Sync>;
 
 /// Shared metric store. Cheap to share behind an `Arc`; every lock is held only for
 /// short, non-async sections.
@@ -87,6 +82,8 @@ pub struct Store {
     ring: RwLock<ring::Ring>,
     /// Least time between two ring appends, in ms (0: the ring is off).
     ring_step_ms: std::sync::atomic::AtomicI64,
+    /// The sources' typed views (the read path beside the families).
+    views: views::Views,
 }
 
 /// Version and revision this binary was built from.
@@ -121,6 +118,7 @@ impl Store {
             build: BuildInfo::current(),
             ring: RwLock::new(ring::Ring::new(0)),
             ring_step_ms: std::sync::atomic::AtomicI64::new(0),
+            views: views::Views::default(),
         }
     }
 
@@ -192,28 +190,10 @@ impl Store {
         self.changed.notify_one();
     }
 
-    /// Replaces (or, with `None`, removes) the typed report `source` keeps beside its
-    /// families: the detail a JSON view or a recommendation needs that no series
-    /// carries (a container's cpuset, its health text). Readers take it from here, not
-    /// from the source.
-    pub fn publish_report(&self, source: &str, report: Option<Report>) {
-        let mut inner = self.inner.lock().expect("store lock");
-        match report {
-            Some(r) => inner.reports.insert(source.to_string(), r),
-            None => inner.reports.remove(source),
-        };
-    }
-
-    /// The latest report of `source`, if it published one of type `T`.
-    pub fn report<T: Any + Send + Sync>(&self, source: &str) -> Option<Arc<T>> {
-        let r = self
-            .inner
-            .lock()
-            .expect("store lock")
-            .reports
-            .get(source)?
-            .clone();
-        r.downcast::<T>().ok()
+    /// The sources' typed views: what a JSON route or a recommendation needs beyond
+    /// the families, published by the source, read by consumers.
+    pub fn views(&self) -> &views::Views {
+        &self.views
     }
 
     /// Records the outcome of one collector run.
@@ -454,26 +434,6 @@ mod tests {
         &["sensor"],
         "Temperature reported by a sensor, in degrees Celsius.",
     );
-
-    #[test]
-    fn a_report_is_read_back_by_type_and_removed_by_none() {
-        let store = Store::new();
-        store.publish_report("containers", Some(Arc::new(vec![1u32, 2])));
-        assert_eq!(
-            store.report::<Vec<u32>>("containers").as_deref(),
-            Some(&vec![1, 2])
-        );
-        assert!(
-            store.report::<String>("containers").is_none(),
-            "another type"
-        );
-        assert!(
-            store.report::<Vec<u32>>("probes").is_none(),
-            "another source"
-        );
-        store.publish_report("containers", None);
-        assert!(store.report::<Vec<u32>>("containers").is_none());
-    }
 
     #[test]
     fn encodes_help_type_labels_and_escapes() {

@@ -477,25 +477,20 @@ fn deeply_nested_yaml_fails_fast_with_a_clear_error() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
-/// The daemon restarts itself once, in place, with glibc's per-thread caches off
-/// (same process id, same arguments); tunables the user set are left as they are.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The daemon runs as itself: `pgrep -x m4watch`, `top` and `ps -o comm` find it under
+/// its own name (a self-restart through `/proc/self/exe` once showed `exe`), and it
+/// leaves the allocator's environment as it was given: tunables belong to the
+/// deployment (`packaging/systemd/m4watch.service`, the `Dockerfile`), not to the daemon.
+#[cfg(target_os = "linux")]
 #[test]
-fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
+fn the_running_daemon_is_named_m4watch_and_keeps_the_environment_it_was_given() {
     let environ = |pid: u32| {
         let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         raw.split(|&b| b == 0)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .find_map(|v| v.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
     };
-    for (given, want) in [
-        (None, "glibc.malloc.tcache_count=0"),
-        (Some("glibc.malloc.check=0"), "glibc.malloc.check=0"),
-        (
-            Some("glibc.malloc.tcache_count=3"),
-            "glibc.malloc.tcache_count=3",
-        ),
-    ] {
+    for given in [None, Some("glibc.malloc.tcache_count=0")] {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let cfg = dir.path().join("m4watch.yml");
@@ -518,14 +513,76 @@ fn the_daemon_runs_without_glibc_thread_caches_unless_told_otherwise() {
         }
         let child = common::KillOnDrop(cmd.spawn().unwrap());
         wait_listening(port);
-        // The process serving the port is the one spawned, with its arguments.
         let pid = child.0.id();
-        assert_eq!(environ(pid).as_deref(), Some(want), "given {given:?}");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        assert!(
-            cmdline.ends_with(format!("{}\0", cfg.display()).as_bytes()),
-            "{}",
-            String::from_utf8_lossy(&cmdline)
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim_end(), "m4watch", "given {given:?}");
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(
+            exe.file_name().and_then(|n| n.to_str()),
+            Some("m4watch"),
+            "{exe:?}"
         );
+        assert_eq!(environ(pid).as_deref(), given, "given {given:?}");
     }
+}
+
+/// The shipped systemd unit runs the daemon hardened, with the allocator settings the
+/// footprint figures were measured with, and its command line is one the binary takes.
+#[test]
+fn the_shipped_systemd_unit_is_hardened_and_its_command_line_is_valid() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/m4watch.service"),
+    )
+    .unwrap();
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+            .collect()
+    };
+    for (key, want) in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("Restart", "on-failure"),
+        ("StateDirectory", "m4watch"),
+    ] {
+        assert_eq!(value(key), [want], "{key}");
+    }
+    let env = value("Environment").join(" ");
+    assert!(env.contains("MALLOC_ARENA_MAX=1"), "{env}");
+    assert!(
+        env.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        "{env}"
+    );
+    // ExecStart, with the config it names replaced by the shipped example, must be
+    // accepted by `check-config`.
+    let exec = value("ExecStart");
+    assert_eq!(exec.len(), 1, "{exec:?}");
+    let mut args: Vec<String> = exec[0].split_whitespace().map(str::to_string).collect();
+    assert_eq!(args.remove(0), "/usr/local/bin/m4watch");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("m4watch.example.yml");
+    let data = tempfile::tempdir().unwrap();
+    for (i, a) in args.clone().iter().enumerate() {
+        if a == "/etc/m4watch/m4watch.yml" {
+            args[i] = example.display().to_string();
+        } else if a == "/var/lib/m4watch" {
+            args[i] = data.path().display().to_string();
+        }
+    }
+    let out = m4watch()
+        .args(&args)
+        .arg("check-config")
+        .arg(&example)
+        .env("M4WATCH_API_TOKEN", "unit-test-token")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -376,7 +376,7 @@ fn is_ready(s: &AppState) -> bool {
         && s.collectors
             .iter()
             .filter(|c| c.enabled)
-            .all(|c| ran.contains_key(c.name))
+            .all(|c| ran.contains_key(c.name()))
 }
 
 /// Readiness: 200 once every enabled collector has run once.

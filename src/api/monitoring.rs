@@ -496,10 +496,7 @@ fn current_health(s: &AppState) -> SystemHealth {
 }
 
 fn health_with(s: &AppState, alerts: &BTreeMap<(&'static str, String), u64>) -> SystemHealth {
-    let probes = s
-        .store
-        .report::<Vec<ProbeResult>>(crate::collect::PROBES)
-        .unwrap_or_default();
+    let probes = s.store.views().probes.get().unwrap_or_default();
     system_health_of(
         s.store.collectors(),
         &probes,
@@ -610,10 +607,10 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
         .collectors
         .iter()
         .map(|e| CollectorSummary {
-            name: e.name.to_string(),
+            name: e.name().to_string(),
             enabled: e.enabled,
             interval_seconds: Some(e.interval.as_secs_f64()),
-            last_run: runs.get(e.name).cloned(),
+            last_run: runs.get(e.name()).cloned(),
         })
         .collect::<Vec<_>>();
     // Runs outside the registry (the recommendations) still show up.

@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 use crate::clock::every;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
-use crate::store::{Family, Report, Store};
+use crate::store::views::Views;
+use crate::store::{Family, Store};
 
 /// Why one collection failed; the message is one line for logs and the status API.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +43,9 @@ pub trait Collector: Send + 'static {
     fn name(&self) -> &'static str;
     /// One collection.
     fn collect(&mut self) -> impl Future<Output = Result<Vec<Family>, CollectError>> + Send;
-    /// The typed report of the last collection, if the source keeps one beside its
-    /// families; the scheduler publishes it to the store after every run.
-    fn report(&self) -> Option<Report> {
-        None
-    }
+    /// Puts the last collection's typed view, if the source keeps one beside its
+    /// families, into its slot of the store; the scheduler calls it after every run.
+    fn publish_view(&self, _views: &Views) {}
 }
 
 /// A source whose reads block (files, syscalls): run on the blocking pool by
@@ -91,12 +90,51 @@ impl<C: BlockingCollector> Collector for Blocking<C> {
     }
 }
 
+/// Every collector m4watch has: a closed set, so start-up wires each one by an
+/// exhaustive `match` and a collector cannot be listed without being wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CollectorKind {
+    Hardware,
+    Process,
+    Host,
+    ProcessGroups,
+    Containers,
+    Probes,
+    Trading,
+}
+
+impl CollectorKind {
+    /// Every kind, in start-up order.
+    pub const ALL: [CollectorKind; 7] = [
+        CollectorKind::Hardware,
+        CollectorKind::Process,
+        CollectorKind::Host,
+        CollectorKind::ProcessGroups,
+        CollectorKind::Containers,
+        CollectorKind::Probes,
+        CollectorKind::Trading,
+    ];
+
+    /// The name `m4watch_collector_success{collector}` and the logs use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CollectorKind::Hardware => "hardware",
+            CollectorKind::Process => "process",
+            CollectorKind::Host => "host",
+            CollectorKind::ProcessGroups => "process_groups",
+            CollectorKind::Containers => "containers",
+            CollectorKind::Probes => "probes",
+            CollectorKind::Trading => "trading",
+        }
+    }
+}
+
 /// One collector as configured. [`registry`] is the one list of collectors: start-up
 /// builds the enabled ones from it, the status endpoint shows it, and readiness and the
 /// rule engine wait for the enabled ones to have run once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub name: &'static str,
+    pub kind: CollectorKind,
     pub enabled: bool,
     pub interval: Duration,
     /// How long one run may take before it counts as failed.
@@ -104,6 +142,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The collector's name, as its `collector` label reads.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
     /// Runs `collector` on this entry's interval and timeout until `shutdown` fires.
     pub fn spawn<C: Collector>(
         &self,
@@ -123,66 +166,64 @@ impl Entry {
 
 /// Every collector m4watch has, in start-up order, as `config` sets them.
 pub fn registry(config: &Config) -> Vec<Entry> {
-    let entry = |name, enabled, interval: crate::config::Dur, timeout: crate::config::Dur| Entry {
-        name,
-        enabled,
-        interval: interval.get(),
-        timeout: timeout.get(),
-    };
-    vec![
-        entry(
-            HARDWARE,
-            config.hardware.enabled,
-            config.hardware.interval,
-            config.hardware.timeout,
-        ),
-        entry(
-            PROCESS,
-            config.process.enabled,
-            config.process.interval,
-            config.process.interval,
-        ),
-        entry(
-            HOST,
-            config.host.enabled,
-            config.host.interval,
-            config.host.interval,
-        ),
-        entry(
-            PROCESS_GROUPS,
-            config.processes.enabled && !config.processes.groups.is_empty(),
-            config.processes.interval,
-            config.processes.interval,
-        ),
-        entry(
-            CONTAINERS,
-            config.containers.enabled,
-            config.containers.interval,
-            config.containers.timeout,
-        ),
-        entry(
-            PROBES,
-            !config.probes.targets.is_empty(),
-            config.probes.interval,
-            config.probes.interval,
-        ),
-        entry(
-            TRADING,
-            config.trading.enabled,
-            config.trading.interval,
-            config.trading.interval,
-        ),
-    ]
+    CollectorKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let (enabled, interval, timeout) = match kind {
+                CollectorKind::Hardware => (
+                    config.hardware.enabled,
+                    config.hardware.interval,
+                    config.hardware.timeout,
+                ),
+                CollectorKind::Process => (
+                    config.process.enabled,
+                    config.process.interval,
+                    config.process.interval,
+                ),
+                CollectorKind::Host => (
+                    config.host.enabled,
+                    config.host.interval,
+                    config.host.interval,
+                ),
+                CollectorKind::ProcessGroups => (
+                    config.processes.enabled && !config.processes.groups.is_empty(),
+                    config.processes.interval,
+                    config.processes.interval,
+                ),
+                CollectorKind::Containers => (
+                    config.containers.enabled,
+                    config.containers.interval,
+                    config.containers.timeout,
+                ),
+                CollectorKind::Probes => (
+                    !config.probes.targets.is_empty(),
+                    config.probes.interval,
+                    config.probes.interval,
+                ),
+                CollectorKind::Trading => (
+                    config.trading.enabled,
+                    config.trading.interval,
+                    config.trading.interval,
+                ),
+            };
+            Entry {
+                kind,
+                enabled,
+                interval: interval.get(),
+                timeout: timeout.get(),
+            }
+        })
+        .collect()
 }
 
 /// Collector names, as `m4watch_collector_success{collector}` labels them.
-pub const HARDWARE: &str = "hardware";
-pub const PROCESS: &str = "process";
-pub const HOST: &str = "host";
-pub const PROCESS_GROUPS: &str = "process_groups";
-pub const CONTAINERS: &str = "containers";
-pub const PROBES: &str = "probes";
-pub const TRADING: &str = "trading";
+pub const HARDWARE: &str = CollectorKind::Hardware.name();
+pub const PROCESS: &str = CollectorKind::Process.name();
+pub const HOST: &str = CollectorKind::Host.name();
+pub const PROCESS_GROUPS: &str = CollectorKind::ProcessGroups.name();
+pub const CONTAINERS: &str = CollectorKind::Containers.name();
+pub const PROBES: &str = CollectorKind::Probes.name();
+pub const TRADING: &str = CollectorKind::Trading.name();
 
 /// Runs `collector` every `interval` with `timeout` until `shutdown` fires; a run in
 /// progress when shutdown fires is cut short.
@@ -218,7 +259,7 @@ pub fn spawn<C: Collector>(
                 tracing::warn!(collector = name, error = %e, "collection failed");
                 store.publish(name, Vec::new());
             }
-            store.publish_report(name, collector.report());
+            collector.publish_view(store.views());
             store.record_run(name, result, took);
         }
     }))

@@ -5,11 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::{CollectError, Collector};
 use crate::config::{ProbeTarget, ProbesConfig};
 use crate::model::{MetricDef, def};
+use crate::store::views::Views;
 use crate::store::{Family, Kind};
 
 /// Every family this collector exports.
@@ -40,18 +39,7 @@ pub const METRICS: &[MetricDef] = &[
     PROBE_HTTP_STATUS_CODE,
 ];
 
-/// Outcome of one probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeResult {
-    pub target: String,
-    pub success: bool,
-    pub duration_seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_status_code: Option<u16>,
-    /// Why it failed, bounded to one line; absent on success.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use crate::store::views::ProbeResult;
 
 /// Probes every configured target each cycle.
 pub struct ProbeCollector {
@@ -59,7 +47,7 @@ pub struct ProbeCollector {
     /// system's CA store (about 1 MiB resident), which the default config never needs.
     client: Option<reqwest::Client>,
     targets: Vec<ProbeTarget>,
-    /// The last round, published as the collector's report (`Vec<ProbeResult>`).
+    /// The last round, published as the store's probes view.
     latest: Option<std::sync::Arc<Vec<ProbeResult>>>,
 }
 
@@ -142,8 +130,8 @@ impl Collector for ProbeCollector {
         super::PROBES
     }
 
-    fn report(&self) -> Option<crate::store::Report> {
-        self.latest.clone().map(|r| r as crate::store::Report)
+    fn publish_view(&self, views: &Views) {
+        views.probes.set(self.latest.clone());
     }
 
     async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
