@@ -11,7 +11,6 @@ pub mod host;
 pub mod probes;
 pub mod process;
 pub mod process_groups;
-pub mod stats_stream;
 pub mod trading;
 
 use std::future::Future;

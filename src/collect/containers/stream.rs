@@ -13,6 +13,10 @@
 //! [`MAX_FRAME`]; a stream that sends nothing for [`IDLE`] is given up (the Engine
 //! sends a frame a second), so the collector falls back to one-shot reads and attaches
 //! again.
+//!
+//! The response head and the chunk-size lines are parsed by `httparse` (hyper's own
+//! parser); what is written here is the request, the chunk loop and the bounds. Longer
+//! than most files: over half of it is the tests of each bound.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +33,10 @@ pub const MAX_FRAME: usize = 1024 * 1024;
 pub const IDLE: Duration = Duration::from_secs(30);
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
+/// Most header lines accepted in a response head (the Engine sends about eight).
+const MAX_HEADERS: usize = 32;
+/// Longest chunk-size line accepted (the Engine writes a few hex digits).
+const MAX_CHUNK_LINE: usize = 64;
 
 /// Where the Engine listens, from a `unix://` or `tcp://` (or `http://`) address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub enum StreamError {
     Status(String),
     #[error("malformed response: {0}")]
     Malformed(&'static str),
+    #[error("malformed response head: {0}")]
+    Head(#[from] httparse::Error),
     #[error("a frame is not stats JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("no frame for {0:?}")]
@@ -121,10 +131,15 @@ impl StatsStream {
                 Endpoint::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a.as_str()).await?),
             })
         };
-        let mut io = tokio::time::timeout(timeout, connect)
+        let io = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| StreamError::Connect(std::io::ErrorKind::TimedOut.into()))?
             .map_err(StreamError::Connect)?;
+        Self::start(io, id).await
+    }
+
+    /// Sends the request on a connected `io` and reads the response head.
+    async fn start(mut io: Box<dyn Io>, id: &str) -> Result<Self, StreamError> {
         let req = format!(
             "GET /containers/{id}/stats?stream=true HTTP/1.1\r\nHost: docker\r\nUser-Agent: m4watch\r\nAccept: application/json\r\n\r\n"
         );
@@ -161,39 +176,36 @@ impl StatsStream {
         Ok(n > 0)
     }
 
+    /// Reads the response head (at most [`MAX_HEAD`] bytes) and takes the body's
+    /// framing from it; only a `200` opens the stream.
     async fn read_head(&mut self) -> Result<(), StreamError> {
-        let end = loop {
-            if let Some(i) = find(&self.raw, b"\r\n\r\n") {
-                break i;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut head = httparse::Response::new(&mut headers);
+            let seen = self.raw.len().min(MAX_HEAD);
+            match head.parse(&self.raw[..seen])? {
+                httparse::Status::Complete(len) => {
+                    if head.code != Some(200) {
+                        return Err(StreamError::Status(status_line(&head)));
+                    }
+                    self.framing = if chunked(head.headers) {
+                        Body::Chunked(None)
+                    } else {
+                        Body::Raw
+                    };
+                    self.raw.drain(..len);
+                    return Ok(());
+                }
+                httparse::Status::Partial if seen == MAX_HEAD => {
+                    return Err(StreamError::Malformed("response head too long"));
+                }
+                httparse::Status::Partial => {
+                    if !self.fill().await? {
+                        return Err(StreamError::Closed);
+                    }
+                }
             }
-            if self.raw.len() > MAX_HEAD {
-                return Err(StreamError::Malformed("response head too long"));
-            }
-            if !self.fill().await? {
-                return Err(StreamError::Closed);
-            }
-        };
-        let head = std::str::from_utf8(&self.raw[..end])
-            .map_err(|_| StreamError::Malformed("response head is not UTF-8"))?;
-        let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap_or_default();
-        let code = status.split(' ').nth(1).unwrap_or_default();
-        if code != "200" {
-            return Err(StreamError::Status(status.chars().take(200).collect()));
         }
-        let chunked = lines.any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("transfer-encoding")
-                    && v.trim().eq_ignore_ascii_case("chunked")
-            })
-        });
-        self.framing = if chunked {
-            Body::Chunked(None)
-        } else {
-            Body::Raw
-        };
-        self.raw.drain(..end + 4);
-        Ok(())
     }
 
     /// Moves what `raw` holds of the body into `body`; true once the body has ended.
@@ -209,25 +221,27 @@ impl StatsStream {
                 let mut at = 0;
                 let done = loop {
                     match left {
-                        None => {
-                            let Some(nl) = find(&self.raw[at..], b"\r\n") else {
-                                if self.raw.len() - at > 64 {
+                        None => match httparse::parse_chunk_size(&self.raw[at..]) {
+                            Ok(httparse::Status::Complete((line, 0))) => {
+                                at += line;
+                                break true;
+                            }
+                            Ok(httparse::Status::Complete((line, size))) => {
+                                at += line;
+                                // The data, then its CRLF.
+                                let n = usize::try_from(size).ok().and_then(|s| s.checked_add(2));
+                                *left = Some(n.ok_or(StreamError::Malformed("chunk size"))?);
+                            }
+                            Ok(httparse::Status::Partial) => {
+                                if self.raw.len() - at > MAX_CHUNK_LINE {
                                     return Err(StreamError::Malformed("chunk size line"));
                                 }
                                 break false;
-                            };
-                            let line = std::str::from_utf8(&self.raw[at..at + nl])
-                                .map_err(|_| StreamError::Malformed("chunk size line"))?;
-                            let size = line.split(';').next().unwrap_or_default().trim();
-                            let size = usize::from_str_radix(size, 16)
-                                .map_err(|_| StreamError::Malformed("chunk size"))?;
-                            at += nl + 2;
-                            if size == 0 {
-                                break true;
                             }
-                            // The data, then its CRLF.
-                            *left = Some(size + 2);
-                        }
+                            Err(httparse::InvalidChunkSize) => {
+                                return Err(StreamError::Malformed("chunk size"));
+                            }
+                        },
                         Some(n) => {
                             let take = (*n).min(self.raw.len() - at);
                             if take == 0 {
@@ -282,8 +296,23 @@ impl StatsStream {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The status line of a refused response, as the Engine sent it (at most 200 characters).
+fn status_line(head: &httparse::Response) -> String {
+    let line = format!(
+        "HTTP/1.{} {} {}",
+        head.version.unwrap_or(1),
+        head.code.unwrap_or_default(),
+        head.reason.unwrap_or_default()
+    );
+    line.trim_end().chars().take(200).collect()
+}
+
+/// Whether the body comes in `Transfer-Encoding: chunked`.
+fn chunked(headers: &[httparse::Header]) -> bool {
+    headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && h.value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+    })
 }
 
 #[cfg(test)]
@@ -441,5 +470,141 @@ mod tests {
             s.next().await,
             Err(StreamError::Malformed("frame too long"))
         ));
+    }
+
+    /// The reader's end of an in-memory Engine connection, and the Engine's end.
+    fn pipe() -> (Box<dyn Io>, tokio::io::DuplexStream) {
+        let (reader, engine) = tokio::io::duplex(64 * 1024);
+        (Box::new(reader), engine)
+    }
+
+    #[tokio::test]
+    async fn a_malformed_head_is_refused() {
+        let many = format!(
+            "HTTP/1.1 200 OK\r\n{}\r\n",
+            "X-A: 1\r\n".repeat(MAX_HEADERS + 1)
+        );
+        for head in [
+            "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+            "HTTX/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            many.as_str(),
+        ] {
+            let (io, mut engine) = pipe();
+            engine.write_all(head.as_bytes()).await.unwrap();
+            let e = StatsStream::start(io, "abc123").await.err().unwrap();
+            assert!(matches!(e, StreamError::Head(_)), "{head:?}: {e}");
+        }
+    }
+
+    /// A head of exactly `len` bytes: one header padded to the length.
+    fn head_of(len: usize) -> Vec<u8> {
+        let frame = "HTTP/1.1 200 OK\r\nX-Pad: \r\n\r\n";
+        let mut head = frame.replace(
+            "X-Pad: ",
+            &format!("X-Pad: {}", "a".repeat(len - frame.len())),
+        );
+        head.push_str(FRAME);
+        head.push('\n');
+        head.into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_head_past_the_limit_is_refused() {
+        let (io, mut engine) = pipe();
+        engine.write_all(&head_of(MAX_HEAD)).await.unwrap();
+        let mut s = StatsStream::start(io, "abc123").await.unwrap();
+        assert!(s.next().await.is_ok(), "a head of MAX_HEAD bytes is read");
+
+        let (io, mut engine) = pipe();
+        engine.write_all(&head_of(MAX_HEAD + 1)).await.unwrap();
+        let e = StatsStream::start(io, "abc123").await.err().unwrap();
+        assert!(
+            matches!(e, StreamError::Malformed("response head too long")),
+            "{e}"
+        );
+
+        // A head that never ends is cut at the same length.
+        let (io, mut engine) = pipe();
+        let writer = tokio::spawn(async move {
+            engine
+                .write_all(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+                .await
+                .unwrap();
+            while engine.write_all(&[b'a'; 1024]).await.is_ok() {}
+        });
+        let e = StatsStream::start(io, "abc123").await.err().unwrap();
+        assert!(
+            matches!(e, StreamError::Malformed("response head too long")),
+            "{e}"
+        );
+        writer.await.unwrap();
+    }
+
+    /// Sends `head`, then `piece` over and over until the reader hangs up; returns how
+    /// many body bytes went out.
+    async fn endless(head: &'static [u8], piece: Vec<u8>) -> usize {
+        let (io, mut engine) = pipe();
+        let writer = tokio::spawn(async move {
+            engine.write_all(head).await.unwrap();
+            let mut sent = 0;
+            while engine.write_all(&piece).await.is_ok() {
+                sent += piece.len();
+            }
+            sent
+        });
+        let mut s = StatsStream::start(io, "abc123").await.unwrap();
+        let e = s.next().await.map(|_| ());
+        assert!(
+            matches!(e, Err(StreamError::Malformed("frame too long"))),
+            "{e:?}"
+        );
+        drop(s);
+        writer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_without_a_newline_is_cut_at_the_frame_limit() {
+        // Whatever the framing, the reader stops once a frame passes MAX_FRAME: what
+        // the Engine got out is the frame, a read and the pipe's buffer.
+        let bound = MAX_FRAME + READ_CHUNK + 64 * 1024 + 8 * 1024;
+        let raw = endless(b"HTTP/1.1 200 OK\r\n\r\n", vec![b'x'; 8 * 1024]).await;
+        assert!(raw > MAX_FRAME && raw <= bound, "{raw}");
+        let mut chunk = b"2000\r\n".to_vec();
+        chunk.extend_from_slice(&[b'x'; 8 * 1024]);
+        chunk.extend_from_slice(b"\r\n");
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunked = endless(head, chunk).await;
+        assert!(chunked > MAX_FRAME && chunked <= bound, "{chunked}");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_size_line_past_its_limit_is_refused() {
+        let (io, mut engine) = pipe();
+        let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10;".to_vec();
+        reply.extend_from_slice(&[b'e'; MAX_CHUNK_LINE]);
+        engine.write_all(&reply).await.unwrap();
+        let mut s = StatsStream::start(io, "abc123").await.unwrap();
+        let e = s.next().await.map(|_| ());
+        assert!(
+            matches!(e, Err(StreamError::Malformed("chunk size line"))),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_engine_is_given_up_after_the_idle_time() {
+        let (io, mut engine) = pipe();
+        engine
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let mut s = StatsStream::start(io, "abc123").await.unwrap();
+        let start = tokio::time::Instant::now();
+        let e = s.next().await.map(|_| ());
+        assert!(matches!(e, Err(StreamError::Idle(d)) if d == IDLE), "{e:?}");
+        assert!(start.elapsed() >= IDLE);
+        // The Engine kept the connection open all along.
+        drop(engine);
     }
 }

@@ -5,7 +5,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+pub mod containers;
+mod probes;
+
+pub use probes::ProbeResult;
 
 /// The latest value of one view: `None` until its source has published one, and again
 /// after a run that could not produce one (unknown is absent).
@@ -34,19 +37,8 @@ impl<T> Slot<T> {
 pub struct Views {
     /// The probe collector's last round.
     pub probes: Slot<Vec<ProbeResult>>,
-}
-
-/// Outcome of one probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeResult {
-    pub target: String,
-    pub success: bool,
-    pub duration_seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_status_code: Option<u16>,
-    /// Why it failed, bounded to one line; absent on success.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// The container collector's last successful cycle; absent after a failed one.
+    pub containers: Slot<containers::Report>,
 }
 
 #[cfg(test)]
