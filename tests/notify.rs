@@ -871,7 +871,7 @@ async fn a_resolve_carries_the_firings_starts_at_to_slack_email_and_webhook() {
         tls: none
         from: "m4watch <m4watch@example.com>"
         to: [ops@example.com]
-  route: {{receiver: ops, group_by: ["..."]}}
+  route: {{receiver: ops, group_by: ["..."], group_interval: 300ms}}
 "#,
             sink.url("/slack"),
             sink.url("/hook"),
