@@ -101,7 +101,7 @@ pub fn check(config: Config, file: &str, text: &str) -> Result<Loaded, ConfigErr
             .map_err(|e| invalid("hardware.replay_file".into(), e))?;
     }
     let rules = if config.rules.enabled {
-        rules::load(&config.rules).map_err(|e| invalid("rules.files".into(), e))?
+        rules::load(&config.rules).map_err(|e| invalid("rules.files".into(), e.to_string()))?
     } else {
         Vec::new()
     };
@@ -295,7 +295,6 @@ pub async fn serve_loaded(
     .map_err(|e| Error::Startup(e.to_string()))?;
     tasks.extend(notify_tasks);
     tasks.push(notify::bridge::spawn(
-        Arc::clone(&alerts),
         transitions,
         notifier.clone(),
         shutdown.clone(),

@@ -47,9 +47,22 @@ pub struct Outcome {
     pub restart_required: Vec<&'static str>,
 }
 
-/// One request; the answer comes back on `reply`.
+/// One request; the answer comes back on `reply`: the outcome, or why the new config
+/// was refused (the reloader's message, shown as [`ReloadError::Refused`]).
 pub struct Request {
     pub reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config or rules are invalid, or the notifier refused them; the
+    /// running config stays.
+    #[error("{0}")]
+    Refused(String),
+    /// The reloader is gone: the daemon is stopping.
+    #[error("m4watch is shutting down")]
+    ShuttingDown,
 }
 
 /// The asking side. Cheap to clone.
@@ -61,15 +74,16 @@ pub struct Reload {
 impl Reload {
     /// Asks for a reload and waits for its outcome; an invalid new config is an
     /// error and leaves the running one in place.
-    pub async fn request(&self) -> Result<Outcome, String> {
+    pub async fn request(&self) -> Result<Outcome, ReloadError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request { reply })
             .await
-            .map_err(|_| "m4watch is shutting down".to_string())?;
+            .map_err(|_| ReloadError::ShuttingDown)?;
         answer
             .await
-            .map_err(|_| "m4watch is shutting down".to_string())?
+            .map_err(|_| ReloadError::ShuttingDown)?
+            .map_err(ReloadError::Refused)
     }
 }
 

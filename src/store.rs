@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-pub use crate::model::metric::{Family, Kind, Labels, MetricDef, Sample, def};
+pub use crate::model::{Family, Kind, Labels, MetricDef, Sample, def};
 
 pub mod index;
 pub mod ring;

@@ -118,6 +118,10 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     let pending = wait_state(&d, "pending").await;
     assert_eq!(pending["alertname"], "MemoryHigh");
     assert_eq!(pending["severity"], "critical");
+    assert_eq!(
+        pending["source"], "m4watch",
+        "the source's word, not the enum's name"
+    );
     assert_eq!(pending["labels"]["state"], "used");
     assert!(pending.get("fired_at").is_none());
     let firing = wait_state(&d, "firing").await;

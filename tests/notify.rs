@@ -829,6 +829,98 @@ fn mails(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Waits (up to 10 s) until `n` mails arrived; returns them with quoted-printable
+/// soft breaks and CRLFs unfolded.
+async fn wait_mails(dir: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = mails(dir);
+        if got.len() >= n {
+            return got
+                .iter()
+                .map(|m| m.replace("=\r\n", "").replace("\r\n", "\n"))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wanted {n} mails, got {}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 24: a resolve names when its incident began, in every integration. The
+/// notifier used to look the start up among the active alerts, and a resolved alert
+/// is not one of them: the resolve said it had begun when it ended.
+#[tokio::test]
+async fn a_resolve_carries_the_firings_starts_at_to_slack_email_and_webhook() {
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(tmp.path());
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            r#"notifications:
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "{}"}}
+      webhook: {{url: "{}"}}
+      email:
+        smarthost: 127.0.0.1:{}
+        tls: none
+        from: "m4watch <m4watch@example.com>"
+        to: [ops@example.com]
+  route: {{receiver: ops, group_by: ["..."], group_interval: 300ms}}
+"#,
+            sink.url("/slack"),
+            sink.url("/hook"),
+            smtp.port
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    // `alert` posts startsAt 2026-11-22T09:00:00Z.
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("DiskFull", "warning", false)]),
+    )
+    .await;
+    sink.wait_for("/slack", 1, 10).await;
+    sink.wait_for("/hook", 1, 10).await;
+    wait_mails(&smtp.dir, 1).await;
+    post_alerts(
+        &d.client,
+        &base,
+        json!([alert("DiskFull", "warning", true)]),
+    )
+    .await;
+
+    let hook = sink.wait_for("/hook", 2, 10).await;
+    for (i, status) in [(0, "firing"), (1, "resolved")] {
+        let a = &hook[i].body["alerts"][0];
+        assert_eq!(a["status"], status, "{}", hook[i].body);
+        assert_eq!(a["startsAt"], "2026-11-22T09:00:00+00:00", "{status}: {a}");
+    }
+    let slack = sink.wait_for("/slack", 2, 10).await;
+    assert!(slack[1].body["text"].as_str().unwrap().contains("RESOLVED"));
+    for s in &slack {
+        let text = s.body.to_string();
+        assert!(text.contains("*Since*\\n2026-11-22 09:00:00 UTC"), "{text}");
+    }
+    let mail = wait_mails(&smtp.dir, 2).await;
+    assert!(
+        mail[1].contains("RESOLVED: DiskFull on m4max-01"),
+        "{}",
+        mail[1]
+    );
+    for m in &mail {
+        assert!(m.contains("since: 2026-11-22T09:00:00+00:00"), "{m}");
+    }
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server_with_both_parts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -857,15 +949,7 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
         json!([alert("HighCpu", "critical", false)]),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mail = loop {
-        if let Some(m) = mails(&smtp.dir).into_iter().next() {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no mail arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let unfolded = mail.replace("=\r\n", "").replace("\r\n", "\n");
+    let unfolded = wait_mails(&smtp.dir, 1).await.remove(0);
     for want in [
         "X-Envelope-From: m4watch@example.com",
         "X-Envelope-To: ops@example.com,desk@example.com",
@@ -887,7 +971,7 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
 
 /// One firing alert named `alertname`, for the `mail` receiver.
 fn mail_notification(alertname: &str) -> m4watch::notify::Notification {
-    use m4watch::notify::{AlertEvent, AlertState, Kind, Notification};
+    use m4watch::notify::{AlertEvent, AlertSource, AlertState, Kind, Notification};
     let labels: std::collections::BTreeMap<String, String> =
         [("alertname".to_string(), alertname.to_string())].into();
     Notification {
@@ -903,7 +987,7 @@ fn mail_notification(alertname: &str) -> m4watch::notify::Notification {
             starts_at: chrono::Utc::now(),
             ends_at: None,
             value: None,
-            source: "m4watch".into(),
+            source: AlertSource::Rules,
             generator_url: None,
         }],
     }
@@ -1326,7 +1410,7 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
 async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     use m4watch::config::notify::NotifyConfig;
     use m4watch::model::alert::fingerprint;
-    use m4watch::notify::{AlertEvent, AlertState, Notifier};
+    use m4watch::notify::{AlertEvent, AlertSource, AlertState, Notifier};
     let sink = Sink::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
@@ -1355,7 +1439,7 @@ async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
         starts_at: chrono::Utc::now(),
         ends_at: None,
         value: Some(0.0042),
-        source: "m4watch".into(),
+        source: AlertSource::Rules,
         generator_url: None,
     };
     notifier.submit(ev.clone()).await;

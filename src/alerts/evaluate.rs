@@ -122,7 +122,7 @@ pub fn start(
     let own: Vec<_> = alerts
         .active()
         .into_iter()
-        .filter(|a| a.source == crate::model::alert::SOURCE_RULES)
+        .filter(|a| a.source == crate::model::alert::AlertSource::Rules)
         .collect();
     for a in &own {
         let alert = Alert::restored(

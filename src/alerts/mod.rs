@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::model::alert::{SOURCE_PROMETHEUS, SOURCE_RULES, Severity, State};
+use crate::model::alert::{AlertSource, Severity, State};
 use crate::persist::alerts::History;
 use crate::rules::Change;
 
-pub use crate::model::alert::{Ack, Pairs, Silence, StoredAlert, Transition};
+use crate::model::Labels;
+pub use crate::model::alert::{Ack, Silence, StoredAlert, Transition};
 
 /// Why an acknowledgement or silence request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,8 +43,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Received {
     /// Sorted by name.
-    pub labels: Pairs,
-    pub annotations: Pairs,
+    pub labels: Labels,
+    pub annotations: Labels,
     pub starts_at: i64,
     pub ends_at: Option<i64>,
     pub generator_url: Option<String>,
@@ -123,23 +124,22 @@ impl Alerts {
             let severity = match crate::store::ring::label_of(&a.labels, "severity") {
                 "" => Severity::of_label(Some(&severity_of(&alertname))),
                 s => Severity::of_label(Some(s)),
-            }
-            .as_str()
-            .to_string();
+            };
             let prev_ack = inner.alerts.get(&a.id).and_then(|s| s.ack.clone());
             let silenced = inner.silences.iter().any(|s| s.silences(&a.labels, now));
             let t = Transition {
                 id: a.id.clone(),
-                source: SOURCE_RULES.into(),
+                source: AlertSource::Rules,
                 generator_url: None,
                 alertname: alertname.clone(),
-                severity: severity.clone(),
+                severity,
                 from: c.from,
                 to: a.state,
                 at: now,
                 labels: a.labels.clone(),
                 annotations: a.annotations.clone(),
                 value: a.value,
+                fired_at: a.fired_at,
                 acknowledged: prev_ack.is_some(),
                 silenced,
             };
@@ -156,7 +156,7 @@ impl Alerts {
                 continue;
             }
             let stored = StoredAlert {
-                source: SOURCE_RULES.into(),
+                source: AlertSource::Rules,
                 expires_at: None,
                 generator_url: None,
                 id: a.id.clone(),
@@ -228,7 +228,7 @@ impl Alerts {
             let id = crate::model::alert::fingerprint(&r.labels);
             let existing = inner.alerts.get(&id);
             if existing.is_some_and(|a| {
-                a.source == SOURCE_RULES && matches!(a.state, State::Pending | State::Firing)
+                a.source == AlertSource::Rules && matches!(a.state, State::Pending | State::Firing)
             }) {
                 continue;
             }
@@ -236,9 +236,7 @@ impl Alerts {
             let resolved = r.ends_at.is_some_and(|e| e <= now);
             let alertname = crate::store::ring::label_of(&r.labels, "alertname").to_string();
             let label = crate::store::ring::label_of(&r.labels, "severity");
-            let severity = Severity::of_label((!label.is_empty()).then_some(label))
-                .as_str()
-                .to_string();
+            let severity = Severity::of_label((!label.is_empty()).then_some(label));
             let (from, to) = match (firing_before, resolved) {
                 (false, true) => continue, // a resolve for an alert never seen firing
                 (true, true) => (State::Firing, State::Resolved),
@@ -257,14 +255,14 @@ impl Alerts {
             let prev_ack = existing.and_then(|a| a.ack.clone());
             let starts_at = r.starts_at.min(now);
             let stored = StoredAlert {
-                source: SOURCE_PROMETHEUS.into(),
+                source: AlertSource::Prometheus,
                 expires_at: (to == State::Firing)
                     .then(|| r.ends_at.unwrap_or(now + self.resolve_timeout_ms)),
                 generator_url: r.generator_url.clone(),
                 id: id.clone(),
                 alertname: alertname.clone(),
-                group: SOURCE_PROMETHEUS.into(),
-                severity: severity.clone(),
+                group: AlertSource::Prometheus.as_str().into(),
+                severity,
                 state: to,
                 labels: r.labels.clone(),
                 annotations: r.annotations.clone(),
@@ -288,7 +286,7 @@ impl Alerts {
         let due: Vec<StoredAlert> = inner
             .alerts
             .values()
-            .filter(|a| a.source == SOURCE_PROMETHEUS && a.state == State::Firing)
+            .filter(|a| a.source == AlertSource::Prometheus && a.state == State::Firing)
             .filter(|a| a.expires_at.is_some_and(|e| e <= now))
             .cloned()
             .collect();
@@ -306,16 +304,17 @@ impl Alerts {
     fn record(&self, inner: &mut Inner, a: StoredAlert, from: State, now: i64, acked: bool) {
         let t = Transition {
             id: a.id.clone(),
-            source: a.source.clone(),
+            source: a.source,
             generator_url: a.generator_url.clone(),
             alertname: a.alertname.clone(),
-            severity: a.severity.clone(),
+            severity: a.severity,
             from,
             to: a.state,
             at: now,
             labels: a.labels.clone(),
             annotations: a.annotations.clone(),
             value: a.value,
+            fired_at: a.fired_at,
             acknowledged: acked,
             silenced: inner.silences.iter().any(|s| s.silences(&a.labels, now)),
         };
@@ -340,7 +339,7 @@ impl Alerts {
             .alerts
             .values()
             .filter(|a| state.is_none_or(|s| a.state == s))
-            .filter(|a| severity.is_none_or(|s| Severity::of_label(Some(&a.severity)) == s))
+            .filter(|a| severity.is_none_or(|s| a.severity == s))
             .map(|a| {
                 let by = inner
                     .silences
@@ -351,9 +350,8 @@ impl Alerts {
             })
             .collect();
         out.sort_by(|a, b| {
-            let sev = |x: &StoredAlert| Severity::of_label(Some(&x.severity));
-            sev(&b.0)
-                .cmp(&sev(&a.0))
+            b.0.severity
+                .cmp(&a.0.severity)
                 .then(b.0.active_at.cmp(&a.0.active_at))
                 .then(a.0.id.cmp(&b.0.id))
         });
@@ -391,16 +389,17 @@ impl Alerts {
             // transition; the alert row keeps who acknowledged it and when.
             let _ = self.tx.send(Arc::new(Transition {
                 id: a.id.clone(),
-                source: a.source.clone(),
+                source: a.source,
                 generator_url: a.generator_url.clone(),
                 alertname: a.alertname.clone(),
-                severity: a.severity.clone(),
+                severity: a.severity,
                 from: State::Firing,
                 to: State::Firing,
                 at: now,
                 labels: a.labels.clone(),
                 annotations: a.annotations.clone(),
                 value: a.value,
+                fired_at: a.fired_at,
                 acknowledged: true,
                 silenced: inner.silences.iter().any(|s| s.silences(&a.labels, now)),
             }));
@@ -449,8 +448,12 @@ impl Alerts {
         let mut out = BTreeMap::new();
         for a in inner.alerts.values() {
             if matches!(a.state, State::Pending | State::Firing) {
-                *out.entry((a.alertname.clone(), a.severity.clone(), a.state.as_str()))
-                    .or_default() += 1;
+                *out.entry((
+                    a.alertname.clone(),
+                    a.severity.to_string(),
+                    a.state.as_str(),
+                ))
+                .or_default() += 1;
             }
         }
         out
@@ -484,7 +487,7 @@ mod tests {
     use super::*;
     use crate::model::alert::MatcherSpec;
 
-    fn labels(pairs: &[(&str, &str)]) -> Pairs {
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

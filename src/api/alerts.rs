@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Ack, AlertError, Silence, StoredAlert};
 use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::State as AlertState;
-use crate::model::alert::{MatcherSpec, Severity};
+use crate::model::alert::{AlertSource, MatcherSpec, Severity};
 
 /// The alert routes: reads behind the read token, changes behind the write token.
 pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -58,13 +58,13 @@ pub struct AckView {
 pub struct AlertView {
     pub id: String,
     /// `m4watch` (its own rules) or `prometheus` (posted to `/api/v2/alerts`).
-    pub source: String,
+    pub source: AlertSource,
     /// Link back to the alert's origin (Prometheus's `generatorURL`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
     pub alertname: String,
     pub group: String,
-    pub severity: String,
+    pub severity: Severity,
     pub state: AlertState,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -277,7 +277,7 @@ async fn add_silence(
         .iter()
         .map(MatcherSpec::compile)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::bad_request)?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if b.created_by.trim().is_empty() {
         return Err(ApiError::bad_request("`created_by` must name who silences"));
     }
@@ -375,7 +375,7 @@ async fn delete_silence(
 #[derive(Serialize, utoipa::ToSchema)]
 struct OptimizationAlert {
     id: String,
-    level: String,
+    level: Severity,
     alertname: String,
     message: String,
     state: AlertState,

@@ -473,7 +473,7 @@ fn active_alerts(s: &AppState) -> BTreeMap<(&'static str, String), u64> {
             crate::model::alert::State::Pending => "pending",
             _ => continue,
         };
-        *out.entry((state, a.severity)).or_insert(0) += 1;
+        *out.entry((state, a.severity.to_string())).or_insert(0) += 1;
     }
     out
 }

@@ -1,6 +1,6 @@
 //! The alert model every layer shares: an alert's state, label sets, the one
 //! fingerprint of a label set and the one compiled label matcher (silences, routes,
-//! inhibition). A leaf: it imports nothing of the crate.
+//! inhibition). A leaf: it imports nothing of the crate but the shared [`Labels`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,8 +9,7 @@ use std::str::FromStr;
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Label pairs sorted by name, as the rule engine and the alert store keep them.
-pub type Labels = Vec<(String, String)>;
+use super::Labels;
 
 /// Anything that holds labels: the sorted pairs of the rule engine and the alert store,
 /// or the map of the notifier's wire format.
@@ -32,7 +31,7 @@ impl LabelSet for [(String, String)] {
     }
 }
 
-impl LabelSet for Vec<(String, String)> {
+impl LabelSet for Labels {
     fn label(&self, name: &str) -> Option<&str> {
         self.as_slice().label(name)
     }
@@ -99,6 +98,23 @@ impl State {
     }
 }
 
+/// Why a matcher was refused; the message names the matcher as written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MatcherError {
+    /// Not `label="value"` (or `!=`, `=~`, `!~`) with a valid label name.
+    #[error("invalid matcher {0:?}: write label=\"value\", !=, =~ or !~")]
+    Syntax(String),
+    /// `=~` or `!~` with a regex that does not compile.
+    #[error("invalid regex in matcher {0:?}")]
+    Regex(String),
+    /// A [`MatcherSpec`] without a name.
+    #[error("matcher name is empty")]
+    EmptyName,
+    /// A [`MatcherSpec`] whose regex does not compile.
+    #[error("matcher {name}: invalid regex: {source}")]
+    SpecRegex { name: String, source: regex::Error },
+}
+
 /// One label matcher; regexes are anchored like Prometheus's.
 #[derive(Clone)]
 pub struct Matcher {
@@ -135,9 +151,9 @@ pub fn all_match<L: LabelSet + ?Sized>(ms: &[Matcher], labels: &L) -> bool {
 }
 
 impl FromStr for Matcher {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid matcher {s:?}: write label=\"value\", !=, =~ or !~");
+    type Err = MatcherError;
+    fn from_str(s: &str) -> Result<Self, MatcherError> {
+        let bad = || MatcherError::Syntax(s.to_string());
         let i = s.find(['=', '!']).ok_or_else(bad)?;
         let name = s[..i].trim();
         let rest = &s[i..];
@@ -167,7 +183,7 @@ impl FromStr for Matcher {
         let re = match op {
             Op::Re | Op::Nre => Some(
                 Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|_| format!("invalid regex in matcher {s:?}"))?,
+                    .map_err(|_| MatcherError::Regex(s.to_string()))?,
             ),
             _ => None,
         };
@@ -234,9 +250,9 @@ fn yes() -> bool {
 
 impl MatcherSpec {
     /// The compiled matcher; refused when the name is empty or the regex is bad.
-    pub fn compile(&self) -> Result<Matcher, String> {
+    pub fn compile(&self) -> Result<Matcher, MatcherError> {
         if self.name.is_empty() {
-            return Err("matcher name is empty".into());
+            return Err(MatcherError::EmptyName);
         }
         let op = match (self.is_regex, self.is_equal) {
             (false, true) => Op::Eq,
@@ -246,8 +262,12 @@ impl MatcherSpec {
         };
         let re = if self.is_regex {
             Some(
-                Regex::new(&format!("^(?:{})$", self.value))
-                    .map_err(|e| format!("matcher {}: invalid regex: {e}", self.name))?,
+                Regex::new(&format!("^(?:{})$", self.value)).map_err(|source| {
+                    MatcherError::SpecRegex {
+                        name: self.name.clone(),
+                        source,
+                    }
+                })?,
             )
         } else {
             None
@@ -410,9 +430,6 @@ impl fmt::Display for Severity {
 
 // --- Alerts as the alert store keeps them --------------------------------------
 
-/// Label or annotation pairs, sorted by name.
-pub type Pairs = Vec<(String, String)>;
-
 /// Who acknowledged an alert, why and when (ms).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
@@ -421,17 +438,60 @@ pub struct Ack {
     pub at: i64,
 }
 
-/// Where an alert comes from: m4watch's own rule engine.
-pub const SOURCE_RULES: &str = "m4watch";
-/// Where an alert comes from: posted to `POST /api/v2/alerts` (Prometheus).
-pub const SOURCE_PROMETHEUS: &str = "prometheus";
+/// Where an alert comes from; its word (`m4watch`, `prometheus`) is what the API, the
+/// notifications and the database show.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+pub enum AlertSource {
+    /// m4watch's own rule engine.
+    #[serde(rename = "m4watch")]
+    Rules,
+    /// Posted to `POST /api/v2/alerts` (Prometheus).
+    #[serde(rename = "prometheus")]
+    Prometheus,
+}
+
+impl AlertSource {
+    /// The word used in the API, notifications and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSource::Rules => "m4watch",
+            AlertSource::Prometheus => "prometheus",
+        }
+    }
+
+    /// Parses [`AlertSource::as_str`].
+    pub fn parse(s: &str) -> Option<AlertSource> {
+        Some(match s {
+            "m4watch" => AlertSource::Rules,
+            "prometheus" => AlertSource::Prometheus,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for AlertSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One alert as stored: the engine's view (or what Prometheus posted) plus
 /// acknowledgement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAlert {
-    /// [`SOURCE_RULES`] or [`SOURCE_PROMETHEUS`].
-    pub source: String,
+    pub source: AlertSource,
     /// A received alert resolves at this time (ms) unless Prometheus posts it again
     /// (its `endsAt`); `None` for m4watch's own alerts.
     pub expires_at: Option<i64>,
@@ -440,10 +500,10 @@ pub struct StoredAlert {
     pub id: String,
     pub alertname: String,
     pub group: String,
-    pub severity: String,
+    pub severity: Severity,
     pub state: State,
-    pub labels: Pairs,
-    pub annotations: Pairs,
+    pub labels: Labels,
+    pub annotations: Labels,
     pub value: f64,
     pub active_at: i64,
     pub fired_at: Option<i64>,
@@ -482,18 +542,21 @@ impl Silence {
 #[derive(Debug, Clone, Serialize)]
 pub struct Transition {
     pub id: String,
-    /// [`SOURCE_RULES`] or [`SOURCE_PROMETHEUS`].
-    pub source: String,
+    pub source: AlertSource,
     pub generator_url: Option<String>,
     pub alertname: String,
-    pub severity: String,
+    pub severity: Severity,
     pub from: State,
     pub to: State,
     /// When it happened (ms).
     pub at: i64,
-    pub labels: Pairs,
-    pub annotations: Pairs,
+    pub labels: Labels,
+    pub annotations: Labels,
     pub value: f64,
+    /// When the alert began firing (ms), on every transition of an alert that fired:
+    /// a resolve or an acknowledgement says when its incident began without looking
+    /// the alert up (a resolved alert is no longer among the active ones).
+    pub fired_at: Option<i64>,
     /// The alert was acknowledged when this happened.
     pub acknowledged: bool,
     /// A silence covered the alert when this happened.
@@ -590,11 +653,11 @@ mod tests {
     #[test]
     fn bad_matchers() {
         assert_eq!(
-            "severity".parse::<Matcher>().unwrap_err(),
+            "severity".parse::<Matcher>().unwrap_err().to_string(),
             "invalid matcher \"severity\": write label=\"value\", !=, =~ or !~"
         );
         assert_eq!(
-            "a=~\"(\"".parse::<Matcher>().unwrap_err(),
+            "a=~\"(\"".parse::<Matcher>().unwrap_err().to_string(),
             "invalid regex in matcher \"a=~\\\"(\\\"\""
         );
         assert!("1a=b".parse::<Matcher>().is_err());

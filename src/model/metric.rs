@@ -5,6 +5,8 @@
 //! (`pub const CPU_CORES: MetricDef = def(...)`) and builds its families from them
 //! ([`Family::new`]); the catalogue at the top of the crate aggregates the definitions.
 
+use super::Labels;
+
 /// One exported metric family's definition.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
@@ -52,14 +54,12 @@ impl Kind {
     }
 }
 
-/// Label pairs of one series, in the order they are written.
-pub type Labels = Vec<(String, String)>;
-
 /// One series value. `suffix` is empty except for histogram parts
 /// (`_bucket`, `_sum`, `_count`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub suffix: &'static str,
+    /// In the order they are written.
     pub labels: Labels,
     pub value: f64,
 }

@@ -4,4 +4,10 @@
 pub mod alert;
 pub mod metric;
 
-pub use metric::{Family, Kind, Labels, MetricDef, Sample, def};
+pub use metric::{Family, Kind, MetricDef, Sample, def};
+
+/// A label set: `(name, value)` pairs. The one type for every label set of the crate:
+/// a metric sample's (in the order written), a ring series' and a rule engine sample's
+/// (sorted by name, `__name__` included in the ring), an alert's labels and annotations
+/// (sorted by name).
+pub type Labels = Vec<(String, String)>;

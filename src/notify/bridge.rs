@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{AlertEvent, AlertState, Notifier};
-use crate::alerts::{Alerts, Transition};
+use crate::alerts::Transition;
 use crate::model::alert::State;
 use crate::shutdown::Shutdown;
 
@@ -27,7 +27,10 @@ fn map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
 /// inactive are not, a silenced alert is not, and an acknowledged alert only when it
 /// resolves. An acknowledgement itself (`firing -> firing`, acknowledged) always is
 /// (PagerDuty `acknowledge`, escalation stops).
-pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<AlertEvent> {
+///
+/// `starts_at` is when the alert began firing, as the transition carries it: a resolve
+/// sent late (a lagging feed, a restart) still names when its incident began.
+pub fn event_from_transition(t: &Transition) -> Option<AlertEvent> {
     let (state, ends_at) = match (t.from, t.to) {
         (State::Firing, State::Firing) if t.acknowledged => (AlertState::Acknowledged, None),
         (_, State::Firing) if t.silenced || t.acknowledged => return None,
@@ -40,10 +43,10 @@ pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<A
         labels: map(&t.labels),
         annotations: map(&t.annotations),
         state,
-        starts_at: at(starts_at.unwrap_or(t.at)),
+        starts_at: at(t.fired_at.unwrap_or(t.at)),
         ends_at,
         value: t.value.is_finite().then_some(t.value),
-        source: t.source.clone(),
+        source: t.source,
         generator_url: t.generator_url.clone(),
     })
 }
@@ -52,7 +55,6 @@ pub fn event_from_transition(t: &Transition, starts_at: Option<i64>) -> Option<A
 /// subscribes `rx` before its first evaluation, so the transitions a restart produces
 /// (an alert that resolved while m4watch was down) are sent too.
 pub fn spawn(
-    alerts: Arc<Alerts>,
     mut rx: tokio::sync::broadcast::Receiver<Arc<Transition>>,
     notifier: Notifier,
     mut shutdown: Shutdown,
@@ -65,12 +67,7 @@ pub fn spawn(
             };
             match t {
                 Ok(t) => {
-                    let starts = alerts
-                        .active()
-                        .into_iter()
-                        .find(|a| a.id == t.id)
-                        .and_then(|a| a.fired_at);
-                    if let Some(ev) = event_from_transition(&t, starts) {
+                    if let Some(ev) = event_from_transition(&t) {
                         notifier.submit(ev).await;
                     }
                 }
@@ -87,20 +84,23 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::Alerts;
+    use crate::model::alert::{AlertSource, Severity};
 
     fn transition(from: State, to: State) -> Transition {
         Transition {
             id: "abc".into(),
-            source: "m4watch".into(),
+            source: AlertSource::Rules,
             generator_url: None,
             alertname: "PCoreHigh".into(),
-            severity: "warning".into(),
+            severity: Severity::Warning,
             from,
             to,
             at: 1_700_000_000_000,
             labels: vec![("alertname".into(), "PCoreHigh".into())],
             annotations: vec![("summary".into(), "hot".into())],
             value: 0.97,
+            fired_at: None,
             acknowledged: false,
             silenced: false,
         }
@@ -108,33 +108,29 @@ mod tests {
 
     #[test]
     fn only_firing_and_resolved_reach_people() {
-        let fire = event_from_transition(&transition(State::Pending, State::Firing), None).unwrap();
+        let fire = event_from_transition(&transition(State::Pending, State::Firing)).unwrap();
         assert_eq!((fire.state, fire.value), (AlertState::Firing, Some(0.97)));
         assert_eq!(fire.fingerprint, "abc");
-        let res = event_from_transition(&transition(State::Firing, State::Resolved), None).unwrap();
+        let res = event_from_transition(&transition(State::Firing, State::Resolved)).unwrap();
         assert_eq!(res.state, AlertState::Resolved);
         assert!(res.ends_at.is_some());
-        assert!(
-            event_from_transition(&transition(State::Inactive, State::Pending), None).is_none()
-        );
+        assert!(event_from_transition(&transition(State::Inactive, State::Pending)).is_none());
         // A pending alert that clears was never announced: nothing to resolve.
-        assert!(
-            event_from_transition(&transition(State::Pending, State::Resolved), None).is_none()
-        );
+        assert!(event_from_transition(&transition(State::Pending, State::Resolved)).is_none());
     }
 
     #[test]
     fn silenced_and_acknowledged_repeats_stay_quiet_but_resolves_go_out() {
         let mut t = transition(State::Pending, State::Firing);
         t.silenced = true;
-        assert!(event_from_transition(&t, None).is_none());
+        assert!(event_from_transition(&t).is_none());
         let mut t = transition(State::Pending, State::Firing);
         t.acknowledged = true;
-        assert!(event_from_transition(&t, None).is_none());
+        assert!(event_from_transition(&t).is_none());
         let mut t = transition(State::Firing, State::Resolved);
         t.acknowledged = true;
         assert_eq!(
-            event_from_transition(&t, None).unwrap().state,
+            event_from_transition(&t).unwrap().state,
             AlertState::Resolved
         );
     }
@@ -144,10 +140,42 @@ mod tests {
         let mut t = transition(State::Firing, State::Firing);
         t.acknowledged = true;
         t.silenced = true;
-        let ev = event_from_transition(&t, Some(1_600_000_000_000)).unwrap();
+        t.fired_at = Some(1_600_000_000_000);
+        let ev = event_from_transition(&t).unwrap();
         assert_eq!(ev.state, AlertState::Acknowledged);
         assert_eq!(ev.starts_at.timestamp_millis(), 1_600_000_000_000);
         assert!(ev.ends_at.is_none());
+    }
+
+    /// Issue 24: a bridge that reads a fire and its resolve only after both happened
+    /// (it lagged, or the alert flapped within one evaluation of the bridge) still
+    /// names when the incident began, in both events. It used to look the start up
+    /// among the active alerts, where a resolved alert no longer is.
+    #[test]
+    fn a_fire_and_resolve_seen_late_both_carry_the_firing_time() {
+        let alerts = Alerts::new(Vec::new(), Vec::new(), None, 60_000);
+        let mut rx = alerts.subscribe();
+        let received = |ends_at: Option<i64>| crate::alerts::Received {
+            labels: vec![("alertname".into(), "DiskFull".into())],
+            annotations: Vec::new(),
+            starts_at: 1_000,
+            ends_at,
+            generator_url: None,
+        };
+        alerts.receive(vec![received(None)], 5_000);
+        alerts.receive(vec![received(Some(6_000))], 6_000);
+        let events: Vec<AlertEvent> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|t| event_from_transition(&t))
+            .collect();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.state, e.starts_at.timestamp_millis()))
+            .collect();
+        assert_eq!(
+            seen,
+            [(AlertState::Firing, 1_000), (AlertState::Resolved, 1_000)]
+        );
+        assert_eq!(events[1].ends_at.unwrap().timestamp_millis(), 6_000);
     }
 
     #[tokio::test]
@@ -183,7 +211,7 @@ mod tests {
             })
             .collect();
         alerts.apply(&changes, std::iter::empty(), |_| String::new(), 1000);
-        let task = spawn(Arc::clone(&alerts), rx, notifier, shutdown);
+        let task = spawn(rx, notifier, shutdown);
         let missed = || {
             registry
                 .gather()

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::outbox::{Outbox, StoredGroup};
 use super::receiver::Receivers;
 use super::route::Route;
-use super::{AlertEvent, AlertState, Kind, Notification};
+use super::{AlertEvent, AlertSource, AlertState, Kind, Notification};
 use crate::config::notify::NotifyConfig;
 use crate::config::timeinterval::TimeInterval;
 use crate::model::alert::{InhibitRule, Matcher, all_match, fingerprint, inhibited_by};
@@ -56,12 +56,10 @@ struct Escalation {
 /// restore, so the resolve Prometheus sends after the upgrade still finds its alert.
 /// m4watch's own alerts keep the id the alert store gave them.
 fn rekeyed(mut a: AlertEvent) -> AlertEvent {
-    if a.source == crate::model::alert::SOURCE_PROMETHEUS {
+    if a.source == AlertSource::Prometheus {
         // Releases before this one also added a `source="prometheus"` label; the alert
         // store keys received alerts by the labels as Prometheus sent them.
-        if a.labels.get("source").map(String::as_str)
-            == Some(crate::model::alert::SOURCE_PROMETHEUS)
-        {
+        if a.labels.get("source").map(String::as_str) == Some(AlertSource::Prometheus.as_str()) {
             a.labels.remove("source");
         }
         a.fingerprint = fingerprint(&a.labels);
@@ -579,7 +577,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut d = dispatcher(&dir);
         let mut from_prometheus = test_event("DiskFull", AlertState::Firing);
-        from_prometheus.source = "prometheus".into();
+        from_prometheus.source = AlertSource::Prometheus;
         from_prometheus.fingerprint = old_fingerprint(&from_prometheus.labels);
         let own = test_event("CpuHot", AlertState::Firing);
         let new_id = fingerprint(&from_prometheus.labels);

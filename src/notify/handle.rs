@@ -13,7 +13,7 @@ use super::dispatch::{Dispatcher, Msg};
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError};
 use super::receiver::{Integration, Receiver, Receivers};
-use super::{AlertEvent, AlertState, Ctx, Kind, Notification, SendError, worker};
+use super::{AlertEvent, AlertSource, AlertState, Ctx, Kind, Notification, SendError, worker};
 use crate::config::Secret;
 use crate::config::notify::{
     DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, SlackConfig,
@@ -378,7 +378,7 @@ impl Notifier {
                 starts_at: Utc::now(),
                 ends_at: None,
                 value: None,
-                source: "m4watch".into(),
+                source: AlertSource::Rules,
                 generator_url: None,
             }],
         };

@@ -37,7 +37,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::alert::Severity;
+pub use crate::model::alert::{AlertSource, Severity};
 pub use handle::Notifier;
 pub use metrics::METRICS;
 
@@ -69,7 +69,7 @@ pub struct AlertEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     /// Where the alert came from: `m4watch` rules or `prometheus`.
-    pub source: String,
+    pub source: AlertSource,
     /// Link back to the alert's origin (Prometheus's generatorURL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
@@ -513,7 +513,7 @@ mod tests {
             starts_at: Utc::now(),
             ends_at: None,
             value: Some(0.97),
-            source: "m4watch".into(),
+            source: AlertSource::Rules,
             generator_url: None,
         }
     }

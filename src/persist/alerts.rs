@@ -13,8 +13,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, open_main};
 use crate::clock::unix_now_ms as now_ms;
-use crate::model::alert::State;
-use crate::model::alert::{Ack, MatcherSpec, Silence, StoredAlert, Transition};
+use crate::model::alert::{
+    Ack, AlertSource, MatcherSpec, Severity, Silence, State, StoredAlert, Transition,
+};
 
 /// How long alert transitions are kept.
 pub const TRANSITION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -89,14 +90,19 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
         let annotations: String = r.get(6)?;
         let state: String = r.get(4)?;
         let ack_by: Option<String> = r.get(11)?;
+        let severity: String = r.get(3)?;
+        let source: String = r.get(14)?;
         Ok(StoredAlert {
-            source: r.get(14)?,
+            // Only the two words are ever written (the column defaults to m4watch).
+            source: AlertSource::parse(&source).unwrap_or(AlertSource::Rules),
             expires_at: r.get(15)?,
             generator_url: r.get(16)?,
             id: r.get(0)?,
             alertname: r.get(1)?,
             group: r.get(2)?,
-            severity: r.get(3)?,
+            // Written as the model's word; a row of a release that kept the label as
+            // written reads as the severity it was treated as.
+            severity: Severity::of_label(Some(&severity)),
             state: State::parse(&state).unwrap_or(State::Resolved),
             labels: serde_json::from_str(&labels).unwrap_or_default(),
             annotations: serde_json::from_str(&annotations).unwrap_or_default(),
@@ -126,7 +132,12 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
         // into one that silences everything.
         let matchers: Result<Vec<_>, String> = serde_json::from_str::<Vec<MatcherSpec>>(&m)
             .map_err(|e| e.to_string())
-            .and_then(|specs| specs.iter().map(MatcherSpec::compile).collect());
+            .and_then(|specs| {
+                specs
+                    .iter()
+                    .map(|m| m.compile().map_err(|e| e.to_string()))
+                    .collect()
+            });
         let matchers = match matchers {
             Ok(ms) if !ms.is_empty() => ms,
             Ok(_) => {
@@ -165,7 +176,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
                     a.id,
                     a.alertname,
                     a.group,
-                    a.severity,
+                    a.severity.as_str(),
                     a.state.as_str(),
                     json(&a.labels),
                     json(&a.annotations),
@@ -176,7 +187,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
                     a.ack.as_ref().map(|k| k.by.clone()),
                     a.ack.as_ref().map(|k| k.comment.clone()),
                     a.ack.as_ref().map(|k| k.at),
-                    a.source,
+                    a.source.as_str(),
                     a.expires_at,
                     a.generator_url,
                 ],
@@ -193,7 +204,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
                 params![
                     t.id,
                     t.alertname,
-                    t.severity,
+                    t.severity.as_str(),
                     t.from.as_str(),
                     t.to.as_str(),
                     t.at,
@@ -202,7 +213,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
                     t.value,
                     t.acknowledged,
                     t.silenced,
-                    t.source,
+                    t.source.as_str(),
                 ],
             )?;
         }
@@ -355,13 +366,13 @@ mod tests {
         let (h, loaded) = open(dir.path()).unwrap();
         assert!(loaded.alerts.is_empty());
         let a = StoredAlert {
-            source: "prometheus".into(),
+            source: AlertSource::Prometheus,
             expires_at: Some(9000),
             generator_url: Some("http://prometheus:9090/graph".into()),
             id: "abc".into(),
             alertname: "Hot".into(),
             group: "g".into(),
-            severity: "critical".into(),
+            severity: Severity::Critical,
             state: State::Firing,
             labels: vec![("alertname".into(), "Hot".into())],
             annotations: vec![("summary".into(), "hot".into())],
@@ -381,11 +392,18 @@ mod tests {
         let (_h, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded.alerts, vec![a]);
         assert_eq!(schema_version(dir.path()).unwrap(), Some(4));
-        let mode: String = Connection::open(dir.path().join("m4watch.db"))
-            .unwrap()
+        let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
+        let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        // The enums are stored as the words they always were.
+        let words: (String, String) = conn
+            .query_row("SELECT severity, source FROM alerts", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(words, ("critical".into(), "prometheus".into()));
     }
 
     #[test]
@@ -394,16 +412,17 @@ mod tests {
         let (h, _) = open(dir.path()).unwrap();
         let t = |at: i64| Transition {
             id: "a".into(),
-            source: "m4watch".into(),
+            source: AlertSource::Rules,
             generator_url: None,
             alertname: "A".into(),
-            severity: "warning".into(),
+            severity: Severity::Warning,
             from: State::Pending,
             to: State::Firing,
             at,
             labels: Vec::new(),
             annotations: Vec::new(),
             value: 1.0,
+            fired_at: Some(at),
             acknowledged: false,
             silenced: false,
         };

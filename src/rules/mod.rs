@@ -19,9 +19,10 @@ use crate::config::RulesConfig;
 
 use serde::Deserialize;
 
+use crate::model::Labels;
 use crate::model::alert::{State, fingerprint};
 use crate::store::ring::Ring;
-use promql::{Evaluator, Labels, Value};
+use promql::{EvalError, Evaluator, Value};
 use template::Template;
 
 /// The shipped rule files, embedded so a fresh binary alerts with no files around.
@@ -55,6 +56,11 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../alert-rules/exporter.rules.yml"),
     ),
 ];
+
+/// A duration Prometheus would not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}")]
+pub struct DurationError(pub String);
 
 /// A rule file that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,26 +215,26 @@ fn paths(rc: &RulesConfig) -> Vec<PathBuf> {
 /// Loads the configured rule files (or the embedded ones) and checks their ranges
 /// against `rules.max_range`. The wiring calls this once at start-up, and
 /// `check-config` once.
-pub fn load(rc: &RulesConfig) -> Result<Vec<Group>, String> {
+pub fn load(rc: &RulesConfig) -> Result<Vec<Group>, LoadError> {
     let groups = if rc.files.is_empty() {
-        load_embedded().map_err(|e| e.0)?
+        load_embedded()?
     } else {
         for f in &rc.files {
             if expand_glob(f).is_empty() {
-                return Err(format!("{} matches no file", f.display()));
+                return Err(LoadError(format!("{} matches no file", f.display())));
             }
         }
-        load_files(&paths(rc)).map_err(|e| e.0)?
+        load_files(&paths(rc))?
     };
-    check_max_range(&groups, rc.max_range.get().as_millis() as i64).map_err(|e| e.0)?;
+    check_max_range(&groups, rc.max_range.get().as_millis() as i64)?;
     Ok(groups)
 }
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90s`).
-pub fn parse_prom_duration(s: &str) -> Result<i64, String> {
+pub fn parse_prom_duration(s: &str) -> Result<i64, DurationError> {
     humantime::parse_duration(s.trim())
         .map(|d| d.as_millis() as i64)
-        .map_err(|_| format!("invalid duration {s:?}"))
+        .map_err(|_| DurationError(s.to_string()))
 }
 
 /// Loads rule files from disk.
@@ -552,7 +558,7 @@ impl Engine {
             for rule in &mut g.rules {
                 if let Err(e) = eval_rule(rule, &g.name, ring, t, &mut cycle.changes) {
                     tracing::warn!(group = %g.name, rule = %rule.name, error = %e, "rule evaluation failed");
-                    cycle.failures.push((g.name.clone(), e));
+                    cycle.failures.push((g.name.clone(), e.0));
                 }
             }
         }
@@ -566,8 +572,8 @@ fn eval_rule(
     ring: &mut Ring,
     t: i64,
     changes: &mut Vec<Change>,
-) -> Result<(), String> {
-    let result = Evaluator { ring, t }.eval(&rule.expr).map_err(|e| e.0)?;
+) -> Result<(), EvalError> {
+    let result = Evaluator { ring, t }.eval(&rule.expr)?;
     let samples = match result {
         Value::Vector(v) => v,
         Value::Scalar(s) => match rule.kind {
@@ -575,7 +581,9 @@ fn eval_rule(
                 labels: Vec::new(),
                 value: s,
             }],
-            RuleKind::Alert { .. } => return Err("alert expression returned a scalar".into()),
+            RuleKind::Alert { .. } => {
+                return Err(EvalError("alert expression returned a scalar".into()));
+            }
         },
     };
     match &mut rule.kind {
@@ -598,10 +606,10 @@ fn eval_rule(
                 labels.push(("__name__".into(), rule.name.clone()));
                 labels.sort();
                 if !seen.insert(labels.clone()) {
-                    return Err(
+                    return Err(EvalError(
                         "vector contains metrics with the same labelset after applying rule labels"
                             .into(),
-                    );
+                    ));
                 }
                 out.push((labels, s.value));
             }
@@ -641,7 +649,10 @@ fn eval_rule(
                 labels.sort();
                 let id = fingerprint(&labels);
                 if !seen.insert(id.clone()) {
-                    return Err("vector contains metrics with the same labelset after applying alert labels".into());
+                    return Err(EvalError(
+                        "vector contains metrics with the same labelset after applying alert labels"
+                            .into(),
+                    ));
                 }
                 let ann: Labels = annotations
                     .iter()

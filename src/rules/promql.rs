@@ -14,10 +14,8 @@ use promql_parser::parser::{
     VectorSelector,
 };
 
+use crate::model::Labels;
 use crate::store::ring::{Ring, Series, is_stale, label_of};
-
-/// Label pairs sorted by name.
-pub type Labels = Vec<(String, String)>;
 
 /// How far an instant selector looks back for the latest sample.
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
@@ -40,6 +38,17 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct EvalError(pub String);
+
+/// Why an expression is refused before any rule uses it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    /// Not PromQL (promql-parser's message).
+    #[error("cannot parse expression: {0}")]
+    Parse(String),
+    /// PromQL outside the supported subset; names the construct.
+    #[error("unsupported construct: {0}")]
+    Unsupported(String),
+}
 
 const AGGREGATIONS: &[&str] = &["sum", "avg", "min", "max", "count"];
 const RANGE_FUNCTIONS: &[&str] = &[
@@ -69,15 +78,15 @@ const FUNCTIONS: &[&str] = &[
 
 /// Parses `text` and checks it stays inside the supported subset; the error names the
 /// unsupported construct.
-pub fn parse(text: &str) -> Result<Expr, String> {
-    let e = parser::parse(text).map_err(|e| format!("cannot parse expression: {e}"))?;
+pub fn parse(text: &str) -> Result<Expr, ExprError> {
+    let e = parser::parse(text).map_err(ExprError::Parse)?;
     check(&e, false)?;
     Ok(e)
 }
 
 /// Rejects what the evaluator does not implement.
-pub fn check(e: &Expr, range_allowed: bool) -> Result<(), String> {
-    let unsupported = |what: String| Err(format!("unsupported construct: {what}"));
+pub fn check(e: &Expr, range_allowed: bool) -> Result<(), ExprError> {
+    let unsupported = |what: String| Err(ExprError::Unsupported(what));
     match e {
         Expr::NumberLiteral(_) => Ok(()),
         Expr::StringLiteral(_) => unsupported("string literal".into()),
@@ -135,15 +144,16 @@ pub fn check(e: &Expr, range_allowed: bool) -> Result<(), String> {
     }
 }
 
-fn check_selector(vs: &VectorSelector) -> Result<(), String> {
+fn check_selector(vs: &VectorSelector) -> Result<(), ExprError> {
+    let unsupported = |what: &str| Err(ExprError::Unsupported(what.into()));
     if vs.offset.is_some() {
-        return Err("unsupported construct: offset modifier".into());
+        return unsupported("offset modifier");
     }
     if vs.at.is_some() {
-        return Err("unsupported construct: @ modifier".into());
+        return unsupported("@ modifier");
     }
     if !vs.matchers.or_matchers.is_empty() {
-        return Err("unsupported construct: `or` inside a selector".into());
+        return unsupported("`or` inside a selector");
     }
     Ok(())
 }
@@ -1065,7 +1075,7 @@ mod tests {
             ("max_over_time(x[5m:1m])", "subquery"),
         ] {
             assert_eq!(
-                parse(q).unwrap_err(),
+                parse(q).unwrap_err().to_string(),
                 format!("unsupported construct: {what}"),
                 "{q}"
             );

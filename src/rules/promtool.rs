@@ -10,8 +10,9 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 use serde::Deserialize;
 
-use super::promql::{self, Evaluator, Labels, Value};
+use super::promql::{self, Evaluator, Value};
 use super::{Engine, State, parse_prom_duration};
+use crate::model::Labels;
 use crate::store::ring::{Ring, stale_nan};
 
 #[derive(Deserialize)]
@@ -88,16 +89,64 @@ struct ExpSample {
     value: f64,
 }
 
+/// Why a series description is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeriesError {
+    #[error("cannot parse series {series:?}: {reason}")]
+    Parse { series: String, reason: String },
+    #[error("series {0:?} is not a selector")]
+    NotSelector(String),
+    #[error("series {0:?}: only = matchers describe a series")]
+    NotEqual(String),
+}
+
+/// A token of the expanding notation that is no number, `_`, `stale` or `axn`/`a+bxn`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {token:?} in {values:?}")]
+pub struct ValueError {
+    pub token: String,
+    pub values: String,
+}
+
+/// Why a test file could not be run at all (a test that runs and fails is not this).
+#[derive(Debug, thiserror::Error)]
+pub enum TestFileError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Not the test file format; `at` is the key path.
+    #[error("{path}: {at}: {reason}")]
+    Format {
+        path: String,
+        at: String,
+        reason: serde_yaml_ng::Error,
+    },
+    #[error("unsupported construct: {0}")]
+    Unsupported(&'static str),
+    #[error(transparent)]
+    Duration(#[from] super::DurationError),
+    #[error(transparent)]
+    Rules(#[from] super::LoadError),
+    #[error(transparent)]
+    Series(#[from] SeriesError),
+    #[error(transparent)]
+    Values(#[from] ValueError),
+}
+
 /// Parses a series description such as `metric{a="b"}` into sorted labels with
 /// `__name__`, as promtool's `ParseSeriesDesc` does.
-pub fn parse_series(s: &str) -> Result<Labels, String> {
+pub fn parse_series(s: &str) -> Result<Labels, SeriesError> {
     if s.trim() == "{}" {
         return Ok(Vec::new());
     }
-    let e =
-        promql_parser::parser::parse(s).map_err(|e| format!("cannot parse series {s:?}: {e}"))?;
+    let e = promql_parser::parser::parse(s).map_err(|reason| SeriesError::Parse {
+        series: s.to_string(),
+        reason,
+    })?;
     let Expr::VectorSelector(vs) = e else {
-        return Err(format!("series {s:?} is not a selector"));
+        return Err(SeriesError::NotSelector(s.to_string()));
     };
     let mut out: Labels = Vec::new();
     if let Some(n) = vs.name {
@@ -105,7 +154,7 @@ pub fn parse_series(s: &str) -> Result<Labels, String> {
     }
     for m in vs.matchers.matchers {
         if m.op != MatchOp::Equal {
-            return Err(format!("series {s:?}: only = matchers describe a series"));
+            return Err(SeriesError::NotEqual(s.to_string()));
         }
         if !out.iter().any(|(k, _)| *k == m.name) {
             out.push((m.name, m.value));
@@ -117,10 +166,13 @@ pub fn parse_series(s: &str) -> Result<Labels, String> {
 }
 
 /// One value of the expanding notation: a number, or `None` for `_`.
-pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, String> {
+pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, ValueError> {
     let mut out = Vec::new();
     for tok in s.split_whitespace() {
-        let bad = || format!("invalid value {tok:?} in {s:?}");
+        let bad = || ValueError {
+            token: tok.to_string(),
+            values: s.to_string(),
+        };
         if tok == "_" {
             out.push(None);
             continue;
@@ -182,7 +234,7 @@ pub fn run_files(files: &[PathBuf], out: &mut String) -> bool {
             }
             Err(e) => {
                 ok = false;
-                let _ = writeln!(out, "  FAILED:\n{}\n", indent(&e, "    "));
+                let _ = writeln!(out, "  FAILED:\n{}\n", indent(&e.to_string(), "    "));
             }
         }
     }
@@ -197,13 +249,16 @@ fn indent(s: &str, by: &str) -> String {
 }
 
 /// Runs one test file; `Ok` holds the failure messages (empty when all passed).
-pub fn run_file(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+pub fn run_file(path: &Path) -> Result<Vec<String>, TestFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     let de = serde_yaml_ng::Deserializer::from_str(&text);
-    let tf: TestFile = serde_path_to_error::deserialize(de).map_err(|e| {
-        let at = e.path().to_string();
-        format!("{}: {at}: {}", path.display(), e.into_inner())
+    let tf: TestFile = serde_path_to_error::deserialize(de).map_err(|e| TestFileError::Format {
+        path: path.display().to_string(),
+        at: e.path().to_string(),
+        reason: e.into_inner(),
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let rule_files: Vec<PathBuf> = tf
@@ -216,14 +271,14 @@ pub fn run_file(path: &Path) -> Result<Vec<String>, String> {
         None => 60_000,
     };
     if !tf.group_eval_order.is_empty() {
-        return Err("unsupported construct: group_eval_order".into());
+        return Err(TestFileError::Unsupported("group_eval_order"));
     }
     let mut errors = Vec::new();
     for tg in &tf.tests {
         if !tg.external_labels.is_empty() || tg.external_url.is_some() {
-            return Err("unsupported construct: external_labels/external_url".into());
+            return Err(TestFileError::Unsupported("external_labels/external_url"));
         }
-        let groups = super::load_files(&rule_files).map_err(|e| e.0)?;
+        let groups = super::load_files(&rule_files)?;
         let mut engine = Engine::new(groups, eval_interval);
         errors.extend(run_group(tg, &mut engine, eval_interval)?);
     }
@@ -234,7 +289,7 @@ fn run_group(
     tg: &TestGroup,
     engine: &mut Engine,
     eval_interval: i64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, TestFileError> {
     let prefix = tg
         .name
         .as_ref()
@@ -371,7 +426,7 @@ fn check_expr(ring: &Ring, test: &ExprTest, at: i64) -> Option<String> {
     };
     let expr = match promql::parse(&test.expr) {
         Ok(e) => e,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     let got = match (Evaluator { ring, t: at }).eval(&expr) {
         Ok(Value::Vector(v)) => v
@@ -388,7 +443,7 @@ fn check_expr(ring: &Ring, test: &ExprTest, at: i64) -> Option<String> {
         } else {
             match parse_series(&s.labels) {
                 Ok(l) => l,
-                Err(e) => return fail(e),
+                Err(e) => return fail(e.to_string()),
             }
         };
         exp.push((labels, s.value));

@@ -38,9 +38,29 @@ const FUNCS: &[&str] = &[
     "printf",
 ];
 
+/// Why a template is refused; each names the text it could not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// `{{` without its `}}` (the whole template).
+    #[error("template: unclosed action in {0:?}")]
+    Unclosed(String),
+    /// `{{ }}` or `{{ a | }}` (the action).
+    #[error("template: empty command in {{{{{0}}}}}")]
+    EmptyCommand(String),
+    /// Arguments after something that is not a function (the action).
+    #[error("template: unsupported construct {{{{{0}}}}}")]
+    Pipeline(String),
+    /// A string without its closing quote (the command).
+    #[error("template: unterminated string in {0:?}")]
+    Unterminated(String),
+    /// A word that is no value, label or supported function (`if`, `range`, ...).
+    #[error("unsupported construct: template `{0}`")]
+    Unsupported(String),
+}
+
 impl Template {
     /// Parses `text`; the error names the unsupported construct.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut nodes = Vec::new();
         let mut rest = text;
         while let Some(i) = rest.find("{{") {
@@ -48,7 +68,7 @@ impl Template {
             let after = &rest[i + 2..];
             let end = after
                 .find("}}")
-                .ok_or_else(|| format!("template: unclosed action in {text:?}"))?;
+                .ok_or_else(|| TemplateError::Unclosed(text.to_string()))?;
             let mut inner = &after[..end];
             rest = &after[end + 2..];
             if let Some(s) = inner.strip_prefix("- ") {
@@ -102,7 +122,7 @@ impl Template {
     }
 }
 
-fn parse_pipeline(s: &str) -> Result<Vec<Vec<Arg>>, String> {
+fn parse_pipeline(s: &str) -> Result<Vec<Vec<Arg>>, TemplateError> {
     let mut cmds = Vec::new();
     for part in split_outside_quotes(s, '|') {
         let mut args = Vec::new();
@@ -110,10 +130,10 @@ fn parse_pipeline(s: &str) -> Result<Vec<Vec<Arg>>, String> {
             args.push(parse_arg(&tok)?);
         }
         if args.is_empty() {
-            return Err(format!("template: empty command in {{{{{s}}}}}"));
+            return Err(TemplateError::EmptyCommand(s.to_string()));
         }
         if args.len() > 1 && !matches!(args[0], Arg::Func(_)) {
-            return Err(format!("template: unsupported construct {{{{{s}}}}}"));
+            return Err(TemplateError::Pipeline(s.to_string()));
         }
         cmds.push(args);
     }
@@ -139,7 +159,7 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
-fn tokens(s: &str) -> Result<Vec<String>, String> {
+fn tokens(s: &str) -> Result<Vec<String>, TemplateError> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -165,7 +185,7 @@ fn tokens(s: &str) -> Result<Vec<String>, String> {
                 }
             }
             if !closed {
-                return Err(format!("template: unterminated string in {s:?}"));
+                return Err(TemplateError::Unterminated(s.to_string()));
             }
             out.push(t);
         } else {
@@ -183,7 +203,7 @@ fn tokens(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn parse_arg(t: &str) -> Result<Arg, String> {
+fn parse_arg(t: &str) -> Result<Arg, TemplateError> {
     if let Some(s) = t.strip_prefix('"') {
         return Ok(Arg::Str(s.to_string()));
     }
@@ -204,7 +224,7 @@ fn parse_arg(t: &str) -> Result<Arg, String> {
     if let Ok(v) = t.parse::<f64>() {
         return Ok(Arg::Num(v));
     }
-    Err(format!("unsupported construct: template `{t}`"))
+    Err(TemplateError::Unsupported(t.to_string()))
 }
 
 fn run(cmd: &[Arg], piped: Option<Val>, labels: &[(String, String)], value: f64) -> Val {
@@ -517,12 +537,34 @@ mod tests {
     #[test]
     fn unsupported_template_constructs_are_rejected() {
         assert_eq!(
-            Template::parse("{{ if $value }}x{{ end }}").unwrap_err(),
+            Template::parse("{{ if $value }}x{{ end }}")
+                .unwrap_err()
+                .to_string(),
             "unsupported construct: template `if`"
         );
         assert_eq!(
-            Template::parse("{{ $value | title }}").unwrap_err(),
+            Template::parse("{{ $value | title }}")
+                .unwrap_err()
+                .to_string(),
             "unsupported construct: template `title`"
         );
+        for (text, want) in [
+            (
+                "a {{ $value",
+                "template: unclosed action in \"a {{ $value\"",
+            ),
+            ("{{ }}", "template: empty command in {{}}"),
+            (
+                "{{ $value 1 }}",
+                "template: unsupported construct {{$value 1}}",
+            ),
+            ("{{ \"a }}", "template: unterminated string in \"\\\"a\""),
+        ] {
+            assert_eq!(
+                Template::parse(text).unwrap_err().to_string(),
+                want,
+                "{text}"
+            );
+        }
     }
 }

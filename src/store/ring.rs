@@ -7,10 +7,8 @@
 
 use std::collections::HashMap;
 
+use crate::model::Labels;
 use crate::store::Family;
-
-/// Label pairs sorted by name, `__name__` included.
-pub type SeriesLabels = Vec<(String, String)>;
 
 /// The NaN bit pattern Prometheus uses as its staleness marker.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -28,7 +26,7 @@ pub fn is_stale(v: f64) -> bool {
 /// One series and its samples, oldest first, timestamps in milliseconds.
 #[derive(Debug, Clone)]
 pub struct Series {
-    pub labels: SeriesLabels,
+    pub labels: Labels,
     pub samples: Vec<(i64, f64)>,
     /// How long its samples are kept, in ms (the ring's retention without a filter).
     keep_ms: i64,
@@ -84,7 +82,7 @@ impl std::fmt::Debug for Filter {
 #[derive(Debug, Default)]
 pub struct Ring {
     series: Vec<Series>,
-    index: HashMap<SeriesLabels, usize>,
+    index: HashMap<Labels, usize>,
     by_name: HashMap<String, Vec<usize>>,
     retention_ms: i64,
     last_append: Option<i64>,
@@ -173,7 +171,7 @@ impl Ring {
 
     /// Adds one sample; `labels` must be sorted by name and include `__name__`.
     /// Samples must arrive in time order per series; an older one is ignored.
-    pub fn append(&mut self, labels: SeriesLabels, t: i64, v: f64) {
+    pub fn append(&mut self, labels: Labels, t: i64, v: f64) {
         let i = match self.index.get(&labels) {
             Some(&i) => i,
             None => {
@@ -220,7 +218,7 @@ impl Ring {
                 {
                     continue;
                 }
-                let mut labels: SeriesLabels = Vec::with_capacity(s.labels.len() + 1);
+                let mut labels: Labels = Vec::with_capacity(s.labels.len() + 1);
                 labels.push(("__name__".into(), name));
                 labels.extend(s.labels.iter().cloned());
                 labels.sort();
