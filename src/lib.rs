@@ -18,6 +18,7 @@
 //! - [`alerts`]: alert state, acknowledgements, silences, the evaluation loop.
 //! - [`notify`]: routes alert events to Slack, email, PagerDuty, webhooks and
 //!   Alertmanager through a durable SQLite outbox.
+//! - [`health`]: the system-health verdict from collector runs, probes, alerts and the score.
 //! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
 //! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
 //! - [`launchd`]: the macOS launchd agent (`install-launchd`).
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod history;
 pub mod launchd;
 pub mod model;

@@ -7,12 +7,14 @@ pub mod advice;
 pub mod alerts;
 pub mod auth;
 pub mod containers;
+pub mod dashboard;
 pub mod error;
+pub mod hardware;
 pub mod history;
-pub mod monitoring;
 pub mod notifications;
 pub mod pages;
 pub mod server;
+pub mod status;
 pub mod trading;
 
 use std::sync::Arc;
@@ -106,7 +108,9 @@ pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health))
         .merge(trading::reads())
         .merge(containers::reads())
-        .merge(monitoring::reads())
+        .merge(hardware::reads())
+        .merge(status::reads())
+        .merge(dashboard::reads())
         .merge(history::reads())
         .merge(advice::reads())
         .route_layer(middleware::from_fn_with_state(

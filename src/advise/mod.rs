@@ -1,0 +1,241 @@
+//! Recommendations (`GET /api/v1/monitoring/performance/optimizations`): what a
+//! person could change, with the numbers and series that show why.
+//!
+//! [`advise`] is a pure function of what m4watch already holds: the current
+//! families, the rule engine's sample ring (for conditions that must hold over
+//! `advice.window`), the container collector's report and the trading view. A check
+//! whose inputs are unknown is listed under `skipped` with the reason, never guessed.
+//! m4watch only advises: nothing here (or anywhere) changes affinity, updates or
+//! stops a container.
+
+mod containers;
+mod cores;
+mod cpuset;
+mod gpu_ml;
+mod memory;
+mod placement;
+#[cfg(test)]
+mod testutil;
+mod thermal;
+mod types;
+mod window;
+
+use std::collections::BTreeSet;
+
+use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
+use crate::collect::containers::Report;
+use crate::collect::hardware::{CPU_CLUSTER_UTILIZATION_RATIO, CPU_INFO};
+use crate::collect::trading::View;
+use crate::config::AdviceConfig;
+use crate::model::{MetricDef, def};
+use crate::store::index::{Families, label};
+use crate::store::ring::Ring;
+
+pub use cpuset::{format_cpuset, parse_cpuset};
+pub use placement::cpuset_caveat;
+use types::Out;
+pub use types::{Advice, Evidence, Recommendation, Severity, Skipped};
+pub use window::window_mean;
+
+/// Every kind of recommendation.
+pub const KINDS: &[&str] = &[
+    LATENCY_CRITICAL_ON_E_CORES,
+    E_CORES_SATURATED,
+    P_CORES_SATURATED,
+    CONTAINER_NEAR_MEMORY_LIMIT,
+    CONTAINER_CPU_THROTTLED,
+    THERMAL_PRESSURE_SUSTAINED,
+    GPU_IDLE_ML_SLOW,
+    MEMORY_PRESSURE,
+];
+
+pub const LATENCY_CRITICAL_ON_E_CORES: &str = "latency_critical_container_on_efficiency_cores";
+pub const E_CORES_SATURATED: &str = "efficiency_cores_saturated_performance_idle";
+pub const P_CORES_SATURATED: &str = "performance_cores_saturated_efficiency_idle";
+pub const CONTAINER_NEAR_MEMORY_LIMIT: &str = "container_near_memory_limit";
+pub const CONTAINER_CPU_THROTTLED: &str = "container_cpu_throttled";
+pub const THERMAL_PRESSURE_SUSTAINED: &str = "thermal_pressure_sustained";
+pub const GPU_IDLE_ML_SLOW: &str = "gpu_idle_while_ml_inference_misses_target";
+pub const MEMORY_PRESSURE: &str = "memory_pressure";
+
+/// The container label that marks a latency-critical container.
+pub const TIER_LATENCY_CRITICAL: &str = "latency-critical";
+
+/// What [`advise`] reads.
+pub struct Inputs<'a> {
+    pub now_ms: i64,
+    pub families: &'a Families,
+    /// The rule engine's sample ring; `None` when the rule engine is off.
+    pub ring: Option<&'a Ring>,
+    /// The container collector's last report; `None` when off or not read yet.
+    pub containers: Option<&'a Report>,
+    /// The trading view; `None` when trading is off.
+    pub trading: Option<&'a View>,
+    /// `trading.score.ml`'s target, in seconds.
+    pub ml_target_seconds: Option<f64>,
+    pub config: &'a AdviceConfig,
+    /// Why container cpusets cannot be compared with the host's cores, if they
+    /// cannot (Docker Desktop's VM on a Mac; a replayed recording).
+    pub cpusets_not_host_cpus: Option<&'static str>,
+}
+
+/// Works out every recommendation from `inp`.
+pub fn advise(inp: &Inputs<'_>) -> Advice {
+    let mut out = Out {
+        recs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let window = inp.config.window;
+    let window_ms = window.get().as_millis() as i64;
+    let over = format!("mean over {window}");
+
+    // Topology: which CPUs are of which type.
+    let mut e_cores = BTreeSet::new();
+    let mut p_cores = BTreeSet::new();
+    for (l, _) in inp.families.samples(CPU_INFO.name) {
+        let Some(cpu) = label(l, "cpu").and_then(|c| c.parse::<u32>().ok()) else {
+            continue;
+        };
+        match label(l, "type") {
+            Some("efficiency") => e_cores.insert(cpu),
+            Some("performance") => p_cores.insert(cpu),
+            _ => false,
+        };
+    }
+
+    placement::latency_critical_placement(inp, &e_cores, &p_cores, &mut out);
+    cores::core_balance(inp, &e_cores, window_ms, &over, &mut out);
+    containers::containers(inp, window_ms, &over, &mut out);
+    thermal::thermal(inp, window_ms, &over, &mut out);
+    gpu_ml::gpu_ml(inp, window_ms, &over, &mut out);
+    memory::memory_pressure(inp, window_ms, &over, &mut out);
+
+    out.recs
+        .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(b.kind)));
+    Advice {
+        generated_at: inp.now_ms as f64 / 1000.0,
+        recommendations: out.recs,
+        skipped: out.skipped,
+    }
+}
+
+/// Recommendation counts per kind for `m4watch_recommendations`; skipped kinds are
+/// absent (unknown), the others present, 0 when nothing is recommended.
+pub fn families(advice: &Advice) -> Vec<crate::store::Family> {
+    let mut f = crate::store::Family::new(&RECOMMENDATIONS);
+    let skipped: BTreeSet<&str> = advice.skipped.iter().map(|s| s.kind).collect();
+    for k in KINDS {
+        let n = advice
+            .recommendations
+            .iter()
+            .filter(|r| r.kind == *k)
+            .count();
+        if n == 0 && skipped.contains(k) {
+            continue;
+        }
+        f.push([("kind", *k)], n as f64);
+    }
+    vec![f]
+}
+
+/// Catalogue of the family this module exports.
+pub const RECOMMENDATIONS: MetricDef = def(
+    "m4watch_recommendations",
+    crate::store::Kind::Gauge,
+    &["kind"],
+    "Active recommendations per kind (see /api/v1/monitoring/performance/optimizations); absent for a kind whose inputs are unknown.",
+);
+
+pub const METRICS: &[crate::model::MetricDef] = &[RECOMMENDATIONS];
+
+/// Everything the recommendations read, held by the daemon.
+pub struct Advisor {
+    pub store: std::sync::Arc<crate::store::Store>,
+    /// Whether the container collector is on (its report comes from the store).
+    pub containers: bool,
+    pub trading: Option<std::sync::Arc<crate::collect::trading::Trading>>,
+    pub config: AdviceConfig,
+    /// Whether the store keeps the sample ring (the rule engine is on).
+    pub ring: bool,
+    /// See [`Inputs::cpusets_not_host_cpus`]; [`cpuset_caveat`] works it out.
+    pub cpusets_not_host_cpus: Option<&'static str>,
+}
+
+impl Advisor {
+    /// The recommendations now.
+    pub fn current(&self) -> Advice {
+        self.advise_on(&Families::of(self.store.families()))
+    }
+
+    /// The recommendations on `families` (the store's, merged by the caller) and the
+    /// other inputs as they are now.
+    pub fn advise_on(&self, families: &Families) -> Advice {
+        let report = self
+            .containers
+            .then(|| crate::collect::containers::latest(&self.store))
+            .flatten();
+        let view = self.trading.as_ref().map(|t| t.view());
+        let ml_target = self
+            .trading
+            .as_ref()
+            .map(|t| t.config().score.ml.target.get().as_secs_f64());
+        let ring = self.store.ring();
+        advise(&Inputs {
+            now_ms: crate::clock::unix_now_ms(),
+            families,
+            ring: self.ring.then_some(&*ring),
+            containers: report.as_deref(),
+            trading: view.as_deref(),
+            ml_target_seconds: ml_target,
+            config: &self.config,
+            cpusets_not_host_cpus: self.cpusets_not_host_cpus,
+        })
+    }
+}
+
+/// What [`advise`] reads from the sample ring: metric names and how far back.
+pub fn ring_reads(config: &AdviceConfig) -> Vec<(&'static str, std::time::Duration)> {
+    let window = config.window.get();
+    vec![
+        (CPU_CLUSTER_UTILIZATION_RATIO.name, window),
+        (CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name, window),
+    ]
+}
+
+/// Publishes `m4watch_recommendations` on the collector schedule.
+pub struct AdviceCollector(pub std::sync::Arc<Advisor>);
+
+impl crate::collect::BlockingCollector for AdviceCollector {
+    fn name(&self) -> &'static str {
+        "advice"
+    }
+
+    fn collect(&mut self) -> Result<Vec<crate::store::Family>, crate::collect::CollectError> {
+        Ok(families(&self.0.current()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+
+    #[test]
+    fn the_gauge_counts_per_kind_and_leaves_skipped_kinds_absent() {
+        let report = Report {
+            containers: vec![container("engine", Some("latency-critical"), Some("0-3"))],
+            ..Default::default()
+        };
+        let a = run(topology(), None, Some(&report), None);
+        let f = &families(&a)[0];
+        let get = |k: &str| {
+            f.samples
+                .iter()
+                .find(|s| s.labels.iter().any(|(_, v)| v == k))
+                .map(|s| s.value)
+        };
+        assert_eq!(get(LATENCY_CRITICAL_ON_E_CORES), Some(1.0));
+        assert_eq!(get(CONTAINER_NEAR_MEMORY_LIMIT), Some(0.0));
+        // No ring: unknown, so absent rather than 0.
+        assert_eq!(get(E_CORES_SATURATED), None);
+    }
+}
