@@ -23,13 +23,13 @@ mod window;
 use std::collections::BTreeSet;
 
 use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
-use crate::collect::containers::Report;
 use crate::collect::hardware::{CPU_CLUSTER_UTILIZATION_RATIO, CPU_INFO};
 use crate::collect::trading::View;
 use crate::config::AdviceConfig;
 use crate::model::{MetricDef, def};
 use crate::store::index::{Families, label};
 use crate::store::ring::Ring;
+use crate::store::views::containers::Report;
 
 pub use cpuset::{format_cpuset, parse_cpuset};
 pub use placement::cpuset_caveat;
@@ -172,7 +172,7 @@ impl Advisor {
     pub fn advise_on(&self, families: &Families) -> Advice {
         let report = self
             .containers
-            .then(|| crate::collect::containers::latest(&self.store))
+            .then(|| self.store.views().containers.get())
             .flatten();
         let view = self.trading.as_ref().map(|t| t.view());
         let ml_target = self

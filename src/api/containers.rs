@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::collect::containers::Report;
+use crate::store::views::containers::Report;
 
 /// Read routes; mounted behind the read check by [`super::api`].
 pub fn reads() -> OpenApiRouter<Arc<AppState>> {
@@ -48,7 +48,11 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<Json<Report>, Api
                 "the last container collection failed".into()
             })))
         }
-        Some(_) => crate::collect::containers::latest(&s.store)
+        Some(_) => s
+            .store
+            .views()
+            .containers
+            .get()
             .map(|r| Json((*r).clone()))
             .ok_or_else(|| unavailable("no container collection has run yet".into())),
     }

@@ -148,7 +148,7 @@ async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSumm
         .config
         .containers
         .enabled
-        .then(|| crate::collect::containers::latest(&s.store))
+        .then(|| s.store.views().containers.get())
         .flatten()
         .map(|r| ContainersSummary {
             running: r.containers.iter().filter(|c| c.up).count(),

@@ -215,7 +215,10 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
                 .containers
                 .enabled
                 .then(|| {
-                    crate::collect::containers::latest(&s.store)
+                    s.store
+                        .views()
+                        .containers
+                        .get()
                         .map(|r| r.docker_host.clone())
                         .or_else(|| c.containers.docker_host.clone())
                 })

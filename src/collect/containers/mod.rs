@@ -160,9 +160,3 @@ impl Collector for ContainerCollector {
         }
     }
 }
-
-/// The container collector's latest [`Report`], as the store holds it; absent until a
-/// collection succeeds and after one fails.
-pub fn latest(store: &crate::store::Store) -> Option<Arc<Report>> {
-    store.views().containers.get()
-}
