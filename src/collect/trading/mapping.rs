@@ -10,7 +10,7 @@
 
 use regex::Regex;
 
-use super::statsd::{MetricType, valid_name};
+use super::line::{MetricType, valid_name};
 use crate::config::{Mapping, StatsdType};
 
 /// A mapped identity: the series name and the labels the rule sets.

@@ -1,0 +1,377 @@
+//! The collector: once per `trading.interval` it swaps the writers' accumulator out of
+//! the series table, folds it into each series' sliding windows, expires quiet series,
+//! and publishes the view and the families (built in [`super::export`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Trading;
+use super::baseline;
+use super::latency::{Classic, CountWindow, LatencyWindow};
+use super::line::MetricType;
+use super::series::{Pending, SeriesMeta};
+use super::view::window_name;
+use crate::collect::{BlockingCollector, CollectError};
+use crate::store::Family;
+
+/// What the collector keeps of one series between runs.
+pub(super) enum State {
+    Timer {
+        windows: Vec<LatencyWindow>,
+        classic: Classic,
+    },
+    Counter {
+        windows: Vec<CountWindow>,
+        total: f64,
+    },
+    Gauge,
+    Set {
+        last: usize,
+    },
+}
+
+/// Turns the trading store into families, windows and the score, once per interval.
+pub struct TradingCollector {
+    pub(super) trading: Arc<Trading>,
+    /// The accumulator swapped with the writers' one each run, reused to avoid
+    /// reallocating histograms.
+    spare: Vec<Pending>,
+    pub(super) meta: Vec<Arc<SeriesMeta>>,
+    pub(super) states: Vec<State>,
+    /// When each series last received something (for `trading.series_ttl`).
+    last_seen: Vec<Instant>,
+    pub(super) window_names: Vec<String>,
+    last_run: Option<Instant>,
+    pub(super) baselines: Option<baseline::Baselines>,
+}
+
+impl TradingCollector {
+    /// Also tracks per-period baselines (see [`baseline`]).
+    pub fn with_baselines(mut self, b: baseline::Baselines) -> Self {
+        self.baselines = Some(b);
+        self
+    }
+
+    pub fn new(trading: Arc<Trading>) -> Self {
+        let window_names = trading
+            .config
+            .windows
+            .iter()
+            .map(|w| window_name(*w))
+            .collect();
+        TradingCollector {
+            trading,
+            spare: Vec::new(),
+            meta: Vec::new(),
+            states: Vec::new(),
+            last_seen: Vec::new(),
+            window_names,
+            last_run: None,
+            baselines: None,
+        }
+    }
+
+    /// One run at `now`: fold, compute, publish the view, return the families.
+    pub fn run(&mut self, now: Instant) -> Vec<Family> {
+        let mut gauges = {
+            let mut g = self.trading.ingest.lock().expect("trading lock");
+            std::mem::swap(&mut g.pending, &mut self.spare);
+            self.meta.extend(g.meta[self.meta.len()..].iter().cloned());
+            g.gauges.clone()
+        };
+        let widths: Vec<_> = self
+            .trading
+            .config
+            .windows
+            .iter()
+            .map(|w| w.get())
+            .collect();
+        // A new series' first data arrived during the interval that ends now, so its
+        // windows start when that interval began (else its first rate would be 0/0).
+        let began = self.last_run.unwrap_or_else(|| {
+            now.checked_sub(self.trading.config.interval.get())
+                .unwrap_or(now)
+        });
+        self.last_run = Some(now);
+        for m in &self.meta[self.states.len()..] {
+            self.states.push(match m.kind {
+                MetricType::Timer => State::Timer {
+                    windows: widths
+                        .iter()
+                        .map(|w| LatencyWindow::new(*w, began))
+                        .collect(),
+                    classic: Classic::default(),
+                },
+                MetricType::Counter => State::Counter {
+                    windows: widths.iter().map(|w| CountWindow::new(*w, began)).collect(),
+                    total: 0.0,
+                },
+                MetricType::Gauge => State::Gauge,
+                MetricType::Set => State::Set { last: 0 },
+            });
+        }
+        self.last_seen.resize(self.states.len(), now);
+        for (seen, p) in self.last_seen.iter_mut().zip(&self.spare) {
+            if p.touched {
+                *seen = now;
+            }
+        }
+        for (id, state) in self.states.iter_mut().enumerate() {
+            let p = self.spare.get_mut(id);
+            match state {
+                State::Timer { windows, classic } => {
+                    for w in windows.iter_mut() {
+                        match p.as_ref().and_then(|p| p.hist.as_ref()) {
+                            Some(h) => {
+                                w.add(h, p.as_ref().map_or(0.0, |p| p.classic.sum_seconds), now)
+                            }
+                            None => w.advance(now),
+                        }
+                    }
+                    if let Some(p) = &p {
+                        classic.add(&p.classic);
+                    }
+                }
+                State::Counter { windows, total } => {
+                    let n = p.as_ref().map_or(0.0, |p| p.events);
+                    *total += n;
+                    for w in windows.iter_mut() {
+                        w.add(n, now);
+                    }
+                }
+                State::Gauge => {}
+                State::Set { last } => *last = p.as_ref().map_or(0, |p| p.set.len()),
+            }
+        }
+        if let Some(b) = &mut self.baselines {
+            let now_ms = crate::clock::unix_now_ms();
+            b.roll(now_ms);
+            for (m, p) in self.meta.iter().zip(&self.spare) {
+                if let (MetricType::Timer, Some(h)) = (m.kind, &p.hist) {
+                    b.add(now_ms, &m.name, &m.labels, h);
+                }
+            }
+        }
+        for p in &mut self.spare {
+            p.clear();
+        }
+        self.expire(now, &mut gauges);
+        let abandoned = self.trading.measurements.expire(now);
+        if abandoned > 0 {
+            self.trading.instruments.abandoned.inc_by(abandoned as u64);
+        }
+        let view = self.view(now, &gauges);
+        let families = self.families(&view, now);
+        *self.trading.view.write().expect("view lock") = Arc::new(view);
+        families
+    }
+
+    /// Removes the series that received nothing for `trading.series_ttl`, here and in
+    /// the writers' index, freeing their slots. Ids are positions, so the survivors
+    /// move down and both indexes are renumbered; that costs one pass over the series,
+    /// and only in a run that expires something.
+    /// `gauges` is the run's copy of the gauge values, renumbered alike.
+    fn expire(&mut self, now: Instant, gauges: &mut Vec<Option<f64>>) {
+        let ttl = self.trading.config.series_ttl.get();
+        if ttl.is_zero()
+            || !self
+                .last_seen
+                .iter()
+                .any(|t| now.saturating_duration_since(*t) >= ttl)
+        {
+            return;
+        }
+        let mut guard = self.trading.ingest.lock().expect("trading lock");
+        let g = &mut *guard;
+        // Series created since this run began are not in `last_seen` yet: kept. So is
+        // one a writer touched since the swap.
+        let keep: Vec<bool> = (0..g.meta.len())
+            .map(|id| {
+                let touched = g.pending.get(id).is_some_and(|p| p.touched);
+                touched
+                    || self
+                        .last_seen
+                        .get(id)
+                        .is_none_or(|t| now.saturating_duration_since(*t) < ttl)
+            })
+            .collect();
+        let mut renumber = vec![usize::MAX; keep.len()];
+        let mut next = 0;
+        for (id, k) in keep.iter().enumerate() {
+            if *k {
+                renumber[id] = next;
+                next += 1;
+            }
+        }
+        let expired = keep.len() - next;
+        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep.get(i - 1).copied().unwrap_or(true)
+            });
+        }
+        retain(&mut g.meta, &keep);
+        retain(&mut g.gauges, &keep);
+        retain(&mut g.pending, &keep);
+        for index in [&mut g.index, &mut g.mapped] {
+            index.retain(|_, id| keep[*id]);
+            for id in index.values_mut() {
+                *id = renumber[*id];
+            }
+        }
+        drop(guard);
+        retain(gauges, &keep);
+        retain(&mut self.meta, &keep);
+        retain(&mut self.states, &keep);
+        retain(&mut self.last_seen, &keep);
+        retain(&mut self.spare, &keep);
+        self.trading.instruments.expired.inc_by(expired as u64);
+    }
+}
+
+impl BlockingCollector for TradingCollector {
+    fn name(&self) -> &'static str {
+        "trading"
+    }
+
+    fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
+        Ok(self.run(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::collect::trading::View;
+    use crate::config::{Dur, Mapping, StatsdType, TradingConfig};
+
+    fn store(config: TradingConfig) -> (Arc<Trading>, TradingCollector) {
+        let t = Trading::new(&config, &prometheus::Registry::new()).unwrap();
+        (Arc::clone(&t), TradingCollector::new(t))
+    }
+
+    fn send(t: &Trading, packet: &str) {
+        let mut b = t.batch();
+        t.ingest_packet(packet.as_bytes(), &mut b);
+    }
+
+    fn names(v: &View) -> Vec<String> {
+        let mut n: Vec<String> = v
+            .operations
+            .iter()
+            .map(|o| o.operation.clone())
+            .chain(v.streams.iter().map(|s| s.stream.clone()))
+            .chain(v.gauges.iter().map(|g| g.name.clone()))
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn quiet_series_expire_free_their_slot_and_keep_the_rest_intact() {
+        let s = Dur(Duration::from_secs(1));
+        let (t, mut c) = store(TradingConfig {
+            windows: vec![s],
+            interval: s,
+            series_ttl: Dur(Duration::from_secs(3)),
+            max_series: 3,
+            ..TradingConfig::default()
+        });
+        let t0 = Instant::now();
+        send(&t, "old:1|c\nkept:5|ms\nlevel:7|g");
+        c.run(t0);
+        // A fourth series does not fit until one expires.
+        send(&t, "new:1|c");
+        send(&t, "kept:6|ms\nlevel:+1|g");
+        c.run(t0 + Duration::from_secs(2));
+        assert_eq!(names(&t.view()), ["kept", "level", "old"]);
+        assert_eq!(t.instruments.dropped_cardinality.get(), 1);
+        send(&t, "kept:7|ms");
+        c.run(t0 + Duration::from_secs(3));
+        // `old` was last touched at t0: gone at t0 + ttl; `level` (t0 + 2 s) stays.
+        let v = t.view();
+        assert_eq!(names(&v), ["kept", "level"]);
+        assert_eq!(v.series, 2);
+        assert_eq!(t.instruments.expired.get(), 1);
+        assert_eq!(
+            v.gauges[0].value, 8.0,
+            "the gauge kept its value through renumbering"
+        );
+        // The freed slot takes a new series; the survivors keep their own data.
+        send(&t, "new:2|c\nkept:9|ms\nlevel:+1|g");
+        c.run(t0 + Duration::from_secs(4));
+        let v = t.view();
+        assert_eq!(names(&v), ["kept", "level", "new"]);
+        assert_eq!(v.gauges[0].value, 9.0);
+        let new = v.streams.iter().find(|s| s.stream == "new").unwrap();
+        assert_eq!(new.events_total, 2.0, "a returning series starts again");
+        let kept = v.operations.iter().find(|o| o.operation == "kept").unwrap();
+        assert_eq!(kept.count, 4);
+        // With nothing more, everything goes.
+        c.run(t0 + Duration::from_secs(8));
+        assert!(names(&t.view()).is_empty());
+        assert_eq!(t.instruments.expired.get(), 4);
+    }
+
+    #[test]
+    fn zero_ttl_keeps_every_series() {
+        let (t, mut c) = store(TradingConfig::default());
+        let t0 = Instant::now();
+        send(&t, "a:1|c\nb:1|g");
+        c.run(t0);
+        c.run(t0 + Duration::from_secs(86_400));
+        assert_eq!(names(&t.view()), ["a", "b"]);
+    }
+
+    #[test]
+    fn mapped_names_become_labelled_series_and_share_them() {
+        let (t, mut c) = store(TradingConfig {
+            label_tags: vec!["desk".into()],
+            mappings: vec![Mapping {
+                pattern: "orders.*.execution".into(),
+                match_type: Some(StatsdType::Timer),
+                name: "order_execution".into(),
+                labels: [("venue".to_string(), "$1".to_string())].into(),
+            }],
+            ..TradingConfig::default()
+        });
+        send(
+            &t,
+            "orders.nyse.execution:2|ms|#desk:a\norders.nyse.execution:4|ms|#desk:a,venue:x\n\
+             orders.cme.execution:8|ms\norders.cme.execution:1|c",
+        );
+        c.run(Instant::now());
+        let v = t.view();
+        let ops: Vec<(String, BTreeMap<String, String>, u64)> = v
+            .operations
+            .iter()
+            .map(|o| (o.operation.clone(), o.labels.clone(), o.count))
+            .collect();
+        let l = |p: &[(&str, &str)]| -> BTreeMap<String, String> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // The mapping's label overrides the tag of the same key, so both nyse lines
+        // are one series.
+        assert_eq!(
+            ops,
+            [
+                (
+                    "order_execution".into(),
+                    l(&[("desk", "a"), ("venue", "nyse")]),
+                    2
+                ),
+                ("order_execution".into(), l(&[("venue", "cme")]), 1),
+            ]
+        );
+        // The rule is for timers: the counter keeps its name.
+        assert_eq!(v.streams[0].stream, "orders.cme.execution");
+        assert_eq!(v.series, 3);
+    }
+}
