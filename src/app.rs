@@ -258,7 +258,9 @@ pub async fn serve_loaded(
     let advisor = Arc::new(advise::Advisor {
         store: Arc::clone(&store),
         containers: config.containers.enabled,
-        trading: trading.clone(),
+        ml_target_seconds: trading
+            .is_some()
+            .then(|| config.trading.score.ml.target.get().as_secs_f64()),
         config: config.advice.clone(),
         ring: config.rules.enabled,
         cpusets_not_host_cpus: advise::cpuset_caveat(&config.hardware),
@@ -324,7 +326,7 @@ pub async fn serve_loaded(
         store,
         started: Instant::now(),
         collectors: registry,
-        trading,
+        trading_ingest: trading,
         alerts,
         notifier,
         samples,
@@ -383,11 +385,7 @@ fn start_trading(
 ) -> Result<(Arc<Trading>, Vec<JoinHandle<()>>), Error> {
     let trading = Trading::new(&config.trading, store.registry())
         .map_err(|e| Error::Startup(e.to_string()))?;
-    let mut tasks = vec![entry.spawn(
-        Blocking::new(TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines)),
-        store,
-        shutdown,
-    )];
+    let mut tasks = Vec::new();
     if let Some(addr) = config.trading.statsd_listen {
         let listener = Listener::start(addr, Arc::clone(&trading))
             .map_err(|source| Error::BindUdp { addr, source })?;
@@ -398,6 +396,11 @@ fn start_trading(
             let _ = tokio::task::spawn_blocking(move || listener.stop()).await;
         }));
     }
+    // The JSON routes read the view from the store from the start: an empty one until
+    // the collector's first run replaces it.
+    let collector = TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines);
+    store.views().trading.set(Some(collector.latest_view()));
+    tasks.push(entry.spawn(Blocking::new(collector), store, shutdown));
     Ok((trading, tasks))
 }
 

@@ -69,7 +69,7 @@ mod tests {
     use crate::advise::testutil::*;
 
     fn view_with_ml(observed: Option<f64>) -> View {
-        let mut v = View::default();
+        let mut v = crate::collect::trading::view::empty_view();
         for c in &mut v.score.components {
             if c.component == "ml" {
                 c.observed = observed;

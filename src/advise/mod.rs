@@ -24,12 +24,12 @@ use std::collections::BTreeSet;
 
 use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
 use crate::collect::hardware::{CPU_CLUSTER_UTILIZATION_RATIO, CPU_INFO};
-use crate::collect::trading::View;
 use crate::config::AdviceConfig;
 use crate::model::{MetricDef, def};
 use crate::store::index::{Families, label};
 use crate::store::ring::Ring;
 use crate::store::views::containers::Report;
+use crate::store::views::trading::View;
 
 pub use cpuset::{format_cpuset, parse_cpuset};
 pub use placement::cpuset_caveat;
@@ -153,7 +153,9 @@ pub struct Advisor {
     pub store: std::sync::Arc<crate::store::Store>,
     /// Whether the container collector is on (its report comes from the store).
     pub containers: bool,
-    pub trading: Option<std::sync::Arc<crate::collect::trading::Trading>>,
+    /// `trading.score.ml`'s target in seconds; `None` when trading is off (its view
+    /// comes from the store).
+    pub ml_target_seconds: Option<f64>,
     pub config: AdviceConfig,
     /// Whether the store keeps the sample ring (the rule engine is on).
     pub ring: bool,
@@ -174,11 +176,10 @@ impl Advisor {
             .containers
             .then(|| self.store.views().containers.get())
             .flatten();
-        let view = self.trading.as_ref().map(|t| t.view());
-        let ml_target = self
-            .trading
-            .as_ref()
-            .map(|t| t.config().score.ml.target.get().as_secs_f64());
+        let view = self
+            .ml_target_seconds
+            .and_then(|_| self.store.views().trading.get());
+        let ml_target = self.ml_target_seconds;
         let ring = self.store.ring();
         advise(&Inputs {
             now_ms: crate::clock::unix_now_ms(),

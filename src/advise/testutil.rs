@@ -1,13 +1,13 @@
 //! Fixtures the checks' tests share: a 4-CPU topology, a ring, the config, a
 //! container, and [`run`], which advises on them.
 
-pub(super) use crate::collect::trading::View;
 pub(super) use crate::config::AdviceConfig;
 pub(super) use crate::store::Family;
 pub(super) use crate::store::index::Families;
 pub(super) use crate::store::index::family as fam;
 pub(super) use crate::store::ring::Ring;
 pub(super) use crate::store::views::containers::{ContainerSample, Report};
+pub(super) use crate::store::views::trading::View;
 
 pub(super) use super::*;
 

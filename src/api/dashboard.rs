@@ -160,8 +160,7 @@ async fn dashboard_summary(State(s): State<Arc<AppState>>) -> Json<DashboardSumm
                 .map(|c| c.name.clone())
                 .collect(),
         });
-    let trading = s.trading.as_ref().map(|t| {
-        let view = t.view();
+    let trading = s.store.views().trading.get().map(|view| {
         let first = view.windows.first().cloned().unwrap_or_default();
         let worst = view
             .operations

@@ -56,8 +56,10 @@ pub struct AppState {
     /// Every collector as configured; the enabled ones must have run once before the
     /// instance reports ready.
     pub collectors: Vec<crate::collect::Entry>,
-    /// The trading store; `None` when `trading.enabled` is false.
-    pub trading: Option<Arc<crate::collect::trading::Trading>>,
+    /// The latency ingest (HTTP samples, start/end measurements), the one collector
+    /// handle a route writes through; `None` when `trading.enabled` is false. Reads
+    /// go through the store's views.
+    pub trading_ingest: Option<Arc<crate::collect::trading::Trading>>,
     /// Alert state: the rule engine's alerts and those Prometheus posted.
     pub alerts: Arc<crate::alerts::Alerts>,
     /// Asks the wiring to re-read the config and rule files.

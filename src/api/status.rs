@@ -53,7 +53,7 @@ fn firing_by_severity(counts: &BTreeMap<(&'static str, String), u64>) -> BTreeMa
 }
 
 fn score(s: &AppState) -> Option<f64> {
-    s.trading.as_ref().and_then(|t| t.view().score.score)
+    s.store.views().trading.get().and_then(|v| v.score.score)
 }
 
 fn current_health(s: &AppState) -> SystemHealth {
@@ -207,10 +207,11 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
             write_token_set: c.api.token.is_some(),
             read_token_set: c.api.read_token.is_some(),
             statsd_listen: s
+                .store
+                .views()
                 .trading
-                .as_ref()
-                .and_then(|t| t.statsd_addr())
-                .map(|a| a.to_string()),
+                .get()
+                .and_then(|v| v.statsd_listen.clone()),
             docker_host: c
                 .containers
                 .enabled

@@ -18,7 +18,8 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::collect::trading::statsd::valid_name;
-use crate::collect::trading::{LatencyStats, RecordError, Trading, View, ingest::StartError};
+use crate::collect::trading::{RecordError, Trading, ingest::StartError};
+use crate::store::views::trading::{LatencyStats, View};
 
 /// Read routes; mounted behind the read check by [`super::router`].
 pub fn reads() -> OpenApiRouter<Arc<AppState>> {
@@ -38,14 +39,22 @@ pub fn writes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     )
 }
 
-fn trading(s: &AppState) -> Result<&Arc<Trading>, ApiError> {
-    s.trading.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "disabled",
-            "trading is disabled (trading.enabled: false)",
-        )
-    })
+fn disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "disabled",
+        "trading is disabled (trading.enabled: false)",
+    )
+}
+
+/// The latency ingest, the one write handle the trading routes hold.
+fn writer(s: &AppState) -> Result<&Arc<Trading>, ApiError> {
+    s.trading_ingest.as_ref().ok_or_else(disabled)
+}
+
+/// The trading collector's view, as the store holds it.
+fn view(s: &AppState) -> Result<Arc<View>, ApiError> {
+    s.store.views().trading.get().ok_or_else(disabled)
 }
 
 /// Body of `GET /api/v1/monitoring/trading/metrics`.
@@ -66,10 +75,10 @@ pub struct TradingMetrics {
         (status = 404, description = "trading is disabled", body = ErrorBody),
     ))]
 async fn trading_metrics(State(s): State<Arc<AppState>>) -> Result<Json<TradingMetrics>, ApiError> {
-    let t = trading(&s)?;
+    let view = view(&s)?;
     Ok(Json(TradingMetrics {
-        statsd_listen: t.statsd_addr().map(|a| a.to_string()),
-        view: (*t.view()).clone(),
+        statsd_listen: view.statsd_listen.clone(),
+        view: (*view).clone(),
     }))
 }
 
@@ -114,7 +123,7 @@ async fn latency_stats(
     State(s): State<Arc<AppState>>,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<LatencyStatsBody>, ApiError> {
-    let t = trading(&s)?;
+    let view = view(&s)?;
     let Query(q) = query.map_err(ApiError::from)?;
     let minutes = q.duration_minutes.unwrap_or(5.0);
     if !(minutes > 0.0 && minutes.is_finite()) {
@@ -122,7 +131,7 @@ async fn latency_stats(
             "duration_minutes must be a number above 0",
         ));
     }
-    let windows = &t.config().windows;
+    let windows = &s.config.trading.windows;
     let Some(pos) = windows
         .iter()
         .position(|w| w.get().as_secs_f64() >= minutes * 60.0 - 1e-9)
@@ -132,8 +141,7 @@ async fn latency_stats(
             windows.last().map(|w| w.to_string()).unwrap_or_default()
         )));
     };
-    let name = crate::collect::trading::window_name(windows[pos]);
-    let view = t.view();
+    let name = windows[pos].to_string();
     let operations = view
         .operations
         .iter()
@@ -195,7 +203,7 @@ async fn ingest(
     State(s): State<Arc<AppState>>,
     body: Result<Json<Vec<Sample>>, JsonRejection>,
 ) -> Result<Json<IngestReply>, ApiError> {
-    let t = trading(&s)?;
+    let t = writer(&s)?;
     let Json(samples) = body.map_err(json_error)?;
     // Check the whole batch first, so a bad item records nothing.
     for (i, x) in samples.iter().enumerate() {
@@ -259,7 +267,7 @@ async fn start_measurement(
     State(s): State<Arc<AppState>>,
     body: Result<Json<StartBody>, JsonRejection>,
 ) -> Result<Json<Started>, ApiError> {
-    let t = trading(&s)?;
+    let t = writer(&s)?;
     let Json(b) = body.map_err(json_error)?;
     if !valid_name(&b.operation) {
         return Err(ApiError::bad_request(RecordError::Operation.to_string()));
@@ -300,7 +308,7 @@ async fn end_measurement(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<EndedBody>, ApiError> {
-    let t = trading(&s)?;
+    let t = writer(&s)?;
     let ended = t.end_measurement(&id).ok_or_else(|| {
         ApiError::not_found(format!(
             "no open measurement {id:?}: never started, already ended, or expired after trading.measurement_ttl"

@@ -52,6 +52,8 @@ pub trait Collector: Send + 'static {
 pub trait BlockingCollector: Send + 'static {
     fn name(&self) -> &'static str;
     fn collect(&mut self) -> Result<Vec<Family>, CollectError>;
+    /// As [`Collector::publish_view`].
+    fn publish_view(&self, _views: &Views) {}
 }
 
 /// Adapts a [`BlockingCollector`] to [`Collector`].
@@ -86,6 +88,14 @@ impl<C: BlockingCollector> Collector for Blocking<C> {
         })
         .await
         .map_err(|e| CollectError(format!("collector task failed: {e}")))?
+    }
+
+    fn publish_view(&self, views: &Views) {
+        // A run that outlived its timeout still holds the lock: its view comes with
+        // the next run.
+        if let Ok(c) = self.inner.try_lock() {
+            c.publish_view(views);
+        }
     }
 }
 

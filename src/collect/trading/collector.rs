@@ -10,9 +10,10 @@ use super::baseline;
 use super::latency::{Classic, CountWindow, LatencyWindow};
 use super::line::MetricType;
 use super::series::{Pending, SeriesMeta};
-use super::view::window_name;
+use super::view::{View, window_name};
 use crate::collect::{BlockingCollector, CollectError};
 use crate::store::Family;
+use crate::store::views::Views;
 
 /// What the collector keeps of one series between runs.
 pub(super) enum State {
@@ -43,6 +44,8 @@ pub struct TradingCollector {
     pub(super) window_names: Vec<String>,
     last_run: Option<Instant>,
     pub(super) baselines: Option<baseline::Baselines>,
+    /// The last run's view (an empty one before the first), published to the store.
+    latest: Arc<View>,
 }
 
 impl TradingCollector {
@@ -68,10 +71,16 @@ impl TradingCollector {
             window_names,
             last_run: None,
             baselines: None,
+            latest: Arc::new(super::view::empty_view()),
         }
     }
 
-    /// One run at `now`: fold, compute, publish the view, return the families.
+    /// The last run's view (an empty one before the first run).
+    pub fn latest_view(&self) -> Arc<View> {
+        Arc::clone(&self.latest)
+    }
+
+    /// One run at `now`: fold, compute, keep the view, return the families.
     pub fn run(&mut self, now: Instant) -> Vec<Family> {
         let mut gauges = {
             let mut g = self.trading.ingest.lock().expect("trading lock");
@@ -162,7 +171,7 @@ impl TradingCollector {
         }
         let view = self.view(now, &gauges);
         let families = self.families(&view, now);
-        *self.trading.view.write().expect("view lock") = Arc::new(view);
+        self.latest = Arc::new(view);
         families
     }
 
@@ -238,6 +247,10 @@ impl BlockingCollector for TradingCollector {
     fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
         Ok(self.run(Instant::now()))
     }
+
+    fn publish_view(&self, views: &Views) {
+        views.trading.set(Some(self.latest_view()));
+    }
 }
 
 #[cfg(test)]
@@ -289,12 +302,12 @@ mod tests {
         send(&t, "new:1|c");
         send(&t, "kept:6|ms\nlevel:+1|g");
         c.run(t0 + Duration::from_secs(2));
-        assert_eq!(names(&t.view()), ["kept", "level", "old"]);
+        assert_eq!(names(&c.latest_view()), ["kept", "level", "old"]);
         assert_eq!(t.instruments.dropped_cardinality.get(), 1);
         send(&t, "kept:7|ms");
         c.run(t0 + Duration::from_secs(3));
         // `old` was last touched at t0: gone at t0 + ttl; `level` (t0 + 2 s) stays.
-        let v = t.view();
+        let v = c.latest_view();
         assert_eq!(names(&v), ["kept", "level"]);
         assert_eq!(v.series, 2);
         assert_eq!(t.instruments.expired.get(), 1);
@@ -305,7 +318,7 @@ mod tests {
         // The freed slot takes a new series; the survivors keep their own data.
         send(&t, "new:2|c\nkept:9|ms\nlevel:+1|g");
         c.run(t0 + Duration::from_secs(4));
-        let v = t.view();
+        let v = c.latest_view();
         assert_eq!(names(&v), ["kept", "level", "new"]);
         assert_eq!(v.gauges[0].value, 9.0);
         let new = v.streams.iter().find(|s| s.stream == "new").unwrap();
@@ -314,7 +327,7 @@ mod tests {
         assert_eq!(kept.count, 4);
         // With nothing more, everything goes.
         c.run(t0 + Duration::from_secs(8));
-        assert!(names(&t.view()).is_empty());
+        assert!(names(&c.latest_view()).is_empty());
         assert_eq!(t.instruments.expired.get(), 4);
     }
 
@@ -325,7 +338,7 @@ mod tests {
         send(&t, "a:1|c\nb:1|g");
         c.run(t0);
         c.run(t0 + Duration::from_secs(86_400));
-        assert_eq!(names(&t.view()), ["a", "b"]);
+        assert_eq!(names(&c.latest_view()), ["a", "b"]);
     }
 
     #[test]
@@ -346,7 +359,7 @@ mod tests {
              orders.cme.execution:8|ms\norders.cme.execution:1|c",
         );
         c.run(Instant::now());
-        let v = t.view();
+        let v = c.latest_view();
         let ops: Vec<(String, BTreeMap<String, String>, u64)> = v
             .operations
             .iter()

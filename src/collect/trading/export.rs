@@ -10,7 +10,7 @@ use super::latency::{self, LatencyWindow, QUANTILES};
 use super::metrics::*;
 use super::score;
 use super::series::TYPES;
-use super::view::{LatencyStats, OperationView, StreamView, ValueView, View};
+use super::view::{OperationView, StreamView, ValueView, View};
 use crate::store::Family;
 
 impl TradingCollector {
@@ -21,7 +21,8 @@ impl TradingCollector {
             windows: self.window_names.clone(),
             series: self.meta.len(),
             max_series: self.trading.config.max_series,
-            ..View::default()
+            statsd_listen: self.trading.statsd_addr().map(|a| a.to_string()),
+            ..super::view::empty_view()
         };
         for (id, (m, state)) in self.meta.iter().zip(&self.states).enumerate() {
             let labels: BTreeMap<String, String> = m.labels.iter().cloned().collect();
@@ -36,7 +37,7 @@ impl TradingCollector {
                         .zip(windows)
                         .filter_map(|(n, w)| {
                             w.histogram()
-                                .map(|h| (n.clone(), LatencyStats::of(h, w.rate(now))))
+                                .map(|h| (n.clone(), super::view::latency_stats(h, w.rate(now))))
                         })
                         .collect(),
                 }),

@@ -24,7 +24,7 @@ pub mod statsd;
 pub mod view;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -106,7 +106,6 @@ pub struct Trading {
     mapper: mapping::Mapper,
     ingest: Mutex<Ingest>,
     instruments: Instruments,
-    view: RwLock<Arc<View>>,
     measurements: ingest::Measurements,
     statsd_addr: OnceLock<SocketAddr>,
 }
@@ -125,7 +124,6 @@ impl Trading {
             mapper,
             ingest: Mutex::new(Ingest::default()),
             instruments: Instruments::register(registry)?,
-            view: RwLock::new(Arc::new(View::default())),
             measurements: ingest::Measurements::new(
                 config.measurement_ttl.get(),
                 config.max_open_measurements,
@@ -150,11 +148,6 @@ impl Trading {
     /// The open start/end measurements.
     pub fn measurements(&self) -> &ingest::Measurements {
         &self.measurements
-    }
-
-    /// The view the collector computed last.
-    pub fn view(&self) -> Arc<View> {
-        Arc::clone(&self.view.read().expect("view lock"))
     }
 
     /// Counts `n` more datagrams the kernel dropped for the StatsD socket.

@@ -15,8 +15,6 @@
 //!
 //! Pure arithmetic over what the latency windows observed; no I/O.
 
-use serde::Serialize;
-
 use crate::config::ScoreConfig;
 
 /// The four components, in export order.
@@ -41,32 +39,7 @@ pub fn throughput_score(handled: f64, dropped: f64) -> Option<f64> {
     (offered > 0.0).then(|| (handled / offered).clamp(0.0, 1.0))
 }
 
-/// One component: its score when there was data, and the weight it got.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Component {
-    pub component: &'static str,
-    /// 0..1; absent when the component had no data.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    /// The configured weight, renormalised over the components with data (0 for the
-    /// ones without).
-    pub weight: f64,
-    /// What it was scored on: the latency quantile in seconds, or for throughput the
-    /// handled messages per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub observed: Option<f64>,
-}
-
-/// The whole score.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Score {
-    /// 0..100; absent when less than `min_coverage` of the configured weight had data.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    /// Share (0..1) of the configured weight that had data.
-    pub coverage_ratio: f64,
-    pub components: Vec<Component>,
-}
+pub use crate::store::views::trading::{Component, Score};
 
 /// What was observed for each component: a latency quantile in seconds for the first
 /// three, the handled and dropped rates per second for throughput; `None` means no

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 pub mod containers;
 mod probes;
+pub mod trading;
 
 pub use probes::ProbeResult;
 
@@ -39,6 +40,9 @@ pub struct Views {
     pub probes: Slot<Vec<ProbeResult>>,
     /// The container collector's last successful cycle; absent after a failed one.
     pub containers: Slot<containers::Report>,
+    /// The trading collector's last run (an empty view until then); absent when
+    /// trading is off.
+    pub trading: Slot<trading::View>,
 }
 
 #[cfg(test)]
