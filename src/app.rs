@@ -16,6 +16,7 @@ use crate::collect::trading::{Trading, TradingCollector};
 use crate::collect::{self, Blocking, CollectorKind, Entry};
 use crate::config::{Config, ConfigError, EnvLookup};
 use crate::persist::samples::SampleDb;
+use crate::reload::ReloadError;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::{advise, alerts, api, catalog, clock, history, notify, persist, rules};
@@ -98,7 +99,7 @@ pub fn check(config: Config, file: &str, text: &str) -> Result<Loaded, ConfigErr
         && let Some(f) = &hw.replay_file
     {
         collect::hardware::replay::ReplaySource::open(f, hw.replay_loop)
-            .map_err(|e| invalid("hardware.replay_file".into(), e))?;
+            .map_err(|e| invalid("hardware.replay_file".into(), e.to_string()))?;
     }
     let rules = if config.rules.enabled {
         rules::load(&config.rules).map_err(|e| invalid("rules.files".into(), e.to_string()))?
@@ -186,7 +187,7 @@ pub async fn serve_loaded(
         match entry.kind {
             CollectorKind::Hardware => {
                 let hw = collect::hardware::HardwareCollector::from_config(&config.hardware)
-                    .map_err(Error::Startup)?;
+                    .map_err(|e| Error::Startup(e.to_string()))?;
                 tasks.push(entry.spawn(Blocking::new(hw), &store, &shutdown));
             }
             CollectorKind::Process => {
@@ -474,7 +475,7 @@ impl Reloader {
     /// rules and the notifications take the new settings at once; other changed
     /// sections are reported as needing a restart. `listen`, `data_dir` and
     /// `log_format` (which the command line may override) keep their running values.
-    async fn reload(&mut self) -> Result<crate::reload::Outcome, String> {
+    async fn reload(&mut self) -> Result<crate::reload::Outcome, ReloadError> {
         let source = self.source.clone();
         let loaded = blocking(move || match &source {
             Source::File(p) => load_config(Some(p), &crate::config::process_env),
@@ -487,8 +488,8 @@ impl Reloader {
             }),
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ReloadError::Interrupted(e.to_string()))?
+        .map_err(|e| ReloadError::Config(e.into()))?;
         let Loaded {
             config: mut next,
             rules,
@@ -511,7 +512,7 @@ impl Reloader {
         self.notifier
             .reconfigure(&next.notifications)
             .await
-            .map_err(|e| format!("notifications: {e}"))?;
+            .map_err(|e| ReloadError::Notifications(e.into()))?;
         let delivery = self.running.notifications.delivery.clone();
         self.running.notifications = next.notifications;
         self.running.notifications.delivery = delivery;

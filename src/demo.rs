@@ -306,13 +306,34 @@ pub fn synthetic_recording() -> String {
     out
 }
 
+/// Why the demo's recording could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{path}: {source}", path = path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}", path = path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Points `config` at the shipped recording: writes it into the data directory and
 /// selects `hardware.source: replay`, looping.
-pub fn prepare(config: &mut crate::config::Config) -> Result<(), String> {
+pub fn prepare(config: &mut crate::config::Config) -> Result<(), PrepareError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| PrepareError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
     let file = dir.join("demo-m4max-synthetic.jsonl");
-    std::fs::write(&file, RECORDING).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::write(&file, RECORDING).map_err(|source| PrepareError::Write {
+        path: file.clone(),
+        source,
+    })?;
     let hw = &mut config.hardware;
     hw.enabled = true;
     hw.source = crate::config::HardwareSource::Replay;

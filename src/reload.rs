@@ -48,18 +48,26 @@ pub struct Outcome {
 }
 
 /// One request; the answer comes back on `reply`: the outcome, or why the new config
-/// was refused (the reloader's message, shown as [`ReloadError::Refused`]).
+/// was refused.
 pub struct Request {
-    pub reply: oneshot::Sender<Result<Outcome, String>>,
+    pub reply: oneshot::Sender<Result<Outcome, ReloadError>>,
 }
 
-/// Why a reload did not happen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a reload did not happen. Every case but [`ReloadError::ShuttingDown`] leaves
+/// the running config in place. The wiring's own error types sit on higher layers
+/// than this channel, so they travel boxed.
+#[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The new config or rules are invalid, or the notifier refused them; the
-    /// running config stays.
+    /// The new config or its rule files are invalid (or there is no file to re-read):
+    /// the config error, `file:line:col: key.path: reason`.
+    #[error(transparent)]
+    Config(Box<dyn std::error::Error + Send + Sync>),
+    /// The notifier refused the new notification settings.
+    #[error("notifications: {0}")]
+    Notifications(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The re-read did not finish (its blocking task panicked or was cancelled).
     #[error("{0}")]
-    Refused(String),
+    Interrupted(String),
     /// The reloader is gone: the daemon is stopping.
     #[error("m4watch is shutting down")]
     ShuttingDown,
@@ -80,10 +88,7 @@ impl Reload {
             .send(Request { reply })
             .await
             .map_err(|_| ReloadError::ShuttingDown)?;
-        answer
-            .await
-            .map_err(|_| ReloadError::ShuttingDown)?
-            .map_err(ReloadError::Refused)
+        answer.await.map_err(|_| ReloadError::ShuttingDown)?
     }
 }
 

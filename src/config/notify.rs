@@ -459,7 +459,7 @@ impl NotifyConfig {
                 }
                 check_url(&pd.url, &format!("{p}.pagerduty.url"))?;
                 check_template(&pd.dedup_key)
-                    .map_err(|e| (format!("{p}.pagerduty.dedup_key"), e))?;
+                    .map_err(|e| (format!("{p}.pagerduty.dedup_key"), e.to_string()))?;
             }
             if let Some(w) = &r.webhook {
                 check_url(w.url.expose(), &format!("{p}.webhook.url"))?;
@@ -672,23 +672,30 @@ fn check_route(
     Ok(())
 }
 
+/// Why a `dedup_key` template cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed {{{{ in {template:?}")]
+    Unclosed { template: String },
+    #[error("unknown variable {0:?}: use fingerprint, group_key or labels.NAME")]
+    UnknownVariable(String),
+}
+
 /// Checks a `dedup_key` template: only `{{ fingerprint }}`, `{{ group_key }}` and
 /// `{{ labels.NAME }}` are known.
-pub fn check_template(t: &str) -> Result<(), String> {
+pub fn check_template(t: &str) -> Result<(), TemplateError> {
     let mut rest = t;
     while let Some(i) = rest.find("{{") {
         let after = &rest[i + 2..];
-        let j = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed {{{{ in {t:?}"))?;
+        let j = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
+            template: t.to_string(),
+        })?;
         let var = after[..j].trim();
         let known = var == "fingerprint"
             || var == "group_key"
             || var.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
         if !known {
-            return Err(format!(
-                "unknown variable {var:?}: use fingerprint, group_key or labels.NAME"
-            ));
+            return Err(TemplateError::UnknownVariable(var.to_string()));
         }
         rest = &after[j + 2..];
     }

@@ -68,28 +68,35 @@ impl Default for ProcessesConfig {
     }
 }
 
+/// Why a group's `process_name` or `cmdline` is not a usable selector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("regex is {len} bytes long, more than {MAX_SELECTOR_LEN}")]
+    TooLong { len: usize },
+    /// A syntax error (its one-line reason) or a compiled size over the limit.
+    #[error("invalid regex {pattern:?}: {reason}")]
+    Invalid { pattern: String, reason: String },
+}
+
 /// A selector regex, compiled with bounds on its size.
-pub fn selector_regex(pattern: &str) -> Result<regex::Regex, String> {
+pub fn selector_regex(pattern: &str) -> Result<regex::Regex, SelectorError> {
     if pattern.len() > MAX_SELECTOR_LEN {
-        return Err(format!(
-            "regex is {} bytes long, more than {MAX_SELECTOR_LEN}",
-            pattern.len()
-        ));
+        return Err(SelectorError::TooLong { len: pattern.len() });
     }
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| match e {
-            regex::Error::Syntax(s) => {
-                // The crate's message spans lines (pattern, caret, reason); the last
-                // line is the reason.
-                let reason = s.lines().rfind(|l| l.starts_with("error:")).unwrap_or(&s);
-                format!(
-                    "invalid regex {pattern:?}: {}",
-                    reason.trim_start_matches("error: ")
-                )
-            }
-            other => format!("invalid regex {pattern:?}: {other}"),
+        .map_err(|e| SelectorError::Invalid {
+            pattern: pattern.to_string(),
+            reason: match e {
+                regex::Error::Syntax(s) => {
+                    // The crate's message spans lines (pattern, caret, reason); the last
+                    // line is the reason.
+                    let reason = s.lines().rfind(|l| l.starts_with("error:")).unwrap_or(&s);
+                    reason.trim_start_matches("error: ").to_string()
+                }
+                other => other.to_string(),
+            },
         })
 }
 
@@ -143,7 +150,7 @@ impl ProcessesConfig {
             }
             for (key, pattern) in [("process_name", &g.process_name), ("cmdline", &g.cmdline)] {
                 if let Some(p) = pattern {
-                    selector_regex(p).map_err(|r| (at(key), r))?;
+                    selector_regex(p).map_err(|r| (at(key), r.to_string()))?;
                 }
             }
             if let Some(f) = &g.pid_file

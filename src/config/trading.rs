@@ -232,17 +232,26 @@ const RESERVED_LABELS: &[&str] = &[
     "instance",
 ];
 
+/// Why a name cannot be a label a tag or mapping sets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelNameError {
+    #[error("{0:?} is not a Prometheus label name")]
+    Invalid(String),
+    #[error("{0:?} is a label m4watch sets itself")]
+    Reserved(String),
+}
+
 /// Why `name` cannot be a label a tag or mapping sets; `Ok` when it can.
-fn label_name(name: &str) -> Result<(), String> {
+fn label_name(name: &str) -> Result<(), LabelNameError> {
     let valid = name
         .chars()
         .enumerate()
         .all(|(j, c)| c == '_' || c.is_ascii_alphabetic() || (j > 0 && c.is_ascii_digit()));
     if name.is_empty() || !valid || name.starts_with("__") {
-        return Err(format!("{name:?} is not a Prometheus label name"));
+        return Err(LabelNameError::Invalid(name.to_string()));
     }
     if RESERVED_LABELS.contains(&name) {
-        return Err(format!("{name:?} is a label m4watch sets itself"));
+        return Err(LabelNameError::Reserved(name.to_string()));
     }
     Ok(())
 }
@@ -291,7 +300,7 @@ impl Mapping {
         };
         refs("name", &self.name)?;
         for (k, v) in &self.labels {
-            label_name(k).map_err(|r| ("labels", r))?;
+            label_name(k).map_err(|r| ("labels", r.to_string()))?;
             refs("labels", v)?;
         }
         Ok(())
@@ -347,7 +356,7 @@ impl TradingConfig {
             );
         }
         for (i, tag) in self.label_tags.iter().enumerate() {
-            label_name(tag).map_err(|r| (format!("trading.label_tags[{i}]"), r))?;
+            label_name(tag).map_err(|r| (format!("trading.label_tags[{i}]"), r.to_string()))?;
         }
         let longest = self
             .windows

@@ -90,18 +90,26 @@ pub struct Pattern {
     anchored: regex::Regex,
 }
 
+/// A [`Pattern`] that does not compile: the pattern as written and the one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid regular expression {pattern:?}: {reason}")]
+pub struct PatternError {
+    pub pattern: String,
+    pub reason: String,
+}
+
 impl Pattern {
-    pub fn new(source: &str) -> Result<Self, String> {
+    pub fn new(source: &str) -> Result<Self, PatternError> {
         let anchored = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| {
             // The syntax error's last line says what is wrong (`error: unclosed group`);
             // the lines above draw the pattern with a caret, which a one-line error
             // cannot show.
             let e = e.to_string();
             let why = e.lines().rev().find_map(|l| l.strip_prefix("error: "));
-            format!(
-                "invalid regular expression {source:?}: {}",
-                why.unwrap_or(e.as_str())
-            )
+            PatternError {
+                pattern: source.to_string(),
+                reason: why.unwrap_or(e.as_str()).to_string(),
+            }
         })?;
         Ok(Pattern {
             source: source.to_string(),

@@ -229,7 +229,7 @@ mod tests {
         );
         assert!(check_template("{{ labels.alertname }}").is_ok());
         assert_eq!(
-            check_template("{{ nope }}").unwrap_err(),
+            check_template("{{ nope }}").unwrap_err().to_string(),
             "unknown variable \"nope\": use fingerprint, group_key or labels.NAME"
         );
         assert!(check_template("{{ fingerprint").is_err());

@@ -328,13 +328,35 @@ fn cluster_letter(label: &str) -> &str {
     if label == "_" { "P" } else { label }
 }
 
+/// Why the machine's description gives no core topology.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("unknown IORegistry cluster-type {0:?}")]
+    UnknownClusterType(String),
+    #[error("IORegistry lists {iokit} core types but hw.nperflevels is {perflevels}")]
+    TierCount { iokit: usize, perflevels: usize },
+    #[error(
+        "IORegistry lists {iokit} {tier} CPUs but hw.perflevel{level}.logicalcpu says {perflevel}"
+    )]
+    TierSize {
+        tier: String,
+        iokit: usize,
+        level: usize,
+        perflevel: u32,
+    },
+    #[error("neither hw.perflevel* nor IORegistry cpu nodes are readable")]
+    Unreadable,
+    #[error("hw.perflevel* count {perflevels} CPUs but the kernel reports {kernel}")]
+    CpuCount { perflevels: u32, kernel: u32 },
+}
+
 /// Rank of an IORegistry `cluster-type`: `E` < `M` (M5 Pro/Max Performance) < `P`.
-fn node_rank(cluster_type: &str) -> Result<u8, String> {
+fn node_rank(cluster_type: &str) -> Result<u8, TopologyError> {
     match cluster_type.trim_end_matches('\0') {
         "E" => Ok(0),
         "M" => Ok(1),
         "P" => Ok(2),
-        other => Err(format!("unknown IORegistry cluster-type {other:?}")),
+        other => Err(TopologyError::UnknownClusterType(other.to_string())),
     }
 }
 
@@ -344,7 +366,7 @@ fn node_rank(cluster_type: &str) -> Result<u8, String> {
 /// tree, the tiers are taken to be contiguous, lowest first (every layout observed
 /// through M4). A tier labelled `E` is efficiency; every other tier is performance, so
 /// an M5 Pro/Max (P and S tiers) has no efficiency CPUs. Never a fixed guess.
-pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, String> {
+pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, TopologyError> {
     let levels = &machine.perflevels;
     if !machine.cpu_nodes.is_empty() {
         let mut ranks: Vec<u8> = Vec::new();
@@ -369,11 +391,10 @@ pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, Stri
                 .collect()
         } else {
             if levels.len() != ranks.len() {
-                return Err(format!(
-                    "IORegistry lists {} core types but hw.nperflevels is {}",
-                    ranks.len(),
-                    levels.len()
-                ));
+                return Err(TopologyError::TierCount {
+                    iokit: ranks.len(),
+                    perflevels: levels.len(),
+                });
             }
             tier_labels(machine)
         };
@@ -412,13 +433,12 @@ pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, Stri
             let level = levels.len().checked_sub(i + 1);
             if let Some(l) = level.and_then(|k| levels.get(k)) {
                 if l.logical_cpus as usize != tier.cpus.len() {
-                    return Err(format!(
-                        "IORegistry lists {} {} CPUs but hw.perflevel{}.logicalcpu says {}",
-                        tier.cpus.len(),
-                        tier.label,
-                        level.unwrap_or(0),
-                        l.logical_cpus
-                    ));
+                    return Err(TopologyError::TierSize {
+                        tier: tier.label.clone(),
+                        iokit: tier.cpus.len(),
+                        level: level.unwrap_or(0),
+                        perflevel: l.logical_cpus,
+                    });
                 }
             }
         }
@@ -429,13 +449,14 @@ pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, Stri
         });
     }
     if levels.is_empty() {
-        return Err("neither hw.perflevel* nor IORegistry cpu nodes are readable".into());
+        return Err(TopologyError::Unreadable);
     }
     let total: u32 = levels.iter().map(|l| l.logical_cpus).sum();
     if total != ncpu {
-        return Err(format!(
-            "hw.perflevel* count {total} CPUs but the kernel reports {ncpu}"
-        ));
+        return Err(TopologyError::CpuCount {
+            perflevels: total,
+            kernel: ncpu,
+        });
     }
     let mut cpus = BTreeMap::new();
     let mut tiers = Vec::new();
@@ -1103,7 +1124,7 @@ mod tests {
             cpu_nodes: nodes(&[("E", 0, 2), ("P", 1, 14)]),
             ..Default::default()
         };
-        let err = build_topology(&m, 16).unwrap_err();
+        let err = build_topology(&m, 16).unwrap_err().to_string();
         assert!(err.contains("2 E CPUs") && err.contains("says 4"), "{err}");
         let one_type = MachineInfo {
             cpu_nodes: nodes(&[("P", 0, 16)]),
@@ -1112,6 +1133,7 @@ mod tests {
         assert!(
             build_topology(&one_type, 16)
                 .unwrap_err()
+                .to_string()
                 .contains("1 core types")
         );
     }

@@ -42,7 +42,7 @@ use super::apple::{
     PendingWindows, PerfLevel, RawSample, Swap, VmCounters, WindowClock,
 };
 use super::macmon_window::{self, Soc, SocTier, Window};
-use super::{Reading, Source, Topology};
+use super::{DumpError, Reading, Source, Topology};
 
 /// The notify name of macOS thermal pressure.
 const THERMAL_NOTIFY: &std::ffi::CStr = c"com.apple.system.thermalpressurelevel";
@@ -168,8 +168,8 @@ pub fn dump_raw(
     samples: u32,
     interval: Duration,
     out: &mut dyn std::io::Write,
-) -> Result<(), String> {
-    let mut src = MacSource::new(interval).map_err(|e| e.to_string())?;
+) -> Result<(), DumpError> {
+    let mut src = MacSource::new(interval).map_err(DumpError::Source)?;
     let os = sysctl_string("kern.osproductversion").unwrap_or_default();
     let header = DumpHeader {
         format: DUMP_FORMAT.into(),
@@ -181,17 +181,17 @@ pub fn dump_raw(
         )),
         machine: src.machine.clone(),
     };
-    let header = serde_json::to_string(&header).map_err(|e| e.to_string())?;
-    writeln!(out, "{header}").map_err(|e| e.to_string())?;
+    let header = serde_json::to_string(&header)?;
+    writeln!(out, "{header}").map_err(DumpError::Write)?;
     // The first macmon window needs one interval to fill.
     std::thread::sleep(interval + Duration::from_millis(200));
     for _ in 0..samples {
         let started = Instant::now();
-        let raw = serde_json::to_string(&src.raw_sample()).map_err(|e| e.to_string())?;
-        writeln!(out, "{raw}").map_err(|e| e.to_string())?;
+        let raw = serde_json::to_string(&src.raw_sample())?;
+        writeln!(out, "{raw}").map_err(DumpError::Write)?;
         std::thread::sleep(interval.saturating_sub(started.elapsed()));
     }
-    out.flush().map_err(|e| e.to_string())
+    out.flush().map_err(DumpError::Write)
 }
 
 /// Runs macmon's sampler on its own thread: `get_metrics` blocks for the whole window.

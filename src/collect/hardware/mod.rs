@@ -805,6 +805,38 @@ impl Source for linux::LinuxSource {
     }
 }
 
+/// Why the configured hardware source cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum HardwareError {
+    #[error("hardware.replay_file is not set")]
+    NoReplayFile,
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    /// The macOS source could not open its kernel interfaces.
+    #[error(transparent)]
+    Platform(std::io::Error),
+    #[error("the linux hardware source only runs on Linux")]
+    LinuxOnly,
+    #[error("the macos hardware source is not built in")]
+    MacosNotBuiltIn,
+}
+
+/// Why `m4watch dump-raw` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(
+        "dump-raw reads the Mac's hardware (IOReport, SMC, host_processor_info) and only runs on macOS; this system is {os}. Here, play a recording with hardware.source: replay, or run `m4watch demo`"
+    )]
+    NotMacos { os: &'static str },
+    /// The hardware source could not open its kernel interfaces.
+    #[error(transparent)]
+    Source(std::io::Error),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Write(std::io::Error),
+}
+
 /// The hardware collector: a platform source plus the [`Deriver`].
 pub struct HardwareCollector {
     source: Box<dyn Source>,
@@ -820,20 +852,20 @@ impl HardwareCollector {
     }
 
     /// The configured source: native for this platform, or a replayed recording.
-    pub fn from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
+    pub fn from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, HardwareError> {
         let mut c = Self::source_from_config(cfg)?;
         c.deriver.set_ane_max_watts(cfg.ane_max_watts);
         Ok(c)
     }
 
-    fn source_from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, String> {
+    fn source_from_config(cfg: &crate::config::HardwareConfig) -> Result<Self, HardwareError> {
         use crate::config::HardwareSource;
         match cfg.source {
             HardwareSource::Replay => {
                 let path = cfg
                     .replay_file
                     .as_deref()
-                    .ok_or("hardware.replay_file is not set")?;
+                    .ok_or(HardwareError::NoReplayFile)?;
                 let mut src = replay::ReplaySource::open(path, cfg.replay_loop)?;
                 let topology = apple_topology(src.machine(), src.cpu_count(), cfg);
                 src.set_topology(topology.clone());
@@ -842,13 +874,13 @@ impl HardwareCollector {
             #[cfg(target_os = "macos")]
             HardwareSource::Auto | HardwareSource::Macos => {
                 let mut src =
-                    macos::MacSource::new(cfg.interval.get()).map_err(|e| e.to_string())?;
+                    macos::MacSource::new(cfg.interval.get()).map_err(HardwareError::Platform)?;
                 let topology = apple_topology(src.machine(), src.cpu_count(), cfg);
                 src.set_topology(topology.clone());
                 Ok(HardwareCollector::new(Box::new(src), topology))
             }
             #[cfg(target_os = "macos")]
-            HardwareSource::Linux => Err("the linux hardware source only runs on Linux".into()),
+            HardwareSource::Linux => Err(HardwareError::LinuxOnly),
             #[cfg(not(target_os = "macos"))]
             HardwareSource::Auto | HardwareSource::Linux => {
                 let src = linux::LinuxSource::new(&cfg.procfs, &cfg.sysfs);
@@ -862,7 +894,7 @@ impl HardwareCollector {
                 Ok(HardwareCollector::new(Box::new(src), topology))
             }
             #[cfg(not(target_os = "macos"))]
-            HardwareSource::Macos => Err("the macos hardware source is not built in".into()),
+            HardwareSource::Macos => Err(HardwareError::MacosNotBuiltIn),
         }
     }
 
@@ -877,7 +909,7 @@ pub fn dump_raw(
     samples: u32,
     interval: std::time::Duration,
     out: &mut dyn std::io::Write,
-) -> Result<(), String> {
+) -> Result<(), DumpError> {
     #[cfg(target_os = "macos")]
     {
         macos::dump_raw(samples, interval, out)
@@ -885,10 +917,9 @@ pub fn dump_raw(
     #[cfg(not(target_os = "macos"))]
     {
         let _ = (samples, interval, out);
-        Err(format!(
-            "dump-raw reads the Mac's hardware (IOReport, SMC, host_processor_info) and only runs on macOS; this system is {}. Here, play a recording with hardware.source: replay, or run `m4watch demo`",
-            std::env::consts::OS
-        ))
+        Err(DumpError::NotMacos {
+            os: std::env::consts::OS,
+        })
     }
 }
 

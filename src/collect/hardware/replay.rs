@@ -32,31 +32,77 @@ pub struct Frame {
     pub memory: Option<Memory>,
 }
 
+/// Why a recording's text cannot be played; `line` counts from 1, comments included.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("the recording is empty")]
+    Empty,
+    #[error("line {line}: not JSON: {source}")]
+    NotJson {
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("line {line}: dump header: {source}")]
+    Header {
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("line {line}: dump format version {found} (this m4watch reads {DUMP_VERSION})")]
+    Version { line: usize, found: u32 },
+    /// A sample line that is not a sample of the recording's format.
+    #[error("line {line}: {source}")]
+    Sample {
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+/// Why a replay cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("replay file {path}: {source}", path = path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}", path = path.display())]
+    Recording {
+        path: std::path::PathBuf,
+        source: RecordingError,
+    },
+    #[error("{name}: the recording has no samples")]
+    NoSamples { name: String },
+}
+
 /// Parses a recording: a dump (first line is a `m4watch-dump` header) or macmon lines.
-pub fn parse_recording(text: &str) -> Result<Recording, String> {
+pub fn parse_recording(text: &str) -> Result<Recording, RecordingError> {
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     let Some((first_i, first)) = lines.next() else {
-        return Err("the recording is empty".into());
+        return Err(RecordingError::Empty);
     };
     let head: serde_json::Value =
-        serde_json::from_str(first).map_err(|e| format!("line {}: not JSON: {e}", first_i + 1))?;
+        serde_json::from_str(first).map_err(|source| RecordingError::NotJson {
+            line: first_i + 1,
+            source,
+        })?;
     if head.get("format").and_then(|f| f.as_str()) == Some(DUMP_FORMAT) {
-        let header: DumpHeader = serde_json::from_value(head)
-            .map_err(|e| format!("line {}: dump header: {e}", first_i + 1))?;
+        let header: DumpHeader =
+            serde_json::from_value(head).map_err(|source| RecordingError::Header {
+                line: first_i + 1,
+                source,
+            })?;
         if header.version != DUMP_VERSION {
-            return Err(format!(
-                "line {}: dump format version {} (this m4watch reads {DUMP_VERSION})",
-                first_i + 1,
-                header.version
-            ));
+            return Err(RecordingError::Version {
+                line: first_i + 1,
+                found: header.version,
+            });
         }
         let mut raws = Vec::new();
         for (i, l) in lines {
-            let s: RawSample =
-                serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let s: RawSample = serde_json::from_str(l).map_err(sample_error(i))?;
             raws.push(s);
         }
         let deltas = deltas_from_ticks(&raws);
@@ -73,7 +119,7 @@ pub fn parse_recording(text: &str) -> Result<Recording, String> {
     let mut mems = Vec::new();
     let mut prev_time: Option<f64> = None;
     for (i, l) in std::iter::once((first_i, first)).chain(lines) {
-        let w: Window = serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let w: Window = serde_json::from_str(l).map_err(sample_error(i))?;
         let t = w.timestamp.as_deref().and_then(seconds_of_day);
         let elapsed = match (prev_time, t) {
             (Some(a), Some(b)) => Some((b - a).rem_euclid(86_400.0)).filter(|d| *d > 0.0),
@@ -112,6 +158,14 @@ pub fn parse_recording(text: &str) -> Result<Recording, String> {
         synthetic: false,
         samples: frames(raws, deltas, mems),
     })
+}
+
+/// The error of a sample that does not parse at (0-based) line index `i`.
+fn sample_error(i: usize) -> impl FnOnce(serde_json::Error) -> RecordingError {
+    move |source| RecordingError::Sample {
+        line: i + 1,
+        source,
+    }
 }
 
 fn frames(
@@ -196,16 +250,22 @@ pub struct ReplaySource {
 
 impl ReplaySource {
     /// Loads `path`; `looping` starts again at the end instead of stopping.
-    pub fn open(path: &Path, looping: bool) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("replay file {}: {e}", path.display()))?;
-        let rec = parse_recording(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn open(path: &Path, looping: bool) -> Result<Self, ReplayError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let rec = parse_recording(&text).map_err(|source| ReplayError::Recording {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::new(path.display().to_string(), rec, looping)
     }
 
-    pub fn new(name: String, rec: Recording, looping: bool) -> Result<Self, String> {
+    /// Plays `rec` under `name` (the file it came from, in logs and errors).
+    pub fn new(name: String, rec: Recording, looping: bool) -> Result<Self, ReplayError> {
         if rec.samples.is_empty() {
-            return Err(format!("{name}: the recording has no samples"));
+            return Err(ReplayError::NoSamples { name });
         }
         let ncpu = rec.samples[0].tick_deltas.len();
         tracing::info!(
@@ -327,12 +387,16 @@ mod tests {
         let err =
             parse_recording("{\"format\":\"m4watch-dump\",\"version\":1,\"machine\":{}}\n{bad\n")
                 .unwrap_err();
-        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(
+            matches!(err, RecordingError::Sample { line: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("line 2:"), "{err}");
         let err = parse_recording("{\"format\":\"m4watch-dump\",\"version\":9,\"machine\":{}}\n")
             .unwrap_err();
-        assert!(err.contains("version 9"), "{err}");
+        assert!(err.to_string().contains("version 9"), "{err}");
         assert_eq!(
-            parse_recording("\n\n").unwrap_err(),
+            parse_recording("\n\n").unwrap_err().to_string(),
             "the recording is empty"
         );
     }

@@ -42,13 +42,23 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn check(bytes: &[u8], fields: usize, name: &str) -> Result<(), String> {
+/// A statistics struct shorter than the fields read: its layout is not the one known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{sysctl}: {len} bytes, expected at least {expected} (struct layout changed?)")]
+pub struct ShortStruct {
+    /// The sysctl that returned it.
+    pub sysctl: &'static str,
+    pub len: usize,
+    pub expected: usize,
+}
+
+fn check(bytes: &[u8], fields: usize, sysctl: &'static str) -> Result<(), ShortStruct> {
     if bytes.len() < fields * 4 {
-        return Err(format!(
-            "{name}: {} bytes, expected at least {} (struct layout changed?)",
-            bytes.len(),
-            fields * 4
-        ));
+        return Err(ShortStruct {
+            sysctl,
+            len: bytes.len(),
+            expected: fields * 4,
+        });
     }
     Ok(())
 }
@@ -56,7 +66,7 @@ fn check(bytes: &[u8], fields: usize, name: &str) -> Result<(), String> {
 /// The counters from the two structs' bytes. What XNU does not count (receive errors
 /// as a whole, send-buffer errors, listen drops besides overflows, resets sent on
 /// their own, established resets) stays `None`.
-pub fn counters(udpstat: &[u8], tcpstat: &[u8]) -> Result<NetCounters, String> {
+pub fn counters(udpstat: &[u8], tcpstat: &[u8]) -> Result<NetCounters, ShortStruct> {
     check(udpstat, UDPSTAT_MIN_FIELDS, "net.inet.udp.stats")?;
     check(tcpstat, TCPSTAT_MIN_FIELDS, "net.inet.tcp.stats")?;
     let udp = UDPSTAT.iter().map(|&(d, i)| (d.name, field(udpstat, i)));
@@ -407,12 +417,12 @@ mod tests {
     fn a_short_struct_is_refused() {
         let e = counters(&captured(9, &[]), &captured(200, &[])).unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "net.inet.udp.stats: 36 bytes, expected at least 40 (struct layout changed?)"
         );
         let e = counters(&captured(22, &[]), &captured(60, &[])).unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "net.inet.tcp.stats: 240 bytes, expected at least 244 (struct layout changed?)"
         );
     }

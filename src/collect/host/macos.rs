@@ -28,7 +28,7 @@ pub fn read() -> Result<NetReading, CollectError> {
         |name: &str| sysctl_raw(name).ok_or_else(|| CollectError(format!("sysctl {name} failed")));
     let counters =
         super::darwin::counters(&get("net.inet.udp.stats")?, &get("net.inet.tcp.stats")?)
-            .map_err(CollectError)?;
+            .map_err(|e| CollectError(e.to_string()))?;
     let iflist = iflist2()?;
     let interfaces = super::darwin::interfaces(&iflist, if_name).map_err(CollectError)?;
     Ok(NetReading {

@@ -54,6 +54,13 @@ fn field(bytes: &[u8], index: usize) -> u64 {
     crate::collect::host::darwin::u64_at(bytes, 16 + index * 8)
 }
 
+/// A `rusage_info_v6` buffer shorter than the struct: the kernel filled less than asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rusage_info_v6: {len} bytes, expected {RUSAGE_INFO_V6_LEN}")]
+pub struct ShortRusage {
+    pub len: usize,
+}
+
 /// Decodes the bytes `proc_pid_rusage(pid, RUSAGE_INFO_V6, ..)` filled.
 /// `efficiency_cores`: whether the machine has any (`hw.nperflevels` > 1); an Intel Mac
 /// has none and counts no performance-core time either, so all of its time is put on
@@ -62,12 +69,9 @@ pub fn decode_rusage_v6(
     bytes: &[u8],
     tb: Timebase,
     efficiency_cores: bool,
-) -> Result<Rusage, String> {
+) -> Result<Rusage, ShortRusage> {
     if bytes.len() < RUSAGE_INFO_V6_LEN {
-        return Err(format!(
-            "rusage_info_v6: {} bytes, expected {RUSAGE_INFO_V6_LEN}",
-            bytes.len()
-        ));
+        return Err(ShortRusage { len: bytes.len() });
     }
     let s = |i| tb.seconds(field(bytes, i));
     let (user, system) = (s(RI_USER_TIME), s(RI_SYSTEM_TIME));
@@ -180,7 +184,8 @@ mod tests {
     #[test]
     fn a_short_buffer_is_refused() {
         let e = decode_rusage_v6(&v6()[..300], APPLE_SILICON, true).unwrap_err();
-        assert_eq!(e, "rusage_info_v6: 300 bytes, expected 464");
+        assert_eq!(e, ShortRusage { len: 300 });
+        assert_eq!(e.to_string(), "rusage_info_v6: 300 bytes, expected 464");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{BlockingCollector, CollectError};
 use crate::collect::hardware::{CoreType, Topology};
-use crate::config::{ProcessGroupConfig, ProcessesConfig, selector_regex};
+use crate::config::{ProcessGroupConfig, ProcessesConfig, SelectorError, selector_regex};
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
@@ -152,7 +152,7 @@ pub enum Selector {
 
 impl Selector {
     /// The selector of a validated group.
-    pub fn from_config(g: &ProcessGroupConfig) -> Result<Self, String> {
+    pub fn from_config(g: &ProcessGroupConfig) -> Result<Self, SelectorError> {
         if let Some(f) = &g.pid_file {
             return Ok(Selector::PidFile(f.clone()));
         }
@@ -534,7 +534,7 @@ impl ProcessGroupCollector {
             .iter()
             .map(Selector::from_config)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(CollectError)?;
+            .map_err(|e| CollectError(e.to_string()))?;
         let names = config.groups.iter().map(|g| g.name.clone()).collect();
         let method = if cfg!(target_os = "macos") {
             "measured"
