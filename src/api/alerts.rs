@@ -299,7 +299,8 @@ async fn add_silence(
             }
         }
         (None, Some(d)) => {
-            let d = crate::config::parse_duration(d).map_err(ApiError::bad_request)?;
+            let d = crate::config::parse_duration(d)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             if d > max.get() {
                 return Err(too_long());
             }

@@ -70,7 +70,9 @@ pub struct HistoryAnswer {
 fn parse_step(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) => Ok(v),
-        Err(_) => crate::config::parse_duration(s).map(|d| d.as_secs_f64()),
+        Err(_) => crate::config::parse_duration(s)
+            .map(|d| d.as_secs_f64())
+            .map_err(|e| e.to_string()),
     }
 }
 

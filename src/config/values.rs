@@ -150,11 +150,14 @@ impl Serialize for Pattern {
 
 /// Parses `1s`, `500ms`, `2m30s`; a bare number is rejected because its unit would be a
 /// guess.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|_| {
-        format!("invalid duration {s:?}: write a number with a unit, like 1s, 500ms or 5m")
-    })
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(s.trim()).map_err(|_| DurationError(s.to_string()))
 }
+
+/// A duration that [`parse_duration`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: write a number with a unit, like 1s, 500ms or 5m")]
+pub struct DurationError(pub String);
 
 /// Reads one environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
