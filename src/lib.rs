@@ -2,50 +2,146 @@
 //!
 //! Data flows one way: sources -> store -> consumers.
 //!
-//! Layers, lowest first (README "Architecture"; `tests/architecture.rs` enforces them):
+//! Layers, lowest first (README "Architecture"; `tests/architecture.rs` enforces them).
+//! Every module is private unless a layer above this crate needs it: the `m4watch`
+//! binary's commands (`config`, `shutdown`, `tls`, `catalog`, `validate`, `demo`,
+//! `launchd`) and the few items re-exported below. Inside, a module's face is
+//! `pub(crate)`; `unreachable_pub` keeps it that way.
 //!
-//! - [`model`]: the metric model (`MetricDef`, `Family`) and the alert model (state,
-//!   label sets, the one fingerprint, the one compiled matcher). A leaf.
-//! - [`config`]: YAML config -> typed, validated structs; the embedded default. A leaf.
-//! - [`shutdown`]: the graceful-shutdown signal tasks race against.
-//! - [`clock`]: the wall clock and the one `every` loop periodic tasks run on.
-//! - [`store`]: metric families from collectors, instruments, the encoded snapshot,
-//!   the sample ring.
-//! - [`persist`]: SQLite, opened and migrated one way: alert state, samples, baselines.
-//! - [`collect`]: the collector contract, the registry, the scheduler, the collectors.
-//! - [`rules`]: Prometheus rule files evaluated against the store's sample ring.
-//! - [`history`]: the history writer (configured families into SQLite).
-//! - [`alerts`]: alert state, acknowledgements, silences, the evaluation loop.
-//! - [`notify`]: routes alert events to Slack, email, PagerDuty, webhooks and
+//! - `model`: the metric model (`MetricDef`, `Family`) and the alert model (state,
+//!   `Labels`, `Severity`, `AlertSource`, the one fingerprint, the one compiled
+//!   matcher). A leaf.
+//! - [`shutdown`], [`tls`]: the graceful-shutdown signal; the TLS provider and every
+//!   outgoing HTTP client. Leaves.
+//! - [`config`]: YAML config -> typed, validated structs; the embedded default.
+//! - `clock`, `reload`: the wall clock and the one `every` loop; the reload channel.
+//! - `store`: metric families from collectors, instruments, the encoded snapshot, the
+//!   sample ring, and `store::views`: the typed views sources publish (trading,
+//!   containers, probes) and consumers read.
+//! - `persist`: SQLite, opened and migrated one way: alert state, samples, baselines.
+//! - `collect`: the collector contract, the closed `CollectorKind` registry, the
+//!   scheduler, the collectors (`hardware/`, `host/`, `process_groups/`,
+//!   `containers/`, `probes`, `trading/`).
+//! - `rules`, `history`: Prometheus rule files evaluated against the sample ring; the
+//!   history writer.
+//! - `alerts`: alert state, acknowledgements, silences, the evaluation loop.
+//! - `notify`: routes alert events to Slack, email, PagerDuty, webhooks and
 //!   Alertmanager through a durable SQLite outbox.
-//! - [`health`]: the system-health verdict from collector runs, probes, alerts and the score.
-//! - [`api`]: HTTP routes (`/metrics`, readiness, the JSON API).
-//! - [`demo`]: `m4watch demo`, a synthetic M4 Max recording and a StatsD load generator.
-//! - [`launchd`]: the macOS launchd agent (`install-launchd`).
-//! - [`validate`]: `m4watch validate`, checks a running instance from the outside.
+//! - `advise/` (one file per check), `health`: recommendations and the health verdict,
+//!   from the store's views, families and ring.
+//! - `api`: HTTP routes (`/metrics`, readiness, the JSON API, one file per route group).
+//! - [`validate`], [`demo`], [`launchd`]: the commands that sit on a running daemon.
 //! - [`catalog`]: every exported metric family, aggregated from the modules' definitions.
-//! - [`app`]: the wiring: config checks, start-up from the collector registry, shutdown.
+//! - `app`: the wiring: config checks, start-up from the collector registry, shutdown.
 
-pub mod advise;
-pub mod alerts;
-pub mod api;
-pub mod app;
+#![warn(unreachable_pub)]
+
+mod advise;
+mod alerts;
+mod api;
+mod app;
 pub mod catalog;
-pub mod clock;
-pub mod collect;
+mod clock;
+mod collect;
 pub mod config;
 pub mod demo;
-pub mod health;
-pub mod history;
+mod health;
+mod history;
 pub mod launchd;
-pub mod model;
-pub mod notify;
-pub mod persist;
-pub mod reload;
-pub mod rules;
+mod model;
+mod notify;
+mod persist;
+mod reload;
+mod rules;
 pub mod shutdown;
-pub mod store;
+mod store;
 pub mod tls;
 pub mod validate;
 
-pub use app::{Error, run, serve};
+/// Running the daemon: what `main` and the in-process tests start.
+pub use app::{Error, Loaded, load_config, run, serve};
+/// `m4watch dump-raw` (macOS): the replay format's raw readings.
+pub use collect::hardware::dump_raw;
+/// `m4watch test-rules`: promtool-format rule tests.
+pub use rules::promtool::run_files as run_rule_tests;
+
+/// The parts the integration tests, benchmarks, fuzz targets and `statsd-load` drive
+/// directly, one item at a time. Not an API: these names move with the code.
+#[doc(hidden)]
+pub mod internals {
+    pub mod advise {
+        pub use crate::advise::ring_reads;
+    }
+    pub mod alerts {
+        pub use crate::alerts::evaluate::ring_filter;
+    }
+    pub mod api {
+        pub use crate::api::guard;
+        pub use crate::api::pages::{escape, operation_anchor};
+        pub use crate::api::server::{Limits, serve};
+    }
+    pub mod clock {
+        pub use crate::clock::unix_now_ms;
+    }
+    pub mod collect {
+        pub use crate::collect::BlockingCollector;
+        pub mod hardware {
+            pub use crate::collect::hardware::{CoreType, CpuDesc, HardwareCollector, Topology};
+        }
+        pub mod host {
+            pub use crate::collect::host::{
+                HostCollector, NETWORK_RECEIVE_BYTES_TOTAL, UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
+                UDP_SOCKET_DROPS_TOTAL, UDP_SOCKET_RECEIVE_QUEUE_BYTES,
+            };
+            pub mod clock {
+                pub use crate::collect::host::clock::{
+                    CLOCK_ESTIMATED_ERROR_SECONDS, CLOCK_FREQUENCY_ADJUSTMENT_RATIO,
+                    CLOCK_MAX_ERROR_SECONDS, CLOCK_OFFSET_SECONDS, CLOCK_SYNCHRONIZED,
+                };
+            }
+            pub mod storage {
+                pub use crate::collect::host::storage::{
+                    DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAILABLE_BYTES,
+                    FILESYSTEM_DEVICE_ERROR, FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY,
+                    FILESYSTEM_SIZE_BYTES,
+                };
+            }
+        }
+        pub mod process_groups {
+            pub use crate::collect::process_groups::{
+                CORE_TYPE_CPU_SECONDS_TOTAL, CPU_SECONDS_TOTAL, OLDEST_START_TIME_SECONDS,
+                OPEN_FDS, ProcessGroupCollector, RESIDENT_MEMORY_BYTES,
+                SCHEDULING_DELAY_SECONDS_TOTAL, THREADS, UP, value,
+            };
+        }
+        pub mod trading {
+            pub use crate::collect::trading::baseline::Baselines;
+            pub use crate::collect::trading::{Trading, TradingCollector};
+            pub mod statsd {
+                pub use crate::collect::trading::statsd::{
+                    Listener, MAX_VALUE, MIN_SAMPLE_RATE, MetricType, lines, parse_line,
+                    parse_packet, valid_name,
+                };
+            }
+        }
+    }
+    pub mod model {
+        pub use crate::model::alert::fingerprint;
+    }
+    pub mod notify {
+        pub use crate::notify::email::{CA_AS_SERVER_HINT, Email};
+        pub use crate::notify::outbox::Outbox;
+        pub use crate::notify::{AlertEvent, AlertState, Ctx, Kind, Notification, Notifier, Reason};
+    }
+    pub mod persist {
+        pub use crate::persist::alerts::transitions_since;
+    }
+    pub mod rules {
+        pub use crate::rules::promql::LOOKBACK_MS;
+        pub use crate::rules::{Engine, RuleKind, load_embedded};
+    }
+    pub mod store {
+        pub use crate::store::ring::Ring;
+        pub use crate::store::{Family, encode};
+    }
+}
