@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use m4watch::rules::{Engine, load_embedded};
-use m4watch::store::ring::Ring;
+use m4watch::internals::rules::{Engine, load_embedded};
+use m4watch::internals::store::Ring;
 
 const SECONDS: i64 = 15 * 60;
 

@@ -87,7 +87,7 @@ pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, Co
 /// every `history.families` entry is a family m4watch exports, the rule files load,
 /// and a replayed recording opens and parses. `text` is the config's YAML, for the
 /// `file:line:col` of an error.
-pub fn check(config: Config, file: &str, text: &str) -> Result<Loaded, ConfigError> {
+pub(crate) fn check(config: Config, file: &str, text: &str) -> Result<Loaded, ConfigError> {
     let invalid = |path: String, reason: String| ConfigError::Invalid {
         file: crate::config::at(text, file, &path),
         path,
@@ -141,7 +141,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
 
 /// Runs every part of a checked config on an already bound listener until `shutdown`
 /// fires.
-pub async fn serve_loaded(
+pub(crate) async fn serve_loaded(
     loaded: Loaded,
     listener: TcpListener,
     shutdown: Shutdown,

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use crate::shutdown::Shutdown;
 
 /// Seconds since the Unix epoch, as Prometheus timestamps them.
-pub fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -28,7 +28,7 @@ pub fn unix_now_ms() -> i64 {
 /// RFC 3339 UTC time, to the millisecond, of a Unix ms timestamp. Never panics: a
 /// time before 1970 reads as the epoch, and one beyond what a calendar can hold (a
 /// row written by an older version or by hand) as the latest time it can show.
-pub fn rfc3339_ms(ms: i64) -> String {
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ms.max(0))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -38,7 +38,7 @@ pub fn rfc3339_ms(ms: i64) -> String {
 /// when shutdown fires finishes first (a run that may be cut short races the shutdown
 /// itself); a run longer than `interval` delays the next one rather than bunching ticks
 /// up.
-pub async fn every<F, Fut>(interval: Duration, shutdown: Shutdown, f: F)
+pub(crate) async fn every<F, Fut>(interval: Duration, shutdown: Shutdown, f: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -47,7 +47,7 @@ where
 }
 
 /// As [`every`], and also whenever `wake` is notified.
-pub async fn every_or_when<F, Fut>(
+pub(crate) async fn every_or_when<F, Fut>(
     interval: Duration,
     wake: Option<&Notify>,
     mut shutdown: Shutdown,

@@ -14,14 +14,14 @@ use crate::store::views::ProbeResult;
 
 /// Below this performance score the system is degraded (the shipped
 /// `PerformanceScoreLow` rule's threshold).
-pub const SCORE_DEGRADED_BELOW: f64 = 85.0;
+pub(crate) const SCORE_DEGRADED_BELOW: f64 = 85.0;
 /// Below this performance score the system is critical.
-pub const SCORE_CRITICAL_BELOW: f64 = 50.0;
+pub(crate) const SCORE_CRITICAL_BELOW: f64 = 50.0;
 
 /// Overall state, worst reason first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum HealthState {
+pub(crate) enum HealthState {
     Healthy,
     Degraded,
     Critical,
@@ -29,7 +29,7 @@ pub enum HealthState {
 
 /// One reason the system is not healthy.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HealthReason {
+pub(crate) struct HealthReason {
     /// `collector_failing`, `alerts_firing`, `score_low`.
     pub kind: &'static str,
     pub severity: HealthState,
@@ -38,7 +38,7 @@ pub struct HealthReason {
 
 /// Body of `GET /api/v1/monitoring/system/health`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SystemHealth {
+pub(crate) struct SystemHealth {
     pub status: HealthState,
     pub reasons: Vec<HealthReason>,
     /// Firing alerts per severity label.
@@ -53,7 +53,7 @@ pub struct SystemHealth {
 /// and the score. A failing collector, a failing probe or a firing warning degrades; a
 /// firing critical or emergency alert, or a score below [`SCORE_CRITICAL_BELOW`],
 /// makes it critical. Firing info alerts and an absent score (no data) change nothing.
-pub fn system_health_of(
+pub(crate) fn system_health_of(
     collectors: BTreeMap<String, CollectorStatus>,
     probes: &[ProbeResult],
     firing_alerts: BTreeMap<String, u64>,

@@ -13,7 +13,7 @@ use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 /// The rows of `families` (by name) the store holds now; NaN (unknown) is skipped.
-pub fn rows_of(store: &Store, families: &HashSet<String>) -> Vec<Row> {
+pub(crate) fn rows_of(store: &Store, families: &HashSet<String>) -> Vec<Row> {
     let mut out = Vec::new();
     for f in store.families() {
         if !families.contains(&f.name) {
@@ -35,7 +35,7 @@ pub fn rows_of(store: &Store, families: &HashSet<String>) -> Vec<Row> {
 
 /// Writes the configured families every `history.interval` until shutdown, then
 /// flushes what is queued.
-pub fn spawn_sampler(
+pub(crate) fn spawn_sampler(
     store: Arc<Store>,
     db: SampleDb,
     cfg: &HistoryConfig,
@@ -58,6 +58,6 @@ pub fn spawn_sampler(
 }
 
 /// Where the trading collector hands finished baseline periods: the sample database.
-pub fn baseline_sink(db: SampleDb) -> Box<dyn Fn(Vec<Baseline>) + Send + Sync> {
+pub(crate) fn baseline_sink(db: SampleDb) -> Box<dyn Fn(Vec<Baseline>) + Send + Sync> {
     Box::new(move |b| db.save_baselines(b))
 }

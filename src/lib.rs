@@ -118,10 +118,11 @@ pub mod internals {
             pub use crate::collect::trading::baseline::Baselines;
             pub use crate::collect::trading::{Trading, TradingCollector};
             pub mod statsd {
-                pub use crate::collect::trading::statsd::{
-                    Listener, MAX_VALUE, MIN_SAMPLE_RATE, MetricType, lines, parse_line,
+                pub use crate::collect::trading::line::{
+                    Line, MAX_VALUE, MIN_SAMPLE_RATE, MetricType, ParseError, lines, parse_line,
                     parse_packet, valid_name,
                 };
+                pub use crate::collect::trading::statsd::{Listener, grow_receive_buffer};
             }
         }
     }
@@ -129,9 +130,12 @@ pub mod internals {
         pub use crate::model::alert::fingerprint;
     }
     pub mod notify {
+        pub use crate::model::alert::AlertSource;
         pub use crate::notify::email::{CA_AS_SERVER_HINT, Email};
         pub use crate::notify::outbox::Outbox;
-        pub use crate::notify::{AlertEvent, AlertState, Ctx, Kind, Notification, Notifier, Reason};
+        pub use crate::notify::{
+            AlertEvent, AlertState, Ctx, Kind, Notification, Notifier, Reason,
+        };
     }
     pub mod persist {
         pub use crate::persist::alerts::transitions_since;
@@ -141,7 +145,8 @@ pub mod internals {
         pub use crate::rules::{Engine, RuleKind, load_embedded};
     }
     pub mod store {
+        pub use crate::model::metric::Family;
+        pub use crate::store::encode;
         pub use crate::store::ring::Ring;
-        pub use crate::store::{Family, encode};
     }
 }

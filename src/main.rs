@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::CheckConfig { ref file }) => {
-            match m4watch::app::load_config(Some(file), &config::process_env) {
+            match m4watch::load_config(Some(file), &config::process_env) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
@@ -130,7 +130,7 @@ fn main() -> ExitCode {
         }
         Some(Command::TestRules { ref files }) => {
             let mut out = String::new();
-            let ok = m4watch::rules::promtool::run_files(files, &mut out);
+            let ok = m4watch::run_rule_tests(files, &mut out);
             print!("{out}");
             if ok {
                 ExitCode::SUCCESS
@@ -231,7 +231,7 @@ fn dump_raw(
         },
         None => Box::new(std::io::stdout().lock()),
     };
-    match m4watch::collect::hardware::dump_raw(samples, interval, &mut out) {
+    match m4watch::dump_raw(samples, interval, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("m4watch: {e}");
@@ -245,7 +245,7 @@ fn run(cli: Cli, demo: bool) -> ExitCode {
         Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
         None => config::DEFAULT_YAML.to_string(),
     };
-    let mut loaded = match m4watch::app::load_config(cli.config.as_deref(), &config::process_env) {
+    let mut loaded = match m4watch::load_config(cli.config.as_deref(), &config::process_env) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("m4watch: {e}");

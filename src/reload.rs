@@ -7,27 +7,22 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{Family, Kind, MetricDef, def};
 
-pub const CONFIG_LAST_RELOAD_SUCCESSFUL: MetricDef = def(
+pub(crate) const CONFIG_LAST_RELOAD_SUCCESSFUL: MetricDef = def(
     "m4watch_config_last_reload_successful",
     Kind::Gauge,
     &[],
     "1 if the last reload of the config and rule files succeeded (or none was asked for since start-up), 0 if it failed and the previous config still runs.",
 );
 
-pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
+pub(crate) const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
     "m4watch_config_last_reload_success_timestamp_seconds",
     Kind::Gauge,
     &[],
     "When the running config was last loaded successfully (start-up or reload), Unix seconds.",
 );
 
-pub const METRICS: &[MetricDef] = &[
-    CONFIG_LAST_RELOAD_SUCCESSFUL,
-    CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
-];
-
 /// The two reload families.
-pub fn families(successful: bool, success_at: f64) -> Vec<Family> {
+pub(crate) fn families(successful: bool, success_at: f64) -> Vec<Family> {
     let mut ok = Family::new(&CONFIG_LAST_RELOAD_SUCCESSFUL);
     ok.push_value(f64::from(u8::from(successful)));
     let mut at = Family::new(&CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS);
@@ -37,7 +32,7 @@ pub fn families(successful: bool, success_at: f64) -> Vec<Family> {
 
 /// What a successful reload changed, and what it could not.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Always `reloaded`.
     pub status: &'static str,
     /// Parts the running daemon took at once.
@@ -49,7 +44,7 @@ pub struct Outcome {
 
 /// One request; the answer comes back on `reply`: the outcome, or why the new config
 /// was refused.
-pub struct Request {
+pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<Outcome, ReloadError>>,
 }
 
@@ -57,7 +52,7 @@ pub struct Request {
 /// the running config in place. The wiring's own error types sit on higher layers
 /// than this channel, so they travel boxed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// The new config or its rule files are invalid (or there is no file to re-read):
     /// the config error, `file:line:col: key.path: reason`.
     #[error(transparent)]
@@ -75,14 +70,14 @@ pub enum ReloadError {
 
 /// The asking side. Cheap to clone.
 #[derive(Clone)]
-pub struct Reload {
+pub(crate) struct Reload {
     tx: mpsc::Sender<Request>,
 }
 
 impl Reload {
     /// Asks for a reload and waits for its outcome; an invalid new config is an
     /// error and leaves the running one in place.
-    pub async fn request(&self) -> Result<Outcome, ReloadError> {
+    pub(crate) async fn request(&self) -> Result<Outcome, ReloadError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request { reply })
@@ -94,7 +89,7 @@ impl Reload {
 
 /// A reload channel: requests queue (at most a few; a reload re-reads everything,
 /// so there is no point in more).
-pub fn channel() -> (Reload, mpsc::Receiver<Request>) {
+pub(crate) fn channel() -> (Reload, mpsc::Receiver<Request>) {
     let (tx, rx) = mpsc::channel(4);
     (Reload { tx }, rx)
 }

@@ -13,34 +13,34 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-pub use crate::model::{Family, Kind, Labels, MetricDef, Sample, def};
+pub(crate) use crate::model::{Family, Kind, Labels, MetricDef, Sample, def};
 
-pub mod index;
-pub mod ring;
-pub mod views;
+pub(crate) mod index;
+pub(crate) mod ring;
+pub(crate) mod views;
 
-pub const BUILD_INFO: MetricDef = def(
+pub(crate) const BUILD_INFO: MetricDef = def(
     "m4watch_build_info",
     Kind::Gauge,
     &["version", "revision"],
     "Always 1; labels name the version and git revision of this m4watch binary.",
 );
 
-pub const COLLECTOR_DURATION_SECONDS: MetricDef = def(
+pub(crate) const COLLECTOR_DURATION_SECONDS: MetricDef = def(
     "m4watch_collector_duration_seconds",
     Kind::Gauge,
     &["collector"],
     "How long the last run of a collector took, in seconds.",
 );
 
-pub const COLLECTOR_SUCCESS: MetricDef = def(
+pub(crate) const COLLECTOR_SUCCESS: MetricDef = def(
     "m4watch_collector_success",
     Kind::Gauge,
     &["collector"],
     "1 if the last run of a collector succeeded, 0 if it failed or timed out.",
 );
 
-pub const COLLECTOR_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
+pub(crate) const COLLECTOR_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
     "m4watch_collector_last_success_timestamp_seconds",
     Kind::Gauge,
     &["collector"],
@@ -49,7 +49,7 @@ pub const COLLECTOR_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
 
 /// How the last run of one collector went.
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
-pub struct CollectorStatus {
+pub(crate) struct CollectorStatus {
     pub success: bool,
     pub duration_seconds: f64,
     /// Unix time of the last successful run; absent until one succeeds.
@@ -72,7 +72,7 @@ struct Inner {
 
 /// Shared metric store. Cheap to share behind an `Arc`; every lock is held only for
 /// short, non-async sections.
-pub struct Store {
+pub(crate) struct Store {
     inner: Mutex<Inner>,
     registry: prometheus::Registry,
     snapshot: RwLock<Option<Bytes>>,
@@ -88,13 +88,13 @@ pub struct Store {
 
 /// Version and revision this binary was built from.
 #[derive(Debug, Clone)]
-pub struct BuildInfo {
+pub(crate) struct BuildInfo {
     pub version: &'static str,
     pub revision: &'static str,
 }
 
 impl BuildInfo {
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         BuildInfo {
             version: env!("CARGO_PKG_VERSION"),
             revision: option_env!("M4WATCH_REVISION").unwrap_or("unknown"),
@@ -109,7 +109,7 @@ impl Default for Store {
 }
 
 impl Store {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Store {
             inner: Mutex::new(Inner::default()),
             registry: prometheus::Registry::new(),
@@ -125,7 +125,7 @@ impl Store {
     /// Turns on the sample ring: after each snapshot refresh, if at least `step` has
     /// passed since the last append, every series is appended; samples older than
     /// `retention` are dropped.
-    pub fn keep_ring(&self, retention: Duration, step: Duration) {
+    pub(crate) fn keep_ring(&self, retention: Duration, step: Duration) {
         let step_ms = step.as_millis().max(1) as i64;
         // Appends come at least 0.9 step apart (see `append_ring`).
         *self.ring.write().expect("ring lock") =
@@ -135,18 +135,18 @@ impl Store {
     }
 
     /// Read access to the sample ring.
-    pub fn ring(&self) -> std::sync::RwLockReadGuard<'_, ring::Ring> {
+    pub(crate) fn ring(&self) -> std::sync::RwLockReadGuard<'_, ring::Ring> {
         self.ring.read().expect("ring lock")
     }
 
     /// Write access to the sample ring (the rule engine writes recording-rule results).
-    pub fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, ring::Ring> {
+    pub(crate) fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, ring::Ring> {
         self.ring.write().expect("ring lock")
     }
 
     /// Appends the current families to the ring now, whatever the step (the rule
     /// engine's first evaluation wants the collectors' first readings at once).
-    pub fn append_ring_now(&self) {
+    pub(crate) fn append_ring_now(&self) {
         if self.ring_step_ms.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             return;
         }
@@ -176,12 +176,12 @@ impl Store {
 
     /// Registry for instruments updated in place (counters on ingest paths). Their
     /// families must be in the [`catalog`] like any other.
-    pub fn registry(&self) -> &prometheus::Registry {
+    pub(crate) fn registry(&self) -> &prometheus::Registry {
         &self.registry
     }
 
     /// Replaces every family of `source` and wakes the snapshot task.
-    pub fn publish(&self, source: &str, families: Vec<Family>) {
+    pub(crate) fn publish(&self, source: &str, families: Vec<Family>) {
         self.inner
             .lock()
             .expect("store lock")
@@ -192,12 +192,12 @@ impl Store {
 
     /// The sources' typed views: what a JSON route or a recommendation needs beyond
     /// the families, published by the source, read by consumers.
-    pub fn views(&self) -> &views::Views {
+    pub(crate) fn views(&self) -> &views::Views {
         &self.views
     }
 
     /// Records the outcome of one collector run.
-    pub fn record_run(&self, collector: &str, result: Result<(), String>, took: Duration) {
+    pub(crate) fn record_run(&self, collector: &str, result: Result<(), String>, took: Duration) {
         let mut inner = self.inner.lock().expect("store lock");
         let status = inner.collectors.entry(collector.to_string()).or_default();
         status.runs += 1;
@@ -217,13 +217,13 @@ impl Store {
     }
 
     /// Status of every collector that has run at least once, by name.
-    pub fn collectors(&self) -> BTreeMap<String, CollectorStatus> {
+    pub(crate) fn collectors(&self) -> BTreeMap<String, CollectorStatus> {
         self.inner.lock().expect("store lock").collectors.clone()
     }
 
     /// Every family the store holds now, merged by name and sorted: collector families,
     /// the collector self-metrics, build info and the registry's instruments.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         let mut merged: BTreeMap<String, Family> = BTreeMap::new();
         let mut add = |f: Family| match merged.get_mut(&f.name) {
             Some(existing) => existing.samples.extend(f.samples),
@@ -272,7 +272,7 @@ impl Store {
     }
 
     /// Re-encodes the exposition text from the current families.
-    pub fn refresh_snapshot(&self) {
+    pub(crate) fn refresh_snapshot(&self) {
         let families = self.families();
         let text = encode(&families);
         *self.snapshot.write().expect("snapshot lock") = Some(Bytes::from(text));
@@ -280,18 +280,13 @@ impl Store {
     }
 
     /// The last encoded exposition, or `None` before the first snapshot.
-    pub fn snapshot(&self) -> Option<Bytes> {
+    pub(crate) fn snapshot(&self) -> Option<Bytes> {
         self.snapshot.read().expect("snapshot lock").clone()
     }
 
     /// Notified whenever a source publishes.
-    pub fn change_signal(&self) -> &Notify {
+    pub(crate) fn change_signal(&self) -> &Notify {
         &self.changed
-    }
-
-    /// Waits until a source publishes.
-    pub async fn changed(&self) {
-        self.changed.notified().await
     }
 }
 
@@ -399,7 +394,7 @@ pub fn encode(families: &[Family]) -> String {
 }
 
 /// Formats a sample value the way Prometheus parses it back.
-pub fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v == f64::INFINITY {

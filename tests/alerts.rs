@@ -242,7 +242,7 @@ async fn threshold_crossing_goes_pending_firing_resolved() {
     d.stop().await;
 
     // The durable transition feed a notifier reads.
-    let rows = m4watch::persist::alerts::transitions_since(&m.root().join("data"), 0).unwrap();
+    let rows = m4watch::internals::persist::transitions_since(&m.root().join("data"), 0).unwrap();
     let states: Vec<(String, String)> = rows
         .into_iter()
         .filter(|r| r.1 == id)

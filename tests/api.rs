@@ -952,11 +952,11 @@ async fn docs_render_every_operation_of_the_openapi_document() {
     let mut operations = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let id = m4watch::api::pages::operation_anchor(method, path);
+            let id = m4watch::internals::api::operation_anchor(method, path);
             let heading = format!(
                 "<section class=\"op\" id=\"{id}\">\n<h3><span class=\"m {method}\">{}</span> <code>{}</code></h3>",
                 method.to_uppercase(),
-                m4watch::api::pages::escape(path)
+                m4watch::internals::api::escape(path)
             );
             assert!(html.contains(&heading), "/docs lacks {method} {path}");
             assert!(
@@ -965,7 +965,7 @@ async fn docs_render_every_operation_of_the_openapi_document() {
             );
             if let Some(summary) = op["summary"].as_str() {
                 assert!(
-                    html.contains(&m4watch::api::pages::escape(summary)),
+                    html.contains(&m4watch::internals::api::escape(summary)),
                     "{method} {path}: summary"
                 );
             }
@@ -974,8 +974,10 @@ async fn docs_render_every_operation_of_the_openapi_document() {
     }
     assert!(operations > 30, "only {operations} operations rendered");
     // What an operation says: its token, its body's schema, its answers.
-    let ack =
-        m4watch::api::pages::operation_anchor("post", "/api/v1/monitoring/alerts/{id}/acknowledge");
+    let ack = m4watch::internals::api::operation_anchor(
+        "post",
+        "/api/v1/monitoring/alerts/{id}/acknowledge",
+    );
     let section = &html[html.find(&format!("id=\"{ack}\"")).unwrap()..];
     let section = &section[..section.find("</section>").unwrap()];
     assert!(section.contains("<b>token</b>"), "{section}");

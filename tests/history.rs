@@ -133,7 +133,7 @@ async fn retention_deletes_old_samples() {
     let d = Daemon::start(c).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let conn = rusqlite::Connection::open(data_dir.join("history.db")).unwrap();
-    let now_ms = m4watch::clock::unix_now_ms();
+    let now_ms = m4watch::internals::clock::unix_now_ms();
     let (count, oldest): (i64, i64) = conn
         .query_row("SELECT COUNT(*), MIN(t) FROM samples", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

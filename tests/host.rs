@@ -11,21 +11,21 @@
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
-use m4watch::collect::BlockingCollector;
-use m4watch::collect::host::clock::{
+use m4watch::config::HostConfig;
+use m4watch::internals::collect::BlockingCollector;
+use m4watch::internals::collect::host::clock::{
     CLOCK_ESTIMATED_ERROR_SECONDS, CLOCK_FREQUENCY_ADJUSTMENT_RATIO, CLOCK_MAX_ERROR_SECONDS,
     CLOCK_OFFSET_SECONDS, CLOCK_SYNCHRONIZED,
 };
-use m4watch::collect::host::storage::{
+use m4watch::internals::collect::host::storage::{
     DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAILABLE_BYTES, FILESYSTEM_DEVICE_ERROR,
     FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY, FILESYSTEM_SIZE_BYTES,
 };
-use m4watch::collect::host::{
+use m4watch::internals::collect::host::{
     HostCollector, NETWORK_RECEIVE_BYTES_TOTAL, UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
     UDP_SOCKET_DROPS_TOTAL, UDP_SOCKET_RECEIVE_QUEUE_BYTES,
 };
-use m4watch::config::HostConfig;
-use m4watch::store::Family;
+use m4watch::internals::store::Family;
 
 /// The value of `name`'s one series whose labels include `port`, or its only series.
 fn value(fams: &[Family], name: &str, port: Option<u16>) -> Option<f64> {

@@ -450,7 +450,7 @@ async fn an_oversized_body_gets_413_json_and_a_lower_case_bearer_is_accepted() {
 #[tokio::test]
 async fn a_handler_that_panics_answers_a_json_500_and_counts() {
     let registry = prometheus::Registry::new();
-    let router = m4watch::api::guard(
+    let router = m4watch::internals::api::guard(
         axum::Router::new().route(
             "/boom",
             axum::routing::get(|| async {
@@ -465,8 +465,8 @@ async fn a_handler_that_panics_answers_a_json_500_and_counts() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = m4watch::shutdown::channel();
-    let limits = m4watch::api::server::Limits::of(&m4watch::config::ApiConfig::default());
-    let server = tokio::spawn(m4watch::api::server::serve(
+    let limits = m4watch::internals::api::Limits::of(&m4watch::config::ApiConfig::default());
+    let server = tokio::spawn(m4watch::internals::api::serve(
         listener, router, limits, shutdown,
     ));
     let client = m4watch::tls::client();

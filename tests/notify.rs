@@ -970,8 +970,8 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
 }
 
 /// One firing alert named `alertname`, for the `mail` receiver.
-fn mail_notification(alertname: &str) -> m4watch::notify::Notification {
-    use m4watch::notify::{AlertEvent, AlertSource, AlertState, Kind, Notification};
+fn mail_notification(alertname: &str) -> m4watch::internals::notify::Notification {
+    use m4watch::internals::notify::{AlertEvent, AlertSource, AlertState, Kind, Notification};
     let labels: std::collections::BTreeMap<String, String> =
         [("alertname".to_string(), alertname.to_string())].into();
     Notification {
@@ -980,7 +980,7 @@ fn mail_notification(alertname: &str) -> m4watch::notify::Notification {
         group_key: "g".into(),
         group_labels: Default::default(),
         alerts: vec![AlertEvent {
-            fingerprint: m4watch::model::alert::fingerprint(&labels),
+            fingerprint: m4watch::internals::model::fingerprint(&labels),
             labels,
             annotations: Default::default(),
             state: AlertState::Firing,
@@ -996,8 +996,8 @@ fn mail_notification(alertname: &str) -> m4watch::notify::Notification {
 #[tokio::test]
 async fn smtp_steps_are_classified() {
     use m4watch::config::notify::{EmailConfig, SmtpTls};
-    use m4watch::notify::email::Email;
-    use m4watch::notify::{Ctx, Reason};
+    use m4watch::internals::notify::Email;
+    use m4watch::internals::notify::{Ctx, Reason};
     let tmp = tempfile::tempdir().unwrap();
     let smtp = start_smtp(tmp.path());
     let ctx = Ctx::new(Duration::from_secs(5));
@@ -1409,8 +1409,8 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
 #[tokio::test]
 async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     use m4watch::config::notify::NotifyConfig;
-    use m4watch::model::alert::fingerprint;
-    use m4watch::notify::{AlertEvent, AlertSource, AlertState, Notifier};
+    use m4watch::internals::model::fingerprint;
+    use m4watch::internals::notify::{AlertEvent, AlertSource, AlertState, Notifier};
     let sink = Sink::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
@@ -1421,7 +1421,7 @@ async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     .unwrap();
     let (_trigger, shutdown) = m4watch::shutdown::channel();
     let registry = prometheus::Registry::new();
-    let outbox = m4watch::notify::outbox::Outbox::open(&tmp.path().join("m4watch.db")).unwrap();
+    let outbox = m4watch::internals::notify::Outbox::open(&tmp.path().join("m4watch.db")).unwrap();
     let (notifier, _tasks) =
         Notifier::start(&cfg, outbox, &Default::default(), &registry, shutdown)
             .await
@@ -1518,8 +1518,8 @@ async fn mute_intervals_rate_limits_and_repeats() {
 #[tokio::test]
 async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     use m4watch::config::notify::{EmailConfig, SmtpTls};
-    use m4watch::notify::email::Email;
-    use m4watch::notify::{Ctx, Reason};
+    use m4watch::internals::notify::Email;
+    use m4watch::internals::notify::{Ctx, Reason};
     let openssl = require_tool("openssl");
     let tmp = tempfile::tempdir().unwrap();
     // A private CA and a server certificate it issued for 127.0.0.1, as a desk runs
@@ -1697,7 +1697,7 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     assert_eq!((e.reason, e.retryable), (Reason::Tls, true), "{e}");
     assert!(
         e.to_string()
-            .contains(m4watch::notify::email::CA_AS_SERVER_HINT),
+            .contains(m4watch::internals::notify::CA_AS_SERVER_HINT),
         "{e}"
     );
 }

@@ -205,15 +205,16 @@ async fn a_macmon_recording_publishes_what_macmon_measures() {
 /// The exposition text of the hardware collector replaying `file` (under
 /// testdata/replay/), after `reads` collections: the path the daemon takes, minus HTTP.
 fn replayed(file: &str, reads: usize) -> String {
-    use m4watch::collect::BlockingCollector;
+    use m4watch::internals::collect::BlockingCollector;
     let cfg = replay_config(&format!("testdata/replay/{file}"), "  replay_loop: false\n");
-    let mut c = m4watch::collect::hardware::HardwareCollector::from_config(&cfg.hardware)
-        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut c =
+        m4watch::internals::collect::hardware::HardwareCollector::from_config(&cfg.hardware)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
     let mut families = Vec::new();
     for _ in 0..reads {
         families = c.collect().unwrap_or_else(|e| panic!("{file}: {e}"));
     }
-    m4watch::store::encode(&families)
+    m4watch::internals::store::encode(&families)
 }
 
 /// `(performance, efficiency)` CPUs in `m4watch_cpu_info`.

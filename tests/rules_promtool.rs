@@ -89,11 +89,11 @@ fn every_shipped_alert_has_severity_annotations_and_a_firing_test() {
             }
         }
     }
-    let groups = m4watch::rules::load_embedded().unwrap();
+    let groups = m4watch::internals::rules::load_embedded().unwrap();
     let mut alerting = 0;
     for g in &groups {
         for r in &g.rules {
-            let m4watch::rules::RuleKind::Alert { annotations, .. } = &r.kind else {
+            let m4watch::internals::rules::RuleKind::Alert { annotations, .. } = &r.kind else {
                 continue;
             };
             alerting += 1;

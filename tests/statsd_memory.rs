@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use m4watch::alerts::evaluate::ring_filter;
-use m4watch::collect::trading::baseline::Baselines;
-use m4watch::collect::trading::{Trading, TradingCollector};
 use m4watch::config::{RulesConfig, TradingConfig};
-use m4watch::rules::Engine;
-use m4watch::rules::promql::LOOKBACK_MS;
-use m4watch::store::ring::Ring;
+use m4watch::internals::alerts::ring_filter;
+use m4watch::internals::collect::trading::Baselines;
+use m4watch::internals::collect::trading::{Trading, TradingCollector};
+use m4watch::internals::rules::Engine;
+use m4watch::internals::rules::LOOKBACK_MS;
+use m4watch::internals::store::Ring;
 
 struct Counting;
 
@@ -112,11 +112,11 @@ fn a_thousand_one_sample_timer_series_stay_small_and_give_memory_back_when_windo
         .max(Duration::from_millis(LOOKBACK_MS as u64))
         + step;
     let engine = Engine::new(
-        m4watch::rules::load_embedded().unwrap(),
+        m4watch::internals::rules::load_embedded().unwrap(),
         step.as_millis() as i64,
     );
     let mut ring = Ring::new(retention.as_millis() as i64);
-    let readers = m4watch::advise::ring_reads(&Default::default());
+    let readers = m4watch::internals::advise::ring_reads(&Default::default());
     ring.set_filter(Some(
         ring_filter(&engine, &readers, step).expect("the shipped rules name their metrics"),
     ));

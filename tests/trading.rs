@@ -614,8 +614,8 @@ fn kernel_drops_counter(registry: &prometheus::Registry) -> Option<f64> {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_kernel_drops_of_the_listeners_socket_are_counted_as_the_kernel_counts_them() {
-    use m4watch::collect::trading::Trading;
-    use m4watch::collect::trading::statsd::Listener;
+    use m4watch::internals::collect::trading::Trading;
+    use m4watch::internals::collect::trading::statsd::Listener;
 
     let registry = prometheus::Registry::new();
     let trading = Trading::new(&Default::default(), &registry).unwrap();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use m4watch::collect::trading::statsd::{
+use m4watch::internals::collect::trading::statsd::{
     MAX_VALUE, MIN_SAMPLE_RATE, MetricType, lines, parse_line, parse_packet, valid_name,
 };
 

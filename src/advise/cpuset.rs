@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 /// Parses a Docker cpuset (`0-3,8,10-11`) into CPU numbers.
-pub fn parse_cpuset(s: &str) -> Option<BTreeSet<u32>> {
+pub(crate) fn parse_cpuset(s: &str) -> Option<BTreeSet<u32>> {
     let mut out = BTreeSet::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -23,7 +23,7 @@ pub fn parse_cpuset(s: &str) -> Option<BTreeSet<u32>> {
 }
 
 /// Writes CPU numbers as a cpuset (`0-3,8`).
-pub fn format_cpuset(cpus: &BTreeSet<u32>) -> String {
+pub(crate) fn format_cpuset(cpus: &BTreeSet<u32>) -> String {
     let mut parts = Vec::new();
     let mut iter = cpus.iter().copied().peekable();
     while let Some(start) = iter.next() {

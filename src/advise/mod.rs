@@ -31,14 +31,12 @@ use crate::store::ring::Ring;
 use crate::store::views::containers::Report;
 use crate::store::views::trading::View;
 
-pub use cpuset::{format_cpuset, parse_cpuset};
-pub use placement::cpuset_caveat;
+pub(crate) use placement::cpuset_caveat;
 use types::Out;
-pub use types::{Advice, Evidence, Recommendation, Severity, Skipped};
-pub use window::window_mean;
+pub(crate) use types::{Advice, Recommendation};
 
 /// Every kind of recommendation.
-pub const KINDS: &[&str] = &[
+pub(crate) const KINDS: &[&str] = &[
     LATENCY_CRITICAL_ON_E_CORES,
     E_CORES_SATURATED,
     P_CORES_SATURATED,
@@ -49,20 +47,21 @@ pub const KINDS: &[&str] = &[
     MEMORY_PRESSURE,
 ];
 
-pub const LATENCY_CRITICAL_ON_E_CORES: &str = "latency_critical_container_on_efficiency_cores";
-pub const E_CORES_SATURATED: &str = "efficiency_cores_saturated_performance_idle";
-pub const P_CORES_SATURATED: &str = "performance_cores_saturated_efficiency_idle";
-pub const CONTAINER_NEAR_MEMORY_LIMIT: &str = "container_near_memory_limit";
-pub const CONTAINER_CPU_THROTTLED: &str = "container_cpu_throttled";
-pub const THERMAL_PRESSURE_SUSTAINED: &str = "thermal_pressure_sustained";
-pub const GPU_IDLE_ML_SLOW: &str = "gpu_idle_while_ml_inference_misses_target";
-pub const MEMORY_PRESSURE: &str = "memory_pressure";
+pub(crate) const LATENCY_CRITICAL_ON_E_CORES: &str =
+    "latency_critical_container_on_efficiency_cores";
+pub(crate) const E_CORES_SATURATED: &str = "efficiency_cores_saturated_performance_idle";
+pub(crate) const P_CORES_SATURATED: &str = "performance_cores_saturated_efficiency_idle";
+pub(crate) const CONTAINER_NEAR_MEMORY_LIMIT: &str = "container_near_memory_limit";
+pub(crate) const CONTAINER_CPU_THROTTLED: &str = "container_cpu_throttled";
+pub(crate) const THERMAL_PRESSURE_SUSTAINED: &str = "thermal_pressure_sustained";
+pub(crate) const GPU_IDLE_ML_SLOW: &str = "gpu_idle_while_ml_inference_misses_target";
+pub(crate) const MEMORY_PRESSURE: &str = "memory_pressure";
 
 /// The container label that marks a latency-critical container.
-pub const TIER_LATENCY_CRITICAL: &str = "latency-critical";
+pub(crate) const TIER_LATENCY_CRITICAL: &str = "latency-critical";
 
 /// What [`advise`] reads.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub now_ms: i64,
     pub families: &'a Families,
     /// The rule engine's sample ring; `None` when the rule engine is off.
@@ -80,7 +79,7 @@ pub struct Inputs<'a> {
 }
 
 /// Works out every recommendation from `inp`.
-pub fn advise(inp: &Inputs<'_>) -> Advice {
+pub(crate) fn advise(inp: &Inputs<'_>) -> Advice {
     let mut out = Out {
         recs: Vec::new(),
         skipped: Vec::new(),
@@ -121,7 +120,7 @@ pub fn advise(inp: &Inputs<'_>) -> Advice {
 
 /// Recommendation counts per kind for `m4watch_recommendations`; skipped kinds are
 /// absent (unknown), the others present, 0 when nothing is recommended.
-pub fn families(advice: &Advice) -> Vec<crate::store::Family> {
+pub(crate) fn families(advice: &Advice) -> Vec<crate::store::Family> {
     let mut f = crate::store::Family::new(&RECOMMENDATIONS);
     let skipped: BTreeSet<&str> = advice.skipped.iter().map(|s| s.kind).collect();
     for k in KINDS {
@@ -139,17 +138,17 @@ pub fn families(advice: &Advice) -> Vec<crate::store::Family> {
 }
 
 /// Catalogue of the family this module exports.
-pub const RECOMMENDATIONS: MetricDef = def(
+pub(crate) const RECOMMENDATIONS: MetricDef = def(
     "m4watch_recommendations",
     crate::store::Kind::Gauge,
     &["kind"],
     "Active recommendations per kind (see /api/v1/monitoring/performance/optimizations); absent for a kind whose inputs are unknown.",
 );
 
-pub const METRICS: &[crate::model::MetricDef] = &[RECOMMENDATIONS];
+pub(crate) const METRICS: &[crate::model::MetricDef] = &[RECOMMENDATIONS];
 
 /// Everything the recommendations read, held by the daemon.
-pub struct Advisor {
+pub(crate) struct Advisor {
     pub store: std::sync::Arc<crate::store::Store>,
     /// Whether the container collector is on (its report comes from the store).
     pub containers: bool,
@@ -165,13 +164,13 @@ pub struct Advisor {
 
 impl Advisor {
     /// The recommendations now.
-    pub fn current(&self) -> Advice {
+    pub(crate) fn current(&self) -> Advice {
         self.advise_on(&Families::of(self.store.families()))
     }
 
     /// The recommendations on `families` (the store's, merged by the caller) and the
     /// other inputs as they are now.
-    pub fn advise_on(&self, families: &Families) -> Advice {
+    pub(crate) fn advise_on(&self, families: &Families) -> Advice {
         let report = self
             .containers
             .then(|| self.store.views().containers.get())
@@ -204,7 +203,7 @@ pub fn ring_reads(config: &AdviceConfig) -> Vec<(&'static str, std::time::Durati
 }
 
 /// Publishes `m4watch_recommendations` on the collector schedule.
-pub struct AdviceCollector(pub std::sync::Arc<Advisor>);
+pub(crate) struct AdviceCollector(pub std::sync::Arc<Advisor>);
 
 impl crate::collect::BlockingCollector for AdviceCollector {
     fn name(&self) -> &'static str {

@@ -11,7 +11,7 @@ use super::{Inputs, LATENCY_CRITICAL_ON_E_CORES, TIER_LATENCY_CRITICAL};
 /// runs containers in a Linux VM: a cpuset names the VM's vCPUs, which the
 /// hypervisor schedules on any core, so P/E placement cannot be read (or set) from
 /// a cpuset there. A replayed recording's cores are not this host's either.
-pub fn cpuset_caveat(hardware: &crate::config::HardwareConfig) -> Option<&'static str> {
+pub(crate) fn cpuset_caveat(hardware: &crate::config::HardwareConfig) -> Option<&'static str> {
     if hardware.source == crate::config::HardwareSource::Replay {
         return Some("the hardware source is a replayed recording: its cores are not this host's");
     }

@@ -11,7 +11,9 @@ use super::KINDS;
 /// How urgent a recommendation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
+    /// In the published schema; no check raises it today.
+    #[allow(dead_code)]
     Info,
     Warning,
     Critical,
@@ -19,7 +21,7 @@ pub enum Severity {
 
 /// One number behind a recommendation, and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Evidence {
+pub(crate) struct Evidence {
     /// The series (PromQL selector) or field the value was read from.
     pub series: String,
     pub value: f64,
@@ -31,7 +33,7 @@ pub struct Evidence {
 
 /// One recommendation.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Recommendation {
+pub(crate) struct Recommendation {
     /// Stable id of the check: see [`KINDS`].
     pub kind: &'static str,
     pub severity: Severity,
@@ -45,14 +47,14 @@ pub struct Recommendation {
 
 /// A check that could not run, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     pub kind: &'static str,
     pub reason: String,
 }
 
 /// Body of `GET /api/v1/monitoring/performance/optimizations`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Advice {
+pub(crate) struct Advice {
     /// Unix seconds.
     pub generated_at: f64,
     /// Worst first.

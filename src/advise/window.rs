@@ -5,7 +5,7 @@ use crate::store::ring::{Ring, is_stale};
 
 /// Mean of the samples of the series `name` whose labels include `want`, over the
 /// last `window_ms` — only when the ring covers at least 90% of the window.
-pub fn window_mean(
+pub(crate) fn window_mean(
     ring: &Ring,
     name: &str,
     want: &[(&str, &str)],

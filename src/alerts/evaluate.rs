@@ -16,35 +16,35 @@ use crate::shutdown::Shutdown;
 use crate::store::{Family, Kind, Store};
 
 /// Metrics of the rule engine.
-pub const ALERTS: MetricDef = def(
+pub(crate) const ALERTS: MetricDef = def(
     "m4watch_alerts",
     Kind::Gauge,
     &["alertname", "severity", "state"],
     "Alerts by rule, severity and state (pending, firing); 0 for rules with none.",
 );
 
-pub const RULE_EVALUATION_DURATION_SECONDS: MetricDef = def(
+pub(crate) const RULE_EVALUATION_DURATION_SECONDS: MetricDef = def(
     "m4watch_rule_evaluation_duration_seconds",
     Kind::Gauge,
     &[],
     "How long the last rule evaluation cycle took, in seconds.",
 );
 
-pub const RULE_EVALUATION_FAILURES_TOTAL: MetricDef = def(
+pub(crate) const RULE_EVALUATION_FAILURES_TOTAL: MetricDef = def(
     "m4watch_rule_evaluation_failures_total",
     Kind::Counter,
     &["group"],
     "Rule evaluations that failed, per rule group.",
 );
 
-pub const RULES_LOADED: MetricDef = def(
+pub(crate) const RULES_LOADED: MetricDef = def(
     "m4watch_rules_loaded",
     Kind::Gauge,
     &[],
     "Number of alerting and recording rules loaded.",
 );
 
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     ALERTS,
     RULE_EVALUATION_DURATION_SECONDS,
     RULE_EVALUATION_FAILURES_TOTAL,
@@ -52,7 +52,7 @@ pub const METRICS: &[MetricDef] = &[
 ];
 
 /// The running rule engine.
-pub struct Running {
+pub(crate) struct Running {
     pub alerts: Arc<Alerts>,
     /// Replaces the rule groups on a reload.
     pub rules: RulesHandle,
@@ -105,7 +105,7 @@ pub fn ring_filter(
 /// spawns the evaluation loop. `expected` collectors must have run once before the
 /// first evaluation, so restored alerts are not resolved for lack of data. `readers`
 /// are what else reads the ring: metric names and how far back (the advisor's).
-pub fn start(
+pub(crate) fn start(
     rc: &RulesConfig,
     groups: Vec<Group>,
     alerts: Arc<Alerts>,
@@ -192,7 +192,7 @@ fn orphaned(group: &str, alert: Alert) -> Change {
 }
 
 /// What a reload uses to swap the rule groups under the running loop.
-pub struct RulesHandle {
+pub(crate) struct RulesHandle {
     cycle: Arc<Cycle>,
     interval_ms: i64,
 }
@@ -202,7 +202,7 @@ impl RulesHandle {
     /// and firing alerts of rules that still exist (by name) carry over, so `for`
     /// keeps counting and nothing fires twice; those of rules that are gone resolve.
     /// Returns the number of rules now loaded.
-    pub fn replace(&self, groups: Vec<Group>) -> usize {
+    pub(crate) fn replace(&self, groups: Vec<Group>) -> usize {
         let mut next = Engine::new(groups, self.interval_ms);
         let mut orphans = Vec::new();
         {

@@ -7,7 +7,7 @@
 //! (durable, by `seq`), and should not notify a transition whose `silenced` is true,
 //! nor repeat one whose `acknowledged` is true unless it goes to `resolved`.
 
-pub mod evaluate;
+pub(crate) mod evaluate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,11 +19,11 @@ use crate::persist::alerts::History;
 use crate::rules::Change;
 
 use crate::model::Labels;
-pub use crate::model::alert::{Ack, Silence, StoredAlert, Transition};
+pub(crate) use crate::model::alert::{Ack, Silence, StoredAlert, Transition};
 
 /// Why an acknowledgement or silence request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AlertError {
+pub(crate) enum AlertError {
     #[error("no alert with id {0}")]
     NoAlert(String),
     #[error("alert {0} is resolved; only pending or firing alerts can be acknowledged")]
@@ -41,7 +41,7 @@ struct Inner {
 
 /// One alert as `POST /api/v2/alerts` delivers it, times in ms.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     /// Sorted by name.
     pub labels: Labels,
     pub annotations: Labels,
@@ -52,10 +52,10 @@ pub struct Received {
 
 /// Alertmanager's `resolve_timeout`: a received firing alert without `endsAt` resolves
 /// this long after its last post.
-pub const RESOLVE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+pub(crate) const RESOLVE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 
 /// Every alert m4watch knows, with silences and the transition feed.
-pub struct Alerts {
+pub(crate) struct Alerts {
     inner: Mutex<Inner>,
     /// Transitions behind an `Arc`: the channel keeps 1024 slots for a lagging reader,
     /// and a slot holding a whole transition was 216 bytes (issue 17).
@@ -68,7 +68,7 @@ pub struct Alerts {
 
 impl Alerts {
     /// Alert state seeded with what the database held; `history` persists changes.
-    pub fn new(
+    pub(crate) fn new(
         saved: Vec<StoredAlert>,
         silences: Vec<Silence>,
         history: Option<History>,
@@ -90,13 +90,13 @@ impl Alerts {
     }
 
     /// Live transitions, for a notifier.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Transition>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Transition>> {
         self.tx.subscribe()
     }
 
     /// Alerts that were pending or firing when state was saved, for the engine to
     /// continue from.
-    pub fn active(&self) -> Vec<StoredAlert> {
+    pub(crate) fn active(&self) -> Vec<StoredAlert> {
         let inner = self.inner.lock().expect("alerts lock");
         inner
             .alerts
@@ -108,7 +108,7 @@ impl Alerts {
 
     /// Records one evaluation cycle: the changes the engine reported, and the current
     /// value and annotations of every active alert.
-    pub fn apply<'a>(
+    pub(crate) fn apply<'a>(
         &self,
         changes: &[Change],
         current: impl Iterator<Item = (&'a str, &'a crate::rules::Alert)>,
@@ -222,7 +222,7 @@ impl Alerts {
     /// alerts and moves it on); one whose `endsAt` has passed resolves. An id that
     /// m4watch's own rules hold active stays theirs: the same label set from both
     /// sources is one alert and notifies once.
-    pub fn receive(&self, received: Vec<Received>, now: i64) {
+    pub(crate) fn receive(&self, received: Vec<Received>, now: i64) {
         let mut inner = self.inner.lock().expect("alerts lock");
         for r in received {
             let id = crate::model::alert::fingerprint(&r.labels);
@@ -281,7 +281,7 @@ impl Alerts {
     }
 
     /// Resolves received alerts whose `endsAt` has passed without a new post.
-    pub fn expire(&self, now: i64) {
+    pub(crate) fn expire(&self, now: i64) {
         let mut inner = self.inner.lock().expect("alerts lock");
         let due: Vec<StoredAlert> = inner
             .alerts
@@ -328,7 +328,7 @@ impl Alerts {
 
     /// Alerts, optionally filtered by state and severity, with the silence covering
     /// each (if any) at `now`: the worst severity first, then the newest.
-    pub fn list(
+    pub(crate) fn list(
         &self,
         state: Option<State>,
         severity: Option<Severity>,
@@ -359,7 +359,7 @@ impl Alerts {
     }
 
     /// Acknowledges a pending or firing alert.
-    pub fn acknowledge(
+    pub(crate) fn acknowledge(
         &self,
         id: &str,
         by: &str,
@@ -408,7 +408,7 @@ impl Alerts {
     }
 
     /// Adds a silence and returns it with its id.
-    pub fn add_silence(&self, mut s: Silence) -> Silence {
+    pub(crate) fn add_silence(&self, mut s: Silence) -> Silence {
         let mut inner = self.inner.lock().expect("alerts lock");
         inner.next_silence += 1;
         s.id = format!(
@@ -424,12 +424,12 @@ impl Alerts {
     }
 
     /// Every silence still known (active, pending or recently expired).
-    pub fn silences(&self) -> Vec<Silence> {
+    pub(crate) fn silences(&self) -> Vec<Silence> {
         self.inner.lock().expect("alerts lock").silences.clone()
     }
 
     /// Removes a silence.
-    pub fn delete_silence(&self, id: &str) -> Result<(), AlertError> {
+    pub(crate) fn delete_silence(&self, id: &str) -> Result<(), AlertError> {
         let mut inner = self.inner.lock().expect("alerts lock");
         let before = inner.silences.len();
         inner.silences.retain(|s| s.id != id);
@@ -443,7 +443,7 @@ impl Alerts {
     }
 
     /// Counts of pending and firing alerts by (alertname, severity, state).
-    pub fn counts(&self) -> BTreeMap<(String, String, &'static str), u64> {
+    pub(crate) fn counts(&self) -> BTreeMap<(String, String, &'static str), u64> {
         let inner = self.inner.lock().expect("alerts lock");
         let mut out = BTreeMap::new();
         for a in inner.alerts.values() {
@@ -460,7 +460,7 @@ impl Alerts {
     }
 
     /// Waits until every change so far is on disk. Blocking.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         if let Some(h) = &self.history {
             h.flush();
         }
@@ -468,7 +468,7 @@ impl Alerts {
 }
 
 /// Resolves expired received alerts once a second until shutdown.
-pub fn spawn_expiry(
+pub(crate) fn spawn_expiry(
     alerts: Arc<Alerts>,
     shutdown: crate::shutdown::Shutdown,
 ) -> tokio::task::JoinHandle<()> {

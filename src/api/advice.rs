@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::advise::Advice;
 
 /// Read routes; mounted behind the read check by [`super::api`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(optimizations))
 }
 

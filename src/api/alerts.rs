@@ -20,7 +20,7 @@ use crate::model::alert::State as AlertState;
 use crate::model::alert::{AlertSource, MatcherSpec, Severity};
 
 /// The alert routes: reads behind the read token, changes behind the write token.
-pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     let reads = OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(list_silences))
@@ -47,7 +47,7 @@ fn rfc3339(ms: i64) -> String {
 
 /// One acknowledgement in JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AckView {
+pub(crate) struct AckView {
     pub by: String,
     pub comment: String,
     pub at: String,
@@ -55,7 +55,7 @@ pub struct AckView {
 
 /// One alert in JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertView {
+pub(crate) struct AlertView {
     pub id: String,
     /// `m4watch` (its own rules) or `prometheus` (posted to `/api/v2/alerts`).
     pub source: AlertSource,

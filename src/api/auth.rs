@@ -16,7 +16,7 @@ use crate::config::Secret;
 /// Middleware for state-changing routes: needs `Authorization: Bearer <api.token>`.
 /// With no token configured every such request is refused: m4watch never accepts
 /// unauthenticated writes.
-pub async fn require_write(
+pub(crate) async fn require_write(
     State(s): State<Arc<AppState>>,
     req: Request,
     next: Next,
@@ -36,7 +36,7 @@ pub async fn require_write(
 
 /// Middleware for reads: open unless `api.read_token` is set; the write token is
 /// accepted for reads too.
-pub async fn require_read(
+pub(crate) async fn require_read(
     State(s): State<Arc<AppState>>,
     req: Request,
     next: Next,

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use crate::store::views::containers::Report;
 
 /// Read routes; mounted behind the read check by [`super::api`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(metrics))
 }
 
@@ -28,7 +28,7 @@ pub fn reads() -> OpenApiRouter<Arc<AppState>> {
         (status = 404, description = "the collector is disabled", body = super::error::ErrorBody),
         (status = 503, description = "the Engine is unreachable or has not been read yet", body = super::error::ErrorBody),
     ))]
-pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<Json<Report>, ApiError> {
+pub(crate) async fn metrics(State(s): State<Arc<AppState>>) -> Result<Json<Report>, ApiError> {
     if !s.config.containers.enabled {
         return Err(ApiError::not_found(
             "the containers collector is disabled (containers.enabled: false)",

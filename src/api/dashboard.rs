@@ -23,13 +23,13 @@ use crate::health::{HealthReason, HealthState};
 use crate::store::index::Families;
 
 /// Read routes; mounted behind the read check by [`super::api`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(dashboard_summary))
 }
 
 /// Hardware headline numbers.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HardwareSummary {
+pub(crate) struct HardwareSummary {
     /// Mean utilisation per core type.
     pub cpu_utilization: BTreeMap<String, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,7 +48,7 @@ pub struct HardwareSummary {
 
 /// Container headline numbers.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ContainersSummary {
+pub(crate) struct ContainersSummary {
     pub running: usize,
     pub total: usize,
     pub unhealthy: Vec<String>,
@@ -56,7 +56,7 @@ pub struct ContainersSummary {
 
 /// Trading headline numbers.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TradingSummary {
+pub(crate) struct TradingSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub performance_score: Option<f64>,
     pub coverage_ratio: f64,
@@ -70,7 +70,7 @@ pub struct TradingSummary {
 
 /// Body of `GET /api/v1/monitoring/dashboard/summary`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DashboardSummary {
+pub(crate) struct DashboardSummary {
     pub generated_at: f64,
     pub health: HealthState,
     pub reasons: Vec<HealthReason>,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// An API error: a status, a short machine-readable kind, and a sentence for people.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub error: &'static str,
     pub detail: String,
@@ -21,7 +21,7 @@ struct Body<'a> {
 
 /// The error body as the OpenAPI spec describes it (what [`ApiError`] serialises to).
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// Short machine-readable kind: `bad_request`, `unauthorized`, `not_found`, ...
     pub error: String,
     /// A sentence for people.
@@ -29,7 +29,7 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
         ApiError {
             status,
             error,
@@ -38,23 +38,23 @@ impl ApiError {
     }
 
     /// 400: the request body or query is wrong.
-    pub fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
 
     /// 404: nothing by that id.
-    pub fn not_found(detail: impl Into<String>) -> Self {
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
     }
 
     /// 409: the request conflicts with the current state.
-    pub fn conflict(detail: impl Into<String>) -> Self {
+    pub(crate) fn conflict(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::CONFLICT, "conflict", detail)
     }
 }
 
 /// The `error` kind of a status: `bad_request`, `payload_too_large`, ...
-pub fn kind_of(status: StatusCode) -> &'static str {
+pub(crate) fn kind_of(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
@@ -74,7 +74,7 @@ pub fn kind_of(status: StatusCode) -> &'static str {
 impl ApiError {
     /// An extractor's rejection: 413 for a body over the limit and 415 for a missing or
     /// wrong content type keep their status; every other malformed request is a 400.
-    pub fn rejected(status: StatusCode, text: String) -> Self {
+    pub(crate) fn rejected(status: StatusCode, text: String) -> Self {
         let status = match status {
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
             _ => StatusCode::BAD_REQUEST,

@@ -26,7 +26,7 @@ use crate::collect::hardware::{
 use crate::store::index::{Families, label};
 
 /// Read routes; mounted behind the read check by [`super::api`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(hardware_metrics))
         .routes(routes!(core_utilization))
@@ -34,7 +34,7 @@ pub fn reads() -> OpenApiRouter<Arc<AppState>> {
 
 /// One logical CPU.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CoreView {
+pub(crate) struct CoreView {
     pub cpu: u32,
     /// `performance` or `efficiency`.
     #[serde(rename = "type")]
@@ -52,7 +52,7 @@ pub struct CoreView {
 
 /// All CPUs of one core type.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CoreTypeView {
+pub(crate) struct CoreTypeView {
     #[serde(rename = "type")]
     pub core_type: String,
     pub cores: u32,
@@ -62,7 +62,7 @@ pub struct CoreTypeView {
 
 /// One CPU cluster.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     pub cluster: String,
     #[serde(rename = "type")]
     pub core_type: String,
@@ -76,7 +76,7 @@ pub struct ClusterView {
 
 /// CPU: per core, per core type, per cluster.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CpuView {
+pub(crate) struct CpuView {
     pub cores: Vec<CoreView>,
     pub types: Vec<CoreTypeView>,
     pub clusters: Vec<ClusterView>,
@@ -84,7 +84,7 @@ pub struct CpuView {
 
 /// The chip, where the platform names it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ChipView {
+pub(crate) struct ChipView {
     pub chip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub performance_cores: Option<u32>,
@@ -96,7 +96,7 @@ pub struct ChipView {
 
 /// Memory and its pressure.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MemoryView {
+pub(crate) struct MemoryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<f64>,
     /// Bytes by state (`used`, `available`, `wired`, `compressed`, `swap_used`, ...);
@@ -112,7 +112,7 @@ pub struct MemoryView {
 
 /// The GPU.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct GpuView {
+pub(crate) struct GpuView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub utilization: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,7 +124,7 @@ pub struct GpuView {
 /// The Neural Engine (no public API reports its utilisation: the ratio is an
 /// estimate from power).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AneView {
+pub(crate) struct AneView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub power_watts: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,7 +134,7 @@ pub struct AneView {
 /// Body of `GET /api/v1/monitoring/m4max/hardware/metrics`. Parts the platform does
 /// not report are absent (a Linux host has no GPU or ANE section).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HardwareSnapshot {
+pub(crate) struct HardwareSnapshot {
     /// Unix time of the hardware collector's last successful run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collected_at: Option<f64>,
@@ -163,7 +163,7 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// Builds the hardware snapshot from the families.
-pub fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSnapshot {
+pub(crate) fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> HardwareSnapshot {
     let util = f.by_label(CPU_UTILIZATION_RATIO.name, "cpu");
     let active = f.by_label(CPU_ACTIVE_RATIO.name, "cpu");
     let freq: BTreeMap<String, f64> = f
@@ -306,7 +306,7 @@ async fn hardware_metrics(
 
 /// Body of `GET /api/v1/optimization/core-utilization`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CoreUtilization {
+pub(crate) struct CoreUtilization {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collected_at: Option<f64>,
     pub cores: Vec<CoreView>,

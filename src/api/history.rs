@@ -18,18 +18,18 @@ use super::error::{ApiError, ErrorBody};
 use crate::persist::samples::Aggregation;
 
 /// Read routes; mounted behind the read check by [`super::api`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(hardware_history))
         .routes(routes!(containers_history))
 }
 
 /// Most points one series may have in an answer (Prometheus's limit).
-pub const MAX_POINTS: f64 = 11_000.0;
+pub(crate) const MAX_POINTS: f64 = 11_000.0;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     /// How far back, in minutes (default 60; at most history.retention).
     #[param(exclusive_minimum = 0)]
     minutes: Option<f64>,
@@ -42,14 +42,14 @@ pub struct HistoryQuery {
 
 /// One point: bucket start (Unix seconds) and value.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Point {
+pub(crate) struct Point {
     pub t: f64,
     pub v: f64,
 }
 
 /// One series.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HistorySeries {
+pub(crate) struct HistorySeries {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub aggregation: Aggregation,
@@ -58,7 +58,7 @@ pub struct HistorySeries {
 
 /// Body of the history routes.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryAnswer {
+pub(crate) struct HistoryAnswer {
     /// Unix seconds.
     pub from: f64,
     pub to: f64,

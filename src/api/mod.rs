@@ -3,19 +3,19 @@
 //! Reads go through [`auth::require_read`]; every state-changing route is mounted
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
-pub mod advice;
-pub mod alerts;
-pub mod auth;
-pub mod containers;
-pub mod dashboard;
-pub mod error;
-pub mod hardware;
-pub mod history;
-pub mod notifications;
-pub mod pages;
-pub mod server;
-pub mod status;
-pub mod trading;
+pub(crate) mod advice;
+pub(crate) mod alerts;
+pub(crate) mod auth;
+pub(crate) mod containers;
+pub(crate) mod dashboard;
+pub(crate) mod error;
+pub(crate) mod hardware;
+pub(crate) mod history;
+pub(crate) mod notifications;
+pub(crate) mod pages;
+pub(crate) mod server;
+pub(crate) mod status;
+pub(crate) mod trading;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +35,7 @@ use crate::model::{MetricDef, def};
 use crate::store::{CollectorStatus, Store};
 
 /// Handler panics: each answered a JSON 500 instead of dropping the connection.
-pub const HTTP_PANICS_TOTAL: MetricDef = def(
+pub(crate) const HTTP_PANICS_TOTAL: MetricDef = def(
     "m4watch_http_panics_total",
     crate::store::Kind::Counter,
     &[],
@@ -43,13 +43,13 @@ pub const HTTP_PANICS_TOTAL: MetricDef = def(
 );
 
 /// The API's own metric families.
-pub const METRICS: &[MetricDef] = &[HTTP_PANICS_TOTAL];
+pub(crate) const METRICS: &[MetricDef] = &[HTTP_PANICS_TOTAL];
 
 /// Content type of the Prometheus text exposition format 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What every handler can reach.
-pub struct AppState {
+pub(crate) struct AppState {
     pub config: Arc<crate::config::Config>,
     pub store: Arc<Store>,
     pub started: Instant,
@@ -102,7 +102,7 @@ impl utoipa::Modify for BearerAuth {
 /// Every documented route, with its spec. Routes are registered only through
 /// `routes!` on handlers annotated with `#[utoipa::path]`, so a route cannot exist
 /// without its entry in the spec (a test greps for plain axum route calls).
-pub fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     // Reads: open unless api.read_token is set.
     let reads = OpenApiRouter::new()
         .routes(routes!(metrics))
@@ -156,7 +156,7 @@ async fn reload(
 }
 
 /// The OpenAPI document of every route.
-pub fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
+pub(crate) fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
     let mut spec = api(state).into_openapi();
     document_body_errors(&mut spec);
     spec
@@ -221,7 +221,7 @@ impl LazySpec {
 }
 
 /// Every route, ready to serve.
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     // The document the routers carry is dropped here; `openapi_json` builds its own
     // on first request.
     let (router, _spec) = api(&state).split_for_parts();
@@ -343,7 +343,7 @@ async fn openapi_json(
 /// Puts `routes` behind the write token; every state-changing route is mounted
 /// through this (axum refuses a route layer on a router with no routes, so each
 /// feature wraps its own).
-pub fn writes(
+pub(crate) fn writes(
     state: &Arc<AppState>,
     routes: OpenApiRouter<Arc<AppState>>,
 ) -> OpenApiRouter<Arc<AppState>> {
@@ -412,7 +412,7 @@ async fn healthy() -> &'static str {
 
 /// Body of `GET /api/v1/monitoring/health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `healthy` when every collector's last run succeeded, else `degraded`.
     pub status: &'static str,
     pub version: &'static str,

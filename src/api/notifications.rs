@@ -20,7 +20,7 @@ use crate::notify::handle::NotifyError;
 use crate::notify::outbox::Delivery;
 
 /// The notification routes, each behind the right token check.
-pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     let w = writes(
         state,
         OpenApiRouter::new()
@@ -40,7 +40,7 @@ pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
 /// One alert of Alertmanager's v2 `postableAlerts`, as Prometheus sends it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PostableAlert {
+pub(crate) struct PostableAlert {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -54,7 +54,7 @@ pub struct PostableAlert {
 
 /// A Prometheus alert as the alert store takes it: labels exactly as sent (so the
 /// same label set from m4watch's rules is the same alert), times in ms.
-pub fn received(a: PostableAlert, now: DateTime<Utc>) -> Received {
+pub(crate) fn received(a: PostableAlert, now: DateTime<Utc>) -> Received {
     Received {
         labels: a.labels.into_iter().collect(),
         annotations: a.annotations.into_iter().collect(),

@@ -23,7 +23,7 @@ use super::{AppState, LazySpec, is_ready};
 
 /// The pages: open even when `api.read_token` is set, like the probes; they change
 /// nothing and say no more than the open OpenAPI document does.
-pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(landing))
         .routes(routes!(docs))
@@ -191,7 +191,7 @@ fn schema_anchor(name: &str) -> String {
 }
 
 /// The API reference page for an OpenAPI 3.1 document.
-pub fn render_docs(doc: &Value) -> String {
+pub(crate) fn render_docs(doc: &Value) -> String {
     let empty = Map::new();
     let info = &doc["info"];
     let title = info["title"].as_str().unwrap_or("API");

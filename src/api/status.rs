@@ -20,7 +20,7 @@ use crate::store::CollectorStatus;
 use crate::store::index::Families;
 
 /// Read routes; mounted behind the read check by [`super::api`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(system_health))
         .routes(routes!(optimization_health))
@@ -93,7 +93,7 @@ async fn optimization_health(State(s): State<Arc<AppState>>) -> Json<SystemHealt
 
 /// One collector as configured, with its last run.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CollectorSummary {
+pub(crate) struct CollectorSummary {
     pub name: String,
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,7 +105,7 @@ pub struct CollectorSummary {
 
 /// The rule engine.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RulesSummary {
+pub(crate) struct RulesSummary {
     pub enabled: bool,
     /// Rule files; empty means the shipped rules embedded in the binary.
     pub files: Vec<String>,
@@ -117,14 +117,14 @@ pub struct RulesSummary {
 
 /// One notification receiver: its integrations, never their secrets.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ReceiverSummary {
+pub(crate) struct ReceiverSummary {
     pub name: String,
     pub integrations: Vec<&'static str>,
 }
 
 /// The configuration in short; secrets are reported only as set or not.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ConfigSummary {
+pub(crate) struct ConfigSummary {
     pub listen: String,
     pub data_dir: String,
     pub write_token_set: bool,
@@ -139,7 +139,7 @@ pub struct ConfigSummary {
 
 /// Body of `GET /api/v1/monitoring/status`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Status {
+pub(crate) struct Status {
     pub version: &'static str,
     pub revision: &'static str,
     pub uptime_seconds: f64,

@@ -22,14 +22,14 @@ use crate::collect::trading::{RecordError, Trading, ingest::StartError};
 use crate::store::views::trading::{LatencyStats, View};
 
 /// Read routes; mounted behind the read check by [`super::router`].
-pub fn reads() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(trading_metrics))
         .routes(routes!(latency_stats))
 }
 
 /// State-changing routes, behind the write token.
-pub fn writes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn writes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     super::writes(
         state,
         OpenApiRouter::new()
@@ -59,7 +59,7 @@ fn view(s: &AppState) -> Result<Arc<View>, ApiError> {
 
 /// Body of `GET /api/v1/monitoring/trading/metrics`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TradingMetrics {
+pub(crate) struct TradingMetrics {
     /// Where the StatsD listener is bound; absent when it is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     statsd_listen: Option<String>,
@@ -93,7 +93,7 @@ struct StatsQuery {
 
 /// Latency statistics of one operation in one window.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct OperationStats {
+pub(crate) struct OperationStats {
     operation: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: BTreeMap<String, String>,
@@ -103,7 +103,7 @@ pub struct OperationStats {
 
 /// Body of `GET /api/v1/optimization/latency-stats`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct LatencyStatsBody {
+pub(crate) struct LatencyStatsBody {
     duration_minutes: f64,
     /// The configured window that answers: the shortest at least as long as asked.
     window: String,

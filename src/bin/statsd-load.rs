@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use m4watch::collect::trading::statsd::{self, Listener};
-use m4watch::collect::trading::{Trading, TradingCollector};
 use m4watch::config::TradingConfig;
+use m4watch::internals::collect::trading::statsd::{self, Listener};
+use m4watch::internals::collect::trading::{Trading, TradingCollector};
 
 /// Lines per datagram; ~1.4 kB, what StatsD clients send to stay under one MTU.
 const LINES_PER_PACKET: usize = 50;

@@ -5,13 +5,13 @@
 //! `m4watch_collector_success{collector} 0` and its families vanish (unknown is absent),
 //! while every other collector and `/metrics` carry on.
 
-pub mod containers;
-pub mod hardware;
-pub mod host;
-pub mod probes;
-pub mod process;
-pub mod process_groups;
-pub mod trading;
+pub(crate) mod containers;
+pub(crate) mod hardware;
+pub(crate) mod host;
+pub(crate) mod probes;
+pub(crate) mod process;
+pub(crate) mod process_groups;
+pub(crate) mod trading;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,7 @@ impl From<std::io::Error> for CollectError {
 }
 
 /// An asynchronous source of metric families.
-pub trait Collector: Send + 'static {
+pub(crate) trait Collector: Send + 'static {
     /// Name used in the `collector` label and logs.
     fn name(&self) -> &'static str;
     /// One collection.
@@ -57,13 +57,13 @@ pub trait BlockingCollector: Send + 'static {
 }
 
 /// Adapts a [`BlockingCollector`] to [`Collector`].
-pub struct Blocking<C> {
+pub(crate) struct Blocking<C> {
     name: &'static str,
     inner: Arc<Mutex<C>>,
 }
 
 impl<C: BlockingCollector> Blocking<C> {
-    pub fn new(c: C) -> Self {
+    pub(crate) fn new(c: C) -> Self {
         Blocking {
             name: c.name(),
             inner: Arc::new(Mutex::new(c)),
@@ -102,7 +102,7 @@ impl<C: BlockingCollector> Collector for Blocking<C> {
 /// Every collector m4watch has: a closed set, so start-up wires each one by an
 /// exhaustive `match` and a collector cannot be listed without being wired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CollectorKind {
+pub(crate) enum CollectorKind {
     Hardware,
     Process,
     Host,
@@ -114,7 +114,7 @@ pub enum CollectorKind {
 
 impl CollectorKind {
     /// Every kind, in start-up order.
-    pub const ALL: [CollectorKind; 7] = [
+    pub(crate) const ALL: [CollectorKind; 7] = [
         CollectorKind::Hardware,
         CollectorKind::Process,
         CollectorKind::Host,
@@ -125,7 +125,7 @@ impl CollectorKind {
     ];
 
     /// The name `m4watch_collector_success{collector}` and the logs use.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             CollectorKind::Hardware => "hardware",
             CollectorKind::Process => "process",
@@ -142,7 +142,7 @@ impl CollectorKind {
 /// builds the enabled ones from it, the status endpoint shows it, and readiness and the
 /// rule engine wait for the enabled ones to have run once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub kind: CollectorKind,
     pub enabled: bool,
     pub interval: Duration,
@@ -152,12 +152,12 @@ pub struct Entry {
 
 impl Entry {
     /// The collector's name, as its `collector` label reads.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.kind.name()
     }
 
     /// Runs `collector` on this entry's interval and timeout until `shutdown` fires.
-    pub fn spawn<C: Collector>(
+    pub(crate) fn spawn<C: Collector>(
         &self,
         collector: C,
         store: &Arc<Store>,
@@ -174,7 +174,7 @@ impl Entry {
 }
 
 /// Every collector m4watch has, in start-up order, as `config` sets them.
-pub fn registry(config: &Config) -> Vec<Entry> {
+pub(crate) fn registry(config: &Config) -> Vec<Entry> {
     CollectorKind::ALL
         .into_iter()
         .map(|kind| {
@@ -225,18 +225,9 @@ pub fn registry(config: &Config) -> Vec<Entry> {
         .collect()
 }
 
-/// Collector names, as `m4watch_collector_success{collector}` labels them.
-pub const HARDWARE: &str = CollectorKind::Hardware.name();
-pub const PROCESS: &str = CollectorKind::Process.name();
-pub const HOST: &str = CollectorKind::Host.name();
-pub const PROCESS_GROUPS: &str = CollectorKind::ProcessGroups.name();
-pub const CONTAINERS: &str = CollectorKind::Containers.name();
-pub const PROBES: &str = CollectorKind::Probes.name();
-pub const TRADING: &str = CollectorKind::Trading.name();
-
 /// Runs `collector` every `interval` with `timeout` until `shutdown` fires; a run in
 /// progress when shutdown fires is cut short.
-pub fn spawn<C: Collector>(
+pub(crate) fn spawn<C: Collector>(
     collector: C,
     interval: Duration,
     timeout: Duration,

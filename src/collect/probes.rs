@@ -12,37 +12,37 @@ use crate::store::views::Views;
 use crate::store::{Family, Kind};
 
 /// Every family this collector exports.
-pub const PROBE_SUCCESS: MetricDef = def(
+pub(crate) const PROBE_SUCCESS: MetricDef = def(
     "m4watch_probe_success",
     Kind::Gauge,
     &["target"],
     "1 if the target's health endpoint answered 2xx within its timeout, else 0.",
 );
 
-pub const PROBE_DURATION_SECONDS: MetricDef = def(
+pub(crate) const PROBE_DURATION_SECONDS: MetricDef = def(
     "m4watch_probe_duration_seconds",
     Kind::Gauge,
     &["target"],
     "How long the last probe of a target took, until its answer, error or timeout, in seconds.",
 );
 
-pub const PROBE_HTTP_STATUS_CODE: MetricDef = def(
+pub(crate) const PROBE_HTTP_STATUS_CODE: MetricDef = def(
     "m4watch_probe_http_status_code",
     Kind::Gauge,
     &["target"],
     "HTTP status of the target's last answer; absent when it did not answer.",
 );
 
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     PROBE_SUCCESS,
     PROBE_DURATION_SECONDS,
     PROBE_HTTP_STATUS_CODE,
 ];
 
-pub use crate::store::views::ProbeResult;
+pub(crate) use crate::store::views::ProbeResult;
 
 /// Probes every configured target each cycle.
-pub struct ProbeCollector {
+pub(crate) struct ProbeCollector {
     /// Built only when there is something to probe: a TLS-capable client loads the
     /// system's CA store (about 1 MiB resident), which the default config never needs.
     client: Option<reqwest::Client>,
@@ -52,7 +52,7 @@ pub struct ProbeCollector {
 }
 
 impl ProbeCollector {
-    pub fn new(cfg: &ProbesConfig) -> Result<Self, CollectError> {
+    pub(crate) fn new(cfg: &ProbesConfig) -> Result<Self, CollectError> {
         let client = if cfg.targets.is_empty() {
             None
         } else {
@@ -110,7 +110,7 @@ fn one_line(e: &dyn std::error::Error) -> String {
 }
 
 /// The families of one round of probes.
-pub fn families(results: &[ProbeResult]) -> Vec<Family> {
+pub(crate) fn families(results: &[ProbeResult]) -> Vec<Family> {
     let mut success = Family::new(&PROBE_SUCCESS);
     let mut duration = Family::new(&PROBE_DURATION_SECONDS);
     let mut status = Family::new(&PROBE_HTTP_STATUS_CODE);
@@ -127,7 +127,7 @@ pub fn families(results: &[ProbeResult]) -> Vec<Family> {
 
 impl Collector for ProbeCollector {
     fn name(&self) -> &'static str {
-        super::PROBES
+        super::CollectorKind::Probes.name()
     }
 
     fn publish_view(&self, views: &Views) {

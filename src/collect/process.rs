@@ -6,55 +6,55 @@ use super::{BlockingCollector, CollectError};
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
-pub const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = def(
+pub(crate) const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = def(
     "m4watch_process_resident_memory_bytes",
     Kind::Gauge,
     &[],
     "Resident memory of the m4watch process, in bytes.",
 );
 
-pub const PROCESS_VIRTUAL_MEMORY_BYTES: MetricDef = def(
+pub(crate) const PROCESS_VIRTUAL_MEMORY_BYTES: MetricDef = def(
     "m4watch_process_virtual_memory_bytes",
     Kind::Gauge,
     &[],
     "Virtual memory of the m4watch process, in bytes.",
 );
 
-pub const PROCESS_CPU_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const PROCESS_CPU_SECONDS_TOTAL: MetricDef = def(
     "m4watch_process_cpu_seconds_total",
     Kind::Counter,
     &[],
     "CPU time (user and system) used by the m4watch process, in seconds.",
 );
 
-pub const PROCESS_OPEN_FDS: MetricDef = def(
+pub(crate) const PROCESS_OPEN_FDS: MetricDef = def(
     "m4watch_process_open_fds",
     Kind::Gauge,
     &[],
     "File descriptors the m4watch process has open (Linux only).",
 );
 
-pub const PROCESS_MAX_FDS: MetricDef = def(
+pub(crate) const PROCESS_MAX_FDS: MetricDef = def(
     "m4watch_process_max_fds",
     Kind::Gauge,
     &[],
     "Limit on open file descriptors of the m4watch process (Linux only).",
 );
 
-pub const PROCESS_START_TIME_SECONDS: MetricDef = def(
+pub(crate) const PROCESS_START_TIME_SECONDS: MetricDef = def(
     "m4watch_process_start_time_seconds",
     Kind::Gauge,
     &[],
     "Unix time the m4watch process started.",
 );
 
-pub struct ProcessCollector {
+pub(crate) struct ProcessCollector {
     system: System,
     pid: Pid,
 }
 
 impl ProcessCollector {
-    pub fn new() -> Result<Self, CollectError> {
+    pub(crate) fn new() -> Result<Self, CollectError> {
         let pid = sysinfo::get_current_pid().map_err(|e| CollectError(e.to_string()))?;
         Ok(ProcessCollector {
             system: System::new().map_err(|e| CollectError(e.to_string()))?,
@@ -108,7 +108,7 @@ impl BlockingCollector for ProcessCollector {
 }
 
 /// The soft limit on open files from /proc/self/limits; `None` when unlimited.
-pub fn parse_max_open_files(text: &str) -> Option<u64> {
+pub(crate) fn parse_max_open_files(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]
         .split_ascii_whitespace()

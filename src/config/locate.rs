@@ -8,11 +8,11 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 /// The deepest nesting of flow collections (`[`, `{`) a config may have. The shipped
 /// configs nest 6 deep; 100 000 levels took libyaml over 30 s.
-pub const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// Line and column (1-based) of the first flow collection nested deeper than
 /// [`MAX_DEPTH`], outside quotes and comments.
-pub fn too_deep(text: &str) -> Option<(usize, usize)> {
+pub(super) fn too_deep(text: &str) -> Option<(usize, usize)> {
     let (mut depth, mut line, mut col) = (0usize, 1usize, 0usize);
     let mut quote: Option<char> = None;
     let mut comment = false;
@@ -78,7 +78,7 @@ const FOUND: &str = "\u{0}m4watch-located\u{0}";
 
 /// Line and column of the key path `path` in `text`; of its nearest ancestor when the
 /// key itself is not written (a value left at its default).
-pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+pub(super) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     let segs = segments(path)?;
     (1..=segs.len())
         .rev()

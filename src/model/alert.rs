@@ -146,7 +146,7 @@ impl Matcher {
 }
 
 /// Whether every matcher holds.
-pub fn all_match<L: LabelSet + ?Sized>(ms: &[Matcher], labels: &L) -> bool {
+pub(crate) fn all_match<L: LabelSet + ?Sized>(ms: &[Matcher], labels: &L) -> bool {
     ms.iter().all(|m| m.matches(labels))
 }
 
@@ -233,7 +233,7 @@ impl Serialize for Matcher {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Matcher)]
-pub struct MatcherSpec {
+pub(crate) struct MatcherSpec {
     /// Label name.
     #[schema(min_length = 1)]
     pub name: String,
@@ -250,7 +250,7 @@ fn yes() -> bool {
 
 impl MatcherSpec {
     /// The compiled matcher; refused when the name is empty or the regex is bad.
-    pub fn compile(&self) -> Result<Matcher, MatcherError> {
+    pub(crate) fn compile(&self) -> Result<Matcher, MatcherError> {
         if self.name.is_empty() {
             return Err(MatcherError::EmptyName);
         }
@@ -333,7 +333,7 @@ impl InhibitRule {
 }
 
 /// The first firing alert of `firing` that inhibits `target` under any of `rules`.
-pub fn inhibited_by<'a, S, T>(
+pub(crate) fn inhibited_by<'a, S, T>(
     rules: &[InhibitRule],
     firing: impl IntoIterator<Item = &'a S>,
     target: &T,
@@ -432,7 +432,7 @@ impl fmt::Display for Severity {
 
 /// Who acknowledged an alert, why and when (ms).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ack {
+pub(crate) struct Ack {
     pub by: String,
     pub comment: String,
     pub at: i64,
@@ -490,7 +490,7 @@ impl fmt::Display for AlertSource {
 /// One alert as stored: the engine's view (or what Prometheus posted) plus
 /// acknowledgement.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredAlert {
+pub(crate) struct StoredAlert {
     pub source: AlertSource,
     /// A received alert resolves at this time (ms) unless Prometheus posts it again
     /// (its `endsAt`); `None` for m4watch's own alerts.
@@ -515,7 +515,7 @@ pub struct StoredAlert {
 /// Its matchers are compiled once, when it is made or loaded; the API and the database
 /// see them as [`MatcherSpec`]s.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Silence {
+pub(crate) struct Silence {
     pub id: String,
     pub matchers: Vec<Matcher>,
     pub starts_at: i64,
@@ -526,12 +526,12 @@ pub struct Silence {
 
 impl Silence {
     /// Whether the silence applies to `labels` at `now` (ms).
-    pub fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
+    pub(crate) fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
         self.starts_at <= now && now < self.ends_at && all_match(&self.matchers, labels)
     }
 
     /// The matchers in the API's and the database's shape.
-    pub fn specs(&self) -> Vec<MatcherSpec> {
+    pub(crate) fn specs(&self) -> Vec<MatcherSpec> {
         self.matchers.iter().map(MatcherSpec::from).collect()
     }
 }
@@ -540,7 +540,7 @@ impl Silence {
 /// broadcast (not saved) as `firing -> firing` with `acknowledged`; the rule engine
 /// never reports a firing alert changing to firing.
 #[derive(Debug, Clone, Serialize)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub id: String,
     pub source: AlertSource,
     pub generator_url: Option<String>,

@@ -17,7 +17,7 @@ pub struct MetricDef {
 }
 
 /// Shorthand for a [`MetricDef`] constant.
-pub const fn def(
+pub(crate) const fn def(
     name: &'static str,
     kind: Kind,
     labels: &'static [&'static str],

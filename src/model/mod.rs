@@ -1,13 +1,13 @@
 //! The data model every layer shares: metric families and alerts. Leaves: nothing here
 //! imports anything else of the crate.
 
-pub mod alert;
-pub mod metric;
+pub(crate) mod alert;
+pub(crate) mod metric;
 
-pub use metric::{Family, Kind, MetricDef, Sample, def};
+pub(crate) use metric::{Family, Kind, MetricDef, Sample, def};
 
 /// A label set: `(name, value)` pairs. The one type for every label set of the crate:
 /// a metric sample's (in the order written), a ring series' and a rule engine sample's
 /// (sorted by name, `__name__` included in the ring), an alert's labels and annotations
 /// (sorted by name).
-pub type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;

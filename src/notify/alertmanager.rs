@@ -7,13 +7,13 @@ use super::{AlertState, Ctx, Notification, SendError, post_json};
 use crate::config::notify::AlertmanagerConfig;
 
 /// Posts alerts to every configured Alertmanager.
-pub struct Alertmanager {
+pub(crate) struct Alertmanager {
     urls: Vec<String>,
     ctx: Ctx,
 }
 
 impl Alertmanager {
-    pub fn new(cfg: &AlertmanagerConfig, ctx: &Ctx) -> Alertmanager {
+    pub(crate) fn new(cfg: &AlertmanagerConfig, ctx: &Ctx) -> Alertmanager {
         Alertmanager {
             urls: cfg
                 .urls
@@ -27,12 +27,12 @@ impl Alertmanager {
     /// Succeeds only when every Alertmanager took the alerts; a retry reposts to all,
     /// which Alertmanager deduplicates.
     /// What a dry run checks: the payload renders; where it would go.
-    pub fn dry_run(&self, n: &Notification) -> Vec<String> {
+    pub(crate) fn dry_run(&self, n: &Notification) -> Vec<String> {
         let _ = payload(n);
         self.urls.clone()
     }
 
-    pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+    pub(crate) async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         let body = payload(n);
         let mut first_err = None;
         for u in &self.urls {
@@ -47,7 +47,7 @@ impl Alertmanager {
 
 /// The v2 `postableAlerts` body. Resolved alerts carry their `endsAt`; firing ones
 /// leave it out so Alertmanager applies its resolve timeout.
-pub fn payload(n: &Notification) -> Value {
+pub(crate) fn payload(n: &Notification) -> Value {
     Value::Array(
         n.alerts
             .iter()

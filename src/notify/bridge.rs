@@ -30,7 +30,7 @@ fn map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
 ///
 /// `starts_at` is when the alert began firing, as the transition carries it: a resolve
 /// sent late (a lagging feed, a restart) still names when its incident began.
-pub fn event_from_transition(t: &Transition) -> Option<AlertEvent> {
+pub(crate) fn event_from_transition(t: &Transition) -> Option<AlertEvent> {
     let (state, ends_at) = match (t.from, t.to) {
         (State::Firing, State::Firing) if t.acknowledged => (AlertState::Acknowledged, None),
         (_, State::Firing) if t.silenced || t.acknowledged => return None,
@@ -54,7 +54,7 @@ pub fn event_from_transition(t: &Transition) -> Option<AlertEvent> {
 /// Forwards transitions from `rx` to the notifier until shutdown. The rule engine
 /// subscribes `rx` before its first evaluation, so the transitions a restart produces
 /// (an alert that resolved while m4watch was down) are sent too.
-pub fn spawn(
+pub(crate) fn spawn(
     mut rx: tokio::sync::broadcast::Receiver<Arc<Transition>>,
     notifier: Notifier,
     mut shutdown: Shutdown,

@@ -156,7 +156,7 @@ fn step_error(step: &str, e: &lettre::transport::smtp::Error) -> SendError {
 }
 
 /// The message: subject is [`subject`], one plain and one HTML part.
-pub fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, SendError> {
+pub(crate) fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, SendError> {
     let invalid = |what: &str, v: &str| {
         SendError::fatal(
             Reason::Invalid,
@@ -183,7 +183,7 @@ pub fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, SendError
 /// The subject: the title, led by the worst firing severity so a mail client can
 /// sort and filter on it (`[EMERGENCY] [FIRING:1] ThermalEmergency`); a resolve is
 /// the title alone.
-pub fn subject(n: &Notification) -> String {
+pub(crate) fn subject(n: &Notification) -> String {
     if n.status() == "resolved" {
         n.title()
     } else {
@@ -196,7 +196,7 @@ pub fn subject(n: &Notification) -> String {
 }
 
 /// The plain-text and HTML bodies.
-pub fn bodies(n: &Notification) -> (String, String) {
+pub(crate) fn bodies(n: &Notification) -> (String, String) {
     let mut text = format!("{}\n\n", n.title());
     let mut html = format!("<html><body><h2>{}</h2>\n", escape(&n.title()));
     for a in &n.alerts {

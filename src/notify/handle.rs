@@ -61,7 +61,7 @@ pub enum NotifyError {
 /// never delivers to `default` (see [`NotifyConfig::routed_receivers`]).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigureRequest {
+pub(crate) struct ConfigureRequest {
     /// Receiver to change; `default` when unset, refused (400) when the configured
     /// route tree never delivers to `default`.
     #[serde(default)]

@@ -9,49 +9,49 @@ use crate::model::{MetricDef, def};
 use crate::store::Kind::{Counter, Gauge, Histogram as Hist};
 
 /// The notifier's metric families.
-pub const NOTIFICATIONS_TOTAL: MetricDef = def(
+pub(crate) const NOTIFICATIONS_TOTAL: MetricDef = def(
     "m4watch_notifications_total",
     Counter,
     &["receiver", "integration"],
     "Delivery attempts of notifications, per receiver and integration.",
 );
 
-pub const NOTIFICATIONS_FAILED_TOTAL: MetricDef = def(
+pub(crate) const NOTIFICATIONS_FAILED_TOTAL: MetricDef = def(
     "m4watch_notifications_failed_total",
     Counter,
     &["receiver", "integration", "reason"],
     "Failed delivery attempts of notifications, per receiver, integration and bounded reason.",
 );
 
-pub const NOTIFICATION_LATENCY_SECONDS: MetricDef = def(
+pub(crate) const NOTIFICATION_LATENCY_SECONDS: MetricDef = def(
     "m4watch_notification_latency_seconds",
     Hist,
     &["integration"],
     "Time one delivery attempt took, per integration, in seconds.",
 );
 
-pub const NOTIFICATION_QUEUE_LENGTH: MetricDef = def(
+pub(crate) const NOTIFICATION_QUEUE_LENGTH: MetricDef = def(
     "m4watch_notification_queue_length",
     Gauge,
     &[],
     "Notifications in the outbox waiting for delivery.",
 );
 
-pub const NOTIFICATION_SUBMIT_WAITS_TOTAL: MetricDef = def(
+pub(crate) const NOTIFICATION_SUBMIT_WAITS_TOTAL: MetricDef = def(
     "m4watch_notification_submit_waits_total",
     Counter,
     &[],
     "Alert events that found the dispatcher's bounded queue full and waited for room (none is dropped).",
 );
 
-pub const NOTIFICATION_TRANSITIONS_MISSED_TOTAL: MetricDef = def(
+pub(crate) const NOTIFICATION_TRANSITIONS_MISSED_TOTAL: MetricDef = def(
     "m4watch_notification_transitions_missed_total",
     Counter,
     &[],
     "Alert transitions the notifier missed because it fell more than 1024 behind the alert feed; each is logged as an error.",
 );
 
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     NOTIFICATIONS_TOTAL,
     NOTIFICATIONS_FAILED_TOTAL,
     NOTIFICATION_LATENCY_SECONDS,
@@ -62,7 +62,7 @@ pub const METRICS: &[MetricDef] = &[
 
 /// Instruments bumped by the workers.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub total: IntCounterVec,
     pub failed: IntCounterVec,
     pub latency: HistogramVec,
@@ -74,7 +74,7 @@ pub struct Metrics {
 impl Metrics {
     /// Creates the instruments and registers them (a second registration in the same
     /// registry, as in tests that start two daemons, keeps working unregistered).
-    pub fn new(registry: &prometheus::Registry) -> Metrics {
+    pub(crate) fn new(registry: &prometheus::Registry) -> Metrics {
         let opts = |d: MetricDef| Opts::new(d.name, d.help);
         let total = IntCounterVec::new(opts(NOTIFICATIONS_TOTAL), &["receiver", "integration"])
             .expect("valid metric");
@@ -115,7 +115,7 @@ impl Metrics {
 
     /// Creates every series of one receiver's integration at zero, so `rate()` and
     /// alerts on failures work before the first one.
-    pub fn precreate(&self, receiver: &str, integration: &str) {
+    pub(crate) fn precreate(&self, receiver: &str, integration: &str) {
         self.total.with_label_values(&[receiver, integration]);
         for r in Reason::ALL {
             self.failed

@@ -14,19 +14,19 @@
 //! - one file per integration, each with `X::new(&XConfig, &Ctx)` and
 //!   `X::notify(&Notification) -> Result<(), SendError>`.
 
-pub mod alertmanager;
-pub mod bridge;
-pub mod dispatch;
-pub mod email;
-pub mod handle;
-pub mod metrics;
-pub mod outbox;
-pub mod pagerduty;
-pub mod receiver;
-pub mod route;
-pub mod slack;
-pub mod webhook;
-pub mod worker;
+pub(crate) mod alertmanager;
+pub(crate) mod bridge;
+pub(crate) mod dispatch;
+pub(crate) mod email;
+pub(crate) mod handle;
+pub(crate) mod metrics;
+pub(crate) mod outbox;
+pub(crate) mod pagerduty;
+pub(crate) mod receiver;
+pub(crate) mod route;
+pub(crate) mod slack;
+pub(crate) mod webhook;
+pub(crate) mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,9 +37,9 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::alert::{AlertSource, Severity};
+pub(crate) use crate::model::alert::{AlertSource, Severity};
 pub use handle::Notifier;
-pub use metrics::METRICS;
+pub(crate) use metrics::METRICS;
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +353,7 @@ fn hostname() -> String {
 
 /// The one HTTP status policy: 2xx delivered, 429 and 5xx retried (honouring
 /// `Retry-After`), every other status fatal.
-pub fn check_status(status: StatusCode, headers: &HeaderMap) -> Result<(), SendError> {
+pub(crate) fn check_status(status: StatusCode, headers: &HeaderMap) -> Result<(), SendError> {
     if status.is_success() {
         return Ok(());
     }
@@ -378,7 +378,7 @@ pub fn check_status(status: StatusCode, headers: &HeaderMap) -> Result<(), SendE
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(v: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -388,7 +388,7 @@ pub fn parse_retry_after(v: &str, now: DateTime<Utc>) -> Option<Duration> {
 }
 
 /// Maps a transport error without echoing its URL (a webhook URL is a secret).
-pub fn transport_error(e: reqwest::Error) -> SendError {
+pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
     let reason = if e.is_timeout() {
         Reason::Timeout
     } else {
@@ -406,7 +406,7 @@ pub fn transport_error(e: reqwest::Error) -> SendError {
 }
 
 /// POSTs JSON and applies [`check_status`].
-pub async fn post_json<T: Serialize + ?Sized>(
+pub(crate) async fn post_json<T: Serialize + ?Sized>(
     ctx: &Ctx,
     url: &str,
     body: &T,

@@ -11,7 +11,7 @@ use crate::config::Secret;
 use crate::config::notify::PagerDutyConfig;
 
 /// Sends to one PagerDuty service (routing key).
-pub struct PagerDuty {
+pub(crate) struct PagerDuty {
     routing_key: Secret,
     url: String,
     dedup_key: String,
@@ -23,7 +23,7 @@ pub struct PagerDuty {
 const SUMMARY_MAX: usize = 1024;
 
 impl PagerDuty {
-    pub fn new(cfg: &PagerDutyConfig, ctx: &Ctx) -> PagerDuty {
+    pub(crate) fn new(cfg: &PagerDutyConfig, ctx: &Ctx) -> PagerDuty {
         PagerDuty {
             routing_key: cfg.routing_key.clone().unwrap_or_else(|| Secret::new("")),
             url: cfg.url.clone(),
@@ -37,7 +37,7 @@ impl PagerDuty {
     /// harmless.
     /// What a dry run checks: every event renders with a routing key; where they
     /// would go.
-    pub fn dry_run(&self, n: &Notification) -> Result<Vec<String>, SendError> {
+    pub(crate) fn dry_run(&self, n: &Notification) -> Result<Vec<String>, SendError> {
         if self.routing_key.expose().is_empty() {
             return Err(SendError::fatal(Reason::Invalid, "no routing key"));
         }
@@ -53,7 +53,7 @@ impl PagerDuty {
         Ok(vec![self.url.clone()])
     }
 
-    pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+    pub(crate) async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         for a in &n.alerts {
             let ev = event(
                 a,
@@ -70,7 +70,7 @@ impl PagerDuty {
 
 /// Events API v2 severity (critical, error, warning or info) of a model severity:
 /// PagerDuty has no level above critical, so an emergency pages as critical.
-pub fn severity(s: Severity) -> &'static str {
+pub(crate) fn severity(s: Severity) -> &'static str {
     match s {
         Severity::Emergency | Severity::Critical => "critical",
         Severity::Warning => "warning",
@@ -79,7 +79,7 @@ pub fn severity(s: Severity) -> &'static str {
 }
 
 /// Fills a checked template.
-pub fn render(t: &str, a: &AlertEvent, group_key: &str) -> String {
+pub(crate) fn render(t: &str, a: &AlertEvent, group_key: &str) -> String {
     let mut out = String::new();
     let mut rest = t;
     while let Some(i) = rest.find("{{") {
@@ -105,7 +105,7 @@ pub fn render(t: &str, a: &AlertEvent, group_key: &str) -> String {
 }
 
 /// The Events API v2 body for one alert.
-pub fn event(
+pub(crate) fn event(
     a: &AlertEvent,
     n: &Notification,
     routing_key: &str,

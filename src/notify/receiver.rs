@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Ctx, Kind, Notification, Reason, SendError};
 
 /// One delivery channel of a receiver.
-pub enum Integration {
+pub(crate) enum Integration {
     Slack(Slack),
     Email(Email),
     PagerDuty(PagerDuty),
@@ -21,7 +21,7 @@ pub enum Integration {
 
 impl Integration {
     /// The `integration` label value and outbox lane name.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Integration::Slack(_) => "slack",
             Integration::Email(_) => "email",
@@ -32,20 +32,20 @@ impl Integration {
     }
 
     /// Acknowledgements only mean something to PagerDuty.
-    pub fn accepts(&self, kind: Kind) -> bool {
+    pub(crate) fn accepts(&self, kind: Kind) -> bool {
         kind != Kind::Acknowledge || matches!(self, Integration::PagerDuty(_))
     }
 
     /// Alertmanager must hear every resolve to clear its own state, whatever the
     /// receiver's `send_resolved` says.
-    pub fn needs_every_resolve(&self) -> bool {
+    pub(crate) fn needs_every_resolve(&self) -> bool {
         matches!(self, Integration::Alertmanager(_))
     }
 
     /// Everything short of sending: renders what would be sent (templates, addresses,
     /// keys) and opens a TCP connection to each destination, then closes it without
     /// writing a byte. Returns the destinations checked.
-    pub async fn dry_run(
+    pub(crate) async fn dry_run(
         &self,
         n: &Notification,
         timeout: Duration,
@@ -90,7 +90,7 @@ impl Integration {
         Ok(checked)
     }
 
-    pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+    pub(crate) async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         match self {
             Integration::Slack(i) => i.notify(n).await,
             Integration::Email(i) => i.notify(n).await,
@@ -102,13 +102,13 @@ impl Integration {
 }
 
 /// A configured receiver.
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub config: ReceiverConfig,
     pub integrations: Vec<Integration>,
 }
 
 impl Receiver {
-    pub fn new(config: ReceiverConfig, ctx: &Ctx) -> Receiver {
+    pub(crate) fn new(config: ReceiverConfig, ctx: &Ctx) -> Receiver {
         let mut integrations = Vec::new();
         if let Some(c) = &config.slack {
             integrations.push(Integration::Slack(Slack::new(c, ctx)));
@@ -131,10 +131,10 @@ impl Receiver {
         }
     }
 
-    pub fn integration(&self, name: &str) -> Option<&Integration> {
+    pub(crate) fn integration(&self, name: &str) -> Option<&Integration> {
         self.integrations.iter().find(|i| i.name() == name)
     }
 }
 /// Receivers by name; replaced whole when the configure API changes one.
-pub type Receivers =
+pub(crate) type Receivers =
     std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, std::sync::Arc<Receiver>>>>;

@@ -7,7 +7,7 @@ use crate::config::Secret;
 use crate::config::notify::SlackConfig;
 
 /// Posts to one Slack incoming webhook.
-pub struct Slack {
+pub(crate) struct Slack {
     url: Secret,
     channel: Option<String>,
     ctx: Ctx,
@@ -19,7 +19,7 @@ const SECTION_TEXT_MAX: usize = 3000;
 const HEADER_TEXT_MAX: usize = 150;
 
 impl Slack {
-    pub fn new(cfg: &SlackConfig, ctx: &Ctx) -> Slack {
+    pub(crate) fn new(cfg: &SlackConfig, ctx: &Ctx) -> Slack {
         Slack {
             url: cfg.webhook_url.clone().unwrap_or_else(|| Secret::new("")),
             channel: cfg.channel.clone(),
@@ -28,12 +28,12 @@ impl Slack {
     }
 
     /// What a dry run checks: the payload renders; where it would go.
-    pub fn dry_run(&self, n: &Notification) -> Vec<String> {
+    pub(crate) fn dry_run(&self, n: &Notification) -> Vec<String> {
         let _ = payload(n, self.channel.as_deref());
         vec![self.url.expose().to_string()]
     }
 
-    pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+    pub(crate) async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         post_json(
             &self.ctx,
             self.url.expose(),
@@ -45,7 +45,7 @@ impl Slack {
 
 /// Hex colour of the attachment bar: green when resolved, else by the worst firing
 /// severity.
-pub fn colour(n: &Notification) -> &'static str {
+pub(crate) fn colour(n: &Notification) -> &'static str {
     if n.status() == "resolved" {
         return "#2eb886";
     }
@@ -69,7 +69,7 @@ fn clip(s: &str, max: usize) -> String {
 
 /// The webhook body: `text` as the notification fallback, the blocks in one attachment
 /// so Slack shows the severity colour beside them.
-pub fn payload(n: &Notification, channel: Option<&str>) -> Value {
+pub(crate) fn payload(n: &Notification, channel: Option<&str>) -> Value {
     let title = n.title();
     let mut blocks = vec![json!({
         "type": "header",

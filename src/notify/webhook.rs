@@ -7,13 +7,13 @@ use crate::config::Secret;
 use crate::config::notify::WebhookConfig;
 
 /// Posts the Alertmanager webhook payload to one URL.
-pub struct Webhook {
+pub(crate) struct Webhook {
     url: Secret,
     ctx: Ctx,
 }
 
 impl Webhook {
-    pub fn new(cfg: &WebhookConfig, ctx: &Ctx) -> Webhook {
+    pub(crate) fn new(cfg: &WebhookConfig, ctx: &Ctx) -> Webhook {
         Webhook {
             url: cfg.url.clone(),
             ctx: ctx.clone(),
@@ -21,12 +21,12 @@ impl Webhook {
     }
 
     /// What a dry run checks: the payload renders; where it would go.
-    pub fn dry_run(&self, n: &Notification) -> Vec<String> {
+    pub(crate) fn dry_run(&self, n: &Notification) -> Vec<String> {
         let _ = payload(n);
         vec![self.url.expose().to_string()]
     }
 
-    pub async fn notify(&self, n: &Notification) -> Result<(), SendError> {
+    pub(crate) async fn notify(&self, n: &Notification) -> Result<(), SendError> {
         post_json(&self.ctx, self.url.expose(), &payload(n)).await
     }
 }
@@ -47,7 +47,7 @@ fn alert(a: &AlertEvent) -> Value {
 }
 
 /// The webhook body, field for field as Alertmanager sends it.
-pub fn payload(n: &Notification) -> Value {
+pub(crate) fn payload(n: &Notification) -> Value {
     json!({
         "version": "4",
         "groupKey": n.group_key,

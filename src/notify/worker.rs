@@ -23,7 +23,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`,
 /// capped, then scaled by a random factor in [0.5, 1) so many failing lanes do not
 /// retry in step.
-pub fn backoff(attempt: i64, initial: Duration, max: Duration, jitter: f64) -> Duration {
+pub(crate) fn backoff(attempt: i64, initial: Duration, max: Duration, jitter: f64) -> Duration {
     let exp = attempt.clamp(1, 32) - 1;
     let raw = initial.as_secs_f64() * 2f64.powi(exp as i32);
     let capped = raw.min(max.as_secs_f64());
@@ -32,7 +32,7 @@ pub fn backoff(attempt: i64, initial: Duration, max: Duration, jitter: f64) -> D
 
 /// Runs until shutdown. A send in flight at shutdown (or at a crash) stays pending in
 /// the outbox and goes out after the restart: delivery is at least once.
-pub async fn run(
+pub(crate) async fn run(
     outbox: Outbox,
     receivers: Receivers,
     metrics: Metrics,

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::{DbError, open_main};
 use crate::clock::unix_now_ms as now_ms;
@@ -18,7 +18,7 @@ use crate::model::alert::{
 };
 
 /// How long alert transitions are kept.
-pub const TRANSITION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+pub(crate) const TRANSITION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Deletes transitions older than [`TRANSITION_RETENTION_MS`] before `now` (ms).
 fn prune(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
@@ -39,13 +39,13 @@ enum Cmd {
 
 /// Handle to the database thread. Cloning shares the thread.
 #[derive(Clone)]
-pub struct History {
+pub(crate) struct History {
     tx: mpsc::Sender<Cmd>,
 }
 
 /// What the database held at startup.
 #[derive(Debug, Default)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub alerts: Vec<StoredAlert>,
     pub silences: Vec<Silence>,
 }
@@ -59,7 +59,7 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + '_ {
 
 /// Opens (creating and migrating) the database, loads the saved state, and starts the
 /// writer thread. Blocking.
-pub fn open(data_dir: &Path) -> Result<(History, Loaded), DbError> {
+pub(crate) fn open(data_dir: &Path) -> Result<(History, Loaded), DbError> {
     let path: PathBuf = data_dir.join("m4watch.db");
     let err = sql(&path);
     let conn = open_main(&path)?;
@@ -270,28 +270,28 @@ impl History {
         let _ = self.tx.send(cmd);
     }
 
-    pub fn save_alert(&self, a: &StoredAlert) {
+    pub(crate) fn save_alert(&self, a: &StoredAlert) {
         self.send(Cmd::SaveAlert(Box::new(a.clone())));
     }
 
-    pub fn delete_alert(&self, id: &str) {
+    pub(crate) fn delete_alert(&self, id: &str) {
         self.send(Cmd::DeleteAlert(id.to_string()));
     }
 
-    pub fn transition(&self, t: &Transition) {
+    pub(crate) fn transition(&self, t: &Transition) {
         self.send(Cmd::Transition(Box::new(t.clone())));
     }
 
-    pub fn save_silence(&self, s: &Silence) {
+    pub(crate) fn save_silence(&self, s: &Silence) {
         self.send(Cmd::SaveSilence(s.clone()));
     }
 
-    pub fn delete_silence(&self, id: &str) {
+    pub(crate) fn delete_silence(&self, id: &str) {
         self.send(Cmd::DeleteSilence(id.to_string()));
     }
 
     /// Waits until everything sent so far is committed. Blocking.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let (tx, rx) = mpsc::channel();
         self.send(Cmd::Flush(tx));
         let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
@@ -299,7 +299,7 @@ impl History {
 }
 
 /// One row of the transitions table: `(seq, alert id, from state, to state, at ms)`.
-pub type TransitionRow = (i64, String, String, String, i64);
+pub(crate) type TransitionRow = (i64, String, String, String, i64);
 
 /// Rows of the transitions table after `seq`, oldest first, for consumers that poll
 /// (the notifier). Blocking.
@@ -315,7 +315,9 @@ pub fn transitions_since(data_dir: &Path, seq: i64) -> rusqlite::Result<Vec<Tran
 }
 
 /// The schema version of an existing database, if it has one.
-pub fn schema_version(data_dir: &Path) -> rusqlite::Result<Option<i64>> {
+#[cfg(test)]
+pub(crate) fn schema_version(data_dir: &Path) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
     let conn = Connection::open(data_dir.join("m4watch.db"))?;
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .optional()

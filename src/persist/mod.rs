@@ -11,8 +11,8 @@
 //!
 //! Consumers get handles from the wiring ([`crate::app`]); none opens a database itself.
 
-pub mod alerts;
-pub mod samples;
+pub(crate) mod alerts;
+pub(crate) mod samples;
 
 use std::path::Path;
 
@@ -51,13 +51,13 @@ pub enum DbError {
 /// every notification. The kernel drops the lock when the process dies, `kill -9`
 /// included, so a stale lock file never blocks a restart.
 #[derive(Debug)]
-pub struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: std::fs::File,
 }
 
 /// Why the data directory cannot be claimed.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error(
         "{dir}: the data directory is in use by another m4watch (pid {pid}); stop it or give this one another data_dir"
     )]
@@ -69,7 +69,7 @@ pub enum LockError {
 impl DataDirLock {
     /// Creates `dir` (mode 0700: it holds receiver secrets) and takes its lock, or
     /// says which process holds it.
-    pub fn acquire(dir: &Path) -> Result<DataDirLock, LockError> {
+    pub(crate) fn acquire(dir: &Path) -> Result<DataDirLock, LockError> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         use std::os::unix::io::AsRawFd;
@@ -159,13 +159,13 @@ fn open_error(path: &Path, e: rusqlite::Error) -> DbError {
 }
 
 /// Each connection's page cache, in KiB (SQLite's default: 2000).
-pub const CACHE_KIB: i64 = 256;
+pub(crate) const CACHE_KIB: i64 = 256;
 const _: () = assert!(CACHE_KIB < 2000, "below SQLite's default of 2000 KiB");
 
 /// Opens (creating) the SQLite file `path` in WAL mode and runs `migrations` (entry
 /// `i` takes the schema from version `i` to `i + 1`, kept in `PRAGMA user_version`).
 /// Blocking. A locked or corrupt file is a clear error here, at start-up.
-pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, DbError> {
+pub(crate) fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| DbError::Dir(dir.display().to_string(), e))?;
     }
@@ -310,7 +310,7 @@ ALTER TABLE notify_groups ADD COLUMN notified TEXT;
 ];
 
 /// Opens `m4watch.db` at `path`, migrated to the current schema.
-pub fn open_main(path: &Path) -> Result<Connection, DbError> {
+pub(crate) fn open_main(path: &Path) -> Result<Connection, DbError> {
     open_sqlite(path, MAIN_MIGRATIONS)
 }
 

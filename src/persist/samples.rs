@@ -16,7 +16,7 @@
 //! under `spawn_blocking`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ CREATE TABLE baselines (
 
 /// One value to store: family, labels, value.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
@@ -74,7 +74,7 @@ pub struct Baseline {
 /// How the samples of one step are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Aggregation {
+pub(crate) enum Aggregation {
     /// Gauges: the mean of the step's samples (for a state set, the share of the
     /// step spent in the state).
     Mean,
@@ -83,7 +83,7 @@ pub enum Aggregation {
 }
 
 /// The aggregation a family gets: counters keep their last value, gauges average.
-pub fn aggregation_of(name: &str) -> Aggregation {
+pub(crate) fn aggregation_of(name: &str) -> Aggregation {
     if name.ends_with("_total") {
         Aggregation::Last
     } else {
@@ -93,7 +93,7 @@ pub fn aggregation_of(name: &str) -> Aggregation {
 
 /// One series of a query answer; `points` are `(bucket start ms, value)`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeriesOut {
+pub(crate) struct SeriesOut {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub aggregation: Aggregation,
@@ -108,10 +108,9 @@ enum Cmd {
 
 /// Handle to the history database; cheap to clone.
 #[derive(Clone)]
-pub struct SampleDb {
+pub(crate) struct SampleDb {
     tx: mpsc::Sender<Cmd>,
     read: Arc<Mutex<Connection>>,
-    path: PathBuf,
 }
 
 fn labels_key(labels: &BTreeMap<String, String>) -> String {
@@ -121,7 +120,7 @@ fn labels_key(labels: &BTreeMap<String, String>) -> String {
 impl SampleDb {
     /// Opens (creating and migrating) `data_dir/history.db`, prunes what is past
     /// `retention`, and starts the writer thread. Blocking.
-    pub fn open(data_dir: &Path, retention: Duration) -> Result<SampleDb, DbError> {
+    pub(crate) fn open(data_dir: &Path, retention: Duration) -> Result<SampleDb, DbError> {
         let path = data_dir.join("history.db");
         let write = open_sqlite(&path, MIGRATIONS)?;
         let read = open_sqlite(&path, MIGRATIONS)?;
@@ -139,27 +138,21 @@ impl SampleDb {
         Ok(SampleDb {
             tx,
             read: Arc::new(Mutex::new(read)),
-            path,
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Queues `rows` sampled at `t_ms`; never blocks.
-    pub fn write(&self, t_ms: i64, rows: Vec<Row>) {
+    pub(crate) fn write(&self, t_ms: i64, rows: Vec<Row>) {
         let _ = self.tx.send(Cmd::Write(t_ms, rows));
     }
 
     /// Queues baselines (replacing any of the same period, operation and quantile).
-    pub fn save_baselines(&self, b: Vec<Baseline>) {
+    pub(crate) fn save_baselines(&self, b: Vec<Baseline>) {
         let _ = self.tx.send(Cmd::Baselines(b));
     }
 
     /// Waits until everything queued so far is written. Blocking.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let (done, wait) = mpsc::channel();
         if self.tx.send(Cmd::Flush(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(10));
@@ -168,7 +161,7 @@ impl SampleDb {
 
     /// Series of the families `names` with samples in `[from_ms, to_ms]`, one point
     /// per `step_ms` bucket (aligned to multiples of the step). Blocking.
-    pub fn query(
+    pub(crate) fn query(
         &self,
         names: &[String],
         from_ms: i64,
@@ -228,7 +221,8 @@ impl SampleDb {
     }
 
     /// Stored samples in all (for tests and the size estimate). Blocking.
-    pub fn sample_count(&self) -> rusqlite::Result<i64> {
+    #[cfg(test)]
+    pub(crate) fn sample_count(&self) -> rusqlite::Result<i64> {
         self.read
             .lock()
             .expect("history read connection")
@@ -236,7 +230,7 @@ impl SampleDb {
     }
 
     /// Every stored baseline with `period_start >= since_ms`, oldest first. Blocking.
-    pub fn baselines(&self, since_ms: i64) -> rusqlite::Result<Vec<Baseline>> {
+    pub(crate) fn baselines(&self, since_ms: i64) -> rusqlite::Result<Vec<Baseline>> {
         let conn = self.read.lock().expect("history read connection");
         let mut stmt = conn.prepare_cached(
             "SELECT period_start, operation, labels, quantile, seconds, count FROM baselines

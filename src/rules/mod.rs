@@ -8,9 +8,9 @@
 //! - [`promql`], [`template`]: the expression and template subsets.
 //! - [`promtool`]: the runner for promtool-format unit tests (`m4watch test-rules`).
 
-pub mod promql;
-pub mod promtool;
-pub mod template;
+pub(crate) mod promql;
+pub(crate) mod promtool;
+pub(crate) mod template;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use promql::{EvalError, Evaluator, Value};
 use template::Template;
 
 /// The shipped rule files, embedded so a fresh binary alerts with no files around.
-pub const EMBEDDED: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     (
         "alert-rules/hardware.rules.yml",
         include_str!("../../alert-rules/hardware.rules.yml"),
@@ -60,7 +60,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 /// A duration Prometheus would not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {0:?}")]
-pub struct DurationError(pub String);
+pub(crate) struct DurationError(pub String);
 
 /// A rule file that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,7 +215,7 @@ fn paths(rc: &RulesConfig) -> Vec<PathBuf> {
 /// Loads the configured rule files (or the embedded ones) and checks their ranges
 /// against `rules.max_range`. The wiring calls this once at start-up, and
 /// `check-config` once.
-pub fn load(rc: &RulesConfig) -> Result<Vec<Group>, LoadError> {
+pub(crate) fn load(rc: &RulesConfig) -> Result<Vec<Group>, LoadError> {
     let groups = if rc.files.is_empty() {
         load_embedded()?
     } else {
@@ -231,14 +231,14 @@ pub fn load(rc: &RulesConfig) -> Result<Vec<Group>, LoadError> {
 }
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90s`).
-pub fn parse_prom_duration(s: &str) -> Result<i64, DurationError> {
+pub(crate) fn parse_prom_duration(s: &str) -> Result<i64, DurationError> {
     humantime::parse_duration(s.trim())
         .map(|d| d.as_millis() as i64)
         .map_err(|_| DurationError(s.to_string()))
 }
 
 /// Loads rule files from disk.
-pub fn load_files(paths: &[std::path::PathBuf]) -> Result<Vec<Group>, LoadError> {
+pub(crate) fn load_files(paths: &[std::path::PathBuf]) -> Result<Vec<Group>, LoadError> {
     let mut groups = Vec::new();
     for p in paths {
         let text = std::fs::read_to_string(p)
@@ -258,7 +258,7 @@ pub fn load_embedded() -> Result<Vec<Group>, LoadError> {
 }
 
 /// Expands a glob such as `alert-rules/*.rules.yml` (a `*` in the file name only).
-pub fn expand_glob(pattern: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn expand_glob(pattern: &Path) -> Vec<std::path::PathBuf> {
     let name = pattern
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -289,7 +289,7 @@ pub fn expand_glob(pattern: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Parses one rule file's text; `file` names it in errors.
-pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
+pub(crate) fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let parsed: FileYaml = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -399,7 +399,7 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Group>, LoadError> {
 
 /// Every vector selector in `e` with how far back it reads, in ms: a range
 /// selector's range, 0 for an instant selector (its newest sample).
-pub fn selectors<'e>(
+pub(crate) fn selectors<'e>(
     e: &'e promql_parser::parser::Expr,
     out: &mut Vec<(&'e promql_parser::parser::VectorSelector, i64)>,
 ) {
@@ -437,7 +437,7 @@ impl Engine {
 }
 
 /// The longest range selector in `e`, in ms (0 when it has none).
-pub fn longest_range(e: &promql_parser::parser::Expr) -> i64 {
+pub(crate) fn longest_range(e: &promql_parser::parser::Expr) -> i64 {
     use promql_parser::parser::Expr as E;
     match e {
         E::MatrixSelector(m) => m.range.as_millis() as i64,
@@ -457,7 +457,7 @@ pub fn longest_range(e: &promql_parser::parser::Expr) -> i64 {
 }
 
 /// Rejects rules whose range selectors reach further back than the sample ring keeps.
-pub fn check_max_range(groups: &[Group], max_range_ms: i64) -> Result<(), LoadError> {
+pub(crate) fn check_max_range(groups: &[Group], max_range_ms: i64) -> Result<(), LoadError> {
     for g in groups {
         for r in &g.rules {
             let longest = longest_range(&r.expr);

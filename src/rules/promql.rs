@@ -22,14 +22,14 @@ pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub labels: Labels,
     pub value: f64,
 }
 
 /// The result of an expression.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Scalar(f64),
     Vector(Vec<Sample>),
 }
@@ -37,11 +37,11 @@ pub enum Value {
 /// A runtime evaluation error (duplicate series in a match, wrong result type).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct EvalError(pub String);
+pub(crate) struct EvalError(pub String);
 
 /// Why an expression is refused before any rule uses it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExprError {
+pub(crate) enum ExprError {
     /// Not PromQL (promql-parser's message).
     #[error("cannot parse expression: {0}")]
     Parse(String),
@@ -78,14 +78,14 @@ const FUNCTIONS: &[&str] = &[
 
 /// Parses `text` and checks it stays inside the supported subset; the error names the
 /// unsupported construct.
-pub fn parse(text: &str) -> Result<Expr, ExprError> {
+pub(crate) fn parse(text: &str) -> Result<Expr, ExprError> {
     let e = parser::parse(text).map_err(ExprError::Parse)?;
     check(&e, false)?;
     Ok(e)
 }
 
 /// Rejects what the evaluator does not implement.
-pub fn check(e: &Expr, range_allowed: bool) -> Result<(), ExprError> {
+pub(crate) fn check(e: &Expr, range_allowed: bool) -> Result<(), ExprError> {
     let unsupported = |what: String| Err(ExprError::Unsupported(what));
     match e {
         Expr::NumberLiteral(_) => Ok(()),
@@ -162,7 +162,7 @@ fn check_selector(vs: &VectorSelector) -> Result<(), ExprError> {
 type Ranged<'a> = (&'a Series, Vec<(i64, f64)>);
 
 /// Evaluates expressions against a ring at one instant.
-pub struct Evaluator<'a> {
+pub(crate) struct Evaluator<'a> {
     pub ring: &'a Ring,
     /// Evaluation time, ms since the epoch.
     pub t: i64,
@@ -177,7 +177,7 @@ fn without_name(l: &[(String, String)]) -> Labels {
 }
 
 /// The metric name a selector asks for, if it names one.
-pub fn selector_name(vs: &VectorSelector) -> Option<&str> {
+pub(crate) fn selector_name(vs: &VectorSelector) -> Option<&str> {
     vs.name.as_deref().or_else(|| {
         vs.matchers
             .matchers
@@ -192,7 +192,7 @@ fn matches(m: &Matchers, s: &Series) -> bool {
 }
 
 /// Whether selector `vs` picks the series with `labels` (sorted, with `__name__`).
-pub fn selects(vs: &VectorSelector, labels: &[(String, String)]) -> bool {
+pub(crate) fn selects(vs: &VectorSelector, labels: &[(String, String)]) -> bool {
     selector_name(vs).is_none_or(|n| label_of(labels, "__name__") == n)
         && vs
             .matchers
@@ -225,7 +225,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates `e` at the evaluator's instant.
-    pub fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
+    pub(crate) fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::Paren(p) => self.eval(&p.expr),
@@ -661,7 +661,7 @@ fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
 }
 
 /// Parses a float as Prometheus writes them (`+Inf`, `NaN` included).
-pub fn parse_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_float(s: &str) -> Option<f64> {
     match s.trim() {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
@@ -898,11 +898,6 @@ fn set_op(
             out
         }
     }
-}
-
-/// Looks a label up in sorted pairs ("" when absent).
-pub fn label<'l>(l: &'l [(String, String)], name: &str) -> &'l str {
-    label_of(l, name)
 }
 
 #[cfg(test)]

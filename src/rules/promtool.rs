@@ -91,7 +91,7 @@ struct ExpSample {
 
 /// Why a series description is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SeriesError {
+pub(crate) enum SeriesError {
     #[error("cannot parse series {series:?}: {reason}")]
     Parse { series: String, reason: String },
     #[error("series {0:?} is not a selector")]
@@ -103,14 +103,14 @@ pub enum SeriesError {
 /// A token of the expanding notation that is no number, `_`, `stale` or `axn`/`a+bxn`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid value {token:?} in {values:?}")]
-pub struct ValueError {
+pub(crate) struct ValueError {
     pub token: String,
     pub values: String,
 }
 
 /// Why a test file could not be run at all (a test that runs and fails is not this).
 #[derive(Debug, thiserror::Error)]
-pub enum TestFileError {
+pub(crate) enum TestFileError {
     #[error("{path}: cannot read: {source}")]
     Read {
         path: String,
@@ -137,7 +137,7 @@ pub enum TestFileError {
 
 /// Parses a series description such as `metric{a="b"}` into sorted labels with
 /// `__name__`, as promtool's `ParseSeriesDesc` does.
-pub fn parse_series(s: &str) -> Result<Labels, SeriesError> {
+pub(crate) fn parse_series(s: &str) -> Result<Labels, SeriesError> {
     if s.trim() == "{}" {
         return Ok(Vec::new());
     }
@@ -166,7 +166,7 @@ pub fn parse_series(s: &str) -> Result<Labels, SeriesError> {
 }
 
 /// One value of the expanding notation: a number, or `None` for `_`.
-pub fn expand_values(s: &str) -> Result<Vec<Option<f64>>, ValueError> {
+pub(crate) fn expand_values(s: &str) -> Result<Vec<Option<f64>>, ValueError> {
     let mut out = Vec::new();
     for tok in s.split_whitespace() {
         let bad = || ValueError {
@@ -249,7 +249,7 @@ fn indent(s: &str, by: &str) -> String {
 }
 
 /// Runs one test file; `Ok` holds the failure messages (empty when all passed).
-pub fn run_file(path: &Path) -> Result<Vec<String>, TestFileError> {
+pub(crate) fn run_file(path: &Path) -> Result<Vec<String>, TestFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Read {
         path: path.display().to_string(),
         source,

@@ -263,7 +263,7 @@ fn run(cmd: &[Arg], piped: Option<Val>, labels: &[(String, String)], value: f64)
 }
 
 /// Go's `strconv.FormatFloat(v, 'g', prec, 64)` (`None`: shortest, as `%v` prints).
-pub fn go_g(v: f64, prec: Option<usize>) -> String {
+pub(crate) fn go_g(v: f64, prec: Option<usize>) -> String {
     if v.is_nan() {
         return "NaN".into();
     }
@@ -315,7 +315,7 @@ pub fn go_g(v: f64, prec: Option<usize>) -> String {
 }
 
 /// Prometheus' `humanize`.
-pub fn humanize(mut v: f64) -> String {
+pub(crate) fn humanize(mut v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return go_g(v, Some(4));
     }
@@ -341,7 +341,7 @@ pub fn humanize(mut v: f64) -> String {
 }
 
 /// Prometheus' `humanizeDuration`.
-pub fn humanize_duration(mut v: f64) -> String {
+pub(crate) fn humanize_duration(mut v: f64) -> String {
     if !v.is_finite() {
         return go_g(v, Some(4));
     }

@@ -11,15 +11,15 @@ use crate::model::Labels;
 use crate::store::Family;
 
 /// The NaN bit pattern Prometheus uses as its staleness marker.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// The staleness marker value.
-pub fn stale_nan() -> f64 {
+pub(crate) fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
 }
 
 /// Whether `v` is the staleness marker (not any NaN).
-pub fn is_stale(v: f64) -> bool {
+pub(crate) fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
@@ -47,7 +47,7 @@ impl Series {
 }
 
 /// The value of label `name` in sorted pairs, or "".
-pub fn label_of<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
+pub(crate) fn label_of<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
     labels
         .iter()
         .find(|(k, _)| k == name)
@@ -56,7 +56,7 @@ pub fn label_of<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
 
 /// Decides whether the ring keeps a series of a filtered family (labels sorted, with
 /// `__name__`).
-pub type Keep = Box<dyn Fn(&[(String, String)]) -> bool + Send + Sync>;
+pub(crate) type Keep = Box<dyn Fn(&[(String, String)]) -> bool + Send + Sync>;
 
 /// What the ring keeps: only what its readers read.
 pub struct Filter {

@@ -7,7 +7,7 @@ use bollard::models::EventMessage;
 
 /// What the events stream saw for one container since the last cycle.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub restarts: u64,
     pub oom_kills: u64,
     pub last_exit_code: Option<i64>,
@@ -17,7 +17,7 @@ pub struct Pending {
 
 /// Events per container id, drained by each cycle.
 #[derive(Debug, Default)]
-pub struct EventTally {
+pub(crate) struct EventTally {
     by_id: HashMap<String, Pending>,
     /// `timeNano` of the newest event applied, so a resubscription asks for what it
     /// missed (`since`) and skips what it already counted.
@@ -26,7 +26,7 @@ pub struct EventTally {
 
 impl EventTally {
     /// Applies one container event.
-    pub fn apply(&mut self, ev: &EventMessage) {
+    pub(crate) fn apply(&mut self, ev: &EventMessage) {
         let (Some(action), Some(actor)) = (ev.action.as_deref(), ev.actor.as_ref()) else {
             return;
         };
@@ -68,7 +68,7 @@ impl EventTally {
     }
 
     /// Takes the counts gathered for `id` since the last call, keeping whether it died.
-    pub fn take(&mut self, id: &str) -> Pending {
+    pub(crate) fn take(&mut self, id: &str) -> Pending {
         match self.by_id.get_mut(id) {
             Some(p) => Pending {
                 restarts: std::mem::take(&mut p.restarts),
@@ -87,7 +87,7 @@ impl EventTally {
 
 /// What inspect says about the counters of one container.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct InspectCounters {
+pub(crate) struct InspectCounters {
     /// Docker's own count of restart-policy restarts (reset by a manual start).
     pub restart_count: u64,
     pub oom_killed: bool,
@@ -107,7 +107,7 @@ pub struct InspectCounters {
 /// out), inspect catches those that happened while the events stream was down. Both
 /// totals only grow, so their maximum is a proper counter.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tracked {
+pub(crate) struct Tracked {
     restarts_by_events: u64,
     restarts_by_inspect: u64,
     ooms_by_events: u64,
@@ -120,7 +120,7 @@ pub struct Tracked {
 impl Tracked {
     /// Folds one cycle's events and inspect into the totals. The first reconciliation
     /// of a container starts from Docker's own counts.
-    pub fn reconcile(&mut self, ev: &Pending, ins: &InspectCounters) {
+    pub(crate) fn reconcile(&mut self, ev: &Pending, ins: &InspectCounters) {
         self.restarts_by_events += ev.restarts;
         self.restarts_by_inspect += if ins.restart_count >= self.seen_restart_count {
             ins.restart_count - self.seen_restart_count
@@ -142,15 +142,15 @@ impl Tracked {
         }
     }
 
-    pub fn restarts(&self) -> u64 {
+    pub(crate) fn restarts(&self) -> u64 {
         self.restarts_by_events.max(self.restarts_by_inspect)
     }
 
-    pub fn oom_kills(&self) -> u64 {
+    pub(crate) fn oom_kills(&self) -> u64 {
         self.ooms_by_events.max(self.ooms_by_inspect)
     }
 
-    pub fn last_exit_code(&self) -> Option<i64> {
+    pub(crate) fn last_exit_code(&self) -> Option<i64> {
         self.last_exit_code
     }
 }

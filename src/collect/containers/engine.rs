@@ -47,7 +47,7 @@ impl From<DockerError> for CollectError {
 
 /// The Engine address m4watch talks to: the configured one, else
 /// `/var/run/docker.sock`, else (macOS) Docker Desktop's per-user socket.
-pub fn resolve_docker_host(
+pub(crate) fn resolve_docker_host(
     configured: Option<&str>,
     home: Option<&Path>,
     exists: impl Fn(&Path) -> bool,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::config::ContainerMatch;
 
 /// `*` matches any run of characters, `?` exactly one; everything else literally.
-pub fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     // Classic two-pointer wildcard match with backtracking to the last `*`.
     let (mut pi, mut ti) = (0, 0);
@@ -38,7 +38,7 @@ fn matches(m: &ContainerMatch, name: &str, labels: &HashMap<String, String>) -> 
 }
 
 /// Whether a container is watched: included (or no include rule) and not excluded.
-pub fn selected(
+pub(crate) fn selected(
     include: &ContainerMatch,
     exclude: &ContainerMatch,
     name: &str,

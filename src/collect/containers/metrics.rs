@@ -10,14 +10,14 @@ use crate::store::{Family, Kind};
 const CONTAINER_LABELS: &[&str] = &["name", "compose_project", "compose_service", "tier"];
 
 /// Every family this collector exports.
-pub const DOCKER_INFO: MetricDef = def(
+pub(crate) const DOCKER_INFO: MetricDef = def(
     "m4watch_docker_info",
     Kind::Gauge,
     &["server_version", "ncpu", "mem_total_bytes"],
     "Always 1 while the Docker Engine answers; labels give its version, CPUs and memory (on a Mac: Docker Desktop's VM, not the Mac).",
 );
 
-pub const CONTAINER_INFO: MetricDef = def(
+pub(crate) const CONTAINER_INFO: MetricDef = def(
     "m4watch_container_info",
     Kind::Gauge,
     &[
@@ -33,63 +33,63 @@ pub const CONTAINER_INFO: MetricDef = def(
     "Always 1; labels identify a container (short id, image, cpuset and restart policy when set).",
 );
 
-pub const CONTAINER_UP: MetricDef = def(
+pub(crate) const CONTAINER_UP: MetricDef = def(
     "m4watch_container_up",
     Kind::Gauge,
     CONTAINER_LABELS,
     "1 if the container is running (or paused), 0 if it is created, restarting, exited or dead.",
 );
 
-pub const CONTAINER_START_TIME_SECONDS: MetricDef = def(
+pub(crate) const CONTAINER_START_TIME_SECONDS: MetricDef = def(
     "m4watch_container_start_time_seconds",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Unix time the container last started; absent if it never started.",
 );
 
-pub const CONTAINER_CPU_USAGE_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_CPU_USAGE_SECONDS_TOTAL: MetricDef = def(
     "m4watch_container_cpu_usage_seconds_total",
     Kind::Counter,
     CONTAINER_LABELS,
     "CPU time consumed by the container since it started, in seconds.",
 );
 
-pub const CONTAINER_CPU_THROTTLED_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_CPU_THROTTLED_SECONDS_TOTAL: MetricDef = def(
     "m4watch_container_cpu_throttled_seconds_total",
     Kind::Counter,
     CONTAINER_LABELS,
     "Time the container's CPU quota held it back since it started, in seconds.",
 );
 
-pub const CONTAINER_CPU_LIMIT_CORES: MetricDef = def(
+pub(crate) const CONTAINER_CPU_LIMIT_CORES: MetricDef = def(
     "m4watch_container_cpu_limit_cores",
     Kind::Gauge,
     CONTAINER_LABELS,
     "CPU limit (--cpus or quota/period) in cores; absent when unlimited.",
 );
 
-pub const CONTAINER_MEMORY_USAGE_BYTES: MetricDef = def(
+pub(crate) const CONTAINER_MEMORY_USAGE_BYTES: MetricDef = def(
     "m4watch_container_memory_usage_bytes",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Memory charged to the container's cgroup, page cache included, in bytes.",
 );
 
-pub const CONTAINER_MEMORY_WORKING_SET_BYTES: MetricDef = def(
+pub(crate) const CONTAINER_MEMORY_WORKING_SET_BYTES: MetricDef = def(
     "m4watch_container_memory_working_set_bytes",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Memory usage minus inactive file cache, in bytes: what the OOM killer looks at.",
 );
 
-pub const CONTAINER_MEMORY_LIMIT_BYTES: MetricDef = def(
+pub(crate) const CONTAINER_MEMORY_LIMIT_BYTES: MetricDef = def(
     "m4watch_container_memory_limit_bytes",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Memory limit of the container, in bytes; absent when unlimited.",
 );
 
-pub const CONTAINER_NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
     "m4watch_container_network_receive_bytes_total",
     Kind::Counter,
     &[
@@ -102,7 +102,7 @@ pub const CONTAINER_NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
     "Bytes received on a network interface of the container.",
 );
 
-pub const CONTAINER_NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
     "m4watch_container_network_transmit_bytes_total",
     Kind::Counter,
     &[
@@ -115,49 +115,49 @@ pub const CONTAINER_NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
     "Bytes sent on a network interface of the container.",
 );
 
-pub const CONTAINER_BLKIO_READ_BYTES_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_BLKIO_READ_BYTES_TOTAL: MetricDef = def(
     "m4watch_container_blkio_read_bytes_total",
     Kind::Counter,
     CONTAINER_LABELS,
     "Bytes the container read from block devices.",
 );
 
-pub const CONTAINER_BLKIO_WRITE_BYTES_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_BLKIO_WRITE_BYTES_TOTAL: MetricDef = def(
     "m4watch_container_blkio_write_bytes_total",
     Kind::Counter,
     CONTAINER_LABELS,
     "Bytes the container wrote to block devices.",
 );
 
-pub const CONTAINER_PIDS: MetricDef = def(
+pub(crate) const CONTAINER_PIDS: MetricDef = def(
     "m4watch_container_pids",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Processes and threads running in the container.",
 );
 
-pub const CONTAINER_RESTARTS_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_RESTARTS_TOTAL: MetricDef = def(
     "m4watch_container_restarts_total",
     Kind::Counter,
     CONTAINER_LABELS,
     "Times the container started again after it had exited (restart policy, docker restart or docker start), from events and inspect.",
 );
 
-pub const CONTAINER_OOM_KILLS_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_OOM_KILLS_TOTAL: MetricDef = def(
     "m4watch_container_oom_kills_total",
     Kind::Counter,
     CONTAINER_LABELS,
     "Times the kernel OOM killer hit the container, from events and inspect.",
 );
 
-pub const CONTAINER_LAST_EXIT_CODE: MetricDef = def(
+pub(crate) const CONTAINER_LAST_EXIT_CODE: MetricDef = def(
     "m4watch_container_last_exit_code",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Exit code of the container's last exit; absent until it has exited once.",
 );
 
-pub const CONTAINER_HEALTH_STATUS: MetricDef = def(
+pub(crate) const CONTAINER_HEALTH_STATUS: MetricDef = def(
     "m4watch_container_health_status",
     Kind::Gauge,
     &[
@@ -170,35 +170,35 @@ pub const CONTAINER_HEALTH_STATUS: MetricDef = def(
     "Docker HEALTHCHECK state as a state set: 1 for the current status (healthy, unhealthy, starting, none), 0 for the others.",
 );
 
-pub const CONTAINER_HEALTH_FAILING_STREAK: MetricDef = def(
+pub(crate) const CONTAINER_HEALTH_FAILING_STREAK: MetricDef = def(
     "m4watch_container_health_failing_streak",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Consecutive failed HEALTHCHECK runs; absent for containers without a healthcheck.",
 );
 
-pub const CONTAINER_STATS_AGE_SECONDS: MetricDef = def(
+pub(crate) const CONTAINER_STATS_AGE_SECONDS: MetricDef = def(
     "m4watch_container_stats_age_seconds",
     Kind::Gauge,
     CONTAINER_LABELS,
     "Seconds since the container's usage figures (CPU, memory, network, block I/O, pids) arrived from the Engine; absent while none has.",
 );
 
-pub const CONTAINER_STATS_STREAMS: MetricDef = def(
+pub(crate) const CONTAINER_STATS_STREAMS: MetricDef = def(
     "m4watch_container_stats_streams",
     Kind::Gauge,
     &[],
     "Stats streams open to the Docker Engine, one per running container up to containers.max_streams.",
 );
 
-pub const CONTAINER_STATS_FALLBACKS_TOTAL: MetricDef = def(
+pub(crate) const CONTAINER_STATS_FALLBACKS_TOTAL: MetricDef = def(
     "m4watch_container_stats_fallbacks_total",
     Kind::Counter,
     &[],
     "One-shot stats reads made for running containers without a working stats stream (the stream failed, or more containers run than containers.max_streams).",
 );
 
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     DOCKER_INFO,
     CONTAINER_INFO,
     CONTAINER_UP,
@@ -225,10 +225,10 @@ pub const METRICS: &[MetricDef] = &[
 ];
 
 /// HEALTHCHECK states, in the order the state set is written.
-pub const HEALTH_STATES: [&str; 4] = ["healthy", "unhealthy", "starting", "none"];
+pub(crate) const HEALTH_STATES: [&str; 4] = ["healthy", "unhealthy", "starting", "none"];
 
 /// The metric families of one report.
-pub fn families(report: &Report) -> Vec<Family> {
+pub(crate) fn families(report: &Report) -> Vec<Family> {
     let mut by_name: BTreeMap<&'static str, Family> =
         METRICS.iter().map(|d| (d.name, Family::new(d))).collect();
     let mut push = |name: &'static str, labels: Vec<(String, String)>, v: f64| {

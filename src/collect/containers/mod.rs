@@ -22,13 +22,13 @@
 //! Reading (bollard calls) is kept apart from the arithmetic: [`sample_from`],
 //! [`Usage::of_frame`], [`families`], [`EventTally::apply`] and [`Tracked::reconcile`]
 
-pub mod counters;
-pub mod engine;
-pub mod filter;
-pub mod metrics;
-pub mod sample;
+pub(crate) mod counters;
+pub(crate) mod engine;
+pub(crate) mod filter;
+pub(crate) mod metrics;
+pub(crate) mod sample;
 mod state;
-pub mod stream;
+pub(crate) mod stream;
 mod watcher;
 
 use std::path::PathBuf;
@@ -36,21 +36,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // Every item that was public here before the split keeps its path.
-pub use self::counters::{EventTally, InspectCounters, Pending, Tracked};
-pub use self::engine::{DockerError, resolve_docker_host};
-pub use self::filter::{glob, selected};
-pub use self::metrics::*;
-pub use self::sample::{TIER_LABEL, Usage, inspect_counters, sample_from, unix_seconds};
+pub(crate) use self::engine::resolve_docker_host;
+pub(crate) use self::metrics::*;
 use self::state::{Shared, Task, lock};
 use self::watcher::Watcher;
 use super::{CollectError, Collector};
 use crate::config::ContainersConfig;
 use crate::store::Family;
-pub use crate::store::views::containers::{ContainerSample, EngineInfo, NetworkBytes, Report};
+pub(crate) use crate::store::views::containers::{ContainerSample, Report};
 
 /// Collects every selected container of one Docker Engine. The cycle itself only reads
 /// what the watcher task keeps; it never waits on the Engine.
-pub struct ContainerCollector {
+pub(crate) struct ContainerCollector {
     host: String,
     /// How long the first cycle waits for the first connection attempt.
     first_wait: Duration,
@@ -64,7 +61,7 @@ pub struct ContainerCollector {
 
 impl ContainerCollector {
     /// A collector for `cfg`; nothing connects until the first cycle.
-    pub fn new(cfg: &ContainersConfig) -> Self {
+    pub(crate) fn new(cfg: &ContainersConfig) -> Self {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let host = resolve_docker_host(cfg.docker_host.as_deref(), home.as_deref(), |p| p.exists());
         let shared: Shared = Arc::default();
@@ -81,7 +78,7 @@ impl ContainerCollector {
     }
 
     /// The address in use, for logs and the API.
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
@@ -139,7 +136,7 @@ impl Drop for ContainerCollector {
 
 impl Collector for ContainerCollector {
     fn name(&self) -> &'static str {
-        super::CONTAINERS
+        super::CollectorKind::Containers.name()
     }
 
     fn publish_view(&self, views: &crate::store::views::Views) {

@@ -10,20 +10,20 @@ use super::counters::{InspectCounters, Tracked};
 use crate::store::views::containers::{ContainerSample, EngineInfo, NetworkBytes};
 
 /// Container label naming the tier (the `tier` metric label).
-pub const TIER_LABEL: &str = "m4watch.tier";
+pub(crate) const TIER_LABEL: &str = "m4watch.tier";
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
 /// Seconds since the epoch of an RFC 3339 timestamp in UTC as Docker writes them;
 /// `None` for Docker's zero time (`0001-01-01T00:00:00Z`) and anything unparsable.
-pub fn unix_seconds(ts: &str) -> Option<f64> {
+pub(crate) fn unix_seconds(ts: &str) -> Option<f64> {
     let t = humantime::parse_rfc3339(ts).ok()?;
     let d = t.duration_since(UNIX_EPOCH).ok()?;
     (d.as_secs() > 0).then_some(d.as_secs_f64())
 }
 
 /// Counter inputs of an inspect response.
-pub fn inspect_counters(ins: &ContainerInspectResponse) -> InspectCounters {
+pub(crate) fn inspect_counters(ins: &ContainerInspectResponse) -> InspectCounters {
     let state = ins.state.as_ref();
     let running = state.and_then(|s| s.running).unwrap_or(false);
     let finished_at = state
@@ -44,7 +44,7 @@ pub fn inspect_counters(ins: &ContainerInspectResponse) -> InspectCounters {
 
 /// One container's sample from its inspect and (when running) stats responses, with
 /// the counters kept across cycles.
-pub fn sample_from(
+pub(crate) fn sample_from(
     ins: &ContainerInspectResponse,
     stats: Option<&ContainerStatsResponse>,
     counters: &Tracked,
@@ -135,7 +135,7 @@ fn apply_stats(s: &mut ContainerSample, st: &ContainerStatsResponse) {
 
 /// The usage figures of one stats frame: what a sample takes from it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Usage {
+pub(crate) struct Usage {
     cpu_usage_seconds_total: Option<f64>,
     cpu_throttled_seconds_total: Option<f64>,
     memory_usage_bytes: Option<u64>,
@@ -150,7 +150,7 @@ impl Usage {
     /// The usage of a frame the Engine actually sampled; `None` for the zeroed frame it
     /// sends for a container that is not running (`read` at Docker's zero time), whose
     /// zeros are unknowns, not measurements.
-    pub fn of_frame(st: &ContainerStatsResponse) -> Option<Usage> {
+    pub(crate) fn of_frame(st: &ContainerStatsResponse) -> Option<Usage> {
         unix_seconds(st.read.as_deref()?).map(|_| Usage::of(st))
     }
 

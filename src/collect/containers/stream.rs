@@ -25,12 +25,12 @@ use bollard::models::ContainerStatsResponse;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest response head accepted.
-pub const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// Largest stats frame accepted (a container with hundreds of interfaces or block
 /// devices stays far below it).
-pub const MAX_FRAME: usize = 1024 * 1024;
+pub(crate) const MAX_FRAME: usize = 1024 * 1024;
 /// A stream silent this long is given up.
-pub const IDLE: Duration = Duration::from_secs(30);
+pub(crate) const IDLE: Duration = Duration::from_secs(30);
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
 /// Most header lines accepted in a response head (the Engine sends about eight).
@@ -40,13 +40,13 @@ const MAX_CHUNK_LINE: usize = 64;
 
 /// Where the Engine listens, from a `unix://` or `tcp://` (or `http://`) address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Unix(PathBuf),
     Tcp(String),
 }
 
 impl Endpoint {
-    pub fn parse(host: &str) -> Option<Endpoint> {
+    pub(crate) fn parse(host: &str) -> Option<Endpoint> {
         if let Some(p) = host.strip_prefix("unix://") {
             return Some(Endpoint::Unix(PathBuf::from(p)));
         }
@@ -60,7 +60,7 @@ impl Endpoint {
 
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
-pub enum StreamError {
+pub(crate) enum StreamError {
     #[error("connect: {0}")]
     Connect(std::io::Error),
     #[error("I/O: {0}")]
@@ -94,7 +94,7 @@ enum Body {
 }
 
 /// An open stats stream.
-pub struct StatsStream {
+pub(crate) struct StatsStream {
     io: Box<dyn Io>,
     /// Bytes read and not yet decoded.
     raw: Vec<u8>,
@@ -106,7 +106,7 @@ pub struct StatsStream {
 
 impl StatsStream {
     /// Connects and sends the request; the response head is read with the first frame.
-    pub async fn open(
+    pub(crate) async fn open(
         endpoint: &Endpoint,
         id: &str,
         timeout: Duration,
@@ -268,7 +268,7 @@ impl StatsStream {
     }
 
     /// The next frame; `Err(Closed)` when the Engine ends the stream.
-    pub async fn next(&mut self) -> Result<ContainerStatsResponse, StreamError> {
+    pub(crate) async fn next(&mut self) -> Result<ContainerStatsResponse, StreamError> {
         // Body bytes already searched for a newline.
         let mut scanned = 0;
         loop {

@@ -19,16 +19,16 @@ use super::{
 };
 
 /// `format` of a dump's header line.
-pub const DUMP_FORMAT: &str = "m4watch-dump";
+pub(crate) const DUMP_FORMAT: &str = "m4watch-dump";
 /// Version of the dump format this build writes and reads.
-pub const DUMP_VERSION: u32 = 1;
+pub(crate) const DUMP_VERSION: u32 = 1;
 
 /// Scheduler ticks per second of `host_processor_info` counters (`CLK_TCK` on macOS).
-pub const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// First line of a dump: what machine the samples come from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DumpHeader {
+pub(crate) struct DumpHeader {
     pub format: String,
     pub version: u32,
     /// True for generated recordings (the demo), false for captures from a real Mac.
@@ -88,7 +88,7 @@ pub struct CpuNode {
 
 /// One raw sample: what the Mac said over one window, before any arithmetic.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct RawSample {
+pub(crate) struct RawSample {
     /// Length of the window the rates were measured over, seconds.
     pub elapsed_s: f64,
     /// `host_processor_info` ticks per CPU: `[user, system, idle, nice]` (u32, they wrap).
@@ -133,7 +133,7 @@ pub struct RawSample {
 
 /// Residency of one core type and its cores (in `host_processor_info` order of that type).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct TierSample {
+pub(crate) struct TierSample {
     /// `E`, `P`, `S`, or `_` when unknown.
     pub label: String,
     /// macmon's figure for the whole tier (0 when it has none); used where the tier has
@@ -152,20 +152,20 @@ pub struct TierSample {
 
 /// One core's window: macmon reports 0 MHz for a core with no active residency.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct CoreSample {
+pub(crate) struct CoreSample {
     pub freq_mhz: f64,
     pub active_ratio: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct FanSample {
+pub(crate) struct FanSample {
     pub name: String,
     pub rpm: f64,
 }
 
 /// `vm_statistics64` counters, in pages.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VmCounters {
+pub(crate) struct VmCounters {
     pub free: u64,
     pub active: u64,
     pub inactive: u64,
@@ -181,7 +181,7 @@ pub struct VmCounters {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Swap {
+pub(crate) struct Swap {
     pub total: u64,
     pub used: u64,
 }
@@ -190,77 +190,77 @@ use crate::model::{MetricDef, def};
 use crate::store::Kind::Gauge;
 
 /// Families only Apple Silicon sources fill (live on macOS, or replayed anywhere).
-pub const CHIP_INFO: MetricDef = def(
+pub(crate) const CHIP_INFO: MetricDef = def(
     "m4watch_chip_info",
     Gauge,
     &["chip", "performance_cores", "efficiency_cores", "gpu_cores"],
     "Always 1; labels name the chip and count its performance, efficiency and GPU cores.",
 );
 
-pub const CPU_FREQUENCY_HERTZ: MetricDef = def(
+pub(crate) const CPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_cpu_frequency_hertz",
     Gauge,
     &["cpu", "cluster", "type"],
     "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster); an idle CPU or cluster reads its lowest frequency step.",
 );
 
-pub const CPU_ACTIVE_RATIO: MetricDef = def(
+pub(crate) const CPU_ACTIVE_RATIO: MetricDef = def(
     "m4watch_cpu_active_ratio",
     Gauge,
     &["cpu", "type"],
     "Share (0..1) of the last window a CPU spent in an active frequency state (IOReport residency).",
 );
 
-pub const GPU_UTILIZATION_RATIO: MetricDef = def(
+pub(crate) const GPU_UTILIZATION_RATIO: MetricDef = def(
     "m4watch_gpu_utilization_ratio",
     Gauge,
     &[],
     "GPU busy share (0..1): the driver's Device Utilization, or GPU active residency where that is not available.",
 );
 
-pub const GPU_MEMORY_USED_BYTES: MetricDef = def(
+pub(crate) const GPU_MEMORY_USED_BYTES: MetricDef = def(
     "m4watch_gpu_memory_used_bytes",
     Gauge,
     &[],
     "Unified memory the GPU driver has in use, in bytes.",
 );
 
-pub const GPU_FREQUENCY_HERTZ: MetricDef = def(
+pub(crate) const GPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_gpu_frequency_hertz",
     Gauge,
     &[],
     "Average GPU frequency while active over the last window, in hertz; an idle GPU reads its lowest frequency step.",
 );
 
-pub const ANE_POWER_WATTS: MetricDef = def(
+pub(crate) const ANE_POWER_WATTS: MetricDef = def(
     "m4watch_ane_power_watts",
     Gauge,
     &[],
     "Neural Engine power over the last window, in watts.",
 );
 
-pub const ANE_UTILIZATION_ESTIMATE_RATIO: MetricDef = def(
+pub(crate) const ANE_UTILIZATION_ESTIMATE_RATIO: MetricDef = def(
     "m4watch_ane_utilization_estimate_ratio",
     Gauge,
     &[],
     "Estimated Neural Engine utilisation (0..1): ANE power divided by hardware.ane_max_watts; an estimate, since no public API measures ANE utilisation.",
 );
 
-pub const FAN_SPEED_RPM: MetricDef = def(
+pub(crate) const FAN_SPEED_RPM: MetricDef = def(
     "m4watch_fan_speed_rpm",
     Gauge,
     &["fan"],
     "Fan speed, in revolutions per minute.",
 );
 
-pub const MEMORY_PRESSURE_LEVEL: MetricDef = def(
+pub(crate) const MEMORY_PRESSURE_LEVEL: MetricDef = def(
     "m4watch_memory_pressure_level",
     Gauge,
     &["level"],
     "macOS memory pressure as a state set: 1 for the current level (normal, warn, critical), 0 for the others.",
 );
 
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     CHIP_INFO,
     CPU_FREQUENCY_HERTZ,
     CPU_ACTIVE_RATIO,
@@ -330,7 +330,7 @@ fn cluster_letter(label: &str) -> &str {
 
 /// Why the machine's description gives no core topology.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TopologyError {
+pub(crate) enum TopologyError {
     #[error("unknown IORegistry cluster-type {0:?}")]
     UnknownClusterType(String),
     #[error("IORegistry lists {iokit} core types but hw.nperflevels is {perflevels}")]
@@ -366,7 +366,7 @@ fn node_rank(cluster_type: &str) -> Result<u8, TopologyError> {
 /// tree, the tiers are taken to be contiguous, lowest first (every layout observed
 /// through M4). A tier labelled `E` is efficiency; every other tier is performance, so
 /// an M5 Pro/Max (P and S tiers) has no efficiency CPUs. Never a fixed guess.
-pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, TopologyError> {
+pub(crate) fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, TopologyError> {
     let levels = &machine.perflevels;
     if !machine.cpu_nodes.is_empty() {
         let mut ranks: Vec<u8> = Vec::new();
@@ -487,12 +487,13 @@ pub fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topology, Topo
 
 /// Performance or efficiency for a macmon tier label (`E` is the only efficiency tier;
 /// `P`, `S` and `_` are performance).
-pub fn tier_type(label: &str) -> CoreType {
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
+pub(crate) fn tier_type(label: &str) -> CoreType {
     label_type(label)
 }
 
 /// `hw.perflevelN.name` for a macmon tier label.
-pub fn level_name(label: &str) -> Option<&'static str> {
+pub(crate) fn level_name(label: &str) -> Option<&'static str> {
     match label {
         "E" => Some("Efficiency"),
         "P" => Some("Performance"),
@@ -504,13 +505,13 @@ pub fn level_name(label: &str) -> Option<&'static str> {
 // --- CPU ticks ----------------------------------------------------------------
 
 /// Ticks elapsed between two reads of one CPU; the kernel's counters are u32 and wrap.
-pub fn tick_delta(prev: [u32; 4], cur: [u32; 4]) -> [u64; 4] {
+pub(crate) fn tick_delta(prev: [u32; 4], cur: [u32; 4]) -> [u64; 4] {
     std::array::from_fn(|i| u64::from(cur[i].wrapping_sub(prev[i])))
 }
 
 /// Turns wrapping u32 tick counters into ever-growing per-CPU seconds.
 #[derive(Debug, Default)]
-pub struct TickAccumulator {
+pub(crate) struct TickAccumulator {
     last: Vec<[u32; 4]>,
     totals: Vec<[u64; 4]>,
 }
@@ -518,7 +519,7 @@ pub struct TickAccumulator {
 impl TickAccumulator {
     /// Cumulative CPU time per CPU. The first read starts from the raw counters; a change
     /// in the number of CPUs starts over (counters may reset, which counters allow).
-    pub fn update(&mut self, ticks: &[[u32; 4]]) -> BTreeMap<u32, CpuTimes> {
+    pub(crate) fn update(&mut self, ticks: &[[u32; 4]]) -> BTreeMap<u32, CpuTimes> {
         if ticks.len() != self.last.len() {
             self.totals = ticks.iter().map(|t| t.map(u64::from)).collect();
         } else {
@@ -552,7 +553,8 @@ impl TickAccumulator {
 
 /// Decodes `host_processor_info`'s flat `integer_t` array (stride `CPU_STATE_MAX` = 4,
 /// order user, system, idle, nice) into rows.
-pub fn decode_cpu_load_info(flat: &[i32]) -> Vec<[u32; 4]> {
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
+pub(crate) fn decode_cpu_load_info(flat: &[i32]) -> Vec<[u32; 4]> {
     flat.chunks_exact(4)
         .map(|c| [c[0] as u32, c[1] as u32, c[2] as u32, c[3] as u32])
         .collect()
@@ -565,14 +567,16 @@ pub fn decode_cpu_load_info(flat: &[i32]) -> Vec<[u32; 4]> {
 /// end of one call to the end of the next; only the first starts when its call does.
 /// (The time a call blocked is shorter whenever the caller was late.)
 #[derive(Debug, Default)]
-pub struct WindowClock {
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
+pub(crate) struct WindowClock {
     last_end: Option<Instant>,
 }
 
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 impl WindowClock {
     /// Seconds of the window of a call that ran from `started` to `ended`. A failed call
     /// also ends a window (macmon moved its baseline): call this for it and drop the value.
-    pub fn window(&mut self, started: Instant, ended: Instant) -> f64 {
+    pub(crate) fn window(&mut self, started: Instant, ended: Instant) -> f64 {
         let from = self.last_end.unwrap_or(started);
         self.last_end = Some(ended);
         ended.saturating_duration_since(from).as_secs_f64()
@@ -580,7 +584,7 @@ impl WindowClock {
 }
 
 /// Joules per rail over a sample's window: what a merge counted, else watts × window.
-pub fn window_joules(s: &RawSample) -> BTreeMap<String, f64> {
+pub(crate) fn window_joules(s: &RawSample) -> BTreeMap<String, f64> {
     if !s.energy_j.is_empty() {
         return s.energy_j.clone();
     }
@@ -594,14 +598,16 @@ pub fn window_joules(s: &RawSample) -> BTreeMap<String, f64> {
 /// energy adds up, the window is their sum, watts are energy over time, and the rest
 /// (residency, temperatures, fans) is the newest window's.
 #[derive(Debug, Default)]
-pub struct PendingWindows {
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
+pub(crate) struct PendingWindows {
     merged: Option<RawSample>,
     /// Seconds of the merged windows that carried each rail.
     rail_s: BTreeMap<String, f64>,
 }
 
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 impl PendingWindows {
-    pub fn push(&mut self, w: RawSample) {
+    pub(crate) fn push(&mut self, w: RawSample) {
         let joules = window_joules(&w);
         for rail in joules.keys() {
             *self.rail_s.entry(rail.clone()).or_default() += w.elapsed_s.max(0.0);
@@ -635,7 +641,7 @@ impl PendingWindows {
     }
 
     /// Everything since the last take, or `None` when no window finished.
-    pub fn take(&mut self) -> Option<RawSample> {
+    pub(crate) fn take(&mut self) -> Option<RawSample> {
         self.rail_s.clear();
         self.merged.take()
     }
@@ -643,12 +649,12 @@ impl PendingWindows {
 
 /// Integrates per-window joules into per-rail counters.
 #[derive(Debug, Default)]
-pub struct EnergyIntegrator {
+pub(crate) struct EnergyIntegrator {
     joules: BTreeMap<String, f64>,
 }
 
 impl EnergyIntegrator {
-    pub fn add(&mut self, joules: &BTreeMap<String, f64>) -> &BTreeMap<String, f64> {
+    pub(crate) fn add(&mut self, joules: &BTreeMap<String, f64>) -> &BTreeMap<String, f64> {
         for (rail, j) in joules {
             let e = self.joules.entry(rail.clone()).or_insert(0.0);
             if j.is_finite() && *j >= 0.0 {
@@ -660,7 +666,7 @@ impl EnergyIntegrator {
 }
 
 /// ANE utilisation *estimate*: power over the configured maximum, clamped to 0..1.
-pub fn ane_estimate(watts: f64, max_watts: f64) -> Option<f64> {
+pub(crate) fn ane_estimate(watts: f64, max_watts: f64) -> Option<f64> {
     (max_watts > 0.0 && watts.is_finite()).then(|| (watts / max_watts).clamp(0.0, 1.0))
 }
 
@@ -687,7 +693,7 @@ fn idle_floor_mhz(tier: &TierSample) -> Option<f64> {
 
 /// A core's frequency while active: macmon's figure when it was active, the idle floor
 /// when it was not, never 0.
-pub fn core_mhz(core: &CoreSample, tier: &TierSample) -> Option<f64> {
+pub(crate) fn core_mhz(core: &CoreSample, tier: &TierSample) -> Option<f64> {
     if core_active(core) {
         Some(core.freq_mhz)
     } else {
@@ -697,7 +703,7 @@ pub fn core_mhz(core: &CoreSample, tier: &TierSample) -> Option<f64> {
 
 /// A cluster's average frequency while active: its cores' frequencies weighted by their
 /// active residency; an idle cluster reads the tier's idle floor, never 0.
-pub fn cluster_mhz(cores: &[&CoreSample], tier: &TierSample) -> Option<f64> {
+pub(crate) fn cluster_mhz(cores: &[&CoreSample], tier: &TierSample) -> Option<f64> {
     let (weighted, active, lo, hi) = cores.iter().filter(|c| core_active(c)).fold(
         (0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY),
         |(w, a, lo, hi), c| {
@@ -720,7 +726,7 @@ pub fn cluster_mhz(cores: &[&CoreSample], tier: &TierSample) -> Option<f64> {
 
 /// GPU frequency while active: macmon's figure when the GPU was active (or its activity
 /// is unknown), else the lowest DVFS step where known; never 0.
-pub fn gpu_mhz(freq: Option<f64>, active: Option<f64>, min: Option<f64>) -> Option<f64> {
+pub(crate) fn gpu_mhz(freq: Option<f64>, active: Option<f64>, min: Option<f64>) -> Option<f64> {
     match freq.and_then(positive) {
         Some(f) if active.is_none_or(|a| a > 0.0) => Some(f),
         _ => min.and_then(positive),
@@ -731,7 +737,7 @@ pub fn gpu_mhz(freq: Option<f64>, active: Option<f64>, min: Option<f64>) -> Opti
 
 /// GPU busy share from `PerformanceStatistics` (0..1); Apple's key first, then the one
 /// other vendors' drivers use. Values over 100 are clamped (a known driver quirk).
-pub fn gpu_utilization(stats: &BTreeMap<String, i64>) -> Option<f64> {
+pub(crate) fn gpu_utilization(stats: &BTreeMap<String, i64>) -> Option<f64> {
     [
         "Device Utilization %",
         "Device Utilization",
@@ -743,7 +749,7 @@ pub fn gpu_utilization(stats: &BTreeMap<String, i64>) -> Option<f64> {
 }
 
 /// GPU memory in use (bytes) from `PerformanceStatistics`.
-pub fn gpu_memory_used(stats: &BTreeMap<String, i64>) -> Option<f64> {
+pub(crate) fn gpu_memory_used(stats: &BTreeMap<String, i64>) -> Option<f64> {
     stats
         .get("In use system memory")
         .filter(|&&v| v >= 0)
@@ -752,7 +758,8 @@ pub fn gpu_memory_used(stats: &BTreeMap<String, i64>) -> Option<f64> {
 
 /// One IORegistry `IOAccelerator` entry.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Accelerator {
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
+pub(crate) struct Accelerator {
     /// IORegistry class, e.g. `AGXAcceleratorG16X`, `IntelAccelerator`,
     /// `AMDRadeonX6000_AMDNavi14GraphicsAccelerator`.
     pub class: String,
@@ -766,7 +773,8 @@ pub struct Accelerator {
 /// Intel's integrated GPU (a dual-GPU Intel Mac lists both, integrated often first, and
 /// the discrete GPU carries the heavy work); otherwise the first with statistics. Apple
 /// Silicon has one.
-pub fn choose_accelerator(list: &[Accelerator]) -> Option<&Accelerator> {
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
+pub(crate) fn choose_accelerator(list: &[Accelerator]) -> Option<&Accelerator> {
     let useful = || {
         list.iter()
             .filter(|a| gpu_utilization(&a.stats).is_some() || gpu_memory_used(&a.stats).is_some())
@@ -780,7 +788,7 @@ pub fn choose_accelerator(list: &[Accelerator]) -> Option<&Accelerator> {
 
 /// macOS thermal pressure (`OSThermalNotification.h`): 0 nominal, 1 moderate, 2 heavy,
 /// 3 trapping, 4 sleeping, in m4watch's (and `NSProcessInfo.thermalState`'s) four names.
-pub fn thermal_from_notify(state: u64) -> Option<ThermalPressure> {
+pub(crate) fn thermal_from_notify(state: u64) -> Option<ThermalPressure> {
     match state {
         0 => Some(ThermalPressure::Nominal),
         1 => Some(ThermalPressure::Fair),
@@ -791,7 +799,7 @@ pub fn thermal_from_notify(state: u64) -> Option<ThermalPressure> {
 }
 
 /// `kern.memorystatus_vm_pressure_level`: 1 normal, 2 warn, 4 critical.
-pub fn memory_pressure_level(v: i64) -> Option<MemoryPressureLevel> {
+pub(crate) fn memory_pressure_level(v: i64) -> Option<MemoryPressureLevel> {
     match v {
         1 => Some(MemoryPressureLevel::Normal),
         2 => Some(MemoryPressureLevel::Warn),
@@ -805,7 +813,7 @@ pub fn memory_pressure_level(v: i64) -> Option<MemoryPressureLevel> {
 /// Memory by state, Activity Monitor's way: used = app (anonymous − purgeable) + wired +
 /// compressed; available = free + inactive + speculative. Purgeable pages are not added
 /// to available: they already sit on the active and inactive queues.
-pub fn memory_breakdown(
+pub(crate) fn memory_breakdown(
     vm: &VmCounters,
     page: u64,
     total: Option<u64>,
@@ -833,7 +841,7 @@ const IOREPORT_RAILS: [&str; 4] = ["cpu", "gpu", "ane", "dram"];
 
 /// What turning raw samples into readings needs to remember.
 #[derive(Debug, Default)]
-pub struct AppleState {
+pub(crate) struct AppleState {
     ticks: TickAccumulator,
     energy: EnergyIntegrator,
 }
@@ -843,7 +851,12 @@ impl AppleState {
     /// by tier: the k-th core macmon lists for a tier (by die, then core) is the k-th CPU
     /// of that tier. Tiers pair up by position (both lowest first) when the sample and the
     /// topology have as many, else by label.
-    pub fn reading(&mut self, machine: &MachineInfo, topo: &Topology, s: &RawSample) -> Reading {
+    pub(crate) fn reading(
+        &mut self,
+        machine: &MachineInfo,
+        topo: &Topology,
+        s: &RawSample,
+    ) -> Reading {
         let apple = machine.ioreport_counters != Some(false);
         let mut r = Reading {
             cpu: if s.ticks.is_empty() {

@@ -15,14 +15,14 @@ use super::{
 use crate::config::parse_cpu_list;
 
 /// Reads the hardware of a Linux machine (or a fixture tree shaped like one).
-pub struct LinuxSource {
+pub(crate) struct LinuxSource {
     procfs: PathBuf,
     sysfs: PathBuf,
     clk_tck: f64,
 }
 
 impl LinuxSource {
-    pub fn new(procfs: impl Into<PathBuf>, sysfs: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(procfs: impl Into<PathBuf>, sysfs: impl Into<PathBuf>) -> Self {
         LinuxSource {
             procfs: procfs.into(),
             sysfs: sysfs.into(),
@@ -32,7 +32,7 @@ impl LinuxSource {
 
     /// One reading. Only `/proc/stat` is required; anything else that cannot be read
     /// is left out of the reading (and so absent from /metrics).
-    pub fn read(&self) -> io::Result<Reading> {
+    pub(crate) fn read(&self) -> io::Result<Reading> {
         let stat = fs::read_to_string(self.procfs.join("stat"))?;
         let cpu = parse_proc_stat(&stat, self.clk_tck);
         if cpu.is_empty() {
@@ -59,7 +59,7 @@ impl LinuxSource {
     }
 
     /// What sysfs says about core types and clusters.
-    pub fn topology_inputs(&self) -> TopologyInputs {
+    pub(crate) fn topology_inputs(&self) -> TopologyInputs {
         let cpus_dir = self.sysfs.join("devices/system/cpu");
         let cpus = read_opt(&cpus_dir.join("online"))
             .and_then(|t| parse_cpu_list(&t).ok())
@@ -117,7 +117,7 @@ fn clock_ticks() -> f64 {
 
 /// Per-CPU times from /proc/stat (`cpuN` lines; the aggregate `cpu` line is skipped).
 /// Guest time is already part of user time there, so it is not counted again.
-pub fn parse_proc_stat(text: &str, clk_tck: f64) -> BTreeMap<u32, CpuTimes> {
+pub(crate) fn parse_proc_stat(text: &str, clk_tck: f64) -> BTreeMap<u32, CpuTimes> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
@@ -153,7 +153,7 @@ pub fn parse_proc_stat(text: &str, clk_tck: f64) -> BTreeMap<u32, CpuTimes> {
 /// Memory from /proc/meminfo. `used` is total minus available, the figure that
 /// matches what applications can still get; `cached` is buffers + page cache +
 /// reclaimable slab, as `free` reports buff/cache.
-pub fn parse_meminfo(text: &str) -> Memory {
+pub(crate) fn parse_meminfo(text: &str) -> Memory {
     let mut kv: BTreeMap<&str, u64> = BTreeMap::new();
     for line in text.lines() {
         let Some((k, rest)) = line.split_once(':') else {
@@ -192,7 +192,7 @@ pub fn parse_meminfo(text: &str) -> Memory {
 }
 
 /// The `some` line of a PSI file (`/proc/pressure/memory`), as ratios 0..1.
-pub fn parse_psi(text: &str) -> Option<MemoryPressure> {
+pub(crate) fn parse_psi(text: &str) -> Option<MemoryPressure> {
     let line = text.lines().find(|l| l.starts_with("some "))?;
     let field = |name: &str| {
         line.split_ascii_whitespace()
@@ -207,7 +207,7 @@ pub fn parse_psi(text: &str) -> Option<MemoryPressure> {
 }
 
 /// Maps a thermal-zone trip point type.
-pub fn parse_trip_kind(s: &str) -> Option<TripKind> {
+pub(crate) fn parse_trip_kind(s: &str) -> Option<TripKind> {
     match s.trim() {
         "active" => Some(TripKind::Active),
         "passive" => Some(TripKind::Passive),
@@ -234,7 +234,7 @@ fn sorted_entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 }
 
 /// Thermal zones (`/sys/class/thermal/thermal_zoneN`), millidegrees to °C, with trips.
-pub fn read_thermal_zones(sysfs: &Path) -> Vec<Sensor> {
+pub(crate) fn read_thermal_zones(sysfs: &Path) -> Vec<Sensor> {
     let mut out = Vec::new();
     for zone in sorted_entries(&sysfs.join("class/thermal"), "thermal_zone") {
         let Some(milli) = read_i64(&zone.join("temp")) else {
@@ -267,7 +267,7 @@ pub fn read_thermal_zones(sysfs: &Path) -> Vec<Sensor> {
 
 /// hwmon temperatures (`/sys/class/hwmon/hwmonN/tempK_input`), named
 /// `<chip>/<label>`; `tempK_max` and `tempK_crit` act as hot and critical trips.
-pub fn read_hwmon(sysfs: &Path) -> Vec<Sensor> {
+pub(crate) fn read_hwmon(sysfs: &Path) -> Vec<Sensor> {
     let mut out = Vec::new();
     for dir in sorted_entries(&sysfs.join("class/hwmon"), "hwmon") {
         let chip = read_opt(&dir.join("name"))
@@ -325,7 +325,7 @@ fn dedupe_names(sensors: &mut [Sensor]) {
 
 /// RAPL energy counters (`/sys/class/powercap/intel-rapl:N[:M]`), µJ to J. Subzones
 /// are named after their parent: `package-0/core`.
-pub fn read_rapl(sysfs: &Path) -> Vec<EnergyCounter> {
+pub(crate) fn read_rapl(sysfs: &Path) -> Vec<EnergyCounter> {
     let base = sysfs.join("class/powercap");
     let Ok(rd) = fs::read_dir(&base) else {
         return Vec::new();

@@ -27,7 +27,7 @@ use super::apple::{
 /// One `get_metrics` result or one `macmon pipe` line (fields missing in a version are
 /// absent, never 0).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Window {
+pub(crate) struct Window {
     pub timestamp: Option<String>,
     #[serde(default)]
     pub temp: Temps,
@@ -62,13 +62,13 @@ pub struct Window {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Temps {
+pub(crate) struct Temps {
     pub cpu_temp_avg: Option<f64>,
     pub gpu_temp_avg: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct Mem {
+pub(crate) struct Mem {
     pub ram_total: u64,
     pub ram_usage: u64,
     pub swap_total: u64,
@@ -76,13 +76,13 @@ pub struct Mem {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Fan {
+pub(crate) struct Fan {
     pub name: String,
     pub rpm: f64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Tier {
+pub(crate) struct Tier {
     pub label: String,
     #[serde(default)]
     pub freq_mhz: f64,
@@ -92,18 +92,14 @@ pub struct Tier {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Core {
-    #[serde(default)]
-    pub die_id: u32,
-    #[serde(default)]
-    pub core_id: u32,
+pub(crate) struct Core {
     pub freq_mhz: f64,
     pub active_ratio: f64,
 }
 
 /// macmon's `SocInfo`.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Soc {
+pub(crate) struct Soc {
     pub chip_name: Option<String>,
     pub memory_gb: Option<u64>,
     pub gpu_cores: Option<u32>,
@@ -129,7 +125,7 @@ pub struct Soc {
 
 /// One CPU tier of [`Soc`].
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct SocTier {
+pub(crate) struct SocTier {
     pub label: String,
     pub cores: u32,
     #[serde(default)]
@@ -146,7 +142,7 @@ fn lowest_step(freqs: &[f64]) -> Option<f64> {
 
 impl Soc {
     /// The CPU tiers, lowest first, in whichever shape the version wrote.
-    pub fn tiers(&self) -> Vec<SocTier> {
+    pub(crate) fn tiers(&self) -> Vec<SocTier> {
         if !self.cpu_tiers.is_empty() {
             return self.cpu_tiers.clone();
         }
@@ -166,7 +162,7 @@ impl Soc {
     }
 
     /// The machine this SoC describes (perflevels highest first, as sysctl lists them).
-    pub fn machine(&self) -> MachineInfo {
+    pub(crate) fn machine(&self) -> MachineInfo {
         MachineInfo {
             chip: self.chip_name.clone(),
             perflevels: self
@@ -257,7 +253,7 @@ impl Window {
 
     /// The plain IOReport/SMC part of a [`RawSample`] over a window of `elapsed_s`; `soc`
     /// adds the DVFS tables (the lowest steps) and the tier labels of 0.8/0.9.
-    pub fn raw_sample(&self, soc: Option<&Soc>, elapsed_s: f64) -> RawSample {
+    pub(crate) fn raw_sample(&self, soc: Option<&Soc>, elapsed_s: f64) -> RawSample {
         let mut tiers = self.tiers(soc);
         if let Some(soc) = soc {
             let soc_tiers = soc.tiers();
@@ -315,7 +311,7 @@ impl Window {
 
     /// Memory as macmon states it (used = its own formula), where a recording has no VM
     /// counters.
-    pub fn memory(&self) -> Option<Memory> {
+    pub(crate) fn memory(&self) -> Option<Memory> {
         self.memory.map(|m| Memory {
             total: Some(m.ram_total),
             used: Some(m.ram_usage),

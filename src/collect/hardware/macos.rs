@@ -236,8 +236,6 @@ fn spawn_macmon(pending: Pending, interval: Duration) {
 /// macmon's metrics as plain data, in the shape its `pipe` writes (what the replay reads).
 fn window_of(m: &::macmon::Metrics) -> Window {
     let core = |c: &::macmon::CpuCoreMetrics| macmon_window::Core {
-        die_id: c.die_id as u32,
-        core_id: c.core_id as u32,
         freq_mhz: f64::from(c.freq_mhz),
         active_ratio: f64::from(c.active_ratio),
     };

@@ -6,12 +6,12 @@
 //! energy counters, thermal state from trip points) lives here and in [`apple`], and is
 //! tested on fixtures.
 
-pub mod apple;
-pub mod linux;
-pub mod macmon_window;
+pub(crate) mod apple;
+pub(crate) mod linux;
+pub(crate) mod macmon_window;
 #[cfg(target_os = "macos")]
 pub mod macos;
-pub mod replay;
+pub(crate) mod replay;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,84 +26,84 @@ use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
 /// The hardware families every platform exports.
-pub const CPU_INFO: MetricDef = def(
+pub(crate) const CPU_INFO: MetricDef = def(
     "m4watch_cpu_info",
     Kind::Gauge,
     &["cpu", "type", "cluster"],
     "Always 1; labels give each logical CPU's core type (performance or efficiency) and cluster.",
 );
 
-pub const CPU_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const CPU_SECONDS_TOTAL: MetricDef = def(
     "m4watch_cpu_seconds_total",
     Kind::Counter,
     &["cpu", "type", "mode"],
     "CPU time spent in each mode, per logical CPU, in seconds.",
 );
 
-pub const CPU_UTILIZATION_RATIO: MetricDef = def(
+pub(crate) const CPU_UTILIZATION_RATIO: MetricDef = def(
     "m4watch_cpu_utilization_ratio",
     Kind::Gauge,
     &["cpu", "type"],
     "Busy share (0..1) of each logical CPU over the last collection interval.",
 );
 
-pub const CPU_CLUSTER_UTILIZATION_RATIO: MetricDef = def(
+pub(crate) const CPU_CLUSTER_UTILIZATION_RATIO: MetricDef = def(
     "m4watch_cpu_cluster_utilization_ratio",
     Kind::Gauge,
     &["type"],
     "Busy share (0..1) of all CPUs of one core type over the last collection interval.",
 );
 
-pub const CPU_CORES: MetricDef = def(
+pub(crate) const CPU_CORES: MetricDef = def(
     "m4watch_cpu_cores",
     Kind::Gauge,
     &["type"],
     "Number of logical CPUs of each core type.",
 );
 
-pub const MEMORY_TOTAL_BYTES: MetricDef = def(
+pub(crate) const MEMORY_TOTAL_BYTES: MetricDef = def(
     "m4watch_memory_total_bytes",
     Kind::Gauge,
     &[],
     "Physical memory installed, in bytes.",
 );
 
-pub const MEMORY_BYTES: MetricDef = def(
+pub(crate) const MEMORY_BYTES: MetricDef = def(
     "m4watch_memory_bytes",
     Kind::Gauge,
     &["state"],
     "Memory by state (used, available, free, cached, wired, compressed, swap_used, swap_total), in bytes.",
 );
 
-pub const MEMORY_PRESSURE_RATIO: MetricDef = def(
+pub(crate) const MEMORY_PRESSURE_RATIO: MetricDef = def(
     "m4watch_memory_pressure_ratio",
     Kind::Gauge,
     &["window"],
     "Share of time (0..1) some task stalled waiting for memory, averaged over the window (Linux PSI).",
 );
 
-pub const TEMPERATURE_CELSIUS: MetricDef = def(
+pub(crate) const TEMPERATURE_CELSIUS: MetricDef = def(
     "m4watch_temperature_celsius",
     Kind::Gauge,
     &["sensor"],
     "Temperature reported by a sensor, in degrees Celsius.",
 );
 
-pub const THERMAL_PRESSURE: MetricDef = def(
+pub(crate) const THERMAL_PRESSURE: MetricDef = def(
     "m4watch_thermal_pressure",
     Kind::Gauge,
     &["state"],
     "Thermal pressure as a state set: 1 for the current state (nominal, fair, serious, critical), 0 for the others.",
 );
 
-pub const POWER_WATTS: MetricDef = def(
+pub(crate) const POWER_WATTS: MetricDef = def(
     "m4watch_power_watts",
     Kind::Gauge,
     &["rail"],
     "Power drawn by a rail over the last collection interval, in watts (macOS rails: cpu, gpu, ane, dram, system).",
 );
 
-pub const ENERGY_JOULES_TOTAL: MetricDef = def(
+pub(crate) const ENERGY_JOULES_TOTAL: MetricDef = def(
     "m4watch_energy_joules_total",
     Kind::Counter,
     &["rail"],
@@ -188,7 +188,7 @@ impl Topology {
 
 /// What a platform knows about its CPUs, from which the topology is decided.
 #[derive(Debug, Clone, Default)]
-pub struct TopologyInputs {
+pub(crate) struct TopologyInputs {
     /// Every logical CPU.
     pub cpus: Vec<u32>,
     /// Intel hybrid: CPUs of the `cpu_core` PMU (P-cores).
@@ -210,7 +210,10 @@ const EFFICIENCY_FREQ_SHARE: f64 = 0.85;
 
 /// Decides P/E types. A configured override wins; then Intel hybrid PMUs, ARM
 /// capacities, distinct cpufreq maxima, and otherwise every CPU is a performance core.
-pub fn detect_topology(inputs: &TopologyInputs, forced: Option<&TopologyOverride>) -> Topology {
+pub(crate) fn detect_topology(
+    inputs: &TopologyInputs,
+    forced: Option<&TopologyOverride>,
+) -> Topology {
     let mut types: BTreeMap<u32, CoreType> = BTreeMap::new();
     let method;
     if let Some((p, e)) = forced.and_then(|f| f.cpu_sets().ok()) {
@@ -335,7 +338,7 @@ impl CpuTimes {
 
 /// Busy share over an interval: `(busy, total)` time deltas. `None` when no time passed
 /// or a counter went backwards (CPU hot-plugged, counters reset).
-pub fn busy_delta(prev: &CpuTimes, cur: &CpuTimes) -> Option<(f64, f64)> {
+pub(crate) fn busy_delta(prev: &CpuTimes, cur: &CpuTimes) -> Option<(f64, f64)> {
     let total = cur.total() - prev.total();
     let idle = cur.idle_total() - prev.idle_total();
     if total <= 0.0 || idle < 0.0 || idle > total {
@@ -462,7 +465,7 @@ pub struct Sensor {
 /// Thermal pressure of one sensor from its trip points: at or over `critical` is
 /// critical, over `hot` serious, over `passive` (where the kernel starts throttling)
 /// fair. `None` when the sensor has no trip point that says anything about pressure.
-pub fn sensor_pressure(s: &Sensor) -> Option<ThermalPressure> {
+pub(crate) fn sensor_pressure(s: &Sensor) -> Option<ThermalPressure> {
     let mut known = false;
     let mut level = ThermalPressure::Nominal;
     for &(kind, at) in &s.trips {
@@ -520,7 +523,7 @@ struct RailState {
 }
 
 /// Turns successive readings into families: keeps what a delta needs.
-pub struct Deriver {
+pub(crate) struct Deriver {
     topology: Topology,
     prev_cpu: Option<(BTreeMap<u32, CpuTimes>, Instant)>,
     rails: BTreeMap<String, RailState>,
@@ -529,7 +532,7 @@ pub struct Deriver {
 }
 
 impl Deriver {
-    pub fn new(topology: Topology) -> Self {
+    pub(crate) fn new(topology: Topology) -> Self {
         Deriver {
             topology,
             prev_cpu: None,
@@ -540,17 +543,17 @@ impl Deriver {
     }
 
     /// Neural Engine watts taken as 100% by the utilisation estimate.
-    pub fn set_ane_max_watts(&mut self, w: f64) {
+    pub(crate) fn set_ane_max_watts(&mut self, w: f64) {
         self.ane_max_watts = w;
     }
 
-    pub fn topology(&self) -> &Topology {
+    pub(crate) fn topology(&self) -> &Topology {
         &self.topology
     }
 
     /// Families for one reading taken at `at`. Values that need a previous reading
     /// (utilisation, watts) are absent on the first call.
-    pub fn families(&mut self, r: &Reading, at: Instant) -> Vec<Family> {
+    pub(crate) fn families(&mut self, r: &Reading, at: Instant) -> Vec<Family> {
         let mut out = Vec::new();
         self.cpu_families(r, at, &mut out);
         memory_families(r, &mut out);

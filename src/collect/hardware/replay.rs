@@ -16,7 +16,7 @@ use super::{Memory, Reading, Source, Topology};
 
 /// A recording loaded in memory.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Recording {
+pub(crate) struct Recording {
     pub machine: MachineInfo,
     pub synthetic: bool,
     pub samples: Vec<Frame>,
@@ -24,7 +24,7 @@ pub struct Recording {
 
 /// One sample of a recording, ready to play.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub raw: RawSample,
     /// Ticks each CPU advanced over this sample's window: `[user, system, idle, nice]`.
     pub tick_deltas: Vec<[u32; 4]>,
@@ -75,7 +75,7 @@ pub enum ReplayError {
 }
 
 /// Parses a recording: a dump (first line is a `m4watch-dump` header) or macmon lines.
-pub fn parse_recording(text: &str) -> Result<Recording, RecordingError> {
+pub(crate) fn parse_recording(text: &str) -> Result<Recording, RecordingError> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -227,7 +227,7 @@ fn deltas_from_residency(raws: &[RawSample]) -> Vec<Vec<[u32; 4]>> {
 
 /// Seconds since midnight of an RFC 3339 time (`2025-02-24T20:38:15.427569+00:00`):
 /// enough for the gap between two samples, across midnight too.
-pub fn seconds_of_day(ts: &str) -> Option<f64> {
+pub(crate) fn seconds_of_day(ts: &str) -> Option<f64> {
     let time = ts.split_once('T')?.1;
     let end = time.find(['Z', '+', '-']).unwrap_or(time.len());
     let mut parts = time[..end].split(':');
@@ -238,7 +238,7 @@ pub fn seconds_of_day(ts: &str) -> Option<f64> {
 }
 
 /// Plays a [`Recording`], one frame per read.
-pub struct ReplaySource {
+pub(crate) struct ReplaySource {
     name: String,
     rec: Recording,
     pos: usize,
@@ -250,7 +250,7 @@ pub struct ReplaySource {
 
 impl ReplaySource {
     /// Loads `path`; `looping` starts again at the end instead of stopping.
-    pub fn open(path: &Path, looping: bool) -> Result<Self, ReplayError> {
+    pub(crate) fn open(path: &Path, looping: bool) -> Result<Self, ReplayError> {
         let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
             path: path.to_path_buf(),
             source,
@@ -263,7 +263,7 @@ impl ReplaySource {
     }
 
     /// Plays `rec` under `name` (the file it came from, in logs and errors).
-    pub fn new(name: String, rec: Recording, looping: bool) -> Result<Self, ReplayError> {
+    pub(crate) fn new(name: String, rec: Recording, looping: bool) -> Result<Self, ReplayError> {
         if rec.samples.is_empty() {
             return Err(ReplayError::NoSamples { name });
         }
@@ -287,21 +287,21 @@ impl ReplaySource {
         })
     }
 
-    pub fn machine(&self) -> &MachineInfo {
+    pub(crate) fn machine(&self) -> &MachineInfo {
         &self.rec.machine
     }
 
-    pub fn cpu_count(&self) -> u32 {
+    pub(crate) fn cpu_count(&self) -> u32 {
         self.ticks.len() as u32
     }
 
     /// The topology per-core residency is matched against.
-    pub fn set_topology(&mut self, t: Topology) {
+    pub(crate) fn set_topology(&mut self, t: Topology) {
         self.topology = t;
     }
 
     /// The next frame as a [`Reading`]; `None` at the end of a non-looping recording.
-    pub fn next_reading(&mut self) -> Option<Reading> {
+    pub(crate) fn next_reading(&mut self) -> Option<Reading> {
         if self.pos >= self.rec.samples.len() {
             if !self.looping {
                 return None;

@@ -51,7 +51,7 @@ pub const CLOCK_FREQUENCY_ADJUSTMENT_RATIO: MetricDef = def(
     "How much faster (positive) or slower the kernel runs the system clock to keep it in step, as a ratio (adjtimex freq: 1e-6 is one part per million); Linux only.",
 );
 
-pub const CLOCK_TAI_OFFSET_SECONDS: MetricDef = def(
+pub(crate) const CLOCK_TAI_OFFSET_SECONDS: MetricDef = def(
     "m4watch_clock_tai_offset_seconds",
     Kind::Gauge,
     &[],
@@ -59,7 +59,7 @@ pub const CLOCK_TAI_OFFSET_SECONDS: MetricDef = def(
 );
 
 /// The clock section's families, for the catalogue.
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     CLOCK_SYNCHRONIZED,
     CLOCK_OFFSET_SECONDS,
     CLOCK_ESTIMATED_ERROR_SECONDS,
@@ -120,7 +120,7 @@ impl ClockReading {
 
 /// The clock families of `r`; every one empty (absent) when the platform has no
 /// reading.
-pub fn families(r: Option<&ClockReading>) -> Vec<Family> {
+pub(crate) fn families(r: Option<&ClockReading>) -> Vec<Family> {
     let value = |d: &MetricDef, v: Option<f64>| {
         let mut f = Family::new(d);
         if let Some(v) = v {
@@ -152,7 +152,7 @@ pub fn families(r: Option<&ClockReading>) -> Vec<Family> {
 
 /// The kernel's clock state, read with `adjtimex` and no mode bits (read-only).
 #[cfg(target_os = "linux")]
-pub fn read() -> std::io::Result<Timex> {
+pub(crate) fn read() -> std::io::Result<Timex> {
     // SAFETY: an all-zero timex is valid input; `modes == 0` asks only to read.
     let mut t: libc::timex = unsafe { std::mem::zeroed() };
     // SAFETY: `t` is a valid, writable timex.

@@ -45,7 +45,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// A statistics struct shorter than the fields read: its layout is not the one known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{sysctl}: {len} bytes, expected at least {expected} (struct layout changed?)")]
-pub struct ShortStruct {
+pub(crate) struct ShortStruct {
     /// The sysctl that returned it.
     pub sysctl: &'static str,
     pub len: usize,
@@ -66,7 +66,7 @@ fn check(bytes: &[u8], fields: usize, sysctl: &'static str) -> Result<(), ShortS
 /// The counters from the two structs' bytes. What XNU does not count (receive errors
 /// as a whole, send-buffer errors, listen drops besides overflows, resets sent on
 /// their own, established resets) stays `None`.
-pub fn counters(udpstat: &[u8], tcpstat: &[u8]) -> Result<NetCounters, ShortStruct> {
+pub(crate) fn counters(udpstat: &[u8], tcpstat: &[u8]) -> Result<NetCounters, ShortStruct> {
     check(udpstat, UDPSTAT_MIN_FIELDS, "net.inet.udp.stats")?;
     check(tcpstat, TCPSTAT_MIN_FIELDS, "net.inet.tcp.stats")?;
     let udp = UDPSTAT.iter().map(|&(d, i)| (d.name, field(udpstat, i)));
@@ -75,7 +75,7 @@ pub fn counters(udpstat: &[u8], tcpstat: &[u8]) -> Result<NetCounters, ShortStru
 }
 
 /// `rtm_type` of an interface message with 64-bit counters (`struct if_msghdr2`).
-pub const RTM_IFINFO2: u8 = 0x12;
+pub(crate) const RTM_IFINFO2: u8 = 0x12;
 /// `sizeof(struct if_msghdr2)`: a 32-byte header, then `struct if_data64` (128 bytes).
 const IF_MSGHDR2_LEN: usize = 160;
 const IFM_DATA: usize = 32;
@@ -119,7 +119,7 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
 /// ones carry an interface's flags and 64-bit counters and, after them, its
 /// `sockaddr_dl` with the name. `name_of` names an interface by index when the
 /// message carries no name.
-pub fn interfaces(
+pub(crate) fn interfaces(
     buf: &[u8],
     name_of: impl Fn(u16) -> Option<String>,
 ) -> Result<Vec<Interface>, String> {
@@ -203,7 +203,7 @@ const BLOCK_STORAGE_STATISTICS: &[(&MetricDef, &str, f64)] = &[
 
 /// A whole disk (`device` is its IOMedia's BSD name) from its driver's statistics; a
 /// key the driver does not list is absent.
-pub fn disk(device: &str, statistics: &BTreeMap<String, i64>) -> storage::Disk {
+pub(crate) fn disk(device: &str, statistics: &BTreeMap<String, i64>) -> storage::Disk {
     storage::Disk {
         device: device.to_string(),
         counters: BLOCK_STORAGE_STATISTICS
@@ -218,7 +218,7 @@ pub fn disk(device: &str, statistics: &BTreeMap<String, i64>) -> storage::Disk {
 
 /// `sizeof(struct statfs)` with 64-bit inodes (`_DARWIN_FEATURE_64_BIT_INODE`, the only
 /// layout on arm64 and the default on x86_64 since 10.6), the same on both targets.
-pub const STATFS_LEN: usize = 2168;
+pub(crate) const STATFS_LEN: usize = 2168;
 /// Offsets in `struct statfs` (`sys/mount.h`).
 const F_BSIZE: usize = 0;
 const F_BLOCKS: usize = 8;
@@ -239,7 +239,9 @@ fn c_string(b: &[u8], (at, len): (usize, usize)) -> String {
 }
 
 /// The filesystems of a `getfsstat` buffer: `struct statfs` records back to back.
-pub fn filesystems(buf: &[u8]) -> Result<Vec<(storage::Mount, Option<storage::FsStat>)>, String> {
+pub(crate) fn filesystems(
+    buf: &[u8],
+) -> Result<Vec<(storage::Mount, Option<storage::FsStat>)>, String> {
     if buf.len() % STATFS_LEN != 0 {
         return Err(format!(
             "getfsstat: {} bytes is not a whole number of {STATFS_LEN}-byte statfs records (struct layout changed?)",

@@ -14,7 +14,7 @@ use crate::model::MetricDef;
 
 /// `(section, name) -> value` from a `/proc/net/snmp` or `/proc/net/netstat` text:
 /// pairs of lines, `Udp: InDatagrams NoPorts ...` then `Udp: 53935 155 ...`.
-pub fn parse_snmp_table(text: &str) -> BTreeMap<(String, String), u64> {
+pub(crate) fn parse_snmp_table(text: &str) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
     let mut lines = text.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
@@ -37,7 +37,7 @@ pub fn parse_snmp_table(text: &str) -> BTreeMap<(String, String), u64> {
 }
 
 /// `name -> value` from `/proc/net/snmp6` (`Udp6RcvbufErrors   12` per line).
-pub fn parse_snmp6(text: &str) -> BTreeMap<String, u64> {
+pub(crate) fn parse_snmp6(text: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
@@ -65,7 +65,7 @@ const SOURCES: &[(&MetricDef, &str, &str)] = &[
 ];
 
 /// The counters from the three files' contents; `snmp6` is `None` where IPv6 is off.
-pub fn counters(snmp: &str, snmp6: Option<&str>, netstat: &str) -> NetCounters {
+pub(crate) fn counters(snmp: &str, snmp6: Option<&str>, netstat: &str) -> NetCounters {
     let mut tables = parse_snmp_table(snmp);
     tables.extend(parse_snmp_table(netstat));
     let snmp6 = snmp6.map(parse_snmp6).unwrap_or_default();
@@ -85,7 +85,7 @@ pub fn counters(snmp: &str, snmp6: Option<&str>, netstat: &str) -> NetCounters {
 /// The sockets of a `/proc/net/udp` or `/proc/net/udp6` text. Columns are found by
 /// the header's names; `local_address` is `ADDR:PORT` in hex, the address as the
 /// kernel's 32-bit words printed in host byte order.
-pub fn parse_udp_sockets(text: &str) -> Result<Vec<UdpSocket>, String> {
+pub(crate) fn parse_udp_sockets(text: &str) -> Result<Vec<UdpSocket>, String> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines
         .next()
@@ -172,7 +172,7 @@ const DEV_COLUMNS: &[(&MetricDef, usize, &str)] = &[
 
 /// The interfaces of a `/proc/net/dev` text, their counters only (state and speed
 /// come from sysfs).
-pub fn parse_net_dev(text: &str) -> Result<Vec<Interface>, String> {
+pub(crate) fn parse_net_dev(text: &str) -> Result<Vec<Interface>, String> {
     let mut lines = text.lines();
     lines.next().ok_or("empty file")?;
     // ` face |bytes packets ...|bytes packets ...`: receive, then transmit columns.
@@ -214,7 +214,7 @@ pub fn parse_net_dev(text: &str) -> Result<Vec<Interface>, String> {
 
 /// Up from sysfs `operstate`: `up` is up, `unknown` (loopback, some virtual devices)
 /// unknown, anything else (down, lowerlayerdown, dormant, ...) not up.
-pub fn parse_operstate(text: &str) -> Option<bool> {
+pub(crate) fn parse_operstate(text: &str) -> Option<bool> {
     match text.trim() {
         "unknown" | "" => None,
         s => Some(s == "up"),
@@ -223,14 +223,14 @@ pub fn parse_operstate(text: &str) -> Option<bool> {
 
 /// Bytes per second from sysfs `speed` (megabits per second; -1 or unreadable when
 /// the driver does not know, as for a link that is down or a virtual device).
-pub fn parse_speed(text: &str) -> Option<u64> {
+pub(crate) fn parse_speed(text: &str) -> Option<u64> {
     let mbit: i64 = text.trim().parse().ok()?;
     (mbit > 0).then(|| mbit as u64 * 125_000)
 }
 
 /// One reading from the procfs at `root` and the sysfs at `sys`; the socket tables
 /// only when `sockets`.
-pub fn read(root: &Path, sys: &Path, sockets: bool) -> Result<NetReading, CollectError> {
+pub(crate) fn read(root: &Path, sys: &Path, sockets: bool) -> Result<NetReading, CollectError> {
     let file = |name: &str| {
         let p = root.join("net").join(name);
         std::fs::read_to_string(&p).map_err(|e| CollectError(format!("{}: {e}", p.display())))
@@ -282,7 +282,7 @@ const DISKSTATS_COLUMNS: &[(&MetricDef, usize, f64)] = &[
 /// The devices of a `/proc/diskstats` text: `major minor name` and then the counters.
 /// A column the kernel does not print is absent; rows of the 4-column partition format
 /// of kernels before 2.6.25 are skipped (their disk's row has the totals).
-pub fn parse_diskstats(text: &str) -> Result<Vec<storage::Disk>, String> {
+pub(crate) fn parse_diskstats(text: &str) -> Result<Vec<storage::Disk>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -315,7 +315,7 @@ pub fn parse_diskstats(text: &str) -> Result<Vec<storage::Disk>, String> {
 /// The mounts of a `/proc/PID/mountinfo` text:
 /// `id parent major:minor root mountpoint options [optional...] - fstype source super`.
 /// Paths have space, tab, newline and backslash escaped as octal (`\040`).
-pub fn parse_mountinfo(text: &str) -> Result<Vec<storage::Mount>, String> {
+pub(crate) fn parse_mountinfo(text: &str) -> Result<Vec<storage::Mount>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -360,7 +360,7 @@ fn unescape_octal(s: &str) -> String {
 }
 
 /// The disks of the procfs at `root`.
-pub fn read_disks(root: &Path) -> Result<Vec<storage::Disk>, CollectError> {
+pub(crate) fn read_disks(root: &Path) -> Result<Vec<storage::Disk>, CollectError> {
     let p = root.join("diskstats");
     let text =
         std::fs::read_to_string(&p).map_err(|e| CollectError(format!("{}: {e}", p.display())))?;
@@ -368,7 +368,7 @@ pub fn read_disks(root: &Path) -> Result<Vec<storage::Disk>, CollectError> {
 }
 
 /// The mounts m4watch's own mount namespace sees, from the procfs at `root`.
-pub fn read_mounts(root: &Path) -> Result<Vec<storage::Mount>, CollectError> {
+pub(crate) fn read_mounts(root: &Path) -> Result<Vec<storage::Mount>, CollectError> {
     let p = root.join("self/mountinfo");
     let text =
         std::fs::read_to_string(&p).map_err(|e| CollectError(format!("{}: {e}", p.display())))?;
@@ -377,7 +377,7 @@ pub fn read_mounts(root: &Path) -> Result<Vec<storage::Mount>, CollectError> {
 
 /// `statvfs` of one mount point.
 #[cfg(target_os = "linux")]
-pub fn statvfs(point: &str) -> std::io::Result<storage::FsStat> {
+pub(crate) fn statvfs(point: &str) -> std::io::Result<storage::FsStat> {
     let c = std::ffi::CString::new(point)?;
     // SAFETY: all-zero is a valid statvfs to be overwritten.
     let mut v: libc::statvfs = unsafe { std::mem::zeroed() };

@@ -13,14 +13,14 @@
 //! metric families. A counter the kernel does not keep is absent, never 0; macOS has no
 //! per-socket drop counter, so the per-socket families are absent there.
 
-pub mod clock;
+pub(crate) mod clock;
 #[cfg(any(target_os = "macos", test))]
-pub mod darwin;
+pub(crate) mod darwin;
 #[cfg(any(target_os = "linux", test))]
-pub mod linux;
+pub(crate) mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
-pub mod storage;
+pub(crate) mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -30,21 +30,21 @@ use crate::config::{HostConfig, Pattern};
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
-pub const UDP_DATAGRAMS_RECEIVED_TOTAL: MetricDef = def(
+pub(crate) const UDP_DATAGRAMS_RECEIVED_TOTAL: MetricDef = def(
     "m4watch_udp_datagrams_received_total",
     Kind::Counter,
     &[],
     "UDP datagrams the kernel delivered to sockets (IPv4 and IPv6).",
 );
 
-pub const UDP_DATAGRAMS_SENT_TOTAL: MetricDef = def(
+pub(crate) const UDP_DATAGRAMS_SENT_TOTAL: MetricDef = def(
     "m4watch_udp_datagrams_sent_total",
     Kind::Counter,
     &[],
     "UDP datagrams the kernel sent (IPv4 and IPv6).",
 );
 
-pub const UDP_RECEIVE_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const UDP_RECEIVE_ERRORS_TOTAL: MetricDef = def(
     "m4watch_udp_receive_errors_total",
     Kind::Counter,
     &[],
@@ -58,56 +58,56 @@ pub const UDP_RECEIVE_BUFFER_ERRORS_TOTAL: MetricDef = def(
     "UDP datagrams dropped because the receiving socket's buffer was full (Linux RcvbufErrors, macOS udps_fullsock): the market-data loss signal.",
 );
 
-pub const UDP_SEND_BUFFER_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const UDP_SEND_BUFFER_ERRORS_TOTAL: MetricDef = def(
     "m4watch_udp_send_buffer_errors_total",
     Kind::Counter,
     &[],
     "UDP datagrams not sent because the sending socket's buffer was full (Linux SndbufErrors); absent on macOS.",
 );
 
-pub const UDP_NO_PORT_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const UDP_NO_PORT_ERRORS_TOTAL: MetricDef = def(
     "m4watch_udp_no_port_errors_total",
     Kind::Counter,
     &[],
     "UDP datagrams that arrived for a port no socket listens on.",
 );
 
-pub const UDP_CHECKSUM_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const UDP_CHECKSUM_ERRORS_TOTAL: MetricDef = def(
     "m4watch_udp_checksum_errors_total",
     Kind::Counter,
     &[],
     "UDP datagrams dropped for a bad checksum; absent on kernels without the counter (Linux before 3.10).",
 );
 
-pub const TCP_RETRANSMITTED_SEGMENTS_TOTAL: MetricDef = def(
+pub(crate) const TCP_RETRANSMITTED_SEGMENTS_TOTAL: MetricDef = def(
     "m4watch_tcp_retransmitted_segments_total",
     Kind::Counter,
     &[],
     "TCP segments retransmitted (Linux RetransSegs, macOS tcps_sndrexmitpack).",
 );
 
-pub const TCP_LISTEN_OVERFLOWS_TOTAL: MetricDef = def(
+pub(crate) const TCP_LISTEN_OVERFLOWS_TOTAL: MetricDef = def(
     "m4watch_tcp_listen_overflows_total",
     Kind::Counter,
     &[],
     "Connections refused because a listening socket's accept queue was full (Linux ListenOverflows, macOS tcps_listendrop).",
 );
 
-pub const TCP_LISTEN_DROPS_TOTAL: MetricDef = def(
+pub(crate) const TCP_LISTEN_DROPS_TOTAL: MetricDef = def(
     "m4watch_tcp_listen_drops_total",
     Kind::Counter,
     &[],
     "Connection attempts a listening socket dropped for any reason, overflows included (Linux ListenDrops); absent on macOS.",
 );
 
-pub const TCP_RESETS_SENT_TOTAL: MetricDef = def(
+pub(crate) const TCP_RESETS_SENT_TOTAL: MetricDef = def(
     "m4watch_tcp_resets_sent_total",
     Kind::Counter,
     &[],
     "TCP segments sent with the RST flag (Linux OutRsts); absent on macOS, which counts RSTs together with SYNs and FINs.",
 );
 
-pub const TCP_ESTABLISHED_RESETS_TOTAL: MetricDef = def(
+pub(crate) const TCP_ESTABLISHED_RESETS_TOTAL: MetricDef = def(
     "m4watch_tcp_established_resets_total",
     Kind::Counter,
     &[],
@@ -135,63 +135,63 @@ pub const NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
     "Bytes received on a network interface.",
 );
 
-pub const NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
     "m4watch_network_transmit_bytes_total",
     Kind::Counter,
     &["interface"],
     "Bytes sent on a network interface.",
 );
 
-pub const NETWORK_RECEIVE_PACKETS_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_RECEIVE_PACKETS_TOTAL: MetricDef = def(
     "m4watch_network_receive_packets_total",
     Kind::Counter,
     &["interface"],
     "Packets received on a network interface.",
 );
 
-pub const NETWORK_TRANSMIT_PACKETS_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_TRANSMIT_PACKETS_TOTAL: MetricDef = def(
     "m4watch_network_transmit_packets_total",
     Kind::Counter,
     &["interface"],
     "Packets sent on a network interface.",
 );
 
-pub const NETWORK_RECEIVE_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_RECEIVE_ERRORS_TOTAL: MetricDef = def(
     "m4watch_network_receive_errors_total",
     Kind::Counter,
     &["interface"],
     "Receive errors the driver counted on a network interface (bad frames, CRC, overruns).",
 );
 
-pub const NETWORK_TRANSMIT_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_TRANSMIT_ERRORS_TOTAL: MetricDef = def(
     "m4watch_network_transmit_errors_total",
     Kind::Counter,
     &["interface"],
     "Transmit errors the driver counted on a network interface.",
 );
 
-pub const NETWORK_RECEIVE_DROPS_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_RECEIVE_DROPS_TOTAL: MetricDef = def(
     "m4watch_network_receive_drops_total",
     Kind::Counter,
     &["interface"],
     "Received packets a network interface dropped before the protocol stack (Linux rx drop, macOS ifi_iqdrops).",
 );
 
-pub const NETWORK_TRANSMIT_DROPS_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_TRANSMIT_DROPS_TOTAL: MetricDef = def(
     "m4watch_network_transmit_drops_total",
     Kind::Counter,
     &["interface"],
     "Packets to send that a network interface dropped (Linux tx drop, macOS send-queue drops).",
 );
 
-pub const NETWORK_UP: MetricDef = def(
+pub(crate) const NETWORK_UP: MetricDef = def(
     "m4watch_network_up",
     Kind::Gauge,
     &["interface"],
     "1 if a network interface is up and running (Linux operstate up; macOS IFF_UP and IFF_RUNNING), 0 if not; absent when the kernel does not know (Linux operstate unknown, as for loopback).",
 );
 
-pub const NETWORK_SPEED_BYTES: MetricDef = def(
+pub(crate) const NETWORK_SPEED_BYTES: MetricDef = def(
     "m4watch_network_speed_bytes",
     Kind::Gauge,
     &["interface"],
@@ -199,7 +199,7 @@ pub const NETWORK_SPEED_BYTES: MetricDef = def(
 );
 
 /// The host collector's families, for the catalogue.
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     UDP_DATAGRAMS_RECEIVED_TOTAL,
     UDP_DATAGRAMS_SENT_TOTAL,
     UDP_RECEIVE_ERRORS_TOTAL,
@@ -228,7 +228,7 @@ pub const METRICS: &[MetricDef] = &[
 
 /// The kernel's protocol counters by family name (the unlabelled [`METRICS`]); a
 /// counter this kernel does not keep has no entry.
-pub type NetCounters = BTreeMap<&'static str, u64>;
+pub(crate) type NetCounters = BTreeMap<&'static str, u64>;
 
 /// One UDP socket as the kernel lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,7 +266,7 @@ pub struct NetReading {
 
 /// The families of one reading; per-socket series only for `ports`, summed per port
 /// and local address (`SO_REUSEPORT` groups share both).
-pub fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
+pub(crate) fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
     // Every unlabelled family is one kernel counter, every counter labelled by
     // interface one interface counter.
     let mut out: Vec<Family> = METRICS
@@ -449,7 +449,7 @@ impl HostCollector {
 
 impl BlockingCollector for HostCollector {
     fn name(&self) -> &'static str {
-        super::HOST
+        super::CollectorKind::Host.name()
     }
 
     fn collect(&mut self) -> Result<Vec<Family>, CollectError> {

@@ -27,56 +27,56 @@ pub const DISK_READS_COMPLETED_TOTAL: MetricDef = def(
     "Reads a block device completed.",
 );
 
-pub const DISK_WRITES_COMPLETED_TOTAL: MetricDef = def(
+pub(crate) const DISK_WRITES_COMPLETED_TOTAL: MetricDef = def(
     "m4watch_disk_writes_completed_total",
     Kind::Counter,
     &["device"],
     "Writes a block device completed.",
 );
 
-pub const DISK_READ_BYTES_TOTAL: MetricDef = def(
+pub(crate) const DISK_READ_BYTES_TOTAL: MetricDef = def(
     "m4watch_disk_read_bytes_total",
     Kind::Counter,
     &["device"],
     "Bytes read from a block device.",
 );
 
-pub const DISK_WRITTEN_BYTES_TOTAL: MetricDef = def(
+pub(crate) const DISK_WRITTEN_BYTES_TOTAL: MetricDef = def(
     "m4watch_disk_written_bytes_total",
     Kind::Counter,
     &["device"],
     "Bytes written to a block device.",
 );
 
-pub const DISK_READ_TIME_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const DISK_READ_TIME_SECONDS_TOTAL: MetricDef = def(
     "m4watch_disk_read_time_seconds_total",
     Kind::Counter,
     &["device"],
     "Time the reads of a block device took, summed over reads (overlapping reads each count).",
 );
 
-pub const DISK_WRITE_TIME_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const DISK_WRITE_TIME_SECONDS_TOTAL: MetricDef = def(
     "m4watch_disk_write_time_seconds_total",
     Kind::Counter,
     &["device"],
     "Time the writes of a block device took, summed over writes (overlapping writes each count).",
 );
 
-pub const DISK_IO_TIME_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const DISK_IO_TIME_SECONDS_TOTAL: MetricDef = def(
     "m4watch_disk_io_time_seconds_total",
     Kind::Counter,
     &["device"],
     "Time a block device had I/O in flight (its rate is the share of time busy); Linux only.",
 );
 
-pub const DISK_DISCARDS_COMPLETED_TOTAL: MetricDef = def(
+pub(crate) const DISK_DISCARDS_COMPLETED_TOTAL: MetricDef = def(
     "m4watch_disk_discards_completed_total",
     Kind::Counter,
     &["device"],
     "Discards (TRIM) a block device completed; Linux 4.18 and later.",
 );
 
-pub const DISK_FLUSHES_COMPLETED_TOTAL: MetricDef = def(
+pub(crate) const DISK_FLUSHES_COMPLETED_TOTAL: MetricDef = def(
     "m4watch_disk_flushes_completed_total",
     Kind::Counter,
     &["device"],
@@ -90,7 +90,7 @@ pub const FILESYSTEM_SIZE_BYTES: MetricDef = def(
     "Size of a mounted filesystem.",
 );
 
-pub const FILESYSTEM_FREE_BYTES: MetricDef = def(
+pub(crate) const FILESYSTEM_FREE_BYTES: MetricDef = def(
     "m4watch_filesystem_free_bytes",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
@@ -104,7 +104,7 @@ pub const FILESYSTEM_AVAILABLE_BYTES: MetricDef = def(
     "Space of a mounted filesystem that an unprivileged process can still write.",
 );
 
-pub const FILESYSTEM_FILES: MetricDef = def(
+pub(crate) const FILESYSTEM_FILES: MetricDef = def(
     "m4watch_filesystem_files",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
@@ -133,7 +133,7 @@ pub const FILESYSTEM_DEVICE_ERROR: MetricDef = def(
 );
 
 /// The disk and filesystem families, for the catalogue.
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     DISK_READS_COMPLETED_TOTAL,
     DISK_WRITES_COMPLETED_TOTAL,
     DISK_READ_BYTES_TOTAL,
@@ -180,7 +180,7 @@ pub struct FsStat {
 }
 
 /// The disks `ignore` does not match, in the order given.
-pub fn keep_disks(disks: Vec<Disk>, ignore: &Pattern) -> Vec<Disk> {
+pub(crate) fn keep_disks(disks: Vec<Disk>, ignore: &Pattern) -> Vec<Disk> {
     disks
         .into_iter()
         .filter(|d| !ignore.matches(&d.device))
@@ -189,7 +189,7 @@ pub fn keep_disks(disks: Vec<Disk>, ignore: &Pattern) -> Vec<Disk> {
 
 /// The mounts neither pattern matches, one per mount point: where mounts are stacked on
 /// one point, the last (the one a path there reaches) wins.
-pub fn keep_mounts(
+pub(crate) fn keep_mounts(
     mounts: Vec<Mount>,
     ignore_types: &Pattern,
     ignore_mounts: &Pattern,
@@ -205,7 +205,7 @@ pub fn keep_mounts(
 }
 
 /// The disk families of `disks`.
-pub fn disk_families(disks: &[Disk]) -> Vec<Family> {
+pub(crate) fn disk_families(disks: &[Disk]) -> Vec<Family> {
     METRICS
         .iter()
         .filter(|d| d.labels == ["device"])
@@ -223,7 +223,7 @@ pub fn disk_families(disks: &[Disk]) -> Vec<Family> {
 
 /// The filesystem families: every series of a filesystem that answered, only
 /// `device_error 1` for one that did not.
-pub fn filesystem_families(fs: &[(Mount, Option<FsStat>)]) -> Vec<Family> {
+pub(crate) fn filesystem_families(fs: &[(Mount, Option<FsStat>)]) -> Vec<Family> {
     let fam = |d: &MetricDef| Family::new(d);
     let (mut size, mut free, mut avail) = (
         fam(&FILESYSTEM_SIZE_BYTES),
@@ -256,7 +256,7 @@ pub fn filesystem_families(fs: &[(Mount, Option<FsStat>)]) -> Vec<Family> {
 
 /// Mount points whose `statvfs` call has not returned yet, shared with the threads
 /// that make the calls.
-pub type Stuck = Arc<Mutex<BTreeSet<String>>>;
+pub(crate) type Stuck = Arc<Mutex<BTreeSet<String>>>;
 
 /// Asks `stat` about every mount, each on its own thread, and waits at most `timeout`
 /// for all of them together. A mount that has not answered by then is `None`; while its
@@ -266,7 +266,7 @@ pub type Stuck = Arc<Mutex<BTreeSet<String>>>;
 /// A mount point enters `stuck` before its thread starts and leaves it when the call
 /// returns, so whatever is in it at the next collection is still blocked, without a
 /// race between the deadline and a late answer.
-pub fn stat_all<F>(
+pub(crate) fn stat_all<F>(
     mounts: Vec<Mount>,
     timeout: Duration,
     stuck: &Stuck,

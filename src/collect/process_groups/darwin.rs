@@ -13,9 +13,10 @@ use super::{CoreTime, Counters};
 
 /// `RUSAGE_INFO_V6` (macOS 14+ headers; the first version with per-core-type times
 /// and `ri_energy_nj`).
-pub const RUSAGE_INFO_V6: i32 = 6;
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source passes it
+pub(crate) const RUSAGE_INFO_V6: i32 = 6;
 /// `sizeof(struct rusage_info_v6)`: the UUID and 56 `uint64_t` (reserved included).
-pub const RUSAGE_INFO_V6_LEN: usize = 16 + 8 * 56;
+pub(crate) const RUSAGE_INFO_V6_LEN: usize = 16 + 8 * 56;
 
 /// Field indexes after the UUID.
 const RI_USER_TIME: usize = 0;
@@ -29,20 +30,20 @@ const RI_ENERGY_NJ: usize = 40;
 
 /// `mach_timebase_info`: absolute time units are `numer / denom` nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timebase {
+pub(crate) struct Timebase {
     pub numer: u32,
     pub denom: u32,
 }
 
 impl Timebase {
-    pub fn seconds(self, ticks: u64) -> f64 {
+    pub(crate) fn seconds(self, ticks: u64) -> f64 {
         ticks as f64 * f64::from(self.numer) / f64::from(self.denom.max(1)) / 1e9
     }
 }
 
 /// One process's `rusage_info_v6`, in base units.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rusage {
+pub(crate) struct Rusage {
     /// Start, in seconds of Mach absolute time (the clock of `mach_absolute_time`).
     pub started: f64,
     pub resident_bytes: u64,
@@ -57,7 +58,7 @@ fn field(bytes: &[u8], index: usize) -> u64 {
 /// A `rusage_info_v6` buffer shorter than the struct: the kernel filled less than asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rusage_info_v6: {len} bytes, expected {RUSAGE_INFO_V6_LEN}")]
-pub struct ShortRusage {
+pub(crate) struct ShortRusage {
     pub len: usize,
 }
 
@@ -65,7 +66,7 @@ pub struct ShortRusage {
 /// `efficiency_cores`: whether the machine has any (`hw.nperflevels` > 1); an Intel Mac
 /// has none and counts no performance-core time either, so all of its time is put on
 /// performance cores.
-pub fn decode_rusage_v6(
+pub(crate) fn decode_rusage_v6(
     bytes: &[u8],
     tb: Timebase,
     efficiency_cores: bool,
@@ -101,7 +102,7 @@ pub fn decode_rusage_v6(
 /// The command line from a `KERN_PROCARGS2` buffer: a native-endian `int argc`, the
 /// executable path, NUL padding, then `argc` NUL-terminated arguments (then the
 /// environment, which is not read).
-pub fn parse_procargs2(bytes: &[u8]) -> Option<String> {
+pub(crate) fn parse_procargs2(bytes: &[u8]) -> Option<String> {
     let argc = i32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
     let rest = &bytes[4..];
     let path_end = rest.iter().position(|&b| b == 0)?;

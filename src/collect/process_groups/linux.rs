@@ -17,7 +17,7 @@ use super::{
 /// The fields of `/proc/PID/stat` (or a thread's) that m4watch reads; times in clock
 /// ticks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
+pub(crate) struct Stat {
     pub comm: String,
     pub utime: u64,
     pub stime: u64,
@@ -32,7 +32,7 @@ pub struct Stat {
 
 /// Parses a `stat` line. The name sits in parentheses and may itself hold spaces and
 /// `)`, so the fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<Stat> {
+pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let comm = text.get(open + 1..close)?.to_string();
@@ -52,14 +52,14 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 
 /// The fields of `/proc/PID/status` that m4watch reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     pub resident_bytes: Option<u64>,
     pub threads: Option<u64>,
     pub voluntary_switches: Option<u64>,
     pub involuntary_switches: Option<u64>,
 }
 
-pub fn parse_status(text: &str) -> Status {
+pub(crate) fn parse_status(text: &str) -> Status {
     let mut s = Status::default();
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
@@ -80,25 +80,25 @@ pub fn parse_status(text: &str) -> Status {
 
 /// The run delay of a `schedstat` line (`on-cpu-ns run-delay-ns timeslices`), in
 /// nanoseconds.
-pub fn parse_schedstat(text: &str) -> Option<u64> {
+pub(crate) fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A `cmdline` file's arguments joined by spaces.
-pub fn parse_cmdline(bytes: &[u8]) -> String {
+pub(crate) fn parse_cmdline(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     s.trim_end_matches('\0').replace('\0', " ")
 }
 
 /// `btime` of `/proc/stat`: the Unix time of boot.
-pub fn parse_btime(text: &str) -> Option<u64> {
+pub(crate) fn parse_btime(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("btime "))
         .and_then(|v| v.trim().parse().ok())
 }
 
 /// Seconds since boot, the first figure of `/proc/uptime`.
-pub fn parse_uptime(text: &str) -> Option<f64> {
+pub(crate) fn parse_uptime(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
@@ -124,7 +124,7 @@ fn numeric_entries(dir: &Path) -> io::Result<Vec<u32>> {
 }
 
 /// Reads process groups from a procfs tree.
-pub struct Source {
+pub(crate) struct Source {
     procfs: PathBuf,
     clk_tck: f64,
     page_size: u64,
@@ -133,7 +133,7 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(procfs: &Path) -> Self {
+    pub(crate) fn new(procfs: &Path) -> Self {
         // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
         let (tck, page) = unsafe {
             (
@@ -149,7 +149,7 @@ impl Source {
     }
 
     /// A source with given `USER_HZ` and page size (fixture trees carry their own).
-    pub fn with_units(procfs: &Path, clk_tck: f64, page_size: u64) -> Self {
+    pub(crate) fn with_units(procfs: &Path, clk_tck: f64, page_size: u64) -> Self {
         Source {
             procfs: procfs.to_path_buf(),
             clk_tck,
@@ -159,7 +159,7 @@ impl Source {
     }
 
     /// One reading of every group, in `selectors` order.
-    pub fn read(&self, selectors: &[Selector], max: usize) -> io::Result<Reading> {
+    pub(crate) fn read(&self, selectors: &[Selector], max: usize) -> io::Result<Reading> {
         let now = fs::read_to_string(self.procfs.join("uptime"))
             .ok()
             .and_then(|t| parse_uptime(&t))

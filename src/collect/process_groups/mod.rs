@@ -28,9 +28,9 @@
 //! every second lands on `performance`.
 
 #[cfg(any(target_os = "macos", test))]
-pub mod darwin;
+pub(crate) mod darwin;
 #[cfg(any(target_os = "linux", test))]
-pub mod linux;
+pub(crate) mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 
@@ -49,7 +49,7 @@ pub const UP: MetricDef = def(
     "1 if at least one process of a watched group (processes.groups) runs, 0 if none does.",
 );
 
-pub const PROCESSES: MetricDef = def(
+pub(crate) const PROCESSES: MetricDef = def(
     "m4watch_process_group_processes",
     Kind::Gauge,
     &["group"],
@@ -77,14 +77,14 @@ pub const SCHEDULING_DELAY_SECONDS_TOTAL: MetricDef = def(
     "Time a watched group's threads spent runnable but waiting for a core while watched, in seconds (Linux schedstat run delay, macOS ri_runnable_time).",
 );
 
-pub const CONTEXT_SWITCHES_TOTAL: MetricDef = def(
+pub(crate) const CONTEXT_SWITCHES_TOTAL: MetricDef = def(
     "m4watch_process_group_context_switches_total",
     Kind::Counter,
     &["group", "kind"],
     "Context switches of a watched group's threads while watched, voluntary (the thread blocked) or involuntary (it was preempted); absent on macOS, which keeps no split.",
 );
 
-pub const ENERGY_JOULES_TOTAL: MetricDef = def(
+pub(crate) const ENERGY_JOULES_TOTAL: MetricDef = def(
     "m4watch_process_group_energy_joules_total",
     Kind::Counter,
     &["group"],
@@ -120,7 +120,7 @@ pub const OLDEST_START_TIME_SECONDS: MetricDef = def(
 );
 
 /// The process group collector's families, for the catalogue.
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     UP,
     PROCESSES,
     CPU_SECONDS_TOTAL,
@@ -136,11 +136,11 @@ pub const METRICS: &[MetricDef] = &[
 
 /// Most threads of one process read each collection; a process with more has the
 /// rest left out of its core-type, delay and context-switch counts.
-pub const MAX_THREADS: usize = 4096;
+pub(crate) const MAX_THREADS: usize = 4096;
 
 /// How a group picks its processes.
 #[derive(Debug, Clone)]
-pub enum Selector {
+pub(crate) enum Selector {
     /// Every process whose name and command line match the regexes given.
     Match {
         name: Option<regex::Regex>,
@@ -152,7 +152,7 @@ pub enum Selector {
 
 impl Selector {
     /// The selector of a validated group.
-    pub fn from_config(g: &ProcessGroupConfig) -> Result<Self, SelectorError> {
+    pub(crate) fn from_config(g: &ProcessGroupConfig) -> Result<Self, SelectorError> {
         if let Some(f) = &g.pid_file {
             return Ok(Selector::PidFile(f.clone()));
         }
@@ -165,7 +165,7 @@ impl Selector {
 
     /// Whether a process with this name and command line belongs (pid-file groups
     /// match by pid, not here).
-    pub fn matches(&self, name: &str, cmdline: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, name: &str, cmdline: Option<&str>) -> bool {
         match self {
             Selector::Match {
                 name: n,
@@ -179,7 +179,7 @@ impl Selector {
         }
     }
 
-    pub fn needs_cmdline(&self) -> bool {
+    pub(crate) fn needs_cmdline(&self) -> bool {
         matches!(
             self,
             Selector::Match {
@@ -276,7 +276,7 @@ struct GroupState {
 }
 
 /// Turns readings into families and keeps each group's counters.
-pub struct Accountant {
+pub(crate) struct Accountant {
     names: Vec<String>,
     states: Vec<GroupState>,
     topology: Topology,
@@ -304,7 +304,7 @@ fn add(total: &mut Option<f64>, delta: Option<f64>) {
 
 impl Accountant {
     /// `method` labels the core-type counters: `measured` or `sampled`.
-    pub fn new(names: Vec<String>, topology: Topology, method: &'static str) -> Self {
+    pub(crate) fn new(names: Vec<String>, topology: Topology, method: &'static str) -> Self {
         let states = names.iter().map(|_| GroupState::default()).collect();
         Accountant {
             names,
@@ -349,7 +349,7 @@ impl Accountant {
     }
 
     /// Adds one reading to the counters and returns every family.
-    pub fn families(&mut self, r: &Reading) -> Vec<Family> {
+    pub(crate) fn families(&mut self, r: &Reading) -> Vec<Family> {
         let since = self.last_now;
         for (i, g) in r.groups.iter().enumerate().take(self.states.len()) {
             let mut last = std::mem::take(&mut self.states[i].last);
@@ -573,7 +573,7 @@ impl ProcessGroupCollector {
 
 impl BlockingCollector for ProcessGroupCollector {
     fn name(&self) -> &'static str {
-        super::PROCESS_GROUPS
+        super::CollectorKind::ProcessGroups.name()
     }
 
     fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
@@ -585,7 +585,7 @@ impl BlockingCollector for ProcessGroupCollector {
 /// The CPU-to-core-type map for Linux's sampled attribution: the hardware collector's
 /// (`hardware.topology` when set, else detected from sysfs). macOS measures core types
 /// and needs none.
-pub fn topology(hw: &crate::config::HardwareConfig) -> Topology {
+pub(crate) fn topology(hw: &crate::config::HardwareConfig) -> Topology {
     #[cfg(target_os = "linux")]
     {
         let src = crate::collect::hardware::linux::LinuxSource::new(&hw.procfs, &hw.sysfs);
@@ -600,7 +600,7 @@ pub fn topology(hw: &crate::config::HardwareConfig) -> Topology {
 
 /// The pids of `matched` to read: the lowest `max` (a stable choice across
 /// collections, so counters follow the same processes).
-pub fn bounded(mut matched: Vec<u32>, max: usize) -> (usize, Vec<u32>) {
+pub(crate) fn bounded(mut matched: Vec<u32>, max: usize) -> (usize, Vec<u32>) {
     matched.sort_unstable();
     matched.dedup();
     let n = matched.len();
@@ -609,7 +609,7 @@ pub fn bounded(mut matched: Vec<u32>, max: usize) -> (usize, Vec<u32>) {
 }
 
 /// What a platform lists about its processes; [`groups`] does the selecting.
-pub trait ProcessTable {
+pub(crate) trait ProcessTable {
     type Error;
     /// Every pid.
     fn pids(&mut self) -> Result<Vec<u32>, Self::Error>;
@@ -627,7 +627,7 @@ pub trait ProcessTable {
 /// matches by regex (reading only the names and command lines some selector looks at:
 /// that pass is most of the collector's cost), the pid files, then each group's
 /// lowest `max` pids, each process read once however many groups hold it.
-pub fn groups<T: ProcessTable>(
+pub(crate) fn groups<T: ProcessTable>(
     table: &mut T,
     selectors: &[Selector],
     max: usize,

@@ -18,11 +18,11 @@ use crate::persist::samples::Baseline;
 
 /// Where finished periods go (the wiring hands them to the history writer); a source
 /// never writes to a database itself.
-pub type Sink = Box<dyn Fn(Vec<Baseline>) + Send + Sync>;
+pub(crate) type Sink = Box<dyn Fn(Vec<Baseline>) + Send + Sync>;
 use crate::store::Family;
 
 /// The quantiles kept, as labelled.
-pub const QUANTILES: [(&str, f64); 2] = [("0.5", 0.5), ("0.95", 0.95)];
+pub(crate) const QUANTILES: [(&str, f64); 2] = [("0.5", 0.5), ("0.95", 0.95)];
 
 type Key = (String, Vec<(String, String)>);
 

@@ -260,8 +260,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::collect::trading::View;
     use crate::config::{Dur, Mapping, StatsdType, TradingConfig};
+    use crate::store::views::trading::View;
 
     fn store(config: TradingConfig) -> (Arc<Trading>, TradingCollector) {
         let t = Trading::new(&config, &prometheus::Registry::new()).unwrap();

@@ -13,9 +13,9 @@
 //! HdrHistogram's definitions, so the figures are the ones it reported.
 
 /// Latencies below this are recorded with the unit's resolution.
-pub const LOWEST_NS: u64 = 100;
+pub(crate) const LOWEST_NS: u64 = 100;
 /// Significant digits kept: 2 means a relative error under 1%.
-pub const SIGFIG: u8 = 2;
+pub(crate) const SIGFIG: u8 = 2;
 /// The unit, the largest power of two at or below [`LOWEST_NS`]: 2^6 = 64 ns steps.
 const UNIT_MAGNITUDE: u32 = 6;
 /// 2^8 = 256 sub-buckets per bucket: unit resolution up to 200 units (two digits).

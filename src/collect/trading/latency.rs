@@ -21,15 +21,15 @@
 
 use std::time::{Duration, Instant};
 
-pub use super::hist::{Hist, LOWEST_NS, SIGFIG};
+pub(crate) use super::hist::Hist;
 
 /// Slots per window.
-pub const SLOTS: usize = 6;
+pub(crate) const SLOTS: usize = 6;
 /// Latencies above this (100 s) are recorded as this.
-pub const HIGHEST_NS: u64 = 100_000_000_000;
+pub(crate) const HIGHEST_NS: u64 = 100_000_000_000;
 
 /// The quantiles exported for every window.
-pub const QUANTILES: [(f64, &str); 4] = [
+pub(crate) const QUANTILES: [(f64, &str); 4] = [
     (0.5, "0.5"),
     (0.95, "0.95"),
     (0.99, "0.99"),
@@ -39,17 +39,17 @@ pub const QUANTILES: [(f64, &str); 4] = [
 /// An empty latency histogram with m4watch's resolution ([`Hist`]): it holds no
 /// memory until something is recorded, and then counters only for the range of
 /// values it has seen.
-pub fn histogram() -> Hist {
+pub(crate) fn histogram() -> Hist {
     Hist::default()
 }
 
 /// Records a latency (clamped to [`HIGHEST_NS`]) `n` times.
-pub fn record(h: &mut Hist, ns: u64, n: u64) {
+pub(crate) fn record(h: &mut Hist, ns: u64, n: u64) {
     h.record(ns.min(HIGHEST_NS), n);
 }
 
 /// Upper bounds of the classic Prometheus histogram, in seconds: 25 µs to 10 s.
-pub const BUCKETS: [f64; 18] = [
+pub(crate) const BUCKETS: [f64; 18] = [
     25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
     500e-3, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -57,32 +57,32 @@ pub const BUCKETS: [f64; 18] = [
 /// Exact classic-histogram counts (not derived from the HdrHistogram, so bucket
 /// edges are exact): one count per bucket plus `+Inf`, and the sum in seconds.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Classic {
+pub(crate) struct Classic {
     /// Non-cumulative counts; the last is above the largest bound.
     pub counts: [u64; BUCKETS.len() + 1],
     pub sum_seconds: f64,
 }
 
 impl Classic {
-    pub fn observe(&mut self, seconds: f64, n: u64) {
+    pub(crate) fn observe(&mut self, seconds: f64, n: u64) {
         let i = BUCKETS.partition_point(|&b| b < seconds);
         self.counts[i] += n;
         self.sum_seconds += seconds * n as f64;
     }
 
-    pub fn add(&mut self, other: &Classic) {
+    pub(crate) fn add(&mut self, other: &Classic) {
         for (a, b) in self.counts.iter_mut().zip(other.counts) {
             *a += b;
         }
         self.sum_seconds += other.sum_seconds;
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
 
     /// `(le, cumulative count)` for every bound, `+Inf` last as `f64::INFINITY`.
-    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+    pub(crate) fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         BUCKETS
             .iter()
             .copied()
@@ -152,14 +152,14 @@ struct LatencySlot {
 
 /// A sliding window of latencies.
 #[derive(Debug)]
-pub struct LatencyWindow {
+pub(crate) struct LatencyWindow {
     ring: Ring<LatencySlot>,
     total: Option<Hist>,
     sum_seconds: f64,
 }
 
 impl LatencyWindow {
-    pub fn new(width: Duration, now: Instant) -> Self {
+    pub(crate) fn new(width: Duration, now: Instant) -> Self {
         LatencyWindow {
             ring: Ring::new(width, now),
             total: None,
@@ -168,7 +168,7 @@ impl LatencyWindow {
     }
 
     /// Adds one interval's observations and their exact sum in seconds.
-    pub fn add(&mut self, h: &Hist, sum_seconds: f64, now: Instant) {
+    pub(crate) fn add(&mut self, h: &Hist, sum_seconds: f64, now: Instant) {
         self.advance(now);
         if h.is_empty() {
             return;
@@ -181,7 +181,7 @@ impl LatencyWindow {
     }
 
     /// Ages slots out up to `now`.
-    pub fn advance(&mut self, now: Instant) {
+    pub(crate) fn advance(&mut self, now: Instant) {
         let total = &mut self.total;
         let sum = &mut self.sum_seconds;
         self.ring.advance(now, |slot| {
@@ -197,17 +197,17 @@ impl LatencyWindow {
     }
 
     /// Every observation in the window; `None` when there is none.
-    pub fn histogram(&self) -> Option<&Hist> {
+    pub(crate) fn histogram(&self) -> Option<&Hist> {
         self.total.as_ref().filter(|h| !h.is_empty())
     }
 
     /// Exact sum of the window's observations, in seconds.
-    pub fn sum_seconds(&self) -> f64 {
+    pub(crate) fn sum_seconds(&self) -> f64 {
         self.sum_seconds.max(0.0)
     }
 
     /// Observations per second over the window.
-    pub fn rate(&self, now: Instant) -> f64 {
+    pub(crate) fn rate(&self, now: Instant) -> f64 {
         per_second(
             self.histogram().map_or(0, |h| h.len()) as f64,
             self.ring.covered(now),
@@ -217,26 +217,26 @@ impl LatencyWindow {
 
 /// A sliding window of event counts.
 #[derive(Debug)]
-pub struct CountWindow {
+pub(crate) struct CountWindow {
     ring: Ring<f64>,
     total: f64,
 }
 
 impl CountWindow {
-    pub fn new(width: Duration, now: Instant) -> Self {
+    pub(crate) fn new(width: Duration, now: Instant) -> Self {
         CountWindow {
             ring: Ring::new(width, now),
             total: 0.0,
         }
     }
 
-    pub fn add(&mut self, n: f64, now: Instant) {
+    pub(crate) fn add(&mut self, n: f64, now: Instant) {
         self.advance(now);
         self.ring.slots[self.ring.current] += n;
         self.total += n;
     }
 
-    pub fn advance(&mut self, now: Instant) {
+    pub(crate) fn advance(&mut self, now: Instant) {
         let total = &mut self.total;
         self.ring.advance(now, |slot| {
             *total -= std::mem::take(slot);
@@ -248,7 +248,7 @@ impl CountWindow {
     }
 
     /// Events per second over the window.
-    pub fn rate(&self, now: Instant) -> f64 {
+    pub(crate) fn rate(&self, now: Instant) -> f64 {
         per_second(self.total, self.ring.covered(now))
     }
 }
@@ -262,7 +262,7 @@ fn per_second(n: f64, over: Duration) -> f64 {
 }
 
 /// Latency quantile `q` of `h` in seconds.
-pub fn quantile_seconds(h: &Hist, q: f64) -> f64 {
+pub(crate) fn quantile_seconds(h: &Hist, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1e9
 }
 

@@ -4,7 +4,7 @@
 //! feeds it is [`super::statsd`].
 
 /// Longest metric name kept; longer names are a parse error, not a new series.
-pub const MAX_NAME: usize = 200;
+pub(crate) const MAX_NAME: usize = 200;
 /// Largest magnitude of a value; beyond it a line is malformed.
 pub const MAX_VALUE: f64 = 1e15;
 /// Smallest sample rate; one line stands for at most a million events.
@@ -46,7 +46,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// Every reason, for pre-creating the counter series at 0.
-    pub const ALL: [ParseError; 8] = [
+    pub(crate) const ALL: [ParseError; 8] = [
         ParseError::Encoding,
         ParseError::Format,
         ParseError::Name,
@@ -58,7 +58,7 @@ impl ParseError {
     ];
 
     /// The `reason` label value.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             ParseError::Encoding => "encoding",
             ParseError::Format => "format",
@@ -72,7 +72,7 @@ impl ParseError {
     }
 
     /// Position in [`ParseError::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -97,7 +97,7 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// The numbers of this line (sets: see [`Line::set_members`]).
-    pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
+    pub(crate) fn values(&self) -> impl Iterator<Item = f64> + 'a {
         let rest = split_at_byte(self.raw_values, b':').map_or("", |(_, rest)| rest);
         std::iter::once(self.value).chain(
             split_bytes(rest, b':')
@@ -107,12 +107,12 @@ impl<'a> Line<'a> {
     }
 
     /// The members of a set line.
-    pub fn set_members(&self) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn set_members(&self) -> impl Iterator<Item = &'a str> + 'a {
         split_bytes(self.raw_values, b':')
     }
 
     /// `(key, value)` pairs of the tags; a bare tag has an empty value.
-    pub fn tag_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+    pub(crate) fn tag_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
         split_bytes(self.tags, b',')
             .filter(|t| !t.is_empty())
             .map(|t| split_at_byte(t, b':').unwrap_or((t, "")))
@@ -176,7 +176,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ParseError> {
 
 /// [`parse_line`] on a line already known to be UTF-8 (a whole datagram is checked
 /// at once, which is faster than line by line).
-pub fn parse_str(line: &str) -> Result<Line<'_>, ParseError> {
+pub(crate) fn parse_str(line: &str) -> Result<Line<'_>, ParseError> {
     if line.starts_with("_e{") || line.starts_with("_sc|") {
         return Err(ParseError::Unsupported);
     }

@@ -14,7 +14,7 @@ use super::line::{MetricType, valid_name};
 use crate::config::{Mapping, StatsdType};
 
 /// A mapped identity: the series name and the labels the rule sets.
-pub type Mapped = (String, Vec<(String, String)>);
+pub(crate) type Mapped = (String, Vec<(String, String)>);
 
 struct Rule {
     re: Regex,
@@ -25,13 +25,13 @@ struct Rule {
 
 /// The compiled `trading.mappings`.
 #[derive(Default)]
-pub struct Mapper {
+pub(crate) struct Mapper {
     rules: Vec<Rule>,
 }
 
 impl Mapper {
     /// Compiles validated rules (config validation has checked their text).
-    pub fn new(mappings: &[Mapping]) -> Result<Mapper, regex::Error> {
+    pub(crate) fn new(mappings: &[Mapping]) -> Result<Mapper, regex::Error> {
         let rules = mappings
             .iter()
             .map(|m| {
@@ -55,13 +55,13 @@ impl Mapper {
         Ok(Mapper { rules })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
     /// What `name` of type `kind` maps to; `None` when no rule matches, or the first
     /// matching rule would make a name StatsD could not carry (then it is kept as sent).
-    pub fn map(&self, kind: MetricType, name: &str) -> Option<Mapped> {
+    pub(crate) fn map(&self, kind: MetricType, name: &str) -> Option<Mapped> {
         let (rule, caps) = self
             .rules
             .iter()

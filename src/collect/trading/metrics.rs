@@ -5,147 +5,147 @@ use crate::model::{MetricDef, def};
 use crate::store::Kind;
 
 /// Every family this module exports.
-pub const TRADING_LATENCY_QUANTILE_SECONDS: MetricDef = def(
+pub(crate) const TRADING_LATENCY_QUANTILE_SECONDS: MetricDef = def(
     "m4watch_trading_latency_quantile_seconds",
     Kind::Summary,
     &["operation", "window", "quantile"],
     "Latency quantiles (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%), with the window's exact sum and count; absent when the window saw no observation.",
 );
 
-pub const TRADING_LATENCY_SECONDS: MetricDef = def(
+pub(crate) const TRADING_LATENCY_SECONDS: MetricDef = def(
     "m4watch_trading_latency_seconds",
     Kind::Histogram,
     &["operation"],
     "Latency of an operation since m4watch started, in seconds, as a classic histogram (25 µs to 10 s buckets) that aggregates across hosts.",
 );
 
-pub const TRADING_LATENCY_BASELINE_SECONDS: MetricDef = def(
+pub(crate) const TRADING_LATENCY_BASELINE_SECONDS: MetricDef = def(
     "m4watch_trading_latency_baseline_seconds",
     Kind::Gauge,
     &["operation", "quantile"],
     "Baseline latency of an operation (quantile 0.5 or 0.95), in seconds: the median of its per-period quantiles over the latest history.baseline_periods complete periods; absent until one period is complete.",
 );
 
-pub const TRADING_EVENTS_TOTAL: MetricDef = def(
+pub(crate) const TRADING_EVENTS_TOTAL: MetricDef = def(
     "m4watch_trading_events_total",
     Kind::Counter,
     &["stream"],
     "Events counted by a StatsD counter stream since m4watch started, scaled up by the sample rate.",
 );
 
-pub const TRADING_THROUGHPUT_PER_SECOND: MetricDef = def(
+pub(crate) const TRADING_THROUGHPUT_PER_SECOND: MetricDef = def(
     "m4watch_trading_throughput_per_second",
     Kind::Gauge,
     &["stream", "window"],
     "Events per second of a StatsD counter stream over a sliding window.",
 );
 
-pub const TRADING_VALUE: MetricDef = def(
+pub(crate) const TRADING_VALUE: MetricDef = def(
     "m4watch_trading_value",
     Kind::Gauge,
     &["name"],
     "Last value of a StatsD gauge, in the unit the sender uses.",
 );
 
-pub const TRADING_SET_UNIQUE_VALUES: MetricDef = def(
+pub(crate) const TRADING_SET_UNIQUE_VALUES: MetricDef = def(
     "m4watch_trading_set_unique_values",
     Kind::Gauge,
     &["name"],
     "Distinct values a StatsD set received during the last trading interval.",
 );
 
-pub const TRADING_SERIES: MetricDef = def(
+pub(crate) const TRADING_SERIES: MetricDef = def(
     "m4watch_trading_series",
     Kind::Gauge,
     &["type"],
     "Distinct trading series tracked, by StatsD type (timer, counter, gauge, set); together at most trading.max_series.",
 );
 
-pub const TRADING_SERIES_EXPIRED_TOTAL: MetricDef = def(
+pub(crate) const TRADING_SERIES_EXPIRED_TOTAL: MetricDef = def(
     "m4watch_trading_series_expired_total",
     Kind::Counter,
     &[],
     "Trading series removed after receiving nothing for trading.series_ttl (their slots are free again under trading.max_series).",
 );
 
-pub const TRADING_MEASUREMENTS_TOTAL: MetricDef = def(
+pub(crate) const TRADING_MEASUREMENTS_TOTAL: MetricDef = def(
     "m4watch_trading_measurements_total",
     Kind::Counter,
     &["outcome"],
     "Latency measurements of the start/end API by outcome: completed, or abandoned when never ended within trading.measurement_ttl.",
 );
 
-pub const STATSD_PACKETS_TOTAL: MetricDef = def(
+pub(crate) const STATSD_PACKETS_TOTAL: MetricDef = def(
     "m4watch_statsd_packets_total",
     Kind::Counter,
     &[],
     "UDP datagrams the StatsD listener received.",
 );
 
-pub const STATSD_LINES_TOTAL: MetricDef = def(
+pub(crate) const STATSD_LINES_TOTAL: MetricDef = def(
     "m4watch_statsd_lines_total",
     Kind::Counter,
     &[],
     "StatsD lines parsed successfully (dropped ones included, malformed ones not).",
 );
 
-pub const STATSD_PARSE_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const STATSD_PARSE_ERRORS_TOTAL: MetricDef = def(
     "m4watch_statsd_parse_errors_total",
     Kind::Counter,
     &["reason"],
     "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported).",
 );
 
-pub const STATSD_DROPPED_TOTAL: MetricDef = def(
+pub(crate) const STATSD_DROPPED_TOTAL: MetricDef = def(
     "m4watch_statsd_dropped_total",
     Kind::Counter,
     &["reason"],
     "Well-formed trading samples dropped: cardinality (a new series beyond trading.max_series) or set_limit (a set already holding its most distinct values this interval).",
 );
 
-pub const STATSD_KERNEL_DROPS_TOTAL: MetricDef = def(
+pub(crate) const STATSD_KERNEL_DROPS_TOTAL: MetricDef = def(
     "m4watch_statsd_kernel_drops_total",
     Kind::Counter,
     &[],
     "UDP datagrams the kernel dropped for the StatsD listener's socket because its receive buffer was full (SO_RXQ_OVFL, counted as the next datagram arrives); absent where the platform does not report it (macOS).",
 );
 
-pub const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
+pub(crate) const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
     "m4watch_trading_latency_objective_seconds",
     Kind::Gauge,
     &["operation", "objective"],
     "Latency objectives of the score's operations from trading.score: target (scores 1) and alert (scores 0.5; the shipped latency rules fire above it).",
 );
 
-pub const PERFORMANCE_SCORE: MetricDef = def(
+pub(crate) const PERFORMANCE_SCORE: MetricDef = def(
     "m4watch_performance_score",
     Kind::Gauge,
     &[],
     "Weighted performance score (0..100) over the components with data; absent when less than trading.score.min_coverage of the weight has data.",
 );
 
-pub const PERFORMANCE_COMPONENT_SCORE: MetricDef = def(
+pub(crate) const PERFORMANCE_COMPONENT_SCORE: MetricDef = def(
     "m4watch_performance_component_score",
     Kind::Gauge,
     &["component"],
     "Score (0..1) of one performance component (latency, risk, ml, throughput); absent without data.",
 );
 
-pub const PERFORMANCE_COMPONENT_WEIGHT: MetricDef = def(
+pub(crate) const PERFORMANCE_COMPONENT_WEIGHT: MetricDef = def(
     "m4watch_performance_component_weight",
     Kind::Gauge,
     &["component"],
     "Weight (0..1) a component had in the last score, renormalised over the components with data.",
 );
 
-pub const PERFORMANCE_SCORE_COVERAGE_RATIO: MetricDef = def(
+pub(crate) const PERFORMANCE_SCORE_COVERAGE_RATIO: MetricDef = def(
     "m4watch_performance_score_coverage_ratio",
     Kind::Gauge,
     &[],
     "Share (0..1) of the configured score weight whose component had data.",
 );
 
-pub const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_LATENCY_QUANTILE_SECONDS,
     TRADING_LATENCY_OBJECTIVE_SECONDS,
     TRADING_LATENCY_SECONDS,
@@ -171,7 +171,7 @@ pub const METRICS: &[MetricDef] = &[
 /// The families with a series per StatsD series: their cardinality is the senders'
 /// (up to `trading.max_series` names), so the rule engine's sample ring keeps only
 /// the series a rule selects.
-pub const PER_SERIES: &[MetricDef] = &[
+pub(crate) const PER_SERIES: &[MetricDef] = &[
     TRADING_LATENCY_QUANTILE_SECONDS,
     TRADING_LATENCY_SECONDS,
     TRADING_EVENTS_TOTAL,

@@ -9,19 +9,19 @@
 //! quantiles and the weighted score ([`score`]) and publishes the families
 //! ([`metrics`]); the JSON API reads the [`View`] ([`view`]) it leaves behind.
 
-pub mod baseline;
-pub mod collector;
-pub mod export;
-pub mod hist;
-pub mod ingest;
-pub mod latency;
-pub mod line;
-pub mod mapping;
-pub mod metrics;
-pub mod score;
-pub mod series;
-pub mod statsd;
-pub mod view;
+pub(crate) mod baseline;
+pub(crate) mod collector;
+pub(crate) mod export;
+pub(crate) mod hist;
+pub(crate) mod ingest;
+pub(crate) mod latency;
+pub(crate) mod line;
+pub(crate) mod mapping;
+pub(crate) mod metrics;
+pub(crate) mod score;
+pub(crate) mod series;
+pub(crate) mod statsd;
+pub(crate) mod view;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,9 +35,7 @@ use crate::config::TradingConfig;
 use crate::model::MetricDef;
 
 pub use self::collector::TradingCollector;
-pub use self::metrics::*;
-pub use self::series::{Batch, SET_LIMIT, SeriesMeta};
-pub use self::view::{LatencyStats, OperationView, StreamView, ValueView, View, window_name};
+pub(crate) use self::metrics::*;
 
 struct Instruments {
     packets: IntCounter,

@@ -18,11 +18,11 @@
 use crate::config::ScoreConfig;
 
 /// The four components, in export order.
-pub const COMPONENTS: [&str; 4] = ["latency", "risk", "ml", "throughput"];
+pub(crate) const COMPONENTS: [&str; 4] = ["latency", "risk", "ml", "throughput"];
 
 /// A latency component's score: 1 at or under `target`, 0.5 at `alert`, 0 at
 /// `2 × alert − target`, linear between. `alert` must exceed `target`.
-pub fn latency_score(observed: f64, target: f64, alert: f64) -> f64 {
+pub(crate) fn latency_score(observed: f64, target: f64, alert: f64) -> f64 {
     if observed <= target {
         return 1.0;
     }
@@ -34,18 +34,18 @@ pub fn latency_score(observed: f64, target: f64, alert: f64) -> f64 {
 
 /// The throughput component's score: the share of offered messages that were handled.
 /// `None` when nothing was offered (no data, not bad performance).
-pub fn throughput_score(handled: f64, dropped: f64) -> Option<f64> {
+pub(crate) fn throughput_score(handled: f64, dropped: f64) -> Option<f64> {
     let offered = handled + dropped;
     (offered > 0.0).then(|| (handled / offered).clamp(0.0, 1.0))
 }
 
-pub use crate::store::views::trading::{Component, Score};
+pub(crate) use crate::store::views::trading::{Component, Score};
 
 /// What was observed for each component: a latency quantile in seconds for the first
 /// three, the handled and dropped rates per second for throughput; `None` means no
 /// data.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub latency: Option<f64>,
     pub risk: Option<f64>,
     pub ml: Option<f64>,
@@ -57,7 +57,7 @@ pub struct Observed {
 /// remaining weights renormalised, so a host that runs no ML model is not punished
 /// for it; the coverage ratio says how much of the score was measured, and below
 /// `cfg.min_coverage` there is no score.
-pub fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
+pub(crate) fn compute(cfg: &ScoreConfig, observed: &Observed) -> Score {
     let lat = |t: &crate::config::LatencyTarget, o: Option<f64>| {
         (
             t.weight,

@@ -14,7 +14,7 @@ use super::{RecordError, Trading};
 
 /// Most distinct members one set keeps per interval, so a set cannot grow memory
 /// without bound either.
-pub const SET_LIMIT: usize = 10_000;
+pub(crate) const SET_LIMIT: usize = 10_000;
 
 /// With mappings, how many names as sent the index remembers per series slot; beyond
 /// that a new name is mapped on every line instead of remembered.
@@ -39,7 +39,7 @@ pub(super) const TYPES: [(MetricType, &str); 4] = [
 
 /// Identity of one series.
 #[derive(Debug)]
-pub struct SeriesMeta {
+pub(crate) struct SeriesMeta {
     pub kind: MetricType,
     pub name: String,
     /// Values of the allowed tags it carried (empty ones left out).

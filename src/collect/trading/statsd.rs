@@ -12,13 +12,10 @@ use std::time::Duration;
 
 use super::Trading;
 // The parser's items keep their `statsd::` paths (the fuzz target and statsd-load use them).
-pub use super::line::{
-    Line, MAX_NAME, MAX_VALUE, MIN_SAMPLE_RATE, MetricType, ParseError, lines, parse_line,
-    parse_packet, parse_str, valid_name,
-};
+pub(crate) use super::line::valid_name;
 
 /// Largest datagram accepted: the UDP maximum, so no sender's packet is cut.
-pub const MAX_PACKET: usize = 65_536;
+pub(crate) const MAX_PACKET: usize = 65_536;
 
 /// A running listener; dropping it does not stop it, [`Listener::stop`] does.
 pub struct Listener {
@@ -106,7 +103,7 @@ fn receive_loop(socket: &UdpSocket, trading: &Trading, stop: &AtomicBool) {
 
 /// The receive buffer the listener asks for: large, so bursts wait in the kernel
 /// instead of being dropped while the collector holds the lock.
-pub const RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
+pub(crate) const RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
 
 /// Asks for a receive buffer of [`RECEIVE_BUFFER`]; the kernel caps it at `rmem_max`.
 pub fn grow_receive_buffer(socket: &UdpSocket) {
@@ -114,7 +111,7 @@ pub fn grow_receive_buffer(socket: &UdpSocket) {
 }
 
 /// Asks for a receive buffer of `bytes`.
-pub fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
+pub(crate) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
     #[cfg(unix)]
     {
         let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
@@ -151,13 +148,16 @@ mod kernel_drops {
     use std::os::fd::AsRawFd;
 
     /// Turns the drop count on; false when the kernel refuses.
-    pub fn enable(socket: &UdpSocket) -> bool {
+    pub(super) fn enable(socket: &UdpSocket) -> bool {
         super::set_int_option(socket, libc::SO_RXQ_OVFL, 1)
     }
 
     /// Receives one datagram into `buf`: its length, and the socket's drop count
     /// when the kernel attached one.
-    pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u32>)> {
+    pub(super) fn recv(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, Option<u32>)> {
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),

@@ -4,7 +4,9 @@
 use super::hist::Hist;
 use super::score;
 use crate::config::Dur;
-pub use crate::store::views::trading::{LatencyStats, OperationView, StreamView, ValueView, View};
+pub(crate) use crate::store::views::trading::{
+    LatencyStats, OperationView, StreamView, ValueView, View,
+};
 
 /// Latency statistics of one window of `h`, with its rate.
 pub(super) fn latency_stats(h: &Hist, per_second: f64) -> LatencyStats {
@@ -23,7 +25,7 @@ pub(super) fn latency_stats(h: &Hist, per_second: f64) -> LatencyStats {
 }
 
 /// The view before the first run: nothing observed, the score without data.
-pub fn empty_view() -> View {
+pub(crate) fn empty_view() -> View {
     View {
         statsd_listen: None,
         updated_unix: None,
@@ -39,6 +41,6 @@ pub fn empty_view() -> View {
 }
 
 /// Window name as configured (`1m`, `5m`).
-pub fn window_name(d: Dur) -> String {
+pub(crate) fn window_name(d: Dur) -> String {
     d.to_string()
 }

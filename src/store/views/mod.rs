@@ -5,11 +5,11 @@
 
 use std::sync::{Arc, RwLock};
 
-pub mod containers;
+pub(crate) mod containers;
 mod probes;
-pub mod trading;
+pub(crate) mod trading;
 
-pub use probes::ProbeResult;
+pub(crate) use probes::ProbeResult;
 
 /// The latest value of one view: `None` until its source has published one, and again
 /// after a run that could not produce one (unknown is absent).
