@@ -485,13 +485,6 @@ pub(crate) fn build_topology(machine: &MachineInfo, ncpu: u32) -> Result<Topolog
     })
 }
 
-/// Performance or efficiency for a macmon tier label (`E` is the only efficiency tier;
-/// `P`, `S` and `_` are performance).
-#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source uses it; tested here
-pub(crate) fn tier_type(label: &str) -> CoreType {
-    label_type(label)
-}
-
 /// `hw.perflevelN.name` for a macmon tier label.
 pub(crate) fn level_name(label: &str) -> Option<&'static str> {
     match label {

@@ -58,7 +58,7 @@ unsafe extern "C" {
 type Pending = Arc<Mutex<PendingWindows>>;
 
 /// The live macOS source.
-pub struct MacSource {
+pub(crate) struct MacSource {
     machine: MachineInfo,
     ncpu: u32,
     host: libc::mach_port_t,
@@ -74,7 +74,7 @@ pub struct MacSource {
 impl MacSource {
     /// Reads the machine's static description and starts macmon's sampler, which
     /// measures windows of `interval`.
-    pub fn new(interval: Duration) -> std::io::Result<Self> {
+    pub(crate) fn new(interval: Duration) -> std::io::Result<Self> {
         // SAFETY: no preconditions; the port is kept for the source's lifetime.
         let host = unsafe { mach2::mach_init::mach_host_self() };
         let ncpu = sysctl_int("hw.logicalcpu")
@@ -104,20 +104,20 @@ impl MacSource {
         })
     }
 
-    pub fn machine(&self) -> &MachineInfo {
+    pub(crate) fn machine(&self) -> &MachineInfo {
         &self.machine
     }
 
-    pub fn cpu_count(&self) -> u32 {
+    pub(crate) fn cpu_count(&self) -> u32 {
         self.ncpu
     }
 
-    pub fn set_topology(&mut self, t: Topology) {
+    pub(crate) fn set_topology(&mut self, t: Topology) {
         self.topology = t;
     }
 
     /// One raw sample: macmon's latest window plus this moment's counters.
-    pub fn raw_sample(&mut self) -> RawSample {
+    pub(crate) fn raw_sample(&mut self) -> RawSample {
         let fresh = self.pending.lock().ok().and_then(|mut p| p.take());
         let mut raw = match fresh {
             Some(s) => {
@@ -164,7 +164,7 @@ impl Source for MacSource {
 }
 
 /// `m4watch dump-raw`: the header, then `samples` raw samples `interval` apart.
-pub fn dump_raw(
+pub(crate) fn dump_raw(
     samples: u32,
     interval: Duration,
     out: &mut dyn std::io::Write,

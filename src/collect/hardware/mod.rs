@@ -7,10 +7,12 @@
 //! tested on fixtures.
 
 pub(crate) mod apple;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+// the Linux source uses it; tested everywhere
 pub(crate) mod linux;
 pub(crate) mod macmon_window;
 #[cfg(target_os = "macos")]
-pub mod macos;
+pub(crate) mod macos;
 pub(crate) mod replay;
 
 use std::collections::BTreeMap;

@@ -23,7 +23,7 @@ use crate::collect::hardware::macos::{
     for_each_service, integer_dictionary, property, sysctl_mib, sysctl_raw,
 };
 
-pub fn read() -> Result<NetReading, CollectError> {
+pub(crate) fn read() -> Result<NetReading, CollectError> {
     let get =
         |name: &str| sysctl_raw(name).ok_or_else(|| CollectError(format!("sysctl {name} failed")));
     let counters =
@@ -73,7 +73,7 @@ fn if_name(index: u16) -> Option<String> {
 
 /// Every whole disk with its driver's statistics. A partition's IOMedia shares its
 /// disk's driver, so whole media only (`Whole` = true) count each driver once.
-pub fn disks() -> Result<Vec<Disk>, CollectError> {
+pub(crate) fn disks() -> Result<Vec<Disk>, CollectError> {
     let mut out = Vec::new();
     let listed = for_each_service(c"IOMedia", |media| {
         let whole = property(media, "Whole")
@@ -111,7 +111,7 @@ pub fn disks() -> Result<Vec<Disk>, CollectError> {
 
 /// Every mounted filesystem with its sizes. `MNT_NOWAIT` answers from the kernel's
 /// cache, so a dead network server cannot block the call.
-pub fn filesystems() -> Result<Vec<(Mount, Option<FsStat>)>, CollectError> {
+pub(crate) fn filesystems() -> Result<Vec<(Mount, Option<FsStat>)>, CollectError> {
     const _: () = assert!(std::mem::size_of::<libc::statfs>() == super::darwin::STATFS_LEN);
     for _ in 0..2 {
         // SAFETY: a null buffer asks for the number of mounts.

@@ -16,7 +16,7 @@ use super::{ProcessSample, ProcessTable, Reading, Selector, Unit, groups};
 use crate::collect::CollectError;
 use crate::collect::hardware::macos::{sysctl_int, sysctl_mib};
 
-pub fn read(selectors: &[Selector], max: usize) -> Result<Reading, CollectError> {
+pub(crate) fn read(selectors: &[Selector], max: usize) -> Result<Reading, CollectError> {
     let tb = timebase();
     // SAFETY: no preconditions.
     let now = tb.seconds(unsafe { mach2::mach_time::mach_absolute_time() });

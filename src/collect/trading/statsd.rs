@@ -197,11 +197,14 @@ mod kernel_drops {
 mod kernel_drops {
     use std::net::UdpSocket;
 
-    pub fn enable(_: &UdpSocket) -> bool {
+    pub(crate) fn enable(_: &UdpSocket) -> bool {
         true
     }
 
-    pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u32>)> {
+    pub(crate) fn recv(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, Option<u32>)> {
         socket.recv(buf).map(|n| (n, None))
     }
 }
