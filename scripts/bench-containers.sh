@@ -7,7 +7,7 @@
 # the anchor, in the same run. Shipped settings: interval 1 s.
 # Goals (issue 17): cycle < 50 ms for 50 containers and >= 40x faster than docker
 # stats; stats age <= interval + 1 s; CPU < 2 % of one core for 50 streams.
-#   scripts/bench-containers.sh [containers] [cycles] [docker-stats-runs] [cpu-seconds]
+#   [BIN=path] scripts/bench-containers.sh [containers] [cycles] [docker-stats-runs] [cpu-seconds]
 # Needs a running dockerd and the m4watch-test-busybox image (scripts/test.sh makes
 # both). Removes every container it starts, also when interrupted.
 set -euo pipefail
@@ -18,8 +18,11 @@ RUNS=${3:-5}
 CPU_SECS=${4:-30}
 IMAGE=m4watch-test-busybox
 
-cargo build --release --locked -q --bin m4watch
-BIN=${CARGO_TARGET_DIR:-target}/release/m4watch
+# BIN=path runs that binary (or a wrapper that execs one) instead of building this tree.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -q --bin m4watch
+  BIN=${CARGO_TARGET_DIR:-target}/release/m4watch
+fi
 docker info >/dev/null 2>&1 || { echo "no Docker Engine: run scripts/test.sh first" >&2; exit 1; }
 docker image inspect "$IMAGE" >/dev/null 2>&1 || { echo "no $IMAGE image: run scripts/test.sh first" >&2; exit 1; }
 
