@@ -56,6 +56,11 @@ impl TradingCollector {
     }
 
     pub fn new(trading: Arc<Trading>) -> Self {
+        // Before the first run: nothing observed, the listener's address already known.
+        let latest = Arc::new(View {
+            statsd_listen: trading.statsd_addr().map(|a| a.to_string()),
+            ..super::view::empty_view()
+        });
         let window_names = trading
             .config
             .windows
@@ -71,7 +76,7 @@ impl TradingCollector {
             window_names,
             last_run: None,
             baselines: None,
-            latest: Arc::new(super::view::empty_view()),
+            latest,
         }
     }
 
