@@ -86,33 +86,7 @@ pub mod internals {
     pub mod collect {
         pub use crate::collect::BlockingCollector;
         pub mod hardware {
-            pub use crate::collect::hardware::{CoreType, CpuDesc, HardwareCollector, Topology};
-        }
-        pub mod host {
-            pub use crate::collect::host::{
-                HostCollector, NETWORK_RECEIVE_BYTES_TOTAL, UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
-                UDP_SOCKET_DROPS_TOTAL, UDP_SOCKET_RECEIVE_QUEUE_BYTES,
-            };
-            pub mod clock {
-                pub use crate::collect::host::clock::{
-                    CLOCK_ESTIMATED_ERROR_SECONDS, CLOCK_FREQUENCY_ADJUSTMENT_RATIO,
-                    CLOCK_MAX_ERROR_SECONDS, CLOCK_OFFSET_SECONDS, CLOCK_SYNCHRONIZED,
-                };
-            }
-            pub mod storage {
-                pub use crate::collect::host::storage::{
-                    DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAILABLE_BYTES,
-                    FILESYSTEM_DEVICE_ERROR, FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY,
-                    FILESYSTEM_SIZE_BYTES,
-                };
-            }
-        }
-        pub mod process_groups {
-            pub use crate::collect::process_groups::{
-                CORE_TYPE_CPU_SECONDS_TOTAL, CPU_SECONDS_TOTAL, OLDEST_START_TIME_SECONDS,
-                OPEN_FDS, ProcessGroupCollector, RESIDENT_MEMORY_BYTES,
-                SCHEDULING_DELAY_SECONDS_TOTAL, THREADS, UP, value,
-            };
+            pub use crate::collect::hardware::HardwareCollector;
         }
         pub mod trading {
             pub use crate::collect::trading::baseline::Baselines;

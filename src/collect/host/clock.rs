@@ -16,35 +16,35 @@
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
-pub const CLOCK_SYNCHRONIZED: MetricDef = def(
+pub(crate) const CLOCK_SYNCHRONIZED: MetricDef = def(
     "m4watch_clock_synchronized",
     Kind::Gauge,
     &[],
     "1 if the kernel's clock discipline counts the clock as synchronised (adjtimex neither returns TIME_ERROR nor sets STA_UNSYNC), 0 if not; Linux only.",
 );
 
-pub const CLOCK_OFFSET_SECONDS: MetricDef = def(
+pub(crate) const CLOCK_OFFSET_SECONDS: MetricDef = def(
     "m4watch_clock_offset_seconds",
     Kind::Gauge,
     &[],
     "Offset between the system clock and the reference that the time daemon last gave the kernel's discipline (adjtimex offset); 0 under chrony, which corrects the clock itself; Linux only.",
 );
 
-pub const CLOCK_ESTIMATED_ERROR_SECONDS: MetricDef = def(
+pub(crate) const CLOCK_ESTIMATED_ERROR_SECONDS: MetricDef = def(
     "m4watch_clock_estimated_error_seconds",
     Kind::Gauge,
     &[],
     "The time daemon's estimate of the system clock's error (adjtimex esterror); Linux only.",
 );
 
-pub const CLOCK_MAX_ERROR_SECONDS: MetricDef = def(
+pub(crate) const CLOCK_MAX_ERROR_SECONDS: MetricDef = def(
     "m4watch_clock_max_error_seconds",
     Kind::Gauge,
     &[],
     "Upper bound of the system clock's error (adjtimex maxerror): the kernel adds 500 microseconds a second until a time daemon resets it, and marks the clock unsynchronised at 16 seconds; Linux only.",
 );
 
-pub const CLOCK_FREQUENCY_ADJUSTMENT_RATIO: MetricDef = def(
+pub(crate) const CLOCK_FREQUENCY_ADJUSTMENT_RATIO: MetricDef = def(
     "m4watch_clock_frequency_adjustment_ratio",
     Kind::Gauge,
     &[],
@@ -70,8 +70,9 @@ pub(crate) const METRICS: &[MetricDef] = &[
 
 /// The `struct timex` fields m4watch reads, with the call's return value (the clock
 /// state), as plain integers.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timex {
+pub(crate) struct Timex {
     /// `adjtimex`'s return value: `TIME_OK` .. `TIME_ERROR`.
     pub state: i64,
     pub status: i64,
@@ -88,13 +89,16 @@ pub struct Timex {
 }
 
 /// `include/uapi/linux/timex.h`; XNU's `sys/timex.h` has the same values.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
 const TIME_ERROR: i64 = 5;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
 const STA_UNSYNC: i64 = 0x0040;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
 const STA_NANO: i64 = 0x2000;
 
 /// One reading in base units.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClockReading {
+pub(crate) struct ClockReading {
     pub synchronized: bool,
     pub offset_seconds: f64,
     pub estimated_error_seconds: f64,
@@ -105,7 +109,8 @@ pub struct ClockReading {
 }
 
 impl ClockReading {
-    pub fn from_timex(t: &Timex) -> Self {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
+    pub(crate) fn from_timex(t: &Timex) -> Self {
         let offset_unit = if t.status & STA_NANO != 0 { 1e-9 } else { 1e-6 };
         ClockReading {
             synchronized: t.state != TIME_ERROR && t.status & STA_UNSYNC == 0,

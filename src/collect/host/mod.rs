@@ -16,6 +16,9 @@
 pub(crate) mod clock;
 #[cfg(any(target_os = "macos", test))]
 pub(crate) mod darwin;
+/// This collector against the running kernel (Linux): real sockets, processes, mounts.
+#[cfg(test)]
+mod kernel_tests;
 #[cfg(any(target_os = "linux", test))]
 pub(crate) mod linux;
 #[cfg(target_os = "macos")]
@@ -51,7 +54,7 @@ pub(crate) const UDP_RECEIVE_ERRORS_TOTAL: MetricDef = def(
     "UDP datagrams received but not delivered, for any reason (receive-buffer and checksum errors included; Linux InErrors); absent on macOS.",
 );
 
-pub const UDP_RECEIVE_BUFFER_ERRORS_TOTAL: MetricDef = def(
+pub(crate) const UDP_RECEIVE_BUFFER_ERRORS_TOTAL: MetricDef = def(
     "m4watch_udp_receive_buffer_errors_total",
     Kind::Counter,
     &[],
@@ -114,21 +117,21 @@ pub(crate) const TCP_ESTABLISHED_RESETS_TOTAL: MetricDef = def(
     "TCP connections reset from the established or close-wait state (Linux EstabResets); absent on macOS.",
 );
 
-pub const UDP_SOCKET_RECEIVE_QUEUE_BYTES: MetricDef = def(
+pub(crate) const UDP_SOCKET_RECEIVE_QUEUE_BYTES: MetricDef = def(
     "m4watch_udp_socket_receive_queue_bytes",
     Kind::Gauge,
     &["port", "local_address"],
     "Bytes waiting in the receive queues of the UDP sockets bound to a watched port (host.udp_ports) and address; absent on macOS.",
 );
 
-pub const UDP_SOCKET_DROPS_TOTAL: MetricDef = def(
+pub(crate) const UDP_SOCKET_DROPS_TOTAL: MetricDef = def(
     "m4watch_udp_socket_drops_total",
     Kind::Counter,
     &["port", "local_address"],
     "Datagrams the kernel dropped for the UDP sockets bound to a watched port (host.udp_ports) and address, summed over the sockets open now (Linux /proc/net/udp drops); absent on macOS.",
 );
 
-pub const NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
+pub(crate) const NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
     "m4watch_network_receive_bytes_total",
     Kind::Counter,
     &["interface"],
@@ -232,7 +235,7 @@ pub(crate) type NetCounters = BTreeMap<&'static str, u64>;
 
 /// One UDP socket as the kernel lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdpSocket {
+pub(crate) struct UdpSocket {
     pub local_address: std::net::IpAddr,
     pub port: u16,
     /// Bytes in the receive queue.
@@ -243,7 +246,7 @@ pub struct UdpSocket {
 
 /// One network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
+pub(crate) struct Interface {
     pub name: String,
     /// Per-interface counters by family name (the `_total` families labelled by
     /// interface); one the platform does not count has no entry.
@@ -256,7 +259,7 @@ pub struct Interface {
 
 /// One reading of the network stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetReading {
+pub(crate) struct NetReading {
     pub counters: NetCounters,
     /// `None` where the platform cannot list sockets (macOS): the per-socket families
     /// are then absent rather than empty-but-known.
@@ -330,7 +333,7 @@ pub(crate) fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
 
 /// Reads the network stack, the clock, the disks and the filesystems of the machine
 /// m4watch runs on.
-pub struct HostCollector {
+pub(crate) struct HostCollector {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     procfs: PathBuf,
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -346,7 +349,7 @@ pub struct HostCollector {
 }
 
 impl HostCollector {
-    pub fn new(config: &HostConfig) -> Self {
+    pub(crate) fn new(config: &HostConfig) -> Self {
         HostCollector {
             procfs: config.procfs.clone(),
             sysfs: config.sysfs.clone(),
@@ -362,7 +365,7 @@ impl HostCollector {
     }
 
     /// One reading, as the platform gives it.
-    pub fn read(&self) -> Result<NetReading, CollectError> {
+    pub(crate) fn read(&self) -> Result<NetReading, CollectError> {
         #[cfg(target_os = "linux")]
         {
             linux::read(&self.procfs, &self.sysfs, !self.ports.is_empty())
@@ -381,7 +384,7 @@ impl HostCollector {
 
     /// The clock as the kernel's discipline reports it; `None` where the platform has
     /// no trustworthy reading (macOS, see [`clock`]).
-    pub fn read_clock(&self) -> Result<Option<clock::ClockReading>, CollectError> {
+    pub(crate) fn read_clock(&self) -> Result<Option<clock::ClockReading>, CollectError> {
         #[cfg(target_os = "linux")]
         {
             let t = clock::read().map_err(|e| CollectError(format!("adjtimex: {e}")))?;
@@ -394,7 +397,7 @@ impl HostCollector {
     }
 
     /// Every block device, before `host.disks.ignore`.
-    pub fn read_disks(&self) -> Result<Vec<storage::Disk>, CollectError> {
+    pub(crate) fn read_disks(&self) -> Result<Vec<storage::Disk>, CollectError> {
         #[cfg(target_os = "linux")]
         {
             linux::read_disks(&self.procfs)
@@ -411,7 +414,7 @@ impl HostCollector {
 
     /// The filesystems `watch` keeps, each with its answer (`None`: failed or timed
     /// out).
-    pub fn read_filesystems(
+    pub(crate) fn read_filesystems(
         &self,
         watch: &storage::FilesystemWatch,
     ) -> Result<Vec<(storage::Mount, Option<storage::FsStat>)>, CollectError> {

@@ -20,7 +20,7 @@ use crate::config::Pattern;
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
-pub const DISK_READS_COMPLETED_TOTAL: MetricDef = def(
+pub(crate) const DISK_READS_COMPLETED_TOTAL: MetricDef = def(
     "m4watch_disk_reads_completed_total",
     Kind::Counter,
     &["device"],
@@ -83,7 +83,7 @@ pub(crate) const DISK_FLUSHES_COMPLETED_TOTAL: MetricDef = def(
     "Cache flushes a block device completed (each fsync that reaches the device is one); Linux 5.5 and later.",
 );
 
-pub const FILESYSTEM_SIZE_BYTES: MetricDef = def(
+pub(crate) const FILESYSTEM_SIZE_BYTES: MetricDef = def(
     "m4watch_filesystem_size_bytes",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
@@ -97,7 +97,7 @@ pub(crate) const FILESYSTEM_FREE_BYTES: MetricDef = def(
     "Free space of a mounted filesystem, the blocks reserved for root included.",
 );
 
-pub const FILESYSTEM_AVAILABLE_BYTES: MetricDef = def(
+pub(crate) const FILESYSTEM_AVAILABLE_BYTES: MetricDef = def(
     "m4watch_filesystem_available_bytes",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
@@ -111,21 +111,21 @@ pub(crate) const FILESYSTEM_FILES: MetricDef = def(
     "Inodes (file slots) of a mounted filesystem; 0 where the filesystem has no fixed number.",
 );
 
-pub const FILESYSTEM_FILES_FREE: MetricDef = def(
+pub(crate) const FILESYSTEM_FILES_FREE: MetricDef = def(
     "m4watch_filesystem_files_free",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
     "Free inodes of a mounted filesystem.",
 );
 
-pub const FILESYSTEM_READONLY: MetricDef = def(
+pub(crate) const FILESYSTEM_READONLY: MetricDef = def(
     "m4watch_filesystem_readonly",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
     "1 if a filesystem is mounted read-only, 0 if writable.",
 );
 
-pub const FILESYSTEM_DEVICE_ERROR: MetricDef = def(
+pub(crate) const FILESYSTEM_DEVICE_ERROR: MetricDef = def(
     "m4watch_filesystem_device_error",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
@@ -155,14 +155,14 @@ pub(crate) const METRICS: &[MetricDef] = &[
 /// One block device: its counters by family name, in base units (bytes, seconds); a
 /// counter the platform does not keep has no entry.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Disk {
+pub(crate) struct Disk {
     pub device: String,
     pub counters: BTreeMap<&'static str, f64>,
 }
 
 /// One mounted filesystem as the mount table lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub(crate) struct Mount {
     pub device: String,
     pub mountpoint: String,
     pub fstype: String,
@@ -170,7 +170,7 @@ pub struct Mount {
 
 /// What `statvfs`/`statfs` says of one filesystem, in bytes and inodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsStat {
+pub(crate) struct FsStat {
     pub size_bytes: u64,
     pub free_bytes: u64,
     pub available_bytes: u64,
@@ -322,15 +322,17 @@ fn lock(stuck: &Stuck) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
 }
 
 /// Where the collector's filesystem settings come together.
-pub struct FilesystemWatch {
+pub(crate) struct FilesystemWatch {
     pub ignore_types: Pattern,
     pub ignore_mounts: Pattern,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
     pub stat_timeout: Duration,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
     pub stuck: Stuck,
 }
 
 impl FilesystemWatch {
-    pub fn new(c: &crate::config::FilesystemsConfig) -> Self {
+    pub(crate) fn new(c: &crate::config::FilesystemsConfig) -> Self {
         FilesystemWatch {
             ignore_types: c.ignore_types.clone(),
             ignore_mounts: c.ignore_mounts.clone(),

@@ -29,6 +29,9 @@
 
 #[cfg(any(target_os = "macos", test))]
 pub(crate) mod darwin;
+/// This collector against the running kernel (Linux): real sockets, processes, mounts.
+#[cfg(test)]
+mod kernel_tests;
 #[cfg(any(target_os = "linux", test))]
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 // the Linux source uses it; tested everywhere
@@ -44,7 +47,7 @@ use crate::config::{ProcessGroupConfig, ProcessesConfig, SelectorError, selector
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
-pub const UP: MetricDef = def(
+pub(crate) const UP: MetricDef = def(
     "m4watch_process_group_up",
     Kind::Gauge,
     &["group"],
@@ -58,21 +61,21 @@ pub(crate) const PROCESSES: MetricDef = def(
     "Processes a watched group matches now (beyond processes.max_processes they are counted but not read).",
 );
 
-pub const CPU_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const CPU_SECONDS_TOTAL: MetricDef = def(
     "m4watch_process_group_cpu_seconds_total",
     Kind::Counter,
     &["group", "mode"],
     "CPU time a watched group's processes used while watched, by mode (user, system), in seconds.",
 );
 
-pub const CORE_TYPE_CPU_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const CORE_TYPE_CPU_SECONDS_TOTAL: MetricDef = def(
     "m4watch_process_group_core_type_cpu_seconds_total",
     Kind::Counter,
     &["group", "type", "method"],
     "CPU time a watched group's threads used while watched, by core type, in seconds; method=\"measured\" where the kernel counts it (macOS), \"sampled\" where each thread's time since the last collection is put on the type of the CPU it last ran on (Linux).",
 );
 
-pub const SCHEDULING_DELAY_SECONDS_TOTAL: MetricDef = def(
+pub(crate) const SCHEDULING_DELAY_SECONDS_TOTAL: MetricDef = def(
     "m4watch_process_group_scheduling_delay_seconds_total",
     Kind::Counter,
     &["group"],
@@ -93,28 +96,28 @@ pub(crate) const ENERGY_JOULES_TOTAL: MetricDef = def(
     "Energy the kernel billed to a watched group's processes while watched, in joules (macOS ri_energy_nj); absent on Linux.",
 );
 
-pub const RESIDENT_MEMORY_BYTES: MetricDef = def(
+pub(crate) const RESIDENT_MEMORY_BYTES: MetricDef = def(
     "m4watch_process_group_resident_memory_bytes",
     Kind::Gauge,
     &["group"],
     "Resident memory of a watched group's processes, summed, in bytes.",
 );
 
-pub const THREADS: MetricDef = def(
+pub(crate) const THREADS: MetricDef = def(
     "m4watch_process_group_threads",
     Kind::Gauge,
     &["group"],
     "Threads of a watched group's processes, summed.",
 );
 
-pub const OPEN_FDS: MetricDef = def(
+pub(crate) const OPEN_FDS: MetricDef = def(
     "m4watch_process_group_open_fds",
     Kind::Gauge,
     &["group"],
     "File descriptors a watched group's processes have open, summed; absent when any member's cannot be read (another user's process).",
 );
 
-pub const OLDEST_START_TIME_SECONDS: MetricDef = def(
+pub(crate) const OLDEST_START_TIME_SECONDS: MetricDef = def(
     "m4watch_process_group_oldest_start_time_seconds",
     Kind::Gauge,
     &["group"],
@@ -195,17 +198,19 @@ impl Selector {
 
 /// A process's CPU time by core type, cumulative.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CoreTime {
+pub(crate) enum CoreTime {
     /// The kernel's own split (macOS), in seconds.
+    #[cfg_attr(not(target_os = "macos"), allow(dead_code))] // the macOS source reads it
     Measured { performance: f64, efficiency: f64 },
     /// A thread's CPU seconds and the CPU it last ran on (Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the Linux source uses it
     OnCpu { seconds: f64, cpu: u32 },
 }
 
 /// Cumulative counters of one process or one thread, as the kernel keeps them; what
 /// the platform does not count is `None`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub user_seconds: Option<f64>,
     pub system_seconds: Option<f64>,
     pub core: Option<CoreTime>,
@@ -218,7 +223,7 @@ pub struct Counters {
 /// One counted unit: a process, or one thread of it (Linux counts core types, delays
 /// and switches per thread, because a process's own files hold only its main thread's).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Unit {
+pub(crate) struct Unit {
     /// 0 for the process itself, else the thread id.
     pub tid: u32,
     /// When it started, in seconds on the reading's monotonic clock.
@@ -228,7 +233,7 @@ pub struct Unit {
 
 /// One process as read.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProcessSample {
+pub(crate) struct ProcessSample {
     pub pid: u32,
     /// Unix time it started.
     pub start_time_seconds: Option<f64>,
@@ -242,7 +247,7 @@ pub struct ProcessSample {
 
 /// One group's reading.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct GroupReading {
+pub(crate) struct GroupReading {
     /// Processes that matched, read or not.
     pub matched: usize,
     /// The processes read (at most `processes.max_processes`).
@@ -252,7 +257,7 @@ pub struct GroupReading {
 /// One collection's readings, in config order, and the monotonic clock they share
 /// (seconds since boot on Linux, since an arbitrary origin on macOS).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub now: f64,
     pub groups: Vec<GroupReading>,
 }
@@ -504,7 +509,8 @@ impl Accountant {
 /// The value of family `name`'s series that carries every label of `want` (its first
 /// series for none); `None` when the family has no such series. Panics when `families`
 /// lacks the family: every collection lists all of [`METRICS`].
-pub fn value(families: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f64> {
+#[cfg(test)]
+pub(crate) fn value(families: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f64> {
     families
         .iter()
         .find(|f| f.name == name)
@@ -519,7 +525,7 @@ pub fn value(families: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f
 }
 
 /// Reads the watched groups of the machine m4watch runs on.
-pub struct ProcessGroupCollector {
+pub(crate) struct ProcessGroupCollector {
     selectors: Vec<Selector>,
     #[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
     max_processes: usize,
@@ -531,7 +537,7 @@ pub struct ProcessGroupCollector {
 impl ProcessGroupCollector {
     /// The collector for a validated config; `topology` maps CPUs to core types for
     /// Linux's sampled attribution (macOS measures instead).
-    pub fn new(config: &ProcessesConfig, topology: Topology) -> Result<Self, CollectError> {
+    pub(crate) fn new(config: &ProcessesConfig, topology: Topology) -> Result<Self, CollectError> {
         let selectors = config
             .groups
             .iter()
@@ -554,7 +560,7 @@ impl ProcessGroupCollector {
     }
 
     /// One reading, as the platform gives it.
-    pub fn read(&mut self) -> Result<Reading, CollectError> {
+    pub(crate) fn read(&mut self) -> Result<Reading, CollectError> {
         #[cfg(target_os = "linux")]
         {
             self.source

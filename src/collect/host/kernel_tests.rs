@@ -11,21 +11,21 @@
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
-use m4watch::config::HostConfig;
-use m4watch::internals::collect::BlockingCollector;
-use m4watch::internals::collect::host::clock::{
+use crate::collect::BlockingCollector;
+use crate::collect::host::clock::{
     CLOCK_ESTIMATED_ERROR_SECONDS, CLOCK_FREQUENCY_ADJUSTMENT_RATIO, CLOCK_MAX_ERROR_SECONDS,
     CLOCK_OFFSET_SECONDS, CLOCK_SYNCHRONIZED,
 };
-use m4watch::internals::collect::host::storage::{
+use crate::collect::host::storage::{
     DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAILABLE_BYTES, FILESYSTEM_DEVICE_ERROR,
     FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY, FILESYSTEM_SIZE_BYTES,
 };
-use m4watch::internals::collect::host::{
+use crate::collect::host::{
     HostCollector, NETWORK_RECEIVE_BYTES_TOTAL, UDP_RECEIVE_BUFFER_ERRORS_TOTAL,
     UDP_SOCKET_DROPS_TOTAL, UDP_SOCKET_RECEIVE_QUEUE_BYTES,
 };
-use m4watch::internals::store::Family;
+use crate::config::HostConfig;
+use crate::store::Family;
 
 /// The value of `name`'s one series whose labels include `port`, or its only series.
 fn value(fams: &[Family], name: &str, port: Option<u16>) -> Option<f64> {
@@ -194,7 +194,7 @@ fn ignored_interfaces_have_no_series_and_the_rest_all_do() {
     let veth = |n: &str| n.starts_with("veth");
     assert!(check(&HostConfig::default(), &veth).contains(&"lo".to_string()));
     let mut config = HostConfig::default();
-    config.interfaces.ignore = m4watch::config::Pattern::new("lo|veth.+").unwrap();
+    config.interfaces.ignore = crate::config::Pattern::new("lo|veth.+").unwrap();
     check(&config, &|n| n == "lo" || veth(n));
     // Kernel-wide counters still cover every interface.
     let fams = HostCollector::new(&config).collect().unwrap();

@@ -10,15 +10,15 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use m4watch::config::{ProcessGroupConfig, ProcessesConfig};
-use m4watch::internals::collect::BlockingCollector;
-use m4watch::internals::collect::hardware::{CoreType, CpuDesc, Topology};
-use m4watch::internals::collect::process_groups::{
+use crate::collect::BlockingCollector;
+use crate::collect::hardware::{CoreType, CpuDesc, Topology};
+use crate::collect::process_groups::{
     CORE_TYPE_CPU_SECONDS_TOTAL, CPU_SECONDS_TOTAL, OLDEST_START_TIME_SECONDS, OPEN_FDS,
     ProcessGroupCollector, RESIDENT_MEMORY_BYTES, SCHEDULING_DELAY_SECONDS_TOTAL, THREADS, UP,
     value,
 };
-use m4watch::internals::store::Family;
+use crate::config::{ProcessGroupConfig, ProcessesConfig};
+use crate::store::Family;
 
 fn cpu_seconds(fams: &[Family], group: &str) -> f64 {
     ["user", "system"]
