@@ -554,3 +554,71 @@ fn macos_only_commands_say_so_elsewhere() {
         assert!(err.contains(want), "{cmd}: {err}");
     }
 }
+
+/// A real `macmon pipe` line (macmon 0.8.0, an M1 Max, published by a project unrelated
+/// to m4watch; its per-core lists trimmed by their author to 2 E and 1 P core): every
+/// figure m4watch takes from it as it stands agrees with the capture. Each core's
+/// identity (`die_id`, `core_id`) is in the line and not read; the core's figures are.
+/// What m4watch derives differently from such a line (the cluster figures beside
+/// macmon's own `pcpu_active_ratio`, utilisation rounded to the tick) is issue 26's.
+#[test]
+fn a_real_macmon_0_8_line_from_an_m1_max_replays_as_captured() {
+    let text = replayed("macmon-0.8-m1max-real.jsonl", 1);
+    let near = |line: &str, want: f64| {
+        let got = value(&text, line);
+        assert!(
+            close(got, want, want.abs() * 1e-6),
+            "{line}: {got:?}, want {want}\n{text}"
+        );
+    };
+    assert_eq!(cpu_types(&text), (1, 2), "{text}");
+    // ecpu_cores[0..2], pcpu_cores[0]: active_ratio and freq_mhz.
+    near(
+        "m4watch_cpu_active_ratio{cpu=\"0\",type=\"efficiency\"}",
+        0.23338988423347473,
+    );
+    near(
+        "m4watch_cpu_active_ratio{cpu=\"1\",type=\"efficiency\"}",
+        0.20647208392620087,
+    );
+    near(
+        "m4watch_cpu_active_ratio{cpu=\"2\",type=\"performance\"}",
+        0.5556453466415405,
+    );
+    near(
+        "m4watch_cpu_frequency_hertz{cpu=\"0\",type=\"efficiency\"}",
+        1399e6,
+    );
+    near(
+        "m4watch_cpu_frequency_hertz{cpu=\"1\",type=\"efficiency\"}",
+        1420e6,
+    );
+    near(
+        "m4watch_cpu_frequency_hertz{cpu=\"2\",type=\"performance\"}",
+        1805e6,
+    );
+    // gpu_freq_mhz, gpu_active_ratio.
+    near("m4watch_gpu_frequency_hertz", 388e6);
+    near("m4watch_gpu_utilization_ratio", 0.6921621561050415);
+    // The rails: cpu_power, gpu_power, ram_power, sys_power, ane_power.
+    near("m4watch_power_watts{rail=\"cpu\"}", 1.3708608150482178);
+    near("m4watch_power_watts{rail=\"gpu\"}", 1.1298161745071411);
+    near("m4watch_power_watts{rail=\"dram\"}", 1.7497817277908325);
+    near("m4watch_power_watts{rail=\"system\"}", 18.952476501464844);
+    assert_eq!(value(&text, "m4watch_power_watts{rail=\"ane\"}"), Some(0.0));
+    // temp, fans, memory.
+    near(
+        "m4watch_temperature_celsius{sensor=\"cpu\"}",
+        55.03165054321289,
+    );
+    near(
+        "m4watch_temperature_celsius{sensor=\"gpu\"}",
+        52.1805419921875,
+    );
+    near("m4watch_fan_speed_rpm{fan=\"fan0\"}", 2311.0);
+    near("m4watch_fan_speed_rpm{fan=\"fan1\"}", 2514.0);
+    near("m4watch_memory_total_bytes", 68719476736.0);
+    near("m4watch_memory_bytes{state=\"used\"}", 28706603008.0);
+    near("m4watch_memory_bytes{state=\"swap_total\"}", 7516192768.0);
+    near("m4watch_memory_bytes{state=\"swap_used\"}", 5701894144.0);
+}
