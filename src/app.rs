@@ -258,7 +258,6 @@ pub(crate) async fn serve_loaded(
     };
     let advisor = Arc::new(advise::Advisor {
         store: Arc::clone(&store),
-        containers: config.containers.enabled,
         ml_target_seconds: trading
             .is_some()
             .then(|| config.trading.score.ml.target.get().as_secs_f64()),

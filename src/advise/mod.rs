@@ -150,10 +150,8 @@ pub(crate) const METRICS: &[crate::model::MetricDef] = &[RECOMMENDATIONS];
 /// Everything the recommendations read, held by the daemon.
 pub(crate) struct Advisor {
     pub store: std::sync::Arc<crate::store::Store>,
-    /// Whether the container collector is on (its report comes from the store).
-    pub containers: bool,
-    /// `trading.score.ml`'s target in seconds; `None` when trading is off (its view
-    /// comes from the store).
+    /// `trading.score.ml`'s target in seconds; `None` when trading is off. The trading
+    /// view and the container report come from the store's views.
     pub ml_target_seconds: Option<f64>,
     pub config: AdviceConfig,
     /// Whether the store keeps the sample ring (the rule engine is on).
@@ -171,14 +169,10 @@ impl Advisor {
     /// The recommendations on `families` (the store's, merged by the caller) and the
     /// other inputs as they are now.
     pub(crate) fn advise_on(&self, families: &Families) -> Advice {
-        let report = self
-            .containers
-            .then(|| self.store.views().containers.get())
-            .flatten();
-        let view = self
-            .ml_target_seconds
-            .and_then(|_| self.store.views().trading.get());
-        let ml_target = self.ml_target_seconds;
+        // Each view is absent while its collector is off (or has not run yet).
+        let views = self.store.views();
+        let report = views.containers.get();
+        let view = views.trading.get();
         let ring = self.store.ring();
         advise(&Inputs {
             now_ms: crate::clock::unix_now_ms(),
@@ -186,7 +180,7 @@ impl Advisor {
             ring: self.ring.then_some(&*ring),
             containers: report.as_deref(),
             trading: view.as_deref(),
-            ml_target_seconds: ml_target,
+            ml_target_seconds: self.ml_target_seconds,
             config: &self.config,
             cpusets_not_host_cpus: self.cpusets_not_host_cpus,
         })

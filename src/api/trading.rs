@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::collect::trading::statsd::valid_name;
 use crate::collect::trading::{RecordError, Trading, ingest::StartError};
-use crate::store::views::trading::{LatencyStats, View};
+use crate::store::views::trading::{LatencyStats, View, window_name};
 
 /// Read routes; mounted behind the read check by [`super::router`].
 pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
@@ -141,7 +141,7 @@ async fn latency_stats(
             windows.last().map(|w| w.to_string()).unwrap_or_default()
         )));
     };
-    let name = windows[pos].to_string();
+    let name = window_name(windows[pos]);
     let operations = view
         .operations
         .iter()

@@ -10,10 +10,10 @@ use super::baseline;
 use super::latency::{Classic, CountWindow, LatencyWindow};
 use super::line::MetricType;
 use super::series::{Pending, SeriesMeta};
-use super::view::{View, window_name};
 use crate::collect::{BlockingCollector, CollectError};
 use crate::store::Family;
 use crate::store::views::Views;
+use crate::store::views::trading::{View, window_name};
 
 /// What the collector keeps of one series between runs.
 pub(super) enum State {

@@ -3,7 +3,6 @@
 
 use super::hist::Hist;
 use super::score;
-use crate::config::Dur;
 pub(crate) use crate::store::views::trading::{
     LatencyStats, OperationView, StreamView, ValueView, View,
 };
@@ -38,9 +37,4 @@ pub(crate) fn empty_view() -> View {
         max_series: 0,
         score: score::compute(&Default::default(), &Default::default()),
     }
-}
-
-/// Window name as configured (`1m`, `5m`).
-pub(crate) fn window_name(d: Dur) -> String {
-    d.to_string()
 }

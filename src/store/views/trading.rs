@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::Dur;
+
 /// Latency statistics of one window, in milliseconds (the unit of the original API).
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LatencyStats {
@@ -97,4 +99,10 @@ pub struct Score {
     /// Share (0..1) of the configured weight that had data.
     pub coverage_ratio: f64,
     pub components: Vec<Component>,
+}
+
+/// A window's name, as configured (`1m`, `5m`): the key of [`OperationView::windows`]
+/// and [`StreamView::throughput_per_second`].
+pub(crate) fn window_name(d: Dur) -> String {
+    d.to_string()
 }
