@@ -19,8 +19,8 @@ COPY --from=build /src/target/release/m4watch /usr/local/bin/m4watch
 # The host's /proc and /sys are mounted read-only under /host (docker-compose.yml).
 COPY config/docker.yml /etc/m4watch/m4watch.yml
 # glibc's allocator as the footprint figures were measured: one arena, no per-thread
-# caches of freed chunks (about 1.5 MiB less resident; small allocations take the
-# arena's lock). packaging/systemd/m4watch.service sets the same.
+# caches of freed chunks (issue 17 measured 0.5-0.8 and 0.8-1.1 MiB less resident;
+# small allocations take the arena's lock). packaging/systemd/m4watch.service sets the same.
 ENV MALLOC_ARENA_MAX=1 GLIBC_TUNABLES=glibc.malloc.tcache_count=0
 VOLUME /var/lib/m4watch
 EXPOSE 9977 8125/udp
