@@ -399,7 +399,7 @@ fn start_trading(
     // The JSON routes read the view from the store from the start: an empty one until
     // the collector's first run replaces it.
     let collector = TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines);
-    store.views().trading.set(Some(collector.latest_view()));
+    collect::BlockingCollector::publish_view(&collector, store.views());
     tasks.push(entry.spawn(Blocking::new(collector), store, shutdown));
     Ok((trading, tasks))
 }
