@@ -97,7 +97,7 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// The numbers of this line (sets: see [`Line::set_members`]).
-    pub(crate) fn values(&self) -> impl Iterator<Item = f64> + 'a {
+    pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
         let rest = split_at_byte(self.raw_values, b':').map_or("", |(_, rest)| rest);
         std::iter::once(self.value).chain(
             split_bytes(rest, b':')
@@ -107,12 +107,12 @@ impl<'a> Line<'a> {
     }
 
     /// The members of a set line.
-    pub(crate) fn set_members(&self) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn set_members(&self) -> impl Iterator<Item = &'a str> + 'a {
         split_bytes(self.raw_values, b':')
     }
 
     /// `(key, value)` pairs of the tags; a bare tag has an empty value.
-    pub(crate) fn tag_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+    pub fn tag_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
         split_bytes(self.tags, b',')
             .filter(|t| !t.is_empty())
             .map(|t| split_at_byte(t, b':').unwrap_or((t, "")))
