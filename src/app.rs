@@ -19,7 +19,7 @@ use crate::persist::samples::SampleDb;
 use crate::reload::ReloadError;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::{advise, alerts, api, catalog, clock, history, notify, persist, rules};
+use crate::{advise, alerts, api, catalog, clock, heartbeat, history, notify, persist, rules};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,7 @@ pub(crate) async fn serve_loaded(
         config.rules.resolved_retention.get().as_millis() as i64,
     ));
     tasks.push(alerts::spawn_expiry(Arc::clone(&alerts), shutdown.clone()));
-    let (alerts, transitions, rules_handle) = if config.rules.enabled {
+    let (alerts, transitions, rules_handle, evaluated) = if config.rules.enabled {
         let running = alerts::evaluate::start(
             &config.rules,
             rules,
@@ -251,10 +251,15 @@ pub(crate) async fn serve_loaded(
             advise::ring_reads(&config.advice),
         );
         tasks.push(running.task);
-        (running.alerts, running.transitions, Some(running.rules))
+        (
+            running.alerts,
+            running.transitions,
+            Some(running.rules),
+            Some(running.evaluated),
+        )
     } else {
         let transitions = alerts.subscribe();
-        (alerts, transitions, None)
+        (alerts, transitions, None, None)
     };
     let advisor = Arc::new(advise::Advisor {
         store: Arc::clone(&store),
@@ -301,6 +306,17 @@ pub(crate) async fn serve_loaded(
         notifier.clone(),
         shutdown.clone(),
     ));
+    let (heartbeat, heartbeat_task) = heartbeat::Heartbeat::start(
+        config.heartbeat.clone(),
+        heartbeat::Signals {
+            evaluated,
+            evaluation_interval: config.rules.evaluation_interval.get(),
+            outbox: notifier.progress(),
+        },
+        Arc::clone(&store),
+        shutdown.clone(),
+    );
+    tasks.push(heartbeat_task);
 
     let (reload, requests) = crate::reload::channel();
     store.publish("reload", crate::reload::families(true, clock::unix_now()));
@@ -310,6 +326,7 @@ pub(crate) async fn serve_loaded(
             running: config.clone(),
             rules: rules_handle,
             notifier: notifier.clone(),
+            heartbeat: heartbeat.clone(),
             store: Arc::clone(&store),
         },
         requests,
@@ -331,6 +348,7 @@ pub(crate) async fn serve_loaded(
         notifier,
         samples,
         advisor,
+        heartbeat,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, "serving /metrics and the API");
@@ -429,6 +447,7 @@ struct Reloader {
     running: Config,
     rules: Option<alerts::evaluate::RulesHandle>,
     notifier: notify::Notifier,
+    heartbeat: heartbeat::Heartbeat,
     store: Arc<Store>,
 }
 
@@ -471,7 +490,7 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
 
 impl Reloader {
     /// Re-reads the config and rule files. An invalid config changes nothing. The
-    /// rules and the notifications take the new settings at once; other changed
+    /// rules, the notifications and the heartbeat take the new settings at once; other changed
     /// sections are reported as needing a restart. `listen`, `data_dir` and
     /// `log_format` (which the command line may override) keep their running values.
     async fn reload(&mut self) -> Result<crate::reload::Outcome, ReloadError> {
@@ -516,6 +535,11 @@ impl Reloader {
         self.running.notifications = next.notifications;
         self.running.notifications.delivery = delivery;
         applied.push("notifications");
+        if self.heartbeat.reconfigure(next.heartbeat.clone()) {
+            tracing::info!(on = next.heartbeat.is_some(), "reload: heartbeat replaced");
+        }
+        self.running.heartbeat = next.heartbeat;
+        applied.push("heartbeat");
         Ok(crate::reload::Outcome {
             status: "reloaded",
             applied,

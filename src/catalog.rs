@@ -29,6 +29,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
         crate::collect::trading::METRICS,
     ),
     ("Notifications", crate::notify::METRICS),
+    ("Heartbeat (dead-man's switch)", crate::heartbeat::METRICS),
     ("Containers", crate::collect::containers::METRICS),
     ("Health probes", crate::collect::probes::METRICS),
     ("Recommendations", crate::advise::METRICS),

@@ -34,6 +34,35 @@ pub(crate) fn rfc3339_ms(ms: i64) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// When something last happened (Unix ms), shared cheaply between the part that does
+/// it and the parts that watch it: the rule loop marks each finished evaluation, the
+/// delivery worker each outbox pass, and the heartbeat reads both. Never marked reads
+/// as `None`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stamp(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Stamp {
+    /// Records that it happened now.
+    pub(crate) fn mark(&self) {
+        self.set(unix_now_ms());
+    }
+
+    /// Records that it happened at `ms`.
+    pub(crate) fn set(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Forgets it: reads `None` again.
+    pub(crate) fn clear(&self) {
+        self.set(0);
+    }
+
+    /// When it last happened, if ever.
+    pub(crate) fn get(&self) -> Option<i64> {
+        Some(self.0.load(std::sync::atomic::Ordering::Relaxed)).filter(|&ms| ms > 0)
+    }
+}
+
 /// Runs `f` at once and then every `interval` until `shutdown` fires. A run in progress
 /// when shutdown fires finishes first (a run that may be cut short races the shutdown
 /// itself); a run longer than `interval` delays the next one rather than bunching ticks

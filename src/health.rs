@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::alert::Severity;
+use crate::model::alert::{Severity, State, StoredAlert, is_watchdog};
 use crate::store::CollectorStatus;
 use crate::store::views::ProbeResult;
 
@@ -47,6 +47,23 @@ pub(crate) struct SystemHealth {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub performance_score: Option<f64>,
     pub collectors: BTreeMap<String, CollectorStatus>,
+}
+
+/// Pending and firing alerts counted by state (`pending`, `firing`) and severity: the
+/// health verdict's and the dashboard summary's input. A watchdog alert (the shipped
+/// `Watchdog` rule, [`crate::model::alert::WATCHDOG_LABEL`]) fires all the time on
+/// purpose, to prove the pipeline works: it is no problem and is not counted.
+pub(crate) fn active_counts(alerts: &[StoredAlert]) -> BTreeMap<(&'static str, String), u64> {
+    let mut out = BTreeMap::new();
+    for a in alerts.iter().filter(|a| !is_watchdog(&a.labels)) {
+        let state = match a.state {
+            State::Firing => "firing",
+            State::Pending => "pending",
+            _ => continue,
+        };
+        *out.entry((state, a.severity.to_string())).or_insert(0) += 1;
+    }
+    out
 }
 
 /// Works out the system's health from collector runs, engine probes, firing alerts

@@ -29,6 +29,8 @@
 //!   Alertmanager through a durable SQLite outbox.
 //! - `advise/` (one file per check), `health`: recommendations and the health verdict,
 //!   from the store's views, families and ring.
+//! - `heartbeat`: the dead-man's switch, a request off the host every interval while
+//!   the rule loop evaluates and the outbox drains.
 //! - `api`: HTTP routes (`/metrics`, readiness, the JSON API, one file per route group).
 //! - [`validate`], [`demo`], [`launchd`]: the commands that sit on a running daemon.
 //! - [`catalog`]: every exported metric family, aggregated from the modules' definitions.
@@ -46,6 +48,7 @@ mod collect;
 pub mod config;
 pub mod demo;
 mod health;
+mod heartbeat;
 mod history;
 pub mod launchd;
 mod model;

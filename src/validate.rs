@@ -4,7 +4,9 @@
 //! It reads the instance's own OpenAPI document and calls every read endpoint that
 //! takes no path parameter, checks the metric families each enabled collector must
 //! export, that every enabled collector's last run succeeded, that rules are loaded,
-//! that each receiver can reach its destinations (a dry run: nothing is sent), and
+//! that each receiver can reach its destinations (a dry run: nothing is sent), that
+//! the heartbeat (when configured) can reach its dead-man's service and would beat
+//! now (a dry run too), and
 //! that the performance score is at or above its floor (`--min-score`) with enough
 //! coverage. It changes nothing on the instance.
 
@@ -154,6 +156,8 @@ struct Status {
     collectors: Vec<CollectorSummary>,
     rules: RulesSummary,
     receivers: Vec<ReceiverSummary>,
+    #[serde(default)]
+    heartbeat: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -481,6 +485,13 @@ pub async fn run(opts: &Options) -> Vec<Check> {
         for r in configured {
             checks.push(dry_run(&c, r).await);
         }
+        checks.push(match &st.heartbeat {
+            None => Check::pass(
+                "heartbeat",
+                "not configured: nothing off the host notices if this host dies",
+            ),
+            Some(_) => heartbeat_dry_run(&c).await,
+        });
     }
 
     // /metrics: content type, families, the score.
@@ -571,6 +582,68 @@ async fn dry_run(c: &Client, r: &ReceiverSummary) -> Check {
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct HeartbeatTest {
+    method: String,
+    #[serde(default)]
+    destination: Option<String>,
+    reachable: bool,
+    #[serde(default)]
+    error: Option<String>,
+    healthy: bool,
+    #[serde(default)]
+    skip_reason: Option<String>,
+}
+
+/// Dry-runs the heartbeat: builds the request and connects to the dead-man's
+/// service, sends nothing; fails when it cannot connect or when a beat would be
+/// skipped now.
+async fn heartbeat_dry_run(c: &Client) -> Check {
+    const NAME: &str = "heartbeat";
+    if c.token.is_none() {
+        return Check::fail(NAME, "the dry run needs --token (a write endpoint)");
+    }
+    let req = c
+        .http
+        .post(format!("{}/api/v1/monitoring/heartbeat/test", c.base));
+    let a = match c.send(req).await {
+        Ok(a) => a,
+        Err(e) => return Check::fail(NAME, e),
+    };
+    if a.status != 200 {
+        return Check::fail(NAME, format!("HTTP {}: {}", a.status, short(&a.body)));
+    }
+    heartbeat_check(&a.body)
+}
+
+/// The heartbeat check from the dry run's answer.
+fn heartbeat_check(body: &str) -> Check {
+    const NAME: &str = "heartbeat";
+    let t = match serde_json::from_str::<HeartbeatTest>(body) {
+        Ok(t) => t,
+        Err(e) => return Check::fail(NAME, format!("unexpected body: {e}")),
+    };
+    let to = t.destination.as_deref().unwrap_or("its destination");
+    match (t.reachable, t.healthy) {
+        (true, true) => Check::pass(NAME, format!("dry run: {} {to} reachable", t.method)),
+        (false, _) => Check::fail(
+            NAME,
+            format!(
+                "dry run: cannot reach the dead-man's service: {}",
+                t.error.as_deref().unwrap_or("no detail")
+            ),
+        ),
+        (true, false) => Check::fail(
+            NAME,
+            format!(
+                "dry run: {} {to} reachable, but beats are being skipped: {}",
+                t.method,
+                t.skip_reason.as_deref().unwrap_or("no reason given")
+            ),
+        ),
+    }
+}
+
 /// Share of checks that passed (1 when there are none).
 pub fn pass_ratio(checks: &[Check]) -> f64 {
     if checks.is_empty() {
@@ -645,6 +718,31 @@ mod tests {
             "{t}"
         );
         assert!(table(&checks, 0.5).ends_with("OK\n"));
+    }
+
+    #[test]
+    fn the_heartbeat_check_reads_the_dry_run() {
+        let ok = heartbeat_check(
+            r#"{"method":"GET","destination":"https://hc-ping.com:443","headers":[],"interval_seconds":60,"reachable":true,"healthy":true}"#,
+        );
+        assert!(ok.passed, "{ok:?}");
+        assert_eq!(ok.detail, "dry run: GET https://hc-ping.com:443 reachable");
+        let down = heartbeat_check(
+            r#"{"method":"POST","headers":[],"interval_seconds":60,"reachable":false,"reason":"connection","error":"cannot connect to 127.0.0.1:9: Connection refused (os error 111)","healthy":true}"#,
+        );
+        assert!(!down.passed);
+        assert_eq!(
+            down.detail,
+            "dry run: cannot reach the dead-man's service: cannot connect to 127.0.0.1:9: Connection refused (os error 111)"
+        );
+        let skipping = heartbeat_check(
+            r#"{"method":"GET","destination":"http://127.0.0.1:8080","headers":[],"interval_seconds":60,"reachable":true,"healthy":false,"skip_reason":"delivery_backlog"}"#,
+        );
+        assert!(!skipping.passed);
+        assert_eq!(
+            skipping.detail,
+            "dry run: GET http://127.0.0.1:8080 reachable, but beats are being skipped: delivery_backlog"
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub(crate) struct Running {
     /// Every transition from before the first evaluation on (restored alerts that
     /// resolved while m4watch was down included), for the notifier.
     pub transitions: tokio::sync::broadcast::Receiver<Arc<crate::alerts::Transition>>,
+    /// When the last evaluation cycle finished: the heartbeat beats only while it is
+    /// recent, so a wedged rule loop stops the beats.
+    pub evaluated: clock::Stamp,
 }
 
 /// What the sample ring keeps: only what is read from it. Of each metric name a rule
@@ -153,8 +156,10 @@ pub(crate) fn start(
         "rules",
         metrics(&families_shape(&engine), &alerts, &Default::default(), None),
     );
+    let evaluated = clock::Stamp::default();
     let cycle = Arc::new(Cycle {
         engine: Mutex::new(engine),
+        evaluated: evaluated.clone(),
         alerts: Arc::clone(&alerts),
         store,
         failures: Mutex::default(),
@@ -170,6 +175,7 @@ pub(crate) fn start(
         },
         task,
         transitions,
+        evaluated,
     }
 }
 
@@ -230,6 +236,8 @@ impl RulesHandle {
 /// What one evaluation cycle works on, shared by every cycle.
 struct Cycle {
     engine: Mutex<Engine>,
+    /// Marked at the end of every evaluation ([`Running::evaluated`]).
+    evaluated: clock::Stamp,
     alerts: Arc<Alerts>,
     store: Arc<Store>,
     /// Failed evaluations per group since start-up.
@@ -302,6 +310,7 @@ impl Cycle {
             "rules",
             metrics(&shape, &self.alerts, &failures, Some(took)),
         );
+        self.evaluated.mark();
     }
 }
 

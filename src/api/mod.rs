@@ -10,6 +10,7 @@ pub(crate) mod containers;
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod hardware;
+pub(crate) mod heartbeat;
 pub(crate) mod history;
 pub(crate) mod notifications;
 pub(crate) mod pages;
@@ -70,6 +71,8 @@ pub(crate) struct AppState {
     pub samples: Option<crate::persist::samples::SampleDb>,
     /// The recommendations' inputs.
     pub advisor: Arc<crate::advise::Advisor>,
+    /// The dead-man's switch (idle when `heartbeat:` is absent).
+    pub heartbeat: crate::heartbeat::Heartbeat,
 }
 
 /// The spec's fixed parts; paths and schemas come from the routers.
@@ -130,6 +133,7 @@ pub(crate) fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(trading::writes(state))
         .merge(alerts::routes(state))
         .merge(notifications::routes(state))
+        .merge(heartbeat::routes(state))
         .merge(writes(state, OpenApiRouter::new().routes(routes!(reload))))
 }
 

@@ -29,18 +29,10 @@ pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
 
 // --- system health --------------------------------------------------------------
 
-/// Pending and firing alerts counted by state (`pending`, `firing`) and severity.
+/// Pending and firing alerts counted by state (`pending`, `firing`) and severity,
+/// the watchdog left out ([`crate::health::active_counts`]).
 pub(super) fn active_alerts(s: &AppState) -> BTreeMap<(&'static str, String), u64> {
-    let mut out = BTreeMap::new();
-    for a in s.alerts.active() {
-        let state = match a.state {
-            crate::model::alert::State::Firing => "firing",
-            crate::model::alert::State::Pending => "pending",
-            _ => continue,
-        };
-        *out.entry((state, a.severity.to_string())).or_insert(0) += 1;
-    }
-    out
+    crate::health::active_counts(&s.alerts.active())
 }
 
 /// Firing alerts per severity, from [`active_alerts`].
@@ -137,6 +129,22 @@ pub(crate) struct ConfigSummary {
     pub probe_targets: usize,
 }
 
+/// The dead-man's switch as it runs now (its URL and header values are secrets and
+/// are never shown).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HeartbeatSummary {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    pub interval_seconds: f64,
+    /// Whether a beat would go now: the rule engine evaluated recently and the
+    /// outbox drains.
+    pub healthy: bool,
+    /// Why a beat would be skipped now: `rules_stalled`, `outbox_stalled` or
+    /// `delivery_backlog`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<&'static str>,
+}
+
 /// Body of `GET /api/v1/monitoring/status`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Status {
@@ -149,6 +157,9 @@ pub(crate) struct Status {
     pub collectors: Vec<CollectorSummary>,
     pub rules: RulesSummary,
     pub receivers: Vec<ReceiverSummary>,
+    /// Absent when `heartbeat:` is not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatSummary>,
 }
 
 fn integrations(r: &crate::config::notify::ReceiverConfig) -> Vec<&'static str> {
@@ -247,5 +258,14 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
                 integrations: integrations(r),
             })
             .collect(),
+        heartbeat: s
+            .heartbeat
+            .describe()
+            .map(|(method, _, interval, gate)| HeartbeatSummary {
+                method,
+                interval_seconds: interval.as_secs_f64(),
+                healthy: gate.is_ok(),
+                skip_reason: gate.err().map(|s| s.as_str()),
+            }),
     })
 }

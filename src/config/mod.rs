@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// The configuration m4watch runs on when no `--config` is given.
 mod containers;
 mod hardware;
+pub mod heartbeat;
 mod history;
 mod host;
 mod locate;
@@ -101,6 +102,10 @@ pub struct Config {
     /// Thresholds of the recommendations (`performance/optimizations`).
     #[serde(default)]
     pub advice: AdviceConfig,
+    /// The dead-man's switch: a request to a service off the host every interval,
+    /// while the rules evaluate and notifications drain. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<heartbeat::HeartbeatConfig>,
 }
 
 /// API access control and the HTTP server's limits.
@@ -282,6 +287,9 @@ impl Config {
             .notifications
             .resolve(base, env)
             .map_err(|(p, r)| invalid(&p, r))?;
+        if let Some(h) = &mut config.heartbeat {
+            h.resolve(base, env).map_err(|(p, r)| invalid(&p, r))?;
+        }
         config.validate().map_err(|(p, r)| invalid(&p, r))?;
         if let Some(f) = &config.hardware.replay_file {
             // Relative to the config file, like the `*_file` secrets.

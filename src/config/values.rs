@@ -188,6 +188,18 @@ pub(crate) fn at_least(d: Dur, min: Duration, path: &str) -> Result<(), (String,
     }
 }
 
+/// Refuses a duration longer than `max`, naming the key and the maximum.
+pub(crate) fn at_most(d: Dur, max: Duration, path: &str) -> Result<(), (String, String)> {
+    if d.0 > max {
+        Err((
+            path.to_string(),
+            format!("must be at most {} (got {d})", Dur(max)),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// [`at_least`] [`MIN_INTERVAL`]: every interval and timeout has this lower bound.
 pub(crate) fn positive(d: Dur, path: &str) -> Result<(), (String, String)> {
     at_least(d, MIN_INTERVAL, path)

@@ -145,6 +145,26 @@ impl Matcher {
     }
 }
 
+impl Matcher {
+    /// Whether this matcher selects `labels` by naming label `name` positively (`=`
+    /// or `=~`) and holding: what a route must do to take a [`WATCHDOG_LABEL`] alert.
+    pub(crate) fn names<L: LabelSet + ?Sized>(&self, name: &str, labels: &L) -> bool {
+        self.name == name && matches!(self.op, Op::Eq | Op::Re) && self.matches(labels)
+    }
+}
+
+/// The label that marks an always-firing dead-man's-switch alert (the shipped
+/// `Watchdog` rule): it fires on purpose, to prove the pipeline works, so it is no
+/// problem. The notifier delivers it only through a route whose matchers name its
+/// `alertname` (`alertname="Watchdog"`), never through a catch-all; health and the
+/// firing-alert counts leave it out.
+pub(crate) const WATCHDOG_LABEL: &str = "m4watch_watchdog";
+
+/// Whether `labels` carry [`WATCHDOG_LABEL`]`="true"`.
+pub(crate) fn is_watchdog<L: LabelSet + ?Sized>(labels: &L) -> bool {
+    labels.label(WATCHDOG_LABEL) == Some("true")
+}
+
 /// Whether every matcher holds.
 pub(crate) fn all_match<L: LabelSet + ?Sized>(ms: &[Matcher], labels: &L) -> bool {
     ms.iter().all(|m| m.matches(labels))

@@ -42,6 +42,8 @@ struct Inner {
     wake: Arc<Notify>,
     /// The receivers the route tree can deliver to ([`NotifyConfig::routed_receivers`]).
     routed: RwLock<std::collections::BTreeSet<String>>,
+    /// Whether the outbox drains ([`worker::Progress`]).
+    progress: worker::Progress,
 }
 
 /// Why the notifier could not do what the API asked.
@@ -114,6 +116,7 @@ impl Notifier {
                 ctx,
                 wake: Arc::new(Notify::new()),
                 routed: RwLock::new(config.routed_receivers()),
+                progress: worker::Progress::default(),
             }),
         };
         notifier.apply_stored().await?;
@@ -133,6 +136,7 @@ impl Notifier {
                 metrics,
                 config.delivery.clone(),
                 Arc::clone(&notifier.inner.wake),
+                notifier.inner.progress.clone(),
                 shutdown,
             )),
         ];
@@ -190,6 +194,12 @@ impl Notifier {
             let _ = wait.await;
         }
         Ok(())
+    }
+
+    /// Whether the outbox drains: the delivery worker's last pass and the oldest
+    /// notification waiting.
+    pub(crate) fn progress(&self) -> worker::Progress {
+        self.inner.progress.clone()
     }
 
     /// Counts alert transitions the bridge missed because it fell behind the feed.

@@ -59,33 +59,7 @@ impl Integration {
         };
         let mut checked = Vec::new();
         for d in destinations {
-            let url = reqwest::Url::parse(&d)
-                .map_err(|e| SendError::fatal(Reason::Invalid, format!("bad URL: {e}")))?;
-            let host = url
-                .host_str()
-                .ok_or_else(|| SendError::fatal(Reason::Invalid, "the URL has no host"))?;
-            let port = url
-                .port_or_known_default()
-                .ok_or_else(|| SendError::fatal(Reason::Invalid, "the URL has no port"))?;
-            // Bracketed IPv6 hosts come back with their brackets, as connect wants them.
-            let addr = format!("{host}:{port}");
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(SendError::retry(
-                        Reason::Connection,
-                        format!("cannot connect to {addr}: {e}"),
-                    ));
-                }
-                Err(_) => {
-                    return Err(SendError::retry(
-                        Reason::Timeout,
-                        format!("connecting to {addr} took longer than {timeout:?}"),
-                    ));
-                }
-            }
-            // Only scheme, host and port: a path may carry a token (Slack webhooks).
-            checked.push(format!("{}://{addr}", url.scheme()));
+            checked.push(reach(&d, timeout).await?);
         }
         Ok(checked)
     }
@@ -98,6 +72,34 @@ impl Integration {
             Integration::Webhook(i) => i.notify(n).await,
             Integration::Alertmanager(i) => i.notify(n).await,
         }
+    }
+}
+
+/// Opens a TCP connection to the host and port of URL `d` within `timeout`, then
+/// closes it without writing a byte: a dry run's check that a destination is
+/// reachable. Returns `scheme://host:port`, never the path or query (a webhook's path
+/// may carry a token).
+pub(crate) async fn reach(d: &str, timeout: Duration) -> Result<String, SendError> {
+    let url = reqwest::Url::parse(d)
+        .map_err(|e| SendError::fatal(Reason::Invalid, format!("bad URL: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| SendError::fatal(Reason::Invalid, "the URL has no host"))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| SendError::fatal(Reason::Invalid, "the URL has no port"))?;
+    // Bracketed IPv6 hosts come back with their brackets, as connect wants them.
+    let addr = format!("{host}:{port}");
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => Ok(format!("{}://{addr}", url.scheme())),
+        Ok(Err(e)) => Err(SendError::retry(
+            Reason::Connection,
+            format!("cannot connect to {addr}: {e}"),
+        )),
+        Err(_) => Err(SendError::retry(
+            Reason::Timeout,
+            format!("connecting to {addr} took longer than {timeout:?}"),
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::notify::{DEFAULT_RECEIVER, RouteConfig};
-use crate::model::alert::{Matcher, all_match};
+use crate::model::alert::{Matcher, all_match, is_watchdog};
 
 /// Group timing defaults: a sidecar's point is speed, so nothing waits by default.
 const DEFAULT_GROUP_WAIT: Duration = Duration::ZERO;
@@ -17,6 +17,9 @@ pub(super) struct Route {
     pub(super) id: usize,
     pub(super) receiver: String,
     pub(super) matchers: Vec<Matcher>,
+    /// The matchers of this route and every ancestor: a watchdog alert is delivered
+    /// only where one of them names its `alertname`.
+    chain: Vec<Matcher>,
     /// `None`: one group per alert.
     pub(super) group_by: Option<Vec<String>>,
     pub(super) group_wait: Duration,
@@ -45,6 +48,12 @@ impl Route {
                 .or_else(|| parent.map(|p| p.receiver.clone()))
                 .unwrap_or_else(|| DEFAULT_RECEIVER.into()),
             matchers: c.matchers.clone(),
+            chain: parent
+                .map(|p| p.chain.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(c.matchers.iter().cloned())
+                .collect(),
             group_by,
             group_wait: c
                 .group_wait
@@ -75,16 +84,32 @@ impl Route {
     }
 
     /// The routes an alert goes to: the deepest matching ones, siblings after a match
-    /// only with `continue`.
+    /// only with `continue`. A watchdog alert ([`is_watchdog`]: always firing, for a
+    /// dead-man's service, not for people) goes only to those of them whose matchers,
+    /// or an ancestor's, name its `alertname` (`alertname="Watchdog"`): never to the
+    /// root's receiver or another catch-all, so a desk's Slack is not told every
+    /// `repeat_interval` that all is well.
     pub(super) fn matching<'a>(
         &'a self,
         labels: &BTreeMap<String, String>,
         out: &mut Vec<&'a Route>,
     ) {
+        let from = out.len();
+        self.walk(labels, out);
+        if is_watchdog(labels) {
+            let named: Vec<&Route> = out
+                .drain(from..)
+                .filter(|r| r.chain.iter().any(|m| m.names("alertname", labels)))
+                .collect();
+            out.extend(named);
+        }
+    }
+
+    fn walk<'a>(&'a self, labels: &BTreeMap<String, String>, out: &mut Vec<&'a Route>) {
         let mut child_matched = false;
         for c in &self.children {
             if all_match(&c.matchers, labels) {
-                c.matching(labels, out);
+                c.walk(labels, out);
                 child_matched = true;
                 if !c.continue_ {
                     break;
@@ -140,6 +165,40 @@ routes:
         assert_eq!(names(&[("severity", "warning")]), ["slack"]);
         assert_eq!(names(&[("severity", "info")]), ["email"]);
         assert_eq!(names(&[("tier", "trading")]), ["never"]);
+    }
+
+    /// The shipped `Watchdog` rule's alert never reaches a catch-all receiver; a route
+    /// that names it by `alertname` takes it.
+    #[test]
+    fn a_watchdog_alert_goes_only_where_a_route_names_it() {
+        let watchdog = labels(&[
+            ("alertname", "Watchdog"),
+            ("severity", "info"),
+            ("m4watch_watchdog", "true"),
+        ]);
+        let names = |yaml: &str, l: &BTreeMap<String, String>| {
+            let cfg: RouteConfig = serde_yaml_ng::from_str(yaml).unwrap();
+            let root = Route::build(&cfg, None, &mut 0);
+            let mut out = Vec::new();
+            root.matching(l, &mut out);
+            out.iter().map(|r| r.receiver.clone()).collect::<Vec<_>>()
+        };
+        // A desk with one Slack receiver and no route for it: nobody gets it.
+        let slack_only = "receiver: slack\nroutes:\n  - matchers: ['severity=~\"info|warning\"']\n    receiver: slack\n";
+        assert!(names(slack_only, &watchdog).is_empty());
+        assert!(names("receiver: slack\n", &watchdog).is_empty());
+        // The same alert without the label would have gone to Slack.
+        let mut plain = watchdog.clone();
+        plain.remove("m4watch_watchdog");
+        assert_eq!(names(slack_only, &plain), ["slack"]);
+        // A route naming it (first, as in Alertmanager) takes it; so does a child of it.
+        let routed = "receiver: slack\nroutes:\n  - matchers: ['alertname=\"Watchdog\"']\n    receiver: deadman\n  - receiver: slack\n";
+        assert_eq!(names(routed, &watchdog), ["deadman"]);
+        let nested = "receiver: slack\nroutes:\n  - matchers: ['alertname=~\"Watchdog|Other\"']\n    routes:\n      - matchers: ['severity=\"info\"']\n        receiver: deadman\n";
+        assert_eq!(names(nested, &watchdog), ["deadman"]);
+        // A negative matcher on alertname does not name it.
+        let negative = "receiver: slack\nroutes:\n  - matchers: ['alertname!=\"Other\"']\n    receiver: slack\n";
+        assert!(names(negative, &watchdog).is_empty());
     }
 
     #[test]

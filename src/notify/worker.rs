@@ -18,7 +18,19 @@ use crate::config::notify::DeliveryConfig;
 use crate::shutdown::Shutdown;
 
 /// Longest the worker sleeps without looking at the outbox.
-const POLL: Duration = Duration::from_secs(1);
+pub(crate) const POLL: Duration = Duration::from_secs(1);
+
+/// Whether the outbox drains, as the worker last saw it; the heartbeat reads it, so a
+/// worker that stops reading the outbox, or notifications that cannot get out, stop
+/// the beats.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// The worker's last complete read of the outbox (at least every [`POLL`]).
+    pub pass: crate::clock::Stamp,
+    /// When the oldest notification still waiting for delivery was queued; `None`
+    /// when none waits.
+    pub oldest_pending: crate::clock::Stamp,
+}
 
 /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`,
 /// capped, then scaled by a random factor in [0.5, 1) so many failing lanes do not
@@ -38,6 +50,7 @@ pub(crate) async fn run(
     metrics: Metrics,
     delivery: DeliveryConfig,
     wake: Arc<Notify>,
+    progress: Progress,
     mut shutdown: Shutdown,
 ) {
     // Lanes with a send in flight. A finished send hands its lane back through
@@ -55,6 +68,11 @@ pub(crate) async fn run(
         match outbox.heads().await {
             Ok(heads) => {
                 let now = unix_now();
+                match heads.iter().map(|h| h.created_at).min_by(f64::total_cmp) {
+                    Some(at) => progress.oldest_pending.set((at * 1000.0) as i64),
+                    None => progress.oldest_pending.clear(),
+                }
+                progress.pass.mark();
                 for h in heads {
                     let lane = (h.receiver.clone(), h.integration.clone());
                     if busy.contains(&lane) {

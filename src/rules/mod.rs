@@ -55,6 +55,10 @@ pub(crate) const EMBEDDED: &[(&str, &str)] = &[
         "alert-rules/exporter.rules.yml",
         include_str!("../../alert-rules/exporter.rules.yml"),
     ),
+    (
+        "alert-rules/watchdog.rules.yml",
+        include_str!("../../alert-rules/watchdog.rules.yml"),
+    ),
 ];
 
 /// A duration Prometheus would not read.

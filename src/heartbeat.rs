@@ -1,0 +1,484 @@
+//! The dead-man's switch that leaves the host: one GET or POST every
+//! `heartbeat.interval` to a service elsewhere (healthchecks.io, Cronitor, Better
+//! Stack), which pages when the beats stop.
+//!
+//! A beat says more than "the process exists": it is sent only while the rule engine
+//! has finished an evaluation within the last few evaluation intervals and the
+//! notification outbox drains (the delivery worker read it recently and no
+//! notification has waited longer than `max_delivery_delay`). So a host that loses
+//! power, a process stopped or hung, and a daemon whose rule loop or notifier is
+//! wedged all go quiet alike. Each skipped beat is counted with its reason and logged
+//! (once per reason, then at most every [`LOG_EVERY`]); each failed one too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::clock::{Stamp, unix_now_ms};
+use crate::config::Secret;
+use crate::config::heartbeat::{HeartbeatConfig, HeartbeatMethod};
+use crate::model::{MetricDef, def};
+use crate::notify::worker::{POLL, Progress};
+use crate::notify::{Reason, SendError, check_status, transport_error};
+use crate::shutdown::Shutdown;
+use crate::store::{Family, Kind, Store};
+
+pub(crate) const HEARTBEAT_SENT_TOTAL: MetricDef = def(
+    "m4watch_heartbeat_sent_total",
+    Kind::Counter,
+    &[],
+    "Heartbeats the dead-man's service accepted (2xx).",
+);
+
+pub(crate) const HEARTBEAT_FAILURES_TOTAL: MetricDef = def(
+    "m4watch_heartbeat_failures_total",
+    Kind::Counter,
+    &["reason"],
+    "Heartbeats sent that failed, per bounded reason (timeout, connection, server_error, ...).",
+);
+
+pub(crate) const HEARTBEAT_SKIPPED_TOTAL: MetricDef = def(
+    "m4watch_heartbeat_skipped_total",
+    Kind::Counter,
+    &["reason"],
+    "Heartbeats not sent because m4watch was not healthy: rules_stalled (no rule evaluation finished recently), outbox_stalled (the delivery worker stopped reading the outbox), delivery_backlog (a notification waited longer than heartbeat.max_delivery_delay).",
+);
+
+pub(crate) const HEARTBEAT_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = def(
+    "m4watch_heartbeat_last_success_timestamp_seconds",
+    Kind::Gauge,
+    &[],
+    "When the last heartbeat was accepted, in Unix seconds; absent until the first.",
+);
+
+pub(crate) const HEARTBEAT_INTERVAL_SECONDS: MetricDef = def(
+    "m4watch_heartbeat_interval_seconds",
+    Kind::Gauge,
+    &[],
+    "The configured heartbeat interval, in seconds; absent when the heartbeat is off.",
+);
+
+/// The heartbeat's metric families.
+pub(crate) const METRICS: &[MetricDef] = &[
+    HEARTBEAT_SENT_TOTAL,
+    HEARTBEAT_FAILURES_TOTAL,
+    HEARTBEAT_SKIPPED_TOTAL,
+    HEARTBEAT_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    HEARTBEAT_INTERVAL_SECONDS,
+];
+
+/// A skip or failure that repeats is logged again at most this often.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// Most of an answer read (and thrown away): a ping answers `OK`.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The delivery worker reads the outbox at least every [`POLL`]; this many polls
+/// without a read is a stalled outbox.
+const OUTBOX_STALL: Duration = Duration::from_secs(10 * POLL.as_secs());
+
+/// Why a beat was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Skip {
+    /// No rule evaluation finished within [`Signals::rules_stale_after`].
+    RulesStalled,
+    /// The delivery worker has not read the outbox within [`OUTBOX_STALL`].
+    OutboxStalled,
+    /// A notification has waited longer than `max_delivery_delay`.
+    DeliveryBacklog,
+}
+
+impl Skip {
+    pub(crate) const ALL: [Skip; 3] = [
+        Skip::RulesStalled,
+        Skip::OutboxStalled,
+        Skip::DeliveryBacklog,
+    ];
+
+    /// The `reason` label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Skip::RulesStalled => "rules_stalled",
+            Skip::OutboxStalled => "outbox_stalled",
+            Skip::DeliveryBacklog => "delivery_backlog",
+        }
+    }
+}
+
+/// What the heartbeat watches: the rule loop's and the delivery worker's own marks.
+#[derive(Debug, Clone)]
+pub(crate) struct Signals {
+    /// When the last evaluation finished; `None` with `rules.enabled: false` (then
+    /// only the outbox is watched).
+    pub evaluated: Option<Stamp>,
+    pub evaluation_interval: Duration,
+    pub outbox: Progress,
+}
+
+impl Signals {
+    /// An evaluation older than this is a stalled rule engine: three evaluation
+    /// intervals, and never under 5 s, so one slow cycle on a busy host is no stall.
+    pub(crate) fn rules_stale_after(&self) -> Duration {
+        (3 * self.evaluation_interval).max(Duration::from_secs(5))
+    }
+
+    /// Whether a beat may go now (`now` in Unix ms), or why not.
+    pub(crate) fn verdict(&self, max_delivery_delay: Duration, now: i64) -> Result<(), Skip> {
+        let older = |at: Option<i64>, limit: Duration| {
+            at.is_none_or(|at| now - at > limit.as_millis() as i64)
+        };
+        if let Some(evaluated) = &self.evaluated
+            && older(evaluated.get(), self.rules_stale_after())
+        {
+            return Err(Skip::RulesStalled);
+        }
+        if older(self.outbox.pass.get(), OUTBOX_STALL) {
+            return Err(Skip::OutboxStalled);
+        }
+        if let Some(queued) = self.outbox.oldest_pending.get()
+            && now - queued > max_delivery_delay.as_millis() as i64
+        {
+            return Err(Skip::DeliveryBacklog);
+        }
+        Ok(())
+    }
+
+    /// How long to wait before looking again at a signal that was stale: after the
+    /// whole process was stopped (`kill -STOP`, a laptop lid) every task wakes at
+    /// once, and the rule loop and the worker need a moment to mark again.
+    fn recheck_after(&self) -> Duration {
+        (2 * self.evaluation_interval).max(2 * POLL)
+    }
+}
+
+/// The counters behind the metric families.
+#[derive(Debug, Default)]
+struct Counts {
+    sent: u64,
+    failures: BTreeMap<&'static str, u64>,
+    skipped: BTreeMap<&'static str, u64>,
+    last_success: Option<f64>,
+    interval: Option<f64>,
+}
+
+impl Counts {
+    fn families(&self) -> Vec<Family> {
+        let mut sent = Family::new(&HEARTBEAT_SENT_TOTAL);
+        sent.push_value(self.sent as f64);
+        let mut failures = Family::new(&HEARTBEAT_FAILURES_TOTAL);
+        for r in Reason::ALL {
+            let n = self.failures.get(r.as_str()).copied().unwrap_or(0);
+            failures.push([("reason", r.as_str())], n as f64);
+        }
+        let mut skipped = Family::new(&HEARTBEAT_SKIPPED_TOTAL);
+        for s in Skip::ALL {
+            let n = self.skipped.get(s.as_str()).copied().unwrap_or(0);
+            skipped.push([("reason", s.as_str())], n as f64);
+        }
+        let mut last = Family::new(&HEARTBEAT_LAST_SUCCESS_TIMESTAMP_SECONDS);
+        if let Some(t) = self.last_success {
+            last.push_value(t);
+        }
+        let mut interval = Family::new(&HEARTBEAT_INTERVAL_SECONDS);
+        if let Some(i) = self.interval {
+            interval.push_value(i);
+        }
+        vec![sent, failures, skipped, last, interval]
+    }
+}
+
+/// Logs a repeating outcome once, then at most every [`LOG_EVERY`], and again
+/// whenever it changes: a skip or failure every 10 s for an hour is a few lines,
+/// not 360.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<(&'static str, Instant)>,
+    /// Beats not sent (skipped or failed) since the last success.
+    missed: u64,
+}
+
+impl Quiet {
+    fn should_log(&mut self, what: &'static str, now: Instant) -> bool {
+        self.missed += 1;
+        let due = match self.last {
+            Some((w, at)) => w != what || now.duration_since(at) >= LOG_EVERY,
+            None => true,
+        };
+        if due {
+            self.last = Some((what, now));
+        }
+        due
+    }
+
+    /// A success: how many beats were missed before it (0: nothing to report).
+    fn success(&mut self) -> u64 {
+        self.last = None;
+        std::mem::take(&mut self.missed)
+    }
+}
+
+/// The handle the wiring and the API hold: swaps the config on a reload, dry-runs.
+#[derive(Clone)]
+pub(crate) struct Heartbeat {
+    config: watch::Sender<Option<HeartbeatConfig>>,
+    signals: Signals,
+}
+
+/// The heartbeat as configured, short of its secrets: method, header names,
+/// interval, and whether a beat would go now (or why not).
+pub(crate) type Description = (&'static str, Vec<String>, Duration, Result<(), Skip>);
+
+impl Heartbeat {
+    /// Starts the heartbeat task; with `config` `None` it idles until a reload turns
+    /// it on.
+    pub(crate) fn start(
+        config: Option<HeartbeatConfig>,
+        signals: Signals,
+        store: Arc<Store>,
+        shutdown: Shutdown,
+    ) -> (Heartbeat, JoinHandle<()>) {
+        let (tx, rx) = watch::channel(config);
+        let task = tokio::spawn(run(rx, signals.clone(), store, shutdown));
+        (
+            Heartbeat {
+                config: tx,
+                signals,
+            },
+            task,
+        )
+    }
+
+    /// Applies the heartbeat of a reloaded config; returns whether it changed (a
+    /// change restarts the schedule).
+    pub(crate) fn reconfigure(&self, next: Option<HeartbeatConfig>) -> bool {
+        self.config.send_if_modified(|c| {
+            if *c == next {
+                false
+            } else {
+                *c = next;
+                true
+            }
+        })
+    }
+
+    /// What runs now, secrets left out; `None` when the heartbeat is off.
+    pub(crate) fn describe(&self) -> Option<Description> {
+        let config = self.config.borrow();
+        let c = config.as_ref()?;
+        Some((
+            c.method.as_str(),
+            c.headers.keys().cloned().collect(),
+            c.interval.get(),
+            self.signals
+                .verdict(c.max_delivery_delay.get(), unix_now_ms()),
+        ))
+    }
+
+    /// Everything short of sending a beat: builds the request and opens (then closes)
+    /// a TCP connection to its host and port. Returns `scheme://host:port`; `None`
+    /// when the heartbeat is off.
+    pub(crate) async fn dry_run(&self) -> Option<Result<String, SendError>> {
+        let config = self.config.borrow().clone()?;
+        let checked = async {
+            let client = client(&config)?;
+            request(&client, &config)?.build().map_err(|e| {
+                SendError::fatal(Reason::Invalid, e.without_url().to_string())
+            })?;
+            let url = config.url.as_ref().map(Secret::expose).unwrap_or_default();
+            crate::notify::receiver::reach(url, config.timeout.get()).await
+        };
+        Some(checked.await)
+    }
+}
+
+/// The client of one configuration: its timeout as the whole request's deadline, no
+/// redirects (a ping URL answers, it does not move).
+fn client(config: &HeartbeatConfig) -> Result<reqwest::Client, SendError> {
+    crate::tls::http_client()
+        .timeout(config.timeout.get())
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("m4watch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SendError::fatal(Reason::Invalid, e.to_string()))
+}
+
+/// The beat's request: method, URL, headers, and for POST a one-line body the
+/// services show in their event log.
+fn request(
+    client: &reqwest::Client,
+    config: &HeartbeatConfig,
+) -> Result<reqwest::RequestBuilder, SendError> {
+    let url = config
+        .url
+        .as_ref()
+        .ok_or_else(|| SendError::fatal(Reason::Invalid, "no heartbeat URL"))?;
+    let mut req = match config.method {
+        HeartbeatMethod::Get => client.get(url.expose()),
+        HeartbeatMethod::Post => client
+            .post(url.expose())
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(concat!(
+                "m4watch ",
+                env!("CARGO_PKG_VERSION"),
+                ": rules evaluating, notifications draining\n"
+            )),
+    };
+    for (name, value) in &config.headers {
+        req = req.header(name.as_str(), value.expose());
+    }
+    Ok(req)
+}
+
+/// Sends one beat within `config.timeout` in all (connect, send, answer), reading at
+/// most [`MAX_ANSWER_BYTES`] of the answer.
+async fn send(client: &reqwest::Client, config: &HeartbeatConfig) -> Result<(), SendError> {
+    let req = request(client, config)?;
+    let exchange = async {
+        let mut resp = req.send().await.map_err(transport_error)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let mut read = 0usize;
+        while read <= MAX_ANSWER_BYTES {
+            match resp.chunk().await {
+                Ok(Some(c)) => read += c.len(),
+                Ok(None) => break,
+                Err(e) => return Err(transport_error(e)),
+            }
+        }
+        check_status(status, &headers)
+    };
+    let deadline = config.timeout.get();
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::retry(
+                Reason::Timeout,
+                format!("no complete answer within {deadline:?}"),
+            ))
+        })
+}
+
+/// What became of one beat.
+enum Outcome {
+    Sent,
+    Skipped(Skip),
+    Failed(SendError),
+}
+
+/// The heartbeat loop: idles while off, otherwise checks the signals every interval
+/// and beats when they allow. A config change restarts the schedule.
+async fn run(
+    mut config: watch::Receiver<Option<HeartbeatConfig>>,
+    signals: Signals,
+    store: Arc<Store>,
+    mut shutdown: Shutdown,
+) {
+    let mut counts = Counts::default();
+    let mut quiet = Quiet::default();
+    loop {
+        let current = config.borrow_and_update().clone();
+        counts.interval = current.as_ref().map(|h| h.interval.get().as_secs_f64());
+        store.publish("heartbeat", counts.families());
+        let client = match current.as_ref().map(client) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "heartbeat: cannot build the HTTP client; no beats until a reload");
+                None
+            }
+            None => None,
+        };
+        let (Some(cfg), Some(client)) = (current, client) else {
+            tokio::select! {
+                _ = shutdown.recv() => return,
+                changed = config.changed() => if changed.is_err() { return },
+            }
+            continue;
+        };
+        tracing::info!(method = cfg.method.as_str(), interval = %cfg.interval,
+            "heartbeat on (its URL is a secret and is not logged)");
+        let every = cfg.interval.get();
+        // The first beat one interval after start: by then the rules have evaluated.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => return,
+                changed = config.changed() => {
+                    if changed.is_err() { return }
+                    break;
+                }
+                _ = ticker.tick() => {}
+            }
+            let max_delay = cfg.max_delivery_delay.get();
+            let mut gate = signals.verdict(max_delay, unix_now_ms());
+            if gate.is_err() {
+                tokio::select! {
+                    _ = shutdown.recv() => return,
+                    _ = tokio::time::sleep(signals.recheck_after()) => {}
+                }
+                gate = signals.verdict(max_delay, unix_now_ms());
+            }
+            let outcome = match gate {
+                Err(skip) => Outcome::Skipped(skip),
+                Ok(()) => match send(&client, &cfg).await {
+                    Ok(()) => Outcome::Sent,
+                    Err(e) => Outcome::Failed(e),
+                },
+            };
+            match outcome {
+                Outcome::Sent => {
+                    counts.sent += 1;
+                    counts.last_success = Some(crate::clock::unix_now());
+                    match quiet.success() {
+                        0 => tracing::debug!("heartbeat sent"),
+                        missed => tracing::info!(missed, "heartbeat: beating again"),
+                    }
+                }
+                Outcome::Skipped(skip) => {
+                    *counts.skipped.entry(skip.as_str()).or_default() += 1;
+                    if quiet.should_log(skip.as_str(), Instant::now()) {
+                        tracing::warn!(reason = skip.as_str(),
+                            detail = skip_detail(skip, &signals, max_delay),
+                            "heartbeat skipped: m4watch is not healthy, so the dead-man's service hears nothing");
+                    }
+                }
+                Outcome::Failed(e) => {
+                    let reason = e.reason.as_str();
+                    *counts.failures.entry(reason).or_default() += 1;
+                    if quiet.should_log(reason, Instant::now()) {
+                        tracing::warn!(reason, error = %e, "heartbeat failed");
+                    }
+                }
+            }
+            store.publish("heartbeat", counts.families());
+        }
+    }
+}
+
+/// A sentence for the log: what is stale, and since when.
+fn skip_detail(skip: Skip, s: &Signals, max_delay: Duration) -> String {
+    let now = unix_now_ms();
+    let ago = |at: Option<i64>| match at {
+        Some(at) => format!("{:.1}s ago", (now - at) as f64 / 1000.0),
+        None => "never".to_string(),
+    };
+    match skip {
+        Skip::RulesStalled => format!(
+            "the last rule evaluation finished {} (limit {:?})",
+            ago(s.evaluated.as_ref().and_then(Stamp::get)),
+            s.rules_stale_after()
+        ),
+        Skip::OutboxStalled => format!(
+            "the delivery worker last read the outbox {} (limit {OUTBOX_STALL:?})",
+            ago(s.outbox.pass.get())
+        ),
+        Skip::DeliveryBacklog => format!(
+            "the oldest undelivered notification was queued {} (limit {max_delay:?})",
+            ago(s.outbox.oldest_pending.get())
+        ),
+    }
+}
