@@ -285,9 +285,9 @@ impl Heartbeat {
         let config = self.config.borrow().clone()?;
         let checked = async {
             let client = client(&config)?;
-            request(&client, &config)?.build().map_err(|e| {
-                SendError::fatal(Reason::Invalid, e.without_url().to_string())
-            })?;
+            request(&client, &config)?
+                .build()
+                .map_err(|e| SendError::fatal(Reason::Invalid, e.without_url().to_string()))?;
             let url = config.url.as_ref().map(Secret::expose).unwrap_or_default();
             crate::notify::receiver::reach(url, config.timeout.get()).await
         };
@@ -441,9 +441,11 @@ async fn run(
                 Outcome::Skipped(skip) => {
                     *counts.skipped.entry(skip.as_str()).or_default() += 1;
                     if quiet.should_log(skip.as_str(), Instant::now()) {
-                        tracing::warn!(reason = skip.as_str(),
+                        tracing::warn!(
+                            reason = skip.as_str(),
                             detail = skip_detail(skip, &signals, max_delay),
-                            "heartbeat skipped: m4watch is not healthy, so the dead-man's service hears nothing");
+                            "heartbeat skipped: m4watch is not healthy, so the dead-man's service hears nothing"
+                        );
                     }
                 }
                 Outcome::Failed(e) => {
@@ -480,5 +482,252 @@ fn skip_detail(skip: Skip, s: &Signals, max_delay: Duration) -> String {
             "the oldest undelivered notification was queued {} (limit {max_delay:?})",
             ago(s.outbox.oldest_pending.get())
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn signals(rules: bool) -> Signals {
+        Signals {
+            evaluated: rules.then(Stamp::default),
+            evaluation_interval: Duration::from_secs(1),
+            outbox: Progress::default(),
+        }
+    }
+
+    const DELAY: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_beat_goes_only_while_every_signal_is_fresh() {
+        let now = 1_000_000_000;
+        let s = signals(true);
+        assert_eq!(
+            s.verdict(DELAY, now),
+            Err(Skip::RulesStalled),
+            "never evaluated"
+        );
+        s.evaluated.as_ref().unwrap().set(now - 1000);
+        assert_eq!(
+            s.verdict(DELAY, now),
+            Err(Skip::OutboxStalled),
+            "worker never read"
+        );
+        s.outbox.pass.set(now - 500);
+        assert_eq!(s.verdict(DELAY, now), Ok(()));
+        // Three evaluation intervals, at least 5 s.
+        assert_eq!(s.verdict(DELAY, now + 4_000), Ok(()));
+        assert_eq!(s.verdict(DELAY, now + 6_000), Err(Skip::RulesStalled));
+        // The worker reads at least every second; ten seconds without is a stall.
+        s.evaluated.as_ref().unwrap().set(now + 9_000);
+        assert_eq!(s.verdict(DELAY, now + 9_400), Ok(()));
+        assert_eq!(s.verdict(DELAY, now + 10_600), Err(Skip::OutboxStalled));
+        // A notification waiting longer than max_delivery_delay.
+        s.outbox.pass.set(now + 9_000);
+        s.outbox.oldest_pending.set(now + 10_000 - 61_000);
+        assert_eq!(s.verdict(DELAY, now + 10_000), Err(Skip::DeliveryBacklog));
+        s.outbox.oldest_pending.set(now + 10_000 - 59_000);
+        assert_eq!(s.verdict(DELAY, now + 10_000), Ok(()));
+        s.outbox.oldest_pending.clear();
+        assert_eq!(s.verdict(DELAY, now + 10_000), Ok(()));
+        // With rules off, only the outbox counts.
+        let off = signals(false);
+        off.outbox.pass.set(now);
+        assert_eq!(off.verdict(DELAY, now), Ok(()));
+    }
+
+    #[test]
+    fn a_repeating_skip_is_logged_once_then_every_ten_minutes_or_when_it_changes() {
+        let t = Instant::now();
+        let mut q = Quiet::default();
+        assert!(q.should_log("rules_stalled", t));
+        for i in 1..60 {
+            assert!(!q.should_log("rules_stalled", t + Duration::from_secs(i * 10)));
+        }
+        assert!(q.should_log("rules_stalled", t + LOG_EVERY));
+        assert!(q.should_log("timeout", t + LOG_EVERY));
+        assert_eq!(q.success(), 62, "every missed beat counted");
+        assert!(
+            q.should_log("timeout", t + LOG_EVERY),
+            "a new streak logs at once"
+        );
+    }
+
+    /// The real rule loop marks each evaluation; one that never starts (a collector
+    /// it waits for never runs) leaves the heartbeat skipping.
+    #[tokio::test]
+    async fn a_rule_loop_that_does_not_evaluate_stops_the_beats() {
+        let start = |expected: Vec<&'static str>| {
+            let alerts = Arc::new(crate::alerts::Alerts::new(
+                Vec::new(),
+                Vec::new(),
+                None,
+                60_000,
+            ));
+            let (trigger, shutdown) = crate::shutdown::channel();
+            let rc = crate::config::RulesConfig {
+                evaluation_interval: crate::config::Dur(Duration::from_millis(100)),
+                ..Default::default()
+            };
+            let running = crate::alerts::evaluate::start(
+                &rc,
+                Vec::new(),
+                alerts,
+                Arc::new(Store::new()),
+                shutdown,
+                expected,
+                Vec::new(),
+            );
+            (running.evaluated, trigger)
+        };
+        let (stuck, _t1) = start(vec!["hardware"]);
+        let (live, _t2) = start(Vec::new());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let outbox = Progress::default();
+        outbox.pass.mark();
+        let s = |evaluated: Stamp| Signals {
+            evaluated: Some(evaluated),
+            evaluation_interval: Duration::from_millis(100),
+            outbox: outbox.clone(),
+        };
+        let now = unix_now_ms();
+        assert_eq!(s(live.clone()).verdict(DELAY, now), Ok(()));
+        assert!(live.get().is_some_and(|t| now - t < 1000));
+        assert_eq!(stuck.get(), None);
+        assert_eq!(s(stuck).verdict(DELAY, now), Err(Skip::RulesStalled));
+    }
+
+    /// The real delivery worker marks each outbox read; while the outbox's database
+    /// does not answer (its connection held, as behind a hung disk) the marks stop
+    /// and, ten seconds on, the heartbeat skips; once it answers again they resume.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wedged_outbox_stops_the_beats_until_it_drains_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = crate::notify::outbox::Outbox::open(&dir.path().join("m4watch.db")).unwrap();
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let (notifier, _tasks) = crate::notify::Notifier::start(
+            &Default::default(),
+            outbox.clone(),
+            &Default::default(),
+            &prometheus::Registry::new(),
+            shutdown,
+        )
+        .await
+        .unwrap();
+        let s = Signals {
+            evaluated: None,
+            evaluation_interval: Duration::from_secs(1),
+            outbox: notifier.progress(),
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(s.verdict(DELAY, unix_now_ms()), Ok(()), "draining");
+        let wedged = outbox.wedge();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = s.outbox.pass.get();
+        tokio::time::sleep(OUTBOX_STALL).await;
+        assert_eq!(s.outbox.pass.get(), before, "no outbox read while wedged");
+        assert_eq!(s.verdict(DELAY, unix_now_ms()), Err(Skip::OutboxStalled));
+        drop(wedged);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(s.verdict(DELAY, unix_now_ms()), Ok(()), "draining again");
+    }
+
+    /// A stand-in for a dead-man's service on loopback: answers each connection with
+    /// `answer` (after logging the request line), or never when `None`.
+    fn stand_in(answer: Option<Vec<u8>>) -> (String, std::sync::mpsc::Receiver<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/ping/SECRET-UUID", l.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                let mut c = conn.unwrap();
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let _ = tx.send(head);
+                match &answer {
+                    Some(a) => {
+                        let _ = c.write_all(a);
+                    }
+                    None => held.push(c),
+                }
+            }
+        });
+        (url, rx)
+    }
+
+    fn config(url: &str, method: HeartbeatMethod, timeout: Duration) -> HeartbeatConfig {
+        HeartbeatConfig {
+            url: Some(Secret::new(url)),
+            url_file: None,
+            method,
+            interval: crate::config::Dur(Duration::from_secs(60)),
+            timeout: crate::config::Dur(timeout),
+            headers: [("X-Api-Key".to_string(), Secret::new("HDR-SECRET"))].into(),
+            max_delivery_delay: crate::config::Dur(DELAY),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_beat_is_the_configured_request_and_failures_have_bounded_reasons() {
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nOK".to_vec();
+        let (url, seen) = stand_in(Some(ok));
+        let c = config(&url, HeartbeatMethod::Post, Duration::from_secs(2));
+        send(&client(&c).unwrap(), &c).await.unwrap();
+        let head = seen.recv().unwrap();
+        assert!(
+            head.starts_with("POST /ping/SECRET-UUID HTTP/1.1"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase().contains("x-api-key: hdr-secret"),
+            "{head}"
+        );
+
+        let (url, _) = stand_in(Some(
+            b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        ));
+        let c = config(&url, HeartbeatMethod::Get, Duration::from_secs(2));
+        let e = send(&client(&c).unwrap(), &c).await.unwrap_err();
+        assert_eq!(e.reason, Reason::ServerError);
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+
+        // Nothing listens.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = config(
+            &format!("http://127.0.0.1:{port}/SECRET"),
+            HeartbeatMethod::Get,
+            Duration::from_secs(2),
+        );
+        let e = send(&client(&c).unwrap(), &c).await.unwrap_err();
+        assert_eq!(e.reason, Reason::Connection);
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_beat_never_outlives_its_timeout_nor_reads_an_endless_answer() {
+        // Accepts, reads the request, never answers.
+        let (url, _) = stand_in(None);
+        let c = config(&url, HeartbeatMethod::Get, Duration::from_millis(300));
+        let t = Instant::now();
+        let e = send(&client(&c).unwrap(), &c).await.unwrap_err();
+        assert_eq!(e.reason, Reason::Timeout);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+        // 200 with a body that never ends: the beat counts once 64 KiB are read.
+        let mut endless = b"HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n".to_vec();
+        endless.extend(std::iter::repeat_n(b'x', 256 * 1024));
+        let (url, _) = stand_in(Some(endless));
+        let c = config(&url, HeartbeatMethod::Get, Duration::from_secs(5));
+        let t = Instant::now();
+        send(&client(&c).unwrap(), &c).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
 }

@@ -67,7 +67,11 @@ async fn test(State(s): State<Arc<AppState>>) -> Result<Json<HeartbeatTest>, Api
         Some(Ok(destination)) => (Some(destination), None, None),
         Some(Err(e)) => (None, Some(e.reason.as_str()), Some(e.message)),
         // Turned off by a reload in between.
-        None => (None, Some("invalid"), Some("the heartbeat was turned off".into())),
+        None => (
+            None,
+            Some("invalid"),
+            Some("the heartbeat was turned off".into()),
+        ),
     };
     Ok(Json(HeartbeatTest {
         method,

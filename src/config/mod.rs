@@ -831,6 +831,111 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_errors_name_the_key_and_never_the_secret() {
+        let want = [
+            (
+                "heartbeat_no_url",
+                "3:3: heartbeat.url: required: set url, url_file or M4WATCH_HEARTBEAT_URL",
+            ),
+            (
+                "heartbeat_bad_url",
+                "3:8: heartbeat.url: must be an http:// or https:// URL",
+            ),
+            (
+                "heartbeat_interval_short",
+                "4:13: heartbeat.interval: must be at least 1s (got 500ms)",
+            ),
+            (
+                "heartbeat_interval_long",
+                "4:13: heartbeat.interval: must be at most 1day (got 2days)",
+            ),
+            (
+                "heartbeat_timeout_not_below_interval",
+                "5:12: heartbeat.timeout: must be shorter than heartbeat.interval (10s), or beats would overlap",
+            ),
+            (
+                "heartbeat_timeout_long",
+                "5:12: heartbeat.timeout: must be at most 1m (got 2m)",
+            ),
+            (
+                "heartbeat_bad_method",
+                "4:11: heartbeat.method: unknown variant `PUT`, expected one of `GET`, `get`, `POST`, `post`",
+            ),
+            (
+                "heartbeat_bad_header",
+                "5:5: heartbeat.headers: the value of \"X-Api-Key\" is not a valid HTTP header value (printable ASCII, no line breaks)",
+            ),
+            (
+                "heartbeat_url_and_file",
+                "3:8: heartbeat.url: set either heartbeat.url or heartbeat.url_file, not both",
+            ),
+            (
+                "heartbeat_delivery_delay_short",
+                "4:23: heartbeat.max_delivery_delay: must be at least 1s (got 500ms)",
+            ),
+        ];
+        for (file, msg) in want {
+            let e = error_of(file);
+            assert_eq!(e, format!("testdata/config/{file}.yml:{msg}"));
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+    }
+
+    /// The shipped defaults of the section: only a URL given.
+    #[test]
+    fn a_heartbeat_with_only_a_url_takes_the_shipped_defaults() {
+        let text = "heartbeat:\n  url: https://hc-ping.com/0b7e1c2d-SECRET\n";
+        let c = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap();
+        let h = c.heartbeat.expect("on");
+        assert_eq!(h.method, heartbeat::HeartbeatMethod::Get);
+        assert_eq!(h.interval.get(), Duration::from_secs(60));
+        assert_eq!(h.timeout.get(), Duration::from_secs(10));
+        assert_eq!(h.max_delivery_delay.get(), Duration::from_secs(15 * 60));
+        assert!(h.headers.is_empty());
+        assert!(
+            Config::embedded_default(&no_env)
+                .unwrap()
+                .heartbeat
+                .is_none(),
+            "off unless configured"
+        );
+    }
+
+    #[test]
+    fn the_heartbeat_url_comes_from_a_file_or_the_environment_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hb"), "https://hc-ping.com/FILE-SECRET\n").unwrap();
+        let cfg = dir.path().join("m4watch.yml");
+        std::fs::write(
+            &cfg,
+            "heartbeat:\n  url_file: hb\n  method: POST\n  headers: {X-Api-Key: HEADER-SECRET}\n",
+        )
+        .unwrap();
+        let c = Config::load(&cfg, &no_env).unwrap();
+        let h = c.heartbeat.clone().unwrap();
+        assert_eq!(
+            h.url.as_ref().unwrap().expose(),
+            "https://hc-ping.com/FILE-SECRET"
+        );
+        assert_eq!(h.headers["X-Api-Key"].expose(), "HEADER-SECRET");
+        for text in [
+            format!("{c:?}"),
+            serde_yaml_ng::to_string(&c).unwrap(),
+            serde_json::to_string(&c).unwrap(),
+        ] {
+            assert!(!text.contains("SECRET"), "secret leaked: {text}");
+        }
+        let env = |k: &str| {
+            (k == heartbeat::ENV_HEARTBEAT_URL).then(|| "https://hc-ping.com/ENV".to_string())
+        };
+        let c = Config::load(&cfg, &env).unwrap();
+        assert_eq!(
+            c.heartbeat.unwrap().url.unwrap().expose(),
+            "https://hc-ping.com/ENV"
+        );
+    }
+
+    #[test]
     fn trading_defaults_are_the_original_figures() {
         let c = Config::embedded_default(&no_env).unwrap().trading;
         assert_eq!(c.statsd_listen, Some("0.0.0.0:8125".parse().unwrap()));

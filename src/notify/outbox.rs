@@ -193,6 +193,13 @@ impl Outbox {
         .map_err(|_| OutboxError::Join)?
     }
 
+    /// Holds the outbox's connection until the guard drops: every outbox call waits
+    /// meanwhile, as behind a disk that stopped answering.
+    #[cfg(test)]
+    pub(crate) fn wedge(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().expect("outbox lock")
+    }
+
     /// Stores notifications, one row per (receiver, integration), in one transaction.
     pub async fn enqueue(
         &self,
