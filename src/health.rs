@@ -214,6 +214,51 @@ mod tests {
         assert_eq!(h.reasons[0].detail, "1 emergency alert(s) firing");
     }
 
+    /// The always-firing Watchdog is no problem: it is not counted and leaves the
+    /// system healthy, while a real warning beside it still degrades.
+    #[test]
+    fn the_watchdog_is_not_counted_as_a_firing_alert() {
+        let alert = |name: &str, severity: Severity, watchdog: bool| {
+            let mut labels = vec![("alertname".to_string(), name.to_string())];
+            if watchdog {
+                labels.push(("m4watch_watchdog".into(), "true".into()));
+            }
+            StoredAlert {
+                source: crate::model::alert::AlertSource::Rules,
+                expires_at: None,
+                generator_url: None,
+                id: name.into(),
+                alertname: name.into(),
+                group: "g".into(),
+                severity,
+                state: State::Firing,
+                labels,
+                annotations: Vec::new(),
+                value: 1.0,
+                active_at: 0,
+                fired_at: Some(0),
+                resolved_at: None,
+                ack: None,
+            }
+        };
+        // Even were its severity a warning, the label keeps it out.
+        let only = active_counts(&[alert("Watchdog", Severity::Warning, true)]);
+        assert!(only.is_empty(), "{only:?}");
+        let h = system_health_of(BTreeMap::new(), &[], firing_by(&only), None);
+        assert_eq!(h.status, HealthState::Healthy);
+        let both = active_counts(&[
+            alert("Watchdog", Severity::Info, true),
+            alert("MemoryUsedHigh", Severity::Warning, false),
+        ]);
+        assert_eq!(both, [(("firing", "warning".to_string()), 1)].into());
+        let h = system_health_of(BTreeMap::new(), &[], firing_by(&both), None);
+        assert_eq!(h.status, HealthState::Degraded);
+    }
+
+    fn firing_by(c: &BTreeMap<(&'static str, String), u64>) -> BTreeMap<String, u64> {
+        c.iter().map(|((_, sev), n)| (sev.clone(), *n)).collect()
+    }
+
     #[test]
     fn a_failing_probe_degrades_health() {
         let probe = |target: &str, success: bool| ProbeResult {
