@@ -623,13 +623,20 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(s.verdict(DELAY, unix_now_ms()), Ok(()), "draining");
-        let wedged = outbox.wedge();
+        // A thread holds the connection until released, as a hung disk would.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let o = outbox.clone();
+        let holder = std::thread::spawn(move || {
+            let _wedged = o.wedge();
+            let _ = held.recv();
+        });
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let before = s.outbox.pass.get();
         tokio::time::sleep(OUTBOX_STALL).await;
         assert_eq!(s.outbox.pass.get(), before, "no outbox read while wedged");
         assert_eq!(s.verdict(DELAY, unix_now_ms()), Err(Skip::OutboxStalled));
-        drop(wedged);
+        drop(release);
+        holder.join().unwrap();
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(s.verdict(DELAY, unix_now_ms()), Ok(()), "draining again");
     }
