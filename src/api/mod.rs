@@ -138,7 +138,7 @@ pub(crate) fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
 }
 
 /// Re-reads the config and rule files, as `POST /-/reload` does for Prometheus and
-/// Alertmanager (SIGHUP does the same). Rules and notifications take the new settings
+/// Alertmanager (SIGHUP does the same). Rules, notifications and the heartbeat take the new settings
 /// at once; other changed sections are listed as needing a restart. An invalid config
 /// is refused with the reason and the running one stays
 /// (`m4watch_config_last_reload_successful` 0).
