@@ -537,3 +537,37 @@ async fn validate_dry_runs_the_heartbeat_and_sends_nothing() {
     assert_eq!(r.status(), 404);
     d.stop().await;
 }
+
+/// The shipped Alertmanager config, asked with the real amtool: the Watchdog goes to
+/// the dead-man's receiver alone; other alerts route as before.
+#[test]
+fn the_shipped_alertmanager_routes_the_watchdog_to_the_deadman_receiver_alone() {
+    let amtool = common::require_tool("amtool");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus/alertmanager.yml");
+    let route = |labels: &[&str]| {
+        let out = Command::new(&amtool)
+            .args(["config", "routes", "test", "--config.file", config])
+            .args(labels)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        route(&[
+            "alertname=Watchdog",
+            "severity=info",
+            "m4watch_watchdog=true"
+        ]),
+        "deadman"
+    );
+    assert_eq!(
+        route(&["alertname=M4watchDown", "severity=critical"]),
+        "pagerduty,slack"
+    );
+    assert_eq!(route(&["alertname=Other", "severity=info"]), "email");
+}
