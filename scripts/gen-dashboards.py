@@ -945,14 +945,13 @@ DASHBOARDS = {
            "transitions the notifier missed (each logged as an error): any missed means lost pages.", min=0),
         ts("Heartbeat (dead-man's switch)",
            [q(f'increase({s("m4watch_heartbeat_sent_total")}[$__rate_interval])', "sent"),
-            q(f'sum by (reason) (increase({s("m4watch_heartbeat_skipped_total")}[$__rate_interval])) > 0',
-              "skipped: {{reason}}"),
-            q(f'sum by (reason) (increase({s("m4watch_heartbeat_failures_total")}[$__rate_interval])) > 0',
-              "failed: {{reason}}")], "none",
-           "Beats sent to the dead-man's service off the host, and those not sent: skipped because the "
-           "rule engine stalled, the outbox stopped draining or a notification waited too long "
-           "(m4watch is wedged: the service will page), or failed on the way (timeout, connection, "
-           "HTTP status). Empty: no heartbeat is configured.", min=0),
+            q(f'sum(increase({s("m4watch_heartbeat_skipped_total")}[$__rate_interval]))', "skipped"),
+            q(f'sum(increase({s("m4watch_heartbeat_failures_total")}[$__rate_interval]))', "failed")], "none",
+           "Beats sent to the dead-man's service off the host, and those not sent: skipped because m4watch "
+           "is not healthy (the reason label of m4watch_heartbeat_skipped_total: rules_stalled, "
+           "outbox_stalled, delivery_backlog; the service will page), or failed on the way (the reason "
+           "label of m4watch_heartbeat_failures_total: timeout, connection, server_error, ...). Flat "
+           "zero: no heartbeat is configured.", min=0),
         bars("Since last heartbeat",
              [instant(f'time() - {s("m4watch_heartbeat_last_success_timestamp_seconds")}', "since last beat"),
               instant(s("m4watch_heartbeat_interval_seconds"), "interval")], "s",
