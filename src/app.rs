@@ -243,7 +243,7 @@ pub(crate) async fn serve_loaded(
     let (alerts, transitions, rules_handle) = if config.rules.enabled {
         let running = alerts::evaluate::start(
             &config.rules,
-            rules,
+            (rules, config.identity().external_labels),
             alerts,
             Arc::clone(&store),
             shutdown.clone(),
@@ -288,6 +288,7 @@ pub(crate) async fn serve_loaded(
         alerts.active().into_iter().map(|a| a.id).collect();
     let (notifier, notify_tasks) = notify::Notifier::start(
         &config.notifications,
+        &config.identity(),
         outbox,
         &alive,
         store.registry(),
@@ -438,7 +439,13 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
         serde_json::to_value(x).ok() != serde_json::to_value(y).ok()
     }
     let mut out = Vec::new();
-    let pairs: [(&'static str, bool); 13] = [
+    let pairs: [(&'static str, bool); 14] = [
+        (
+            "external_labels, external_url, grafana_url",
+            a.external_labels != b.external_labels
+                || a.external_url != b.external_url
+                || a.grafana_url != b.grafana_url,
+        ),
         ("api", differ(&a.api, &b.api)),
         ("metrics", differ(&a.metrics, &b.metrics)),
         ("hardware", differ(&a.hardware, &b.hardware)),

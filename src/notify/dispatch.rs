@@ -79,6 +79,15 @@ pub(super) struct Dispatcher {
     groups: HashMap<String, Group>,
     escalations: HashMap<String, Escalation>,
     inhibit_rules: Vec<InhibitRule>,
+    /// When each receiver with an `alertmanager` integration next re-posts its
+    /// firing alerts, and the re-post still in flight (one at a time per receiver).
+    resends: HashMap<String, Resend>,
+}
+
+struct Resend {
+    at: Instant,
+    every: Duration,
+    in_flight: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Dispatcher {
@@ -98,6 +107,7 @@ impl Dispatcher {
             groups: HashMap::new(),
             escalations: HashMap::new(),
             inhibit_rules: Vec::new(),
+            resends: HashMap::new(),
         };
         d.configure(config);
         d
@@ -117,6 +127,101 @@ impl Dispatcher {
             .as_ref()
             .map(|e| (e.receiver.clone(), e.after.get(), e.matchers.clone()));
         self.inhibit_rules = config.inhibit_rules.clone();
+        self.schedule_resends();
+    }
+
+    /// A re-post timer for every receiver with an `alertmanager` integration (the
+    /// shortest `resend_delay` among them), kept across a reload where it still fits.
+    fn schedule_resends(&mut self) {
+        let now = Instant::now();
+        let delays: HashMap<String, Duration> = self
+            .receivers
+            .read()
+            .expect("receivers")
+            .iter()
+            .filter_map(|(name, r)| {
+                r.integrations
+                    .iter()
+                    .filter_map(|i| i.as_alertmanager().map(|a| a.resend_delay()))
+                    .min()
+                    .map(|d| (name.clone(), d))
+            })
+            .collect();
+        self.resends.retain(|name, _| delays.contains_key(name));
+        for (name, every) in delays {
+            let r = self.resends.entry(name).or_insert(Resend {
+                at: now + every,
+                every,
+                in_flight: None,
+            });
+            if r.every != every {
+                r.every = every;
+                r.at = now + every;
+            }
+        }
+    }
+
+    /// Posts every announced firing alert again to the Alertmanagers of each receiver
+    /// whose `resend_delay` has come, past the outbox: a lost re-post is followed by
+    /// the next one, and the first notice and the resolve went through the outbox.
+    fn resend_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .resends
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in due {
+            let Some(receiver) = self
+                .receivers
+                .read()
+                .expect("receivers")
+                .get(&name)
+                .cloned()
+            else {
+                continue;
+            };
+            let mut alerts: Vec<AlertEvent> = Vec::new();
+            for g in self.groups.values().filter(|g| g.receiver == name) {
+                let muted = self.root.find(g.route).is_none_or(|r| self.muted(r));
+                if muted {
+                    continue;
+                }
+                alerts.extend(
+                    g.alerts
+                        .values()
+                        .filter(|a| a.state != AlertState::Resolved)
+                        .filter(|a| g.notified.contains(&a.fingerprint))
+                        .cloned(),
+                );
+            }
+            alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+            alerts.dedup_by(|a, b| a.fingerprint == b.fingerprint);
+            let r = self.resends.get_mut(&name).expect("due resend");
+            r.at = now + r.every;
+            let busy = r.in_flight.as_ref().is_some_and(|h| !h.is_finished());
+            if alerts.is_empty() || busy {
+                continue;
+            }
+            let n = Notification {
+                receiver: name.clone(),
+                kind: Kind::Alert,
+                group_key: format!("resend:{name}"),
+                group_labels: BTreeMap::new(),
+                alerts,
+            };
+            r.in_flight = Some(tokio::spawn(async move {
+                for am in receiver
+                    .integrations
+                    .iter()
+                    .filter_map(|i| i.as_alertmanager())
+                {
+                    // Failures are logged and counted per Alertmanager by the integration.
+                    let _ = am.notify(&n).await;
+                }
+            }));
+        }
     }
 
     /// A reload: the new settings apply to every event from now on. Groups whose
@@ -241,6 +346,7 @@ impl Dispatcher {
                 .values()
                 .map(|g| g.next_flush)
                 .chain(self.escalations.values().map(|e| e.deadline))
+                .chain(self.resends.values().map(|r| r.at))
                 .min();
             let sleep = async {
                 match next {
@@ -267,7 +373,10 @@ impl Dispatcher {
                     }
                     None => break,
                 },
-                _ = sleep => self.flush_due().await,
+                _ = sleep => {
+                    self.flush_due().await;
+                    self.resend_due();
+                }
             }
         }
     }
