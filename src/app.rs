@@ -627,6 +627,28 @@ mod tests {
         );
     }
 
+    /// Issue 27: a reload that changes who the host is says it needs a restart
+    /// rather than half-applying it.
+    #[test]
+    fn changed_external_labels_or_urls_need_a_restart() {
+        let parse = |yaml: &str| {
+            Config::parse(yaml, "<test>", std::path::Path::new("."), &|_| None).unwrap()
+        };
+        let a = parse("external_labels: {host: mac-a}\n");
+        assert!(restart_sections(&a, &parse("external_labels: {host: mac-a}\n")).is_empty());
+        for changed in [
+            "external_labels: {host: mac-b}\n",
+            "external_labels: {host: mac-a}\ngrafana_url: http://g:3000\n",
+            "external_labels: {host: mac-a}\nexternal_url: http://mac-a:9977\n",
+        ] {
+            assert_eq!(
+                restart_sections(&a, &parse(changed)),
+                ["external_labels, external_url, grafana_url"],
+                "{changed}"
+            );
+        }
+    }
+
     #[test]
     fn the_embedded_default_loads_the_shipped_rules_once() {
         let loaded = load_config(None, &|_| None).unwrap();

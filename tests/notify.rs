@@ -16,6 +16,12 @@ use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-write-token";
 
+/// A headline as a host that sets no `external_labels` sends it: naming the host by
+/// its hostname (issue 27).
+fn on_host(title: &str) -> String {
+    format!("{title} on {}", m4watch::config::hostname())
+}
+
 /// A config with its own data dir and a write token.
 pub fn config(dir: &Path, yaml: &str) -> Config {
     let text = format!(
@@ -207,7 +213,7 @@ async fn slack_and_pagerduty_retry_as_told_and_never_retry_a_400() {
     )
     .await;
     let slack = sink.wait_for("/slack", 4, 10).await;
-    assert_eq!(slack[3].body["text"], "[RESOLVED] HighCpu");
+    assert_eq!(slack[3].body["text"], on_host("[RESOLVED] HighCpu"));
     assert_eq!(slack[3].body["attachments"][0]["color"], "#2eb886");
     let pd = sink.wait_for("/pd", 2, 10).await;
     assert_eq!(pd[1].body["event_action"], "resolve");
@@ -574,7 +580,10 @@ notifications:
         .collect();
     got.sort();
     got.dedup();
-    let want: Vec<String> = names.iter().map(|n| format!("[FIRING:1] {n}")).collect();
+    let want: Vec<String> = names
+        .iter()
+        .map(|n| on_host(&format!("[FIRING:1] {n}")))
+        .collect();
     assert_eq!(got, want, "every Slack notification arrived");
     for r in &pd {
         assert_pd_event(&r.body, PD_SECRET);
@@ -782,6 +791,107 @@ async fn a_resolve_carries_the_firings_starts_at_to_slack_email_and_webhook() {
     for m in &mail {
         assert!(m.contains("since: 2026-11-22T09:00:00+00:00"), "{m}");
     }
+    d.stop().await;
+}
+
+/// Issue 27: every message names the host and links to the runbook (on this
+/// m4watch) and the dashboard (on the configured Grafana): Slack buttons, the email's
+/// links, PagerDuty's `source` and `links`, the webhook's labels and `externalURL`.
+#[tokio::test]
+async fn every_message_names_its_host_and_links_to_runbook_and_dashboard() {
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(tmp.path());
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            r#"external_labels: {{host: mac-07, desk: fx}}
+external_url: http://mac-07.desk.example:9977/
+grafana_url: http://grafana.desk.example:3000
+notifications:
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "{}"}}
+      webhook: {{url: "{}"}}
+      pagerduty: {{routing_key: k, url: "{}"}}
+      email:
+        smarthost: 127.0.0.1:{}
+        tls: none
+        from: "m4watch <m4watch@example.com>"
+        to: [ops@example.com]
+  route: {{receiver: ops, group_interval: 300ms}}
+"#,
+            sink.url("/slack"),
+            sink.url("/hook"),
+            sink.url("/pd"),
+            smtp.port
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    let runbook = "http://mac-07.desk.example:9977/runbooks#pcorehigh";
+    let dashboard = "http://grafana.desk.example:3000/d/m4watch-hardware";
+    post_alerts(
+        &d.client,
+        &base,
+        json!([{
+            "labels": {"alertname": "PCoreHigh", "severity": "warning"},
+            "annotations": {
+                "summary": "P-cores busy",
+                "runbook_url": "/runbooks#pcorehigh",
+                "dashboard_url": "/d/m4watch-hardware"
+            },
+            "startsAt": "2026-11-22T09:00:00Z"
+        }]),
+    )
+    .await;
+    let slack = sink.wait_for("/slack", 1, 10).await;
+    let body = &slack[0].body;
+    assert_eq!(body["text"], "[FIRING:1] PCoreHigh on mac-07");
+    let text = body.to_string();
+    assert!(
+        text.contains("`host=mac-07`") && text.contains("`desk=fx`"),
+        "{text}"
+    );
+    let buttons: Vec<&Value> = body["attachments"][0]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap())
+        .collect();
+    let urls: Vec<&str> = buttons.iter().map(|b| b["url"].as_str().unwrap()).collect();
+    assert_eq!(urls, [runbook, dashboard], "{text}");
+
+    let pd = sink.wait_for("/pd", 1, 10).await;
+    let p = &pd[0].body["payload"];
+    assert_eq!(p["source"], "mac-07");
+    assert_eq!(p["custom_details"]["host"], "mac-07");
+    let links: Vec<&str> = pd[0].body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["href"].as_str().unwrap())
+        .collect();
+    assert_eq!(links, [runbook, dashboard]);
+
+    let hook = sink.wait_for("/hook", 1, 10).await;
+    assert_eq!(
+        hook[0].body["externalURL"],
+        "http://mac-07.desk.example:9977"
+    );
+    let a = &hook[0].body["alerts"][0];
+    assert_eq!(a["labels"]["host"], "mac-07");
+    assert_eq!(a["annotations"]["runbook_url"], runbook);
+    assert_eq!(a["annotations"]["dashboard_url"], dashboard);
+
+    let mail = wait_mails(&smtp.dir, 1).await;
+    // Quoted-printable writes `=` as `=3D`.
+    let m = mail[0].replace("=3D", "=");
+    assert!(m.contains("[FIRING:1] PCoreHigh on mac-07"), "{m}");
+    assert!(m.contains("host=mac-07"), "{m}");
+    assert!(m.contains(&format!("Runbook: {runbook}")), "{m}");
+    assert!(m.contains(&format!("Dashboard: {dashboard}")), "{m}");
     d.stop().await;
 }
 
@@ -1133,7 +1243,7 @@ async fn configure_api_sets_persists_and_redacts_receivers() {
     )
     .await;
     let slack = sink.wait_for("/slack", 2, 5).await;
-    assert_eq!(slack[1].body["text"], "[FIRING:1] AfterRestart");
+    assert_eq!(slack[1].body["text"], on_host("[FIRING:1] AfterRestart"));
     let list = d
         .get("/api/v1/monitoring/notifications")
         .await
@@ -1260,7 +1370,7 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
     );
     let got = sink.wait_for("/slack", 1, 30).await;
     let text = got[0].body.to_string();
-    assert_eq!(got[0].body["text"], "[FIRING:1] OrderLatencyHigh");
+    assert_eq!(got[0].body["text"], on_host("[FIRING:1] OrderLatencyHigh"));
     assert!(text.contains("order latency above threshold"), "{text}");
     assert!(text.contains("*Source*\\nprometheus"), "{text}");
     assert_block_kit(&got[0].body);
@@ -1806,7 +1916,7 @@ async fn a_critical_inhibits_its_warning() {
         assert!(
             got_now
                 .iter()
-                .any(|r| r.body["text"] == "[FIRING:1] PerformanceCoresSaturated")
+                .any(|r| r.body["text"] == on_host("[FIRING:1] PerformanceCoresSaturated"))
         );
         d.stop().await;
     }
@@ -1836,9 +1946,14 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     .await;
     let base = format!("http://{}", d.addr);
     sink.wait_for("/slack", 1, 10).await;
-    // Prometheus evaluating the same rule posts the same label set.
+    // Prometheus evaluating the same rule, with the host as its external label,
+    // posts the same label set.
     let same = json!([{
-        "labels": {"alertname": "OrderGatewayDown", "severity": "critical"},
+        "labels": {
+            "alertname": "OrderGatewayDown",
+            "severity": "critical",
+            "host": m4watch::config::hostname()
+        },
         "annotations": {"summary": "gateway down"},
         "startsAt": chrono::Utc::now().to_rfc3339(),
         "endsAt": (chrono::Utc::now() + chrono::Duration::minutes(4)).to_rfc3339(),
@@ -1856,7 +1971,10 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         sink.texts("/slack"),
-        ["[FIRING:1] OrderGatewayDown", "[FIRING:1] DiskFull"],
+        [
+            on_host("[FIRING:1] OrderGatewayDown"),
+            on_host("[FIRING:1] DiskFull")
+        ],
         "one notification per alert"
     );
     let list: Value = d
@@ -1901,7 +2019,7 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     )
     .await;
     let got = sink.wait_for("/slack", 3, 10).await;
-    assert_eq!(got[2].body["text"], "[RESOLVED] DiskFull");
+    assert_eq!(got[2].body["text"], on_host("[RESOLVED] DiskFull"));
     d.stop().await;
 }
 
@@ -2095,7 +2213,7 @@ notifications:
     };
     assert_eq!(
         names("/m4watch/slack", slack_titles),
-        ["[FIRING:1] MemoryExhaustionImminent"],
+        [on_host("[FIRING:1] MemoryExhaustionImminent")],
         "chat hears the incident once; its milder memory alerts are inhibited"
     );
     assert_eq!(
@@ -2223,7 +2341,7 @@ notifications:
             .collect();
         assert_eq!(
             slack,
-            ["[FIRING:1] Flapper", "[RESOLVED] Flapper"],
+            [on_host("[FIRING:1] Flapper"), on_host("[RESOLVED] Flapper")],
             "{moment:?}, signal {signal}; log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
@@ -2319,8 +2437,16 @@ notifications:
         post_alerts(&client, &base, json!([alert("Stuck", "critical", true)])).await;
         let slack = sink.wait_for("/slack", 2, 15).await;
         let pd = sink.wait_for("/pd", 2, 15).await;
-        assert_eq!(slack[0].body["text"], "[FIRING:1] Stuck", "signal {signal}");
-        assert_eq!(slack[1].body["text"], "[RESOLVED] Stuck", "signal {signal}");
+        assert_eq!(
+            slack[0].body["text"],
+            on_host("[FIRING:1] Stuck"),
+            "signal {signal}"
+        );
+        assert_eq!(
+            slack[1].body["text"],
+            on_host("[RESOLVED] Stuck"),
+            "signal {signal}"
+        );
         assert_eq!(pd[0].body["event_action"], "trigger");
         assert_eq!(pd[1].body["event_action"], "resolve");
         assert_eq!(pd[0].body["dedup_key"], pd[1].body["dedup_key"]);

@@ -54,17 +54,34 @@ struct Escalation {
 /// A stored alert with the id it gets today. Alerts Prometheus posted used to be keyed
 /// by a second fingerprint (another pair terminator); a group saved then is re-keyed on
 /// restore, so the resolve Prometheus sends after the upgrade still finds its alert.
-/// m4watch's own alerts keep the id the alert store gave them.
+/// m4watch's own alerts, and every alert saved since, keep the id the alert store gave
+/// them (their labels now carry the external labels, which the id does not cover).
 fn rekeyed(mut a: AlertEvent) -> AlertEvent {
     if a.source == AlertSource::Prometheus {
+        let before = legacy_fingerprint(&a.labels);
         // Releases before this one also added a `source="prometheus"` label; the alert
         // store keys received alerts by the labels as Prometheus sent them.
         if a.labels.get("source").map(String::as_str) == Some(AlertSource::Prometheus.as_str()) {
             a.labels.remove("source");
         }
-        a.fingerprint = fingerprint(&a.labels);
+        if a.fingerprint == before || a.fingerprint == legacy_fingerprint(&a.labels) {
+            a.fingerprint = fingerprint(&a.labels);
+        }
     }
     a
+}
+
+/// The fingerprint the notifier computed for Prometheus's alerts before there was
+/// one fingerprint: the same FNV-1a, with 0xfe ending each pair.
+fn legacy_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// Routes events into groups and writes their notifications to the outbox.
@@ -659,19 +676,6 @@ mod tests {
     use super::*;
     use crate::notify::tests::test_event;
 
-    /// The fingerprint the notifier computed for Prometheus's alerts before there was
-    /// one fingerprint: the same FNV-1a, with 0xfe ending each pair.
-    fn old_fingerprint(labels: &BTreeMap<String, String>) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (k, v) in labels {
-            for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        format!("{h:016x}")
-    }
-
     fn dispatcher(dir: &tempfile::TempDir) -> Dispatcher {
         Dispatcher::new(
             &NotifyConfig::default(),
@@ -687,7 +691,7 @@ mod tests {
         let mut d = dispatcher(&dir);
         let mut from_prometheus = test_event("DiskFull", AlertState::Firing);
         from_prometheus.source = AlertSource::Prometheus;
-        from_prometheus.fingerprint = old_fingerprint(&from_prometheus.labels);
+        from_prometheus.fingerprint = legacy_fingerprint(&from_prometheus.labels);
         let own = test_event("CpuHot", AlertState::Firing);
         let new_id = fingerprint(&from_prometheus.labels);
         d.restore(
@@ -710,6 +714,31 @@ mod tests {
             g.alerts.contains_key(&own.fingerprint),
             "m4watch's ids are kept"
         );
+    }
+
+    /// Issue 27: a received alert saved with its external labels added keeps the id
+    /// the alert store gave it (the labels as Prometheus sent them), so its resolve
+    /// after a restart finds it.
+    #[test]
+    fn groups_saved_with_external_labels_keep_their_ids_on_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(&dir);
+        let mut received = test_event("DiskFull", AlertState::Firing);
+        received.source = AlertSource::Prometheus;
+        let id = received.fingerprint.clone();
+        received.labels.insert("host".into(), "mac-07".into());
+        d.restore(
+            vec![StoredGroup {
+                key: "g".into(),
+                route: 0,
+                receiver: d.root.receiver.clone(),
+                labels: BTreeMap::new(),
+                alerts: vec![received],
+                notified: None,
+            }],
+            &[id.clone()].into(),
+        );
+        assert!(d.groups["g"].alerts.contains_key(&id));
     }
 
     /// A resolve waiting for group_interval when m4watch stopped is sent after the
