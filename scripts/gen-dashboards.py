@@ -943,6 +943,15 @@ DASHBOARDS = {
             q(f'increase({s("m4watch_notification_transitions_missed_total")}[$__rate_interval])', "transitions missed")],
            "none", "Outbox length, alert events that waited for room in the dispatcher's queue, and "
            "transitions the notifier missed (each logged as an error): any missed means lost pages.", min=0),
+        ts("Alertmanager forwarding",
+           [q(f'sum by (alertmanager) (increase({s("m4watch_alertmanager_posts_total")}[$__rate_interval]))',
+              "{{alertmanager}} posts"),
+            q(f'sum by (alertmanager) (increase({s("m4watch_alertmanager_post_failures_total")}[$__rate_interval]))',
+              "{{alertmanager}} failures")],
+           "none", "Posts to each Alertmanager of the `alertmanager` integration (first notices, "
+           "resolves, and a re-post of every firing alert each resend_delay) and those it did not "
+           "take. Failures on one peer of a cluster are harmless while another takes them; on "
+           "every peer, Alertmanager resolves this host's alerts within four resend delays.", min=0),
         ts("Heartbeat (dead-man's switch)",
            [q(f'increase({s("m4watch_heartbeat_sent_total")}[$__rate_interval])', "sent"),
             q(f'sum(increase({s("m4watch_heartbeat_skipped_total")}[$__rate_interval]))', "skipped"),

@@ -243,7 +243,7 @@ pub(crate) async fn serve_loaded(
     let (alerts, transitions, rules_handle, evaluated) = if config.rules.enabled {
         let running = alerts::evaluate::start(
             &config.rules,
-            rules,
+            (rules, config.identity().external_labels),
             alerts,
             Arc::clone(&store),
             shutdown.clone(),
@@ -293,6 +293,7 @@ pub(crate) async fn serve_loaded(
         alerts.active().into_iter().map(|a| a.id).collect();
     let (notifier, notify_tasks) = notify::Notifier::start(
         &config.notifications,
+        &config.identity(),
         outbox,
         &alive,
         store.registry(),
@@ -457,7 +458,13 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
         serde_json::to_value(x).ok() != serde_json::to_value(y).ok()
     }
     let mut out = Vec::new();
-    let pairs: [(&'static str, bool); 13] = [
+    let pairs: [(&'static str, bool); 14] = [
+        (
+            "external_labels, external_url, grafana_url",
+            a.external_labels != b.external_labels
+                || a.external_url != b.external_url
+                || a.grafana_url != b.grafana_url,
+        ),
         ("api", differ(&a.api, &b.api)),
         ("metrics", differ(&a.metrics, &b.metrics)),
         ("hardware", differ(&a.hardware, &b.hardware)),
@@ -642,6 +649,28 @@ mod tests {
             error_of("history_unknown_family"),
             "testdata/config/history_unknown_family.yml:6:7: history.families[1]: \"m4watch_cpu_utilisation\" is not a metric family m4watch exports"
         );
+    }
+
+    /// Issue 27: a reload that changes who the host is says it needs a restart
+    /// rather than half-applying it.
+    #[test]
+    fn changed_external_labels_or_urls_need_a_restart() {
+        let parse = |yaml: &str| {
+            Config::parse(yaml, "<test>", std::path::Path::new("."), &|_| None).unwrap()
+        };
+        let a = parse("external_labels: {host: mac-a}\n");
+        assert!(restart_sections(&a, &parse("external_labels: {host: mac-a}\n")).is_empty());
+        for changed in [
+            "external_labels: {host: mac-b}\n",
+            "external_labels: {host: mac-a}\ngrafana_url: http://g:3000\n",
+            "external_labels: {host: mac-a}\nexternal_url: http://mac-a:9977\n",
+        ] {
+            assert_eq!(
+                restart_sections(&a, &parse(changed)),
+                ["external_labels, external_url, grafana_url"],
+                "{changed}"
+            );
+        }
     }
 
     #[test]

@@ -573,7 +573,7 @@ mod tests {
             };
             let running = crate::alerts::evaluate::start(
                 &rc,
-                Vec::new(),
+                (Vec::new(), Vec::new()),
                 alerts,
                 Arc::new(Store::new()),
                 shutdown,
@@ -609,6 +609,7 @@ mod tests {
         let (_trigger, shutdown) = crate::shutdown::channel();
         let (notifier, _tasks) = crate::notify::Notifier::start(
             &Default::default(),
+            &crate::config::Identity::of_this_host(),
             outbox.clone(),
             &Default::default(),
             &prometheus::Registry::new(),

@@ -4,152 +4,22 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use common::sink::Sink;
 use common::{Daemon, KillOnDrop, free_port, require_tool, series};
 use m4watch::config::Config;
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-write-token";
 
-/// One request the sink received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub body: Value,
-    pub at: Instant,
-}
-
-/// Scripted answers: a status and an optional `Retry-After`.
-type Answers = VecDeque<(u16, Option<String>)>;
-
-#[derive(Default)]
-struct SinkState {
-    received: Vec<Received>,
-    /// Answers to give, per path prefix, before falling back to 200.
-    script: Vec<(String, Answers)>,
-}
-
-/// A local HTTP server that records JSON POSTs and answers as scripted.
-pub struct Sink {
-    pub addr: SocketAddr,
-    state: Arc<Mutex<SinkState>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn record(
-    State(s): State<Arc<Mutex<SinkState>>>,
-    uri: Uri,
-    body: axum::body::Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut st = s.lock().unwrap();
-    st.received.push(Received {
-        path: path.clone(),
-        body,
-        at: Instant::now(),
-    });
-    let answer = st
-        .script
-        .iter_mut()
-        .find(|(p, _)| path.starts_with(p.as_str()))
-        .and_then(|(_, q)| q.pop_front());
-    match answer {
-        Some((code, retry_after)) => {
-            let mut h = HeaderMap::new();
-            if let Some(r) = retry_after {
-                h.insert("retry-after", r.parse().unwrap());
-            }
-            (StatusCode::from_u16(code).unwrap(), h, "scripted").into_response()
-        }
-        None => (StatusCode::ACCEPTED, "ok").into_response(),
-    }
-}
-
-impl Sink {
-    pub async fn start() -> Sink {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Sink::on(l).await
-    }
-
-    pub async fn on(l: tokio::net::TcpListener) -> Sink {
-        let addr = l.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(SinkState::default()));
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(Arc::clone(&state));
-        let task = tokio::spawn(async move {
-            axum::serve(l, app).await.unwrap();
-        });
-        Sink { addr, state, task }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Answers the next requests under `prefix` with these statuses (and
-    /// `Retry-After` values) before answering 202.
-    pub fn script(&self, prefix: &str, answers: &[(u16, Option<&str>)]) {
-        self.state.lock().unwrap().script.push((
-            prefix.to_string(),
-            answers
-                .iter()
-                .map(|(c, r)| (*c, r.map(str::to_string)))
-                .collect(),
-        ));
-    }
-
-    pub fn received(&self, prefix: &str) -> Vec<Received> {
-        self.state
-            .lock()
-            .unwrap()
-            .received
-            .iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-
-    /// The `text` field of every body received under `prefix` (Slack's headline).
-    pub fn texts(&self, prefix: &str) -> Vec<String> {
-        self.received(prefix)
-            .iter()
-            .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
-            .collect()
-    }
-
-    /// Waits until `n` requests under `prefix` arrived.
-    pub async fn wait_for(&self, prefix: &str, n: usize, secs: u64) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let got = self.received(prefix);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{prefix}: wanted {n} requests, got {}: {got:#?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// A headline as a host that sets no `external_labels` sends it: naming the host by
+/// its hostname (issue 27).
+fn on_host(title: &str) -> String {
+    format!("{title} on {}", m4watch::config::hostname())
 }
 
 /// A config with its own data dir and a write token.
@@ -343,7 +213,7 @@ async fn slack_and_pagerduty_retry_as_told_and_never_retry_a_400() {
     )
     .await;
     let slack = sink.wait_for("/slack", 4, 10).await;
-    assert_eq!(slack[3].body["text"], "[RESOLVED] HighCpu");
+    assert_eq!(slack[3].body["text"], on_host("[RESOLVED] HighCpu"));
     assert_eq!(slack[3].body["attachments"][0]["color"], "#2eb886");
     let pd = sink.wait_for("/pd", 2, 10).await;
     assert_eq!(pd[1].body["event_action"], "resolve");
@@ -710,7 +580,10 @@ notifications:
         .collect();
     got.sort();
     got.dedup();
-    let want: Vec<String> = names.iter().map(|n| format!("[FIRING:1] {n}")).collect();
+    let want: Vec<String> = names
+        .iter()
+        .map(|n| on_host(&format!("[FIRING:1] {n}")))
+        .collect();
     assert_eq!(got, want, "every Slack notification arrived");
     for r in &pd {
         assert_pd_event(&r.body, PD_SECRET);
@@ -918,6 +791,107 @@ async fn a_resolve_carries_the_firings_starts_at_to_slack_email_and_webhook() {
     for m in &mail {
         assert!(m.contains("since: 2026-11-22T09:00:00+00:00"), "{m}");
     }
+    d.stop().await;
+}
+
+/// Issue 27: every message names the host and links to the runbook (on this
+/// m4watch) and the dashboard (on the configured Grafana): Slack buttons, the email's
+/// links, PagerDuty's `source` and `links`, the webhook's labels and `externalURL`.
+#[tokio::test]
+async fn every_message_names_its_host_and_links_to_runbook_and_dashboard() {
+    let sink = Sink::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(tmp.path());
+    let d = Daemon::start(config(
+        tmp.path(),
+        &format!(
+            r#"external_labels: {{host: mac-07, desk: fx}}
+external_url: http://mac-07.desk.example:9977/
+grafana_url: http://grafana.desk.example:3000
+notifications:
+  receivers:
+    - name: ops
+      slack: {{webhook_url: "{}"}}
+      webhook: {{url: "{}"}}
+      pagerduty: {{routing_key: k, url: "{}"}}
+      email:
+        smarthost: 127.0.0.1:{}
+        tls: none
+        from: "m4watch <m4watch@example.com>"
+        to: [ops@example.com]
+  route: {{receiver: ops, group_interval: 300ms}}
+"#,
+            sink.url("/slack"),
+            sink.url("/hook"),
+            sink.url("/pd"),
+            smtp.port
+        ),
+    ))
+    .await;
+    let base = format!("http://{}", d.addr);
+    let runbook = "http://mac-07.desk.example:9977/runbooks#pcorehigh";
+    let dashboard = "http://grafana.desk.example:3000/d/m4watch-hardware";
+    post_alerts(
+        &d.client,
+        &base,
+        json!([{
+            "labels": {"alertname": "PCoreHigh", "severity": "warning"},
+            "annotations": {
+                "summary": "P-cores busy",
+                "runbook_url": "/runbooks#pcorehigh",
+                "dashboard_url": "/d/m4watch-hardware"
+            },
+            "startsAt": "2026-11-22T09:00:00Z"
+        }]),
+    )
+    .await;
+    let slack = sink.wait_for("/slack", 1, 10).await;
+    let body = &slack[0].body;
+    assert_eq!(body["text"], "[FIRING:1] PCoreHigh on mac-07");
+    let text = body.to_string();
+    assert!(
+        text.contains("`host=mac-07`") && text.contains("`desk=fx`"),
+        "{text}"
+    );
+    let buttons: Vec<&Value> = body["attachments"][0]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap())
+        .collect();
+    let urls: Vec<&str> = buttons.iter().map(|b| b["url"].as_str().unwrap()).collect();
+    assert_eq!(urls, [runbook, dashboard], "{text}");
+
+    let pd = sink.wait_for("/pd", 1, 10).await;
+    let p = &pd[0].body["payload"];
+    assert_eq!(p["source"], "mac-07");
+    assert_eq!(p["custom_details"]["host"], "mac-07");
+    let links: Vec<&str> = pd[0].body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["href"].as_str().unwrap())
+        .collect();
+    assert_eq!(links, [runbook, dashboard]);
+
+    let hook = sink.wait_for("/hook", 1, 10).await;
+    assert_eq!(
+        hook[0].body["externalURL"],
+        "http://mac-07.desk.example:9977"
+    );
+    let a = &hook[0].body["alerts"][0];
+    assert_eq!(a["labels"]["host"], "mac-07");
+    assert_eq!(a["annotations"]["runbook_url"], runbook);
+    assert_eq!(a["annotations"]["dashboard_url"], dashboard);
+
+    let mail = wait_mails(&smtp.dir, 1).await;
+    // Quoted-printable writes `=` as `=3D`.
+    let m = mail[0].replace("=3D", "=");
+    assert!(m.contains("[FIRING:1] PCoreHigh on mac-07"), "{m}");
+    assert!(m.contains("host=mac-07"), "{m}");
+    assert!(m.contains(&format!("Runbook: {runbook}")), "{m}");
+    assert!(m.contains(&format!("Dashboard: {dashboard}")), "{m}");
     d.stop().await;
 }
 
@@ -1269,7 +1243,7 @@ async fn configure_api_sets_persists_and_redacts_receivers() {
     )
     .await;
     let slack = sink.wait_for("/slack", 2, 5).await;
-    assert_eq!(slack[1].body["text"], "[FIRING:1] AfterRestart");
+    assert_eq!(slack[1].body["text"], on_host("[FIRING:1] AfterRestart"));
     let list = d
         .get("/api/v1/monitoring/notifications")
         .await
@@ -1396,7 +1370,7 @@ async fn a_real_prometheus_alerts_through_m4watch_to_slack() {
     );
     let got = sink.wait_for("/slack", 1, 30).await;
     let text = got[0].body.to_string();
-    assert_eq!(got[0].body["text"], "[FIRING:1] OrderLatencyHigh");
+    assert_eq!(got[0].body["text"], on_host("[FIRING:1] OrderLatencyHigh"));
     assert!(text.contains("order latency above threshold"), "{text}");
     assert!(text.contains("*Source*\\nprometheus"), "{text}");
     assert_block_kit(&got[0].body);
@@ -1422,10 +1396,16 @@ async fn acknowledgement_reaches_pagerduty_and_stops_escalation() {
     let (_trigger, shutdown) = m4watch::shutdown::channel();
     let registry = prometheus::Registry::new();
     let outbox = m4watch::internals::notify::Outbox::open(&tmp.path().join("m4watch.db")).unwrap();
-    let (notifier, _tasks) =
-        Notifier::start(&cfg, outbox, &Default::default(), &registry, shutdown)
-            .await
-            .unwrap();
+    let (notifier, _tasks) = Notifier::start(
+        &cfg,
+        &m4watch::config::Identity::of_this_host(),
+        outbox,
+        &Default::default(),
+        &registry,
+        shutdown,
+    )
+    .await
+    .unwrap();
     let labels: std::collections::BTreeMap<String, String> = [
         ("alertname".to_string(), "Latency".to_string()),
         ("severity".to_string(), "critical".to_string()),
@@ -1936,7 +1916,7 @@ async fn a_critical_inhibits_its_warning() {
         assert!(
             got_now
                 .iter()
-                .any(|r| r.body["text"] == "[FIRING:1] PerformanceCoresSaturated")
+                .any(|r| r.body["text"] == on_host("[FIRING:1] PerformanceCoresSaturated"))
         );
         d.stop().await;
     }
@@ -1966,9 +1946,14 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     .await;
     let base = format!("http://{}", d.addr);
     sink.wait_for("/slack", 1, 10).await;
-    // Prometheus evaluating the same rule posts the same label set.
+    // Prometheus evaluating the same rule, with the host as its external label,
+    // posts the same label set.
     let same = json!([{
-        "labels": {"alertname": "OrderGatewayDown", "severity": "critical"},
+        "labels": {
+            "alertname": "OrderGatewayDown",
+            "severity": "critical",
+            "host": m4watch::config::hostname()
+        },
         "annotations": {"summary": "gateway down"},
         "startsAt": chrono::Utc::now().to_rfc3339(),
         "endsAt": (chrono::Utc::now() + chrono::Duration::minutes(4)).to_rfc3339(),
@@ -1986,7 +1971,10 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         sink.texts("/slack"),
-        ["[FIRING:1] OrderGatewayDown", "[FIRING:1] DiskFull"],
+        [
+            on_host("[FIRING:1] OrderGatewayDown"),
+            on_host("[FIRING:1] DiskFull")
+        ],
         "one notification per alert"
     );
     let list: Value = d
@@ -2031,7 +2019,7 @@ async fn posted_alerts_join_the_alert_list_and_duplicates_notify_once() {
     )
     .await;
     let got = sink.wait_for("/slack", 3, 10).await;
-    assert_eq!(got[2].body["text"], "[RESOLVED] DiskFull");
+    assert_eq!(got[2].body["text"], on_host("[RESOLVED] DiskFull"));
     d.stop().await;
 }
 
@@ -2225,7 +2213,7 @@ notifications:
     };
     assert_eq!(
         names("/m4watch/slack", slack_titles),
-        ["[FIRING:1] MemoryExhaustionImminent"],
+        [on_host("[FIRING:1] MemoryExhaustionImminent")],
         "chat hears the incident once; its milder memory alerts are inhibited"
     );
     assert_eq!(
@@ -2340,7 +2328,7 @@ notifications:
                 "the resolve was still waiting"
             );
         }
-        sink.state.lock().unwrap().script.clear();
+        sink.clear_script();
 
         let _second = spawn_m4watch(&cfg, &log, &[]);
         wait_up(&client, &base).await;
@@ -2358,7 +2346,7 @@ notifications:
             .collect();
         assert_eq!(
             slack,
-            ["[FIRING:1] Flapper", "[RESOLVED] Flapper"],
+            [on_host("[FIRING:1] Flapper"), on_host("[RESOLVED] Flapper")],
             "{moment:?}, signal {signal}; log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
@@ -2454,8 +2442,16 @@ notifications:
         post_alerts(&client, &base, json!([alert("Stuck", "critical", true)])).await;
         let slack = sink.wait_for("/slack", 2, 15).await;
         let pd = sink.wait_for("/pd", 2, 15).await;
-        assert_eq!(slack[0].body["text"], "[FIRING:1] Stuck", "signal {signal}");
-        assert_eq!(slack[1].body["text"], "[RESOLVED] Stuck", "signal {signal}");
+        assert_eq!(
+            slack[0].body["text"],
+            on_host("[FIRING:1] Stuck"),
+            "signal {signal}"
+        );
+        assert_eq!(
+            slack[1].body["text"],
+            on_host("[RESOLVED] Stuck"),
+            "signal {signal}"
+        );
         assert_eq!(pd[0].body["event_action"], "trigger");
         assert_eq!(pd[1].body["event_action"], "resolve");
         assert_eq!(pd[0].body["dedup_key"], pd[1].body["dedup_key"]);

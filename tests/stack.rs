@@ -639,7 +639,7 @@ fn stack_config(probe: &str, feed: u16) -> m4watch::config::Config {
          advice:\n  window: 20s\n\
          host:\n  udp_ports: [{feed}]\n\
          processes:\n  groups:\n    - {{name: stack-test, process_name: \"^stack-\"}}\n\
-         notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: desk}}\n\
+         notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n      alertmanager: {{urls: [\"http://127.0.0.1:9\"]}}\n  route: {{receiver: desk}}\n\
          heartbeat:\n  url: \"{probe}\"\n  interval: 1s\n  timeout: 500ms\n",
         env!("CARGO_MANIFEST_DIR")
     ))

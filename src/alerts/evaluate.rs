@@ -110,7 +110,7 @@ pub fn ring_filter(
 /// are what else reads the ring: metric names and how far back (the advisor's).
 pub(crate) fn start(
     rc: &RulesConfig,
-    groups: Vec<Group>,
+    (groups, external_labels): (Vec<Group>, crate::model::Labels),
     alerts: Arc<Alerts>,
     store: Arc<Store>,
     shutdown: Shutdown,
@@ -119,7 +119,8 @@ pub(crate) fn start(
 ) -> Running {
     let interval = rc.evaluation_interval.get();
     let transitions = alerts.subscribe();
-    let mut engine = Engine::new(groups, interval.as_millis() as i64);
+    let mut engine =
+        Engine::new(groups, interval.as_millis() as i64).with_external_labels(external_labels);
     let mut orphans = Vec::new();
     // Received alerts are Prometheus's to resolve (or to expire): not the engine's.
     let own: Vec<_> = alerts
@@ -209,10 +210,11 @@ impl RulesHandle {
     /// keeps counting and nothing fires twice; those of rules that are gone resolve.
     /// Returns the number of rules now loaded.
     pub(crate) fn replace(&self, groups: Vec<Group>) -> usize {
-        let mut next = Engine::new(groups, self.interval_ms);
         let mut orphans = Vec::new();
         {
             let mut engine = self.cycle.engine.lock().expect("engine lock");
+            let mut next = Engine::new(groups, self.interval_ms)
+                .with_external_labels(engine.external_labels().clone());
             for (g, r, a) in engine.active() {
                 if !next.restore(&r.name, a.clone()) {
                     orphans.push(orphaned(&g.name, a.clone()));

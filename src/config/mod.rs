@@ -4,7 +4,7 @@
 //! the key path and what is wrong. Secrets come from the file, a `*_file` sibling or an
 //! `M4WATCH_*` environment variable, and redact themselves wherever they are printed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +17,7 @@ mod hardware;
 pub mod heartbeat;
 mod history;
 mod host;
+mod identity;
 mod locate;
 pub mod notify;
 mod processes;
@@ -29,6 +30,7 @@ pub use containers::*;
 pub use hardware::*;
 pub use history::*;
 pub use host::*;
+pub use identity::{HOST_LABEL, Identity, hostname};
 pub use processes::*;
 pub use rules::*;
 pub use trading::*;
@@ -71,6 +73,21 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Labels added to every alert this m4watch evaluates and to every alert it sends
+    /// on, where the alert lacks them (Prometheus's `global.external_labels`). `host`
+    /// (the machine's hostname) is always there unless set here; an empty value
+    /// removes a label. After loading, the map holds the labels in force.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    /// Where people reach this m4watch (links in notifications, `runbook_url`s that
+    /// start with `/`). Default: `http://<hostname>:<port>` when listening on every
+    /// interface, else `http://<listen>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
+    /// Grafana's base URL: `dashboard_url` annotations that start with `/` are
+    /// links below it. Without it, notifications carry no dashboard link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_url: Option<String>,
     #[serde(default)]
     pub api: ApiConfig,
     #[serde(default)]
@@ -291,6 +308,18 @@ impl Config {
             h.resolve(base, env).map_err(|(p, r)| invalid(&p, r))?;
         }
         config.validate().map_err(|(p, r)| invalid(&p, r))?;
+        config.external_labels = identity::external_labels(Some(&config.external_labels))
+            .map_err(|(p, r)| invalid(&p, r))?
+            .into_iter()
+            .collect();
+        for (key, url) in [
+            ("external_url", &mut config.external_url),
+            ("grafana_url", &mut config.grafana_url),
+        ] {
+            if let Some(u) = url.as_deref() {
+                *url = Some(identity::base_url(u, key).map_err(|(p, r)| invalid(&p, r))?);
+            }
+        }
         if let Some(f) = &config.hardware.replay_file {
             // Relative to the config file, like the `*_file` secrets.
             config.hardware.replay_file = Some(base.join(f));
@@ -397,6 +426,23 @@ impl Config {
 }
 
 impl Config {
+    /// Who this m4watch is to the outside (external labels, URLs), as loaded.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            external_labels: self
+                .external_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            external_url: self
+                .external_url
+                .clone()
+                .unwrap_or_else(|| identity::default_external_url(self.listen)),
+            grafana_url: self.grafana_url.clone(),
+            evaluation_interval: self.rules.evaluation_interval.get(),
+        }
+    }
+
     fn validate_history_and_advice(&self) -> Result<(), (String, String)> {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         let h = &self.history;

@@ -227,6 +227,19 @@ pub struct AlertmanagerConfig {
     /// Shown with their credentials and queries redacted.
     #[serde(serialize_with = "redacted_urls")]
     pub urls: Vec<String>,
+    /// Every firing alert is posted again this often (Prometheus's
+    /// `--rules.alert.resend-delay`), with `endsAt` four of these (or four evaluation
+    /// intervals, if longer) ahead, so Alertmanager keeps it while it fires and
+    /// resolves it soon after this host stops posting.
+    #[serde(default = "AlertmanagerConfig::default_resend_delay")]
+    #[schema(value_type = String)]
+    pub resend_delay: Dur,
+}
+
+impl AlertmanagerConfig {
+    fn default_resend_delay() -> Dur {
+        Dur(std::time::Duration::from_secs(60))
+    }
 }
 
 /// `u` with the password, user name, query and fragment replaced by `<redacted>`:
@@ -470,6 +483,14 @@ impl NotifyConfig {
                 }
                 for (j, u) in a.urls.iter().enumerate() {
                     check_url(u, &format!("{p}.alertmanager.urls[{j}]"))?;
+                }
+                let key = format!("{p}.alertmanager.resend_delay");
+                at_least(a.resend_delay, std::time::Duration::from_secs(1), &key)?;
+                if a.resend_delay.get() > std::time::Duration::from_secs(3600) {
+                    return err(
+                        key,
+                        "must be at most 1h: Alertmanager resolves an alert four resend delays after its last post",
+                    );
                 }
             }
         }
@@ -723,6 +744,7 @@ mod redaction_tests {
         };
         let am = AlertmanagerConfig {
             urls: vec!["http://admin:s3cret@am:9093".into()],
+            resend_delay: AlertmanagerConfig::default_resend_delay(),
         };
         let text = format!(
             "{}{}",

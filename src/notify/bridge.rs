@@ -185,6 +185,7 @@ mod tests {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (notifier, _tasks) = Notifier::start(
             &Default::default(),
+            &crate::config::Identity::of_this_host(),
             crate::notify::outbox::Outbox::open(&dir.path().join("m4watch.db")).unwrap(),
             &Default::default(),
             &registry,

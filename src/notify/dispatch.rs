@@ -54,17 +54,34 @@ struct Escalation {
 /// A stored alert with the id it gets today. Alerts Prometheus posted used to be keyed
 /// by a second fingerprint (another pair terminator); a group saved then is re-keyed on
 /// restore, so the resolve Prometheus sends after the upgrade still finds its alert.
-/// m4watch's own alerts keep the id the alert store gave them.
+/// m4watch's own alerts, and every alert saved since, keep the id the alert store gave
+/// them (their labels now carry the external labels, which the id does not cover).
 fn rekeyed(mut a: AlertEvent) -> AlertEvent {
     if a.source == AlertSource::Prometheus {
+        let before = legacy_fingerprint(&a.labels);
         // Releases before this one also added a `source="prometheus"` label; the alert
         // store keys received alerts by the labels as Prometheus sent them.
         if a.labels.get("source").map(String::as_str) == Some(AlertSource::Prometheus.as_str()) {
             a.labels.remove("source");
         }
-        a.fingerprint = fingerprint(&a.labels);
+        if a.fingerprint == before || a.fingerprint == legacy_fingerprint(&a.labels) {
+            a.fingerprint = fingerprint(&a.labels);
+        }
     }
     a
+}
+
+/// The fingerprint the notifier computed for Prometheus's alerts before there was
+/// one fingerprint: the same FNV-1a, with 0xfe ending each pair.
+fn legacy_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// Routes events into groups and writes their notifications to the outbox.
@@ -79,6 +96,15 @@ pub(super) struct Dispatcher {
     groups: HashMap<String, Group>,
     escalations: HashMap<String, Escalation>,
     inhibit_rules: Vec<InhibitRule>,
+    /// When each receiver with an `alertmanager` integration next re-posts its
+    /// firing alerts, and the re-post still in flight (one at a time per receiver).
+    resends: HashMap<String, Resend>,
+}
+
+struct Resend {
+    at: Instant,
+    every: Duration,
+    in_flight: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Dispatcher {
@@ -98,6 +124,7 @@ impl Dispatcher {
             groups: HashMap::new(),
             escalations: HashMap::new(),
             inhibit_rules: Vec::new(),
+            resends: HashMap::new(),
         };
         d.configure(config);
         d
@@ -117,6 +144,101 @@ impl Dispatcher {
             .as_ref()
             .map(|e| (e.receiver.clone(), e.after.get(), e.matchers.clone()));
         self.inhibit_rules = config.inhibit_rules.clone();
+        self.schedule_resends();
+    }
+
+    /// A re-post timer for every receiver with an `alertmanager` integration (the
+    /// shortest `resend_delay` among them), kept across a reload where it still fits.
+    fn schedule_resends(&mut self) {
+        let now = Instant::now();
+        let delays: HashMap<String, Duration> = self
+            .receivers
+            .read()
+            .expect("receivers")
+            .iter()
+            .filter_map(|(name, r)| {
+                r.integrations
+                    .iter()
+                    .filter_map(|i| i.as_alertmanager().map(|a| a.resend_delay()))
+                    .min()
+                    .map(|d| (name.clone(), d))
+            })
+            .collect();
+        self.resends.retain(|name, _| delays.contains_key(name));
+        for (name, every) in delays {
+            let r = self.resends.entry(name).or_insert(Resend {
+                at: now + every,
+                every,
+                in_flight: None,
+            });
+            if r.every != every {
+                r.every = every;
+                r.at = now + every;
+            }
+        }
+    }
+
+    /// Posts every announced firing alert again to the Alertmanagers of each receiver
+    /// whose `resend_delay` has come, past the outbox: a lost re-post is followed by
+    /// the next one, and the first notice and the resolve went through the outbox.
+    fn resend_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .resends
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in due {
+            let Some(receiver) = self
+                .receivers
+                .read()
+                .expect("receivers")
+                .get(&name)
+                .cloned()
+            else {
+                continue;
+            };
+            let mut alerts: Vec<AlertEvent> = Vec::new();
+            for g in self.groups.values().filter(|g| g.receiver == name) {
+                let muted = self.root.find(g.route).is_none_or(|r| self.muted(r));
+                if muted {
+                    continue;
+                }
+                alerts.extend(
+                    g.alerts
+                        .values()
+                        .filter(|a| a.state != AlertState::Resolved)
+                        .filter(|a| g.notified.contains(&a.fingerprint))
+                        .cloned(),
+                );
+            }
+            alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+            alerts.dedup_by(|a, b| a.fingerprint == b.fingerprint);
+            let r = self.resends.get_mut(&name).expect("due resend");
+            r.at = now + r.every;
+            let busy = r.in_flight.as_ref().is_some_and(|h| !h.is_finished());
+            if alerts.is_empty() || busy {
+                continue;
+            }
+            let n = Notification {
+                receiver: name.clone(),
+                kind: Kind::Alert,
+                group_key: format!("resend:{name}"),
+                group_labels: BTreeMap::new(),
+                alerts,
+            };
+            r.in_flight = Some(tokio::spawn(async move {
+                for am in receiver
+                    .integrations
+                    .iter()
+                    .filter_map(|i| i.as_alertmanager())
+                {
+                    // Failures are logged and counted per Alertmanager by the integration.
+                    let _ = am.notify(&n).await;
+                }
+            }));
+        }
     }
 
     /// A reload: the new settings apply to every event from now on. Groups whose
@@ -241,6 +363,7 @@ impl Dispatcher {
                 .values()
                 .map(|g| g.next_flush)
                 .chain(self.escalations.values().map(|e| e.deadline))
+                .chain(self.resends.values().map(|r| r.at))
                 .min();
             let sleep = async {
                 match next {
@@ -267,7 +390,10 @@ impl Dispatcher {
                     }
                     None => break,
                 },
-                _ = sleep => self.flush_due().await,
+                _ = sleep => {
+                    self.flush_due().await;
+                    self.resend_due();
+                }
             }
         }
     }
@@ -550,19 +676,6 @@ mod tests {
     use super::*;
     use crate::notify::tests::test_event;
 
-    /// The fingerprint the notifier computed for Prometheus's alerts before there was
-    /// one fingerprint: the same FNV-1a, with 0xfe ending each pair.
-    fn old_fingerprint(labels: &BTreeMap<String, String>) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (k, v) in labels {
-            for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        format!("{h:016x}")
-    }
-
     fn dispatcher(dir: &tempfile::TempDir) -> Dispatcher {
         Dispatcher::new(
             &NotifyConfig::default(),
@@ -578,7 +691,7 @@ mod tests {
         let mut d = dispatcher(&dir);
         let mut from_prometheus = test_event("DiskFull", AlertState::Firing);
         from_prometheus.source = AlertSource::Prometheus;
-        from_prometheus.fingerprint = old_fingerprint(&from_prometheus.labels);
+        from_prometheus.fingerprint = legacy_fingerprint(&from_prometheus.labels);
         let own = test_event("CpuHot", AlertState::Firing);
         let new_id = fingerprint(&from_prometheus.labels);
         d.restore(
@@ -601,6 +714,31 @@ mod tests {
             g.alerts.contains_key(&own.fingerprint),
             "m4watch's ids are kept"
         );
+    }
+
+    /// Issue 27: a received alert saved with its external labels added keeps the id
+    /// the alert store gave it (the labels as Prometheus sent them), so its resolve
+    /// after a restart finds it.
+    #[test]
+    fn groups_saved_with_external_labels_keep_their_ids_on_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(&dir);
+        let mut received = test_event("DiskFull", AlertState::Firing);
+        received.source = AlertSource::Prometheus;
+        let id = received.fingerprint.clone();
+        received.labels.insert("host".into(), "mac-07".into());
+        d.restore(
+            vec![StoredGroup {
+                key: "g".into(),
+                route: 0,
+                receiver: d.root.receiver.clone(),
+                labels: BTreeMap::new(),
+                alerts: vec![received],
+                notified: None,
+            }],
+            &[id.clone()].into(),
+        );
+        assert!(d.groups["g"].alerts.contains_key(&id));
     }
 
     /// A resolve waiting for group_interval when m4watch stopped is sent after the

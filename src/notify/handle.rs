@@ -14,10 +14,10 @@ use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError};
 use super::receiver::{Integration, Receiver, Receivers};
 use super::{AlertEvent, AlertSource, AlertState, Ctx, Kind, Notification, SendError, worker};
-use crate::config::Secret;
 use crate::config::notify::{
     DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, SlackConfig,
 };
+use crate::config::{Identity, Secret};
 use crate::model::alert::fingerprint;
 use crate::shutdown::Shutdown;
 
@@ -86,13 +86,15 @@ impl Notifier {
     /// delivery worker on `outbox` (the wiring opens it).
     pub async fn start(
         config: &NotifyConfig,
+        identity: &Identity,
         outbox: Outbox,
         alive: &std::collections::HashSet<String>,
         registry: &prometheus::Registry,
         shutdown: Shutdown,
     ) -> Result<(Notifier, Vec<tokio::task::JoinHandle<()>>), NotifyError> {
-        let ctx = Ctx::new(config.delivery.timeout.get());
         let metrics = Metrics::new(registry);
+        let mut ctx = Ctx::new(config.delivery.timeout.get()).with_identity(identity.clone());
+        ctx.alertmanagers = Some(metrics.alertmanagers.clone());
         let base = config.receivers_with_default();
         let mut map = BTreeMap::new();
         for (name, rc) in &base {
@@ -161,6 +163,9 @@ impl Notifier {
         for r in self.inner.receivers.read().expect("receivers").values() {
             for i in &r.integrations {
                 self.inner.metrics.precreate(&r.config.name, i.name());
+                if let Some(am) = i.as_alertmanager() {
+                    am.precreate();
+                }
             }
         }
         Ok(())
@@ -210,6 +215,7 @@ impl Notifier {
     /// Submits one alert transition. Returns once the dispatcher has handled it: any
     /// notification it causes at once (`group_wait: 0s`) is in the outbox by then.
     pub async fn submit(&self, event: AlertEvent) {
+        let event = super::outward(event, &self.inner.ctx.identity);
         let (done, wait) = oneshot::channel();
         // Bounded: a submitter waits for room rather than an event being dropped, and
         // every wait is counted, so a dispatcher falling behind is visible.
@@ -376,21 +382,24 @@ impl Notifier {
             kind: Kind::Test,
             group_key: "test".into(),
             group_labels: labels.clone(),
-            alerts: vec![AlertEvent {
-                fingerprint: fingerprint(&labels),
-                labels,
-                annotations: [(
-                    "summary".to_string(),
-                    "Test notification from m4watch".to_string(),
-                )]
-                .into(),
-                state: AlertState::Firing,
-                starts_at: Utc::now(),
-                ends_at: None,
-                value: None,
-                source: AlertSource::Rules,
-                generator_url: None,
-            }],
+            alerts: vec![super::outward(
+                AlertEvent {
+                    fingerprint: fingerprint(&labels),
+                    labels,
+                    annotations: [(
+                        "summary".to_string(),
+                        "Test notification from m4watch".to_string(),
+                    )]
+                    .into(),
+                    state: AlertState::Firing,
+                    starts_at: Utc::now(),
+                    ends_at: None,
+                    value: None,
+                    source: AlertSource::Rules,
+                    generator_url: None,
+                },
+                &self.inner.ctx.identity,
+            )],
         };
         let mut out = Vec::new();
         for i in &r.integrations {
@@ -430,6 +439,7 @@ mod tests {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (n, _tasks) = Notifier::start(
             &config,
+            &Identity::of_this_host(),
             outbox.clone(),
             &Default::default(),
             &prometheus::Registry::new(),

@@ -51,6 +51,20 @@ pub(crate) const NOTIFICATION_TRANSITIONS_MISSED_TOTAL: MetricDef = def(
     "Alert transitions the notifier missed because it fell more than 1024 behind the alert feed; each is logged as an error.",
 );
 
+pub(crate) const ALERTMANAGER_POSTS_TOTAL: MetricDef = def(
+    "m4watch_alertmanager_posts_total",
+    Counter,
+    &["alertmanager"],
+    "Posts of alerts to each Alertmanager (`scheme://host:port`): first notices, resolves and the re-posts every resend_delay that keep firing alerts alive there.",
+);
+
+pub(crate) const ALERTMANAGER_POST_FAILURES_TOTAL: MetricDef = def(
+    "m4watch_alertmanager_post_failures_total",
+    Counter,
+    &["alertmanager"],
+    "Posts of alerts that an Alertmanager (`scheme://host:port`) did not take; a first notice or resolve is retried from the outbox, a re-post waits for the next resend_delay.",
+);
+
 pub(crate) const METRICS: &[MetricDef] = &[
     NOTIFICATIONS_TOTAL,
     NOTIFICATIONS_FAILED_TOTAL,
@@ -58,7 +72,16 @@ pub(crate) const METRICS: &[MetricDef] = &[
     NOTIFICATION_QUEUE_LENGTH,
     NOTIFICATION_SUBMIT_WAITS_TOTAL,
     NOTIFICATION_TRANSITIONS_MISSED_TOTAL,
+    ALERTMANAGER_POSTS_TOTAL,
+    ALERTMANAGER_POST_FAILURES_TOTAL,
 ];
+
+/// Posts and failures per Alertmanager, shared by every `alertmanager` integration.
+#[derive(Clone)]
+pub(crate) struct AlertmanagerCounters {
+    pub posts: IntCounterVec,
+    pub failures: IntCounterVec,
+}
 
 /// Instruments bumped by the workers.
 #[derive(Clone)]
@@ -69,6 +92,7 @@ pub(crate) struct Metrics {
     pub queue: IntGauge,
     pub submit_waits: IntCounter,
     pub transitions_missed: IntCounter,
+    pub alertmanagers: AlertmanagerCounters,
 }
 
 impl Metrics {
@@ -103,6 +127,15 @@ impl Metrics {
         };
         let submit_waits = counter(NOTIFICATION_SUBMIT_WAITS_TOTAL);
         let transitions_missed = counter(NOTIFICATION_TRANSITIONS_MISSED_TOTAL);
+        let per_am = |d: MetricDef| {
+            let c = IntCounterVec::new(opts(d), &["alertmanager"]).expect("valid metric");
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let alertmanagers = AlertmanagerCounters {
+            posts: per_am(ALERTMANAGER_POSTS_TOTAL),
+            failures: per_am(ALERTMANAGER_POST_FAILURES_TOTAL),
+        };
         Metrics {
             total,
             failed,
@@ -110,6 +143,7 @@ impl Metrics {
             queue,
             submit_waits,
             transitions_missed,
+            alertmanagers,
         }
     }
 

@@ -37,6 +37,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Identity;
 pub(crate) use crate::model::alert::{AlertSource, Severity};
 pub use handle::Notifier;
 pub(crate) use metrics::METRICS;
@@ -199,11 +200,19 @@ impl Notification {
             Kind::Acknowledge => "[ACKNOWLEDGED] ".to_string(),
             Kind::Alert => String::new(),
         };
+        // A fleet shares channels: the headline names the host when the alerts
+        // share one.
+        let on = self.host().map(|h| format!(" on {h}")).unwrap_or_default();
         if firing > 0 {
-            format!("{prefix}[FIRING:{firing}] {name}")
+            format!("{prefix}[FIRING:{firing}] {name}{on}")
         } else {
-            format!("{prefix}[RESOLVED] {name}")
+            format!("{prefix}[RESOLVED] {name}{on}")
         }
+    }
+
+    /// The host the alerts are about, when they share one.
+    pub fn host(&self) -> Option<String> {
+        self.common_labels().remove(crate::config::HOST_LABEL)
     }
 }
 
@@ -308,8 +317,13 @@ pub struct Ctx {
     /// embedded default) never needs (issue 17).
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
     pub timeout: Duration,
-    /// This host's name, for PagerDuty's `source` and the SMTP greeting.
+    /// This host's name, for the SMTP greeting and PagerDuty's `source` when the
+    /// alert names no host.
     pub hostname: String,
+    /// External labels and URLs (`external_labels`, `external_url`, `grafana_url`).
+    pub identity: Arc<Identity>,
+    /// Posts and failures per Alertmanager, when the notifier counts them.
+    pub(crate) alertmanagers: Option<metrics::AlertmanagerCounters>,
 }
 
 impl Ctx {
@@ -317,8 +331,16 @@ impl Ctx {
         Ctx {
             http: Arc::default(),
             timeout,
-            hostname: hostname(),
+            hostname: crate::config::hostname(),
+            identity: Arc::new(Identity::of_this_host()),
+            alertmanagers: None,
         }
+    }
+
+    /// The same context for an m4watch with this identity.
+    pub fn with_identity(mut self, identity: Identity) -> Ctx {
+        self.identity = Arc::new(identity);
+        self
     }
 
     /// The HTTP client every integration shares.
@@ -333,22 +355,28 @@ impl Ctx {
     }
 }
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length; gethostname NUL-terminates
-    // within it or fails.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
-    if name.is_empty() {
-        "localhost".into()
-    } else {
-        name
+/// An event as it leaves this m4watch: the external labels it lacks added (an alert
+/// keeps the labels it was sent or evaluated with), and its relative `runbook_url` /
+/// `dashboard_url` made absolute against `external_url` / `grafana_url` (dropped when
+/// there is no base to resolve against).
+pub(crate) fn outward(mut ev: AlertEvent, id: &Identity) -> AlertEvent {
+    id.label(&mut ev.labels);
+    for (key, base) in [
+        ("runbook_url", Some(id.external_url.as_str())),
+        ("dashboard_url", id.grafana_url.as_deref()),
+    ] {
+        if let Some(v) = ev.annotations.get(key) {
+            match Identity::resolve(base, v) {
+                Some(abs) => {
+                    ev.annotations.insert(key.to_string(), abs);
+                }
+                None => {
+                    ev.annotations.remove(key);
+                }
+            }
+        }
     }
+    ev
 }
 
 /// The one HTTP status policy: 2xx delivered, 429 and 5xx retried (honouring
@@ -496,6 +524,64 @@ mod tests {
         e.labels
             .insert("m4watch_send_resolved".into(), "true".into());
         assert!(e.wants_resolved(false));
+    }
+
+    /// Issue 27: what leaves the host names it and links somewhere real.
+    #[test]
+    fn outward_events_name_their_host_and_carry_absolute_links() {
+        let id = Identity {
+            external_labels: vec![
+                ("desk".into(), "fx".into()),
+                ("host".into(), "mac-07".into()),
+            ],
+            external_url: "http://mac-07:9977".into(),
+            grafana_url: Some("http://grafana:3000".into()),
+            evaluation_interval: Duration::from_secs(1),
+        };
+        let mut ev = test_event("PCoreHigh", AlertState::Firing);
+        ev.annotations
+            .insert("runbook_url".into(), "/runbooks#pcorehigh".into());
+        ev.annotations
+            .insert("dashboard_url".into(), "/d/m4watch-hardware".into());
+        let fp = ev.fingerprint.clone();
+        let out = outward(ev.clone(), &id);
+        assert_eq!(out.labels["host"], "mac-07");
+        assert_eq!(out.labels["desk"], "fx");
+        assert_eq!(out.fingerprint, fp, "the alert's identity is the store's");
+        assert_eq!(
+            out.links(),
+            vec![
+                (
+                    "Runbook",
+                    "http://mac-07:9977/runbooks#pcorehigh".to_string()
+                ),
+                (
+                    "Dashboard",
+                    "http://grafana:3000/d/m4watch-hardware".to_string()
+                ),
+            ]
+        );
+        let n = Notification {
+            receiver: "r".into(),
+            kind: Kind::Alert,
+            group_key: "g".into(),
+            group_labels: Default::default(),
+            alerts: vec![out],
+        };
+        assert_eq!(n.title(), "[FIRING:1] PCoreHigh on mac-07");
+        // Without Grafana, the relative dashboard link is dropped, not sent broken;
+        // a label the alert was sent with is kept.
+        ev.labels.insert("host".into(), "prometheus-named".into());
+        let out = outward(
+            ev,
+            &Identity {
+                grafana_url: None,
+                ..id
+            },
+        );
+        assert_eq!(out.labels["host"], "prometheus-named");
+        assert!(!out.annotations.contains_key("dashboard_url"));
+        assert_eq!(out.links().len(), 1);
     }
 
     /// An event for tests.

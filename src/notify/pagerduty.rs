@@ -47,7 +47,8 @@ impl PagerDuty {
                 n,
                 self.routing_key.expose(),
                 &self.dedup_key,
-                self.source.as_deref().unwrap_or(&self.ctx.hostname),
+                self.source.as_deref(),
+                &self.ctx.hostname,
             );
         }
         Ok(vec![self.url.clone()])
@@ -60,7 +61,8 @@ impl PagerDuty {
                 n,
                 self.routing_key.expose(),
                 &self.dedup_key,
-                self.source.as_deref().unwrap_or(&self.ctx.hostname),
+                self.source.as_deref(),
+                &self.ctx.hostname,
             );
             post_json(&self.ctx, &self.url, &ev).await?;
         }
@@ -110,7 +112,8 @@ pub(crate) fn event(
     n: &Notification,
     routing_key: &str,
     dedup_template: &str,
-    source: &str,
+    configured_source: Option<&str>,
+    own_name: &str,
 ) -> Value {
     let action = match (n.kind, a.state) {
         (_, AlertState::Resolved) => "resolve",
@@ -143,13 +146,25 @@ pub(crate) fn event(
         if let Some(v) = a.value {
             details.insert("value".into(), json!(v));
         }
-        let source = a.labels.get("instance").map_or(source, String::as_str);
+        // `source` is the receiver's configured one; else the alert's host (the
+        // external label, or what its sender named) or scrape target, which say which
+        // machine it is about; else this m4watch's own name. The component: what on
+        // that machine (a container's `name`, a probe's `target`, a trading
+        // `operation`, a process `group`).
+        let source = configured_source
+            .or_else(|| a.labels.get(crate::config::HOST_LABEL).map(String::as_str))
+            .or_else(|| a.labels.get("instance").map(String::as_str))
+            .unwrap_or(own_name);
+        let component = ["component", "name", "target", "operation", "group", "job"]
+            .iter()
+            .find_map(|k| a.labels.get(*k))
+            .map_or("m4watch", String::as_str);
         ev["payload"] = json!({
             "summary": summary,
             "source": source,
             "severity": severity(a.severity()),
             "timestamp": a.starts_at.to_rfc3339(),
-            "component": a.labels.get("component").or_else(|| a.labels.get("job")),
+            "component": component,
             "group": a.labels.get("tier").or_else(|| a.labels.get("group")),
             "class": a.name(),
             "custom_details": details,
@@ -189,19 +204,48 @@ mod tests {
     #[test]
     fn trigger_ack_resolve() {
         let t = n(Kind::Alert, AlertState::Firing);
-        let ev = event(&t.alerts[0], &t, "KEY", "{{ fingerprint }}", "host");
+        let ev = event(&t.alerts[0], &t, "KEY", "{{ fingerprint }}", None, "host");
         assert_eq!(ev["event_action"], "trigger");
         assert_eq!(ev["dedup_key"], t.alerts[0].fingerprint);
         assert_eq!(ev["payload"]["severity"], "critical");
         assert_eq!(ev["payload"]["summary"], "HighCpu is high");
         assert_eq!(ev["payload"]["source"], "host");
         let a = n(Kind::Acknowledge, AlertState::Acknowledged);
-        let ev = event(&a.alerts[0], &a, "KEY", "{{ fingerprint }}", "host");
+        let ev = event(&a.alerts[0], &a, "KEY", "{{ fingerprint }}", None, "host");
         assert_eq!(ev["event_action"], "acknowledge");
         assert!(ev.get("payload").is_none());
         let r = n(Kind::Alert, AlertState::Resolved);
-        let ev = event(&r.alerts[0], &r, "KEY", "{{ fingerprint }}", "host");
+        let ev = event(&r.alerts[0], &r, "KEY", "{{ fingerprint }}", None, "host");
         assert_eq!(ev["event_action"], "resolve");
+    }
+
+    /// Issue 27: the incident names the machine it is about and the part of it.
+    #[test]
+    fn source_is_the_alerts_host_and_component_the_part_of_it() {
+        let mut t = n(Kind::Alert, AlertState::Firing);
+        t.alerts[0].labels.insert("host".into(), "mac-07".into());
+        t.alerts[0]
+            .labels
+            .insert("name".into(), "risk-engine".into());
+        let ev = event(&t.alerts[0], &t, "KEY", "{{ fingerprint }}", None, "m4w");
+        assert_eq!(ev["payload"]["source"], "mac-07");
+        assert_eq!(ev["payload"]["component"], "risk-engine");
+        let ev = event(
+            &t.alerts[0],
+            &t,
+            "KEY",
+            "{{ fingerprint }}",
+            Some("desk-1"),
+            "m4w",
+        );
+        assert_eq!(
+            ev["payload"]["source"], "desk-1",
+            "a configured source wins"
+        );
+        t.alerts[0].labels.clear();
+        let ev = event(&t.alerts[0], &t, "KEY", "{{ fingerprint }}", None, "m4w");
+        assert_eq!(ev["payload"]["source"], "m4w");
+        assert_eq!(ev["payload"]["component"], "m4watch");
     }
 
     #[test]

@@ -31,6 +31,14 @@ impl Integration {
         }
     }
 
+    /// The Alertmanager forwarding, for the dispatcher's re-posts.
+    pub(crate) fn as_alertmanager(&self) -> Option<&Alertmanager> {
+        match self {
+            Integration::Alertmanager(a) => Some(a),
+            _ => None,
+        }
+    }
+
     /// Acknowledgements only mean something to PagerDuty.
     pub(crate) fn accepts(&self, kind: Kind) -> bool {
         kind != Kind::Acknowledge || matches!(self, Integration::PagerDuty(_))

@@ -22,12 +22,13 @@ impl Webhook {
 
     /// What a dry run checks: the payload renders; where it would go.
     pub(crate) fn dry_run(&self, n: &Notification) -> Vec<String> {
-        let _ = payload(n);
+        let _ = payload(n, &self.ctx.identity.external_url);
         vec![self.url.expose().to_string()]
     }
 
     pub(crate) async fn notify(&self, n: &Notification) -> Result<(), SendError> {
-        post_json(&self.ctx, self.url.expose(), &payload(n)).await
+        let body = payload(n, &self.ctx.identity.external_url);
+        post_json(&self.ctx, self.url.expose(), &body).await
     }
 }
 
@@ -46,8 +47,9 @@ fn alert(a: &AlertEvent) -> Value {
     })
 }
 
-/// The webhook body, field for field as Alertmanager sends it.
-pub(crate) fn payload(n: &Notification) -> Value {
+/// The webhook body, field for field as Alertmanager sends it; `externalURL` is
+/// where people reach this m4watch.
+pub(crate) fn payload(n: &Notification, external_url: &str) -> Value {
     json!({
         "version": "4",
         "groupKey": n.group_key,
@@ -57,7 +59,7 @@ pub(crate) fn payload(n: &Notification) -> Value {
         "groupLabels": n.group_labels,
         "commonLabels": n.common_labels(),
         "commonAnnotations": n.common_annotations(),
-        "externalURL": "",
+        "externalURL": external_url,
         "alerts": n.alerts.iter().map(alert).collect::<Vec<_>>(),
     })
 }
@@ -80,8 +82,9 @@ mod tests {
                 test_event("A", AlertState::Resolved),
             ],
         };
-        let p = payload(&n);
+        let p = payload(&n, "http://mac-07:9977");
         assert_eq!(p["version"], "4");
+        assert_eq!(p["externalURL"], "http://mac-07:9977");
         assert_eq!(p["status"], "firing");
         assert_eq!(p["alerts"][0]["status"], "firing");
         assert_eq!(p["alerts"][0]["endsAt"], ZERO_TIME);

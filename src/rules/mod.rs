@@ -490,6 +490,9 @@ pub struct Engine {
     /// Global evaluation interval (ms), for groups without their own.
     pub interval_ms: i64,
     last_eval: Vec<Option<i64>>,
+    /// Added to every alert's labels it lacks (`external_labels`); none for
+    /// `test-rules`, as promtool adds none.
+    external_labels: Labels,
 }
 
 /// The outcome of one evaluation cycle.
@@ -509,7 +512,20 @@ impl Engine {
             groups,
             interval_ms,
             last_eval: vec![None; n],
+            external_labels: Labels::new(),
         }
+    }
+
+    /// The engine labelling every alert with `labels` where the alert lacks them, so
+    /// two hosts' alerts of one rule are two alerts wherever they meet.
+    pub fn with_external_labels(mut self, labels: Labels) -> Self {
+        self.external_labels = labels;
+        self
+    }
+
+    /// The labels [`Engine::with_external_labels`] set.
+    pub fn external_labels(&self) -> &Labels {
+        &self.external_labels
     }
 
     /// Number of rules loaded.
@@ -560,7 +576,14 @@ impl Engine {
             let g = &mut self.groups[gi];
             cycle.evaluated.push(g.name.clone());
             for rule in &mut g.rules {
-                if let Err(e) = eval_rule(rule, &g.name, ring, t, &mut cycle.changes) {
+                if let Err(e) = eval_rule(
+                    rule,
+                    &g.name,
+                    ring,
+                    t,
+                    &self.external_labels,
+                    &mut cycle.changes,
+                ) {
                     tracing::warn!(group = %g.name, rule = %rule.name, error = %e, "rule evaluation failed");
                     cycle.failures.push((g.name.clone(), e.0));
                 }
@@ -575,6 +598,7 @@ fn eval_rule(
     group: &str,
     ring: &mut Ring,
     t: i64,
+    external: &Labels,
     changes: &mut Vec<Change>,
 ) -> Result<(), EvalError> {
     let result = Evaluator { ring, t }.eval(&rule.expr)?;
@@ -650,6 +674,11 @@ fn eval_rule(
                 }
                 labels.retain(|(k, _)| k != "alertname");
                 labels.push(("alertname".into(), rule.name.clone()));
+                for (k, v) in external {
+                    if !labels.iter().any(|(lk, _)| lk == k) {
+                        labels.push((k.clone(), v.clone()));
+                    }
+                }
                 labels.sort();
                 let id = fingerprint(&labels);
                 if !seen.insert(id.clone()) {
@@ -895,6 +924,45 @@ mod tests {
         ring.append(lbl, 11_000, 0.5);
         let c = e.eval(&mut ring, 11_000);
         assert_eq!(c.changes[0].alert.state, State::Resolved);
+    }
+
+    /// Issue 27: one rule on two hosts is two alerts, each naming its host; a label
+    /// the series carries wins over the external one.
+    #[test]
+    fn external_labels_name_the_host_and_part_the_fingerprints() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: Slow\n    expr: lat > 1\n";
+        let mut ring = Ring::new(0);
+        ring.append(
+            vec![
+                ("__name__".to_string(), "lat".to_string()),
+                ("desk".to_string(), "rates".to_string()),
+            ],
+            10_000,
+            5.0,
+        );
+        let fire = |host: &str, ring: &mut Ring| {
+            let mut e = Engine::new(load_str("f", text).unwrap(), 1000).with_external_labels(vec![
+                ("desk".to_string(), "fx".to_string()),
+                ("host".to_string(), host.to_string()),
+            ]);
+            e.eval(ring, 10_000).changes.remove(0).alert
+        };
+        let (a, b) = (fire("mac-a", &mut ring), fire("mac-b", &mut ring));
+        assert_ne!(a.id, b.id);
+        assert!(
+            a.labels
+                .contains(&("host".to_string(), "mac-a".to_string()))
+        );
+        assert!(
+            a.labels
+                .contains(&("desk".to_string(), "rates".to_string()))
+        );
+        assert!(!a.labels.contains(&("desk".to_string(), "fx".to_string())));
+        assert_eq!(a.id, fingerprint(&a.labels));
+        // test-rules, like promtool, adds none.
+        let mut plain = Engine::new(load_str("f", text).unwrap(), 1000);
+        let c = plain.eval(&mut ring, 10_000);
+        assert!(!c.changes[0].alert.labels.iter().any(|(k, _)| k == "host"));
     }
 
     #[test]

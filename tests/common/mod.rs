@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod sink;
 
 use std::net::SocketAddr;
 use std::path::Path;
