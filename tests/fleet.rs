@@ -7,6 +7,9 @@
 //! Alertmanager), each notification naming its host; an alert that fires for longer
 //! than Alertmanager's `resolve_timeout` and than the validity of one post stays
 //! active there (m4watch re-posts it every `resend_delay`); the resolve arrives once.
+//! Each host beats to a dead-man's service stand-in (the same recording server); a
+//! host stopped with `kill -STOP` goes quiet there within two intervals while the
+//! others beat on.
 
 mod common;
 
@@ -109,9 +112,20 @@ fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16, hook: &
     )
 }
 
+/// Heartbeat interval of the fleet's hosts: short, because the test is about the
+/// mechanism (the shipped default is 1m).
+const BEAT: Duration = Duration::from_secs(2);
+
 /// One m4watch host: its own name, probing `gateway`, forwarding to both
-/// Alertmanagers.
-fn host(dir: &Path, name: &str, port: u16, gateway: &str, ams: &[String]) -> KillOnDrop {
+/// Alertmanagers, beating to `beat` + `/<name>`.
+fn host(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    gateway: &str,
+    ams: &[String],
+    beat: &str,
+) -> KillOnDrop {
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     // The alert is the fleet's incident, firing as soon as the probe fails (the
@@ -126,7 +140,8 @@ fn host(dir: &Path, name: &str, port: u16, gateway: &str, ams: &[String]) -> Kil
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{port}\ndata_dir: {data}\nexternal_labels: {{host: {name}, desk: fx}}\napi: {{token: {TOKEN}}}\ntrading: {{statsd_listen: 127.0.0.1:0}}\ncontainers: {{enabled: false}}\nrules:\n  files: [{rules}]\nprobes:\n  interval: 1s\n  targets: [{{name: gateway, url: \"{gateway}\", timeout: 500ms}}]\nnotifications:\n  receivers:\n    - name: cluster\n      alertmanager: {{urls: [{urls}], resend_delay: 2s}}\n  route: {{receiver: cluster, group_wait: 0s, group_interval: 1s}}\n",
+            "listen: 127.0.0.1:{port}\ndata_dir: {data}\nexternal_labels: {{host: {name}, desk: fx}}\napi: {{token: {TOKEN}}}\ntrading: {{statsd_listen: 127.0.0.1:0}}\ncontainers: {{enabled: false}}\nrules:\n  files: [{rules}]\nprobes:\n  interval: 1s\n  targets: [{{name: gateway, url: \"{gateway}\", timeout: 500ms}}]\nnotifications:\n  receivers:\n    - name: cluster\n      alertmanager: {{urls: [{urls}], resend_delay: 2s}}\n  route: {{receiver: cluster, group_wait: 0s, group_interval: 1s}}\nheartbeat: {{url: \"{beat}/{name}\", interval: {interval}s, timeout: 1s}}\n",
+            interval = BEAT.as_secs(),
             data = data.display(),
             rules = rules.display(),
             urls = ams.join(", "),
@@ -212,9 +227,10 @@ async fn a_fleet_behind_an_alertmanager_cluster_is_notified_once_per_host() {
     let down_url = format!("http://127.0.0.1:{}/health", failing.port);
     let up_url = format!("http://127.0.0.1:{}/health", healthy.port);
     let ports = [free_port(), free_port(), free_port()];
-    let _a = host(tmp.path(), "mac-a", ports[0], &down_url, &ams);
-    let _b = host(tmp.path(), "mac-b", ports[1], &down_url, &ams);
-    let _c = host(tmp.path(), "mac-c", ports[2], &up_url, &ams);
+    let beat = hook.url("/beat");
+    let _a = host(tmp.path(), "mac-a", ports[0], &down_url, &ams, &beat);
+    let _b = host(tmp.path(), "mac-b", ports[1], &down_url, &ams, &beat);
+    let c = host(tmp.path(), "mac-c", ports[2], &up_url, &ams, &beat);
     for p in ports {
         wait_http(&client, &format!("http://127.0.0.1:{p}/-/ready"), "m4watch").await;
     }
@@ -317,5 +333,29 @@ async fn a_fleet_behind_an_alertmanager_cluster_is_notified_once_per_host() {
     assert_eq!(count(&n, "firing", "mac-b"), 1, "{n:?}");
     for am in &ams {
         assert!(active_hosts(&client, am).await.is_empty());
+    }
+
+    // A host that hangs is noticed off the host: mac-c, stopped, goes quiet at the
+    // dead-man's service within two heartbeat intervals; the others beat on.
+    for h in ["mac-a", "mac-b", "mac-c"] {
+        hook.wait_for(&format!("/beat/{h}"), 2, 10).await;
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(c.0.id() as i32, libc::SIGSTOP) }, 0);
+    let stopped = Instant::now();
+    tokio::time::sleep(BEAT * 3).await;
+    let after = |h: &str, since: Instant| {
+        hook.received(&format!("/beat/{h}"))
+            .into_iter()
+            .filter(|r| r.at > since)
+            .count()
+    };
+    assert_eq!(
+        after("mac-c", stopped + BEAT * 2),
+        0,
+        "mac-c beat on after kill -STOP"
+    );
+    for h in ["mac-a", "mac-b"] {
+        assert!(after(h, stopped + BEAT) >= 1, "{h} stopped beating too");
     }
 }
