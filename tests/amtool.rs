@@ -216,6 +216,43 @@ fn amtool_adds_queries_and_silences_alerts_and_shows_the_config() {
         "a zero endsAt means still firing: {ends}"
     );
 
+    // The receiver filter is an anchored regex over the route tree's receivers.
+    assert_eq!(
+        names(&desk.alerts_json(&["--receiver=desk", "alertname=~\"Amtool.*\""])),
+        ["AmtoolDeskDown"]
+    );
+    assert_eq!(
+        names(&desk.alerts_json(&["--receiver=de", "alertname=~\"Amtool.*\""])),
+        Vec::<String>::new()
+    );
+
+    // Inhibition by the shipped rules (MemoryUsedCritical over MemoryUsedHigh, equal
+    // on instance): the warning is suppressed and names the critical alert.
+    desk.ok(&[
+        "alert",
+        "add",
+        "MemoryUsedCritical",
+        "instance=amtool-test",
+        "severity=critical",
+    ]);
+    desk.ok(&[
+        "alert",
+        "add",
+        "MemoryUsedHigh",
+        "instance=amtool-test",
+        "severity=warning",
+    ]);
+    let host = "instance=\"amtool-test\"";
+    assert_eq!(names(&desk.alerts_json(&[host])), ["MemoryUsedCritical"]);
+    let inhibited = desk.alerts_json(&["--inhibited", host]);
+    assert_eq!(names(&inhibited), ["MemoryUsedHigh"]);
+    let critical = desk.alerts_json(&["--active", "alertname=MemoryUsedCritical", host]);
+    assert_eq!(inhibited[0]["status"]["state"], "suppressed");
+    assert_eq!(
+        inhibited[0]["status"]["inhibitedBy"],
+        serde_json::json!([critical[0]["fingerprint"]])
+    );
+
     // A silence, made by amtool, covers the desk alert.
     let id = desk
         .ok(&[
