@@ -18,7 +18,8 @@ const SLACK_SECRET: &str = "amtool-test-slack-secret";
 
 /// m4watch started from its binary on a loopback port, with an amtool set up for it.
 struct Desk {
-    _daemon: common::KillOnDrop,
+    daemon: common::KillOnDrop,
+    cfg: PathBuf,
     url: String,
     dir: tempfile::TempDir,
     amtool: PathBuf,
@@ -79,7 +80,8 @@ notifications:
             std::thread::sleep(Duration::from_millis(50));
         }
         Desk {
-            _daemon: daemon,
+            daemon,
+            cfg,
             url: format!("http://127.0.0.1:{port}"),
             dir,
             amtool,
@@ -319,6 +321,28 @@ fn amtool_adds_queries_and_silences_alerts_and_shows_the_config() {
     );
     assert!(config.contains("<redacted>"), "{config}");
     assert!(!config.contains(SLACK_SECRET), "a secret leaked: {config}");
+
+    // It is the config in force: after a reload (SIGHUP), the new receiver shows.
+    let text = std::fs::read_to_string(&desk.cfg).unwrap();
+    let text = text.replace(
+        "  route:\n",
+        "    - name: pager\n      send_resolved: false\n  route:\n",
+    );
+    std::fs::write(&desk.cfg, text).unwrap();
+    let pid = i32::try_from(desk.daemon.0.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let config = desk.ok(&["config", "show"]);
+        if config.contains("name: pager") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload never showed: {config}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Writes need the token; reads are open (no api.read_token).
     let refused = desk.run(
