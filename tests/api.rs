@@ -461,7 +461,8 @@ async fn silences_are_bounded_where_parsed_and_an_absurd_stored_one_lists_and_de
     db.execute("UPDATE silences SET ends_at = 300000000000000", [])
         .unwrap();
     db.execute(
-        "INSERT INTO silences SELECT 'absurd', matchers, starts_at, 9223372036854775807, created_by, comment FROM silences",
+        "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment)
+         SELECT 'absurd', matchers, starts_at, 9223372036854775807, created_by, comment FROM silences",
         [],
     )
     .unwrap();
@@ -751,12 +752,16 @@ async fn arbitrary_json_bodies_never_break_a_route() {
             serde_json::json!([{"labels": {"alertname": "A", "severity": "warning"}, "annotations": {"summary": "s"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}]),
         ),
         (
-            "/silences",
+            "/monitoring/silences",
             serde_json::json!({"matchers": [{"name": "alertname", "value": "A", "is_regex": false}], "duration": "1h", "created_by": "bob", "comment": "c"}),
         ),
         (
-            "/silences",
+            "/monitoring/silences",
             serde_json::json!({"matchers": [{"name": "alertname", "value": "A"}], "ends_at": "2030-01-01T00:00:00Z", "created_by": "bob"}),
+        ),
+        (
+            "/api/v2/silences",
+            serde_json::json!({"matchers": [{"name": "alertname", "value": "A", "isRegex": false, "isEqual": true}], "startsAt": "0001-01-01T00:00:00Z", "endsAt": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(), "createdBy": "bob", "comment": "c"}),
         ),
         (
             "/acknowledge",
@@ -818,7 +823,13 @@ async fn arbitrary_json_bodies_never_break_a_route() {
                     .json()
                     .await
                     .unwrap_or_else(|_| panic!("POST {path} {body}: a non-JSON {status}"));
-                assert!(e["error"].is_string(), "POST {path} {body}: {e}");
+                // Alertmanager's silence route answers a JSON string, as Alertmanager
+                // does and as amtool decodes it.
+                if path.starts_with("/api/v2/silence") {
+                    assert!(e.is_string(), "POST {path} {body}: {e}");
+                } else {
+                    assert!(e["error"].is_string(), "POST {path} {body}: {e}");
+                }
             }
         }
     }

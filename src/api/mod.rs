@@ -4,6 +4,7 @@
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
 pub(crate) mod advice;
+pub(crate) mod alertmanager;
 pub(crate) mod alerts;
 pub(crate) mod auth;
 pub(crate) mod containers;
@@ -129,6 +130,7 @@ pub(crate) fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(reads)
         .merge(trading::writes(state))
         .merge(alerts::routes(state))
+        .merge(alertmanager::routes(state))
         .merge(notifications::routes(state))
         .merge(writes(state, OpenApiRouter::new().routes(routes!(reload))))
 }
