@@ -187,7 +187,8 @@ def parse_rules():
                     conds.append(cond)
                 rules[r["alert"]] = {"severity": r["labels"]["severity"], "for": r.get("for", "0s"),
                                      "expr": " ".join(r["expr"].split()), "conds": conds,
-                                     "file": path.relative_to(ROOT).as_posix()}
+                                     "file": path.relative_to(ROOT).as_posix(),
+                                     "annotations": r.get("annotations", {})}
     return rules
 
 
@@ -1291,6 +1292,33 @@ def check_every_rule_drawn():
                 sys.exit(f"{name}: the condition on {sorted(cond['metrics'])} is drawn on no panel")
 
 
+def home_dashboard(name):
+    """The dashboard a rule's `dashboard_url` opens: the first in DASHBOARDS, after the
+    overview, that draws it (the overview only repeats the detail dashboards' headlines)."""
+    for uid, (_, _, items) in DASHBOARDS.items():
+        if uid != "overview" and any(name in it.get("alerts", []) for it in items):
+            return f"m4watch-{uid}"
+    return "m4watch-overview"
+
+
+def check_rule_links():
+    """The links notifications carry (README "Runbooks and links"): every rule m4watch
+    evaluates (alert-rules/) names its runbook section and its home dashboard, relative
+    (m4watch resolves them against external_url and the Grafana base URL); the rules
+    Prometheus evaluates (prometheus/stack.rules.yml) name the runbook on the instance
+    itself, as Alertmanager resolves nothing. tests in src/rules/runbooks.rs check that
+    the sections exist."""
+    for name, rule in RULES.items():
+        a = rule["annotations"]
+        if rule["file"].startswith("alert-rules/"):
+            want = {"runbook_url": f"/runbooks#{name.lower()}", "dashboard_url": f"/d/{home_dashboard(name)}"}
+        else:
+            want = {"runbook_url": "http://{{ $labels.instance }}/runbooks#" + name.lower()}
+        for key, value in want.items():
+            if a.get(key) != value:
+                sys.exit(f"{rule['file']}: {name}: annotation {key} is {a.get(key)!r}, want {value!r}")
+
+
 def main():
     if "--not-shown" in sys.argv[1:]:
         print(json.dumps(NOT_SHOWN, indent=2, sort_keys=True))
@@ -1298,6 +1326,7 @@ def main():
     check = "--check" in sys.argv[1:]
     check_datasource_interval()
     check_every_rule_drawn()
+    check_rule_links()
     rendered = {uid: dashboard(uid, *spec) for uid, spec in DASHBOARDS.items()}
     shown = shown_families(rendered) & set(NOT_SHOWN)
     if shown:
