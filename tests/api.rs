@@ -364,6 +364,60 @@ async fn validate_passes_on_a_complete_instance() {
         table.contains("pass   GET /api/v1/monitoring/status"),
         "{table}"
     );
+    assert!(table.contains("pass   GET /runbooks"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("rules: runbooks"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.starts_with("pass") && line.contains("each with a section of docs/runbooks.md"),
+        "{table}"
+    );
+    d.stop().await;
+}
+
+/// A rule the desk added without a runbook, and one whose link names no section, are
+/// what validate reports; a link to the desk's own wiki is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_the_rules_whose_runbook_url_leads_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("desk.rules.yml");
+    std::fs::write(
+        &file,
+        "# Written for this test: three rules, one link each way.\n\
+         groups:\n  - name: desk\n    rules:\n\
+         \x20     - alert: DeskNoRunbook\n        expr: vector(1) > 2\n\
+         \x20     - alert: DeskTypo\n        expr: vector(1) > 2\n        annotations:\n          runbook_url: /runbooks#containerdwn\n\
+         \x20     - alert: DeskWiki\n        expr: vector(1) > 2\n        annotations:\n          runbook_url: https://wiki.example/desk\n",
+    )
+    .unwrap();
+    let dest = accepting_listener();
+    let d = Daemon::start(replay(&format!(
+        "rules:\n  files: [{}]\n{}",
+        file.display(),
+        receiver_yaml(dest)
+    )))
+    .await;
+    let status = json(&d, "/api/v1/monitoring/status").await;
+    let names: Vec<&str> = status["rules"]["alerting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["DeskNoRunbook", "DeskTypo", "DeskWiki"]);
+    let (ok, table) = validate(&d, &["--token", "tok", "--min-pass-ratio", "0"]).await;
+    assert!(ok, "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("rules: runbooks"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>().join(" "),
+        "FAIL rules: runbooks 2 of 3 alerting rules: DeskNoRunbook: no runbook_url annotation; \
+         DeskTypo: docs/runbooks.md has no section #containerdwn",
+        "{table}"
+    );
     d.stop().await;
 }
 
@@ -940,6 +994,7 @@ async fn the_landing_page_shows_the_version_and_every_link_answers() {
     for want in [
         "metrics",
         "docs",
+        "runbooks",
         "api/v1/openapi.json",
         "api/v1/monitoring/health",
         "-/ready",
@@ -1014,5 +1069,43 @@ async fn the_pages_stay_open_when_reads_need_a_token() {
     let landing = page(&d, "/").await;
     assert!(landing.contains("api.read_token"), "{landing}");
     page(&d, "/docs").await;
+    page(&d, "/runbooks").await;
+    d.stop().await;
+}
+
+/// Issue 27: every rule the instance runs links to a section of `/runbooks` and to a
+/// shipped dashboard, and the page stands alone like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbooks_have_a_section_for_every_rule_the_instance_runs() {
+    let d = Daemon::start(fixture_config("plain", "")).await;
+    let html = page(&d, "/runbooks").await;
+    let status = json(&d, "/api/v1/monitoring/status").await;
+    let rules = status["rules"]["alerting"].as_array().unwrap();
+    assert!(rules.len() >= 38, "{} alerting rules listed", rules.len());
+    for r in rules {
+        let name = r["name"].as_str().unwrap();
+        let url = r["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no runbook_url"));
+        let id = url
+            .strip_prefix("/runbooks#")
+            .unwrap_or_else(|| panic!("{name}: {url}"));
+        assert_eq!(id, name.to_lowercase(), "{name}");
+        assert!(
+            html.contains(&format!("<h2 id=\"{id}\">{name}</h2>")),
+            "{name}: /runbooks has no section #{id}"
+        );
+        assert!(
+            html.contains(&format!("href=\"#{id}\"")),
+            "{name}: not in the contents"
+        );
+        let dashboard = r["dashboard_url"].as_str().unwrap_or_default();
+        assert!(
+            dashboard.starts_with("/d/m4watch-"),
+            "{name}: {dashboard:?}"
+        );
+    }
+    assert!(follow_links(&d, "/runbooks", &html).await > rules.len());
+    assert_self_contained("/runbooks", &html);
     d.stop().await;
 }

@@ -12,6 +12,7 @@ pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod hardware;
 pub(crate) mod history;
+pub(crate) mod markdown;
 pub(crate) mod notifications;
 pub(crate) mod pages;
 pub(crate) mod server;
@@ -63,6 +64,9 @@ pub(crate) struct AppState {
     pub trading_ingest: Option<Arc<crate::collect::trading::Trading>>,
     /// Alert state: the rule engine's alerts and those Prometheus posted.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The running rule groups (the status lists them); `None` when `rules.enabled`
+    /// is false.
+    pub rules: Option<crate::alerts::evaluate::RulesHandle>,
     /// Asks the wiring to re-read the config and rule files.
     pub reload: crate::reload::Reload,
     /// Alert notifications: submit events, configure receivers, delivery results.

@@ -7,9 +7,11 @@
 //!   writes recording-rule results back into the ring.
 //! - [`promql`], [`template`]: the expression and template subsets.
 //! - [`promtool`]: the runner for promtool-format unit tests (`m4watch test-rules`).
+//! - [`runbooks`]: the embedded `docs/runbooks.md` and the check of a rule's `runbook_url`.
 
 pub(crate) mod promql;
 pub(crate) mod promtool;
+pub(crate) mod runbooks;
 pub(crate) mod template;
 
 use std::collections::BTreeMap;
@@ -522,6 +524,33 @@ impl Engine {
     /// The labels [`Engine::with_external_labels`] set.
     pub fn external_labels(&self) -> &Labels {
         &self.external_labels
+    }
+
+    /// Every alerting rule loaded: its group, its name and an annotation as written
+    /// (before templating), for each key of `keys`.
+    pub(crate) fn alerting_rules(
+        &self,
+        keys: &[&str],
+    ) -> Vec<(String, String, Vec<Option<String>>)> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            for r in &g.rules {
+                let RuleKind::Alert { annotations, .. } = &r.kind else {
+                    continue;
+                };
+                let values = keys
+                    .iter()
+                    .map(|k| {
+                        annotations
+                            .iter()
+                            .find(|(name, _)| name == k)
+                            .map(|(_, t)| t.source().to_string())
+                    })
+                    .collect();
+                out.push((g.name.clone(), r.name.clone(), values));
+            }
+        }
+        out
     }
 
     /// Number of rules loaded.
