@@ -12,7 +12,6 @@ pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod hardware;
 pub(crate) mod history;
-pub(crate) mod markdown;
 pub(crate) mod notifications;
 pub(crate) mod pages;
 pub(crate) mod server;

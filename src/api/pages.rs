@@ -22,6 +22,8 @@ use utoipa_axum::routes;
 
 use super::{AppState, LazySpec, is_ready};
 
+mod markdown;
+
 /// The pages: open even when `api.read_token` is set, like the probes; they change
 /// nothing and say no more than the open OpenAPI document does.
 pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
@@ -139,7 +141,7 @@ fn render_runbooks() -> String {
         );
     }
     b.push_str("</p>\n");
-    b.push_str(&super::markdown::to_html(MARKDOWN));
+    b.push_str(&markdown::to_html(MARKDOWN));
     html_page("m4watch runbooks", &b)
 }
 

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::pages::escape;
+use super::escape;
 use crate::rules::runbooks::anchor;
 
 /// The HTML of `markdown`.
