@@ -201,16 +201,13 @@ pub(crate) struct RulesHandle {
 }
 
 impl RulesHandle {
-    /// The alerting rules running now (see [`crate::rules::Engine::alerting_rules`]).
-    pub(crate) fn alerting_rules(
-        &self,
-        keys: &[&str],
-    ) -> Vec<(String, String, Vec<Option<String>>)> {
+    /// The alerting rules running now, as written.
+    pub(crate) fn alerting_rules(&self) -> Vec<crate::rules::AlertingRuleText> {
         self.cycle
             .engine
             .lock()
             .expect("engine lock")
-            .alerting_rules(keys)
+            .alerting_rules()
     }
 
     /// Puts `groups` in place of the running ones between two evaluations. Pending

@@ -128,7 +128,7 @@ pub(crate) struct AlertingRule {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runbook_url: Option<String>,
     /// The `dashboard_url` annotation; a relative one (`/d/uid`) is resolved against
-    /// the Grafana base URL when notifying. Absent when the rule has none.
+    /// `grafana_url` when notifying. Absent when the rule has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
 }
@@ -138,13 +138,13 @@ fn alerting(s: &AppState) -> Vec<AlertingRule> {
         return Vec::new();
     };
     rules
-        .alerting_rules(&["runbook_url", "dashboard_url"])
+        .alerting_rules()
         .into_iter()
-        .map(|(group, name, mut links)| AlertingRule {
-            group,
-            name,
-            dashboard_url: links.pop().flatten(),
-            runbook_url: links.pop().flatten(),
+        .map(|mut r| AlertingRule {
+            runbook_url: r.annotations.remove("runbook_url"),
+            dashboard_url: r.annotations.remove("dashboard_url"),
+            group: r.group,
+            name: r.name,
         })
         .collect()
 }

@@ -493,6 +493,15 @@ pub struct Engine {
     external_labels: Labels,
 }
 
+/// An alerting rule as its file writes it, for showing rather than evaluating.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AlertingRuleText {
+    pub group: String,
+    pub name: String,
+    /// Annotations before templating.
+    pub annotations: BTreeMap<String, String>,
+}
+
 /// The outcome of one evaluation cycle.
 #[derive(Debug, Default)]
 pub struct Cycle {
@@ -526,28 +535,22 @@ impl Engine {
         &self.external_labels
     }
 
-    /// Every alerting rule loaded: its group, its name and an annotation as written
-    /// (before templating), for each key of `keys`.
-    pub(crate) fn alerting_rules(
-        &self,
-        keys: &[&str],
-    ) -> Vec<(String, String, Vec<Option<String>>)> {
+    /// Every alerting rule loaded, as written.
+    pub(crate) fn alerting_rules(&self) -> Vec<AlertingRuleText> {
         let mut out = Vec::new();
         for g in &self.groups {
             for r in &g.rules {
                 let RuleKind::Alert { annotations, .. } = &r.kind else {
                     continue;
                 };
-                let values = keys
-                    .iter()
-                    .map(|k| {
-                        annotations
-                            .iter()
-                            .find(|(name, _)| name == k)
-                            .map(|(_, t)| t.source().to_string())
-                    })
-                    .collect();
-                out.push((g.name.clone(), r.name.clone(), values));
+                out.push(AlertingRuleText {
+                    group: g.name.clone(),
+                    name: r.name.clone(),
+                    annotations: annotations
+                        .iter()
+                        .map(|(k, t)| (k.clone(), t.source().to_string()))
+                        .collect(),
+                });
             }
         }
         out
