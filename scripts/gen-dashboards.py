@@ -11,6 +11,8 @@ What it derives instead of repeating, so nothing drifts:
   (a threshold step, a value mapping for a state, or the objective series the rule
   compares against) in the rule's severity colour. Generation fails when a rule is drawn
   on no panel, or on a panel whose queries do not use the rule's metrics.
+- rule links: every rule's `dashboard_url` must name the first dashboard after the
+  overview that draws it, and its `runbook_url` its runbooks section (check_rule_links).
 - job selectors and min intervals: prometheus/prometheus.yml's two m4watch jobs. The
   trading families (the fast job's keep regex) live in job `<job>-trading`, the rest in
   `<job>`; a panel whose every query reads only the fast job's families sets that job's
