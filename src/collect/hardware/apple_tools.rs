@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::apple::{CpuNode, MachineInfo, PerfLevel, VmCounters};
+#[cfg(test)]
+use super::apple::CpuNode;
+use super::apple::{MachineInfo, PerfLevel, VmCounters};
 
 /// Why a tool's output cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -227,6 +229,7 @@ pub(crate) fn parse_powermetrics_clusters(text: &str) -> Vec<PmCluster> {
 
 /// The IORegistry-style `cpuN` nodes the clusters describe: the cluster's letter (`E`,
 /// `P`, `M`) as its type, its position in the listing as its `logical-cluster-id`.
+#[cfg(test)]
 pub(crate) fn cpu_nodes_of(clusters: &[PmCluster]) -> Vec<CpuNode> {
     let mut out = Vec::new();
     for (i, c) in clusters.iter().enumerate() {
@@ -247,6 +250,7 @@ pub(crate) fn cpu_nodes_of(clusters: &[PmCluster]) -> Vec<CpuNode> {
 }
 
 /// `Machine model: Mac16,6` of a powermetrics header.
+#[cfg(test)]
 pub(crate) fn powermetrics_model(text: &str) -> Option<&str> {
     text.lines().find_map(|l| after(l, "Machine model:"))
 }
