@@ -122,6 +122,7 @@ impl Readings {
     }
 }
 
+#[cfg_attr(target_os = "macos", allow(dead_code))] // the Linux check uses it; tested everywhere
 fn first_number(s: &str) -> Option<f64> {
     s.split_whitespace().find_map(|w| w.parse().ok())
 }
@@ -134,6 +135,7 @@ fn memory_tolerance(total: Option<f64>) -> f64 {
 
 /// Linux: the CPUs and the memory m4watch reads beside `nproc --all`, `free -b`,
 /// `/proc/meminfo` and `/proc/cpuinfo`.
+#[cfg_attr(target_os = "macos", allow(dead_code))] // the Linux check uses it; tested everywhere
 pub(crate) fn linux_rows(
     r: &Readings,
     nproc: &str,
