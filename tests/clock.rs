@@ -4,39 +4,8 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Daemon, config, series};
-
-/// NTP timestamp (seconds since 1900 << 32 | fraction) of `t` shifted by `ahead_ms`.
-fn ntp_now(ahead_ms: u64) -> [u8; 8] {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_millis(ahead_ms);
-    let secs = d.as_secs() + 2_208_988_800;
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    ((secs << 32) | frac).to_be_bytes()
-}
-
-/// Answers every SNTP request as a stratum 3 server 40 ms ahead of this machine.
-fn spawn_responder() -> String {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut req = [0u8; 48];
-        while let Ok((n, peer)) = sock.recv_from(&mut req) {
-            if n != 48 {
-                continue;
-            }
-            let mut reply = [0u8; 48];
-            reply[0] = (4 << 3) | 4;
-            reply[1] = 3;
-            reply[24..32].copy_from_slice(&req[40..48]);
-            reply[32..40].copy_from_slice(&ntp_now(40));
-            reply[40..48].copy_from_slice(&ntp_now(40));
-            sock.send_to(&reply, peer).ok();
-        }
-    });
-    addr
-}
+use common::{Daemon, config, series, sntp_responder};
 
 fn value(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -46,7 +15,7 @@ fn value(text: &str, prefix: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn the_daemon_publishes_each_servers_offset_and_counts_a_silent_one() {
-    let good = spawn_responder();
+    let good = sntp_responder(40);
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();
     let d = Daemon::start(config(&format!(
