@@ -4,9 +4,11 @@
     scripts/check-pages.py [M4WATCH_BINARY]      (default target/debug/m4watch)
 
 m4watch and headless Chromium (Debian `chromium`) run together in a network namespace
-whose only interface is loopback, so nothing can leave the host. For `/` and `/docs`:
-Chromium loads the page and dumps its DOM, which must hold what the page is for (the
-version and links; every operation of /api/v1/openapi.json); every link in that DOM
+whose only interface is loopback, so nothing can leave the host. For `/`, `/docs` and
+`/runbooks`: Chromium loads the page and dumps its DOM, which must hold what the page is
+for (the version and links; every operation of /api/v1/openapi.json; a section for every
+`## ` heading of docs/runbooks.md and for the `runbook_url` of every alerting rule the
+instance runs, as /api/v1/monitoring/status lists them); every link in that DOM
 must answer 200 from the daemon (in-page links must name an element); Chromium must
 report no console error (a Content-Security-Policy refusal is one); and Chromium's
 net log must show that every request the page made went to loopback: the namespace
@@ -34,7 +36,8 @@ import urllib.parse
 import urllib.request
 
 NETNS_MARK = "M4WATCH_PAGES_NETNS"
-PAGES = ["/", "/docs"]
+PAGES = ["/", "/docs", "/runbooks"]
+RUNBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "runbooks.md")
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # What the browser may touch without a network: the page's own scheme-less bits.
 LOCAL_SCHEMES = {"data", "about", "blob", "chrome", "chrome-error"}
@@ -186,7 +189,22 @@ def host_of(url):
     return u.scheme, u.hostname
 
 
-def check_page(exe, base, path, work, spec, version):
+def runbook_sections():
+    """The `## ` headings of docs/runbooks.md outside code fences, as GitHub anchors them
+    (rules::runbooks::anchor)."""
+    out, fenced = [], False
+    with open(RUNBOOKS) as f:
+        for line in f:
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            elif not fenced and line.startswith("## "):
+                text = line[3:].strip()
+                out.append("".join("-" if c == " " else c.lower() for c in text
+                                   if c.isalnum() or c in " -_"))
+    return out
+
+
+def check_page(exe, base, path, work, spec, version, rules):
     url = base + path
     dom, console_errors, netlog, took = chromium(exe, url, work, "root" if path == "/" else path.strip("/"))
     print(f"  {path}: chromium rendered {len(dom)} bytes of DOM in {took:.1f} s")
@@ -199,10 +217,21 @@ def check_page(exe, base, path, work, spec, version):
         want = f'<td id="version">{version}</td>'
         if want not in dom:
             fail(f"/: the rendered page lacks {want}")
-        for href in ("metrics", "docs", "api/v1/openapi.json", "api/v1/monitoring/health",
+        for href in ("metrics", "docs", "runbooks", "api/v1/openapi.json", "api/v1/monitoring/health",
                      "-/ready", "-/healthy"):
             if href not in parsed.links:
                 fail(f"/: no link to {href}; links: {parsed.links}")
+    elif path == "/runbooks":
+        sections = runbook_sections()
+        for a in sections:
+            if a not in parsed.ids:
+                fail(f"/runbooks: the rendered page lacks section #{a} of docs/runbooks.md")
+        for r in rules:
+            link = r.get("runbook_url") or ""
+            if not link.startswith("/runbooks#") or link.split("#", 1)[1] not in parsed.ids:
+                fail(f"/runbooks: rule {r['name']}'s runbook_url {link!r} names no section of the page")
+        print(f"  /runbooks: all {len(sections)} sections rendered; the runbook_url of each of "
+              f"{len(rules)} alerting rules names one")
     else:
         count = 0
         for p, item in spec["paths"].items():
@@ -289,8 +318,11 @@ def main():
             fail(f"/api/v1/openapi.json answered {status}")
         spec = json.loads(body)
         version = json.loads(get(base + "/api/v1/monitoring/health")[2])["version"]
+        rules = json.loads(get(base + "/api/v1/monitoring/status")[2])["rules"]["alerting"]
+        if not rules:
+            fail("/api/v1/monitoring/status lists no alerting rule")
         for path in PAGES:
-            check_page(exe, base, path, work, spec, version)
+            check_page(exe, base, path, work, spec, version, rules)
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:

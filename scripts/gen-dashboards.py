@@ -11,6 +11,8 @@ What it derives instead of repeating, so nothing drifts:
   (a threshold step, a value mapping for a state, or the objective series the rule
   compares against) in the rule's severity colour. Generation fails when a rule is drawn
   on no panel, or on a panel whose queries do not use the rule's metrics.
+- rule links: every rule's `dashboard_url` must name the first dashboard after the
+  overview that draws it, and its `runbook_url` its runbooks section (check_rule_links).
 - job selectors and min intervals: prometheus/prometheus.yml's two m4watch jobs. The
   trading families (the fast job's keep regex) live in job `<job>-trading`, the rest in
   `<job>`; a panel whose every query reads only the fast job's families sets that job's
@@ -44,6 +46,9 @@ SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange
 # Families exported but deliberately on no panel, with the reason (tests/stack.rs checks
 # that every catalogued family is on a panel or here, and that nothing here is shown).
 NOT_SHOWN = {
+    "m4watch_ntp_stratum": "the servers' stratum changes only when their own reference does; "
+                           "a server that lost it stops answering validly, which the SNTP probe "
+                           "panel's failed probes show",
     "m4watch_cpu_info": "topology only (cpu -> type, cluster): every per-core panel already "
                         "carries the type label and the machine table counts the cores",
     "m4watch_clock_tai_offset_seconds": "a constant (37 s since 2017) that changes only with a "
@@ -125,11 +130,14 @@ def _top_level(expr):
 
 
 def _split_and(expr):
+    """The comparisons of `a > x and b < y` (each a condition) and of `a > x or b > y`
+    (each an alternative with its own threshold)."""
     parts, start = [], 0
     for i, _ in _top_level(expr):
-        if expr[i:i + 5] == " and " and i >= start:
-            parts.append(expr[start:i])
-            start = i + 5
+        for sep in (" and ", " or "):
+            if expr[i:i + len(sep)] == sep and i >= start:
+                parts.append(expr[start:i])
+                start = i + len(sep)
     parts.append(expr[start:])
     return [p.strip() for p in parts]
 
@@ -194,7 +202,8 @@ def parse_rules():
                     conds.append(cond)
                 rules[r["alert"]] = {"severity": r["labels"]["severity"], "for": r.get("for", "0s"),
                                      "expr": " ".join(r["expr"].split()), "conds": conds,
-                                     "file": path.relative_to(ROOT).as_posix()}
+                                     "file": path.relative_to(ROOT).as_posix(),
+                                     "annotations": r.get("annotations", {})}
     return rules
 
 
@@ -600,11 +609,23 @@ DASHBOARDS = {
                  "with the error bound beside at 16 s for 10 minutes pages (ClockNotSynchronised); "
                  "chrony without rtcsync leaves the flag unset while its error bound stays small. "
                  "Linux only.", mappings=SYNCED, alerts=["ClockNotSynchronised"]),
-        ts("Clock offset", [q(f'abs({s("m4watch_clock_offset_seconds")})', "|offset|")], "s",
-           "How far the time daemon last measured the clock from its reference, either way, with "
-           "the 1 ms line (ClockOffsetHigh; MiFID II RTS 25 for algorithmic trading). 0 under "
-           "chrony, which corrects the clock itself: read chronyc tracking there. Linux only.",
+        ts("Clock offset", [q(f'abs({s("m4watch_clock_offset_seconds")})', "|offset|"),
+                            q(f'abs({s("m4watch_ntp_offset_seconds")}) - {s("m4watch_ntp_round_trip_seconds")} / 2',
+                              "{{server}} (SNTP, beyond half the round trip)")], "s",
+           "How far the clock is from its reference, either way, with the 1 ms line "
+           "(ClockOffsetHigh; MiFID II RTS 25 for algorithmic trading): the time daemon's last "
+           "measurement through the kernel (Linux; 0 under chrony, which corrects the clock "
+           "itself), and m4watch's SNTP probe of each server in host.clock.ntp_servers less half "
+           "its round trip, the least the clock is certainly off (every OS; the only view on "
+           "macOS). The rule fires on the probe when every server is past the line.",
            min=0, alerts=["ClockOffsetHigh"]),
+        ts("SNTP probe", [q(s("m4watch_ntp_round_trip_seconds"), "{{server}} round trip"),
+                          q(f'increase({s("m4watch_ntp_probe_failures_total")}[$__rate_interval])',
+                            "{{server}} failed probes")], "s",
+           "Round trip of the last SNTP exchange with each server of host.clock.ntp_servers (an "
+           "offset is known to within half of it) and probes that got no valid reply (timeout, "
+           "kiss-o'-death, unsynchronised server): a server that stops answering loses its "
+           "offset series.", min=0),
         ts("Clock error bounds", [q(s("m4watch_clock_max_error_seconds"), "maximum error"),
                                   q(s("m4watch_clock_estimated_error_seconds"), "estimated error")], "s",
            "The kernel's bound on the clock's error (it grows 0.5 ms a second until a daemon resets "
@@ -1316,6 +1337,33 @@ def check_every_rule_drawn():
                 sys.exit(f"{name}: the condition on {sorted(cond['metrics'])} is drawn on no panel")
 
 
+def home_dashboard(name):
+    """The dashboard a rule's `dashboard_url` opens: the first in DASHBOARDS, after the
+    overview, that draws it (the overview only repeats the detail dashboards' headlines)."""
+    for uid, (_, _, items) in DASHBOARDS.items():
+        if uid != "overview" and any(name in it.get("alerts", []) for it in items):
+            return f"m4watch-{uid}"
+    return "m4watch-overview"
+
+
+def check_rule_links():
+    """The links notifications carry (README "Runbooks and links"): every rule m4watch
+    evaluates (alert-rules/) names its runbook section and its home dashboard, relative
+    (m4watch resolves them against external_url and the Grafana base URL); the rules
+    Prometheus evaluates (prometheus/stack.rules.yml) name the runbook on the instance
+    itself, as Alertmanager resolves nothing. tests in src/rules/runbooks.rs check that
+    the sections exist."""
+    for name, rule in RULES.items():
+        a = rule["annotations"]
+        if rule["file"].startswith("alert-rules/"):
+            want = {"runbook_url": f"/runbooks#{name.lower()}", "dashboard_url": f"/d/{home_dashboard(name)}"}
+        else:
+            want = {"runbook_url": "http://{{ $labels.instance }}/runbooks#" + name.lower()}
+        for key, value in want.items():
+            if a.get(key) != value:
+                sys.exit(f"{rule['file']}: {name}: annotation {key} is {a.get(key)!r}, want {value!r}")
+
+
 def main():
     if "--not-shown" in sys.argv[1:]:
         print(json.dumps(NOT_SHOWN, indent=2, sort_keys=True))
@@ -1323,6 +1371,7 @@ def main():
     check = "--check" in sys.argv[1:]
     check_datasource_interval()
     check_every_rule_drawn()
+    check_rule_links()
     rendered = {uid: dashboard(uid, *spec) for uid, spec in DASHBOARDS.items()}
     shown = shown_families(rendered) & set(NOT_SHOWN)
     if shown:

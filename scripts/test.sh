@@ -159,6 +159,19 @@ log "/ and /docs in headless Chromium, offline"
 cargo build --locked -q
 /usr/bin/python3 scripts/check-pages.py target/debug/m4watch
 
+# --- selfcheck: m4watch's CPU and memory readings against the kernel's tools ----
+# (issue 26) `m4watch selfcheck` exits 1 on a disagreement; here every row must agree
+# (none "not comparable"): CPUs with nproc and /proc/cpuinfo, memory with free and
+# /proc/meminfo.
+log "m4watch selfcheck: agrees with nproc, free and /proc"
+selfcheck_dir=$(mktemp -d)
+"${CARGO_TARGET_DIR:-target}/debug/m4watch" selfcheck --output "$selfcheck_dir"
+if grep -Eq 'DIFFER|not comparable' "$selfcheck_dir/table.txt"; then
+  echo "selfcheck: not every figure agrees (bundle kept in $selfcheck_dir)" >&2
+  exit 1
+fi
+rm -rf "$selfcheck_dir"
+
 # --- rules: promtool is the oracle (issue 4) ---------------------------------
 log "promtool check rules / promtool test rules / m4watch test-rules"
 promtool check rules alert-rules/*.rules.yml prometheus/stack.rules.yml

@@ -325,7 +325,7 @@ pub(crate) async fn serve_loaded(
         Reloader {
             source,
             running: config.clone(),
-            rules: rules_handle,
+            rules: rules_handle.clone(),
             notifier: notifier.clone(),
             heartbeat: heartbeat.clone(),
             store: Arc::clone(&store),
@@ -346,6 +346,7 @@ pub(crate) async fn serve_loaded(
         collectors: registry,
         trading_ingest: trading,
         alerts,
+        rules: rules_handle,
         notifier,
         samples,
         advisor,

@@ -14,6 +14,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
     ("Hardware", HARDWARE),
     ("Host network", crate::collect::host::METRICS),
     ("Host clock", crate::collect::host::clock::METRICS),
+    ("Host clock (SNTP)", crate::collect::host::sntp::METRICS),
     (
         "Host disks and filesystems",
         crate::collect::host::storage::METRICS,

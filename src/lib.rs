@@ -56,6 +56,7 @@ mod notify;
 mod persist;
 mod reload;
 mod rules;
+pub mod selfcheck;
 pub mod shutdown;
 mod store;
 pub mod tls;

@@ -70,6 +70,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Compare m4watch's hardware readings with the system's own tools (Linux: nproc,
+    /// free, /proc; macOS: sysctl, vm_stat, ioreg, pmset, sntp, and powermetrics as
+    /// root), print agree / differ / not comparable, write a capture bundle; exits 1 on
+    /// a disagreement.
+    Selfcheck {
+        /// Directory for the capture bundle (created).
+        #[arg(long, value_name = "DIR", default_value = "m4watch-selfcheck")]
+        output: PathBuf,
+    },
     /// macOS: install and start the launchd agent (~/Library/LaunchAgents) running
     /// this binary with --config, if given.
     InstallLaunchd,
@@ -143,6 +152,24 @@ fn main() -> ExitCode {
             interval,
             ref output,
         }) => dump_raw(samples, interval, output.as_deref()),
+        Some(Command::Selfcheck { ref output }) => match m4watch::selfcheck::run(output) {
+            Ok(rows) => {
+                print!("{}", m4watch::selfcheck::render(&rows));
+                println!("capture bundle: {}", output.display());
+                let differ = rows
+                    .iter()
+                    .any(|r| r.verdict == m4watch::selfcheck::Verdict::Differ);
+                if differ {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("m4watch: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::InstallLaunchd) => match m4watch::launchd::install(cli.config.as_deref()) {
             Ok(p) => {
                 println!("installed and started {}", p.display());

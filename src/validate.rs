@@ -4,10 +4,11 @@
 //! It reads the instance's own OpenAPI document and calls every read endpoint that
 //! takes no path parameter, checks the metric families each enabled collector must
 //! export, that every enabled collector's last run succeeded, that rules are loaded,
-//! that each receiver can reach its destinations (a dry run: nothing is sent), that
-//! the heartbeat (when configured) can reach its dead-man's service and would beat
-//! now (a dry run too), and
-//! that the performance score is at or above its floor (`--min-score`) with enough
+//! that every alerting rule it runs links to a section of the shipped runbooks
+//! (`docs/runbooks.md`, embedded), that each receiver can reach its destinations (a
+//! dry run: nothing is sent), that the heartbeat (when configured) can reach its
+//! dead-man's service and would beat now (a dry run too), and that the performance
+//! score is at or above its floor (`--min-score`) with enough
 //! coverage. It changes nothing on the instance.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,7 +59,7 @@ pub const REQUIRED_PATHS: &[&str] = &[
 ];
 
 /// The pages for people, which answer HTML.
-const PAGES: &[&str] = &["/", "/docs"];
+const PAGES: &[&str] = &["/", "/docs", "/runbooks"];
 
 /// Families that must be on /metrics whatever is enabled.
 const ALWAYS: &[&str] = &[
@@ -180,6 +181,15 @@ struct RulesSummary {
     enabled: bool,
     #[serde(default)]
     loaded: Option<u64>,
+    #[serde(default)]
+    alerting: Vec<AlertingRule>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertingRule {
+    name: String,
+    #[serde(default)]
+    runbook_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,6 +332,57 @@ fn score_check(metrics: &str, min_score: f64) -> Check {
     Check::fail(
         NAME,
         format!("{score:.1} is below the floor {min_score}{coverage}{weakest}"),
+    )
+}
+
+/// Every alerting rule the instance runs must link to its runbook: a `runbook_url` that
+/// names a section of the shipped `docs/runbooks.md` (the copy in this binary), or
+/// one elsewhere (a desk's own runbooks, not checked here).
+fn runbook_check(rules: &[AlertingRule]) -> Check {
+    use crate::rules::runbooks::{Link, check_link};
+    const NAME: &str = "rules: runbooks";
+    if rules.is_empty() {
+        return Check::fail(NAME, "the status lists no alerting rule");
+    }
+    let mut external = 0;
+    let mut bad = Vec::new();
+    for r in rules {
+        match check_link(r.runbook_url.as_deref()) {
+            Ok(Link::Section(_)) => {}
+            Ok(Link::External) => external += 1,
+            Err(e) => bad.push(format!("{}: {e}", r.name)),
+        }
+    }
+    if !bad.is_empty() {
+        let shown = bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+        let more = bad.len().saturating_sub(3);
+        return Check::fail(
+            NAME,
+            format!(
+                "{} of {} alerting rules: {shown}{}",
+                bad.len(),
+                rules.len(),
+                if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    Check::pass(
+        NAME,
+        match external {
+            0 => format!(
+                "{} rules, each with a section of docs/runbooks.md",
+                rules.len()
+            ),
+            n => format!(
+                "{} rules: {} with a section of docs/runbooks.md, {n} linking elsewhere (not checked)",
+                rules.len(),
+                rules.len() - n
+            ),
+        },
     )
 }
 
@@ -470,6 +531,7 @@ pub async fn run(opts: &Options) -> Vec<Check> {
                 Some(_) => Check::fail("rules loaded", "0 rules loaded"),
                 None => Check::fail("rules loaded", "no evaluation has run yet"),
             });
+            checks.push(runbook_check(&st.rules.alerting));
         }
         let configured: Vec<&ReceiverSummary> = st
             .receivers
@@ -743,6 +805,35 @@ mod tests {
             skipping.detail,
             "dry run: GET http://127.0.0.1:8080 reachable, but beats are being skipped: delivery_backlog"
         );
+    }
+
+    #[test]
+    fn the_runbook_check_names_rules_without_a_section() {
+        let rule = |name: &str, url: Option<&str>| AlertingRule {
+            name: name.into(),
+            runbook_url: url.map(str::to_string),
+        };
+        let ok = runbook_check(&[
+            rule("ContainerDown", Some("/runbooks#containerdown")),
+            rule("DeskRule", Some("https://wiki.example/desk")),
+        ]);
+        assert!(ok.passed, "{ok:?}");
+        assert_eq!(
+            ok.detail,
+            "2 rules: 1 with a section of docs/runbooks.md, 1 linking elsewhere (not checked)"
+        );
+        let bad = runbook_check(&[
+            rule("ContainerDown", Some("/runbooks#containerdown")),
+            rule("Mine", None),
+            rule("Typo", Some("/runbooks#containerdwn")),
+        ]);
+        assert!(!bad.passed);
+        assert_eq!(
+            bad.detail,
+            "2 of 3 alerting rules: Mine: no runbook_url annotation; \
+             Typo: docs/runbooks.md has no section #containerdwn"
+        );
+        assert!(!runbook_check(&[]).passed);
     }
 
     #[test]

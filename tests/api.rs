@@ -70,16 +70,25 @@ async fn the_openapi_document_names_every_required_path_and_each_answers() {
 /// missing from the spec: a plain `.route(` call in the API would bypass it.
 #[test]
 fn no_route_is_registered_outside_the_spec() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            !text.contains(".route("),
-            "{} registers a route outside the OpenAPI document",
-            path.display()
-        );
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api")];
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains(".route("),
+                "{} registers a route outside the OpenAPI document",
+                path.display()
+            );
+            files += 1;
+        }
     }
+    assert!(files > 10, "{files} files read under src/api");
 }
 
 #[tokio::test]
@@ -364,6 +373,60 @@ async fn validate_passes_on_a_complete_instance() {
         table.contains("pass   GET /api/v1/monitoring/status"),
         "{table}"
     );
+    assert!(table.contains("pass   GET /runbooks"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("rules: runbooks"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.starts_with("pass") && line.contains("each with a section of docs/runbooks.md"),
+        "{table}"
+    );
+    d.stop().await;
+}
+
+/// A rule the desk added without a runbook, and one whose link names no section, are
+/// what validate reports; a link to the desk's own wiki is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_the_rules_whose_runbook_url_leads_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("desk.rules.yml");
+    std::fs::write(
+        &file,
+        "# Written for this test: three rules, one link each way.\n\
+         groups:\n  - name: desk\n    rules:\n\
+         \x20     - alert: DeskNoRunbook\n        expr: vector(1) > 2\n\
+         \x20     - alert: DeskTypo\n        expr: vector(1) > 2\n        annotations:\n          runbook_url: /runbooks#containerdwn\n\
+         \x20     - alert: DeskWiki\n        expr: vector(1) > 2\n        annotations:\n          runbook_url: https://wiki.example/desk\n",
+    )
+    .unwrap();
+    let dest = accepting_listener();
+    let d = Daemon::start(replay(&format!(
+        "rules:\n  files: [{}]\n{}",
+        file.display(),
+        receiver_yaml(dest)
+    )))
+    .await;
+    let status = json(&d, "/api/v1/monitoring/status").await;
+    let names: Vec<&str> = status["rules"]["alerting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["DeskNoRunbook", "DeskTypo", "DeskWiki"]);
+    let (ok, table) = validate(&d, &["--token", "tok", "--min-pass-ratio", "0"]).await;
+    assert!(ok, "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("rules: runbooks"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>().join(" "),
+        "FAIL rules: runbooks 2 of 3 alerting rules: DeskNoRunbook: no runbook_url annotation; \
+         DeskTypo: docs/runbooks.md has no section #containerdwn",
+        "{table}"
+    );
     d.stop().await;
 }
 
@@ -461,7 +524,8 @@ async fn silences_are_bounded_where_parsed_and_an_absurd_stored_one_lists_and_de
     db.execute("UPDATE silences SET ends_at = 300000000000000", [])
         .unwrap();
     db.execute(
-        "INSERT INTO silences SELECT 'absurd', matchers, starts_at, 9223372036854775807, created_by, comment FROM silences",
+        "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment)
+         SELECT 'absurd', matchers, starts_at, 9223372036854775807, created_by, comment FROM silences",
         [],
     )
     .unwrap();
@@ -751,12 +815,16 @@ async fn arbitrary_json_bodies_never_break_a_route() {
             serde_json::json!([{"labels": {"alertname": "A", "severity": "warning"}, "annotations": {"summary": "s"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}]),
         ),
         (
-            "/silences",
+            "/monitoring/silences",
             serde_json::json!({"matchers": [{"name": "alertname", "value": "A", "is_regex": false}], "duration": "1h", "created_by": "bob", "comment": "c"}),
         ),
         (
-            "/silences",
+            "/monitoring/silences",
             serde_json::json!({"matchers": [{"name": "alertname", "value": "A"}], "ends_at": "2030-01-01T00:00:00Z", "created_by": "bob"}),
+        ),
+        (
+            "/api/v2/silences",
+            serde_json::json!({"matchers": [{"name": "alertname", "value": "A", "isRegex": false, "isEqual": true}], "startsAt": "0001-01-01T00:00:00Z", "endsAt": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(), "createdBy": "bob", "comment": "c"}),
         ),
         (
             "/acknowledge",
@@ -818,7 +886,13 @@ async fn arbitrary_json_bodies_never_break_a_route() {
                     .json()
                     .await
                     .unwrap_or_else(|_| panic!("POST {path} {body}: a non-JSON {status}"));
-                assert!(e["error"].is_string(), "POST {path} {body}: {e}");
+                // Alertmanager's silence route answers a JSON string, as Alertmanager
+                // does and as amtool decodes it.
+                if path.starts_with("/api/v2/silence") {
+                    assert!(e.is_string(), "POST {path} {body}: {e}");
+                } else {
+                    assert!(e["error"].is_string(), "POST {path} {body}: {e}");
+                }
             }
         }
     }
@@ -929,6 +1003,7 @@ async fn the_landing_page_shows_the_version_and_every_link_answers() {
     for want in [
         "metrics",
         "docs",
+        "runbooks",
         "api/v1/openapi.json",
         "api/v1/monitoring/health",
         "-/ready",
@@ -1003,5 +1078,43 @@ async fn the_pages_stay_open_when_reads_need_a_token() {
     let landing = page(&d, "/").await;
     assert!(landing.contains("api.read_token"), "{landing}");
     page(&d, "/docs").await;
+    page(&d, "/runbooks").await;
+    d.stop().await;
+}
+
+/// Issue 27: every rule the instance runs links to a section of `/runbooks` and to a
+/// shipped dashboard, and the page stands alone like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbooks_have_a_section_for_every_rule_the_instance_runs() {
+    let d = Daemon::start(fixture_config("plain", "")).await;
+    let html = page(&d, "/runbooks").await;
+    let status = json(&d, "/api/v1/monitoring/status").await;
+    let rules = status["rules"]["alerting"].as_array().unwrap();
+    assert!(rules.len() >= 38, "{} alerting rules listed", rules.len());
+    for r in rules {
+        let name = r["name"].as_str().unwrap();
+        let url = r["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no runbook_url"));
+        let id = url
+            .strip_prefix("/runbooks#")
+            .unwrap_or_else(|| panic!("{name}: {url}"));
+        assert_eq!(id, name.to_lowercase(), "{name}");
+        assert!(
+            html.contains(&format!("<h2 id=\"{id}\">{name}</h2>")),
+            "{name}: /runbooks has no section #{id}"
+        );
+        assert!(
+            html.contains(&format!("href=\"#{id}\"")),
+            "{name}: not in the contents"
+        );
+        let dashboard = r["dashboard_url"].as_str().unwrap_or_default();
+        assert!(
+            dashboard.starts_with("/d/m4watch-"),
+            "{name}: {dashboard:?}"
+        );
+    }
+    assert!(follow_links(&d, "/runbooks", &html).await > rules.len());
+    assert_self_contained("/runbooks", &html);
     d.stop().await;
 }

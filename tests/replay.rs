@@ -205,8 +205,13 @@ async fn a_macmon_recording_publishes_what_macmon_measures() {
 /// The exposition text of the hardware collector replaying `file` (under
 /// testdata/replay/), after `reads` collections: the path the daemon takes, minus HTTP.
 fn replayed(file: &str, reads: usize) -> String {
+    replay_reads(file, "  replay_loop: false\n", reads)
+}
+
+/// As [`replayed`], with `extra` hardware config.
+fn replay_reads(file: &str, extra: &str, reads: usize) -> String {
     use m4watch::internals::collect::BlockingCollector;
-    let cfg = replay_config(&format!("testdata/replay/{file}"), "  replay_loop: false\n");
+    let cfg = replay_config(&format!("testdata/replay/{file}"), extra);
     let mut c =
         m4watch::internals::collect::hardware::HardwareCollector::from_config(&cfg.hardware)
             .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -274,20 +279,15 @@ fn a_macmon_0_9_recording_replays_per_core() {
         );
         assert!(close(active, want, 1e-9), "cpu{}", 4 + k);
     }
-    // The P cluster's frequency while active, weighted by residency; the two idle cores
-    // (0 MHz in the recording) count for nothing. No DVFS table without --soc-info, so
-    // an idle core's frequency is unknown: absent, never 0.
-    let (mut w, mut a) = (0.0, 0.0);
-    for k in 0..10 {
-        let act = 0.05 * f64::from(k + 1);
-        w += (3000.0 + 100.0 * f64::from(k)) * act;
-        a += act;
-    }
+    // The replayed P cluster is the whole P tier: its frequency is macmon's own figure
+    // for the tier (`pcpu_freq_mhz`, from the cluster residency it reads), not one
+    // derived from the cores listed (issue 26). No DVFS table without --soc-info, so an
+    // idle core's frequency is unknown: absent, never 0.
     let p = value(
         &text,
         "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
     );
-    assert!(close(p, w / a * 1e6, 1.0), "{p:?}\n{text}");
+    assert!(close(p, 3573e6, 1.0), "{p:?}\n{text}");
     assert!(value(&text, "m4watch_cpu_frequency_hertz{cpu=\"15\"").is_none());
     assert!(value(&text, "m4watch_cpu_frequency_hertz{cpu=\"13\"").is_some());
     // An idle GPU without a table and a temperature 0.9 writes as 0.0: absent.
@@ -383,13 +383,13 @@ fn an_ultra_recording_covers_both_dies() {
         Some(912e6),
         "an idle core reads the lowest step"
     );
-    // Die 1's P cores idle: the cluster runs at 3504 MHz while active, not the
-    // 1752 MHz mean of macmon's per-core figures.
+    // The replayed P cluster is the whole P tier of both dies: macmon's own figure for
+    // the tier (`cpu_tiers[].freq_mhz`), as the recording states it (issue 26).
     let p = value(
         &text,
         "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
     );
-    assert!(close(p, 3504e6, 1.0), "{p:?}");
+    assert!(close(p, 1752e6, 1.0), "{p:?}");
     assert!(close(util(&text, 23), 0.0, 1e-9) && close(util(&text, 8), 0.6, 1e-9));
 }
 
@@ -417,10 +417,11 @@ fn an_intel_mac_has_no_apple_only_series() {
         Some(64.0)
     );
     assert!(close(util(&text, 3), 0.23, 1e-9), "{text}");
-    // Available memory: free + inactive + speculative pages, purgeable not added again.
+    // Available memory, Activity Monitor's way: free + file-backed + purgeable pages
+    // (inactive anonymous pages are not available without paging).
     assert_eq!(
         value(&text, "m4watch_memory_bytes{state=\"available\"}"),
-        Some((1_500_000u64 + 2_200_000 + 100_000) as f64 * 4096.0)
+        Some((1_500_000u64 + 1_800_000 + 50_000) as f64 * 4096.0)
     );
 }
 
@@ -621,4 +622,221 @@ fn a_real_macmon_0_8_line_from_an_m1_max_replays_as_captured() {
     near("m4watch_memory_bytes{state=\"used\"}", 28706603008.0);
     near("m4watch_memory_bytes{state=\"swap_total\"}", 7516192768.0);
     near("m4watch_memory_bytes{state=\"swap_used\"}", 5701894144.0);
+}
+
+/// The exposition text after `reads` collections of a *looping* replay of `file` with
+/// `extra` hardware config (a one-line capture needs two reads for a delta).
+fn replayed_looping(file: &str, extra: &str, reads: usize) -> String {
+    replay_reads(file, &format!("  replay_loop: true\n{extra}"), reads)
+}
+
+fn assert_near(text: &str, line: &str, want: f64) {
+    let got = value(text, line);
+    assert!(
+        close(got, want, want.abs() * 1e-6),
+        "{line}: {got:?}, want {want}\n{text}"
+    );
+}
+
+/// Issue 26, the real M1 Max line (macmon 0.8.0, per-core lists trimmed by its author to
+/// 2 E cores and 1 P core): each CPU's utilisation is its core's residency to the digit,
+/// not rounded to a tick of a one-second window; the cluster figures are the ones macmon
+/// states for its whole tiers, not means of the three cores the author kept; and without
+/// timestamps between lines or a stated interval no energy is counted.
+#[test]
+fn a_real_m1_max_line_keeps_residency_exact_and_macmon_cluster_figures() {
+    let text = replayed_looping("macmon-0.8-m1max-real.jsonl", "", 2);
+    // ecpu_cores[0].active_ratio: 0.2334, where ticks made it 0.23.
+    assert_near(
+        &text,
+        "m4watch_cpu_utilization_ratio{cpu=\"0\",type=\"efficiency\"}",
+        0.23338988423347473,
+    );
+    assert_near(
+        &text,
+        "m4watch_cpu_utilization_ratio{cpu=\"2\",type=\"performance\"}",
+        0.5556453466415405,
+    );
+    // pcpu_active_ratio / ecpu_active_ratio, not the one listed P core's 0.56.
+    assert_near(
+        &text,
+        "m4watch_cpu_cluster_utilization_ratio{type=\"performance\"}",
+        0.18293659389019012,
+    );
+    assert_near(
+        &text,
+        "m4watch_cpu_cluster_utilization_ratio{type=\"efficiency\"}",
+        0.2199309766292572,
+    );
+    // pcpu_freq_mhz / ecpu_freq_mhz, not the listed cores' 1805 and 1409.
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        1829e6,
+    );
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        1408e6,
+    );
+    // One timestamp and no stated interval: the window is unknown, so macmon's watts
+    // are published but no energy is integrated over a guessed second.
+    assert_near(
+        &text,
+        "m4watch_power_watts{rail=\"cpu\"}",
+        1.3708608150482178,
+    );
+    assert!(
+        series(&text, "m4watch_energy_joules_total").is_empty(),
+        "{text}"
+    );
+}
+
+/// Issue 26, the real 0.7-era line (beszel#1796, `macmon pipe -i 1000`, M1-class, 16 GB):
+/// `[MHz, ratio]` cluster pairs and no per-core lists. Each pair is a cluster frequency;
+/// its ratio is frequency-scaled usage, not residency, so no utilisation; no core counts,
+/// so none published; `ram_power: 0.0` is no DRAM sensor; the window is the stated 1 s.
+#[test]
+fn a_real_macmon_0_7_line_publishes_its_cluster_frequencies() {
+    let text = replayed_looping("macmon-0.7-beszel1796-real.jsonl", "", 2);
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        1172e6,
+    );
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        2098e6,
+    );
+    assert!(
+        series(&text, "m4watch_cpu_cluster_utilization_ratio").is_empty(),
+        "a scaled ratio is not utilisation:\n{text}"
+    );
+    assert!(series(&text, "m4watch_cpu_cores").is_empty(), "{text}");
+    assert!(
+        value(&text, "m4watch_power_watts{rail=\"dram\"}").is_none(),
+        "ram_power 0.0 is no sensor:\n{text}"
+    );
+    assert!(value(&text, "m4watch_energy_joules_total{rail=\"dram\"}").is_none());
+    assert_near(
+        &text,
+        "m4watch_power_watts{rail=\"cpu\"}",
+        0.25233203172683716,
+    );
+    assert_near(
+        &text,
+        "m4watch_power_watts{rail=\"system\"}",
+        9.391488075256348,
+    );
+    // Two reads of a 1000 ms window: one window's energy since the first read.
+    assert_near(
+        &text,
+        "m4watch_energy_joules_total{rail=\"cpu\"}",
+        0.25233203172683716,
+    );
+    assert_near(&text, "m4watch_gpu_frequency_hertz", 198e6);
+    assert!(series(&text, "m4watch_gpu_utilization_ratio").is_empty());
+    assert_near(
+        &text,
+        "m4watch_temperature_celsius{sensor=\"cpu\"}",
+        44.509185791015625,
+    );
+    assert!(value(&text, "m4watch_temperature_celsius{sensor=\"gpu\"}").is_none());
+    assert_near(&text, "m4watch_memory_total_bytes", 17179869184.0);
+    assert_near(&text, "m4watch_memory_bytes{state=\"used\"}", 10585292800.0);
+    assert_near(
+        &text,
+        "m4watch_memory_bytes{state=\"swap_used\"}",
+        1027801088.0,
+    );
+}
+
+/// Issue 26, the real M4 MacBook Air capture (macmon#51, `macmon pipe --samples 1
+/// --soc-info | jq`, pretty-printed, closed by hand where the stored copy is cut): the
+/// soc block says 0 cores, which is unknown, never 0; the pasted prompt names no
+/// interval, so the window is macmon's default 1000 ms.
+#[test]
+fn a_real_m4_soc_block_of_zero_cores_leaves_the_counts_unknown() {
+    let text = replayed_looping("macmon-m4-air-issue51-closed.json", "", 2);
+    assert!(
+        text.contains(
+            "m4watch_chip_info{chip=\"Apple M4\",performance_cores=\"\",efficiency_cores=\"\",gpu_cores=\"\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(series(&text, "m4watch_cpu_cores").is_empty(), "{text}");
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        1848e6,
+    );
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        3848e6,
+    );
+    // A DRAM rail that reads (0.47 W) is published.
+    assert_near(
+        &text,
+        "m4watch_power_watts{rail=\"dram\"}",
+        0.46787330508232117,
+    );
+    assert_near(
+        &text,
+        "m4watch_energy_joules_total{rail=\"cpu\"}",
+        7.494035720825195,
+    );
+    assert_near(&text, "m4watch_memory_bytes{state=\"used\"}", 13823524864.0);
+}
+
+/// Issue 26: counts supplied (the configured topology, here the reporter's 4 P + 6 E)
+/// build the real P/E topology for a recording that counts no CPUs.
+#[test]
+fn supplied_core_counts_build_the_topology_of_a_pairs_recording() {
+    let text = replayed_looping(
+        "macmon-m4-air-issue51-closed.json",
+        "  topology:\n    efficiency: \"0-5\"\n    performance: \"6-9\"\n",
+        2,
+    );
+    assert!(
+        text.contains(
+            "m4watch_chip_info{chip=\"Apple M4\",performance_cores=\"4\",efficiency_cores=\"6\",gpu_cores=\"\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("m4watch_cpu_cores{type=\"performance\"} 4\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("m4watch_cpu_cores{type=\"efficiency\"} 6\n"),
+        "{text}"
+    );
+    assert_eq!(cpu_types(&text), (4, 6), "{text}");
+    assert_near(
+        &text,
+        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        1848e6,
+    );
+}
+
+/// The stored copy of the M4 Air capture ends inside the soc block: refused, and the
+/// error names the file and says where the JSON ends.
+#[test]
+fn a_cut_capture_is_refused_with_where_it_ends() {
+    let cfg = replay_config(
+        "testdata/replay/macmon-m4-air-issue51-real-truncated.txt",
+        "  replay_loop: false\n",
+    );
+    let err = match m4watch::internals::collect::hardware::HardwareCollector::from_config(
+        &cfg.hardware,
+    ) {
+        Ok(_) => panic!("a cut capture replays"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("macmon-m4-air-issue51-real-truncated.txt") && err.contains("EOF"),
+        "{err}"
+    );
 }

@@ -628,16 +628,17 @@ fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
 /// frequency series. A baseline period of 2 s (a UTC day by default) lets the latency
 /// baselines exist within the test, and a 20 s advice window (5 min) publishes the
 /// recommendations every 2 s rather than every 30 s; config choices, not faster scrapes.
-/// `feed` is a UDP port the host collector watches, so the per-socket families exist;
+/// `feed` is a UDP port the host collector watches, so the per-socket families exist; `ntp`
+/// an SNTP server on loopback the clock probe asks;
 /// the test process itself is the watched process group.
-fn stack_config(probe: &str, feed: u16) -> m4watch::config::Config {
+fn stack_config(probe: &str, feed: u16, ntp: &str) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
          containers:\n  interval: 2s\n  timeout: 2s\n\
          probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
          history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
          advice:\n  window: 20s\n\
-         host:\n  udp_ports: [{feed}]\n\
+         host:\n  udp_ports: [{feed}]\n  clock:\n    ntp_servers: [\"{ntp}\"]\n    ntp_interval: 15s\n\
          processes:\n  groups:\n    - {{name: stack-test, process_name: \"^stack-\"}}\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n      alertmanager: {{urls: [\"http://127.0.0.1:9\"]}}\n  route: {{receiver: desk}}\n\
          heartbeat:\n  url: \"{probe}\"\n  interval: 1s\n  timeout: 500ms\n",
@@ -795,7 +796,9 @@ impl Hosts {
         let containers = [Container::engine(), Container::exited()];
         let feed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let feed_port = feed.local_addr().unwrap().port();
-        let mac = Daemon::start(stack_config(&health_endpoint().await, feed_port)).await;
+        // An NTP server on loopback for the SNTP probe's panels.
+        let ntp = common::sntp_responder(2);
+        let mac = Daemon::start(stack_config(&health_endpoint().await, feed_port, &ntp)).await;
         let load = trading_load(&mac).await;
         mac.scrape_until(30, hardware_ready).await;
         // Its network stack is a fixture too: a 10 Gb/s eth0 with a known link speed,

@@ -20,6 +20,7 @@ const TOKEN: &str = "fuzz-t0ken";
 const ROUTES: &[&str] = &[
     "/api/v2/alerts",
     "/api/v1/monitoring/silences",
+    "/api/v2/silences",
     "/api/v1/monitoring/alerts/x/acknowledge",
     "/api/v1/monitoring/notifications/configure",
     "/api/v1/trading/latency",

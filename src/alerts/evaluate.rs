@@ -198,13 +198,24 @@ fn orphaned(group: &str, alert: Alert) -> Change {
     }
 }
 
-/// What a reload uses to swap the rule groups under the running loop.
+/// What a reload uses to swap the rule groups under the running loop, and the API
+/// to list them.
+#[derive(Clone)]
 pub(crate) struct RulesHandle {
     cycle: Arc<Cycle>,
     interval_ms: i64,
 }
 
 impl RulesHandle {
+    /// The alerting rules running now, as written.
+    pub(crate) fn alerting_rules(&self) -> Vec<crate::rules::AlertingRuleText> {
+        self.cycle
+            .engine
+            .lock()
+            .expect("engine lock")
+            .alerting_rules()
+    }
+
     /// Puts `groups` in place of the running ones between two evaluations. Pending
     /// and firing alerts of rules that still exist (by name) carry over, so `for`
     /// keeps counting and nothing fires twice; those of rules that are gone resolve.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::model::alert::{AlertSource, Severity, State};
+use crate::model::alert::{AlertSource, Severity, SilenceState, State};
 use crate::persist::alerts::History;
 use crate::rules::Change;
 
@@ -408,8 +408,13 @@ impl Alerts {
     }
 
     /// Adds a silence and returns it with its id.
-    pub(crate) fn add_silence(&self, mut s: Silence) -> Silence {
+    pub(crate) fn add_silence(&self, s: Silence) -> Silence {
         let mut inner = self.inner.lock().expect("alerts lock");
+        self.insert_silence(&mut inner, s)
+    }
+
+    /// Gives `s` a new id, stores it and returns it.
+    fn insert_silence(&self, inner: &mut Inner, mut s: Silence) -> Silence {
         inner.next_silence += 1;
         s.id = format!(
             "{}-{}",
@@ -423,9 +428,91 @@ impl Alerts {
         s
     }
 
+    /// Alertmanager's create-or-update of a silence (`POST /api/v2/silences`). With no
+    /// `id`, `s` is a new silence. With the `id` of a known silence, that silence is
+    /// changed in place when only what Alertmanager lets change differs: the same
+    /// matchers, and for an active silence the same start and an end not in the past,
+    /// for a pending one a start not in the past; otherwise the old one is expired (if
+    /// it was not already) and `s` replaces it under a new id. A new silence that
+    /// would start in the past starts at `now`. Returns the silence as stored.
+    pub(crate) fn put_silence(
+        &self,
+        id: Option<&str>,
+        mut s: Silence,
+        now: i64,
+    ) -> Result<Silence, AlertError> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        s.updated_at = now;
+        if let Some(id) = id {
+            let i = inner
+                .silences
+                .iter()
+                .position(|x| x.id == id)
+                .ok_or_else(|| AlertError::NoSilence(id.to_string()))?;
+            let prev = &inner.silences[i];
+            let updatable = prev.matchers == s.matchers
+                && match prev.state(now) {
+                    SilenceState::Active => s.starts_at == prev.starts_at && s.ends_at >= now,
+                    SilenceState::Pending => s.starts_at >= now,
+                    SilenceState::Expired => false,
+                };
+            if updatable {
+                s.id = id.to_string();
+                if let Some(h) = &self.history {
+                    h.save_silence(&s);
+                }
+                inner.silences[i] = s.clone();
+                return Ok(s);
+            }
+            expire(&mut inner.silences[i], now, self.history.as_ref());
+        }
+        s.starts_at = s.starts_at.max(now);
+        Ok(self.insert_silence(&mut inner, s))
+    }
+
+    /// One silence by id.
+    pub(crate) fn silence(&self, id: &str) -> Option<Silence> {
+        let inner = self.inner.lock().expect("alerts lock");
+        inner.silences.iter().find(|s| s.id == id).cloned()
+    }
+
+    /// Expires a silence at `now`, as Alertmanager's delete does: an active one ends
+    /// now, a pending one starts and ends now, an expired one stays as it is. It stays
+    /// listed (expired) for `rules.resolved_retention`.
+    pub(crate) fn expire_silence(&self, id: &str, now: i64) -> Result<Silence, AlertError> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        let s = inner
+            .silences
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or_else(|| AlertError::NoSilence(id.to_string()))?;
+        expire(s, now, self.history.as_ref());
+        Ok(s.clone())
+    }
+
     /// Every silence still known (active, pending or recently expired).
     pub(crate) fn silences(&self) -> Vec<Silence> {
         self.inner.lock().expect("alerts lock").silences.clone()
+    }
+
+    /// The firing alerts whose end (a received alert's `endsAt`) has not passed, each
+    /// with the ids of every silence covering it at `now`: what an Alertmanager holds.
+    pub(crate) fn firing(&self, now: i64) -> Vec<(StoredAlert, Vec<String>)> {
+        let inner = self.inner.lock().expect("alerts lock");
+        inner
+            .alerts
+            .values()
+            .filter(|a| a.state == State::Firing && a.expires_at.is_none_or(|e| e > now))
+            .map(|a| {
+                let by = inner
+                    .silences
+                    .iter()
+                    .filter(|s| s.silences(&a.labels, now))
+                    .map(|s| s.id.clone())
+                    .collect();
+                (a.clone(), by)
+            })
+            .collect()
     }
 
     /// Removes a silence.
@@ -464,6 +551,21 @@ impl Alerts {
         if let Some(h) = &self.history {
             h.flush();
         }
+    }
+}
+
+/// Ends a silence at `now` unless it has ended already (a pending one starts and ends
+/// now), and saves the change.
+fn expire(s: &mut Silence, now: i64, history: Option<&History>) {
+    match s.state(now) {
+        SilenceState::Expired => return,
+        SilenceState::Pending => s.starts_at = now,
+        SilenceState::Active => {}
+    }
+    s.ends_at = now;
+    s.updated_at = now;
+    if let Some(h) = history {
+        h.save_silence(s);
     }
 }
 
@@ -544,6 +646,7 @@ mod tests {
             ],
             starts_at: 0,
             ends_at: 10_000,
+            updated_at: 0,
             created_by: "bob".into(),
             comment: String::new(),
         });
@@ -608,6 +711,96 @@ mod tests {
         assert!(rx.try_recv().is_err(), "one transition per acknowledgement");
     }
 
+    fn silence(matcher: &str, starts_at: i64, ends_at: i64) -> Silence {
+        Silence {
+            id: String::new(),
+            matchers: vec![matcher.parse().unwrap()],
+            starts_at,
+            ends_at,
+            updated_at: starts_at,
+            created_by: "alice".into(),
+            comment: "first".into(),
+        }
+    }
+
+    #[test]
+    fn silences_are_updated_replaced_and_expired_as_alertmanager_does() {
+        let alerts = Alerts::new(Vec::new(), Vec::new(), None, 60_000);
+        // A new silence that would start in the past starts now.
+        let first = alerts
+            .put_silence(None, silence("alertname=\"Hot\"", 500, 5_000), 1_000)
+            .unwrap();
+        assert_eq!((first.starts_at, first.updated_at), (1_000, 1_000));
+        assert_eq!(
+            alerts.put_silence(Some("nope"), silence("a=\"b\"", 1_000, 2_000), 1_000),
+            Err(AlertError::NoSilence("nope".into()))
+        );
+        // Same matchers and start, a later end: changed in place, same id.
+        let mut longer = silence("alertname=\"Hot\"", 1_000, 9_000);
+        longer.comment = "longer".into();
+        let same = alerts.put_silence(Some(&first.id), longer, 2_000).unwrap();
+        assert_eq!(same.id, first.id);
+        assert_eq!((same.ends_at, same.updated_at), (9_000, 2_000));
+        assert_eq!(alerts.silences().len(), 1);
+        // Other matchers: the old one expires now and a new one replaces it.
+        let other = alerts
+            .put_silence(
+                Some(&first.id),
+                silence("alertname=\"Cold\"", 1_000, 9_000),
+                3_000,
+            )
+            .unwrap();
+        assert_ne!(other.id, first.id);
+        let old = alerts.silence(&first.id).unwrap();
+        assert_eq!(
+            (old.ends_at, old.state(3_000)),
+            (3_000, SilenceState::Expired)
+        );
+        assert_eq!(other.state(3_000), SilenceState::Active);
+        // A pending silence expired never starts; an expired one stays as it was.
+        let pending = alerts
+            .put_silence(None, silence("a=\"b\"", 8_000, 9_000), 3_000)
+            .unwrap();
+        assert_eq!(pending.state(3_000), SilenceState::Pending);
+        let gone = alerts.expire_silence(&pending.id, 4_000).unwrap();
+        assert_eq!((gone.starts_at, gone.ends_at), (4_000, 4_000));
+        let again = alerts.expire_silence(&pending.id, 5_000).unwrap();
+        assert_eq!((again.ends_at, again.updated_at), (4_000, 4_000));
+        assert_eq!(
+            alerts.expire_silence("nope", 5_000),
+            Err(AlertError::NoSilence("nope".into()))
+        );
+    }
+
+    #[test]
+    fn firing_lists_every_covering_silence() {
+        let alerts = Alerts::new(Vec::new(), Vec::new(), None, 60_000);
+        let none = |_: &str| String::new();
+        alerts.apply(
+            &[change(State::Inactive, State::Pending, 1000)],
+            std::iter::empty(),
+            none,
+            1000,
+        );
+        assert!(alerts.firing(1000).is_empty(), "pending is not firing");
+        alerts.apply(
+            &[change(State::Pending, State::Firing, 2000)],
+            std::iter::empty(),
+            none,
+            2000,
+        );
+        let a = alerts.add_silence(silence("alertname=\"Hot\"", 0, 10_000));
+        let b = alerts.add_silence(silence("severity=~\"crit.*\"", 0, 10_000));
+        alerts.add_silence(silence("severity=\"info\"", 0, 10_000));
+        let firing = alerts.firing(2000);
+        assert_eq!(firing.len(), 1);
+        assert_eq!(firing[0].1, vec![a.id, b.id]);
+        assert!(
+            alerts.firing(20_000)[0].1.is_empty(),
+            "the silences ran out"
+        );
+    }
+
     #[test]
     fn matchers_and_silence_window() {
         let s = Silence {
@@ -631,6 +824,7 @@ mod tests {
             .collect(),
             starts_at: 0,
             ends_at: 100,
+            updated_at: 0,
             created_by: "me".into(),
             comment: String::new(),
         };

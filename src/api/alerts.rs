@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Ack, AlertError, Silence, StoredAlert};
 use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::State as AlertState;
-use crate::model::alert::{AlertSource, MatcherSpec, Severity};
+use crate::model::alert::{AlertSource, MatcherSpec, Severity, SilenceState};
 
 /// The alert routes: reads behind the read token, changes behind the write token.
 pub(crate) fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -236,13 +236,14 @@ struct SilenceView {
     ends_at: String,
     created_by: String,
     comment: String,
-    /// `active` or `expired`.
-    status: &'static str,
+    /// `active`, `pending` (starts later: made through the Alertmanager API with a
+    /// later `startsAt`) or `expired`.
+    status: SilenceState,
 }
 
 fn silence_view(s: Silence, now: i64) -> SilenceView {
     SilenceView {
-        status: if s.ends_at > now { "active" } else { "expired" },
+        status: s.state(now),
         matchers: s.specs(),
         id: s.id,
         starts_at: rfc3339(s.starts_at),
@@ -323,6 +324,7 @@ async fn add_silence(
         matchers,
         starts_at: now,
         ends_at,
+        updated_at: now,
         created_by: b.created_by.trim().to_string(),
         comment: b.comment,
     });

@@ -4,6 +4,7 @@
 //! behind [`auth::require_write`]. Errors are [`error::ApiError`] JSON bodies.
 
 pub(crate) mod advice;
+pub(crate) mod alertmanager;
 pub(crate) mod alerts;
 pub(crate) mod auth;
 pub(crate) mod containers;
@@ -63,6 +64,9 @@ pub(crate) struct AppState {
     pub trading_ingest: Option<Arc<crate::collect::trading::Trading>>,
     /// Alert state: the rule engine's alerts and those Prometheus posted.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The running rule groups (the status lists them); `None` when `rules.enabled`
+    /// is false.
+    pub rules: Option<crate::alerts::evaluate::RulesHandle>,
     /// Asks the wiring to re-read the config and rule files.
     pub reload: crate::reload::Reload,
     /// Alert notifications: submit events, configure receivers, delivery results.
@@ -132,6 +136,7 @@ pub(crate) fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(reads)
         .merge(trading::writes(state))
         .merge(alerts::routes(state))
+        .merge(alertmanager::routes(state))
         .merge(notifications::routes(state))
         .merge(heartbeat::routes(state))
         .merge(writes(state, OpenApiRouter::new().routes(routes!(reload))))

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::alertmanager::unset_if_zero;
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, auth, writes};
 use crate::alerts::Received;
@@ -53,13 +54,15 @@ pub(crate) struct PostableAlert {
 }
 
 /// A Prometheus alert as the alert store takes it: labels exactly as sent (so the
-/// same label set from m4watch's rules is the same alert), times in ms.
+/// same label set from m4watch's rules is the same alert), times in ms. Go's zero
+/// time, which `amtool alert add` sends for a time it was not given, is no time: no
+/// start is now, and no end fires until the resolve timeout.
 pub(crate) fn received(a: PostableAlert, now: DateTime<Utc>) -> Received {
     Received {
         labels: a.labels.into_iter().collect(),
         annotations: a.annotations.into_iter().collect(),
-        starts_at: a.starts_at.unwrap_or(now).timestamp_millis(),
-        ends_at: a.ends_at.map(|e| e.timestamp_millis()),
+        starts_at: unset_if_zero(a.starts_at).unwrap_or(now).timestamp_millis(),
+        ends_at: unset_if_zero(a.ends_at).map(|e| e.timestamp_millis()),
         generator_url: a.generator_url.filter(|u| !u.is_empty()),
     }
 }
@@ -343,5 +346,21 @@ mod tests {
         assert_eq!(r.starts_at, 1_795_338_000_000);
         assert!(r.ends_at.unwrap() > now.timestamp_millis());
         assert_eq!(r.generator_url.as_deref(), Some("http://prom/graph"));
+    }
+
+    #[test]
+    fn go_zero_times_from_amtool_mean_unset() {
+        let now = Utc::now();
+        // What `amtool alert add Hot` posts: no --start, no --end.
+        let posted: Vec<PostableAlert> = serde_json::from_str(
+            r#"[{"labels":{"alertname":"Hot"},"annotations":{},
+                "startsAt":"0001-01-01T00:00:00.000Z","endsAt":"0001-01-01T00:00:00.000Z",
+                "generatorURL":""}]"#,
+        )
+        .unwrap();
+        let r = received(posted.into_iter().next().unwrap(), now);
+        assert_eq!(r.starts_at, now.timestamp_millis(), "starts now");
+        assert_eq!(r.ends_at, None, "fires until the resolve timeout");
+        assert_eq!(r.generator_url, None);
     }
 }

@@ -1,8 +1,9 @@
 //! Pages for a person at the daemon itself: `GET /`, a landing page like every
-//! Prometheus exporter's, and `GET /docs`, the API reference rendered from the
-//! OpenAPI document.
+//! Prometheus exporter's, `GET /docs`, the API reference rendered from the OpenAPI
+//! document, and `GET /runbooks`, the embedded `docs/runbooks.md` (what each shipped
+//! alert means and what to do), which every rule's `runbook_url` links to.
 //!
-//! Trading hosts are often offline, so both pages are self-contained: inline CSS, no
+//! Trading hosts are often offline, so the pages are self-contained: inline CSS, no
 //! script, no font or image, and every link relative to the daemon (relative to the
 //! page, so they also work behind a proxy that mounts m4watch under a prefix). The
 //! Content-Security-Policy they are served with tells the browser the same: load
@@ -21,12 +22,15 @@ use utoipa_axum::routes;
 
 use super::{AppState, LazySpec, is_ready};
 
+mod markdown;
+
 /// The pages: open even when `api.read_token` is set, like the probes; they change
 /// nothing and say no more than the open OpenAPI document does.
 pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(landing))
         .routes(routes!(docs))
+        .routes(routes!(runbooks))
 }
 
 /// What the landing page links to: (href relative to `/`, name, what it is). Each
@@ -37,6 +41,11 @@ const LINKS: &[(&str, &str, &str)] = &[
         "docs",
         "API reference",
         "every route, its parameters, bodies and answers",
+    ),
+    (
+        "runbooks",
+        "Runbooks",
+        "what each shipped alert means, what to check and what to do",
     ),
     (
         "api/v1/openapi.json",
@@ -106,6 +115,34 @@ async fn docs(
         render_docs(&doc)
     });
     page(html.clone())
+}
+
+/// The runbooks: `docs/runbooks.md` as shipped, one section per alert with the id its
+/// rules' `runbook_url` names (`/runbooks#containerdown`). Rendered once.
+#[utoipa::path(get, path = "/runbooks", tag = "meta",
+    responses((status = 200, description = "the runbooks: one section per shipped alert, anchored by the alert name in lower case", body = String, content_type = "text/html")))]
+async fn runbooks() -> Response {
+    static HTML: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    page(HTML.get_or_init(render_runbooks).clone())
+}
+
+fn render_runbooks() -> String {
+    use crate::rules::runbooks::{MARKDOWN, anchor, sections};
+    let mut b = String::from(
+        "<p><a href=\"./\">m4watch</a> · <a href=\"docs\">API reference</a></p>\n<p class=\"muted\">Alerts:",
+    );
+    for (i, h) in sections(MARKDOWN).iter().enumerate() {
+        let sep = if i == 0 { " " } else { " · " };
+        let _ = write!(
+            b,
+            "{sep}<a href=\"#{}\">{}</a>",
+            escape(&anchor(h)),
+            escape(h)
+        );
+    }
+    b.push_str("</p>\n");
+    b.push_str(&markdown::to_html(MARKDOWN));
+    html_page("m4watch runbooks", &b)
 }
 
 /// What the landing page shows about the instance.

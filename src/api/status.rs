@@ -105,6 +105,40 @@ pub(crate) struct RulesSummary {
     /// Alerting and recording rules loaded; absent before the first evaluation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loaded: Option<u64>,
+    /// Every alerting rule running now, with the links its notifications carry;
+    /// `m4watch validate` checks each `runbook_url` against the shipped runbooks.
+    pub alerting: Vec<AlertingRule>,
+}
+
+/// One alerting rule and its links, as written in the rule (before templating).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AlertingRule {
+    pub group: String,
+    pub name: String,
+    /// The `runbook_url` annotation; a relative one (`/runbooks#x`) is resolved
+    /// against `external_url` when notifying. Absent when the rule has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runbook_url: Option<String>,
+    /// The `dashboard_url` annotation; a relative one (`/d/uid`) is resolved against
+    /// `grafana_url` when notifying. Absent when the rule has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+}
+
+fn alerting(s: &AppState) -> Vec<AlertingRule> {
+    let Some(rules) = &s.rules else {
+        return Vec::new();
+    };
+    rules
+        .alerting_rules()
+        .into_iter()
+        .map(|mut r| AlertingRule {
+            runbook_url: r.annotations.remove("runbook_url"),
+            dashboard_url: r.annotations.remove("dashboard_url"),
+            group: r.group,
+            name: r.name,
+        })
+        .collect()
 }
 
 /// One notification receiver: its integrations, never their secrets.
@@ -248,6 +282,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
                 .collect(),
             evaluation_interval_seconds: c.rules.evaluation_interval.get().as_secs_f64(),
             loaded: families.value(RULES_LOADED.name, &[]).map(|v| v as u64),
+            alerting: alerting(&s),
         },
         receivers: s
             .notifier

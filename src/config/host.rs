@@ -49,16 +49,77 @@ impl Default for InterfacesConfig {
     }
 }
 
-/// `host.clock`: the kernel's clock discipline (Linux `adjtimex`).
+/// `host.clock`: the kernel's clock discipline (Linux `adjtimex`), and on every OS the
+/// offset against NTP servers by SNTP.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClockConfig {
     pub enabled: bool,
+    /// NTP servers (`host` or `host:port`, port 123 by default) asked by an SNTP probe
+    /// for the clock's offset; empty (the default): no probe.
+    pub ntp_servers: Vec<String>,
+    /// How long a probe waits for a server's reply.
+    pub ntp_timeout: Dur,
+    /// How often the servers are asked (RFC 4330: never more often than every 15 s).
+    pub ntp_interval: Dur,
 }
+
+/// Most servers the probe asks.
+pub const MAX_NTP_SERVERS: usize = 8;
 
 impl Default for ClockConfig {
     fn default() -> Self {
-        ClockConfig { enabled: true }
+        ClockConfig {
+            enabled: true,
+            ntp_servers: Vec::new(),
+            ntp_timeout: Dur(Duration::from_millis(500)),
+            ntp_interval: Dur(Duration::from_secs(64)),
+        }
+    }
+}
+
+impl ClockConfig {
+    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+        let err = |p: &str, r: String| Err((p.to_string(), r));
+        if self.ntp_servers.len() > MAX_NTP_SERVERS {
+            return err(
+                "host.clock.ntp_servers",
+                format!("list at most {MAX_NTP_SERVERS} servers"),
+            );
+        }
+        for s in &self.ntp_servers {
+            if s.is_empty()
+                || s.len() > 255
+                || s.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return err(
+                    "host.clock.ntp_servers",
+                    format!("{s:?} is not a host or host:port"),
+                );
+            }
+        }
+        let bounded = |d: Dur, lo: Duration, hi: Duration, path: &str| {
+            if d.0 < lo || d.0 > hi {
+                err(
+                    path,
+                    format!("must be between {} and {} (got {d})", Dur(lo), Dur(hi)),
+                )
+            } else {
+                Ok(())
+            }
+        };
+        bounded(
+            self.ntp_timeout,
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+            "host.clock.ntp_timeout",
+        )?;
+        bounded(
+            self.ntp_interval,
+            Duration::from_secs(15),
+            Duration::from_secs(86_400),
+            "host.clock.ntp_interval",
+        )
     }
 }
 

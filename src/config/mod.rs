@@ -349,6 +349,7 @@ impl Config {
                 "port 0 is not a port a socket is bound to".into(),
             );
         }
+        self.host.clock.validate()?;
         let fs = &self.host.filesystems;
         positive(fs.stat_timeout, "host.filesystems.stat_timeout")?;
         if fs.stat_timeout >= self.host.interval {

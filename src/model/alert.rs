@@ -165,6 +165,13 @@ pub(crate) fn is_watchdog<L: LabelSet + ?Sized>(labels: &L) -> bool {
     labels.label(WATCHDOG_LABEL) == Some("true")
 }
 
+/// Whether `name` is a Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// Whether every matcher holds.
 pub(crate) fn all_match<L: LabelSet + ?Sized>(ms: &[Matcher], labels: &L) -> bool {
     ms.iter().all(|m| m.matches(labels))
@@ -188,10 +195,7 @@ impl FromStr for Matcher {
         } else {
             return Err(bad());
         };
-        let valid_name = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid_name {
+        if !is_label_name(name) {
             return Err(bad());
         }
         let raw = raw.trim();
@@ -540,14 +544,39 @@ pub(crate) struct Silence {
     pub matchers: Vec<Matcher>,
     pub starts_at: i64,
     pub ends_at: i64,
+    /// When it was made or last changed (ms); Alertmanager's `updatedAt`.
+    pub updated_at: i64,
     pub created_by: String,
     pub comment: String,
+}
+
+/// Where a silence stands at a moment: Alertmanager's three states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SilenceState {
+    /// In force now.
+    Active,
+    /// Starts later.
+    Pending,
+    /// Ended (it ran out or was expired).
+    Expired,
 }
 
 impl Silence {
     /// Whether the silence applies to `labels` at `now` (ms).
     pub(crate) fn silences(&self, labels: &[(String, String)], now: i64) -> bool {
-        self.starts_at <= now && now < self.ends_at && all_match(&self.matchers, labels)
+        self.state(now) == SilenceState::Active && all_match(&self.matchers, labels)
+    }
+
+    /// Its state at `now` (ms).
+    pub(crate) fn state(&self, now: i64) -> SilenceState {
+        if now >= self.ends_at {
+            SilenceState::Expired
+        } else if now < self.starts_at {
+            SilenceState::Pending
+        } else {
+            SilenceState::Active
+        }
     }
 
     /// The matchers in the API's and the database's shape.

@@ -13,12 +13,13 @@ use super::dispatch::{Dispatcher, Msg};
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, OutboxError};
 use super::receiver::{Integration, Receiver, Receivers};
+use super::route::Route;
 use super::{AlertEvent, AlertSource, AlertState, Ctx, Kind, Notification, SendError, worker};
 use crate::config::notify::{
     DEFAULT_RECEIVER, EmailConfig, NotifyConfig, PagerDutyConfig, ReceiverConfig, SlackConfig,
 };
 use crate::config::{Identity, Secret};
-use crate::model::alert::fingerprint;
+use crate::model::alert::{InhibitRule, fingerprint};
 use crate::shutdown::Shutdown;
 
 /// Handle the alert state machine (and `POST /api/v2/alerts`) submits events to.
@@ -44,6 +45,24 @@ struct Inner {
     routed: RwLock<std::collections::BTreeSet<String>>,
     /// Whether the outbox drains ([`worker::Progress`]).
     progress: worker::Progress,
+    /// The running `notifications:` section and its route tree, for the Alertmanager
+    /// API's views (the dispatcher keeps its own copy).
+    running: RwLock<Arc<Running>>,
+}
+
+/// The `notifications:` section in force, with its route tree built.
+struct Running {
+    config: NotifyConfig,
+    root: Route,
+}
+
+impl Running {
+    fn of(config: &NotifyConfig) -> Arc<Running> {
+        Arc::new(Running {
+            root: Route::build(&config.route.clone().unwrap_or_default(), None, &mut 0),
+            config: config.clone(),
+        })
+    }
 }
 
 /// Why the notifier could not do what the API asked.
@@ -119,6 +138,7 @@ impl Notifier {
                 wake: Arc::new(Notify::new()),
                 routed: RwLock::new(config.routed_receivers()),
                 progress: worker::Progress::default(),
+                running: RwLock::new(Running::of(config)),
             }),
         };
         notifier.apply_stored().await?;
@@ -188,6 +208,7 @@ impl Notifier {
             .collect();
         *self.inner.base.write().expect("base") = base;
         *self.inner.routed.write().expect("routed") = config.routed_receivers();
+        *self.inner.running.write().expect("running") = Running::of(config);
         *self.inner.receivers.write().expect("receivers") = map;
         self.apply_stored().await?;
         let (done, wait) = oneshot::channel();
@@ -235,6 +256,30 @@ impl Notifier {
     /// The delivery records, newest first.
     pub async fn deliveries(&self, limit: i64) -> Result<Vec<Delivery>, NotifyError> {
         Ok(self.inner.outbox.recent(limit).await?)
+    }
+
+    /// The receivers the route tree sends an alert with `labels` to, in route order
+    /// (Alertmanager's `receivers` of an alert).
+    pub fn receivers_for(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let running = Arc::clone(&self.inner.running.read().expect("running"));
+        let mut routes = Vec::new();
+        running.root.matching(labels, &mut routes);
+        routes.into_iter().map(|r| r.receiver.clone()).collect()
+    }
+
+    /// The inhibition rules in force.
+    pub fn inhibit_rules(&self) -> Vec<InhibitRule> {
+        let running = self.inner.running.read().expect("running");
+        running.config.inhibit_rules.clone()
+    }
+
+    /// The `notifications:` section in force: the config file's (as last loaded or
+    /// reloaded) with each receiver as it now is, the configure API's settings on top.
+    /// Secrets stay inside; its `Serialize` redacts them.
+    pub fn running_config(&self) -> NotifyConfig {
+        let mut config = self.inner.running.read().expect("running").config.clone();
+        config.receivers = self.receivers();
+        config
     }
 
     /// Every receiver's config, secrets redacted by their own `Serialize`.

@@ -565,6 +565,7 @@ mod tests {
             .execute_batch(
                 "CREATE TABLE alerts (id TEXT PRIMARY KEY);
                  CREATE TABLE alert_transitions (seq INTEGER PRIMARY KEY);
+                 CREATE TABLE silences (id TEXT PRIMARY KEY);
                  PRAGMA user_version = 1;
                  CREATE TABLE notify_schema (version INTEGER NOT NULL);
                  INSERT INTO notify_schema VALUES (2);
@@ -608,7 +609,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 4, "one version for the whole file");
+        assert_eq!(v, 5, "one version for the whole file");
         let old: i64 = c
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'notify_schema'",

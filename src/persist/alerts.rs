@@ -123,8 +123,9 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     for r in rows {
         out.alerts.push(r?);
     }
-    let mut stmt =
-        conn.prepare("SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment, updated_at FROM silences",
+    )?;
     let rows = stmt.query_map([], |r| {
         let id: String = r.get(0)?;
         let m: String = r.get(1)?;
@@ -149,11 +150,13 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
                 return Ok(None);
             }
         };
+        let starts_at: i64 = r.get(2)?;
         Ok(Some(Silence {
             id,
             matchers,
-            starts_at: r.get(2)?,
+            starts_at,
             ends_at: r.get(3)?,
+            updated_at: r.get::<_, Option<i64>>(6)?.unwrap_or(starts_at),
             created_by: r.get(4)?,
             comment: r.get(5)?,
         }))
@@ -219,9 +222,18 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
         }
         Cmd::SaveSilence(s) => {
             tx.execute(
-                "INSERT OR REPLACE INTO silences (id, matchers, starts_at, ends_at, created_by, comment)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.id, json(&s.specs()), s.starts_at, s.ends_at, s.created_by, s.comment],
+                "INSERT OR REPLACE INTO silences
+                    (id, matchers, starts_at, ends_at, created_by, comment, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    json(&s.specs()),
+                    s.starts_at,
+                    s.ends_at,
+                    s.created_by,
+                    s.comment,
+                    s.updated_at
+                ],
             )?;
         }
         Cmd::DeleteSilence(id) => {
@@ -342,6 +354,7 @@ mod tests {
             matchers: vec![spec.compile().unwrap()],
             starts_at: 0,
             ends_at: 10,
+            updated_at: 5,
             created_by: "me".into(),
             comment: String::new(),
         });
@@ -350,7 +363,8 @@ mod tests {
         let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
         for (id, matchers) in [("garbled", "not json"), ("empty", "[]")] {
             conn.execute(
-                "INSERT INTO silences VALUES (?1, ?2, 0, 10, 'me', '')",
+                "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment)
+                 VALUES (?1, ?2, 0, 10, 'me', '')",
                 params![id, matchers],
             )
             .unwrap();
@@ -360,6 +374,7 @@ mod tests {
         let ids: Vec<&str> = loaded.silences.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["good"], "only the readable silence is loaded");
         assert_eq!(loaded.silences[0].specs(), [spec]);
+        assert_eq!(loaded.silences[0].updated_at, 5, "when it last changed");
     }
 
     #[test]
@@ -393,7 +408,7 @@ mod tests {
         drop(h);
         let (_h, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded.alerts, vec![a]);
-        assert_eq!(schema_version(dir.path()).unwrap(), Some(4));
+        assert_eq!(schema_version(dir.path()).unwrap(), Some(5));
         let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -445,7 +460,7 @@ mod tests {
         drop(c);
         let e = open(dir.path()).err().unwrap().to_string();
         assert!(
-            e.ends_with("schema version 99 is newer than this m4watch knows (4); upgrade m4watch"),
+            e.ends_with("schema version 99 is newer than this m4watch knows (5); upgrade m4watch"),
             "{e}"
         );
     }

@@ -307,6 +307,11 @@ ALTER TABLE alert_transitions ADD COLUMN source TEXT NOT NULL DEFAULT 'm4watch';
     "
 ALTER TABLE notify_groups ADD COLUMN notified TEXT;
 ",
+    // Version 5: when a silence was made or last changed (Alertmanager's `updatedAt`;
+    // NULL in rows of version 4, read as their start).
+    "
+ALTER TABLE silences ADD COLUMN updated_at INTEGER;
+",
 ];
 
 /// Opens `m4watch.db` at `path`, migrated to the current schema.
@@ -355,7 +360,7 @@ mod tests {
         std::fs::write(&db, b"").unwrap();
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         let conn = open_main(&db).unwrap();
-        conn.execute_batch("INSERT INTO silences VALUES ('s', '[]', 0, 1, 'me', '')")
+        conn.execute_batch("INSERT INTO silences VALUES ('s', '[]', 0, 1, 'me', '', 0)")
             .unwrap();
         for f in [
             "m4watch.db",

@@ -7,9 +7,11 @@
 //!   writes recording-rule results back into the ring.
 //! - [`promql`], [`template`]: the expression and template subsets.
 //! - [`promtool`]: the runner for promtool-format unit tests (`m4watch test-rules`).
+//! - [`runbooks`]: the embedded `docs/runbooks.md` and the check of a rule's `runbook_url`.
 
 pub(crate) mod promql;
 pub(crate) mod promtool;
+pub(crate) mod runbooks;
 pub(crate) mod template;
 
 use std::collections::BTreeMap;
@@ -495,6 +497,15 @@ pub struct Engine {
     external_labels: Labels,
 }
 
+/// An alerting rule as its file writes it, for showing rather than evaluating.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AlertingRuleText {
+    pub group: String,
+    pub name: String,
+    /// Annotations before templating.
+    pub annotations: BTreeMap<String, String>,
+}
+
 /// The outcome of one evaluation cycle.
 #[derive(Debug, Default)]
 pub struct Cycle {
@@ -526,6 +537,27 @@ impl Engine {
     /// The labels [`Engine::with_external_labels`] set.
     pub fn external_labels(&self) -> &Labels {
         &self.external_labels
+    }
+
+    /// Every alerting rule loaded, as written.
+    pub(crate) fn alerting_rules(&self) -> Vec<AlertingRuleText> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            for r in &g.rules {
+                let RuleKind::Alert { annotations, .. } = &r.kind else {
+                    continue;
+                };
+                out.push(AlertingRuleText {
+                    group: g.name.clone(),
+                    name: r.name.clone(),
+                    annotations: annotations
+                        .iter()
+                        .map(|(k, t)| (k.clone(), t.source().to_string()))
+                        .collect(),
+                });
+            }
+        }
+        out
     }
 
     /// Number of rules loaded.

@@ -7,6 +7,8 @@
 #[derive(Debug, Clone)]
 pub struct Template {
     nodes: Vec<Node>,
+    /// The text as written, for those who show a rule rather than evaluate it.
+    source: String,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,11 @@ pub enum TemplateError {
 }
 
 impl Template {
+    /// The template as written in the rule file.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Parses `text`; the error names the unsupported construct.
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut nodes = Vec::new();
@@ -91,7 +98,10 @@ impl Template {
         if !rest.is_empty() {
             nodes.push(Node::Text(rest.to_string()));
         }
-        Ok(Template { nodes })
+        Ok(Template {
+            nodes,
+            source: text.to_string(),
+        })
     }
 
     /// Renders with the alert's labels (sorted pairs) and value.

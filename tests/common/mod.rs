@@ -199,3 +199,37 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// NTP timestamp (seconds since 1900 << 32 | fraction) of now shifted by `ahead_ms`.
+fn ntp_now(ahead_ms: u64) -> [u8; 8] {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        + Duration::from_millis(ahead_ms);
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    ((secs << 32) | frac).to_be_bytes()
+}
+
+/// A real SNTP server on loopback (a thread answering until the test process ends) whose
+/// clock runs `ahead_ms` ahead of this machine, as stratum 3; its `host:port`.
+pub fn sntp_responder(ahead_ms: u64) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut req = [0u8; 48];
+        while let Ok((n, peer)) = sock.recv_from(&mut req) {
+            if n != 48 {
+                continue;
+            }
+            let mut reply = [0u8; 48];
+            reply[0] = (4 << 3) | 4;
+            reply[1] = 3;
+            reply[24..32].copy_from_slice(&req[40..48]);
+            reply[32..40].copy_from_slice(&ntp_now(ahead_ms));
+            reply[40..48].copy_from_slice(&ntp_now(ahead_ms));
+            sock.send_to(&reply, peer).ok();
+        }
+    });
+    addr
+}

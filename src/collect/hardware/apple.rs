@@ -803,9 +803,18 @@ pub(crate) fn memory_pressure_level(v: i64) -> Option<MemoryPressureLevel> {
 
 // --- memory -------------------------------------------------------------------
 
-/// Memory by state, Activity Monitor's way: used = app (anonymous − purgeable) + wired +
-/// compressed; available = free + inactive + speculative. Purgeable pages are not added
-/// to available: they already sit on the active and inactive queues.
+/// Memory by state as Activity Monitor defines it:
+/// - App Memory = anonymous pages − purgeable ones; used = App Memory + Wired +
+///   Compressed (the compressor's own pages);
+/// - Cached Files (`cached`) = file-backed pages + purgeable pages: the kernel drops or
+///   purges them without writing anything out;
+/// - available = free + Cached Files: what can be had without paging. Inactive
+///   *anonymous* pages are not available (they must be compressed or swapped first);
+///   counting every inactive page, as before, counted them in used too.
+///
+/// Both are bounded by the pages the kernel accounts for (free, active, inactive,
+/// speculative, wired, compressor) and by `total` (`hw.memsize`), so `used + available <=
+/// total` holds even for counters read at slightly different moments.
 pub(crate) fn memory_breakdown(
     vm: &VmCounters,
     page: u64,
@@ -813,13 +822,26 @@ pub(crate) fn memory_breakdown(
     swap: Option<Swap>,
 ) -> Memory {
     let b = |pages: u64| pages.saturating_mul(page);
+    let sum = |pages: &[u64]| pages.iter().fold(0u64, |a, p| a.saturating_add(*p));
+    let accounted = b(sum(&[
+        vm.free,
+        vm.active,
+        vm.inactive,
+        vm.speculative,
+        vm.wired,
+        vm.compressor,
+    ]));
+    let cap = total.map_or(accounted, |t| t.min(accounted));
     let app = vm.internal.saturating_sub(vm.purgeable);
+    let cached = vm.external.saturating_add(vm.purgeable);
+    let used = b(sum(&[app, vm.wired, vm.compressor])).min(cap);
+    let available = b(vm.free.saturating_add(cached)).min(cap - used);
     Memory {
         total,
-        used: Some(b(app + vm.wired + vm.compressor)),
-        available: Some(b(vm.free + vm.inactive + vm.speculative)),
+        used: Some(used),
+        available: Some(available),
         free: Some(b(vm.free)),
-        cached: Some(b(vm.external)),
+        cached: Some(b(cached)),
         wired: Some(b(vm.wired)),
         compressed: Some(b(vm.compressor)),
         swap_used: swap.map(|s| s.used),
@@ -831,6 +853,48 @@ pub(crate) fn memory_breakdown(
 
 /// Rails only Apple Silicon's IOReport `Energy Model` measures.
 const IOREPORT_RAILS: [&str; 4] = ["cpu", "gpu", "ane", "dram"];
+
+/// The topology tier each of a sample's tiers belongs to: by position (both lowest
+/// first) when there are as many, else by label.
+fn match_tiers<'a>(topo_tiers: &'a [Tier], s: &RawSample) -> Vec<Option<&'a Tier>> {
+    let by_position = topo_tiers.len() == s.tiers.len();
+    s.tiers
+        .iter()
+        .enumerate()
+        .map(|(i, tier)| {
+            if by_position {
+                topo_tiers.get(i)
+            } else {
+                topo_tiers.iter().find(|t| t.label == tier.label)
+            }
+        })
+        .collect()
+}
+
+/// Busy share per core type from the residency a sample states for each whole tier
+/// (macmon's `ecpu_active_ratio`, `pcpu_active_ratio`, `cpu_tiers[].active_ratio`),
+/// tiers of one type weighted by their CPUs. A type with a tier that states none (macmon
+/// 0.7's pairs carry frequency-scaled usage, not residency) is left out.
+pub(crate) fn tier_utilization(topo: &Topology, s: &RawSample) -> BTreeMap<CoreType, f64> {
+    let topo_tiers = topo.tier_cpus();
+    let mut acc: BTreeMap<CoreType, Option<(f64, f64)>> = BTreeMap::new();
+    for (tier, found) in s.tiers.iter().zip(match_tiers(&topo_tiers, s)) {
+        let Some(found) = found else {
+            continue;
+        };
+        let weight = found.cpus.len().max(1) as f64;
+        let e = acc
+            .entry(label_type(&found.label))
+            .or_insert(Some((0.0, 0.0)));
+        *e = match (*e, tier.active_ratio.filter(|a| a.is_finite())) {
+            (Some((w, n)), Some(a)) => Some((w + a.clamp(0.0, 1.0) * weight, n + weight)),
+            _ => None,
+        };
+    }
+    acc.into_iter()
+        .filter_map(|(t, v)| v.map(|(w, n)| (t, w / n)))
+        .collect()
+}
 
 /// What turning raw samples into readings needs to remember.
 #[derive(Debug, Default)]
@@ -860,16 +924,12 @@ impl AppleState {
             ..Default::default()
         };
         let topo_tiers = topo.tier_cpus();
-        let by_position = topo_tiers.len() == s.tiers.len();
-        for (i, tier) in s.tiers.iter().enumerate().filter(|_| apple) {
-            let found = if by_position {
-                topo_tiers.get(i)
-            } else {
-                topo_tiers.iter().find(|t| t.label == tier.label)
-            };
-            let Some(cpus) = found.map(|t| &t.cpus) else {
+        let matched = match_tiers(&topo_tiers, s);
+        for (tier, found) in s.tiers.iter().zip(matched).filter(|_| apple) {
+            let Some(found) = found else {
                 continue;
             };
+            let cpus = &found.cpus;
             let mut clusters: BTreeMap<&str, Vec<&CoreSample>> = BTreeMap::new();
             for (core, &cpu) in tier.cores.iter().zip(cpus) {
                 if let Some(mhz) = core_mhz(core, tier) {
@@ -880,20 +940,30 @@ impl AppleState {
                     clusters.entry(d.cluster.as_str()).or_default().push(core);
                 }
             }
+            // Where the tier is one cluster (a replay's tiers; a live tier of one
+            // cluster), macmon's own figure for the tier is the cluster's: it covers every
+            // core, where a recording may list only some. A tier whose CPUs nobody
+            // counted (macmon 0.7's pairs, a soc block that says 0 cores) is one cluster
+            // named by its letter.
+            let mut names: Vec<&str> = cpus
+                .iter()
+                .filter_map(|c| topo.cpus.get(c).map(|d| d.cluster.as_str()))
+                .collect();
+            names.dedup();
+            let single = match names.as_slice() {
+                [one] => Some(one.to_string()),
+                [] if cpus.is_empty() => Some(cluster_letter(&found.label).to_string()),
+                _ => None,
+            };
+            let stated = positive(tier.freq_mhz)
+                .filter(|_| tier.cores.is_empty() || tier.cores.iter().any(core_active));
+            if let (Some(cl), Some(f)) = (single, stated) {
+                r.cluster_frequency_hz.insert(cl, f * 1e6);
+                continue;
+            }
             for (cl, cores) in clusters {
                 if let Some(mhz) = cluster_mhz(&cores, tier) {
                     r.cluster_frequency_hz.insert(cl.to_string(), mhz * 1e6);
-                }
-            }
-            // No per-core data (macmon 0.7): macmon's tier figure, where the tier is one
-            // cluster.
-            if tier.cores.is_empty() {
-                let mut names = cpus.iter().filter_map(|c| topo.cpus.get(c));
-                let first = names.next().map(|d| d.cluster.clone());
-                if let (Some(cl), Some(f)) = (first, positive(tier.freq_mhz)) {
-                    if names.all(|d| d.cluster == cl) {
-                        r.cluster_frequency_hz.insert(cl, f * 1e6);
-                    }
                 }
             }
         }
@@ -1435,14 +1505,73 @@ mod tests {
             wired: 200_000,
             compressor: 100_000,
             internal: 500_000,
-            external: 300_000,
+            external: 295_000,
             purgeable: 20_000,
         };
         let m = memory_breakdown(&vm, 16384, Some(128 << 30), None);
-        assert_eq!(m.available, Some((10_000 + 390_000 + 5_000) * 16384));
+        // Inactive anonymous pages are not available: free + file-backed + purgeable.
+        assert_eq!(m.available, Some((10_000 + 295_000 + 20_000) * 16384));
+        assert_eq!(m.cached, Some((295_000 + 20_000) * 16384));
         assert_eq!(m.used, Some((480_000 + 200_000 + 100_000) * 16384));
         assert_eq!(m.wired, Some(200_000 * 16384));
         assert_eq!(m.swap_used, None);
+    }
+
+    /// A small deterministic generator (xorshift64*), so the property test needs no crate.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+        }
+    }
+
+    #[test]
+    fn used_plus_available_never_exceeds_total_for_random_page_counts() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        for round in 0..20_000 {
+            // Counters as a racing read may return them: unrelated to each other, some
+            // huge, some zero; and the total below, at or above what they account for.
+            let mut pick = || match rng.below(8) {
+                0 => 0,
+                1 => rng.below(u64::MAX),
+                _ => rng.below(4_000_000),
+            };
+            let vm = VmCounters {
+                free: pick(),
+                active: pick(),
+                inactive: pick(),
+                speculative: pick(),
+                wired: pick(),
+                compressor: pick(),
+                internal: pick(),
+                external: pick(),
+                purgeable: pick(),
+            };
+            let page = [4096, 16384][rng.below(2) as usize];
+            let total = match rng.below(3) {
+                0 => None,
+                _ => Some(rng.below(1 << 40)),
+            };
+            let m = memory_breakdown(&vm, page, total, None);
+            let (used, avail) = (m.used.unwrap(), m.available.unwrap());
+            // The oracle in wide integers: every page the kernel accounts for.
+            let pages: u128 = u128::from(vm.free)
+                + u128::from(vm.active)
+                + u128::from(vm.inactive)
+                + u128::from(vm.speculative)
+                + u128::from(vm.wired)
+                + u128::from(vm.compressor);
+            let accounted = u64::try_from(pages * u128::from(page)).unwrap_or(u64::MAX);
+            let bound = total.map_or(accounted, |t| t.min(accounted));
+            assert!(
+                used.checked_add(avail).is_some_and(|s| s <= bound),
+                "round {round}: {vm:?} page {page} total {total:?}: used {used} + available {avail} > {bound}"
+            );
+        }
     }
 
     fn m4max_machine() -> MachineInfo {
@@ -1461,7 +1590,8 @@ mod tests {
     fn raw_sample_becomes_a_reading() {
         let machine = m4max_machine();
         let topo = build_topology(&machine, 16).unwrap();
-        let mut p = vec![core(4000.0, 0.5); 6];
+        let mut p = vec![core(4000.0, 0.5); 3];
+        p.extend(vec![core(3000.0, 0.25); 3]);
         p.extend(vec![core(0.0, 0.0); 6]); // P1 idle
         let s = RawSample {
             elapsed_s: 2.0,
@@ -1510,11 +1640,14 @@ mod tests {
         assert_eq!(r.cpu_active[&4], 0.5);
         assert_eq!(r.cpu_active[&15], 0.0);
         assert_eq!(r.cpu_frequency_hz[&15], 1.26e9, "idle core: lowest step");
-        // E0, weighted by active residency (the idle cpu3 counts for nothing):
-        // (1000·0.25 + 2000·0.25 + 2000·0.5) / 1.0 = 1750 MHz; the plain mean of macmon's
-        // per-core figures would say (1000 + 2000 + 2000 + 1000) / 4 = 1500.
-        assert_eq!(r.cluster_frequency_hz["E0"], 1.75e9);
-        assert_eq!(r.cluster_frequency_hz["P0"], 4.0e9);
+        // E0 is the whole E tier: macmon's own figure for the tier (1500 MHz), which covers
+        // every core, not a figure derived from the cores listed.
+        assert_eq!(r.cluster_frequency_hz["E0"], 1.5e9);
+        // P0 is half the P tier: weighted by active residency (the idle cores count for
+        // nothing): (4000·0.5·3 + 3000·0.25·3) / 2.25 = 3666.7 MHz; the plain mean of
+        // macmon's per-core figures would say 3500.
+        let p0 = r.cluster_frequency_hz["P0"];
+        assert!((p0 - 3.6667e9).abs() < 1e5, "{p0}");
         assert_eq!(
             r.cluster_frequency_hz["P1"], 1.26e9,
             "idle cluster: lowest step"

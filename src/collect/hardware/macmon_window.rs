@@ -268,11 +268,14 @@ impl Window {
             }
         }
         let mut power_w = BTreeMap::new();
+        // macmon writes `ram_power: 0.0` where the machine has no DRAM rail in its
+        // Energy Model (M1-class machines): DRAM never draws 0 W while the Mac runs, so
+        // 0 is no sensor, as `sys_power`'s 0 is.
         for (rail, w) in [
             ("cpu", self.cpu_power),
             ("gpu", self.gpu_power),
             ("ane", self.ane_power),
-            ("dram", self.ram_power),
+            ("dram", self.ram_power.filter(|w| *w > 0.0)),
         ] {
             if let Some(w) = w {
                 power_w.insert(rail.to_string(), w);
@@ -374,6 +377,52 @@ mod tests {
             (raw.gpu_freq_mhz, raw.gpu_active_ratio),
             (Some(500.0), None)
         );
+    }
+
+    /// The real `pcpu_usage` pairs of 7 consecutive lines of an M4 Pro (macmon#46, as
+    /// `jq .pcpu_usage` printed them): each is the P tier's frequency; the ratio stays
+    /// unread (frequency-scaled usage, not residency).
+    #[test]
+    fn real_m4_pro_pcpu_pairs_are_the_p_tier_frequency() {
+        let text = include_str!("../../../testdata/replay/macmon-m4pro-issue46-pcpu-pairs.txt");
+        let pairs: Vec<(f64, f64)> = text
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(pairs.len(), 7);
+        let mhz: Vec<f64> = pairs
+            .iter()
+            .map(|p| {
+                let w = Window {
+                    pcpu_usage: Some(*p),
+                    ..Default::default()
+                };
+                let raw = w.raw_sample(None, 1.0);
+                assert_eq!(raw.tiers.len(), 1);
+                assert_eq!(raw.tiers[0].label, "P");
+                assert_eq!(raw.tiers[0].active_ratio, None);
+                raw.tiers[0].freq_mhz
+            })
+            .collect();
+        assert_eq!(
+            mhz,
+            [1812.0, 1355.0, 1270.0, 1482.0, 1260.0, 1260.0, 1356.0]
+        );
+    }
+
+    #[test]
+    fn ram_power_zero_is_no_dram_sensor() {
+        let w = parse(r#"{"ram_power":0.0,"cpu_power":0.0,"sys_power":0.0}"#);
+        let raw = w.raw_sample(None, 1.0);
+        assert!(!raw.power_w.contains_key("dram"));
+        assert_eq!(
+            raw.power_w.get("cpu"),
+            Some(&0.0),
+            "an idle CPU rail is 0 W"
+        );
+        let w = parse(r#"{"ram_power":0.25}"#);
+        assert_eq!(w.raw_sample(None, 1.0).power_w["dram"], 0.25);
     }
 
     #[test]

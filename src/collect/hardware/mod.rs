@@ -7,6 +7,9 @@
 //! tested on fixtures.
 
 pub(crate) mod apple;
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+// macOS selfcheck reads the tools through it; tested here
+pub(crate) mod apple_tools;
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 // the Linux source uses it; tested everywhere
 pub(crate) mod linux;
@@ -185,6 +188,31 @@ impl Topology {
 
     pub fn count(&self, t: CoreType) -> usize {
         self.cpus.values().filter(|d| d.core_type == t).count()
+    }
+
+    /// Whether the core counts are known: CPUs were described (not the every-CPU-a-P-core
+    /// fallback) and no named tier lacks its CPUs (a macmon soc block that says 0 cores,
+    /// macmon 0.7's cluster pairs without counts).
+    pub fn counts_known(&self) -> bool {
+        !self.cpus.is_empty()
+            && self.method != "uniform"
+            && self.tiers.iter().all(|t| !t.cpus.is_empty())
+    }
+
+    /// Core type of a cluster: its CPUs' type, else (a tier nobody counted) its tier's.
+    pub fn cluster_type(&self, cluster: &str) -> CoreType {
+        if let Some(d) = self.cpus.values().find(|d| d.cluster == cluster) {
+            return d.core_type;
+        }
+        let efficiency = self
+            .tiers
+            .iter()
+            .any(|t| t.label == "E" && t.cpus.is_empty() && cluster.starts_with('E'));
+        if efficiency {
+            CoreType::Efficiency
+        } else {
+            CoreType::Performance
+        }
     }
 }
 
@@ -514,6 +542,10 @@ pub struct Reading {
     pub cluster_frequency_hz: BTreeMap<String, f64>,
     /// Share of the window each CPU spent in an active frequency state, 0..1.
     pub cpu_active: BTreeMap<u32, f64>,
+    /// Busy share per core type as the source states it (a macmon recording's tier
+    /// residency); where present it is `m4watch_cpu_cluster_utilization_ratio` instead of
+    /// the mean over the CPUs the reading lists.
+    pub cluster_utilization: BTreeMap<CoreType, f64>,
     pub fans: Vec<Fan>,
     pub chip: Option<ChipInfo>,
     pub memory_pressure_level: Option<MemoryPressureLevel>,
@@ -587,12 +619,7 @@ impl Deriver {
             freq.push([("cpu", cpu.to_string().as_str()), ("type", t)], hz);
         }
         for (cl, &hz) in &r.cluster_frequency_hz {
-            let t = self
-                .topology
-                .cpus
-                .values()
-                .find(|d| &d.cluster == cl)
-                .map_or(CoreType::Performance, |d| d.core_type);
+            let t = self.topology.cluster_type(cl);
             freq.push([("cluster", cl.as_str()), ("type", t.as_str())], hz);
         }
         let mut active = Family::new(&CPU_ACTIVE_RATIO);
@@ -614,8 +641,16 @@ impl Deriver {
         }
         let mut chip = Family::new(&CHIP_INFO);
         if let Some(c) = &r.chip {
-            let p = self.topology.count(CoreType::Performance).to_string();
-            let e = self.topology.count(CoreType::Efficiency).to_string();
+            // Unknown counts are empty labels, never 0 (as unknown GPU cores are).
+            let count = |t| {
+                if self.topology.counts_known() {
+                    self.topology.count(t).to_string()
+                } else {
+                    String::new()
+                }
+            };
+            let p = count(CoreType::Performance);
+            let e = count(CoreType::Efficiency);
             let g = c.gpu_cores.map(|g| g.to_string()).unwrap_or_default();
             chip.push(
                 [
@@ -645,15 +680,35 @@ impl Deriver {
         let mut util = Family::new(&CPU_UTILIZATION_RATIO);
         let mut cluster = Family::new(&CPU_CLUSTER_UTILIZATION_RATIO);
         let mut per_type: BTreeMap<CoreType, (f64, f64)> = BTreeMap::new();
+        // A reading without CPU times (a recording of macmon 0.7's cluster pairs, whose
+        // CPUs only a soc block or the configured topology counts): the topology's CPUs.
+        let described: Vec<u32> = if r.cpu.is_empty() && self.topology.counts_known() {
+            self.topology.cpus.keys().copied().collect()
+        } else {
+            Vec::new()
+        };
         for t in [CoreType::Performance, CoreType::Efficiency] {
             let n = r
                 .cpu
                 .keys()
+                .chain(&described)
                 .filter(|&&c| self.topology.core_type(c) == t)
                 .count();
             if n > 0 {
                 cores.push([("type", t.as_str())], n as f64);
             }
+        }
+        for &cpu in &described {
+            let d = &self.topology.cpus[&cpu];
+            let cpu_s = cpu.to_string();
+            info.push(
+                [
+                    ("cpu", cpu_s.as_str()),
+                    ("type", d.core_type.as_str()),
+                    ("cluster", d.cluster.as_str()),
+                ],
+                1.0,
+            );
         }
         for (&cpu, times) in &r.cpu {
             let t = self.topology.core_type(cpu);
@@ -697,7 +752,12 @@ impl Deriver {
             }
         }
         for (t, (busy, total)) in per_type {
-            cluster.push([("type", t.as_str())], busy / total);
+            if !r.cluster_utilization.contains_key(&t) {
+                cluster.push([("type", t.as_str())], busy / total);
+            }
+        }
+        for (t, &v) in &r.cluster_utilization {
+            cluster.push([("type", t.as_str())], v.clamp(0.0, 1.0));
         }
         if !r.cpu.is_empty() {
             self.prev_cpu = Some((r.cpu.clone(), at));
@@ -935,8 +995,14 @@ fn apple_topology(
     ncpu: u32,
     cfg: &crate::config::HardwareConfig,
 ) -> Topology {
+    let mut cpus: Vec<u32> = (0..ncpu).collect();
+    if let (0, Some(Ok((p, e)))) = (ncpu, cfg.topology.as_ref().map(|t| t.cpu_sets())) {
+        // A recording that counts no CPUs (macmon 0.7's cluster pairs): the configured
+        // topology names them.
+        cpus = p.union(&e).copied().collect();
+    }
     let inputs = TopologyInputs {
-        cpus: (0..ncpu).collect(),
+        cpus,
         ..Default::default()
     };
     let topology = match &cfg.topology {

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use super::apple::{
     AppleState, DUMP_FORMAT, DUMP_VERSION, DumpHeader, MachineInfo, PerfLevel, RawSample,
-    level_name, tick_delta,
+    level_name, tick_delta, tier_utilization,
 };
 use super::macmon_window::{Soc, Window};
-use super::{Memory, Reading, Source, Topology};
+use super::{CpuTimes, Memory, Reading, Source, Topology};
 
 /// A recording loaded in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +26,18 @@ pub(crate) struct Recording {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Frame {
     pub raw: RawSample,
-    /// Ticks each CPU advanced over this sample's window: `[user, system, idle, nice]`.
+    /// Ticks each CPU advanced over this sample's window: `[user, system, idle, nice]`
+    /// (a dump; empty for macmon lines).
     pub tick_deltas: Vec<[u32; 4]>,
+    /// Busy and idle seconds of each CPU over this window, from macmon's residency (not
+    /// rounded to ticks), lowest tier first; empty for a dump.
+    pub busy_idle_s: Vec<[f64; 2]>,
     /// Memory as the recording states it (macmon), where it has no VM counters.
     pub memory: Option<Memory>,
+    /// Whether the window's length is known (a dump; macmon lines with timestamps, or an
+    /// interval the recording states). Where it is not, the energy counter is not
+    /// integrated: a guessed second per line would count energy at the wrong rate.
+    pub window_known: bool,
 }
 
 /// Why a recording's text cannot be played; `line` counts from 1, comments included.
@@ -74,112 +82,219 @@ pub enum ReplayError {
     NoSamples { name: String },
 }
 
-/// Parses a recording: a dump (first line is a `m4watch-dump` header) or macmon lines.
-pub(crate) fn parse_recording(text: &str) -> Result<Recording, RecordingError> {
-    let mut lines = text
+/// macmon's `--interval` when the command does not name one, milliseconds.
+const MACMON_DEFAULT_INTERVAL_MS: f64 = 1000.0;
+
+/// The window length a pasted `macmon` command states: a line such as
+/// `$ macmon pipe -i 500 | jq` (a shell prompt as users paste it; in a fixture also
+/// `# $ macmon pipe …`). `Some(None)` is a macmon command whose interval cannot be read.
+fn macmon_command_interval(line: &str) -> Option<Option<f64>> {
+    let t = line.trim_start().trim_start_matches('#').trim_start();
+    if t.starts_with('{') || t.starts_with('"') {
+        return None;
+    }
+    let (_, cmd) = t.split_once("$ macmon")?;
+    let cmd = cmd.split('|').next().unwrap_or("");
+    let mut words = cmd.split_whitespace();
+    let mut interval = Some(MACMON_DEFAULT_INTERVAL_MS);
+    while let Some(w) = words.next() {
+        let value = match w {
+            "-i" | "--interval" => words.next(),
+            _ => w
+                .strip_prefix("--interval=")
+                .or_else(|| w.strip_prefix("-i").filter(|v| !v.is_empty())),
+        };
+        if let Some(v) = value {
+            interval = v.parse::<f64>().ok().filter(|ms| *ms > 0.0);
+        }
+    }
+    Some(interval.map(|ms| ms / 1000.0))
+}
+
+/// A JSON value of a recording (or the error that ends it) and the line it starts on.
+type Located = (usize, Result<serde_json::Value, serde_json::Error>);
+
+/// The JSON values of a recording with the line each starts on. Comment lines (`#`) and
+/// pasted `$ macmon …` prompts are blanked (line numbers stay), and a value may span
+/// lines: `macmon pipe | jq` prints each sample pretty, over many lines.
+fn json_values(text: &str) -> (Vec<Located>, Option<Option<f64>>) {
+    let mut interval = None;
+    let cleaned: Vec<&str> = text
         .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((first_i, first)) = lines.next() else {
+        .map(|l| {
+            if let Some(i) = macmon_command_interval(l) {
+                interval = Some(i);
+                ""
+            } else if l.trim_start().starts_with('#') {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect();
+    let cleaned = cleaned.join("\n");
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(&cleaned).into_iter::<serde_json::Value>();
+    loop {
+        let from = stream.byte_offset();
+        let rest = &cleaned[from..];
+        let start = from + (rest.len() - rest.trim_start().len());
+        let line = cleaned[..start].matches('\n').count() + 1;
+        match stream.next() {
+            None => break,
+            Some(Ok(v)) => out.push((line, Ok(v))),
+            Some(Err(e)) => {
+                out.push((e.line().max(line), Err(e)));
+                break;
+            }
+        }
+    }
+    (out, interval)
+}
+
+/// Parses a recording: a dump (first line is a `m4watch-dump` header) or macmon samples,
+/// one JSON object a line or pretty-printed (`macmon pipe | jq`).
+pub(crate) fn parse_recording(text: &str) -> Result<Recording, RecordingError> {
+    let (values, stated) = json_values(text);
+    let mut values = values.into_iter();
+    let Some((first_line, first)) = values.next() else {
         return Err(RecordingError::Empty);
     };
-    let head: serde_json::Value =
-        serde_json::from_str(first).map_err(|source| RecordingError::NotJson {
-            line: first_i + 1,
-            source,
-        })?;
+    let head = first.map_err(|source| RecordingError::NotJson {
+        line: first_line,
+        source,
+    })?;
+    let mut rest = Vec::new();
+    for (line, v) in values {
+        rest.push((line, v.map_err(sample_error(line))?));
+    }
     if head.get("format").and_then(|f| f.as_str()) == Some(DUMP_FORMAT) {
         let header: DumpHeader =
             serde_json::from_value(head).map_err(|source| RecordingError::Header {
-                line: first_i + 1,
+                line: first_line,
                 source,
             })?;
         if header.version != DUMP_VERSION {
             return Err(RecordingError::Version {
-                line: first_i + 1,
+                line: first_line,
                 found: header.version,
             });
         }
         let mut raws = Vec::new();
-        for (i, l) in lines {
-            let s: RawSample = serde_json::from_str(l).map_err(sample_error(i))?;
+        for (line, v) in rest {
+            let s: RawSample = serde_json::from_value(v).map_err(sample_error(line))?;
             raws.push(s);
         }
         let deltas = deltas_from_ticks(&raws);
+        let n = raws.len();
         return Ok(Recording {
             machine: header.machine,
             synthetic: header.synthetic,
-            samples: frames(raws, deltas, Vec::new()),
+            samples: frames(raws, deltas, vec![Vec::new(); n], Vec::new(), vec![true; n]),
         });
     }
-    // macmon pipe: every line is a sample; `pipe --soc-info` adds the chip and the DVFS
-    // tables to each line.
+    // macmon pipe: every value is a sample; `pipe --soc-info` adds the chip and the DVFS
+    // tables to each.
     let mut soc: Option<Soc> = None;
-    let mut raws = Vec::new();
-    let mut mems = Vec::new();
-    let mut prev_time: Option<f64> = None;
-    for (i, l) in std::iter::once((first_i, first)).chain(lines) {
-        let w: Window = serde_json::from_str(l).map_err(sample_error(i))?;
-        let t = w.timestamp.as_deref().and_then(seconds_of_day);
-        let elapsed = match (prev_time, t) {
-            (Some(a), Some(b)) => Some((b - a).rem_euclid(86_400.0)).filter(|d| *d > 0.0),
-            _ => None,
-        };
-        prev_time = t;
+    let mut windows = Vec::new();
+    for (line, v) in std::iter::once((first_line, head)).chain(rest) {
+        let w: Window = serde_json::from_value(v).map_err(sample_error(line))?;
         if w.soc.is_some() {
             soc.clone_from(&w.soc);
         }
-        raws.push(w.raw_sample(soc.as_ref(), elapsed.unwrap_or(1.0)));
+        windows.push(w);
+    }
+    // Window lengths: the gap between two timestamps; the first line repeats the next
+    // gap; else the interval the pasted command states (macmon's default where it names
+    // none); else unknown.
+    let times: Vec<Option<f64>> = windows
+        .iter()
+        .map(|w| w.timestamp.as_deref().and_then(seconds_of_day))
+        .collect();
+    let gap = |i: usize| -> Option<f64> {
+        let (a, b) = (
+            times.get(i.checked_sub(1)?).copied()??,
+            times.get(i).copied()??,
+        );
+        Some((b - a).rem_euclid(86_400.0)).filter(|d| *d > 0.0)
+    };
+    let stated = stated.flatten();
+    let elapsed: Vec<Option<f64>> = (0..windows.len())
+        .map(|i| {
+            let own = if i == 0 { gap(1) } else { gap(i) };
+            own.or(stated)
+        })
+        .collect();
+    let mut raws = Vec::new();
+    let mut mems = Vec::new();
+    for (w, e) in windows.iter().zip(&elapsed) {
+        raws.push(w.raw_sample(soc.as_ref(), e.unwrap_or(1.0)));
         mems.push(w.memory());
     }
+    // The tiers the lines carry, highest first (as sysctl lists them), counted from the
+    // per-core lists: 0 where a line has only macmon 0.7's cluster pairs.
+    let line_levels = || -> Vec<PerfLevel> {
+        raws.first()
+            .map(|s| {
+                s.tiers
+                    .iter()
+                    .rev()
+                    .map(|t| PerfLevel {
+                        name: level_name(&t.label).map(String::from),
+                        logical_cpus: t.cores.len() as u32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let machine = match &soc {
-        Some(s) => s.machine(),
-        // No --soc-info: the core counts come from the per-core lists, highest tier first.
+        Some(s) => {
+            let mut m = s.machine();
+            // A soc block that says 0 cores (macmon on a chip it does not know) leaves
+            // the counts unknown; the lines still say which tiers there are.
+            if m.perflevels.is_empty() {
+                m.perflevels = line_levels();
+            }
+            m
+        }
         None => MachineInfo {
-            perflevels: raws
-                .first()
-                .map(|s| {
-                    s.tiers
-                        .iter()
-                        .rev()
-                        .map(|t| PerfLevel {
-                            name: level_name(&t.label).map(String::from),
-                            logical_cpus: t.cores.len() as u32,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            perflevels: line_levels(),
             ..Default::default()
         },
     };
-    let deltas = deltas_from_residency(&raws);
+    let busy = busy_idle_from_residency(&raws);
+    let known = elapsed.iter().map(Option::is_some).collect();
+    let n = raws.len();
     Ok(Recording {
         machine,
         synthetic: false,
-        samples: frames(raws, deltas, mems),
+        samples: frames(raws, vec![Vec::new(); n], busy, mems, known),
     })
 }
 
-/// The error of a sample that does not parse at (0-based) line index `i`.
-fn sample_error(i: usize) -> impl FnOnce(serde_json::Error) -> RecordingError {
-    move |source| RecordingError::Sample {
-        line: i + 1,
-        source,
-    }
+/// The error of a sample that does not parse, starting on `line` (from 1).
+fn sample_error(line: usize) -> impl FnOnce(serde_json::Error) -> RecordingError {
+    move |source| RecordingError::Sample { line, source }
 }
 
 fn frames(
     raws: Vec<RawSample>,
     deltas: Vec<Vec<[u32; 4]>>,
+    busy: Vec<Vec<[f64; 2]>>,
     mems: Vec<Option<Memory>>,
+    known: Vec<bool>,
 ) -> Vec<Frame> {
     let mut mems = mems.into_iter();
     raws.into_iter()
         .zip(deltas)
-        .map(|(raw, tick_deltas)| Frame {
+        .zip(busy)
+        .zip(known)
+        .map(|(((raw, tick_deltas), busy_idle_s), window_known)| Frame {
             raw,
             tick_deltas,
+            busy_idle_s,
             memory: mems.next().flatten(),
+            window_known,
         })
         .collect()
 }
@@ -206,19 +321,19 @@ fn deltas_from_ticks(raws: &[RawSample]) -> Vec<Vec<[u32; 4]>> {
 }
 
 /// macmon records residency, not ticks: a core active for a share `a` of a window of
-/// `t` seconds is taken as `a·t` busy and `(1-a)·t` idle.
-fn deltas_from_residency(raws: &[RawSample]) -> Vec<Vec<[u32; 4]>> {
+/// `t` seconds was busy `a·t` and idle `(1-a)·t` seconds (not rounded: a tick is 1/100 of
+/// the window's second, too coarse for residency).
+fn busy_idle_from_residency(raws: &[RawSample]) -> Vec<Vec<[f64; 2]>> {
     raws.iter()
         .map(|r| {
-            let ticks = r.elapsed_s * super::apple::TICKS_PER_SECOND;
+            let t = r.elapsed_s.max(0.0);
             // CPU order: lowest tier first, as the topology numbers them.
             r.tiers
                 .iter()
                 .flat_map(|t| &t.cores)
                 .map(|c| {
-                    let busy = (c.active_ratio.clamp(0.0, 1.0) * ticks).round() as u32;
-                    let idle = (ticks.round() as u32).saturating_sub(busy);
-                    [busy, 0, idle, 0]
+                    let a = c.active_ratio.clamp(0.0, 1.0);
+                    [a * t, (1.0 - a) * t]
                 })
                 .collect()
         })
@@ -243,7 +358,11 @@ pub(crate) struct ReplaySource {
     rec: Recording,
     pos: usize,
     looping: bool,
+    ncpu: u32,
+    /// A dump's accumulated ticks.
     ticks: Vec<[u32; 4]>,
+    /// A macmon recording's accumulated busy and idle seconds per CPU.
+    seconds: Vec<[f64; 2]>,
     state: AppleState,
     topology: Topology,
 }
@@ -267,7 +386,16 @@ impl ReplaySource {
         if rec.samples.is_empty() {
             return Err(ReplayError::NoSamples { name });
         }
-        let ncpu = rec.samples[0].tick_deltas.len();
+        let first = &rec.samples[0];
+        let ticks = first.tick_deltas.len();
+        let per_core = first.busy_idle_s.len();
+        // macmon 0.7's cluster pairs list no cores: the CPUs are the ones the machine's
+        // description counts (a soc block), or none.
+        let ncpu = if ticks > 0 || per_core > 0 {
+            (ticks + per_core) as u32
+        } else {
+            rec.machine.perflevels.iter().map(|l| l.logical_cpus).sum()
+        };
         tracing::info!(
             file = %name,
             samples = rec.samples.len(),
@@ -281,7 +409,9 @@ impl ReplaySource {
             rec,
             pos: 0,
             looping,
-            ticks: vec![[0; 4]; ncpu],
+            ncpu,
+            ticks: vec![[0; 4]; ticks],
+            seconds: vec![[0.0; 2]; per_core],
             state: AppleState::default(),
             topology: Topology::default(),
         })
@@ -292,7 +422,7 @@ impl ReplaySource {
     }
 
     pub(crate) fn cpu_count(&self) -> u32 {
-        self.ticks.len() as u32
+        self.ncpu
     }
 
     /// The topology per-core residency is matched against.
@@ -317,9 +447,41 @@ impl ReplaySource {
                 }
             }
         }
+        if frame.busy_idle_s.len() == self.seconds.len() {
+            for (t, d) in self.seconds.iter_mut().zip(&frame.busy_idle_s) {
+                t[0] += d[0];
+                t[1] += d[1];
+            }
+        }
         let mut raw = frame.raw.clone();
         raw.ticks = self.ticks.clone();
+        if !frame.window_known {
+            // No energy over a window of unknown length (cleared below as well).
+            raw.elapsed_s = 0.0;
+            raw.energy_j.clear();
+        }
         let mut r = self.state.reading(&self.rec.machine, &self.topology, &raw);
+        if !self.seconds.is_empty() {
+            r.cpu = self
+                .seconds
+                .iter()
+                .enumerate()
+                .map(|(i, [busy, idle])| {
+                    let times = CpuTimes {
+                        user: *busy,
+                        idle: *idle,
+                        ..Default::default()
+                    };
+                    (i as u32, times)
+                })
+                .collect();
+            // macmon states each tier's residency: the cluster figure is its, not a mean
+            // of the cores a recording happens to list.
+            r.cluster_utilization = tier_utilization(&self.topology, &raw);
+        }
+        if !frame.window_known {
+            r.energy.clear();
+        }
         if r.memory.is_none() {
             r.memory = frame.memory;
         }
@@ -358,12 +520,16 @@ mod tests {
         assert_eq!(rec.samples.len(), 2);
         let s = &rec.samples[1];
         assert_eq!(s.raw.elapsed_s, 2.0, "across midnight");
-        assert_eq!(rec.samples[0].raw.elapsed_s, 1.0, "no predecessor: 1 s");
+        assert_eq!(
+            rec.samples[0].raw.elapsed_s, 2.0,
+            "no predecessor: the next gap, never a guessed second"
+        );
+        assert!(rec.samples.iter().all(|f| f.window_known));
         assert_eq!(s.raw.power_w["system"], 40.0);
         assert!(!rec.samples[0].raw.power_w.contains_key("system"));
         assert_eq!(s.raw.power_w["dram"], 0.9);
-        // 0.25 of 2 s at 100 ticks/s.
-        assert_eq!(s.tick_deltas[0], [50, 0, 150, 0]);
+        // 0.25 of 2 s.
+        assert_eq!(s.busy_idle_s[0], [0.5, 1.5]);
         assert_eq!(s.memory.unwrap().used, Some(68719476736));
     }
 
@@ -380,6 +546,82 @@ mod tests {
             (Some(500.0), None)
         );
         assert_eq!(raw.tiers[1].active_ratio, None);
+    }
+
+    const BESZEL: &str = include_str!("../../../testdata/replay/macmon-0.7-beszel1796-real.jsonl");
+    const M4_AIR: &str = include_str!("../../../testdata/replay/macmon-m4-air-issue51-closed.json");
+
+    /// The real 0.7 line's stated `-i 1000` is its window; the same line recorded at
+    /// `-i 500` counts half the energy per line; without timestamps or a stated interval
+    /// the window is unknown and no energy is counted (issue 26: each line was taken as
+    /// one second, so a 500 ms recording ran the counter at twice the power).
+    #[test]
+    fn the_window_is_the_recordings_own_or_no_energy_is_counted() {
+        let cpu_joules = |text: &str| {
+            let rec = parse_recording(text).unwrap();
+            let n = rec.samples[0].busy_idle_s.len() as u32;
+            let mut src = ReplaySource::new("t".into(), rec, true).unwrap();
+            let topo = super::super::apple::build_topology(src.machine(), n).unwrap();
+            src.set_topology(topo);
+            let r = src.next_reading().unwrap();
+            r.energy.iter().find(|e| e.rail == "cpu").map(|e| e.joules)
+        };
+        let watts = 0.25233203172683716;
+        assert_eq!(cpu_joules(BESZEL), Some(watts));
+        let at_500 = BESZEL.replace("# $ macmon pipe -i 1000", "$ macmon pipe -i 500");
+        assert_eq!(cpu_joules(&at_500), Some(watts * 0.5));
+        let at_500 = BESZEL.replace(
+            "# $ macmon pipe -i 1000",
+            "$ macmon pipe --interval=500 | jq -c",
+        );
+        assert_eq!(cpu_joules(&at_500), Some(watts * 0.5));
+        let unstated = BESZEL.replace("# $ macmon pipe -i 1000", "");
+        // One timestamp, no second line to measure a gap against, no command.
+        assert_eq!(cpu_joules(&unstated), None);
+        let rec = parse_recording(&unstated).unwrap();
+        assert!(!rec.samples[0].window_known);
+        // The M4 Air paste names `macmon pipe --samples 1 --soc-info`: macmon's default.
+        assert_eq!(
+            parse_recording(M4_AIR).unwrap().samples[0].raw.elapsed_s,
+            1.0
+        );
+    }
+
+    #[test]
+    fn pasted_commands_state_the_interval() {
+        assert_eq!(
+            macmon_command_interval(
+                "[~ (ERROR CODE: 1)] $ macmon pipe --samples 1 --soc-info | jq"
+            ),
+            Some(Some(1.0))
+        );
+        assert_eq!(
+            macmon_command_interval("$ macmon pipe -i250"),
+            Some(Some(0.25))
+        );
+        assert_eq!(macmon_command_interval("# $ macmon pipe -i x"), Some(None));
+        assert_eq!(macmon_command_interval("{\"a\": \"$ macmon\"}"), None);
+        assert_eq!(macmon_command_interval("# source: somewhere"), None);
+    }
+
+    /// `macmon pipe | jq` prints each sample over many lines (the M4 Air capture): read
+    /// as one sample, where each line was refused (`line 1: not JSON`).
+    #[test]
+    fn pretty_printed_samples_are_read() {
+        let rec = parse_recording(M4_AIR).unwrap();
+        assert_eq!(rec.samples.len(), 1);
+        assert_eq!(rec.machine.chip.as_deref(), Some("Apple M4"));
+        let two = format!("{M4_AIR}\n{M4_AIR}");
+        assert_eq!(parse_recording(&two).unwrap().samples.len(), 2);
+        // An error inside a pretty sample names the line it is on.
+        let bad = M4_AIR.replace("\"ane_power\": 0.0,", "\"ane_power\": ,");
+        let err = parse_recording(&bad).unwrap_err().to_string();
+        let line = M4_AIR
+            .lines()
+            .position(|l| l.contains("ane_power"))
+            .unwrap()
+            + 1;
+        assert!(err.starts_with(&format!("line {line}:")), "{err}");
     }
 
     #[test]

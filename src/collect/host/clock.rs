@@ -11,7 +11,8 @@
 //! macOS: XNU has `ntp_adjtime`, but macOS's time daemon (`timed`) sets and slews the
 //! clock without the kernel's NTP discipline, so `STA_UNSYNC` stays set and the offset 0
 //! on a Mac whose clock is fine. Exporting that would page "unsynchronised" forever, so
-//! the clock families are absent on macOS.
+//! the clock families are absent on macOS; the clock's offset there comes from the SNTP
+//! probe of `host.clock.ntp_servers` ([`super::sntp`]), which runs on every OS.
 
 use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;

@@ -23,6 +23,7 @@ mod kernel_tests;
 pub(crate) mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
+pub(crate) mod sntp;
 pub(crate) mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -342,6 +343,8 @@ pub(crate) struct HostCollector {
     /// Interfaces left out of the per-interface families.
     interfaces_ignore: Pattern,
     clock: bool,
+    /// The SNTP probe of `host.clock.ntp_servers`; `None` when none are configured.
+    sntp: Option<sntp::SntpProbe>,
     /// The devices left out; `None`: the disks section is off.
     disks: Option<Pattern>,
     /// `None`: the filesystems section is off.
@@ -356,6 +359,13 @@ impl HostCollector {
             ports: config.udp_ports.iter().copied().collect(),
             interfaces_ignore: config.interfaces.ignore.clone(),
             clock: config.clock.enabled,
+            sntp: (config.clock.enabled && !config.clock.ntp_servers.is_empty()).then(|| {
+                sntp::SntpProbe::new(
+                    config.clock.ntp_servers.clone(),
+                    config.clock.ntp_timeout.0,
+                    config.clock.ntp_interval.0,
+                )
+            }),
             disks: config.disks.enabled.then(|| config.disks.ignore.clone()),
             filesystems: config
                 .filesystems
@@ -462,6 +472,10 @@ impl BlockingCollector for HostCollector {
         let mut out = families(&net, &self.ports);
         if self.clock {
             out.extend(clock::families(self.read_clock()?.as_ref()));
+        }
+        if let Some(p) = &mut self.sntp {
+            p.poll(std::time::Instant::now());
+            out.extend(p.families());
         }
         if let Some(ignore) = &self.disks {
             out.extend(storage::disk_families(&storage::keep_disks(
