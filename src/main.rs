@@ -57,7 +57,11 @@ enum Command {
     },
     /// Run on a synthetic M4 Max recording plus a StatsD load generator (any OS), with
     /// a fresh data directory unless --data-dir is given.
-    Demo,
+    Demo {
+        /// Which M4 Max: 16 cores (12 P + 4 E) or the binned 14 (10 P + 4 E).
+        #[arg(long, default_value_t = 16, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["14", "16"]), |s| s.parse::<u8>().unwrap_or(16)))]
+        cores: u8,
+    },
     /// macOS: write raw hardware readings as JSON lines (the replay format) for fixtures.
     DumpRaw {
         /// Number of samples after the header.
@@ -207,8 +211,12 @@ fn main() -> ExitCode {
             },
             json,
         ),
-        Some(Command::Demo) => run(cli, true),
-        None | Some(Command::Run) => run(cli, false),
+        Some(Command::Demo { cores }) => {
+            let part =
+                m4watch::demo::Part::with_cores(cores).unwrap_or(m4watch::demo::Part::Cores16);
+            run(cli, Some(part))
+        }
+        None | Some(Command::Run) => run(cli, None),
     }
 }
 
@@ -267,7 +275,8 @@ fn dump_raw(
     }
 }
 
-fn run(cli: Cli, demo: bool) -> ExitCode {
+/// Runs the daemon; `demo` names the M4 Max part `m4watch demo` replays.
+fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     let text = match &cli.config {
         Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
         None => config::DEFAULT_YAML.to_string(),
@@ -294,18 +303,19 @@ fn run(cli: Cli, demo: bool) -> ExitCode {
         };
     }
     init_logging(config.log_format);
-    let statsd = demo.then(|| m4watch::demo::statsd_target(&text));
-    if demo {
+    let statsd = demo.map(|_| m4watch::demo::statsd_target(&text));
+    if let Some(part) = demo {
         if fresh_data_dir {
             config.data_dir =
                 std::env::temp_dir().join(format!("m4watch-demo-{}", std::process::id()));
         }
-        if let Err(e) = m4watch::demo::prepare(config) {
+        if let Err(e) = m4watch::demo::prepare(config, part) {
             eprintln!("m4watch: {e}");
             return ExitCode::FAILURE;
         }
         eprintln!(
-            "m4watch demo: replaying a SYNTHETIC M4 Max recording (12 P + 4 E cores) and sending StatsD load to {}\n  metrics: http://{}/metrics\n  data dir: {}",
+            "m4watch demo: replaying a SYNTHETIC M4 Max recording ({} P + 4 E cores) and sending StatsD load to {}\n  metrics: http://{}/metrics\n  data dir: {}",
+            part.cpus() - 4,
             statsd.expect("demo has a target"),
             config.listen,
             config.data_dir.display()

@@ -454,6 +454,26 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 
 #[test]
 fn demo_runs_the_daemon_on_the_synthetic_recording() {
+    run_demo(&[], "demo-m4max-synthetic.jsonl", 12);
+}
+
+/// Issue 26: the binned 14-core M4 Max (4 E + 5 P + 5 P, as a real Mac16,6 lists its
+/// clusters) has a demo of its own.
+#[test]
+fn demo_runs_the_14_core_part_on_request_and_refuses_other_counts() {
+    run_demo(&["--cores", "14"], "demo-m4max-14-synthetic.jsonl", 10);
+    let out = Command::new(env!("CARGO_BIN_EXE_m4watch"))
+        .args(["demo", "--cores", "12"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[possible values: 14, 16]"), "{err}");
+}
+
+/// Runs `m4watch demo` with `extra` arguments until its hardware and trading series
+/// show, and checks it replays `file` with `p_cores` performance cores.
+fn run_demo(extra: &[&str], file: &str, p_cores: u32) {
     let dir = tempfile::tempdir().unwrap();
     // The default StatsD port may be taken by a test running beside this one: give
     // the demo a free one (its load generator follows the config).
@@ -469,6 +489,7 @@ fn demo_runs_the_daemon_on_the_synthetic_recording() {
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_m4watch"))
         .args(["demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
         .arg("--config")
         .arg(&cfg)
         .arg("--data-dir")
@@ -504,7 +525,11 @@ fn demo_runs_the_daemon_on_the_synthetic_recording() {
     }
     let addr = addr.expect("the demo logs the address it serves on");
     assert!(banner.contains("SYNTHETIC M4 Max"), "{banner}");
-    assert!(dir.path().join("demo-m4max-synthetic.jsonl").is_file());
+    assert!(
+        banner.contains(&format!("({p_cores} P + 4 E cores)")),
+        "{banner}"
+    );
+    assert!(dir.path().join(file).is_file());
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         if let Some(t) = http_get(&addr, "/metrics") {
@@ -515,7 +540,13 @@ fn demo_runs_the_daemon_on_the_synthetic_recording() {
         assert!(Instant::now() < deadline, "no M4 Max series from the demo");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(text.contains("performance_cores=\"12\",efficiency_cores=\"4\""));
+    assert!(
+        text.contains(&format!(
+            "performance_cores=\"{p_cores}\",efficiency_cores=\"4\""
+        )),
+        "{}",
+        common::series(&text, "m4watch_chip_info").join("\n")
+    );
     // The demo's StatsD load reaches the trading listener and becomes quantiles.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !http_get(&addr, "/metrics").is_some_and(|t| {
