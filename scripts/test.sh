@@ -20,6 +20,7 @@ declare -A NEED=(
   [docker-compose]=docker-compose
   [chromium]=chromium
   [ip]=iproute2
+  [free]=procps
   [node]=nodejs
   [npm]=npm
 )
