@@ -15,62 +15,13 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::sink::Sink;
-use common::{KillOnDrop, free_port, require_tool};
+use common::{KillOnDrop, free_port, require_tool, wait_http};
 use serde_json::Value;
 
 const TOKEN: &str = "fleet-write-token";
-
-/// A trading gateway's health endpoint whose answer the test sets.
-struct Gateway {
-    port: u16,
-    status: Arc<AtomicU16>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Gateway {
-    async fn start() -> Gateway {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        let status = Arc::new(AtomicU16::new(200));
-        let s = Arc::clone(&status);
-        let app = axum::Router::new().fallback(move || {
-            let code = s.load(Ordering::SeqCst);
-            async move { axum::http::StatusCode::from_u16(code).unwrap() }
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(l, app).await.unwrap();
-        });
-        Gateway { port, status, task }
-    }
-
-    fn set(&self, code: u16) {
-        self.status.store(code, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn wait_http(client: &reqwest::Client, url: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(url)
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "{what} never answered {url}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
@@ -222,10 +173,13 @@ async fn a_fleet_behind_an_alertmanager_cluster_is_notified_once_per_host() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let failing = Gateway::start().await;
-    let healthy = Gateway::start().await;
-    let down_url = format!("http://127.0.0.1:{}/health", failing.port);
-    let up_url = format!("http://127.0.0.1:{}/health", healthy.port);
+    // The gateways' health endpoints: answers the test sets.
+    let failing = Sink::start().await;
+    failing.answer(200);
+    let healthy = Sink::start().await;
+    healthy.answer(200);
+    let down_url = failing.url("/health");
+    let up_url = healthy.url("/health");
     let ports = [free_port(), free_port(), free_port()];
     let beat = hook.url("/beat");
     let _a = host(tmp.path(), "mac-a", ports[0], &down_url, &ams, &beat);
@@ -236,7 +190,7 @@ async fn a_fleet_behind_an_alertmanager_cluster_is_notified_once_per_host() {
     }
 
     // One incident on two hosts.
-    failing.set(503);
+    failing.answer(503);
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let n = notices(&hook);
@@ -298,7 +252,7 @@ async fn a_fleet_behind_an_alertmanager_cluster_is_notified_once_per_host() {
     assert_eq!(fps.len(), 2, "{v}");
 
     // The incident ends: one resolve per host.
-    failing.set(200);
+    failing.answer(200);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = notices(&hook);

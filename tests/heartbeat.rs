@@ -6,108 +6,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
-use common::{Daemon, KillOnDrop, free_port, series};
+use common::sink::{Received, Sink};
+use common::{Daemon, KillOnDrop, free_port, series, spawn_m4watch, wait_up};
 use m4watch::config::Config;
 
 const TOKEN: &str = "heartbeat-test-token";
-
-/// One request the stand-in saw.
-#[derive(Debug, Clone)]
-struct Beat {
-    method: String,
-    path: String,
-    at: Instant,
-}
-
-#[derive(Default)]
-struct Seen {
-    beats: Vec<Beat>,
-    /// The status every request is answered with (200 unless set).
-    status: Option<u16>,
-}
-
-/// A stand-in for a dead-man's service and for Slack / webhook receivers: records
-/// (and prints) each request, then answers.
-struct StandIn {
-    addr: std::net::SocketAddr,
-    seen: Arc<Mutex<Seen>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn record(
-    State(seen): State<Arc<Mutex<Seen>>>,
-    method: Method,
-    uri: Uri,
-    _body: axum::body::Bytes,
-) -> StatusCode {
-    let beat = Beat {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        at: Instant::now(),
-    };
-    eprintln!("stand-in: {} {} at {:?}", beat.method, beat.path, beat.at);
-    let mut s = seen.lock().unwrap();
-    s.beats.push(beat);
-    StatusCode::from_u16(s.status.unwrap_or(200)).unwrap()
-}
-
-impl StandIn {
-    async fn start() -> StandIn {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(Arc::clone(&seen));
-        let task = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        StandIn { addr, seen, task }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn answer(&self, status: u16) {
-        self.seen.lock().unwrap().status = Some(status);
-    }
-
-    fn beats(&self, prefix: &str) -> Vec<Beat> {
-        let s = self.seen.lock().unwrap();
-        s.beats
-            .iter()
-            .filter(|b| b.path.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-
-    async fn wait_for(&self, prefix: &str, n: usize, secs: u64) -> Vec<Beat> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let got = self.beats(prefix);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{prefix}: wanted {n} requests within {secs}s, got {got:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// A TCP listener that accepts connections and never answers: a receiver that hangs.
 fn silent_listener() -> std::net::SocketAddr {
@@ -120,36 +26,6 @@ fn silent_listener() -> std::net::SocketAddr {
         }
     });
     addr
-}
-
-fn spawn_m4watch(cfg: &Path, log: &Path) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_m4watch"))
-        .arg("--config")
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    KillOnDrop(child)
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        if let Ok(r) = client.get(format!("{base}/-/healthy")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("m4watch at {base} never came up");
 }
 
 fn signal(child: &KillOnDrop, sig: i32) {
@@ -171,7 +47,7 @@ fn value(text: &str, family: &str, labels: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beats_follow_the_interval_stop_on_sigstop_and_resume_on_sigcont() {
     const INTERVAL: Duration = Duration::from_secs(2);
-    let service = StandIn::start().await;
+    let service = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = dir.path().join("m4watch.yml");
@@ -185,7 +61,7 @@ async fn beats_follow_the_interval_stop_on_sigstop_and_resume_on_sigcont() {
         ),
     )
     .unwrap();
-    let child = spawn_m4watch(&cfg, &dir.path().join("m4watch.log"));
+    let child = spawn_m4watch(&cfg, &dir.path().join("m4watch.log"), "info", &[]);
     let base = format!("http://127.0.0.1:{port}");
     let client = m4watch::tls::client();
     wait_up(&client, &base).await;
@@ -224,8 +100,8 @@ async fn beats_follow_the_interval_stop_on_sigstop_and_resume_on_sigcont() {
     signal(&child, libc::SIGSTOP);
     let stopped = Instant::now();
     tokio::time::sleep(INTERVAL * 3).await;
-    let after: Vec<Beat> = service
-        .beats("/ping/")
+    let after: Vec<Received> = service
+        .received("/ping/")
         .into_iter()
         .filter(|b| b.at > stopped + Duration::from_millis(200))
         .collect();
@@ -236,7 +112,7 @@ async fn beats_follow_the_interval_stop_on_sigstop_and_resume_on_sigcont() {
 
     signal(&child, libc::SIGCONT);
     let resumed = Instant::now();
-    let n = service.beats("/ping/").len();
+    let n = service.received("/ping/").len();
     // The missed tick fires at once; the rule loop gets a moment to mark again.
     let back = service.wait_for("/ping/", n + 2, 10).await;
     let first = back[n].at - resumed;
@@ -253,7 +129,7 @@ async fn beats_follow_the_interval_stop_on_sigstop_and_resume_on_sigcont() {
 /// rule raises at once; it does receive it (and hangs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_stops_the_beats_with_the_reason_counted() {
-    let service = StandIn::start().await;
+    let service = Sink::start().await;
     let hang = silent_listener();
     let d = Daemon::start(common::config(&format!(
         "notifications:\n  delivery: {{timeout: 300ms, initial_backoff: 100ms, max_backoff: 200ms}}\n  \
@@ -278,10 +154,10 @@ async fn a_receiver_that_never_answers_stops_the_beats_with_the_reason_counted()
         "integration=\"webhook\",reason=\"timeout\"",
     );
     assert!(failed.unwrap_or(0.0) >= 1.0, "{text}");
-    let n = service.beats("/ping/").len();
+    let n = service.received("/ping/").len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        service.beats("/ping/").len(),
+        service.received("/ping/").len(),
         n,
         "no beat while the outbox is stuck"
     );
@@ -301,7 +177,7 @@ async fn a_receiver_that_never_answers_stops_the_beats_with_the_reason_counted()
 /// success recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_beats_are_counted_with_their_reason() {
-    let service = StandIn::start().await;
+    let service = Sink::start().await;
     service.answer(503);
     let closed = free_port();
     let d = Daemon::start(common::config(&format!(
@@ -324,7 +200,12 @@ async fn failed_beats_are_counted_with_their_reason() {
         None,
         "absent until the first success"
     );
-    assert!(service.beats("/ping/").iter().all(|b| b.method == "POST"));
+    assert!(
+        service
+            .received("/ping/")
+            .iter()
+            .all(|b| b.method == "POST")
+    );
     d.stop().await;
 
     // Nobody listening: connection failures.
@@ -364,7 +245,7 @@ async fn post_alert(d: &Daemon, name: &str) {
 /// Slack receiver never gets it; a route that names `alertname="Watchdog"` does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_reaches_only_a_route_that_names_it() {
-    let sink = StandIn::start().await;
+    let sink = Sink::start().await;
     let slack_only = format!(
         "notifications:\n  receivers:\n    - name: desk\n      slack: {{webhook_url: \"{}\"}}\n  route: {{receiver: desk}}\n",
         sink.url("/slack-only/T0/B0/x")
@@ -386,7 +267,7 @@ async fn the_watchdog_reaches_only_a_route_that_names_it() {
     post_alert(&d, "RealProblem").await;
     sink.wait_for("/slack-only/", 1, 10).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let got = sink.beats("/slack-only/");
+    let got = sink.received("/slack-only/");
     assert_eq!(got.len(), 1, "only the real alert reaches Slack: {got:#?}");
     d.stop().await;
 
@@ -400,7 +281,7 @@ async fn the_watchdog_reaches_only_a_route_that_names_it() {
     sink.wait_for("/deadman", 1, 10).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
-        sink.beats("/slack-routed/").is_empty(),
+        sink.received("/slack-routed/").is_empty(),
         "Slack got the Watchdog"
     );
     d.stop().await;
@@ -410,7 +291,7 @@ async fn the_watchdog_reaches_only_a_route_that_names_it() {
 /// invalid one with the reason, the running heartbeat going on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_applies_a_changed_heartbeat_and_refuses_a_bad_one() {
-    let service = StandIn::start().await;
+    let service = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = dir.path().join("m4watch.yml");
@@ -425,7 +306,7 @@ async fn a_reload_applies_a_changed_heartbeat_and_refuses_a_bad_one() {
         )
     };
     std::fs::write(&cfg, heartbeat("/a", "500ms")).unwrap();
-    let _child = spawn_m4watch(&cfg, &dir.path().join("m4watch.log"));
+    let _child = spawn_m4watch(&cfg, &dir.path().join("m4watch.log"), "info", &[]);
     let base = format!("http://127.0.0.1:{port}");
     let client = m4watch::tls::client();
     wait_up(&client, &base).await;
@@ -443,9 +324,13 @@ async fn a_reload_applies_a_changed_heartbeat_and_refuses_a_bad_one() {
     let r = reload().await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     service.wait_for("/b", 2, 10).await;
-    let a = service.beats("/a").len();
+    let a = service.received("/a").len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(service.beats("/a").len(), a, "beats moved to the new URL");
+    assert_eq!(
+        service.received("/a").len(),
+        a,
+        "beats moved to the new URL"
+    );
 
     std::fs::write(&cfg, heartbeat("/c", "1s")).unwrap();
     let r = reload().await;
@@ -455,16 +340,16 @@ async fn a_reload_applies_a_changed_heartbeat_and_refuses_a_bad_one() {
         body.contains("heartbeat.timeout: must be shorter than heartbeat.interval (1s)"),
         "{body}"
     );
-    let b = service.beats("/b").len();
+    let b = service.received("/b").len();
     service.wait_for("/b", b + 2, 10).await;
-    assert!(service.beats("/c").is_empty());
+    assert!(service.received("/c").is_empty());
 }
 
 /// `m4watch validate` dry-runs the heartbeat (the shipped 1m interval): it connects
 /// to the dead-man's service and sends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_dry_runs_the_heartbeat_and_sends_nothing() {
-    let service = StandIn::start().await;
+    let service = Sink::start().await;
     let d = Daemon::start(with_token(&format!(
         "heartbeat:\n  url: {}\n  headers: {{X-Api-Key: HEADER-SECRET}}\n",
         service.url("/ping/SECRET-UUID")
@@ -522,7 +407,7 @@ async fn validate_dry_runs_the_heartbeat_and_sends_nothing() {
         "{answer}"
     );
     assert!(!answer.to_string().contains("SECRET"), "{answer}");
-    assert!(service.beats("").is_empty(), "a dry run sends nothing");
+    assert!(service.received("").is_empty(), "a dry run sends nothing");
 
     // Not configured: the route says so; validate passes it with a word of warning.
     d.stop().await;

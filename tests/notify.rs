@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::sink::Sink;
-use common::{Daemon, KillOnDrop, free_port, require_tool, series};
+use common::{Daemon, KillOnDrop, free_port, require_tool, series, spawn_m4watch, wait_up};
 use m4watch::config::Config;
 use serde_json::{Value, json};
 
@@ -458,37 +458,6 @@ async fn unacknowledged_critical_alerts_escalate() {
     d.stop().await;
 }
 
-fn spawn_m4watch(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_m4watch"));
-    c.arg("--config")
-        .arg(cfg)
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    KillOnDrop(c.spawn().unwrap())
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        if let Ok(r) = client.get(format!("{base}/-/healthy")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("m4watch at {base} never came up");
-}
-
 #[tokio::test]
 async fn kill_9_loses_no_notification_and_no_secret_leaks() {
     const SLACK_SECRET: &str = "XOXSLACKSECRET42";
@@ -535,7 +504,7 @@ notifications:
     let base = format!("http://127.0.0.1:{port}");
     let client = m4watch::tls::client();
 
-    let mut first = spawn_m4watch(&cfg, &log, &env);
+    let mut first = spawn_m4watch(&cfg, &log, "debug", &env);
     wait_up(&client, &base).await;
     let names: Vec<String> = (0..5).map(|i| format!("Crash{i}")).collect();
     for n in &names {
@@ -566,7 +535,7 @@ notifications:
     );
 
     // Restart on the same data dir, then bring the sink up.
-    let _second = spawn_m4watch(&cfg, &log, &env);
+    let _second = spawn_m4watch(&cfg, &log, "debug", &env);
     wait_up(&client, &base).await;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", sink_port))
         .await
@@ -2299,7 +2268,7 @@ notifications:
         let log = dir.path().join("m4watch.log");
         let base = format!("http://127.0.0.1:{port}");
         let client = m4watch::tls::client();
-        let mut first = spawn_m4watch(&cfg, &log, &[]);
+        let mut first = spawn_m4watch(&cfg, &log, "debug", &[]);
         wait_up(&client, &base).await;
         post_alerts(&client, &base, json!([alert("Flapper", "critical", false)])).await;
         sink.wait_for("/slack", 1, 10).await;
@@ -2330,7 +2299,7 @@ notifications:
         }
         sink.clear_script();
 
-        let _second = spawn_m4watch(&cfg, &log, &[]);
+        let _second = spawn_m4watch(&cfg, &log, "debug", &[]);
         wait_up(&client, &base).await;
         // Past repeat_interval: nothing more, in particular no FIRING again.
         tokio::time::sleep(Duration::from_secs(12)).await;
@@ -2414,7 +2383,7 @@ notifications:
         let log = dir.path().join("m4watch.log");
         let base = format!("http://127.0.0.1:{port}");
         let client = m4watch::tls::client();
-        let mut first = spawn_m4watch(&cfg, &log, &[]);
+        let mut first = spawn_m4watch(&cfg, &log, "debug", &[]);
         wait_up(&client, &base).await;
         post_alerts(&client, &base, json!([alert("Stuck", "critical", false)])).await;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -2435,7 +2404,7 @@ notifications:
                 .unwrap(),
         )
         .await;
-        let _second = spawn_m4watch(&cfg, &log, &[]);
+        let _second = spawn_m4watch(&cfg, &log, "debug", &[]);
         wait_up(&client, &base).await;
         sink.wait_for("/slack", 1, 15).await;
         sink.wait_for("/pd", 1, 15).await;

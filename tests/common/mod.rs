@@ -190,6 +190,49 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The real m4watch binary on `cfg`, its log (level `rust_log`) appended to `log`,
+/// with `env` set.
+pub fn spawn_m4watch(cfg: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_m4watch"));
+    c.arg("--config")
+        .arg(cfg)
+        .env("RUST_LOG", rust_log)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    KillOnDrop(c.spawn().unwrap())
+}
+
+/// Waits up to 30 s for `url` to answer 2xx; `what` names the service in the panic.
+pub async fn wait_http(client: &reqwest::Client, url: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never answered {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until the m4watch at `base` answers `/-/healthy`.
+pub async fn wait_up(client: &reqwest::Client, base: &str) {
+    wait_http(client, &format!("{base}/-/healthy"), "m4watch").await;
+}
+
 /// A child process killed (and reaped) when the test lets go of it.
 pub struct KillOnDrop(pub std::process::Child);
 

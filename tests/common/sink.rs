@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
     pub body: Value,
     pub at: Instant,
@@ -26,8 +27,10 @@ type Answers = VecDeque<(u16, Option<String>)>;
 #[derive(Default)]
 struct SinkState {
     received: Vec<Received>,
-    /// Answers to give, per path prefix, before falling back to 200.
+    /// Answers to give, per path prefix, before falling back to `standing`.
     script: Vec<(String, Answers)>,
+    /// The status of every unscripted answer (202 unless set).
+    standing: Option<u16>,
 }
 
 /// A local HTTP server that records JSON POSTs and answers as scripted.
@@ -39,13 +42,17 @@ pub struct Sink {
 
 async fn record(
     State(s): State<Arc<Mutex<SinkState>>>,
+    method: Method,
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
     let path = uri.path().to_string();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Logged before answering, so a test's output shows what arrived when.
+    eprintln!("sink: {method} {path}");
     let mut st = s.lock().unwrap();
     st.received.push(Received {
+        method: method.to_string(),
         path: path.clone(),
         body,
         at: Instant::now(),
@@ -63,7 +70,11 @@ async fn record(
             }
             (StatusCode::from_u16(code).unwrap(), h, "scripted").into_response()
         }
-        None => (StatusCode::ACCEPTED, "ok").into_response(),
+        None => (
+            StatusCode::from_u16(st.standing.unwrap_or(202)).unwrap(),
+            "ok",
+        )
+            .into_response(),
     }
 }
 
@@ -99,6 +110,11 @@ impl Sink {
                 .map(|(c, r)| (*c, r.map(str::to_string)))
                 .collect(),
         ));
+    }
+
+    /// Answers every unscripted request with `status` from now on.
+    pub fn answer(&self, status: u16) {
+        self.state.lock().unwrap().standing = Some(status);
     }
 
     /// Forgets the scripted answers: everything is answered 202 from now on.
