@@ -24,7 +24,7 @@ impl Machine {
         copy_tree(&src, dir.path());
         std::fs::write(
             dir.path().join("test.rules.yml"),
-            "groups:\n- name: test\n  rules:\n  - alert: MemoryHigh\n    expr: m4watch_memory_bytes{state=\"used\"} > 1.5e9\n    for: 2s\n    labels: {severity: critical}\n    annotations:\n      summary: '{{ $value | humanize }}B used'\n",
+            "groups:\n- name: test\n  rules:\n  - alert: MemoryHigh\n    expr: m4watch_memory_used_bytes > 1.5e9\n    for: 2s\n    labels: {severity: critical}\n    annotations:\n      summary: '{{ $value | humanize }}B used'\n",
         )
         .unwrap();
         let m = Machine { dir };
