@@ -154,7 +154,19 @@ pub fn label_set_errors(exposition: &str) -> Vec<String> {
                 shown.join(" and ")
             ));
         } else if let (Some(def), Some(set)) = (lookup(&family), found.first()) {
-            let declared: BTreeSet<String> = def.labels.iter().map(|l| l.to_string()).collect();
+            // A catalogue entry may list its parts' label (`quantile`), which the
+            // family's own label set leaves out as the exposition's parts do.
+            let part = match def.kind {
+                crate::model::Kind::Histogram => "le",
+                crate::model::Kind::Summary => "quantile",
+                _ => "",
+            };
+            let declared: BTreeSet<String> = def
+                .labels
+                .iter()
+                .filter(|l| **l != part)
+                .map(|l| l.to_string())
+                .collect();
             if *set != declared {
                 errors.push(format!(
                     "{family} exports labels {set:?}, the catalogue lists {declared:?}"
