@@ -122,7 +122,7 @@ fn max_fds() -> Option<u64> {
 }
 
 /// The soft limit on open files; `None` when unlimited or unreadable.
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 fn max_fds() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -130,7 +130,13 @@ fn max_fds() -> Option<u64> {
     };
     // SAFETY: getrlimit writes one rlimit into the struct it is given.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Elsewhere the limit is not read.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn max_fds() -> Option<u64> {
+    None
 }
 
 /// The soft limit on open files from /proc/self/limits; `None` when unlimited.
