@@ -42,6 +42,8 @@ trap 'rm -rf "$stage"' EXIT
 dir="$stage/$name-$target"
 mkdir -p "$dir"
 cp "$binary" "$dir/m4watch"
+# The release profile strips already; a given (debug) binary is stripped here.
+if command -v strip >/dev/null 2>&1; then strip "$dir/m4watch"; fi
 # The same files as the source archive's, from HEAD, not the work tree.
 git archive --format=tar HEAD README.md m4watch.example.yml alert-rules grafana-dashboards \
   prometheus packaging | tar -x -C "$dir"

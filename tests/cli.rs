@@ -807,6 +807,13 @@ fn identical_warnings_collapse_and_a_piped_log_has_no_colour() {
     );
     wait_listening(port);
     std::thread::sleep(Duration::from_secs(3));
+    // No Engine (Docker Desktop before login) reads as a failing collector, which the
+    // shipped CollectorFailing rule turns into an alert (alert-rules/tests/exporter.test.yml).
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("m4watch_collector_success{collector=\"containers\"} 0\n"),
+        "{metrics}"
+    );
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
     let log = child.0.wait_with_output_or_kill();
@@ -835,6 +842,19 @@ fn identical_warnings_collapse_and_a_piped_log_has_no_colour() {
     assert!(summaries[0].contains(" WARN "), "{log}");
     let summary_at = log.find(summaries[0]).unwrap();
     assert!(log[summary_at..].contains("shutting down"), "{log}");
+}
+
+/// The body of a plain HTTP/1.0 GET on loopback `port`.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
 }
 
 /// `--log.file`: the log goes to the file, and after the file is moved away (what
