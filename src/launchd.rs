@@ -85,19 +85,20 @@ fn config_args(config: Option<&Path>) -> String {
     }
 }
 
-/// The daemon's plist: this binary, optional config file, the user it runs as, its
-/// working and log directory.
+/// The daemon's plist: this binary, optional config file, the user it runs as (and
+/// that user's home, for HOME), its working and log directory.
 pub fn render_daemon_plist(
     binary: &Path,
     config: Option<&Path>,
-    user: &str,
+    user: (&str, &Path),
     working_dir: &Path,
     log_dir: &Path,
 ) -> String {
     DAEMON_TEMPLATE
         .replace("@BINARY@", &xml_escape(&binary.display().to_string()))
         .replace("@CONFIG_ARGS@", &config_args(config))
-        .replace("@USER@", &xml_escape(user))
+        .replace("@USER@", &xml_escape(user.0))
+        .replace("@HOME@", &xml_escape(&user.1.display().to_string()))
         .replace(
             "@WORKING_DIR@",
             &xml_escape(&working_dir.display().to_string()),
@@ -155,6 +156,7 @@ pub struct Account {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    pub home: PathBuf,
 }
 
 impl Account {
@@ -174,10 +176,13 @@ impl Account {
         if rc != 0 || found.is_null() {
             return Err(missing());
         }
+        // SAFETY: pw_dir points into `buf`, NUL-terminated.
+        let home = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
         Ok(Account {
             name: name.to_string(),
             uid: pw.pw_uid,
             gid: pw.pw_gid,
+            home: PathBuf::from(home.to_string_lossy().into_owned()),
         })
     }
 
@@ -272,7 +277,13 @@ impl SystemLayout {
         let files = [
             (
                 plist.clone(),
-                render_daemon_plist(binary, config, &account.name, &working, &logs),
+                render_daemon_plist(
+                    binary,
+                    config,
+                    (&account.name, &account.home),
+                    &working,
+                    &logs,
+                ),
             ),
             (
                 self.newsyslog(),
@@ -539,7 +550,7 @@ mod tests {
         let text = render_daemon_plist(
             Path::new("/opt/homebrew/opt/m4watch/bin/m4watch"),
             Some(Path::new("/etc/m4watch/m4 & watch.yml")),
-            "desk",
+            ("desk", Path::new("/Users/desk")),
             Path::new("/Library/Application Support/m4watch"),
             Path::new("/Library/Logs/m4watch"),
         );
@@ -559,6 +570,10 @@ mod tests {
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some(DAEMON_LABEL));
         assert_eq!(d["UserName"].as_string(), Some("desk"));
+        assert_eq!(
+            d["EnvironmentVariables"].as_dictionary().unwrap()["HOME"].as_string(),
+            Some("/Users/desk")
+        );
         assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
         assert_eq!(d["KeepAlive"].as_boolean(), Some(true));
         assert_eq!(
@@ -595,8 +610,13 @@ mod tests {
         assert_eq!(a["RunAtLoad"].as_boolean(), Some(true));
         assert_eq!(a["ThrottleInterval"].as_signed_integer(), Some(10));
         // Without a config the daemon still logs to its file.
-        let bare =
-            render_daemon_plist(Path::new("/m"), None, "u", Path::new("/w"), Path::new("/l"));
+        let bare = render_daemon_plist(
+            Path::new("/m"),
+            None,
+            ("u", Path::new("/h")),
+            Path::new("/w"),
+            Path::new("/l"),
+        );
         let b = plist::Value::from_reader_xml(bare.as_bytes()).unwrap();
         assert_eq!(
             strings(&b.as_dictionary().unwrap()["ProgramArguments"]),
@@ -694,6 +714,11 @@ mod tests {
         let v = plist::Value::from_file(&plist).unwrap();
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["UserName"].as_string(), Some(name.as_str()));
+        let home = account.home.display().to_string();
+        assert_eq!(
+            d["EnvironmentVariables"].as_dictionary().unwrap()["HOME"].as_string(),
+            Some(home.as_str())
+        );
         let log_s = log.display().to_string();
         assert_eq!(d["StandardErrorPath"].as_string(), Some(log_s.as_str()));
         assert_eq!(
