@@ -29,6 +29,8 @@ pub const NEWSYSLOG_TEMPLATE: &str = include_str!("../packaging/macos/m4watch.ne
 pub enum LaunchdError {
     #[error("{0} manages a macOS launchd agent; this system is {1}")]
     NotMacos(&'static str, &'static str),
+    #[error("{0} manages a macOS launchd daemon; this system is {1}")]
+    NotMacosDaemon(&'static str, &'static str),
     #[error("HOME is not set, so there is no ~/Library/LaunchAgents")]
     NoHome,
     #[error("{path}: {source}")]
@@ -366,7 +368,7 @@ pub fn install_system(
     _data_dir: &Path,
     _user: Option<&str>,
 ) -> Result<PathBuf, LaunchdError> {
-    Err(LaunchdError::NotMacos(
+    Err(LaunchdError::NotMacosDaemon(
         "install-launchd --system",
         std::env::consts::OS,
     ))
@@ -387,7 +389,7 @@ pub fn uninstall_system() -> Result<Vec<PathBuf>, LaunchdError> {
 /// Elsewhere: says the daemon is macOS's.
 #[cfg(not(target_os = "macos"))]
 pub fn uninstall_system() -> Result<Vec<PathBuf>, LaunchdError> {
-    Err(LaunchdError::NotMacos(
+    Err(LaunchdError::NotMacosDaemon(
         "uninstall-launchd --system",
         std::env::consts::OS,
     ))
