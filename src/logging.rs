@@ -101,14 +101,20 @@ pub fn log_to_file(path: &std::path::Path) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("log-reopen".into())
         .spawn(move || {
+            // Said once per failing stretch, not every second.
+            let mut failing = false;
             loop {
                 std::thread::sleep(REOPEN_CHECK);
                 let now = std::fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok();
                 if now != Some(open) {
                     match open_onto_stdio(&path) {
-                        Ok(id) => open = id,
+                        Ok(id) => (open, failing) = (id, false),
                         // Kept on the old file; tried again next round.
-                        Err(e) => eprintln!("m4watch: cannot reopen {}: {e}", path.display()),
+                        Err(e) if !failing => {
+                            failing = true;
+                            eprintln!("m4watch: cannot reopen {}: {e}", path.display());
+                        }
+                        Err(_) => {}
                     }
                 }
             }
