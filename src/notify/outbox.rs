@@ -603,6 +603,35 @@ mod tests {
         assert_eq!(recent[2].title, "[FIRING:1] A");
     }
 
+    /// Issue 25: a head moved aside stops holding its lane; it stays pending at the
+    /// head of the lane's aside queue, and a later notification of its group follows
+    /// it there rather than overtaking it.
+    #[tokio::test]
+    async fn a_head_moved_aside_frees_its_lane_and_keeps_its_groups_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("m4watch.db")).unwrap();
+        let ids = o
+            .enqueue(vec![
+                ("r".into(), "slack", n("X")),
+                ("r".into(), "slack", n("Y")),
+                ("r".into(), "slack", n("X")),
+            ])
+            .await
+            .unwrap();
+        o.move_aside(ids[0]).await.unwrap();
+        let heads = o.heads().await.unwrap();
+        let main = heads.iter().find(|h| !h.aside).unwrap();
+        let aside = heads.iter().find(|h| h.aside).unwrap();
+        assert_eq!((main.id, main.behind_aside), (ids[1], false));
+        assert_eq!(aside.id, ids[0]);
+        o.delivered(ids[1], 1).await.unwrap();
+        let heads = o.heads().await.unwrap();
+        let main = heads.iter().find(|h| !h.aside).unwrap();
+        assert_eq!(main.id, ids[2]);
+        assert!(main.behind_aside, "X's later notification waits behind the first");
+        assert_eq!(o.pending_count().await.unwrap(), 2, "nothing dropped");
+    }
+
     #[test]
     fn a_file_from_when_the_outbox_had_its_own_version_keeps_its_queue() {
         let dir = tempfile::tempdir().unwrap();
