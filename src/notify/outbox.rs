@@ -628,7 +628,10 @@ mod tests {
         let heads = o.heads().await.unwrap();
         let main = heads.iter().find(|h| !h.aside).unwrap();
         assert_eq!(main.id, ids[2]);
-        assert!(main.behind_aside, "X's later notification waits behind the first");
+        assert!(
+            main.behind_aside,
+            "X's later notification waits behind the first"
+        );
         assert_eq!(o.pending_count().await.unwrap(), 2, "nothing dropped");
     }
 
