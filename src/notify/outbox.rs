@@ -512,11 +512,6 @@ fn save_group(c: &Connection, g: &StoredGroup) -> Result<(), OutboxError> {
 }
 
 impl Outbox {
-    /// Replaces a group's state; an empty list forgets the group.
-    pub async fn save_group(&self, g: StoredGroup) -> Result<(), OutboxError> {
-        self.write(Vec::new(), vec![g]).await.map(drop)
-    }
-
     /// Every stored group.
     pub async fn groups(&self) -> Result<Vec<StoredGroup>, OutboxError> {
         self.with(|c| {
