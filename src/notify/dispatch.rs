@@ -367,14 +367,14 @@ impl Dispatcher {
     }
 
     /// Writes notification rows and the state of the groups they leave behind in one
-    /// transaction (see [`Outbox::write`]), and wakes the worker when there are rows.
+    /// transaction (see [`Outbox::enqueue_with_groups`]), and wakes the worker when there are rows.
     async fn write(&self, rows: Vec<Row>, keys: &[String]) {
         if rows.is_empty() && keys.is_empty() {
             return;
         }
         let groups = keys.iter().map(|k| self.stored(k)).collect();
         let any = !rows.is_empty();
-        match self.outbox.write(rows, groups).await {
+        match self.outbox.enqueue_with_groups(rows, groups).await {
             Ok(_) if any => self.wake.notify_one(),
             Ok(_) => {}
             Err(e) => {

@@ -210,14 +210,14 @@ impl Outbox {
         &self,
         rows: Vec<(String, &'static str, Notification)>,
     ) -> Result<Vec<i64>, OutboxError> {
-        self.write(rows, Vec::new()).await
+        self.enqueue_with_groups(rows, Vec::new()).await
     }
 
     /// Stores notifications and the state of the groups they came from in one
     /// transaction: a crash leaves either both (the notification is owed by the outbox
     /// and the group knows it was announced) or neither (the group still owes it), so
     /// a restart neither loses nor repeats it.
-    pub async fn write(
+    pub async fn enqueue_with_groups(
         &self,
         rows: Vec<(String, &'static str, Notification)>,
         groups: Vec<StoredGroup>,
