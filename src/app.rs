@@ -303,6 +303,17 @@ pub(crate) async fn serve_loaded(
     .await
     .map_err(|e| Error::Startup(e.to_string()))?;
     tasks.extend(notify_tasks);
+    // Firing alerts whose notification group a crash kept from being saved are
+    // announced now, before the live feed (which the transitions buffer meanwhile).
+    notifier
+        .adopt(
+            alerts
+                .firing_as_transitions(crate::clock::unix_now_ms())
+                .iter()
+                .filter_map(notify::bridge::event_from_transition)
+                .collect(),
+        )
+        .await;
     tasks.push(notify::bridge::spawn(
         transitions,
         notifier.clone(),

@@ -106,6 +106,35 @@ impl Alerts {
             .collect()
     }
 
+    /// Every firing alert as the transition that made it fire, silenced and
+    /// acknowledged as of `now`: what a notifier starting up takes for the alerts
+    /// whose announcement a crash may have cut off (the store commits the state
+    /// before the API answers; the notifier's group is saved after).
+    pub(crate) fn firing_as_transitions(&self, now: i64) -> Vec<Transition> {
+        let inner = self.inner.lock().expect("alerts lock");
+        inner
+            .alerts
+            .values()
+            .filter(|a| a.state == State::Firing)
+            .map(|a| Transition {
+                id: a.id.clone(),
+                source: a.source,
+                generator_url: a.generator_url.clone(),
+                alertname: a.alertname.clone(),
+                severity: a.severity,
+                from: State::Pending,
+                to: State::Firing,
+                at: a.fired_at.unwrap_or(now),
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                value: a.value,
+                fired_at: a.fired_at,
+                acknowledged: a.ack.is_some(),
+                silenced: inner.silences.iter().any(|s| s.silences(&a.labels, now)),
+            })
+            .collect()
+    }
+
     /// Records one evaluation cycle: the changes the engine reported, and the current
     /// value and annotations of every active alert.
     pub(crate) fn apply<'a>(

@@ -146,6 +146,11 @@ pub enum SmtpTls {
     None,
 }
 
+/// The most recipients one email receiver may name: every notification is one SMTP
+/// session with one `RCPT TO` per recipient, and a long list held a lane (and, built
+/// on an async worker, the server) for minutes.
+pub const MAX_EMAIL_RECIPIENTS: usize = 100;
+
 /// Email over SMTP (password from env `M4WATCH_SMTP_PASSWORD` when neither key is set).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -610,6 +615,15 @@ impl EmailConfig {
         }
         if self.to.is_empty() {
             return Err((format!("{p}.to"), "name at least one recipient".into()));
+        }
+        if self.to.len() > MAX_EMAIL_RECIPIENTS {
+            return Err((
+                format!("{p}.to"),
+                format!(
+                    "{} recipients: at most {MAX_EMAIL_RECIPIENTS} per receiver (use a mailing list for more)",
+                    self.to.len()
+                ),
+            ));
         }
         for (i, t) in self.to.iter().enumerate() {
             if t.parse::<lettre::message::Mailbox>().is_err() {

@@ -33,7 +33,15 @@ pub(super) enum Msg {
         config: Box<NotifyConfig>,
         done: oneshot::Sender<()>,
     },
+    /// Firing alerts the alert store held at start-up (see [`Dispatcher::adopt`]).
+    Adopt {
+        events: Vec<AlertEvent>,
+        done: oneshot::Sender<()>,
+    },
 }
+
+/// One outbox row to write: receiver, integration, notification.
+type Row = (String, &'static str, Notification);
 
 struct Group {
     route: usize,
@@ -263,7 +271,7 @@ impl Dispatcher {
         for key in &gone {
             self.flush(key, now).await;
             self.groups.remove(key);
-            self.persist(key).await;
+            self.persist(std::slice::from_ref(key)).await;
         }
         self.configure(config);
         if !gone.is_empty() {
@@ -326,10 +334,9 @@ impl Dispatcher {
         }
     }
 
-    /// Writes a group's whole state (or its absence) to the outbox database, so what
-    /// a notification depends on survives a crash from the moment it was accepted.
-    async fn persist(&self, key: &str) {
-        let stored = match self.groups.get(key) {
+    /// A group's whole state, or its absence, as the outbox database keeps it.
+    fn stored(&self, key: &str) -> StoredGroup {
+        match self.groups.get(key) {
             Some(g) => StoredGroup {
                 key: key.to_string(),
                 route: g.route,
@@ -350,9 +357,54 @@ impl Dispatcher {
                 alerts: Vec::new(),
                 notified: None,
             },
-        };
-        if let Err(e) = self.outbox.save_group(stored).await {
-            tracing::error!(error = %e, "cannot store notification group state");
+        }
+    }
+
+    /// Writes the groups' whole state to the outbox database in one transaction, so
+    /// what a notification depends on survives a crash from the moment it was accepted.
+    async fn persist(&self, keys: &[String]) {
+        self.write(Vec::new(), keys).await;
+    }
+
+    /// Writes notification rows and the state of the groups they leave behind in one
+    /// transaction (see [`Outbox::enqueue_with_groups`]), and wakes the worker when there are rows.
+    async fn write(&self, rows: Vec<Row>, keys: &[String]) {
+        if rows.is_empty() && keys.is_empty() {
+            return;
+        }
+        let groups = keys.iter().map(|k| self.stored(k)).collect();
+        let any = !rows.is_empty();
+        match self.outbox.enqueue_with_groups(rows, groups).await {
+            Ok(_) if any => self.wake.notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write notifications and their group state")
+            }
+        }
+    }
+
+    /// Takes the firing alerts the alert store holds at start-up that no restored group
+    /// holds: their state was committed (the API answered 200, or the rule engine
+    /// recorded the transition) but the crash came before the notifier saved its
+    /// group. They are routed as new, so they are announced once; those already in a
+    /// group were announced, or will be, from the saved group.
+    async fn adopt(&mut self, events: Vec<AlertEvent>) {
+        let mut adopted = 0usize;
+        for ev in events {
+            let held = self
+                .groups
+                .values()
+                .any(|g| g.alerts.contains_key(&ev.fingerprint));
+            if !held {
+                adopted += 1;
+                self.handle(ev).await;
+            }
+        }
+        if adopted > 0 {
+            tracing::info!(
+                alerts = adopted,
+                "firing alerts stored before the restart but never grouped are announced now"
+            );
         }
     }
 
@@ -388,6 +440,11 @@ impl Dispatcher {
                         self.reconfigure(&config).await;
                         let _ = done.send(());
                     }
+                    Some(Msg::Adopt { events, done }) => {
+                        self.adopt(events).await;
+                        self.flush_due().await;
+                        let _ = done.send(());
+                    }
                     None => break,
                 },
                 _ = sleep => {
@@ -413,9 +470,7 @@ impl Dispatcher {
                     touched.push(key.clone());
                 }
             }
-            for key in touched {
-                self.persist(&key).await;
-            }
+            let mut rows = Vec::new();
             for receiver in receivers {
                 let n = Notification {
                     receiver,
@@ -424,8 +479,9 @@ impl Dispatcher {
                     group_labels: BTreeMap::new(),
                     alerts: vec![ev.clone()],
                 };
-                self.enqueue(n, None).await;
+                rows.extend(self.rows(n, None));
             }
+            self.write(rows, &touched).await;
             return;
         }
         if let Some((_, after, matchers)) = &self.escalation {
@@ -475,9 +531,7 @@ impl Dispatcher {
             }
             group.alerts.insert(ev.fingerprint.clone(), ev);
         }
-        for key in touched {
-            self.persist(&key).await;
-        }
+        self.persist(&touched).await;
     }
 
     async fn flush_due(&mut self) {
@@ -512,7 +566,8 @@ impl Dispatcher {
                 group_labels: BTreeMap::new(),
                 alerts: vec![e.event],
             };
-            self.enqueue(n, None).await;
+            let rows = self.rows(n, None);
+            self.write(rows, &[]).await;
         }
     }
 
@@ -541,7 +596,7 @@ impl Dispatcher {
             if g.alerts.is_empty() {
                 self.groups.remove(key);
             }
-            self.persist(key).await;
+            self.persist(&[key.to_string()]).await;
             return;
         }
         let send_resolved = self
@@ -600,6 +655,7 @@ impl Dispatcher {
         };
         let send_base = new_firing || !wanted.is_empty() || repeat_due;
         let send_every = new_firing || !newly_resolved.is_empty() || repeat_due;
+        let mut rows = Vec::new();
         if send_base || send_every {
             let base = if send_base {
                 base
@@ -609,7 +665,7 @@ impl Dispatcher {
                     ..base
                 }
             };
-            self.enqueue(base, Some(every)).await;
+            rows = self.rows(base, Some(every));
         }
         let g = self.groups.get_mut(key).expect("group");
         if send_base || send_every {
@@ -637,37 +693,29 @@ impl Dispatcher {
         } else {
             g.next_flush = now + interval;
         }
-        self.persist(key).await;
+        // The rows and the group's new `notified` in one transaction.
+        self.write(rows, &[key.to_string()]).await;
     }
 
-    /// Writes notifications for every integration of `receiver` that accepts them.
-    async fn enqueue(&self, n: Notification, resolves_for_all: Option<Notification>) {
-        let rows = {
-            let map = self.receivers.read().expect("receivers");
-            let Some(r) = map.get(&n.receiver) else {
-                tracing::warn!(receiver = %n.receiver, "no such receiver; notification dropped");
-                return;
-            };
-            r.integrations
-                .iter()
-                .filter(|i| i.accepts(n.kind))
-                .filter_map(|i| {
-                    let chosen = match (&resolves_for_all, i.needs_every_resolve()) {
-                        (Some(all), true) => all,
-                        _ => &n,
-                    };
-                    (!chosen.alerts.is_empty())
-                        .then(|| (n.receiver.clone(), i.name(), chosen.clone()))
-                })
-                .collect::<Vec<_>>()
+    /// The outbox rows of a notification: one for every integration of its receiver
+    /// that accepts it.
+    fn rows(&self, n: Notification, resolves_for_all: Option<Notification>) -> Vec<Row> {
+        let map = self.receivers.read().expect("receivers");
+        let Some(r) = map.get(&n.receiver) else {
+            tracing::warn!(receiver = %n.receiver, "no such receiver; notification dropped");
+            return Vec::new();
         };
-        if rows.is_empty() {
-            return;
-        }
-        match self.outbox.enqueue(rows).await {
-            Ok(_) => self.wake.notify_one(),
-            Err(e) => tracing::error!(error = %e, "cannot write notifications to the outbox"),
-        }
+        r.integrations
+            .iter()
+            .filter(|i| i.accepts(n.kind))
+            .filter_map(|i| {
+                let chosen = match (&resolves_for_all, i.needs_every_resolve()) {
+                    (Some(all), true) => all,
+                    _ => &n,
+                };
+                (!chosen.alerts.is_empty()).then(|| (n.receiver.clone(), i.name(), chosen.clone()))
+            })
+            .collect()
     }
 }
 

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use lettre::Message;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Mailboxes, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -53,9 +54,15 @@ impl Email {
     }
 
     async fn session(&self, n: &Notification) -> Result<(), SendError> {
-        let msg = message(&self.cfg, n)?;
-        let envelope = msg.envelope().clone();
-        let bytes = msg.formatted();
+        // Parsing every address and rendering the message is CPU work that grows with
+        // the recipients and the alerts: off the async workers, so no send stalls the
+        // server's other requests.
+        let (cfg, owned) = (self.cfg.clone(), n.clone());
+        let (envelope, bytes) = tokio::task::spawn_blocking(move || {
+            message(&cfg, &owned).map(|m| (m.envelope().clone(), m.formatted()))
+        })
+        .await
+        .map_err(|e| SendError::retry(Reason::Invalid, format!("building the message: {e}")))??;
         let (host, port) = smarthost(&self.cfg.smarthost)
             .ok_or_else(|| SendError::fatal(Reason::Invalid, "smarthost is not host:port"))?;
         let hello = ClientId::Domain(self.hello.clone());
@@ -171,9 +178,20 @@ pub(crate) fn message(cfg: &EmailConfig, n: &Notification) -> Result<Message, Se
             fastrand::u64(..)
         )),
     );
+    // One `To` header set once: adding recipients one by one re-parses the header
+    // each time, O(n²) in the number of recipients.
+    let mut to = Mailboxes::new();
     for t in &cfg.to {
-        let mb: Mailbox = t.parse().map_err(|_| invalid("to", t))?;
-        b = b.to(mb);
+        to.push(t.parse().map_err(|_| invalid("to", t))?);
+    }
+    // lettre writes an address list on one line, and SMTP servers refuse a line over
+    // 1000 octets (RFC 5321): as unstructured text the header is folded between the
+    // addresses. The envelope is read back from it.
+    if to.iter().next().is_some() {
+        b = b.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("To"),
+            to.to_string(),
+        ));
     }
     let (text, html) = bodies(n);
     b.multipart(MultiPart::alternative_plain_html(text, html))
@@ -267,6 +285,42 @@ mod tests {
         let e = message(&cfg, &n).unwrap_err();
         assert!(!e.retryable);
         assert_eq!(e.reason, Reason::Invalid);
+    }
+
+    /// Issue 25: the most recipients a receiver may name go into one message whose
+    /// every line an SMTP server takes (at most 1000 octets), all in the envelope, in
+    /// time linear in their number (the header was re-parsed per recipient).
+    #[test]
+    fn a_hundred_recipients_fold_into_lines_smtp_takes() {
+        let to: Vec<String> = (0..crate::config::notify::MAX_EMAIL_RECIPIENTS)
+            .map(|i| format!("\"Desk {i}\" <desk.{i}@example.com>"))
+            .collect();
+        let cfg = EmailConfig {
+            smarthost: "localhost:25".into(),
+            from: "m4watch@example.com".into(),
+            to: to.clone(),
+            ..Default::default()
+        };
+        let n = Notification {
+            receiver: "mail".into(),
+            kind: Kind::Alert,
+            group_key: "g".into(),
+            group_labels: Default::default(),
+            alerts: vec![test_event("A", AlertState::Firing)],
+        };
+        let m = message(&cfg, &n).unwrap();
+        assert_eq!(m.envelope().to().len(), to.len());
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(
+            text.lines().all(|l| l.len() <= 998),
+            "a line over 998 octets"
+        );
+        let header: String = text
+            .split("\r\n")
+            .skip_while(|l| !l.starts_with("To: "))
+            .take_while(|l| l.starts_with("To: ") || l.starts_with(' '))
+            .collect();
+        assert!(header.contains("desk.99@example.com"), "{header}");
     }
 
     #[test]

@@ -233,6 +233,30 @@ impl Notifier {
         self.inner.metrics.transitions_missed.inc_by(n);
     }
 
+    /// Hands the dispatcher the firing alerts the alert store held at start-up; those
+    /// no restored group holds are announced (a crash came between the store's commit
+    /// and the notifier's). Call once, after [`Notifier::start`] and before the live
+    /// feed; returns once they are routed and their groups saved.
+    pub async fn adopt(&self, events: Vec<AlertEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let events = events
+            .into_iter()
+            .map(|e| super::outward(e, &self.inner.ctx.identity))
+            .collect();
+        let (done, wait) = oneshot::channel();
+        if self
+            .inner
+            .tx
+            .send(Msg::Adopt { events, done })
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+
     /// Submits one alert transition. Returns once the dispatcher has handled it: any
     /// notification it causes at once (`group_wait: 0s`) is in the outbox by then.
     pub async fn submit(&self, event: AlertEvent) {

@@ -23,6 +23,13 @@ pub(crate) const NOTIFICATIONS_FAILED_TOTAL: MetricDef = def(
     "Failed delivery attempts of notifications, per receiver, integration and bounded reason.",
 );
 
+pub(crate) const NOTIFICATIONS_MOVED_ASIDE_TOTAL: MetricDef = def(
+    "m4watch_notifications_moved_aside_total",
+    Counter,
+    &["receiver", "integration"],
+    "Notifications moved aside from the head of their receiver's queue after failing their first attempts, so later ones go out; each is still retried (in order with later ones of its group) until delivered or max_age.",
+);
+
 pub(crate) const NOTIFICATION_LATENCY_SECONDS: MetricDef = def(
     "m4watch_notification_latency_seconds",
     Hist,
@@ -68,6 +75,7 @@ pub(crate) const ALERTMANAGER_POST_FAILURES_TOTAL: MetricDef = def(
 pub(crate) const METRICS: &[MetricDef] = &[
     NOTIFICATIONS_TOTAL,
     NOTIFICATIONS_FAILED_TOTAL,
+    NOTIFICATIONS_MOVED_ASIDE_TOTAL,
     NOTIFICATION_LATENCY_SECONDS,
     NOTIFICATION_QUEUE_LENGTH,
     NOTIFICATION_SUBMIT_WAITS_TOTAL,
@@ -88,6 +96,7 @@ pub(crate) struct AlertmanagerCounters {
 pub(crate) struct Metrics {
     pub total: IntCounterVec,
     pub failed: IntCounterVec,
+    pub moved_aside: IntCounterVec,
     pub latency: HistogramVec,
     pub queue: IntGauge,
     pub submit_waits: IntCounter,
@@ -107,6 +116,12 @@ impl Metrics {
             &["receiver", "integration", "reason"],
         )
         .expect("valid metric");
+        let moved_aside = IntCounterVec::new(
+            opts(NOTIFICATIONS_MOVED_ASIDE_TOTAL),
+            &["receiver", "integration"],
+        )
+        .expect("valid metric");
+        let _ = registry.register(Box::new(moved_aside.clone()));
         let d = NOTIFICATION_LATENCY_SECONDS;
         let latency = HistogramVec::new(
             HistogramOpts::new(d.name, d.help)
@@ -139,6 +154,7 @@ impl Metrics {
         Metrics {
             total,
             failed,
+            moved_aside,
             latency,
             queue,
             submit_waits,
@@ -151,6 +167,7 @@ impl Metrics {
     /// alerts on failures work before the first one.
     pub(crate) fn precreate(&self, receiver: &str, integration: &str) {
         self.total.with_label_values(&[receiver, integration]);
+        self.moved_aside.with_label_values(&[receiver, integration]);
         for r in Reason::ALL {
             self.failed
                 .with_label_values(&[receiver, integration, r.as_str()]);

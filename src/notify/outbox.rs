@@ -39,6 +39,11 @@ pub struct Pending {
     pub created_at: f64,
     pub next_attempt_at: f64,
     pub notification: Notification,
+    /// Moved aside from the head of its lane after failing its first attempts.
+    pub aside: bool,
+    /// Waits behind an older notification of its group that was moved aside: it
+    /// is moved aside too, so a group's notifications keep their order.
+    pub behind_aside: bool,
 }
 
 /// A delivery record as the API shows it.
@@ -205,6 +210,18 @@ impl Outbox {
         &self,
         rows: Vec<(String, &'static str, Notification)>,
     ) -> Result<Vec<i64>, OutboxError> {
+        self.enqueue_with_groups(rows, Vec::new()).await
+    }
+
+    /// Stores notifications and the state of the groups they came from in one
+    /// transaction: a crash leaves either both (the notification is owed by the outbox
+    /// and the group knows it was announced) or neither (the group still owes it), so
+    /// a restart neither loses nor repeats it.
+    pub async fn enqueue_with_groups(
+        &self,
+        rows: Vec<(String, &'static str, Notification)>,
+        groups: Vec<StoredGroup>,
+    ) -> Result<Vec<i64>, OutboxError> {
         self.with(move |c| {
             let now = unix_now();
             let tx = c.transaction()?;
@@ -221,38 +238,57 @@ impl Outbox {
                     ids.push(tx.last_insert_rowid());
                 }
             }
+            for g in &groups {
+                save_group(&tx, g)?;
+            }
             tx.commit()?;
             Ok(ids)
         })
         .await
     }
 
-    /// The oldest pending row of each (receiver, integration) lane: lanes deliver in
-    /// order, so a resolve never overtakes its trigger.
+    /// The oldest pending row of each (receiver, integration) lane, and the oldest of
+    /// the rows moved aside from it: each delivers in order, so a resolve never
+    /// overtakes its trigger, and a stuck head moved aside no longer holds back the
+    /// notifications behind it.
     pub async fn heads(&self) -> Result<Vec<Pending>, OutboxError> {
         self.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT id, receiver, integration, attempts, created_at, next_attempt_at, payload
-                 FROM notify_outbox WHERE id IN (
+                "SELECT o.id, o.receiver, o.integration, o.attempts, o.created_at,
+                        o.next_attempt_at, o.payload, o.aside,
+                        o.aside = 0 AND EXISTS (SELECT 1 FROM notify_outbox a
+                          WHERE a.status = 'pending' AND a.aside = 1 AND a.id < o.id
+                            AND a.receiver = o.receiver AND a.integration = o.integration
+                            AND json_extract(a.payload, '$.group_key')
+                              = json_extract(o.payload, '$.group_key'))
+                 FROM notify_outbox o WHERE o.id IN (
                    SELECT MIN(id) FROM notify_outbox WHERE status = 'pending'
-                   GROUP BY receiver, integration)
-                 ORDER BY next_attempt_at",
+                   GROUP BY receiver, integration, aside)
+                 ORDER BY o.next_attempt_at",
             )?;
             let rows = st.query_map([], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, f64>(4)?,
-                    r.get::<_, f64>(5)?,
-                    r.get::<_, String>(6)?,
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ),
+                    (
+                        r.get::<_, f64>(4)?,
+                        r.get::<_, f64>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, bool>(7)?,
+                        r.get::<_, bool>(8)?,
+                    ),
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, receiver, integration, attempts, created_at, next_attempt_at, payload) =
-                    row?;
+                let (
+                    (id, receiver, integration, attempts),
+                    (created_at, next_attempt_at, payload, aside, behind_aside),
+                ) = row?;
                 out.push(Pending {
                     id,
                     receiver,
@@ -261,9 +297,20 @@ impl Outbox {
                     created_at,
                     next_attempt_at,
                     notification: serde_json::from_str(&payload)?,
+                    aside,
+                    behind_aside,
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// Moves a pending row aside from the head of its lane (it stays pending).
+    pub async fn move_aside(&self, id: i64) -> Result<(), OutboxError> {
+        self.with(move |c| {
+            c.execute("UPDATE notify_outbox SET aside = 1 WHERE id = ?1", [id])?;
+            Ok(())
         })
         .await
     }
@@ -440,34 +487,31 @@ pub struct StoredGroup {
     pub notified: Option<Vec<String>>,
 }
 
-impl Outbox {
-    /// Replaces a group's state; an empty list forgets the group.
-    pub async fn save_group(&self, g: StoredGroup) -> Result<(), OutboxError> {
-        self.with(move |c| {
-            if g.alerts.is_empty() {
-                c.execute("DELETE FROM notify_groups WHERE group_key = ?1", [&g.key])?;
-            } else {
-                c.execute(
-                    "INSERT INTO notify_groups (group_key, route, receiver, labels, alerts, updated_at, notified)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT(group_key) DO UPDATE SET route = ?2, receiver = ?3,
-                       labels = ?4, alerts = ?5, updated_at = ?6, notified = ?7",
-                    params![
-                        g.key,
-                        g.route as i64,
-                        g.receiver,
-                        serde_json::to_string(&g.labels)?,
-                        serde_json::to_string(&g.alerts)?,
-                        unix_now(),
-                        g.notified.as_ref().map(serde_json::to_string).transpose()?,
-                    ],
-                )?;
-            }
-            Ok(())
-        })
-        .await
+/// Replaces a group's state inside a transaction; an empty list forgets the group.
+fn save_group(c: &Connection, g: &StoredGroup) -> Result<(), OutboxError> {
+    if g.alerts.is_empty() {
+        c.execute("DELETE FROM notify_groups WHERE group_key = ?1", [&g.key])?;
+    } else {
+        c.prepare_cached(
+            "INSERT INTO notify_groups (group_key, route, receiver, labels, alerts, updated_at, notified)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(group_key) DO UPDATE SET route = ?2, receiver = ?3,
+               labels = ?4, alerts = ?5, updated_at = ?6, notified = ?7",
+        )?
+        .execute(params![
+            g.key,
+            g.route as i64,
+            g.receiver,
+            serde_json::to_string(&g.labels)?,
+            serde_json::to_string(&g.alerts)?,
+            unix_now(),
+            g.notified.as_ref().map(serde_json::to_string).transpose()?,
+        ])?;
     }
+    Ok(())
+}
 
+impl Outbox {
     /// Every stored group.
     pub async fn groups(&self) -> Result<Vec<StoredGroup>, OutboxError> {
         self.with(|c| {
@@ -554,6 +598,38 @@ mod tests {
         assert_eq!(recent[2].title, "[FIRING:1] A");
     }
 
+    /// Issue 25: a head moved aside stops holding its lane; it stays pending at the
+    /// head of the lane's aside queue, and a later notification of its group follows
+    /// it there rather than overtaking it.
+    #[tokio::test]
+    async fn a_head_moved_aside_frees_its_lane_and_keeps_its_groups_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("m4watch.db")).unwrap();
+        let ids = o
+            .enqueue(vec![
+                ("r".into(), "slack", n("X")),
+                ("r".into(), "slack", n("Y")),
+                ("r".into(), "slack", n("X")),
+            ])
+            .await
+            .unwrap();
+        o.move_aside(ids[0]).await.unwrap();
+        let heads = o.heads().await.unwrap();
+        let main = heads.iter().find(|h| !h.aside).unwrap();
+        let aside = heads.iter().find(|h| h.aside).unwrap();
+        assert_eq!((main.id, main.behind_aside), (ids[1], false));
+        assert_eq!(aside.id, ids[0]);
+        o.delivered(ids[1], 1).await.unwrap();
+        let heads = o.heads().await.unwrap();
+        let main = heads.iter().find(|h| !h.aside).unwrap();
+        assert_eq!(main.id, ids[2]);
+        assert!(
+            main.behind_aside,
+            "X's later notification waits behind the first"
+        );
+        assert_eq!(o.pending_count().await.unwrap(), 2, "nothing dropped");
+    }
+
     #[test]
     fn a_file_from_when_the_outbox_had_its_own_version_keeps_its_queue() {
         let dir = tempfile::tempdir().unwrap();
@@ -609,7 +685,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 5, "one version for the whole file");
+        assert_eq!(v, 6, "one version for the whole file");
         let old: i64 = c
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'notify_schema'",

@@ -20,6 +20,15 @@ use crate::shutdown::Shutdown;
 /// Longest the worker sleeps without looking at the outbox.
 pub(crate) const POLL: Duration = Duration::from_secs(1);
 
+/// Failed attempts after which the head of a lane is moved aside, so the
+/// notifications behind it go out: a head holds its lane for at most this many
+/// attempts (each bounded by `delivery.timeout`) and the backoffs between them.
+pub(crate) const MOVE_ASIDE_AFTER: i64 = 3;
+
+/// A delivery lane: receiver, integration, and whether it is the lane's rows moved
+/// aside (delivered in order among themselves, beside the lane's main queue).
+type Lane = (String, String, bool);
+
 /// Whether the outbox drains, as the worker last saw it; the heartbeat reads it, so a
 /// worker that stops reading the outbox, or notifications that cannot get out, stop
 /// the beats.
@@ -57,8 +66,8 @@ pub(crate) async fn run(
     // `finished`, and the lane is freed only before the next outbox read: a read taken
     // while the send was still recording its result would otherwise see the row as
     // pending and send it twice.
-    let mut busy: HashSet<(String, String)> = HashSet::new();
-    let finished: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut busy: HashSet<Lane> = HashSet::new();
+    let finished: Arc<Mutex<Vec<Lane>>> = Arc::default();
     let mut next_allowed: HashMap<String, Instant> = HashMap::new();
     loop {
         for lane in std::mem::take(&mut *finished.lock().expect("finished")) {
@@ -74,8 +83,21 @@ pub(crate) async fn run(
                 }
                 progress.pass.mark();
                 for h in heads {
-                    let lane = (h.receiver.clone(), h.integration.clone());
+                    let lane = (h.receiver.clone(), h.integration.clone(), h.aside);
                     if busy.contains(&lane) {
+                        continue;
+                    }
+                    if h.behind_aside {
+                        // An older notification of its group was moved aside: this one
+                        // follows it there, so the group's order holds.
+                        move_aside(
+                            &outbox,
+                            &metrics,
+                            &h,
+                            "its group's earlier notification was moved aside",
+                        )
+                        .await;
+                        sleep_for = Duration::ZERO;
                         continue;
                     }
                     if h.next_attempt_at > now {
@@ -196,13 +218,32 @@ async fn deliver(
                     integration = %h.integration, attempts, error = %e,
                     "notification failed; giving up"),
             }
-            outbox
+            let recorded = outbox
                 .failed(h.id, attempts, next, e.reason.as_str(), e.message)
-                .await
+                .await;
+            if recorded.is_ok() && next.is_some() && !h.aside && attempts >= MOVE_ASIDE_AFTER {
+                move_aside(outbox, metrics, &h, "it failed its first attempts").await;
+            }
+            recorded
         }
     };
     if let Err(e) = record {
         tracing::error!(error = %e, "cannot record a delivery result");
+    }
+}
+
+/// Moves a lane's head aside (still pending, retried on its own), counted and logged.
+async fn move_aside(outbox: &Outbox, metrics: &Metrics, h: &Pending, why: &str) {
+    match outbox.move_aside(h.id).await {
+        Ok(()) => {
+            metrics
+                .moved_aside
+                .with_label_values(&[&h.receiver, &h.integration])
+                .inc();
+            tracing::warn!(id = h.id, receiver = %h.receiver, integration = %h.integration,
+                attempts = h.attempts, "notification moved aside so later ones go out: {why}");
+        }
+        Err(e) => tracing::error!(error = %e, "cannot move a notification aside"),
     }
 }
 

@@ -408,7 +408,7 @@ mod tests {
         drop(h);
         let (_h, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded.alerts, vec![a]);
-        assert_eq!(schema_version(dir.path()).unwrap(), Some(5));
+        assert_eq!(schema_version(dir.path()).unwrap(), Some(6));
         let conn = Connection::open(dir.path().join("m4watch.db")).unwrap();
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -460,7 +460,7 @@ mod tests {
         drop(c);
         let e = open(dir.path()).err().unwrap().to_string();
         assert!(
-            e.ends_with("schema version 99 is newer than this m4watch knows (5); upgrade m4watch"),
+            e.ends_with("schema version 99 is newer than this m4watch knows (6); upgrade m4watch"),
             "{e}"
         );
     }

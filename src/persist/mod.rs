@@ -312,6 +312,11 @@ ALTER TABLE notify_groups ADD COLUMN notified TEXT;
     "
 ALTER TABLE silences ADD COLUMN updated_at INTEGER;
 ",
+    // Version 6: a notification moved aside from the head of its lane after failing
+    // its first attempts (1), so later ones go out while it is retried on its own.
+    "
+ALTER TABLE notify_outbox ADD COLUMN aside INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// Opens `m4watch.db` at `path`, migrated to the current schema.

@@ -1,0 +1,9 @@
+//! Faults never silent (issue 25): the real binary under the faults an unattended host
+//! meets, with stand-in receivers that log each request before answering.
+
+mod common;
+
+#[path = "faults/crash.rs"]
+mod crash;
+#[path = "faults/stall.rs"]
+mod stall;
