@@ -27,6 +27,10 @@ struct Cli {
     /// Log format (overrides the config).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
+    /// TLS, basic auth and response headers for /metrics and the API, in Prometheus
+    /// exporter-toolkit's web config format; re-read on reload.
+    #[arg(long = "web.config.file", global = true, value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Print the embedded default config and exit.
     #[arg(long, hide = true)]
     print_default_config: bool,
@@ -131,9 +135,21 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig { ref file }) => {
             match m4watch::load_config(Some(file), &config::process_env) {
-                Ok(_) => {
-                    println!("{}: ok", file.display());
-                    ExitCode::SUCCESS
+                Ok(mut loaded) => {
+                    loaded.config.web_config_file = cli.web_config_file.clone();
+                    match m4watch::exposure(&loaded.config) {
+                        Ok(warnings) => {
+                            for w in warnings {
+                                eprintln!("warning: {w}");
+                            }
+                            println!("{}: ok", file.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("{e}");
+                            ExitCode::FAILURE
+                        }
+                    }
                 }
                 Err(e) => {
                     eprintln!("{e}");
@@ -292,6 +308,7 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     if let Some(l) = cli.listen {
         config.listen = l;
     }
+    config.web_config_file = cli.web_config_file.clone();
     let fresh_data_dir = cli.data_dir.is_none();
     if let Some(d) = cli.data_dir {
         config.data_dir = d;

@@ -333,7 +333,12 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         body["applied"],
-        serde_json::json!(["rules", "notifications", "heartbeat"])
+        serde_json::json!([
+            "api.token, api.read_token",
+            "rules",
+            "notifications",
+            "heartbeat"
+        ])
     );
     assert_eq!(body["restart_required"], serde_json::json!(["process"]));
     wait_metric(&client, &base, "m4watch_config_last_reload_successful", 1.0).await;

@@ -123,6 +123,10 @@ pub struct Config {
     /// while the rules evaluate and notifications drain. Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<heartbeat::HeartbeatConfig>,
+    /// `--web.config.file` (exporter-toolkit format: TLS, basic auth, headers); set
+    /// from the command line only, as Prometheus's exporters take it.
+    #[serde(skip)]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// API access control and the HTTP server's limits.
