@@ -739,6 +739,31 @@ mod tests {
         }
     }
 
+    /// Issue 28: sections are compared by value, secrets included; the API's tokens
+    /// are applied by the reload, so they alone are no restart.
+    #[test]
+    fn secrets_are_compared_by_value_and_tokens_need_no_restart() {
+        let parse = |yaml: &str| {
+            Config::parse(yaml, "<test>", std::path::Path::new("."), &|_| None).unwrap()
+        };
+        let a = parse("api: {token: one, read_token: r1}\n");
+        assert!(restart_sections(&a, &parse("api: {token: two, read_token: r2}\n")).is_empty());
+        assert_eq!(
+            restart_sections(&a, &parse("api: {token: two, max_connections: 8}\n")),
+            ["api"]
+        );
+        // The redacted renderings are equal; the values are not.
+        let (x, y) = (
+            crate::config::Secret::new("old"),
+            crate::config::Secret::new("new"),
+        );
+        assert_eq!(serde_json::to_value(&x).unwrap(), serde_json::to_value(&y).unwrap());
+        assert!(crate::config::differ_by_value(&x, &y));
+        assert!(!crate::config::differ_by_value(&x, &x.clone()));
+        // And the rendering stays redacted after a comparison.
+        assert_eq!(serde_json::to_value(&x).unwrap(), "<redacted>");
+    }
+
     #[test]
     fn the_embedded_default_loads_the_shipped_rules_once() {
         let loaded = load_config(None, &|_| None).unwrap();

@@ -1070,6 +1070,9 @@ mod tests {
             assert_eq!(*url, format!("http://localhost:8{}00/health", i + 1));
         }
         assert!(c.containers.enabled);
+        // A desk binds loopback only (issue 28).
+        assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+        assert!(c.trading.statsd_listen.unwrap().ip().is_loopback());
         assert!(
             Config::embedded_default(&no_env)
                 .unwrap()
