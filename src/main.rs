@@ -92,6 +92,18 @@ enum Command {
     InstallLaunchd,
     /// macOS: stop and remove the launchd agent.
     UninstallLaunchd,
+    /// GET a URL once and exit 0 on 2xx, 1 otherwise: the image's HEALTHCHECK (it has
+    /// no curl or wget).
+    Healthcheck {
+        #[arg(
+            env = "M4WATCH_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9977/-/healthy"
+        )]
+        url: String,
+        /// The whole request.
+        #[arg(long, default_value = "5s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Check a running m4watch: every endpoint, the required metric families, the
     /// collectors, rules, receivers (dry run) and the score. Prints a table; exits 1
     /// when fewer checks than --min-pass-ratio pass.
@@ -227,6 +239,20 @@ fn main() -> ExitCode {
             },
             json,
         ),
+        Some(Command::Healthcheck { ref url, timeout }) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match rt.map(|rt| rt.block_on(m4watch::validate::healthcheck(url, timeout))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("m4watch: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("m4watch: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Demo { cores }) => {
             let part =
                 m4watch::demo::Part::with_cores(cores).unwrap_or(m4watch::demo::Part::Cores16);
