@@ -23,6 +23,8 @@ declare -A NEED=(
   [free]=procps
   [node]=nodejs
   [npm]=npm
+  [openssl]=openssl
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
