@@ -757,7 +757,10 @@ mod tests {
             crate::config::Secret::new("old"),
             crate::config::Secret::new("new"),
         );
-        assert_eq!(serde_json::to_value(&x).unwrap(), serde_json::to_value(&y).unwrap());
+        assert_eq!(
+            serde_json::to_value(&x).unwrap(),
+            serde_json::to_value(&y).unwrap()
+        );
         assert!(crate::config::differ_by_value(&x, &y));
         assert!(!crate::config::differ_by_value(&x, &x.clone()));
         // And the rendering stays redacted after a comparison.

@@ -240,7 +240,9 @@ fn main() -> ExitCode {
             json,
         ),
         Some(Command::Healthcheck { ref url, timeout }) => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             match rt.map(|rt| rt.block_on(m4watch::validate::healthcheck(url, timeout))) {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {

@@ -741,7 +741,6 @@ pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> Result<(), 
     }
 }
 
-
 /// Share of checks that passed (1 when there are none).
 pub fn pass_ratio(checks: &[Check]) -> f64 {
     if checks.is_empty() {

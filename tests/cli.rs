@@ -553,10 +553,7 @@ fn the_shipped_systemd_unit_is_hardened_and_its_command_line_is_valid() {
         ("PrivateTmp", "yes"),
         ("Restart", "on-failure"),
         ("StateDirectory", "m4watch"),
-        (
-            "SystemCallFilter",
-            "@system-service adjtimex clock_adjtime",
-        ),
+        ("SystemCallFilter", "@system-service adjtimex clock_adjtime"),
         ("SystemCallErrorNumber", "EPERM"),
         ("PrivateMounts", "yes"),
         ("UMask", "0077"),
@@ -592,7 +589,10 @@ fn the_shipped_systemd_unit_is_hardened_and_its_command_line_is_valid() {
     let report = String::from_utf8_lossy(&security.stdout);
     let exposure: f64 = report
         .lines()
-        .find_map(|l| l.split("Overall exposure level for m4watch.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for m4watch.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
     assert!(exposure <= 2.5, "exposure {exposure}:\n{report}");

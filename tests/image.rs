@@ -149,7 +149,10 @@ fn the_image_runs_as_a_non_root_user_on_the_hosts_network() {
     let containers_ok = common::series(&text, "m4watch_collector_success")
         .iter()
         .any(|l| l.contains("collector=\"containers\"") && l.ends_with(" 1"));
-    assert!(containers_ok, "the containers collector failed as m4watch:\n{text}");
+    assert!(
+        containers_ok,
+        "the containers collector failed as m4watch:\n{text}"
+    );
 
     // The network family is the host's: every /proc/net/dev interface (less the
     // default ignore pattern, veth.+), docker0 among them, which a container with a
@@ -186,7 +189,16 @@ fn the_image_runs_as_a_non_root_user_on_the_hosts_network() {
     }
     // The image's own HEALTHCHECK, user and entry point.
     assert_eq!(
-        docker(SHARED, &["image", "inspect", "-f", "{{json .Config.Healthcheck.Test}}", TAG]),
+        docker(
+            SHARED,
+            &[
+                "image",
+                "inspect",
+                "-f",
+                "{{json .Config.Healthcheck.Test}}",
+                TAG
+            ]
+        ),
         r#"["CMD","/usr/local/bin/m4watch","healthcheck"]"#
     );
     assert_eq!(
@@ -218,17 +230,24 @@ fn the_production_image_and_compose_match_what_is_tested() {
     assert_eq!(production[0], "USER 10001:10001");
     assert!(production.iter().any(|l| l.starts_with("HEALTHCHECK ")));
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    assert!(dockerfile.contains("useradd --system --uid 10001"), "{dockerfile}");
+    assert!(
+        dockerfile.contains("useradd --system --uid 10001"),
+        "{dockerfile}"
+    );
 
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l == "target/"), "{ignore}");
 
-    let compose: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(root().join("docker-compose.yml")).unwrap())
-            .unwrap();
+    let compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
     let svc = &compose["services"]["m4watch"];
     assert_eq!(svc["network_mode"].as_str(), Some("host"));
-    assert!(svc.get("ports").is_none(), "no port mapping with a host network");
+    assert!(
+        svc.get("ports").is_none(),
+        "no port mapping with a host network"
+    );
     assert_eq!(
         svc["group_add"][0].as_str(),
         Some("${DOCKER_GID:-999}"),

@@ -34,14 +34,7 @@ async fn sighup_applies_rotated_tokens_receivers_and_the_heartbeat() {
     let get = |path: &'static str, token: &'static str| {
         let client = client.clone();
         let url = format!("{base}{path}");
-        async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
     };
     let status = |token: &'static str| {
         let get = &get;
@@ -75,7 +68,10 @@ async fn sighup_applies_rotated_tokens_receivers_and_the_heartbeat() {
     sighup(&child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while get("/metrics", "new-read").await.status() != 200 {
-        assert!(Instant::now() < deadline, "the rotated read token never worked");
+        assert!(
+            Instant::now() < deadline,
+            "the rotated read token never worked"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The old tokens are refused at once, for reads and for writes.
@@ -91,7 +87,11 @@ async fn sighup_applies_rotated_tokens_receivers_and_the_heartbeat() {
     let r = post("new-write").await.unwrap();
     assert_eq!(r.status(), 200);
     let outcome: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(outcome["restart_required"], serde_json::json!([]), "{outcome}");
+    assert_eq!(
+        outcome["restart_required"],
+        serde_json::json!([]),
+        "{outcome}"
+    );
     // The new write token reads too.
     assert_eq!(get("/metrics", "new-write").await.status(), 200);
 
@@ -117,7 +117,11 @@ async fn sighup_applies_rotated_tokens_receivers_and_the_heartbeat() {
     let r = post("new-write").await.unwrap();
     assert_eq!(r.status(), 200);
     let outcome: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(outcome["restart_required"], serde_json::json!(["api"]), "{outcome}");
+    assert_eq!(
+        outcome["restart_required"],
+        serde_json::json!(["api"]),
+        "{outcome}"
+    );
     let after = status("nobody").await;
     assert!(after.get("heartbeat").is_none(), "{after}");
     assert!(!names(&after).contains(&"desk".to_string()), "{after}");

@@ -734,9 +734,7 @@ async fn statsd_datagrams_from_refused_senders_are_counted_not_ingested() {
             .send_to(b"order_execution:5|ms\nintruder_counter:1|c\n", to)
             .unwrap();
     }
-    let text = d
-        .scrape_until(10, |t| value(t, refused) == Some(3.0))
-        .await;
+    let text = d.scrape_until(10, |t| value(t, refused) == Some(3.0)).await;
     assert_eq!(
         value(&text, "m4watch_statsd_packets_total"),
         Some(packets_before),
@@ -746,9 +744,7 @@ async fn statsd_datagrams_from_refused_senders_are_counted_not_ingested() {
 
     // From the allowed address the same datagram is ingested.
     send(to, &["order_execution:5|ms\nallowed_counter:1|c\n"]);
-    let text = d
-        .scrape_until(10, |t| t.contains("allowed_counter"))
-        .await;
+    let text = d.scrape_until(10, |t| t.contains("allowed_counter")).await;
     assert_eq!(value(&text, refused), Some(3.0));
     assert!(!text.contains("intruder_counter"), "{text}");
     d.stop().await;

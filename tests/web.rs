@@ -33,10 +33,25 @@ fn ca(dir: &Path, name: &str) {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", &subj, "-keyout", &key, "-out", &crt,
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ],
     );
 }
@@ -53,8 +68,19 @@ fn leaf(dir: &Path, name: &str, by: &str, server: bool) {
     openssl(
         dir,
         &[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-subj", &subj, "-keyout", &key, "-out", &csr,
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &subj,
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
         ],
     );
     let ext = dir.join(format!("{name}.ext"));
@@ -71,8 +97,20 @@ fn leaf(dir: &Path, name: &str, by: &str, server: bool) {
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key,
-            "-CAcreateserial", "-days", "2", "-out", &crt, "-extfile",
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+            "-extfile",
             ext.to_str().unwrap(),
         ],
     );
@@ -178,12 +216,22 @@ fn tls_client_certificates_basic_auth_and_headers_against_curl() {
     let port = common::free_port();
     let child = spawn(dir, port, &web);
     let url = |path: &str| format!("https://localhost:{port}{path}");
-    let mtls = ["--cacert", "ca.crt", "--cert", "client.crt", "--key", "client.key"];
+    let mtls = [
+        "--cacert",
+        "ca.crt",
+        "--cert",
+        "client.crt",
+        "--key",
+        "client.key",
+    ];
 
     // A client certificate from the CA and the right password: the exposition, with
     // the headers.
     let metrics = url("/metrics");
-    let ok = curl(dir, &[&mtls[..], &["-u", "prometheus:scrape-pass", &metrics]].concat());
+    let ok = curl(
+        dir,
+        &[&mtls[..], &["-u", "prometheus:scrape-pass", &metrics]].concat(),
+    );
     assert_eq!(ok.status, 200, "curl exit {}: {}", ok.code, ok.body);
     assert!(ok.body.contains("m4watch_build_info"), "{}", ok.body);
     let head = ok.head.to_ascii_lowercase();
@@ -196,7 +244,10 @@ fn tls_client_certificates_basic_auth_and_headers_against_curl() {
     }
 
     // The wrong password: 401 asking for basic auth, headers still on.
-    let wrong = curl(dir, &[&mtls[..], &["-u", "prometheus:guess", &metrics]].concat());
+    let wrong = curl(
+        dir,
+        &[&mtls[..], &["-u", "prometheus:guess", &metrics]].concat(),
+    );
     assert_eq!(wrong.status, 401, "{}", wrong.body);
     let head = wrong.head.to_ascii_lowercase();
     assert!(head.contains("www-authenticate: basic"), "{}", wrong.head);
@@ -204,41 +255,85 @@ fn tls_client_certificates_basic_auth_and_headers_against_curl() {
     // No credentials at all, and an unknown user: 401 as well.
     assert_eq!(curl(dir, &[&mtls[..], &[&metrics]].concat()).status, 401);
     assert_eq!(
-        curl(dir, &[&mtls[..], &["-u", "nobody:scrape-pass", &metrics]].concat()).status,
+        curl(
+            dir,
+            &[&mtls[..], &["-u", "nobody:scrape-pass", &metrics]].concat()
+        )
+        .status,
         401
     );
     // The JSON API is behind the same login.
     let status = url("/api/v1/monitoring/status");
     assert_eq!(curl(dir, &[&mtls[..], &[&status]].concat()).status, 401);
     assert_eq!(
-        curl(dir, &[&mtls[..], &["-u", "prometheus:scrape-pass", &status]].concat()).status,
+        curl(
+            dir,
+            &[&mtls[..], &["-u", "prometheus:scrape-pass", &status]].concat()
+        )
+        .status,
         200
     );
     // The probes stay open to the image's health check (still over mutual TLS).
-    assert_eq!(curl(dir, &[&mtls[..], &[&url("/-/healthy")]].concat()).status, 200);
+    assert_eq!(
+        curl(dir, &[&mtls[..], &[&url("/-/healthy")]].concat()).status,
+        200
+    );
 
     // Bearer tokens keep working: the write token reads and writes, basic auth alone
     // does not write.
     let reload = url("/-/reload");
     let bearer = curl(
         dir,
-        &[&mtls[..], &["-X", "POST", "-H", "Authorization: Bearer write-tok", &reload]].concat(),
+        &[
+            &mtls[..],
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Authorization: Bearer write-tok",
+                &reload,
+            ],
+        ]
+        .concat(),
     );
     assert_eq!(bearer.status, 200, "{}", bearer.body);
     assert!(bearer.body.contains("web_config"), "{}", bearer.body);
     let basic_write = curl(
         dir,
-        &[&mtls[..], &["-X", "POST", "-u", "prometheus:scrape-pass", &reload]].concat(),
+        &[
+            &mtls[..],
+            &["-X", "POST", "-u", "prometheus:scrape-pass", &reload],
+        ]
+        .concat(),
     );
     assert_eq!(basic_write.status, 401, "{}", basic_write.body);
 
     // No client certificate, or one from another CA: the handshake fails, no HTTP.
-    let bare = curl(dir, &["--cacert", "ca.crt", "-u", "prometheus:scrape-pass", &metrics]);
+    let bare = curl(
+        dir,
+        &[
+            "--cacert",
+            "ca.crt",
+            "-u",
+            "prometheus:scrape-pass",
+            &metrics,
+        ],
+    );
     assert_eq!(bare.status, 0, "served without a client certificate");
     assert_ne!(bare.code, 0);
     let intruder = curl(
         dir,
-        &["--cacert", "ca.crt", "--cert", "intruder.crt", "--key", "intruder.key", "-u", "prometheus:scrape-pass", &metrics],
+        &[
+            "--cacert",
+            "ca.crt",
+            "--cert",
+            "intruder.crt",
+            "--key",
+            "intruder.key",
+            "-u",
+            "prometheus:scrape-pass",
+            &metrics,
+        ],
     );
     assert_eq!(intruder.status, 0, "served a certificate from another CA");
     // Plain HTTP on the TLS port gets no answer either.
@@ -250,34 +345,70 @@ fn tls_client_certificates_basic_auth_and_headers_against_curl() {
     leaf(dir, "server2", "ca2", true);
     std::fs::copy(dir.join("server2.crt"), dir.join("server.crt")).unwrap();
     std::fs::copy(dir.join("server2.key"), dir.join("server.key")).unwrap();
-    let mtls2 = ["--cacert", "ca2.crt", "--cert", "client.crt", "--key", "client.key"];
+    let mtls2 = [
+        "--cacert",
+        "ca2.crt",
+        "--cert",
+        "client.crt",
+        "--key",
+        "client.key",
+    ];
     // Before the reload the old certificate is still served.
     assert_eq!(
-        curl(dir, &[&mtls2[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()).status,
+        curl(
+            dir,
+            &[&mtls2[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()
+        )
+        .status,
         0
     );
     sighup(&child);
     eventually("the rotated certificate is served", || {
-        curl(dir, &[&mtls2[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()).status
+        curl(
+            dir,
+            &[&mtls2[..], &["-u", "prometheus:scrape-pass", &metrics]].concat(),
+        )
+        .status
             == 200
     });
     assert_eq!(
-        curl(dir, &[&mtls[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()).status,
+        curl(
+            dir,
+            &[&mtls[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()
+        )
+        .status,
         0,
         "the old CA still verifies after rotation"
     );
 
     // A broken web config at reload: refused with the reason, the running one stays.
-    std::fs::write(&web, "tls_server_config:\n  cert_file: gone.crt\n  key_file: server.key\n")
-        .unwrap();
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: gone.crt\n  key_file: server.key\n",
+    )
+    .unwrap();
     let refused = curl(
         dir,
-        &[&mtls2[..], &["-X", "POST", "-H", "Authorization: Bearer write-tok", &reload]].concat(),
+        &[
+            &mtls2[..],
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Authorization: Bearer write-tok",
+                &reload,
+            ],
+        ]
+        .concat(),
     );
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("gone.crt"), "{}", refused.body);
     assert_eq!(
-        curl(dir, &[&mtls2[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()).status,
+        curl(
+            dir,
+            &[&mtls2[..], &["-u", "prometheus:scrape-pass", &metrics]].concat()
+        )
+        .status,
         200
     );
 }
@@ -303,14 +434,36 @@ fn verify_if_given_lets_clients_without_a_certificate_in() {
     // No basic_auth_users: no login needed, and no client certificate either.
     assert_eq!(curl(dir, &["--cacert", "ca.crt", &metrics]).status, 200);
     assert_eq!(
-        curl(dir, &["--cacert", "ca.crt", "--cert", "client.crt", "--key", "client.key", &metrics])
-            .status,
+        curl(
+            dir,
+            &[
+                "--cacert",
+                "ca.crt",
+                "--cert",
+                "client.crt",
+                "--key",
+                "client.key",
+                &metrics
+            ]
+        )
+        .status,
         200
     );
     // A certificate that does not verify is still refused.
     assert_eq!(
-        curl(dir, &["--cacert", "ca.crt", "--cert", "intruder.crt", "--key", "intruder.key", &metrics])
-            .status,
+        curl(
+            dir,
+            &[
+                "--cacert",
+                "ca.crt",
+                "--cert",
+                "intruder.crt",
+                "--key",
+                "intruder.key",
+                &metrics
+            ]
+        )
+        .status,
         0
     );
     // min_version TLS13: a TLS 1.2-only client gets no answer.
@@ -329,7 +482,10 @@ fn bad_web_configs_are_refused_and_open_listeners_warned_about() {
     let cfg = dir.join("m4watch.yml");
     std::fs::write(
         &cfg,
-        format!("listen: 0.0.0.0:{}\ncontainers: {{enabled: false}}\n", common::free_port()),
+        format!(
+            "listen: 0.0.0.0:{}\ncontainers: {{enabled: false}}\n",
+            common::free_port()
+        ),
     )
     .unwrap();
     let check = |web: Option<&PathBuf>| {
@@ -338,12 +494,17 @@ fn bad_web_configs_are_refused_and_open_listeners_warned_about() {
             c.arg("--web.config.file").arg(w);
         }
         let out = c.arg("check-config").arg(&cfg).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let (code, err) = check(None);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        err.contains("serves /metrics and the API on every interface with neither TLS nor basic auth"),
+        err.contains(
+            "serves /metrics and the API on every interface with neither TLS nor basic auth"
+        ),
         "{err}"
     );
     let web = dir.join("web.yml");
@@ -361,7 +522,10 @@ fn bad_web_configs_are_refused_and_open_listeners_warned_about() {
     std::fs::write(&web, "basic_auth_users: {prometheus: hunter2}\n").unwrap();
     let (code, err) = check(Some(&web));
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("basic_auth_users.prometheus: not a bcrypt hash"), "{err}");
+    assert!(
+        err.contains("basic_auth_users.prometheus: not a bcrypt hash"),
+        "{err}"
+    );
     // The daemon refuses to start on it, with the same reason.
     let out = Command::new(env!("CARGO_BIN_EXE_m4watch"))
         .arg("--config")

@@ -245,7 +245,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(unknown_path)
         .layer(axum::Extension(Arc::new(LazySpec::default())))
         // `--web.config.file`: basic auth in front of everything, its headers on every answer.
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), web::gate))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            web::gate,
+        ))
         .with_state(state);
     guard(router, &registry)
 }

@@ -99,11 +99,9 @@ pub(crate) async fn serve_with(
             match acceptor {
                 None => connection(stream, router, limits, shutdown).await,
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        limits.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await;
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                            .await;
                     match handshake {
                         Ok(Ok(tls)) => connection(tls, router, limits, shutdown).await,
                         Ok(Err(err)) => {

@@ -200,13 +200,16 @@ pub(crate) fn load(path: &Path) -> Result<Settings, WebConfigError> {
         // `http2` changes nothing: m4watch serves HTTP/1.1 (with TLS, over ALPN).
         let _ = h.http2;
         for (name, value) in h.headers.unwrap_or_default() {
-            let Some((canonical, allowed)) = HEADERS
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            let Some((canonical, allowed)) =
+                HEADERS.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name))
             else {
                 return Err(invalid(format!(
                     "http_server_config.headers: {name:?} is not a header a web config may set (one of {})",
-                    HEADERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    HEADERS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             };
             if value.is_empty() {
@@ -286,7 +289,10 @@ fn tls(t: &TlsFormat, base: &Path, file: &str) -> Result<(TlsAcceptor, bool), We
         }
     };
     let refuse = |what: &str, why: &str| Err(invalid(format!("tls_server_config.{what}: {why}")));
-    if t.client_allowed_sans.as_ref().is_some_and(|v| !v.is_empty()) {
+    if t.client_allowed_sans
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         return refuse(
             "client_allowed_sans",
             "not supported: verify clients with client_ca_file and a CA that signs only them",
@@ -334,8 +340,11 @@ fn tls(t: &TlsFormat, base: &Path, file: &str) -> Result<(TlsAcceptor, bool), We
     if certs.is_empty() {
         return refuse("cert_file", "no PEM certificate in it");
     }
-    let key = PrivateKeyDer::from_pem_slice(&key)
-        .map_err(|e| invalid(format!("tls_server_config.key_file: no PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+        invalid(format!(
+            "tls_server_config.key_file: no PEM private key: {e}"
+        ))
+    })?;
     let version = |v: &Option<String>, what: &str, default: &str| -> Result<u8, WebConfigError> {
         match v.as_deref().unwrap_or(default) {
             "TLS12" => Ok(12),
@@ -355,14 +364,12 @@ fn tls(t: &TlsFormat, base: &Path, file: &str) -> Result<(TlsAcceptor, bool), We
             "tls_server_config: min_version is above max_version".into(),
         ));
     }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-        (12, &rustls::version::TLS12),
-        (13, &rustls::version::TLS13),
-    ]
-    .into_iter()
-    .filter(|(v, _)| (min..=max).contains(v))
-    .map(|(_, p)| p)
-    .collect();
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
@@ -507,10 +514,10 @@ impl Web {
             });
             bcrypt::verify(password, &hash)
         })
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(false)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false)
             && known;
         if ok {
             let mut v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -666,7 +673,9 @@ mod tests {
             error("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequireAnyClientCert}\n")
                 .contains("RequireAnyClientCert accepts certificates nobody verified")
         );
-        assert!(error("rate_limit: {interval: 1s, burst: 2}\n").contains("rate_limit is not supported"));
+        assert!(
+            error("rate_limit: {interval: 1s, burst: 2}\n").contains("rate_limit is not supported")
+        );
     }
 
     #[tokio::test]
