@@ -135,6 +135,10 @@ pub(crate) struct Settings {
     users: BTreeMap<String, String>,
     /// Added to every response.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// A hash of a random password at the users' cost, made on first need: an
+    /// unknown user is checked against it, so response time does not tell which
+    /// names exist.
+    dummy: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -156,6 +160,7 @@ impl Settings {
             client_certs: false,
             users: BTreeMap::new(),
             headers: Vec::new(),
+            dummy: Arc::default(),
         }
     }
 
@@ -256,6 +261,7 @@ pub(crate) fn load(path: &Path) -> Result<Settings, WebConfigError> {
         client_certs,
         users,
         headers,
+        dummy: Arc::default(),
     })
 }
 
@@ -500,15 +506,20 @@ impl Web {
         }
         let (password, hash) = (password.to_string(), hash.cloned());
         let known = hash.is_some();
+        let dummy = Arc::clone(&settings.dummy);
+        // The cost of the file's hashes (`$2y$10$...`), for the stand-in.
+        let cost = settings
+            .users
+            .values()
+            .next()
+            .and_then(|h| h.get(4..6)?.parse::<u32>().ok())
+            .unwrap_or(bcrypt::DEFAULT_COST);
         let ok = tokio::task::spawn_blocking(move || {
-            // An unknown user is checked against a hash of a random password at the
-            // usual cost, made once.
-            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             let hash = hash.unwrap_or_else(|| {
-                DUMMY
+                dummy
                     .get_or_init(|| {
                         let random = format!("{:x}{:x}", fastrand::u128(..), fastrand::u128(..));
-                        bcrypt::hash(random, bcrypt::DEFAULT_COST).unwrap_or_default()
+                        bcrypt::hash(random, cost).unwrap_or_default()
                     })
                     .clone()
             });
