@@ -432,6 +432,9 @@ fn tls(t: &TlsFormat, base: &Path, file: &str) -> Result<(TlsAcceptor, bool), We
     Ok((TlsAcceptor::from(Arc::new(config)), client_certs))
 }
 
+/// bcrypt checks run at once.
+const BCRYPT_SLOTS: usize = 2;
+
 /// How many verified logins are remembered, so a scraper does not pay for bcrypt on
 /// every request (the toolkit caches the same way).
 const CACHE: usize = 64;
@@ -445,6 +448,9 @@ pub(crate) struct Web {
     current: RwLock<Arc<Settings>>,
     /// SHA-256 of (user, password, hash) of logins bcrypt accepted, oldest first.
     verified: Mutex<VecDeque<[u8; 32]>>,
+    /// bcrypt runs at once: a client guessing passwords cannot take every blocking
+    /// thread (SQLite and file reads use them too).
+    bcrypt_slots: tokio::sync::Semaphore,
 }
 
 impl Web {
@@ -458,6 +464,7 @@ impl Web {
             path,
             current: RwLock::new(Arc::new(settings)),
             verified: Mutex::new(VecDeque::new()),
+            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_SLOTS),
         })
     }
 
@@ -514,6 +521,9 @@ impl Web {
             .next()
             .and_then(|h| h.get(4..6)?.parse::<u32>().ok())
             .unwrap_or(bcrypt::DEFAULT_COST);
+        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+            return false;
+        };
         let ok = tokio::task::spawn_blocking(move || {
             let hash = hash.unwrap_or_else(|| {
                 dummy
