@@ -25,6 +25,8 @@ declare -A NEED=(
   [npm]=npm
   # packaging/homebrew/m4watch.rb: `ruby -c` and its install, service and test blocks
   [ruby]=ruby
+  [openssl]=openssl
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -151,6 +153,10 @@ fi
 /usr/bin/python3 scripts/check-dashboard-schema.py "$SCHEMA_DIR/node_modules"
 
 # --- tests ------------------------------------------------------------------
+# tests/image.rs builds the container image from the test build
+# (scripts/image-from-binary.sh, FROM scratch: no registry is reachable) and checks it
+# in a real container on the Engine started above: a non-root user, the host's network
+# families, the Docker socket through its group, the HEALTHCHECK.
 log "cargo test"
 cargo test --locked --all-targets
 

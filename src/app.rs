@@ -121,6 +121,14 @@ pub(crate) fn check(config: Config, file: &str, text: &str) -> Result<Loaded, Co
     })
 }
 
+/// What `check-config` says about `config.web_config_file` and the listeners: the
+/// warnings (an HTTP listener on every interface without TLS or a login, StatsD open
+/// to any sender), or why the web config is refused.
+pub fn exposure(config: &Config) -> Result<Vec<String>, api::web::WebConfigError> {
+    let web = api::web::Web::load(config.web_config_file.clone())?;
+    Ok(api::web::exposure_warnings(config, &web.settings()))
+}
+
 /// Binds `config.listen` and runs until `shutdown` fires.
 pub async fn run(loaded: Loaded, shutdown: Shutdown) -> Result<(), Error> {
     let listener = TcpListener::bind(loaded.config.listen)
@@ -156,6 +164,14 @@ pub(crate) async fn serve_loaded(
     let _lock = blocking(move || persist::DataDirLock::acquire(&dir))
         .await?
         .map_err(|e| Error::Startup(e.to_string()))?;
+    let web = Arc::new(
+        api::web::Web::load(config.web_config_file.clone())
+            .map_err(|e| Error::Startup(e.to_string()))?,
+    );
+    for warning in api::web::exposure_warnings(&config, &web.settings()) {
+        tracing::warn!("{warning}");
+    }
+    let access = Arc::new(api::auth::Access::new(&config.api));
     let store = Arc::new(Store::new());
     let registry = collect::registry(&config);
     let expected: Vec<&'static str> = registry
@@ -341,6 +357,8 @@ pub(crate) async fn serve_loaded(
             notifier: notifier.clone(),
             heartbeat: heartbeat.clone(),
             store: Arc::clone(&store),
+            access: Arc::clone(&access),
+            web: Arc::clone(&web),
         },
         requests,
         shutdown.clone(),
@@ -363,13 +381,29 @@ pub(crate) async fn serve_loaded(
         samples,
         advisor,
         heartbeat,
+        access,
+        web: Arc::clone(&web),
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    tracing::info!(%addr, "serving /metrics and the API");
+    let settings = web.settings();
+    tracing::info!(
+        %addr,
+        tls = settings.tls.is_some(),
+        client_certificates = settings.client_certs,
+        basic_auth = settings.basic_auth(),
+        "serving /metrics and the API"
+    );
+    drop(settings);
     let limits = api::server::Limits::of(&state.config.api);
-    api::server::serve(listener, api::router(state), limits, shutdown.clone())
-        .await
-        .map_err(Error::Serve)?;
+    api::server::serve_with(
+        listener,
+        api::router(state),
+        limits,
+        shutdown.clone(),
+        move || web.settings().tls.clone(),
+    )
+    .await
+    .map_err(Error::Serve)?;
     for t in tasks {
         let _ = t.await;
     }
@@ -493,13 +527,23 @@ struct Reloader {
     notifier: notify::Notifier,
     heartbeat: heartbeat::Heartbeat,
     store: Arc<Store>,
+    /// The API's tokens in force.
+    access: Arc<api::auth::Access>,
+    /// `--web.config.file`, re-read on every reload.
+    web: Arc<api::web::Web>,
 }
 
-/// Config sections read at start-up only, by name, with a way to compare them.
+/// Config sections read at start-up only, by name, with a way to compare them. Sections
+/// are compared by value, secrets included (a rotated secret is a change; its
+/// `<redacted>` rendering would hide it). The API's tokens are applied by a reload, so
+/// they are left out of the `api` comparison.
 fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
-    fn differ<T: serde::Serialize>(x: &T, y: &T) -> bool {
-        serde_json::to_value(x).ok() != serde_json::to_value(y).ok()
-    }
+    use crate::config::differ_by_value as differ;
+    let without_tokens = |api: &crate::config::ApiConfig| crate::config::ApiConfig {
+        token: None,
+        read_token: None,
+        ..api.clone()
+    };
     let mut out = Vec::new();
     let pairs: [(&'static str, bool); 14] = [
         (
@@ -508,7 +552,10 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
                 || a.external_url != b.external_url
                 || a.grafana_url != b.grafana_url,
         ),
-        ("api", differ(&a.api, &b.api)),
+        (
+            "api",
+            differ(&without_tokens(&a.api), &without_tokens(&b.api)),
+        ),
         ("metrics", differ(&a.metrics, &b.metrics)),
         ("hardware", differ(&a.hardware, &b.hardware)),
         ("process", differ(&a.process, &b.process)),
@@ -566,8 +613,26 @@ impl Reloader {
         next.listen = self.running.listen;
         next.data_dir = self.running.data_dir.clone();
         next.log_format = self.running.log_format;
+        next.web_config_file = self.running.web_config_file.clone();
         let restart_required = restart_sections(&self.running, &next);
         let mut applied = Vec::new();
+        // The web config and its certificates first: a bad one refuses the whole
+        // reload before anything else changes.
+        let web = Arc::clone(&self.web);
+        let web_reloaded = blocking(move || web.reload())
+            .await
+            .map_err(|e| ReloadError::Interrupted(e.to_string()))?
+            .map_err(|e| ReloadError::Web(e.into()))?;
+        if web_reloaded {
+            tracing::info!("reload: web config and certificates re-read");
+            applied.push("web_config");
+        }
+        if self.access.set(&next.api) {
+            tracing::info!("reload: API tokens replaced");
+        }
+        self.running.api.token = next.api.token.clone();
+        self.running.api.read_token = next.api.read_token.clone();
+        applied.push("api.token, api.read_token");
         if let Some(handle) = &self.rules
             && next.rules.enabled
         {
@@ -714,6 +779,34 @@ mod tests {
                 "{changed}"
             );
         }
+    }
+
+    /// Issue 28: sections are compared by value, secrets included; the API's tokens
+    /// are applied by the reload, so they alone are no restart.
+    #[test]
+    fn secrets_are_compared_by_value_and_tokens_need_no_restart() {
+        let parse = |yaml: &str| {
+            Config::parse(yaml, "<test>", std::path::Path::new("."), &|_| None).unwrap()
+        };
+        let a = parse("api: {token: one, read_token: r1}\n");
+        assert!(restart_sections(&a, &parse("api: {token: two, read_token: r2}\n")).is_empty());
+        assert_eq!(
+            restart_sections(&a, &parse("api: {token: two, max_connections: 8}\n")),
+            ["api"]
+        );
+        // The redacted renderings are equal; the values are not.
+        let (x, y) = (
+            crate::config::Secret::new("old"),
+            crate::config::Secret::new("new"),
+        );
+        assert_eq!(
+            serde_json::to_value(&x).unwrap(),
+            serde_json::to_value(&y).unwrap()
+        );
+        assert!(crate::config::differ_by_value(&x, &y));
+        assert!(!crate::config::differ_by_value(&x, &x.clone()));
+        // And the rendering stays redacted after a comparison.
+        assert_eq!(serde_json::to_value(&x).unwrap(), "<redacted>");
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub mod tls;
 pub mod validate;
 
 /// Running the daemon: what `main` and the in-process tests start.
-pub use app::{Error, Loaded, load_config, run, serve};
+pub use api::web::WebConfigError;
+pub use app::{Error, Loaded, exposure, load_config, run, serve};
 /// `m4watch dump-raw` (macOS): the replay format's raw readings.
 pub use collect::hardware::dump_raw;
 /// `m4watch test-rules`: promtool-format rule tests.

@@ -71,6 +71,10 @@ struct Cli {
     /// it when it is rotated away (newsyslog on macOS, logrotate without copytruncate).
     #[arg(long = "log.file", global = true, value_name = "FILE")]
     log_file: Option<PathBuf>,
+    /// TLS, basic auth and response headers for /metrics and the API, in Prometheus
+    /// exporter-toolkit's web config format; re-read on reload.
+    #[arg(long = "web.config.file", global = true, value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Print the embedded default config and exit.
     #[arg(long, hide = true)]
     print_default_config: bool,
@@ -166,6 +170,18 @@ enum Command {
         #[arg(long)]
         system: bool,
     },
+    /// GET a URL once and exit 0 on 2xx, 1 otherwise: the image's HEALTHCHECK (it has
+    /// no curl or wget).
+    Healthcheck {
+        #[arg(
+            env = "M4WATCH_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9977/-/healthy"
+        )]
+        url: String,
+        /// The whole request.
+        #[arg(long, default_value = "5s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Check a running m4watch: every endpoint, the required metric families, the
     /// collectors, rules, receivers (dry run) and the score. Prints a table; exits 1
     /// when fewer checks than --min-pass-ratio pass.
@@ -209,13 +225,25 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig { ref file }) => {
             match m4watch::load_config(Some(file), &config::process_env) {
-                Ok(loaded) => {
+                Ok(mut loaded) => {
+                    loaded.config.web_config_file = cli.web_config_file.clone();
                     // Legal but probably not meant: said, and the check still passes.
                     for w in loaded.config.warnings() {
                         eprintln!("{}: warning: {w}", file.display());
                     }
-                    println!("{}: ok", file.display());
-                    ExitCode::SUCCESS
+                    match m4watch::exposure(&loaded.config) {
+                        Ok(warnings) => {
+                            for w in warnings {
+                                eprintln!("{}: warning: {w}", file.display());
+                            }
+                            println!("{}: ok", file.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("{e}");
+                            ExitCode::FAILURE
+                        }
+                    }
                 }
                 Err(e) => {
                     eprintln!("{e}");
@@ -310,6 +338,22 @@ fn main() -> ExitCode {
             },
             json,
         ),
+        Some(Command::Healthcheck { ref url, timeout }) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match rt.map(|rt| rt.block_on(m4watch::validate::healthcheck(url, timeout))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("m4watch: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("m4watch: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Demo { cores }) => {
             let part =
                 m4watch::demo::Part::with_cores(cores).unwrap_or(m4watch::demo::Part::Cores16);
@@ -405,6 +449,7 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     if let Some(l) = cli.listen {
         config.listen = l;
     }
+    config.web_config_file = cli.web_config_file.clone();
     let fresh_data_dir = cli.data_dir.is_none();
     if let Some(d) = cli.data_dir {
         config.data_dir = d;

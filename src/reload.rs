@@ -57,6 +57,9 @@ pub(crate) enum ReloadError {
     /// the config error, `file:line:col: key.path: reason`.
     #[error(transparent)]
     Config(Box<dyn std::error::Error + Send + Sync>),
+    /// `--web.config.file` (or a certificate or key it names) is invalid.
+    #[error(transparent)]
+    Web(Box<dyn std::error::Error + Send + Sync>),
     /// The notifier refused the new notification settings.
     #[error("notifications: {0}")]
     Notifications(#[source] Box<dyn std::error::Error + Send + Sync>),

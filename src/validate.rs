@@ -706,6 +706,41 @@ fn heartbeat_check(body: &str) -> Check {
     }
 }
 
+/// Why `m4watch healthcheck` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("{url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url}: answered {status}")]
+    Unhealthy { url: String, status: u16 },
+}
+
+/// One GET of `url` (the image's `HEALTHCHECK` asks `/-/healthy`): Ok on 2xx. The
+/// image has no curl or wget; the binary asks for itself.
+pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> Result<(), HealthcheckError> {
+    let unreachable = |reason: String| HealthcheckError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    let http = crate::tls::http_client()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(HealthcheckError::Unhealthy {
+            url: url.to_string(),
+            status: r.status().as_u16(),
+        })
+    }
+}
+
 /// Share of checks that passed (1 when there are none).
 pub fn pass_ratio(checks: &[Check]) -> f64 {
     if checks.is_empty() {

@@ -333,7 +333,12 @@ async fn sighup_and_post_reload_re_read_config_and_rules() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         body["applied"],
-        serde_json::json!(["rules", "notifications", "heartbeat"])
+        serde_json::json!([
+            "api.token, api.read_token",
+            "rules",
+            "notifications",
+            "heartbeat"
+        ])
     );
     assert_eq!(body["restart_required"], serde_json::json!(["process"]));
     wait_metric(&client, &base, "m4watch_config_last_reload_successful", 1.0).await;
@@ -548,9 +553,49 @@ fn the_shipped_systemd_unit_is_hardened_and_its_command_line_is_valid() {
         ("PrivateTmp", "yes"),
         ("Restart", "on-failure"),
         ("StateDirectory", "m4watch"),
+        ("SystemCallFilter", "@system-service adjtimex clock_adjtime"),
+        ("SystemCallErrorNumber", "EPERM"),
+        ("PrivateMounts", "yes"),
+        ("UMask", "0077"),
     ] {
         assert_eq!(value(key), [want], "{key}");
     }
+    // systemd's own reading of it: valid (no unknown key, a runnable ExecStart), and
+    // its exposure score (0 best, 10 worst) at most 2.5; it was 3.3 before issue 28.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("m4watch.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/m4watch", env!("CARGO_BIN_EXE_m4watch")),
+    )
+    .unwrap();
+    let analyze = common::require_tool("systemd-analyze");
+    let verify = Command::new(&analyze)
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty() && verify.stdout.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new(&analyze)
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for m4watch.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(exposure <= 2.5, "exposure {exposure}:\n{report}");
     let env = value("Environment").join(" ");
     assert!(env.contains("MALLOC_ARENA_MAX=1"), "{env}");
     assert!(

@@ -715,3 +715,37 @@ async fn dotted_names_map_to_labelled_series_and_quiet_series_leave_metrics() {
     .await;
     d.stop().await;
 }
+
+/// Issue 28: a datagram from a sender outside `trading.statsd_allow` is counted and
+/// never ingested; one from an allowed sender is. The refused one comes from a second
+/// loopback address, 127.0.0.2.
+#[tokio::test]
+async fn statsd_datagrams_from_refused_senders_are_counted_not_ingested() {
+    let d = Daemon::start(trading_config("  statsd_allow: [127.0.0.1/32]\n")).await;
+    let to = statsd_addr(&d).await;
+    let refused = "m4watch_statsd_refused_datagrams_total";
+    let text = d.scrape().await;
+    assert_eq!(value(&text, refused), Some(0.0), "{text}");
+    let packets_before = value(&text, "m4watch_statsd_packets_total").unwrap();
+
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    for _ in 0..3 {
+        stranger
+            .send_to(b"order_execution:5|ms\nintruder_counter:1|c\n", to)
+            .unwrap();
+    }
+    let text = d.scrape_until(10, |t| value(t, refused) == Some(3.0)).await;
+    assert_eq!(
+        value(&text, "m4watch_statsd_packets_total"),
+        Some(packets_before),
+        "a refused datagram was parsed"
+    );
+    assert!(!text.contains("intruder_counter"), "{text}");
+
+    // From the allowed address the same datagram is ingested.
+    send(to, &["order_execution:5|ms\nallowed_counter:1|c\n"]);
+    let text = d.scrape_until(10, |t| t.contains("allowed_counter")).await;
+    assert_eq!(value(&text, refused), Some(3.0));
+    assert!(!text.contains("intruder_counter"), "{text}");
+    d.stop().await;
+}

@@ -1,8 +1,12 @@
 //! Bearer-token checks. Every state-changing route sits behind [`require_write`];
 //! reads sit behind [`require_read`], which lets everything through unless
-//! `api.read_token` is set.
+//! `api.read_token` is set (or a `basic_auth_users` login vouched for the request:
+//! [`super::web`]).
+//!
+//! The tokens live in [`Access`], which a reload swaps at once: a rotated `api.token`
+//! is in force as soon as the reload answers, and the old one is refused.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,7 +15,62 @@ use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::Secret;
+use crate::config::{ApiConfig, Secret};
+
+/// The bearer tokens in force.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tokens {
+    /// `api.token`: writes, and reads too.
+    pub token: Option<Secret>,
+    /// `api.read_token`: reads.
+    pub read_token: Option<Secret>,
+}
+
+/// The tokens in force, swapped whole by a reload.
+#[derive(Debug)]
+pub(crate) struct Access(RwLock<Arc<Tokens>>);
+
+impl Access {
+    pub(crate) fn new(api: &ApiConfig) -> Access {
+        Access(RwLock::new(Arc::new(Tokens::of(api))))
+    }
+
+    /// The tokens now.
+    pub(crate) fn tokens(&self) -> Arc<Tokens> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts `api`'s tokens in force; true when they differ from the ones before.
+    pub(crate) fn set(&self, api: &ApiConfig) -> bool {
+        let next = Tokens::of(api);
+        let mut cur = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let changed = cur.token != next.token || cur.read_token != next.read_token;
+        *cur = Arc::new(next);
+        changed
+    }
+
+    /// Whether `headers` carry a bearer token in force (write or read).
+    pub(crate) fn any_bearer(&self, headers: &HeaderMap) -> bool {
+        let t = self.tokens();
+        [&t.token, &t.read_token]
+            .into_iter()
+            .flatten()
+            .any(|tok| check(headers, tok).is_ok())
+    }
+}
+
+impl Tokens {
+    fn of(api: &ApiConfig) -> Tokens {
+        Tokens {
+            token: api.token.clone(),
+            read_token: api.read_token.clone(),
+        }
+    }
+}
+
+/// Set on a request by the web gate when a `basic_auth_users` login checked out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BasicLogin;
 
 /// Middleware for state-changing routes: needs `Authorization: Bearer <api.token>`.
 /// With no token configured every such request is refused: m4watch never accepts
@@ -21,7 +80,7 @@ pub(crate) async fn require_write(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match &s.config.api.token {
+    match &s.access.tokens().token {
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -35,16 +94,17 @@ pub(crate) async fn require_write(
 }
 
 /// Middleware for reads: open unless `api.read_token` is set; the write token is
-/// accepted for reads too.
+/// accepted for reads too, and so is a `basic_auth_users` login.
 pub(crate) async fn require_read(
     State(s): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(read) = &s.config.api.read_token {
-        let write_ok = s
-            .config
-            .api
+    let tokens = s.access.tokens();
+    if let Some(read) = &tokens.read_token
+        && req.extensions().get::<BasicLogin>().is_none()
+    {
+        let write_ok = tokens
             .token
             .as_ref()
             .is_some_and(|t| check(req.headers(), t).is_ok());

@@ -18,6 +18,7 @@ pub(crate) mod pages;
 pub(crate) mod server;
 pub(crate) mod status;
 pub(crate) mod trading;
+pub(crate) mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,6 +78,11 @@ pub(crate) struct AppState {
     pub advisor: Arc<crate::advise::Advisor>,
     /// The dead-man's switch (idle when `heartbeat:` is absent).
     pub heartbeat: crate::heartbeat::Heartbeat,
+    /// The bearer tokens in force (a reload swaps them; `config.api`'s are the
+    /// start-up ones).
+    pub access: Arc<auth::Access>,
+    /// `--web.config.file`: TLS, basic auth and response headers, as last (re)loaded.
+    pub web: Arc<web::Web>,
 }
 
 /// The spec's fixed parts; paths and schemas come from the routers.
@@ -238,6 +244,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let router = router
         .fallback(unknown_path)
         .layer(axum::Extension(Arc::new(LazySpec::default())))
+        // `--web.config.file`: basic auth in front of everything, its headers on every answer.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            web::gate,
+        ))
         .with_state(state);
     guard(router, &registry)
 }

@@ -96,7 +96,7 @@ async fn landing(State(s): State<Arc<AppState>>) -> Response {
         version: env!("CARGO_PKG_VERSION"),
         uptime: std::time::Duration::from_secs(s.started.elapsed().as_secs()),
         ready: is_ready(&s),
-        read_token: s.config.api.read_token.is_some(),
+        read_token: s.access.tokens().read_token.is_some(),
     }))
 }
 

@@ -6,6 +6,10 @@
 //! builder here. Connections beyond `api.max_connections` are *queued*: the loop
 //! stops accepting until one closes, so they wait in the kernel's listen backlog
 //! (as in mini-redis) and are served in turn; the ones already open keep working.
+//!
+//! With `tls_server_config` in `--web.config.file` every connection is TLS: the
+//! acceptor in force when it arrives (a reload swaps it, so new connections get a
+//! rotated certificate) shakes hands within the header-read timeout.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -17,9 +21,10 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::ApiConfig;
@@ -54,6 +59,18 @@ pub async fn serve(
     limits: Limits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, limits, shutdown, || None).await
+}
+
+/// [`serve`], with each connection taken over TLS when `tls` (asked at each accept)
+/// gives an acceptor.
+pub(crate) async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: Shutdown,
+    tls: impl Fn() -> Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut stop = shutdown.clone();
     loop {
@@ -76,8 +93,24 @@ pub async fn serve(
         };
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let acceptor = tls();
         tokio::spawn(async move {
-            connection(stream, router, limits, shutdown).await;
+            let _ = stream.set_nodelay(true);
+            match acceptor {
+                None => connection(stream, router, limits, shutdown).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(tls)) => connection(tls, router, limits, shutdown).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -150,13 +183,13 @@ impl Drop for Busy {
 }
 
 /// A stream that records when bytes move and when a request's head starts.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Shared,
     head_started: HeadStarted,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -178,7 +211,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -202,8 +235,10 @@ impl AsyncWrite for Watched {
 
 /// Serves one connection until the client closes it, a timeout passes, or shutdown
 /// has fired and the request in flight is answered.
-async fn connection(stream: TcpStream, router: Router, limits: Limits, mut shutdown: Shutdown) {
-    let _ = stream.set_nodelay(true);
+async fn connection<S>(stream: S, router: Router, limits: Limits, mut shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let now = Instant::now();
     let activity: Shared = Arc::new(Mutex::new(Activity {
         phase: Phase::Idle,

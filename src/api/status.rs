@@ -240,6 +240,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
     let families = Families::of(s.store.families());
     let build = crate::store::BuildInfo::current();
     let uptime = s.started.elapsed().as_secs_f64();
+    let tokens = s.access.tokens();
     Json(Status {
         version: build.version,
         revision: build.revision,
@@ -249,8 +250,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
         config: ConfigSummary {
             listen: c.listen.to_string(),
             data_dir: c.data_dir.display().to_string(),
-            write_token_set: c.api.token.is_some(),
-            read_token_set: c.api.read_token.is_some(),
+            write_token_set: tokens.token.is_some(),
+            read_token_set: tokens.read_token.is_some(),
             statsd_listen: s
                 .store
                 .views()

@@ -123,6 +123,10 @@ pub struct Config {
     /// while the rules evaluate and notifications drain. Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<heartbeat::HeartbeatConfig>,
+    /// `--web.config.file` (exporter-toolkit format: TLS, basic auth, headers); set
+    /// from the command line only, as Prometheus's exporters take it.
+    #[serde(skip)]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// API access control and the HTTP server's limits.
@@ -1080,6 +1084,9 @@ mod tests {
             assert_eq!(*url, format!("http://localhost:8{}00/health", i + 1));
         }
         assert!(c.containers.enabled);
+        // A desk binds loopback only (issue 28).
+        assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+        assert!(c.trading.statsd_listen.unwrap().ip().is_loopback());
         assert!(
             Config::embedded_default(&no_env)
                 .unwrap()

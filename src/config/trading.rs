@@ -18,6 +18,11 @@ pub struct TradingConfig {
     /// (HTTP ingest keeps working).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statsd_listen: Option<SocketAddr>,
+    /// Senders the StatsD listener takes datagrams from (CIDRs); others are dropped
+    /// and counted in `m4watch_statsd_refused_datagrams_total`. Default: loopback and
+    /// the Docker ranges (bridge networks 172.16.0.0/12, Docker Desktop's VM
+    /// 192.168.65.0/24), so a LAN neighbour cannot move the score.
+    pub statsd_allow: Vec<ipnet::IpNet>,
     /// How often windows, quantiles and the score are recomputed.
     pub interval: Dur,
     /// Sliding windows for quantiles and throughput, shortest first.
@@ -117,11 +122,31 @@ pub fn highest_reference(s: &str) -> Result<Option<usize>, String> {
     Ok(max)
 }
 
+/// Loopback (v4 and v6) and the Docker ranges: bridge networks (docker0 is
+/// 172.17.0.0/16, user-defined ones come from the rest of 172.16.0.0/12) and Docker
+/// Desktop's VM network (192.168.65.0/24).
+pub fn default_statsd_allow() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128", "172.16.0.0/12", "192.168.65.0/24"]
+        .iter()
+        .map(|n| n.parse().expect("valid CIDR"))
+        .collect()
+}
+
+impl TradingConfig {
+    /// Whether the StatsD listener takes a datagram from `ip` (an IPv4 address mapped
+    /// into IPv6, as a dual-stack socket reports it, is matched as IPv4).
+    pub fn statsd_allowed(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.statsd_allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
 impl Default for TradingConfig {
     fn default() -> Self {
         TradingConfig {
             enabled: true,
             statsd_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8125))),
+            statsd_allow: default_statsd_allow(),
             interval: Dur(Duration::from_secs(1)),
             windows: vec![Dur(Duration::from_secs(60)), Dur(Duration::from_secs(300))],
             max_series: 1000,
@@ -326,6 +351,12 @@ impl TradingConfig {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         positive(self.interval, "trading.interval")?;
         positive(self.measurement_ttl, "trading.measurement_ttl")?;
+        if self.statsd_allow.len() > 256 {
+            return err(
+                "trading.statsd_allow",
+                format!("{} networks, at most 256", self.statsd_allow.len()),
+            );
+        }
         if self.windows.is_empty() || self.windows.len() > 8 {
             return err(
                 "trading.windows",

@@ -46,8 +46,32 @@ impl utoipa::ToSchema for Secret {}
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
+        if EXPOSE.with(std::cell::Cell::get) {
+            s.serialize_str(&self.0)
+        } else {
+            s.serialize_str("<redacted>")
+        }
     }
+}
+
+thread_local! {
+    /// Set only inside [`differ_by_value`]: secrets serialise as their values.
+    static EXPOSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `a` and `b` serialise alike with every [`Secret`] in them compared by its
+/// value, not by its `<redacted>` rendering (a rotated token is a change). The
+/// serialised forms live only inside this call; nothing is written out.
+pub(crate) fn differ_by_value<T: Serialize>(a: &T, b: &T) -> bool {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            EXPOSE.with(|e| e.set(false));
+        }
+    }
+    EXPOSE.with(|e| e.set(true));
+    let _reset = Reset;
+    serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
 }
 
 /// A duration written as `1s`, `500ms`, `15m`.

@@ -110,6 +110,13 @@ pub(crate) const STATSD_KERNEL_DROPS_TOTAL: MetricDef = def(
     "UDP datagrams the kernel dropped for the StatsD listener's socket because its receive buffer was full (SO_RXQ_OVFL, counted as the next datagram arrives); absent where the platform does not report it (macOS).",
 );
 
+pub(crate) const STATSD_REFUSED_DATAGRAMS_TOTAL: MetricDef = def(
+    "m4watch_statsd_refused_datagrams_total",
+    Kind::Counter,
+    &[],
+    "StatsD datagrams dropped unread because their sender is outside trading.statsd_allow.",
+);
+
 pub(crate) const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
     "m4watch_trading_latency_objective_seconds",
     Kind::Gauge,
@@ -162,6 +169,7 @@ pub(crate) const METRICS: &[MetricDef] = &[
     STATSD_PARSE_ERRORS_TOTAL,
     STATSD_DROPPED_TOTAL,
     STATSD_KERNEL_DROPS_TOTAL,
+    STATSD_REFUSED_DATAGRAMS_TOTAL,
     PERFORMANCE_SCORE,
     PERFORMANCE_COMPONENT_SCORE,
     PERFORMANCE_COMPONENT_WEIGHT,

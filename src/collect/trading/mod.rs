@@ -45,6 +45,7 @@ struct Instruments {
     dropped_set: IntCounter,
     /// Only where the kernel reports drops (Linux).
     kernel_drops: Option<IntCounter>,
+    refused: IntCounter,
     completed: IntCounter,
     abandoned: IntCounter,
     expired: IntCounter,
@@ -80,6 +81,7 @@ impl Instruments {
             } else {
                 None
             },
+            refused: counter(&STATSD_REFUSED_DATAGRAMS_TOTAL)?,
             completed: measured.with_label_values(&["completed"]),
             abandoned: measured.with_label_values(&["abandoned"]),
             expired: counter(&TRADING_SERIES_EXPIRED_TOTAL)?,
@@ -153,6 +155,15 @@ impl Trading {
         if let (Some(c), true) = (&self.instruments.kernel_drops, n > 0) {
             c.inc_by(n);
         }
+    }
+
+    /// Whether a StatsD datagram from `peer` is taken; a refused one is counted.
+    pub fn statsd_admit(&self, peer: std::net::IpAddr) -> bool {
+        let ok = self.config.statsd_allowed(peer);
+        if !ok {
+            self.instruments.refused.inc();
+        }
+        ok
     }
 
     /// Ends measurement `id`, records it and returns it.

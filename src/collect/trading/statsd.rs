@@ -76,13 +76,19 @@ fn receive_loop(socket: &UdpSocket, trading: &Trading, stop: &AtomicBool) {
     let mut dropped: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         match kernel_drops::recv(socket, &mut buf) {
-            Ok((n, drops)) => {
+            Ok((n, drops, peer)) => {
                 if let Some(d) = drops {
                     // A u32 in the kernel: wrapping_sub survives its wrap.
                     trading.kernel_drops(u64::from(d.wrapping_sub(dropped)));
                     dropped = d;
                 }
-                trading.ingest_packet(&buf[..n], &mut batch);
+                // A sender outside trading.statsd_allow is counted and never parsed; a
+                // datagram whose sender is unknown (no address) is refused too.
+                if peer.is_some_and(|ip| trading.statsd_admit(ip)) {
+                    trading.ingest_packet(&buf[..n], &mut batch);
+                } else if peer.is_none() {
+                    trading.statsd_admit(std::net::Ipv4Addr::UNSPECIFIED.into());
+                }
             }
             Err(e)
                 if matches!(
@@ -144,7 +150,7 @@ fn set_int_option(socket: &UdpSocket, name: libc::c_int, value: libc::c_int) -> 
 /// socket's running drop count to each datagram queued after a drop.
 #[cfg(target_os = "linux")]
 mod kernel_drops {
-    use std::net::UdpSocket;
+    use std::net::{IpAddr, UdpSocket};
     use std::os::fd::AsRawFd;
 
     /// Turns the drop count on; false when the kernel refuses.
@@ -152,12 +158,14 @@ mod kernel_drops {
         super::set_int_option(socket, libc::SO_RXQ_OVFL, 1)
     }
 
-    /// Receives one datagram into `buf`: its length, and the socket's drop count
-    /// when the kernel attached one.
+    /// Receives one datagram into `buf`: its length, the socket's drop count when the
+    /// kernel attached one, and the sender's address.
     pub(super) fn recv(
         socket: &UdpSocket,
         buf: &mut [u8],
-    ) -> std::io::Result<(usize, Option<u32>)> {
+    ) -> std::io::Result<(usize, Option<u32>, Option<IpAddr>)> {
+        // SAFETY: sockaddr_storage is plain data; all-zero is its empty value.
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -166,6 +174,8 @@ mod kernel_drops {
         let mut control = [0u64; 8];
         // SAFETY: msghdr is plain data; all-zero is its empty value.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&raw mut from).cast();
+        msg.msg_namelen = std::mem::size_of_val(&from) as _;
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
@@ -188,7 +198,24 @@ mod kernel_drops {
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
-        Ok((n as usize, drops))
+        Ok((n as usize, drops, peer(&from)))
+    }
+
+    /// The address in `from`, as `recvmsg` filled it.
+    fn peer(from: &libc::sockaddr_storage) -> Option<IpAddr> {
+        match libc::c_int::from(from.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let a = unsafe { &*(std::ptr::from_ref(from).cast::<libc::sockaddr_in>()) };
+                Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let a = unsafe { &*(std::ptr::from_ref(from).cast::<libc::sockaddr_in6>()) };
+                Some(IpAddr::from(a.sin6_addr.s6_addr))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -204,7 +231,9 @@ mod kernel_drops {
     pub(crate) fn recv(
         socket: &UdpSocket,
         buf: &mut [u8],
-    ) -> std::io::Result<(usize, Option<u32>)> {
-        socket.recv(buf).map(|n| (n, None))
+    ) -> std::io::Result<(usize, Option<u32>, Option<std::net::IpAddr>)> {
+        socket
+            .recv_from(buf)
+            .map(|(n, from)| (n, None, Some(from.ip())))
     }
 }
