@@ -64,6 +64,19 @@ fn the_image_runs_as_a_non_root_user_on_the_hosts_network() {
             .expect("the Docker socket scripts/test.sh's dockerd listens on")
             .gid()
     };
+    // The image's config, with StatsD on an ephemeral loopback port: 8125 on the
+    // host's network may be taken by another test or agent.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m4watch.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}trading:\n  statsd_listen: 127.0.0.1:0\n",
+            std::fs::read_to_string(root().join("config/docker.yml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let mount = format!("{}:/etc/m4watch/m4watch.yml:ro", cfg.display());
     let name = format!("m4watch-image-test-{}", std::process::id());
     let health = format!("M4WATCH_HEALTHCHECK_URL=http://127.0.0.1:{port}/-/healthy");
     let id = docker(
@@ -81,6 +94,8 @@ fn the_image_runs_as_a_non_root_user_on_the_hosts_network() {
             &socket_gid.to_string(),
             "-e",
             "M4WATCH_API_TOKEN=image-test-token",
+            "-v",
+            &mount,
             "-v",
             "/proc:/host/proc:ro",
             "-v",
