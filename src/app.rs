@@ -156,7 +156,7 @@ pub(crate) async fn serve_loaded(
     let _lock = blocking(move || persist::DataDirLock::acquire(&dir))
         .await?
         .map_err(|e| Error::Startup(e.to_string()))?;
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::with_groups(catalog::family_groups()));
     let registry = collect::registry(&config);
     let expected: Vec<&'static str> = registry
         .iter()
