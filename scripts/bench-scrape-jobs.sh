@@ -33,7 +33,7 @@ printf 'trading:\n  statsd_listen: 127.0.0.1:%s\n' "$statsd" >"$tmp/m4watch.yml"
   >"$tmp/m4.log" 2>&1 &
 M4_PID=$!
 base="http://127.0.0.1:$port/metrics"
-for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/-/ready" && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/-/ready" && break; sleep 0.1; done
 sleep "$SETTLE"
 
 # "name<TAB>query" for the full scrape and each m4watch job of the shipped config.
