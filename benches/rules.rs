@@ -44,11 +44,7 @@ fn host() -> (Ring, usize) {
             series.push((
                 labels(
                     "m4watch_cpu_seconds_total",
-                    &[
-                        ("cpu", cpu.to_string()),
-                        ("type", ty.into()),
-                        ("mode", mode.into()),
-                    ],
+                    &[("cpu", cpu.to_string()), ("mode", mode.into())],
                 ),
                 Box::new(move |t| t as f64 * 0.1),
             ));
@@ -63,20 +59,27 @@ fn host() -> (Ring, usize) {
             Box::new(|t| wobble(99, t)),
         ));
     }
-    for (i, state) in [
-        "used",
-        "available",
-        "free",
-        "cached",
-        "swap_used",
-        "swap_total",
+    for (i, name) in [
+        "m4watch_memory_used_bytes",
+        "m4watch_memory_available_bytes",
+        "m4watch_memory_swap_used_bytes",
+        "m4watch_memory_swap_total_bytes",
     ]
     .into_iter()
     .enumerate()
     {
         series.push((
-            labels("m4watch_memory_bytes", &[("state", state.into())]),
+            labels(name, &[]),
             Box::new(move |t| 40e9 + 1e9 * wobble(i, t)),
+        ));
+    }
+    for (i, state) in ["app", "wired", "compressed", "cached", "free"]
+        .into_iter()
+        .enumerate()
+    {
+        series.push((
+            labels("m4watch_memory_partition_bytes", &[("state", state.into())]),
+            Box::new(move |t| 20e9 + 1e9 * wobble(i, t)),
         ));
     }
     series.push((

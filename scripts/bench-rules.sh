@@ -33,11 +33,13 @@ for cpu in range(16):
     ty = "efficiency" if cpu < 4 else "performance"
     s("m4watch_cpu_utilization_ratio", {"cpu": cpu, "type": ty}, f"0.5x{N}")
     for mode in ["user", "system", "idle", "nice", "iowait", "irq", "softirq", "steal"]:
-        s("m4watch_cpu_seconds_total", {"cpu": cpu, "type": ty, "mode": mode}, f"0+0.1x{N}")
+        s("m4watch_cpu_seconds_total", {"cpu": cpu, "mode": mode}, f"0+0.1x{N}")
 for ty in ["performance", "efficiency"]:
     s("m4watch_cpu_cluster_utilization_ratio", {"type": ty}, f"0.5x{N}")
-for st in ["used", "available", "free", "cached", "swap_used", "swap_total"]:
-    s("m4watch_memory_bytes", {"state": st}, f"40e9x{N}")
+for st in ["used", "available", "swap_used", "swap_total"]:
+    s(f"m4watch_memory_{st}_bytes", {}, f"40e9x{N}")
+for st in ["app", "wired", "compressed", "cached", "free"]:
+    s("m4watch_memory_partition_bytes", {"state": st}, f"20e9x{N}")
 s("m4watch_memory_total_bytes", {}, f"128e9x{N}")
 for i, st in enumerate(["nominal", "fair", "serious", "critical"]):
     s("m4watch_thermal_pressure", {"state": st}, f"{1 if i == 0 else 0}x{N}")

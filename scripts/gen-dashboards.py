@@ -54,8 +54,6 @@ NOT_SHOWN = {
     "m4watch_ntp_stratum": "the servers' stratum changes only when their own reference does; "
                            "a server that lost it stops answering validly, which the SNTP probe "
                            "panel's failed probes show",
-    "m4watch_cpu_info": "topology only (cpu -> type, cluster): every per-core panel already "
-                        "carries the type label and the machine table counts the cores",
     "m4watch_clock_tai_offset_seconds": "a constant (37 s since 2017) that changes only with a "
                                         "leap second, and absent unless a daemon sets it; for "
                                         "applications that convert to TAI, not for a panel",
@@ -97,7 +95,7 @@ def collector_families():
             collector = m.group(1)
             out.setdefault(collector, set())
             continue
-        m = re.match(r"\| `(m4watch_\w+)` \| (\w+) \|", line)
+        m = re.match(r"\| `(\w+)` \| (\w+) \|", line)
         if m:
             name, kind = m.groups()
             out[collector].add(name)
@@ -347,9 +345,9 @@ SEVERITY_TEXT_MAP = {sev: (sev, SEVERITY_COLOR[sev]) for sev in SEVERITIES}
 # Columns Grafana's table would otherwise show for every instant query.
 HIDE = {"Time": True, "__name__": True, "job": True}
 
-MEM_USED = f'{s("m4watch_memory_bytes", state="used")} / ignoring(state) {s("m4watch_memory_total_bytes")}'
-MEM_AVAILABLE = f'{s("m4watch_memory_bytes", state="available")} / ignoring(state) {s("m4watch_memory_total_bytes")}'
-FS_USED = f'1 - {s("m4watch_filesystem_available_bytes")} / {s("m4watch_filesystem_size_bytes")}'
+MEM_USED = f'{s("m4watch_memory_used_bytes")} / {s("m4watch_memory_total_bytes")}'
+MEM_AVAILABLE = f'{s("m4watch_memory_available_bytes")} / {s("m4watch_memory_total_bytes")}'
+FS_USED = f'1 - {s("m4watch_filesystem_avail_bytes")} / {s("m4watch_filesystem_size_bytes")}'
 P_CLUSTER = s("m4watch_cpu_cluster_utilization_ratio", type="performance")
 E_CLUSTER = s("m4watch_cpu_cluster_utilization_ratio", type="efficiency")
 CONTAINER_CPU = f'sum by (instance, name) (rate({s("m4watch_container_cpu_usage_seconds_total")}[$__rate_interval]))'
@@ -523,14 +521,15 @@ DASHBOARDS = {
         ts("Cluster utilisation", [q(s("m4watch_cpu_cluster_utilization_ratio"), "{{type}}")], "percentunit",
            "Busy share per core type with the performance cluster's warning and critical lines.",
            **RATIO, alerts=["PerformanceCoresBusy", "PerformanceCoresSaturated", "ThermalEmergency"]),
-        ts("CPU time by mode", [q(f'sum by (type, mode) (rate({s("m4watch_cpu_seconds_total", mode="!idle")}[$__rate_interval]))',
+        ts("CPU time by mode", [q(f'sum by (type, mode) (rate({s("m4watch_cpu_seconds_total", mode="!idle")}[$__rate_interval])'
+                                  f' * on (instance, job, cpu) group_left (type) {s("m4watch_cpu_info")})',
                                   "{{type}} {{mode}}")], "percentunit",
            "CPU seconds per second by core type and mode (1 = one core busy). Much system time "
            "points at syscalls or interrupts rather than trading code.", min=0, stack=True),
-        ts("Cluster frequency", [q(s("m4watch_cpu_frequency_hertz", cluster="!"), "{{cluster}}")], "hertz",
+        ts("Cluster frequency", [q(s("m4watch_cpu_cluster_frequency_hertz"), "{{cluster}}")], "hertz",
            "Average active frequency per cluster. A drop under load while thermal pressure rises is "
            "throttling.", min=0),
-        ts("Per-core frequency", [q(s("m4watch_cpu_frequency_hertz", cpu="!"), "cpu {{cpu}} {{type}}")], "hertz",
+        ts("Per-core frequency", [q(s("m4watch_cpu_frequency_hertz"), "cpu {{cpu}} {{type}}")], "hertz",
            "Average active frequency per core; an idle core reads its lowest step.", min=0),
         ts("Active residency per core", [q(s("m4watch_cpu_active_ratio"), "cpu {{cpu}} {{type}}")], "percentunit",
            "Share of time each core spent in an active frequency state (IOReport). High residency "
@@ -548,15 +547,17 @@ DASHBOARDS = {
            "percentunit", "ANE power over the configured maximum (no public API measures ANE "
            "utilisation), with the busy and saturated lines. Confirm with ML inference latency.",
            **RATIO, alerts=["NeuralEngineBusy", "NeuralEngineSaturated"]),
-        ts("Neural Engine power", [q(s("m4watch_ane_power_watts"), "ANE")], "watt",
+        ts("Neural Engine power", [q(s("m4watch_power_watts", rail="ane"), "ANE")], "watt",
            "Neural Engine power, the input of the estimate beside it.", min=0),
         row("Power and thermals"),
-        ts("Power by rail", [q(s("m4watch_power_watts"), "{{rail}}")], "watt",
-           "Power per rail (cpu, gpu, ane, dram, system). A rail rising without more work done "
-           "is a runaway process or thermal trouble.", min=0),
+        ts("Power by rail", [q(s("m4watch_power_watts"), "{{rail}}"), q(s("m4watch_system_power_watts"), "system")], "watt",
+           "Power per rail (cpu, gpu, ane, dram) and of the whole machine (system, which contains "
+           "the rails). A rail rising without more work done is a runaway process or thermal trouble.", min=0),
         bars("Energy over the range by rail",
-             [instant(f'increase({s("m4watch_energy_joules_total")}[$__range]) / 3600', "{{rail}}")], "watth",
-             "Energy each rail used over the selected time range, in watt-hours.", min=0),
+             [instant(f'increase({s("m4watch_energy_joules_total")}[$__range]) / 3600', "{{rail}}"),
+              instant(f'increase({s("m4watch_system_energy_joules_total")}[$__range]) / 3600', "system")], "watth",
+             "Energy each rail and the whole machine (system) used over the selected time range, in "
+             "watt-hours.", min=0),
         ts("Temperatures", [q(s("m4watch_temperature_celsius"), "{{sensor}}")], "celsius",
            "Temperature per sensor. Rising temperatures precede thermal pressure.", min=0),
         timeline("Thermal pressure", [q(state_ordinal("m4watch_thermal_pressure", "state", THERMAL, "instance"), "{{instance}}")],
@@ -572,9 +573,13 @@ DASHBOARDS = {
         ts("Memory available", [q(MEM_AVAILABLE, "available")], "percentunit",
            "Share of physical memory available. Below the line the kernel starts killing "
            "processes: stop non-essential services now.", **RATIO, alerts=["MemoryExhaustionImminent"]),
-        ts("Memory by state", [q(s("m4watch_memory_bytes"), "{{state}}"), q(s("m4watch_memory_total_bytes"), "total")],
-           "bytes", "Memory by state (used, available, cached, wired, compressed, swap) against the "
-           "installed total. Growing compressed or swap means memory is short.", min=0),
+        ts("Memory by state", [q(s("m4watch_memory_partition_bytes"), "{{state}}"), q(s("m4watch_memory_total_bytes"), "total")],
+           "bytes", "Memory by state (macOS: app, wired, compressed, cached, free; Linux: other, cached, "
+           "free), stacked against the installed total. Growing compressed means memory is short.",
+           min=0, stack=True),
+        ts("Swap", [q(s("m4watch_memory_swap_used_bytes"), "used"), q(s("m4watch_memory_swap_total_bytes"), "total")],
+           "bytes", "Swap in use against the swap space. Swap in use on a trading host means memory "
+           "ran short; it stays used until the pages are touched again.", min=0),
         timeline("Memory pressure (macOS)",
                  [q(state_ordinal("m4watch_memory_pressure_level", "level", MEMORY_LEVELS, "instance"), "{{instance}}")],
                  "none", "The macOS kernel's memory pressure level. Warn for long: free memory before it "
@@ -620,26 +625,26 @@ DASHBOARDS = {
            "pps", "TCP segments retransmitted and resets per second. Retransmits rising with order "
            "latency mean a lossy path to the venue; resets, connections torn down.", min=0),
         row("Host network: interfaces"),
-        ts("Interface traffic", rates(("m4watch_network_receive_bytes_total", "{{interface}} in"), ("m4watch_network_transmit_bytes_total", "{{interface}} out")),
+        ts("Interface traffic", rates(("m4watch_network_receive_bytes_total", "{{device}} in"), ("m4watch_network_transmit_bytes_total", "{{device}} out")),
            "Bps", "Bytes per second per interface and direction. Compare with the link speed beside: "
            "a feed link near its speed drops bursts.", min=0),
-        ts("Interface packets", rates(("m4watch_network_receive_packets_total", "{{interface}} in"), ("m4watch_network_transmit_packets_total", "{{interface}} out")),
+        ts("Interface packets", rates(("m4watch_network_receive_packets_total", "{{device}} in"), ("m4watch_network_transmit_packets_total", "{{device}} out")),
            "pps", "Packets per second per interface and direction; market data is many small "
            "packets, so this limits before bytes do.", min=0),
         ts("Interface errors in 5 min",
-           [q(f'increase({s("m4watch_network_receive_errors_total")}[5m])', "{{interface}} receive"),
-            q(f'increase({s("m4watch_network_transmit_errors_total")}[5m])', "{{interface}} transmit")], "none",
+           [q(f'increase({s("m4watch_network_receive_errs_total")}[5m])', "{{device}} receive"),
+            q(f'increase({s("m4watch_network_transmit_errs_total")}[5m])', "{{device}} transmit")], "none",
            "Driver-counted errors per interface over a sliding 5 minutes; errors for 5 minutes on "
            "end warn (NetworkInterfaceErrors): a cable, optic, port or duplex problem.",
            min=0, alerts=["NetworkInterfaceErrors"]),
-        ts("Interface drops", rates(("m4watch_network_receive_drops_total", "{{interface}} receive"), ("m4watch_network_transmit_drops_total", "{{interface}} transmit")),
+        ts("Interface drops", rates(("m4watch_network_receive_drop_total", "{{device}} receive"), ("m4watch_network_transmit_drop_total", "{{device}} transmit")),
            "pps", "Packets per second an interface dropped before the protocol stack (ring buffer "
            "full, no memory) or in its send queue. Receive drops under a burst: enlarge the NIC "
            "ring or spread its interrupts.", min=0),
-        timeline("Interface up", [q(s("m4watch_network_up"), "{{interface}}")], "none",
+        timeline("Interface up", [q(s("m4watch_network_up"), "{{device}}")], "none",
                  "Whether each interface is up and running; absent where the kernel does not know "
                  "(loopback on Linux).", mappings=UP_DOWN),
-        ts("Link speed", [q(s("m4watch_network_speed_bytes"), "{{interface}}")], "Bps",
+        ts("Link speed", [q(s("m4watch_network_speed_bytes"), "{{device}}")], "Bps",
            "Negotiated link speed per interface, in bytes per second; absent for virtual "
            "interfaces. A feed link that renegotiated down (10G to 1G) shows here first.", min=0),
         row("Host clock"),
@@ -682,7 +687,7 @@ DASHBOARDS = {
         ts("Disk operations", rates(("m4watch_disk_reads_completed_total", "{{device}} reads"),
                                     ("m4watch_disk_writes_completed_total", "{{device}} writes"),
                                     ("m4watch_disk_discards_completed_total", "{{device}} discards"),
-                                    ("m4watch_disk_flushes_completed_total", "{{device}} flushes")),
+                                    ("m4watch_disk_flush_requests_total", "{{device}} flushes")),
            "iops", "Operations per second per disk. Flushes are fsyncs reaching the device, each one "
            "a wait for a writer (a database commit, a journal). Discards and flushes are Linux only "
            "(4.18 and 5.5 on).", min=0),
@@ -694,14 +699,17 @@ DASHBOARDS = {
         ts("Disk busy", [q(f'rate({s("m4watch_disk_io_time_seconds_total")}[$__rate_interval])', "{{device}}")], "percentunit",
            "Share of time each disk had I/O in flight. Near 100% a disk that serves one request at "
            "a time is saturated (an NVMe drive with deep queues may not be). Linux only.", **RATIO),
+        ts("Disk queue length", [q(f'rate({s("m4watch_disk_io_time_weighted_seconds_total")}[$__rate_interval])', "{{device}}")], "none",
+           "Average requests queued or in service per disk (node-mixin's disk saturation). Above "
+           "the disk's parallelism requests wait. Linux only.", min=0),
         row("Host filesystems"),
         ts("Filesystem space used", [q(FS_USED, "{{mountpoint}}")], "percentunit",
            "Share of each filesystem's space in use (as df counts it: space only root may use "
            "counts as used), with the 90% line (FilesystemAlmostFull, not for read-only mounts).",
            **RATIO, alerts=["FilesystemAlmostFull"]),
         ts("Filesystem space available, now and in 4 h",
-           [q(s("m4watch_filesystem_available_bytes"), "{{mountpoint}} now"),
-            q(f'predict_linear({s("m4watch_filesystem_available_bytes")}[15m], 4 * 3600)', "{{mountpoint}} in 4 h"),
+           [q(s("m4watch_filesystem_avail_bytes"), "{{mountpoint}} now"),
+            q(f'predict_linear({s("m4watch_filesystem_avail_bytes")}[15m], 4 * 3600)', "{{mountpoint}} in 4 h"),
             q(f'0.25 * {s("m4watch_filesystem_size_bytes")}', "{{mountpoint}} quarter of size")],
            "bytes", "Space still writable per filesystem, and where the trend of the last 15 minutes "
            "puts it in 4 hours. Predicted below 0 for 15 minutes while less than a quarter of the "
@@ -1041,15 +1049,15 @@ DASHBOARDS = {
         bars("Since last success", [instant(f'time() - {s("m4watch_collector_last_success_timestamp_seconds")}', "{{collector}}")],
              "s", "Seconds since each collector last succeeded; more than a few intervals means its "
                   "figures are stale.", min=0, thresholds=[("green", None), ("orange", 60)]),
-        ts("m4watch memory", [q(s("m4watch_process_resident_memory_bytes"), "resident"),
-                              q(s("m4watch_process_virtual_memory_bytes"), "virtual")], "bytes",
+        ts("m4watch memory", [q(s("process_resident_memory_bytes"), "resident"),
+                              q(s("process_virtual_memory_bytes"), "virtual")], "bytes",
            "Resident and virtual memory of m4watch itself; steady growth of resident is a leak.", min=0, w=8),
-        ts("m4watch CPU", [q(f'rate({s("m4watch_process_cpu_seconds_total")}[$__rate_interval])', "CPU")], "percentunit",
+        ts("m4watch CPU", [q(f'rate({s("process_cpu_seconds_total")}[$__rate_interval])', "CPU")], "percentunit",
            "CPU m4watch itself uses (100% = one core); it should stay a few percent.", min=0, w=8),
-        ts("m4watch file descriptors", [q(s("m4watch_process_open_fds"), "open"), q(s("m4watch_process_max_fds"), "limit")],
-           "none", "Open file descriptors against the limit (Linux only); at the limit scrapes and "
+        ts("m4watch file descriptors", [q(s("process_open_fds"), "open"), q(s("process_max_fds"), "limit")],
+           "none", "Open file descriptors against the limit; at the limit scrapes and "
                    "deliveries fail.", min=0, w=8, overrides=[limit_override("/limit/")]),
-        stat("Uptime", [instant(f'time() - {s("m4watch_process_start_time_seconds")}', "{{instance}}")], "dtdurations",
+        stat("Uptime", [instant(f'time() - {s("process_start_time_seconds")}', "{{instance}}")], "dtdurations",
              "Time since m4watch started; a short uptime you did not cause is a crash.", w=6, h=5,
              thresholds=[("blue", None)]),
         stat("Config age", [instant(f'time() - {s("m4watch_config_last_reload_success_timestamp_seconds")}', "{{instance}}")],

@@ -23,6 +23,8 @@ declare -A NEED=(
   [free]=procps
   [node]=nodejs
   [npm]=npm
+  # packaging/homebrew/m4watch.rb: `ruby -c` and its install, service and test blocks
+  [ruby]=ruby
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

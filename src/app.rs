@@ -163,6 +163,7 @@ pub(crate) async fn serve_loaded(
         .filter(|e| e.enabled)
         .map(|e| e.name())
         .collect();
+    startup_line(&config, &source, &listener, &expected);
     let mut tasks = Vec::new();
 
     let samples = if config.history.enabled {
@@ -363,6 +364,36 @@ pub(crate) async fn serve_loaded(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The one INFO line that says what runs: version, revision, config file, data
+/// directory, listen addresses and the collectors; then each config warning.
+fn startup_line(config: &Config, source: &Source, listener: &TcpListener, collectors: &[&str]) {
+    let file = match source {
+        Source::File(p) => p.display().to_string(),
+        Source::Embedded => "<embedded default>".into(),
+        Source::Given => "<given>".into(),
+    };
+    let http = listener
+        .local_addr()
+        .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+    let statsd = match config.trading.statsd_listen {
+        Some(a) if config.trading.enabled => format!("udp://{a}"),
+        _ => "off".into(),
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        revision = env!("M4WATCH_REVISION"),
+        config = %file,
+        data_dir = %config.data_dir.display(),
+        listen = %format!("http://{http}"),
+        statsd = %statsd,
+        collectors = %collectors.join(","),
+        "m4watch starting"
+    );
+    for w in config.warnings() {
+        tracing::warn!("config: {w}");
+    }
 }
 
 /// Runs blocking start-up work (opening a database) off the async workers.

@@ -11,8 +11,9 @@
 //! - `model`: the metric model (`MetricDef`, `Family`) and the alert model (state,
 //!   `Labels`, `Severity`, `AlertSource`, the one fingerprint, the one compiled
 //!   matcher). A leaf.
-//! - [`shutdown`], [`tls`]: the graceful-shutdown signal; the TLS provider and every
-//!   outgoing HTTP client. Leaves.
+//! - [`shutdown`], [`tls`], [`logging`]: the graceful-shutdown signal; the TLS provider
+//!   and every outgoing HTTP client; the log subscriber (identical warnings collapsed).
+//!   Leaves.
 //! - [`config`]: YAML config -> typed, validated structs; the embedded default.
 //! - `clock`, `reload`: the wall clock and the one `every` loop; the reload channel.
 //! - `store`: metric families from collectors, instruments, the encoded snapshot, the
@@ -51,6 +52,7 @@ mod health;
 mod heartbeat;
 mod history;
 pub mod launchd;
+pub mod logging;
 mod model;
 mod notify;
 mod persist;

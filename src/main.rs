@@ -8,25 +8,69 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use m4watch::config::{self, LogFormat};
 
+/// `m4watch --version`: what was built, from what, with what (build.rs).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\n  revision:   ",
+    env!("M4WATCH_REVISION"),
+    "\n  build date: ",
+    env!("M4WATCH_BUILD_DATE"),
+    "\n  rustc:      ",
+    env!("M4WATCH_RUSTC_VERSION"),
+    "\n  target:     ",
+    env!("M4WATCH_TARGET"),
+);
+
+/// The flags carry the names node_exporter, statsd_exporter, Prometheus and
+/// Alertmanager use (`--config.file`, `--web.listen-address`, `--log.level`,
+/// `--log.format`); m4watch's earlier names stay as aliases.
 #[derive(Parser)]
 #[command(
     name = "m4watch",
     version,
+    long_version = LONG_VERSION,
     about = "Monitoring sidecar for Apple M4 Max trading hosts"
 )]
 struct Cli {
     /// Config file (YAML). Without one, m4watch runs on its embedded default.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long = "config.file",
+        visible_alias = "config",
+        global = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// HTTP listen address (overrides the config).
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(
+        long = "web.listen-address",
+        visible_alias = "listen",
+        global = true,
+        value_name = "ADDR"
+    )]
     listen: Option<SocketAddr>,
     /// Data directory (overrides the config).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Log format (overrides the config).
-    #[arg(long, global = true, value_enum)]
+    /// Log format (overrides the config's log_format).
+    #[arg(
+        long = "log.format",
+        visible_alias = "log-format",
+        global = true,
+        value_enum
+    )]
     log_format: Option<LogFormatArg>,
+    /// Least severe log level written (default info, or the M4WATCH_LOG filter).
+    #[arg(
+        long = "log.level",
+        visible_alias = "log-level",
+        global = true,
+        value_enum
+    )]
+    log_level: Option<LogLevelArg>,
+    /// Write the log (standard output and error) to this file, appended, and reopen
+    /// it when it is rotated away (newsyslog on macOS, logrotate without copytruncate).
+    #[arg(long = "log.file", global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     /// Print the embedded default config and exit.
     #[arg(long, hide = true)]
     print_default_config: bool,
@@ -38,6 +82,25 @@ struct Cli {
 enum LogFormatArg {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogLevelArg {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevelArg {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevelArg::Debug => "debug",
+            LogLevelArg::Info => "info",
+            LogLevelArg::Warn => "warn",
+            LogLevelArg::Error => "error",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -83,11 +146,26 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "m4watch-selfcheck")]
         output: PathBuf,
     },
-    /// macOS: install and start the launchd agent (~/Library/LaunchAgents) running
-    /// this binary with --config, if given.
-    InstallLaunchd,
-    /// macOS: stop and remove the launchd agent.
-    UninstallLaunchd,
+    /// macOS: install and start the launchd agent (~/Library/LaunchAgents, runs while
+    /// you are logged in) running this binary with --config.file, if given; with
+    /// --system, the daemon (/Library/LaunchDaemons, runs from boot without a login;
+    /// needs sudo).
+    InstallLaunchd {
+        /// Install the system daemon instead of the per-user agent.
+        #[arg(long)]
+        system: bool,
+        /// The account the daemon runs as (default: the user who ran sudo; root only
+        /// when named).
+        #[arg(long, requires = "system", value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// macOS: stop and remove the launchd agent (with --system, the daemon; its data
+    /// and logs stay).
+    UninstallLaunchd {
+        /// Remove the system daemon instead of the per-user agent.
+        #[arg(long)]
+        system: bool,
+    },
     /// Check a running m4watch: every endpoint, the required metric families, the
     /// collectors, rules, receivers (dry run) and the score. Prints a table; exits 1
     /// when fewer checks than --min-pass-ratio pass.
@@ -131,7 +209,11 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig { ref file }) => {
             match m4watch::load_config(Some(file), &config::process_env) {
-                Ok(_) => {
+                Ok(loaded) => {
+                    // Legal but probably not meant: said, and the check still passes.
+                    for w in loaded.config.warnings() {
+                        eprintln!("{}: warning: {w}", file.display());
+                    }
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
                 }
@@ -174,26 +256,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::InstallLaunchd) => match m4watch::launchd::install(cli.config.as_deref()) {
-            Ok(p) => {
-                println!("installed and started {}", p.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("m4watch: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::UninstallLaunchd) => match m4watch::launchd::uninstall() {
-            Ok(p) => {
-                println!("stopped and removed {}", p.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("m4watch: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::InstallLaunchd {
+            system: true,
+            ref user,
+        }) => {
+            // The daemon's data directory is the config's, made the daemon user's.
+            let data_dir = match m4watch::load_config(cli.config.as_deref(), &config::process_env) {
+                Ok(l) => l.config.data_dir,
+                Err(e) => {
+                    eprintln!("m4watch: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            launchd_done(
+                m4watch::launchd::install_system(cli.config.as_deref(), &data_dir, user.as_deref())
+                    .map(|p| format!("installed and started {}", p.display())),
+            )
+        }
+        Some(Command::InstallLaunchd { system: false, .. }) => launchd_done(
+            m4watch::launchd::install(cli.config.as_deref())
+                .map(|p| format!("installed and started {}", p.display())),
+        ),
+        Some(Command::UninstallLaunchd { system: true }) => {
+            launchd_done(m4watch::launchd::uninstall_system().map(|gone| {
+                let gone: Vec<String> = gone.iter().map(|p| p.display().to_string()).collect();
+                format!(
+                    "stopped the daemon; removed: {}; its data and logs stay",
+                    if gone.is_empty() {
+                        "nothing".into()
+                    } else {
+                        gone.join(", ")
+                    }
+                )
+            }))
+        }
+        Some(Command::UninstallLaunchd { system: false }) => launchd_done(
+            m4watch::launchd::uninstall().map(|p| format!("stopped and removed {}", p.display())),
+        ),
         Some(Command::Validate {
             url,
             token,
@@ -217,6 +316,20 @@ fn main() -> ExitCode {
             run(cli, Some(part))
         }
         None | Some(Command::Run) => run(cli, None),
+    }
+}
+
+/// Prints what a launchd command did, or why it failed.
+fn launchd_done(r: Result<String, m4watch::launchd::LaunchdError>) -> ExitCode {
+    match r {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("m4watch: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -302,7 +415,29 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
             LogFormatArg::Json => LogFormat::Json,
         };
     }
-    init_logging(config.log_format);
+    let filter = match cli.log_level {
+        Some(l) => l.directive().to_string(),
+        None => std::env::var("M4WATCH_LOG")
+            .ok()
+            .filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_ok())
+            .unwrap_or_else(|| "info".into()),
+    };
+    let format = match config.log_format {
+        LogFormat::Text => m4watch::logging::Format::Text,
+        LogFormat::Json => m4watch::logging::Format::Json,
+    };
+    #[cfg(unix)]
+    if let Some(f) = &cli.log_file
+        && let Err(e) = m4watch::logging::log_to_file(f)
+    {
+        eprintln!("m4watch: --log.file {}: {e}", f.display());
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = m4watch::logging::init(&filter, format, m4watch::logging::stderr_wants_colour())
+    {
+        eprintln!("m4watch: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
     let statsd = demo.map(|_| m4watch::demo::statsd_target(&text));
     if let Some(part) = demo {
         if fresh_data_dir {
@@ -364,18 +499,6 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
             }
         }
     })
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("M4WATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 /// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on

@@ -145,7 +145,7 @@ pub(crate) fn linux_rows(
 ) -> Vec<Row> {
     let cpus = Some(r.count("m4watch_cpu_info", &[]) as f64).filter(|n| *n > 0.0);
     let total = r.get("m4watch_memory_total_bytes");
-    let available = r.get("m4watch_memory_bytes{state=\"available\"}");
+    let available = r.get("m4watch_memory_available_bytes");
     let free_line = |label: &str| {
         free.lines().find(|l| l.starts_with(label)).map(|l| {
             l.split_whitespace()
@@ -213,7 +213,7 @@ pub(crate) fn linux_rows(
         ),
         compare(
             "swap total (bytes)",
-            r.get("m4watch_memory_bytes{state=\"swap_total\"}"),
+            r.get("m4watch_memory_swap_total_bytes"),
             swap.as_ref().and_then(|s| s.first().copied()),
             0.0,
             "free -b: Swap total",
@@ -299,7 +299,10 @@ pub(crate) fn vm_stat_rows(r: &Readings, vm_stat: &str) -> Vec<Row> {
     let pick = |f: fn(&crate::collect::hardware::Memory) -> Option<u64>| {
         m.as_ref().and_then(f).map(|b| b as f64)
     };
-    let ours = |s: &str| r.get(&format!("m4watch_memory_bytes{{state=\"{s}\"}}"));
+    let ours = |s: &str| match s {
+        "used" | "available" => r.get(&format!("m4watch_memory_{s}_bytes")),
+        _ => r.get(&format!("m4watch_memory_partition_bytes{{state=\"{s}\"}}")),
+    };
     vec![
         compare(
             "memory used (bytes)",
@@ -585,7 +588,7 @@ mod tests {
     fn vm_stat_rows_on_a_real_capture() {
         let p = 16384.0;
         let good = format!(
-            "m4watch_memory_bytes{{state=\"used\"}} {}\nm4watch_memory_bytes{{state=\"available\"}} {}\n",
+            "m4watch_memory_used_bytes {}\nm4watch_memory_available_bytes {}\n",
             1_202_469.0 * p,
             316_091.0 * p
         );
@@ -594,7 +597,7 @@ mod tests {
         assert_eq!(rows[1].verdict, Verdict::Agree);
         assert_eq!(rows[2].verdict, Verdict::NotComparable, "no wired reading");
         let old = format!(
-            "m4watch_memory_bytes{{state=\"available\"}} {}\n",
+            "m4watch_memory_available_bytes {}\n",
             (3857.0 + 443_760.0 + 1075.0) * p
         );
         let rows = vm_stat_rows(&Readings::parse(&old), VM_STAT);
@@ -634,7 +637,7 @@ mod tests {
     #[test]
     fn linux_rows_compare_free_and_proc() {
         let r = Readings::parse(
-            "m4watch_cpu_info{cpu=\"0\",type=\"performance\",cluster=\"P\"} 1\nm4watch_cpu_info{cpu=\"1\",type=\"performance\",cluster=\"P\"} 1\nm4watch_memory_total_bytes 8388608000\nm4watch_memory_bytes{state=\"available\"} 4194304000\nm4watch_memory_bytes{state=\"swap_total\"} 0\n",
+            "m4watch_cpu_info{cpu=\"0\",type=\"performance\",cluster=\"P\"} 1\nm4watch_cpu_info{cpu=\"1\",type=\"performance\",cluster=\"P\"} 1\nm4watch_memory_total_bytes 8388608000\nm4watch_memory_available_bytes 4194304000\nm4watch_memory_swap_total_bytes 0\n",
         );
         let free = "               total        used        free      shared  buff/cache   available\nMem:      8388608000   1000000000  3000000000    10000000  4000000000  4200000000\nSwap:              0           0           0\n";
         let meminfo = "MemTotal:        8192000 kB\nMemAvailable:    4100000 kB\n";

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::alerts::evaluate::{ALERTS, RULES_LOADED};
 use crate::collect::containers::DOCKER_INFO;
 use crate::collect::hardware::{
-    CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
+    CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_USED_BYTES,
 };
 use crate::collect::host::{TCP_RETRANSMITTED_SEGMENTS_TOTAL, UDP_DATAGRAMS_RECEIVED_TOTAL};
 use crate::collect::probes::PROBE_SUCCESS;
@@ -77,7 +77,7 @@ const BY_COLLECTOR: &[(&str, &[&str])] = &[
             CPU_UTILIZATION_RATIO.name,
             CPU_CLUSTER_UTILIZATION_RATIO.name,
             CPU_CORES.name,
-            MEMORY_BYTES.name,
+            MEMORY_USED_BYTES.name,
         ],
     ),
     (

@@ -586,3 +586,329 @@ fn the_shipped_systemd_unit_is_hardened_and_its_command_line_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 28: the flags node_exporter, statsd_exporter, Prometheus and Alertmanager
+/// take, with the old names as aliases; the start-up line names what runs.
+#[test]
+fn ecosystem_flags_run_the_daemon_and_the_start_up_line_says_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("m4watch.yml");
+    std::fs::write(&cfg, "trading:\n  statsd_listen: 127.0.0.1:0\n").unwrap();
+    let data = dir.path().join("d");
+    let mut child = common::KillOnDrop(
+        m4watch()
+            .arg("--config.file")
+            .arg(&cfg)
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--log.format",
+                "json",
+                "--log.level",
+                "info",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.0.wait_with_output_or_kill();
+    let line = out
+        .lines()
+        .find(|l| l.contains("m4watch starting"))
+        .unwrap_or_else(|| panic!("no start-up line: {out}"));
+    let first: serde_json::Value = serde_json::from_str(line).unwrap();
+    let f = &first["fields"];
+    assert_eq!(f["message"], "m4watch starting", "{out}");
+    assert_eq!(f["version"], env!("CARGO_PKG_VERSION"));
+    assert!(f["revision"].as_str().is_some_and(|r| !r.is_empty()), "{f}");
+    assert_eq!(f["config"], cfg.display().to_string());
+    assert_eq!(f["data_dir"], data.display().to_string());
+    assert_eq!(f["listen"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(f["statsd"], "udp://127.0.0.1:0");
+    let collectors = f["collectors"].as_str().unwrap();
+    for c in ["hardware", "trading"] {
+        assert!(collectors.split(',').any(|x| x == c), "{collectors}");
+    }
+
+    // --log.level error: not even the start-up line; the old spellings still parse.
+    let port = free_port();
+    let mut child = common::KillOnDrop(
+        m4watch()
+            .arg("--config")
+            .arg(&cfg)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "text",
+                "--log.level",
+                "error",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.0.wait_with_output_or_kill();
+    assert_eq!(out, "", "nothing at level error on a clean start and stop");
+
+    let bad = m4watch().args(["--log.level", "verbose"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("possible values: debug, info, warn, error")
+    );
+}
+
+trait WaitOrKill {
+    /// Waits up to 10 s for the process to exit (then kills it and fails) and
+    /// returns its standard error.
+    fn wait_with_output_or_kill(&mut self) -> String;
+}
+
+impl WaitOrKill for std::process::Child {
+    fn wait_with_output_or_kill(&mut self) -> String {
+        let started = Instant::now();
+        while self.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = self.kill();
+                panic!("no exit within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut log = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut log).unwrap();
+        }
+        log
+    }
+}
+
+/// `--version`: version, git revision, build date, rustc and target.
+#[test]
+fn version_names_revision_build_date_rustc_and_target() {
+    let out = m4watch().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines[0], concat!("m4watch ", env!("CARGO_PKG_VERSION")));
+    let value = |i: usize, key: &str| {
+        let (k, v) = lines[i].trim().split_once(':').unwrap();
+        assert_eq!(k, key, "{text}");
+        v.trim().to_string()
+    };
+    let rev = value(1, "revision");
+    // From a git checkout, the commit; from a release source archive, its REVISION
+    // file; from anything else, "unknown".
+    let hex = rev.len() == 12 && rev.chars().all(|c| c.is_ascii_hexdigit());
+    if Path::new(env!("CARGO_MANIFEST_DIR")).join(".git").exists() {
+        assert!(hex, "{text}");
+    } else {
+        assert!(hex || rev == "unknown", "{text}");
+    }
+    let date = value(2, "build date");
+    assert!(
+        date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+        "{text}"
+    );
+    let rustc = value(3, "rustc");
+    assert!(rustc.starts_with("rustc 1."), "{text}");
+    let target = value(4, "target");
+    assert!(
+        target.starts_with(std::env::consts::ARCH) && target.contains(std::env::consts::OS),
+        "{text}"
+    );
+    // -V stays the short form.
+    let short = m4watch().arg("-V").output().unwrap();
+    assert_eq!(
+        String::from_utf8(short.stdout).unwrap(),
+        concat!("m4watch ", env!("CARGO_PKG_VERSION"), "\n")
+    );
+}
+
+/// A receiver no route reaches is legal but receives nothing: check-config says so
+/// and passes.
+#[test]
+fn check_config_warns_about_a_receiver_no_route_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m4watch.yml");
+    let receivers = "notifications:\n  receivers:\n    - {name: desk, webhook: {url: 'http://127.0.0.1:1/d'}}\n    - {name: oncall, webhook: {url: 'http://127.0.0.1:1/o'}}\n";
+    std::fs::write(
+        &cfg,
+        format!("{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['team=\"fx\"']}}\n"),
+    )
+    .unwrap();
+    let out = m4watch().arg("check-config").arg(&cfg).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        format!(
+            "{}: warning: receiver \"oncall\" is unreachable: no route of notifications.route (nor the escalation) names it, so nothing is sent to it\n",
+            cfg.display()
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: ok\n", cfg.display())
+    );
+    // Routed, it is quiet.
+    std::fs::write(
+        &cfg,
+        format!("{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['severity=\"critical\"'], receiver: oncall}}\n"),
+    )
+    .unwrap();
+    let out = m4watch().arg("check-config").arg(&cfg).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// A config whose containers collector fails every 200 ms (no Engine at the socket),
+/// serving on loopback only.
+fn failing_docker_config(dir: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("m4watch.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: ./data\ntrading:\n  statsd_listen: 127.0.0.1:0\ncontainers:\n  docker_host: unix://{}/no-docker.sock\n  interval: 200ms\n  timeout: 200ms\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Docker stopped used to log the same warning every interval, in colour even into a
+/// file. Now: stderr is a pipe, so no ESC byte; the warning is written once and the
+/// run summarised when the next different line (shutting down) comes.
+#[test]
+fn identical_warnings_collapse_and_a_piped_log_has_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = failing_docker_config(dir.path());
+    let port = free_port();
+    let mut child = common::KillOnDrop(
+        m4watch()
+            .arg("--config.file")
+            .arg(&cfg)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            // A terminal-less pipe, whatever the test runner's environment says.
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    std::thread::sleep(Duration::from_secs(3));
+    // No Engine (Docker Desktop before login) reads as a failing collector, which the
+    // shipped CollectorFailing rule turns into an alert (alert-rules/tests/exporter.test.yml).
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("m4watch_collector_success{collector=\"containers\"} 0\n"),
+        "{metrics}"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let log = child.0.wait_with_output_or_kill();
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log:\n{log}"
+    );
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("collection failed") && l.contains("containers"))
+        .collect();
+    // Start-up lines between the first runs' warnings break the run (order is kept),
+    // so at most two are written in full; then one summary, when shutting down.
+    let (summaries, written): (Vec<&str>, Vec<&str>) =
+        failed.iter().partition(|l| l.contains("… repeated "));
+    assert!((1..=2).contains(&written.len()), "{log}");
+    assert_eq!(summaries.len(), 1, "{log}");
+    let n: u32 = summaries[0]
+        .split("… repeated ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {}", summaries[0]));
+    // 3 s at 200 ms: about 15 failed runs after the first.
+    assert!(n >= 8, "{log}");
+    assert!(summaries[0].contains(" WARN "), "{log}");
+    let summary_at = log.find(summaries[0]).unwrap();
+    assert!(log[summary_at..].contains("shutting down"), "{log}");
+}
+
+/// The body of a plain HTTP/1.0 GET on loopback `port`.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
+}
+
+/// `--log.file`: the log goes to the file, and after the file is moved away (what
+/// newsyslog does on the Mac) the next lines go to a new file at the same path.
+#[test]
+fn the_log_file_is_reopened_after_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = failing_docker_config(dir.path());
+    let log = dir.path().join("m4watch.log");
+    let rotated = dir.path().join("m4watch.log.0");
+    let port = free_port();
+    let mut child = common::KillOnDrop(
+        m4watch()
+            .arg("--config.file")
+            .arg(&cfg)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .arg("--log.file")
+            .arg(&log)
+            .current_dir(dir.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert!(read(&log).contains("m4watch starting"), "{}", read(&log));
+    std::fs::rename(&log, &rotated).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.exists() {
+        assert!(Instant::now() < deadline, "not reopened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !read(&log).contains("config reloaded") {
+        assert!(Instant::now() < deadline, "{}", read(&log));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let stderr = child.0.wait_with_output_or_kill();
+    assert_eq!(stderr, "", "everything went to the file");
+    let (old, new) = (read(&rotated), read(&log));
+    assert!(
+        old.contains("m4watch starting") && !old.contains("SIGHUP"),
+        "{old}"
+    );
+    assert!(
+        new.contains("SIGHUP: reloading") && new.contains("shutting down"),
+        "{new}"
+    );
+    assert!(!new.contains("m4watch starting"), "{new}");
+}

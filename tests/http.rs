@@ -22,8 +22,11 @@ async fn metrics_cover_every_cpu_of_this_machine_with_a_type() {
         .filter(|l| l.contains("mode=\"user\""))
         .collect::<Vec<_>>();
     assert!(user.len() >= cpus, "{cpus} CPUs but only {user:?}");
+    // node_cpu_seconds_total's shape: cpu and mode only; the core type is on cpu_info.
+    assert!(user.iter().all(|l| !l.contains("type=")), "{user:?}");
     assert!(
-        user.iter()
+        series(&text, "m4watch_cpu_info")
+            .iter()
             .all(|l| l.contains("type=\"performance\"") || l.contains("type=\"efficiency\""))
     );
     assert_eq!(
@@ -75,7 +78,12 @@ async fn intel_hybrid_fixture_exports_types_temperatures_pressure_and_power() {
         text.contains("m4watch_power_watts{rail=\"package-0\"} 0\n"),
         "{text}"
     );
-    assert!(text.contains("m4watch_energy_joules_total{rail=\"psys\"} 0\n"));
+    // RAPL's platform zone is the whole machine, apart from the zones it contains.
+    assert!(
+        text.contains("m4watch_system_energy_joules_total 0\n"),
+        "{text}"
+    );
+    assert!(!text.contains("rail=\"psys\""), "{text}");
     d.stop().await;
 }
 

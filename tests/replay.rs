@@ -50,19 +50,25 @@ async fn shipped_recording_publishes_every_m4_max_series_and_its_hard_states() {
         "m4watch_cpu_utilization_ratio",
         "m4watch_cpu_cluster_utilization_ratio",
         "m4watch_cpu_frequency_hertz",
+        "m4watch_cpu_cluster_frequency_hertz",
         "m4watch_cpu_active_ratio",
         "m4watch_gpu_utilization_ratio",
         "m4watch_gpu_memory_used_bytes",
         "m4watch_gpu_frequency_hertz",
-        "m4watch_ane_power_watts",
         "m4watch_ane_utilization_estimate_ratio",
         "m4watch_power_watts",
+        "m4watch_system_power_watts",
         "m4watch_energy_joules_total",
+        "m4watch_system_energy_joules_total",
         "m4watch_fan_speed_rpm",
         "m4watch_temperature_celsius",
         "m4watch_thermal_pressure",
         "m4watch_memory_total_bytes",
-        "m4watch_memory_bytes",
+        "m4watch_memory_partition_bytes",
+        "m4watch_memory_used_bytes",
+        "m4watch_memory_available_bytes",
+        "m4watch_memory_swap_total_bytes",
+        "m4watch_memory_swap_used_bytes",
         "m4watch_memory_pressure_level",
     ] {
         assert!(
@@ -70,7 +76,9 @@ async fn shipped_recording_publishes_every_m4_max_series_and_its_hard_states() {
             "{family} missing:\n{first}"
         );
     }
-    for rail in ["cpu", "gpu", "ane", "dram", "system"] {
+    // The rails do not overlap; the whole machine is apart from them.
+    assert!(value(&first, "m4watch_power_watts{rail=\"system\"}").is_none());
+    for rail in ["cpu", "gpu", "ane", "dram"] {
         assert!(
             value(&first, &format!("m4watch_power_watts{{rail=\"{rail}\"}}")).is_some(),
             "rail {rail}"
@@ -83,8 +91,14 @@ async fn shipped_recording_publishes_every_m4_max_series_and_its_hard_states() {
             .is_some()
         );
     }
-    assert_eq!(series(&first, "m4watch_cpu_frequency_hertz").len(), 16 + 3);
-    assert!(first.contains("m4watch_cpu_frequency_hertz{cluster=\"P1\",type=\"performance\"} "));
+    assert_eq!(series(&first, "m4watch_cpu_frequency_hertz").len(), 16);
+    assert_eq!(
+        series(&first, "m4watch_cpu_cluster_frequency_hertz").len(),
+        3
+    );
+    assert!(
+        first.contains("m4watch_cpu_cluster_frequency_hertz{cluster=\"P1\",type=\"performance\"} ")
+    );
     assert_eq!(
         series(&first, "m4watch_cpu_utilization_ratio")
             .iter()
@@ -114,7 +128,12 @@ async fn shipped_recording_publishes_every_m4_max_series_and_its_hard_states() {
         .await;
     // Critical pressure caps the P-cores' frequency in the recording.
     assert!(
-        value(&critical, "m4watch_cpu_frequency_hertz{cluster=\"P0\"").unwrap() <= 3.6e9,
+        value(
+            &critical,
+            "m4watch_cpu_cluster_frequency_hertz{cluster=\"P0\""
+        )
+        .unwrap()
+            <= 3.6e9,
         "{critical}"
     );
     d.scrape_until(10, |t| {
@@ -177,8 +196,7 @@ async fn a_macmon_recording_publishes_what_macmon_measures() {
         ("m4watch_power_watts{rail=\"gpu\"}", 20.5),
         ("m4watch_power_watts{rail=\"ane\"}", 4.5),
         ("m4watch_power_watts{rail=\"dram\"}", 3.25),
-        ("m4watch_power_watts{rail=\"system\"}", 95.0),
-        ("m4watch_ane_power_watts", 4.5),
+        ("m4watch_system_power_watts", 95.0),
         ("m4watch_ane_utilization_estimate_ratio", 0.75),
         ("m4watch_gpu_utilization_ratio", 0.62),
         ("m4watch_gpu_frequency_hertz", 1.3e9),
@@ -285,7 +303,7 @@ fn a_macmon_0_9_recording_replays_per_core() {
     // idle core's frequency is unknown: absent, never 0.
     let p = value(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"P\",type=\"performance\"}",
     );
     assert!(close(p, 3573e6, 1.0), "{p:?}\n{text}");
     assert!(value(&text, "m4watch_cpu_frequency_hertz{cpu=\"15\"").is_none());
@@ -313,7 +331,7 @@ fn a_macmon_0_8_m1_recording_floors_idle_clocks_at_the_lowest_step() {
     assert_eq!(
         value(
             &text,
-            "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}"
+            "m4watch_cpu_cluster_frequency_hertz{cluster=\"E\",type=\"efficiency\"}"
         ),
         Some(600e6),
         "{text}"
@@ -327,7 +345,7 @@ fn a_macmon_0_8_m1_recording_floors_idle_clocks_at_the_lowest_step() {
     );
     let p = value(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"P\",type=\"performance\"}",
     );
     assert!(
         close(p, (3204.0 * 0.5 + 1500.0 * 0.25) / 0.75 * 1e6, 1.0),
@@ -362,7 +380,7 @@ fn an_m5_max_style_recording_has_two_performance_tiers_and_no_efficiency_cores()
     assert_eq!(
         value(
             &text,
-            "m4watch_cpu_frequency_hertz{cluster=\"S\",type=\"performance\"}"
+            "m4watch_cpu_cluster_frequency_hertz{cluster=\"S\",type=\"performance\"}"
         ),
         Some(4.6e9)
     );
@@ -387,7 +405,7 @@ fn an_ultra_recording_covers_both_dies() {
     // the tier (`cpu_tiers[].freq_mhz`), as the recording states it (issue 26).
     let p = value(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"P\",type=\"performance\"}",
     );
     assert!(close(p, 1752e6, 1.0), "{p:?}");
     assert!(close(util(&text, 23), 0.0, 1e-9) && close(util(&text, 8), 0.6, 1e-9));
@@ -401,10 +419,10 @@ fn an_intel_mac_has_no_apple_only_series() {
     for family in [
         "m4watch_power_watts",
         "m4watch_energy_joules_total",
-        "m4watch_ane_power_watts",
         "m4watch_ane_utilization_estimate_ratio",
         "m4watch_gpu_frequency_hertz",
         "m4watch_cpu_frequency_hertz",
+        "m4watch_cpu_cluster_frequency_hertz",
         "m4watch_cpu_active_ratio",
     ] {
         assert!(series(&text, family).is_empty(), "{family}:\n{text}");
@@ -420,7 +438,7 @@ fn an_intel_mac_has_no_apple_only_series() {
     // Available memory, Activity Monitor's way: free + file-backed + purgeable pages
     // (inactive anonymous pages are not available without paging).
     assert_eq!(
-        value(&text, "m4watch_memory_bytes{state=\"available\"}"),
+        value(&text, "m4watch_memory_available_bytes"),
         Some((1_500_000u64 + 1_800_000 + 50_000) as f64 * 4096.0)
     );
 }
@@ -636,7 +654,7 @@ fn a_real_macmon_0_8_line_from_an_m1_max_replays_as_captured() {
     near("m4watch_power_watts{rail=\"cpu\"}", 1.3708608150482178);
     near("m4watch_power_watts{rail=\"gpu\"}", 1.1298161745071411);
     near("m4watch_power_watts{rail=\"dram\"}", 1.7497817277908325);
-    near("m4watch_power_watts{rail=\"system\"}", 18.952476501464844);
+    near("m4watch_system_power_watts", 18.952476501464844);
     assert_eq!(value(&text, "m4watch_power_watts{rail=\"ane\"}"), Some(0.0));
     // temp, fans, memory.
     near(
@@ -650,9 +668,9 @@ fn a_real_macmon_0_8_line_from_an_m1_max_replays_as_captured() {
     near("m4watch_fan_speed_rpm{fan=\"fan0\"}", 2311.0);
     near("m4watch_fan_speed_rpm{fan=\"fan1\"}", 2514.0);
     near("m4watch_memory_total_bytes", 68719476736.0);
-    near("m4watch_memory_bytes{state=\"used\"}", 28706603008.0);
-    near("m4watch_memory_bytes{state=\"swap_total\"}", 7516192768.0);
-    near("m4watch_memory_bytes{state=\"swap_used\"}", 5701894144.0);
+    near("m4watch_memory_used_bytes", 28706603008.0);
+    near("m4watch_memory_swap_total_bytes", 7516192768.0);
+    near("m4watch_memory_swap_used_bytes", 5701894144.0);
 }
 
 /// The exposition text after `reads` collections of a *looping* replay of `file` with
@@ -702,12 +720,12 @@ fn a_real_m1_max_line_keeps_residency_exact_and_macmon_cluster_figures() {
     // pcpu_freq_mhz / ecpu_freq_mhz, not the listed cores' 1805 and 1409.
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"P\",type=\"performance\"}",
         1829e6,
     );
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
         1408e6,
     );
     // One timestamp and no stated interval: the window is unknown, so macmon's watts
@@ -732,12 +750,12 @@ fn a_real_macmon_0_7_line_publishes_its_cluster_frequencies() {
     let text = replayed_looping("macmon-0.7-beszel1796-real.jsonl", "", 2);
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
         1172e6,
     );
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"P\",type=\"performance\"}",
         2098e6,
     );
     assert!(
@@ -755,11 +773,7 @@ fn a_real_macmon_0_7_line_publishes_its_cluster_frequencies() {
         "m4watch_power_watts{rail=\"cpu\"}",
         0.25233203172683716,
     );
-    assert_near(
-        &text,
-        "m4watch_power_watts{rail=\"system\"}",
-        9.391488075256348,
-    );
+    assert_near(&text, "m4watch_system_power_watts", 9.391488075256348);
     // Two reads of a 1000 ms window: one window's energy since the first read.
     assert_near(
         &text,
@@ -775,12 +789,8 @@ fn a_real_macmon_0_7_line_publishes_its_cluster_frequencies() {
     );
     assert!(value(&text, "m4watch_temperature_celsius{sensor=\"gpu\"}").is_none());
     assert_near(&text, "m4watch_memory_total_bytes", 17179869184.0);
-    assert_near(&text, "m4watch_memory_bytes{state=\"used\"}", 10585292800.0);
-    assert_near(
-        &text,
-        "m4watch_memory_bytes{state=\"swap_used\"}",
-        1027801088.0,
-    );
+    assert_near(&text, "m4watch_memory_used_bytes", 10585292800.0);
+    assert_near(&text, "m4watch_memory_swap_used_bytes", 1027801088.0);
 }
 
 /// Issue 26, the real M4 MacBook Air capture (macmon#51, `macmon pipe --samples 1
@@ -799,12 +809,12 @@ fn a_real_m4_soc_block_of_zero_cores_leaves_the_counts_unknown() {
     assert!(series(&text, "m4watch_cpu_cores").is_empty(), "{text}");
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
         1848e6,
     );
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"P\",type=\"performance\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"P\",type=\"performance\"}",
         3848e6,
     );
     // A DRAM rail that reads (0.47 W) is published.
@@ -818,7 +828,7 @@ fn a_real_m4_soc_block_of_zero_cores_leaves_the_counts_unknown() {
         "m4watch_energy_joules_total{rail=\"cpu\"}",
         7.494035720825195,
     );
-    assert_near(&text, "m4watch_memory_bytes{state=\"used\"}", 13823524864.0);
+    assert_near(&text, "m4watch_memory_used_bytes", 13823524864.0);
 }
 
 /// Issue 26: counts supplied (the configured topology, here the reporter's 4 P + 6 E)
@@ -847,7 +857,7 @@ fn supplied_core_counts_build_the_topology_of_a_pairs_recording() {
     assert_eq!(cpu_types(&text), (4, 6), "{text}");
     assert_near(
         &text,
-        "m4watch_cpu_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
+        "m4watch_cpu_cluster_frequency_hertz{cluster=\"E\",type=\"efficiency\"}",
         1848e6,
     );
 }

@@ -16,8 +16,8 @@ use super::error::ErrorBody;
 use super::status::{active_alerts, health_with};
 use crate::collect::hardware::apple::{ANE_UTILIZATION_ESTIMATE_RATIO, GPU_UTILIZATION_RATIO};
 use crate::collect::hardware::{
-    CPU_CLUSTER_UTILIZATION_RATIO, MEMORY_BYTES, MEMORY_TOTAL_BYTES, POWER_WATTS,
-    TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
+    CPU_CLUSTER_UTILIZATION_RATIO, MEMORY_TOTAL_BYTES, MEMORY_USED_BYTES, POWER_WATTS,
+    SYSTEM_POWER_WATTS, TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
 };
 use crate::health::{HealthReason, HealthState};
 use crate::store::index::Families;
@@ -92,13 +92,12 @@ pub(crate) struct DashboardSummary {
 
 fn hardware_summary(f: &Families) -> HardwareSummary {
     let mem_total = f.value(MEMORY_TOTAL_BYTES.name, &[]);
-    let mem_used = f.value(MEMORY_BYTES.name, &[("state", "used")]);
+    let mem_used = f.value(MEMORY_USED_BYTES.name, &[]);
     let rails = f.by_label(POWER_WATTS.name, "rail");
     // The whole-system rail where the platform has one, else the sum of the rails
     // (RAPL packages on Linux).
-    let power = rails
-        .get("system")
-        .copied()
+    let power = f
+        .value(SYSTEM_POWER_WATTS.name, &[])
         .or_else(|| (!rails.is_empty()).then(|| rails.values().sum()));
     HardwareSummary {
         cpu_utilization: f.by_label(CPU_CLUSTER_UTILIZATION_RATIO.name, "type"),

@@ -15,13 +15,15 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::collect::hardware::apple::{
-    ANE_POWER_WATTS, ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO,
+    ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO, CPU_CLUSTER_FREQUENCY_HERTZ,
     CPU_FREQUENCY_HERTZ, FAN_SPEED_RPM, GPU_FREQUENCY_HERTZ, GPU_MEMORY_USED_BYTES,
     GPU_UTILIZATION_RATIO, MEMORY_PRESSURE_LEVEL,
 };
 use crate::collect::hardware::{
-    CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO, MEMORY_BYTES,
-    MEMORY_PRESSURE_RATIO, MEMORY_TOTAL_BYTES, POWER_WATTS, TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
+    CPU_CLUSTER_UTILIZATION_RATIO, CPU_CORES, CPU_INFO, CPU_UTILIZATION_RATIO,
+    MEMORY_AVAILABLE_BYTES, MEMORY_PARTITION_BYTES, MEMORY_PRESSURE_RATIO, MEMORY_SWAP_TOTAL_BYTES,
+    MEMORY_SWAP_USED_BYTES, MEMORY_TOTAL_BYTES, MEMORY_USED_BYTES, POWER_WATTS, SYSTEM_POWER_WATTS,
+    TEMPERATURE_CELSIUS, THERMAL_PRESSURE,
 };
 use crate::store::index::{Families, label};
 
@@ -99,7 +101,8 @@ pub(crate) struct ChipView {
 pub(crate) struct MemoryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<f64>,
-    /// Bytes by state (`used`, `available`, `wired`, `compressed`, `swap_used`, ...);
+    /// Bytes by state: the partition's (`app`, `wired`, `compressed`, `cached`, `free`,
+    /// `other`) and the aggregates `used`, `available`, `swap_used`, `swap_total`;
     /// states the platform does not report are absent.
     pub bytes: BTreeMap<String, f64>,
     /// Linux PSI: share of time some task stalled on memory, per window (`10s`, ...).
@@ -170,11 +173,7 @@ pub(crate) fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> Hard
         .samples(CPU_FREQUENCY_HERTZ.name)
         .filter_map(|(l, v)| label(l, "cpu").map(|c| (c.to_string(), v)))
         .collect();
-    let cluster_freq: BTreeMap<String, f64> = f
-        .samples(CPU_FREQUENCY_HERTZ.name)
-        .filter(|(l, _)| label(l, "cpu").is_none())
-        .filter_map(|(l, v)| label(l, "cluster").map(|c| (c.to_string(), v)))
-        .collect();
+    let cluster_freq = f.by_label(CPU_CLUSTER_FREQUENCY_HERTZ.name, "cluster");
     let mut cores: Vec<CoreView> = f
         .samples(CPU_INFO.name)
         .filter_map(|(l, _)| {
@@ -246,7 +245,7 @@ pub(crate) fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> Hard
         || gpu.frequency_hz.is_some())
     .then_some(gpu);
     let ane = AneView {
-        power_watts: f.value(ANE_POWER_WATTS.name, &[]),
+        power_watts: f.value(POWER_WATTS.name, &[("rail", "ane")]),
         utilization_estimate: f.value(ANE_UTILIZATION_ESTIMATE_RATIO.name, &[]),
     };
     let ane = (ane.power_watts.is_some() || ane.utilization_estimate.is_some()).then_some(ane);
@@ -261,17 +260,43 @@ pub(crate) fn hardware_snapshot(f: &Families, collected_at: Option<f64>) -> Hard
         },
         memory: MemoryView {
             total_bytes: f.value(MEMORY_TOTAL_BYTES.name, &[]),
-            bytes: f.by_label(MEMORY_BYTES.name, "state"),
+            bytes: memory_bytes(f),
             pressure_ratio: f.by_label(MEMORY_PRESSURE_RATIO.name, "window"),
             pressure_level: f.state(MEMORY_PRESSURE_LEVEL.name, "level"),
         },
         gpu,
         ane,
-        power_watts: f.by_label(POWER_WATTS.name, "rail"),
+        power_watts: power_watts(f),
         temperatures_celsius: f.by_label(TEMPERATURE_CELSIUS.name, "sensor"),
         thermal_pressure: f.state(THERMAL_PRESSURE.name, "state"),
         fans_rpm: f.by_label(FAN_SPEED_RPM.name, "fan"),
     }
+}
+
+/// The memory states of the JSON answer: the partition's states and the aggregates
+/// (`used`, `available`, `swap_used`, `swap_total`), as before the families split.
+fn memory_bytes(f: &Families) -> BTreeMap<String, f64> {
+    let mut bytes = f.by_label(MEMORY_PARTITION_BYTES.name, "state");
+    for (state, def) in [
+        ("used", MEMORY_USED_BYTES),
+        ("available", MEMORY_AVAILABLE_BYTES),
+        ("swap_used", MEMORY_SWAP_USED_BYTES),
+        ("swap_total", MEMORY_SWAP_TOTAL_BYTES),
+    ] {
+        if let Some(v) = f.value(def.name, &[]) {
+            bytes.insert(state.to_string(), v);
+        }
+    }
+    bytes
+}
+
+/// Watts by rail, the whole machine as rail `system` (the JSON answer's shape).
+fn power_watts(f: &Families) -> BTreeMap<String, f64> {
+    let mut rails = f.by_label(POWER_WATTS.name, "rail");
+    if let Some(w) = f.value(SYSTEM_POWER_WATTS.name, &[]) {
+        rails.insert("system".to_string(), w);
+    }
+    rails
 }
 
 fn hardware_on(s: &AppState) -> Result<Option<f64>, ApiError> {
@@ -380,10 +405,7 @@ pub(super) mod tests {
                 &crate::collect::hardware::MEMORY_TOTAL_BYTES,
                 &[(&[], 100.0)],
             ),
-            fam(
-                &crate::collect::hardware::MEMORY_BYTES,
-                &[(&[("state", "used")], 25.0)],
-            ),
+            fam(&crate::collect::hardware::MEMORY_USED_BYTES, &[(&[], 25.0)]),
             fam(
                 &crate::collect::hardware::apple::GPU_UTILIZATION_RATIO,
                 &[(&[], f64::NAN)],

@@ -1,4 +1,7 @@
-//! m4watch's own process: memory, CPU time, file descriptors, start time.
+//! m4watch's own process: memory, CPU time, file descriptors, start time, as the
+//! standard unprefixed `process_*` families every Prometheus client library exports
+//! (the `prometheus` crate's process collector reads Linux's procfs only; this one
+//! reads the same figures on Linux and macOS).
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -7,45 +10,45 @@ use crate::model::{Kind, MetricDef, def};
 use crate::store::Family;
 
 pub(crate) const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = def(
-    "m4watch_process_resident_memory_bytes",
+    "process_resident_memory_bytes",
     Kind::Gauge,
     &[],
     "Resident memory of the m4watch process, in bytes.",
 );
 
 pub(crate) const PROCESS_VIRTUAL_MEMORY_BYTES: MetricDef = def(
-    "m4watch_process_virtual_memory_bytes",
+    "process_virtual_memory_bytes",
     Kind::Gauge,
     &[],
     "Virtual memory of the m4watch process, in bytes.",
 );
 
 pub(crate) const PROCESS_CPU_SECONDS_TOTAL: MetricDef = def(
-    "m4watch_process_cpu_seconds_total",
+    "process_cpu_seconds_total",
     Kind::Counter,
     &[],
     "CPU time (user and system) used by the m4watch process, in seconds.",
 );
 
 pub(crate) const PROCESS_OPEN_FDS: MetricDef = def(
-    "m4watch_process_open_fds",
+    "process_open_fds",
     Kind::Gauge,
     &[],
-    "File descriptors the m4watch process has open (Linux only).",
+    "File descriptors the m4watch process has open.",
 );
 
 pub(crate) const PROCESS_MAX_FDS: MetricDef = def(
-    "m4watch_process_max_fds",
+    "process_max_fds",
     Kind::Gauge,
     &[],
-    "Limit on open file descriptors of the m4watch process (Linux only).",
+    "Limit on open file descriptors of the m4watch process (its soft limit); absent when unlimited.",
 );
 
 pub(crate) const PROCESS_START_TIME_SECONDS: MetricDef = def(
-    "m4watch_process_start_time_seconds",
+    "process_start_time_seconds",
     Kind::Gauge,
     &[],
-    "Unix time the m4watch process started.",
+    "Unix time the m4watch process started, in seconds.",
 );
 
 pub(crate) struct ProcessCollector {
@@ -86,25 +89,54 @@ impl BlockingCollector for ProcessCollector {
         cpu.push_value(p.accumulated_cpu_time() as f64 / 1000.0);
         let mut start = Family::new(&PROCESS_START_TIME_SECONDS);
         start.push_value(p.start_time() as f64);
-        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-        let mut out = vec![rss, vms, cpu, start];
-        #[cfg(target_os = "linux")]
-        {
-            let mut open = Family::new(&PROCESS_OPEN_FDS);
-            if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-                open.push_value(rd.count() as f64);
-            }
-            let mut max = Family::new(&PROCESS_MAX_FDS);
-            if let Some(n) = std::fs::read_to_string("/proc/self/limits")
-                .ok()
-                .and_then(|t| parse_max_open_files(&t))
-            {
-                max.push_value(n as f64);
-            }
-            out.extend([open, max]);
+        let mut open = Family::new(&PROCESS_OPEN_FDS);
+        if let Some(n) = open_fds() {
+            open.push_value(n as f64);
         }
+        let mut max = Family::new(&PROCESS_MAX_FDS);
+        if let Some(n) = max_fds() {
+            max.push_value(n as f64);
+        }
+        let out = vec![rss, vms, cpu, start, open, max];
         Ok(out)
     }
+}
+
+/// Open file descriptors: the entries of the process's own descriptor directory
+/// (Linux procfs, macOS fdescfs), less the one reading it holds.
+fn open_fds() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    const DIR: &str = "/proc/self/fd";
+    #[cfg(not(target_os = "linux"))]
+    const DIR: &str = "/dev/fd";
+    let n = std::fs::read_dir(DIR).ok()?.count();
+    Some(n.saturating_sub(1))
+}
+
+/// The soft limit on open files; `None` when unlimited or unreadable.
+#[cfg(target_os = "linux")]
+fn max_fds() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| parse_max_open_files(&t))
+}
+
+/// The soft limit on open files; `None` when unlimited or unreadable.
+#[cfg(target_os = "macos")]
+fn max_fds() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Elsewhere the limit is not read.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn max_fds() -> Option<u64> {
+    None
 }
 
 /// The soft limit on open files from /proc/self/limits; `None` when unlimited.
@@ -140,7 +172,7 @@ mod tests {
         let fams = c.collect().unwrap();
         let rss = fams
             .iter()
-            .find(|f| f.name == "m4watch_process_resident_memory_bytes")
+            .find(|f| f.name == "process_resident_memory_bytes")
             .unwrap();
         assert!(rss.samples[0].value > 1_000_000.0, "{rss:?}");
     }

@@ -427,6 +427,20 @@ impl Config {
 }
 
 impl Config {
+    /// What is legal but probably not meant: `check-config` prints these and still
+    /// passes; the daemon logs them at start-up. One sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        self.notifications
+            .unrouted_receivers()
+            .into_iter()
+            .map(|r| {
+                format!(
+                    "receiver {r:?} is unreachable: no route of notifications.route (nor the escalation) names it, so nothing is sent to it"
+                )
+            })
+            .collect()
+    }
+
     /// Who this m4watch is to the outside (external labels, URLs), as loaded.
     pub fn identity(&self) -> Identity {
         Identity {

@@ -564,6 +564,17 @@ impl NotifyConfig {
         out
     }
 
+    /// The receivers the config defines that no route reaches ([`Self::routed_receivers`]):
+    /// nothing is ever delivered to them, though the config is valid.
+    pub fn unrouted_receivers(&self) -> Vec<String> {
+        let routed = self.routed_receivers();
+        self.receivers
+            .iter()
+            .filter(|r| !routed.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
     /// Every receiver the config defines, plus the `default` one (empty unless the
     /// config defines it).
     pub fn receivers_with_default(&self) -> BTreeMap<String, ReceiverConfig> {
@@ -817,6 +828,31 @@ mod tests {
             )),
             ["default", "desk"]
         );
+    }
+
+    #[test]
+    fn receivers_no_route_names_are_unrouted() {
+        let parse = |n: &str| {
+            Config::parse(
+                &format!("notifications:\n{n}"),
+                "<t>",
+                std::path::Path::new("."),
+                &no_env,
+            )
+            .unwrap()
+            .notifications
+        };
+        let receivers = "  receivers:\n    - {name: desk, webhook: {url: 'http://127.0.0.1:1/d'}}\n    - {name: oncall, webhook: {url: 'http://127.0.0.1:1/o'}}\n";
+        // No route: only `default` gets anything; both defined receivers are idle.
+        assert_eq!(parse(receivers).unrouted_receivers(), ["desk", "oncall"]);
+        let tree = format!(
+            "{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['severity=\"critical\"'], receiver: oncall}}\n"
+        );
+        assert!(parse(&tree).unrouted_receivers().is_empty());
+        let escalation = format!(
+            "{receivers}  route: {{receiver: desk}}\n  escalation: {{receiver: oncall, after: 15m}}\n"
+        );
+        assert!(parse(&escalation).unrouted_receivers().is_empty());
     }
 
     #[test]

@@ -200,8 +200,15 @@ pub(crate) const CHIP_INFO: MetricDef = def(
 pub(crate) const CPU_FREQUENCY_HERTZ: MetricDef = def(
     "m4watch_cpu_frequency_hertz",
     Gauge,
-    &["cpu", "cluster", "type"],
-    "Average frequency while active over the last window, in hertz: per logical CPU (label cpu) and per cluster (label cluster); an idle CPU or cluster reads its lowest frequency step.",
+    &["cpu", "type"],
+    "Average frequency of a logical CPU while active over the last window, in hertz; an idle CPU reads its lowest frequency step.",
+);
+
+pub(crate) const CPU_CLUSTER_FREQUENCY_HERTZ: MetricDef = def(
+    "m4watch_cpu_cluster_frequency_hertz",
+    Gauge,
+    &["cluster", "type"],
+    "Average frequency of a CPU cluster while active over the last window, in hertz; an idle cluster reads its lowest frequency step.",
 );
 
 pub(crate) const CPU_ACTIVE_RATIO: MetricDef = def(
@@ -232,13 +239,6 @@ pub(crate) const GPU_FREQUENCY_HERTZ: MetricDef = def(
     "Average GPU frequency while active over the last window, in hertz; an idle GPU reads its lowest frequency step.",
 );
 
-pub(crate) const ANE_POWER_WATTS: MetricDef = def(
-    "m4watch_ane_power_watts",
-    Gauge,
-    &[],
-    "Neural Engine power over the last window, in watts.",
-);
-
 pub(crate) const ANE_UTILIZATION_ESTIMATE_RATIO: MetricDef = def(
     "m4watch_ane_utilization_estimate_ratio",
     Gauge,
@@ -263,11 +263,11 @@ pub(crate) const MEMORY_PRESSURE_LEVEL: MetricDef = def(
 pub(crate) const METRICS: &[MetricDef] = &[
     CHIP_INFO,
     CPU_FREQUENCY_HERTZ,
+    CPU_CLUSTER_FREQUENCY_HERTZ,
     CPU_ACTIVE_RATIO,
     GPU_UTILIZATION_RATIO,
     GPU_MEMORY_USED_BYTES,
     GPU_FREQUENCY_HERTZ,
-    ANE_POWER_WATTS,
     ANE_UTILIZATION_ESTIMATE_RATIO,
     FAN_SPEED_RPM,
     MEMORY_PRESSURE_LEVEL,
@@ -835,6 +835,7 @@ pub(crate) fn memory_breakdown(
     let app = vm.internal.saturating_sub(vm.purgeable);
     let cached = vm.external.saturating_add(vm.purgeable);
     let used = b(sum(&[app, vm.wired, vm.compressor])).min(cap);
+    // The partition's own figures stay unclamped: each is a page count as read.
     let available = b(vm.free.saturating_add(cached)).min(cap - used);
     Memory {
         total,
@@ -842,6 +843,8 @@ pub(crate) fn memory_breakdown(
         available: Some(available),
         free: Some(b(vm.free)),
         cached: Some(b(cached)),
+        app: Some(b(app)),
+        other: None,
         wired: Some(b(vm.wired)),
         compressed: Some(b(vm.compressor)),
         swap_used: swap.map(|s| s.used),

@@ -303,6 +303,12 @@ mod tests {
         // active + inactive + speculative), so used + available is exactly what it
         // accounts for; never more.
         assert_eq!(m.used.unwrap() + m.available.unwrap(), accounted);
+        // Issue 30: the partition family's states do not overlap and cover every page
+        // the Mac accounts for, so `sum(m4watch_memory_partition_bytes)` is that whole.
+        let states: Vec<&str> = m.partition().iter().map(|(s, _)| *s).collect();
+        assert_eq!(states, ["app", "wired", "compressed", "cached", "free"]);
+        let parts: u64 = m.partition().iter().map(|(_, v)| v).sum();
+        assert_eq!(parts, accounted);
         let old_available = (c.free + c.inactive + c.speculative) * 16384;
         assert!(
             m.used.unwrap() + old_available > accounted,

@@ -152,7 +152,8 @@ pub(crate) fn parse_proc_stat(text: &str, clk_tck: f64) -> BTreeMap<u32, CpuTime
 
 /// Memory from /proc/meminfo. `used` is total minus available, the figure that
 /// matches what applications can still get; `cached` is buffers + page cache +
-/// reclaimable slab, as `free` reports buff/cache.
+/// reclaimable slab, as `free` reports buff/cache; `other` is the rest of the
+/// partition (total − free − cached).
 pub(crate) fn parse_meminfo(text: &str) -> Memory {
     let mut kv: BTreeMap<&str, u64> = BTreeMap::new();
     for line in text.lines() {
@@ -177,12 +178,18 @@ pub(crate) fn parse_meminfo(text: &str) -> Memory {
         _ => None,
     };
     let swap_total = get("SwapTotal");
+    let free = get("MemFree");
+    let other = match (total, free, cached) {
+        (Some(t), Some(f), Some(c)) => Some(t.saturating_sub(f).saturating_sub(c)),
+        _ => None,
+    };
     Memory {
         total,
         used: total.zip(available).map(|(t, a)| t.saturating_sub(a)),
         available,
-        free: get("MemFree"),
+        free,
         cached,
+        other,
         swap_used: swap_total
             .zip(get("SwapFree"))
             .map(|(t, f)| t.saturating_sub(f)),
@@ -400,8 +407,18 @@ mod tests {
         assert_eq!(m.used, Some(7_000_000 * 1024));
         assert_eq!(m.cached, Some(5_500_000 * 1024));
         assert_eq!(m.swap_used, Some(500_000 * 1024));
+        // The partition: other, cached, free, which add up to the total.
+        assert_eq!(
+            m.partition(),
+            [
+                ("other", 9_500_000 * 1024),
+                ("cached", 5_500_000 * 1024),
+                ("free", 1_000_000 * 1024)
+            ]
+        );
         let partial = parse_meminfo("MemTotal: 1000 kB\n");
         assert_eq!((partial.used, partial.available), (None, None));
+        assert!(partial.partition().is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::collect::hardware::apple::{
-    ANE_POWER_WATTS, ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO,
+    ANE_UTILIZATION_ESTIMATE_RATIO, CHIP_INFO, CPU_ACTIVE_RATIO, CPU_CLUSTER_FREQUENCY_HERTZ,
     CPU_FREQUENCY_HERTZ, FAN_SPEED_RPM, GPU_FREQUENCY_HERTZ, GPU_MEMORY_USED_BYTES,
     GPU_UTILIZATION_RATIO, MEMORY_PRESSURE_LEVEL,
 };
@@ -41,8 +41,8 @@ pub(crate) const CPU_INFO: MetricDef = def(
 pub(crate) const CPU_SECONDS_TOTAL: MetricDef = def(
     "m4watch_cpu_seconds_total",
     Kind::Counter,
-    &["cpu", "type", "mode"],
-    "CPU time spent in each mode, per logical CPU, in seconds.",
+    &["cpu", "mode"],
+    "CPU time spent in each mode, per logical CPU, in seconds (node_cpu_seconds_total's shape; the core type is on m4watch_cpu_info).",
 );
 
 pub(crate) const CPU_UTILIZATION_RATIO: MetricDef = def(
@@ -73,11 +73,39 @@ pub(crate) const MEMORY_TOTAL_BYTES: MetricDef = def(
     "Physical memory installed, in bytes.",
 );
 
-pub(crate) const MEMORY_BYTES: MetricDef = def(
-    "m4watch_memory_bytes",
+pub(crate) const MEMORY_PARTITION_BYTES: MetricDef = def(
+    "m4watch_memory_partition_bytes",
     Kind::Gauge,
     &["state"],
-    "Memory by state (used, available, free, cached, wired, compressed, swap_used, swap_total), in bytes.",
+    "Physical memory by state, in bytes; the states do not overlap, so their sum is the memory the kernel accounts for (macOS: app, wired, compressed, cached, free; Linux: other, cached, free).",
+);
+
+pub(crate) const MEMORY_USED_BYTES: MetricDef = def(
+    "m4watch_memory_used_bytes",
+    Kind::Gauge,
+    &[],
+    "Memory in use, in bytes: what cannot be had without paging (macOS: app + wired + compressed, as Activity Monitor; Linux: total minus available).",
+);
+
+pub(crate) const MEMORY_AVAILABLE_BYTES: MetricDef = def(
+    "m4watch_memory_available_bytes",
+    Kind::Gauge,
+    &[],
+    "Memory that can be had without paging, in bytes (macOS: free + cached files; Linux: MemAvailable).",
+);
+
+pub(crate) const MEMORY_SWAP_TOTAL_BYTES: MetricDef = def(
+    "m4watch_memory_swap_total_bytes",
+    Kind::Gauge,
+    &[],
+    "Swap space, in bytes.",
+);
+
+pub(crate) const MEMORY_SWAP_USED_BYTES: MetricDef = def(
+    "m4watch_memory_swap_used_bytes",
+    Kind::Gauge,
+    &[],
+    "Swap space in use, in bytes.",
 );
 
 pub(crate) const MEMORY_PRESSURE_RATIO: MetricDef = def(
@@ -105,15 +133,35 @@ pub(crate) const POWER_WATTS: MetricDef = def(
     "m4watch_power_watts",
     Kind::Gauge,
     &["rail"],
-    "Power drawn by a rail over the last collection interval, in watts (macOS rails: cpu, gpu, ane, dram, system).",
+    "Power drawn by a rail over the last collection interval, in watts (macOS rails: cpu, gpu, ane, dram, which do not overlap; Linux RAPL zones may nest, package-0 containing core).",
+);
+
+pub(crate) const SYSTEM_POWER_WATTS: MetricDef = def(
+    "m4watch_system_power_watts",
+    Kind::Gauge,
+    &[],
+    "Power drawn by the whole machine over the last collection interval, in watts (macOS SMC PSTR, Linux RAPL psys), the m4watch_power_watts rails included.",
 );
 
 pub(crate) const ENERGY_JOULES_TOTAL: MetricDef = def(
     "m4watch_energy_joules_total",
     Kind::Counter,
     &["rail"],
-    "Energy used by a rail since m4watch started reading it, in joules.",
+    "Energy used by a rail since m4watch started reading it, in joules (the rails of m4watch_power_watts).",
 );
+
+pub(crate) const SYSTEM_ENERGY_JOULES_TOTAL: MetricDef = def(
+    "m4watch_system_energy_joules_total",
+    Kind::Counter,
+    &[],
+    "Energy used by the whole machine since m4watch started reading it, in joules (macOS SMC PSTR, Linux RAPL psys).",
+);
+
+/// The rail that measures the whole machine (Apple's SMC `PSTR`, Linux RAPL's platform
+/// zone): exported apart from the rails it contains.
+fn is_system_rail(rail: &str) -> bool {
+    rail == "system" || rail == "psys"
+}
 
 /// Core type of a logical CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -378,6 +426,9 @@ pub(crate) fn busy_delta(prev: &CpuTimes, cur: &CpuTimes) -> Option<(f64, f64)> 
 }
 
 /// Memory by state, in bytes; a field the platform cannot read is `None`.
+///
+/// `app`, `wired`, `compressed`, `cached`, `free` and `other` do not overlap (the
+/// partition); `used` and `available` are aggregates over them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Memory {
     pub total: Option<u64>,
@@ -385,12 +436,35 @@ pub struct Memory {
     pub available: Option<u64>,
     pub free: Option<u64>,
     pub cached: Option<u64>,
+    /// Anonymous pages that are not purgeable: Activity Monitor's App Memory (macOS).
+    pub app: Option<u64>,
+    /// What is neither free nor cache (Linux: anonymous pages, kernel, unreclaimable
+    /// slab): total − free − cached.
+    pub other: Option<u64>,
     /// Pages the kernel pinned (macOS).
     pub wired: Option<u64>,
     /// RAM the memory compressor occupies (macOS).
     pub compressed: Option<u64>,
     pub swap_used: Option<u64>,
     pub swap_total: Option<u64>,
+}
+
+impl Memory {
+    /// The states that partition memory, each known one once; empty when the source
+    /// states only aggregates (a macmon recording without VM counters).
+    pub(crate) fn partition(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("app", self.app),
+            ("wired", self.wired),
+            ("compressed", self.compressed),
+            ("other", self.other),
+            ("cached", self.cached),
+            ("free", self.free),
+        ]
+        .into_iter()
+        .filter_map(|(s, v)| v.map(|v| (s, v)))
+        .collect()
+    }
 }
 
 /// macOS memory pressure (`kern.memorystatus_vm_pressure_level`).
@@ -618,19 +692,18 @@ impl Deriver {
             let t = self.topology.core_type(cpu).as_str();
             freq.push([("cpu", cpu.to_string().as_str()), ("type", t)], hz);
         }
+        let mut cluster_freq = Family::new(&CPU_CLUSTER_FREQUENCY_HERTZ);
         for (cl, &hz) in &r.cluster_frequency_hz {
             let t = self.topology.cluster_type(cl);
-            freq.push([("cluster", cl.as_str()), ("type", t.as_str())], hz);
+            cluster_freq.push([("cluster", cl.as_str()), ("type", t.as_str())], hz);
         }
         let mut active = Family::new(&CPU_ACTIVE_RATIO);
         for (&cpu, &v) in &r.cpu_active {
             let t = self.topology.core_type(cpu).as_str();
             active.push([("cpu", cpu.to_string().as_str()), ("type", t)], v);
         }
-        let mut ane = Family::new(&ANE_POWER_WATTS);
         let mut ane_est = Family::new(&ANE_UTILIZATION_ESTIMATE_RATIO);
         if let Some(&w) = r.power_watts.get("ane") {
-            ane.push_value(w);
             if let Some(e) = apple::ane_estimate(w, self.ane_max_watts) {
                 ane_est.push_value(e);
             }
@@ -669,7 +742,16 @@ impl Deriver {
             }
         }
         out.extend([
-            gpu_util, gpu_mem, gpu_freq, freq, active, ane, ane_est, fans, chip, level,
+            gpu_util,
+            gpu_mem,
+            gpu_freq,
+            freq,
+            cluster_freq,
+            active,
+            ane_est,
+            fans,
+            chip,
+            level,
         ]);
     }
 
@@ -727,14 +809,7 @@ impl Deriver {
                 1.0,
             );
             for (mode, v) in times.modes() {
-                seconds.push(
-                    [
-                        ("cpu", cpu_s.as_str()),
-                        ("type", t.as_str()),
-                        ("mode", mode),
-                    ],
-                    v,
-                );
+                seconds.push([("cpu", cpu_s.as_str()), ("mode", mode)], v);
             }
             let delta = self
                 .prev_cpu
@@ -766,8 +841,8 @@ impl Deriver {
     }
 
     fn power_families(&mut self, r: &Reading, at: Instant, out: &mut Vec<Family>) {
-        let mut watts = Family::new(&POWER_WATTS);
-        let mut joules = Family::new(&ENERGY_JOULES_TOTAL);
+        let mut watts = RailFamilies::new(&POWER_WATTS, &SYSTEM_POWER_WATTS);
+        let mut joules = RailFamilies::new(&ENERGY_JOULES_TOTAL, &SYSTEM_ENERGY_JOULES_TOTAL);
         let elapsed = self
             .prev_energy_at
             .map(|p| at.duration_since(p).as_secs_f64());
@@ -786,9 +861,9 @@ impl Deriver {
                     if r.power_watts.contains_key(&c.rail) {
                         // Measured by the platform over its own window: pushed below.
                     } else if let Some(dt) = elapsed.filter(|&d| d > 0.0) {
-                        watts.push([("rail", c.rail.as_str())], delta / dt);
+                        watts.push(&c.rail, delta / dt);
                     }
-                    joules.push([("rail", c.rail.as_str())], s.total);
+                    joules.push(&c.rail, s.total);
                 }
                 None => {
                     self.rails.insert(
@@ -798,7 +873,7 @@ impl Deriver {
                             total: 0.0,
                         },
                     );
-                    joules.push([("rail", c.rail.as_str())], 0.0);
+                    joules.push(&c.rail, 0.0);
                 }
             }
         }
@@ -806,32 +881,57 @@ impl Deriver {
             self.prev_energy_at = Some(at);
         }
         for (rail, &w) in &r.power_watts {
-            watts.push([("rail", rail.as_str())], w);
+            watts.push(rail, w);
         }
-        out.extend([watts, joules]);
+        out.extend([watts.rails, watts.system, joules.rails, joules.system]);
+    }
+}
+
+/// A per-rail family and its whole-machine counterpart: the system rail contains the
+/// others, so it stays out of the family whose `sum` is meaningful.
+struct RailFamilies {
+    rails: Family,
+    system: Family,
+}
+
+impl RailFamilies {
+    fn new(rails: &MetricDef, system: &MetricDef) -> Self {
+        RailFamilies {
+            rails: Family::new(rails),
+            system: Family::new(system),
+        }
+    }
+
+    fn push(&mut self, rail: &str, v: f64) {
+        if is_system_rail(rail) {
+            self.system.push_value(v);
+        } else {
+            self.rails.push([("rail", rail)], v);
+        }
     }
 }
 
 fn memory_families(r: &Reading, out: &mut Vec<Family>) {
     let mut total = Family::new(&MEMORY_TOTAL_BYTES);
-    let mut bytes = Family::new(&MEMORY_BYTES);
+    let mut partition = Family::new(&MEMORY_PARTITION_BYTES);
+    let mut used = Family::new(&MEMORY_USED_BYTES);
+    let mut available = Family::new(&MEMORY_AVAILABLE_BYTES);
+    let mut swap_total = Family::new(&MEMORY_SWAP_TOTAL_BYTES);
+    let mut swap_used = Family::new(&MEMORY_SWAP_USED_BYTES);
     let mut pressure = Family::new(&MEMORY_PRESSURE_RATIO);
     if let Some(m) = &r.memory {
-        if let Some(t) = m.total {
-            total.push_value(t as f64);
+        for (state, v) in m.partition() {
+            partition.push([("state", state)], v as f64);
         }
-        for (state, v) in [
-            ("used", m.used),
-            ("available", m.available),
-            ("free", m.free),
-            ("cached", m.cached),
-            ("wired", m.wired),
-            ("compressed", m.compressed),
-            ("swap_used", m.swap_used),
-            ("swap_total", m.swap_total),
+        for (family, v) in [
+            (&mut total, m.total),
+            (&mut used, m.used),
+            (&mut available, m.available),
+            (&mut swap_total, m.swap_total),
+            (&mut swap_used, m.swap_used),
         ] {
             if let Some(v) = v {
-                bytes.push([("state", state)], v as f64);
+                family.push_value(v as f64);
             }
         }
     }
@@ -839,7 +939,9 @@ fn memory_families(r: &Reading, out: &mut Vec<Family>) {
         pressure.push([("window", "10s")], p.avg10);
         pressure.push([("window", "60s")], p.avg60);
     }
-    out.extend([total, bytes, pressure]);
+    out.extend([
+        total, partition, used, available, swap_total, swap_used, pressure,
+    ]);
 }
 
 fn thermal_families(r: &Reading, out: &mut Vec<Family>) {
@@ -1247,7 +1349,12 @@ mod tests {
         d.set_ane_max_watts(4.0);
         let t0 = Instant::now();
         let mut r = Reading {
-            power_watts: [("ane".to_string(), 3.0), ("cpu".to_string(), 20.0)].into(),
+            power_watts: [
+                ("ane".to_string(), 3.0),
+                ("cpu".to_string(), 20.0),
+                ("system".to_string(), 40.0),
+            ]
+            .into(),
             cpu_frequency_hz: [(1, 4.0e9)].into(),
             cluster_frequency_hz: [("E".to_string(), 1.0e9)].into(),
             memory_pressure_level: Some(MemoryPressureLevel::Warn),
@@ -1268,7 +1375,12 @@ mod tests {
         // the measured watts win over the energy delta (1 W).
         let f = d.families(&r, t0 + Duration::from_secs(10));
         let watts = family(&f, "m4watch_power_watts");
-        assert_eq!(watts.samples.len(), 2);
+        // The system rail contains the others: it has a family of its own.
+        assert_eq!(watts.samples.len(), 2, "{watts:?}");
+        assert_eq!(
+            family(&f, "m4watch_system_power_watts").samples[0].value,
+            40.0
+        );
         assert!(
             watts
                 .samples
@@ -1291,7 +1403,15 @@ mod tests {
                 ("type".to_string(), "performance".to_string())
             ]
         );
-        assert_eq!(freq.samples[1].labels[0], ("cluster".into(), "E".into()));
+        assert_eq!(freq.samples.len(), 1, "per CPU only: {freq:?}");
+        let cluster = family(&f, "m4watch_cpu_cluster_frequency_hertz");
+        assert_eq!(
+            cluster.samples[0].labels,
+            vec![
+                ("cluster".to_string(), "E".to_string()),
+                ("type".to_string(), "efficiency".to_string())
+            ]
+        );
         let level = family(&f, "m4watch_memory_pressure_level");
         assert_eq!(
             level.samples.iter().map(|s| s.value).collect::<Vec<_>>(),

@@ -88,12 +88,12 @@ const RTA_IFP: i32 = 0x10;
 /// `(family, byte offset)` of the `u_int64_t` counters in `struct if_data64`.
 const IF_DATA64: &[(&MetricDef, usize)] = &[
     (&NETWORK_RECEIVE_PACKETS_TOTAL, 24),  // ifi_ipackets
-    (&NETWORK_RECEIVE_ERRORS_TOTAL, 32),   // ifi_ierrors
+    (&NETWORK_RECEIVE_ERRS_TOTAL, 32),     // ifi_ierrors
     (&NETWORK_TRANSMIT_PACKETS_TOTAL, 40), // ifi_opackets
-    (&NETWORK_TRANSMIT_ERRORS_TOTAL, 48),  // ifi_oerrors
+    (&NETWORK_TRANSMIT_ERRS_TOTAL, 48),    // ifi_oerrors
     (&NETWORK_RECEIVE_BYTES_TOTAL, 64),    // ifi_ibytes
     (&NETWORK_TRANSMIT_BYTES_TOTAL, 72),   // ifi_obytes
-    (&NETWORK_RECEIVE_DROPS_TOTAL, 96),    // ifi_iqdrops
+    (&NETWORK_RECEIVE_DROP_TOTAL, 96),     // ifi_iqdrops
 ];
 /// `ifi_baudrate` (bits per second) in `struct if_data64`.
 const IFI_BAUDRATE: usize = 16;
@@ -159,7 +159,7 @@ pub(crate) fn interfaces(
             .collect();
         // ifm_snd_drops: an int, drops in the send queue.
         counters.insert(
-            NETWORK_TRANSMIT_DROPS_TOTAL.name,
+            NETWORK_TRANSMIT_DROP_TOTAL.name,
             i32_at(msg, 24).max(0) as u64,
         );
         let baud = u64_at(data, IFI_BAUDRATE);
@@ -379,13 +379,13 @@ mod tests {
                     name: "en0".into(),
                     counters: NetCounters::from([
                         (NETWORK_RECEIVE_PACKETS_TOTAL.name, 900),
-                        (NETWORK_RECEIVE_ERRORS_TOTAL.name, 2),
+                        (NETWORK_RECEIVE_ERRS_TOTAL.name, 2),
                         (NETWORK_TRANSMIT_PACKETS_TOTAL.name, 800),
-                        (NETWORK_TRANSMIT_ERRORS_TOTAL.name, 1),
+                        (NETWORK_TRANSMIT_ERRS_TOTAL.name, 1),
                         (NETWORK_RECEIVE_BYTES_TOTAL.name, 1 << 40),
                         (NETWORK_TRANSMIT_BYTES_TOTAL.name, 5555),
-                        (NETWORK_RECEIVE_DROPS_TOTAL.name, 17),
-                        (NETWORK_TRANSMIT_DROPS_TOTAL.name, 3),
+                        (NETWORK_RECEIVE_DROP_TOTAL.name, 17),
+                        (NETWORK_TRANSMIT_DROP_TOTAL.name, 3),
                     ]),
                     up: Some(true),
                     speed_bytes: Some(1_250_000_000),
@@ -395,7 +395,7 @@ mod tests {
                     counters: IF_DATA64
                         .iter()
                         .map(|(d, _)| (d.name, 0))
-                        .chain([(NETWORK_TRANSMIT_DROPS_TOTAL.name, 0)])
+                        .chain([(NETWORK_TRANSMIT_DROP_TOTAL.name, 0)])
                         .collect(),
                     up: Some(false),
                     speed_bytes: None,

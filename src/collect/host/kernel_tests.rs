@@ -17,7 +17,7 @@ use crate::collect::host::clock::{
     CLOCK_OFFSET_SECONDS, CLOCK_SYNCHRONIZED,
 };
 use crate::collect::host::storage::{
-    DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAILABLE_BYTES, FILESYSTEM_DEVICE_ERROR,
+    DISK_READS_COMPLETED_TOTAL, FILESYSTEM_AVAIL_BYTES, FILESYSTEM_DEVICE_ERROR,
     FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY, FILESYSTEM_SIZE_BYTES,
 };
 use crate::collect::host::{
@@ -86,7 +86,7 @@ fn an_unread_socket_overflowing_its_buffer_is_counted_per_socket_and_kernel_wide
     );
     let rcvbuf_before = value(&before, UDP_RECEIVE_BUFFER_ERRORS_TOTAL.name, None)
         .expect("this kernel counts RcvbufErrors");
-    let lo = || Some(("interface", "lo".to_string()));
+    let lo = || Some(("device", "lo".to_string()));
     let lo_before = labelled(&before, NETWORK_RECEIVE_BYTES_TOTAL.name, lo()).unwrap();
 
     // Loopback delivers synchronously: when send returns, the datagram is queued or
@@ -166,7 +166,7 @@ fn ignored_interfaces_have_no_series_and_the_rest_all_do() {
             .map(|s| {
                 s.labels
                     .iter()
-                    .find(|(k, _)| k == "interface")
+                    .find(|(k, _)| k == "device")
                     .unwrap()
                     .1
                     .clone()
@@ -358,7 +358,7 @@ fn a_mounted_tmpfs_reports_its_size_what_was_written_and_read_only() {
         4.0 * 1024.0 * 1024.0
     );
     assert_eq!(
-        at(&empty, FILESYSTEM_AVAILABLE_BYTES.name),
+        at(&empty, FILESYSTEM_AVAIL_BYTES.name),
         4.0 * 1024.0 * 1024.0
     );
     assert_eq!(at(&empty, FILESYSTEM_READONLY.name), 0.0);
@@ -392,7 +392,7 @@ fn a_mounted_tmpfs_reports_its_size_what_was_written_and_read_only() {
     }
     let written = collector.collect().unwrap();
     assert_eq!(
-        at(&empty, FILESYSTEM_AVAILABLE_BYTES.name) - at(&written, FILESYSTEM_AVAILABLE_BYTES.name),
+        at(&empty, FILESYSTEM_AVAIL_BYTES.name) - at(&written, FILESYSTEM_AVAIL_BYTES.name),
         1024.0 * 1024.0
     );
     assert_eq!(

@@ -162,12 +162,12 @@ fn hex_addr(hex: &str) -> Option<IpAddr> {
 const DEV_COLUMNS: &[(&MetricDef, usize, &str)] = &[
     (&NETWORK_RECEIVE_BYTES_TOTAL, 0, "bytes"),
     (&NETWORK_RECEIVE_PACKETS_TOTAL, 0, "packets"),
-    (&NETWORK_RECEIVE_ERRORS_TOTAL, 0, "errs"),
-    (&NETWORK_RECEIVE_DROPS_TOTAL, 0, "drop"),
+    (&NETWORK_RECEIVE_ERRS_TOTAL, 0, "errs"),
+    (&NETWORK_RECEIVE_DROP_TOTAL, 0, "drop"),
     (&NETWORK_TRANSMIT_BYTES_TOTAL, 1, "bytes"),
     (&NETWORK_TRANSMIT_PACKETS_TOTAL, 1, "packets"),
-    (&NETWORK_TRANSMIT_ERRORS_TOTAL, 1, "errs"),
-    (&NETWORK_TRANSMIT_DROPS_TOTAL, 1, "drop"),
+    (&NETWORK_TRANSMIT_ERRS_TOTAL, 1, "errs"),
+    (&NETWORK_TRANSMIT_DROP_TOTAL, 1, "drop"),
 ];
 
 /// The interfaces of a `/proc/net/dev` text, their counters only (state and speed
@@ -275,8 +275,9 @@ const DISKSTATS_COLUMNS: &[(&MetricDef, usize, f64)] = &[
     (&storage::DISK_WRITTEN_BYTES_TOTAL, 6, SECTOR_BYTES),
     (&storage::DISK_WRITE_TIME_SECONDS_TOTAL, 7, 1e-3),
     (&storage::DISK_IO_TIME_SECONDS_TOTAL, 9, 1e-3),
+    (&storage::DISK_IO_TIME_WEIGHTED_SECONDS_TOTAL, 10, 1e-3),
     (&storage::DISK_DISCARDS_COMPLETED_TOTAL, 11, 1.0),
-    (&storage::DISK_FLUSHES_COMPLETED_TOTAL, 15, 1.0),
+    (&storage::DISK_FLUSH_REQUESTS_TOTAL, 15, 1.0),
 ];
 
 /// The devices of a `/proc/diskstats` text: `major minor name` and then the counters.
@@ -431,12 +432,12 @@ mod tests {
                 counters: NetCounters::from([
                     (NETWORK_RECEIVE_BYTES_TOTAL.name, 918273645),
                     (NETWORK_RECEIVE_PACKETS_TOTAL.name, 812345),
-                    (NETWORK_RECEIVE_ERRORS_TOTAL.name, 7),
-                    (NETWORK_RECEIVE_DROPS_TOTAL.name, 112),
+                    (NETWORK_RECEIVE_ERRS_TOTAL.name, 7),
+                    (NETWORK_RECEIVE_DROP_TOTAL.name, 112),
                     (NETWORK_TRANSMIT_BYTES_TOTAL.name, 55443322),
                     (NETWORK_TRANSMIT_PACKETS_TOTAL.name, 401234),
-                    (NETWORK_TRANSMIT_ERRORS_TOTAL.name, 1),
-                    (NETWORK_TRANSMIT_DROPS_TOTAL.name, 2),
+                    (NETWORK_TRANSMIT_ERRS_TOTAL.name, 1),
+                    (NETWORK_TRANSMIT_DROP_TOTAL.name, 2),
                 ]),
                 up: Some(true),
                 speed_bytes: Some(1_250_000_000),
@@ -458,8 +459,8 @@ mod tests {
             eth0.counters[NETWORK_RECEIVE_BYTES_TOTAL.name],
             4123456789012
         );
-        assert_eq!(eth0.counters[NETWORK_TRANSMIT_DROPS_TOTAL.name], 0);
-        assert_eq!(eth0.counters[NETWORK_RECEIVE_DROPS_TOTAL.name], 301);
+        assert_eq!(eth0.counters[NETWORK_TRANSMIT_DROP_TOTAL.name], 0);
+        assert_eq!(eth0.counters[NETWORK_RECEIVE_DROP_TOTAL.name], 301);
         assert_eq!((eth0.up, eth0.speed_bytes), (None, None));
     }
 
@@ -613,8 +614,9 @@ mod tests {
                 (storage::DISK_WRITTEN_BYTES_TOTAL.name, 581310048.0 * 512.0),
                 (storage::DISK_WRITE_TIME_SECONDS_TOTAL.name, 13043.808),
                 (storage::DISK_IO_TIME_SECONDS_TOTAL.name, 1250.612),
+                (storage::DISK_IO_TIME_WEIGHTED_SECONDS_TOTAL.name, 38373.363),
                 (storage::DISK_DISCARDS_COMPLETED_TOTAL.name, 421268.0),
-                (storage::DISK_FLUSHES_COMPLETED_TOTAL.name, 111683.0),
+                (storage::DISK_FLUSH_REQUESTS_TOTAL.name, 111683.0),
             ])
         );
     }
@@ -628,7 +630,7 @@ mod tests {
             sda[storage::DISK_WRITTEN_BYTES_TOTAL.name],
             18874368.0 * 512.0
         );
-        assert!(!sda.contains_key(storage::DISK_FLUSHES_COMPLETED_TOTAL.name));
+        assert!(!sda.contains_key(storage::DISK_FLUSH_REQUESTS_TOTAL.name));
         assert_eq!(disks.len(), 5);
     }
 
@@ -638,7 +640,7 @@ mod tests {
         let names: Vec<&str> = disks.iter().map(|d| d.device.as_str()).collect();
         assert_eq!(names, ["sda", "sda1", "sdb", "sr0"]);
         let sdb = disk(&disks, "sdb");
-        assert_eq!(sdb.len(), 7, "no discard or flush counters: {sdb:?}");
+        assert_eq!(sdb.len(), 8, "no discard or flush counters: {sdb:?}");
         assert_eq!(sdb[storage::DISK_READ_TIME_SECONDS_TOTAL.name], 1.3);
     }
 

@@ -135,70 +135,70 @@ pub(crate) const UDP_SOCKET_DROPS_TOTAL: MetricDef = def(
 pub(crate) const NETWORK_RECEIVE_BYTES_TOTAL: MetricDef = def(
     "m4watch_network_receive_bytes_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Bytes received on a network interface.",
 );
 
 pub(crate) const NETWORK_TRANSMIT_BYTES_TOTAL: MetricDef = def(
     "m4watch_network_transmit_bytes_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Bytes sent on a network interface.",
 );
 
 pub(crate) const NETWORK_RECEIVE_PACKETS_TOTAL: MetricDef = def(
     "m4watch_network_receive_packets_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Packets received on a network interface.",
 );
 
 pub(crate) const NETWORK_TRANSMIT_PACKETS_TOTAL: MetricDef = def(
     "m4watch_network_transmit_packets_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Packets sent on a network interface.",
 );
 
-pub(crate) const NETWORK_RECEIVE_ERRORS_TOTAL: MetricDef = def(
-    "m4watch_network_receive_errors_total",
+pub(crate) const NETWORK_RECEIVE_ERRS_TOTAL: MetricDef = def(
+    "m4watch_network_receive_errs_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Receive errors the driver counted on a network interface (bad frames, CRC, overruns).",
 );
 
-pub(crate) const NETWORK_TRANSMIT_ERRORS_TOTAL: MetricDef = def(
-    "m4watch_network_transmit_errors_total",
+pub(crate) const NETWORK_TRANSMIT_ERRS_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_errs_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Transmit errors the driver counted on a network interface.",
 );
 
-pub(crate) const NETWORK_RECEIVE_DROPS_TOTAL: MetricDef = def(
-    "m4watch_network_receive_drops_total",
+pub(crate) const NETWORK_RECEIVE_DROP_TOTAL: MetricDef = def(
+    "m4watch_network_receive_drop_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Received packets a network interface dropped before the protocol stack (Linux rx drop, macOS ifi_iqdrops).",
 );
 
-pub(crate) const NETWORK_TRANSMIT_DROPS_TOTAL: MetricDef = def(
-    "m4watch_network_transmit_drops_total",
+pub(crate) const NETWORK_TRANSMIT_DROP_TOTAL: MetricDef = def(
+    "m4watch_network_transmit_drop_total",
     Kind::Counter,
-    &["interface"],
+    &["device"],
     "Packets to send that a network interface dropped (Linux tx drop, macOS send-queue drops).",
 );
 
 pub(crate) const NETWORK_UP: MetricDef = def(
     "m4watch_network_up",
     Kind::Gauge,
-    &["interface"],
+    &["device"],
     "1 if a network interface is up and running (Linux operstate up; macOS IFF_UP and IFF_RUNNING), 0 if not; absent when the kernel does not know (Linux operstate unknown, as for loopback).",
 );
 
 pub(crate) const NETWORK_SPEED_BYTES: MetricDef = def(
     "m4watch_network_speed_bytes",
     Kind::Gauge,
-    &["interface"],
+    &["device"],
     "Link speed of a network interface, in bytes per second; absent where the driver reports none.",
 );
 
@@ -222,10 +222,10 @@ pub(crate) const METRICS: &[MetricDef] = &[
     NETWORK_TRANSMIT_BYTES_TOTAL,
     NETWORK_RECEIVE_PACKETS_TOTAL,
     NETWORK_TRANSMIT_PACKETS_TOTAL,
-    NETWORK_RECEIVE_ERRORS_TOTAL,
-    NETWORK_TRANSMIT_ERRORS_TOTAL,
-    NETWORK_RECEIVE_DROPS_TOTAL,
-    NETWORK_TRANSMIT_DROPS_TOTAL,
+    NETWORK_RECEIVE_ERRS_TOTAL,
+    NETWORK_TRANSMIT_ERRS_TOTAL,
+    NETWORK_RECEIVE_DROP_TOTAL,
+    NETWORK_TRANSMIT_DROP_TOTAL,
     NETWORK_UP,
     NETWORK_SPEED_BYTES,
 ];
@@ -286,12 +286,12 @@ pub(crate) fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
         .collect();
     for d in METRICS
         .iter()
-        .filter(|d| d.labels == ["interface"] && d.kind == Kind::Counter)
+        .filter(|d| d.labels == ["device"] && d.kind == Kind::Counter)
     {
         let mut f = Family::new(d);
         for i in &r.interfaces {
             if let Some(&v) = i.counters.get(d.name) {
-                f.push([("interface", i.name.as_str())], v as f64);
+                f.push([("device", i.name.as_str())], v as f64);
             }
         }
         out.push(f);
@@ -299,7 +299,7 @@ pub(crate) fn families(r: &NetReading, ports: &BTreeSet<u16>) -> Vec<Family> {
     let mut up = Family::new(&NETWORK_UP);
     let mut speed = Family::new(&NETWORK_SPEED_BYTES);
     for i in &r.interfaces {
-        let l = [("interface", i.name.as_str())];
+        let l = [("device", i.name.as_str())];
         if let Some(u) = i.up {
             up.push(l, if u { 1.0 } else { 0.0 });
         }
@@ -551,7 +551,7 @@ mod tests {
             interfaces: vec![
                 Interface {
                     name: "en0".into(),
-                    counters: NetCounters::from([(NETWORK_RECEIVE_ERRORS_TOTAL.name, 3)]),
+                    counters: NetCounters::from([(NETWORK_RECEIVE_ERRS_TOTAL.name, 3)]),
                     up: Some(true),
                     speed_bytes: Some(1_250_000_000),
                 },
@@ -565,12 +565,12 @@ mod tests {
             ..NetReading::default()
         };
         let fams = families(&r, &BTreeSet::new());
-        let en0 = vec![("interface".to_string(), "en0".to_string())];
+        let en0 = vec![("device".to_string(), "en0".to_string())];
         assert_eq!(
-            value(&fams, "m4watch_network_receive_errors_total"),
+            value(&fams, "m4watch_network_receive_errs_total"),
             vec![(en0.clone(), 3.0)]
         );
-        assert!(value(&fams, "m4watch_network_transmit_errors_total").is_empty());
+        assert!(value(&fams, "m4watch_network_transmit_errs_total").is_empty());
         assert_eq!(value(&fams, "m4watch_network_up"), vec![(en0.clone(), 1.0)]);
         assert_eq!(
             value(&fams, "m4watch_network_speed_bytes"),

@@ -76,8 +76,15 @@ pub(crate) const DISK_DISCARDS_COMPLETED_TOTAL: MetricDef = def(
     "Discards (TRIM) a block device completed; Linux 4.18 and later.",
 );
 
-pub(crate) const DISK_FLUSHES_COMPLETED_TOTAL: MetricDef = def(
-    "m4watch_disk_flushes_completed_total",
+pub(crate) const DISK_IO_TIME_WEIGHTED_SECONDS_TOTAL: MetricDef = def(
+    "m4watch_disk_io_time_weighted_seconds_total",
+    Kind::Counter,
+    &["device"],
+    "Time requests to a block device spent queued or in service, summed over the requests, in seconds (its rate is the average queue length); absent on macOS.",
+);
+
+pub(crate) const DISK_FLUSH_REQUESTS_TOTAL: MetricDef = def(
+    "m4watch_disk_flush_requests_total",
     Kind::Counter,
     &["device"],
     "Cache flushes a block device completed (each fsync that reaches the device is one); Linux 5.5 and later.",
@@ -97,8 +104,8 @@ pub(crate) const FILESYSTEM_FREE_BYTES: MetricDef = def(
     "Free space of a mounted filesystem, the blocks reserved for root included.",
 );
 
-pub(crate) const FILESYSTEM_AVAILABLE_BYTES: MetricDef = def(
-    "m4watch_filesystem_available_bytes",
+pub(crate) const FILESYSTEM_AVAIL_BYTES: MetricDef = def(
+    "m4watch_filesystem_avail_bytes",
     Kind::Gauge,
     &["device", "mountpoint", "fstype"],
     "Space of a mounted filesystem that an unprivileged process can still write.",
@@ -141,11 +148,12 @@ pub(crate) const METRICS: &[MetricDef] = &[
     DISK_READ_TIME_SECONDS_TOTAL,
     DISK_WRITE_TIME_SECONDS_TOTAL,
     DISK_IO_TIME_SECONDS_TOTAL,
+    DISK_IO_TIME_WEIGHTED_SECONDS_TOTAL,
     DISK_DISCARDS_COMPLETED_TOTAL,
-    DISK_FLUSHES_COMPLETED_TOTAL,
+    DISK_FLUSH_REQUESTS_TOTAL,
     FILESYSTEM_SIZE_BYTES,
     FILESYSTEM_FREE_BYTES,
-    FILESYSTEM_AVAILABLE_BYTES,
+    FILESYSTEM_AVAIL_BYTES,
     FILESYSTEM_FILES,
     FILESYSTEM_FILES_FREE,
     FILESYSTEM_READONLY,
@@ -228,7 +236,7 @@ pub(crate) fn filesystem_families(fs: &[(Mount, Option<FsStat>)]) -> Vec<Family>
     let (mut size, mut free, mut avail) = (
         fam(&FILESYSTEM_SIZE_BYTES),
         fam(&FILESYSTEM_FREE_BYTES),
-        fam(&FILESYSTEM_AVAILABLE_BYTES),
+        fam(&FILESYSTEM_AVAIL_BYTES),
     );
     let (mut files, mut files_free, mut ro, mut error) = (
         fam(&FILESYSTEM_FILES),
