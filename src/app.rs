@@ -172,7 +172,7 @@ pub(crate) async fn serve_loaded(
         tracing::warn!("{warning}");
     }
     let access = Arc::new(api::auth::Access::new(&config.api));
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::with_groups(catalog::family_groups()));
     let registry = collect::registry(&config);
     let expected: Vec<&'static str> = registry
         .iter()

@@ -139,7 +139,7 @@ struct SilencesQuery {
 }
 
 /// The key/value pairs of a raw query string.
-fn pairs(raw: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn pairs(raw: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
     form_urlencoded::parse(raw.unwrap_or("").as_bytes()).map(|(k, v)| (k.into(), v.into()))
 }
 
