@@ -29,6 +29,7 @@ pub const SECTIONS: &[(&str, &[MetricDef])] = &[
         "Trading latency and throughput",
         crate::collect::trading::METRICS,
     ),
+    ("Storage", crate::persist::storage::METRICS),
     ("Notifications", crate::notify::METRICS),
     ("Heartbeat (dead-man's switch)", crate::heartbeat::METRICS),
     ("Containers", crate::collect::containers::METRICS),

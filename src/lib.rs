@@ -63,7 +63,7 @@ pub mod tls;
 pub mod validate;
 
 /// Running the daemon: what `main` and the in-process tests start.
-pub use app::{Error, Loaded, load_config, run, serve};
+pub use app::{Error, Loaded, check_data_dir, load_config, run, serve};
 /// `m4watch dump-raw` (macOS): the replay format's raw readings.
 pub use collect::hardware::dump_raw;
 /// `m4watch test-rules`: promtool-format rule tests.

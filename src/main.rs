@@ -130,8 +130,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::CheckConfig { ref file }) => {
-            match m4watch::load_config(Some(file), &config::process_env) {
-                Ok(_) => {
+            match m4watch::load_config(Some(file), &config::process_env).map_err(|e| e.to_string())
+                .and_then(|l| m4watch::check_data_dir(&l.config.data_dir)) {
+                Ok(()) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
                 }
@@ -376,6 +377,24 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    // A panic, in any thread, is logged with its cause and place where the log goes
+    // (not only to stderr), then handled as before.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let cause = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        tracing::error!(%cause, %place, %thread, "m4watch panicked");
+        default(info);
+    }));
 }
 
 /// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on

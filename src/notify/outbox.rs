@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{AlertEvent, Notification};
 use crate::clock::unix_now;
+use crate::persist::storage::{Reason, Storage, StorageFault};
 
 /// Why the outbox could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum OutboxError {
     Join,
     #[error("notification secrets file {0}: {1}")]
     Secrets(String, std::io::Error),
+    /// The data directory does not take writes (or is no longer the one locked).
+    #[error("notification outbox: {0}")]
+    Storage(String),
 }
 
 /// A pending row, ready to send.
@@ -67,6 +71,9 @@ pub struct Outbox {
     conn: Arc<Mutex<Connection>>,
     /// Where secrets set through the configure API live, beside the database.
     secrets: Arc<std::path::PathBuf>,
+    /// Where each write's outcome goes; every call first checks that the data
+    /// directory is still the one locked, so an instance that lost it delivers nothing.
+    storage: Option<Storage>,
 }
 
 /// The secret keys of a configure request, as JSON pointers into it. They are kept
@@ -176,7 +183,15 @@ impl Outbox {
         Ok(Outbox {
             conn: Arc::new(Mutex::new(conn)),
             secrets: Arc::new(secrets),
+            storage: None,
         })
+    }
+
+    /// Reports every write's outcome to `storage`, and refuses every call once the
+    /// data directory is no longer the one locked.
+    pub(crate) fn with_storage(mut self, storage: Storage) -> Outbox {
+        self.storage = Some(storage);
+        self
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -184,10 +199,46 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
     ) -> Result<T, OutboxError> {
+        self.run(false, f).await
+    }
+
+    /// As [`Outbox::with`], for a call that writes: its outcome goes to the storage
+    /// verdict.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        self.run(true, f).await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
         let conn = Arc::clone(&self.conn);
+        let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {
+            if let Some(st) = &storage {
+                st.check_directory()
+                    .map_err(|e| OutboxError::Storage(e.to_string()))?;
+            }
             let mut c = conn.lock().expect("outbox lock");
-            f(&mut c)
+            let r = f(&mut c);
+            if let (true, Some(st)) = (writes, &storage) {
+                let fault = match &r {
+                    Ok(_) => Ok(()),
+                    Err(OutboxError::Sql(e)) => Err(StorageFault::of_sqlite(&c, "m4watch.db", e)),
+                    Err(OutboxError::Secrets(file, e)) => Err(StorageFault {
+                        reason: e.raw_os_error().map_or(Reason::Io, Reason::of_errno),
+                        detail: format!("{file}: {e}"),
+                    }),
+                    // Not the disk's fault (a payload that does not serialise).
+                    Err(_) => return r,
+                };
+                st.report("outbox", fault);
+            }
+            r
         })
         .await
         .map_err(|_| OutboxError::Join)?
@@ -205,7 +256,7 @@ impl Outbox {
         &self,
         rows: Vec<(String, &'static str, Notification)>,
     ) -> Result<Vec<i64>, OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             let now = unix_now();
             let tx = c.transaction()?;
             let mut ids = Vec::with_capacity(rows.len());
@@ -225,6 +276,21 @@ impl Outbox {
             Ok(ids)
         })
         .await
+    }
+
+    /// After a failed write, and only then: one write that changes nothing, so the
+    /// storage verdict learns when the outbox takes writes again even while nothing
+    /// is being notified.
+    pub(crate) async fn probe(&self) {
+        if self
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.failing("outbox"))
+        {
+            let _ = self
+                .write(|c| Ok(crate::persist::probe_write(c)?))
+                .await;
+        }
     }
 
     /// The oldest pending row of each (receiver, integration) lane: lanes deliver in
@@ -270,7 +336,7 @@ impl Outbox {
 
     /// Records a successful delivery.
     pub async fn delivered(&self, id: i64, attempts: i64) -> Result<(), OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE notify_outbox SET status = 'delivered', attempts = ?2, finished_at = ?3
                  WHERE id = ?1",
@@ -290,7 +356,7 @@ impl Outbox {
         reason: &'static str,
         error: String,
     ) -> Result<(), OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             match next_attempt_at {
                 Some(at) => c.execute(
                     "UPDATE notify_outbox SET attempts = ?2, next_attempt_at = ?3,
@@ -366,7 +432,7 @@ impl Outbox {
 
     /// Drops finished rows older than `keep_seconds`.
     pub async fn prune(&self, keep_seconds: f64) -> Result<usize, OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             Ok(c.execute(
                 "DELETE FROM notify_outbox WHERE status != 'pending' AND finished_at < ?1",
                 [unix_now() - keep_seconds],
@@ -401,7 +467,7 @@ impl Outbox {
     /// (0600), the rest to the database.
     pub async fn put_settings(&self, receiver: String, json: String) -> Result<(), OutboxError> {
         let secrets = Arc::clone(&self.secrets);
-        self.with(move |c| {
+        self.write(move |c| {
             let mut v: serde_json::Value = serde_json::from_str(&json)?;
             let mut found = std::collections::BTreeMap::new();
             split_secrets(&mut v, &mut found);
@@ -443,7 +509,7 @@ pub struct StoredGroup {
 impl Outbox {
     /// Replaces a group's state; an empty list forgets the group.
     pub async fn save_group(&self, g: StoredGroup) -> Result<(), OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             if g.alerts.is_empty() {
                 c.execute("DELETE FROM notify_groups WHERE group_key = ?1", [&g.key])?;
             } else {
