@@ -332,13 +332,19 @@ pub(crate) fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection
 
 /// `PRAGMA quick_check`: `ok`, or the first problems it names, as a [`DbError::Corrupt`].
 fn quick_check(conn: &Connection, path: &Path) -> Result<(), DbError> {
-    let mut st = conn
-        .prepare("PRAGMA quick_check(5)")
-        .map_err(|e| open_error(path, e))?;
+    // SQLite may stop the check itself at a page it cannot read.
+    let err = |e: rusqlite::Error| match open_error(path, e) {
+        DbError::Corrupt { path, detail } => DbError::Corrupt {
+            path,
+            detail: format!("integrity check failed: {detail}"),
+        },
+        other => other,
+    };
+    let mut st = conn.prepare("PRAGMA quick_check(5)").map_err(err)?;
     let found: Vec<String> = st
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect())
-        .map_err(|e| open_error(path, e))?;
+        .map_err(err)?;
     if found.len() == 1 && found[0] == "ok" {
         return Ok(());
     }
