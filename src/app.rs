@@ -128,9 +128,7 @@ pub(crate) fn check(config: Config, file: &str, text: &str) -> Result<Loaded, Co
 pub fn check_data_dir(dir: &Path) -> Result<(), String> {
     let held = match persist::DataDirLock::acquire(dir) {
         Ok(lock) => Some(lock),
-        Err(
-            persist::LockError::Held { .. } | persist::LockError::HeldByPath { .. },
-        ) => None,
+        Err(persist::LockError::Held { .. } | persist::LockError::HeldByPath { .. }) => None,
         Err(e) => return Err(format!("data_dir: {e}")),
     };
     let probe = dir.join(format!(".m4watch-check-{}", std::process::id()));
@@ -142,7 +140,12 @@ pub fn check_data_dir(dir: &Path) -> Result<(), String> {
     })();
     let _ = std::fs::remove_file(&probe);
     drop(held);
-    written.map_err(|e| format!("data_dir: {}: cannot write in the data directory: {e}", dir.display()))
+    written.map_err(|e| {
+        format!(
+            "data_dir: {}: cannot write in the data directory: {e}",
+            dir.display()
+        )
+    })
 }
 
 /// Binds `config.listen` and runs until `shutdown` fires.

@@ -130,8 +130,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::CheckConfig { ref file }) => {
-            match m4watch::load_config(Some(file), &config::process_env).map_err(|e| e.to_string())
-                .and_then(|l| m4watch::check_data_dir(&l.config.data_dir)) {
+            match m4watch::load_config(Some(file), &config::process_env)
+                .map_err(|e| e.to_string())
+                .and_then(|l| m4watch::check_data_dir(&l.config.data_dir))
+            {
                 Ok(()) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
@@ -391,7 +393,10 @@ fn init_logging(format: LogFormat) {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
         tracing::error!(%cause, %place, %thread, "m4watch panicked");
         default(info);
     }));

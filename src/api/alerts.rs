@@ -198,8 +198,7 @@ async fn acknowledge(
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
     let a = super::durably(&s, || {
-        s.alerts
-            .acknowledge(&id, b.by.trim(), &b.comment, now_ms())
+        s.alerts.acknowledge(&id, b.by.trim(), &b.comment, now_ms())
     })
     .await?
     .map_err(|e| match e {

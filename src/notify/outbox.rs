@@ -282,14 +282,8 @@ impl Outbox {
     /// storage verdict learns when the outbox takes writes again even while nothing
     /// is being notified.
     pub(crate) async fn probe(&self) {
-        if self
-            .storage
-            .as_ref()
-            .is_some_and(|s| s.failing("outbox"))
-        {
-            let _ = self
-                .write(|c| Ok(crate::persist::probe_write(c)?))
-                .await;
+        if self.storage.as_ref().is_some_and(|s| s.failing("outbox")) {
+            let _ = self.write(|c| Ok(crate::persist::probe_write(c)?)).await;
         }
     }
 

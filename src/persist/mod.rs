@@ -311,9 +311,7 @@ pub(crate) fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection
     if !mode.eq_ignore_ascii_case("delete") {
         return Err(DbError::Sqlite {
             path: path.display().to_string(),
-            source: rusqlite::Error::InvalidParameterName(format!(
-                "journal_mode stayed {mode:?}"
-            )),
+            source: rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode:?}")),
         });
     }
     conn.pragma_update(None, "synchronous", "FULL")

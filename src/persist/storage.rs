@@ -289,7 +289,10 @@ mod tests {
         s.report("outbox", Ok(()));
         assert_eq!(s.fault(), None);
         assert_eq!(s.families()[0].samples[0].value, 1.0);
-        assert!(s.families()[1].samples.is_empty(), "no fault, no info series");
+        assert!(
+            s.families()[1].samples.is_empty(),
+            "no fault, no info series"
+        );
     }
 
     #[test]

@@ -168,12 +168,16 @@ async fn assert_fault_is_loud(m: &Instance, sink: &Sink, reason: &str) {
     let h = m.health().await;
     assert_eq!(h["status"], "critical", "{h}");
     assert_eq!(h["reasons"][0]["kind"], "storage_failing", "{h}");
-    within(30, "M4watchStorageFailing at the receiver", move || async move {
-        sink.received("/hook")
-            .iter()
-            .any(|r| r.body.to_string().contains("M4watchStorageFailing"))
-            .then_some(())
-    })
+    within(
+        30,
+        "M4watchStorageFailing at the receiver",
+        move || async move {
+            sink.received("/hook")
+                .iter()
+                .any(|r| r.body.to_string().contains("M4watchStorageFailing"))
+                .then_some(())
+        },
+    )
     .await;
     assert!(
         m.log_text().contains("storage fault"),
@@ -257,8 +261,7 @@ async fn a_full_disk_refuses_writes_with_503_pages_and_recovers() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("m4watch_notifications_unqueued_total{")
-                && !l.ends_with(" 0")),
+            .any(|l| l.starts_with("m4watch_notifications_unqueued_total{") && !l.ends_with(" 0")),
         "the page went out from memory, counted"
     );
 
@@ -454,11 +457,7 @@ fn check_config_refuses_an_unusable_data_directory() {
     let file = tmp.path().join("not-a-directory");
     std::fs::write(&file, b"").unwrap();
     let cfg = tmp.path().join("m4watch.yml");
-    std::fs::write(
-        &cfg,
-        format!("data_dir: {}\n", file.join("data").display()),
-    )
-    .unwrap();
+    std::fs::write(&cfg, format!("data_dir: {}\n", file.join("data").display())).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_m4watch"))
         .args(["check-config"])
         .arg(&cfg)
