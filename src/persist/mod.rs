@@ -541,6 +541,62 @@ mod tests {
     }
 
     #[test]
+    fn no_connection_maps_a_file_and_a_wal_file_is_taken_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m4watch.db");
+        // A file an older release left in WAL mode.
+        let old = Connection::open(&path).unwrap();
+        old.pragma_update(None, "journal_mode", "WAL").unwrap();
+        old.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(old);
+        let conn = open_main(&path).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete");
+        let mmap: i64 = conn
+            .pragma_query_value(None, "mmap_size", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mmap, 0);
+        let x: i64 = conn.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 1, "the WAL's rows are kept");
+        assert!(!tmp.path().join("m4watch.db-shm").exists());
+        assert!(!tmp.path().join("m4watch.db-wal").exists());
+    }
+
+    #[test]
+    fn a_page_damaged_mid_file_is_refused_at_open() {
+        use std::io::{Seek, SeekFrom, Write};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m4watch.db");
+        let conn = open_main(&path).unwrap();
+        let root: i64 = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'silences'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        drop(conn);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(((root - 1) * page) as u64)).unwrap();
+        f.write_all(&vec![0xA5; page as usize]).unwrap();
+        drop(f);
+        let e = open_main(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: not a usable SQLite database (integrity check failed",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn every_connection_bounds_its_page_cache() {
         let tmp = tempfile::tempdir().unwrap();
         let conn = open_main(&tmp.path().join("m4watch.db")).unwrap();
