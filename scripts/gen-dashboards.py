@@ -964,6 +964,17 @@ DASHBOARDS = {
             q(f'increase({s("m4watch_notification_transitions_missed_total")}[$__rate_interval])', "transitions missed")],
            "none", "Outbox length, alert events that waited for room in the dispatcher's queue, and "
            "transitions the notifier missed (each logged as an error): any missed means lost pages.", min=0),
+        timeline("Data directory writes", [q(s("m4watch_storage_healthy"), "writes commit")], "none",
+                 "Failing while a write to the data directory fails (disk full, read-only, permission "
+                 "denied) or the directory was moved or replaced: posted alerts and silences are "
+                 "refused with 503, notifications go out from memory, and M4watchStorageFailing pages.",
+                 mappings=OK_FAILING, alerts=["M4watchStorageFailing"]),
+        ts("Storage faults and notifications sent from memory",
+           [q(s("m4watch_storage_fault_info"), "{{writer}} {{reason}}"),
+            q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_unqueued_total")}[$__rate_interval]))',
+              "{{receiver}} {{integration}} sent from memory")],
+           "none", "Which writer fails and why (1 while it does), and notifications the outbox could "
+           "not store, sent from memory instead (lost if m4watch stops before they go out).", min=0),
         ts("Alertmanager forwarding",
            [q(f'sum by (alertmanager) (increase({s("m4watch_alertmanager_posts_total")}[$__rate_interval]))',
               "{{alertmanager}} posts"),
