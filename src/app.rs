@@ -200,7 +200,8 @@ pub(crate) async fn serve_loaded(
     let samples = if config.history.enabled {
         let dir = config.data_dir.clone();
         let retention = config.history.retention.get();
-        let db = blocking(move || SampleDb::open(&dir, retention))
+        let st = storage.clone();
+        let db = blocking(move || SampleDb::open_with(&dir, retention, Some(st)))
             .await?
             .map_err(|e| Error::Startup(format!("history: {e}")))?;
         tasks.push(history::spawn_sampler(

@@ -2,8 +2,9 @@
 //! its first send, and stays there with its delivery result.
 //!
 //! The notifier's tables (`notify_*`) are part of the file's one schema, created and
-//! migrated by [`crate::persist`] with the alert tables. One connection of its own, WAL
-//! mode; every call runs on the blocking pool, never on the async workers.
+//! migrated by [`crate::persist`] with the alert tables. One connection of its own
+//! (rollback journal, no memory mapping: [`crate::persist::open_sqlite`]); every call
+//! runs on the blocking pool, never on the async workers.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -148,8 +149,8 @@ fn join_secrets(
 
 impl Outbox {
     /// Opens the outbox tables in the `m4watch.db` at `path`, creating or migrating the
-    /// file's one schema ([`crate::persist::open_main`]). NORMAL sync in WAL mode
-    /// survives a process crash (kill -9); only a power loss can drop the last commits.
+    /// file's one schema ([`crate::persist::open_main`]). A commit is synced to disk
+    /// (`synchronous = FULL`): it survives a process crash and a power loss.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
         let conn = crate::persist::open_main(path)?;
         let secrets = path.with_file_name("secrets.json");

@@ -3,8 +3,10 @@
 //!
 //! One dedicated thread owns the connection; callers send commands over a channel and
 //! never block an async worker. Opening (migrations and the initial load) is blocking
-//! and is run under `spawn_blocking`. WAL mode; the schema version is
-//! `PRAGMA user_version` and migrations run in order.
+//! and is run under `spawn_blocking`. A rollback journal without memory mapping
+//! ([`super::open_sqlite`]); the schema version is `PRAGMA user_version` and
+//! migrations run in order. A batch that cannot commit is kept (bounded) and tried
+//! again, and each outcome goes to the storage verdict ([`super::storage`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

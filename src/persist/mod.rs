@@ -1,13 +1,14 @@
 //! Persistence: every SQLite database m4watch keeps under `data_dir`, opened one way
-//! (rollback journal and no memory mapping, integrity check, busy timeout, the clear "locked by another process" and "not a usable
-//! database" errors) and migrated one way (`PRAGMA user_version`, migrations run in
-//! order, a newer schema refused).
+//! (rollback journal and no memory mapping, integrity check, busy timeout, the clear
+//! "locked by another process" and "not a usable database" errors) and migrated one
+//! way (`PRAGMA user_version`, migrations run in order, a newer schema refused).
 //!
 //! - `m4watch.db` ([`open_main`]): alert state, transitions and silences
 //!   ([`alerts`]) and the notifier's outbox, settings and groups (its queries live in
 //!   `notify/outbox.rs`). One schema, one version, whichever part opens it first.
 //! - [`samples`]: `history.db`: downsampled hardware and container samples, latency
 //!   baselines.
+//! - [`storage`]: whether the data directory takes writes, as every writer reports it.
 //!
 //! Consumers get handles from the wiring ([`crate::app`]); none opens a database itself.
 
