@@ -74,12 +74,14 @@ pub(crate) async fn run(
                 unrecorded.lock().expect("unrecorded").insert(id, outcome);
             }
         }
-        let skip: HashSet<i64> = unrecorded
-            .lock()
-            .expect("unrecorded")
-            .keys()
-            .copied()
-            .collect();
+        // A delivered one is never sent again; a failed one waits for its retry time
+        // and is then sent again as its row says.
+        let skip: HashSet<i64> = {
+            let mut u = unrecorded.lock().expect("unrecorded");
+            let now = unix_now();
+            u.retain(|_, o| !matches!(o, Outcome::Failed { next: Some(at), .. } if *at <= now));
+            u.keys().copied().collect()
+        };
         let mut sleep_for = POLL;
         match outbox.heads().await {
             Ok(heads) => {

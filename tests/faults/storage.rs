@@ -244,9 +244,37 @@ async fn a_full_disk_refuses_writes_with_503_pages_and_recovers() {
     let mut m = Instance::start(tmp.path(), &data, &sink).await;
     assert_eq!(m.alert("BeforeTheFault").await.0, 200);
     assert_eq!(m.healthy().await, Some(1.0));
+    // A notification waiting in the outbox for its receiver to come back.
+    sink.answer(500);
+    assert_eq!(m.alert("Pending1").await.0, 200);
+    let pending = |after: Instant| {
+        sink.received("/hook")
+            .iter()
+            .filter(|r| r.at > after && r.body.to_string().contains("Pending1"))
+            .count()
+    };
+    let t0 = Instant::now() - Duration::from_secs(60);
+    within(10, "Pending1 tried and refused", || async {
+        (pending(t0) > 0).then_some(())
+    })
+    .await;
 
     let filler = fill(&mnt.0);
     assert_fault_is_loud(&m, &sink, "no_space").await;
+    // The receiver takes it now, and the disk cannot record that: it is sent once,
+    // not again at every pass of the worker.
+    let back = Instant::now();
+    sink.answer(202);
+    within(10, "Pending1 delivered", || async {
+        (pending(back) > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        pending(back),
+        1,
+        "delivered once while its result cannot be recorded"
+    );
     // Once the fault is known, a refused alert is not taken in at all.
     assert_eq!(m.alert("RefusedOutright").await.0, 503);
     let listed = m.get("/api/v1/monitoring/alerts").await;
