@@ -128,7 +128,9 @@ pub(crate) fn check(config: Config, file: &str, text: &str) -> Result<Loaded, Co
 pub fn check_data_dir(dir: &Path) -> Result<(), String> {
     let held = match persist::DataDirLock::acquire(dir) {
         Ok(lock) => Some(lock),
-        Err(persist::LockError::Held { .. } | persist::LockError::HeldByPath { .. }) => None,
+        Err(persist::LockError::Held { .. }) => None,
+        #[cfg(target_os = "linux")]
+        Err(persist::LockError::HeldByPath { .. }) => None,
         Err(e) => return Err(format!("data_dir: {e}")),
     };
     let probe = dir.join(format!(".m4watch-check-{}", std::process::id()));

@@ -88,6 +88,8 @@ pub(crate) enum LockError {
         "{dir}: the data directory is in use by another m4watch (pid {pid}); stop it or give this one another data_dir"
     )]
     Held { dir: String, pid: String },
+    /// Only Linux claims the path itself ([`DataDirLock`]).
+    #[cfg(target_os = "linux")]
     #[error(
         "{dir}: another m4watch (pid {pid}) still runs on this data directory path, though its directory or lock file was moved or deleted; stop it first"
     )]
