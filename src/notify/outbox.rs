@@ -219,6 +219,7 @@ impl Outbox {
     ) -> Result<T, OutboxError> {
         let conn = Arc::clone(&self.conn);
         let storage = self.storage.clone();
+        let db = self.secrets.with_file_name("m4watch.db");
         tokio::task::spawn_blocking(move || {
             if let Some(st) = &storage {
                 st.check_directory()
@@ -229,7 +230,9 @@ impl Outbox {
             if let (true, Some(st)) = (writes, &storage) {
                 let fault = match &r {
                     Ok(_) => Ok(()),
-                    Err(OutboxError::Sql(e)) => Err(StorageFault::of_sqlite(&c, "m4watch.db", e)),
+                    Err(OutboxError::Sql(e)) => {
+                        Err(StorageFault::of_sqlite(&c, &db.display().to_string(), e))
+                    }
                     Err(OutboxError::Secrets(file, e)) => Err(StorageFault {
                         reason: e.raw_os_error().map_or(Reason::Io, Reason::of_errno),
                         detail: format!("{file}: {e}"),

@@ -83,7 +83,8 @@ pub(crate) struct StorageFault {
 
 impl StorageFault {
     /// The fault behind a failed SQLite call on `conn` (the file at `path`): SQLite's
-    /// own code where it says enough, else the OS error of its last system call.
+    /// own code where it says enough, else the OS error of its last system call, else
+    /// the error of opening the file for writing.
     pub(crate) fn of_sqlite(
         conn: &rusqlite::Connection,
         path: &str,
@@ -99,6 +100,17 @@ impl StorageFault {
             _ if errno != 0 => Reason::of_errno(errno),
             Some(ErrorCode::CannotOpen) => Reason::DirectoryMissing,
             _ => Reason::Io,
+        };
+        // SQLite does not always keep the OS error (a rollback after the failed
+        // write may have cleared it): opening the file for writing says why.
+        let reason = match reason {
+            Reason::Io => std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .err()
+                .and_then(|e| e.raw_os_error())
+                .map_or(Reason::Io, Reason::of_errno),
+            r => r,
         };
         StorageFault {
             reason,

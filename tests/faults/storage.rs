@@ -40,10 +40,19 @@ notifications:
   receivers:
     - name: ops
       webhook: {{url: "{hook}"}}
-  route: {{receiver: ops, group_by: [alertname], group_wait: 0s, group_interval: 300ms}}
+    - name: pending
+      webhook: {{url: "{pending}"}}
+  route:
+    receiver: ops
+    group_by: [alertname]
+    group_wait: 0s
+    group_interval: 300ms
+    routes:
+      - {{matchers: ['alertname="Pending1"'], receiver: pending}}
 "#,
             data = data.display(),
             hook = sink.url("/hook"),
+            pending = sink.url("/pending"),
         ),
     )
     .unwrap();
@@ -244,11 +253,12 @@ async fn a_full_disk_refuses_writes_with_503_pages_and_recovers() {
     let mut m = Instance::start(tmp.path(), &data, &sink).await;
     assert_eq!(m.alert("BeforeTheFault").await.0, 200);
     assert_eq!(m.healthy().await, Some(1.0));
-    // A notification waiting in the outbox for its receiver to come back.
-    sink.answer(500);
+    // A notification waiting in the outbox for its receiver (a lane of its own) to
+    // come back.
+    sink.script("/pending", &[(500, None); 1000]);
     assert_eq!(m.alert("Pending1").await.0, 200);
     let pending = |after: Instant| {
-        sink.received("/hook")
+        sink.received("/pending")
             .iter()
             .filter(|r| r.at > after && r.body.to_string().contains("Pending1"))
             .count()
@@ -264,7 +274,7 @@ async fn a_full_disk_refuses_writes_with_503_pages_and_recovers() {
     // The receiver takes it now, and the disk cannot record that: it is sent once,
     // not again at every pass of the worker.
     let back = Instant::now();
-    sink.answer(202);
+    sink.clear_script();
     within(10, "Pending1 delivered", || async {
         (pending(back) > 0).then_some(())
     })
