@@ -46,6 +46,10 @@ SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange
 # Families exported but deliberately on no panel, with the reason (tests/stack.rs checks
 # that every catalogued family is on a panel or here, and that nothing here is shown).
 NOT_SHOWN = {
+    "m4watch_storage_fault_info": "absent while the data directory takes writes, so a panel of "
+                                  "it is empty on a healthy stack; the Data directory writes "
+                                  "panel shows the state, and the fault's writer and reason are "
+                                  "in the M4watchStorageFailing runbook's checks",
     "m4watch_ntp_stratum": "the servers' stratum changes only when their own reference does; "
                            "a server that lost it stops answering validly, which the SNTP probe "
                            "panel's failed probes show",
@@ -969,12 +973,12 @@ DASHBOARDS = {
                  "denied) or the directory was moved or replaced: posted alerts and silences are "
                  "refused with 503, notifications go out from memory, and M4watchStorageFailing pages.",
                  mappings=OK_FAILING, alerts=["M4watchStorageFailing"]),
-        ts("Storage faults and notifications sent from memory",
-           [q(s("m4watch_storage_fault_info"), "{{writer}} {{reason}}"),
-            q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_unqueued_total")}[$__rate_interval]))',
-              "{{receiver}} {{integration}} sent from memory")],
-           "none", "Which writer fails and why (1 while it does), and notifications the outbox could "
-           "not store, sent from memory instead (lost if m4watch stops before they go out).", min=0),
+        ts("Notifications sent from memory",
+           [q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_unqueued_total")}[$__rate_interval]))',
+              "{{receiver}} {{integration}}")],
+           "none", "Notifications the outbox could not store (the data directory took no writes), "
+           "sent from memory instead: lost if m4watch stops before they go out. "
+           "m4watch_storage_fault_info says which writer failed and why.", min=0),
         ts("Alertmanager forwarding",
            [q(f'sum by (alertmanager) (increase({s("m4watch_alertmanager_posts_total")}[$__rate_interval]))',
               "{{alertmanager}} posts"),
