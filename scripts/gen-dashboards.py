@@ -51,6 +51,10 @@ SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange
 # Families exported but deliberately on no panel, with the reason (tests/stack.rs checks
 # that every catalogued family is on a panel or here, and that nothing here is shown).
 NOT_SHOWN = {
+    "m4watch_storage_fault_info": "absent while the data directory takes writes, so a panel of "
+                                  "it is empty on a healthy stack; the Data directory writes "
+                                  "panel shows the state, and the fault's writer and reason are "
+                                  "in the M4watchStorageFailing runbook's checks",
     "m4watch_ntp_stratum": "the servers' stratum changes only when their own reference does; "
                            "a server that lost it stops answering validly, which the SNTP probe "
                            "panel's failed probes show",
@@ -1011,6 +1015,17 @@ DASHBOARDS = {
             q(f'increase({s("m4watch_notification_transitions_missed_total")}[$__rate_interval])', "transitions missed")],
            "none", "Outbox length, alert events that waited for room in the dispatcher's queue, and "
            "transitions the notifier missed (each logged as an error): any missed means lost pages.", min=0),
+        timeline("Data directory writes", [q(s("m4watch_storage_healthy"), "writes commit")], "none",
+                 "Failing while a write to the data directory fails (disk full, read-only, permission "
+                 "denied) or the directory was moved or replaced: posted alerts and silences are "
+                 "refused with 503, notifications go out from memory, and M4watchStorageFailing pages.",
+                 mappings=OK_FAILING, alerts=["M4watchStorageFailing"]),
+        ts("Notifications sent from memory",
+           [q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_unqueued_total")}[$__rate_interval]))',
+              "{{receiver}} {{integration}}")],
+           "none", "Notifications the outbox could not store (the data directory took no writes), "
+           "sent from memory instead: lost if m4watch stops before they go out. "
+           "m4watch_storage_fault_info says which writer failed and why.", min=0),
         ts("Alertmanager forwarding",
            [q(f'sum by (alertmanager) (increase({s("m4watch_alertmanager_posts_total")}[$__rate_interval]))',
               "{{alertmanager}} posts"),

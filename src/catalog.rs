@@ -63,6 +63,7 @@ pub const SECTIONS: &[(&str, &str, &[MetricDef])] = &[
         "trading_ingest",
         crate::collect::trading::INGEST,
     ),
+    ("Storage", "exporter", crate::persist::storage::METRICS),
     ("Notifications", "notifications", crate::notify::METRICS),
     (
         "Heartbeat (dead-man's switch)",

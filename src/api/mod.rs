@@ -83,6 +83,27 @@ pub(crate) struct AppState {
     pub access: Arc<auth::Access>,
     /// `--web.config.file`: TLS, basic auth and response headers, as last (re)loaded.
     pub web: Arc<web::Web>,
+    /// Whether the data directory takes writes: every write route asks it first and
+    /// answers 503 while it does not.
+    pub storage: crate::persist::storage::Storage,
+}
+
+/// Makes a change of alert state only while the data directory takes writes, then
+/// waits until it is committed: a write route answers 2xx only for what is durable,
+/// and 503 with the reason otherwise (before the change when a fault is known).
+pub(crate) async fn durably<T>(
+    s: &AppState,
+    change: impl FnOnce() -> T,
+) -> Result<T, error::ApiError> {
+    s.storage
+        .guard()
+        .map_err(|f| error::ApiError::storage(&f))?;
+    let out = change();
+    s.alerts
+        .commit()
+        .await
+        .map_err(|f| error::ApiError::storage(&f))?;
+    Ok(out)
 }
 
 /// The spec's fixed parts; paths and schemas come from the routers.
