@@ -67,7 +67,7 @@ pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, Co
         Some(p) => {
             let config = Config::load(p, env)?;
             // The text once more, only to name the line of an error found below.
-            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let text = crate::config::read_capped(p).unwrap_or_default();
             check(config, &p.display().to_string(), &text)?
         }
         None => check(
@@ -682,6 +682,10 @@ impl Reloader {
             rules,
             ..
         } = loaded;
+        let running = self.running.notifications.receivers.len();
+        if running > 0 && next.notifications.receivers.is_empty() {
+            return Err(ReloadError::ReceiversDropped(running));
+        }
         next.listen = self.running.listen;
         next.data_dir = self.running.data_dir.clone();
         next.log_format = self.running.log_format;

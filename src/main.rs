@@ -440,7 +440,7 @@ fn dump_raw(
 /// Runs the daemon; `demo` names the M4 Max part `m4watch demo` replays.
 fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     let text = match &cli.config {
-        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        Some(path) => config::read_capped(path).unwrap_or_default(),
         None => config::DEFAULT_YAML.to_string(),
     };
     let mut loaded = match m4watch::load_config(cli.config.as_deref(), &config::process_env) {

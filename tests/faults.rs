@@ -7,6 +7,8 @@
 
 mod common;
 
+#[path = "faults/config.rs"]
+mod config;
 #[path = "faults/crash.rs"]
 mod crash;
 #[path = "faults/stall.rs"]
