@@ -202,7 +202,7 @@ pub(super) async fn connect(host: &str) -> Result<(Engine, Option<String>), Dock
                 minor_version: minor,
             }
         }
-        _ => ours.clone(),
+        _ => *ours,
     };
     let connect_err = |source| DockerError::Connect {
         host: host.to_string(),
