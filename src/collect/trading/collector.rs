@@ -246,7 +246,6 @@ impl TradingCollector {
         retain(&mut g.gauges, &keep);
         retain(&mut g.pending, &keep);
         retain(&mut g.stamps, &keep);
-        retain(&mut g.anchors, &keep);
         for index in [&mut g.index, &mut g.mapped] {
             index.retain(|_, id| keep[*id]);
             for id in index.values_mut() {

@@ -188,12 +188,6 @@ impl Hist {
         self.first = self.first.min(lo);
     }
 
-    /// How many counters it holds (its memory, 4 or 8 bytes each).
-    #[cfg(test)]
-    pub(crate) fn counters(&self) -> usize {
-        self.counts.len()
-    }
-
     /// Adds every count of `other`.
     pub fn add(&mut self, other: &Hist) {
         if other.total == 0 {

@@ -102,25 +102,6 @@ pub(super) struct Ingest {
     pub(super) stamps: Vec<u64>,
     /// Ticks once per line applied.
     pub(super) clock: u64,
-    /// Each timer series' first latency (ns): its histograms count values within
-    /// [`SPREAD`] of it either way, so what a series holds is bounded whatever its
-    /// values' spread (`None` before its first value).
-    pub(super) anchors: Vec<Option<u64>>,
-}
-
-/// How far (a factor, either way) from a timer series' first latency its histograms
-/// keep 1% precision (issue 25): 64× down and 64× up is 12 doublings, at most about
-/// 1,700 counters (7 KiB) per histogram instead of the 3,100 (12 KiB) the full
-/// 100 ns..100 s range takes, so a series' sixteen histograms stay under ~110 KiB
-/// whatever a sender's values. A value beyond is counted at the edge: a quantile out
-/// there reads as the edge (for a 1 ms series, below 16 µs or above 64 ms). The
-/// classic buckets and the sum stay exact.
-pub(crate) const SPREAD: u64 = 64;
-
-/// `ns` clamped to within [`SPREAD`] of the series' anchor (set by its first value).
-fn within_spread(anchor: &mut Option<u64>, ns: u64) -> u64 {
-    let a = *anchor.get_or_insert(ns.max(1));
-    ns.clamp(a / SPREAD, a.saturating_mul(SPREAD))
 }
 
 /// Counts a writer gathers while holding the lock and adds to the instruments after.
@@ -180,9 +161,8 @@ impl Trading {
             self.flush(&mut batch);
             return Err(RecordError::Cardinality(self.config.max_series));
         };
-        let ns = within_spread(anchor_of(&mut g.anchors, id), nanos);
         let p = &mut g.pending[id];
-        latency::record(p.hist.get_or_insert_with(latency::histogram), ns, 1);
+        latency::record(p.hist.get_or_insert_with(latency::histogram), nanos, 1);
         p.classic.observe(nanos as f64 / 1e9, 1);
         Ok(())
     }
@@ -326,12 +306,11 @@ impl Trading {
                 } else {
                     (1.0 / line.sample_rate).round().max(1.0) as u64
                 };
-                let anchor = anchor_of(&mut g.anchors, id);
                 let p = &mut g.pending[id];
                 let h = p.hist.get_or_insert_with(latency::histogram);
                 for ms in line.values() {
                     // Non-negative by parsing, so adding 0.5 rounds.
-                    latency::record(h, within_spread(anchor, (ms * 1e6 + 0.5) as u64), n);
+                    latency::record(h, (ms * 1e6 + 0.5) as u64, n);
                     p.classic.observe(ms / 1e3, n);
                 }
             }
@@ -372,51 +351,8 @@ fn evict(g: &mut Ingest) -> Option<usize> {
     g.index.retain(|_, v| *v != id);
     g.mapped.retain(|_, v| *v != id);
     g.gauges[id] = None;
-    if let Some(a) = g.anchors.get_mut(id) {
-        *a = None;
-    }
     if let Some(p) = g.pending.get_mut(id) {
         *p = Pending::default();
     }
     Some(id)
-}
-
-/// The anchor slot of series `id`, grown to hold it.
-fn anchor_of(anchors: &mut Vec<Option<u64>>, id: usize) -> &mut Option<u64> {
-    if anchors.len() <= id {
-        anchors.resize(id + 1, None);
-    }
-    &mut anchors[id]
-}
-
-#[cfg(test)]
-mod spread_tests {
-    use super::*;
-
-    #[test]
-    fn a_series_keeps_values_within_its_spread_of_the_first() {
-        let mut a = None;
-        assert_eq!(within_spread(&mut a, 1_000_000), 1_000_000);
-        assert_eq!(a, Some(1_000_000));
-        assert_eq!(within_spread(&mut a, 2_000_000), 2_000_000);
-        assert_eq!(within_spread(&mut a, 100), 1_000_000 / SPREAD);
-        assert_eq!(within_spread(&mut a, u64::MAX), 1_000_000 * SPREAD);
-    }
-
-    /// Whatever the spread of a sender's values, a histogram holds at most the counters
-    /// of its spread: far fewer than the full range's.
-    #[test]
-    fn spread_values_cannot_widen_a_histogram_past_its_spread() {
-        let mut a = None;
-        let mut bounded = latency::histogram();
-        let mut full = latency::histogram();
-        let mut v = 100u64;
-        while v < latency::HIGHEST_NS {
-            latency::record(&mut full, v, 1);
-            latency::record(&mut bounded, within_spread(&mut a, v), 1);
-            v = v * 3 / 2;
-        }
-        assert!(full.counters() > 3000, "{}", full.counters());
-        assert!(bounded.counters() <= 1800, "{}", bounded.counters());
-    }
 }
