@@ -337,29 +337,27 @@ fn request(
 /// most [`MAX_ANSWER_BYTES`] of the answer.
 async fn send(client: &reqwest::Client, config: &HeartbeatConfig) -> Result<(), SendError> {
     let req = request(client, config)?;
-    let exchange = async {
-        let mut resp = req.send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let mut read = 0usize;
-        while read <= MAX_ANSWER_BYTES {
-            match resp.chunk().await {
-                Ok(Some(c)) => read += c.len(),
-                Ok(None) => break,
-                Err(e) => return Err(transport_error(e)),
-            }
-        }
-        check_status(status, &headers)
-    };
-    let deadline = config.timeout.get();
-    tokio::time::timeout(deadline, exchange)
+    let deadline = tokio::time::Instant::now() + config.timeout.get();
+    let mut resp = tokio::time::timeout_at(deadline, req.send())
         .await
-        .unwrap_or_else(|_| {
-            Err(SendError::retry(
-                Reason::Timeout,
-                format!("no complete answer within {deadline:?}"),
-            ))
-        })
+        .map_err(|_| no_answer(config))?
+        .map_err(transport_error)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    match crate::tls::read_bounded(&mut resp, MAX_ANSWER_BYTES, deadline).await {
+        Err(crate::tls::BodyError::Deadline(_)) => return Err(no_answer(config)),
+        Err(crate::tls::BodyError::Read(e)) => return Err(transport_error(e)),
+        // Longer than a ping service's answer: judged by its status, the rest unread.
+        Ok(_) | Err(crate::tls::BodyError::TooLarge(_)) => {}
+    }
+    check_status(status, &headers)
+}
+
+fn no_answer(config: &HeartbeatConfig) -> SendError {
+    SendError::retry(
+        Reason::Timeout,
+        format!("no complete answer within {:?}", config.timeout.get()),
+    )
 }
 
 /// What became of one beat.

@@ -31,3 +31,108 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("a default reqwest client always builds once a provider is installed")
 }
+
+/// Why a bounded read of a response body stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError<E: std::error::Error> {
+    /// The peer sent more than the cap: the connection is dropped unread.
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    /// The whole body had not come by the deadline: the connection is dropped.
+    #[error("no complete answer within {0:?}")]
+    Deadline(std::time::Duration),
+    #[error(transparent)]
+    Read(E),
+}
+
+/// A response body read piece by piece (a reqwest response, the Docker Engine's raw
+/// connection).
+pub(crate) trait ChunkSource {
+    type Error: std::error::Error;
+    /// The next piece, `None` at the end of the body.
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<bytes::Bytes>, Self::Error>> + Send;
+}
+
+impl ChunkSource for reqwest::Response {
+    type Error = reqwest::Error;
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<bytes::Bytes>, reqwest::Error>> + Send
+    {
+        self.chunk()
+    }
+}
+
+/// The one bounded read of every HTTP response m4watch reads (issue 25): pieces are
+/// read until the body ends, at most `cap` bytes are kept, and the whole read stops at
+/// `deadline`, whatever the peer does (an endless body, a trickle). On either bound the
+/// caller drops `src` and with it the connection; nothing more is read.
+pub(crate) async fn read_bounded<S: ChunkSource + Send>(
+    src: &mut S,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, BodyError<S::Error>> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(c) = src.next_chunk().await.map_err(BodyError::Read)? {
+            if body.len() + c.len() > cap {
+                return Err(BodyError::TooLarge(cap));
+            }
+            body.extend_from_slice(&c);
+        }
+        Ok(body)
+    };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or(Err(BodyError::Deadline(left)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// An endless source of 4 KiB pieces, or a finite one.
+    struct Pieces(Option<usize>);
+    impl ChunkSource for Pieces {
+        type Error = std::io::Error;
+        async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, std::io::Error> {
+            tokio::task::yield_now().await;
+            match &mut self.0 {
+                Some(0) => Ok(None),
+                Some(n) => {
+                    *n -= 1;
+                    Ok(Some(bytes::Bytes::from(vec![b'x'; 4096])))
+                }
+                None => Ok(Some(bytes::Bytes::from(vec![b'x'; 4096]))),
+            }
+        }
+    }
+
+    /// Never answers.
+    struct Silent;
+    impl ChunkSource for Silent {
+        type Error = std::io::Error;
+        async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, std::io::Error> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bounded_read_stops_at_the_cap_the_deadline_or_the_end() {
+        let later = tokio::time::Instant::now() + Duration::from_secs(5);
+        let body = read_bounded(&mut Pieces(Some(3)), 64 * 1024, later).await;
+        assert_eq!(body.unwrap().len(), 3 * 4096);
+        let endless = read_bounded(&mut Pieces(None), 64 * 1024, later).await;
+        assert!(
+            matches!(endless, Err(BodyError::TooLarge(65536))),
+            "{endless:?}"
+        );
+        let soon = tokio::time::Instant::now() + Duration::from_millis(50);
+        let silent = read_bounded(&mut Silent, 64 * 1024, soon).await;
+        assert!(matches!(silent, Err(BodyError::Deadline(_))), "{silent:?}");
+    }
+}

@@ -1,9 +1,9 @@
 //! Faults never silent (issue 25): the real binary under the faults an unattended host
 //! meets — a full disk, a vanished or replaced data directory, unwritable files and
-//! damaged databases, a kill right after a 200, a stuck receiver — with stand-in
-//! receivers that log each request before answering. Run as root (scripts/test.sh
-//! does): a test that needs to mount a filesystem or set a file attribute fails
-//! loudly without the privilege, never skips.
+//! damaged databases, a kill right after a 200, a stuck receiver, a peer that sends
+//! without end, a StatsD flood — with stand-in receivers that log each request before
+//! answering. Run as root (scripts/test.sh does): a test that needs to mount a
+//! filesystem or set a file attribute fails loudly without the privilege, never skips.
 
 mod common;
 
@@ -11,6 +11,8 @@ mod common;
 mod config;
 #[path = "faults/crash.rs"]
 mod crash;
+#[path = "faults/network.rs"]
+mod network;
 #[path = "faults/stall.rs"]
 mod stall;
 #[path = "faults/storage.rs"]

@@ -216,7 +216,7 @@ async fn malformed_lines_are_counted_by_reason_and_survived() {
 }
 
 #[tokio::test]
-async fn a_flood_of_random_names_is_capped_at_max_series_and_counted() {
+async fn a_flood_of_random_names_is_capped_at_max_series_and_evicts_the_oldest() {
     let d = Daemon::start(trading_config("  max_series: 50\n")).await;
     let to = statsd_addr(&d).await;
     let mut x: u64 = 0x1234_5678;
@@ -248,20 +248,30 @@ async fn a_flood_of_random_names_is_capped_at_max_series_and_counted() {
     // next run (every trading.interval), so wait for both.
     let text = d
         .scrape_until(10, |t| {
-            value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1950.0)
-                && tracked(t) == 50.0
+            value(t, "m4watch_trading_series_evicted_total") == Some(1950.0) && tracked(t) == 50.0
         })
         .await;
     assert_eq!(tracked(&text), 50.0);
     assert!(series(&text, "m4watch_trading_latency_seconds_count").len() <= 50);
-    // Existing series keep working; new ones stay out.
-    let first = packets[0].lines().next().unwrap().to_string();
-    send(to, &[&first, "brand_new:1|c"]);
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_statsd_dropped_total{reason=\"cardinality\"}"
+        ),
+        Some(0.0)
+    );
+    // A new name still gets in, in the least recently updated series' slot.
+    let last = packets[99].lines().last().unwrap().to_string();
+    send(to, &[&last, "brand_new:1|c"]);
     let text = d
         .scrape_until(5, |t| {
-            value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1951.0)
+            t.contains("m4watch_trading_events_total{stream=\"brand_new\"} 1\n")
         })
         .await;
+    assert_eq!(
+        value(&text, "m4watch_trading_series_evicted_total"),
+        Some(1951.0)
+    );
     assert_eq!(value(&text, "m4watch_statsd_lines_total"), Some(2002.0));
     let v = trading_json(&d).await;
     assert_eq!(
@@ -681,12 +691,6 @@ async fn dotted_names_map_to_labelled_series_and_quiet_series_leave_metrics() {
         .await;
     assert_eq!(value(&text, nyse), Some(1.0));
     assert!(text.contains("m4watch_trading_events_total{stream=\"orders.cme.fills\"} 1\n"));
-    // The table is full: a fourth series is dropped until one expires.
-    send(to, &["late:1|c"]);
-    d.scrape_until(5, |t| {
-        value(t, "m4watch_statsd_dropped_total{reason=\"cardinality\"}") == Some(1.0)
-    })
-    .await;
     // Keep cme busy; nyse and the counter go quiet and leave after the 4 s TTL (long
     // enough that the table is still full when `late` arrives on a loaded machine).
     let text = {

@@ -71,23 +71,40 @@ impl ProbeCollector {
     }
 }
 
+/// Most bytes of a probed body read (issue 25): a health endpoint answers a few
+/// bytes; past this the target has answered, the rest is left unread and the
+/// connection dropped.
+pub(crate) const MAX_PROBE_BODY: usize = 1024 * 1024;
+
 async fn probe(client: &reqwest::Client, t: &ProbeTarget) -> ProbeResult {
     let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started) + t.timeout.get();
+    let timed_out = || format!("timed out after {:?}", t.timeout.get());
     let outcome = client.get(&t.url).timeout(t.timeout.get()).send().await;
-    let took: Duration = started.elapsed();
     let (success, code, error) = match outcome {
-        Ok(r) => {
+        Ok(mut r) => {
             let s = r.status();
-            let err = (!s.is_success()).then(|| format!("HTTP {s}"));
-            (s.is_success(), Some(s.as_u16()), err)
+            // The body too within the timeout, read at most to its cap.
+            match crate::tls::read_bounded(&mut r, MAX_PROBE_BODY, deadline).await {
+                Err(crate::tls::BodyError::Deadline(_)) => {
+                    (false, Some(s.as_u16()), Some(timed_out()))
+                }
+                Err(crate::tls::BodyError::Read(e)) if e.is_timeout() => {
+                    (false, Some(s.as_u16()), Some(timed_out()))
+                }
+                Err(crate::tls::BodyError::Read(e)) => {
+                    (false, Some(s.as_u16()), Some(one_line(&e)))
+                }
+                Ok(_) | Err(crate::tls::BodyError::TooLarge(_)) => {
+                    let err = (!s.is_success()).then(|| format!("HTTP {s}"));
+                    (s.is_success(), Some(s.as_u16()), err)
+                }
+            }
         }
-        Err(e) if e.is_timeout() => (
-            false,
-            None,
-            Some(format!("timed out after {:?}", t.timeout.get())),
-        ),
+        Err(e) if e.is_timeout() => (false, None, Some(timed_out())),
         Err(e) => (false, None, Some(one_line(&e))),
     };
+    let took: Duration = started.elapsed();
     ProbeResult {
         target: t.name.clone(),
         success,

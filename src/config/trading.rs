@@ -39,8 +39,9 @@ pub struct TradingConfig {
     /// Most measurements open at once; further starts are refused (429).
     pub max_open_measurements: usize,
     /// A series that receives nothing for this long leaves `/metrics` and frees its
-    /// slot under `max_series`; `0s` (the default, as statsd_exporter's) keeps series
-    /// for the life of the process. Expiry restarts a counter's total when the series
+    /// slot under `max_series`; `1h` by default ([`DEFAULT_SERIES_TTL`]); `0s` keeps
+    /// series for the life of the process (a full table still evicts the least
+    /// recently updated). Expiry restarts a counter's total when the series
     /// comes back, which Prometheus reads as a counter reset.
     pub series_ttl: Dur,
     /// statsd_exporter-style mapping rules, first match wins: a dotted Graphite-style
@@ -141,6 +142,13 @@ impl TradingConfig {
     }
 }
 
+/// `trading.series_ttl` by default (issue 25): an hour is twelve times the longest
+/// default window (5 m), so a series is never removed while its windows still hold
+/// data, and an operation quiet over a lunch break keeps its series; yet what a flood
+/// of one-off names (or a retired operation) holds is freed within the hour, not kept
+/// until restart. A full table evicts the least recently updated series in any case.
+pub const DEFAULT_SERIES_TTL: Duration = Duration::from_secs(3600);
+
 impl Default for TradingConfig {
     fn default() -> Self {
         TradingConfig {
@@ -153,7 +161,7 @@ impl Default for TradingConfig {
             label_tags: Vec::new(),
             measurement_ttl: Dur(Duration::from_secs(300)),
             max_open_measurements: 10_000,
-            series_ttl: Dur(Duration::ZERO),
+            series_ttl: Dur(DEFAULT_SERIES_TTL),
             mappings: Vec::new(),
             score: ScoreConfig::default(),
         }

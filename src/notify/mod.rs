@@ -433,13 +433,20 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
     SendError::retry(reason, text)
 }
 
-/// POSTs JSON and applies [`check_status`].
+/// Most bytes of a receiver's answer read (issue 25): Slack answers `ok`, PagerDuty and
+/// Alertmanager a few hundred bytes of JSON; a peer that sends more (or never stops) is
+/// cut off and its connection dropped, the send judged by the status alone.
+pub(crate) const MAX_RECEIVER_ANSWER: usize = 64 * 1024;
+
+/// POSTs JSON and applies [`check_status`]. The whole exchange, answer included, ends
+/// within `ctx.timeout`; at most [`MAX_RECEIVER_ANSWER`] bytes of the answer are read.
 pub(crate) async fn post_json<T: Serialize + ?Sized>(
     ctx: &Ctx,
     url: &str,
     body: &T,
 ) -> Result<(), SendError> {
-    let resp = ctx
+    let deadline = tokio::time::Instant::now() + ctx.timeout;
+    let mut resp = ctx
         .http()
         .post(url)
         .json(body)
@@ -448,8 +455,16 @@ pub(crate) async fn post_json<T: Serialize + ?Sized>(
         .map_err(transport_error)?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    // Drain the body so the connection can be reused.
-    let _ = resp.bytes().await;
+    // Drained (bounded) so the connection can be reused; cut off, it is dropped.
+    match crate::tls::read_bounded(&mut resp, MAX_RECEIVER_ANSWER, deadline).await {
+        Err(crate::tls::BodyError::Deadline(_)) if status.is_success() => {
+            return Err(SendError::retry(
+                Reason::Timeout,
+                format!("no complete answer within {:?}", ctx.timeout),
+            ));
+        }
+        Ok(_) | Err(_) => {}
+    }
     check_status(status, &headers)
 }
 

@@ -87,6 +87,8 @@ enum Body {
     /// `Transfer-Encoding: chunked`: bytes left in the current chunk (`None` before a
     /// chunk-size line).
     Chunked(Option<usize>),
+    /// `Content-Length`: bytes left.
+    Length(usize),
     /// Until the connection closes.
     Raw,
     /// The last chunk has come.
@@ -120,28 +122,31 @@ impl StatsStream {
         {
             return Err(StreamError::Malformed("container id"));
         }
-        let connect = async {
-            Ok::<Box<dyn Io>, std::io::Error>(match endpoint {
-                #[cfg(unix)]
-                Endpoint::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
-                #[cfg(not(unix))]
-                Endpoint::Unix(_) => {
-                    return Err(std::io::Error::other("unix sockets need a unix host"));
-                }
-                Endpoint::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a.as_str()).await?),
-            })
-        };
-        let io = tokio::time::timeout(timeout, connect)
+        let io = tokio::time::timeout(timeout, connect(endpoint))
             .await
             .map_err(|_| StreamError::Connect(std::io::ErrorKind::TimedOut.into()))?
             .map_err(StreamError::Connect)?;
         Self::start(io, id).await
     }
 
-    /// Sends the request on a connected `io` and reads the response head.
-    async fn start(mut io: Box<dyn Io>, id: &str) -> Result<Self, StreamError> {
+    /// Sends a stats request on a connected `io` and reads the response head.
+    async fn start(io: Box<dyn Io>, id: &str) -> Result<Self, StreamError> {
+        Self::start_path(io, &format!("/containers/{id}/stats?stream=true"), false).await
+    }
+
+    /// One `GET path` on a connection of its own (closed by the Engine after the
+    /// answer), up to its response head; the body is read through
+    /// [`crate::tls::ChunkSource`], bounded by the caller. The caller bounds the time.
+    pub(crate) async fn get(endpoint: &Endpoint, path: &str) -> Result<Self, StreamError> {
+        let io = connect(endpoint).await.map_err(StreamError::Connect)?;
+        Self::start_path(io, path, true).await
+    }
+
+    /// Sends `GET path` on a connected `io` and reads the response head.
+    async fn start_path(mut io: Box<dyn Io>, path: &str, close: bool) -> Result<Self, StreamError> {
+        let connection = if close { "Connection: close\r\n" } else { "" };
         let req = format!(
-            "GET /containers/{id}/stats?stream=true HTTP/1.1\r\nHost: docker\r\nUser-Agent: m4watch\r\nAccept: application/json\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: m4watch\r\nAccept: application/json\r\n{connection}\r\n"
         );
         // Unversioned: the Engine answers in its own API version.
         io.write_all(req.as_bytes()).await?;
@@ -190,6 +195,8 @@ impl StatsStream {
                     }
                     self.framing = if chunked(head.headers) {
                         Body::Chunked(None)
+                    } else if let Some(n) = content_length(head.headers) {
+                        if n == 0 { Body::Ended } else { Body::Length(n) }
                     } else {
                         Body::Raw
                     };
@@ -216,6 +223,16 @@ impl StatsStream {
                 self.body.extend_from_slice(&self.raw);
                 self.raw.clear();
                 Ok(false)
+            }
+            Body::Length(left) => {
+                let take = (*left).min(self.raw.len());
+                self.body.extend_from_slice(&self.raw[..take]);
+                self.raw.drain(..take);
+                *left -= take;
+                if *left == 0 {
+                    self.framing = Body::Ended;
+                }
+                Ok(matches!(self.framing, Body::Ended))
             }
             Body::Chunked(left) => {
                 let mut at = 0;
@@ -305,6 +322,50 @@ fn status_line(head: &httparse::Response) -> String {
         head.reason.unwrap_or_default()
     );
     line.trim_end().chars().take(200).collect()
+}
+
+impl crate::tls::ChunkSource for StatsStream {
+    type Error = StreamError;
+    /// The next piece of a [`StatsStream::get`] body, as it comes off the socket.
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, StreamError> {
+        loop {
+            let ended = self.decode()?;
+            if !self.body.is_empty() {
+                return Ok(Some(bytes::Bytes::from(std::mem::take(&mut self.body))));
+            }
+            if ended {
+                return Ok(None);
+            }
+            if !self.fill().await? {
+                return match self.framing {
+                    Body::Raw => Ok(None),
+                    _ => Err(StreamError::Closed),
+                };
+            }
+        }
+    }
+}
+
+/// A connection to the Engine.
+async fn connect(endpoint: &Endpoint) -> Result<Box<dyn Io>, std::io::Error> {
+    Ok(match endpoint {
+        #[cfg(unix)]
+        Endpoint::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+        #[cfg(not(unix))]
+        Endpoint::Unix(_) => {
+            return Err(std::io::Error::other("unix sockets need a unix host"));
+        }
+        Endpoint::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a.as_str()).await?),
+    })
+}
+
+/// The body's length, when the head gives one.
+fn content_length(headers: &[httparse::Header]) -> Option<usize> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Whether the body comes in `Transfer-Encoding: chunked`.

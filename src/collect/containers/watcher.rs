@@ -6,15 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use bollard::models::EventMessage;
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::counters::EventTally;
-use super::engine::{
-    self, DockerError, Inspected, REQUEST_TIMEOUT, inspect, one_shot_stats, request_err,
-};
+use super::engine::{self, DockerError, Engine, Inspected, inspect, one_shot_stats};
 use super::filter::selected;
 use super::sample::{engine_info, inspect_counters, sample_from};
 use super::state::{FIRST_BACKOFF, Frame, Known, MAX_BACKOFF, Shared, Task, attach, lock};
@@ -111,7 +108,7 @@ impl Watcher {
     }
 
     /// Runs until the Engine is lost; returns why.
-    async fn session(&mut self, docker: &Docker, engine_now: Option<String>) -> DockerError {
+    async fn session(&mut self, docker: &Engine, engine_now: Option<String>) -> DockerError {
         // Subscribe before the first list, so nothing that happens in between is lost.
         let since = self.tally.since().or(engine_now);
         let filters = HashMap::from([
@@ -122,7 +119,7 @@ impl Watcher {
         if let Some(s) = &since {
             opts = opts.since(s);
         }
-        let mut events = docker.events(Some(opts.build()));
+        let mut events = docker.docker.events(Some(opts.build()));
         if let Err(e) = self.resync(docker).await {
             return e;
         }
@@ -150,7 +147,7 @@ impl Watcher {
         }
     }
 
-    async fn on_event(&mut self, docker: &Docker, ev: &EventMessage) {
+    async fn on_event(&mut self, docker: &Engine, ev: &EventMessage) {
         self.tally.apply(ev);
         let Some(id) = ev.actor.as_ref().and_then(|a| a.id.clone()) else {
             return;
@@ -173,7 +170,7 @@ impl Watcher {
     }
 
     /// Inspects one container and folds the answer into the state.
-    async fn refresh(&mut self, docker: &Docker, id: &str) {
+    async fn refresh(&mut self, docker: &Engine, id: &str) {
         let got = inspect(docker, id).await;
         self.apply(id, got);
     }
@@ -224,21 +221,9 @@ impl Watcher {
 
     /// Lists every container, inspects the selected ones (a bounded number at once),
     /// forgets those that are gone, and re-reads the Engine's description.
-    async fn resync(&mut self, docker: &Docker) -> Result<(), DockerError> {
-        let info = tokio::time::timeout(REQUEST_TIMEOUT, docker.info()).await;
-        let info = match info {
-            Ok(r) => r.map_err(request_err(&self.host, "GET /info"))?,
-            Err(_) => return Err(self.timed_out("GET /info")),
-        };
-        let list = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            docker.list_containers(Some(ListContainersOptionsBuilder::new().all(true).build())),
-        )
-        .await;
-        let list = match list {
-            Ok(r) => r.map_err(request_err(&self.host, "GET /containers/json"))?,
-            Err(_) => return Err(self.timed_out("GET /containers/json")),
-        };
+    async fn resync(&mut self, docker: &Engine) -> Result<(), DockerError> {
+        let info = docker.info().await?;
+        let list = docker.list().await?;
         let ids: Vec<String> = list
             .into_iter()
             .filter(|c| {
@@ -277,16 +262,9 @@ impl Watcher {
         Ok(())
     }
 
-    fn timed_out(&self, what: &'static str) -> DockerError {
-        DockerError::TimedOut {
-            host: self.host.clone(),
-            what,
-        }
-    }
-
     /// Once per interval: retries failed inspects, re-attaches failed streams after
     /// their backoff, and reads one-shot stats for running containers without a stream.
-    async fn maintain(&mut self, docker: &Docker) {
+    async fn maintain(&mut self, docker: &Engine) {
         if self.retry.len() >= MAX_RETRY_IDS {
             self.retry.clear();
             if let Err(e) = self.resync(docker).await {

@@ -87,9 +87,17 @@ impl TradingCollector {
 
     /// One run at `now`: fold, compute, keep the view, return the families.
     pub fn run(&mut self, now: Instant) -> Vec<Family> {
+        let mut replaced = Vec::new();
         let mut gauges = {
             let mut g = self.trading.ingest.lock().expect("trading lock");
             std::mem::swap(&mut g.pending, &mut self.spare);
+            // A slot whose series was evicted (a new identity in it) starts afresh.
+            for (id, (ours, theirs)) in self.meta.iter_mut().zip(&g.meta).enumerate() {
+                if !Arc::ptr_eq(ours, theirs) {
+                    *ours = Arc::clone(theirs);
+                    replaced.push(id);
+                }
+            }
             self.meta.extend(g.meta[self.meta.len()..].iter().cloned());
             g.gauges.clone()
         };
@@ -107,22 +115,31 @@ impl TradingCollector {
                 .unwrap_or(now)
         });
         self.last_run = Some(now);
+        let fresh = |kind: MetricType| match kind {
+            MetricType::Timer => State::Timer {
+                windows: widths
+                    .iter()
+                    .map(|w| LatencyWindow::new(*w, began))
+                    .collect(),
+                classic: Classic::default(),
+            },
+            MetricType::Counter => State::Counter {
+                windows: widths.iter().map(|w| CountWindow::new(*w, began)).collect(),
+                total: 0.0,
+            },
+            MetricType::Gauge => State::Gauge,
+            MetricType::Set => State::Set { last: 0 },
+        };
+        for id in replaced {
+            if let Some(st) = self.states.get_mut(id) {
+                *st = fresh(self.meta[id].kind);
+            }
+            if let Some(seen) = self.last_seen.get_mut(id) {
+                *seen = now;
+            }
+        }
         for m in &self.meta[self.states.len()..] {
-            self.states.push(match m.kind {
-                MetricType::Timer => State::Timer {
-                    windows: widths
-                        .iter()
-                        .map(|w| LatencyWindow::new(*w, began))
-                        .collect(),
-                    classic: Classic::default(),
-                },
-                MetricType::Counter => State::Counter {
-                    windows: widths.iter().map(|w| CountWindow::new(*w, began)).collect(),
-                    total: 0.0,
-                },
-                MetricType::Gauge => State::Gauge,
-                MetricType::Set => State::Set { last: 0 },
-            });
+            self.states.push(fresh(m.kind));
         }
         self.last_seen.resize(self.states.len(), now);
         for (seen, p) in self.last_seen.iter_mut().zip(&self.spare) {
@@ -228,6 +245,7 @@ impl TradingCollector {
         retain(&mut g.meta, &keep);
         retain(&mut g.gauges, &keep);
         retain(&mut g.pending, &keep);
+        retain(&mut g.stamps, &keep);
         for index in [&mut g.index, &mut g.mapped] {
             index.retain(|_, id| keep[*id]);
             for id in index.values_mut() {
@@ -303,12 +321,9 @@ mod tests {
         let t0 = Instant::now();
         send(&t, "old:1|c\nkept:5|ms\nlevel:7|g");
         c.run(t0);
-        // A fourth series does not fit until one expires.
-        send(&t, "new:1|c");
         send(&t, "kept:6|ms\nlevel:+1|g");
         c.run(t0 + Duration::from_secs(2));
         assert_eq!(names(&c.latest_view()), ["kept", "level", "old"]);
-        assert_eq!(t.instruments.dropped_cardinality.get(), 1);
         send(&t, "kept:7|ms");
         c.run(t0 + Duration::from_secs(3));
         // `old` was last touched at t0: gone at t0 + ttl; `level` (t0 + 2 s) stays.
@@ -336,9 +351,57 @@ mod tests {
         assert_eq!(t.instruments.expired.get(), 4);
     }
 
+    /// A full table makes room for a new series by evicting the least recently
+    /// updated one (counted); the slot starts afresh, the others keep their data.
+    #[test]
+    fn a_full_table_evicts_the_least_recently_updated_series() {
+        let s = Dur(Duration::from_secs(1));
+        let (t, mut c) = store(TradingConfig {
+            windows: vec![s],
+            interval: s,
+            max_series: 3,
+            ..TradingConfig::default()
+        });
+        let t0 = Instant::now();
+        send(&t, "a:5|c\nb:1|c\nc:1|c");
+        c.run(t0);
+        // `b` and `c` are updated again: `a` is the least recently updated.
+        send(&t, "b:1|c\nc:1|c");
+        send(&t, "new:2|c");
+        c.run(t0 + Duration::from_secs(1));
+        let v = c.latest_view();
+        assert_eq!(names(&v), ["b", "c", "new"]);
+        assert_eq!(t.instruments.evicted.get(), 1);
+        assert_eq!(t.instruments.dropped_cardinality.get(), 0);
+        let new = v.streams.iter().find(|s| s.stream == "new").unwrap();
+        assert_eq!(
+            new.events_total, 2.0,
+            "the slot starts afresh, not at a's 5"
+        );
+        let b = v.streams.iter().find(|s| s.stream == "b").unwrap();
+        assert_eq!(b.events_total, 2.0);
+        // A flood of new names keeps getting in, each evicting the oldest.
+        for i in 0..50 {
+            send(&t, &format!("flood{i}:1|c"));
+        }
+        send(&t, "order_submit:3|ms");
+        c.run(t0 + Duration::from_secs(2));
+        let v = c.latest_view();
+        assert!(
+            names(&v).contains(&"order_submit".to_string()),
+            "{:?}",
+            names(&v)
+        );
+        assert_eq!(v.series, 3);
+        assert_eq!(t.instruments.evicted.get(), 1 + 51);
+    }
+
     #[test]
     fn zero_ttl_keeps_every_series() {
-        let (t, mut c) = store(TradingConfig::default());
+        let (t, mut c) = store(TradingConfig {
+            series_ttl: Dur(Duration::ZERO),
+            ..TradingConfig::default()
+        });
         let t0 = Instant::now();
         send(&t, "a:1|c\nb:1|g");
         c.run(t0);

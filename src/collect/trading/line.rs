@@ -42,11 +42,13 @@ pub enum ParseError {
     Tags,
     #[error("DogStatsD event or service check, which m4watch does not take")]
     Unsupported,
+    #[error("a counter increment below 0 (a counter only goes up)")]
+    NegativeCounter,
 }
 
 impl ParseError {
     /// Every reason, for pre-creating the counter series at 0.
-    pub(crate) const ALL: [ParseError; 8] = [
+    pub(crate) const ALL: [ParseError; 9] = [
         ParseError::Encoding,
         ParseError::Format,
         ParseError::Name,
@@ -55,6 +57,7 @@ impl ParseError {
         ParseError::SampleRate,
         ParseError::Tags,
         ParseError::Unsupported,
+        ParseError::NegativeCounter,
     ];
 
     /// The `reason` label value.
@@ -68,6 +71,7 @@ impl ParseError {
             ParseError::SampleRate => "sample_rate",
             ParseError::Tags => "tags",
             ParseError::Unsupported => "unsupported",
+            ParseError::NegativeCounter => "negative_counter",
         }
     }
 
@@ -263,6 +267,11 @@ fn check_values(kind: MetricType, raw: &str) -> Result<f64, ParseError> {
         if x.is_nan() || x.abs() > MAX_VALUE || (kind == MetricType::Timer && x < 0.0) {
             return Err(ParseError::Value);
         }
+        // A counter counts events: a negative increment would make its total go down,
+        // which Prometheus reads as a reset (issue 25). Refused, counted by its reason.
+        if kind == MetricType::Counter && x < 0.0 {
+            return Err(ParseError::NegativeCounter);
+        }
         Ok(x)
     };
     match split_at_byte(raw, b':') {
@@ -348,7 +357,7 @@ mod tests {
         let l = ok("market_data:5|c|@0.1");
         assert_eq!(l.kind, MetricType::Counter);
         assert_eq!(l.sample_rate, 0.1);
-        assert_eq!(ok("x:-2|c").values().next(), Some(-2.0));
+        assert_eq!(err(b"x:-2|c"), "negative_counter");
     }
 
     #[test]
@@ -403,6 +412,9 @@ mod tests {
         assert_eq!(err(b"a:inf|g"), "value");
         assert_eq!(err(b"a:NaN|ms"), "value");
         assert_eq!(err(b"a:1:2|c"), "value");
+        assert_eq!(err(b"a:-1|c"), "negative_counter");
+        assert_eq!(err(b"a:-0.5|c|@0.5"), "negative_counter");
+        assert_eq!(ok("a:-1|g").value, -1.0, "a gauge may go down");
         assert_eq!(err(b"a:x::y|s"), "value");
         assert_eq!(err(b"a:1|q"), "type");
         assert_eq!(err(b"a:1|"), "type");

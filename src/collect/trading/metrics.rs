@@ -68,6 +68,13 @@ pub(crate) const TRADING_SERIES_EXPIRED_TOTAL: MetricDef = def(
     "Trading series removed after receiving nothing for trading.series_ttl (their slots are free again under trading.max_series).",
 );
 
+pub(crate) const TRADING_SERIES_EVICTED_TOTAL: MetricDef = def(
+    "m4watch_trading_series_evicted_total",
+    Kind::Counter,
+    &[],
+    "Trading series evicted to make room for a new one when trading.max_series was reached, least recently updated first (so a new operation always gets in).",
+);
+
 pub(crate) const TRADING_MEASUREMENTS_TOTAL: MetricDef = def(
     "m4watch_trading_measurements_total",
     Kind::Counter,
@@ -93,7 +100,7 @@ pub(crate) const STATSD_PARSE_ERRORS_TOTAL: MetricDef = def(
     "m4watch_statsd_parse_errors_total",
     Kind::Counter,
     &["reason"],
-    "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported).",
+    "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported, negative_counter: a counter increment below 0).",
 );
 
 pub(crate) const STATSD_DROPPED_TOTAL: MetricDef = def(
@@ -180,6 +187,7 @@ pub(crate) const INGEST: &[MetricDef] = &[
     TRADING_MEASUREMENTS_TOTAL,
     TRADING_SERIES,
     TRADING_SERIES_EXPIRED_TOTAL,
+    TRADING_SERIES_EVICTED_TOTAL,
     STATSD_PACKETS_TOTAL,
     STATSD_LINES_TOTAL,
     STATSD_PARSE_ERRORS_TOTAL,

@@ -49,6 +49,7 @@ struct Instruments {
     completed: IntCounter,
     abandoned: IntCounter,
     expired: IntCounter,
+    evicted: IntCounter,
 }
 
 impl Instruments {
@@ -85,6 +86,7 @@ impl Instruments {
             completed: measured.with_label_values(&["completed"]),
             abandoned: measured.with_label_values(&["abandoned"]),
             expired: counter(&TRADING_SERIES_EXPIRED_TOTAL)?,
+            evicted: counter(&TRADING_SERIES_EVICTED_TOTAL)?,
         })
     }
 }

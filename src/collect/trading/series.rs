@@ -97,6 +97,11 @@ pub(super) struct Ingest {
     pub(super) meta: Vec<Arc<SeriesMeta>>,
     pub(super) gauges: Vec<Option<f64>>,
     pub(super) pending: Vec<Pending>,
+    /// When each series was last updated, as `clock` read then: the least recently
+    /// updated is evicted when the table is full and a new series comes.
+    pub(super) stamps: Vec<u64>,
+    /// Ticks once per line applied.
+    pub(super) clock: u64,
 }
 
 /// Counts a writer gathers while holding the lock and adds to the instruments after.
@@ -106,6 +111,7 @@ pub struct Batch {
     errors: [u64; ParseError::ALL.len()],
     dropped_cardinality: u64,
     dropped_set: u64,
+    evicted: u64,
 }
 
 impl Trading {
@@ -117,6 +123,7 @@ impl Trading {
             errors: [0; ParseError::ALL.len()],
             dropped_cardinality: 0,
             dropped_set: 0,
+            evicted: 0,
         }
     }
 
@@ -177,6 +184,9 @@ impl Trading {
         if b.dropped_set > 0 {
             i.dropped_set.inc_by(std::mem::take(&mut b.dropped_set));
         }
+        if b.evicted > 0 {
+            i.evicted.inc_by(std::mem::take(&mut b.evicted));
+        }
     }
 
     /// The id of a series, creating it when there is room; `None` (and a count) when
@@ -206,7 +216,12 @@ impl Trading {
         if g.pending.len() <= id {
             g.pending.resize_with(id + 1, Pending::default);
         }
+        if g.stamps.len() <= id {
+            g.stamps.resize(id + 1, 0);
+        }
         g.pending[id].touched = true;
+        g.clock += 1;
+        g.stamps[id] = g.clock;
         Some(id)
     }
 
@@ -255,8 +270,19 @@ impl Trading {
             return Some(id);
         }
         if g.meta.len() >= self.config.max_series {
-            batch.dropped_cardinality += 1;
-            return None;
+            // Full: the least recently updated series makes room, so a stranger's
+            // flood of names cannot lock a new operation out (issue 25).
+            let Some(id) = evict(g) else {
+                batch.dropped_cardinality += 1;
+                return None;
+            };
+            batch.evicted += 1;
+            g.meta[id] = Arc::new(SeriesMeta { kind, name, labels });
+            g.index.insert(batch.key.as_str().into(), id);
+            if let Some(k) = mapped_key {
+                g.mapped.insert(k.into(), id);
+            }
+            return Some(id);
         }
         let id = g.meta.len();
         g.meta.push(Arc::new(SeriesMeta { kind, name, labels }));
@@ -314,4 +340,19 @@ impl Trading {
             }
         }
     }
+}
+
+/// Empties the least recently updated series' slot for a new series: its keys leave
+/// the indexes and its data is dropped (the collector sees the new identity and starts
+/// the slot afresh). `None` when there is no series. One pass over the table and its
+/// indexes, only when the table is full.
+fn evict(g: &mut Ingest) -> Option<usize> {
+    let id = (0..g.meta.len()).min_by_key(|&id| g.stamps.get(id).copied().unwrap_or(0))?;
+    g.index.retain(|_, v| *v != id);
+    g.mapped.retain(|_, v| *v != id);
+    g.gauges[id] = None;
+    if let Some(p) = g.pending.get_mut(id) {
+        *p = Pending::default();
+    }
+    Some(id)
 }
