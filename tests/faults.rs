@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "faults/connections.rs"]
+mod connections;
 #[path = "faults/crash.rs"]
 mod crash;
 #[path = "faults/stall.rs"]
