@@ -14,10 +14,15 @@ What it derives instead of repeating, so nothing drifts:
 - rule links: every rule's `dashboard_url` must name the first dashboard after the
   overview that draws it, and its `runbook_url` its runbooks section (check_rule_links).
 - job selectors and min intervals: prometheus/prometheus.yml's two m4watch jobs. The
-  trading families (the fast job's keep regex) live in job `<job>-trading`, the rest in
-  `<job>`; a panel whose every query reads only the fast job's families sets that job's
-  scrape interval as its min interval, every other panel inherits the datasource's
-  `timeInterval`, which must be the slow job's scrape interval (checked here).
+  fast job collects some collectors (`collect[]`; their families come from the README's
+  metrics reference, whose headings name each section's collector), the slow one the
+  rest (`exclude[]`). A family of the fast job's collectors is selected with
+  `job=~"$job|$job-trading"`: in `<job>-trading` with the shipped two jobs, in `<job>`
+  when one job scrapes everything (how most users add a target), so one dashboard
+  works for both; every other family with `job=~"$job"`. A panel whose every query
+  reads only the fast job's families sets that job's scrape interval as its min
+  interval, every other panel inherits the datasource's `timeInterval`, which must be
+  the slow job's scrape interval (checked here).
 
 tests/stack.rs parses every query, checks its metric names against the catalogue and a
 live scrape, checks that every exported family is on a panel or in NOT_SHOWN, that
@@ -46,6 +51,10 @@ SEVERITY_COLOR = {"emergency": "dark-red", "critical": "red", "warning": "orange
 # Families exported but deliberately on no panel, with the reason (tests/stack.rs checks
 # that every catalogued family is on a panel or here, and that nothing here is shown).
 NOT_SHOWN = {
+    "m4watch_storage_fault_info": "absent while the data directory takes writes, so a panel of "
+                                  "it is empty on a healthy stack; the Data directory writes "
+                                  "panel shows the state, and the fault's writer and reason are "
+                                  "in the M4watchStorageFailing runbook's checks",
     "m4watch_ntp_stratum": "the servers' stratum changes only when their own reference does; "
                            "a server that lost it stops answering validly, which the SNTP probe "
                            "panel's failed probes show",
@@ -76,28 +85,62 @@ def fmt_duration(seconds):
     return f"{seconds:g}s"
 
 
+def collector_families():
+    """collector -> the family names it serves (a histogram's `_bucket`, `_sum` and
+    `_count` series too), from the README's metrics reference, which a unit test keeps
+    equal to the catalogue (src/catalog.rs): each section heading names its collector."""
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- metrics-reference:start -->", "<!-- metrics-reference:end -->"
+    ref = readme[readme.index(start):readme.index(end)]
+    out, collector = {}, None
+    for line in ref.splitlines():
+        m = re.fullmatch(r"#### .* \(`collect\[\]=(\w+)`\)", line)
+        if m:
+            collector = m.group(1)
+            out.setdefault(collector, set())
+            continue
+        m = re.match(r"\| `(\w+)` \| (\w+) \|", line)
+        if m:
+            name, kind = m.groups()
+            out[collector].add(name)
+            if kind in ("histogram", "summary"):
+                out[collector].update(name + s for s in ("_bucket", "_sum", "_count"))
+    assert out, "README.md: no metrics reference with collector headings"
+    return out
+
+
+COLLECTORS = collector_families()
+
+
 def scrape_jobs():
     """The two m4watch jobs of prometheus.yml: (slow job, its interval), (fast job,
-    its interval, the regex of the families it keeps)."""
+    its interval, the families it collects). The fast job names its collectors with
+    `collect[]`, the slow one leaves exactly those out with `exclude[]`."""
     cfg = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
     default = cfg["global"].get("scrape_interval", "1m")
     fast = slow = None
     for job in cfg["scrape_configs"]:
-        relabel = {r["action"]: r["regex"] for r in job.get("metric_relabel_configs", [])}
+        params = job.get("params", {})
         interval = parse_duration(job.get("scrape_interval", default))
-        if "keep" in relabel:
-            fast = (job["job_name"], interval, relabel["keep"])
-        elif "drop" in relabel:
-            slow = (job["job_name"], interval, relabel["drop"])
-    assert fast and slow and fast[2] == slow[2], "prometheus.yml: expected a keep and a drop job with one regex"
+        if "collect[]" in params:
+            fast = (job["job_name"], interval, sorted(params["collect[]"]))
+        elif "exclude[]" in params:
+            slow = (job["job_name"], interval, sorted(params["exclude[]"]))
+    assert fast and slow and fast[2] == slow[2], \
+        "prometheus.yml: expected a job with collect[] and one with exclude[] of the same collectors"
+    unknown = [c for c in fast[2] if c not in COLLECTORS]
+    assert not unknown, f"prometheus.yml: unknown collectors {unknown}; known: {sorted(COLLECTORS)}"
     suffix = fast[0][len(slow[0]):]
     assert fast[0].startswith(slow[0]) and suffix, \
         f"prometheus.yml: the fast job ({fast[0]}) must be named after the slow one ({slow[0]}) plus a suffix"
-    return slow, fast, suffix
+    families = set().union(*(COLLECTORS[c] for c in fast[2]))
+    return slow, (fast[0], fast[1], families), suffix
 
 
-(SLOW_JOB, SLOW_INTERVAL, _), (FAST_JOB, FAST_INTERVAL, FAST_REGEX), FAST_SUFFIX = scrape_jobs()
-FAST_FAMILY = re.compile(FAST_REGEX)
+(SLOW_JOB, SLOW_INTERVAL, _), (FAST_JOB, FAST_INTERVAL, FAST_FAMILIES), FAST_SUFFIX = scrape_jobs()
+# The job selector of a family the fast job collects: with the shipped two jobs the
+# family is in `<job>-trading`; with one job (no params, any name) it is in `<job>`.
+FAST_JOBS = f"$job|$job{FAST_SUFFIX}"
 
 
 def check_datasource_interval():
@@ -218,7 +261,7 @@ def s(metric, **matchers):
     """A selector of `metric` for the dashboard's variables: the job holding the family
     (prometheus.yml splits them), the host and, for containers, the container; then
     `label="value"` matchers (`label="!value"` for `!=`)."""
-    job = f"$job{FAST_SUFFIX}" if FAST_FAMILY.fullmatch(metric) else "$job"
+    job = FAST_JOBS if metric in FAST_FAMILIES else "$job"
     parts = [f'job=~"{job}"', 'instance=~"$instance"']
     if metric.startswith("m4watch_container_") and metric not in UNNAMED_CONTAINER_FAMILIES:
         parts.append('name=~"$container"')
@@ -972,6 +1015,17 @@ DASHBOARDS = {
             q(f'increase({s("m4watch_notification_transitions_missed_total")}[$__rate_interval])', "transitions missed")],
            "none", "Outbox length, alert events that waited for room in the dispatcher's queue, and "
            "transitions the notifier missed (each logged as an error): any missed means lost pages.", min=0),
+        timeline("Data directory writes", [q(s("m4watch_storage_healthy"), "writes commit")], "none",
+                 "Failing while a write to the data directory fails (disk full, read-only, permission "
+                 "denied) or the directory was moved or replaced: posted alerts and silences are "
+                 "refused with 503, notifications go out from memory, and M4watchStorageFailing pages.",
+                 mappings=OK_FAILING, alerts=["M4watchStorageFailing"]),
+        ts("Notifications sent from memory",
+           [q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_unqueued_total")}[$__rate_interval]))',
+              "{{receiver}} {{integration}}")],
+           "none", "Notifications the outbox could not store (the data directory took no writes), "
+           "sent from memory instead: lost if m4watch stops before they go out. "
+           "m4watch_storage_fault_info says which writer failed and why.", min=0),
         ts("Alertmanager forwarding",
            [q(f'sum by (alertmanager) (increase({s("m4watch_alertmanager_posts_total")}[$__rate_interval]))',
               "{{alertmanager}} posts"),
@@ -997,7 +1051,7 @@ DASHBOARDS = {
              "Two intervals or more and the service is about to page: see the skipped and failed beats.",
              min=0),
         row("Exporter", collapsed=False),
-        timeline("Scrapes", [q(f'up{{job=~"$job|$job{FAST_SUFFIX}", instance=~"$instance"}}', "{{job}} {{instance}}")],
+        timeline("Scrapes", [q(f'up{{job=~"{FAST_JOBS}", instance=~"$instance"}}', "{{job}} {{instance}}")],
                  "none", "Whether Prometheus could scrape m4watch, per job. Down for a minute pages "
                  "through Alertmanager (M4watchDown): host alerts are not being evaluated.",
                  mappings=UP_DOWN, alerts=["M4watchDown"]),
@@ -1128,7 +1182,7 @@ def panel_interval(p):
     """The fast job's interval when every query reads only its families, else None (the
     datasource's timeInterval, the slow job's interval, applies)."""
     metrics = set().union(*(metrics_in(t["expr"]) for t in p["queries"]))
-    if metrics and all(FAST_FAMILY.fullmatch(m) for m in metrics):
+    if metrics and all(m in FAST_FAMILIES for m in metrics):
         return fmt_duration(FAST_INTERVAL)
     return None
 

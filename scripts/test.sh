@@ -17,6 +17,9 @@ declare -A NEED=(
   [dockerd]=docker.io
   [docker]=docker.io
   [unshare]=util-linux
+  # tests/faults.rs: a small tmpfs (disk full) and `chattr +i` (unwritable files).
+  [mount]=mount
+  [chattr]=e2fsprogs
   [docker-compose]=docker-compose
   [chromium]=chromium
   [ip]=iproute2

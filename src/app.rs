@@ -67,7 +67,7 @@ pub fn load_config(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Loaded, Co
         Some(p) => {
             let config = Config::load(p, env)?;
             // The text once more, only to name the line of an error found below.
-            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let text = crate::config::read_capped(p).unwrap_or_default();
             check(config, &p.display().to_string(), &text)?
         }
         None => check(
@@ -129,6 +129,35 @@ pub fn exposure(config: &Config) -> Result<Vec<String>, api::web::WebConfigError
     Ok(api::web::exposure_warnings(config, &web.settings()))
 }
 
+/// Opens the data directory as start-up does, for `check-config`: creates it (0700)
+/// where missing, takes its lock (held by a running m4watch is fine: that one uses
+/// it) and writes, syncs and removes a file in it. An unusable directory (not
+/// creatable, read-only, full, not a directory) is an error naming it.
+pub fn check_data_dir(dir: &Path) -> Result<(), String> {
+    let held = match persist::DataDirLock::acquire(dir) {
+        Ok(lock) => Some(lock),
+        Err(persist::LockError::Held { .. }) => None,
+        #[cfg(target_os = "linux")]
+        Err(persist::LockError::HeldByPath { .. }) => None,
+        Err(e) => return Err(format!("data_dir: {e}")),
+    };
+    let probe = dir.join(format!(".m4watch-check-{}", std::process::id()));
+    let written = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&probe)?;
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&probe);
+    drop(held);
+    written.map_err(|e| {
+        format!(
+            "data_dir: {}: cannot write in the data directory: {e}",
+            dir.display()
+        )
+    })
+}
+
 /// Binds `config.listen` and runs until `shutdown` fires.
 pub async fn run(loaded: Loaded, shutdown: Shutdown) -> Result<(), Error> {
     let listener = TcpListener::bind(loaded.config.listen)
@@ -161,7 +190,7 @@ pub(crate) async fn serve_loaded(
     } = loaded;
     // One owner per data directory, claimed before any database is opened.
     let dir = config.data_dir.clone();
-    let _lock = blocking(move || persist::DataDirLock::acquire(&dir))
+    let lock = blocking(move || persist::DataDirLock::acquire(&dir))
         .await?
         .map_err(|e| Error::Startup(e.to_string()))?;
     let web = Arc::new(
@@ -172,7 +201,13 @@ pub(crate) async fn serve_loaded(
         tracing::warn!("{warning}");
     }
     let access = Arc::new(api::auth::Access::new(&config.api));
-    let store = Arc::new(Store::new());
+    let storage = persist::storage::Storage::of_lock(&lock);
+    let store = Arc::new(Store::with_groups(catalog::family_groups()));
+    let mut tasks = vec![spawn_storage_check(
+        storage.clone(),
+        Arc::clone(&store),
+        shutdown.clone(),
+    )];
     let registry = collect::registry(&config);
     let expected: Vec<&'static str> = registry
         .iter()
@@ -180,12 +215,12 @@ pub(crate) async fn serve_loaded(
         .map(|e| e.name())
         .collect();
     startup_line(&config, &source, &listener, &expected);
-    let mut tasks = Vec::new();
 
     let samples = if config.history.enabled {
         let dir = config.data_dir.clone();
         let retention = config.history.retention.get();
-        let db = blocking(move || SampleDb::open(&dir, retention))
+        let st = storage.clone();
+        let db = blocking(move || SampleDb::open_with(&dir, retention, Some(st)))
             .await?
             .map_err(|e| Error::Startup(format!("history: {e}")))?;
         tasks.push(history::spawn_sampler(
@@ -247,7 +282,8 @@ pub(crate) async fn serve_loaded(
     // The alert store holds the rule engine's alerts and those Prometheus posts, so it
     // exists with the rules off too.
     let dir = config.data_dir.clone();
-    let (db, saved) = blocking(move || persist::alerts::open(&dir))
+    let st = storage.clone();
+    let (db, saved) = blocking(move || persist::alerts::open_with(&dir, st))
         .await?
         .map_err(|e| Error::Startup(e.to_string()))?;
     let alerts = Arc::new(alerts::Alerts::new(
@@ -303,7 +339,17 @@ pub(crate) async fn serve_loaded(
     let path = config.data_dir.join("m4watch.db");
     let outbox = blocking(move || notify::outbox::Outbox::open(&path))
         .await?
-        .map_err(|e| Error::Startup(e.to_string()))?;
+        .map_err(|e| Error::Startup(e.to_string()))?
+        .with_storage(storage.clone());
+    let probed = outbox.clone();
+    tasks.push(tokio::spawn(clock::every(
+        STORAGE_CHECK,
+        shutdown.clone(),
+        move || {
+            let o = probed.clone();
+            async move { o.probe().await }
+        },
+    )));
     // What the alert store holds active now: a saved notification group's firing
     // alert outside it was resolved while its notice was in flight.
     let alive: std::collections::HashSet<String> =
@@ -383,6 +429,7 @@ pub(crate) async fn serve_loaded(
         heartbeat,
         access,
         web: Arc::clone(&web),
+        storage,
     });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let settings = web.settings();
@@ -407,6 +454,7 @@ pub(crate) async fn serve_loaded(
     for t in tasks {
         let _ = t.await;
     }
+    drop(lock);
     tracing::info!("stopped");
     Ok(())
 }
@@ -439,6 +487,30 @@ fn startup_line(config: &Config, source: &Source, listener: &TcpListener, collec
     for w in config.warnings() {
         tracing::warn!("config: {w}");
     }
+}
+
+/// How often the data directory is compared with the one locked at start-up.
+const STORAGE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks every [`STORAGE_CHECK`] that the data directory is still the one locked
+/// (each write checks too), and publishes the storage families.
+fn spawn_storage_check(
+    storage: persist::storage::Storage,
+    store: Arc<Store>,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    store.publish("storage", storage.families());
+    tokio::spawn(async move {
+        clock::every(STORAGE_CHECK, shutdown, move || {
+            let (storage, store) = (storage.clone(), Arc::clone(&store));
+            async move {
+                let s = storage.clone();
+                let _ = tokio::task::spawn_blocking(move || s.check_directory()).await;
+                store.publish("storage", storage.families());
+            }
+        })
+        .await
+    })
 }
 
 /// Runs blocking start-up work (opening a database) off the async workers.
@@ -610,6 +682,10 @@ impl Reloader {
             rules,
             ..
         } = loaded;
+        let running = self.running.notifications.receivers.len();
+        if running > 0 && next.notifications.receivers.is_empty() {
+            return Err(ReloadError::ReceiversDropped(running));
+        }
         next.listen = self.running.listen;
         next.data_dir = self.running.data_dir.clone();
         next.log_format = self.running.log_format;

@@ -7,40 +7,102 @@
 
 use crate::model::MetricDef;
 
-/// Every catalogued family, section by section. A feature module defines its own
-/// `pub const METRICS: &[MetricDef]` and adds one line here.
-pub const SECTIONS: &[(&str, &[MetricDef])] = &[
-    ("The exporter itself", SELF),
-    ("The exporter's process (standard names)", STANDARD_PROCESS),
-    ("Hardware", HARDWARE),
-    ("Host network", crate::collect::host::METRICS),
-    ("Host clock", crate::collect::host::clock::METRICS),
-    ("Host clock (SNTP)", crate::collect::host::sntp::METRICS),
+/// Every catalogued family, section by section: (title, collector, families). A
+/// feature module defines its own `pub const METRICS: &[MetricDef]` and adds one line
+/// here. The collector is the name `GET /metrics?collect[]=NAME` selects the section
+/// by (node_exporter's parameter); a family belongs to exactly one collector, a
+/// collector may span several sections. Where a runtime collector publishes the
+/// families, the name is its `m4watch_collector_success{collector}` label.
+pub const SECTIONS: &[(&str, &str, &[MetricDef])] = &[
+    ("The exporter itself", "exporter", SELF),
+    (
+        "The exporter's process (standard names)",
+        "process",
+        STANDARD_PROCESS,
+    ),
+    ("Hardware", "hardware", HARDWARE),
+    ("Host network", "host", crate::collect::host::METRICS),
+    ("Host clock", "host", crate::collect::host::clock::METRICS),
+    (
+        "Host clock (SNTP)",
+        "host",
+        crate::collect::host::sntp::METRICS,
+    ),
     (
         "Host disks and filesystems",
+        "host",
         crate::collect::host::storage::METRICS,
     ),
-    ("Trading processes", crate::collect::process_groups::METRICS),
-    ("Rules and alerts", crate::alerts::evaluate::METRICS),
+    (
+        "Trading processes",
+        "process_groups",
+        crate::collect::process_groups::METRICS,
+    ),
+    (
+        "Rules and alerts",
+        "rules",
+        crate::alerts::evaluate::METRICS,
+    ),
     (
         "Apple Silicon (macOS and replay)",
+        "hardware",
         crate::collect::hardware::apple::METRICS,
     ),
     (
         "Trading latency and throughput",
+        "trading",
         crate::collect::trading::METRICS,
     ),
-    ("Notifications", crate::notify::METRICS),
-    ("Heartbeat (dead-man's switch)", crate::heartbeat::METRICS),
-    ("Containers", crate::collect::containers::METRICS),
-    ("Health probes", crate::collect::probes::METRICS),
-    ("Recommendations", crate::advise::METRICS),
-    ("HTTP API", crate::api::METRICS),
+    (
+        "Trading latency histograms",
+        "trading_histograms",
+        crate::collect::trading::HISTOGRAMS,
+    ),
+    (
+        "Trading ingest",
+        "trading_ingest",
+        crate::collect::trading::INGEST,
+    ),
+    ("Storage", "exporter", crate::persist::storage::METRICS),
+    ("Notifications", "notifications", crate::notify::METRICS),
+    (
+        "Heartbeat (dead-man's switch)",
+        "heartbeat",
+        crate::heartbeat::METRICS,
+    ),
+    (
+        "Containers",
+        "containers",
+        crate::collect::containers::METRICS,
+    ),
+    ("Health probes", "probes", crate::collect::probes::METRICS),
+    ("Recommendations", "advice", crate::advise::METRICS),
+    ("HTTP API", "exporter", crate::api::METRICS),
 ];
 
 /// Every family, in reference order.
 pub fn all() -> impl Iterator<Item = &'static MetricDef> {
-    SECTIONS.iter().flat_map(|(_, defs)| defs.iter())
+    SECTIONS.iter().flat_map(|(_, _, defs)| defs.iter())
+}
+
+/// Every collector name `collect[]` accepts, in reference order, once each.
+pub fn collectors() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for (_, collector, _) in SECTIONS {
+        if !out.contains(collector) {
+            out.push(collector);
+        }
+    }
+    out
+}
+
+/// The families of each collector, for the store's filtered scrapes.
+pub(crate) fn family_groups() -> crate::store::Groups {
+    crate::store::Groups::new(
+        SECTIONS
+            .iter()
+            .flat_map(|(_, c, defs)| defs.iter().map(move |d| (*c, d.name))),
+    )
 }
 
 /// The standard process families (`process_*`, no prefix), as Prometheus's client
@@ -92,8 +154,8 @@ pub fn lookup(name: &str) -> Option<&'static MetricDef> {
 /// The metrics reference as a Markdown table, the text the README embeds.
 pub fn reference_markdown() -> String {
     let mut out = String::new();
-    for (title, defs) in SECTIONS {
-        out.push_str(&format!("\n#### {title}\n\n"));
+    for (title, collector, defs) in SECTIONS {
+        out.push_str(&format!("\n#### {title} (`collect[]={collector}`)\n\n"));
         out.push_str("| metric | type | labels | meaning |\n| --- | --- | --- | --- |\n");
         for d in *defs {
             out.push_str(&row(d));
@@ -304,6 +366,47 @@ mod tests {
             errors[0].starts_with("m4watch_build_info exports labels"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn every_family_belongs_to_exactly_one_collector() {
+        let mut owner: std::collections::HashMap<&str, &str> = Default::default();
+        for (title, collector, defs) in SECTIONS {
+            assert!(!defs.is_empty(), "{title}: an empty section");
+            assert!(
+                !collector.is_empty()
+                    && collector
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{title}: collector {collector:?} is not a plain lower-case name"
+            );
+            for d in *defs {
+                if let Some(other) = owner.insert(d.name, collector) {
+                    panic!("{} belongs to {other} and to {collector}", d.name);
+                }
+            }
+        }
+        assert_eq!(owner.len(), all().count());
+        let names = collectors();
+        assert!(names.len() <= crate::store::Groups::MAX);
+        // The filter the store builds agrees: each family in its collector only.
+        let groups = family_groups();
+        assert_eq!(groups.names(), names.as_slice());
+        // Every runtime collector's name (its `m4watch_collector_success{collector}`
+        // label) is a name collect[] takes.
+        for kind in crate::collect::CollectorKind::ALL {
+            assert!(names.contains(&kind.name()), "{}", kind.name());
+        }
+        // The shipped 1 s job's collector is the trading families a desk watches, not
+        // the histograms or the ingest's health.
+        let trading: Vec<&str> = SECTIONS
+            .iter()
+            .filter(|s| s.1 == "trading")
+            .flat_map(|s| s.2.iter().map(|d| d.name))
+            .collect();
+        assert!(trading.contains(&"m4watch_trading_latency_quantile_seconds"));
+        assert!(!trading.contains(&"m4watch_trading_latency_seconds"));
+        assert!(!trading.contains(&"m4watch_statsd_packets_total"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::model::alert::{Severity, State, StoredAlert, is_watchdog};
+use crate::persist::storage::StorageFault;
 use crate::store::CollectorStatus;
 use crate::store::views::ProbeResult;
 
@@ -30,7 +31,8 @@ pub(crate) enum HealthState {
 /// One reason the system is not healthy.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct HealthReason {
-    /// `collector_failing`, `alerts_firing`, `score_low`.
+    /// `storage_failing`, `collector_failing`, `probe_failing`, `alerts_firing`,
+    /// `score_low`.
     pub kind: &'static str,
     pub severity: HealthState,
     pub detail: String,
@@ -146,6 +148,24 @@ pub(crate) fn system_health_of(
         performance_score,
         collectors,
     }
+}
+
+/// Adds the storage verdict to `h`: a data directory that takes no writes (a standing
+/// [`StorageFault`]) is critical, first of the reasons: write requests are refused
+/// and nothing new survives a restart.
+pub(crate) fn with_storage(mut h: SystemHealth, fault: Option<StorageFault>) -> SystemHealth {
+    if let Some(f) = fault {
+        h.reasons.insert(
+            0,
+            HealthReason {
+                kind: "storage_failing",
+                severity: HealthState::Critical,
+                detail: format!("the data directory takes no writes: {f}"),
+            },
+        );
+        h.status = HealthState::Critical;
+    }
+    h
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub mod validate;
 
 /// Running the daemon: what `main` and the in-process tests start.
 pub use api::web::WebConfigError;
-pub use app::{Error, Loaded, exposure, load_config, run, serve};
+pub use app::{Error, Loaded, check_data_dir, exposure, load_config, run, serve};
 /// `m4watch dump-raw` (macOS): the replay format's raw readings.
 pub use collect::hardware::dump_raw;
 /// `m4watch test-rules`: promtool-format rule tests.

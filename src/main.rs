@@ -236,6 +236,11 @@ fn main() -> ExitCode {
                             for w in warnings {
                                 eprintln!("{}: warning: {w}", file.display());
                             }
+                            // The data directory opened as start-up opens it.
+                            if let Err(e) = m4watch::check_data_dir(&loaded.config.data_dir) {
+                                eprintln!("{e}");
+                                return ExitCode::FAILURE;
+                            }
                             println!("{}: ok", file.display());
                             ExitCode::SUCCESS
                         }
@@ -470,7 +475,7 @@ fn raise_open_files_limit() {
 
 fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     let text = match &cli.config {
-        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        Some(path) => config::read_capped(path).unwrap_or_default(),
         None => config::DEFAULT_YAML.to_string(),
     };
     let mut loaded = match m4watch::load_config(cli.config.as_deref(), &config::process_env) {
@@ -520,6 +525,7 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     }
     #[cfg(unix)]
     raise_open_files_limit();
+    install_panic_hook();
     let statsd = demo.map(|_| m4watch::demo::statsd_target(&text));
     if let Some(part) = demo {
         if fresh_data_dir {
@@ -581,6 +587,30 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
             }
         }
     })
+}
+
+/// Logs a panic, in any thread, with its cause and place where the log goes (not
+/// only to stderr), then handles it as before.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let cause = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        tracing::error!(%cause, %place, %thread, "m4watch panicked");
+        default(info);
+    }));
 }
 
 /// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on

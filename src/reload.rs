@@ -57,6 +57,13 @@ pub(crate) enum ReloadError {
     /// the config error, `file:line:col: key.path: reason`.
     #[error(transparent)]
     Config(Box<dyn std::error::Error + Send + Sync>),
+    /// The new config names no receiver while the running one has some: an emptied or
+    /// truncated file (or one without `notifications:`) would silence every page.
+    /// Removing every receiver takes a restart with the new file.
+    #[error(
+        "the new config has no notification receivers while {0} are running (an empty or truncated file, or no `notifications:` section?); the running config stays; to remove every receiver, restart m4watch"
+    )]
+    ReceiversDropped(usize),
     /// `--web.config.file` (or a certificate or key it names) is invalid.
     #[error(transparent)]
     Web(Box<dyn std::error::Error + Send + Sync>),

@@ -75,7 +75,9 @@ struct Inner {
 pub(crate) struct Store {
     inner: Mutex<Inner>,
     registry: prometheus::Registry,
-    snapshot: RwLock<Option<Bytes>>,
+    snapshot: RwLock<Option<std::sync::Arc<Snapshot>>>,
+    /// Which collector (`collect[]` name) each family belongs to.
+    groups: Groups,
     changed: Notify,
     build: BuildInfo,
     /// Recent samples for the rule engine, appended after snapshot refreshes.
@@ -108,12 +110,116 @@ impl Default for Store {
     }
 }
 
+/// The collectors a filtered scrape (`GET /metrics?collect[]=NAME`) can name, and the
+/// one each family belongs to. The catalogue builds it; the store only indexes the
+/// snapshot by it. A family no collector lists is served only unfiltered.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Groups {
+    names: Vec<&'static str>,
+    of: std::collections::HashMap<&'static str, u8>,
+}
+
+/// A set of collectors, one bit per position in [`Groups`]' names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Selection(u64);
+
+impl Groups {
+    /// The most collectors a selection can hold.
+    pub(crate) const MAX: usize = 64;
+
+    /// From (collector, family) pairs. Panics on a family listed twice or more than
+    /// [`Groups::MAX`] collectors: the catalogue's tests rule both out.
+    pub(crate) fn new(pairs: impl IntoIterator<Item = (&'static str, &'static str)>) -> Self {
+        let mut g = Groups::default();
+        for (collector, family) in pairs {
+            let i = match g.names.iter().position(|n| *n == collector) {
+                Some(i) => i,
+                None => {
+                    g.names.push(collector);
+                    g.names.len() - 1
+                }
+            };
+            assert!(i < Self::MAX, "more than {} collectors", Self::MAX);
+            let previous = g.of.insert(family, i as u8);
+            assert!(previous.is_none(), "{family} belongs to two collectors");
+        }
+        g
+    }
+
+    /// Every collector name, in the catalogue's order.
+    pub(crate) fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// The selection of `names`, or the first name no collector has.
+    pub(crate) fn select<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Selection, &'a str> {
+        let mut bits = 0u64;
+        for name in names {
+            let i = self.names.iter().position(|n| *n == name).ok_or(name)?;
+            bits |= 1 << i;
+        }
+        Ok(Selection(bits))
+    }
+
+    /// The selection of every collector but those of `sel`.
+    pub(crate) fn complement(&self, sel: Selection) -> Selection {
+        let all = if self.names.len() >= Self::MAX {
+            u64::MAX
+        } else {
+            (1u64 << self.names.len()) - 1
+        };
+        Selection(all & !sel.0)
+    }
+
+    fn group_of(&self, family: &str) -> Option<u8> {
+        self.of.get(family).copied()
+    }
+}
+
+/// One encoded exposition and where each family's lines sit in it, so a filtered
+/// scrape copies byte ranges of the same text instead of encoding or parsing again.
+#[derive(Debug, Default)]
+struct Snapshot {
+    body: Bytes,
+    /// (collector position, byte range) of every family in `body`, in body order;
+    /// `None` for a family no collector lists.
+    parts: Vec<(Option<u8>, std::ops::Range<usize>)>,
+}
+
+impl Snapshot {
+    fn filtered(&self, sel: Selection) -> Bytes {
+        let wanted = |g: Option<u8>| g.is_some_and(|g| sel.0 & (1 << g) != 0);
+        let len = self
+            .parts
+            .iter()
+            .filter(|(g, _)| wanted(*g))
+            .map(|(_, r)| r.len())
+            .sum();
+        let mut out = Vec::with_capacity(len);
+        for (g, r) in &self.parts {
+            if wanted(*g) {
+                out.extend_from_slice(&self.body[r.clone()]);
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
 impl Store {
     pub(crate) fn new() -> Self {
+        Self::with_groups(Groups::default())
+    }
+
+    /// A store whose snapshot `groups` can filter by collector.
+    pub(crate) fn with_groups(groups: Groups) -> Self {
         Store {
             inner: Mutex::new(Inner::default()),
             registry: prometheus::Registry::new(),
             snapshot: RwLock::new(None),
+            groups,
             changed: Notify::new(),
             build: BuildInfo::current(),
             ring: RwLock::new(ring::Ring::new(0)),
@@ -271,17 +377,43 @@ impl Store {
         vec![build, duration, success, last]
     }
 
-    /// Re-encodes the exposition text from the current families.
+    /// Re-encodes the exposition text from the current families, noting where each
+    /// family's lines start and end.
     pub(crate) fn refresh_snapshot(&self) {
         let families = self.families();
-        let text = encode(&families);
-        *self.snapshot.write().expect("snapshot lock") = Some(Bytes::from(text));
+        let mut text = String::with_capacity(families.len() * 256);
+        let mut parts = Vec::with_capacity(families.len());
+        for f in &families {
+            let start = text.len();
+            encode_family(&mut text, f);
+            if text.len() > start {
+                parts.push((self.groups.group_of(&f.name), start..text.len()));
+            }
+        }
+        let snapshot = Snapshot {
+            body: Bytes::from(text),
+            parts,
+        };
+        *self.snapshot.write().expect("snapshot lock") = Some(std::sync::Arc::new(snapshot));
         self.append_ring(&families);
     }
 
     /// The last encoded exposition, or `None` before the first snapshot.
     pub(crate) fn snapshot(&self) -> Option<Bytes> {
-        self.snapshot.read().expect("snapshot lock").clone()
+        let snap = self.snapshot.read().expect("snapshot lock");
+        snap.as_ref().map(|s| s.body.clone())
+    }
+
+    /// The families of the selected collectors from the last snapshot (the same text
+    /// `snapshot` serves, cut to them), or `None` before the first snapshot.
+    pub(crate) fn snapshot_of(&self, sel: Selection) -> Option<Bytes> {
+        let snap = self.snapshot.read().expect("snapshot lock").clone()?;
+        Some(snap.filtered(sel))
+    }
+
+    /// The collectors a filtered scrape can name.
+    pub(crate) fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     /// Notified whenever a source publishes.
@@ -357,40 +489,45 @@ fn from_proto(mf: &prometheus::proto::MetricFamily) -> Family {
 pub fn encode(families: &[Family]) -> String {
     let mut out = String::with_capacity(families.len() * 256);
     for f in families {
-        if f.samples.is_empty() {
-            continue;
-        }
-        out.push_str("# HELP ");
-        out.push_str(&f.name);
-        out.push(' ');
-        escape_into(&mut out, &f.help, false);
-        out.push_str("\n# TYPE ");
-        out.push_str(&f.name);
-        out.push(' ');
-        out.push_str(f.kind.as_str());
-        out.push('\n');
-        for s in &f.samples {
-            out.push_str(&f.name);
-            out.push_str(s.suffix);
-            if !s.labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in s.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(k);
-                    out.push_str("=\"");
-                    escape_into(&mut out, v, true);
-                    out.push('"');
-                }
-                out.push('}');
-            }
-            out.push(' ');
-            out.push_str(&format_value(s.value));
-            out.push('\n');
-        }
+        encode_family(&mut out, f);
     }
     out
+}
+
+/// Appends one family (nothing when it has no samples).
+fn encode_family(out: &mut String, f: &Family) {
+    if f.samples.is_empty() {
+        return;
+    }
+    out.push_str("# HELP ");
+    out.push_str(&f.name);
+    out.push(' ');
+    escape_into(out, &f.help, false);
+    out.push_str("\n# TYPE ");
+    out.push_str(&f.name);
+    out.push(' ');
+    out.push_str(f.kind.as_str());
+    out.push('\n');
+    for s in &f.samples {
+        out.push_str(&f.name);
+        out.push_str(s.suffix);
+        if !s.labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in s.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                escape_into(out, v, true);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        out.push_str(&format_value(s.value));
+        out.push('\n');
+    }
 }
 
 /// Formats a sample value the way Prometheus parses it back.
@@ -475,6 +612,91 @@ mod tests {
         assert_eq!(temps(&store), Some(2));
         store.publish("one", vec![]);
         assert_eq!(temps(&store), Some(1));
+    }
+
+    const FAN_RPM: MetricDef = def(
+        "m4watch_fan_rpm",
+        Kind::Gauge,
+        &["fan"],
+        "Fan speed, in revolutions per minute.",
+    );
+
+    /// A store whose two families belong to two collectors, published and encoded.
+    fn grouped_store() -> Store {
+        let store = Store::with_groups(Groups::new([
+            ("thermal", "m4watch_temperature_celsius"),
+            ("fans", "m4watch_fan_rpm"),
+            ("exporter", BUILD_INFO.name),
+        ]));
+        let mut t = Family::new(&TEMPERATURE_CELSIUS);
+        t.push([("sensor", "x")], 41.0);
+        let mut f = Family::new(&FAN_RPM);
+        f.push([("fan", "0")], 1200.0);
+        store.publish("hw", vec![t, f]);
+        store.refresh_snapshot();
+        store
+    }
+
+    #[test]
+    fn a_selection_serves_exactly_its_collectors_families_from_the_snapshot() {
+        let store = grouped_store();
+        let full = String::from_utf8(store.snapshot().unwrap().to_vec()).unwrap();
+        let groups = store.groups();
+        let of = |names: &[&str]| {
+            let sel = groups.select(names.iter().copied()).unwrap();
+            String::from_utf8(store.snapshot_of(sel).unwrap().to_vec()).unwrap()
+        };
+        let fans = of(&["fans"]);
+        assert_eq!(
+            fans,
+            "# HELP m4watch_fan_rpm Fan speed, in revolutions per minute.\n\
+             # TYPE m4watch_fan_rpm gauge\n\
+             m4watch_fan_rpm{fan=\"0\"} 1200\n"
+        );
+        // Every collector's families together are the full exposition, in its order,
+        // byte for byte: the cut copies ranges of the same text.
+        assert_eq!(of(&["thermal", "fans", "exporter"]), full);
+        // A repeated name is the same selection; the empty one serves nothing.
+        assert_eq!(of(&["fans", "fans"]), fans);
+        assert_eq!(of(&[]), "");
+        // exclude[]: every collector but the named ones.
+        let rest = groups.complement(groups.select(["fans"]).unwrap());
+        let rest = String::from_utf8(store.snapshot_of(rest).unwrap().to_vec()).unwrap();
+        assert!(!rest.contains("m4watch_fan_rpm") && rest.contains("m4watch_temperature_celsius"));
+        assert!(rest.contains("m4watch_build_info"));
+        assert_eq!(rest.len() + fans.len(), full.len());
+        // An unknown name is reported as itself.
+        assert_eq!(groups.select(["fans", "gpu"]), Err("gpu"));
+        assert_eq!(groups.names(), ["thermal", "fans", "exporter"]);
+    }
+
+    #[test]
+    fn a_family_no_collector_lists_is_served_only_unfiltered() {
+        let store = Store::with_groups(Groups::new([("thermal", "m4watch_temperature_celsius")]));
+        let mut f = Family::new(&FAN_RPM);
+        f.push([("fan", "0")], 1200.0);
+        store.publish("hw", vec![f]);
+        assert!(
+            store.snapshot_of(Selection::default()).is_none(),
+            "no snapshot yet"
+        );
+        store.refresh_snapshot();
+        let all = store.groups().select(["thermal"]).unwrap();
+        assert!(
+            store
+                .snapshot()
+                .unwrap()
+                .starts_with(b"# HELP m4watch_build_info")
+        );
+        assert_eq!(store.snapshot_of(all).unwrap(), "");
+        let none = store.groups().complement(Selection::default());
+        assert_eq!(store.snapshot_of(none).unwrap(), "");
+    }
+
+    #[test]
+    #[should_panic(expected = "belongs to two collectors")]
+    fn a_family_in_two_collectors_is_refused() {
+        Groups::new([("a", "m4watch_fan_rpm"), ("b", "m4watch_fan_rpm")]);
     }
 
     #[test]

@@ -790,7 +790,10 @@ fn check_config_warns_about_a_receiver_no_route_reaches() {
     let receivers = "notifications:\n  receivers:\n    - {name: desk, webhook: {url: 'http://127.0.0.1:1/d'}}\n    - {name: oncall, webhook: {url: 'http://127.0.0.1:1/o'}}\n";
     std::fs::write(
         &cfg,
-        format!("{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['team=\"fx\"']}}\n"),
+        format!(
+            "listen: 127.0.0.1:9977\ndata_dir: {}\n{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['team=\"fx\"']}}\n",
+            dir.path().join("data").display()
+        ),
     )
     .unwrap();
     let out = m4watch().arg("check-config").arg(&cfg).output().unwrap();
@@ -810,7 +813,10 @@ fn check_config_warns_about_a_receiver_no_route_reaches() {
     // Routed, it is quiet.
     std::fs::write(
         &cfg,
-        format!("{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['severity=\"critical\"'], receiver: oncall}}\n"),
+        format!(
+            "listen: 127.0.0.1:9977\ndata_dir: {}\n{receivers}  route:\n    receiver: desk\n    routes:\n      - {{matchers: ['severity=\"critical\"'], receiver: oncall}}\n",
+            dir.path().join("data").display()
+        ),
     )
     .unwrap();
     let out = m4watch().arg("check-config").arg(&cfg).output().unwrap();

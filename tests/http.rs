@@ -494,3 +494,121 @@ async fn a_handler_that_panics_answers_a_json_500_and_counts() {
         .unwrap()
         .unwrap();
 }
+
+// --- filtered scrapes (issue 30 item 4) --------------------------------------------
+
+/// Family names (`# TYPE` lines) of an exposition.
+fn family_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn collect_serves_only_the_named_collectors_families_and_refuses_unknown_names() {
+    let d = Daemon::start(fixture_config("intel-hybrid", "")).await;
+    let full = d
+        .scrape_until(5, |t| !series(t, "m4watch_power_watts").is_empty())
+        .await;
+    let scrape = |q: &'static str| {
+        let r = d.get(q);
+        async move {
+            let r = r.await;
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, ct, r.text().await.unwrap())
+        }
+    };
+    // Each collector's families, as the catalogue lists them.
+    let of = |collector: &str| -> std::collections::BTreeSet<String> {
+        m4watch::catalog::SECTIONS
+            .iter()
+            .filter(|s| s.1 == collector)
+            .flat_map(|s| s.2.iter().map(|d| d.name.to_string()))
+            .collect()
+    };
+
+    let (status, ct, hw) = scrape("/metrics?collect[]=hardware").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ct.as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let got = family_names(&hw);
+    assert!(got.contains("m4watch_power_watts"), "{got:?}");
+    assert!(got.is_subset(&of("hardware")), "{got:?}");
+    assert!(!hw.contains("m4watch_build_info"));
+    let report = common::promtool_check_metrics(&hw);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
+
+    // Repeated, and as Prometheus sends it (brackets percent-encoded): the union.
+    let (status, _, two) = scrape("/metrics?collect%5B%5D=hardware&collect%5B%5D=exporter").await;
+    assert_eq!(status, 200);
+    let got = family_names(&two);
+    assert!(got.contains("m4watch_power_watts") && got.contains("m4watch_build_info"));
+    let mut both = of("hardware");
+    both.extend(of("exporter"));
+    assert!(got.is_subset(&both), "{got:?}");
+
+    // The trading collector: the objectives are there, the ingest's counters are not.
+    let (_, _, trading) = scrape("/metrics?collect[]=trading").await;
+    let got = family_names(&trading);
+    assert!(
+        got.contains("m4watch_trading_latency_objective_seconds"),
+        "{got:?}"
+    );
+    assert!(got.is_subset(&of("trading")), "{got:?}");
+    assert!(!trading.contains("m4watch_statsd_"));
+
+    // exclude[]: everything but; collect[] of every collector: everything.
+    let (_, _, rest) = scrape("/metrics?exclude[]=trading").await;
+    let rest = family_names(&rest);
+    assert!(rest.is_disjoint(&of("trading")));
+    assert!(rest.contains("m4watch_statsd_packets_total") && rest.contains("m4watch_build_info"));
+    let every: String = m4watch::catalog::collectors()
+        .iter()
+        .map(|c| format!("collect[]={c}&"))
+        .collect();
+    let (_, _, all) = scrape(Box::leak(format!("/metrics?{every}").into_boxed_str())).await;
+    assert_eq!(family_names(&all), family_names(&full));
+
+    // node_exporter answers an unknown collector with 400 and its name: so does m4watch,
+    // naming the ones it has.
+    for (q, says) in [
+        ("/metrics?collect[]=gpu", "unknown collector \"gpu\""),
+        ("/metrics?collect[]=", "unknown collector \"\""),
+        (
+            "/metrics?collect[]=hardware&collect[]=Trading",
+            "\"Trading\"",
+        ),
+        (
+            "/metrics?exclude[]=nope",
+            "exclude[]: unknown collector \"nope\"",
+        ),
+        (
+            "/api/v1/monitoring/metrics?collect[]=gpu",
+            "unknown collector",
+        ),
+        (
+            "/metrics?collect[]=trading&exclude[]=host",
+            "cannot be combined",
+        ),
+    ] {
+        let (status, _, body) = scrape(q).await;
+        assert_eq!(status, 400, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{q}: {detail}");
+        if !says.contains("combined") {
+            assert!(detail.contains("hardware, host"), "{q}: {detail}");
+        }
+    }
+    // Other keys are ignored, as node_exporter ignores them.
+    let (status, _, _) = scrape("/metrics?format=text").await;
+    assert_eq!(status, 200);
+    d.stop().await;
+}

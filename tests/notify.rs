@@ -2214,7 +2214,12 @@ notifications:
     // placeholder alone (tests/heartbeat.rs asks amtool).
     assert_eq!(
         loaded,
-        ["M4watchDown", "M4watchNotificationsFailing", "Watchdog"]
+        [
+            "M4watchDown",
+            "M4watchNotificationsFailing",
+            "M4watchStorageFailing",
+            "Watchdog"
+        ]
     );
     d.stop().await;
 }

@@ -111,7 +111,10 @@ async fn sighup_applies_rotated_tokens_receivers_and_the_heartbeat() {
     // reads again at once.
     std::fs::write(
         &cfg,
-        format!("{head}api: {{token: new-write, max_connections: 64}}\n"),
+        // desk is replaced by ops (dropping every receiver is refused: tests/faults).
+        format!(
+            "{head}api: {{token: new-write, max_connections: 64}}\nnotifications:\n  receivers:\n    - name: ops\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n  route: {{receiver: ops}}\n"
+        ),
     )
     .unwrap();
     let r = post("new-write").await.unwrap();

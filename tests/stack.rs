@@ -204,9 +204,20 @@ fn datasource_time_interval() -> f64 {
     )
 }
 
-/// The shipped prometheus.yml's m4watch jobs: (name, scrape interval s, family regex,
-/// keep or drop).
-fn shipped_jobs() -> Vec<(String, f64, String, String)> {
+/// One m4watch job of the shipped prometheus.yml.
+#[derive(Debug)]
+struct Job {
+    name: String,
+    /// Scrape interval, seconds.
+    interval: f64,
+    /// `collect[]` (true: only these collectors) or `exclude[]` (false: all but these).
+    collect: bool,
+    collectors: Vec<String>,
+}
+
+/// The shipped prometheus.yml's m4watch jobs: the fast one names its collectors with
+/// `collect[]`, the slow one leaves the same ones out with `exclude[]`.
+fn shipped_jobs() -> (Job, Job) {
     let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(repo().join("prometheus/prometheus.yml")).unwrap(),
     )
@@ -214,18 +225,54 @@ fn shipped_jobs() -> Vec<(String, f64, String, String)> {
     let default = cfg["global"]["scrape_interval"].as_str().unwrap_or("1m");
     let mut out = Vec::new();
     for job in cfg["scrape_configs"].as_sequence().unwrap() {
-        let Some(relabel) = job["metric_relabel_configs"].as_sequence() else {
+        let Some((key, list)) = job["params"].as_mapping().and_then(|m| m.iter().next()) else {
             continue;
         };
-        let r = &relabel[0];
-        out.push((
-            job["job_name"].as_str().unwrap().to_string(),
-            seconds(job["scrape_interval"].as_str().unwrap_or(default)),
-            r["regex"].as_str().unwrap().to_string(),
-            r["action"].as_str().unwrap().to_string(),
-        ));
+        out.push(Job {
+            name: job["job_name"].as_str().unwrap().to_string(),
+            interval: seconds(job["scrape_interval"].as_str().unwrap_or(default)),
+            collect: key == "collect[]",
+            collectors: list
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect(),
+        });
     }
     assert_eq!(out.len(), 2, "the two m4watch jobs: {out:?}");
+    let slow = out.pop().unwrap();
+    let fast = out.pop().unwrap();
+    let (fast, slow) = if fast.collect {
+        (fast, slow)
+    } else {
+        (slow, fast)
+    };
+    assert!(
+        fast.collect && !slow.collect && fast.collectors == slow.collectors,
+        "one job collect[]s what the other exclude[]s: {fast:?} {slow:?}"
+    );
+    (fast, slow)
+}
+
+/// The families the named collectors serve (with a histogram's series suffixes), from
+/// the catalogue.
+fn families_of(collectors: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (_, collector, defs) in m4watch::catalog::SECTIONS {
+        if !collectors.iter().any(|c| c == collector) {
+            continue;
+        }
+        for d in *defs {
+            out.insert(d.name.to_string());
+            if matches!(d.kind.as_str(), "histogram" | "summary") {
+                for s in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{}{s}", d.name));
+                }
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no families for {collectors:?}");
     out
 }
 
@@ -367,15 +414,14 @@ fn dashboards_are_generated_from_the_panel_lists() {
 /// only when every family it reads comes from a job that scrapes at least that often.
 #[test]
 fn intervals_hold_every_rate_window_at_the_shipped_scrape_intervals() {
-    let jobs = shipped_jobs();
-    let slowest = jobs.iter().map(|j| j.1).fold(0.0, f64::max);
+    let (fast, slow) = shipped_jobs();
+    let slowest = fast.interval.max(slow.interval);
     assert_eq!(
         datasource_time_interval(),
         slowest,
         "the datasource's timeInterval must be the slowest scrape interval"
     );
-    let keep = jobs.iter().find(|j| j.3 == "keep").unwrap();
-    let fast = regex::Regex::new(&format!("^(?:{})$", keep.2)).unwrap();
+    let fast_families = families_of(&fast.collectors);
     let mut checked = 0;
     for (file, d) in dashboards() {
         for p in panels(&d) {
@@ -384,12 +430,12 @@ fn intervals_hold_every_rate_window_at_the_shipped_scrape_intervals() {
             };
             let names = panel_names(p);
             assert!(
-                names.iter().all(|n| fast.is_match(n)) && interval >= keep.1,
+                names.iter().all(|n| fast_families.contains(n)) && interval >= fast.interval,
                 "{file} / {}: min interval {interval}s, but it reads {names:?} (only {:?} is \
                  scraped every {}s)",
                 p["title"],
-                keep.2,
-                keep.1
+                fast.collectors,
+                fast.interval
             );
             checked += 1;
         }
@@ -862,8 +908,15 @@ async fn panels_use_only_metric_names_a_live_m4watch_exports() {
 }
 
 /// The shipped prometheus.yml with only its targets pointed at the test's m4watch hosts
-/// and Prometheus: scrape intervals, jobs and relabelling stay as shipped.
-fn test_prometheus_config(shipped: &Path, m4watch: &[String], prom: &str) -> String {
+/// and Prometheus: scrape intervals, jobs and their params stay as shipped. With
+/// `one_job`, the setup most users start from instead: the fast job removed and the
+/// other one, renamed `one_job`, scraping every family (no params) at its interval.
+fn test_prometheus_config(
+    shipped: &Path,
+    m4watch: &[String],
+    prom: &str,
+    one_job: Option<&str>,
+) -> String {
     let mut cfg: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
     cfg["rule_files"] = serde_yaml_ng::Value::Sequence(vec![
@@ -876,7 +929,18 @@ fn test_prometheus_config(shipped: &Path, m4watch: &[String], prom: &str) -> Str
     // No Alertmanager here: the panels need none (the shipped stack's notifications
     // are tested in tests/notify.rs).
     cfg["alerting"] = serde_yaml_ng::Value::Null;
-    for job in cfg["scrape_configs"].as_sequence_mut().unwrap() {
+    let jobs = cfg["scrape_configs"].as_sequence_mut().unwrap();
+    if let Some(name) = one_job {
+        jobs.retain(|j| j["params"].get("collect[]").is_none());
+        for job in jobs.iter_mut() {
+            if let Some(m) = job.as_mapping_mut()
+                && m.remove("params").is_some()
+            {
+                m.insert("job_name".into(), name.into());
+            }
+        }
+    }
+    for job in jobs.iter_mut() {
         let targets: Vec<serde_yaml_ng::Value> = if job["job_name"] == "prometheus" {
             vec![prom.into()]
         } else {
@@ -885,6 +949,68 @@ fn test_prometheus_config(shipped: &Path, m4watch: &[String], prom: &str) -> Str
         job["static_configs"][0]["targets"] = serde_yaml_ng::Value::Sequence(targets);
     }
     serde_yaml_ng::to_string(&cfg).unwrap()
+}
+
+/// A real Prometheus (Debian `prometheus`) on a config, killed when dropped.
+struct Prometheus {
+    addr: String,
+    dir: tempfile::TempDir,
+    _child: KillOnDrop,
+}
+
+impl Prometheus {
+    fn start(config: impl FnOnce(&str) -> String) -> Prometheus {
+        let prometheus = require_tool("prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let cfg_path = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg_path, config(&addr)).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = KillOnDrop(
+            Command::new(prometheus)
+                .arg(format!("--config.file={}", cfg_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        Prometheus {
+            addr,
+            dir,
+            _child: child,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Waits, at `job`'s scrape interval, until it has scraped both hosts often enough
+    /// that the gap check's earliest rate window (GAP_CHECK_SPAN before now, reaching
+    /// 4 x scrape further back) is full: (span + 4 x scrape) / scrape + 1 scrapes.
+    async fn wait_scraped(&self, client: &reqwest::Client, job: &str, interval: f64) {
+        let scrapes = ((GAP_CHECK_SPAN + 4.0 * interval) / interval).ceil() as u64 + 1;
+        let ready_query = format!(
+            "min(count_over_time(up{{job=\"{job}\"}}[5m])) >= {scrapes} and on() count(up{{job=\"{job}\"}} == 1) == 2"
+        );
+        let deadline =
+            std::time::Instant::now() + Duration::from_secs((scrapes + 6) * interval as u64);
+        while std::time::Instant::now() < deadline {
+            if has_data(&prom_query(client, &self.addr, &ready_query).await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!(
+            "Prometheus never scraped both hosts {scrapes} times (job {job}):\n{}",
+            self.log()
+        );
+    }
 }
 
 /// An instant query; a Prometheus that is not up yet answers `null`.
@@ -943,66 +1069,14 @@ fn missing_steps(v: &serde_json::Value, from: f64, to: f64, step: f64) -> Vec<f6
 /// Seconds of range the gap check covers at the 1 h range (ending now).
 const GAP_CHECK_SPAN: f64 = 20.0;
 
-#[tokio::test]
-async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
-    let prometheus = require_tool("prometheus");
-    let hosts = Hosts::start().await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let prom = format!("127.0.0.1:{}", free_port());
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg_path,
-        test_prometheus_config(
-            &repo().join("prometheus/prometheus.yml"),
-            &[hosts.mac.addr.to_string(), hosts.linux.addr.to_string()],
-            &prom,
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = KillOnDrop(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let client = m4watch::tls::client();
+/// What the panels return from one Prometheus: (empty, gappy, range queries checked).
+async fn check_panels(
+    client: &reqwest::Client,
+    prom: &Prometheus,
+    setup: &str,
+    job: &str,
+) -> (Vec<String>, Vec<String>, usize) {
     let time_interval = datasource_time_interval();
-    let jobs = shipped_jobs();
-    let slow = jobs.iter().find(|j| j.3 == "drop").unwrap();
-    // Wait, at the shipped 5 s, until the slow job has scraped both hosts often enough
-    // that the gap check's earliest rate window (20 s before now, reaching 20 s further
-    // back) is full: (span + 4 x scrape) / scrape + 1 scrapes.
-    let scrapes = ((GAP_CHECK_SPAN + 4.0 * slow.1) / slow.1).ceil() as u64 + 1;
-    let ready_query = format!(
-        "min(count_over_time(up{{job=\"{}\"}}[5m])) >= {scrapes} and on() count(up{{job=\"{}\"}} == 1) == 2",
-        slow.0, slow.0
-    );
-    let mut ready = false;
-    let deadline = std::time::Instant::now() + Duration::from_secs((scrapes + 6) * slow.1 as u64);
-    while std::time::Instant::now() < deadline {
-        if has_data(&prom_query(&client, &prom, &ready_query).await) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let prom_log =
-        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    assert!(
-        ready,
-        "Prometheus never scraped both hosts {scrapes} times:\n{}",
-        prom_log()
-    );
-
     let mut empty = Vec::new();
     let mut gappy = Vec::new();
     let mut gap_checked = 0;
@@ -1015,11 +1089,11 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
     for (label, range) in [("1h", 3600.0), ("6h", 21600.0)] {
         for q in &queries {
             let intervals = grafana_intervals(q, range, time_interval);
-            let expr = substitute(&q.expr, &slow.0, intervals);
-            let v = prom_query(&client, &prom, &expr).await;
+            let expr = substitute(&q.expr, job, intervals);
+            let v = prom_query(client, &prom.addr, &expr).await;
             if !has_data(&v) {
                 empty.push(format!(
-                    "{label}: {} / {} (rate interval {}s): {expr} -> {v}",
+                    "{setup}, {label}: {} / {} (rate interval {}s): {expr} -> {v}",
                     q.dashboard, q.panel, intervals.1
                 ));
                 continue;
@@ -1032,8 +1106,8 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
                 let to = (now / step).floor() * step;
                 let from = to - GAP_CHECK_SPAN;
                 let v = prom_get(
-                    &client,
-                    &prom,
+                    client,
+                    &prom.addr,
                     "query_range",
                     &[
                         ("query", expr.as_str()),
@@ -1047,13 +1121,54 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
                 gap_checked += 1;
                 if !missing.is_empty() {
                     gappy.push(format!(
-                        "{} / {} (step {step}s, rate interval {}s): no point at {missing:?}: {expr}",
+                        "{setup}: {} / {} (step {step}s, rate interval {}s): no point at {missing:?}: {expr}",
                         q.dashboard, q.panel, intervals.1
                     ));
                 }
             }
         }
     }
+    (empty, gappy, gap_checked)
+}
+
+/// The name the one-job setup gives its only m4watch job: any name works, since the
+/// dashboards select the trading families with `job=~"$job|$job-trading"`.
+const ONE_JOB: &str = "trading-mac";
+
+/// Every panel has data with the shipped two jobs (the 1 s one asking for
+/// `collect[]=trading`, the 5 s one for the rest) and with one job scraping everything
+/// under another name: two real Prometheus servers scrape the same two hosts.
+#[tokio::test]
+async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
+    let hosts = Hosts::start().await;
+    let targets = [hosts.mac.addr.to_string(), hosts.linux.addr.to_string()];
+    let shipped = repo().join("prometheus/prometheus.yml");
+    let two = Prometheus::start(|addr| test_prometheus_config(&shipped, &targets, addr, None));
+    let one =
+        Prometheus::start(|addr| test_prometheus_config(&shipped, &targets, addr, Some(ONE_JOB)));
+    let client = m4watch::tls::client();
+    let (fast, slow) = shipped_jobs();
+    two.wait_scraped(&client, &slow.name, slow.interval).await;
+    one.wait_scraped(&client, ONE_JOB, slow.interval).await;
+    // The fast job scraped only its collectors' families: nothing else is stored
+    // under its name.
+    let stray = format!(
+        "count by (__name__) ({{job=\"{}\", __name__=~\"m4watch_.*\", __name__!~\"{}\"}})",
+        fast.name,
+        families_of(&fast.collectors)
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    let v = prom_query(&client, &two.addr, &stray).await;
+    assert_eq!(v["status"], "success", "{v}");
+    assert!(!has_data(&v), "the fast job stored other families: {v}");
+
+    let (mut empty, mut gappy, gap_checked) =
+        check_panels(&client, &two, "two jobs", &slow.name).await;
+    let (e, g, _) = check_panels(&client, &one, "one job", ONE_JOB).await;
+    empty.extend(e);
+    gappy.extend(g);
     assert!(
         empty.is_empty() && gappy.is_empty(),
         "panels without data:\n{}\n\ngappy panels:\n{}",
@@ -1061,9 +1176,109 @@ async fn every_panel_returns_data_at_the_shipped_intervals_for_1h_and_6h() {
         gappy.join("\n")
     );
     println!(
-        "{} panel queries returned data at 1 h and at 6 h; {gap_checked} range queries had a \
-         point at every step of the last {GAP_CHECK_SPAN}s",
-        queries.len()
+        "{} panel queries returned data at 1 h and at 6 h with two jobs and with one; \
+         {gap_checked} range queries had a point at every step of the last {GAP_CHECK_SPAN}s",
+        panel_queries().len()
     );
     hosts.stop().await;
+}
+
+/// Family names (`# TYPE` lines) of an exposition.
+fn type_lines(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+/// With the shipped prometheus.yml, the 1 s job's scrape of `m4watch demo` (the real
+/// binary, as a user runs it, with its StatsD load) is under 15 % of the full scrape:
+/// it asks for its collectors' families instead of parsing everything every second
+/// and dropping most of it. What it gets is clean for promtool.
+#[tokio::test]
+async fn the_fast_job_scrapes_under_15_percent_of_a_demo_scrape() {
+    let (fast, _) = shipped_jobs();
+    let dir = tempfile::tempdir().unwrap();
+    // The demo's load generator sends to trading.statsd_listen: a free port, so the
+    // test runs beside others.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let statsd = udp.local_addr().unwrap();
+    drop(udp);
+    let cfg = dir.path().join("m4watch.yml");
+    std::fs::write(&cfg, format!("trading:\n  statsd_listen: {statsd}\n")).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
+    let _demo = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_m4watch"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--listen", &listen, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("demo")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let client = m4watch::tls::client();
+    let base = format!("http://{listen}");
+    common::wait_http(&client, &format!("{base}/-/ready"), "m4watch demo").await;
+    let get = |q: String| {
+        let client = client.clone();
+        let url = format!("{base}/metrics{q}");
+        async move {
+            let r = client.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            r.text().await.unwrap()
+        }
+    };
+    // Until the StatsD load has been folded in (quantiles for the demo's operations)
+    // and utilisation is there (it needs a second hardware reading): the steady body.
+    let steady = |t: &str| {
+        t.contains("m4watch_trading_latency_quantile_seconds{")
+            && t.contains("m4watch_cpu_utilization_ratio{")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !steady(&get(String::new()).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's trading series never appeared:\n{}",
+            std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Prometheus sends a job's params as a query string.
+    let query: Vec<String> = fast
+        .collectors
+        .iter()
+        .map(|c| format!("collect%5B%5D={c}"))
+        .collect();
+    let filtered = get(format!("?{}", query.join("&"))).await;
+    let full = get(String::new()).await;
+    let ratio = filtered.len() as f64 / full.len() as f64;
+    println!(
+        "job {} (collect[]={:?}): {} of {} bytes, {:.1} %",
+        fast.name,
+        fast.collectors,
+        filtered.len(),
+        full.len(),
+        100.0 * ratio
+    );
+    assert!(
+        ratio < 0.15,
+        "the 1 s job's body is {:.1} % of the full scrape ({} of {} bytes)",
+        100.0 * ratio,
+        filtered.len(),
+        full.len()
+    );
+    let got = type_lines(&filtered);
+    assert!(
+        got.contains("m4watch_trading_latency_quantile_seconds")
+            && got.contains("m4watch_performance_score")
+            && got.is_subset(&families_of(&fast.collectors)),
+        "{got:?}"
+    );
+    let report = common::promtool_check_metrics(&filtered);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
 }

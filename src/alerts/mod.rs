@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::model::alert::{AlertSource, Severity, SilenceState, State};
 use crate::persist::alerts::History;
+use crate::persist::storage::StorageFault;
 use crate::rules::Change;
 
 use crate::model::Labels;
@@ -573,6 +574,22 @@ impl Alerts {
             }
         }
         out
+    }
+
+    /// Waits, off the async workers, until every change so far is committed, or says
+    /// why it is not: what a write request awaits before it answers 2xx.
+    pub(crate) async fn commit(&self) -> Result<(), StorageFault> {
+        let Some(h) = self.history.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || h.commit())
+            .await
+            .unwrap_or_else(|e| {
+                Err(StorageFault {
+                    reason: crate::persist::storage::Reason::Io,
+                    detail: format!("the alert-state writer failed: {e}"),
+                })
+            })
     }
 
     /// Waits until every change so far is on disk. Blocking.

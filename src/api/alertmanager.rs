@@ -139,7 +139,7 @@ struct SilencesQuery {
 }
 
 /// The key/value pairs of a raw query string.
-fn pairs(raw: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn pairs(raw: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
     form_urlencoded::parse(raw.unwrap_or("").as_bytes()).map(|(k, v)| (k.into(), v.into()))
 }
 
@@ -526,6 +526,7 @@ struct PostedSilence {
         (status = 400, description = "an invalid silence", body = String, content_type = "application/json"),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no silence with that id", body = String, content_type = "application/json"),
+        (status = 503, description = "not stored: the data directory does not take writes; retry", body = ErrorBody),
     ))]
 async fn post_silences(
     State(s): State<Arc<AppState>>,
@@ -549,7 +550,12 @@ async fn post_silences(
         return AmError::bad_request("createdBy must name who silences").into_response();
     }
     let id = b.id.filter(|id| !id.is_empty());
-    match s.alerts.put_silence(id.as_deref(), silence, now) {
+    let put = super::durably(&s, || s.alerts.put_silence(id.as_deref(), silence, now)).await;
+    let put = match put {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    match put {
         Ok(x) => Json(PostedSilence { silence_id: x.id }).into_response(),
         Err(e) => AmError::from(e).into_response(),
     }
@@ -625,14 +631,21 @@ fn silence_of(
         (status = 400, description = "a path that cannot be read", body = String, content_type = "application/json"),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such silence", body = String, content_type = "application/json"),
+        (status = 503, description = "not stored: the data directory does not take writes; retry", body = ErrorBody),
     ))]
 async fn delete_silence(
     State(s): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode, AmError> {
-    let Path(id) = id?;
-    s.alerts.expire_silence(&id, now_ms())?;
-    Ok(StatusCode::OK)
+) -> Response {
+    let Path(id) = match id {
+        Ok(p) => p,
+        Err(e) => return AmError::from(e).into_response(),
+    };
+    match super::durably(&s, || s.alerts.expire_silence(&id, now_ms())).await {
+        Ok(Ok(_)) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => AmError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 // --- status -------------------------------------------------------------------------

@@ -186,6 +186,7 @@ struct AckBody {
         (status = 404, description = "no such alert", body = ErrorBody),
         (status = 409, description = "the alert is resolved", body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 503, description = "not stored: the data directory does not take writes; retry", body = ErrorBody),
     ))]
 async fn acknowledge(
     State(s): State<Arc<AppState>>,
@@ -196,13 +197,14 @@ async fn acknowledge(
     if b.by.trim().is_empty() {
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
-    let a = s
-        .alerts
-        .acknowledge(&id, b.by.trim(), &b.comment, now_ms())
-        .map_err(|e| match e {
-            AlertError::Resolved(_) => ApiError::conflict(e.to_string()),
-            _ => ApiError::not_found(e.to_string()),
-        })?;
+    let a = super::durably(&s, || {
+        s.alerts.acknowledge(&id, b.by.trim(), &b.comment, now_ms())
+    })
+    .await?
+    .map_err(|e| match e {
+        AlertError::Resolved(_) => ApiError::conflict(e.to_string()),
+        _ => ApiError::not_found(e.to_string()),
+    })?;
     Ok(Json(view(a, None)))
 }
 
@@ -261,6 +263,7 @@ fn silence_view(s: Silence, now: i64) -> SilenceView {
         (status = 201, body = SilenceView),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 503, description = "not stored: the data directory does not take writes; retry", body = ErrorBody),
     ))]
 async fn add_silence(
     State(s): State<Arc<AppState>>,
@@ -319,15 +322,18 @@ async fn add_silence(
     if ends_at - now > max_ms {
         return Err(too_long());
     }
-    let silence = s.alerts.add_silence(Silence {
-        id: String::new(),
-        matchers,
-        starts_at: now,
-        ends_at,
-        updated_at: now,
-        created_by: b.created_by.trim().to_string(),
-        comment: b.comment,
-    });
+    let silence = super::durably(&s, || {
+        s.alerts.add_silence(Silence {
+            id: String::new(),
+            matchers,
+            starts_at: now,
+            ends_at,
+            updated_at: now,
+            created_by: b.created_by.trim().to_string(),
+            comment: b.comment,
+        })
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(silence_view(silence, now))))
 }
 
@@ -363,13 +369,14 @@ async fn list_silences(State(s): State<Arc<AppState>>) -> Result<Json<SilenceLis
         (status = 204, description = "deleted"),
         (status = 404, description = "no such silence", body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 503, description = "not stored: the data directory does not take writes; retry", body = ErrorBody),
     ))]
 async fn delete_silence(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.alerts
-        .delete_silence(&id)
+    super::durably(&s, || s.alerts.delete_silence(&id))
+        .await?
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -47,6 +47,17 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
     }
 
+    /// 503: the data directory does not take writes (disk full, read-only, permission
+    /// denied, moved or replaced): what was asked is not durable, so it is not
+    /// acknowledged. The sender retries; Prometheus does on its own.
+    pub(crate) fn storage(fault: &crate::persist::storage::StorageFault) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("not stored, retry later: {fault}"),
+        )
+    }
+
     /// 409: the request conflicts with the current state.
     pub(crate) fn conflict(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::CONFLICT, "conflict", detail)
@@ -66,6 +77,7 @@ pub(crate) fn kind_of(status: StatusCode) -> &'static str {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
         StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         s if s.is_server_error() => "internal",
         _ => "client_error",
     }

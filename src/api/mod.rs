@@ -83,6 +83,27 @@ pub(crate) struct AppState {
     pub access: Arc<auth::Access>,
     /// `--web.config.file`: TLS, basic auth and response headers, as last (re)loaded.
     pub web: Arc<web::Web>,
+    /// Whether the data directory takes writes: every write route asks it first and
+    /// answers 503 while it does not.
+    pub storage: crate::persist::storage::Storage,
+}
+
+/// Makes a change of alert state only while the data directory takes writes, then
+/// waits until it is committed: a write route answers 2xx only for what is durable,
+/// and 503 with the reason otherwise (before the change when a fault is known).
+pub(crate) async fn durably<T>(
+    s: &AppState,
+    change: impl FnOnce() -> T,
+) -> Result<T, error::ApiError> {
+    s.storage
+        .guard()
+        .map_err(|f| error::ApiError::storage(&f))?;
+    let out = change();
+    s.alerts
+        .commit()
+        .await
+        .map_err(|f| error::ApiError::storage(&f))?;
+    Ok(out)
 }
 
 /// The spec's fixed parts; paths and schemas come from the routers.
@@ -174,7 +195,27 @@ async fn reload(
 pub(crate) fn openapi(state: &Arc<AppState>) -> utoipa::openapi::OpenApi {
     let mut spec = api(state).into_openapi();
     document_body_errors(&mut spec);
+    document_collectors(&mut spec, state.store.groups().names());
     spec
+}
+
+/// `collect[]` and `exclude[]` take the catalogue's collector names, which the handler
+/// reads at run time (the catalogue sits above this layer): the spec lists them.
+fn document_collectors(spec: &mut utoipa::openapi::OpenApi, names: &[&str]) {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    for path in ["/metrics", "/api/v1/monitoring/metrics"] {
+        let Some(op) = spec.paths.paths.get_mut(path).and_then(|i| i.get.as_mut()) else {
+            continue;
+        };
+        for p in op.parameters.iter_mut().flatten() {
+            if p.name == "collect[]" || p.name == "exclude[]" {
+                let item = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(names.iter().copied()));
+                p.schema = Some(ArrayBuilder::new().items(item).into());
+            }
+        }
+    }
 }
 
 /// Every operation that takes a JSON body may also answer 413 (over the body limit)
@@ -373,27 +414,105 @@ pub(crate) fn writes(
     ))
 }
 
-/// The Prometheus exposition of every metric m4watch exports.
+/// The Prometheus exposition of every metric m4watch exports, or of the named
+/// collectors' families only (`collect[]`, node_exporter's parameter; or all but the
+/// named ones with `exclude[]`), cut from the same snapshot: no collector runs and
+/// nothing is encoded again.
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
+    params(
+        ("collect[]" = Option<Vec<String>>, Query, explode = true,
+            description = "Serve only these collectors' families (repeat the key for more; \
+                the README's metrics reference names each section's collector). Without it \
+                (and without exclude[]), every family."),
+        ("exclude[]" = Option<Vec<String>>, Query, explode = true,
+            description = "Serve every collector's families but these (repeat the key for \
+                more); not together with collect[]."),
+    ),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 400, description = "an unknown collector name, or collect[] together with exclude[]", body = error::ErrorBody),
         (status = 503, description = "no snapshot yet", body = String, content_type = "text/plain"),
     ))]
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    match s.store.snapshot() {
+async fn metrics(
+    State(s): State<Arc<AppState>>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
+    let body = match scrape_selection(&s.store, raw.as_deref()) {
+        Ok(None) => s.store.snapshot(),
+        Ok(Some(sel)) => s.store.snapshot_of(sel),
+        Err(e) => return e.into_response(),
+    };
+    match body {
         Some(body) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n").into_response(),
     }
 }
 
-/// The same exposition as `/metrics`, under the monitoring API prefix.
+/// The collectors a scrape's query selects: `None` for every family (no `collect[]`
+/// and no `exclude[]`). Other keys are ignored, as node_exporter ignores them; an
+/// unknown collector is a 400 naming the known ones, as node_exporter answers.
+fn scrape_selection(
+    store: &Store,
+    raw: Option<&str>,
+) -> Result<Option<crate::store::Selection>, error::ApiError> {
+    let (mut collect, mut exclude) = (Vec::new(), Vec::new());
+    for (k, v) in alertmanager::pairs(raw) {
+        match k.as_str() {
+            "collect[]" => collect.push(v),
+            "exclude[]" => exclude.push(v),
+            _ => {}
+        }
+    }
+    if collect.is_empty() && exclude.is_empty() {
+        return Ok(None);
+    }
+    if !collect.is_empty() && !exclude.is_empty() {
+        return Err(error::ApiError::bad_request(
+            "collect[] and exclude[] cannot be combined: name the collectors to serve, or those to leave out",
+        ));
+    }
+    let groups = store.groups();
+    let named = if collect.is_empty() {
+        &exclude
+    } else {
+        &collect
+    };
+    let sel = groups
+        .select(named.iter().map(String::as_str))
+        .map_err(|unknown| {
+            let key = if collect.is_empty() {
+                "exclude[]"
+            } else {
+                "collect[]"
+            };
+            error::ApiError::bad_request(format!(
+                "{key}: unknown collector {unknown:?}; the collectors are: {}",
+                groups.names().join(", ")
+            ))
+        })?;
+    Ok(Some(if collect.is_empty() {
+        groups.complement(sel)
+    } else {
+        sel
+    }))
+}
+
+/// The same exposition as `/metrics`, under the monitoring API prefix (the same
+/// `collect[]` and `exclude[]`).
 #[utoipa::path(get, path = "/api/v1/monitoring/metrics", tag = "metrics",
+    params(
+        ("collect[]" = Option<Vec<String>>, Query, explode = true,
+            description = "As for /metrics: only these collectors' families."),
+        ("exclude[]" = Option<Vec<String>>, Query, explode = true,
+            description = "As for /metrics: every collector's families but these."),
+    ),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 400, description = "an unknown collector name, or collect[] together with exclude[]", body = error::ErrorBody),
         (status = 503, description = "no snapshot yet", body = String, content_type = "text/plain"),
     ))]
-async fn monitoring_metrics(s: State<Arc<AppState>>) -> Response {
-    metrics(s).await
+async fn monitoring_metrics(s: State<Arc<AppState>>, q: axum::extract::RawQuery) -> Response {
+    metrics(s, q).await
 }
 
 fn is_ready(s: &AppState) -> bool {

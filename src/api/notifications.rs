@@ -18,7 +18,7 @@ use super::{AppState, auth, writes};
 use crate::alerts::Received;
 use crate::config::notify::ReceiverConfig;
 use crate::notify::handle::NotifyError;
-use crate::notify::outbox::Delivery;
+use crate::notify::outbox::{Delivery, OutboxError};
 
 /// The notification routes, each behind the right token check.
 pub(crate) fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -72,9 +72,10 @@ pub(crate) fn received(a: PostableAlert, now: DateTime<Utc>) -> Received {
     request_body = Vec<PostableAlert>,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "accepted"),
+        (status = 200, description = "accepted and committed to disk"),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 503, description = "not stored: the data directory does not take writes; retry", body = ErrorBody),
     ))]
 async fn post_alerts(
     State(s): State<Arc<AppState>>,
@@ -96,20 +97,9 @@ async fn post_alerts(
     // Accepted means durable: the answer waits until the alert store's writer has the
     // change on disk, so a resolve acknowledged here survives a crash (the notifier
     // rebuilds its groups against the store on restart).
-    let alerts = Arc::clone(&s.alerts);
-    let stored = tokio::task::spawn_blocking(move || {
-        alerts.receive(received, now.timestamp_millis());
-        alerts.flush();
-    })
-    .await;
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "storing received alerts failed");
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the alerts could not be stored",
-        ));
-    }
+    // While the data directory takes no writes nothing is taken in (503), so the
+    // sender's retry is the one that counts.
+    super::durably(&s, || s.alerts.receive(received, now.timestamp_millis())).await?;
     Ok(StatusCode::OK)
 }
 
@@ -117,6 +107,11 @@ fn notify_error(e: NotifyError) -> ApiError {
     match e {
         NotifyError::UnknownReceiver(_) => ApiError::not_found(e.to_string()),
         NotifyError::Invalid(_) => ApiError::bad_request(e.to_string()),
+        NotifyError::Outbox(OutboxError::Storage(detail)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("not stored, nothing changed; retry later: {detail}"),
+        ),
         NotifyError::Outbox(_) => {
             tracing::error!(error = %e, "notification outbox");
             ApiError::new(
@@ -150,7 +145,8 @@ struct Configured {
         (status = 400, description = "bad input, or no `receiver` while the route tree never reaches `default`", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no receiver by that name", body = ErrorBody),
-        (status = 500, description = "the outbox database failed", body = ErrorBody),
+        (status = 500, description = "the outbox database failed; nothing changed", body = ErrorBody),
+        (status = 503, description = "the data directory does not take writes; nothing changed", body = ErrorBody),
     ))]
 async fn configure(
     State(s): State<Arc<AppState>>,
@@ -167,7 +163,15 @@ async fn configure(
             "the body changes nothing: give at least one of slack_webhook, slack_channel, email, pagerduty_routing_key, pagerduty_url",
         ));
     }
-    let receiver = s.notifier.configure(body).await.map_err(notify_error)?;
+    let receiver = s.notifier.configure(body).await.map_err(|e| {
+        // A write that failed on the disk says so, as every write route does.
+        match (&e, s.storage.fault()) {
+            (NotifyError::Outbox(OutboxError::Sql(_) | OutboxError::Secrets(..)), Some(f)) => {
+                ApiError::storage(&f)
+            }
+            _ => notify_error(e),
+        }
+    })?;
     Ok(Json(Configured {
         status: "configured",
         receiver,

@@ -57,11 +57,14 @@ pub(super) fn health_with(
     alerts: &BTreeMap<(&'static str, String), u64>,
 ) -> SystemHealth {
     let probes = s.store.views().probes.get().unwrap_or_default();
-    system_health_of(
-        s.store.collectors(),
-        &probes,
-        firing_by_severity(alerts),
-        score(s),
+    crate::health::with_storage(
+        system_health_of(
+            s.store.collectors(),
+            &probes,
+            firing_by_severity(alerts),
+            score(s),
+        ),
+        s.storage.fault(),
     )
 }
 

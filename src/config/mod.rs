@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The configuration m4watch runs on when no `--config` is given.
+mod ceilings;
 mod containers;
 mod hardware;
 pub mod heartbeat;
@@ -26,6 +27,7 @@ pub mod timeinterval;
 mod trading;
 mod values;
 
+pub use ceilings::MAX_ANY_DURATION;
 pub use containers::*;
 pub use hardware::*;
 pub use history::*;
@@ -35,6 +37,10 @@ pub use processes::*;
 pub use rules::*;
 pub use trading::*;
 pub use values::*;
+
+/// The largest config file m4watch reads (1 MiB): a config is a few kilobytes, and a
+/// larger file (or `/dev/zero`) is refused after reading at most this much.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 pub const DEFAULT_YAML: &str = include_str!("../../config/default.yml");
 
@@ -239,9 +245,9 @@ impl Config {
     /// Loads and validates a config file.
     pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let text = read_capped(path).map_err(|reason| ConfigError::Read {
             file: file.clone(),
-            reason: e.to_string(),
+            reason,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, &file, base, env)
@@ -334,6 +340,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |p: &str, r: String| Err((p.to_string(), r));
+        ceilings::check(self)?;
         positive(self.metrics.snapshot_interval, "metrics.snapshot_interval")?;
         positive(self.hardware.interval, "hardware.interval")?;
         positive(self.hardware.timeout, "hardware.timeout")?;
@@ -598,6 +605,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Reads a config file of at most [`MAX_CONFIG_BYTES`], never more: a larger file, or
+/// one without end, is refused once the cap is passed.
+pub fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes (1 MiB); a config is a few kilobytes"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 
 /// `file:line:col` of the key path `path` in `text` (of its nearest written ancestor
@@ -913,7 +937,7 @@ mod tests {
             ),
             (
                 "heartbeat_interval_long",
-                "4:13: heartbeat.interval: must be at most 1day (got 2days)",
+                "4:13: heartbeat.interval: 2days is above the limit of 1day",
             ),
             (
                 "heartbeat_timeout_not_below_interval",
@@ -921,7 +945,7 @@ mod tests {
             ),
             (
                 "heartbeat_timeout_long",
-                "5:12: heartbeat.timeout: must be at most 1m (got 2m)",
+                "5:12: heartbeat.timeout: 2m is above the limit of 1m",
             ),
             (
                 "heartbeat_bad_method",
@@ -1158,6 +1182,28 @@ mod tests {
         assert_eq!(parse_cpu_list("\n").unwrap(), Vec::<u32>::new());
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn a_config_over_1_mib_or_without_end_is_refused_after_reading_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yml");
+        let mut text = String::from("log_format: text\n");
+        while text.len() as u64 <= MAX_CONFIG_BYTES {
+            text.push_str("# padding padding padding padding padding padding padding\n");
+        }
+        std::fs::write(&big, &text).unwrap();
+        let err = Config::load(&big, &no_env).unwrap_err().to_string();
+        assert!(err.contains("larger than 1048576 bytes (1 MiB)"), "{err}");
+        let started = std::time::Instant::now();
+        let err = Config::load(Path::new("/dev/zero"), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than 1048576 bytes"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        text.truncate(MAX_CONFIG_BYTES as usize);
+        std::fs::write(&big, &text).unwrap();
+        Config::load(&big, &no_env).expect("exactly 1 MiB is read");
     }
 
     #[test]

@@ -492,10 +492,13 @@ impl NotifyConfig {
                 let key = format!("{p}.alertmanager.resend_delay");
                 at_least(a.resend_delay, std::time::Duration::from_secs(1), &key)?;
                 if a.resend_delay.get() > std::time::Duration::from_secs(3600) {
-                    return err(
+                    return Err((
                         key,
-                        "must be at most 1h: Alertmanager resolves an alert four resend delays after its last post",
-                    );
+                        format!(
+                            "{} is above the limit of 1h: Alertmanager resolves an alert four resend delays after its last post",
+                            a.resend_delay
+                        ),
+                    ));
                 }
             }
         }

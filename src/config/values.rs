@@ -87,9 +87,15 @@ impl Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
+        let v = parse_duration(&s).map_err(serde::de::Error::custom)?;
+        if v > super::ceilings::MAX_ANY_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "{} is above the limit of {} of any duration",
+                s.trim(),
+                Dur(super::ceilings::MAX_ANY_DURATION)
+            )));
+        }
+        Ok(Dur(v))
     }
 }
 
@@ -217,7 +223,7 @@ pub(crate) fn at_most(d: Dur, max: Duration, path: &str) -> Result<(), (String, 
     if d.0 > max {
         Err((
             path.to_string(),
-            format!("must be at most {} (got {d})", Dur(max)),
+            format!("{d} is above the limit of {}", Dur(max)),
         ))
     } else {
         Ok(())

@@ -107,6 +107,93 @@ pub(super) struct Dispatcher {
     /// When each receiver with an `alertmanager` integration next re-posts its
     /// firing alerts, and the re-post still in flight (one at a time per receiver).
     resends: HashMap<String, Resend>,
+    /// Where notifications go that the outbox cannot store; `None` only in unit tests.
+    direct: Option<Direct>,
+}
+
+/// How many notifications may be in flight from memory at once; the dispatcher waits
+/// for room beyond that (as submitters wait for it), so none is dropped.
+const DIRECT_IN_FLIGHT: usize = 256;
+/// Attempts of a notification sent from memory.
+const DIRECT_ATTEMPTS: i64 = 5;
+
+/// Sends the notifications the outbox could not store straight from memory: a disk
+/// that fills or a directory that vanished must not silence the pages that say so.
+#[derive(Clone)]
+pub(super) struct Direct {
+    pub metrics: super::metrics::Metrics,
+    pub delivery: crate::config::notify::DeliveryConfig,
+    pub permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Direct {
+    pub(super) fn new(
+        metrics: super::metrics::Metrics,
+        delivery: crate::config::notify::DeliveryConfig,
+    ) -> Direct {
+        Direct {
+            metrics,
+            delivery,
+            permits: Arc::new(tokio::sync::Semaphore::new(DIRECT_IN_FLIGHT)),
+        }
+    }
+
+    /// Sends each row in its own task, retrying with the outbox's backoff up to
+    /// [`DIRECT_ATTEMPTS`] times.
+    async fn send(&self, receivers: &Receivers, rows: Vec<(String, &'static str, Notification)>) {
+        for (receiver, integration, n) in rows {
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                return;
+            };
+            self.metrics
+                .unqueued
+                .with_label_values(&[&receiver, integration])
+                .inc();
+            let (d, receivers) = (self.clone(), Arc::clone(receivers));
+            tokio::spawn(async move {
+                let _permit = permit;
+                for attempt in 1..=DIRECT_ATTEMPTS {
+                    let r = receivers.read().expect("receivers").get(&receiver).cloned();
+                    let Some(i) = r.as_ref().and_then(|r| r.integration(integration)) else {
+                        tracing::error!(%receiver, integration, "notification sent from memory: the receiver is no longer configured; dropped");
+                        return;
+                    };
+                    d.metrics
+                        .total
+                        .with_label_values(&[&receiver, integration])
+                        .inc();
+                    match i.notify(&n).await {
+                        Ok(()) => {
+                            tracing::warn!(%receiver, integration, attempt,
+                                "notification delivered from memory (the outbox could not store it)");
+                            return;
+                        }
+                        Err(e) => {
+                            d.metrics
+                                .failed
+                                .with_label_values(&[&receiver, integration, e.reason.as_str()])
+                                .inc();
+                            if !e.retryable || attempt == DIRECT_ATTEMPTS {
+                                tracing::error!(%receiver, integration, attempt, error = %e,
+                                    "notification sent from memory failed; giving up");
+                                return;
+                            }
+                            tracing::warn!(%receiver, integration, attempt, error = %e,
+                                "notification sent from memory failed; will retry");
+                            let wait = super::worker::backoff(
+                                attempt,
+                                d.delivery.initial_backoff.get(),
+                                d.delivery.max_backoff.get(),
+                                fastrand::f64(),
+                            )
+                            .max(e.retry_after.unwrap_or_default());
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
 }
 
 struct Resend {
@@ -133,9 +220,16 @@ impl Dispatcher {
             escalations: HashMap::new(),
             inhibit_rules: Vec::new(),
             resends: HashMap::new(),
+            direct: None,
         };
         d.configure(config);
         d
+    }
+
+    /// Sends what the outbox cannot store from memory through `direct`.
+    pub(super) fn with_direct(mut self, direct: Direct) -> Dispatcher {
+        self.direct = Some(direct);
+        self
     }
 
     /// Takes the route tree, time intervals, escalation and inhibition of `config`.
@@ -374,11 +468,18 @@ impl Dispatcher {
         }
         let groups = keys.iter().map(|k| self.stored(k)).collect();
         let any = !rows.is_empty();
-        match self.outbox.enqueue_with_groups(rows, groups).await {
+        match self.outbox.enqueue_with_groups(rows.clone(), groups).await {
             Ok(_) if any => self.wake.notify_one(),
             Ok(_) => {}
+            Err(e) if any => {
+                tracing::error!(error = %e, notifications = rows.len(),
+                    "cannot write notifications to the outbox; sending them from memory");
+                if let Some(d) = &self.direct {
+                    d.send(&self.receivers, rows).await;
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, "cannot write notifications and their group state")
+                tracing::error!(error = %e, "cannot write the notification groups' state")
             }
         }
     }

@@ -148,7 +148,11 @@ impl Notifier {
             Arc::clone(&notifier.inner.receivers),
             outbox.clone(),
             Arc::clone(&notifier.inner.wake),
-        );
+        )
+        .with_direct(super::dispatch::Direct::new(
+            metrics.clone(),
+            config.delivery.clone(),
+        ));
         dispatcher.restore(outbox.groups().await?, alive);
         let tasks = vec![
             tokio::spawn(dispatcher.run(rx, shutdown.clone())),
@@ -368,16 +372,44 @@ impl Notifier {
         }
         let merged_req: ConfigureRequest = serde_json::from_value(merged.clone())
             .map_err(|e| NotifyError::Invalid(e.to_string()))?;
-        let rc = self.apply(&name, &merged_req)?;
+        // Built and checked first, stored next, and only then put in place: a request
+        // that cannot be stored changes nothing.
+        let (rc, receiver) = self.build(&name, &merged_req)?;
         self.inner
             .outbox
-            .put_settings(name, merged.to_string())
+            .put_settings(name.clone(), merged.to_string())
             .await?;
+        self.install(&name, receiver);
         Ok(rc)
     }
 
-    /// Rebuilds receiver `name` from its config file settings plus `req`.
+    /// Rebuilds receiver `name` from its config file settings plus `req`, and puts it
+    /// in place.
     fn apply(&self, name: &str, req: &ConfigureRequest) -> Result<ReceiverConfig, NotifyError> {
+        let (rc, receiver) = self.build(name, req)?;
+        self.install(name, receiver);
+        Ok(rc)
+    }
+
+    /// Puts a built receiver in place, its series created.
+    fn install(&self, name: &str, receiver: Receiver) {
+        for i in &receiver.integrations {
+            self.inner.metrics.precreate(name, i.name());
+        }
+        self.inner
+            .receivers
+            .write()
+            .expect("receivers")
+            .insert(name.to_string(), Arc::new(receiver));
+    }
+
+    /// Builds receiver `name` from its config file settings plus `req`, changing
+    /// nothing yet.
+    fn build(
+        &self,
+        name: &str,
+        req: &ConfigureRequest,
+    ) -> Result<(ReceiverConfig, Receiver), NotifyError> {
         let mut rc = self
             .inner
             .base
@@ -415,15 +447,7 @@ impl Notifier {
             rc.pagerduty = Some(pd);
         }
         let receiver = Receiver::new(rc.clone(), &self.inner.ctx);
-        for i in &receiver.integrations {
-            self.inner.metrics.precreate(name, i.name());
-        }
-        self.inner
-            .receivers
-            .write()
-            .expect("receivers")
-            .insert(name.to_string(), Arc::new(receiver));
-        Ok(rc)
+        Ok((rc, receiver))
     }
 
     /// Sends a test alert through every integration of `receiver` now, past the

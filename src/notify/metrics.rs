@@ -72,7 +72,15 @@ pub(crate) const ALERTMANAGER_POST_FAILURES_TOTAL: MetricDef = def(
     "Posts of alerts that an Alertmanager (`scheme://host:port`) did not take; a first notice or resolve is retried from the outbox, a re-post waits for the next resend_delay.",
 );
 
+pub(crate) const NOTIFICATIONS_UNQUEUED_TOTAL: MetricDef = def(
+    "m4watch_notifications_unqueued_total",
+    Counter,
+    &["receiver", "integration"],
+    "Notifications the outbox could not store (the data directory takes no writes), sent from memory instead: retried a few times, lost if m4watch stops meanwhile.",
+);
+
 pub(crate) const METRICS: &[MetricDef] = &[
+    NOTIFICATIONS_UNQUEUED_TOTAL,
     NOTIFICATIONS_TOTAL,
     NOTIFICATIONS_FAILED_TOTAL,
     NOTIFICATIONS_MOVED_ASIDE_TOTAL,
@@ -102,6 +110,7 @@ pub(crate) struct Metrics {
     pub submit_waits: IntCounter,
     pub transitions_missed: IntCounter,
     pub alertmanagers: AlertmanagerCounters,
+    pub unqueued: IntCounterVec,
 }
 
 impl Metrics {
@@ -147,6 +156,12 @@ impl Metrics {
             let _ = registry.register(Box::new(c.clone()));
             c
         };
+        let unqueued = IntCounterVec::new(
+            opts(NOTIFICATIONS_UNQUEUED_TOTAL),
+            &["receiver", "integration"],
+        )
+        .expect("valid metric");
+        let _ = registry.register(Box::new(unqueued.clone()));
         let alertmanagers = AlertmanagerCounters {
             posts: per_am(ALERTMANAGER_POSTS_TOTAL),
             failures: per_am(ALERTMANAGER_POST_FAILURES_TOTAL),
@@ -160,6 +175,7 @@ impl Metrics {
             submit_waits,
             transitions_missed,
             alertmanagers,
+            unqueued,
         }
     }
 
@@ -168,6 +184,7 @@ impl Metrics {
     pub(crate) fn precreate(&self, receiver: &str, integration: &str) {
         self.total.with_label_values(&[receiver, integration]);
         self.moved_aside.with_label_values(&[receiver, integration]);
+        self.unqueued.with_label_values(&[receiver, integration]);
         for r in Reason::ALL {
             self.failed
                 .with_label_values(&[receiver, integration, r.as_str()]);

@@ -2,8 +2,9 @@
 //! its first send, and stays there with its delivery result.
 //!
 //! The notifier's tables (`notify_*`) are part of the file's one schema, created and
-//! migrated by [`crate::persist`] with the alert tables. One connection of its own, WAL
-//! mode; every call runs on the blocking pool, never on the async workers.
+//! migrated by [`crate::persist`] with the alert tables. One connection of its own
+//! (rollback journal, no memory mapping: [`crate::persist::open_sqlite`]); every call
+//! runs on the blocking pool, never on the async workers.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 use super::{AlertEvent, Notification};
 use crate::clock::unix_now;
+use crate::persist::storage::{Reason, Storage, StorageFault};
 
 /// Why the outbox could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,9 @@ pub enum OutboxError {
     Join,
     #[error("notification secrets file {0}: {1}")]
     Secrets(String, std::io::Error),
+    /// The data directory does not take writes (or is no longer the one locked).
+    #[error("notification outbox: {0}")]
+    Storage(String),
 }
 
 /// A pending row, ready to send.
@@ -72,6 +77,9 @@ pub struct Outbox {
     conn: Arc<Mutex<Connection>>,
     /// Where secrets set through the configure API live, beside the database.
     secrets: Arc<std::path::PathBuf>,
+    /// Where each write's outcome goes; every call first checks that the data
+    /// directory is still the one locked, so an instance that lost it delivers nothing.
+    storage: Option<Storage>,
 }
 
 /// The secret keys of a configure request, as JSON pointers into it. They are kept
@@ -146,8 +154,8 @@ fn join_secrets(
 
 impl Outbox {
     /// Opens the outbox tables in the `m4watch.db` at `path`, creating or migrating the
-    /// file's one schema ([`crate::persist::open_main`]). NORMAL sync in WAL mode
-    /// survives a process crash (kill -9); only a power loss can drop the last commits.
+    /// file's one schema ([`crate::persist::open_main`]). A commit is synced to disk
+    /// (`synchronous = FULL`): it survives a process crash and a power loss.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
         let conn = crate::persist::open_main(path)?;
         let secrets = path.with_file_name("secrets.json");
@@ -181,7 +189,15 @@ impl Outbox {
         Ok(Outbox {
             conn: Arc::new(Mutex::new(conn)),
             secrets: Arc::new(secrets),
+            storage: None,
         })
+    }
+
+    /// Reports every write's outcome to `storage`, and refuses every call once the
+    /// data directory is no longer the one locked.
+    pub(crate) fn with_storage(mut self, storage: Storage) -> Outbox {
+        self.storage = Some(storage);
+        self
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -189,10 +205,49 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
     ) -> Result<T, OutboxError> {
+        self.run(false, f).await
+    }
+
+    /// As [`Outbox::with`], for a call that writes: its outcome goes to the storage
+    /// verdict.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        self.run(true, f).await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut Connection) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
         let conn = Arc::clone(&self.conn);
+        let storage = self.storage.clone();
+        let db = self.secrets.with_file_name("m4watch.db");
         tokio::task::spawn_blocking(move || {
+            if let Some(st) = &storage {
+                st.check_directory()
+                    .map_err(|e| OutboxError::Storage(e.to_string()))?;
+            }
             let mut c = conn.lock().expect("outbox lock");
-            f(&mut c)
+            let r = f(&mut c);
+            if let (true, Some(st)) = (writes, &storage) {
+                let fault = match &r {
+                    Ok(_) => Ok(()),
+                    Err(OutboxError::Sql(e)) => {
+                        Err(StorageFault::of_sqlite(&c, &db.display().to_string(), e))
+                    }
+                    Err(OutboxError::Secrets(file, e)) => Err(StorageFault {
+                        reason: e.raw_os_error().map_or(Reason::Io, Reason::of_errno),
+                        detail: format!("{file}: {e}"),
+                    }),
+                    // Not the disk's fault (a payload that does not serialise).
+                    Err(_) => return r,
+                };
+                st.report("outbox", fault);
+            }
+            r
         })
         .await
         .map_err(|_| OutboxError::Join)?
@@ -222,7 +277,7 @@ impl Outbox {
         rows: Vec<(String, &'static str, Notification)>,
         groups: Vec<StoredGroup>,
     ) -> Result<Vec<i64>, OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             let now = unix_now();
             let tx = c.transaction()?;
             let mut ids = Vec::with_capacity(rows.len());
@@ -245,6 +300,15 @@ impl Outbox {
             Ok(ids)
         })
         .await
+    }
+
+    /// After a failed write, and only then: one write that changes nothing, so the
+    /// storage verdict learns when the outbox takes writes again even while nothing
+    /// is being notified.
+    pub(crate) async fn probe(&self) {
+        if self.storage.as_ref().is_some_and(|s| s.failing("outbox")) {
+            let _ = self.write(|c| Ok(crate::persist::probe_write(c)?)).await;
+        }
     }
 
     /// The oldest pending row of each (receiver, integration) lane, and the oldest of
@@ -308,7 +372,7 @@ impl Outbox {
 
     /// Moves a pending row aside from the head of its lane (it stays pending).
     pub async fn move_aside(&self, id: i64) -> Result<(), OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             c.execute("UPDATE notify_outbox SET aside = 1 WHERE id = ?1", [id])?;
             Ok(())
         })
@@ -317,7 +381,7 @@ impl Outbox {
 
     /// Records a successful delivery.
     pub async fn delivered(&self, id: i64, attempts: i64) -> Result<(), OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE notify_outbox SET status = 'delivered', attempts = ?2, finished_at = ?3
                  WHERE id = ?1",
@@ -337,7 +401,7 @@ impl Outbox {
         reason: &'static str,
         error: String,
     ) -> Result<(), OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             match next_attempt_at {
                 Some(at) => c.execute(
                     "UPDATE notify_outbox SET attempts = ?2, next_attempt_at = ?3,
@@ -413,7 +477,7 @@ impl Outbox {
 
     /// Drops finished rows older than `keep_seconds`.
     pub async fn prune(&self, keep_seconds: f64) -> Result<usize, OutboxError> {
-        self.with(move |c| {
+        self.write(move |c| {
             Ok(c.execute(
                 "DELETE FROM notify_outbox WHERE status != 'pending' AND finished_at < ?1",
                 [unix_now() - keep_seconds],
@@ -448,7 +512,7 @@ impl Outbox {
     /// (0600), the rest to the database.
     pub async fn put_settings(&self, receiver: String, json: String) -> Result<(), OutboxError> {
         let secrets = Arc::clone(&self.secrets);
-        self.with(move |c| {
+        self.write(move |c| {
             let mut v: serde_json::Value = serde_json::from_str(&json)?;
             let mut found = std::collections::BTreeMap::new();
             split_secrets(&mut v, &mut found);

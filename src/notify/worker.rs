@@ -69,10 +69,28 @@ pub(crate) async fn run(
     let mut busy: HashSet<Lane> = HashSet::new();
     let finished: Arc<Mutex<Vec<Lane>>> = Arc::default();
     let mut next_allowed: HashMap<String, Instant> = HashMap::new();
+    // Outcomes sent but not recorded (the disk took no writes): their rows still read
+    // as pending, and sending them again every pass would flood the receiver. At most
+    // one per lane, since the lane waits behind it.
+    let unrecorded: Unrecorded = Arc::default();
     loop {
         for lane in std::mem::take(&mut *finished.lock().expect("finished")) {
             busy.remove(&lane);
         }
+        let waiting = std::mem::take(&mut *unrecorded.lock().expect("unrecorded"));
+        for (id, outcome) in waiting {
+            if outcome.record(&outbox, id).await.is_err() {
+                unrecorded.lock().expect("unrecorded").insert(id, outcome);
+            }
+        }
+        // A delivered one is never sent again; a failed one waits for its retry time
+        // and is then sent again as its row says.
+        let skip: HashSet<i64> = {
+            let mut u = unrecorded.lock().expect("unrecorded");
+            let now = unix_now();
+            u.retain(|_, o| !matches!(o, Outcome::Failed { next: Some(at), .. } if *at <= now));
+            u.keys().copied().collect()
+        };
         let mut sleep_for = POLL;
         match outbox.heads().await {
             Ok(heads) => {
@@ -84,7 +102,7 @@ pub(crate) async fn run(
                 progress.pass.mark();
                 for h in heads {
                     let lane = (h.receiver.clone(), h.integration.clone(), h.aside);
-                    if busy.contains(&lane) {
+                    if busy.contains(&lane) || skip.contains(&h.id) {
                         continue;
                     }
                     if h.behind_aside {
@@ -121,16 +139,44 @@ pub(crate) async fn run(
                             .insert(h.receiver.clone(), t + Duration::from_secs_f64(1.0 / rate));
                     }
                     busy.insert(lane.clone());
-                    let (outbox, receivers, metrics, delivery, wake, finished) = (
+                    let (outbox, receivers, metrics, delivery, wake, finished, unrecorded) = (
                         outbox.clone(),
                         Arc::clone(&receivers),
                         metrics.clone(),
                         delivery.clone(),
                         Arc::clone(&wake),
                         Arc::clone(&finished),
+                        Arc::clone(&unrecorded),
                     );
                     tokio::spawn(async move {
-                        deliver(&outbox, &receivers, &metrics, &delivery, h).await;
+                        let id = h.id;
+                        let head = h.clone();
+                        let outcome = deliver(&receivers, &metrics, &delivery, h).await;
+                        match outcome.record(&outbox, id).await {
+                            Err(e) => {
+                                tracing::error!(id, error = %e,
+                                    "cannot record a delivery result; kept in memory, not sent again");
+                                unrecorded.lock().expect("unrecorded").insert(id, outcome);
+                            }
+                            Ok(()) => {
+                                if let Outcome::Failed {
+                                    attempts,
+                                    next: Some(_),
+                                    ..
+                                } = outcome
+                                    && !head.aside
+                                    && attempts >= MOVE_ASIDE_AFTER
+                                {
+                                    move_aside(
+                                        &outbox,
+                                        &metrics,
+                                        &head,
+                                        "it failed its first attempts",
+                                    )
+                                    .await;
+                                }
+                            }
+                        }
                         finished.lock().expect("finished").push(lane);
                         wake.notify_one();
                     });
@@ -149,13 +195,46 @@ pub(crate) async fn run(
     }
 }
 
+/// Sent notifications whose outcome could not be recorded yet, by outbox id.
+type Unrecorded = Arc<Mutex<HashMap<i64, Outcome>>>;
+
+/// What one attempt came to, as the outbox records it.
+enum Outcome {
+    Delivered {
+        attempts: i64,
+    },
+    Failed {
+        attempts: i64,
+        next: Option<f64>,
+        reason: &'static str,
+        error: String,
+    },
+}
+
+impl Outcome {
+    async fn record(&self, outbox: &Outbox, id: i64) -> Result<(), super::outbox::OutboxError> {
+        match self {
+            Outcome::Delivered { attempts } => outbox.delivered(id, *attempts).await,
+            Outcome::Failed {
+                attempts,
+                next,
+                reason,
+                error,
+            } => {
+                outbox
+                    .failed(id, *attempts, *next, reason, error.clone())
+                    .await
+            }
+        }
+    }
+}
+
 async fn deliver(
-    outbox: &Outbox,
     receivers: &Receivers,
     metrics: &Metrics,
     delivery: &DeliveryConfig,
     h: Pending,
-) {
+) -> Outcome {
     let receiver = receivers
         .read()
         .expect("receivers")
@@ -184,11 +263,11 @@ async fn deliver(
             "the receiver or integration is no longer configured",
         )),
     };
-    let record = match result {
+    match result {
         Ok(()) => {
             tracing::info!(id = h.id, receiver = %h.receiver, integration = %h.integration,
                 attempts, "notification delivered");
-            outbox.delivered(h.id, attempts).await
+            Outcome::Delivered { attempts }
         }
         Err(e) => {
             metrics
@@ -218,17 +297,13 @@ async fn deliver(
                     integration = %h.integration, attempts, error = %e,
                     "notification failed; giving up"),
             }
-            let recorded = outbox
-                .failed(h.id, attempts, next, e.reason.as_str(), e.message)
-                .await;
-            if recorded.is_ok() && next.is_some() && !h.aside && attempts >= MOVE_ASIDE_AFTER {
-                move_aside(outbox, metrics, &h, "it failed its first attempts").await;
+            Outcome::Failed {
+                attempts,
+                next,
+                reason: e.reason.as_str(),
+                error: e.message,
             }
-            recorded
         }
-    };
-    if let Err(e) = record {
-        tracing::error!(error = %e, "cannot record a delivery result");
     }
 }
 

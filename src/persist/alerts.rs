@@ -3,15 +3,18 @@
 //!
 //! One dedicated thread owns the connection; callers send commands over a channel and
 //! never block an async worker. Opening (migrations and the initial load) is blocking
-//! and is run under `spawn_blocking`. WAL mode; the schema version is
-//! `PRAGMA user_version` and migrations run in order.
+//! and is run under `spawn_blocking`. A rollback journal without memory mapping
+//! ([`super::open_sqlite`]); the schema version is `PRAGMA user_version` and
+//! migrations run in order. A batch that cannot commit is kept (bounded) and tried
+//! again, and each outcome goes to the storage verdict ([`super::storage`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use rusqlite::{Connection, params};
 
-use super::{DbError, open_main};
+use super::storage::{Storage, StorageFault};
+use super::{DbError, open_main, probe_write};
 use crate::clock::unix_now_ms as now_ms;
 use crate::model::alert::{
     Ack, AlertSource, MatcherSpec, Severity, Silence, State, StoredAlert, Transition,
@@ -34,7 +37,8 @@ enum Cmd {
     Transition(Box<Transition>),
     SaveSilence(Silence),
     DeleteSilence(String),
-    Flush(mpsc::Sender<()>),
+    /// Answers whether everything sent before it is committed.
+    Flush(mpsc::Sender<Result<(), StorageFault>>),
 }
 
 /// Handle to the database thread. Cloning shares the thread.
@@ -59,7 +63,13 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + '_ {
 
 /// Opens (creating and migrating) the database, loads the saved state, and starts the
 /// writer thread. Blocking.
+#[cfg(test)]
 pub(crate) fn open(data_dir: &Path) -> Result<(History, Loaded), DbError> {
+    open_with(data_dir, Storage::unlocked(data_dir))
+}
+
+/// [`open`], reporting each commit's outcome to `storage`.
+pub(crate) fn open_with(data_dir: &Path, storage: Storage) -> Result<(History, Loaded), DbError> {
     let path: PathBuf = data_dir.join("m4watch.db");
     let err = sql(&path);
     let conn = open_main(&path)?;
@@ -69,7 +79,7 @@ pub(crate) fn open(data_dir: &Path) -> Result<(History, Loaded), DbError> {
     let name = path.display().to_string();
     std::thread::Builder::new()
         .name("m4watch-history".into())
-        .spawn(move || writer(conn, rx, name))
+        .spawn(move || writer(conn, rx, name, storage))
         .map_err(|e| DbError::Dir(data_dir.display().to_string(), e))?;
     Ok((History { tx }, loaded))
 }
@@ -167,7 +177,7 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     Ok(out)
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mpsc::Sender<()>>> {
+fn apply(tx: &rusqlite::Transaction<'_>, cmd: &Cmd) -> rusqlite::Result<()> {
     match cmd {
         Cmd::SaveAlert(a) => {
             tx.execute(
@@ -239,38 +249,93 @@ fn apply(tx: &rusqlite::Transaction<'_>, cmd: Cmd) -> rusqlite::Result<Option<mp
         Cmd::DeleteSilence(id) => {
             tx.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
         }
-        Cmd::Flush(done) => return Ok(Some(done)),
+        Cmd::Flush(_) => {}
     }
-    Ok(None)
+    Ok(())
 }
 
+/// Commands kept for the next commit after a failed one; beyond this the oldest go
+/// (logged), so a long outage cannot grow memory without bound.
+const CARRY_MAX: usize = 10_000;
+
+/// How often a writer with a failed commit behind it tries again on its own.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The writer thread: takes every queued command and applies them in one transaction.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String) {
+/// A batch that cannot commit (disk full, read-only, the directory gone) is kept, up
+/// to [`CARRY_MAX`] commands, and tried again with the next batch or every [`RETRY`];
+/// each outcome goes to `storage`, and a flush answers whether everything before it
+/// is committed.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String, storage: Storage) {
     let mut pruned = std::time::Instant::now();
-    while let Ok(first) = rx.recv() {
+    let mut carry: Vec<Cmd> = Vec::new();
+    let mut lost = 0usize;
+    loop {
+        let first = if carry.is_empty() && storage.fault().is_none() {
+            match rx.recv() {
+                Ok(c) => Some(c),
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(RETRY) {
+                Ok(c) => Some(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        };
         if pruned.elapsed() > std::time::Duration::from_secs(3600) {
             pruned = std::time::Instant::now();
             if let Err(e) = prune(&conn, now_ms()) {
                 tracing::warn!(db = %path, error = %e, "cannot prune old alert transitions");
             }
         }
-        let mut batch = vec![first];
+        let mut batch = std::mem::take(&mut carry);
+        batch.extend(first);
         batch.extend(rx.try_iter());
-        let mut waiting = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for cmd in batch {
-                if let Some(done) = apply(&tx, cmd)? {
-                    waiting.push(done);
+        let result = storage.check_directory().and_then(|()| {
+            (|| -> rusqlite::Result<()> {
+                if batch.iter().all(|c| matches!(c, Cmd::Flush(_))) {
+                    // Nothing to write: whether writes commit again, when one failed.
+                    return match storage.fault() {
+                        Some(_) => probe_write(&mut conn),
+                        None => Ok(()),
+                    };
                 }
+                let tx = conn.transaction()?;
+                for cmd in &batch {
+                    apply(&tx, cmd)?;
+                }
+                tx.commit()
+            })()
+            .map_err(|e| StorageFault::of_sqlite(&conn, &path, &e))
+        });
+        storage.report("alerts", result.clone());
+        let answer = match (&result, lost) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(()), 0) => Ok(()),
+            (Ok(()), n) => Err(StorageFault {
+                reason: super::storage::Reason::Io,
+                detail: format!("{path}: {n} changes were dropped while writes failed"),
+            }),
+        };
+        for cmd in batch {
+            match cmd {
+                Cmd::Flush(done) => {
+                    let _ = done.send(answer.clone());
+                }
+                other if result.is_err() => carry.push(other),
+                _ => {}
             }
-            tx.commit()
-        })();
-        if let Err(e) = result {
-            tracing::error!(db = %path, error = %e, "cannot write alert state");
         }
-        for w in waiting {
-            let _ = w.send(());
+        if result.is_ok() {
+            lost = 0;
+        }
+        if carry.len() > CARRY_MAX {
+            let n = carry.len() - CARRY_MAX;
+            carry.drain(..n);
+            lost += n;
+            tracing::error!(db = %path, dropped = n,
+                "alert state changes dropped: writes have been failing for too long");
         }
     }
 }
@@ -304,9 +369,21 @@ impl History {
 
     /// Waits until everything sent so far is committed. Blocking.
     pub(crate) fn flush(&self) {
+        let _ = self.commit();
+    }
+
+    /// Waits until everything sent so far is committed, or says why it is not (a
+    /// storage fault, or no answer within 10 s). Blocking.
+    pub(crate) fn commit(&self) -> Result<(), StorageFault> {
         let (tx, rx) = mpsc::channel();
         self.send(Cmd::Flush(tx));
-        let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                Err(StorageFault {
+                    reason: super::storage::Reason::Io,
+                    detail: "m4watch.db: the alert-state writer did not answer within 10 s".into(),
+                })
+            })
     }
 }
 
@@ -413,7 +490,9 @@ mod tests {
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
-        assert_eq!(mode, "wal");
+        // A rollback journal: no `-shm` file mapped into memory (issue 25).
+        assert_eq!(mode, "delete");
+        assert!(!dir.path().join("m4watch.db-shm").exists());
         // The enums are stored as the words they always were.
         let words: (String, String) = conn
             .query_row("SELECT severity, source FROM alerts", [], |r| {

@@ -12,8 +12,8 @@
 //! keyed `(series_id, t)` `WITHOUT ROWID`, so a sample costs its three values and a
 //! range query or a per-series prune is a primary-key range scan. One thread owns
 //! the write connection (commands over a channel, batched in a transaction); reads
-//! use their own connection (WAL lets them run beside the writer) and are called
-//! under `spawn_blocking`.
+//! use their own connection (waiting out a commit in progress, as the rollback
+//! journal makes them) and are called under `spawn_blocking`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::storage::{Storage, StorageFault};
 use super::{DbError, open_sqlite};
 use crate::clock::unix_now_ms as now_ms;
 
@@ -120,7 +121,17 @@ fn labels_key(labels: &BTreeMap<String, String>) -> String {
 impl SampleDb {
     /// Opens (creating and migrating) `data_dir/history.db`, prunes what is past
     /// `retention`, and starts the writer thread. Blocking.
+    #[cfg(test)]
     pub(crate) fn open(data_dir: &Path, retention: Duration) -> Result<SampleDb, DbError> {
+        SampleDb::open_with(data_dir, retention, None)
+    }
+
+    /// [`SampleDb::open`], reporting each commit's outcome to `storage`.
+    pub(crate) fn open_with(
+        data_dir: &Path,
+        retention: Duration,
+        storage: Option<Storage>,
+    ) -> Result<SampleDb, DbError> {
         let path = data_dir.join("history.db");
         let write = open_sqlite(&path, MIGRATIONS)?;
         let read = open_sqlite(&path, MIGRATIONS)?;
@@ -133,7 +144,7 @@ impl SampleDb {
         let name = path.display().to_string();
         std::thread::Builder::new()
             .name("m4watch-samples".into())
-            .spawn(move || writer(write, rx, name, retention_ms))
+            .spawn(move || writer(write, rx, name, retention_ms, storage))
             .map_err(|e| DbError::Dir(data_dir.display().to_string(), e))?;
         Ok(SampleDb {
             tx,
@@ -296,7 +307,13 @@ fn series_id(
     Ok(id)
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String, retention_ms: i64) {
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Cmd>,
+    path: String,
+    retention_ms: i64,
+    storage: Option<Storage>,
+) {
     let mut cache = HashMap::new();
     let mut pruned = Instant::now();
     // Prune at least hourly, and as often as the retention when it is shorter.
@@ -343,8 +360,16 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, path: String, retention
             }
             tx.commit()
         })();
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(db = %path, error = %e, "cannot write history samples");
+            // Series ids made in the rolled-back transaction are gone with it.
+            cache.clear();
+        }
+        if let Some(st) = &storage {
+            st.report(
+                "history",
+                result.map_err(|e| StorageFault::of_sqlite(&conn, &path, &e)),
+            );
         }
         if pruned.elapsed() >= prune_every {
             pruned = Instant::now();

@@ -152,28 +152,40 @@ pub(crate) const PERFORMANCE_SCORE_COVERAGE_RATIO: MetricDef = def(
     "Share (0..1) of the configured score weight whose component had data.",
 );
 
+/// What a trading desk watches second by second (the catalogue's `trading` collector, which
+/// the shipped 1 s job scrapes): the latency quantiles beside their objectives and baselines, throughput,
+/// the senders' own gauges and sets, and the performance score.
 pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_LATENCY_QUANTILE_SECONDS,
     TRADING_LATENCY_OBJECTIVE_SECONDS,
-    TRADING_LATENCY_SECONDS,
     TRADING_LATENCY_BASELINE_SECONDS,
     TRADING_EVENTS_TOTAL,
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
     TRADING_SET_UNIQUE_VALUES,
+    PERFORMANCE_SCORE,
+    PERFORMANCE_COMPONENT_SCORE,
+    PERFORMANCE_COMPONENT_WEIGHT,
+    PERFORMANCE_SCORE_COVERAGE_RATIO,
+];
+
+/// The latency distributions as histograms, for aggregating across hosts
+/// (`histogram_quantile` over `sum by (le)`): the largest trading family, and one a
+/// rate window reads as well at the standard interval.
+pub(crate) const HISTOGRAMS: &[MetricDef] = &[TRADING_LATENCY_SECONDS];
+
+/// The ingest's own health: StatsD packets, lines, errors and drops, start/end
+/// measurements, and the series table.
+pub(crate) const INGEST: &[MetricDef] = &[
+    TRADING_MEASUREMENTS_TOTAL,
     TRADING_SERIES,
     TRADING_SERIES_EXPIRED_TOTAL,
-    TRADING_MEASUREMENTS_TOTAL,
     STATSD_PACKETS_TOTAL,
     STATSD_LINES_TOTAL,
     STATSD_PARSE_ERRORS_TOTAL,
     STATSD_DROPPED_TOTAL,
     STATSD_KERNEL_DROPS_TOTAL,
     STATSD_REFUSED_DATAGRAMS_TOTAL,
-    PERFORMANCE_SCORE,
-    PERFORMANCE_COMPONENT_SCORE,
-    PERFORMANCE_COMPONENT_WEIGHT,
-    PERFORMANCE_SCORE_COVERAGE_RATIO,
 ];
 
 /// The families with a series per StatsD series: their cardinality is the senders'
