@@ -438,6 +438,41 @@ fn dump_raw(
 }
 
 /// Runs the daemon; `demo` names the M4 Max part `m4watch demo` replays.
+/// Raises the soft limit on open files to the hard limit (macOS: at most `OPEN_MAX`,
+/// 10240), so that `api.max_connections` sockets plus the data files fit even where
+/// the soft limit is 256 or 1024. Logged; a failure is a warning, not fatal.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let mut want = lim.rlim_max;
+    if cfg!(target_os = "macos") && (want == libc::RLIM_INFINITY || want > 10240) {
+        want = 10240;
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= want {
+        return;
+    }
+    let before = lim.rlim_cur;
+    lim.rlim_cur = want;
+    // SAFETY: setrlimit reads the rlimit it is given; raising the soft limit up to the
+    // hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        tracing::info!(from = before, to = want, "raised the open-files soft limit");
+    } else {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            soft = before,
+            "cannot raise the open-files soft limit"
+        );
+    }
+}
+
 fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
     let text = match &cli.config {
         Some(path) => config::read_capped(path).unwrap_or_default(),
@@ -488,6 +523,8 @@ fn run(cli: Cli, demo: Option<m4watch::demo::Part>) -> ExitCode {
         eprintln!("m4watch: cannot set up logging: {e}");
         return ExitCode::FAILURE;
     }
+    #[cfg(unix)]
+    raise_open_files_limit();
     install_panic_hook();
     let statsd = demo.map(|_| m4watch::demo::statsd_target(&text));
     if let Some(part) = demo {

@@ -9,6 +9,8 @@ mod common;
 
 #[path = "faults/config.rs"]
 mod config;
+#[path = "faults/connections.rs"]
+mod connections;
 #[path = "faults/crash.rs"]
 mod crash;
 #[path = "faults/network.rs"]

@@ -150,8 +150,9 @@ pub struct ApiConfig {
     pub read_token: Option<Secret>,
     #[serde(default, skip_serializing)]
     pub read_token_file: Option<PathBuf>,
-    /// A request's head must arrive complete within this from its first byte (or from
-    /// the connection's start); a slow client is disconnected.
+    /// A request's head must arrive complete within this from its first byte (the first
+    /// request's from the connection's start), and a connection that has sent no
+    /// request yet is closed after this; a slow client is disconnected.
     #[serde(default = "ApiConfig::default_header_read_timeout")]
     pub header_read_timeout: Dur,
     /// A connection with no request in progress (a kept-alive one waiting for its next
@@ -159,8 +160,8 @@ pub struct ApiConfig {
     /// Prometheus's default 1m scrape interval, so a scraper's connection is reused.
     #[serde(default = "ApiConfig::default_idle_timeout")]
     pub idle_timeout: Dur,
-    /// Connections served at once; further ones wait in the listen backlog until one
-    /// closes.
+    /// Connections served at once; at the cap a newcomer is admitted by closing the
+    /// connection doing least (no request yet or idle, then the slowest request head).
     #[serde(default = "ApiConfig::default_max_connections")]
     pub max_connections: usize,
     /// The longest a silence may last: `duration` and `ends_at` further ahead are
