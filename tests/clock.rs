@@ -74,6 +74,11 @@ fn sntp_settings_are_bounded() {
     );
     let err = parse("host:\n  clock:\n    ntp_timeout: 10s\n").unwrap_err();
     assert!(
+        err.contains("host.clock.ntp_timeout: 10s is above the limit of 5s"),
+        "{err}"
+    );
+    let err = parse("host:\n  clock:\n    ntp_timeout: 1ms\n").unwrap_err();
+    assert!(
         err.contains("host.clock.ntp_timeout: must be between 10ms"),
         "{err}"
     );
