@@ -956,11 +956,15 @@ DASHBOARDS = {
            [q(f'sum by (reason) (increase({s("m4watch_statsd_parse_errors_total")}[$__rate_interval]))', "malformed: {{reason}}"),
             q(f'sum by (reason) (increase({s("m4watch_statsd_dropped_total")}[$__rate_interval]))', "dropped: {{reason}}"),
             q(f'increase({s("m4watch_statsd_kernel_drops_total")}[$__rate_interval])', "kernel buffer full"),
-            q(f'increase({s("m4watch_trading_series_expired_total")}[$__rate_interval])', "series expired")],
+            q(f'increase({s("m4watch_trading_series_expired_total")}[$__rate_interval])', "series expired"),
+            q(f'increase({s("m4watch_trading_series_evicted_total")}[$__rate_interval])', "series evicted"),
+            q(f'increase({s("m4watch_statsd_refused_datagrams_total")}[$__rate_interval])', "refused senders")],
            "none", "Lines dropped per interval: malformed (fix the sender), over the series limit "
            "(raise trading.max_series, cut label values or set trading.series_ttl), and datagrams "
            "the kernel dropped (raise the receive buffer; macOS does not report these). Series "
-           "expired: quiet series removed after trading.series_ttl, freeing their slots.", min=0),
+           "expired: quiet series removed after trading.series_ttl, freeing their slots; evicted: "
+           "the least recently updated series replaced by a new name at trading.max_series (a flood "
+           "of names). Refused senders: datagrams from outside trading.statsd_allow, dropped unread.", min=0),
         ts("Tracked series", [q(s("m4watch_trading_series"), "{{type}}")], "none",
            "Distinct StatsD series tracked per type; together at most trading.max_series, beyond "
            "which new series are dropped.", min=0, stack=True),
@@ -1000,8 +1004,12 @@ DASHBOARDS = {
            "Notification delivery attempts per receiver and integration per interval.", min=0),
         ts("Failed deliveries",
            [q(f'sum by (receiver, integration, reason) (increase({s("m4watch_notifications_failed_total")}[$__rate_interval]))',
-              "{{receiver}} {{integration}} {{reason}}")], "none",
-           "Failed attempts by bounded reason. Failing for 5 minutes pages through Alertmanager "
+              "{{receiver}} {{integration}} {{reason}}"),
+            q(f'sum by (receiver, integration) (increase({s("m4watch_notifications_moved_aside_total")}[$__rate_interval]))',
+              "moved aside: {{receiver}} {{integration}}")], "none",
+           "Failed attempts by bounded reason, and notifications moved aside from the head of their "
+           "receiver's queue after 3 failed attempts (still retried) so later ones go out. Failing for "
+           "5 minutes pages through Alertmanager "
            "(M4watchNotificationsFailing): check the receiver's credentials and reachability.",
            min=0, alerts=["M4watchNotificationsFailing"]),
         ts("Delivery latency p95",

@@ -185,7 +185,7 @@ fn the_image_runs_as_a_non_root_user_on_the_hosts_network() {
     let mut exported: Vec<String> = common::series(&text, "m4watch_network_receive_bytes_total")
         .iter()
         .filter_map(|l| {
-            let rest = l.split("interface=\"").nth(1)?;
+            let rest = l.split("device=\"").nth(1)?;
             Some(rest.split('"').next()?.to_string())
         })
         .collect();

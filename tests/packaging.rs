@@ -225,7 +225,11 @@ fn homebrew_formula_parses_installs_from_the_source_archive_and_passes_its_test(
     // not take them from tests running beside it, so both are overridden.
     let config = p.join("etc/m4watch/m4watch.yml");
     let mut yml = std::fs::read_to_string(&config).unwrap();
-    yml.push_str("\ntrading:\n  statsd_listen: 127.0.0.1:0\n");
+    assert!(yml.contains("\n  statsd_listen: 127.0.0.1:8125\n"), "{yml}");
+    yml = yml.replace(
+        "\n  statsd_listen: 127.0.0.1:8125\n",
+        "\n  statsd_listen: 127.0.0.1:0\n",
+    );
     std::fs::write(&config, yml).unwrap();
     let port = common::free_port();
     let _daemon = common::KillOnDrop(

@@ -261,7 +261,13 @@ async fn an_emptied_or_truncated_config_reload_is_refused_and_receivers_still_de
         } else {
             assert!(body.contains("no notification receivers"), "{what}: {body}");
         }
-        let (ok, _) = reload_metrics(&client, &base).await;
+        // The scrape serves the snapshot the store encodes next: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut ok = reload_metrics(&client, &base).await.0;
+        while ok != 0.0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ok = reload_metrics(&client, &base).await.0;
+        }
         assert_eq!(ok, 0.0, "{what}");
         assert!(
             receivers(&client, &base).await.contains(&"ops".to_string()),
