@@ -680,7 +680,7 @@ fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
 fn stack_config(probe: &str, feed: u16, ntp: &str) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
-         containers:\n  interval: 2s\n  timeout: 2s\n\
+         containers:\n  interval: 2s\n  timeout: 2s\n  expected: [{{labels: {{m4watch.tier: latency-critical}}}}]\n\
          probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
          history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
          advice:\n  window: 20s\n\

@@ -1,5 +1,6 @@
 //! `containers:` and `probes:` sections.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,11 @@ pub struct ContainersConfig {
     /// Containers matching one of these are skipped, even when included.
     #[serde(default)]
     pub exclude: ContainerMatch,
+    /// Containers that must be running: each entry is exported as
+    /// `m4watch_container_expected_present{expected="<selector>"}`, 1 while a running
+    /// container matches it, 0 while none does (also after it was destroyed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<ExpectedContainer>,
 }
 
 impl Default for ContainersConfig {
@@ -46,6 +52,7 @@ impl Default for ContainersConfig {
             resync_interval: Dur(Duration::from_secs(30)),
             include: ContainerMatch::default(),
             exclude: ContainerMatch::default(),
+            expected: Vec::new(),
         }
     }
 }
@@ -64,6 +71,37 @@ pub struct ContainerMatch {
 impl ContainerMatch {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty() && self.labels.is_empty()
+    }
+}
+
+/// Most entries of `containers.expected`.
+pub const MAX_EXPECTED_CONTAINERS: usize = 256;
+/// Most labels one expected entry may require.
+pub const MAX_EXPECTED_LABELS: usize = 16;
+
+/// One container that must be running, by name and/or labels (`*` and `?` wildcards
+/// in the name and the label values, as in `include`). A container matches when its
+/// name matches `name` (when given) and it carries every label of `labels` with a
+/// matching value; it is present while it runs (or is paused).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedContainer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ExpectedContainer {
+    /// The `expected` label: the name, the `key=value` pairs in key order, or both,
+    /// comma-separated (`order-gateway`, `app=fix-gateway`, `gw-*,app=fix-gateway`).
+    pub fn selector(&self) -> String {
+        self.name
+            .iter()
+            .cloned()
+            .chain(self.labels.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -557,6 +557,7 @@ impl Config {
                 );
             }
         }
+        self.validate_expected_containers()?;
         for (which, m) in [("include", &c.include), ("exclude", &c.exclude)] {
             for (i, l) in m.labels.iter().enumerate() {
                 if l.split('=').next().unwrap_or("").trim().is_empty() {
@@ -565,6 +566,60 @@ impl Config {
                         format!("{l:?} has no label key: write key or key=value"),
                     );
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_expected_containers(&self) -> Result<(), (String, String)> {
+        let c = &self.containers;
+        if c.expected.is_empty() {
+            return Ok(());
+        }
+        if !c.enabled {
+            return Err((
+                "containers.expected".into(),
+                "needs containers.enabled: true; nothing would be watched".into(),
+            ));
+        }
+        if c.expected.len() > containers::MAX_EXPECTED_CONTAINERS {
+            return Err((
+                "containers.expected".into(),
+                format!(
+                    "{} entries; at most {} are allowed",
+                    c.expected.len(),
+                    containers::MAX_EXPECTED_CONTAINERS
+                ),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, e) in c.expected.iter().enumerate() {
+            let at = |key: &str| format!("containers.expected[{i}]{key}");
+            if e.name.is_none() && e.labels.is_empty() {
+                return Err((
+                    at(""),
+                    "names nothing: write name: <container name> or labels: {key: value}".into(),
+                ));
+            }
+            if e.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err((at(".name"), "must not be empty".into()));
+            }
+            if e.labels.len() > containers::MAX_EXPECTED_LABELS {
+                return Err((
+                    at(".labels"),
+                    format!(
+                        "{} labels; at most {} are allowed",
+                        e.labels.len(),
+                        containers::MAX_EXPECTED_LABELS
+                    ),
+                ));
+            }
+            if e.labels.keys().any(|k| k.trim().is_empty()) {
+                return Err((at(".labels"), "a label key is empty".into()));
+            }
+            let sel = e.selector();
+            if !seen.insert(sel.clone()) {
+                return Err((at(""), format!("{sel:?} is listed twice")));
             }
         }
         Ok(())
@@ -664,6 +719,46 @@ mod tests {
         // Errors name the file as given; make the assertion independent of checkout path.
         err.to_string()
             .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "")
+    }
+
+    #[test]
+    fn expected_containers_are_validated() {
+        let err = |expected: &str| {
+            let text =
+                format!("listen: 127.0.0.1:1\ndata_dir: d\ncontainers:\n  expected:\n{expected}");
+            Config::parse(&text, "<t>", Path::new("."), &no_env)
+                .expect_err("must be rejected")
+                .to_string()
+        };
+        assert_eq!(
+            err("    - {}\n"),
+            "<t>:5:7: containers.expected[0]: names nothing: write name: <container name> or labels: {key: value}"
+        );
+        assert_eq!(
+            err("    - name: a\n    - labels: {app: x}\n    - {name: a}\n"),
+            "<t>:7:7: containers.expected[2]: \"a\" is listed twice"
+        );
+        assert!(
+            err("    - name: \" \"\n").contains("containers.expected[0].name: must not be empty")
+        );
+        assert!(err("    - labels: {\"\": x}\n").contains("a label key is empty"));
+        assert!(err("    - nmae: a\n").contains("unknown field `nmae`"));
+        let many: String = (0..=MAX_EXPECTED_CONTAINERS)
+            .map(|i| format!("    - name: c{i}\n"))
+            .collect();
+        assert!(err(&many).contains("257 entries; at most 256 are allowed"));
+        let text = "listen: 127.0.0.1:1\ndata_dir: d\ncontainers:\n  enabled: false\n  expected: [{name: a}]\n";
+        let e = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap_err();
+        assert!(
+            e.to_string().contains("needs containers.enabled: true"),
+            "{e}"
+        );
+        let text = "listen: 127.0.0.1:1\ndata_dir: d\ncontainers:\n  expected:\n    - name: gw-*\n      labels: {venue: xlon, app: fix}\n";
+        let c = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap();
+        assert_eq!(
+            c.containers.expected[0].selector(),
+            "gw-*,app=fix,venue=xlon"
+        );
     }
 
     #[test]
