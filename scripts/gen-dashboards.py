@@ -878,6 +878,11 @@ DASHBOARDS = {
                  "HTTP status of each target's last answer (absent when nothing answered). A non-2xx "
                  "answer means the engine is up but reports itself unwell.",
                  mappings={"ranges": [(200, 299, "green"), (300, 399, "orange"), (400, 599, "red")]}),
+        ts("Certificate expiry", [q(f'{s("m4watch_probe_tls_certificate_expiry_timestamp_seconds")} - time()', "{{target}}")], "s",
+           "Time left until the certificate each TLS target presents (the leaf of an https URL or a "
+           "tcp probe with tls: true) expires. Under the line for a minute warns "
+           "(ProbeCertificateExpiringSoon); once expired the handshake fails and ProbeFailing pages.",
+           min=0, alerts=["ProbeCertificateExpiringSoon"]),
         row("Docker collector"),
         ts("Stats age", [q(s("m4watch_container_stats_age_seconds"), "{{name}}")], "s",
            "Seconds since each container's usage figures arrived from the Engine. Growing ages "

@@ -1,6 +1,7 @@
 //! `containers:` and `probes:` sections.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -105,7 +106,7 @@ impl ExpectedContainer {
     }
 }
 
-/// HTTP health probes.
+/// Health probes: HTTP GETs and TCP connects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbesConfig {
@@ -124,15 +125,66 @@ impl Default for ProbesConfig {
     }
 }
 
-/// One HTTP endpoint that answers 2xx when healthy.
+/// Most bytes of `send`.
+pub const MAX_PROBE_SEND: usize = 4096;
+/// Most characters of an `expect` regex.
+pub const MAX_PROBE_EXPECT: usize = 1024;
+
+/// What a probe does.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// GET `url`; healthy on a 2xx answer.
+    #[default]
+    Http,
+    /// Connect to `address` (TLS with `tls: true`), then optionally `send` and `expect`.
+    Tcp,
+}
+
+/// One probed endpoint: an HTTP URL that answers 2xx when healthy, or a TCP port.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeTarget {
     /// The `target` label.
     pub name: String,
+    #[serde(default)]
+    pub kind: ProbeKind,
+    /// `kind: http`: the `http://` or `https://` URL.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// `kind: tcp`: `host:port` (`[v6]:port` for an IPv6 address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     #[serde(default = "default_probe_timeout")]
     pub timeout: Dur,
+    /// `kind: tcp`: bytes written once connected (YAML escapes such as `\r\n` work in
+    /// double quotes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    /// `kind: tcp`: a regular expression the bytes read (at most 64 KiB, within the
+    /// timeout) must match; without it, a connect (and TLS handshake) is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    /// `kind: tcp`: TLS over the connection (verified as for https URLs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// The name the certificate must carry; default: the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// PEM certificate(s) of a CA trusted beside the platform's trust store (a desk's
+    /// private CA), for https URLs and `tls: true`; relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl ProbeTarget {
+    /// Whether the probe speaks TLS (an https URL, or tcp with `tls: true`).
+    pub fn uses_tls(&self) -> bool {
+        match self.kind {
+            ProbeKind::Http => self.url.starts_with("https://"),
+            ProbeKind::Tcp => self.tls,
+        }
+    }
 }
 
 fn default_probe_timeout() -> Dur {
