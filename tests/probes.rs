@@ -120,9 +120,26 @@ async fn line_server() -> std::net::SocketAddr {
     addr
 }
 
+/// A server that sends `x` without end to whoever connects.
+async fn endless_server() -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let chunk = [b'x'; 4096];
+                while s.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_probes_connect_send_and_expect() {
     let up = line_server().await;
+    let endless = endless_server().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -133,7 +150,8 @@ async fn tcp_probes_connect_send_and_expect() {
          \x20   - {{name: wrong-reply, kind: tcp, address: \"{up}\", send: \"PING\\n\", expect: \"^LOGON\", timeout: 500ms}}\n\
          \x20   - {{name: connect-only, kind: tcp, address: \"{up}\", timeout: 500ms}}\n\
          \x20   - {{name: silent, kind: tcp, address: \"{up}\", expect: PONG, timeout: 300ms}}\n\
-         \x20   - {{name: refused, kind: tcp, address: \"{closed}\", timeout: 500ms}}\n"
+         \x20   - {{name: refused, kind: tcp, address: \"{closed}\", timeout: 500ms}}\n\
+         \x20   - {{name: endless, kind: tcp, address: \"{endless}\", expect: \"^PONG\", timeout: 900ms}}\n"
     )))
     .await;
     let text = d.scrape().await;
@@ -151,6 +169,9 @@ async fn tcp_probes_connect_send_and_expect() {
         "timed out after {silent} s, want about 0.3"
     );
     assert!(took("refused") < 0.3, "a refused connect fails at once");
+    // An endless answer without a match: cut off at 64 KiB, long before the timeout.
+    assert_eq!(s("endless"), Some(0.0));
+    assert!(took("endless") < 0.5, "read to the cap, not to the timeout");
     // Neither HTTP nor TLS: no status code, no certificate.
     for t in ["fix-gateway", "refused"] {
         assert_eq!(value(&text, "m4watch_probe_http_status_code", t), None);
