@@ -190,7 +190,8 @@ async fn no_counter_summary_or_histogram_sample_decreases_between_scrapes() {
 
     // A burst, then the first scrape once both operations are in their windows.
     traffic(&client, &base, &statsd, 400, 0.5).await;
-    let summary_count = "m4watch_trading_latency_quantile_seconds_count{operation=\"order_execution\"";
+    let summary_count =
+        "m4watch_trading_latency_quantile_seconds_count{operation=\"order_execution\"";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let first = loop {
         let text = scrape(&client, &base).await;
@@ -247,7 +248,11 @@ async fn no_counter_summary_or_histogram_sample_decreases_between_scrapes() {
             "{want} was not compared; compared: {compared:#?}"
         );
     }
-    assert!(compared.len() > 50, "only {} series compared", compared.len());
+    assert!(
+        compared.len() > 50,
+        "only {} series compared",
+        compared.len()
+    );
     // The second burst counted on top of the first: these moved, not merely held.
     let grew = |prefix: &str| {
         before
@@ -257,6 +262,17 @@ async fn no_counter_summary_or_histogram_sample_decreases_between_scrapes() {
     };
     assert!(grew(summary_count), "{second}");
     assert!(grew("m4watch_statsd_packets_total"), "{second}");
+    // The windows' own figures are gauges now: the 2 s window holds the second burst only.
+    let window = |text: &str, family: &str| -> Option<f64> {
+        let prefix = format!("{family}{{operation=\"risk_calculation\",window=\"2s\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok())
+    };
+    let observations = "m4watch_trading_latency_window_observations";
+    assert_eq!(window(&first, observations), Some(400.0), "{first}");
+    assert_eq!(window(&second, observations), Some(10.0), "{second}");
+    let mean = window(&second, "m4watch_trading_latency_window_mean_seconds").unwrap();
+    assert!((mean - 0.0008045).abs() < 1e-9, "{mean}");
     let report = common::promtool_check_metrics(&second);
     assert!(report.is_empty(), "promtool check metrics:\n{report}");
 }
