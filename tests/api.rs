@@ -355,10 +355,10 @@ fn receiver_yaml(dest: std::net::SocketAddr) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_passes_on_a_complete_instance() {
-    let dest = accepting_listener();
-    let d = Daemon::start(replay(&receiver_yaml(dest))).await;
+/// A replayed instance with a receiver (its destination), a score and its rules
+/// loaded: one every check of validate passes on.
+async fn complete_instance(cfg: m4watch::config::Config) -> Daemon {
+    let d = Daemon::start(cfg).await;
     send_latency(&d, "tok").await;
     // Rules report their count at the first evaluation.
     for _ in 0..100 {
@@ -368,6 +368,13 @@ async fn validate_passes_on_a_complete_instance() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_passes_on_a_complete_instance() {
+    let dest = accepting_listener();
+    let d = complete_instance(replay(&receiver_yaml(dest))).await;
     let (ok, table) = validate(&d, &["--token", "tok"]).await;
     assert!(ok, "validate failed:\n{table}");
     assert!(table.contains("pass   collector hardware"), "{table}");
@@ -468,15 +475,7 @@ async fn validate_fails_on_a_critical_instance_unless_unhealthy_is_allowed() {
     let dest = accepting_listener();
     let cfg = replay(&receiver_yaml(dest));
     let data = cfg.data_dir.clone();
-    let d = Daemon::start(cfg).await;
-    send_latency(&d, "tok").await;
-    for _ in 0..100 {
-        let s = json(&d, "/api/v1/monitoring/status").await;
-        if s["rules"]["loaded"].as_u64().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let d = complete_instance(cfg).await;
     // Healthy first: the verdict is reported and passes.
     let (ok, table) = validate(&d, &["--token", "tok"]).await;
     assert!(ok, "validate failed before the fault:\n{table}");

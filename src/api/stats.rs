@@ -114,16 +114,7 @@ pub(crate) struct OptimizationStats {
 async fn optimization_stats(
     State(s): State<Arc<AppState>>,
 ) -> Result<Json<OptimizationStats>, ApiError> {
-    let advisor = Arc::clone(&s.advisor);
-    let advice = tokio::task::spawn_blocking(move || advisor.current())
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("working out the recommendations failed: {e}"),
-            )
-        })?;
+    let advice = super::advice::current(&s).await?;
     let mut recommendations = RecommendationStats {
         total: advice.recommendations.len() as u64,
         by_severity: BTreeMap::new(),
