@@ -32,7 +32,7 @@ use crate::collect::trading::{
 use crate::store::{BUILD_INFO, COLLECTOR_DURATION_SECONDS, COLLECTOR_SUCCESS};
 use serde::Deserialize;
 
-/// Paths every m4watch must serve (issue 5's list); the instance's spec must name
+/// Paths every m4watch must serve (issue 5's list, and issue 29's stats); the instance's spec must name
 /// each of them.
 pub const REQUIRED_PATHS: &[&str] = &[
     "/",
@@ -56,6 +56,7 @@ pub const REQUIRED_PATHS: &[&str] = &[
     "/api/v1/optimization/core-utilization",
     "/api/v1/optimization/alerts",
     "/api/v1/optimization/latency-stats",
+    "/api/v1/optimization/stats",
     "/api/v1/optimization/start-latency-measurement",
     "/api/v1/optimization/end-latency-measurement/{id}",
 ];
