@@ -32,8 +32,8 @@ use crate::collect::trading::{
 use crate::store::{BUILD_INFO, COLLECTOR_DURATION_SECONDS, COLLECTOR_SUCCESS};
 use serde::Deserialize;
 
-/// Paths every m4watch must serve (issue 5's list, and issue 29's stats); the instance's spec must name
-/// each of them.
+/// Paths every m4watch must serve (issue 5's list, and issue 29's stats); the
+/// instance's spec must name each of them.
 pub const REQUIRED_PATHS: &[&str] = &[
     "/",
     "/docs",
