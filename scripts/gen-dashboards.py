@@ -68,6 +68,12 @@ NOT_SHOWN = {
     "m4watch_trading_events_total": "the same StatsD counter streams as "
                                     "m4watch_trading_throughput_per_second (shown, over fixed "
                                     "windows); the counter exists for rate() in recording rules",
+    "m4watch_trading_latency_window_observations": "the sample size behind a window's quantiles, "
+                                                   "for rules that want enough of them; the "
+                                                   "Measurements per second panel draws the rate",
+    "m4watch_trading_latency_window_mean_seconds": "a mean hides the tail a desk watches: the "
+                                                   "latency panels draw the windows' p95 and "
+                                                   "p99.9 and the histogram's p99",
 }
 
 

@@ -244,6 +244,10 @@ curl -fs -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application
   -d '[{"operation":"order_execution","latency_us":250},{"operation":"risk_calculation","latency_us":900}]' \
   "$base/api/v1/trading/latency" >/dev/null
 sleep 2
+# validate also fails when system/health is critical (issue 29). This instance is healthy
+# here: on a busy build VM the critical rules that pend (PerformanceCoresSaturated,
+# FilesystemFillingUp, ClockNotSynchronised) wait 30 s to 15 m before firing, so no
+# --allow-unhealthy.
 target/debug/m4watch validate --url "$base" --token "$token"
 # Every check but positive_data_acceptance: m4watch validates more than a schema can
 # say (a window no longer than the longest configured one, a matcher's regex, a

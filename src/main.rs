@@ -183,8 +183,9 @@ enum Command {
         timeout: std::time::Duration,
     },
     /// Check a running m4watch: every endpoint, the required metric families, the
-    /// collectors, rules, receivers (dry run) and the score. Prints a table; exits 1
-    /// when fewer checks than --min-pass-ratio pass.
+    /// collectors, rules, receivers (dry run), the score and the health verdict. Prints
+    /// a table; exits 1 when fewer checks than --min-pass-ratio pass, or when the
+    /// health is critical (unless --allow-unhealthy).
     Validate {
         /// Base URL of the instance.
         #[arg(long, default_value = "http://127.0.0.1:9977")]
@@ -205,6 +206,10 @@ enum Command {
         /// Print the checks as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Report a `critical` health verdict (system/health) without failing; by
+        /// default it fails validate whatever --min-pass-ratio allows.
+        #[arg(long)]
+        allow_unhealthy: bool,
     },
 }
 
@@ -333,6 +338,7 @@ fn main() -> ExitCode {
             min_score,
             timeout,
             json,
+            allow_unhealthy,
         }) => validate(
             m4watch::validate::Options {
                 url,
@@ -340,6 +346,7 @@ fn main() -> ExitCode {
                 min_pass_ratio,
                 min_score,
                 timeout,
+                allow_unhealthy,
             },
             json,
         ),
@@ -406,7 +413,13 @@ fn validate(opts: m4watch::validate::Options, json: bool) -> ExitCode {
     } else {
         print!("{}", m4watch::validate::table(&checks, opts.min_pass_ratio));
     }
-    if m4watch::validate::pass_ratio(&checks) + 1e-12 >= opts.min_pass_ratio {
+    for c in m4watch::validate::blocked(&checks) {
+        eprintln!(
+            "m4watch: {} is {} (pass --allow-unhealthy to validate an unhealthy instance)",
+            c.name, c.detail
+        );
+    }
+    if m4watch::validate::passed(&checks, opts.min_pass_ratio) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

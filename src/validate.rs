@@ -9,7 +9,9 @@
 //! dry run: nothing is sent), that the heartbeat (when configured) can reach its
 //! dead-man's service and would beat now (a dry run too), and that the performance
 //! score is at or above its floor (`--min-score`) with enough
-//! coverage. It changes nothing on the instance.
+//! coverage, and reports the instance's own health verdict (`system/health`): a
+//! `critical` one fails validate whatever `--min-pass-ratio` allows, unless
+//! `--allow-unhealthy`. It changes nothing on the instance.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,8 +32,8 @@ use crate::collect::trading::{
 use crate::store::{BUILD_INFO, COLLECTOR_DURATION_SECONDS, COLLECTOR_SUCCESS};
 use serde::Deserialize;
 
-/// Paths every m4watch must serve (issue 5's list); the instance's spec must name
-/// each of them.
+/// Paths every m4watch must serve (issue 5's list, and issue 29's stats); the
+/// instance's spec must name each of them.
 pub const REQUIRED_PATHS: &[&str] = &[
     "/",
     "/docs",
@@ -54,6 +56,7 @@ pub const REQUIRED_PATHS: &[&str] = &[
     "/api/v1/optimization/core-utilization",
     "/api/v1/optimization/alerts",
     "/api/v1/optimization/latency-stats",
+    "/api/v1/optimization/stats",
     "/api/v1/optimization/start-latency-measurement",
     "/api/v1/optimization/end-latency-measurement/{id}",
 ];
@@ -120,6 +123,8 @@ pub struct Options {
     pub min_score: f64,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// A `critical` health verdict is reported but does not fail validate.
+    pub allow_unhealthy: bool,
 }
 
 /// The shipped `PerformanceScoreLow` rule's threshold: validate's default floor.
@@ -131,6 +136,10 @@ pub struct Check {
     pub name: String,
     pub passed: bool,
     pub detail: String,
+    /// Failed, it fails validate whatever `--min-pass-ratio` allows (a `critical`
+    /// health verdict).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocking: bool,
 }
 
 impl Check {
@@ -139,6 +148,7 @@ impl Check {
             name: name.into(),
             passed: true,
             detail: detail.into(),
+            blocking: false,
         }
     }
 
@@ -147,7 +157,60 @@ impl Check {
             name: name.into(),
             passed: false,
             detail: detail.into(),
+            blocking: false,
         }
+    }
+}
+
+/// The name of the check that reports the instance's health verdict.
+pub const HEALTH_CHECK: &str = "system health";
+
+/// The parts of `/api/v1/monitoring/system/health` validate reads.
+#[derive(Debug, Deserialize)]
+struct Health {
+    status: String,
+    #[serde(default)]
+    reasons: Vec<HealthReason>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HealthReason {
+    kind: String,
+    severity: String,
+    detail: String,
+}
+
+/// The health check from the body of `system/health`: `healthy` and `degraded` pass
+/// (a degraded one with its reasons), `critical` fails naming its critical reasons and
+/// blocks, unless `allow_unhealthy`.
+fn health_check(body: &str, allow_unhealthy: bool) -> Check {
+    let h = match serde_json::from_str::<Health>(body) {
+        Ok(h) => h,
+        Err(e) => return Check::fail(HEALTH_CHECK, format!("unexpected body: {e}")),
+    };
+    let reasons = |severity: &str| {
+        h.reasons
+            .iter()
+            .filter(|r| r.severity == severity)
+            .map(|r| format!("{}: {}", r.kind, r.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match h.status.as_str() {
+        "healthy" => Check::pass(HEALTH_CHECK, "healthy"),
+        "degraded" => Check::pass(HEALTH_CHECK, format!("degraded: {}", reasons("degraded"))),
+        "critical" if allow_unhealthy => Check::pass(
+            HEALTH_CHECK,
+            format!(
+                "critical, allowed by --allow-unhealthy: {}",
+                reasons("critical")
+            ),
+        ),
+        "critical" => Check {
+            blocking: true,
+            ..Check::fail(HEALTH_CHECK, format!("critical: {}", reasons("critical")))
+        },
+        other => Check::fail(HEALTH_CHECK, format!("unknown status {other:?}")),
     }
 }
 
@@ -556,6 +619,16 @@ pub async fn run(opts: &Options) -> Vec<Check> {
         });
     }
 
+    // The instance's own verdict.
+    checks.push(match c.get("/api/v1/monitoring/system/health").await {
+        Ok(a) if a.status == 200 => health_check(&a.body, opts.allow_unhealthy),
+        Ok(a) => Check::fail(
+            HEALTH_CHECK,
+            format!("HTTP {}: {}", a.status, short(&a.body)),
+        ),
+        Err(e) => Check::fail(HEALTH_CHECK, e),
+    });
+
     // /metrics: content type, families, the score.
     match c.get("/metrics").await {
         Ok(a) if a.status == 200 => {
@@ -749,6 +822,17 @@ pub fn pass_ratio(checks: &[Check]) -> f64 {
     checks.iter().filter(|c| c.passed).count() as f64 / checks.len() as f64
 }
 
+/// Whether validate passes: at least `min_pass_ratio` of the checks passed and no
+/// blocking check failed.
+pub fn passed(checks: &[Check], min_pass_ratio: f64) -> bool {
+    pass_ratio(checks) + 1e-12 >= min_pass_ratio && blocked(checks).is_empty()
+}
+
+/// The failed blocking checks.
+pub fn blocked(checks: &[Check]) -> Vec<&Check> {
+    checks.iter().filter(|c| c.blocking && !c.passed).collect()
+}
+
 /// The checks as an aligned text table, then a summary line.
 pub fn table(checks: &[Check], min_pass_ratio: f64) -> String {
     let w = checks
@@ -766,6 +850,7 @@ pub fn table(checks: &[Check], min_pass_ratio: f64) -> String {
             c.detail
         ));
     }
+    let ok = passed(checks, min_pass_ratio);
     let passed = checks.iter().filter(|c| c.passed).count();
     let ratio = pass_ratio(checks);
     out.push_str(&format!(
@@ -773,12 +858,14 @@ pub fn table(checks: &[Check], min_pass_ratio: f64) -> String {
         checks.len(),
         ratio * 100.0,
         min_pass_ratio * 100.0,
-        if ratio + 1e-12 >= min_pass_ratio {
-            "OK"
-        } else {
-            "FAILED"
-        }
+        if ok { "OK" } else { "FAILED" }
     ));
+    for c in blocked(checks) {
+        out.push_str(&format!(
+            "FAILED whatever the ratio: {}: {}\n",
+            c.name, c.detail
+        ));
+    }
     out
 }
 
@@ -815,6 +902,46 @@ mod tests {
             "{t}"
         );
         assert!(table(&checks, 0.5).ends_with("OK\n"));
+    }
+
+    #[test]
+    fn the_health_check_blocks_on_critical_unless_allowed() {
+        let critical = r#"{"status":"critical","reasons":[
+            {"kind":"storage_failing","severity":"critical","detail":"the data directory takes no writes: gone"},
+            {"kind":"alerts_firing","severity":"critical","detail":"1 critical alert(s) firing"},
+            {"kind":"collector_failing","severity":"degraded","detail":"collector host failed"}]}"#;
+        let c = health_check(critical, false);
+        assert!(!c.passed && c.blocking, "{c:?}");
+        assert_eq!(
+            c.detail,
+            "critical: storage_failing: the data directory takes no writes: gone; \
+             alerts_firing: 1 critical alert(s) firing"
+        );
+        let checks = vec![Check::pass("GET /metrics", "200"), c];
+        assert!(
+            !passed(&checks, 0.0),
+            "a ratio of 0 does not let it through"
+        );
+        assert!(table(&checks, 0.0).contains("FAILED whatever the ratio: system health"));
+        let allowed = health_check(critical, true);
+        assert!(allowed.passed && !allowed.blocking, "{allowed:?}");
+        assert!(
+            allowed
+                .detail
+                .starts_with("critical, allowed by --allow-unhealthy: storage_failing")
+        );
+        let degraded = health_check(
+            r#"{"status":"degraded","reasons":[{"kind":"probe_failing","severity":"degraded","detail":"probe x failed"}]}"#,
+            false,
+        );
+        assert!(degraded.passed, "{degraded:?}");
+        assert_eq!(degraded.detail, "degraded: probe_failing: probe x failed");
+        assert!(health_check(r#"{"status":"healthy","reasons":[]}"#, false).passed);
+        assert!(!health_check("not json", false).passed);
+        // Only a blocking failure is said in the JSON output.
+        let json = serde_json::to_value(&checks).unwrap();
+        assert_eq!(json[1]["blocking"], true);
+        assert!(json[0].get("blocking").is_none());
     }
 
     #[test]

@@ -315,6 +315,12 @@ fn accepting_listener() -> std::net::SocketAddr {
 /// Runs the `m4watch validate` binary against `d` (off the async workers: the
 /// daemon under test runs on them).
 async fn validate(d: &Daemon, args: &[&str]) -> (bool, String) {
+    let (ok, _, table) = validate_full(d, args).await;
+    (ok, table)
+}
+
+/// As [`validate`], with its standard error too: success, stderr, stdout.
+async fn validate_full(d: &Daemon, args: &[&str]) -> (bool, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_m4watch"));
     cmd.args(["validate", "--url", &d.url("")])
         .args(args)
@@ -324,6 +330,7 @@ async fn validate(d: &Daemon, args: &[&str]) -> (bool, String) {
         .unwrap();
     (
         out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
@@ -348,10 +355,10 @@ fn receiver_yaml(dest: std::net::SocketAddr) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_passes_on_a_complete_instance() {
-    let dest = accepting_listener();
-    let d = Daemon::start(replay(&receiver_yaml(dest))).await;
+/// A replayed instance with a receiver (its destination), a score and its rules
+/// loaded: one every check of validate passes on.
+async fn complete_instance(cfg: m4watch::config::Config) -> Daemon {
+    let d = Daemon::start(cfg).await;
     send_latency(&d, "tok").await;
     // Rules report their count at the first evaluation.
     for _ in 0..100 {
@@ -361,6 +368,13 @@ async fn validate_passes_on_a_complete_instance() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_passes_on_a_complete_instance() {
+    let dest = accepting_listener();
+    let d = complete_instance(replay(&receiver_yaml(dest))).await;
     let (ok, table) = validate(&d, &["--token", "tok"]).await;
     assert!(ok, "validate failed:\n{table}");
     assert!(table.contains("pass   collector hardware"), "{table}");
@@ -369,6 +383,7 @@ async fn validate_passes_on_a_complete_instance() {
         "{table}"
     );
     assert!(table.contains("pass   performance score"), "{table}");
+    assert!(table.contains("pass   system health"), "{table}");
     assert!(
         table.contains("pass   GET /api/v1/monitoring/status"),
         "{table}"
@@ -449,6 +464,83 @@ async fn validate_fails_with_a_clear_table_when_a_collector_is_broken() {
     assert!(line.contains("No such file"), "{table}");
     assert!(table.contains("checks passed"), "{table}");
     assert!(table.trim_end().ends_with("FAILED"), "{table}");
+    d.stop().await;
+}
+
+/// Issue 29: validate reports the health verdict, and a critical one fails it whatever
+/// the pass ratio, naming the critical components, unless `--allow-unhealthy`. The
+/// fault is real: the data directory is moved away under the running instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_fails_on_a_critical_instance_unless_unhealthy_is_allowed() {
+    let dest = accepting_listener();
+    let cfg = replay(&receiver_yaml(dest));
+    let data = cfg.data_dir.clone();
+    let d = complete_instance(cfg).await;
+    // Healthy first: the verdict is reported and passes.
+    let (ok, table) = validate(&d, &["--token", "tok"]).await;
+    assert!(ok, "validate failed before the fault:\n{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("system health"))
+        .unwrap_or_else(|| panic!("no health line:\n{table}"));
+    assert!(line.starts_with("pass"), "{table}");
+
+    let moved = data.with_extension("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    let mut health = Value::Null;
+    for _ in 0..200 {
+        health = json(&d, "/api/v1/monitoring/system/health").await;
+        if health["status"] == "critical" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(health["status"], "critical", "{health}");
+    assert_eq!(health["reasons"][0]["kind"], "storage_failing", "{health}");
+
+    // Even a pass ratio of 0 does not let a critical instance through.
+    let (ok, stderr, table) = validate_full(&d, &["--token", "tok", "--min-pass-ratio", "0"]).await;
+    assert!(!ok, "validate passed a critical instance:\n{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("system health"))
+        .unwrap_or_else(|| panic!("no health line:\n{table}"));
+    assert!(
+        line.starts_with("FAIL") && line.contains("critical: storage_failing: the data directory"),
+        "{table}"
+    );
+    assert!(
+        table
+            .trim_end()
+            .contains("FAILED whatever the ratio: system health"),
+        "{table}"
+    );
+    assert!(
+        stderr.contains("system health is critical: storage_failing")
+            && stderr.contains("--allow-unhealthy"),
+        "{stderr}"
+    );
+
+    // Allowed: reported, and validate passes on its other checks (the fault also fails
+    // the read of the delivery log, which answers 503 while storage fails).
+    let (ok, _, table) = validate_full(
+        &d,
+        &[
+            "--token",
+            "tok",
+            "--allow-unhealthy",
+            "--min-pass-ratio",
+            "0.9",
+        ],
+    )
+    .await;
+    assert!(ok, "validate --allow-unhealthy failed:\n{table}");
+    assert!(
+        table.contains("pass   system health")
+            && table.contains("critical, allowed by --allow-unhealthy: storage_failing"),
+        "{table}"
+    );
+    std::fs::rename(&moved, &data).ok();
     d.stop().await;
 }
 
@@ -1116,5 +1208,127 @@ async fn runbooks_have_a_section_for_every_rule_the_instance_runs() {
     }
     assert!(follow_links(&d, "/runbooks", &html).await > rules.len());
     assert_self_contained("/runbooks", &html);
+    d.stop().await;
+}
+
+/// Issue 29: `GET /api/v1/optimization/stats` (seed 000's "comprehensive statistics")
+/// answers uptime, collector runs, alerts, recommendations, the score and the ingest
+/// with the figures m4watch has; what it does not know is absent, never 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimization_stats_answers_what_m4watch_counts() {
+    const TOKEN: &str = "stats-t0ken";
+    let d = Daemon::start(replay(&format!("api:\n  token: {TOKEN}\n"))).await;
+    // Before any latency sample: no score, and the ingest counts nothing yet.
+    let early = json(&d, "/api/v1/optimization/stats").await;
+    assert!(early.get("performance_score").is_none(), "{early}");
+    let r = post_json(
+        &d,
+        TOKEN,
+        "/api/v1/trading/latency",
+        serde_json::json!([
+            {"operation": "order_execution", "latency_us": 250},
+            {"operation": "order_execution", "latency_us": 260},
+            {"operation": "risk_calculation", "latency_us": 900}
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post_json(
+        &d,
+        TOKEN,
+        "/api/v2/alerts",
+        serde_json::json!([{"labels": {"alertname": "StatsCritical", "severity": "critical"}}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    d.scrape_until(5, |t| t.contains("\nm4watch_performance_score "))
+        .await;
+
+    let st = json(&d, "/api/v1/optimization/stats").await;
+    let uptime = st["uptime_seconds"].as_f64().unwrap();
+    assert!(uptime > 0.0 && uptime < 60.0, "{st}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (st["started_at"].as_f64().unwrap() - (now - uptime)).abs() < 5.0,
+        "{st}"
+    );
+    assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
+    // The collectors' runs, as the status counts them.
+    let c = &st["collections"];
+    let hardware = &c["collectors"]["hardware"];
+    assert!(hardware["runs"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(hardware["last_success"], true, "{st}");
+    let sum: u64 = c["collectors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|x| x["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(c["runs_total"].as_u64().unwrap(), sum, "{st}");
+    // The posted alert, and the verdict it makes.
+    assert!(
+        st["alerts"]["firing"]["critical"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
+    assert!(st["alerts"]["rules"].as_u64().unwrap() > 10, "{st}");
+    assert_eq!(st["health"], "critical", "{st}");
+    // The ingest: three observations of two operations; the score beside its coverage.
+    assert_eq!(st["trading"]["observations_total"], 3, "{st}");
+    assert_eq!(st["trading"]["operations"], 2, "{st}");
+    let score = st["performance_score"].as_f64().unwrap();
+    let view = json(&d, "/api/v1/monitoring/trading/metrics").await;
+    assert!(
+        (score - view["score"]["score"].as_f64().unwrap()).abs() < 1e-9,
+        "{st}"
+    );
+    // The recommendations add up, and are the optimizations route's.
+    let rec = &st["recommendations"];
+    let total = rec["total"].as_u64().unwrap();
+    for key in ["by_kind", "by_severity"] {
+        let n: u64 = rec[key]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(n, total, "{st}");
+    }
+    // Both are worked out per request from live data: the same answer within a few tries.
+    let mut same = None;
+    for _ in 0..20 {
+        let advice = json(&d, "/api/v1/monitoring/performance/optimizations").await;
+        let st = json(&d, "/api/v1/optimization/stats").await;
+        let len = |k: &str| advice[k].as_array().unwrap().len() as u64;
+        let got = (
+            st["recommendations"]["total"].as_u64().unwrap(),
+            st["recommendations"]["skipped"].as_u64().unwrap(),
+        );
+        if got == (len("recommendations"), len("skipped")) {
+            same = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, skipped) = same.expect("stats and optimizations never agreed");
+    assert!(
+        skipped > 0,
+        "a replayed machine without containers skips some checks"
+    );
+    d.stop().await;
+
+    // Trading off: no ingest figures and no score, rather than zeros.
+    let d = Daemon::start(replay("trading:\n  enabled: false\n")).await;
+    let st = json(&d, "/api/v1/optimization/stats").await;
+    assert!(st.get("trading").is_none(), "{st}");
+    assert!(st.get("performance_score").is_none(), "{st}");
+    assert!(
+        st["collections"]["runs_total"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
     d.stop().await;
 }

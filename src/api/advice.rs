@@ -25,11 +25,15 @@ pub(crate) fn reads() -> OpenApiRouter<Arc<AppState>> {
         (status = 500, description = "working out the recommendations failed", body = ErrorBody),
     ))]
 async fn optimizations(State(s): State<Arc<AppState>>) -> Result<Json<Advice>, ApiError> {
+    current(&s).await.map(Json)
+}
+
+/// The recommendations now, worked out off the async workers (the ring read and family
+/// merge are short, but blocking).
+pub(super) async fn current(s: &AppState) -> Result<Advice, ApiError> {
     let advisor = Arc::clone(&s.advisor);
-    // The ring read and family merge are short, but off the async workers anyway.
     tokio::task::spawn_blocking(move || advisor.current())
         .await
-        .map(Json)
         .map_err(|e| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,

@@ -16,6 +16,7 @@ pub(crate) mod history;
 pub(crate) mod notifications;
 pub(crate) mod pages;
 pub(crate) mod server;
+pub(crate) mod stats;
 pub(crate) mod status;
 pub(crate) mod trading;
 pub(crate) mod web;
@@ -149,6 +150,7 @@ pub(crate) fn api(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(dashboard::reads())
         .merge(history::reads())
         .merge(advice::reads())
+        .merge(stats::reads())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
             auth::require_read,

@@ -146,6 +146,8 @@ impl TradingCollector {
 
     pub(super) fn families(&self, view: &View, now: Instant) -> Vec<Family> {
         let mut quantiles = Family::new(&TRADING_LATENCY_QUANTILE_SECONDS);
+        let mut observations = Family::new(&TRADING_LATENCY_WINDOW_OBSERVATIONS);
+        let mut mean = Family::new(&TRADING_LATENCY_WINDOW_MEAN_SECONDS);
         let mut hist = Family::new(&TRADING_LATENCY_SECONDS);
         let mut events = Family::new(&TRADING_EVENTS_TOTAL);
         let mut throughput = Family::new(&TRADING_THROUGHPUT_PER_SECOND);
@@ -170,9 +172,14 @@ impl TradingCollector {
                                 latency::quantile_seconds(h, q),
                             );
                         }
+                        // A summary's _sum and _count are counters: cumulative since
+                        // start (as client libraries' summaries with a max age have them),
+                        // the window's own count a gauge of its own (issue 29).
                         let labels = with(op, &m.labels, &[("window", name)]);
-                        quantiles.push_part("_sum", labels.clone(), w.sum_seconds());
-                        quantiles.push_part("_count", labels, h.len() as f64);
+                        quantiles.push_part("_sum", labels.clone(), classic.sum_seconds);
+                        quantiles.push_part("_count", labels.clone(), classic.count() as f64);
+                        mean.push(labels.clone(), w.sum_seconds() / h.len() as f64);
+                        observations.push(labels, h.len() as f64);
                     }
                     for (le, n) in classic.cumulative() {
                         let le = crate::store::format_value(le);
@@ -223,8 +230,20 @@ impl TradingCollector {
             objective.push([op, ("objective", "alert")], c.alert.get().as_secs_f64());
         }
         let mut out = vec![
-            quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
-            coverage, objective,
+            quantiles,
+            observations,
+            mean,
+            hist,
+            events,
+            throughput,
+            gauge,
+            sets,
+            series,
+            total,
+            component,
+            weight,
+            coverage,
+            objective,
         ];
         if let Some(b) = &self.baselines {
             out.push(b.family());

@@ -9,7 +9,21 @@ pub(crate) const TRADING_LATENCY_QUANTILE_SECONDS: MetricDef = def(
     "m4watch_trading_latency_quantile_seconds",
     Kind::Summary,
     &["operation", "window", "quantile"],
-    "Latency quantiles (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%), with the window's exact sum and count; absent when the window saw no observation.",
+    "Latency quantiles (0.5, 0.95, 0.99, 0.999) of an operation over a sliding window, in seconds, from an HdrHistogram (within 1%); its _sum and _count are cumulative since m4watch started (the same in every window, as Prometheus reads a summary's), the window's own count and mean are the gauges m4watch_trading_latency_window_observations and m4watch_trading_latency_window_mean_seconds; absent when the window saw no observation.",
+);
+
+pub(crate) const TRADING_LATENCY_WINDOW_OBSERVATIONS: MetricDef = def(
+    "m4watch_trading_latency_window_observations",
+    Kind::Gauge,
+    &["operation", "window"],
+    "Observations of an operation in a sliding window: how many samples its window's quantiles rest on; absent when the window saw none.",
+);
+
+pub(crate) const TRADING_LATENCY_WINDOW_MEAN_SECONDS: MetricDef = def(
+    "m4watch_trading_latency_window_mean_seconds",
+    Kind::Gauge,
+    &["operation", "window"],
+    "Exact mean latency of an operation over a sliding window, in seconds (the window's sum over its observations); absent when the window saw none.",
 );
 
 pub(crate) const TRADING_LATENCY_SECONDS: MetricDef = def(
@@ -164,6 +178,8 @@ pub(crate) const PERFORMANCE_SCORE_COVERAGE_RATIO: MetricDef = def(
 /// the senders' own gauges and sets, and the performance score.
 pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_LATENCY_QUANTILE_SECONDS,
+    TRADING_LATENCY_WINDOW_OBSERVATIONS,
+    TRADING_LATENCY_WINDOW_MEAN_SECONDS,
     TRADING_LATENCY_OBJECTIVE_SECONDS,
     TRADING_LATENCY_BASELINE_SECONDS,
     TRADING_EVENTS_TOTAL,
@@ -201,6 +217,8 @@ pub(crate) const INGEST: &[MetricDef] = &[
 /// the series a rule selects.
 pub(crate) const PER_SERIES: &[MetricDef] = &[
     TRADING_LATENCY_QUANTILE_SECONDS,
+    TRADING_LATENCY_WINDOW_OBSERVATIONS,
+    TRADING_LATENCY_WINDOW_MEAN_SECONDS,
     TRADING_LATENCY_SECONDS,
     TRADING_EVENTS_TOTAL,
     TRADING_THROUGHPUT_PER_SECOND,
