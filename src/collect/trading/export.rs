@@ -27,7 +27,9 @@ impl TradingCollector {
         for (id, (m, state)) in self.meta.iter().zip(&self.states).enumerate() {
             let labels: BTreeMap<String, String> = m.labels.iter().cloned().collect();
             match state {
-                State::Timer { windows, classic } => view.operations.push(OperationView {
+                State::Timer {
+                    windows, classic, ..
+                } => view.operations.push(OperationView {
                     operation: m.name.clone(),
                     labels,
                     count: classic.count(),
@@ -152,6 +154,7 @@ impl TradingCollector {
         let mut gauge = Family::new(&TRADING_VALUE);
         let mut sets = Family::new(&TRADING_SET_UNIQUE_VALUES);
         let mut series = Family::new(&TRADING_SERIES);
+        let mut last = Family::new(&TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS);
         let with = |first: (&str, &str), labels: &[(String, String)], rest: &[(&str, &str)]| {
             let mut l: Vec<(String, String)> = vec![(first.0.into(), first.1.into())];
             l.extend(labels.iter().cloned());
@@ -160,8 +163,15 @@ impl TradingCollector {
         };
         for (m, state) in self.meta.iter().zip(&self.states) {
             match state {
-                State::Timer { windows, classic } => {
+                State::Timer {
+                    windows,
+                    classic,
+                    last_sample,
+                } => {
                     let op = ("operation", m.name.as_str());
+                    if let Some(t) = last_sample {
+                        last.push(with(op, &m.labels, &[]), *t);
+                    }
                     for (name, w) in self.window_names.iter().zip(windows) {
                         let Some(h) = w.histogram() else { continue };
                         for (q, qs) in QUANTILES {
@@ -222,9 +232,17 @@ impl TradingCollector {
             objective.push([op, ("objective", "target")], c.target.get().as_secs_f64());
             objective.push([op, ("objective", "alert")], c.alert.get().as_secs_f64());
         }
+        let mut open = Family::new(&TRADING_MARKET_OPEN);
+        open.push_value(if self.market_open(chrono::Utc::now()) {
+            1.0
+        } else {
+            0.0
+        });
+        let mut silence = Family::new(&TRADING_SILENCE_AFTER_SECONDS);
+        silence.push_value(self.trading.config.silence_after.get().as_secs_f64());
         let mut out = vec![
             quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
-            coverage, objective,
+            coverage, objective, last, open, silence,
         ];
         if let Some(b) = &self.baselines {
             out.push(b.family());

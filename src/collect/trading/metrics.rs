@@ -131,6 +131,27 @@ pub(crate) const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
     "Latency objectives of the score's operations from trading.score: target (scores 1) and alert (scores 0.5; the shipped latency rules fire above it).",
 );
 
+pub(crate) const TRADING_MARKET_OPEN: MetricDef = def(
+    "m4watch_trading_market_open",
+    Kind::Gauge,
+    &[],
+    "1 while the market is open (any time interval trading.market_hours names holds now), else 0; always 1 when trading.market_hours is unset.",
+);
+
+pub(crate) const TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS: MetricDef = def(
+    "m4watch_trading_last_sample_timestamp_seconds",
+    Kind::Gauge,
+    &["operation"],
+    "Unix time in seconds (to within trading.interval) of the last latency sample of an operation, from StatsD, the HTTP ingest or the start/end API; absent for an operation never seen, kept while its series is (trading.series_ttl).",
+);
+
+pub(crate) const TRADING_SILENCE_AFTER_SECONDS: MetricDef = def(
+    "m4watch_trading_silence_after_seconds",
+    Kind::Gauge,
+    &[],
+    "trading.silence_after in seconds: how long an operation that reported in the last hour may send nothing while the market is open before TradingSourceSilent fires.",
+);
+
 pub(crate) const PERFORMANCE_SCORE: MetricDef = def(
     "m4watch_performance_score",
     Kind::Gauge,
@@ -170,6 +191,9 @@ pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
     TRADING_SET_UNIQUE_VALUES,
+    TRADING_MARKET_OPEN,
+    TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
+    TRADING_SILENCE_AFTER_SECONDS,
     PERFORMANCE_SCORE,
     PERFORMANCE_COMPONENT_SCORE,
     PERFORMANCE_COMPONENT_WEIGHT,
@@ -206,4 +230,5 @@ pub(crate) const PER_SERIES: &[MetricDef] = &[
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
     TRADING_SET_UNIQUE_VALUES,
+    TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
 ];
