@@ -191,9 +191,6 @@ pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
     TRADING_SET_UNIQUE_VALUES,
-    TRADING_MARKET_OPEN,
-    TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
-    TRADING_SILENCE_AFTER_SECONDS,
     PERFORMANCE_SCORE,
     PERFORMANCE_COMPONENT_SCORE,
     PERFORMANCE_COMPONENT_WEIGHT,
@@ -206,8 +203,13 @@ pub(crate) const METRICS: &[MetricDef] = &[
 pub(crate) const HISTOGRAMS: &[MetricDef] = &[TRADING_LATENCY_SECONDS];
 
 /// The ingest's own health: StatsD packets, lines, errors and drops, start/end
-/// measurements, and the series table.
+/// measurements, and the series table; and whether the sources still send (each
+/// operation's last sample, the market's hours and `trading.silence_after`, which
+/// `TradingSourceSilent` reads), which a 30 s silence does not need scraped every second.
 pub(crate) const INGEST: &[MetricDef] = &[
+    TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
+    TRADING_MARKET_OPEN,
+    TRADING_SILENCE_AFTER_SECONDS,
     TRADING_MEASUREMENTS_TOTAL,
     TRADING_SERIES,
     TRADING_SERIES_EXPIRED_TOTAL,
