@@ -232,6 +232,16 @@ impl TradingCollector {
             objective.push([op, ("objective", "target")], c.target.get().as_secs_f64());
             objective.push([op, ("objective", "alert")], c.alert.get().as_secs_f64());
         }
+        let mut out = vec![
+            quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
+            coverage, objective,
+        ];
+        if let Some(b) = &self.baselines {
+            out.push(b.family());
+        }
+
+        // Whether the sources still send (issue 29): each operation's last sample, the
+        // market's hours and how long a silence may last.
         let mut open = Family::new(&TRADING_MARKET_OPEN);
         open.push_value(if self.market_open(chrono::Utc::now()) {
             1.0
@@ -240,13 +250,7 @@ impl TradingCollector {
         });
         let mut silence = Family::new(&TRADING_SILENCE_AFTER_SECONDS);
         silence.push_value(self.trading.config.silence_after.get().as_secs_f64());
-        let mut out = vec![
-            quantiles, hist, events, throughput, gauge, sets, series, total, component, weight,
-            coverage, objective, last, open, silence,
-        ];
-        if let Some(b) = &self.baselines {
-            out.push(b.family());
-        }
+        out.extend([last, open, silence]);
         out
     }
 }
