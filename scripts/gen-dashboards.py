@@ -912,6 +912,19 @@ DASHBOARDS = {
         stat("Throughput", [instant(s("m4watch_trading_throughput_per_second", window="1m"), "{{stream}}")], "ops",
              "Events per second of each StatsD counter stream over the last minute. Zero while the "
              "market is open means the feed or the sender stopped.", options={"textMode": "value_and_name"}),
+        stat("Market", [instant(s("m4watch_trading_market_open"), "{{instance}}")], "none",
+             "Open while a time interval trading.market_hours names holds (always, when unset). "
+             "TradingSourceSilent fires only while it is open (drawn in its colour): outside the hours "
+             "silence is expected.",
+             w=4, mappings={0: ("closed", "blue"), 1: ("open", "green")}, alerts=["TradingSourceSilent"]),
+        ts("Since last sample", [q(f'time() - {s("m4watch_trading_last_sample_timestamp_seconds")}', "{{operation}}"),
+                                 q(s("m4watch_trading_silence_after_seconds"), "silence_after")], "s",
+           "Seconds since each operation's last latency sample (StatsD, HTTP ingest or the start/end "
+           "API), beside trading.silence_after (dashed). Above the line while the market is open pages "
+           "(TradingSourceSilent): the sender is hung, disconnected or dead, whatever its latency "
+           "panels last said. Past an hour (blue) an operation counts as retired, not silent.",
+           min=0, w=20, alerts=["TradingSourceSilent"], thresholds=[("green", None), ("blue", 3600)],
+           overrides=[limit_override("/silence_after/")]),
         row("Latency", collapsed=False),
         *[ts(f"{op} p95 (1m window)",
              [q(p95(op), "p95 {{instance}}")] + objective_queries(op), "s",

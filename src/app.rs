@@ -566,7 +566,9 @@ fn start_trading(
     }
     // The JSON routes read the view from the store from the start: an empty one until
     // the collector's first run replaces it.
-    let collector = TradingCollector::new(Arc::clone(&trading)).with_baselines(baselines);
+    let collector = TradingCollector::new(Arc::clone(&trading))
+        .with_baselines(baselines)
+        .with_market_hours(config.market_hours());
     collect::BlockingCollector::publish_view(&collector, store.views());
     tasks.push(entry.spawn(Blocking::new(collector), store, shutdown));
     Ok((trading, tasks))
@@ -633,7 +635,10 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
         ("process", differ(&a.process, &b.process)),
         ("host", differ(&a.host, &b.host)),
         ("processes", differ(&a.processes, &b.processes)),
-        ("trading", differ(&a.trading, &b.trading)),
+        (
+            "trading",
+            differ(&a.trading, &b.trading) || differ(&a.market_hours(), &b.market_hours()),
+        ),
         ("containers", differ(&a.containers, &b.containers)),
         ("probes", differ(&a.probes, &b.probes)),
         ("history", differ(&a.history, &b.history)),

@@ -372,3 +372,176 @@ fn amtool_adds_queries_and_silences_alerts_and_shows_the_config() {
         "the refused silence was not made"
     );
 }
+
+/// Writes `yaml` as `name` in `dir` and runs `tool` on it: whether it passed, and
+/// what it said.
+fn check_with(
+    tool: &std::path::Path,
+    args: &[&str],
+    dir: &std::path::Path,
+    name: &str,
+    yaml: &str,
+) -> (bool, String) {
+    let file = dir.join(name);
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(tool).args(args).arg(&file).output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+/// `time_intervals` (a YAML list) as amtool's `alertmanager.yml` and as m4watch's
+/// `notifications:`, each muting a route with the first interval; what each checker
+/// says: (amtool passed, m4watch passed, both outputs).
+fn both_check(intervals: &str) -> (bool, bool, String) {
+    let amtool = common::require_tool("amtool");
+    let dir = tempfile::tempdir().unwrap();
+    let first = intervals
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- name: "))
+        .expect("an interval name");
+    let indented: String = intervals.lines().map(|l| format!("  {l}\n")).collect();
+    let (am_ok, am_said) = check_with(
+        &amtool,
+        &["check-config"],
+        dir.path(),
+        "alertmanager.yml",
+        &format!(
+            "route:\n  receiver: desk\n  routes:\n    - receiver: desk\n      mute_time_intervals: [{first}]\nreceivers:\n  - name: desk\ntime_intervals:\n{intervals}"
+        ),
+    );
+    let (m4_ok, m4_said) = check_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_m4watch")),
+        &["check-config"],
+        dir.path(),
+        "m4watch.yml",
+        &format!(
+            "notifications:\n  route:\n    receiver: default\n    routes:\n      - receiver: default\n        mute_time_intervals: [{first}]\n  time_intervals:\n{indented}"
+        ),
+    );
+    (
+        am_ok,
+        m4_ok,
+        format!("amtool: {am_said}\nm4watch: {m4_said}"),
+    )
+}
+
+/// Item 8 of issue 29: the real amtool is the judge of which time interval specs are
+/// valid; m4watch takes and refuses the same ones, except where the README says it
+/// is stricter or wider.
+#[test]
+fn time_intervals_are_valid_where_amtool_says_they_are() {
+    let agree = [
+        (
+            "{weekdays: ['monday:friday'], times: [{start_time: '09:30', end_time: '16:00'}]}",
+            true,
+        ),
+        (
+            "{days_of_month: ['1:5', '-3:-1'], months: ['1:3', 'may:august', december]}",
+            true,
+        ),
+        ("{days_of_month: [1, -1], years: [2027, '2026:2028']}", true),
+        ("{days_of_month: ['1:-1']}", true),
+        ("{location: America/New_York, months: [January]}", true),
+        ("{days_of_month: ['0']}", false),
+        ("{days_of_month: ['32']}", false),
+        ("{days_of_month: ['-32']}", false),
+        ("{days_of_month: ['5:1']}", false),
+        ("{days_of_month: ['-15:5']}", false),
+        ("{days_of_month: ['10:-25']}", false),
+        ("{months: ['december:january']}", false),
+        ("{months: ['martius']}", false),
+        ("{years: ['2022:2020']}", false),
+        ("{location: America/NewYork}", false),
+        ("{times: [{start_time: '16:00', end_time: '09:30'}]}", false),
+    ];
+    for (spec, valid) in agree {
+        let (am, m4, said) = both_check(&format!("- name: t\n  time_intervals:\n    - {spec}"));
+        assert_eq!((am, m4), (valid, valid), "{spec}\n{said}");
+    }
+    // Where m4watch differs (README, "Time intervals"): it refuses what Alertmanager
+    // takes but can never mean on a desk, and takes a weekend-wrapping weekday range.
+    for (spec, am_valid) in [
+        ("{months: ['13']}", true),
+        ("{years: ['0']}", true),
+        ("{location: Local}", true),
+        ("{weekdays: ['friday:monday']}", false),
+    ] {
+        let (am, m4, said) = both_check(&format!("- name: t\n  time_intervals:\n    - {spec}"));
+        assert_eq!((am, m4), (am_valid, !am_valid), "{spec}\n{said}");
+    }
+    // m4watch's refusal names the key.
+    let (_, _, said) = both_check("- name: t\n  time_intervals:\n    - {days_of_month: ['32']}");
+    assert!(
+        said.contains("notifications.time_intervals[0].time_intervals[0].days_of_month[0]: 32 is not a day of the month"),
+        "{said}"
+    );
+}
+
+/// The README's NYSE 2027 calendar passes amtool and m4watch, and mutes exactly the
+/// 2027 holidays (at noon in New York) and the afternoon of the early close.
+#[test]
+fn the_readme_holiday_calendar_passes_amtool_and_mutes_the_holidays() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- nyse-2027: tests/amtool.rs reads this block -->\n```yaml\n")
+        .expect("the README's calendar");
+    let block = &readme[start..];
+    let block = &block[block.find("```yaml\n").unwrap() + 8..];
+    let block = &block[..block.find("```").unwrap()];
+    let intervals =
+        &block[block.find("  time_intervals:\n").unwrap() + "  time_intervals:\n".len()..];
+    let dedented: String = intervals
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    let (am, m4, said) = both_check(&dedented);
+    assert!(am && m4, "{said}");
+
+    let config =
+        m4watch::config::Config::parse(block, "README.md", std::path::Path::new("."), &|_| None)
+            .expect("the README's block is a valid m4watch config");
+    let holidays = config
+        .notifications
+        .time_intervals
+        .iter()
+        .find(|t| t.name == "nyse_holidays_2027")
+        .unwrap();
+    let ny_noon = |d: &str| {
+        chrono::DateTime::parse_from_rfc3339(&format!("{d}T12:00:00-05:00"))
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    for d in [
+        "2027-01-01",
+        "2027-01-18",
+        "2027-02-15",
+        "2027-03-26",
+        "2027-05-31",
+        "2027-06-18",
+        "2027-07-05",
+        "2027-09-06",
+        "2027-11-25",
+        "2027-12-24",
+    ] {
+        assert!(holidays.contains(ny_noon(d)), "{d} is a holiday");
+    }
+    for d in [
+        "2026-01-01",
+        "2027-01-04",
+        "2027-07-04",
+        "2027-12-31",
+        "2027-11-26",
+    ] {
+        assert!(!holidays.contains(ny_noon(d)), "{d} is not");
+    }
+    // The early close: 13:00 to midnight on 26 November (EST, UTC-5).
+    let early = chrono::DateTime::parse_from_rfc3339("2027-11-26T13:30:00-05:00")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert!(holidays.contains(early));
+}

@@ -43,6 +43,8 @@ pub const MAX_ANY_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
 /// - Trading latency targets and alert thresholds: 1 min. They are per-operation
 ///   latencies (shipped: 1 ms to 100 ms) read over a window of a minute or so.
 /// - The heartbeat's, as documented in [`heartbeat`] (interval 24 h, timeout 1 min).
+/// - `trading.silence_after`: 30 min, under the one-hour horizon of the shipped
+///   `TradingSourceSilent` (an operation quiet for over an hour is retired, not silent).
 /// - Windows: `rules.max_range` 24 h and the trading windows 24 h (kept in memory),
 ///   `history.baseline_period` 30 d, `advice.window` 24 h.
 pub(crate) fn ceiling(path: &str) -> Option<Duration> {
@@ -78,6 +80,7 @@ pub(crate) fn ceiling(path: &str) -> Option<Duration> {
         | "trading.score.risk.alert"
         | "trading.score.ml.target"
         | "trading.score.ml.alert" => s(MINUTE),
+        "trading.silence_after" => s(30 * MINUTE),
         "host.clock.ntp_interval"
         | "containers.resync_interval"
         | "rules.max_range"

@@ -381,6 +381,21 @@ impl Config {
         }
         self.processes.validate()?;
         self.trading.validate()?;
+        for (i, name) in self.trading.market_hours.iter().enumerate() {
+            if !self
+                .notifications
+                .time_intervals
+                .iter()
+                .any(|t| &t.name == name)
+            {
+                return err(
+                    &format!("trading.market_hours[{i}]"),
+                    format!(
+                        "no time interval named {name:?}: define it under notifications.time_intervals"
+                    ),
+                );
+            }
+        }
         at_least(
             self.rules.evaluation_interval,
             MIN_SLOW_INTERVAL,
@@ -445,6 +460,21 @@ impl Config {
 }
 
 impl Config {
+    /// The time intervals `trading.market_hours` names, in its order.
+    pub fn market_hours(&self) -> Vec<timeinterval::TimeInterval> {
+        self.trading
+            .market_hours
+            .iter()
+            .filter_map(|n| {
+                self.notifications
+                    .time_intervals
+                    .iter()
+                    .find(|t| &t.name == n)
+                    .cloned()
+            })
+            .collect()
+    }
+
     /// What is legal but probably not meant: `check-config` prints these and still
     /// passes; the daemon logs them at start-up. One sentence each.
     pub fn warnings(&self) -> Vec<String> {
@@ -1146,6 +1176,22 @@ mod tests {
         assert_eq!(
             error_of("trading_target_over_alert"),
             "testdata/config/trading_target_over_alert.yml:5:62: trading.score.risk.alert: must be greater than target (10ms)"
+        );
+    }
+
+    #[test]
+    fn error_trading_market_hours_and_silence_after() {
+        assert_eq!(
+            error_of("trading_market_hours_unknown"),
+            "testdata/config/trading_market_hours_unknown.yml:3:38: trading.market_hours[1]: no time interval named \"nyse_extended\": define it under notifications.time_intervals"
+        );
+        assert_eq!(
+            error_of("trading_silence_after_short"),
+            "testdata/config/trading_silence_after_short.yml:3:18: trading.silence_after: must be at least 2s (got 1s)"
+        );
+        assert_eq!(
+            error_of("trading_silence_after_long"),
+            "testdata/config/trading_silence_after_long.yml:3:18: trading.silence_after: 2h is above the limit of 30m"
         );
     }
 

@@ -356,24 +356,28 @@ pub const SHIPPED_INHIBITIONS: &[(&str, &str)] = &[
     ("ThermalEmergency", "ThermalPressureCritical"),
 ];
 
-/// [`SHIPPED_INHIBITIONS`] as inhibition rules, equal on `instance`.
+/// [`SHIPPED_INHIBITIONS`] as inhibition rules, equal on `instance`; then a silent
+/// trading source over every other alert about the same operation on the same host
+/// (issue 29): its latency alerts are stale, and their resolve would read as recovery.
 pub fn shipped_inhibit_rules() -> Vec<InhibitRule> {
-    SHIPPED_INHIBITIONS
+    let m = |s: &str| -> Matcher { s.parse().expect("valid matcher") };
+    let mut rules: Vec<InhibitRule> = SHIPPED_INHIBITIONS
         .iter()
         .map(|(source, target)| InhibitRule {
-            source: vec![
-                format!("alertname=~\"{source}\"")
-                    .parse()
-                    .expect("valid matcher"),
-            ],
-            target: vec![
-                format!("alertname=\"{target}\"")
-                    .parse()
-                    .expect("valid matcher"),
-            ],
+            source: vec![m(&format!("alertname=~\"{source}\""))],
+            target: vec![m(&format!("alertname=\"{target}\""))],
             equal: vec!["instance".into()],
         })
-        .collect()
+        .collect();
+    rules.push(InhibitRule {
+        source: vec![m("alertname=\"TradingSourceSilent\"")],
+        target: vec![
+            m("alertname!=\"TradingSourceSilent\""),
+            m("operation=~\".+\""),
+        ],
+        equal: vec!["operation".into(), "host".into(), "instance".into()],
+    });
+    rules
 }
 
 /// Secret environment variables of the integrations.

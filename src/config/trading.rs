@@ -49,7 +49,21 @@ pub struct TradingConfig {
     /// the parts the `*`s matched). Names matching no rule are kept as sent.
     pub mappings: Vec<Mapping>,
     pub score: ScoreConfig,
+    /// Names of `notifications.time_intervals` during which the market is open
+    /// (`m4watch_trading_market_open` is 1 while any of them holds). Empty: always open.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub market_hours: Vec<String>,
+    /// An operation that reported in the last hour and has sent nothing for this long
+    /// while the market is open is silent (the shipped `TradingSourceSilent`), exported
+    /// as `m4watch_trading_silence_after_seconds`.
+    pub silence_after: Dur,
 }
+
+/// `trading.silence_after` by default, and its bounds: at least [`MIN_SILENCE_AFTER`]
+/// (and `trading.interval`, the resolution of the last sample's time); the ceiling
+/// (30 min) stays under the rule's one-hour horizon.
+pub const DEFAULT_SILENCE_AFTER: Duration = Duration::from_secs(30);
+pub const MIN_SILENCE_AFTER: Duration = Duration::from_secs(2);
 
 /// One mapping rule (README, "StatsD names and labels").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +178,8 @@ impl Default for TradingConfig {
             series_ttl: Dur(DEFAULT_SERIES_TTL),
             mappings: Vec::new(),
             score: ScoreConfig::default(),
+            market_hours: Vec::new(),
+            silence_after: Dur(DEFAULT_SILENCE_AFTER),
         }
     }
 }
@@ -359,6 +375,11 @@ impl TradingConfig {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         positive(self.interval, "trading.interval")?;
         positive(self.measurement_ttl, "trading.measurement_ttl")?;
+        at_least(
+            self.silence_after,
+            MIN_SILENCE_AFTER.max(self.interval.get()),
+            "trading.silence_after",
+        )?;
         if self.statsd_allow.len() > 256 {
             return err(
                 "trading.statsd_allow",

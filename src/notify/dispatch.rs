@@ -672,6 +672,17 @@ impl Dispatcher {
         }
     }
 
+    /// Whether an alert with `labels` is inhibited now, by an alert firing in any group.
+    fn inhibited(&self, labels: &BTreeMap<String, String>) -> bool {
+        let firing_anywhere = self
+            .groups
+            .values()
+            .flat_map(|g| g.alerts.values())
+            .filter(|s| s.state != AlertState::Resolved)
+            .map(|s| &s.labels);
+        inhibited_by(&self.inhibit_rules, firing_anywhere, labels).is_some()
+    }
+
     fn muted(&self, route: &Route) -> bool {
         let now = Utc::now();
         let inside = |name: &String| self.intervals.get(name).is_some_and(|t| t.contains(now));
@@ -712,15 +723,7 @@ impl Dispatcher {
             .alerts
             .values()
             .filter(|a| a.state != AlertState::Resolved)
-            .filter(|a| {
-                let firing_anywhere = self
-                    .groups
-                    .values()
-                    .flat_map(|g| g.alerts.values())
-                    .filter(|s| s.state != AlertState::Resolved)
-                    .map(|s| &s.labels);
-                inhibited_by(&self.inhibit_rules, firing_anywhere, &a.labels).is_some()
-            })
+            .filter(|a| self.inhibited(&a.labels))
             .map(|a| a.fingerprint.clone())
             .collect();
         let firing: Vec<AlertEvent> = g
@@ -729,10 +732,17 @@ impl Dispatcher {
             .filter(|a| a.state != AlertState::Resolved && !inhibited.contains(&a.fingerprint))
             .cloned()
             .collect();
+        // A resolve for lack of data that a firing alert inhibits is held back, as
+        // Alertmanager holds back every inhibited alert: it announces nothing, and the
+        // inhibiting alert (TradingSourceSilent) already speaks for it. A real
+        // recovery still goes out, so an open PagerDuty incident closes.
+        let silent_inhibited =
+            |a: &AlertEvent| a.no_data_since().is_some() && self.inhibited(&a.labels);
         let newly_resolved: Vec<AlertEvent> = g
             .alerts
             .values()
             .filter(|a| a.state == AlertState::Resolved && g.notified.contains(&a.fingerprint))
+            .filter(|a| !silent_inhibited(a))
             .cloned()
             .collect();
         let new_firing = firing.iter().any(|a| !g.notified.contains(&a.fingerprint));

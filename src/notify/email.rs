@@ -218,9 +218,10 @@ pub(crate) fn bodies(n: &Notification) -> (String, String) {
     let mut text = format!("{}\n\n", n.title());
     let mut html = format!("<html><body><h2>{}</h2>\n", escape(&n.title()));
     for a in &n.alerts {
+        let no_data = a.no_data_since().map(|t| format!("NO DATA SINCE {t}"));
         let state = match a.state {
             AlertState::Firing => "FIRING",
-            AlertState::Resolved => "RESOLVED",
+            AlertState::Resolved => no_data.as_deref().unwrap_or("RESOLVED"),
             AlertState::Acknowledged => "ACKNOWLEDGED",
         };
         text.push_str(&format!("{state}: {}\n", a.summary()));
@@ -358,5 +359,20 @@ mod tests {
             a.state = AlertState::Resolved;
         }
         assert_eq!(subject(&n), "[RESOLVED] MemoryUsedHigh");
+        // Issue 29: one of them resolved for lack of data: never headlined a recovery.
+        n.alerts[1].annotations.insert(
+            "resolved_reason".into(),
+            "no data since 2027-01-15T08:00:00Z".into(),
+        );
+        assert_eq!(subject(&n), "[NO DATA] MemoryUsedHigh");
+        let (text, html) = bodies(&n);
+        assert!(
+            text.contains("NO DATA SINCE 2027-01-15T08:00:00Z: ThermalEmergency is high"),
+            "{text}"
+        );
+        assert!(
+            html.contains("NO DATA SINCE 2027-01-15T08:00:00Z"),
+            "{html}"
+        );
     }
 }

@@ -99,6 +99,18 @@ impl AlertEvent {
             .unwrap_or_else(|| self.name().to_string())
     }
 
+    /// When a resolved alert's input went silent instead of recovering: the time in
+    /// its `resolved_reason` annotation (`no data since T`, set by the rule engine).
+    /// The integrations say "no data since T" for it, never "resolved".
+    pub fn no_data_since(&self) -> Option<&str> {
+        if self.state != AlertState::Resolved {
+            return None;
+        }
+        self.annotations
+            .get(crate::rules::RESOLVED_REASON)
+            .and_then(|r| r.strip_prefix(crate::rules::NO_DATA_SINCE))
+    }
+
     /// Whether this alert wants a resolved notice: label `m4watch_send_resolved`
     /// overrides the receiver's setting.
     pub fn wants_resolved(&self, receiver_default: bool) -> bool {
@@ -205,6 +217,9 @@ impl Notification {
         let on = self.host().map(|h| format!(" on {h}")).unwrap_or_default();
         if firing > 0 {
             format!("{prefix}[FIRING:{firing}] {name}{on}")
+        } else if self.alerts.iter().any(|a| a.no_data_since().is_some()) {
+            // Silence is not recovery: never headline it as resolved.
+            format!("{prefix}[NO DATA] {name}{on}")
         } else {
             format!("{prefix}[RESOLVED] {name}{on}")
         }

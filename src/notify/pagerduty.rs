@@ -115,7 +115,12 @@ pub(crate) fn event(
     configured_source: Option<&str>,
     own_name: &str,
 ) -> Value {
+    // A resolve for lack of data does not close the incident: it updates it (a
+    // trigger with the same dedup key adds to the open alert, it pages no one again)
+    // with "no data since T", and someone closes it who knows the source is back.
+    let no_data = a.no_data_since();
     let action = match (n.kind, a.state) {
+        (_, AlertState::Resolved) if no_data.is_some() => "trigger",
         (_, AlertState::Resolved) => "resolve",
         (Kind::Acknowledge, _) | (_, AlertState::Acknowledged) => "acknowledge",
         _ => "trigger",
@@ -128,6 +133,9 @@ pub(crate) fn event(
     });
     if action == "trigger" {
         let mut summary = a.summary();
+        if let Some(t) = no_data {
+            summary = format!("no data since {t}: {summary}");
+        }
         if n.kind == Kind::Escalation {
             summary = format!("[ESCALATED] {summary}");
         } else if n.kind == Kind::Test {
@@ -217,6 +225,23 @@ mod tests {
         let r = n(Kind::Alert, AlertState::Resolved);
         let ev = event(&r.alerts[0], &r, "KEY", "{{ fingerprint }}", None, "host");
         assert_eq!(ev["event_action"], "resolve");
+    }
+
+    /// Issue 29: a resolve for lack of data leaves the incident open, updated.
+    #[test]
+    fn a_resolve_without_data_updates_the_incident_instead_of_closing_it() {
+        let mut r = n(Kind::Alert, AlertState::Resolved);
+        r.alerts[0].annotations.insert(
+            "resolved_reason".into(),
+            "no data since 2027-01-15T08:00:00Z".into(),
+        );
+        let ev = event(&r.alerts[0], &r, "KEY", "{{ fingerprint }}", None, "host");
+        assert_eq!(ev["event_action"], "trigger");
+        assert_eq!(ev["dedup_key"], r.alerts[0].fingerprint);
+        assert_eq!(
+            ev["payload"]["summary"],
+            "no data since 2027-01-15T08:00:00Z: HighCpu is high"
+        );
     }
 
     /// Issue 27: the incident names the machine it is about and the part of it.

@@ -47,6 +47,10 @@ impl Slack {
 /// severity.
 pub(crate) fn colour(n: &Notification) -> &'static str {
     if n.status() == "resolved" {
+        // Grey for a resolve without data: unknown, not recovered.
+        if n.alerts.iter().any(|a| a.no_data_since().is_some()) {
+            return "#8c8c8c";
+        }
         return "#2eb886";
     }
     match n.severity() {
@@ -76,9 +80,10 @@ pub(crate) fn payload(n: &Notification, channel: Option<&str>) -> Value {
         "text": {"type": "plain_text", "text": clip(&title, HEADER_TEXT_MAX), "emoji": true}
     })];
     for a in n.alerts.iter().take(20) {
+        let no_data = a.no_data_since().map(|t| format!("no data since {t}"));
         let state = match a.state {
             AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
+            AlertState::Resolved => no_data.as_deref().unwrap_or("resolved"),
             AlertState::Acknowledged => "acknowledged",
         };
         let mut text = format!("*{}* ({state})", a.summary());
@@ -97,7 +102,9 @@ pub(crate) fn payload(n: &Notification, channel: Option<&str>) -> Value {
             fields.push(json!({"type": "mrkdwn", "text": format!("*Value*\n{v}")}));
         }
         fields.push(json!({"type": "mrkdwn", "text": format!("*Source*\n{}", a.source)}));
-        if a.state == AlertState::Resolved
+        if let Some(t) = a.no_data_since() {
+            fields.push(json!({"type": "mrkdwn", "text": format!("*No data since*\n{t}")}));
+        } else if a.state == AlertState::Resolved
             && let Some(end) = a.ends_at
         {
             fields.push(json!({"type": "mrkdwn", "text": format!("*Resolved*\n{}", end.format("%Y-%m-%d %H:%M:%S UTC"))}));
@@ -178,6 +185,29 @@ mod tests {
         assert_eq!(p["text"], "[RESOLVED] HighCpu");
         assert_eq!(p["attachments"][0]["color"], "#2eb886");
         assert_eq!(p["channel"], "#ops");
+    }
+
+    /// Issue 29: a resolve for lack of data is never worded or coloured as a recovery.
+    #[test]
+    fn a_resolve_without_data_says_no_data_since() {
+        let mut n = notification(AlertState::Resolved);
+        n.alerts[0].annotations.insert(
+            "resolved_reason".into(),
+            "no data since 2027-01-15T08:00:00Z".into(),
+        );
+        let p = payload(&n, None);
+        assert_eq!(p["text"], "[NO DATA] HighCpu");
+        assert_eq!(p["attachments"][0]["color"], "#8c8c8c");
+        let body = p.to_string();
+        assert!(
+            body.contains("(no data since 2027-01-15T08:00:00Z)"),
+            "{body}"
+        );
+        assert!(body.contains("*No data since*"), "{body}");
+        assert!(
+            !body.contains("resolved)") && !body.contains("*Resolved*"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -176,6 +176,50 @@ pub struct Alert {
     /// rule's data (up to the rule's `for`) instead of resolving at the first
     /// evaluation, before a StatsD sender or a scrape has delivered anything.
     pub(crate) awaiting_data: bool,
+    /// The last evaluation (ms) whose result held this alert: when it resolves for
+    /// lack of data, the time since which there is none ([`went_silent`]).
+    pub(crate) seen_at: Option<i64>,
+}
+
+/// The annotation a resolve carries when its alert's input went silent instead of
+/// going back under the threshold: `no data since <RFC 3339 time>`. The integrations
+/// show it in place of "resolved" ([`crate::notify::AlertEvent::no_data_since`]).
+pub(crate) const RESOLVED_REASON: &str = "resolved_reason";
+pub(crate) const NO_DATA_SINCE: &str = "no data since ";
+
+/// Whether an alert that left the result of `expr` at `t` did so because its input
+/// went silent: some vector selector of `expr` held a series agreeing with the
+/// alert's labels at `seen` (the last evaluation that found the alert) and holds
+/// none at `t`. A series agrees when every label it shares with the alert (its name
+/// aside) has the alert's value; so for `latency{op="x"} > on (op) objective`, the
+/// alert of `x` went silent when `x`'s latency series (or its objective) vanished,
+/// and recovered when both are still there and the comparison no longer holds.
+/// Selectors that found nothing at `seen` either (an optional side of `or` or
+/// `unless`) are not read as silence.
+pub(crate) fn went_silent(
+    ring: &Ring,
+    expr: &promql_parser::parser::Expr,
+    alert: &Labels,
+    seen: i64,
+    t: i64,
+) -> bool {
+    let mut found = Vec::new();
+    selectors(expr, &mut found);
+    let agrees = |s: &promql::Sample| {
+        s.labels
+            .iter()
+            .filter(|(k, _)| k != "__name__")
+            .all(|(k, v)| {
+                alert
+                    .iter()
+                    .find(|(ak, _)| ak == k)
+                    .is_none_or(|(_, av)| av == v)
+            })
+    };
+    found.iter().any(|(vs, _)| {
+        let held = |when: i64| Evaluator { ring, t: when }.instant(vs).iter().any(agrees);
+        held(seen) && !held(t)
+    })
 }
 
 impl Alert {
@@ -201,6 +245,7 @@ impl Alert {
             resolved_at: None,
             keep_firing_since: None,
             awaiting_data: true,
+            seen_at: None,
         }
     }
 }
@@ -729,6 +774,7 @@ fn eval_rule(
                         a.annotations = ann;
                         a.keep_firing_since = None;
                         a.awaiting_data = false;
+                        a.seen_at = Some(t);
                     }
                     None => {
                         active.insert(
@@ -744,6 +790,7 @@ fn eval_rule(
                                 resolved_at: None,
                                 keep_firing_since: None,
                                 awaiting_data: false,
+                                seen_at: Some(t),
                             },
                         );
                         changes.push(Change {
@@ -799,6 +846,16 @@ fn eval_rule(
                     State::Inactive
                 };
                 a.resolved_at = Some(t);
+                if let (State::Firing, Some(seen)) = (from, a.seen_at)
+                    && went_silent(ring, &rule.expr, &a.labels, seen, t)
+                {
+                    let since = chrono::DateTime::from_timestamp_millis(seen)
+                        .unwrap_or_default()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    a.annotations.retain(|(k, _)| k != RESOLVED_REASON);
+                    a.annotations
+                        .push((RESOLVED_REASON.into(), format!("{NO_DATA_SINCE}{since}")));
+                }
                 changes.push(Change {
                     group: group.to_string(),
                     from,
@@ -998,6 +1055,81 @@ mod tests {
         let mut plain = Engine::new(load_str("f", text).unwrap(), 1000);
         let c = plain.eval(&mut ring, 10_000);
         assert!(!c.changes[0].alert.labels.iter().any(|(k, _)| k == "host"));
+    }
+
+    /// Issue 29: a firing alert whose input vanished resolves saying "no data since"
+    /// the last evaluation that found it; one whose value went back under the
+    /// threshold, or whose other side (the objective) is still there while its own
+    /// series carries on below it, resolves plainly.
+    #[test]
+    fn a_resolve_for_lack_of_data_says_since_when() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: Slow\n    expr: lat > on (op) group_left objective\n";
+        let series = |name: &str, op: &str| {
+            vec![
+                ("__name__".to_string(), name.to_string()),
+                ("op".to_string(), op.to_string()),
+            ]
+        };
+        let reason = |a: &Alert| {
+            a.annotations
+                .iter()
+                .find(|(k, _)| k == RESOLVED_REASON)
+                .map(|(_, v)| v.clone())
+        };
+        let t0 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+        let mut e = Engine::new(load_str("f", text).unwrap(), 1000);
+        let mut ring = Ring::new(0);
+        for op in ["orders", "risk"] {
+            ring.append(series("objective", op), t0, 1.0);
+            ring.append(series("lat", op), t0, 5.0);
+        }
+        let first = e.eval(&mut ring, t0);
+        let fired = first
+            .changes
+            .iter()
+            .filter(|c| c.alert.state == State::Firing);
+        assert_eq!(fired.count(), 2, "{:#?}", first.changes);
+        // `orders` stops: its series goes stale. `risk` drops under the line.
+        ring.append(series("objective", "orders"), t0 + 1000, 1.0);
+        ring.append(
+            series("lat", "orders"),
+            t0 + 1000,
+            crate::store::ring::stale_nan(),
+        );
+        ring.append(series("objective", "risk"), t0 + 1000, 1.0);
+        ring.append(series("lat", "risk"), t0 + 1000, 0.5);
+        let c = e.eval(&mut ring, t0 + 1000);
+        let by_op = |op: &str| {
+            c.changes
+                .iter()
+                .find(|c| c.alert.labels.contains(&("op".to_string(), op.to_string())))
+                .unwrap()
+                .alert
+                .clone()
+        };
+        assert_eq!(by_op("orders").state, State::Resolved);
+        assert_eq!(
+            reason(&by_op("orders")).as_deref(),
+            Some("no data since 2027-01-15T08:00:00Z")
+        );
+        assert_eq!(by_op("risk").state, State::Resolved);
+        assert_eq!(reason(&by_op("risk")), None, "a recovery is a recovery");
+        assert!(went_silent(
+            &ring,
+            &promql::parse("lat").unwrap(),
+            &series("x", "orders")[1..].to_vec(),
+            t0,
+            t0 + 1000
+        ));
+        // A selector that found nothing when the alert was last seen (an optional
+        // side) is not silence.
+        assert!(!went_silent(
+            &ring,
+            &promql::parse("lat or nothing_here").unwrap(),
+            &series("x", "risk")[1..].to_vec(),
+            t0,
+            t0 + 1000
+        ));
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn instant(&self, vs: &VectorSelector) -> Vec<Sample> {
+    pub(crate) fn instant(&self, vs: &VectorSelector) -> Vec<Sample> {
         self.select(vs)
             .into_iter()
             .filter_map(|s| {

@@ -11,6 +11,7 @@ use super::latency::{Classic, CountWindow, LatencyWindow};
 use super::line::MetricType;
 use super::series::{Pending, SeriesMeta};
 use crate::collect::{BlockingCollector, CollectError};
+use crate::config::timeinterval::TimeInterval;
 use crate::store::Family;
 use crate::store::views::Views;
 use crate::store::views::trading::{View, window_name};
@@ -20,6 +21,8 @@ pub(super) enum State {
     Timer {
         windows: Vec<LatencyWindow>,
         classic: Classic,
+        /// Unix seconds of the run that last found a sample of it.
+        last_sample: Option<f64>,
     },
     Counter {
         windows: Vec<CountWindow>,
@@ -46,6 +49,8 @@ pub struct TradingCollector {
     pub(super) baselines: Option<baseline::Baselines>,
     /// The last run's view (an empty one before the first), published to the store.
     latest: Arc<View>,
+    /// The time intervals `trading.market_hours` names; empty: always open.
+    pub(super) market_hours: Vec<TimeInterval>,
 }
 
 impl TradingCollector {
@@ -53,6 +58,17 @@ impl TradingCollector {
     pub fn with_baselines(mut self, b: baseline::Baselines) -> Self {
         self.baselines = Some(b);
         self
+    }
+
+    /// The market is open while any of `intervals` holds (`trading.market_hours`).
+    pub fn with_market_hours(mut self, intervals: Vec<TimeInterval>) -> Self {
+        self.market_hours = intervals;
+        self
+    }
+
+    /// Whether the market is open at `at`: always, without `trading.market_hours`.
+    pub(super) fn market_open(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.market_hours.is_empty() || self.market_hours.iter().any(|t| t.contains(at))
     }
 
     pub fn new(trading: Arc<Trading>) -> Self {
@@ -77,6 +93,7 @@ impl TradingCollector {
             last_run: None,
             baselines: None,
             latest,
+            market_hours: Vec::new(),
         }
     }
 
@@ -122,6 +139,7 @@ impl TradingCollector {
                     .map(|w| LatencyWindow::new(*w, began))
                     .collect(),
                 classic: Classic::default(),
+                last_sample: None,
             },
             MetricType::Counter => State::Counter {
                 windows: widths.iter().map(|w| CountWindow::new(*w, began)).collect(),
@@ -147,10 +165,18 @@ impl TradingCollector {
                 *seen = now;
             }
         }
+        let unix_now = crate::clock::unix_now();
         for (id, state) in self.states.iter_mut().enumerate() {
             let p = self.spare.get_mut(id);
             match state {
-                State::Timer { windows, classic } => {
+                State::Timer {
+                    windows,
+                    classic,
+                    last_sample,
+                } => {
+                    if p.as_ref().is_some_and(|p| p.touched) {
+                        *last_sample = Some(unix_now);
+                    }
                     for w in windows.iter_mut() {
                         match p.as_ref().and_then(|p| p.hist.as_ref()) {
                             Some(h) => {
@@ -394,6 +420,57 @@ mod tests {
         );
         assert_eq!(v.series, 3);
         assert_eq!(t.instruments.evicted.get(), 1 + 51);
+    }
+
+    /// Issue 29, item 1: per operation the time of its last sample (any path), the
+    /// market's state from `trading.market_hours`, and `trading.silence_after`.
+    #[test]
+    fn last_sample_market_open_and_silence_after_are_exported() {
+        let (t, c) = store(TradingConfig::default());
+        let value = |fams: &[Family], name: &str| -> Vec<(Vec<(String, String)>, f64)> {
+            fams.iter()
+                .filter(|f| f.name == name)
+                .flat_map(|f| f.samples.iter().map(|s| (s.labels.clone(), s.value)))
+                .collect()
+        };
+        let mut c = c;
+        let t0 = Instant::now();
+        // Nothing seen: no last sample, the market open (no market_hours), 30 s.
+        let f = c.run(t0);
+        assert!(value(&f, "m4watch_trading_last_sample_timestamp_seconds").is_empty());
+        assert_eq!(value(&f, "m4watch_trading_market_open")[0].1, 1.0);
+        assert_eq!(
+            value(&f, "m4watch_trading_silence_after_seconds")[0].1,
+            30.0
+        );
+        send(&t, "order_execution:25|ms\nfills:1|c");
+        t.record_latency("risk_calculation", &BTreeMap::new(), 5_000_000)
+            .unwrap();
+        let before = crate::clock::unix_now();
+        let f = c.run(t0 + Duration::from_secs(1));
+        let last = value(&f, "m4watch_trading_last_sample_timestamp_seconds");
+        let ops: Vec<&str> = last.iter().map(|(l, _)| l[0].1.as_str()).collect();
+        assert_eq!(ops, ["order_execution", "risk_calculation"], "timers only");
+        assert!(last.iter().all(|(_, v)| (*v - before).abs() < 5.0));
+        // A quiet run keeps the time of the last sample.
+        std::thread::sleep(Duration::from_millis(20));
+        let f = c.run(t0 + Duration::from_secs(2));
+        assert_eq!(
+            value(&f, "m4watch_trading_last_sample_timestamp_seconds"),
+            last
+        );
+
+        // A market that is never open now: an interval for a year long past.
+        let closed: crate::config::timeinterval::TimeInterval =
+            serde_yaml_ng::from_str("name: closed\ntime_intervals: [{years: ['2000']}]").unwrap();
+        let (_, c) = store(TradingConfig::default());
+        let mut c = c.with_market_hours(vec![closed.clone()]);
+        assert_eq!(value(&c.run(t0), "m4watch_trading_market_open")[0].1, 0.0);
+        let always: crate::config::timeinterval::TimeInterval =
+            serde_yaml_ng::from_str("name: always").unwrap();
+        let (_, c) = store(TradingConfig::default());
+        let mut c = c.with_market_hours(vec![closed, always]);
+        assert_eq!(value(&c.run(t0), "m4watch_trading_market_open")[0].1, 1.0);
     }
 
     #[test]

@@ -27,7 +27,9 @@ impl TradingCollector {
         for (id, (m, state)) in self.meta.iter().zip(&self.states).enumerate() {
             let labels: BTreeMap<String, String> = m.labels.iter().cloned().collect();
             match state {
-                State::Timer { windows, classic } => view.operations.push(OperationView {
+                State::Timer {
+                    windows, classic, ..
+                } => view.operations.push(OperationView {
                     operation: m.name.clone(),
                     labels,
                     count: classic.count(),
@@ -154,6 +156,7 @@ impl TradingCollector {
         let mut gauge = Family::new(&TRADING_VALUE);
         let mut sets = Family::new(&TRADING_SET_UNIQUE_VALUES);
         let mut series = Family::new(&TRADING_SERIES);
+        let mut last = Family::new(&TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS);
         let with = |first: (&str, &str), labels: &[(String, String)], rest: &[(&str, &str)]| {
             let mut l: Vec<(String, String)> = vec![(first.0.into(), first.1.into())];
             l.extend(labels.iter().cloned());
@@ -162,8 +165,15 @@ impl TradingCollector {
         };
         for (m, state) in self.meta.iter().zip(&self.states) {
             match state {
-                State::Timer { windows, classic } => {
+                State::Timer {
+                    windows,
+                    classic,
+                    last_sample,
+                } => {
                     let op = ("operation", m.name.as_str());
+                    if let Some(t) = last_sample {
+                        last.push(with(op, &m.labels, &[]), *t);
+                    }
                     for (name, w) in self.window_names.iter().zip(windows) {
                         let Some(h) = w.histogram() else { continue };
                         for (q, qs) in QUANTILES {
@@ -248,6 +258,18 @@ impl TradingCollector {
         if let Some(b) = &self.baselines {
             out.push(b.family());
         }
+
+        // Whether the sources still send (issue 29): each operation's last sample, the
+        // market's hours and how long a silence may last.
+        let mut open = Family::new(&TRADING_MARKET_OPEN);
+        open.push_value(if self.market_open(chrono::Utc::now()) {
+            1.0
+        } else {
+            0.0
+        });
+        let mut silence = Family::new(&TRADING_SILENCE_AFTER_SECONDS);
+        silence.push_value(self.trading.config.silence_after.get().as_secs_f64());
+        out.extend([last, open, silence]);
         out
     }
 }

@@ -145,6 +145,27 @@ pub(crate) const TRADING_LATENCY_OBJECTIVE_SECONDS: MetricDef = def(
     "Latency objectives of the score's operations from trading.score: target (scores 1) and alert (scores 0.5; the shipped latency rules fire above it).",
 );
 
+pub(crate) const TRADING_MARKET_OPEN: MetricDef = def(
+    "m4watch_trading_market_open",
+    Kind::Gauge,
+    &[],
+    "1 while the market is open (any time interval trading.market_hours names holds now), else 0; always 1 when trading.market_hours is unset.",
+);
+
+pub(crate) const TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS: MetricDef = def(
+    "m4watch_trading_last_sample_timestamp_seconds",
+    Kind::Gauge,
+    &["operation"],
+    "Unix time in seconds (to within trading.interval) of the last latency sample of an operation, from StatsD, the HTTP ingest or the start/end API; absent for an operation never seen, kept while its series is (trading.series_ttl).",
+);
+
+pub(crate) const TRADING_SILENCE_AFTER_SECONDS: MetricDef = def(
+    "m4watch_trading_silence_after_seconds",
+    Kind::Gauge,
+    &[],
+    "trading.silence_after in seconds: how long an operation that reported in the last hour may send nothing while the market is open before TradingSourceSilent fires.",
+);
+
 pub(crate) const PERFORMANCE_SCORE: MetricDef = def(
     "m4watch_performance_score",
     Kind::Gauge,
@@ -198,8 +219,13 @@ pub(crate) const METRICS: &[MetricDef] = &[
 pub(crate) const HISTOGRAMS: &[MetricDef] = &[TRADING_LATENCY_SECONDS];
 
 /// The ingest's own health: StatsD packets, lines, errors and drops, start/end
-/// measurements, and the series table.
+/// measurements, and the series table; and whether the sources still send (each
+/// operation's last sample, the market's hours and `trading.silence_after`, which
+/// `TradingSourceSilent` reads), which a 30 s silence does not need scraped every second.
 pub(crate) const INGEST: &[MetricDef] = &[
+    TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
+    TRADING_MARKET_OPEN,
+    TRADING_SILENCE_AFTER_SECONDS,
     TRADING_MEASUREMENTS_TOTAL,
     TRADING_SERIES,
     TRADING_SERIES_EXPIRED_TOTAL,
@@ -224,4 +250,5 @@ pub(crate) const PER_SERIES: &[MetricDef] = &[
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
     TRADING_SET_UNIQUE_VALUES,
+    TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
 ];
