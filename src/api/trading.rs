@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::collect::trading::statsd::valid_name;
+use crate::collect::trading::line::Outcome;
 use crate::collect::trading::{RecordError, Trading, ingest::StartError};
 use crate::store::views::trading::{LatencyStats, View, window_name};
 
@@ -176,6 +177,16 @@ struct Sample {
     latency_us: f64,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// Whether the operation succeeded; `false` counts it under
+    /// `m4watch_trading_operations_total{outcome="error"}` (its latency is recorded
+    /// either way).
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    success: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -224,7 +235,8 @@ async fn ingest(
         dropped: 0,
     };
     for x in &samples {
-        match t.record_latency(&x.operation, &x.labels, (x.latency_us * 1e3).round() as u64) {
+        let nanos = (x.latency_us * 1e3).round() as u64;
+        match t.record_operation(&x.operation, &x.labels, nanos, Outcome::from_success(x.success)) {
             Ok(()) => reply.accepted += 1,
             Err(_) => reply.dropped += 1,
         }
@@ -293,23 +305,49 @@ struct EndedBody {
     id: String,
     operation: String,
     latency_ms: f64,
+    success: bool,
 }
 
-/// Ends a measurement and records its latency.
+/// Optional body of `end-latency-measurement`: no body (or an empty one) is a success.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EndBody {
+    /// Whether the operation succeeded; `false` counts it under
+    /// `m4watch_trading_operations_total{outcome="error"}` (its latency is recorded
+    /// either way).
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    success: bool,
+}
+
+/// Ends a measurement and records its latency and outcome.
 #[utoipa::path(post, path = "/api/v1/optimization/end-latency-measurement/{id}", tag = "trading",
     params(("id" = String, Path, description = "the id start-latency-measurement returned")),
+    request_body(content = Option<EndBody>, content_type = "application/json",
+        description = "optional: `{\"success\": false}` records a failed operation; no body is a success"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = EndedBody),
+        (status = 400, description = "a body that is not the JSON object described", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such open measurement, or trading is disabled", body = ErrorBody),
     ))]
 async fn end_measurement(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<EndedBody>, ApiError> {
     let t = writer(&s)?;
-    let ended = t.end_measurement(&id).ok_or_else(|| {
+    // Parsed by hand so a body-less POST (as the original clients send) stays valid
+    // whatever its Content-Type; a body that is there must be the object.
+    let success = if body.iter().all(u8::is_ascii_whitespace) {
+        true
+    } else {
+        serde_json::from_slice::<EndBody>(&body)
+            .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
+            .success
+    };
+    let ended = t.end_measurement(&id, Outcome::from_success(success)).ok_or_else(|| {
         ApiError::not_found(format!(
             "no open measurement {id:?}: never started, already ended, or expired after trading.measurement_ttl"
         ))
@@ -318,5 +356,6 @@ async fn end_measurement(
         id,
         operation: ended.operation,
         latency_ms: ended.latency.as_secs_f64() * 1e3,
+        success,
     }))
 }

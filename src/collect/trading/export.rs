@@ -229,6 +229,7 @@ impl TradingCollector {
         if let Some(b) = &self.baselines {
             out.push(b.family());
         }
+        out.extend(self.operation_families());
         out
     }
 }
