@@ -908,12 +908,12 @@ mod tests {
         );
         assert_eq!(
             error_of("trading_throughput_empty_name"),
-            "testdata/config/trading_throughput_empty_name.yml:4:3: trading.throughput: \"\" is not an operation name: 1 to 200 bytes without control characters"
+            "testdata/config/trading_throughput_empty_name.yml:5:5: trading.throughput: \"\" is not an operation name: 1 to 200 bytes without control characters"
         );
         // The outcome label is m4watch's own (m4watch_trading_operations_total).
         assert_eq!(
             error_of("trading_label_tag_outcome"),
-            "testdata/config/trading_label_tag_outcome.yml:4:22: trading.label_tags[1]: \"outcome\" is a label m4watch sets itself"
+            "testdata/config/trading_label_tag_outcome.yml:4:23: trading.label_tags[1]: \"outcome\" is a label m4watch sets itself"
         );
     }
 
