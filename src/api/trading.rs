@@ -340,12 +340,19 @@ async fn end_measurement(
     let t = writer(&s)?;
     // Parsed by hand so a body-less POST (as the original clients send) stays valid
     // whatever its Content-Type; a body that is there must be the object.
-    let success = if body.iter().all(u8::is_ascii_whitespace) {
-        true
-    } else {
-        serde_json::from_slice::<EndBody>(&body)
-            .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
-            .success
+    let success = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        // serde would take `[]` for the struct too; only the object is documented.
+        Some(b'{') => {
+            serde_json::from_slice::<EndBody>(&body)
+                .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
+                .success
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "body: expected a JSON object such as {\"success\": false}, or no body",
+            ));
+        }
     };
     let ended = t.end_measurement(&id, Outcome::from_success(success)).ok_or_else(|| {
         ApiError::not_found(format!(
