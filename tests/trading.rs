@@ -986,10 +986,14 @@ async fn shipped_outcome_and_throughput_rules_fire_in_the_daemon() {
     assert_eq!(crit.len(), 1, "{alerts:?}");
     assert_eq!(crit[0]["severity"], "critical");
     assert_eq!(crit[0]["labels"]["operation"], "order_execution");
-    assert_eq!(
-        crit[0]["annotations"]["summary"],
-        "Order execution errors 10% of orders"
-    );
+    // One in ten, as the 1-minute rates see it at evaluation time.
+    let summary = crit[0]["annotations"]["summary"].as_str().unwrap();
+    let pct: f64 = summary
+        .strip_prefix("Order execution errors ")
+        .and_then(|s| s.strip_suffix("% of orders"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!((8.0..12.0).contains(&pct), "{summary}");
     assert_eq!(one("OrderExecutionErrorRate")[0]["severity"], "warning");
     let low = one("TradingThroughputLow");
     assert_eq!(low.len(), 1, "market_data meets its target: {alerts:?}");
