@@ -821,7 +821,11 @@ async fn outcomes_from_statsd_http_and_start_end_are_counted_and_never_decrease(
     }
     let end = |id: &str| format!("/api/v1/optimization/end-latency-measurement/{id}");
     // A body that is not the object is refused and leaves the measurement open.
-    for bad in [json!({"success": "no"}), json!({"sucess": false}), json!([])] {
+    for bad in [
+        json!({"success": "no"}),
+        json!({"sucess": false}),
+        json!([]),
+    ] {
         let r = post(&d, &end(&ids[0]), bad.clone()).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
@@ -903,7 +907,10 @@ async fn outcomes_from_statsd_http_and_start_end_are_counted_and_never_decrease(
     let mut last = ops;
     for i in 0..6 {
         if i % 2 == 0 {
-            send(to, &["order_execution:1|ms|#outcome:error\norder_execution:1|ms"]);
+            send(
+                to,
+                &["order_execution:1|ms|#outcome:error\norder_execution:1|ms"],
+            );
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
         let now = samples_of(&d.scrape().await, "m4watch_trading_operations_total");
@@ -950,9 +957,8 @@ async fn shipped_outcome_and_throughput_rules_fire_in_the_daemon() {
                 _ = tick.tick() => {}
             }
             let outcome = if i % 10 == 0 { "|#outcome:error" } else { "" };
-            let p = format!(
-                "order_execution:2|ms{outcome}\nmarket_data:1|ms\nmarket_data_dropped:1|c"
-            );
+            let p =
+                format!("order_execution:2|ms{outcome}\nmarket_data:1|ms\nmarket_data_dropped:1|c");
             sock.send_to(p.as_bytes(), to).await.unwrap();
         }
     });
@@ -965,10 +971,7 @@ async fn shipped_outcome_and_throughput_rules_fire_in_the_daemon() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(200);
     let alerts = loop {
         let a = firing(&d).await;
-        if want
-            .iter()
-            .all(|w| a.iter().any(|x| x["alertname"] == *w))
-        {
+        if want.iter().all(|w| a.iter().any(|x| x["alertname"] == *w)) {
             break a;
         }
         assert!(
@@ -979,9 +982,8 @@ async fn shipped_outcome_and_throughput_rules_fire_in_the_daemon() {
     };
     let _ = stop.send(());
     sender.await.unwrap();
-    let one = |name: &str| -> Vec<&Value> {
-        alerts.iter().filter(|a| a["alertname"] == name).collect()
-    };
+    let one =
+        |name: &str| -> Vec<&Value> { alerts.iter().filter(|a| a["alertname"] == name).collect() };
     let crit = one("OrderExecutionErrorRateCritical");
     assert_eq!(crit.len(), 1, "{alerts:?}");
     assert_eq!(crit[0]["severity"], "critical");

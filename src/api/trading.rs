@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::collect::trading::statsd::valid_name;
 use crate::collect::trading::line::Outcome;
+use crate::collect::trading::statsd::valid_name;
 use crate::collect::trading::{RecordError, Trading, ingest::StartError};
 use crate::store::views::trading::{LatencyStats, View, window_name};
 
@@ -236,7 +236,12 @@ async fn ingest(
     };
     for x in &samples {
         let nanos = (x.latency_us * 1e3).round() as u64;
-        match t.record_operation(&x.operation, &x.labels, nanos, Outcome::from_success(x.success)) {
+        match t.record_operation(
+            &x.operation,
+            &x.labels,
+            nanos,
+            Outcome::from_success(x.success),
+        ) {
             Ok(()) => reply.accepted += 1,
             Err(_) => reply.dropped += 1,
         }

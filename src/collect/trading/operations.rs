@@ -36,7 +36,10 @@ impl TradingCollector {
         let mut streams = Family::new(&TRADING_SCORE_STREAM_INFO);
         let t = &cfg.score.throughput;
         streams.push([("stream", t.stream.as_str()), ("role", "handled")], 1.0);
-        streams.push([("stream", t.dropped_stream.as_str()), ("role", "dropped")], 1.0);
+        streams.push(
+            [("stream", t.dropped_stream.as_str()), ("role", "dropped")],
+            1.0,
+        );
         vec![ops, objective, streams]
     }
 }
@@ -124,8 +127,11 @@ mod tests {
     #[test]
     fn throughput_objectives_are_exported_only_where_configured() {
         let config = TradingConfig {
-            throughput: [("order_execution".to_string(), 5.0), ("market_data".into(), 1000.0)]
-                .into(),
+            throughput: [
+                ("order_execution".to_string(), 5.0),
+                ("market_data".into(), 1000.0),
+            ]
+            .into(),
             ..TradingConfig::default()
         };
         let t = Trading::new(&config, &prometheus::Registry::new()).unwrap();
@@ -133,7 +139,10 @@ mod tests {
         let mut got = samples(&f, "m4watch_trading_throughput_objective_per_second");
         got.sort_by(|a, b| a.0.cmp(&b.0));
         let l = |op: &str| vec![("operation".to_string(), op.to_string())];
-        assert_eq!(got, [(l("market_data"), 1000.0), (l("order_execution"), 5.0)]);
+        assert_eq!(
+            got,
+            [(l("market_data"), 1000.0), (l("order_execution"), 5.0)]
+        );
         let t = Trading::new(&TradingConfig::default(), &prometheus::Registry::new()).unwrap();
         let f = TradingCollector::new(t).run(Instant::now());
         assert!(samples(&f, "m4watch_trading_throughput_objective_per_second").is_empty());
