@@ -829,6 +829,16 @@ async fn outcomes_from_statsd_http_and_start_end_are_counted_and_never_decrease(
         let r = post(&d, &end(&ids[0]), bad.clone()).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
+    // A body without a JSON Content-Type, as on every route.
+    let r = d
+        .client
+        .post(d.url(&end(&ids[0])))
+        .bearer_auth(TOKEN)
+        .body(r#"{"success": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
     let r = post(&d, &end(&ids[0]), json!({"success": false})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["success"], false);

@@ -325,6 +325,33 @@ struct EndBody {
     success: bool,
 }
 
+/// The `success` of an `end-latency-measurement` body. No body (or a blank one) is a
+/// success whatever its Content-Type, as the original clients send none; a body that is
+/// there goes through the JSON extractor like every other route's (415 without a JSON
+/// Content-Type, 400 when it is not the object).
+async fn end_body(
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<bool, ApiError> {
+    use axum::extract::FromRequest;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(true);
+    }
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut req = axum::extract::Request::new(axum::body::Body::from(body));
+    *req.headers_mut() = headers;
+    let Json(b) = Json::<EndBody>::from_request(req, &())
+        .await
+        .map_err(json_error)?;
+    // serde takes `[]` for the struct too; only the object is documented.
+    if !object {
+        return Err(ApiError::bad_request(
+            "body: expected a JSON object such as {\"success\": false}, or no body",
+        ));
+    }
+    Ok(b.success)
+}
+
 /// Ends a measurement and records its latency and outcome.
 #[utoipa::path(post, path = "/api/v1/optimization/end-latency-measurement/{id}", tag = "trading",
     params(("id" = String, Path, description = "the id start-latency-measurement returned")),
@@ -340,25 +367,11 @@ struct EndBody {
 async fn end_measurement(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<EndedBody>, ApiError> {
     let t = writer(&s)?;
-    // Parsed by hand so a body-less POST (as the original clients send) stays valid
-    // whatever its Content-Type; a body that is there must be the object.
-    let success = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => true,
-        // serde would take `[]` for the struct too; only the object is documented.
-        Some(b'{') => {
-            serde_json::from_slice::<EndBody>(&body)
-                .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
-                .success
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "body: expected a JSON object such as {\"success\": false}, or no body",
-            ));
-        }
-    };
+    let success = end_body(headers, body).await?;
     let ended = t.end_measurement(&id, Outcome::from_success(success)).ok_or_else(|| {
         ApiError::not_found(format!(
             "no open measurement {id:?}: never started, already ended, or expired after trading.measurement_ttl"
