@@ -342,6 +342,7 @@ def instant(expr, legend="", fmt="time_series"):
 RATIO = {"min": 0, "max": 1}
 UP_DOWN = {0: ("down", "red"), 1: ("up", "green")}
 OK_FAILING = {0: ("failing", "red"), 1: ("ok", "green")}
+PRESENT_MISSING = {0: ("missing", "red"), 1: ("present", "green")}
 THERMAL = ["nominal", "fair", "serious", "critical"]
 THERMAL_MAP = {0: ("nominal", "green"), 1: ("fair", "yellow"), 2: ("serious", "orange"), 3: ("critical", "red")}
 MEMORY_LEVELS = ["normal", "warn", "critical"]
@@ -874,6 +875,10 @@ DASHBOARDS = {
            min=0, alerts=["ContainerOomKilled"]),
         ts("Failing healthcheck streak", [q(s("m4watch_container_health_failing_streak"), "{{name}}")], "none",
            "Consecutive failed HEALTHCHECK runs; Docker marks the container unhealthy at its retries.", min=0),
+        timeline("Expected containers", [q(s("m4watch_container_expected_present"), "{{expected}}")], "none",
+                 "Whether a running container matches each containers.expected entry (a name or "
+                 "labels). Missing for 30 s pages (ExpectedContainerMissing), also after the "
+                 "container was removed.", mappings=PRESENT_MISSING, alerts=["ExpectedContainerMissing"]),
         row("Engine probes", collapsed=False),
         timeline("Probe success", [q(s("m4watch_probe_success"), "{{target}}")], "none",
                  "Whether each engine's health endpoint answered 2xx in time. Failing for a minute "
@@ -886,6 +891,11 @@ DASHBOARDS = {
                  "HTTP status of each target's last answer (absent when nothing answered). A non-2xx "
                  "answer means the engine is up but reports itself unwell.",
                  mappings={"ranges": [(200, 299, "green"), (300, 399, "orange"), (400, 599, "red")]}),
+        ts("Certificate expiry", [q(f'{s("m4watch_probe_tls_certificate_expiry_timestamp_seconds")} - time()', "{{target}}")], "s",
+           "Time left until the certificate each TLS target presents (the leaf of an https URL or a "
+           "tcp probe with tls: true) expires. Under the line for a minute warns "
+           "(ProbeCertificateExpiringSoon); once expired the handshake fails and ProbeFailing pages.",
+           min=0, alerts=["ProbeCertificateExpiringSoon"]),
         row("Docker collector"),
         ts("Stats age", [q(s("m4watch_container_stats_age_seconds"), "{{name}}")], "s",
            "Seconds since each container's usage figures arrived from the Engine. Growing ages "

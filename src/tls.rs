@@ -32,6 +32,60 @@ pub fn client() -> reqwest::Client {
         .expect("a default reqwest client always builds once a provider is installed")
 }
 
+/// Why a TLS client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} holds no PEM certificate")]
+    NoCertificate(std::path::PathBuf),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The PEM certificates of `path` (a CA bundle), at least one.
+pub(crate) fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ClientConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|source| ClientConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    if certs.is_empty() {
+        return Err(ClientConfigError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+/// A rustls client configuration for connections m4watch makes itself (TCP probes
+/// with TLS): ring, verification against the platform's trust store as for the HTTP
+/// clients, and the CAs of `extra_ca` trusted beside it.
+pub(crate) fn client_config(
+    extra_ca: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, ClientConfigError> {
+    init();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match extra_ca {
+        Some(path) => rustls_platform_verifier::Verifier::new_with_extra_roots(
+            read_ca_file(path)?,
+            std::sync::Arc::clone(&provider),
+        )?,
+        None => rustls_platform_verifier::Verifier::new(std::sync::Arc::clone(&provider))?,
+    };
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth())
+}
+
 /// Why a bounded read of a response body stopped short.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError<E: std::error::Error> {

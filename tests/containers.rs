@@ -563,12 +563,14 @@ async fn engine_absent_stopped_and_restarted_fails_the_collector_then_recovers()
     // Absent at startup: the collector fails, everything else serves.
     let d = Daemon::start(config(&format!(
         "containers:\n  docker_host: {}\n  \
-         interval: 200ms\n  timeout: 200ms\n",
+         interval: 200ms\n  timeout: 200ms\n  expected:\n    - name: fault-idle\n",
         engine.host()
     )))
     .await;
     let text = d.scrape().await;
     assert_eq!(collector_success(&text), Some(0.0), "{text}");
+    // No Engine: whether the expected container runs is unknown, so absent (not 0).
+    assert_eq!(expected_present(&text, "fault-idle"), None, "{text}");
     assert!(
         text.contains("m4watch_collector_success{collector=\"hardware\"} 1"),
         "{text}"
@@ -606,6 +608,9 @@ async fn engine_absent_stopped_and_restarted_fails_the_collector_then_recovers()
         if up(t) != Some(1.0) {
             m.push("fault-idle not up".into());
         }
+        if expected_present(t, "fault-idle") != Some(1.0) {
+            m.push("expected fault-idle not present".into());
+        }
         m
     })
     .await;
@@ -619,6 +624,9 @@ async fn engine_absent_stopped_and_restarted_fails_the_collector_then_recovers()
         }
         if up(t).is_some() {
             m.push("fault-idle still exported".into());
+        }
+        if expected_present(t, "fault-idle").is_some() {
+            m.push("expected fault-idle still exported with the Engine stopped".into());
         }
         m
     })
@@ -866,4 +874,145 @@ async fn stats_streams_follow_stops_removals_and_an_engine_restart_without_leaks
             .map(String::as_str),
     );
     let _ = try_docker(&host, &args);
+}
+
+/// The value of `m4watch_container_expected_present{expected=<selector>}`, if exported.
+fn expected_present(text: &str, selector: &str) -> Option<f64> {
+    let needle = format!("{{expected=\"{selector}\"}}");
+    series(text, "m4watch_container_expected_present")
+        .into_iter()
+        .find(|l| l.contains(&needle))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// m4watch's own alert `alertname` for `expected=<selector>`, as the alerts API lists it.
+async fn expected_alert(d: &Daemon, selector: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = d
+        .get("/api/v1/monitoring/alerts")
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["alertname"] == "ExpectedContainerMissing" && a["labels"]["expected"] == selector
+        })
+        .cloned()
+}
+
+/// `containers.expected` against the real Engine: an entry keeps its series when its
+/// container is removed (0, not gone), matches by labels a container that include/exclude
+/// leave out, and the shipped ExpectedContainerMissing fires through m4watch's own rule
+/// engine after its 30 s `for`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_container_that_is_removed_reads_0_and_pages() {
+    let host = shared_engine();
+    let run = Run::new(host, "expect");
+    let gateway = run.start("gateway", &["--network", "none"], IDLE);
+    let role = format!("{}fix", run.prefix);
+    let fix = run.start(
+        "fix",
+        &[
+            "--network",
+            "none",
+            "--label",
+            &format!("m4watch.test.role={role}"),
+            "--label",
+            "m4watch.test.hidden=yes",
+        ],
+        IDLE,
+    );
+    let never = run.name("never");
+    let by_label = format!("m4watch.test.role={role}");
+    let d = Daemon::start(config(&format!(
+        "containers:\n  interval: 500ms\n  timeout: 500ms\n  \
+         include:\n    names: [\"{p}*\"]\n  exclude:\n    labels: [\"m4watch.test.hidden=yes\"]\n  \
+         expected:\n    - name: {gateway}\n    - labels: {{m4watch.test.role: \"{role}\"}}\n    \
+         - name: {never}\n",
+        p = run.prefix
+    )))
+    .await;
+    let started = Instant::now();
+    let text = wait_for(&d, 20, |t| {
+        let mut m = vec![];
+        for (sel, want) in [(&gateway, 1.0), (&by_label, 1.0), (&never, 0.0)] {
+            let got = expected_present(t, sel);
+            if got != Some(want) {
+                m.push(format!(
+                    "expected_present{{expected={sel:?}}}: want {want}, got {got:?}"
+                ));
+            }
+        }
+        m
+    })
+    .await;
+    // The labelled one is excluded from the per-container series, yet expected.
+    assert_eq!(
+        value(&text, "m4watch_container_up", &fix, ""),
+        None,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "m4watch_container_up", &gateway, ""),
+        Some(1.0)
+    );
+
+    // Removed: its per-container series go, the entry stays and reads 0.
+    docker(host, &["rm", "-f", &gateway]);
+    let removed = Instant::now();
+    // Stopped (not removed): 0 as well.
+    docker(host, &["stop", "-t", "5", &fix]);
+    let text = wait_for(&d, 15, |t| {
+        let mut m = vec![];
+        for sel in [&gateway, &by_label] {
+            let got = expected_present(t, sel);
+            if got != Some(0.0) {
+                m.push(format!(
+                    "expected_present{{expected={sel:?}}}: want 0, got {got:?}"
+                ));
+            }
+        }
+        if value(t, "m4watch_container_up", &gateway, "").is_some() {
+            m.push(format!("{gateway} still has m4watch_container_up"));
+        }
+        m
+    })
+    .await;
+    assert_eq!(collector_success(&text), Some(1.0), "{text}");
+
+    // The shipped rule, on m4watch's own engine: pending first, firing once the
+    // entry has read 0 for its 30 s `for`.
+    let deadline = removed + Duration::from_secs(60);
+    let firing = loop {
+        match expected_alert(&d, &gateway).await {
+            Some(a) if a["state"] == "firing" => break a,
+            Some(a) => assert_eq!(a["state"], "pending", "{a}"),
+            None => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ExpectedContainerMissing never fired for {gateway}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let waited = removed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(29),
+        "fired {waited:?} after the removal: the rule's for is 30 s"
+    );
+    assert_eq!(firing["severity"], "critical", "{firing}");
+    assert_eq!(
+        firing["annotations"]["runbook_url"], "/runbooks#expectedcontainermissing",
+        "{firing}"
+    );
+    // The entry no container ever matched pages too (0 since the first listing).
+    let never_alert = expected_alert(&d, &never)
+        .await
+        .expect("never-started entry alerts");
+    assert_eq!(never_alert["state"], "firing", "{never_alert}");
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    d.stop().await;
 }

@@ -680,11 +680,17 @@ fn every_exported_family_is_on_a_panel_or_listed_as_not_shown() {
 /// `feed` is a UDP port the host collector watches, so the per-socket families exist; `ntp`
 /// an SNTP server on loopback the clock probe asks;
 /// the test process itself is the watched process group.
-fn stack_config(probe: &str, feed: u16, ntp: &str) -> m4watch::config::Config {
+fn stack_config(
+    probe: &str,
+    feed: u16,
+    ntp: &str,
+    tls: &common::tls::TlsServer,
+) -> m4watch::config::Config {
     common::config(&format!(
         "hardware:\n  source: replay\n  replay_file: {}/demo/m4max-synthetic.jsonl\n  interval: 100ms\n  timeout: 100ms\n\
-         containers:\n  interval: 2s\n  timeout: 2s\n\
-         probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n\
+         containers:\n  interval: 2s\n  timeout: 2s\n  expected: [{{labels: {{m4watch.tier: latency-critical}}}}]\n\
+         probes:\n  interval: 1s\n  targets:\n    - {{name: risk-engine, url: \"{probe}\", timeout: 500ms}}\n    \
+         - {{name: fix-gateway, kind: tcp, address: \"{tls_addr}\", tls: true, tls_ca_file: \"{tls_ca}\", timeout: 500ms}}\n\
          history:\n  baseline_period: 2s\n  baseline_periods: 3\n\
          advice:\n  window: 20s\n\
          host:\n  udp_ports: [{feed}]\n  clock:\n    ntp_servers: [\"{ntp}\"]\n    ntp_interval: 15s\n\
@@ -692,7 +698,9 @@ fn stack_config(probe: &str, feed: u16, ntp: &str) -> m4watch::config::Config {
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n      alertmanager: {{urls: [\"http://127.0.0.1:9\"]}}\n  route: {{receiver: desk}}\n\
          heartbeat:\n  url: \"{probe}\"\n  interval: 1s\n  timeout: 500ms\n\
          trading:\n  throughput: {{order_execution: 5, market_data: 10}}\n",
-        env!("CARGO_MANIFEST_DIR")
+        env!("CARGO_MANIFEST_DIR"),
+        tls_addr = tls.addr,
+        tls_ca = tls.ca.display(),
     ))
 }
 
@@ -837,6 +845,8 @@ struct Hosts {
     linux: Daemon,
     _load: m4watch::shutdown::Trigger,
     _containers: [Container; 2],
+    /// A TLS endpoint for the certificate expiry panel.
+    _tls: common::tls::TlsServer,
     /// A market-data feed socket (unread) for the watched-socket panels.
     _feed: std::net::UdpSocket,
 }
@@ -848,7 +858,14 @@ impl Hosts {
         let feed_port = feed.local_addr().unwrap().port();
         // An NTP server on loopback for the SNTP probe's panels.
         let ntp = common::sntp_responder(2);
-        let mac = Daemon::start(stack_config(&health_endpoint().await, feed_port, &ntp)).await;
+        let tls = common::tls::tls_server(30).await;
+        let mac = Daemon::start(stack_config(
+            &health_endpoint().await,
+            feed_port,
+            &ntp,
+            &tls,
+        ))
+        .await;
         let load = trading_load(&mac).await;
         mac.scrape_until(30, hardware_ready).await;
         // Its network stack is a fixture too: a 10 Gb/s eth0 with a known link speed,
@@ -864,6 +881,7 @@ impl Hosts {
             linux,
             _load: load,
             _containers: containers,
+            _tls: tls,
             _feed: feed,
         }
     }

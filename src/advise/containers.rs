@@ -2,10 +2,19 @@
 
 use super::types::{Out, Recommendation, Severity, ev};
 use super::window::window_rate;
-use super::{CONTAINER_CPU_THROTTLED, CONTAINER_NEAR_MEMORY_LIMIT, Inputs, TIER_LATENCY_CRITICAL};
+use super::{
+    CONTAINER_CPU_THROTTLED, CONTAINER_NEAR_MEMORY_LIMIT, Check, Ctx, TIER_LATENCY_CRITICAL,
+};
 use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
 
-pub(super) fn containers(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
+pub(super) const CHECK: Check = Check {
+    kinds: &[CONTAINER_NEAR_MEMORY_LIMIT, CONTAINER_CPU_THROTTLED],
+    reads: &[CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name],
+    run: containers,
+};
+
+fn containers(cx: &Ctx<'_>, out: &mut Out) {
+    let (inp, window_ms, over) = (cx.inp, cx.window_ms, cx.over);
     let Some(report) = inp.containers else {
         out.skip(
             CONTAINER_NEAR_MEMORY_LIMIT,
@@ -57,7 +66,7 @@ pub(super) fn containers(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut
                 });
             }
         }
-        let Some(ring) = inp.ring else { continue };
+        let Some(ring) = cx.ring() else { continue };
         let series = CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name;
         if let Some(rate) = window_rate(ring, series, &[("name", &c.name)], inp.now_ms, window_ms)
             && rate >= inp.config.throttled_seconds_per_second

@@ -1,22 +1,21 @@
 //! Efficiency cores saturated while performance cores idle, and the reverse.
 
-use std::collections::BTreeSet;
-
 use super::types::{Out, Recommendation, Severity, ev};
 use super::window::window_mean;
-use super::{E_CORES_SATURATED, Inputs, P_CORES_SATURATED};
+use super::{Check, Ctx, E_CORES_SATURATED, P_CORES_SATURATED};
 use crate::collect::hardware::CPU_CLUSTER_UTILIZATION_RATIO;
 
-pub(super) fn core_balance(
-    inp: &Inputs<'_>,
-    e_cores: &BTreeSet<u32>,
-    window_ms: i64,
-    over: &str,
-    out: &mut Out,
-) {
+pub(super) const CHECK: Check = Check {
+    kinds: &[E_CORES_SATURATED, P_CORES_SATURATED],
+    reads: &[CPU_CLUSTER_UTILIZATION_RATIO.name],
+    run: core_balance,
+};
+
+fn core_balance(cx: &Ctx<'_>, out: &mut Out) {
+    let (inp, e_cores, window_ms, over) = (cx.inp, cx.e_cores, cx.window_ms, cx.over);
     let name = CPU_CLUSTER_UTILIZATION_RATIO.name;
     let kinds = [E_CORES_SATURATED, P_CORES_SATURATED];
-    let Some(ring) = inp.ring else {
+    let Some(ring) = cx.ring() else {
         for k in kinds {
             out.skip(
                 k,

@@ -2,11 +2,18 @@
 
 use super::types::{Out, Recommendation, Severity, ev};
 use super::window::window_mean;
-use super::{GPU_IDLE_ML_SLOW, Inputs};
+use super::{Check, Ctx, GPU_IDLE_ML_SLOW};
 use crate::collect::hardware::apple::GPU_UTILIZATION_RATIO;
 
-pub(super) fn gpu_ml(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
+pub(super) const CHECK: Check = Check {
+    kinds: &[GPU_IDLE_ML_SLOW],
+    reads: &[GPU_UTILIZATION_RATIO.name],
+    run: gpu_ml,
+};
+
+fn gpu_ml(cx: &Ctx<'_>, out: &mut Out) {
     const K: &str = GPU_IDLE_ML_SLOW;
+    let (inp, window_ms, over) = (cx.inp, cx.window_ms, cx.over);
     let gpu = GPU_UTILIZATION_RATIO.name;
     if inp.families.samples(gpu).next().is_none() {
         return out.skip(K, "the host reports no GPU utilisation");
@@ -23,7 +30,7 @@ pub(super) fn gpu_ml(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out
     else {
         return out.skip(K, "no ML inference latency recorded in the score window");
     };
-    let Some(ring) = inp.ring else {
+    let Some(ring) = cx.ring() else {
         return out.skip(
             K,
             "needs the rule engine's sample ring (rules.enabled: false)",

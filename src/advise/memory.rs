@@ -2,13 +2,20 @@
 
 use super::types::{Out, Recommendation, Severity, ev};
 use super::window::window_mean;
-use super::{Inputs, MEMORY_PRESSURE};
+use super::{Check, Ctx, MEMORY_PRESSURE};
 use crate::collect::hardware::MEMORY_PRESSURE_RATIO;
 use crate::collect::hardware::apple::MEMORY_PRESSURE_LEVEL;
 
-pub(super) fn memory_pressure(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
+pub(super) const CHECK: Check = Check {
+    kinds: &[MEMORY_PRESSURE],
+    reads: &[MEMORY_PRESSURE_LEVEL.name, MEMORY_PRESSURE_RATIO.name],
+    run: memory_pressure,
+};
+
+fn memory_pressure(cx: &Ctx<'_>, out: &mut Out) {
     const K: &str = MEMORY_PRESSURE;
-    let Some(ring) = inp.ring else {
+    let (inp, window_ms, over) = (cx.inp, cx.window_ms, cx.over);
+    let Some(ring) = cx.ring() else {
         return out.skip(
             K,
             "needs the rule engine's sample ring (rules.enabled: false)",

@@ -22,8 +22,7 @@ mod window;
 
 use std::collections::BTreeSet;
 
-use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
-use crate::collect::hardware::{CPU_CLUSTER_UTILIZATION_RATIO, CPU_INFO};
+use crate::collect::hardware::CPU_INFO;
 use crate::config::AdviceConfig;
 use crate::model::{MetricDef, def};
 use crate::store::index::{Families, label};
@@ -78,6 +77,51 @@ pub(crate) struct Inputs<'a> {
     pub cpusets_not_host_cpus: Option<&'static str>,
 }
 
+/// One check: the kinds it can recommend, the series it reads from the sample ring,
+/// and the function. The daemon keeps exactly the declared series in the ring for
+/// `advice.window` ([`ring_reads`]); a check reads the ring only through [`Ctx::ring`],
+/// which refuses (in debug builds and every test) a name its check did not declare,
+/// so a new check cannot forget to declare what it reads.
+struct Check {
+    kinds: &'static [&'static str],
+    /// Metric names (`__name__`) read from the ring, each over `advice.window`.
+    reads: &'static [&'static str],
+    run: fn(&Ctx<'_>, &mut Out),
+}
+
+/// Every check, in the order they run.
+const CHECKS: &[&Check] = &[
+    &placement::CHECK,
+    &cores::CHECK,
+    &containers::CHECK,
+    &thermal::CHECK,
+    &gpu_ml::CHECK,
+    &memory::CHECK,
+];
+
+/// What a check works on: the inputs, the host's core types, the window, and the
+/// series its [`Check`] declares.
+struct Ctx<'a> {
+    inp: &'a Inputs<'a>,
+    e_cores: &'a BTreeSet<u32>,
+    p_cores: &'a BTreeSet<u32>,
+    window_ms: i64,
+    /// `mean over <window>`, for evidence notes.
+    over: &'a str,
+    declared: &'static [&'static str],
+}
+
+impl<'a> Ctx<'a> {
+    /// The sample ring, read only for the series this check declares; `None` when
+    /// the rule engine is off.
+    fn ring(&self) -> Option<window::Declared<'a>> {
+        self.inp.ring.map(|ring| window::Declared {
+            ring,
+            names: self.declared,
+        })
+    }
+}
+
 /// Works out every recommendation from `inp`.
 pub(crate) fn advise(inp: &Inputs<'_>) -> Advice {
     let mut out = Out {
@@ -102,12 +146,26 @@ pub(crate) fn advise(inp: &Inputs<'_>) -> Advice {
         };
     }
 
-    placement::latency_critical_placement(inp, &e_cores, &p_cores, &mut out);
-    cores::core_balance(inp, &e_cores, window_ms, &over, &mut out);
-    containers::containers(inp, window_ms, &over, &mut out);
-    thermal::thermal(inp, window_ms, &over, &mut out);
-    gpu_ml::gpu_ml(inp, window_ms, &over, &mut out);
-    memory::memory_pressure(inp, window_ms, &over, &mut out);
+    for check in CHECKS {
+        let ctx = Ctx {
+            inp,
+            e_cores: &e_cores,
+            p_cores: &p_cores,
+            window_ms,
+            over: &over,
+            declared: check.reads,
+        };
+        let (recs, skipped) = (out.recs.len(), out.skipped.len());
+        (check.run)(&ctx, &mut out);
+        debug_assert!(
+            out.recs[recs..]
+                .iter()
+                .map(|r| r.kind)
+                .chain(out.skipped[skipped..].iter().map(|s| s.kind))
+                .all(|k| check.kinds.contains(&k)),
+            "a check wrote a kind it does not declare"
+        );
+    }
 
     out.recs
         .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(b.kind)));
@@ -187,13 +245,13 @@ impl Advisor {
     }
 }
 
-/// What [`advise`] reads from the sample ring: metric names and how far back.
+/// What [`advise`] reads from the sample ring: every name a [`Check`] declares, each
+/// over `advice.window`. The daemon hands this to the rule engine, which keeps these
+/// series in the ring (at start and on every rule reload).
 pub fn ring_reads(config: &AdviceConfig) -> Vec<(&'static str, std::time::Duration)> {
     let window = config.window.get();
-    vec![
-        (CPU_CLUSTER_UTILIZATION_RATIO.name, window),
-        (CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name, window),
-    ]
+    let names: BTreeSet<&'static str> = CHECKS.iter().flat_map(|c| c.reads).copied().collect();
+    names.into_iter().map(|n| (n, window)).collect()
 }
 
 /// Publishes `m4watch_recommendations` on the collector schedule.
@@ -212,6 +270,81 @@ impl crate::collect::BlockingCollector for AdviceCollector {
 #[cfg(test)]
 mod tests {
     use super::testutil::*;
+    use crate::collect::containers::CONTAINER_CPU_THROTTLED_SECONDS_TOTAL;
+    use crate::collect::hardware::apple::{GPU_UTILIZATION_RATIO, MEMORY_PRESSURE_LEVEL};
+    use crate::collect::hardware::{
+        CPU_CLUSTER_UTILIZATION_RATIO, MEMORY_PRESSURE_RATIO, THERMAL_PRESSURE,
+    };
+
+    #[test]
+    fn every_kind_belongs_to_exactly_one_check() {
+        let mut declared: Vec<&str> = CHECKS.iter().flat_map(|c| c.kinds).copied().collect();
+        declared.sort_unstable();
+        let mut kinds = KINDS.to_vec();
+        kinds.sort_unstable();
+        assert_eq!(declared, kinds);
+    }
+
+    /// What each ring-reading check needs, written by hand: if a check stops
+    /// declaring one of these, the daemon stops keeping it and this test fails.
+    #[test]
+    fn every_series_a_check_reads_is_declared() {
+        let mut declared: Vec<&str> = ring_reads(&cfg()).into_iter().map(|(n, _)| n).collect();
+        declared.sort_unstable();
+        let mut read = vec![
+            CPU_CLUSTER_UTILIZATION_RATIO.name,
+            CONTAINER_CPU_THROTTLED_SECONDS_TOTAL.name,
+            THERMAL_PRESSURE.name,
+            GPU_UTILIZATION_RATIO.name,
+            MEMORY_PRESSURE_LEVEL.name,
+            MEMORY_PRESSURE_RATIO.name,
+        ];
+        read.sort_unstable();
+        assert_eq!(declared, read);
+        for (_, w) in ring_reads(&cfg()) {
+            assert_eq!(w, cfg().window.get());
+        }
+    }
+
+    /// The ring as the daemon sets it up (the shipped rules and the advisor's reads,
+    /// through the rule engine's own filter) keeps every series a check reads for the
+    /// whole window: the names only instant selectors of the shipped rules read
+    /// (thermal pressure, memory pressure, GPU) were kept for three evaluation
+    /// intervals only, so their checks never had a window of history (issue 29).
+    #[test]
+    fn the_daemons_ring_keeps_every_declared_series_for_the_window() {
+        let config = AdviceConfig::default();
+        let interval = std::time::Duration::from_secs(1);
+        let engine = crate::rules::Engine::new(
+            crate::rules::load_embedded().unwrap(),
+            interval.as_millis() as i64,
+        );
+        let filter = crate::alerts::evaluate::ring_filter(&engine, &ring_reads(&config), interval)
+            .expect("the shipped rules name their metrics");
+        let window = config.window.get().as_millis() as i64;
+        for check in CHECKS {
+            for name in check.reads {
+                let reach = filter.reach.get(*name).copied().unwrap_or(0);
+                assert!(
+                    reach >= window,
+                    "{name} ({:?}) is kept {reach} ms, less than the {window} ms window",
+                    check.kinds
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "without declaring it")]
+    #[cfg(debug_assertions)]
+    fn reading_an_undeclared_series_panics_in_debug_builds() {
+        let ring = Ring::new(0);
+        let d = super::window::Declared {
+            ring: &ring,
+            names: &[],
+        };
+        let _ = d.named(THERMAL_PRESSURE.name).count();
+    }
 
     #[test]
     fn the_gauge_counts_per_kind_and_leaves_skipped_kinds_absent() {

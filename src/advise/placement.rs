@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::cpuset::{format_cpuset, parse_cpuset};
 use super::types::{Out, Recommendation, Severity, ev};
-use super::{Inputs, LATENCY_CRITICAL_ON_E_CORES, TIER_LATENCY_CRITICAL};
+use super::{Check, Ctx, LATENCY_CRITICAL_ON_E_CORES, TIER_LATENCY_CRITICAL};
 
 /// Whether a container's cpuset names this host's cores. On macOS, Docker Desktop
 /// runs containers in a Linux VM: a cpuset names the VM's vCPUs, which the
@@ -23,13 +23,16 @@ pub(crate) fn cpuset_caveat(hardware: &crate::config::HardwareConfig) -> Option<
     None
 }
 
-pub(super) fn latency_critical_placement(
-    inp: &Inputs<'_>,
-    e_cores: &BTreeSet<u32>,
-    p_cores: &BTreeSet<u32>,
-    out: &mut Out,
-) {
+/// Reads only the current families and the container report: nothing from the ring.
+pub(super) const CHECK: Check = Check {
+    kinds: &[LATENCY_CRITICAL_ON_E_CORES],
+    reads: &[],
+    run: latency_critical_placement,
+};
+
+fn latency_critical_placement(cx: &Ctx<'_>, out: &mut Out) {
     const K: &str = LATENCY_CRITICAL_ON_E_CORES;
+    let (inp, e_cores, p_cores) = (cx.inp, cx.e_cores, cx.p_cores);
     let Some(report) = inp.containers else {
         return out.skip(
             K,

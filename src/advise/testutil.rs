@@ -25,9 +25,18 @@ pub(super) fn topology() -> Vec<Family> {
     )]
 }
 
-/// A ring holding `families` at every second of the last 10 s.
+/// A ring holding `families` at every second of the last 10 s, keeping only what the
+/// daemon keeps for the advisor: the series the checks declare ([`ring_reads`]).
 pub(super) fn ring_of(families: &[Family], now_ms: i64) -> Ring {
     let mut r = Ring::new(0);
+    r.set_filter(Some(crate::store::ring::Filter {
+        reach: ring_reads(&cfg())
+            .into_iter()
+            .map(|(n, w)| (n.to_string(), w.as_millis() as i64))
+            .collect(),
+        families: Default::default(),
+        keep: Box::new(|_| true),
+    }));
     for i in (0..=10).rev() {
         r.append_families(families, now_ms - i * 1000);
     }

@@ -2,16 +2,23 @@
 
 use super::types::{Out, Recommendation, Severity, ev};
 use super::window::window_mean;
-use super::{Inputs, THERMAL_PRESSURE_SUSTAINED};
+use super::{Check, Ctx, THERMAL_PRESSURE_SUSTAINED};
 use crate::collect::hardware::THERMAL_PRESSURE;
 
-pub(super) fn thermal(inp: &Inputs<'_>, window_ms: i64, over: &str, out: &mut Out) {
+pub(super) const CHECK: Check = Check {
+    kinds: &[THERMAL_PRESSURE_SUSTAINED],
+    reads: &[THERMAL_PRESSURE.name],
+    run: thermal,
+};
+
+fn thermal(cx: &Ctx<'_>, out: &mut Out) {
     const K: &str = THERMAL_PRESSURE_SUSTAINED;
+    let (inp, window_ms, over) = (cx.inp, cx.window_ms, cx.over);
     let name = THERMAL_PRESSURE.name;
     if inp.families.samples(name).next().is_none() {
         return out.skip(K, "the host reports no thermal pressure");
     }
-    let Some(ring) = inp.ring else {
+    let Some(ring) = cx.ring() else {
         return out.skip(
             K,
             "needs the rule engine's sample ring (rules.enabled: false)",

@@ -1,12 +1,33 @@
 //! Reads over `advice.window` from the rule engine's sample ring: a mean and a
-//! counter's rate, each only when the ring covers the window.
+//! counter's rate, each only when the ring covers the window, and only of a series
+//! the reading check declares.
 
-use crate::store::ring::{Ring, is_stale};
+use crate::store::ring::{Ring, Series, is_stale};
+
+/// The sample ring as one check sees it: only the names its `Check::reads` declares.
+#[derive(Clone, Copy)]
+pub(crate) struct Declared<'a> {
+    pub ring: &'a Ring,
+    pub names: &'static [&'static str],
+}
+
+impl<'a> Declared<'a> {
+    /// Series named `name`. Reading a name the check did not declare is a bug: the
+    /// daemon does not keep it, so the read would find nothing in production while a
+    /// test that fills the ring by hand finds it. Debug builds (every test) panic.
+    pub(crate) fn named(&self, name: &str) -> impl Iterator<Item = &'a Series> + 'a {
+        debug_assert!(
+            self.names.contains(&name),
+            "an advice check reads {name} from the sample ring without declaring it in its Check::reads"
+        );
+        self.ring.named(name)
+    }
+}
 
 /// Mean of the samples of the series `name` whose labels include `want`, over the
 /// last `window_ms` — only when the ring covers at least 90% of the window.
 pub(crate) fn window_mean(
-    ring: &Ring,
+    ring: Declared<'_>,
     name: &str,
     want: &[(&str, &str)],
     now_ms: i64,
@@ -35,7 +56,7 @@ pub(crate) fn window_mean(
 /// Per-second increase of a counter series over the window (resets ignored:
 /// increases only), with the same coverage rule as [`window_mean`].
 pub(super) fn window_rate(
-    ring: &Ring,
+    ring: Declared<'_>,
     name: &str,
     want: &[(&str, &str)],
     now_ms: i64,

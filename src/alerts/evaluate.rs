@@ -148,7 +148,12 @@ pub(crate) fn start(
     }
     tracing::info!(rules = engine.rule_count(), restored, "rules loaded");
     let lookback = Duration::from_millis(crate::rules::promql::LOOKBACK_MS as u64);
-    store.keep_ring(rc.max_range.get().max(lookback) + interval, interval);
+    // The readers' windows too: a filter of `None` keeps everything for the retention.
+    let reach = readers
+        .iter()
+        .map(|(_, w)| *w)
+        .fold(lookback, Duration::max);
+    store.keep_ring(rc.max_range.get().max(reach) + interval, interval);
     store
         .ring_mut()
         .set_filter(ring_filter(&engine, &readers, interval));

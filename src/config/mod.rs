@@ -318,6 +318,12 @@ impl Config {
         if let Some(h) = &mut config.heartbeat {
             h.resolve(base, env).map_err(|(p, r)| invalid(&p, r))?;
         }
+        for t in &mut config.probes.targets {
+            if let Some(ca) = &mut t.tls_ca_file {
+                // Relative to the config file, like the `*_file` secrets.
+                *ca = base.join(&*ca);
+            }
+        }
         config.validate().map_err(|(p, r)| invalid(&p, r))?;
         config.external_labels = identity::external_labels(Some(&config.external_labels))
             .map_err(|(p, r)| invalid(&p, r))?
@@ -557,6 +563,7 @@ impl Config {
                 );
             }
         }
+        self.validate_expected_containers()?;
         for (which, m) in [("include", &c.include), ("exclude", &c.exclude)] {
             for (i, l) in m.labels.iter().enumerate() {
                 if l.split('=').next().unwrap_or("").trim().is_empty() {
@@ -565,6 +572,60 @@ impl Config {
                         format!("{l:?} has no label key: write key or key=value"),
                     );
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_expected_containers(&self) -> Result<(), (String, String)> {
+        let c = &self.containers;
+        if c.expected.is_empty() {
+            return Ok(());
+        }
+        if !c.enabled {
+            return Err((
+                "containers.expected".into(),
+                "needs containers.enabled: true; nothing would be watched".into(),
+            ));
+        }
+        if c.expected.len() > containers::MAX_EXPECTED_CONTAINERS {
+            return Err((
+                "containers.expected".into(),
+                format!(
+                    "{} entries; at most {} are allowed",
+                    c.expected.len(),
+                    containers::MAX_EXPECTED_CONTAINERS
+                ),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, e) in c.expected.iter().enumerate() {
+            let at = |key: &str| format!("containers.expected[{i}]{key}");
+            if e.name.is_none() && e.labels.is_empty() {
+                return Err((
+                    at(""),
+                    "names nothing: write name: <container name> or labels: {key: value}".into(),
+                ));
+            }
+            if e.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err((at(".name"), "must not be empty".into()));
+            }
+            if e.labels.len() > containers::MAX_EXPECTED_LABELS {
+                return Err((
+                    at(".labels"),
+                    format!(
+                        "{} labels; at most {} are allowed",
+                        e.labels.len(),
+                        containers::MAX_EXPECTED_LABELS
+                    ),
+                ));
+            }
+            if e.labels.keys().any(|k| k.trim().is_empty()) {
+                return Err((at(".labels"), "a label key is empty".into()));
+            }
+            let sel = e.selector();
+            if !seen.insert(sel.clone()) {
+                return Err((at(""), format!("{sel:?} is listed twice")));
             }
         }
         Ok(())
@@ -582,16 +643,7 @@ impl Config {
             if !names.insert(t.name.as_str()) {
                 return Err((at("name"), format!("{:?} is listed twice", t.name)));
             }
-            let scheme_ok = t
-                .url
-                .split_once("://")
-                .is_some_and(|(s, rest)| (s == "http" || s == "https") && !rest.is_empty());
-            if !scheme_ok {
-                return Err((
-                    at("url"),
-                    format!("{:?} is not an http:// or https:// URL", t.url),
-                ));
-            }
+            probe_target(t, &at)?;
             positive(t.timeout, &at("timeout"))?;
             if t.timeout > p.interval {
                 return Err((
@@ -605,6 +657,133 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What one `probes.targets[]` entry asks for, by kind.
+fn probe_target(t: &ProbeTarget, at: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+    let refuse = |key: &str, reason: String| Err((at(key), reason));
+    match t.kind {
+        ProbeKind::Http => {
+            let scheme_ok = t
+                .url
+                .split_once("://")
+                .is_some_and(|(s, rest)| (s == "http" || s == "https") && !rest.is_empty());
+            if !scheme_ok {
+                return refuse(
+                    "url",
+                    format!("{:?} is not an http:// or https:// URL", t.url),
+                );
+            }
+            let tcp_only = [
+                ("address", t.address.is_some()),
+                ("send", t.send.is_some()),
+                ("expect", t.expect.is_some()),
+                ("tls", t.tls),
+                ("tls_server_name", t.tls_server_name.is_some()),
+            ];
+            if let Some((key, _)) = tcp_only.iter().find(|(_, set)| *set) {
+                return refuse(
+                    key,
+                    "only for kind: tcp (an http probe's TLS follows its https:// URL)".into(),
+                );
+            }
+            if t.tls_ca_file.is_some() && !t.uses_tls() {
+                return refuse("tls_ca_file", "only for an https:// URL".into());
+            }
+        }
+        ProbeKind::Tcp => {
+            if !t.url.is_empty() {
+                return refuse(
+                    "url",
+                    "kind: tcp connects to address: host:port, not a URL".into(),
+                );
+            }
+            let Some(address) = &t.address else {
+                return refuse("address", "required with kind: tcp, as host:port".into());
+            };
+            let Some(host) = probe_host(address) else {
+                return refuse(
+                    "address",
+                    format!(
+                        "{address:?} is not host:port with a port from 1 to 65535 ([v6]:port for IPv6)"
+                    ),
+                );
+            };
+            if let Some(send) = &t.send
+                && send.len() > MAX_PROBE_SEND
+            {
+                return refuse(
+                    "send",
+                    format!("{} bytes; at most {MAX_PROBE_SEND}", send.len()),
+                );
+            }
+            if let Some(expect) = &t.expect {
+                if expect.len() > MAX_PROBE_EXPECT {
+                    return refuse(
+                        "expect",
+                        format!("{} characters; at most {MAX_PROBE_EXPECT}", expect.len()),
+                    );
+                }
+                if let Err(e) = regex::bytes::RegexBuilder::new(expect)
+                    .size_limit(1 << 20)
+                    .build()
+                {
+                    return refuse("expect", format!("not a regular expression: {e}"));
+                }
+            }
+            if !t.tls {
+                if t.tls_server_name.is_some() || t.tls_ca_file.is_some() {
+                    let key = if t.tls_server_name.is_some() {
+                        "tls_server_name"
+                    } else {
+                        "tls_ca_file"
+                    };
+                    return refuse(key, "only with tls: true".into());
+                }
+            } else {
+                let (key, name) = match &t.tls_server_name {
+                    Some(n) => ("tls_server_name", n.as_str()),
+                    None => ("address", host),
+                };
+                if rustls_pki_types::ServerName::try_from(name).is_err() {
+                    return refuse(
+                        key,
+                        format!("{name:?} is not a DNS name or IP address a certificate can carry"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(ca) = &t.tls_ca_file {
+        let pem = std::fs::read(ca).map_err(|e| {
+            (
+                at("tls_ca_file"),
+                format!("cannot read {}: {e}", ca.display()),
+            )
+        })?;
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        if !certs.is_ok_and(|c| !c.is_empty()) {
+            return refuse(
+                "tls_ca_file",
+                format!("{} holds no PEM certificate", ca.display()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The host of a probe's `host:port` (`[v6]:port`), when the port is one.
+pub fn probe_host(address: &str) -> Option<&str> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then_some(host)
 }
 
 /// Reads a config file of at most [`MAX_CONFIG_BYTES`], never more: a larger file, or
@@ -664,6 +843,112 @@ mod tests {
         // Errors name the file as given; make the assertion independent of checkout path.
         err.to_string()
             .replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "")
+    }
+
+    #[test]
+    fn tcp_and_tls_probes_are_validated() {
+        let parse = |target: &str| {
+            let text = format!(
+                "listen: 127.0.0.1:1\ndata_dir: d\nprobes:\n  targets:\n    - {{name: gw, {target}}}\n"
+            );
+            Config::parse(&text, "<t>", Path::new("."), &no_env).map_err(|e| e.to_string())
+        };
+        let err = |target: &str| parse(target).expect_err("must be rejected");
+        let ok = |target: &str| parse(target).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let c = ok("kind: tcp, address: \"fix.example:9878\", expect: \"^8=FIX\"");
+        assert_eq!(c.probes.targets[0].kind, ProbeKind::Tcp);
+        // expect without send is a banner check.
+        assert!(c.probes.targets[0].send.is_none());
+        ok("kind: tcp, address: \"[::1]:443\", tls: true");
+        ok("kind: tcp, address: \"10.0.0.5:443\", tls: true, tls_server_name: fix.example");
+        ok("url: \"https://risk.example/health\"");
+        assert!(
+            err("kind: udp, address: \"a:1\"")
+                .contains("unknown variant `udp`, expected `http` or `tcp`")
+        );
+        assert!(
+            err("kind: tcp")
+                .contains("probes.targets[0].address: required with kind: tcp, as host:port")
+        );
+        for bad in [
+            "fix.example",
+            "fix.example:0",
+            "fix.example:70000",
+            ":443",
+            "::1:443",
+        ] {
+            assert!(
+                err(&format!("kind: tcp, address: \"{bad}\"")).contains("is not host:port"),
+                "{bad}"
+            );
+        }
+        assert!(err("kind: tcp, address: \"a:1\", url: \"http://a/\"").contains("not a URL"));
+        assert!(
+            err("kind: tcp, address: \"a:1\", expect: \"(\"")
+                .contains("expect: not a regular expression")
+        );
+        let long = "x".repeat(MAX_PROBE_SEND + 1);
+        assert!(
+            err(&format!("kind: tcp, address: \"a:1\", send: {long}")).contains("at most 4096")
+        );
+        assert!(
+            err("kind: tcp, address: \"a:1\", tls_server_name: a").contains("only with tls: true")
+        );
+        assert!(err("url: \"http://a/\", send: x").contains("send: only for kind: tcp"));
+        assert!(err("url: \"http://a/\", tls: true").contains("tls: only for kind: tcp"));
+        assert!(
+            err("url: \"http://a/\", tls_ca_file: ca.pem")
+                .contains("tls_ca_file: only for an https:// URL")
+        );
+        assert!(
+            err("url: \"https://a/\", tls_ca_file: no-such-ca.pem")
+                .contains("tls_ca_file: cannot read"),
+        );
+        assert!(
+            err("kind: tcp, address: \"a:1\", tls: true, tls_server_name: \"not a name\"")
+                .contains("is not a DNS name or IP address")
+        );
+        assert!(err("kind: tcp, address: \"a:1\", timeout: 6m").contains("timeout"));
+    }
+
+    #[test]
+    fn expected_containers_are_validated() {
+        let err = |expected: &str| {
+            let text =
+                format!("listen: 127.0.0.1:1\ndata_dir: d\ncontainers:\n  expected:\n{expected}");
+            Config::parse(&text, "<t>", Path::new("."), &no_env)
+                .expect_err("must be rejected")
+                .to_string()
+        };
+        assert_eq!(
+            err("    - {}\n"),
+            "<t>:5:7: containers.expected[0]: names nothing: write name: <container name> or labels: {key: value}"
+        );
+        assert_eq!(
+            err("    - name: a\n    - labels: {app: x}\n    - {name: a}\n"),
+            "<t>:7:7: containers.expected[2]: \"a\" is listed twice"
+        );
+        assert!(
+            err("    - name: \" \"\n").contains("containers.expected[0].name: must not be empty")
+        );
+        assert!(err("    - labels: {\"\": x}\n").contains("a label key is empty"));
+        assert!(err("    - nmae: a\n").contains("unknown field `nmae`"));
+        let many: String = (0..=MAX_EXPECTED_CONTAINERS)
+            .map(|i| format!("    - name: c{i}\n"))
+            .collect();
+        assert!(err(&many).contains("257 entries; at most 256 are allowed"));
+        let text = "listen: 127.0.0.1:1\ndata_dir: d\ncontainers:\n  enabled: false\n  expected: [{name: a}]\n";
+        let e = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap_err();
+        assert!(
+            e.to_string().contains("needs containers.enabled: true"),
+            "{e}"
+        );
+        let text = "listen: 127.0.0.1:1\ndata_dir: d\ncontainers:\n  expected:\n    - name: gw-*\n      labels: {venue: xlon, app: fix}\n";
+        let c = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap();
+        assert_eq!(
+            c.containers.expected[0].selector(),
+            "gw-*,app=fix,venue=xlon"
+        );
     }
 
     #[test]

@@ -851,7 +851,10 @@ mod tests {
             .flat_map(|g| &g.rules)
             .map(|r| r.name.as_str())
             .collect();
-        assert_eq!(probes, ["ProbeFailing", "ProbeSlow"]);
+        assert_eq!(
+            probes,
+            ["ProbeFailing", "ProbeSlow", "ProbeCertificateExpiringSoon"]
+        );
     }
 
     #[test]

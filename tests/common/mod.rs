@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod sink;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;

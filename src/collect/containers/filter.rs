@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::ContainerMatch;
+use crate::config::{ContainerMatch, ExpectedContainer};
 
 /// `*` matches any run of characters, `?` exactly one; everything else literally.
 pub(crate) fn glob(pattern: &str, text: &str) -> bool {
@@ -45,6 +45,32 @@ pub(crate) fn selected(
     labels: &HashMap<String, String>,
 ) -> bool {
     (include.is_empty() || matches(include, name, labels)) && !matches(exclude, name, labels)
+}
+
+/// Whether a container is one `containers.expected` entry asks for: its name matches
+/// the entry's (when given) and it carries every label the entry lists.
+pub(crate) fn expected(
+    e: &ExpectedContainer,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> bool {
+    e.name.as_deref().is_none_or(|p| glob(p, name))
+        && e.labels
+            .iter()
+            .all(|(k, v)| labels.get(k).is_some_and(|have| glob(v, have)))
+}
+
+/// The indexes of the `containers.expected` entries a container matches.
+pub(crate) fn expected_indexes(
+    all: &[ExpectedContainer],
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> Vec<usize> {
+    all.iter()
+        .enumerate()
+        .filter(|(_, e)| expected(e, name, labels))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]
@@ -116,5 +142,64 @@ mod tests {
             "a-test",
             &labels
         ));
+    }
+
+    #[test]
+    fn expected_entries_match_by_name_and_every_label() {
+        let labels: HashMap<String, String> = [
+            ("app".to_string(), "fix-gateway".to_string()),
+            ("venue".to_string(), "xlon".to_string()),
+        ]
+        .into();
+        let e = |name: Option<&str>, l: &[(&str, &str)]| ExpectedContainer {
+            name: name.map(str::to_string),
+            labels: l
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(expected(
+            &e(Some("order-gateway"), &[]),
+            "order-gateway",
+            &labels
+        ));
+        assert!(!expected(
+            &e(Some("order-gateway"), &[]),
+            "order-gateway-2",
+            &labels
+        ));
+        assert!(expected(
+            &e(Some("order-gateway*"), &[]),
+            "order-gateway-2",
+            &labels
+        ));
+        assert!(expected(&e(None, &[("app", "fix-gateway")]), "x", &labels));
+        assert!(expected(
+            &e(None, &[("app", "fix-*"), ("venue", "xlon")]),
+            "x",
+            &labels
+        ));
+        // Every label must match, and the name too when given.
+        assert!(!expected(
+            &e(None, &[("app", "fix-gateway"), ("venue", "xpar")]),
+            "x",
+            &labels
+        ));
+        assert!(!expected(
+            &e(Some("y"), &[("app", "fix-gateway")]),
+            "x",
+            &labels
+        ));
+        assert!(!expected(
+            &e(None, &[("app", "fix-gateway")]),
+            "x",
+            &HashMap::new()
+        ));
+        let all = [
+            e(Some("x"), &[]),
+            e(Some("z"), &[]),
+            e(None, &[("venue", "xlon")]),
+        ];
+        assert_eq!(expected_indexes(&all, "x", &labels), vec![0, 2]);
     }
 }

@@ -198,6 +198,13 @@ pub(crate) const CONTAINER_STATS_FALLBACKS_TOTAL: MetricDef = def(
     "One-shot stats reads made for running containers without a working stats stream (the stream failed, or more containers run than containers.max_streams).",
 );
 
+pub(crate) const CONTAINER_EXPECTED_PRESENT: MetricDef = def(
+    "m4watch_container_expected_present",
+    Kind::Gauge,
+    &["expected"],
+    "1 if a running container matches the containers.expected entry (its name and/or key=value labels in the expected label), 0 if none does; absent while the Docker Engine does not answer.",
+);
+
 pub(crate) const METRICS: &[MetricDef] = &[
     DOCKER_INFO,
     CONTAINER_INFO,
@@ -222,12 +229,25 @@ pub(crate) const METRICS: &[MetricDef] = &[
     CONTAINER_STATS_AGE_SECONDS,
     CONTAINER_STATS_STREAMS,
     CONTAINER_STATS_FALLBACKS_TOTAL,
+    CONTAINER_EXPECTED_PRESENT,
 ];
 
 /// HEALTHCHECK states, in the order the state set is written.
 pub(crate) const HEALTH_STATES: [&str; 4] = ["healthy", "unhealthy", "starting", "none"];
 
-/// The metric families of one report.
+/// `containers.expected`: each entry's selector beside whether it is present.
+pub(crate) fn expected_family(expected: &[(String, bool)]) -> Family {
+    let mut f = Family::new(&CONTAINER_EXPECTED_PRESENT);
+    for (selector, present) in expected {
+        f.push(
+            [("expected", selector.as_str())],
+            f64::from(u8::from(*present)),
+        );
+    }
+    f
+}
+
+/// The metric families of one report (`containers.expected` is [`expected_family`]).
 pub(crate) fn families(report: &Report) -> Vec<Family> {
     let mut by_name: BTreeMap<&'static str, Family> =
         METRICS.iter().map(|d| (d.name, Family::new(d))).collect();
@@ -364,12 +384,29 @@ pub(crate) fn families(report: &Report) -> Vec<Family> {
             );
         }
     }
+    by_name.remove(CONTAINER_EXPECTED_PRESENT.name);
     by_name.into_values().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_expected_entry_has_a_series_present_or_not() {
+        let text = crate::store::encode(&[expected_family(&[
+            ("order-gateway".into(), true),
+            ("app=fix-gateway".into(), false),
+        ])]);
+        assert!(
+            text.contains("m4watch_container_expected_present{expected=\"order-gateway\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m4watch_container_expected_present{expected=\"app=fix-gateway\"} 0\n"),
+            "{text}"
+        );
+    }
     use crate::store::views::containers::ContainerSample;
 
     #[test]

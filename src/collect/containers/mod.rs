@@ -57,6 +57,8 @@ pub(crate) struct ContainerCollector {
     shared: Shared,
     /// The last successful cycle's report; `None` after a failure.
     latest: Option<Arc<Report>>,
+    /// The `expected` label of each `containers.expected` entry, in order.
+    expected: Vec<String>,
 }
 
 impl ContainerCollector {
@@ -73,6 +75,7 @@ impl ContainerCollector {
             settled: rx,
             shared,
             latest: None,
+            expected: cfg.expected.iter().map(|e| e.selector()).collect(),
             host,
         }
     }
@@ -82,7 +85,8 @@ impl ContainerCollector {
         &self.host
     }
 
-    async fn cycle(&mut self) -> Result<Report, CollectError> {
+    /// One report, and per `containers.expected` entry its selector and presence.
+    async fn cycle(&mut self) -> Result<(Report, Vec<(String, bool)>), CollectError> {
         if let Some(w) = self.settings.take() {
             self.watcher = Some(Task::spawn(w.run()));
             // The first cycle waits (briefly) for the first connection, so a daemon
@@ -113,16 +117,23 @@ impl ContainerCollector {
             .collect();
         let stats_streams = state.streams();
         let stats_fallbacks_total = state.fallbacks_total;
+        let expected = self
+            .expected
+            .iter()
+            .cloned()
+            .zip(state.expected_present(self.expected.len()))
+            .collect();
         drop(state);
         containers.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Report {
+        let report = Report {
             collected_at_unix: crate::clock::unix_now(),
             docker_host: self.host.clone(),
             engine,
             containers,
             stats_streams,
             stats_fallbacks_total,
-        })
+        };
+        Ok((report, expected))
     }
 }
 
@@ -145,8 +156,11 @@ impl Collector for ContainerCollector {
 
     async fn collect(&mut self) -> Result<Vec<Family>, CollectError> {
         match self.cycle().await {
-            Ok(report) => {
-                let fams = families(&report);
+            Ok((report, expected)) => {
+                let mut fams = families(&report);
+                if !expected.is_empty() {
+                    fams.push(expected_family(&expected));
+                }
                 self.latest = Some(Arc::new(report));
                 Ok(fams)
             }

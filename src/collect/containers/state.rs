@@ -95,6 +95,10 @@ pub(super) struct State {
     /// Selected containers by full id.
     pub(super) containers: HashMap<String, Known>,
     pub(super) fallbacks_total: u64,
+    /// Running containers (any, selected or not) that match `containers.expected`
+    /// entries: full id → the indexes of the entries matched. Only matching containers
+    /// are kept, so it is empty without `containers.expected`.
+    pub(super) expected: HashMap<String, Vec<usize>>,
 }
 
 impl State {
@@ -103,6 +107,30 @@ impl State {
             .values()
             .filter(|k| k.stream.as_ref().is_some_and(|t| !t.is_finished()))
             .count()
+    }
+}
+
+impl State {
+    /// Notes what a container now is for `containers.expected`: it counts while it runs
+    /// and matches an entry; otherwise it is forgotten.
+    pub(super) fn note_expected(&mut self, id: &str, running: bool, matched: Vec<usize>) {
+        if running && !matched.is_empty() {
+            self.expected.insert(id.to_string(), matched);
+        } else {
+            self.expected.remove(id);
+        }
+    }
+
+    /// Per entry of `containers.expected` (of `count`): whether a running container
+    /// matches it.
+    pub(super) fn expected_present(&self, count: usize) -> Vec<bool> {
+        let mut present = vec![false; count];
+        for i in self.expected.values().flatten() {
+            if let Some(p) = present.get_mut(*i) {
+                *p = true;
+            }
+        }
+        present
     }
 }
 

@@ -6,17 +6,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::EventMessage;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, EventMessage};
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::counters::EventTally;
 use super::engine::{self, DockerError, Engine, Inspected, inspect, one_shot_stats};
-use super::filter::selected;
+use super::filter::{expected_indexes, selected};
 use super::sample::{engine_info, inspect_counters, sample_from};
 use super::state::{FIRST_BACKOFF, Frame, Known, MAX_BACKOFF, Shared, Task, attach, lock};
 use super::stream::Endpoint;
-use crate::config::{ContainerMatch, ContainersConfig};
+use crate::config::{ContainerMatch, ContainersConfig, ExpectedContainer};
 
 /// Events that change what inspect or the stats streams report.
 const WATCHED_EVENTS: &[&str] = &[
@@ -46,6 +46,8 @@ pub(super) struct Watcher {
     max_streams: usize,
     include: ContainerMatch,
     exclude: ContainerMatch,
+    /// `containers.expected`: matched against every container, selected or not.
+    expected: Vec<ExpectedContainer>,
     shared: Shared,
     settled: tokio::sync::watch::Sender<bool>,
     tally: EventTally,
@@ -74,6 +76,7 @@ impl Watcher {
             max_streams: cfg.max_streams,
             include: cfg.include.clone(),
             exclude: cfg.exclude.clone(),
+            expected: cfg.expected.clone(),
             shared,
             settled,
             tally: EventTally::default(),
@@ -99,6 +102,7 @@ impl Watcher {
                 state.settled = true;
                 // Every stream goes with its container; a new session attaches anew.
                 state.containers.clear();
+                state.expected.clear();
             }
             self.retry.clear();
             self.settled.send_replace(true);
@@ -154,7 +158,10 @@ impl Watcher {
         };
         match ev.action.as_deref() {
             Some("destroy") => {
-                lock(&self.shared).containers.remove(&id);
+                let mut state = lock(&self.shared);
+                state.containers.remove(&id);
+                state.expected.remove(&id);
+                drop(state);
                 self.retry.remove(&id);
             }
             Some("die") => {
@@ -179,7 +186,10 @@ impl Watcher {
         let ins = match got {
             Inspected::Found(ins) => ins,
             Inspected::Gone => {
-                lock(&self.shared).containers.remove(id);
+                let mut state = lock(&self.shared);
+                state.containers.remove(id);
+                state.expected.remove(id);
+                drop(state);
                 self.retry.remove(id);
                 return;
             }
@@ -198,7 +208,9 @@ impl Watcher {
             .and_then(|c| c.labels.as_ref())
             .cloned()
             .unwrap_or_default();
+        let running = ins.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let mut state = lock(&self.shared);
+        state.note_expected(id, running, expected_indexes(&self.expected, name, &labels));
         if !selected(&self.include, &self.exclude, name, &labels) {
             state.containers.remove(id);
             return;
@@ -211,7 +223,7 @@ impl Watcher {
             .or_insert_with(Known::new);
         k.tracked.reconcile(&pending, &inspect_counters(&ins));
         k.sample = sample_from(&ins, None, &k.tracked);
-        k.running = ins.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        k.running = running;
         if !k.running {
             k.detach();
         } else if k.stream.is_none() && streams < self.max_streams {
@@ -224,28 +236,48 @@ impl Watcher {
     async fn resync(&mut self, docker: &Engine) -> Result<(), DockerError> {
         let info = docker.info().await?;
         let list = docker.list().await?;
+        let empty = HashMap::new();
+        let name_labels = |c: &ContainerSummary| {
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map_or("", |n| n.trim_start_matches('/'));
+            (
+                name.to_string(),
+                c.labels.as_ref().unwrap_or(&empty).clone(),
+            )
+        };
+        // `containers.expected` is read off the list of every container; the inspects
+        // below and the events keep it current between resyncs.
+        let mut expected = HashMap::new();
+        if !self.expected.is_empty() {
+            for c in &list {
+                let (name, labels) = name_labels(c);
+                let running = matches!(
+                    c.state,
+                    Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::PAUSED)
+                );
+                let matched = expected_indexes(&self.expected, &name, &labels);
+                if let (true, false, Some(id)) = (running, matched.is_empty(), &c.id) {
+                    expected.insert(id.clone(), matched);
+                }
+            }
+        }
         let ids: Vec<String> = list
             .into_iter()
             .filter(|c| {
-                let name = c
-                    .names
-                    .as_ref()
-                    .and_then(|n| n.first())
-                    .map_or("", |n| n.trim_start_matches('/'));
-                let empty = HashMap::new();
-                selected(
-                    &self.include,
-                    &self.exclude,
-                    name,
-                    c.labels.as_ref().unwrap_or(&empty),
-                )
+                let (name, labels) = name_labels(c);
+                selected(&self.include, &self.exclude, &name, &labels)
             })
             .filter_map(|c| c.id)
             .collect();
         let listed: HashSet<&String> = ids.iter().collect();
-        lock(&self.shared)
-            .containers
-            .retain(|id, _| listed.contains(id));
+        {
+            let mut state = lock(&self.shared);
+            state.containers.retain(|id, _| listed.contains(id));
+            state.expected = expected;
+        }
         let reads = each_bounded(ids, self.concurrency, |id| async move {
             let got = inspect(docker, &id).await;
             (id, got)
