@@ -65,9 +65,6 @@ NOT_SHOWN = {
                                                  "checked against a Linux stack, where it is "
                                                  "absent and a panel of it would be empty; "
                                                  "rate() of it is a group's average watts",
-    "m4watch_trading_events_total": "the same StatsD counter streams as "
-                                    "m4watch_trading_throughput_per_second (shown, over fixed "
-                                    "windows); the counter exists for rate() in recording rules",
     "m4watch_trading_latency_window_observations": "the sample size behind a window's quantiles, "
                                                    "for rules that want enough of them; the "
                                                    "Measurements per second panel draws the rate",
@@ -189,6 +186,15 @@ def _split_and(expr):
     return [p.strip() for p in parts]
 
 
+def _strip_gate(expr):
+    """`cond unless on () (gate)` -> `cond`: the right side of a top-level `unless` is when
+    the rule stays silent (TradingThroughputLow outside market hours), no threshold."""
+    for i, _ in _top_level(expr):
+        if expr[i:i + 8] == " unless ":
+            return expr[:i]
+    return expr
+
+
 def _comparison(expr):
     for i, c in _top_level(expr):
         two = expr[i:i + 2]
@@ -228,7 +234,7 @@ def parse_rules():
                 if "alert" not in r or r.get("labels", {}).get(WATCHDOG_LABEL) == "true":
                     continue
                 conds = []
-                for part in _split_and(" ".join(r["expr"].split())):
+                for part in _split_and(_strip_gate(" ".join(r["expr"].split()))):
                     part = re.sub(r"^on\s*\([^)]*\)\s*", "", part)
                     lhs, op, rhs = _comparison(part)
                     rhs = re.sub(r"^bool\s+", "", rhs)
@@ -266,13 +272,13 @@ UNNAMED_CONTAINER_FAMILIES = {"m4watch_container_stats_streams", "m4watch_contai
 def s(metric, **matchers):
     """A selector of `metric` for the dashboard's variables: the job holding the family
     (prometheus.yml splits them), the host and, for containers, the container; then
-    `label="value"` matchers (`label="!value"` for `!=`)."""
+    `label="value"` matchers (`label="!value"` for `!=`, `label="~regex"` for `=~`)."""
     job = FAST_JOBS if metric in FAST_FAMILIES else "$job"
     parts = [f'job=~"{job}"', 'instance=~"$instance"']
     if metric.startswith("m4watch_container_") and metric not in UNNAMED_CONTAINER_FAMILIES:
         parts.append('name=~"$container"')
     for label, value in matchers.items():
-        op, value = ("!=", value[1:]) if value.startswith("!") else ("=", value)
+        op, value = {"!": ("!=", value[1:]), "~": ("=~", value[1:])}.get(value[:1], ("=", value))
         parts.append(f'{label}{op}"{value}"')
     return f'{metric}{{{", ".join(parts)}}}'
 
@@ -366,6 +372,13 @@ CONTAINER_MEM_RATIO = f'{s("m4watch_container_memory_working_set_bytes")} / {s("
 OPS = ["order_execution", "market_data", "risk_calculation", "ml_inference"]
 OP_RULES = {"order_execution": "OrderExecutionLatencyHigh", "market_data": "MarketDataLatencyHigh",
             "risk_calculation": "RiskCalculationLatencyHigh", "ml_inference": "MlInferenceLatencyHigh"}
+
+
+def error_ratio(op):
+    """Failed operations' share per operation (`op` a value or `~regex`)."""
+    ops = "m4watch_trading_operations_total"
+    return (f'sum by (operation) (rate({s(ops, operation=op, outcome="error")}[$__rate_interval])) '
+            f'/ sum by (operation) (rate({s(ops, operation=op)}[$__rate_interval]))')
 
 
 def rates(*series):
@@ -961,6 +974,29 @@ DASHBOARDS = {
                                          "{{operation}}")], "ops",
            "Latency observations per second per operation. A drop to zero means the sender stopped, "
            "not that latency is fine.", min=0),
+        ts("Order execution errors", [q(error_ratio("order_execution"), "{{operation}}")], "percentunit",
+           "Share of order executions that failed (StatsD tag outcome:error, HTTP success: false) "
+           "per sliding rate window. Above 0.1% for a minute warns (OrderExecutionErrorRate), above "
+           "1% is critical (OrderExecutionErrorRateCritical), judged only with at least one order "
+           "per second: read the gateway's reject reasons.", min=0,
+           alerts=["OrderExecutionErrorRate", "OrderExecutionErrorRateCritical"]),
+        ts("Risk and ML errors", [q(error_ratio("~risk_calculation|ml_inference"), "{{operation}}")], "percentunit",
+           "Share of risk calculations and ML inferences that failed. Above 1% for a minute with "
+           "at least one operation per second warns (TradingErrorRateHigh): check that service's log.",
+           min=0, alerts=["TradingErrorRateHigh"]),
+        ts("Operations against throughput targets",
+           [q(f'sum by (instance, operation) (rate({s("m4watch_trading_operations_total")}[$__rate_interval]))', "{{operation}} {{instance}}"),
+            q(s("m4watch_trading_throughput_objective_per_second"), "{{operation}} {{instance}} target")], "ops",
+           "Operations per second per operation (every outcome), with the least rate trading.throughput "
+           "asks for (dashed). Under it for a minute while the market is open warns "
+           "(TradingThroughputLow): a sender, feed or gateway is stalling.", min=0,
+           alerts=["TradingThroughputLow"], overrides=[limit_override("/target$/")]),
+        ts("Market data dropped",
+           [q(f'sum by (instance, stream) (rate({s("m4watch_trading_events_total")}[$__rate_interval])) '
+              f'* on (instance, stream) {s("m4watch_trading_score_stream_info", role="dropped")}', "{{stream}} {{instance}}")], "ops",
+           "Messages per second the feed handler reports dropping (the score's dropped stream, "
+           "trading.score.throughput.dropped_stream). Above 0 for two minutes warns "
+           "(MarketDataDropping): strategies trade on gaps.", min=0, alerts=["MarketDataDropping"]),
         ts("Start/end measurements", [q(f'increase({s("m4watch_trading_measurements_total")}[$__rate_interval])', "{{outcome}}")],
            "none", "Latency measurements through the start/end API per interval: completed, or "
            "abandoned when never ended (a client that loses its measurement ids).", min=0),

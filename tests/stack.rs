@@ -512,6 +512,9 @@ fn thresholds(rule: &str, e: &Expr, out: &mut Vec<Threshold>) {
                 },
             });
         }
+        // `cond unless on (instance) (gate)`: the gate says when the rule is silent
+        // (TradingThroughputLow outside market hours), it is no threshold to draw.
+        Expr::Binary(b) if b.op.to_string() == "unless" => thresholds(rule, &b.lhs, out),
         Expr::Binary(b) => {
             thresholds(rule, &b.lhs, out);
             thresholds(rule, &b.rhs, out);
@@ -693,7 +696,8 @@ fn stack_config(
          host:\n  udp_ports: [{feed}]\n  clock:\n    ntp_servers: [\"{ntp}\"]\n    ntp_interval: 15s\n\
          processes:\n  groups:\n    - {{name: stack-test, process_name: \"^stack-\"}}\n\
          notifications:\n  receivers:\n    - name: desk\n      webhook: {{url: \"http://127.0.0.1:9/hook\"}}\n      alertmanager: {{urls: [\"http://127.0.0.1:9\"]}}\n  route: {{receiver: desk}}\n\
-         heartbeat:\n  url: \"{probe}\"\n  interval: 1s\n  timeout: 500ms\n",
+         heartbeat:\n  url: \"{probe}\"\n  interval: 1s\n  timeout: 500ms\n\
+         trading:\n  throughput: {{order_execution: 5, market_data: 10}}\n",
         env!("CARGO_MANIFEST_DIR"),
         tls_addr = tls.addr,
         tls_ca = tls.ca.display(),

@@ -753,3 +753,268 @@ async fn statsd_datagrams_from_refused_senders_are_counted_not_ingested() {
     assert!(!text.contains("intruder_counter"), "{text}");
     d.stop().await;
 }
+
+/// Every series of `family` in an exposition, as (name and labels, value).
+fn samples_of(text: &str, family: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+const OPS_ERR: &str =
+    "m4watch_trading_operations_total{operation=\"order_execution\",outcome=\"error\"}";
+const OPS_OK: &str =
+    "m4watch_trading_operations_total{operation=\"order_execution\",outcome=\"success\"}";
+
+/// Issue 29: failures reach `m4watch_trading_operations_total{outcome="error"}` through
+/// all three ways in (StatsD tag, HTTP ingest, the end of a start/end measurement), a
+/// bad outcome tag is refused and counted, the counter never decreases between
+/// scrapes, and `trading.throughput` is exported as objectives.
+#[tokio::test]
+async fn outcomes_from_statsd_http_and_start_end_are_counted_and_never_decrease() {
+    let d = Daemon::start(trading_config(
+        "  throughput: {order_execution: 5, market_data: 1000}\n",
+    ))
+    .await;
+    let to = statsd_addr(&d).await;
+    // StatsD: one success, one error, one error sampled at 0.5 (stands for two), and a
+    // line with an outcome m4watch does not take.
+    send(
+        to,
+        &[
+            "order_execution:1|ms\norder_execution:2|ms|#outcome:error\nmarket_data:1|ms|#outcome:success",
+            "order_execution:3|ms|@0.5|#venue:x,outcome:error",
+            "order_execution:4|ms|#outcome:rejected",
+        ],
+    );
+    // HTTP ingest: one failure, one success by default.
+    let r = post(
+        &d,
+        "/api/v1/trading/latency",
+        json!([
+            {"operation": "order_execution", "latency_us": 300, "success": false},
+            {"operation": "order_execution", "latency_us": 300}
+        ]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 2);
+    // Start/end: ended once as a failure, once without a body (a success).
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = post(
+            &d,
+            "/api/v1/optimization/start-latency-measurement",
+            json!({"operation": "order_execution"}),
+        )
+        .await;
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let end = |id: &str| format!("/api/v1/optimization/end-latency-measurement/{id}");
+    // A body that is not the object is refused and leaves the measurement open.
+    for bad in [
+        json!({"success": "no"}),
+        json!({"sucess": false}),
+        json!([]),
+    ] {
+        let r = post(&d, &end(&ids[0]), bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // A body without a JSON Content-Type, as on every route.
+    let r = d
+        .client
+        .post(d.url(&end(&ids[0])))
+        .bearer_auth(TOKEN)
+        .body(r#"{"success": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = post(&d, &end(&ids[0]), json!({"success": false})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["success"], false);
+    let r = d
+        .client
+        .post(d.url(&end(&ids[1])))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["success"], true);
+
+    // Errors: StatsD 1 + 2 (sampled), HTTP 1, start/end 1. Successes: one each.
+    let text = d
+        .scrape_until(5, |t| {
+            value(t, OPS_ERR).is_some_and(|e| e >= 5.0)
+                && value(t, "m4watch_trading_operations_total{operation=\"order_execution\",outcome=\"success\"}")
+                    .is_some_and(|s| s >= 3.0)
+        })
+        .await;
+    let ops = samples_of(&text, "m4watch_trading_operations_total");
+    let sum = |outcome: &str| -> f64 {
+        ops.iter()
+            .filter(|(k, _)| {
+                k.contains("operation=\"order_execution\"")
+                    && k.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(sum("error"), 5.0, "{ops:?}");
+    assert_eq!(sum("success"), 3.0, "{ops:?}");
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_trading_operations_total{operation=\"market_data\",outcome=\"error\"}"
+        ),
+        Some(0.0),
+        "the error series exists from the first sample"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_statsd_parse_errors_total{reason=\"outcome\"}"
+        ),
+        Some(1.0)
+    );
+    // Failed operations are latencies too.
+    assert_eq!(
+        value(
+            &text,
+            "m4watch_trading_latency_seconds_count{operation=\"order_execution\"}"
+        ),
+        Some(8.0),
+        "every operation, the 5 failed ones included"
+    );
+    assert!(text.contains("# TYPE m4watch_trading_operations_total counter"));
+
+    // The objectives, and none for an operation without a target.
+    let objective = |op: &str| {
+        value(
+            &text,
+            &format!("m4watch_trading_throughput_objective_per_second{{operation=\"{op}\"}}"),
+        )
+    };
+    assert_eq!(objective("order_execution"), Some(5.0));
+    assert_eq!(objective("market_data"), Some(1000.0));
+    assert_eq!(
+        samples_of(&text, "m4watch_trading_throughput_objective_per_second").len(),
+        2
+    );
+
+    // Scraped again and again while the windows move and more arrives: no series of the
+    // counter ever goes down.
+    let mut last = ops;
+    for i in 0..6 {
+        if i % 2 == 0 {
+            send(
+                to,
+                &["order_execution:1|ms|#outcome:error\norder_execution:1|ms"],
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let now = samples_of(&d.scrape().await, "m4watch_trading_operations_total");
+        for (k, before) in &last {
+            let after = now.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            assert!(
+                after.is_some_and(|a| a >= *before),
+                "{k} went from {before} to {after:?}"
+            );
+        }
+        last = now;
+    }
+    assert_eq!(value(&d.scrape().await, OPS_ERR), Some(5.0 + 3.0));
+    assert_eq!(value(&d.scrape().await, OPS_OK), Some(3.0 + 3.0));
+    d.stop().await;
+}
+
+async fn firing(d: &Daemon) -> Vec<Value> {
+    let r = d.get("/api/v1/monitoring/alerts?state=firing").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["alerts"].as_array().unwrap().clone()
+}
+
+/// Issue 29, through m4watch's own rule engine with the shipped rules and their
+/// shipped `for:` (no speed-up): 20 orders a second, one in ten rejected, against a
+/// target of 100 a second, with the feed reporting drops. Both error-rate severities,
+/// TradingThroughputLow and MarketDataDropping fire, each with its own labels; the
+/// operation that meets its target and the error-free one do not. About 2.5 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_outcome_and_throughput_rules_fire_in_the_daemon() {
+    let d = Daemon::start(trading_config(
+        "  throughput: {order_execution: 100, market_data: 1}\n",
+    ))
+    .await;
+    let to = statsd_addr(&d).await;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sender = tokio::spawn(async move {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for i in 0u64.. {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tick.tick() => {}
+            }
+            let outcome = if i % 10 == 0 { "|#outcome:error" } else { "" };
+            let p =
+                format!("order_execution:2|ms{outcome}\nmarket_data:1|ms\nmarket_data_dropped:1|c");
+            sock.send_to(p.as_bytes(), to).await.unwrap();
+        }
+    });
+    let want = [
+        "OrderExecutionErrorRate",
+        "OrderExecutionErrorRateCritical",
+        "TradingThroughputLow",
+        "MarketDataDropping",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(200);
+    let alerts = loop {
+        let a = firing(&d).await;
+        if want.iter().all(|w| a.iter().any(|x| x["alertname"] == *w)) {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all of {want:?} fired: {a:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let _ = stop.send(());
+    sender.await.unwrap();
+    let one =
+        |name: &str| -> Vec<&Value> { alerts.iter().filter(|a| a["alertname"] == name).collect() };
+    let crit = one("OrderExecutionErrorRateCritical");
+    assert_eq!(crit.len(), 1, "{alerts:?}");
+    assert_eq!(crit[0]["severity"], "critical");
+    assert_eq!(crit[0]["labels"]["operation"], "order_execution");
+    // One in ten, as the 1-minute rates see it at evaluation time.
+    let summary = crit[0]["annotations"]["summary"].as_str().unwrap();
+    let pct: f64 = summary
+        .strip_prefix("Order execution errors ")
+        .and_then(|s| s.strip_suffix("% of orders"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!((8.0..12.0).contains(&pct), "{summary}");
+    assert_eq!(one("OrderExecutionErrorRate")[0]["severity"], "warning");
+    let low = one("TradingThroughputLow");
+    assert_eq!(low.len(), 1, "market_data meets its target: {alerts:?}");
+    assert_eq!(low[0]["labels"]["operation"], "order_execution");
+    let drops = one("MarketDataDropping");
+    assert_eq!(drops[0]["labels"]["stream"], "market_data_dropped");
+    assert!(
+        one("TradingErrorRateHigh").is_empty(),
+        "no risk or ML errors: {alerts:?}"
+    );
+    d.stop().await;
+}

@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::collect::trading::line::Outcome;
 use crate::collect::trading::statsd::valid_name;
 use crate::collect::trading::{RecordError, Trading, ingest::StartError};
 use crate::store::views::trading::{LatencyStats, View, window_name};
@@ -176,6 +177,16 @@ struct Sample {
     latency_us: f64,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// Whether the operation succeeded; `false` counts it under
+    /// `m4watch_trading_operations_total{outcome="error"}` (its latency is recorded
+    /// either way).
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    success: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -224,7 +235,13 @@ async fn ingest(
         dropped: 0,
     };
     for x in &samples {
-        match t.record_latency(&x.operation, &x.labels, (x.latency_us * 1e3).round() as u64) {
+        let nanos = (x.latency_us * 1e3).round() as u64;
+        match t.record_operation(
+            &x.operation,
+            &x.labels,
+            nanos,
+            Outcome::from_success(x.success),
+        ) {
             Ok(()) => reply.accepted += 1,
             Err(_) => reply.dropped += 1,
         }
@@ -293,23 +310,69 @@ struct EndedBody {
     id: String,
     operation: String,
     latency_ms: f64,
+    success: bool,
 }
 
-/// Ends a measurement and records its latency.
+/// Optional body of `end-latency-measurement`: no body (or an empty one) is a success.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EndBody {
+    /// Whether the operation succeeded; `false` counts it under
+    /// `m4watch_trading_operations_total{outcome="error"}` (its latency is recorded
+    /// either way).
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    success: bool,
+}
+
+/// The `success` of an `end-latency-measurement` body. No body (or a blank one) is a
+/// success whatever its Content-Type, as the original clients send none; a body that is
+/// there goes through the JSON extractor like every other route's (415 without a JSON
+/// Content-Type, 400 when it is not the object).
+async fn end_body(
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<bool, ApiError> {
+    use axum::extract::FromRequest;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(true);
+    }
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut req = axum::extract::Request::new(axum::body::Body::from(body));
+    *req.headers_mut() = headers;
+    let Json(b) = Json::<EndBody>::from_request(req, &())
+        .await
+        .map_err(json_error)?;
+    // serde takes `[]` for the struct too; only the object is documented.
+    if !object {
+        return Err(ApiError::bad_request(
+            "body: expected a JSON object such as {\"success\": false}, or no body",
+        ));
+    }
+    Ok(b.success)
+}
+
+/// Ends a measurement and records its latency and outcome.
 #[utoipa::path(post, path = "/api/v1/optimization/end-latency-measurement/{id}", tag = "trading",
     params(("id" = String, Path, description = "the id start-latency-measurement returned")),
+    request_body(content = Option<EndBody>, content_type = "application/json",
+        description = "optional: `{\"success\": false}` records a failed operation; no body is a success"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = EndedBody),
+        (status = 400, description = "a body that is not the JSON object described", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such open measurement, or trading is disabled", body = ErrorBody),
     ))]
 async fn end_measurement(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<EndedBody>, ApiError> {
     let t = writer(&s)?;
-    let ended = t.end_measurement(&id).ok_or_else(|| {
+    let success = end_body(headers, body).await?;
+    let ended = t.end_measurement(&id, Outcome::from_success(success)).ok_or_else(|| {
         ApiError::not_found(format!(
             "no open measurement {id:?}: never started, already ended, or expired after trading.measurement_ttl"
         ))
@@ -318,5 +381,6 @@ async fn end_measurement(
         id,
         operation: ended.operation,
         latency_ms: ended.latency.as_secs_f64() * 1e3,
+        success,
     }))
 }

@@ -1228,6 +1228,36 @@ mod tests {
     }
 
     #[test]
+    fn error_trading_throughput() {
+        assert_eq!(
+            error_of("trading_throughput_negative"),
+            "testdata/config/trading_throughput_negative.yml:6:18: trading.throughput.market_data: -1 is not a rate: operations per second, 0 to 1e9"
+        );
+        assert_eq!(
+            error_of("trading_throughput_nan"),
+            "testdata/config/trading_throughput_nan.yml:4:33: trading.throughput.order_execution: NaN is not a rate: operations per second, 0 to 1e9"
+        );
+        assert_eq!(
+            error_of("trading_throughput_empty_name"),
+            "testdata/config/trading_throughput_empty_name.yml:5:5: trading.throughput: \"\" is not an operation name: 1 to 200 bytes without control characters"
+        );
+        // The outcome label is m4watch's own (m4watch_trading_operations_total).
+        assert_eq!(
+            error_of("trading_label_tag_outcome"),
+            "testdata/config/trading_label_tag_outcome.yml:4:23: trading.label_tags[1]: \"outcome\" is a label m4watch sets itself"
+        );
+    }
+
+    #[test]
+    fn trading_throughput_targets_load() {
+        let text = "trading:\n  throughput: {order_execution: 5, market_data: 1000, idle: 0}\n";
+        let c = Config::parse(text, "<t>", Path::new("."), &no_env).unwrap();
+        assert_eq!(c.trading.throughput.get("order_execution"), Some(&5.0));
+        assert_eq!(c.trading.throughput.get("market_data"), Some(&1000.0));
+        assert_eq!(c.trading.throughput.get("idle"), Some(&0.0));
+    }
+
+    #[test]
     fn error_trading_mappings_and_ttl() {
         assert_eq!(
             error_of("trading_mapping_bad_ref"),

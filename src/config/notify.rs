@@ -354,6 +354,7 @@ pub const SHIPPED_INHIBITIONS: &[(&str, &str)] = &[
         "ThermalPressureSerious",
     ),
     ("ThermalEmergency", "ThermalPressureCritical"),
+    ("OrderExecutionErrorRateCritical", "OrderExecutionErrorRate"),
 ];
 
 /// [`SHIPPED_INHIBITIONS`] as inhibition rules, equal on `instance`; then a silent

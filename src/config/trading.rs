@@ -48,6 +48,14 @@ pub struct TradingConfig {
     /// name matching `match` becomes the series `name` with `labels` (`$1`…`$9` are
     /// the parts the `*`s matched). Names matching no rule are kept as sent.
     pub mappings: Vec<Mapping>,
+    /// Least rate per operation (operations per second, counted in
+    /// `m4watch_trading_operations_total`) while the market is open, e.g.
+    /// `{order_execution: 5, market_data: 1000}`; exported as
+    /// `m4watch_trading_throughput_objective_per_second`, which the shipped
+    /// `TradingThroughputLow` rule holds the 1-minute rate against. Empty (the
+    /// default): no throughput targets.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub throughput: BTreeMap<String, f64>,
     pub score: ScoreConfig,
     /// Names of `notifications.time_intervals` during which the market is open
     /// (`m4watch_trading_market_open` is 1 while any of them holds). Empty: always open.
@@ -177,6 +185,7 @@ impl Default for TradingConfig {
             max_open_measurements: 10_000,
             series_ttl: Dur(DEFAULT_SERIES_TTL),
             mappings: Vec::new(),
+            throughput: BTreeMap::new(),
             score: ScoreConfig::default(),
             market_hours: Vec::new(),
             silence_after: Dur(DEFAULT_SILENCE_AFTER),
@@ -268,9 +277,15 @@ pub struct ThroughputTarget {
     pub weight: f64,
 }
 
+/// Most operations `trading.throughput` may name, and the highest rate it may ask for
+/// (a billion a second is beyond any one host's StatsD intake).
+pub const MAX_THROUGHPUT_TARGETS: usize = 256;
+pub const MAX_THROUGHPUT_PER_SECOND: f64 = 1e9;
+
 /// Label names the trading families use themselves, so a tag may not take them.
 const RESERVED_LABELS: &[&str] = &[
     "operation",
+    "outcome",
     "stream",
     "name",
     "window",
@@ -371,6 +386,41 @@ impl TradingConfig {
         keys
     }
 
+    /// `trading.throughput`: operation names as a sender may send them, rates finite,
+    /// 0 or more and at most [`MAX_THROUGHPUT_PER_SECOND`].
+    fn validate_throughput(&self) -> Result<(), (String, String)> {
+        if self.throughput.len() > MAX_THROUGHPUT_TARGETS {
+            return Err((
+                "trading.throughput".into(),
+                format!(
+                    "{} operations, at most {MAX_THROUGHPUT_TARGETS}",
+                    self.throughput.len()
+                ),
+            ));
+        }
+        for (op, rate) in &self.throughput {
+            let at = format!("trading.throughput.{op}");
+            // The rule a StatsD name follows (collect::trading::line::valid_name).
+            if op.is_empty() || op.len() > 200 || op.chars().any(char::is_control) {
+                return Err((
+                    "trading.throughput".into(),
+                    format!(
+                        "{op:?} is not an operation name: 1 to 200 bytes without control characters"
+                    ),
+                ));
+            }
+            if !(rate.is_finite() && (0.0..=MAX_THROUGHPUT_PER_SECOND).contains(rate)) {
+                return Err((
+                    at,
+                    format!(
+                        "{rate} is not a rate: operations per second, 0 to {MAX_THROUGHPUT_PER_SECOND:e}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         let err = |p: &str, r: String| Err((p.to_string(), r));
         positive(self.interval, "trading.interval")?;
@@ -448,6 +498,7 @@ impl TradingConfig {
                 ),
             );
         }
+        self.validate_throughput()?;
         let s = &self.score;
         if !self.windows.contains(&s.window) {
             return err(

@@ -270,6 +270,7 @@ impl TradingCollector {
         let mut silence = Family::new(&TRADING_SILENCE_AFTER_SECONDS);
         silence.push_value(self.trading.config.silence_after.get().as_secs_f64());
         out.extend([last, open, silence]);
+        out.extend(self.operation_families());
         out
     }
 }

@@ -61,6 +61,9 @@ pub(crate) struct Classic {
     /// Non-cumulative counts; the last is above the largest bound.
     pub counts: [u64; BUCKETS.len() + 1],
     pub sum_seconds: f64,
+    /// How many of the observations were operations that failed (`outcome:error`);
+    /// they are in the counts too: a rejected order's latency is still a latency.
+    pub errors: u64,
 }
 
 impl Classic {
@@ -75,6 +78,7 @@ impl Classic {
             *a += b;
         }
         self.sum_seconds += other.sum_seconds;
+        self.errors += other.errors;
     }
 
     pub(crate) fn count(&self) -> u64 {

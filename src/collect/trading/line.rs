@@ -44,11 +44,47 @@ pub enum ParseError {
     Unsupported,
     #[error("a counter increment below 0 (a counter only goes up)")]
     NegativeCounter,
+    #[error("an outcome tag other than outcome:success or outcome:error")]
+    Outcome,
+}
+
+/// What became of an operation: the DogStatsD tag `outcome:success` (the default
+/// when there is no such tag) or `outcome:error`, the HTTP APIs' `success` field.
+/// Only these two, so the `outcome` label of `m4watch_trading_operations_total`
+/// stays bounded; any other tag value is a parse error ([`ParseError::Outcome`]),
+/// not guessed at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    #[default]
+    Success,
+    Error,
+}
+
+impl Outcome {
+    /// Both, in label order.
+    pub(crate) const ALL: [Outcome; 2] = [Outcome::Success, Outcome::Error];
+
+    /// `true` for success, as the HTTP APIs' `success` field says it.
+    pub fn from_success(success: bool) -> Self {
+        if success {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        }
+    }
+
+    /// The `outcome` label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+        }
+    }
 }
 
 impl ParseError {
     /// Every reason, for pre-creating the counter series at 0.
-    pub(crate) const ALL: [ParseError; 9] = [
+    pub(crate) const ALL: [ParseError; 10] = [
         ParseError::Encoding,
         ParseError::Format,
         ParseError::Name,
@@ -58,6 +94,7 @@ impl ParseError {
         ParseError::Tags,
         ParseError::Unsupported,
         ParseError::NegativeCounter,
+        ParseError::Outcome,
     ];
 
     /// The `reason` label value.
@@ -72,6 +109,7 @@ impl ParseError {
             ParseError::Tags => "tags",
             ParseError::Unsupported => "unsupported",
             ParseError::NegativeCounter => "negative_counter",
+            ParseError::Outcome => "outcome",
         }
     }
 
@@ -97,6 +135,8 @@ pub struct Line<'a> {
     pub sample_rate: f64,
     /// `key:value,key2:value2` without the leading `#`; empty when none.
     pub tags: &'a str,
+    /// The `outcome` tag's value (success without one).
+    pub outcome: Outcome,
 }
 
 impl<'a> Line<'a> {
@@ -199,6 +239,7 @@ pub(crate) fn parse_str(line: &str) -> Result<Line<'_>, ParseError> {
     };
     let mut sample_rate = 1.0;
     let mut tags = "";
+    let mut outcome = Outcome::Success;
     for field in fields {
         if let Some(r) = field.strip_prefix('@') {
             sample_rate = r.parse::<f64>().map_err(|_| ParseError::SampleRate)?;
@@ -206,9 +247,21 @@ pub(crate) fn parse_str(line: &str) -> Result<Line<'_>, ParseError> {
                 return Err(ParseError::SampleRate);
             }
         } else if let Some(t) = field.strip_prefix('#') {
-            if split_bytes(t, b',').any(|tag| tag.is_empty() || tag.starts_with(':'))
-                || t.chars().any(char::is_control)
-            {
+            for tag in split_bytes(t, b',') {
+                if tag.is_empty() || tag.starts_with(':') {
+                    return Err(ParseError::Tags);
+                }
+                if tag.starts_with("outcome") {
+                    outcome = match tag {
+                        "outcome:success" => Outcome::Success,
+                        "outcome:error" => Outcome::Error,
+                        // `outcomes:x` is some other tag.
+                        _ if tag.as_bytes().get(7).is_some_and(|&b| b != b':') => outcome,
+                        _ => return Err(ParseError::Outcome),
+                    };
+                }
+            }
+            if t.chars().any(char::is_control) {
                 return Err(ParseError::Tags);
             }
             tags = t;
@@ -228,6 +281,7 @@ pub(crate) fn parse_str(line: &str) -> Result<Line<'_>, ParseError> {
         delta,
         sample_rate,
         tags,
+        outcome,
     })
 }
 
@@ -392,6 +446,26 @@ mod tests {
             ok("a:1|c|#url:http://x").tag_pairs().next(),
             Some(("url", "http://x"))
         );
+    }
+
+    #[test]
+    fn the_outcome_tag_is_success_or_error_and_nothing_else() {
+        assert_eq!(ok("order_execution:3|ms").outcome, Outcome::Success);
+        assert_eq!(
+            ok("order_execution:3|ms|#venue:x,outcome:error").outcome,
+            Outcome::Error
+        );
+        assert_eq!(
+            ok("order_execution:3|ms|#outcome:success").outcome,
+            Outcome::Success
+        );
+        // Another tag that merely starts alike is just a tag.
+        assert_eq!(ok("a:1|ms|#outcomes:3").outcome, Outcome::Success);
+        // Any other value would be an unbounded label: refused, by its own reason.
+        assert_eq!(err(b"a:1|ms|#outcome:failed"), "outcome");
+        assert_eq!(err(b"a:1|ms|#outcome:Error"), "outcome");
+        assert_eq!(err(b"a:1|ms|#outcome"), "outcome");
+        assert_eq!(err(b"a:1|ms|#outcome:"), "outcome");
     }
 
     #[test]

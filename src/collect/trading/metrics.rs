@@ -114,7 +114,7 @@ pub(crate) const STATSD_PARSE_ERRORS_TOTAL: MetricDef = def(
     "m4watch_statsd_parse_errors_total",
     Kind::Counter,
     &["reason"],
-    "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported, negative_counter: a counter increment below 0).",
+    "Malformed StatsD lines dropped, by reason (encoding, format, name, value, type, sample_rate, tags, unsupported, negative_counter: a counter increment below 0, outcome: an outcome tag other than outcome:success or outcome:error).",
 );
 
 pub(crate) const STATSD_DROPPED_TOTAL: MetricDef = def(
@@ -166,6 +166,27 @@ pub(crate) const TRADING_SILENCE_AFTER_SECONDS: MetricDef = def(
     "trading.silence_after in seconds: how long an operation that reported in the last hour may send nothing while the market is open before TradingSourceSilent fires.",
 );
 
+pub(crate) const TRADING_OPERATIONS_TOTAL: MetricDef = def(
+    "m4watch_trading_operations_total",
+    Kind::Counter,
+    &["operation", "outcome"],
+    "Operations timed since m4watch started (one per latency observation, scaled up by the sample rate), by outcome: success, or error (StatsD tag outcome:error, HTTP success: false). Both series appear with the operation's first sample; errors are in the latency families too.",
+);
+
+pub(crate) const TRADING_THROUGHPUT_OBJECTIVE_PER_SECOND: MetricDef = def(
+    "m4watch_trading_throughput_objective_per_second",
+    Kind::Gauge,
+    &["operation"],
+    "Least rate of an operation, in operations per second, while the market is open, from trading.throughput (the shipped TradingThroughputLow rule fires below it); absent for an operation without a target.",
+);
+
+pub(crate) const TRADING_SCORE_STREAM_INFO: MetricDef = def(
+    "m4watch_trading_score_stream_info",
+    Kind::Gauge,
+    &["stream", "role"],
+    "Always 1: the StatsD counter streams the score's throughput component reads, from trading.score.throughput (role handled: stream, role dropped: dropped_stream); the shipped MarketDataDropping rule joins on it.",
+);
+
 pub(crate) const PERFORMANCE_SCORE: MetricDef = def(
     "m4watch_performance_score",
     Kind::Gauge,
@@ -203,6 +224,9 @@ pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_LATENCY_WINDOW_MEAN_SECONDS,
     TRADING_LATENCY_OBJECTIVE_SECONDS,
     TRADING_LATENCY_BASELINE_SECONDS,
+    TRADING_OPERATIONS_TOTAL,
+    TRADING_THROUGHPUT_OBJECTIVE_PER_SECOND,
+    TRADING_SCORE_STREAM_INFO,
     TRADING_EVENTS_TOTAL,
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
@@ -246,6 +270,7 @@ pub(crate) const PER_SERIES: &[MetricDef] = &[
     TRADING_LATENCY_WINDOW_OBSERVATIONS,
     TRADING_LATENCY_WINDOW_MEAN_SECONDS,
     TRADING_LATENCY_SECONDS,
+    TRADING_OPERATIONS_TOTAL,
     TRADING_EVENTS_TOTAL,
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,

@@ -18,6 +18,7 @@ pub(crate) mod latency;
 pub(crate) mod line;
 pub(crate) mod mapping;
 pub(crate) mod metrics;
+pub(crate) mod operations;
 pub(crate) mod score;
 pub(crate) mod series;
 pub(crate) mod statsd;
@@ -168,14 +169,14 @@ impl Trading {
         ok
     }
 
-    /// Ends measurement `id`, records it and returns it.
-    pub fn end_measurement(&self, id: &str) -> Option<ingest::Ended> {
+    /// Ends measurement `id`, records it with its outcome and returns it.
+    pub fn end_measurement(&self, id: &str, outcome: line::Outcome) -> Option<ingest::Ended> {
         let ended = self.measurements.end(id, Instant::now())?;
         self.instruments.completed.inc();
         let nanos = u64::try_from(ended.latency.as_nanos()).unwrap_or(u64::MAX);
         // A full series table drops the sample and counts it; the caller still gets
         // its latency.
-        let _ = self.record_latency(&ended.operation, &ended.labels, nanos);
+        let _ = self.record_operation(&ended.operation, &ended.labels, nanos, outcome);
         Some(ended)
     }
 }

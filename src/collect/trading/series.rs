@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::hist::Hist;
 use super::latency::{self, Classic};
-use super::line::{self, Line, MetricType, ParseError};
+use super::line::{self, Line, MetricType, Outcome, ParseError};
 use super::{RecordError, Trading};
 
 /// Most distinct members one set keeps per interval, so a set cannot grow memory
@@ -143,12 +143,24 @@ impl Trading {
         self.flush(batch);
     }
 
-    /// Records one latency from HTTP ingest or an ended measurement.
+    /// Records one successful operation's latency from HTTP ingest.
     pub fn record_latency(
         &self,
         operation: &str,
         labels: &BTreeMap<String, String>,
         nanos: u64,
+    ) -> Result<(), RecordError> {
+        self.record_operation(operation, labels, nanos, Outcome::Success)
+    }
+
+    /// Records one operation's latency and outcome, from HTTP ingest or an ended
+    /// measurement.
+    pub fn record_operation(
+        &self,
+        operation: &str,
+        labels: &BTreeMap<String, String>,
+        nanos: u64,
+        outcome: Outcome,
     ) -> Result<(), RecordError> {
         if !line::valid_name(operation) {
             return Err(RecordError::Operation);
@@ -164,6 +176,7 @@ impl Trading {
         let p = &mut g.pending[id];
         latency::record(p.hist.get_or_insert_with(latency::histogram), nanos, 1);
         p.classic.observe(nanos as f64 / 1e9, 1);
+        p.classic.errors += u64::from(outcome == Outcome::Error);
         Ok(())
     }
 
@@ -312,6 +325,9 @@ impl Trading {
                     // Non-negative by parsing, so adding 0.5 rounds.
                     latency::record(h, (ms * 1e6 + 0.5) as u64, n);
                     p.classic.observe(ms / 1e3, n);
+                    if line.outcome == Outcome::Error {
+                        p.classic.errors += n;
+                    }
                 }
             }
             MetricType::Counter => {
