@@ -154,7 +154,10 @@ async fn tcp_probes_connect_send_and_expect() {
          \x20   - {{name: endless, kind: tcp, address: \"{endless}\", expect: \"^PONG\", timeout: 900ms}}\n"
     )))
     .await;
-    let text = d.scrape().await;
+    // Probes run on their own clock: wait for the first round of all six.
+    let text = d
+        .scrape_until(10, |t| series(t, "m4watch_probe_success").len() == 6)
+        .await;
     let s = |t| value(&text, "m4watch_probe_success", t);
     let took = |t| value(&text, "m4watch_probe_duration_seconds", t).unwrap();
     assert_eq!(s("fix-gateway"), Some(1.0), "the reply matches\n{text}");
@@ -207,7 +210,9 @@ async fn tls_probes_export_the_certificate_expiry_and_warn_before_it() {
          \x20   - {{name: named, kind: tcp, address: \"{addr}\", tls: true, tls_server_name: other.example, tls_ca_file: \"{ca}\", timeout: 900ms}}\n"
     )))
     .await;
-    let text = d.scrape().await;
+    let text = d
+        .scrape_until(10, |t| series(t, "m4watch_probe_success").len() == 4)
+        .await;
     let s = |t| value(&text, "m4watch_probe_success", t);
     let expiry = |t| {
         value(
