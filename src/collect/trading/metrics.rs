@@ -224,9 +224,6 @@ pub(crate) const METRICS: &[MetricDef] = &[
     TRADING_LATENCY_WINDOW_MEAN_SECONDS,
     TRADING_LATENCY_OBJECTIVE_SECONDS,
     TRADING_LATENCY_BASELINE_SECONDS,
-    TRADING_OPERATIONS_TOTAL,
-    TRADING_THROUGHPUT_OBJECTIVE_PER_SECOND,
-    TRADING_SCORE_STREAM_INFO,
     TRADING_EVENTS_TOTAL,
     TRADING_THROUGHPUT_PER_SECOND,
     TRADING_VALUE,
@@ -245,8 +242,15 @@ pub(crate) const HISTOGRAMS: &[MetricDef] = &[TRADING_LATENCY_SECONDS];
 /// The ingest's own health: StatsD packets, lines, errors and drops, start/end
 /// measurements, and the series table; and whether the sources still send (each
 /// operation's last sample, the market's hours and `trading.silence_after`, which
-/// `TradingSourceSilent` reads), which a 30 s silence does not need scraped every second.
+/// `TradingSourceSilent` reads), which a 30 s silence does not need scraped every second;
+/// and the operations by outcome with the throughput targets and the score's streams,
+/// counters and settings the rules read over a minute: a `rate()` needs several scrapes
+/// in its window whichever job scrapes them (with one job scraping everything every
+/// 5 s, a panel's 1 s window would be empty), and the 1 s job stays small.
 pub(crate) const INGEST: &[MetricDef] = &[
+    TRADING_OPERATIONS_TOTAL,
+    TRADING_THROUGHPUT_OBJECTIVE_PER_SECOND,
+    TRADING_SCORE_STREAM_INFO,
     TRADING_LAST_SAMPLE_TIMESTAMP_SECONDS,
     TRADING_MARKET_OPEN,
     TRADING_SILENCE_AFTER_SECONDS,
