@@ -1469,73 +1469,14 @@ async fn smtp_over_starttls_and_implicit_tls_with_auth() {
     use m4watch::config::notify::{EmailConfig, SmtpTls};
     use m4watch::internals::notify::Email;
     use m4watch::internals::notify::{Ctx, Reason};
-    let openssl = require_tool("openssl");
     let tmp = tempfile::tempdir().unwrap();
     // A private CA and a server certificate it issued for 127.0.0.1, as a desk runs
     // its own relay; ca_file names the CA.
+    common::tls::ca_and_server_cert(tmp.path(), 1);
     let openssl_ok = |args: &[&str]| {
-        let ok = Command::new(&openssl)
-            .args(args)
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl {args:?} failed");
+        common::tls::openssl(tmp.path(), args);
     };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl_ok(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-days", "1", "-subj", "/CN=m4watch test CA"],
-            &["-keyout", "ca-key.pem", "-out", "ca.pem"],
-        ]
-        .concat(),
-    );
-    openssl_ok(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        tmp.path().join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl_ok(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
+    let ec = common::tls::EC_KEY;
     let (ca_pem, cert, key) = (
         tmp.path().join("ca.pem"),
         tmp.path().join("cert.pem"),

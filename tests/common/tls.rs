@@ -22,7 +22,7 @@ pub struct TlsServer {
 }
 
 /// Runs `openssl args` in `dir`; fails the test when it fails.
-fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+pub fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(require_tool("openssl"))
         .args(args)
         .current_dir(dir)
@@ -37,18 +37,20 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A server whose certificate is valid for `days` days from now.
-pub async fn tls_server(days: u32) -> TlsServer {
-    m4watch::tls::init();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+/// openssl's arguments for a new P-256 key without a passphrase.
+pub const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// Makes in `d` a private CA (`ca.pem`, `ca-key.pem`) and a server certificate it
+/// issued for 127.0.0.1 (`cert.pem`, `key.pem`), valid for `days` days: a desk's own
+/// relay or gateway. Returns the certificate's notAfter in Unix seconds.
+pub fn ca_and_server_cert(d: &std::path::Path, days: u32) -> i64 {
+    let ec = EC_KEY;
     let days = days.to_string();
     openssl(
         d,
@@ -108,10 +110,18 @@ pub async fn tls_server(days: u32) -> TlsServer {
         ],
     );
     let end = end.strip_prefix("notAfter=").unwrap();
-    let not_after = chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%d %H:%M:%SZ")
+    chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%d %H:%M:%SZ")
         .unwrap_or_else(|e| panic!("notAfter {end:?}: {e}"))
         .and_utc()
-        .timestamp();
+        .timestamp()
+}
+
+/// A server whose certificate is valid for `days` days from now.
+pub async fn tls_server(days: u32) -> TlsServer {
+    m4watch::tls::init();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let not_after = ca_and_server_cert(d, days);
 
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
